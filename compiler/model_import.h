@@ -1,0 +1,117 @@
+// One entry point for every model source bitnetc reads: GGUF files, HF SafeTensors
+// checkpoints (folder with config.json), and bitllama2.c-style ternary checkpoints.
+//
+// The result is a uniform view: architecture, validated hyperparameters, a tensor table
+// pointing into the mapped files, and a tokenizer summary. Lowering to the IR starts
+// from here; `bitnetc inspect` prints it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "hf_config.h"
+#include "tensor_types.h"
+
+namespace bitnetc {
+
+class GgufFile;
+class SafeTensorsCheckpoint;
+class MappedFile;
+
+enum class SourceFormat { Gguf, SafeTensors, Llama2c };
+const char* source_format_name(SourceFormat f);
+
+struct ModelTensor {
+  std::string name;
+  TensorType type = TensorType::F32;
+  std::vector<uint64_t> shape;     // outermost first (rows, cols)
+  uint64_t file_offset = 0;        // absolute, in `file`
+  uint64_t nbytes = 0;
+  uint64_t n_params = 0;           // logical weights (4 per byte for packed ternary U8)
+  bool ternary = false;            // holds (or will be lowered to) ternary codes
+  const uint8_t* data = nullptr;
+  std::string file;
+};
+
+struct Hyperparams {
+  int64_t n_vocab = 0, n_embd = 0, n_ff = 0, n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ctx = 0;
+  double rope_theta = 10000.0;
+  double rms_eps = 1e-5;
+  std::string ffn_act;            // "silu" or "relu2"
+  bool tied_embeddings = false;
+};
+
+struct TokenizerSummary {
+  std::string kind;               // "llama" (SentencePiece-style), "gpt2" (byte-level BPE), ...
+  std::string source;             // where it comes from
+  int64_t n_tokens = 0;
+  int64_t bos = -1, eos = -1;
+};
+
+struct ImportOptions {
+  // Refuse architectures bitnetc cannot compile (inspect turns this off to show any file).
+  bool require_supported = true;
+};
+
+class ImportedModel {
+public:
+  ImportedModel();
+  ~ImportedModel();
+  ImportedModel(ImportedModel&&) noexcept;
+  ImportedModel& operator=(ImportedModel&&) noexcept;
+
+  SourceFormat format = SourceFormat::Gguf;
+  std::string path;
+  std::string architecture;       // "bitnet", "bitnet-b1.58", "BitNetForCausalLM", "bitllama2c", ...
+  bool supported = false;         // bitnetc can lower it
+  std::string unsupported_reason;
+  std::optional<Hyperparams> hparams;
+  std::optional<HfConfig> hf_config;
+  TokenizerSummary tokenizer;
+  std::vector<ModelTensor> tensors;
+
+  const ModelTensor* find(std::string_view name) const;
+  const GgufFile* gguf() const { return gguf_.get(); }
+  const SafeTensorsCheckpoint* safetensors() const { return st_.get(); }
+
+  // Totals for inspect.
+  uint64_t n_params() const;
+  uint64_t ternary_params() const;
+  uint64_t ternary_bytes() const;    // as stored in the source
+  uint64_t bytes_per_token() const;  // weights read to decode one token
+
+  // Metadata as JSON (GGUF KVs, or config.json, or the checkpoint header). Arrays longer
+  // than `max_array` are summarised unless max_array is 0.
+  nlohmann::json metadata_json(size_t max_array) const;
+
+private:
+  friend ImportedModel import_model(const std::string&, const ImportOptions&);
+  std::shared_ptr<GgufFile> gguf_;
+  std::shared_ptr<SafeTensorsCheckpoint> st_;
+  std::shared_ptr<MappedFile> raw_;
+};
+
+struct DecodeOptions {
+  // I2_S byte order for files that do not record it (bitnet.cpp's files never do).
+  std::optional<I2SLayout> i2s_layout;
+};
+
+// Decodes a weight matrix of `m` into ternary codes and scale(s), whatever its source:
+// TQ1_0/TQ2_0/I2_S/TL1/TL2 and dense F32/F16/BF16/Q8_0 holding s*{-1,0,1} (GGUF), the
+// packed uint8 + weight_scale and the bf16 masters ternarised by absmean (HF), and
+// bitllama2.c records. Throws ImportError naming the tensor when it cannot.
+TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, const DecodeOptions& options = {});
+
+// Decodes a dense tensor (F32, F16, BF16, Q8_0, TQ*) to float.
+std::vector<float> decode_dense(const ModelTensor& t);
+
+// Detects the format of `path` (a file or a checkpoint folder) and imports it.
+// Throws ImportError.
+ImportedModel import_model(const std::string& path, const ImportOptions& options = {});
+
+}  // namespace bitnetc

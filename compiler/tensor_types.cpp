@@ -1,0 +1,378 @@
+#include "tensor_types.h"
+
+#include "diagnostics.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+namespace bitnetc {
+
+namespace {
+
+// Block sizes and bytes per block as ggml defines them (ggml-common.h).
+constexpr TypeTraits kTraits[] = {
+    {TensorType::F32, "F32", 1, 4, false, true},
+    {TensorType::F16, "F16", 1, 2, false, true},
+    {TensorType::BF16, "BF16", 1, 2, false, true},
+    {TensorType::F64, "F64", 1, 8, false, false},
+    {TensorType::I8, "I8", 1, 1, false, false},
+    {TensorType::I16, "I16", 1, 2, false, false},
+    {TensorType::I32, "I32", 1, 4, false, false},
+    {TensorType::I64, "I64", 1, 8, false, false},
+    {TensorType::U8, "U8", 1, 1, false, false},
+    {TensorType::Q4_0, "Q4_0", 32, 18, false, false},
+    {TensorType::Q4_1, "Q4_1", 32, 20, false, false},
+    {TensorType::Q5_0, "Q5_0", 32, 22, false, false},
+    {TensorType::Q5_1, "Q5_1", 32, 24, false, false},
+    {TensorType::Q8_0, "Q8_0", 32, 34, false, true},
+    {TensorType::Q8_1, "Q8_1", 32, 36, false, false},
+    {TensorType::Q2_K, "Q2_K", 256, 84, false, false},
+    {TensorType::Q3_K, "Q3_K", 256, 110, false, false},
+    {TensorType::Q4_K, "Q4_K", 256, 144, false, false},
+    {TensorType::Q5_K, "Q5_K", 256, 176, false, false},
+    {TensorType::Q6_K, "Q6_K", 256, 210, false, false},
+    {TensorType::Q8_K, "Q8_K", 256, 292, false, false},
+    {TensorType::IQ2_XXS, "IQ2_XXS", 256, 66, false, false},
+    {TensorType::IQ2_XS, "IQ2_XS", 256, 74, false, false},
+    {TensorType::IQ3_XXS, "IQ3_XXS", 256, 98, false, false},
+    {TensorType::IQ1_S, "IQ1_S", 256, 50, false, false},
+    {TensorType::IQ4_NL, "IQ4_NL", 32, 18, false, false},
+    {TensorType::IQ3_S, "IQ3_S", 256, 110, false, false},
+    {TensorType::IQ2_S, "IQ2_S", 256, 82, false, false},
+    {TensorType::IQ4_XS, "IQ4_XS", 256, 136, false, false},
+    {TensorType::IQ1_M, "IQ1_M", 256, 56, false, false},
+    {TensorType::MXFP4, "MXFP4", 32, 17, false, false},
+    {TensorType::TQ1_0, "TQ1_0", 256, 54, true, true},
+    {TensorType::TQ2_0, "TQ2_0", 256, 66, true, true},
+    // bitnet.cpp's types have blck_size 1 in its ggml and a size formula of their own
+    // (ggml_nbytes): see tensor_nbytes below.
+    {TensorType::I2_S, "I2_S", 1, 0, true, true},
+    {TensorType::TL1, "TL1", 1, 0, true, true},
+    {TensorType::TL2, "TL2", 1, 0, true, true},
+    {TensorType::I2_L2C, "I2_L2C", 4, 1, true, true},
+};
+
+constexpr int kQK = 256;  // QK_K: block length of TQ1_0 / TQ2_0
+
+}  // namespace
+
+const TypeTraits& type_traits(TensorType t) {
+  for (const auto& tr : kTraits)
+    if (tr.type == t) return tr;
+  throw std::logic_error("type_traits: unknown TensorType");
+}
+
+const char* type_name(TensorType t) { return type_traits(t).name; }
+
+std::optional<TensorType> type_from_name(std::string_view name) {
+  for (const auto& tr : kTraits) {
+    std::string_view n = tr.name;
+    if (n.size() == name.size() &&
+        std::equal(n.begin(), n.end(), name.begin(), [](char a, char b) { return std::tolower(a) == std::tolower(b); }))
+      return tr.type;
+  }
+  return std::nullopt;
+}
+
+std::optional<uint64_t> tensor_nbytes(TensorType t, uint64_t row_len, uint64_t n_rows) {
+  uint64_t n;
+  if (checked_mul(row_len, n_rows, &n)) return std::nullopt;
+  switch (t) {
+    case TensorType::I2_S:
+    case TensorType::TL1:
+      // bitnet.cpp: n/4 packed bytes, then 32 bytes (I2_S keeps its f32 scale there).
+      if (n % 4 != 0) return std::nullopt;
+      return n / 4 + 32;
+    case TensorType::TL2: {
+      // bitnet.cpp's ggml_nbytes: three-weight groups (5 bits per 3) for all but 256
+      // columns, two-weight groups (4 bits per 2) for the rest, rounded up to 32, +32.
+      if (row_len < 256) return std::nullopt;
+      if (n / row_len != n_rows) return std::nullopt;
+      uint64_t b = (row_len - 256) * n_rows / 3 * 5 / 8 + 256 * n_rows / 2 * 4 / 8;
+      if (b % 32 != 0) b += 32 - b % 32;
+      return b + 32;
+    }
+    default: {
+      const auto& tr = type_traits(t);
+      if (row_len % tr.block_size != 0) return std::nullopt;
+      uint64_t bytes;
+      if (checked_mul(n / tr.block_size, tr.block_bytes, &bytes)) return std::nullopt;
+      return bytes;
+    }
+  }
+}
+
+// ---- scalar conversions -------------------------------------------------------------
+
+float fp16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1F;
+  uint32_t mant = h & 0x3FF;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalize
+      int e = -1;
+      do { ++e; mant <<= 1; } while ((mant & 0x400) == 0);
+      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (mant & 0x3FF) << 13;
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7F800000u | mant << 13;
+  } else {
+    bits = sign | (exp + 127 - 15) << 23 | mant << 13;
+  }
+  return std::bit_cast<float>(bits);
+}
+
+uint16_t f32_to_fp16(float f) {
+  const uint32_t x = std::bit_cast<uint32_t>(f);
+  const uint32_t sign = (x >> 16) & 0x8000;
+  const uint32_t absx = x & 0x7FFFFFFF;
+  if (absx >= 0x7F800000u) return static_cast<uint16_t>(sign | 0x7C00 | (absx > 0x7F800000u ? 0x200 : 0));
+  if (absx >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00);  // rounds to inf
+  if (absx < 0x38800000u) {  // fp16 subnormal or zero
+    if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
+    const uint32_t e = absx >> 23;
+    uint32_t m = (absx & 0x7FFFFF) | 0x800000;
+    const uint32_t shift = 126 - e;  // 14 - (e - 112)
+    uint32_t h = m >> (shift);
+    const uint32_t rem = m & ((1u << shift) - 1);
+    const uint32_t half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) ++h;
+    return static_cast<uint16_t>(sign | h);
+  }
+  uint32_t h = ((absx >> 13) - (112u << 10));
+  const uint32_t rem = absx & 0x1FFF;
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
+  return static_cast<uint16_t>(sign | h);
+}
+
+float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
+
+uint16_t f32_to_bf16(float f) {
+  uint32_t x = std::bit_cast<uint32_t>(f);
+  if ((x & 0x7FFFFFFF) > 0x7F800000u) return static_cast<uint16_t>((x >> 16) | 0x40);
+  x += 0x7FFF + ((x >> 16) & 1);
+  return static_cast<uint16_t>(x >> 16);
+}
+
+namespace {
+
+uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
+float load_f32(const uint8_t* p) { float v; std::memcpy(&v, p, 4); return v; }
+void store_u16(uint8_t* p, uint16_t v) { p[0] = v & 0xFF; p[1] = v >> 8; }
+
+TernaryWeights make_weights(int64_t rows, int64_t cols) {
+  TernaryWeights w;
+  w.rows = rows;
+  w.cols = cols;
+  w.codes.assign(static_cast<size_t>(rows * cols), 0);
+  return w;
+}
+
+void set_tensor_scale(TernaryWeights& w, float s) {
+  w.scale_block = static_cast<uint64_t>(w.rows * w.cols);
+  w.scales.assign(1, s);
+}
+
+// The scale that covers elements [i, i + 256): per-block or per-tensor.
+float block_scale(const TernaryWeights& w, uint64_t first_element) {
+  return w.scales[first_element / w.scale_block];
+}
+
+void require_per_tensor_scale(const TernaryWeights& w, const char* what) {
+  if (w.scales.size() != 1) throw std::invalid_argument(std::string(what) + " stores one scale per tensor");
+}
+
+}  // namespace
+
+// ---- TQ2_0: uint8 qs[64]; fp16 d (ggml-common.h block_tq2_0) ------------------------
+// qs[32*h + m] holds elements 128*h + m + 32*n at bits 2n..2n+1; trit t means t - 1.
+
+TernaryWeights decode_tq2_0(const uint8_t* src, int64_t rows, int64_t cols) {
+  TernaryWeights w = make_weights(rows, cols);
+  const uint64_t n = static_cast<uint64_t>(rows * cols);
+  w.scale_block = kQK;
+  w.scales.resize(n / kQK);
+  for (uint64_t b = 0; b < n / kQK; ++b) {
+    const uint8_t* blk = src + b * 66;
+    int8_t* out = w.codes.data() + b * kQK;
+    for (int h = 0; h < 2; ++h)
+      for (int m = 0; m < 32; ++m)
+        for (int k = 0; k < 4; ++k)
+          out[128 * h + m + 32 * k] = static_cast<int8_t>(((blk[32 * h + m] >> (2 * k)) & 3) - 1);
+    w.scales[b] = fp16_to_f32(load_u16(blk + 64));
+  }
+  return w;
+}
+
+std::vector<uint8_t> encode_tq2_0(const TernaryWeights& w) {
+  const uint64_t n = static_cast<uint64_t>(w.rows * w.cols);
+  std::vector<uint8_t> out(n / kQK * 66, 0);
+  for (uint64_t b = 0; b < n / kQK; ++b) {
+    uint8_t* blk = out.data() + b * 66;
+    const int8_t* in = w.codes.data() + b * kQK;
+    for (int h = 0; h < 2; ++h)
+      for (int m = 0; m < 32; ++m) {
+        uint8_t q = 0;
+        for (int k = 0; k < 4; ++k) q |= static_cast<uint8_t>((in[128 * h + m + 32 * k] + 1) << (2 * k));
+        blk[32 * h + m] = q;
+      }
+    store_u16(blk + 64, f32_to_fp16(block_scale(w, b * kQK)));
+  }
+  return out;
+}
+
+// ---- TQ1_0: uint8 qs[48]; uint8 qh[4]; fp16 d -----------------------------------------
+// Five trits per byte as a fixed-point fraction: byte = ceil(v * 256 / 243) with
+// v = sum trit_k * 3^(4-k); trit n of byte b is ((uint8)(b * 3^n) * 3) >> 8.
+
+namespace {
+constexpr uint8_t kPow3[6] = {1, 3, 9, 27, 81, 243};
+
+int8_t tq1_trit(uint8_t byte, int n) {
+  const uint8_t q = static_cast<uint8_t>(byte * kPow3[n]);
+  return static_cast<int8_t>(((static_cast<uint16_t>(q) * 3) >> 8) - 1);
+}
+
+uint8_t tq1_pack(const int8_t* trits, int count) {  // count <= 5, first is most significant
+  uint32_t v = 0;
+  for (int k = 0; k < 5; ++k) v = v * 3 + (k < count ? static_cast<uint32_t>(trits[k] + 1) : 0);
+  return static_cast<uint8_t>((v * 256 + 242) / 243);
+}
+}  // namespace
+
+TernaryWeights decode_tq1_0(const uint8_t* src, int64_t rows, int64_t cols) {
+  TernaryWeights w = make_weights(rows, cols);
+  const uint64_t n = static_cast<uint64_t>(rows * cols);
+  w.scale_block = kQK;
+  w.scales.resize(n / kQK);
+  for (uint64_t b = 0; b < n / kQK; ++b) {
+    const uint8_t* blk = src + b * 54;
+    int8_t* out = w.codes.data() + b * kQK;
+    for (int m = 0; m < 32; ++m)
+      for (int k = 0; k < 5; ++k) out[m + 32 * k] = tq1_trit(blk[m], k);
+    for (int m = 0; m < 16; ++m)
+      for (int k = 0; k < 5; ++k) out[160 + m + 16 * k] = tq1_trit(blk[32 + m], k);
+    for (int j = 0; j < 4; ++j)
+      for (int k = 0; k < 4; ++k) out[240 + j + 4 * k] = tq1_trit(blk[48 + j], k);
+    w.scales[b] = fp16_to_f32(load_u16(blk + 52));
+  }
+  return w;
+}
+
+std::vector<uint8_t> encode_tq1_0(const TernaryWeights& w) {
+  const uint64_t n = static_cast<uint64_t>(w.rows * w.cols);
+  std::vector<uint8_t> out(n / kQK * 54, 0);
+  int8_t t[5];
+  for (uint64_t b = 0; b < n / kQK; ++b) {
+    uint8_t* blk = out.data() + b * 54;
+    const int8_t* in = w.codes.data() + b * kQK;
+    for (int m = 0; m < 32; ++m) {
+      for (int k = 0; k < 5; ++k) t[k] = in[m + 32 * k];
+      blk[m] = tq1_pack(t, 5);
+    }
+    for (int m = 0; m < 16; ++m) {
+      for (int k = 0; k < 5; ++k) t[k] = in[160 + m + 16 * k];
+      blk[32 + m] = tq1_pack(t, 5);
+    }
+    for (int j = 0; j < 4; ++j) {
+      for (int k = 0; k < 4; ++k) t[k] = in[240 + j + 4 * k];
+      blk[48 + j] = tq1_pack(t, 4);
+    }
+    store_u16(blk + 52, f32_to_fp16(block_scale(w, b * kQK)));
+  }
+  return out;
+}
+
+// ---- I2_S (bitnet.cpp src/ggml-bitnet-mad.cpp, quantize_i2_s with ACT_PARALLEL) ------
+// Codes 0,1,2 mean -1,0,+1. Blocks of QK elements (128 on x86, 64 on ARM) fill QK/4
+// bytes: element j of a block sits in byte j % (QK/4) at bits 6 - 2*(j / (QK/4)).
+// The f32 scale follows the n/4 packed bytes; the tensor then ends 32 bytes later.
+
+const char* i2s_layout_name(I2SLayout l) { return l == I2SLayout::X86 ? "x86" : "arm"; }
+
+namespace {
+int i2s_block(I2SLayout l) { return l == I2SLayout::X86 ? 128 : 64; }
+}
+
+TernaryWeights decode_i2_s(const uint8_t* src, int64_t rows, int64_t cols, I2SLayout layout) {
+  TernaryWeights w = make_weights(rows, cols);
+  const uint64_t n = static_cast<uint64_t>(rows * cols);
+  const int qk = i2s_block(layout), group = qk / 4;
+  if (n % qk != 0) throw std::invalid_argument("I2_S needs a multiple of " + std::to_string(qk) + " elements");
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t blk = i / qk, j = i % qk;
+    const uint8_t byte = src[blk * group + j % group];
+    const int code = (byte >> (6 - 2 * (j / group))) & 3;
+    w.codes[i] = static_cast<int8_t>(code == 3 ? 0 : code - 1);  // 3 never written; read as 0
+  }
+  set_tensor_scale(w, load_f32(src + n / 4));
+  return w;
+}
+
+std::vector<uint8_t> encode_i2_s(const TernaryWeights& w, I2SLayout layout) {
+  require_per_tensor_scale(w, "I2_S");
+  const uint64_t n = static_cast<uint64_t>(w.rows * w.cols);
+  const int qk = i2s_block(layout), group = qk / 4;
+  if (n % qk != 0) throw std::invalid_argument("I2_S needs a multiple of " + std::to_string(qk) + " elements");
+  std::vector<uint8_t> out(n / 4 + 32, 0);
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t blk = i / qk, j = i % qk;
+    out[blk * group + j % group] |= static_cast<uint8_t>((w.codes[i] + 1) << (6 - 2 * (j / group)));
+  }
+  std::memcpy(out.data() + n / 4, &w.scales[0], 4);
+  return out;
+}
+
+// ---- I2_L2C (bitllama2.c runbit.c) ---------------------------------------------------
+
+TernaryWeights decode_i2_l2c(const uint8_t* src, int64_t rows, int64_t cols, float scale) {
+  TernaryWeights w = make_weights(rows, cols);
+  const uint64_t n = static_cast<uint64_t>(rows * cols);
+  for (uint64_t k = 0; k < n; ++k) {
+    const int code = (src[k >> 2] >> (2 * (k & 3))) & 3;
+    w.codes[k] = static_cast<int8_t>(code == 1 ? 1 : code == 3 ? -1 : 0);
+  }
+  set_tensor_scale(w, scale);
+  return w;
+}
+
+// ---- dense decode -------------------------------------------------------------------
+
+void dequantize_row_ref(TensorType t, const uint8_t* src, float* dst, uint64_t n) {
+  switch (t) {
+    case TensorType::F32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case TensorType::F16:
+      for (uint64_t i = 0; i < n; ++i) dst[i] = fp16_to_f32(load_u16(src + 2 * i));
+      return;
+    case TensorType::BF16:
+      for (uint64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_u16(src + 2 * i));
+      return;
+    case TensorType::Q8_0:  // block_q8_0: fp16 d; int8 qs[32]
+      for (uint64_t b = 0; b < n / 32; ++b) {
+        const uint8_t* blk = src + b * 34;
+        const float d = fp16_to_f32(load_u16(blk));
+        for (int j = 0; j < 32; ++j) dst[b * 32 + j] = d * static_cast<int8_t>(blk[2 + j]);
+      }
+      return;
+    case TensorType::TQ1_0:
+    case TensorType::TQ2_0: {
+      const auto w = t == TensorType::TQ1_0 ? decode_tq1_0(src, 1, static_cast<int64_t>(n))
+                                            : decode_tq2_0(src, 1, static_cast<int64_t>(n));
+      for (uint64_t i = 0; i < n; ++i) dst[i] = w.codes[i] * w.scales[i / kQK];
+      return;
+    }
+    default:
+      throw std::invalid_argument(std::string("cannot decode ") + type_name(t) +
+                                  " as a row (needs its whole tensor or is unsupported)");
+  }
+}
+
+}  // namespace bitnetc

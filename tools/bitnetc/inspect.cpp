@@ -1,0 +1,124 @@
+// `bitnetc inspect MODEL [--json]`: what the importer sees in a model.
+#include <cinttypes>
+#include <cstdio>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "gguf.h"
+#include "model_import.h"
+
+namespace bitnetc::cli {
+
+using nlohmann::json;
+
+namespace {
+
+std::string shape_str(const std::vector<uint64_t>& shape) {
+  std::string s = "[";
+  for (size_t k = 0; k < shape.size(); ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
+  return s + "]";
+}
+
+std::string human_bytes(uint64_t b) {
+  char buf[32];
+  if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", b / 1073741824.0);
+  else if (b >= (1ull << 20)) std::snprintf(buf, sizeof buf, "%.2f MiB", b / 1048576.0);
+  else if (b >= (1ull << 10)) std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+  else std::snprintf(buf, sizeof buf, "%" PRIu64 " B", b);
+  return buf;
+}
+
+json hparams_json(const Hyperparams& h) {
+  return json{{"n_vocab", h.n_vocab},     {"n_embd", h.n_embd},       {"n_ff", h.n_ff},
+              {"n_layer", h.n_layer},     {"n_head", h.n_head},       {"n_head_kv", h.n_head_kv},
+              {"head_dim", h.head_dim},   {"n_ctx", h.n_ctx},         {"rope_theta", h.rope_theta},
+              {"rms_eps", h.rms_eps},     {"ffn_activation", h.ffn_act}, {"tied_embeddings", h.tied_embeddings}};
+}
+
+std::string format_line(const ImportedModel& m) {
+  std::string s = source_format_name(m.format);
+  if (const GgufFile* g = m.gguf()) {
+    s += " v" + std::to_string(g->version()) + " (alignment " + std::to_string(g->alignment()) + ", data at byte " +
+         std::to_string(g->data_offset()) + (g->bitnet_cpp_dialect() ? ", bitnet.cpp type ids" : "") + ")";
+  }
+  return s;
+}
+
+}  // namespace
+
+int inspect(const InspectOptions& o) {
+  ImportOptions io;
+  io.require_supported = false;
+  const ImportedModel m = import_model(o.model, io);
+
+  if (o.json) {
+    json j;
+    j["file"] = m.path;
+    j["format"] = source_format_name(m.format);
+    j["architecture"] = m.architecture;
+    j["supported"] = m.supported;
+    if (!m.supported) j["unsupported_reason"] = m.unsupported_reason;
+    j["metadata"] = m.metadata_json(o.full ? 0 : 64);
+    if (m.hparams) j["hyperparameters"] = hparams_json(*m.hparams);
+    j["tokenizer"] = {{"kind", m.tokenizer.kind}, {"source", m.tokenizer.source}, {"n_tokens", m.tokenizer.n_tokens},
+                      {"bos", m.tokenizer.bos}, {"eos", m.tokenizer.eos}};
+    json tensors = json::array();
+    for (const auto& t : m.tensors)
+      tensors.push_back({{"name", t.name}, {"type", type_name(t.type)}, {"shape", t.shape}, {"offset", t.file_offset},
+                         {"nbytes", t.nbytes}, {"n_params", t.n_params}, {"ternary", t.ternary}});
+    j["tensors"] = tensors;
+    j["n_params"] = m.n_params();
+    j["ternary_params"] = m.ternary_params();
+    j["ternary_bytes"] = m.ternary_bytes();
+    j["bytes_per_token"] = m.bytes_per_token();
+    // Token strings need not be UTF-8 (byte-level vocabularies); never fail on them.
+    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+    return 0;
+  }
+
+  std::printf("file:          %s\n", m.path.c_str());
+  std::printf("format:        %s\n", format_line(m).c_str());
+  std::printf("architecture:  %s%s\n", m.architecture.empty() ? "(none)" : m.architecture.c_str(),
+              m.supported ? "" : "  (bitnetc cannot compile this model)");
+  if (!m.supported) std::printf("               %s\n", m.unsupported_reason.c_str());
+  if (m.hparams) {
+    const Hyperparams& h = *m.hparams;
+    std::printf("hyperparameters:\n");
+    std::printf("  vocab %" PRId64 ", embedding %" PRId64 ", FFN %" PRId64 " (%s), layers %" PRId64 "\n", h.n_vocab,
+                h.n_embd, h.n_ff, h.ffn_act.c_str(), h.n_layer);
+    std::printf("  heads %" PRId64 " (KV heads %" PRId64 ", head dim %" PRId64 "), context %" PRId64 "\n", h.n_head,
+                h.n_head_kv, h.head_dim, h.n_ctx);
+    std::printf("  rope theta %g, rms eps %g, %s embeddings\n", h.rope_theta, h.rms_eps,
+                h.tied_embeddings ? "tied" : "separate output");
+  }
+  std::printf("tokenizer:     %s", m.tokenizer.kind.empty() ? "(none)" : m.tokenizer.kind.c_str());
+  if (m.tokenizer.n_tokens) std::printf(", %" PRId64 " tokens", m.tokenizer.n_tokens);
+  if (m.tokenizer.bos >= 0) std::printf(", bos %" PRId64, m.tokenizer.bos);
+  if (m.tokenizer.eos >= 0) std::printf(", eos %" PRId64, m.tokenizer.eos);
+  if (!m.tokenizer.source.empty()) std::printf("  [%s]", m.tokenizer.source.c_str());
+  std::printf("\n");
+
+  const json md = m.metadata_json(o.full ? 0 : 16);
+  std::printf("metadata (%zu keys):\n", md.size());
+  for (auto& [k, v] : md.items()) {
+    std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (!o.full && s.size() > 160) s = s.substr(0, 157) + "...";
+    std::printf("  %-44s %s\n", k.c_str(), s.c_str());
+  }
+
+  std::printf("tensors (%zu):\n", m.tensors.size());
+  std::printf("  %-48s %-7s %-16s %12s %12s\n", "name", "type", "shape", "bytes", "offset");
+  for (const auto& t : m.tensors)
+    std::printf("  %-48s %-7s %-16s %12" PRIu64 " %12" PRIu64 "\n", t.name.c_str(), type_name(t.type),
+                shape_str(t.shape).c_str(), t.nbytes, t.file_offset);
+  std::printf("totals:\n");
+  std::printf("  parameters      %" PRIu64 " (%" PRIu64 " ternary)\n", m.n_params(), m.ternary_params());
+  std::printf("  ternary bytes   %" PRIu64 " (%s, as stored)\n", m.ternary_bytes(), human_bytes(m.ternary_bytes()).c_str());
+  std::printf("  bytes per token %" PRIu64 " (%s read to decode one token)\n", m.bytes_per_token(),
+              human_bytes(m.bytes_per_token()).c_str());
+  return 0;
+}
+
+}  // namespace bitnetc::cli

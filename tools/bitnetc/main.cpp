@@ -1,0 +1,92 @@
+// bitnetc: the command line. Parsing and messages only; the work lives in compiler/.
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include <CLI/CLI.hpp>
+
+#include "atomic_file.h"
+#include "commands.h"
+#include "diagnostics.h"
+#include "synthetic_model.h"
+
+using namespace bitnetc;
+
+namespace {
+
+int synth(const SyntheticSpec& spec, const std::string& out) {
+  make_synthetic_gguf(spec).write(out);
+  std::fprintf(stderr, "wrote %s\n", out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bitnetc: an ahead-of-time compiler for ternary (BitNet b1.58) language models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "bitnetc 0.1.0");
+
+  cli::InspectOptions inspect_opts;
+  auto* inspect = app.add_subcommand("inspect", "Show a model's metadata, hyperparameters, tensors and totals");
+  inspect->add_option("model", inspect_opts.model, "GGUF file, HF checkpoint folder, or bitllama2.c checkpoint")
+      ->required();
+  inspect->add_flag("--json", inspect_opts.json, "Print one JSON object");
+  inspect->add_flag("--full", inspect_opts.full, "Print metadata arrays in full (tokens, scores, ...)");
+
+  SyntheticSpec spec;
+  std::string synth_out, weight_type = "tq2_0", embd_type = "f32", i2s_layout = "x86", shape;
+  auto* synth_cmd = app.add_subcommand("synth", "Write a seeded synthetic BitNet GGUF (for tests and benchmarks)");
+  synth_cmd->add_option("-o,--output", synth_out, "Output .gguf")->required();
+  synth_cmd->add_option("--arch", spec.arch, "bitnet or bitnet-b1.58")->check(CLI::IsMember({"bitnet", "bitnet-b1.58"}));
+  synth_cmd->add_option("--type", weight_type, "Weight type: tq1_0 tq2_0 i2_s tl1 tl2 q8_0 f16 bf16 f32");
+  synth_cmd->add_option("--embd-type", embd_type, "Embedding type: f32 f16 bf16");
+  synth_cmd->add_option("--i2s-layout", i2s_layout, "I2_S byte order: x86 or arm")->check(CLI::IsMember({"x86", "arm"}));
+  synth_cmd->add_option("--shape", shape, "Preset shape: 2b4t (BitNet b1.58 2B4T) or tiny")
+      ->check(CLI::IsMember({"2b4t", "tiny"}));
+  synth_cmd->add_option("--vocab", spec.n_vocab, "Vocabulary size");
+  synth_cmd->add_option("--embd", spec.n_embd, "Embedding width");
+  synth_cmd->add_option("--ff", spec.n_ff, "FFN width");
+  synth_cmd->add_option("--layers", spec.n_layer, "Number of blocks");
+  synth_cmd->add_option("--heads", spec.n_head, "Attention heads");
+  synth_cmd->add_option("--kv-heads", spec.n_head_kv, "KV heads");
+  synth_cmd->add_option("--ctx", spec.n_ctx, "Context length");
+  synth_cmd->add_option("--seed", spec.seed, "Seed");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (*inspect) return cli::inspect(inspect_opts);
+    if (*synth_cmd) {
+      if (shape == "2b4t") {  // BitNet b1.58 2B4T's shape (the benchmark model of DESIGN.md)
+        spec.n_vocab = 128256; spec.n_embd = 2560; spec.n_ff = 6912; spec.n_layer = 30;
+        spec.n_head = 20; spec.n_head_kv = 5; spec.n_ctx = 4096; spec.rope_theta = 500000.0;
+      } else if (shape == "tiny") {
+        spec.n_vocab = 320; spec.n_embd = 256; spec.n_ff = 512; spec.n_layer = 1;
+        spec.n_head = 4; spec.n_head_kv = 2; spec.n_ctx = 64;
+      }
+      const auto wt = type_from_name(weight_type);
+      if (!wt) throw std::invalid_argument("unknown weight type \"" + weight_type + "\"");
+      spec.weight_type = *wt;
+      const auto et = type_from_name(embd_type);
+      if (!et) throw std::invalid_argument("unknown embedding type \"" + embd_type + "\"");
+      spec.embd_type = *et;
+      spec.i2s_layout = i2s_layout == "arm" ? I2SLayout::Arm : I2SLayout::X86;
+      return synth(spec, synth_out);
+    }
+  } catch (const ImportError& e) {
+    std::fprintf(stderr, "bitnetc: error: %s\n", e.what());
+    return 1;
+  } catch (const OutputError& e) {
+    std::fprintf(stderr, "bitnetc: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bitnetc: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
