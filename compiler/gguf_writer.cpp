@@ -39,7 +39,10 @@ GgufOut GgufOut::i32s(const std::vector<int32_t>& v) {
 }
 
 void GgufWriter::set(std::string key, GgufOut value) {
-  if (key == "general.alignment") alignment_ = value.u;
+  // Lay data out at the declared alignment; a bogus value (tests write them on purpose)
+  // is recorded as given but not used for layout.
+  if (key == "general.alignment" && value.type == GgufValueType::UINT32 && value.u && !(value.u & (value.u - 1)))
+    alignment_ = value.u;
   for (auto& kv : kv_)
     if (kv.first == key) {
       kv.second = std::move(value);

@@ -220,8 +220,8 @@ void import_gguf(ImportedModel& m, const std::string& path, const ImportOptions&
 constexpr uint32_t kLlama2cMagic = 0x616b3432;
 constexpr uint64_t kLlama2cHeader = 256;
 
-void import_llama2c(ImportedModel& m, const std::string& path, std::shared_ptr<MappedFile>& keep) {
-  keep = std::make_shared<MappedFile>(path);
+void import_llama2c_into(ImportedModel& m, std::shared_ptr<MappedFile>& keep) {
+  const std::string path = keep->path();
   ByteCursor cur(path, keep->bytes());
   if (cur.read<uint32_t>("magic") != kLlama2cMagic) cur.fail_at(0, "magic", "not a bitllama2.c checkpoint");
   const int32_t version = cur.read<int32_t>("version");
@@ -416,7 +416,8 @@ ImportedModel import_model(const std::string& path, const ImportOptions& options
     if (magic == GgufFile::kMagic) {
       import_gguf(m, path, options, m.gguf_);
     } else if (magic == kLlama2cMagic) {
-      import_llama2c(m, path, m.raw_);
+      m.raw_ = std::make_shared<MappedFile>(path);
+      import_llama2c_into(m, m.raw_);
     } else if (path.size() > 12 && path.substr(path.size() - 12) == ".safetensors") {
       import_safetensors(m, path, m.st_);
     } else {
@@ -583,6 +584,14 @@ TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, cons
     tensor_fail(t, e.what());
   }
   tensor_fail(t, std::string("cannot be read as ternary weights (type ") + type_name(t.type) + ")");
+}
+
+ImportedModel import_llama2c(MappedFile file) {
+  ImportedModel m;
+  m.path = file.path();
+  m.raw_ = std::make_shared<MappedFile>(std::move(file));
+  import_llama2c_into(m, m.raw_);
+  return m;
 }
 
 json ImportedModel::metadata_json(size_t max_array) const {

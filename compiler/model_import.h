@@ -15,13 +15,13 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "hf_config.h"
+#include "mapped_file.h"
 #include "tensor_types.h"
 
 namespace bitnetc {
 
 class GgufFile;
 class SafeTensorsCheckpoint;
-class MappedFile;
 
 enum class SourceFormat { Gguf, SafeTensors, Llama2c };
 const char* source_format_name(SourceFormat f);
@@ -91,6 +91,7 @@ public:
 
 private:
   friend ImportedModel import_model(const std::string&, const ImportOptions&);
+  friend ImportedModel import_llama2c(MappedFile);
   std::shared_ptr<GgufFile> gguf_;
   std::shared_ptr<SafeTensorsCheckpoint> st_;
   std::shared_ptr<MappedFile> raw_;
@@ -109,6 +110,9 @@ TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, cons
 
 // Decodes a dense tensor (F32, F16, BF16, Q8_0, TQ*) to float.
 std::vector<float> decode_dense(const ModelTensor& t);
+
+// The bitllama2.c reader on its own, over bytes already mapped (fuzzers, tests).
+ImportedModel import_llama2c(MappedFile file);
 
 // Detects the format of `path` (a file or a checkpoint folder) and imports it.
 // Throws ImportError.

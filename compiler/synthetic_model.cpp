@@ -155,7 +155,12 @@ GgufWriter make_synthetic_gguf(const SyntheticSpec& s) {
     tw.codes.resize(rows * cols);
     for (auto& c : tw.codes) c = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
     tw.scale_block = rows * cols;
-    tw.scales = {fp16_to_f32(f32_to_fp16(0.02f + 0.08f * rng.uniform()))};
+    // bf16-exact (hence also fp16-exact in this range), so every storage type keeps it.
+    tw.scales = {bf16_to_f32(f32_to_bf16(0.02f + 0.08f * rng.uniform()))};
+    if (!tensor_nbytes(s.weight_type, cols, rows))
+      throw std::invalid_argument(name + ": a row of " + std::to_string(cols) + " weights is not a whole number of " +
+                                  type_name(s.weight_type) + " blocks (" +
+                                  std::to_string(type_traits(s.weight_type).block_size) + ")");
     const TLTileConfig* cfg = nullptr;
     if (s.weight_type == TensorType::TL1 || s.weight_type == TensorType::TL2) {
       const auto c = s.weight_type == TensorType::TL1 ? default_tl1_config(tw.rows, tw.cols)

@@ -3,7 +3,7 @@
 // same spec gives the same bytes on every machine).
 //
 // Weights follow ../shared/golden/gguf/synth-b158's recipe: ternary codes uniform over
-// {-1, 0, +1}, one fp16-exact scale per matrix in [0.02, 0.10], norm weights near 1,
+// {-1, 0, +1}, one bf16-exact scale per matrix in [0.02, 0.10], norm weights near 1,
 // embedding ~ 0.1 N(0,1). The vocabulary is a small SentencePiece-style one (<unk>,
 // <s>, </s>, 256 byte tokens, then word pieces) so the files also tokenize.
 #pragma once

@@ -166,6 +166,12 @@ uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] <
 float load_f32(const uint8_t* p) { float v; std::memcpy(&v, p, 4); return v; }
 void store_u16(uint8_t* p, uint16_t v) { p[0] = v & 0xFF; p[1] = v >> 8; }
 
+void require_whole_blocks(int64_t rows, int64_t cols, const char* type) {
+  if (rows <= 0 || cols <= 0 || cols % kQK != 0)
+    throw std::invalid_argument(std::string(type) + " needs rows of a multiple of 256 elements (got " +
+                                std::to_string(cols) + ")");
+}
+
 TernaryWeights make_weights(int64_t rows, int64_t cols) {
   TernaryWeights w;
   w.rows = rows;
@@ -194,6 +200,7 @@ void require_per_tensor_scale(const TernaryWeights& w, const char* what) {
 // qs[32*h + m] holds elements 128*h + m + 32*n at bits 2n..2n+1; trit t means t - 1.
 
 TernaryWeights decode_tq2_0(const uint8_t* src, int64_t rows, int64_t cols) {
+  require_whole_blocks(rows, cols, "TQ2_0");
   TernaryWeights w = make_weights(rows, cols);
   const uint64_t n = static_cast<uint64_t>(rows * cols);
   w.scale_block = kQK;
@@ -211,6 +218,7 @@ TernaryWeights decode_tq2_0(const uint8_t* src, int64_t rows, int64_t cols) {
 }
 
 std::vector<uint8_t> encode_tq2_0(const TernaryWeights& w) {
+  require_whole_blocks(w.rows, w.cols, "TQ2_0");
   const uint64_t n = static_cast<uint64_t>(w.rows * w.cols);
   std::vector<uint8_t> out(n / kQK * 66, 0);
   for (uint64_t b = 0; b < n / kQK; ++b) {
@@ -247,6 +255,7 @@ uint8_t tq1_pack(const int8_t* trits, int count) {  // count <= 5, first is most
 }  // namespace
 
 TernaryWeights decode_tq1_0(const uint8_t* src, int64_t rows, int64_t cols) {
+  require_whole_blocks(rows, cols, "TQ1_0");
   TernaryWeights w = make_weights(rows, cols);
   const uint64_t n = static_cast<uint64_t>(rows * cols);
   w.scale_block = kQK;
@@ -266,6 +275,7 @@ TernaryWeights decode_tq1_0(const uint8_t* src, int64_t rows, int64_t cols) {
 }
 
 std::vector<uint8_t> encode_tq1_0(const TernaryWeights& w) {
+  require_whole_blocks(w.rows, w.cols, "TQ1_0");
   const uint64_t n = static_cast<uint64_t>(w.rows * w.cols);
   std::vector<uint8_t> out(n / kQK * 54, 0);
   int8_t t[5];

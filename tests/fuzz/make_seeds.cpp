@@ -1,0 +1,92 @@
+// Writes the fuzzers' seed corpora from valid files: small synthetic GGUFs of several
+// weight types, SafeTensors files, HF configs, and a small bitllama2.c checkpoint.
+// Usage: make_seeds OUT_DIR   (creates OUT_DIR/{gguf,safetensors,hf_config,llama2c})
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "safetensors.h"
+#include "synthetic_model.h"
+
+using namespace bitnetc;
+namespace fs = std::filesystem;
+
+namespace {
+
+void write(const fs::path& p, const std::vector<uint8_t>& b) {
+  std::ofstream out(p, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+std::vector<uint8_t> safetensors(const std::string& header, const std::vector<uint8_t>& data) {
+  std::string h = header;
+  while ((8 + h.size()) % 8) h += ' ';
+  std::vector<uint8_t> out(8);
+  const uint64_t n = h.size();
+  std::memcpy(out.data(), &n, 8);
+  out.insert(out.end(), h.begin(), h.end());
+  out.insert(out.end(), data.begin(), data.end());
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: make_seeds OUT_DIR\n");
+    return 2;
+  }
+  const fs::path out = argv[1];
+  for (const char* d : {"gguf", "safetensors", "hf_config", "llama2c"}) fs::create_directories(out / d);
+
+  // GGUF: tiny shapes so that mutations stay fast (about 20-60 KB each).
+  SyntheticSpec s;
+  s.n_vocab = 300;
+  s.n_embd = 256;
+  s.n_ff = 256;
+  s.n_layer = 1;
+  s.n_head = 2;
+  s.n_head_kv = 1;
+  s.n_ctx = 64;
+  s.embd_type = TensorType::BF16;
+  for (auto t : {TensorType::TQ1_0, TensorType::TQ2_0, TensorType::I2_S, TensorType::TL1, TensorType::TL2}) {
+    s.weight_type = t;
+    s.arch = t == TensorType::TQ1_0 || t == TensorType::TQ2_0 ? "bitnet" : "bitnet-b1.58";
+    write(out / "gguf" / (std::string(type_name(t)) + ".gguf"), make_synthetic_gguf(s).serialize());
+  }
+
+  write(out / "safetensors" / "two.safetensors",
+        safetensors(R"({"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]},)"
+                    R"("b":{"dtype":"U8","shape":[3],"data_offsets":[8,11]}})",
+                    {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
+  write(out / "safetensors" / "dtypes.safetensors",
+        safetensors(R"({"f":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"h":{"dtype":"F16","shape":[1,1],)"
+                    R"("data_offsets":[4,6]},"i":{"dtype":"I8","shape":[2],"data_offsets":[6,8]}})",
+                    {0, 0, 128, 63, 0, 60, 1, 255}));
+
+  const std::string cfg = R"({"architectures":["BitNetForCausalLM"],"model_type":"bitnet","hidden_act":"relu2",)"
+                          R"("hidden_size":128,"intermediate_size":384,"num_hidden_layers":3,"num_attention_heads":2,)"
+                          R"("num_key_value_heads":1,"vocab_size":128256,"max_position_embeddings":256,)"
+                          R"("rms_norm_eps":1e-05,"rope_theta":500000.0,"tie_word_embeddings":true,)"
+                          R"("bos_token_id":128000,"eos_token_id":128001,"quantization_config":)"
+                          R"({"quant_method":"bitnet","linear_class":"autobitlinear","quantization_mode":"offline"}})";
+  write(out / "hf_config" / "config.json", std::vector<uint8_t>(cfg.begin(), cfg.end()));
+
+  // bitllama2.c: dim 32, hidden 64, 1 layer, 4 heads, 2 KV heads, vocab 8.
+  std::vector<uint8_t> ck(256, 0);
+  const uint32_t magic = 0x616b3432;
+  const int32_t hdr[8] = {1, 32, 64, 1, 4, 2, 8, 16};
+  std::memcpy(ck.data(), &magic, 4);
+  std::memcpy(ck.data() + 4, hdr, sizeof hdr);
+  ck.resize(256 + 4 * 32 + 4 * 8 * 32, 0);
+  const int shapes[7] = {32 * 32, 16 * 32, 16 * 32, 32 * 32, 64 * 32, 32 * 64, 64 * 32};
+  for (int n : shapes) {
+    const float scale = 0.25f;
+    const size_t at = ck.size();
+    ck.resize(at + 4 + n / 4, 0x1D);
+    std::memcpy(ck.data() + at, &scale, 4);
+  }
+  write(out / "llama2c" / "tiny.bin", ck);
+  return 0;
+}

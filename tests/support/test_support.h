@@ -1,0 +1,109 @@
+// Helpers shared by the test suites: the shared-data folder, scratch files, a
+// SafeTensors builder (tests corrupt its output on purpose) and error assertions.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "diagnostics.h"
+
+namespace bitnetc::test {
+
+// ../shared, as configured by CMake. A test that needs it and cannot find it fails:
+// golden checks that silently skip would hide a broken checkout.
+inline std::filesystem::path shared_dir() {
+  const std::filesystem::path p = BITNETC_SHARED_DIR;
+  if (!std::filesystem::is_directory(p / "golden"))
+    throw std::runtime_error("shared data not found at " + p.string() +
+                             " (configure with -DBITNETC_SHARED_DIR=/path/to/shared)");
+  return p;
+}
+
+// A fresh scratch folder per test, removed afterwards.
+class ScratchDir {
+public:
+  ScratchDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = std::filesystem::temp_directory_path() /
+            ("bitnetc-test-" + std::string(info ? info->name() : "x") + "-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  const std::filesystem::path& path() const { return path_; }
+
+private:
+  std::filesystem::path path_;
+};
+
+inline void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+inline void write_text(const std::string& path, const std::string& s) {
+  std::ofstream out(path, std::ios::binary);
+  out << s;
+}
+
+template <typename T>
+void put_le(std::vector<uint8_t>& b, size_t at, T v) {
+  std::memcpy(b.data() + at, &v, sizeof(T));
+}
+
+// Runs `fn`, expects an ImportError whose message contains every one of `parts`.
+inline void expect_import_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected an ImportError containing \"" << (parts.empty() ? "" : parts[0]) << "\"";
+  } catch (const ImportError& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
+  }
+}
+
+// Builds SafeTensors bytes: a header from the added tensors (or a raw one), then data.
+struct SafeTensorsBuilder {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  std::vector<uint8_t> data;
+
+  SafeTensorsBuilder& add(const std::string& name, const std::string& dtype, std::vector<uint64_t> shape,
+                          const std::vector<uint8_t>& bytes) {
+    header[name] = {{"dtype", dtype}, {"shape", shape}, {"data_offsets", {data.size(), data.size() + bytes.size()}}};
+    data.insert(data.end(), bytes.begin(), bytes.end());
+    return *this;
+  }
+
+  static std::vector<uint8_t> assemble(const std::string& header_text, const std::vector<uint8_t>& data,
+                                       std::optional<uint64_t> declared_len = std::nullopt) {
+    std::string h = header_text;
+    while ((8 + h.size()) % 8) h += ' ';
+    std::vector<uint8_t> out(8);
+    const uint64_t n = declared_len.value_or(h.size());
+    std::memcpy(out.data(), &n, 8);
+    out.insert(out.end(), h.begin(), h.end());
+    out.insert(out.end(), data.begin(), data.end());
+    return out;
+  }
+
+  std::vector<uint8_t> build() const {
+    nlohmann::ordered_json h = header;
+    h["__metadata__"] = {{"format", "pt"}};
+    return assemble(h.dump(), data);
+  }
+};
+
+}  // namespace bitnetc::test

@@ -1,0 +1,107 @@
+// `bitnetc inspect` and `bitnetc synth` as a user runs them: exit codes, stdout, stderr.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include "support/test_support.h"
+
+using namespace bitnetc::test;
+using nlohmann::json;
+
+namespace {
+
+struct CliResult {
+  int status;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+CliResult run_bitnetc(const std::string& args, const ScratchDir& dir) {
+  const std::string out = dir.file("stdout"), err = dir.file("stderr");
+  const std::string cmd = std::string(BITNETC_BIN) + " " + args + " >" + out + " 2>" + err;
+  const int rc = std::system(cmd.c_str());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
+}
+
+}  // namespace
+
+TEST(Cli, InspectJsonHasTheDocumentedKeys) {
+  ScratchDir dir;
+  const std::string model = dir.file("m.gguf");
+  ASSERT_EQ(run_bitnetc("synth -o " + model + " --shape tiny --type i2_s --seed 3", dir).status, 0);
+  const CliResult r = run_bitnetc("inspect --json " + model, dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["architecture"], "bitnet");
+  EXPECT_EQ(j["metadata"]["general.architecture"], "bitnet");
+  EXPECT_EQ(j["metadata"]["bitnetc.i2_s.layout"], "x86");
+  ASSERT_TRUE(j["tensors"].is_array());
+  bool found = false;
+  for (const auto& t : j["tensors"]) {
+    for (const char* k : {"name", "type", "shape", "offset", "nbytes"}) ASSERT_TRUE(t.contains(k)) << k;
+    if (t["name"] == "blk.0.attn_q.weight") {
+      found = true;
+      EXPECT_EQ(t["type"], "I2_S");
+      EXPECT_EQ(t["shape"], json({256, 256}));
+      EXPECT_EQ(t["nbytes"], 256 * 256 / 4 + 32);
+    }
+  }
+  EXPECT_TRUE(found);
+  EXPECT_GT(j["n_params"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["hyperparameters"]["n_layer"], 1);
+}
+
+TEST(Cli, InspectReadsEveryModelFileInShared) {
+  ScratchDir dir;
+  const auto s = shared_dir();
+  std::vector<std::string> inputs = {
+      (s / "golden/gguf/synth-b158/synth-b158-tq2_0.gguf").string(),
+      (s / "golden/gguf/synth-b158/synth-b158-tq1_0.gguf").string(),
+      (s / "golden/hf-bitnet-tiny/bf16").string(),
+      (s / "golden/hf-bitnet-tiny/packed").string(),
+      (s / "golden/hf-bitnet-tiny/packed/model.safetensors").string(),
+      (s / "models/tinystories-bitnet-3m/model.bin").string()};
+  for (const auto& e : std::filesystem::directory_iterator(s / "golden/tokenizer"))
+    if (e.path().extension() == ".gguf") inputs.push_back(e.path().string());
+  for (const auto& in : inputs) {
+    const CliResult r = run_bitnetc("inspect " + in, dir);
+    EXPECT_EQ(r.status, 0) << in << "\n" << r.err;
+    EXPECT_NE(r.out.find("tensors ("), std::string::npos) << in;
+    const CliResult j = run_bitnetc("inspect --json " + in, dir);
+    EXPECT_EQ(j.status, 0) << in;
+    EXPECT_NO_THROW((void)json::parse(j.out)) << in;
+  }
+}
+
+TEST(Cli, InspectErrorsGoToStderrWithNonZeroExit) {
+  ScratchDir dir;
+  const std::string model = dir.file("m.gguf");
+  ASSERT_EQ(run_bitnetc("synth -o " + model + " --shape tiny", dir).status, 0);
+  auto bytes = slurp(model);
+  bytes.resize(bytes.size() / 2);
+  write_text(dir.file("cut.gguf"), bytes);
+  const CliResult r = run_bitnetc("inspect " + dir.file("cut.gguf"), dir);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_NE(r.err.find("bitnetc: error: " + dir.file("cut.gguf") + ": byte"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("runs past the end of the file"), std::string::npos) << r.err;
+
+  const CliResult missing = run_bitnetc("inspect " + dir.file("nope.gguf"), dir);
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("no such file"), std::string::npos);
+}
+
+TEST(Cli, SynthRefusesImpossibleShapesAndUnwritablePaths) {
+  ScratchDir dir;
+  const CliResult bad = run_bitnetc("synth -o " + dir.file("x.gguf") + " --type tq2_0 --embd 100 --heads 4 --kv-heads 2", dir);
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("bitnetc: error:"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));
+  const CliResult unwritable = run_bitnetc("synth --shape tiny -o /nonexistent-dir/x.gguf", dir);
+  EXPECT_EQ(unwritable.status, 1);
+  EXPECT_NE(unwritable.err.find("/nonexistent-dir/x.gguf"), std::string::npos) << unwritable.err;
+}
