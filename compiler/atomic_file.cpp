@@ -1,11 +1,12 @@
 #include "atomic_file.h"
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 namespace bitnetc {
 
@@ -21,8 +22,7 @@ void write_file_atomically(const std::string& path,
                            const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& produce,
                            bool executable) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-    throw OutputError(path + ": is a directory");
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw OutputError(path + ": is a directory");
   std::string tmp = path + ".tmp.XXXXXX";
   int fd = ::mkstemp(tmp.data());
   if (fd < 0) {

@@ -13,7 +13,7 @@
 namespace bitnetc {
 
 class OutputError : public std::runtime_error {
-public:
+ public:
   using std::runtime_error::runtime_error;
 };
 
@@ -25,7 +25,8 @@ void write_file_atomically(const std::string& path,
                            bool executable = false);
 
 inline void write_file_atomically(const std::string& path, std::span<const uint8_t> bytes, bool executable = false) {
-  write_file_atomically(path, [&](const auto& sink) { sink(bytes); }, executable);
+  write_file_atomically(
+      path, [&](const auto& sink) { sink(bytes); }, executable);
 }
 
 }  // namespace bitnetc

@@ -13,18 +13,20 @@
 namespace bitnetc {
 
 class ImportError : public std::runtime_error {
-public:
+ public:
   static constexpr uint64_t kNoOffset = UINT64_MAX;
 
   ImportError(std::string file, uint64_t offset, std::string field, std::string message)
       : std::runtime_error(format(file, offset, field, message)),
-        file_(std::move(file)), offset_(offset), field_(std::move(field)) {}
+        file_(std::move(file)),
+        offset_(offset),
+        field_(std::move(field)) {}
 
   const std::string& file() const { return file_; }
   uint64_t offset() const { return offset_; }
   const std::string& field() const { return field_; }
 
-private:
+ private:
   static std::string format(const std::string& file, uint64_t offset, const std::string& field,
                             const std::string& message) {
     std::string s = file;

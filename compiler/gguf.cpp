@@ -8,8 +8,8 @@ namespace bitnetc {
 
 namespace {
 
-constexpr int kMaxArrayDepth = 8;     // nested arrays deeper than this are rejected
-constexpr uint32_t kMaxDims = 4;      // GGML_MAX_DIMS
+constexpr int kMaxArrayDepth = 8;  // nested arrays deeper than this are rejected
+constexpr uint32_t kMaxDims = 4;   // GGML_MAX_DIMS
 
 std::string hex32(uint32_t v) {
   static const char* d = "0123456789abcdef";
@@ -21,28 +21,43 @@ std::string hex32(uint32_t v) {
 // Upstream ggml's type ids (ggml.h). Ids 36..39 are handled by resolve_type_id.
 std::optional<TensorType> upstream_type(uint32_t id) {
   switch (id) {
-    case 0: return TensorType::F32;     case 1: return TensorType::F16;
-    case 2: return TensorType::Q4_0;    case 3: return TensorType::Q4_1;
-    case 6: return TensorType::Q5_0;    case 7: return TensorType::Q5_1;
-    case 8: return TensorType::Q8_0;    case 9: return TensorType::Q8_1;
-    case 10: return TensorType::Q2_K;   case 11: return TensorType::Q3_K;
-    case 12: return TensorType::Q4_K;   case 13: return TensorType::Q5_K;
-    case 14: return TensorType::Q6_K;   case 15: return TensorType::Q8_K;
-    case 16: return TensorType::IQ2_XXS; case 17: return TensorType::IQ2_XS;
-    case 18: return TensorType::IQ3_XXS; case 19: return TensorType::IQ1_S;
-    case 20: return TensorType::IQ4_NL; case 21: return TensorType::IQ3_S;
-    case 22: return TensorType::IQ2_S;  case 23: return TensorType::IQ4_XS;
-    case 24: return TensorType::I8;     case 25: return TensorType::I16;
-    case 26: return TensorType::I32;    case 27: return TensorType::I64;
-    case 28: return TensorType::F64;    case 29: return TensorType::IQ1_M;
-    case 30: return TensorType::BF16;   case 34: return TensorType::TQ1_0;
+    case 0: return TensorType::F32;
+    case 1: return TensorType::F16;
+    case 2: return TensorType::Q4_0;
+    case 3: return TensorType::Q4_1;
+    case 6: return TensorType::Q5_0;
+    case 7: return TensorType::Q5_1;
+    case 8: return TensorType::Q8_0;
+    case 9: return TensorType::Q8_1;
+    case 10: return TensorType::Q2_K;
+    case 11: return TensorType::Q3_K;
+    case 12: return TensorType::Q4_K;
+    case 13: return TensorType::Q5_K;
+    case 14: return TensorType::Q6_K;
+    case 15: return TensorType::Q8_K;
+    case 16: return TensorType::IQ2_XXS;
+    case 17: return TensorType::IQ2_XS;
+    case 18: return TensorType::IQ3_XXS;
+    case 19: return TensorType::IQ1_S;
+    case 20: return TensorType::IQ4_NL;
+    case 21: return TensorType::IQ3_S;
+    case 22: return TensorType::IQ2_S;
+    case 23: return TensorType::IQ4_XS;
+    case 24: return TensorType::I8;
+    case 25: return TensorType::I16;
+    case 26: return TensorType::I32;
+    case 27: return TensorType::I64;
+    case 28: return TensorType::F64;
+    case 29: return TensorType::IQ1_M;
+    case 30: return TensorType::BF16;
+    case 34: return TensorType::TQ1_0;
     case 35: return TensorType::TQ2_0;
     default: return std::nullopt;
   }
 }
 
 class Parser {
-public:
+ public:
   Parser(const MappedFile& f) : cur_(f.path(), f.bytes()) {}
 
   ByteCursor cur_;
@@ -52,8 +67,9 @@ public:
     const uint64_t at = cur_.offset();
     const uint64_t len = cur_.read<uint64_t>(field);
     if (len > cur_.remaining()) {
-      cur_.fail_at(at, field, "string length " + std::to_string(len) + " exceeds the " +
-                                  std::to_string(cur_.remaining()) + " bytes left in the file");
+      cur_.fail_at(at, field,
+                   "string length " + std::to_string(len) + " exceeds the " + std::to_string(cur_.remaining()) +
+                       " bytes left in the file");
     }
     auto bytes = cur_.take(len, field);
     return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
@@ -72,13 +88,25 @@ public:
     v.type = type;
     v.offset = cur_.offset();
     switch (type) {
-      case GgufValueType::UINT8: v.u = cur_.read<uint8_t>(field); v.i = static_cast<int64_t>(v.u); break;
+      case GgufValueType::UINT8:
+        v.u = cur_.read<uint8_t>(field);
+        v.i = static_cast<int64_t>(v.u);
+        break;
       case GgufValueType::INT8: v.i = cur_.read<int8_t>(field); break;
-      case GgufValueType::UINT16: v.u = cur_.read<uint16_t>(field); v.i = static_cast<int64_t>(v.u); break;
+      case GgufValueType::UINT16:
+        v.u = cur_.read<uint16_t>(field);
+        v.i = static_cast<int64_t>(v.u);
+        break;
       case GgufValueType::INT16: v.i = cur_.read<int16_t>(field); break;
-      case GgufValueType::UINT32: v.u = cur_.read<uint32_t>(field); v.i = static_cast<int64_t>(v.u); break;
+      case GgufValueType::UINT32:
+        v.u = cur_.read<uint32_t>(field);
+        v.i = static_cast<int64_t>(v.u);
+        break;
       case GgufValueType::INT32: v.i = cur_.read<int32_t>(field); break;
-      case GgufValueType::UINT64: v.u = cur_.read<uint64_t>(field); v.i = static_cast<int64_t>(v.u); break;
+      case GgufValueType::UINT64:
+        v.u = cur_.read<uint64_t>(field);
+        v.i = static_cast<int64_t>(v.u);
+        break;
       case GgufValueType::INT64: v.i = cur_.read<int64_t>(field); break;
       case GgufValueType::FLOAT32: v.f = cur_.read<float>(field); break;
       case GgufValueType::FLOAT64: v.f = cur_.read<double>(field); break;
@@ -133,26 +161,38 @@ public:
 }  // namespace
 
 const char* gguf_value_type_name(GgufValueType t) {
-  static const char* names[] = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-                                "bool", "string", "array", "uint64", "int64", "float64"};
+  static const char* names[] = {"uint8", "int8",   "uint16", "int16",  "uint32", "int32",  "float32",
+                                "bool",  "string", "array",  "uint64", "int64",  "float64"};
   return names[static_cast<uint32_t>(t)];
 }
 
 uint32_t gguf_scalar_size(GgufValueType t) {
   switch (t) {
-    case GgufValueType::UINT8: case GgufValueType::INT8: case GgufValueType::BOOL: return 1;
-    case GgufValueType::UINT16: case GgufValueType::INT16: return 2;
-    case GgufValueType::UINT32: case GgufValueType::INT32: case GgufValueType::FLOAT32: return 4;
-    case GgufValueType::UINT64: case GgufValueType::INT64: case GgufValueType::FLOAT64: return 8;
+    case GgufValueType::UINT8:
+    case GgufValueType::INT8:
+    case GgufValueType::BOOL: return 1;
+    case GgufValueType::UINT16:
+    case GgufValueType::INT16: return 2;
+    case GgufValueType::UINT32:
+    case GgufValueType::INT32:
+    case GgufValueType::FLOAT32: return 4;
+    case GgufValueType::UINT64:
+    case GgufValueType::INT64:
+    case GgufValueType::FLOAT64: return 8;
     default: return 0;
   }
 }
 
 bool GgufValue::is_integer() const {
   switch (type) {
-    case GgufValueType::UINT8: case GgufValueType::INT8: case GgufValueType::UINT16:
-    case GgufValueType::INT16: case GgufValueType::UINT32: case GgufValueType::INT32:
-    case GgufValueType::UINT64: case GgufValueType::INT64: return true;
+    case GgufValueType::UINT8:
+    case GgufValueType::INT8:
+    case GgufValueType::UINT16:
+    case GgufValueType::INT16:
+    case GgufValueType::UINT32:
+    case GgufValueType::INT32:
+    case GgufValueType::UINT64:
+    case GgufValueType::INT64: return true;
     default: return false;
   }
 }
@@ -160,8 +200,16 @@ bool GgufValue::is_integer() const {
 double GgufValue::array_f64(uint64_t k) const {
   const uint8_t* p = raw + k * gguf_scalar_size(elem_type);
   switch (elem_type) {
-    case GgufValueType::FLOAT32: { float x; std::memcpy(&x, p, 4); return x; }
-    case GgufValueType::FLOAT64: { double x; std::memcpy(&x, p, 8); return x; }
+    case GgufValueType::FLOAT32: {
+      float x;
+      std::memcpy(&x, p, 4);
+      return x;
+    }
+    case GgufValueType::FLOAT64: {
+      double x;
+      std::memcpy(&x, p, 8);
+      return x;
+    }
     default: return static_cast<double>(array_i64(k));
   }
 }
@@ -169,15 +217,45 @@ double GgufValue::array_f64(uint64_t k) const {
 int64_t GgufValue::array_i64(uint64_t k) const {
   const uint8_t* p = raw + k * gguf_scalar_size(elem_type);
   switch (elem_type) {
-    case GgufValueType::UINT8: case GgufValueType::BOOL: return p[0];
+    case GgufValueType::UINT8:
+    case GgufValueType::BOOL: return p[0];
     case GgufValueType::INT8: return static_cast<int8_t>(p[0]);
-    case GgufValueType::UINT16: { uint16_t x; std::memcpy(&x, p, 2); return x; }
-    case GgufValueType::INT16: { int16_t x; std::memcpy(&x, p, 2); return x; }
-    case GgufValueType::UINT32: { uint32_t x; std::memcpy(&x, p, 4); return x; }
-    case GgufValueType::INT32: { int32_t x; std::memcpy(&x, p, 4); return x; }
-    case GgufValueType::UINT64: case GgufValueType::INT64: { int64_t x; std::memcpy(&x, p, 8); return x; }
-    case GgufValueType::FLOAT32: { float x; std::memcpy(&x, p, 4); return static_cast<int64_t>(x); }
-    case GgufValueType::FLOAT64: { double x; std::memcpy(&x, p, 8); return static_cast<int64_t>(x); }
+    case GgufValueType::UINT16: {
+      uint16_t x;
+      std::memcpy(&x, p, 2);
+      return x;
+    }
+    case GgufValueType::INT16: {
+      int16_t x;
+      std::memcpy(&x, p, 2);
+      return x;
+    }
+    case GgufValueType::UINT32: {
+      uint32_t x;
+      std::memcpy(&x, p, 4);
+      return x;
+    }
+    case GgufValueType::INT32: {
+      int32_t x;
+      std::memcpy(&x, p, 4);
+      return x;
+    }
+    case GgufValueType::UINT64:
+    case GgufValueType::INT64: {
+      int64_t x;
+      std::memcpy(&x, p, 8);
+      return x;
+    }
+    case GgufValueType::FLOAT32: {
+      float x;
+      std::memcpy(&x, p, 4);
+      return static_cast<int64_t>(x);
+    }
+    case GgufValueType::FLOAT64: {
+      double x;
+      std::memcpy(&x, p, 8);
+      return static_cast<int64_t>(x);
+    }
     default: return 0;
   }
 }
@@ -202,14 +280,14 @@ GgufFile GgufFile::parse(MappedFile mapped) {
 
   // ---- header ----
   const uint32_t magic = cur.read<uint32_t>("magic");
-  if (magic != kMagic)
-    cur.fail_at(0, "magic", "not a GGUF file (magic " + hex32(magic) + ", expected \"GGUF\")");
+  if (magic != kMagic) cur.fail_at(0, "magic", "not a GGUF file (magic " + hex32(magic) + ", expected \"GGUF\")");
   g.version_ = cur.read<uint32_t>("version");
   if (g.version_ == 1) cur.fail_at(4, "version", "GGUF version 1 is not supported (only 2 and 3)");
   if (g.version_ != 2 && g.version_ != 3) {
     const bool swapped = __builtin_bswap32(g.version_) == 2 || __builtin_bswap32(g.version_) == 3;
-    cur.fail_at(4, "version", swapped ? "big-endian GGUF is not supported"
-                                      : "unsupported GGUF version " + std::to_string(g.version_) + " (expected 2 or 3)");
+    cur.fail_at(4, "version",
+                swapped ? "big-endian GGUF is not supported"
+                        : "unsupported GGUF version " + std::to_string(g.version_) + " (expected 2 or 3)");
   }
   const uint64_t n_tensors_at = cur.offset();
   const uint64_t n_tensors = cur.read<uint64_t>("n_tensors");
@@ -218,11 +296,12 @@ GgufFile GgufFile::parse(MappedFile mapped) {
   // Smallest possible encodings: a KV is key length (8) + 1 key byte + type (4) + 1;
   // a tensor info is name length (8) + n_dims (4) + one dim (8) + type (4) + offset (8).
   if (n_kv > cur.remaining() / 14)
-    cur.fail_at(n_kv_at, "n_kv", std::to_string(n_kv) + " metadata entries cannot fit in a " +
-                                    std::to_string(g.file_size()) + "-byte file");
+    cur.fail_at(
+        n_kv_at, "n_kv",
+        std::to_string(n_kv) + " metadata entries cannot fit in a " + std::to_string(g.file_size()) + "-byte file");
   if (n_tensors > cur.remaining() / 32)
-    cur.fail_at(n_tensors_at, "n_tensors", std::to_string(n_tensors) + " tensors cannot fit in a " +
-                                              std::to_string(g.file_size()) + "-byte file");
+    cur.fail_at(n_tensors_at, "n_tensors",
+                std::to_string(n_tensors) + " tensors cannot fit in a " + std::to_string(g.file_size()) + "-byte file");
 
   // ---- metadata ----
   g.kv_.reserve(n_kv);
@@ -279,8 +358,9 @@ GgufFile GgufFile::parse(MappedFile mapped) {
     const uint64_t off_at = cur.offset();
     t.rel_offset = cur.read<uint64_t>(tf + ".offset");
     if (t.rel_offset % g.alignment_ != 0)
-      cur.fail_at(off_at, tf + ".offset", "data offset " + std::to_string(t.rel_offset) +
-                                              " is not a multiple of the alignment " + std::to_string(g.alignment_));
+      cur.fail_at(off_at, tf + ".offset",
+                  "data offset " + std::to_string(t.rel_offset) + " is not a multiple of the alignment " +
+                      std::to_string(g.alignment_));
     (void)type_at;
     if (!g.tensor_index_.emplace(t.name, g.tensors_.size()).second)
       cur.fail_at(t.info_offset, field + ".name", "duplicate tensor name \"" + std::string(t.name) + "\"");
@@ -305,8 +385,9 @@ GgufFile GgufFile::parse(MappedFile mapped) {
   if (data_offset % g.alignment_ != 0) data_offset += g.alignment_ - data_offset % g.alignment_;
   // A file without tensors (llama.cpp's vocab-only files) may end before the padding.
   if (data_offset > g.file_size() && !g.tensors_.empty())
-    cur.fail_at(cur.offset(), "data", "the data section (at " + std::to_string(data_offset) +
-                                          ") starts past the end of the file (" + std::to_string(g.file_size()) + ")");
+    cur.fail_at(cur.offset(), "data",
+                "the data section (at " + std::to_string(data_offset) + ") starts past the end of the file (" +
+                    std::to_string(g.file_size()) + ")");
   g.data_offset_ = data_offset;
 
   for (auto& t : g.tensors_) {
@@ -316,8 +397,7 @@ GgufFile GgufFile::parse(MappedFile mapped) {
     if (t.type_id == 36 && dialect) type = TensorType::I2_S;
     if (t.type_id == 38 && dialect) type = TensorType::TL1;
     if (t.type_id == 39) type = dialect ? TensorType::TL2 : TensorType::MXFP4;
-    if (!type)
-      g.fail(type_at, tf + ".type", "unknown tensor type id " + std::to_string(t.type_id));
+    if (!type) g.fail(type_at, tf + ".type", "unknown tensor type id " + std::to_string(t.type_id));
     t.type = *type;
     const auto nbytes = tensor_nbytes(t.type, t.row_len(), t.n_rows());
     if (!nbytes)
@@ -368,8 +448,8 @@ std::string_view GgufFile::architecture() const {
 
 namespace {
 [[noreturn]] void wrong_type(const GgufFile& g, const GgufKV& kv, const char* expected) {
-  g.fail(kv.value.offset, kv.key, std::string("expected ") + expected + ", found " +
-                                      gguf_value_type_name(kv.value.type));
+  g.fail(kv.value.offset, kv.key,
+         std::string("expected ") + expected + ", found " + gguf_value_type_name(kv.value.type));
 }
 }  // namespace
 
@@ -419,8 +499,9 @@ const GgufValue* GgufFile::get_array(std::string_view key, GgufValueType elem) c
   if (!kv) return nullptr;
   if (kv->value.type != GgufValueType::ARRAY) wrong_type(*this, *kv, "an array");
   if (kv->value.elem_type != elem)
-    fail(kv->value.offset, kv->key, std::string("expected an array of ") + gguf_value_type_name(elem) +
-                                        ", found an array of " + gguf_value_type_name(kv->value.elem_type));
+    fail(kv->value.offset, kv->key,
+         std::string("expected an array of ") + gguf_value_type_name(elem) + ", found an array of " +
+             gguf_value_type_name(kv->value.elem_type));
   return &kv->value;
 }
 

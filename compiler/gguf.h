@@ -21,8 +21,19 @@
 namespace bitnetc {
 
 enum class GgufValueType : uint32_t {
-  UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6,
-  BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+  UINT8 = 0,
+  INT8 = 1,
+  UINT16 = 2,
+  INT16 = 3,
+  UINT32 = 4,
+  INT32 = 5,
+  FLOAT32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  UINT64 = 10,
+  INT64 = 11,
+  FLOAT64 = 12,
 };
 const char* gguf_value_type_name(GgufValueType t);
 // Bytes of one scalar of this type (0 for STRING and ARRAY).
@@ -62,14 +73,14 @@ struct GgufKV {
 
 struct GgufTensor {
   std::string_view name;
-  std::vector<uint64_t> ne;      // ggml order: ne[0] is the row length (innermost)
-  uint32_t type_id = 0;          // as stored in the file
+  std::vector<uint64_t> ne;  // ggml order: ne[0] is the row length (innermost)
+  uint32_t type_id = 0;      // as stored in the file
   TensorType type = TensorType::F32;
-  uint64_t rel_offset = 0;       // relative to the data section
-  uint64_t file_offset = 0;      // absolute
+  uint64_t rel_offset = 0;   // relative to the data section
+  uint64_t file_offset = 0;  // absolute
   uint64_t nbytes = 0;
-  uint64_t info_offset = 0;      // where the tensor info starts in the header
-  const uint8_t* data = nullptr; // into the map
+  uint64_t info_offset = 0;       // where the tensor info starts in the header
+  const uint8_t* data = nullptr;  // into the map
 
   uint64_t n_elements() const;
   uint64_t row_len() const { return ne.empty() ? 1 : ne[0]; }
@@ -77,7 +88,7 @@ struct GgufTensor {
 };
 
 class GgufFile {
-public:
+ public:
   static constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
   static constexpr uint64_t kDefaultAlignment = 32;
 
@@ -112,7 +123,7 @@ public:
 
   [[noreturn]] void fail(uint64_t offset, std::string_view field, const std::string& message) const;
 
-private:
+ private:
   std::unique_ptr<MappedFile> file_;
   uint32_t version_ = 0;
   uint64_t alignment_ = kDefaultAlignment;

@@ -53,23 +53,40 @@ void GgufWriter::set(std::string key, GgufOut value) {
 
 uint32_t GgufWriter::file_type_id(TensorType t) {
   switch (t) {
-    case TensorType::F32: return 0;   case TensorType::F16: return 1;
-    case TensorType::Q4_0: return 2;  case TensorType::Q4_1: return 3;
-    case TensorType::Q5_0: return 6;  case TensorType::Q5_1: return 7;
-    case TensorType::Q8_0: return 8;  case TensorType::Q8_1: return 9;
-    case TensorType::Q2_K: return 10; case TensorType::Q3_K: return 11;
-    case TensorType::Q4_K: return 12; case TensorType::Q5_K: return 13;
-    case TensorType::Q6_K: return 14; case TensorType::Q8_K: return 15;
-    case TensorType::IQ2_XXS: return 16; case TensorType::IQ2_XS: return 17;
-    case TensorType::IQ3_XXS: return 18; case TensorType::IQ1_S: return 19;
-    case TensorType::IQ4_NL: return 20; case TensorType::IQ3_S: return 21;
-    case TensorType::IQ2_S: return 22; case TensorType::IQ4_XS: return 23;
-    case TensorType::I8: return 24;   case TensorType::I16: return 25;
-    case TensorType::I32: return 26;  case TensorType::I64: return 27;
-    case TensorType::F64: return 28;  case TensorType::IQ1_M: return 29;
-    case TensorType::BF16: return 30; case TensorType::TQ1_0: return 34;
-    case TensorType::TQ2_0: return 35; case TensorType::I2_S: return 36;
-    case TensorType::TL1: return 38;  case TensorType::TL2: return 39;
+    case TensorType::F32: return 0;
+    case TensorType::F16: return 1;
+    case TensorType::Q4_0: return 2;
+    case TensorType::Q4_1: return 3;
+    case TensorType::Q5_0: return 6;
+    case TensorType::Q5_1: return 7;
+    case TensorType::Q8_0: return 8;
+    case TensorType::Q8_1: return 9;
+    case TensorType::Q2_K: return 10;
+    case TensorType::Q3_K: return 11;
+    case TensorType::Q4_K: return 12;
+    case TensorType::Q5_K: return 13;
+    case TensorType::Q6_K: return 14;
+    case TensorType::Q8_K: return 15;
+    case TensorType::IQ2_XXS: return 16;
+    case TensorType::IQ2_XS: return 17;
+    case TensorType::IQ3_XXS: return 18;
+    case TensorType::IQ1_S: return 19;
+    case TensorType::IQ4_NL: return 20;
+    case TensorType::IQ3_S: return 21;
+    case TensorType::IQ2_S: return 22;
+    case TensorType::IQ4_XS: return 23;
+    case TensorType::I8: return 24;
+    case TensorType::I16: return 25;
+    case TensorType::I32: return 26;
+    case TensorType::I64: return 27;
+    case TensorType::F64: return 28;
+    case TensorType::IQ1_M: return 29;
+    case TensorType::BF16: return 30;
+    case TensorType::TQ1_0: return 34;
+    case TensorType::TQ2_0: return 35;
+    case TensorType::I2_S: return 36;
+    case TensorType::TL1: return 38;
+    case TensorType::TL2: return 39;
     case TensorType::MXFP4: return 39;
     case TensorType::U8:
     case TensorType::I2_L2C: break;

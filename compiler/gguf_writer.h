@@ -23,15 +23,49 @@ struct GgufOut {
   GgufValueType elem = GgufValueType::UINT32;  // arrays
   std::vector<GgufOut> items;
 
-  static GgufOut u32(uint32_t v) { GgufOut o; o.type = GgufValueType::UINT32; o.u = v; return o; }
-  static GgufOut i32(int32_t v) { GgufOut o; o.type = GgufValueType::INT32; o.i = v; return o; }
-  static GgufOut u64(uint64_t v) { GgufOut o; o.type = GgufValueType::UINT64; o.u = v; return o; }
-  static GgufOut f32(float v) { GgufOut o; o.type = GgufValueType::FLOAT32; o.f = v; return o; }
-  static GgufOut boolean(bool v) { GgufOut o; o.type = GgufValueType::BOOL; o.b = v; return o; }
-  static GgufOut str(std::string v) { GgufOut o; o.type = GgufValueType::STRING; o.s = std::move(v); return o; }
+  static GgufOut u32(uint32_t v) {
+    GgufOut o;
+    o.type = GgufValueType::UINT32;
+    o.u = v;
+    return o;
+  }
+  static GgufOut i32(int32_t v) {
+    GgufOut o;
+    o.type = GgufValueType::INT32;
+    o.i = v;
+    return o;
+  }
+  static GgufOut u64(uint64_t v) {
+    GgufOut o;
+    o.type = GgufValueType::UINT64;
+    o.u = v;
+    return o;
+  }
+  static GgufOut f32(float v) {
+    GgufOut o;
+    o.type = GgufValueType::FLOAT32;
+    o.f = v;
+    return o;
+  }
+  static GgufOut boolean(bool v) {
+    GgufOut o;
+    o.type = GgufValueType::BOOL;
+    o.b = v;
+    return o;
+  }
+  static GgufOut str(std::string v) {
+    GgufOut o;
+    o.type = GgufValueType::STRING;
+    o.s = std::move(v);
+    return o;
+  }
   static GgufOut scalar(GgufValueType t, double v);  // any numeric type
   static GgufOut array(GgufValueType elem, std::vector<GgufOut> items) {
-    GgufOut o; o.type = GgufValueType::ARRAY; o.elem = elem; o.items = std::move(items); return o;
+    GgufOut o;
+    o.type = GgufValueType::ARRAY;
+    o.elem = elem;
+    o.items = std::move(items);
+    return o;
   }
   static GgufOut strings(const std::vector<std::string>& v);
   static GgufOut f32s(const std::vector<float>& v);
@@ -39,7 +73,7 @@ struct GgufOut {
 };
 
 class GgufWriter {
-public:
+ public:
   explicit GgufWriter(uint32_t version = 3) : version_(version) {}
 
   void set(std::string key, GgufOut value);  // replaces an existing key
@@ -55,7 +89,7 @@ public:
   // The file type id written for `t` (bitnet.cpp's ids for I2_S/TL1/TL2).
   static uint32_t file_type_id(TensorType t);
 
-private:
+ private:
   struct Tensor {
     std::string name;
     TensorType type;

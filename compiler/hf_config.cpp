@@ -2,9 +2,8 @@
 
 #include <cmath>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "diagnostics.h"
 
@@ -30,7 +29,8 @@ struct Reader {
     if (!v) fail(key, "missing (required)");
     if (!v->is_number_integer()) fail(key, "must be an integer, found " + v->dump());
     const int64_t x = v->get<int64_t>();
-    if (x <= 0 || x > (int64_t{1} << 32)) fail(key, "must be a positive integer below 2^32, found " + std::to_string(x));
+    if (x <= 0 || x > (int64_t{1} << 32))
+      fail(key, "must be a positive integer below 2^32, found " + std::to_string(x));
     return x;
   }
   double positive_number(const std::string& key, std::optional<double> fallback) const {
@@ -67,6 +67,10 @@ struct Reader {
 
 }  // namespace
 
+namespace {
+HfConfig config_from_json(const std::string& name, const json& j);
+}
+
 HfConfig parse_hf_config(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ImportError(path, ImportError::kNoOffset, "", "cannot open");
@@ -81,8 +85,20 @@ HfConfig parse_hf_config_text(const std::string& name, const std::string& text) 
     j = json::parse(text);
   } catch (const json::parse_error& e) {
     throw ImportError(name, e.byte > 0 ? e.byte - 1 : 0, "", std::string("invalid JSON: ") + e.what());
+  } catch (const json::exception& e) {  // e.g. out_of_range: a number too large for a double
+    throw ImportError(name, 0, "", std::string("invalid JSON: ") + e.what());
   }
   if (!j.is_object()) throw ImportError(name, 0, "", "config is not a JSON object");
+  try {
+    return config_from_json(name, j);
+  } catch (const json::exception& e) {  // a value of an unexpected JSON type deep inside
+    throw ImportError(name, ImportError::kNoOffset, "", std::string("unexpected value: ") + e.what());
+  }
+}
+
+namespace {
+
+HfConfig config_from_json(const std::string& name, const json& j) {
   const Reader r{name, j};
   HfConfig c;
   c.path = name;
@@ -117,16 +133,19 @@ HfConfig parse_hf_config_text(const std::string& name, const std::string& text) 
     c.head_dim = r.positive_int("head_dim");
   } else {
     if (c.hidden_size % c.num_attention_heads != 0)
-      r.fail("num_attention_heads", std::to_string(c.num_attention_heads) + " does not divide hidden_size " +
-                                        std::to_string(c.hidden_size));
+      r.fail("num_attention_heads",
+             std::to_string(c.num_attention_heads) + " does not divide hidden_size " + std::to_string(c.hidden_size));
     c.head_dim = c.hidden_size / c.num_attention_heads;
   }
   if (c.head_dim % 2 != 0) r.fail("head_dim", "RoPE needs an even head dimension, found " + std::to_string(c.head_dim));
   c.rms_norm_eps = r.positive_number("rms_norm_eps", std::nullopt);
   c.rope_theta = r.positive_number("rope_theta", 10000.0);
-  if (const json* rs = r.get("rope_scaling"); rs && !(rs->is_object() && rs->value("type", "") == "linear" &&
-                                                      rs->value("factor", 1.0) == 1.0))
-    r.fail("rope_scaling", "RoPE scaling " + rs->dump() + " is not supported");
+  // Only the no-op scaling some converters write (linear, factor 1) is accepted.
+  if (const json* rs = r.get("rope_scaling")) {
+    const bool noop = rs->is_object() && rs->contains("type") && (*rs)["type"] == "linear" &&
+                      (!rs->contains("factor") || (*rs)["factor"] == 1.0);
+    if (!noop) r.fail("rope_scaling", "RoPE scaling " + rs->dump() + " is not supported");
+  }
 
   c.hidden_act = r.string("hidden_act", "");
   if (c.hidden_act != "relu2" && c.hidden_act != "silu")
@@ -145,9 +164,12 @@ HfConfig parse_hf_config_text(const std::string& name, const std::string& text) 
     const std::string method = qr.string("quant_method", "");
     if (method != "bitnet") r.fail("quantization_config.quant_method", "\"" + method + "\" is not \"bitnet\"");
     const std::string mode = qr.string("quantization_mode", "offline");
-    if (mode == "online") c.quant_mode = HfQuantMode::Online;
-    else if (mode == "offline") c.quant_mode = HfQuantMode::Offline;
-    else r.fail("quantization_config.quantization_mode", "\"" + mode + "\" is neither online nor offline");
+    if (mode == "online")
+      c.quant_mode = HfQuantMode::Online;
+    else if (mode == "offline")
+      c.quant_mode = HfQuantMode::Offline;
+    else
+      r.fail("quantization_config.quantization_mode", "\"" + mode + "\" is neither online nor offline");
     c.linear_class = qr.string("linear_class", "bitlinear");
     if (c.linear_class != "autobitlinear" && c.linear_class != "bitlinear")
       r.fail("quantization_config.linear_class", "unknown linear class \"" + c.linear_class + "\"");
@@ -157,5 +179,7 @@ HfConfig parse_hf_config_text(const std::string& name, const std::string& text) 
   }
   return c;
 }
+
+}  // namespace
 
 }  // namespace bitnetc

@@ -16,7 +16,7 @@
 namespace bitnetc {
 
 class MappedFile {
-public:
+ public:
   // Maps `path` read-only. Throws ImportError if it cannot be opened or is not a
   // regular file.
   explicit MappedFile(std::string path);
@@ -35,7 +35,7 @@ public:
   uint64_t size() const { return size_; }
   std::span<const uint8_t> bytes() const { return {data_, static_cast<size_t>(size_)}; }
 
-private:
+ private:
   MappedFile() = default;
   std::string path_;
   const uint8_t* data_ = nullptr;
@@ -46,7 +46,7 @@ private:
 // Little-endian reader over a byte range. All methods throw ImportError (naming the
 // file, the offset and the current field) instead of reading out of bounds.
 class ByteCursor {
-public:
+ public:
   ByteCursor(std::string file, std::span<const uint8_t> bytes, uint64_t base_offset = 0)
       : file_(std::move(file)), bytes_(bytes), base_(base_offset) {}
 
@@ -88,7 +88,7 @@ public:
 
   const std::string& file() const { return file_; }
 
-private:
+ private:
   std::string file_;
   std::span<const uint8_t> bytes_;
   uint64_t base_ = 0;
@@ -97,6 +97,5 @@ private:
 
 // True when `s` is well-formed UTF-8 (no overlong forms, no surrogates, <= U+10FFFF).
 bool is_valid_utf8(std::string_view s);
-
 
 }  // namespace bitnetc

@@ -5,7 +5,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "gguf.h"
@@ -86,10 +85,15 @@ json gguf_value_json(const GgufValue& v, size_t max_array) {
   switch (v.type) {
     case GgufValueType::BOOL: return v.b;
     case GgufValueType::STRING: return std::string(v.str);
-    case GgufValueType::FLOAT32: case GgufValueType::FLOAT64: return v.f;
-    case GgufValueType::UINT8: case GgufValueType::UINT16: case GgufValueType::UINT32:
+    case GgufValueType::FLOAT32:
+    case GgufValueType::FLOAT64: return v.f;
+    case GgufValueType::UINT8:
+    case GgufValueType::UINT16:
+    case GgufValueType::UINT32:
     case GgufValueType::UINT64: return v.u;
-    case GgufValueType::INT8: case GgufValueType::INT16: case GgufValueType::INT32:
+    case GgufValueType::INT8:
+    case GgufValueType::INT16:
+    case GgufValueType::INT32:
     case GgufValueType::INT64: return v.i;
     case GgufValueType::ARRAY: break;
   }
@@ -97,11 +101,16 @@ json gguf_value_json(const GgufValue& v, size_t max_array) {
   const uint64_t shown = full ? v.count : 8;
   json items = json::array();
   for (uint64_t k = 0; k < shown; ++k) {
-    if (v.elem_type == GgufValueType::STRING) items.push_back(std::string(v.strings[k]));
-    else if (v.elem_type == GgufValueType::ARRAY) items.push_back(gguf_value_json(v.arrays[k], max_array));
-    else if (v.elem_type == GgufValueType::FLOAT32 || v.elem_type == GgufValueType::FLOAT64) items.push_back(v.array_f64(k));
-    else if (v.elem_type == GgufValueType::BOOL) items.push_back(v.array_i64(k) != 0);
-    else items.push_back(v.array_i64(k));
+    if (v.elem_type == GgufValueType::STRING)
+      items.push_back(std::string(v.strings[k]));
+    else if (v.elem_type == GgufValueType::ARRAY)
+      items.push_back(gguf_value_json(v.arrays[k], max_array));
+    else if (v.elem_type == GgufValueType::FLOAT32 || v.elem_type == GgufValueType::FLOAT64)
+      items.push_back(v.array_f64(k));
+    else if (v.elem_type == GgufValueType::BOOL)
+      items.push_back(v.array_i64(k) != 0);
+    else
+      items.push_back(v.array_i64(k));
   }
   if (full) return items;
   return json{{"type", "array"}, {"elem_type", gguf_value_type_name(v.elem_type)}, {"count", v.count}, {"head", items}};
@@ -147,8 +156,8 @@ Hyperparams gguf_hparams(const GgufFile& g, const std::string& arch) {
     throw ImportError(g.path(), kv ? kv->value.offset : ImportError::kNoOffset, key, msg);
   };
   if (h.n_embd % h.n_head != 0)
-    field_fail(arch + ".attention.head_count", std::to_string(h.n_head) + " heads do not divide embedding_length " +
-                                                   std::to_string(h.n_embd));
+    field_fail(arch + ".attention.head_count",
+               std::to_string(h.n_head) + " heads do not divide embedding_length " + std::to_string(h.n_embd));
   if (h.n_head % h.n_head_kv != 0)
     field_fail(arch + ".attention.head_count_kv",
                std::to_string(h.n_head_kv) + " KV heads do not divide head_count " + std::to_string(h.n_head));
@@ -161,9 +170,12 @@ Hyperparams gguf_hparams(const GgufFile& g, const std::string& arch) {
   // bitnet.cpp's `bitnet-b1.58` (2B4T) uses squared ReLU.
   h.ffn_act = arch == "bitnet-b1.58" ? "relu2" : "silu";
   if (auto act = g.get_string(arch + ".hidden_activation")) {
-    if (*act == "relu2" || *act == "relu_sqr" || *act == "relu_squared") h.ffn_act = "relu2";
-    else if (*act == "silu" || *act == "swish") h.ffn_act = "silu";
-    else field_fail(arch + ".hidden_activation", "unsupported activation \"" + std::string(*act) + "\"");
+    if (*act == "relu2" || *act == "relu_sqr" || *act == "relu_squared")
+      h.ffn_act = "relu2";
+    else if (*act == "silu" || *act == "swish")
+      h.ffn_act = "silu";
+    else
+      field_fail(arch + ".hidden_activation", "unsupported activation \"" + std::string(*act) + "\"");
   }
   const GgufTensor* embd = g.tensor("token_embd.weight");
   if (!embd) throw ImportError(g.path(), ImportError::kNoOffset, "token_embd.weight", "missing tensor");
@@ -171,8 +183,8 @@ Hyperparams gguf_hparams(const GgufFile& g, const std::string& arch) {
     g.fail(embd->info_offset, "token_embd.weight", "shape does not match embedding_length " + std::to_string(h.n_embd));
   h.n_vocab = static_cast<int64_t>(embd->ne[1]);
   if (auto nv = g.get_uint(arch + ".vocab_size"); nv && static_cast<int64_t>(*nv) != h.n_vocab)
-    field_fail(arch + ".vocab_size", "says " + std::to_string(*nv) + " but token_embd.weight has " +
-                                         std::to_string(h.n_vocab) + " rows");
+    field_fail(arch + ".vocab_size",
+               "says " + std::to_string(*nv) + " but token_embd.weight has " + std::to_string(h.n_vocab) + " rows");
   h.tied_embeddings = g.tensor("output.weight") == nullptr;
   return h;
 }
@@ -199,9 +211,9 @@ void import_gguf(ImportedModel& m, const std::string& path, const ImportOptions&
     m.hparams = gguf_hparams(g, m.architecture);
     m.supported = true;
   } else {
-    m.unsupported_reason = m.architecture.empty()
-                               ? "the file has no general.architecture"
-                               : "architecture \"" + m.architecture + "\" is not supported (bitnetc compiles bitnet, bitnet-b1.58)";
+    m.unsupported_reason = m.architecture.empty() ? "the file has no general.architecture"
+                                                  : "architecture \"" + m.architecture +
+                                                        "\" is not supported (bitnetc compiles bitnet, bitnet-b1.58)";
   }
   if (auto model = g.get_string("tokenizer.ggml.model")) {
     m.tokenizer.kind = std::string(*model);
@@ -236,8 +248,13 @@ void import_llama2c_into(ImportedModel& m, std::shared_ptr<MappedFile>& keep) {
       cur.fail_at(at, names[k], "must be between 1 and 2^20, found " + std::to_string(v[k]));
   }
   Hyperparams h;
-  h.n_embd = v[0]; h.n_ff = v[1]; h.n_layer = v[2]; h.n_head = v[3]; h.n_head_kv = v[4];
-  h.n_vocab = v[5]; h.n_ctx = v[6];
+  h.n_embd = v[0];
+  h.n_ff = v[1];
+  h.n_layer = v[2];
+  h.n_head = v[3];
+  h.n_head_kv = v[4];
+  h.n_vocab = v[5];
+  h.n_ctx = v[6];
   if (h.n_embd % h.n_head != 0) cur.fail_at(20, "n_heads", "does not divide dim");
   if (h.n_head % h.n_head_kv != 0) cur.fail_at(24, "n_kv_heads", "does not divide n_heads");
   h.head_dim = h.n_embd / h.n_head;
@@ -260,19 +277,28 @@ void import_llama2c_into(ImportedModel& m, std::shared_ptr<MappedFile>& keep) {
     t.ternary = ternary;
     t.file = path;
     if (at + nbytes > keep->size())
-      throw ImportError(path, at, t.name, "needs " + std::to_string(nbytes) + " bytes but the file ends at " +
-                                              std::to_string(keep->size()) + " (truncated?)");
+      throw ImportError(path, at, t.name,
+                        "needs " + std::to_string(nbytes) + " bytes but the file ends at " +
+                            std::to_string(keep->size()) + " (truncated?)");
     t.data = keep->data() + at;
     at += nbytes;
     m.tensors.push_back(std::move(t));
   };
-  const auto E = static_cast<uint64_t>(h.n_embd), F = static_cast<uint64_t>(h.n_ff), V = static_cast<uint64_t>(h.n_vocab);
+  const auto E = static_cast<uint64_t>(h.n_embd), F = static_cast<uint64_t>(h.n_ff),
+             V = static_cast<uint64_t>(h.n_vocab);
   add("norm.weight", TensorType::F32, {E}, E * 4, false);
   add("tok_embeddings.weight", TensorType::F32, {V, E}, V * E * 4, false);
-  struct Kind { const char* name; uint64_t out, in; };
-  const Kind kinds[] = {{"attention.wq", E, E}, {"attention.wk", static_cast<uint64_t>(kv_dim), E},
-                        {"attention.wv", static_cast<uint64_t>(kv_dim), E}, {"attention.wo", E, E},
-                        {"feed_forward.w1", F, E}, {"feed_forward.w2", E, F}, {"feed_forward.w3", F, E}};
+  struct Kind {
+    const char* name;
+    uint64_t out, in;
+  };
+  const Kind kinds[] = {{"attention.wq", E, E},
+                        {"attention.wk", static_cast<uint64_t>(kv_dim), E},
+                        {"attention.wv", static_cast<uint64_t>(kv_dim), E},
+                        {"attention.wo", E, E},
+                        {"feed_forward.w1", F, E},
+                        {"feed_forward.w2", E, F},
+                        {"feed_forward.w3", F, E}};
   for (const auto& k : kinds) {
     if ((k.out * k.in) % 4 != 0) throw ImportError(path, at, k.name, "matrix size is not a multiple of 4");
     for (int64_t l = 0; l < h.n_layer; ++l) {
@@ -282,9 +308,9 @@ void import_llama2c_into(ImportedModel& m, std::shared_ptr<MappedFile>& keep) {
     }
   }
   if (at != keep->size())
-    throw ImportError(path, at, "end", "file has " + std::to_string(keep->size() - at) +
-                                           " bytes after the last ternary record (expected exactly " +
-                                           std::to_string(at) + " bytes)");
+    throw ImportError(path, at, "end",
+                      "file has " + std::to_string(keep->size() - at) +
+                          " bytes after the last ternary record (expected exactly " + std::to_string(at) + " bytes)");
   m.format = SourceFormat::Llama2c;
   m.architecture = "bitllama2c";
   m.hparams = h;
@@ -306,7 +332,7 @@ void import_llama2c_into(ImportedModel& m, std::shared_ptr<MappedFile>& keep) {
 // HF SafeTensors checkpoint
 
 bool is_hf_linear(const std::string& name) {
-  static const char* suffixes[] = {"q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight",
+  static const char* suffixes[] = {"q_proj.weight",    "k_proj.weight",  "v_proj.weight",   "o_proj.weight",
                                    "gate_proj.weight", "up_proj.weight", "down_proj.weight"};
   for (const char* s : suffixes) {
     const size_t n = std::strlen(s);
@@ -324,8 +350,13 @@ void hf_tokenizer_summary(ImportedModel& m, const fs::path& dir) {
       j = json::parse(in);
     } catch (const json::parse_error& e) {
       throw ImportError(tj.string(), e.byte > 0 ? e.byte - 1 : 0, "", std::string("invalid JSON: ") + e.what());
+    } catch (const json::exception& e) {
+      throw ImportError(tj.string(), 0, "", std::string("invalid JSON: ") + e.what());
     }
-    const std::string type = j.contains("model") && j["model"].is_object() ? j["model"].value("type", "") : "";
+    const std::string type =
+        j.contains("model") && j["model"].is_object() && j["model"].contains("type") && j["model"]["type"].is_string()
+            ? j["model"]["type"].get<std::string>()
+            : "";
     m.tokenizer.kind = type == "BPE" ? "gpt2" : type;
     m.tokenizer.source = tj.string();
     int64_t n = 0;
@@ -358,10 +389,18 @@ void import_safetensors(ImportedModel& m, const std::string& path, std::shared_p
     const HfConfig& c = *m.hf_config;
     m.architecture = c.architecture;
     Hyperparams h;
-    h.n_vocab = c.vocab_size; h.n_embd = c.hidden_size; h.n_ff = c.intermediate_size;
-    h.n_layer = c.num_hidden_layers; h.n_head = c.num_attention_heads; h.n_head_kv = c.num_key_value_heads;
-    h.head_dim = c.head_dim; h.n_ctx = c.max_position_embeddings; h.rope_theta = c.rope_theta;
-    h.rms_eps = c.rms_norm_eps; h.ffn_act = c.hidden_act; h.tied_embeddings = c.tie_word_embeddings;
+    h.n_vocab = c.vocab_size;
+    h.n_embd = c.hidden_size;
+    h.n_ff = c.intermediate_size;
+    h.n_layer = c.num_hidden_layers;
+    h.n_head = c.num_attention_heads;
+    h.n_head_kv = c.num_key_value_heads;
+    h.head_dim = c.head_dim;
+    h.n_ctx = c.max_position_embeddings;
+    h.rope_theta = c.rope_theta;
+    h.rms_eps = c.rms_norm_eps;
+    h.ffn_act = c.hidden_act;
+    h.tied_embeddings = c.tie_word_embeddings;
     m.hparams = h;
     m.supported = true;
   } else {
@@ -467,7 +506,8 @@ std::optional<TLTileConfig> recorded_tiles(const GgufFile& g, int64_t rows, int6
 
 // Dense weights that already hold s * {-1, 0, +1} (llama.cpp's F32 `bitnet` files):
 // recover s as max|w| and check every element is exactly one of -s, 0, +s.
-TernaryWeights ternary_from_exact_values(const ModelTensor& t, const std::vector<float>& v, int64_t rows, int64_t cols) {
+TernaryWeights ternary_from_exact_values(const ModelTensor& t, const std::vector<float>& v, int64_t rows,
+                                         int64_t cols) {
   float s = 0;
   for (float x : v) s = std::max(s, std::fabs(x));
   TernaryWeights w;
@@ -475,11 +515,15 @@ TernaryWeights ternary_from_exact_values(const ModelTensor& t, const std::vector
   w.cols = cols;
   w.codes.resize(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
-    if (v[i] == 0) w.codes[i] = 0;
-    else if (v[i] == s) w.codes[i] = 1;
-    else if (v[i] == -s) w.codes[i] = -1;
-    else tensor_fail(t, "element " + std::to_string(i) + " (" + std::to_string(v[i]) +
-                            ") is not one of 0 and +-" + std::to_string(s) + ": the tensor is not ternary");
+    if (v[i] == 0)
+      w.codes[i] = 0;
+    else if (v[i] == s)
+      w.codes[i] = 1;
+    else if (v[i] == -s)
+      w.codes[i] = -1;
+    else
+      tensor_fail(t, "element " + std::to_string(i) + " (" + std::to_string(v[i]) + ") is not one of 0 and +-" +
+                         std::to_string(s) + ": the tensor is not ternary");
   }
   w.scale_block = v.size();
   w.scales = {s};
@@ -528,7 +572,8 @@ TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, cons
         I2SLayout layout = I2SLayout::X86;
         if (m.gguf())
           if (auto l = m.gguf()->get_string("bitnetc.i2_s.layout")) {
-            if (*l == "arm") layout = I2SLayout::Arm;
+            if (*l == "arm")
+              layout = I2SLayout::Arm;
             else if (*l != "x86")
               m.gguf()->fail(m.gguf()->find("bitnetc.i2_s.layout")->value.offset, "bitnetc.i2_s.layout",
                              "must be \"x86\" or \"arm\"");
@@ -540,9 +585,10 @@ TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, cons
       case TensorType::TL2: {
         const auto tiles = m.gguf() ? recorded_tiles(*m.gguf(), rows, cols) : std::nullopt;
         if (!tiles)
-          tensor_fail(t, std::string(type_name(t.type)) + " weights can only be read with their tile configuration, "
-                         "and the file records none for a " + std::to_string(rows) + "x" + std::to_string(cols) +
-                         " matrix (bitnetc.tl.tiles)");
+          tensor_fail(t, std::string(type_name(t.type)) +
+                             " weights can only be read with their tile configuration, "
+                             "and the file records none for a " +
+                             std::to_string(rows) + "x" + std::to_string(cols) + " matrix (bitnetc.tl.tiles)");
         const float s = scalar_of(m, t.name + "_scale", t);
         return t.type == TensorType::TL1 ? decode_tl1(t.data, rows, cols, *tiles, s)
                                          : decode_tl2(t.data, rows, cols, *tiles, s);
@@ -602,8 +648,8 @@ json ImportedModel::metadata_json(size_t max_array) const {
     std::ifstream in(hf_config->path, std::ios::binary);
     md = json::parse(in, nullptr, false);
   } else if (format == SourceFormat::Llama2c && hparams) {
-    md = json{{"dim", hparams->n_embd},       {"hidden_dim", hparams->n_ff},      {"n_layers", hparams->n_layer},
-              {"n_heads", hparams->n_head},   {"n_kv_heads", hparams->n_head_kv}, {"vocab_size", hparams->n_vocab},
+    md = json{{"dim", hparams->n_embd},     {"hidden_dim", hparams->n_ff},      {"n_layers", hparams->n_layer},
+              {"n_heads", hparams->n_head}, {"n_kv_heads", hparams->n_head_kv}, {"vocab_size", hparams->n_vocab},
               {"seq_len", hparams->n_ctx}};
   } else if (st_) {
     for (const auto& f : st_->files())

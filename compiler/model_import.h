@@ -8,11 +8,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "hf_config.h"
 #include "mapped_file.h"
@@ -29,11 +28,11 @@ const char* source_format_name(SourceFormat f);
 struct ModelTensor {
   std::string name;
   TensorType type = TensorType::F32;
-  std::vector<uint64_t> shape;     // outermost first (rows, cols)
-  uint64_t file_offset = 0;        // absolute, in `file`
+  std::vector<uint64_t> shape;  // outermost first (rows, cols)
+  uint64_t file_offset = 0;     // absolute, in `file`
   uint64_t nbytes = 0;
-  uint64_t n_params = 0;           // logical weights (4 per byte for packed ternary U8)
-  bool ternary = false;            // holds (or will be lowered to) ternary codes
+  uint64_t n_params = 0;  // logical weights (4 per byte for packed ternary U8)
+  bool ternary = false;   // holds (or will be lowered to) ternary codes
   const uint8_t* data = nullptr;
   std::string file;
 };
@@ -42,13 +41,13 @@ struct Hyperparams {
   int64_t n_vocab = 0, n_embd = 0, n_ff = 0, n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ctx = 0;
   double rope_theta = 10000.0;
   double rms_eps = 1e-5;
-  std::string ffn_act;            // "silu" or "relu2"
+  std::string ffn_act;  // "silu" or "relu2"
   bool tied_embeddings = false;
 };
 
 struct TokenizerSummary {
-  std::string kind;               // "llama" (SentencePiece-style), "gpt2" (byte-level BPE), ...
-  std::string source;             // where it comes from
+  std::string kind;    // "llama" (SentencePiece-style), "gpt2" (byte-level BPE), ...
+  std::string source;  // where it comes from
   int64_t n_tokens = 0;
   int64_t bos = -1, eos = -1;
 };
@@ -59,7 +58,7 @@ struct ImportOptions {
 };
 
 class ImportedModel {
-public:
+ public:
   ImportedModel();
   ~ImportedModel();
   ImportedModel(ImportedModel&&) noexcept;
@@ -67,8 +66,8 @@ public:
 
   SourceFormat format = SourceFormat::Gguf;
   std::string path;
-  std::string architecture;       // "bitnet", "bitnet-b1.58", "BitNetForCausalLM", "bitllama2c", ...
-  bool supported = false;         // bitnetc can lower it
+  std::string architecture;  // "bitnet", "bitnet-b1.58", "BitNetForCausalLM", "bitllama2c", ...
+  bool supported = false;    // bitnetc can lower it
   std::string unsupported_reason;
   std::optional<Hyperparams> hparams;
   std::optional<HfConfig> hf_config;
@@ -89,7 +88,7 @@ public:
   // than `max_array` are summarised unless max_array is 0.
   nlohmann::json metadata_json(size_t max_array) const;
 
-private:
+ private:
   friend ImportedModel import_model(const std::string&, const ImportOptions&);
   friend ImportedModel import_llama2c(MappedFile);
   std::shared_ptr<GgufFile> gguf_;

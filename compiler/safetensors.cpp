@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 namespace bitnetc {
 
@@ -47,6 +46,8 @@ json parse_json_strict(const std::string& file, std::string_view text, uint64_t 
   } catch (const json::parse_error& e) {
     throw ImportError(file, base_offset + (e.byte > 0 ? e.byte - 1 : 0), field,
                       std::string("invalid JSON: ") + e.what());
+  } catch (const json::exception& e) {  // e.g. out_of_range: a number too large for a double
+    throw ImportError(file, base_offset, field, std::string("invalid JSON: ") + e.what());
   }
 }
 
@@ -63,8 +64,9 @@ SafeTensorsFile SafeTensorsFile::parse(MappedFile mapped) {
   if (n > kMaxHeaderBytes)
     cur.fail_at(0, "header_size", "header of " + std::to_string(n) + " bytes exceeds the 100 MB limit");
   if (n > cur.remaining())
-    cur.fail_at(0, "header_size", "header of " + std::to_string(n) + " bytes runs past the end of the file (" +
-                                      std::to_string(st.file_->size()) + " bytes)");
+    cur.fail_at(0, "header_size",
+                "header of " + std::to_string(n) + " bytes runs past the end of the file (" +
+                    std::to_string(st.file_->size()) + " bytes)");
   if (n < 2) cur.fail_at(0, "header_size", "header of " + std::to_string(n) + " bytes cannot hold a JSON object");
   st.header_bytes_ = n;
   auto hdr = cur.take(n, "header");
@@ -77,53 +79,57 @@ SafeTensorsFile SafeTensorsFile::parse(MappedFile mapped) {
   // JSON keys are not located by the parser; report the header's offset for them.
   auto fail = [&](const std::string& field, const std::string& msg) -> void { cur.fail_at(8, field, msg); };
 
-  for (auto& [name, entry] : j.items()) {
-    if (name == "__metadata__") {
-      if (!entry.is_object()) fail("__metadata__", "must be an object of strings");
-      for (auto& [k, v] : entry.items()) {
-        if (!v.is_string()) fail("__metadata__." + k, "must be a string");
-        st.metadata_[k] = v.get<std::string>();
+  try {
+    for (auto& [name, entry] : j.items()) {
+      if (name == "__metadata__") {
+        if (!entry.is_object()) fail("__metadata__", "must be an object of strings");
+        for (auto& [k, v] : entry.items()) {
+          if (!v.is_string()) fail("__metadata__." + k, "must be a string");
+          st.metadata_[k] = v.get<std::string>();
+        }
+        continue;
       }
-      continue;
+      const std::string f = "tensor \"" + name + "\"";
+      if (!entry.is_object()) fail(f, "must be an object");
+      StTensor t;
+      t.name = name;
+      t.file = path;
+      if (!entry.contains("dtype") || !entry["dtype"].is_string()) fail(f + ".dtype", "missing or not a string");
+      t.dtype = entry["dtype"].get<std::string>();
+      const DtypeInfo* info = nullptr;
+      for (const auto& d : kDtypes)
+        if (t.dtype == d.name) info = &d;
+      if (!info) fail(f + ".dtype", "unsupported dtype \"" + t.dtype + "\" (bitnetc reads F32, F16, BF16, I8, U8)");
+      t.type = info->type;
+      if (!entry.contains("shape") || !entry["shape"].is_array()) fail(f + ".shape", "missing or not an array");
+      uint64_t elems = 1;
+      for (const auto& d : entry["shape"]) {
+        if (!d.is_number_unsigned()) fail(f + ".shape", "dimensions must be non-negative integers");
+        const uint64_t dim = d.get<uint64_t>();
+        if (checked_mul(elems, dim, &elems)) fail(f + ".shape", "the product of the dimensions overflows 64 bits");
+        t.shape.push_back(dim);
+      }
+      if (t.shape.size() > 8) fail(f + ".shape", std::to_string(t.shape.size()) + " dimensions (at most 8)");
+      const auto& off = entry.contains("data_offsets") ? entry["data_offsets"] : json();
+      if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+        fail(f + ".data_offsets", "must be [begin, end] with non-negative integers");
+      const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
+      if (begin > end) fail(f + ".data_offsets", "begin " + std::to_string(begin) + " > end " + std::to_string(end));
+      if (end > data_size)
+        fail(f + ".data_offsets", "end " + std::to_string(end) + " is past the " + std::to_string(data_size) +
+                                      " bytes of data in the file (truncated?)");
+      uint64_t expect;
+      if (checked_mul(elems, info->size, &expect) || expect != end - begin)
+        fail(f + ".data_offsets",
+             "holds " + std::to_string(end - begin) + " bytes but shape x dtype needs " +
+                 (checked_mul(elems, info->size, &expect) ? std::string("more than 2^64") : std::to_string(expect)));
+      t.file_offset = data_start + begin;
+      t.nbytes = end - begin;
+      t.data = st.file_->data() + t.file_offset;
+      st.tensors_.push_back(std::move(t));
     }
-    const std::string f = "tensor \"" + name + "\"";
-    if (!entry.is_object()) fail(f, "must be an object");
-    StTensor t;
-    t.name = name;
-    t.file = path;
-    if (!entry.contains("dtype") || !entry["dtype"].is_string()) fail(f + ".dtype", "missing or not a string");
-    t.dtype = entry["dtype"].get<std::string>();
-    const DtypeInfo* info = nullptr;
-    for (const auto& d : kDtypes)
-      if (t.dtype == d.name) info = &d;
-    if (!info) fail(f + ".dtype", "unsupported dtype \"" + t.dtype + "\" (bitnetc reads F32, F16, BF16, I8, U8)");
-    t.type = info->type;
-    if (!entry.contains("shape") || !entry["shape"].is_array()) fail(f + ".shape", "missing or not an array");
-    uint64_t elems = 1;
-    for (const auto& d : entry["shape"]) {
-      if (!d.is_number_unsigned()) fail(f + ".shape", "dimensions must be non-negative integers");
-      const uint64_t dim = d.get<uint64_t>();
-      if (checked_mul(elems, dim, &elems)) fail(f + ".shape", "the product of the dimensions overflows 64 bits");
-      t.shape.push_back(dim);
-    }
-    if (t.shape.size() > 8) fail(f + ".shape", std::to_string(t.shape.size()) + " dimensions (at most 8)");
-    const auto& off = entry.contains("data_offsets") ? entry["data_offsets"] : json();
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      fail(f + ".data_offsets", "must be [begin, end] with non-negative integers");
-    const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
-    if (begin > end) fail(f + ".data_offsets", "begin " + std::to_string(begin) + " > end " + std::to_string(end));
-    if (end > data_size)
-      fail(f + ".data_offsets", "end " + std::to_string(end) + " is past the " + std::to_string(data_size) +
-                                    " bytes of data in the file (truncated?)");
-    uint64_t expect;
-    if (checked_mul(elems, info->size, &expect) || expect != end - begin)
-      fail(f + ".data_offsets", "holds " + std::to_string(end - begin) + " bytes but shape x dtype needs " +
-                                    (checked_mul(elems, info->size, &expect) ? std::string("more than 2^64")
-                                                                             : std::to_string(expect)));
-    t.file_offset = data_start + begin;
-    t.nbytes = end - begin;
-    t.data = st.file_->data() + t.file_offset;
-    st.tensors_.push_back(std::move(t));
+  } catch (const json::exception& e) {  // a value of an unexpected JSON type
+    cur.fail_at(8, "header", std::string("unexpected value: ") + e.what());
   }
 
   // Ranges must tile the data section exactly: contiguous, no overlap, no gap.
@@ -137,13 +143,14 @@ SafeTensorsFile SafeTensorsFile::parse(MappedFile mapped) {
     if (t->file_offset < expect_at)
       cur.fail_at(t->file_offset, "tensor \"" + t->name + "\".data_offsets", "overlaps the previous tensor's data");
     if (t->file_offset > expect_at)
-      cur.fail_at(expect_at, "tensor \"" + t->name + "\".data_offsets",
-                  "leaves a gap of " + std::to_string(t->file_offset - expect_at) + " bytes before it (not contiguous)");
+      cur.fail_at(
+          expect_at, "tensor \"" + t->name + "\".data_offsets",
+          "leaves a gap of " + std::to_string(t->file_offset - expect_at) + " bytes before it (not contiguous)");
     expect_at = t->file_offset + t->nbytes;
   }
   if (expect_at != st.file_->size())
-    cur.fail_at(expect_at, "data", std::to_string(st.file_->size() - expect_at) +
-                                       " bytes after the last tensor belong to no tensor");
+    cur.fail_at(expect_at, "data",
+                std::to_string(st.file_->size() - expect_at) + " bytes after the last tensor belong to no tensor");
 
   std::stable_sort(st.tensors_.begin(), st.tensors_.end(),
                    [](const StTensor& a, const StTensor& b) { return a.file_offset < b.file_offset; });
@@ -164,7 +171,8 @@ SafeTensorsCheckpoint SafeTensorsCheckpoint::open(const std::string& path) {
     if (fs::exists(dir / "model.safetensors.index.json")) {
       index = (dir / "model.safetensors.index.json").string();
     } else if (fs::exists(dir / "model.safetensors")) {
-      ck.files_.push_back(std::make_unique<SafeTensorsFile>(SafeTensorsFile::open((dir / "model.safetensors").string())));
+      ck.files_.push_back(
+          std::make_unique<SafeTensorsFile>(SafeTensorsFile::open((dir / "model.safetensors").string())));
     } else {
       throw ImportError(path, ImportError::kNoOffset, "",
                         "folder has neither model.safetensors nor model.safetensors.index.json");

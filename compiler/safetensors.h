@@ -21,10 +21,10 @@ namespace bitnetc {
 
 struct StTensor {
   std::string name;
-  std::string dtype;              // as written ("BF16", "U8", ...)
+  std::string dtype;  // as written ("BF16", "U8", ...)
   TensorType type = TensorType::F32;
-  std::vector<uint64_t> shape;    // outermost first (PyTorch order)
-  uint64_t file_offset = 0;       // absolute
+  std::vector<uint64_t> shape;  // outermost first (PyTorch order)
+  uint64_t file_offset = 0;     // absolute
   uint64_t nbytes = 0;
   const uint8_t* data = nullptr;  // into the map
   std::string file;               // which file holds it
@@ -37,7 +37,7 @@ struct StTensor {
 };
 
 class SafeTensorsFile {
-public:
+ public:
   static constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // as the reference library
 
   static SafeTensorsFile open(const std::string& path);
@@ -49,7 +49,7 @@ public:
   const std::vector<StTensor>& tensors() const { return tensors_; }  // in file order
   const StTensor* find(std::string_view name) const;
 
-private:
+ private:
   std::unique_ptr<MappedFile> file_;
   uint64_t header_bytes_ = 0;
   std::map<std::string, std::string> metadata_;
@@ -60,7 +60,7 @@ private:
 // A checkpoint: one `model.safetensors`, or shards listed by
 // `model.safetensors.index.json` (its weight_map names the file of every tensor).
 class SafeTensorsCheckpoint {
-public:
+ public:
   // `path` is a folder holding either file, a .safetensors file, or an index .json.
   static SafeTensorsCheckpoint open(const std::string& path);
 
@@ -69,7 +69,7 @@ public:
   const std::vector<std::unique_ptr<SafeTensorsFile>>& files() const { return files_; }
   const std::string& index_path() const { return index_path_; }
 
-private:
+ private:
   std::vector<std::unique_ptr<SafeTensorsFile>> files_;
   std::vector<const StTensor*> tensors_;
   std::unordered_map<std::string, const StTensor*> by_name_;

@@ -52,8 +52,7 @@ std::vector<uint8_t> encode_weights(const TernaryWeights& w, TensorType type, I2
       for (size_t i = 0; i < v.size(); ++i) v[i] = w.codes[i] * w.scales[0];
       return dense_bytes(v, type);
     }
-    default:
-      throw std::invalid_argument(std::string("synthetic models cannot use ") + type_name(type) + " weights");
+    default: throw std::invalid_argument(std::string("synthetic models cannot use ") + type_name(type) + " weights");
   }
 }
 
@@ -192,11 +191,11 @@ GgufWriter make_synthetic_gguf(const SyntheticSpec& s) {
   if (!tiles.empty()) {
     std::vector<GgufOut> rows;
     for (const auto& [shape, c] : tiles)
-      rows.push_back(GgufOut::array(GgufValueType::UINT32,
-                                    {GgufOut::u32(static_cast<uint32_t>(shape.first)),
-                                     GgufOut::u32(static_cast<uint32_t>(shape.second)),
-                                     GgufOut::u32(static_cast<uint32_t>(c.BM)), GgufOut::u32(static_cast<uint32_t>(c.BK)),
-                                     GgufOut::u32(static_cast<uint32_t>(c.bm))}));
+      rows.push_back(
+          GgufOut::array(GgufValueType::UINT32,
+                         {GgufOut::u32(static_cast<uint32_t>(shape.first)),
+                          GgufOut::u32(static_cast<uint32_t>(shape.second)), GgufOut::u32(static_cast<uint32_t>(c.BM)),
+                          GgufOut::u32(static_cast<uint32_t>(c.BK)), GgufOut::u32(static_cast<uint32_t>(c.bm))}));
     w.set("bitnetc.tl.tiles", GgufOut::array(GgufValueType::ARRAY, std::move(rows)));
   }
   return w;

@@ -17,7 +17,7 @@
 namespace bitnetc {
 
 struct SyntheticSpec {
-  std::string arch = "bitnet";      // "bitnet" (llama.cpp) or "bitnet-b1.58" (bitnet.cpp)
+  std::string arch = "bitnet";  // "bitnet" (llama.cpp) or "bitnet-b1.58" (bitnet.cpp)
   int64_t n_vocab = 512;
   int64_t n_embd = 256;
   int64_t n_ff = 768;
@@ -35,7 +35,7 @@ struct SyntheticSpec {
 
 // Deterministic 64-bit generator (splitmix64) with integer-derived floats.
 class SplitMix64 {
-public:
+ public:
   explicit SplitMix64(uint64_t seed) : s_(seed) {}
   uint64_t next() {
     uint64_t z = (s_ += 0x9E3779B97F4A7C15ull);
@@ -50,7 +50,7 @@ public:
     return s - 6.0f;
   }
 
-private:
+ private:
   uint64_t s_;
 };
 

@@ -1,12 +1,12 @@
 #include "tensor_types.h"
 
-#include "diagnostics.h"
-
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+
+#include "diagnostics.h"
 
 namespace bitnetc {
 
@@ -117,7 +117,10 @@ float fp16_to_f32(uint16_t h) {
       bits = sign;
     } else {  // subnormal: renormalize
       int e = -1;
-      do { ++e; mant <<= 1; } while ((mant & 0x400) == 0);
+      do {
+        ++e;
+        mant <<= 1;
+      } while ((mant & 0x400) == 0);
       bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (mant & 0x3FF) << 13;
     }
   } else if (exp == 31) {
@@ -134,7 +137,7 @@ uint16_t f32_to_fp16(float f) {
   const uint32_t absx = x & 0x7FFFFFFF;
   if (absx >= 0x7F800000u) return static_cast<uint16_t>(sign | 0x7C00 | (absx > 0x7F800000u ? 0x200 : 0));
   if (absx >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00);  // rounds to inf
-  if (absx < 0x38800000u) {  // fp16 subnormal or zero
+  if (absx < 0x38800000u) {                                              // fp16 subnormal or zero
     if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
     const uint32_t e = absx >> 23;
     uint32_t m = (absx & 0x7FFFFF) | 0x800000;
@@ -163,8 +166,15 @@ uint16_t f32_to_bf16(float f) {
 namespace {
 
 uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
-float load_f32(const uint8_t* p) { float v; std::memcpy(&v, p, 4); return v; }
-void store_u16(uint8_t* p, uint16_t v) { p[0] = v & 0xFF; p[1] = v >> 8; }
+float load_f32(const uint8_t* p) {
+  float v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+void store_u16(uint8_t* p, uint16_t v) {
+  p[0] = v & 0xFF;
+  p[1] = v >> 8;
+}
 
 void require_whole_blocks(int64_t rows, int64_t cols, const char* type) {
   if (rows <= 0 || cols <= 0 || cols % kQK != 0)
@@ -186,9 +196,7 @@ void set_tensor_scale(TernaryWeights& w, float s) {
 }
 
 // The scale that covers elements [i, i + 256): per-block or per-tensor.
-float block_scale(const TernaryWeights& w, uint64_t first_element) {
-  return w.scales[first_element / w.scale_block];
-}
+float block_scale(const TernaryWeights& w, uint64_t first_element) { return w.scales[first_element / w.scale_block]; }
 
 void require_per_tensor_scale(const TernaryWeights& w, const char* what) {
   if (w.scales.size() != 1) throw std::invalid_argument(std::string(what) + " stores one scale per tensor");
@@ -308,7 +316,7 @@ const char* i2s_layout_name(I2SLayout l) { return l == I2SLayout::X86 ? "x86" : 
 
 namespace {
 int i2s_block(I2SLayout l) { return l == I2SLayout::X86 ? 128 : 64; }
-}
+}  // namespace
 
 TernaryWeights decode_i2_s(const uint8_t* src, int64_t rows, int64_t cols, I2SLayout layout) {
   TernaryWeights w = make_weights(rows, cols);
@@ -356,9 +364,7 @@ TernaryWeights decode_i2_l2c(const uint8_t* src, int64_t rows, int64_t cols, flo
 
 void dequantize_row_ref(TensorType t, const uint8_t* src, float* dst, uint64_t n) {
   switch (t) {
-    case TensorType::F32:
-      std::memcpy(dst, src, n * 4);
-      return;
+    case TensorType::F32: std::memcpy(dst, src, n * 4); return;
     case TensorType::F16:
       for (uint64_t i = 0; i < n; ++i) dst[i] = fp16_to_f32(load_u16(src + 2 * i));
       return;

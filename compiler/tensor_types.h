@@ -18,21 +18,52 @@ namespace bitnetc {
 // bitnetc's own enumeration. File type ids are mapped onto it by each importer
 // (GGUF ids collide between bitnet.cpp's fork and upstream ggml; see gguf.cpp).
 enum class TensorType : uint8_t {
-  F32, F16, BF16, F64, I8, I16, I32, I64, U8,
-  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
-  IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, IQ1_M, MXFP4,
-  TQ1_0, TQ2_0,   // llama.cpp's ternary types (block scale fp16 per 256)
-  I2_S, TL1, TL2, // bitnet.cpp's ternary types (one f32 scale per tensor)
-  I2_L2C,         // bitllama2.c checkpoints: 2 bits, first element in the low bits
+  F32,
+  F16,
+  BF16,
+  F64,
+  I8,
+  I16,
+  I32,
+  I64,
+  U8,
+  Q4_0,
+  Q4_1,
+  Q5_0,
+  Q5_1,
+  Q8_0,
+  Q8_1,
+  Q2_K,
+  Q3_K,
+  Q4_K,
+  Q5_K,
+  Q6_K,
+  Q8_K,
+  IQ2_XXS,
+  IQ2_XS,
+  IQ3_XXS,
+  IQ1_S,
+  IQ4_NL,
+  IQ3_S,
+  IQ2_S,
+  IQ4_XS,
+  IQ1_M,
+  MXFP4,
+  TQ1_0,
+  TQ2_0,  // llama.cpp's ternary types (block scale fp16 per 256)
+  I2_S,
+  TL1,
+  TL2,     // bitnet.cpp's ternary types (one f32 scale per tensor)
+  I2_L2C,  // bitllama2.c checkpoints: 2 bits, first element in the low bits
 };
 
 struct TypeTraits {
   TensorType type;
-  const char* name;        // as ggml prints it ("TQ2_0", "F32", ...)
-  uint32_t block_size;     // elements per block along a row
-  uint32_t block_bytes;    // bytes per block (0 for the special-size bitnet.cpp types)
-  bool ternary;            // decodes to {-1,0,+1} codes + scale
-  bool readable;           // bitnetc can decode its values
+  const char* name;      // as ggml prints it ("TQ2_0", "F32", ...)
+  uint32_t block_size;   // elements per block along a row
+  uint32_t block_bytes;  // bytes per block (0 for the special-size bitnet.cpp types)
+  bool ternary;          // decodes to {-1,0,+1} codes + scale
+  bool readable;         // bitnetc can decode its values
 };
 
 const TypeTraits& type_traits(TensorType t);
@@ -81,9 +112,9 @@ const char* i2s_layout_name(I2SLayout l);
 // Tile parameters that fix TL1/TL2's weight permutation (bitnet.cpp's
 // kernel_config.ini: bm, bk, bmm). The packed bytes cannot be read without them.
 struct TLTileConfig {
-  int64_t BM = 0;   // rows per outer tile
-  int64_t BK = 0;   // columns per outer tile
-  int64_t bm = 0;   // rows per inner tile ("bmm")
+  int64_t BM = 0;  // rows per outer tile
+  int64_t BK = 0;  // columns per outer tile
+  int64_t bm = 0;  // rows per inner tile ("bmm")
 };
 
 // A default tile config for a rows x cols matrix that satisfies every constraint of
@@ -98,18 +129,16 @@ std::string check_tl2_config(int64_t rows, int64_t cols, const TLTileConfig& cfg
 TernaryWeights decode_tq1_0(const uint8_t* src, int64_t rows, int64_t cols);
 TernaryWeights decode_tq2_0(const uint8_t* src, int64_t rows, int64_t cols);
 TernaryWeights decode_i2_s(const uint8_t* src, int64_t rows, int64_t cols, I2SLayout layout);
-TernaryWeights decode_tl1(const uint8_t* src, int64_t rows, int64_t cols, const TLTileConfig& cfg,
-                          float scale);
+TernaryWeights decode_tl1(const uint8_t* src, int64_t rows, int64_t cols, const TLTileConfig& cfg, float scale);
 // bitllama2.c: element k at bits 2(k&3) of byte k>>2; 00 = 0, 01 = +1, 11 = -1 (10 read as 0).
 TernaryWeights decode_i2_l2c(const uint8_t* src, int64_t rows, int64_t cols, float scale);
-TernaryWeights decode_tl2(const uint8_t* src, int64_t rows, int64_t cols, const TLTileConfig& cfg,
-                          float scale);
+TernaryWeights decode_tl2(const uint8_t* src, int64_t rows, int64_t cols, const TLTileConfig& cfg, float scale);
 
 // Encoders (lossless for codes; TQ scales are stored as fp16, I2_S/TL as f32).
 // TQ*_0 take one scale per 256-element block (scale_block 256) or per tensor.
 std::vector<uint8_t> encode_tq1_0(const TernaryWeights& w);
 std::vector<uint8_t> encode_tq2_0(const TernaryWeights& w);
-std::vector<uint8_t> encode_i2_s(const TernaryWeights& w, I2SLayout layout);  // per-tensor scale
+std::vector<uint8_t> encode_i2_s(const TernaryWeights& w, I2SLayout layout);        // per-tensor scale
 std::vector<uint8_t> encode_tl1(const TernaryWeights& w, const TLTileConfig& cfg);  // codes only
 std::vector<uint8_t> encode_tl2(const TernaryWeights& w, const TLTileConfig& cfg);  // codes only
 

@@ -38,8 +38,8 @@ NibblePos tl1_pos(int64_t r, int64_t kp, int64_t K, const TLTileConfig& c) {
   const int64_t i1 = kp / (c.BK / 2), kk = kp % (c.BK / 2), i3 = kk / (by / 2), k3 = kk % (by / 2);
   const int64_t i5 = k3 / 2, t = k3 % 2;
   const int64_t idx =
-      ((((((i0 * (K / c.BK) + i1) * (c.BM / c.bm) + i2) * (c.BK / by) + i3) * (c.bm / 16) + i4) * (by / 4) + i5) *
-           16 + b3);
+      ((((((i0 * (K / c.BK) + i1) * (c.BM / c.bm) + i2) * (c.BK / by) + i3) * (c.bm / 16) + i4) * (by / 4) + i5) * 16 +
+       b3);
   return {static_cast<uint64_t>(idx), t == 0};
 }
 

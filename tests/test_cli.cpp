@@ -1,6 +1,5 @@
 // `bitnetc inspect` and `bitnetc synth` as a user runs them: exit codes, stdout, stderr.
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 
 #include "support/test_support.h"
@@ -58,13 +57,12 @@ TEST(Cli, InspectJsonHasTheDocumentedKeys) {
 TEST(Cli, InspectReadsEveryModelFileInShared) {
   ScratchDir dir;
   const auto s = shared_dir();
-  std::vector<std::string> inputs = {
-      (s / "golden/gguf/synth-b158/synth-b158-tq2_0.gguf").string(),
-      (s / "golden/gguf/synth-b158/synth-b158-tq1_0.gguf").string(),
-      (s / "golden/hf-bitnet-tiny/bf16").string(),
-      (s / "golden/hf-bitnet-tiny/packed").string(),
-      (s / "golden/hf-bitnet-tiny/packed/model.safetensors").string(),
-      (s / "models/tinystories-bitnet-3m/model.bin").string()};
+  std::vector<std::string> inputs = {(s / "golden/gguf/synth-b158/synth-b158-tq2_0.gguf").string(),
+                                     (s / "golden/gguf/synth-b158/synth-b158-tq1_0.gguf").string(),
+                                     (s / "golden/hf-bitnet-tiny/bf16").string(),
+                                     (s / "golden/hf-bitnet-tiny/packed").string(),
+                                     (s / "golden/hf-bitnet-tiny/packed/model.safetensors").string(),
+                                     (s / "models/tinystories-bitnet-3m/model.bin").string()};
   for (const auto& e : std::filesystem::directory_iterator(s / "golden/tokenizer"))
     if (e.path().extension() == ".gguf") inputs.push_back(e.path().string());
   for (const auto& in : inputs) {
@@ -97,7 +95,8 @@ TEST(Cli, InspectErrorsGoToStderrWithNonZeroExit) {
 
 TEST(Cli, SynthRefusesImpossibleShapesAndUnwritablePaths) {
   ScratchDir dir;
-  const CliResult bad = run_bitnetc("synth -o " + dir.file("x.gguf") + " --type tq2_0 --embd 100 --heads 4 --kv-heads 2", dir);
+  const CliResult bad =
+      run_bitnetc("synth -o " + dir.file("x.gguf") + " --type tq2_0 --embd 100 --heads 4 --kv-heads 2", dir);
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find("bitnetc: error:"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));

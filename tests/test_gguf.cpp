@@ -52,8 +52,9 @@ TEST(Gguf, RoundTripsEveryMetadataType) {
   w.set("str", GgufOut::str("h\xC3\xA9llo"));
   w.set("strs", GgufOut::strings({"a", "", "ccc"}));
   w.set("f32s", GgufOut::f32s({1.5f, -2.5f}));
-  w.set("nested", GgufOut::array(GgufValueType::ARRAY,
-                                 {GgufOut::i32s({1, 2, 3}), GgufOut::array(GgufValueType::ARRAY, {GgufOut::strings({"x"})})}));
+  w.set("nested",
+        GgufOut::array(GgufValueType::ARRAY,
+                       {GgufOut::i32s({1, 2, 3}), GgufOut::array(GgufValueType::ARRAY, {GgufOut::strings({"x"})})}));
   w.set("empty", GgufOut::array(GgufValueType::UINT8, {}));
   const auto g = parse_bytes(w.serialize());
   EXPECT_EQ(g.version(), 3u);
@@ -221,8 +222,8 @@ TEST(GgufCorrupt, UnknownTensorTypeAndBadBlocks) {
   const auto g = parse_bytes(b);
   const uint64_t type_at = first_tensor_info(g) + 8 + 1 + 4 + 2 * 8;
   put_le<uint32_t>(b, type_at, 77);
-  expect_import_error([&] { parse_bytes(b); }, {"byte " + std::to_string(type_at), "tensor \"a\".type",
-                                                "unknown tensor type id 77"});
+  expect_import_error([&] { parse_bytes(b); },
+                      {"byte " + std::to_string(type_at), "tensor \"a\".type", "unknown tensor type id 77"});
   put_le<uint32_t>(b, type_at, 35);  // TQ2_0 needs rows of 256
   expect_import_error([&] { parse_bytes(b); }, {"tensor \"a\".type", "not a whole number of TQ2_0 blocks"});
 }
@@ -237,8 +238,8 @@ TEST(GgufCorrupt, DimensionsOutOfRangeOrOverflowing) {
   expect_import_error([&] { parse_bytes(b); }, {"tensor \"a\".ne[0]", "out of range"});
   put_le<uint64_t>(b, info + 13, 1ull << 40);
   put_le<uint64_t>(b, info + 21, 1ull << 40);
-  expect_import_error([&] { parse_bytes(b); }, {"byte " + std::to_string(info + 21), "tensor \"a\".ne",
-                                                "overflows 64 bits"});
+  expect_import_error([&] { parse_bytes(b); },
+                      {"byte " + std::to_string(info + 21), "tensor \"a\".ne", "overflows 64 bits"});
 }
 
 TEST(GgufCorrupt, MisalignedOverlappingAndOutOfFileData) {
@@ -246,8 +247,8 @@ TEST(GgufCorrupt, MisalignedOverlappingAndOutOfFileData) {
   const auto g = parse_bytes(b);
   const uint64_t off_b = g.tensors()[1].info_offset + 8 + 1 + 4 + 8 + 4;
   put_le<uint64_t>(b, off_b, 4);
-  expect_import_error([&] { parse_bytes(b); }, {"byte " + std::to_string(off_b), "tensor \"b\".offset",
-                                                "not a multiple of the alignment 32"});
+  expect_import_error([&] { parse_bytes(b); },
+                      {"byte " + std::to_string(off_b), "tensor \"b\".offset", "not a multiple of the alignment 32"});
   put_le<uint64_t>(b, off_b, 0);
   expect_import_error([&] { parse_bytes(b); }, {"overlaps tensor \"a\""});
   put_le<uint64_t>(b, off_b, 1ull << 20);

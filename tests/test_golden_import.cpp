@@ -26,10 +26,10 @@ TEST(GoldenSynthB158, Tq1AndTq2DecodeToTheDocumentedTernaryWeights) {
   EXPECT_EQ(tq2.find("blk.0.attn_q.weight")->nbytes, 16896u);
 
   // README: layer-0 scales, one per tensor (every block's fp16 d equals it).
-  const std::map<std::string, float> layer0 = {
-      {"attn_q", 0.068603515625f},  {"attn_k", 0.08758544921875f}, {"attn_v", 0.07427978515625f},
-      {"attn_output", 0.039825439453125f}, {"ffn_gate", 0.0618896484375f}, {"ffn_up", 0.09161376953125f},
-      {"ffn_down", 0.0787353515625f}};
+  const std::map<std::string, float> layer0 = {{"attn_q", 0.068603515625f},    {"attn_k", 0.08758544921875f},
+                                               {"attn_v", 0.07427978515625f},  {"attn_output", 0.039825439453125f},
+                                               {"ffn_gate", 0.0618896484375f}, {"ffn_up", 0.09161376953125f},
+                                               {"ffn_down", 0.0787353515625f}};
   size_t checked = 0;
   for (int l = 0; l < 4; ++l)
     for (const char* mat : kMatrices) {
@@ -69,7 +69,7 @@ TEST(GoldenHfBitnetTiny, PackedUnpacksToTheTernarisedBf16Masters) {
   EXPECT_EQ(packed.tokenizer.kind, "gpt2");
   EXPECT_EQ(packed.tokenizer.n_tokens, 128256);
   const char* mats[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+                        "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
   for (int l = 0; l < 3; ++l)
     for (const char* mat : mats) {
       const std::string name = "model.layers." + std::to_string(l) + "." + mat + ".weight";

@@ -64,11 +64,18 @@ TEST(HfConfig, EveryUsedFieldIsValidated) {
       {[](json& j) { j["num_hidden_layers"] = 0; }, {"num_hidden_layers", "positive"}},
       {[](json& j) { j["num_hidden_layers"] = 1ll << 40; }, {"num_hidden_layers", "below 2^32"}},
       {[](json& j) { j["num_key_value_heads"] = 3; }, {"num_key_value_heads", "does not divide"}},
-      {[](json& j) { j["num_attention_heads"] = 3; j["num_key_value_heads"] = 3; }, {"num_attention_heads", "does not divide hidden_size"}},
+      {[](json& j) {
+         j["num_attention_heads"] = 3;
+         j["num_key_value_heads"] = 3;
+       },
+       {"num_attention_heads", "does not divide hidden_size"}},
       {[](json& j) { j["hidden_act"] = "gelu"; }, {"hidden_act", "unsupported activation \"gelu\""}},
       {[](json& j) { j["rms_norm_eps"] = -1; }, {"rms_norm_eps", "positive finite"}},
       {[](json& j) { j["rope_theta"] = "big"; }, {"rope_theta", "must be a number"}},
-      {[](json& j) { j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4}}; }, {"rope_scaling", "not supported"}},
+      {[](json& j) {
+         j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4}};
+       },
+       {"rope_scaling", "not supported"}},
       {[](json& j) { j["architectures"] = {"MistralForCausalLM"}; }, {"architectures", "unsupported architecture"}},
       {[](json& j) { j.erase("architectures"); }, {"architectures", "missing"}},
       {[](json& j) { j["tie_word_embeddings"] = 1; }, {"tie_word_embeddings", "true or false"}},
@@ -84,5 +91,11 @@ TEST(HfConfig, EveryUsedFieldIsValidated) {
     expect_import_error([&] { parse(j); }, c.expect);
   }
   expect_import_error([] { parse_hf_config_text("config.json", "{\"a\": "); }, {"config.json", "invalid JSON"});
+  // Found by fuzz.hf_config: numbers beyond double range and values of the wrong JSON type.
+  expect_import_error([] { parse_hf_config_text("config.json", "{\"a\": 444444444444444e844}"); },
+                      {"config.json", "invalid JSON", "number overflow"});
+  json j = bitnet_2b4t_tiny();
+  j["rope_scaling"] = {{"type", 5}};
+  expect_import_error([&] { parse(j); }, {"config.json", "rope_scaling"});
   expect_import_error([] { parse_hf_config("/nonexistent/config.json"); }, {"cannot open"});
 }

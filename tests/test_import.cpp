@@ -102,11 +102,13 @@ TEST(Import, ValidatesGgufHyperparameters) {
   w = make_synthetic_gguf(small_spec("bitnet", TensorType::TQ2_0));
   w.set("bitnet.block_count", GgufOut::str("two"));
   w.write(dir.file("b.gguf"));
-  expect_import_error([&] { import_model(dir.file("b.gguf")); }, {"bitnet.block_count", "expected an unsigned integer"});
+  expect_import_error([&] { import_model(dir.file("b.gguf")); },
+                      {"bitnet.block_count", "expected an unsigned integer"});
   w = make_synthetic_gguf(small_spec("bitnet", TensorType::TQ2_0));
   w.set("bitnet.vocab_size", GgufOut::u32(301));
   w.write(dir.file("c.gguf"));
-  expect_import_error([&] { import_model(dir.file("c.gguf")); }, {"bitnet.vocab_size", "token_embd.weight has 300 rows"});
+  expect_import_error([&] { import_model(dir.file("c.gguf")); },
+                      {"bitnet.vocab_size", "token_embd.weight has 300 rows"});
 }
 
 TEST(Import, TlWeightsWithoutTileConfigAreRefusedClearly) {
@@ -137,7 +139,8 @@ TEST(Import, DenseWeightsMustBeTernary) {
 TEST(Import, UnknownFormatsAndMissingPaths) {
   ScratchDir dir;
   write_text(dir.file("notes.txt"), "hello world, not a model");
-  expect_import_error([&] { import_model(dir.file("notes.txt")); }, {"notes.txt: byte 0: magic", "unrecognised model format"});
+  expect_import_error([&] { import_model(dir.file("notes.txt")); },
+                      {"notes.txt: byte 0: magic", "unrecognised model format"});
   expect_import_error([&] { import_model(dir.file("absent.gguf")); }, {"absent.gguf", "no such file"});
   expect_import_error([&] { import_model(dir.path().string()); }, {"neither model.safetensors"});
 }

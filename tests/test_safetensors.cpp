@@ -65,6 +65,8 @@ TEST(SafeTensorsCorrupt, HeaderLength) {
 TEST(SafeTensorsCorrupt, InvalidJsonAndNonUtf8Names) {
   auto b = SafeTensorsBuilder::assemble("{\"w\": {\"dtype\": ", {});
   expect_import_error([&] { parse_bytes(b); }, {"header", "invalid JSON"});
+  b = SafeTensorsBuilder::assemble("{\"w\": 1e999}", {});
+  expect_import_error([&] { parse_bytes(b); }, {"byte 8: header", "invalid JSON"});
   b = SafeTensorsBuilder::assemble("[1, 2]", {});
   expect_import_error([&] { parse_bytes(b); }, {"not a JSON object"});
   b = SafeTensorsBuilder::assemble("{\"w\xFF\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1]}}", {7});
@@ -79,20 +81,23 @@ TEST(SafeTensorsCorrupt, UnknownDtypeAndBadShape) {
   b = with_header([](auto& h) { h["w"]["shape"] = {1ull << 40, 1ull << 40}; });
   expect_import_error([&] { parse_bytes(b); }, {"tensor \"w\".shape", "overflows"});
   b = with_header([](auto& h) { h["w"]["shape"] = {2, 2}; });
-  expect_import_error([&] { parse_bytes(b); }, {"tensor \"w\".data_offsets", "holds 12 bytes but shape x dtype needs 8"});
+  expect_import_error([&] { parse_bytes(b); },
+                      {"tensor \"w\".data_offsets", "holds 12 bytes but shape x dtype needs 8"});
 }
 
 TEST(SafeTensorsCorrupt, OffsetsOutsideOverlappingOrGapped) {
-  auto b = with_header([](auto& h) { h["p"]["data_offsets"] = {12, 100}; h["p"]["shape"] = {88}; });
+  auto b = with_header([](auto& h) {
+    h["p"]["data_offsets"] = {12, 100};
+    h["p"]["shape"] = {88};
+  });
   expect_import_error([&] { parse_bytes(b); }, {"tensor \"p\".data_offsets", "past the 16 bytes of data"});
   b = with_header([](auto& h) { h["p"]["data_offsets"] = {10, 14}; });
   expect_import_error([&] { parse_bytes(b); }, {"tensor \"p\".data_offsets", "overlaps"});
   b = with_header([](auto& h) { h["p"]["data_offsets"] = {14, 12}; });
   expect_import_error([&] { parse_bytes(b); }, {"begin 14 > end 12"});
-  b = SafeTensorsBuilder::assemble(
-      R"({"w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]},)"
-      R"( "p": {"dtype": "U8", "shape": [4], "data_offsets": [13, 17]}})",
-      std::vector<uint8_t>(17, 0));
+  b = SafeTensorsBuilder::assemble(R"({"w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]},)"
+                                   R"( "p": {"dtype": "U8", "shape": [4], "data_offsets": [13, 17]}})",
+                                   std::vector<uint8_t>(17, 0));
   expect_import_error([&] { parse_bytes(b); }, {"tensor \"p\".data_offsets", "leaves a gap of 1 bytes"});
   auto sb = two_tensors();
   auto extra = sb.build();
@@ -139,9 +144,11 @@ TEST(SafeTensorsCheckpoint, RefusesBadIndexes) {
   expect_import_error([&] { SafeTensorsCheckpoint::open(dir.path().string()); },
                       {"model.safetensors.index.json", "weight_map.z", "does not hold it"});
   write_text(index, R"({"weight_map": {"x": "../../etc/passwd"}})");
-  expect_import_error([&] { SafeTensorsCheckpoint::open(dir.path().string()); }, {"weight_map.x", "not a plain file name"});
+  expect_import_error([&] { SafeTensorsCheckpoint::open(dir.path().string()); },
+                      {"weight_map.x", "not a plain file name"});
   write_text(index, R"({"weight_map": {"x": "missing.safetensors"}})");
-  expect_import_error([&] { SafeTensorsCheckpoint::open(dir.path().string()); }, {"missing.safetensors", "cannot open"});
+  expect_import_error([&] { SafeTensorsCheckpoint::open(dir.path().string()); },
+                      {"missing.safetensors", "cannot open"});
   write_text(index, R"({"weight_map": [1]})");
   expect_import_error([&] { SafeTensorsCheckpoint::open(dir.path().string()); }, {"weight_map", "not an object"});
   std::filesystem::remove(index);

@@ -37,12 +37,12 @@ TEST(Fp16, ExactValuesAndRounding) {
   EXPECT_EQ(f32_to_fp16(1.0f), 0x3C00);
   EXPECT_EQ(f32_to_fp16(-2.0f), 0xC000);
   EXPECT_EQ(f32_to_fp16(65504.0f), 0x7BFF);
-  EXPECT_EQ(f32_to_fp16(65520.0f), 0x7C00);                   // rounds to inf
-  EXPECT_EQ(f32_to_fp16(std::ldexp(1.0f, -24)), 0x0001);      // smallest subnormal
-  EXPECT_EQ(f32_to_fp16(std::ldexp(1.0f, -25)), 0x0000);      // tie to even -> 0
+  EXPECT_EQ(f32_to_fp16(65520.0f), 0x7C00);                      // rounds to inf
+  EXPECT_EQ(f32_to_fp16(std::ldexp(1.0f, -24)), 0x0001);         // smallest subnormal
+  EXPECT_EQ(f32_to_fp16(std::ldexp(1.0f, -25)), 0x0000);         // tie to even -> 0
   EXPECT_EQ(f32_to_fp16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);  // tie to even
   EXPECT_EQ(f32_to_fp16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);
-  EXPECT_FLOAT_EQ(fp16_to_f32(0x2C64), 0.0686035156f);        // synth-b158 layer-0 q scale
+  EXPECT_FLOAT_EQ(fp16_to_f32(0x2C64), 0.0686035156f);  // synth-b158 layer-0 q scale
   EXPECT_EQ(fp16_to_f32(0x0001), std::ldexp(1.0f, -24));
   EXPECT_TRUE(std::isinf(fp16_to_f32(0x7C00)));
   EXPECT_TRUE(std::isnan(fp16_to_f32(0x7E00)));
@@ -55,7 +55,7 @@ TEST(Fp16, ExactValuesAndRounding) {
 
 TEST(Bf16, RoundTripAndRounding) {
   EXPECT_EQ(f32_to_bf16(1.0f), 0x3F80);
-  EXPECT_EQ(bf16_to_f32(0x3E12), 0.142578125f);  // hf-bitnet-tiny layer-0 q_proj weight_scale
+  EXPECT_EQ(bf16_to_f32(0x3E12), 0.142578125f);                       // hf-bitnet-tiny layer-0 q_proj weight_scale
   EXPECT_EQ(f32_to_bf16(std::bit_cast<float>(0x3F808000u)), 0x3F80);  // tie to even
   EXPECT_EQ(f32_to_bf16(std::bit_cast<float>(0x3F818000u)), 0x3F82);
   EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
@@ -70,7 +70,7 @@ TEST(TensorSizes, MatchGgml) {
   EXPECT_EQ(*tensor_nbytes(TensorType::TL1, 256, 64), 256u * 64 / 4 + 32);
   // bitnet.cpp ggml_nbytes for TL2: (K-256)*M/3*5/8 + 256*M/2*4/8, padded to 32, + 32.
   EXPECT_EQ(*tensor_nbytes(TensorType::TL2, 384, 128), 11648u);
-  EXPECT_FALSE(tensor_nbytes(TensorType::TQ2_0, 100, 1).has_value());  // not whole blocks
+  EXPECT_FALSE(tensor_nbytes(TensorType::TQ2_0, 100, 1).has_value());           // not whole blocks
   EXPECT_FALSE(tensor_nbytes(TensorType::F32, UINT64_MAX / 2, 3).has_value());  // overflow
 }
 

@@ -2,8 +2,8 @@
 #include <cstdint>
 #include <string>
 
-#include "hf_config.h"
 #include "diagnostics.h"
+#include "hf_config.h"
 
 using namespace bitnetc;
 

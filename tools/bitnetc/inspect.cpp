@@ -2,7 +2,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <iostream>
-
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -23,18 +22,30 @@ std::string shape_str(const std::vector<uint64_t>& shape) {
 
 std::string human_bytes(uint64_t b) {
   char buf[32];
-  if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", b / 1073741824.0);
-  else if (b >= (1ull << 20)) std::snprintf(buf, sizeof buf, "%.2f MiB", b / 1048576.0);
-  else if (b >= (1ull << 10)) std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
-  else std::snprintf(buf, sizeof buf, "%" PRIu64 " B", b);
+  if (b >= (1ull << 30))
+    std::snprintf(buf, sizeof buf, "%.2f GiB", b / 1073741824.0);
+  else if (b >= (1ull << 20))
+    std::snprintf(buf, sizeof buf, "%.2f MiB", b / 1048576.0);
+  else if (b >= (1ull << 10))
+    std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+  else
+    std::snprintf(buf, sizeof buf, "%" PRIu64 " B", b);
   return buf;
 }
 
 json hparams_json(const Hyperparams& h) {
-  return json{{"n_vocab", h.n_vocab},     {"n_embd", h.n_embd},       {"n_ff", h.n_ff},
-              {"n_layer", h.n_layer},     {"n_head", h.n_head},       {"n_head_kv", h.n_head_kv},
-              {"head_dim", h.head_dim},   {"n_ctx", h.n_ctx},         {"rope_theta", h.rope_theta},
-              {"rms_eps", h.rms_eps},     {"ffn_activation", h.ffn_act}, {"tied_embeddings", h.tied_embeddings}};
+  return json{{"n_vocab", h.n_vocab},
+              {"n_embd", h.n_embd},
+              {"n_ff", h.n_ff},
+              {"n_layer", h.n_layer},
+              {"n_head", h.n_head},
+              {"n_head_kv", h.n_head_kv},
+              {"head_dim", h.head_dim},
+              {"n_ctx", h.n_ctx},
+              {"rope_theta", h.rope_theta},
+              {"rms_eps", h.rms_eps},
+              {"ffn_activation", h.ffn_act},
+              {"tied_embeddings", h.tied_embeddings}};
 }
 
 std::string format_line(const ImportedModel& m) {
@@ -62,12 +73,20 @@ int inspect(const InspectOptions& o) {
     if (!m.supported) j["unsupported_reason"] = m.unsupported_reason;
     j["metadata"] = m.metadata_json(o.full ? 0 : 64);
     if (m.hparams) j["hyperparameters"] = hparams_json(*m.hparams);
-    j["tokenizer"] = {{"kind", m.tokenizer.kind}, {"source", m.tokenizer.source}, {"n_tokens", m.tokenizer.n_tokens},
-                      {"bos", m.tokenizer.bos}, {"eos", m.tokenizer.eos}};
+    j["tokenizer"] = {{"kind", m.tokenizer.kind},
+                      {"source", m.tokenizer.source},
+                      {"n_tokens", m.tokenizer.n_tokens},
+                      {"bos", m.tokenizer.bos},
+                      {"eos", m.tokenizer.eos}};
     json tensors = json::array();
     for (const auto& t : m.tensors)
-      tensors.push_back({{"name", t.name}, {"type", type_name(t.type)}, {"shape", t.shape}, {"offset", t.file_offset},
-                         {"nbytes", t.nbytes}, {"n_params", t.n_params}, {"ternary", t.ternary}});
+      tensors.push_back({{"name", t.name},
+                         {"type", type_name(t.type)},
+                         {"shape", t.shape},
+                         {"offset", t.file_offset},
+                         {"nbytes", t.nbytes},
+                         {"n_params", t.n_params},
+                         {"ternary", t.ternary}});
     j["tensors"] = tensors;
     j["n_params"] = m.n_params();
     j["ternary_params"] = m.ternary_params();
@@ -115,7 +134,8 @@ int inspect(const InspectOptions& o) {
                 shape_str(t.shape).c_str(), t.nbytes, t.file_offset);
   std::printf("totals:\n");
   std::printf("  parameters      %" PRIu64 " (%" PRIu64 " ternary)\n", m.n_params(), m.ternary_params());
-  std::printf("  ternary bytes   %" PRIu64 " (%s, as stored)\n", m.ternary_bytes(), human_bytes(m.ternary_bytes()).c_str());
+  std::printf("  ternary bytes   %" PRIu64 " (%s, as stored)\n", m.ternary_bytes(),
+              human_bytes(m.ternary_bytes()).c_str());
   std::printf("  bytes per token %" PRIu64 " (%s read to decode one token)\n", m.bytes_per_token(),
               human_bytes(m.bytes_per_token()).c_str());
   return 0;
