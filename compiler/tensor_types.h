@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "ternary.h"
+
 namespace bitnetc {
 
 // bitnetc's own enumeration. File type ids are mapped onto it by each importer
@@ -88,20 +90,6 @@ uint16_t f32_to_bf16(float f);  // round to nearest even, NaN kept quiet
 void dequantize_row_ref(TensorType t, const uint8_t* src, float* dst, uint64_t n);
 
 // ---- ternary weights ----------------------------------------------------------------
-// A rows x cols ternary matrix, row-major (row = output feature), with its scales:
-// element (r, c) is codes[r*cols + c] * scales[(r*cols + c) / scale_block].
-// A per-tensor scale has scale_block == rows*cols and one entry.
-struct TernaryWeights {
-  int64_t rows = 0, cols = 0;
-  std::vector<int8_t> codes;
-  uint64_t scale_block = 0;
-  std::vector<float> scales;
-
-  float scale_of(int64_t r, int64_t c) const {
-    return scales[static_cast<size_t>((static_cast<uint64_t>(r) * cols + c) / scale_block)];
-  }
-  float value(int64_t r, int64_t c) const { return codes[r * cols + c] * scale_of(r, c); }
-};
 
 // bitnet.cpp packs I2_S differently per CPU family: blocks of 128 elements in 32-byte
 // groups on x86, blocks of 64 in 16-byte groups on ARM. The file does not say which;

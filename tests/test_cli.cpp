@@ -104,3 +104,13 @@ TEST(Cli, SynthRefusesImpossibleShapesAndUnwritablePaths) {
   EXPECT_EQ(unwritable.status, 1);
   EXPECT_NE(unwritable.err.find("/nonexistent-dir/x.gguf"), std::string::npos) << unwritable.err;
 }
+
+TEST(Cli, CompilingSaysClearlyThatThisBuildCannotYet) {
+  ScratchDir dir;
+  const CliResult r = run_bitnetc("model.gguf --target=x86-64-avx2 -o model", dir);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("compiling a model"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("inspect"), std::string::npos) << r.err;
+  const CliResult unknown = run_bitnetc("inspect --bogus x", dir);
+  EXPECT_NE(unknown.status, 0);
+}

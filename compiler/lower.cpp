@@ -1,0 +1,304 @@
+#include "lower.h"
+
+#include <cmath>
+#include <functional>
+#include <map>
+
+namespace bitnetc {
+
+using namespace ir;
+
+namespace {
+
+// Which engine's numerics a family follows, and where its tensors are.
+struct Recipe {
+  std::string family;
+  NormKind norm = NormKind::RmsF64Sum;
+  NormKind final_norm = NormKind::RmsF64Sum;
+  bool bitnorm = false;      // weightless bitnorm before each BitLinear (runbit.c)
+  bool sub_norms = true;     // attn_sub_norm before o, ffn_sub_norm before down
+  ActQuant quant = ActQuant::PerBlockQ8K;
+  ActQuant per_token = ActQuant::PerTokenBitnetCpp;  // what --act-quant=per-token picks
+  RopeStyle rope_style = RopeStyle::Neox;
+  RopeFreq rope_freq = RopeFreq::GgmlIterative;
+  ScoreScale score_scale = ScoreScale::MultiplyInvSqrt;
+  SoftmaxSum softmax_sum = SoftmaxSum::F64MulInverse;
+  Activation act = Activation::SiluDiv;
+  // Tensor names.
+  std::string embd, out_norm, head;
+  std::function<std::string(int, const char*)> name;  // (layer, role) -> tensor name
+};
+
+const char* kRoles[] = {"attn_norm", "q", "k", "v", "attn_sub_norm", "o", "ffn_norm", "gate", "up", "ffn_sub_norm", "down"};
+
+Recipe gguf_recipe(const ImportedModel& m) {
+  Recipe r;
+  r.family = m.architecture;
+  r.act = m.hparams->ffn_act == "relu2" ? Activation::Relu2 : Activation::SiluDiv;
+  if (m.architecture == "bitnet-b1.58") r.quant = ActQuant::PerTokenBitnetCpp;
+  r.embd = "token_embd.weight";
+  r.out_norm = "output_norm.weight";
+  r.head = m.hparams->tied_embeddings ? r.embd : "output.weight";
+  r.name = [](int l, const char* role) {
+    static const std::map<std::string, std::string> n = {
+        {"attn_norm", "attn_norm"}, {"q", "attn_q"},       {"k", "attn_k"},          {"v", "attn_v"},
+        {"attn_sub_norm", "attn_sub_norm"}, {"o", "attn_output"}, {"ffn_norm", "ffn_norm"}, {"gate", "ffn_gate"},
+        {"up", "ffn_up"},           {"ffn_sub_norm", "ffn_sub_norm"}, {"down", "ffn_down"}};
+    return "blk." + std::to_string(l) + "." + n.at(role) + ".weight";
+  };
+  return r;
+}
+
+Recipe hf_recipe(const ImportedModel& m) {
+  Recipe r;
+  r.family = m.architecture;
+  r.norm = r.final_norm = NormKind::RmsF32;
+  r.quant = r.per_token = ActQuant::PerTokenHF;
+  r.rope_freq = RopeFreq::TorchInvFreq;
+  r.softmax_sum = SoftmaxSum::F32Divide;
+  r.act = m.hparams->ffn_act == "relu2" ? Activation::Relu2 : Activation::SiluDiv;
+  r.sub_norms = m.hf_config->family == HfFamily::BitNetB158;
+  r.embd = "model.embed_tokens.weight";
+  r.out_norm = "model.norm.weight";
+  r.head = m.hparams->tied_embeddings ? r.embd : "lm_head.weight";
+  r.name = [](int l, const char* role) {
+    static const std::map<std::string, std::string> n = {
+        {"attn_norm", "input_layernorm"},  {"q", "self_attn.q_proj"},  {"k", "self_attn.k_proj"},
+        {"v", "self_attn.v_proj"},         {"attn_sub_norm", "self_attn.attn_sub_norm"},
+        {"o", "self_attn.o_proj"},         {"ffn_norm", "post_attention_layernorm"},
+        {"gate", "mlp.gate_proj"},         {"up", "mlp.up_proj"},  {"ffn_sub_norm", "mlp.ffn_sub_norm"},
+        {"down", "mlp.down_proj"}};
+    return "model.layers." + std::to_string(l) + "." + n.at(role) + ".weight";
+  };
+  return r;
+}
+
+Recipe llama2c_recipe() {
+  Recipe r;
+  r.family = "bitllama2c";
+  r.bitnorm = true;
+  r.sub_norms = false;
+  r.final_norm = NormKind::RmsLlama2c;
+  r.quant = r.per_token = ActQuant::PerTokenLlama2c;
+  r.rope_style = RopeStyle::Interleaved;
+  r.rope_freq = RopeFreq::PowfPerPair;
+  r.score_scale = ScoreScale::DivideSqrt;
+  r.softmax_sum = SoftmaxSum::F32Divide;
+  r.act = Activation::SiluLlama2c;
+  r.embd = r.head = "tok_embeddings.weight";
+  r.out_norm = "norm.weight";
+  r.name = [](int l, const char* role) {
+    static const std::map<std::string, std::string> n = {
+        {"q", "attention.wq"}, {"k", "attention.wk"}, {"v", "attention.wv"}, {"o", "attention.wo"},
+        {"gate", "feed_forward.w1"}, {"up", "feed_forward.w3"}, {"down", "feed_forward.w2"}};
+    auto it = n.find(role);
+    return it == n.end() ? std::string() : "layers." + std::to_string(l) + "." + it->second + ".weight";
+  };
+  return r;
+}
+
+class Lowering {
+public:
+  Lowering(const ImportedModel& m, const Recipe& r, const LowerOptions& o) : m_(m), r_(r), o_(o) {}
+
+  Graph build() {
+    const Hyperparams& h = *m_.hparams;
+    g_.name = r_.family;
+    g_.n_vocab = h.n_vocab;
+    g_.n_embd = h.n_embd;
+    g_.n_layer = h.n_layer;
+    g_.n_ctx = o_.n_ctx > 0 ? o_.n_ctx : h.n_ctx;
+    g_.n_head_kv = h.n_head_kv;
+    g_.head_dim = h.head_dim;
+    quant_ = r_.quant;
+    if (o_.act_quant)
+      quant_ = *o_.act_quant == ActQuantGranularity::PerBlock ? ActQuant::PerBlockQ8K : r_.per_token;
+
+    const int embd = dense(r_.embd, h.n_vocab, h.n_embd);
+    int x = g_.add_value("x.embd", DType::F32, h.n_embd);
+    Op e{OpKind::Embedding};
+    e.output = x;
+    e.weight = embd;
+    g_.ops.push_back(e);
+
+    const int64_t q_dim = h.n_head * h.head_dim, kv_dim = h.n_head_kv * h.head_dim;
+    for (int l = 0; l < h.n_layer; ++l) {
+      const std::string p = "l" + std::to_string(l) + ".";
+      const int a = norm_before_quant(x, l, "attn_norm", p + "attn_in");
+      const int aq = quantize(a, p + "attn_in.q8");
+      int q = matmul(aq, l, "q", q_dim, p + "q");
+      int k = matmul(aq, l, "k", kv_dim, p + "k");
+      const int v = matmul(aq, l, "v", kv_dim, p + "v");
+      q = rope(q, p + "q.rope");
+      k = rope(k, p + "k.rope");
+      Op at{OpKind::Attention};
+      at.inputs = {q, k, v};
+      at.output = g_.add_value(p + "attn", DType::F32, q_dim);
+      at.layer = l;
+      at.n_head = static_cast<int>(h.n_head);
+      at.n_head_kv = static_cast<int>(h.n_head_kv);
+      at.head_dim = static_cast<int>(h.head_dim);
+      at.score_scale = r_.score_scale;
+      at.softmax_sum = r_.softmax_sum;
+      g_.ops.push_back(at);
+      const int o_in = r_.sub_norms ? norm(at.output, l, "attn_sub_norm", p + "attn_sub") : r_.bitnorm ? bitnorm(at.output, p + "attn_sub") : at.output;
+      const int o = matmul(quantize(o_in, p + "attn_out.q8"), l, "o", h.n_embd, p + "o");
+      x = add(x, o, p + "x.attn");
+
+      const int f = norm_before_quant(x, l, "ffn_norm", p + "ffn_in");
+      const int fq = quantize(f, p + "ffn_in.q8");
+      const int gate = matmul(fq, l, "gate", h.n_ff, p + "gate");
+      const int up = matmul(fq, l, "up", h.n_ff, p + "up");
+      Op ga{OpKind::GatedAct};
+      ga.inputs = {gate, up};
+      ga.output = g_.add_value(p + "ffn_act", DType::F32, h.n_ff);
+      ga.act = r_.act;
+      g_.ops.push_back(ga);
+      const int d_in = r_.sub_norms ? norm(ga.output, l, "ffn_sub_norm", p + "ffn_sub") : r_.bitnorm ? bitnorm(ga.output, p + "ffn_sub") : ga.output;
+      const int d = matmul(quantize(d_in, p + "ffn_out.q8"), l, "down", h.n_embd, p + "down");
+      x = add(x, d, p + "x.ffn");
+    }
+    Op fn{OpKind::Norm};
+    fn.inputs = {x};
+    fn.output = g_.add_value("x.final_norm", DType::F32, h.n_embd);
+    fn.norm = r_.final_norm;
+    fn.eps = static_cast<float>(h.rms_eps);
+    fn.weight = dense(r_.out_norm, 1, h.n_embd);
+    g_.ops.push_back(fn);
+    Op head{OpKind::DenseMatmul};
+    head.inputs = {fn.output};
+    head.output = g_.add_value("logits", DType::F32, h.n_vocab);
+    head.weight = r_.head == r_.embd ? embd : dense(r_.head, h.n_vocab, h.n_embd);
+    g_.ops.push_back(head);
+    g_.logits = head.output;
+
+    const auto errors = verify(g_);
+    if (!errors.empty()) throw ImportError(m_.path, ImportError::kNoOffset, "", "lowering produced an invalid graph: " + errors[0]);
+    return std::move(g_);
+  }
+
+private:
+  const ModelTensor& tensor(const std::string& name) {
+    const ModelTensor* t = m_.find(name);
+    if (!t) throw ImportError(m_.path, ImportError::kNoOffset, name, "missing tensor (needed by " + r_.family + ")");
+    return *t;
+  }
+
+  // A dense tensor as float, checked against the expected element count.
+  int dense(const std::string& name, int64_t rows, int64_t cols) {
+    const ModelTensor& t = tensor(name);
+    if (t.n_params != static_cast<uint64_t>(rows * cols))
+      throw ImportError(t.file, t.file_offset, name, "has " + std::to_string(t.n_params) + " elements, expected " +
+                                                         std::to_string(rows) + " x " + std::to_string(cols));
+    DenseWeights w;
+    w.name = name;
+    w.rows = rows;
+    w.cols = cols;
+    w.data = decode_dense(t);
+    return g_.add_dense(std::move(w));
+  }
+
+  int norm(int x, int l, const char* role, const std::string& name) {
+    Op op{OpKind::Norm};
+    op.inputs = {x};
+    op.output = g_.add_value(name, DType::F32, g_.values[x].size);
+    op.norm = r_.norm;
+    op.eps = static_cast<float>(m_.hparams->rms_eps);
+    op.weight = dense(r_.name(l, role), 1, g_.values[x].size);
+    g_.ops.push_back(op);
+    return op.output;
+  }
+
+  int bitnorm(int x, const std::string& name) {
+    Op op{OpKind::Norm};
+    op.inputs = {x};
+    op.output = g_.add_value(name, DType::F32, g_.values[x].size);
+    op.norm = NormKind::BitNorm;
+    g_.ops.push_back(op);
+    return op.output;
+  }
+
+  int norm_before_quant(int x, int l, const char* role, const std::string& name) {
+    return r_.bitnorm ? bitnorm(x, name) : norm(x, l, role, name);
+  }
+
+  int quantize(int x, const std::string& name) {
+    const int64_t n = g_.values[x].size;
+    if (act_quant_is_per_block(quant_) && n % 256 != 0)
+      throw ImportError(m_.path, ImportError::kNoOffset, "act_quant",
+                        "per-block activation quantization needs widths that are multiples of 256 (" + name + " has " +
+                            std::to_string(n) + ")");
+    Op op{OpKind::Quantize};
+    op.inputs = {x};
+    op.output = g_.add_value(name, DType::Q8, n);
+    op.quant = quant_;
+    g_.ops.push_back(op);
+    return op.output;
+  }
+
+  int matmul(int xq, int l, const char* role, int64_t rows, const std::string& name) {
+    const std::string tname = r_.name(l, role);
+    const ModelTensor& t = tensor(tname);
+    TernaryWeights w = decode_ternary(m_, t, o_.decode);
+    if (w.rows != rows || w.cols != g_.values[xq].size)
+      throw ImportError(t.file, t.file_offset, tname, "is " + std::to_string(w.rows) + " x " + std::to_string(w.cols) +
+                                                          ", expected " + std::to_string(rows) + " x " +
+                                                          std::to_string(g_.values[xq].size));
+    // llama.cpp's optional per-tensor "<name>.scale" multiplies the matmul's output;
+    // folded into the weight scales.
+    std::string scale_name = tname.substr(0, tname.size() - 7) + ".scale";
+    if (m_.format == SourceFormat::Gguf)
+      if (const ModelTensor* s = m_.find(scale_name)) {
+        const float f = decode_dense(*s).at(0);
+        for (float& x : w.scales) x *= f;
+      }
+    Op op{OpKind::TernaryMatmul};
+    op.inputs = {xq};
+    op.output = g_.add_value(name, DType::F32, rows);
+    op.weight = g_.add_ternary(tname, std::move(w));
+    g_.ops.push_back(op);
+    return op.output;
+  }
+
+  int rope(int x, const std::string& name) {
+    Op op{OpKind::Rope};
+    op.inputs = {x};
+    op.output = g_.add_value(name, DType::F32, g_.values[x].size);
+    op.rope_style = r_.rope_style;
+    op.rope_freq = r_.rope_freq;
+    op.rope_theta = static_cast<float>(m_.hparams->rope_theta);
+    op.head_dim = static_cast<int>(m_.hparams->head_dim);
+    g_.ops.push_back(op);
+    return op.output;
+  }
+
+  int add(int a, int b, const std::string& name) {
+    Op op{OpKind::Add};
+    op.inputs = {a, b};
+    op.output = g_.add_value(name, DType::F32, g_.values[a].size);
+    g_.ops.push_back(op);
+    return op.output;
+  }
+
+  const ImportedModel& m_;
+  const Recipe& r_;
+  const LowerOptions& o_;
+  ActQuant quant_ = ActQuant::PerTokenHF;
+  Graph g_;
+};
+
+}  // namespace
+
+Graph lower(const ImportedModel& m, const LowerOptions& options) {
+  if (!m.supported || !m.hparams)
+    throw ImportError(m.path, ImportError::kNoOffset, "", m.unsupported_reason.empty() ? "cannot lower this model" : m.unsupported_reason);
+  Recipe r;
+  switch (m.format) {
+    case SourceFormat::Gguf: r = gguf_recipe(m); break;
+    case SourceFormat::SafeTensors: r = hf_recipe(m); break;
+    case SourceFormat::Llama2c: r = llama2c_recipe(); break;
+  }
+  return Lowering(m, r, options).build();
+}
+
+}  // namespace bitnetc

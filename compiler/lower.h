@@ -1,0 +1,35 @@
+// Lowering: an imported model (model_import.h) to the ternary IR (ir/ir.h).
+//
+// One recipe per source family picks the numerics of the engine that defines that
+// format, so that the reference interpreter reproduces it:
+//   GGUF `bitnet`        llama.cpp build_bitnet: ggml RMSNorm, NEOX RoPE, SiLU, Q8_K
+//                        activations per 256-block (TQ1_0/TQ2_0's vec_dot type)
+//   GGUF `bitnet-b1.58`  bitnet.cpp (2B4T): as above with relu2 and per-token int8
+//   HF BitNetForCausalLM transformers' modeling_bitnet + AutoBitLinear: f32 RMSNorm,
+//                        per-token absmax int8 (ActQuant), absmean ternary weights
+//   bitllama2.c          runbit.c: weightless bitnorm before every BitLinear,
+//                        interleaved RoPE, final RMSNorm with weight
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "ir.h"
+#include "model_import.h"
+
+namespace bitnetc {
+
+enum class ActQuantGranularity { PerToken, PerBlock };
+
+struct LowerOptions {
+  // Overrides the recipe's activation quantization (`--act-quant=per-token|per-block`).
+  std::optional<ActQuantGranularity> act_quant;
+  // Context length of the KV cache; 0 takes the model's.
+  int64_t n_ctx = 0;
+  DecodeOptions decode;
+};
+
+// Builds and verifies the graph. Throws ImportError for missing or mis-shaped tensors.
+ir::Graph lower(const ImportedModel& m, const LowerOptions& options = {});
+
+}  // namespace bitnetc

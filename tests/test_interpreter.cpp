@@ -1,0 +1,111 @@
+// The reference interpreter against the outputs of the engines that define each format
+// (../shared/golden): greedy tokens must be identical; the top-5 logits must agree
+// within the tolerance each golden README states.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "interpreter.h"
+#include "lower.h"
+#include "support/test_support.h"
+
+using namespace bitnetc;
+using namespace bitnetc::test;
+using nlohmann::json;
+
+namespace {
+
+int32_t argmax(const std::vector<float>& v) {  // strict >: the lowest id wins a tie
+  int32_t best = 0;
+  for (size_t i = 1; i < v.size(); ++i)
+    if (v[i] > v[best]) best = static_cast<int32_t>(i);
+  return best;
+}
+
+struct Agreement {
+  size_t cases = 0, tokens = 0, token_matches = 0;
+  double max_abs = 0, max_rel = 0;
+};
+
+// Feeds the prompt, then generates greedily for as many steps as the golden case has,
+// comparing each chosen token and the golden top-5 logits of that step.
+void check_case(ir::Interpreter& interp, const json& c, Agreement& a, double abs_tol, double rel_tol,
+                const std::string& label) {
+  interp.reset();
+  const auto prompt = c["prompt_tokens"].get<std::vector<int32_t>>();
+  const auto want = c["tokens"].get<std::vector<int32_t>>();
+  int32_t pos = 0;
+  const std::vector<float>* logits = nullptr;
+  for (int32_t t : prompt) logits = &interp.forward(t, pos++);
+  ++a.cases;
+  for (size_t step = 0; step < want.size(); ++step) {
+    const int32_t got = argmax(*logits);
+    ++a.tokens;
+    for (const auto& pair : c["top_logits"][step]) {
+      const int id = pair[0].get<int>();
+      const double ref = pair[1].get<double>(), ours = (*logits)[id];
+      const double abs = std::fabs(ours - ref), rel = abs / std::max(std::fabs(ref), 1e-6);
+      a.max_abs = std::max(a.max_abs, abs);
+      a.max_rel = std::max(a.max_rel, rel);
+      EXPECT_TRUE(abs <= abs_tol || rel <= rel_tol)
+          << label << " step " << step << " id " << id << ": ours " << ours << " golden " << ref;
+    }
+    ASSERT_EQ(got, want[step]) << label << ": first differing token at generated position " << step;
+    ++a.token_matches;
+    logits = &interp.forward(got, pos++);
+  }
+}
+
+json load(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  return json::parse(in);
+}
+
+}  // namespace
+
+TEST(InterpreterGolden, TinyStoriesMatchesRunbitC) {
+  const auto s = shared_dir();
+  const json golden = load(s / "golden/tinystories-bitnet-3m/golden.json");
+  const ImportedModel m = import_model((s / "models/tinystories-bitnet-3m/model.bin").string());
+  const ir::Graph g = lower(m);
+  ir::Interpreter interp(g);
+  Agreement a;
+  for (const auto& c : golden["cases"]) check_case(interp, c, a, 0.0, 1e-3, c["prompt"].get<std::string>());
+  EXPECT_EQ(a.token_matches, a.tokens);
+  EXPECT_EQ(a.cases, golden["cases"].size());
+  std::printf("tinystories: %zu cases, %zu/%zu tokens, max |dlogit| %.3g, max rel %.3g\n", a.cases, a.token_matches,
+              a.tokens, a.max_abs, a.max_rel);
+}
+
+TEST(InterpreterGolden, SynthB158MatchesLlamaCpp) {
+  const auto dir = shared_dir() / "golden/gguf/synth-b158";
+  const json golden = load(dir / "golden.json");
+  Agreement a;
+  for (const char* file : {"synth-b158-tq2_0.gguf", "synth-b158-tq1_0.gguf"}) {
+    const ImportedModel m = import_model((dir / file).string());
+    const ir::Graph g = lower(m);
+    ir::Interpreter interp(g);
+    for (const auto& c : golden["cases"])
+      if (c["model"] == file) check_case(interp, c, a, 0.15, 0.0, std::string(file) + " " + c["prompt"].get<std::string>());
+  }
+  EXPECT_EQ(a.cases, 6u);
+  EXPECT_EQ(a.token_matches, a.tokens);
+  std::printf("synth-b158: %zu cases, %zu/%zu tokens, max |dlogit| %.3g\n", a.cases, a.token_matches, a.tokens, a.max_abs);
+}
+
+TEST(InterpreterGolden, HfBitnetTinyMatchesTransformers) {
+  const auto dir = shared_dir() / "golden/hf-bitnet-tiny";
+  const json golden = load(dir / "golden.json");
+  Agreement a;
+  for (const char* variant : {"bf16", "packed"}) {
+    const ImportedModel m = import_model((dir / variant).string());
+    const ir::Graph g = lower(m);
+    ir::Interpreter interp(g);
+    for (const auto& c : golden["cases"])
+      check_case(interp, c, a, 0.5, 0.0, std::string(variant) + " " + c["prompt"].get<std::string>());
+  }
+  EXPECT_EQ(a.cases, 6u);
+  EXPECT_EQ(a.token_matches, a.tokens);
+  std::printf("hf-bitnet-tiny: %zu cases, %zu/%zu tokens, max |dlogit| %.3g\n", a.cases, a.token_matches, a.tokens, a.max_abs);
+}
