@@ -15,8 +15,8 @@ struct Recipe {
   std::string family;
   NormKind norm = NormKind::RmsF64Sum;
   NormKind final_norm = NormKind::RmsF64Sum;
-  bool bitnorm = false;      // weightless bitnorm before each BitLinear (runbit.c)
-  bool sub_norms = true;     // attn_sub_norm before o, ffn_sub_norm before down
+  bool bitnorm = false;   // weightless bitnorm before each BitLinear (runbit.c)
+  bool sub_norms = true;  // attn_sub_norm before o, ffn_sub_norm before down
   ActQuant quant = ActQuant::PerBlockQ8K;
   ActQuant per_token = ActQuant::PerTokenBitnetCpp;  // what --act-quant=per-token picks
   RopeStyle rope_style = RopeStyle::Neox;
@@ -29,7 +29,8 @@ struct Recipe {
   std::function<std::string(int, const char*)> name;  // (layer, role) -> tensor name
 };
 
-const char* kRoles[] = {"attn_norm", "q", "k", "v", "attn_sub_norm", "o", "ffn_norm", "gate", "up", "ffn_sub_norm", "down"};
+const char* kRoles[] = {"attn_norm",    "q",   "k", "v", "attn_sub_norm", "o", "ffn_norm", "gate", "up",
+                        "ffn_sub_norm", "down"};
 
 Recipe gguf_recipe(const ImportedModel& m) {
   Recipe r;
@@ -40,10 +41,17 @@ Recipe gguf_recipe(const ImportedModel& m) {
   r.out_norm = "output_norm.weight";
   r.head = m.hparams->tied_embeddings ? r.embd : "output.weight";
   r.name = [](int l, const char* role) {
-    static const std::map<std::string, std::string> n = {
-        {"attn_norm", "attn_norm"}, {"q", "attn_q"},       {"k", "attn_k"},          {"v", "attn_v"},
-        {"attn_sub_norm", "attn_sub_norm"}, {"o", "attn_output"}, {"ffn_norm", "ffn_norm"}, {"gate", "ffn_gate"},
-        {"up", "ffn_up"},           {"ffn_sub_norm", "ffn_sub_norm"}, {"down", "ffn_down"}};
+    static const std::map<std::string, std::string> n = {{"attn_norm", "attn_norm"},
+                                                         {"q", "attn_q"},
+                                                         {"k", "attn_k"},
+                                                         {"v", "attn_v"},
+                                                         {"attn_sub_norm", "attn_sub_norm"},
+                                                         {"o", "attn_output"},
+                                                         {"ffn_norm", "ffn_norm"},
+                                                         {"gate", "ffn_gate"},
+                                                         {"up", "ffn_up"},
+                                                         {"ffn_sub_norm", "ffn_sub_norm"},
+                                                         {"down", "ffn_down"}};
     return "blk." + std::to_string(l) + "." + n.at(role) + ".weight";
   };
   return r;
@@ -62,12 +70,17 @@ Recipe hf_recipe(const ImportedModel& m) {
   r.out_norm = "model.norm.weight";
   r.head = m.hparams->tied_embeddings ? r.embd : "lm_head.weight";
   r.name = [](int l, const char* role) {
-    static const std::map<std::string, std::string> n = {
-        {"attn_norm", "input_layernorm"},  {"q", "self_attn.q_proj"},  {"k", "self_attn.k_proj"},
-        {"v", "self_attn.v_proj"},         {"attn_sub_norm", "self_attn.attn_sub_norm"},
-        {"o", "self_attn.o_proj"},         {"ffn_norm", "post_attention_layernorm"},
-        {"gate", "mlp.gate_proj"},         {"up", "mlp.up_proj"},  {"ffn_sub_norm", "mlp.ffn_sub_norm"},
-        {"down", "mlp.down_proj"}};
+    static const std::map<std::string, std::string> n = {{"attn_norm", "input_layernorm"},
+                                                         {"q", "self_attn.q_proj"},
+                                                         {"k", "self_attn.k_proj"},
+                                                         {"v", "self_attn.v_proj"},
+                                                         {"attn_sub_norm", "self_attn.attn_sub_norm"},
+                                                         {"o", "self_attn.o_proj"},
+                                                         {"ffn_norm", "post_attention_layernorm"},
+                                                         {"gate", "mlp.gate_proj"},
+                                                         {"up", "mlp.up_proj"},
+                                                         {"ffn_sub_norm", "mlp.ffn_sub_norm"},
+                                                         {"down", "mlp.down_proj"}};
     return "model.layers." + std::to_string(l) + "." + n.at(role) + ".weight";
   };
   return r;
@@ -89,7 +102,7 @@ Recipe llama2c_recipe() {
   r.out_norm = "norm.weight";
   r.name = [](int l, const char* role) {
     static const std::map<std::string, std::string> n = {
-        {"q", "attention.wq"}, {"k", "attention.wk"}, {"v", "attention.wv"}, {"o", "attention.wo"},
+        {"q", "attention.wq"},       {"k", "attention.wk"},     {"v", "attention.wv"},      {"o", "attention.wo"},
         {"gate", "feed_forward.w1"}, {"up", "feed_forward.w3"}, {"down", "feed_forward.w2"}};
     auto it = n.find(role);
     return it == n.end() ? std::string() : "layers." + std::to_string(l) + "." + it->second + ".weight";
@@ -98,7 +111,7 @@ Recipe llama2c_recipe() {
 }
 
 class Lowering {
-public:
+ public:
   Lowering(const ImportedModel& m, const Recipe& r, const LowerOptions& o) : m_(m), r_(r), o_(o) {}
 
   Graph build() {
@@ -111,8 +124,7 @@ public:
     g_.n_head_kv = h.n_head_kv;
     g_.head_dim = h.head_dim;
     quant_ = r_.quant;
-    if (o_.act_quant)
-      quant_ = *o_.act_quant == ActQuantGranularity::PerBlock ? ActQuant::PerBlockQ8K : r_.per_token;
+    if (o_.act_quant) quant_ = *o_.act_quant == ActQuantGranularity::PerBlock ? ActQuant::PerBlockQ8K : r_.per_token;
 
     const int embd = dense(r_.embd, h.n_vocab, h.n_embd);
     int x = g_.add_value("x.embd", DType::F32, h.n_embd);
@@ -141,7 +153,9 @@ public:
       at.score_scale = r_.score_scale;
       at.softmax_sum = r_.softmax_sum;
       g_.ops.push_back(at);
-      const int o_in = r_.sub_norms ? norm(at.output, l, "attn_sub_norm", p + "attn_sub") : r_.bitnorm ? bitnorm(at.output, p + "attn_sub") : at.output;
+      const int o_in = r_.sub_norms ? norm(at.output, l, "attn_sub_norm", p + "attn_sub")
+                       : r_.bitnorm ? bitnorm(at.output, p + "attn_sub")
+                                    : at.output;
       const int o = matmul(quantize(o_in, p + "attn_out.q8"), l, "o", h.n_embd, p + "o");
       x = add(x, o, p + "x.attn");
 
@@ -154,7 +168,9 @@ public:
       ga.output = g_.add_value(p + "ffn_act", DType::F32, h.n_ff);
       ga.act = r_.act;
       g_.ops.push_back(ga);
-      const int d_in = r_.sub_norms ? norm(ga.output, l, "ffn_sub_norm", p + "ffn_sub") : r_.bitnorm ? bitnorm(ga.output, p + "ffn_sub") : ga.output;
+      const int d_in = r_.sub_norms ? norm(ga.output, l, "ffn_sub_norm", p + "ffn_sub")
+                       : r_.bitnorm ? bitnorm(ga.output, p + "ffn_sub")
+                                    : ga.output;
       const int d = matmul(quantize(d_in, p + "ffn_out.q8"), l, "down", h.n_embd, p + "down");
       x = add(x, d, p + "x.ffn");
     }
@@ -173,11 +189,12 @@ public:
     g_.logits = head.output;
 
     const auto errors = verify(g_);
-    if (!errors.empty()) throw ImportError(m_.path, ImportError::kNoOffset, "", "lowering produced an invalid graph: " + errors[0]);
+    if (!errors.empty())
+      throw ImportError(m_.path, ImportError::kNoOffset, "", "lowering produced an invalid graph: " + errors[0]);
     return std::move(g_);
   }
 
-private:
+ private:
   const ModelTensor& tensor(const std::string& name) {
     const ModelTensor* t = m_.find(name);
     if (!t) throw ImportError(m_.path, ImportError::kNoOffset, name, "missing tensor (needed by " + r_.family + ")");
@@ -188,8 +205,9 @@ private:
   int dense(const std::string& name, int64_t rows, int64_t cols) {
     const ModelTensor& t = tensor(name);
     if (t.n_params != static_cast<uint64_t>(rows * cols))
-      throw ImportError(t.file, t.file_offset, name, "has " + std::to_string(t.n_params) + " elements, expected " +
-                                                         std::to_string(rows) + " x " + std::to_string(cols));
+      throw ImportError(t.file, t.file_offset, name,
+                        "has " + std::to_string(t.n_params) + " elements, expected " + std::to_string(rows) + " x " +
+                            std::to_string(cols));
     DenseWeights w;
     w.name = name;
     w.rows = rows;
@@ -241,9 +259,9 @@ private:
     const ModelTensor& t = tensor(tname);
     TernaryWeights w = decode_ternary(m_, t, o_.decode);
     if (w.rows != rows || w.cols != g_.values[xq].size)
-      throw ImportError(t.file, t.file_offset, tname, "is " + std::to_string(w.rows) + " x " + std::to_string(w.cols) +
-                                                          ", expected " + std::to_string(rows) + " x " +
-                                                          std::to_string(g_.values[xq].size));
+      throw ImportError(t.file, t.file_offset, tname,
+                        "is " + std::to_string(w.rows) + " x " + std::to_string(w.cols) + ", expected " +
+                            std::to_string(rows) + " x " + std::to_string(g_.values[xq].size));
     // llama.cpp's optional per-tensor "<name>.scale" multiplies the matmul's output;
     // folded into the weight scales.
     std::string scale_name = tname.substr(0, tname.size() - 7) + ".scale";
@@ -291,7 +309,8 @@ private:
 
 Graph lower(const ImportedModel& m, const LowerOptions& options) {
   if (!m.supported || !m.hparams)
-    throw ImportError(m.path, ImportError::kNoOffset, "", m.unsupported_reason.empty() ? "cannot lower this model" : m.unsupported_reason);
+    throw ImportError(m.path, ImportError::kNoOffset, "",
+                      m.unsupported_reason.empty() ? "cannot lower this model" : m.unsupported_reason);
   Recipe r;
   switch (m.format) {
     case SourceFormat::Gguf: r = gguf_recipe(m); break;

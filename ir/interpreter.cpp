@@ -40,8 +40,7 @@ void quantize_activations(ActQuant kind, const float* x, int64_t n, int8_t* q, f
       for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
       amax = std::max(amax, 1e-5f);
       const float s = (1.0f / amax) * 127.0f;  // eager PyTorch: reciprocal, then * 127
-      for (int64_t i = 0; i < n; ++i)
-        q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(x[i] * s), -128.0f, 127.0f));
+      for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(x[i] * s), -128.0f, 127.0f));
       d[0] = 1.0f / s;
       return;
     }
@@ -190,7 +189,8 @@ Interpreter::Interpreter(const Graph& g) : g_(g) {
 
 const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
   if (token < 0 || token >= g_.n_vocab) throw std::out_of_range("token id " + std::to_string(token) + " out of range");
-  if (pos < 0 || pos >= g_.n_ctx) throw std::out_of_range("position " + std::to_string(pos) + " is outside the context");
+  if (pos < 0 || pos >= g_.n_ctx)
+    throw std::out_of_range("position " + std::to_string(pos) + " is outside the context");
   if (pos > next_pos_) throw std::logic_error("positions must be fed in order");
   next_pos_ = pos + 1;
 
@@ -217,7 +217,8 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
         const Q8& x = q8_[op.inputs[0]];
         const TernaryWeights& w = g_.ternary[op.weight].w;
         // Blocks are where either the activation's or the weight's scale changes.
-        const int64_t block = std::min<int64_t>(x.block, static_cast<int64_t>(std::min<uint64_t>(w.scale_block, w.cols)));
+        const int64_t block =
+            std::min<int64_t>(x.block, static_cast<int64_t>(std::min<uint64_t>(w.scale_block, w.cols)));
         for (int64_t r = 0; r < w.rows; ++r) {
           const int8_t* codes = &w.codes[r * w.cols];
           float y = 0;

@@ -14,7 +14,7 @@
 namespace bitnetc::ir {
 
 class Interpreter {
-public:
+ public:
   explicit Interpreter(const Graph& g);
 
   // Runs one decode step: `token` at position `pos` (0-based, < n_ctx). Positions must
@@ -24,7 +24,7 @@ public:
   // Forgets the KV cache (a new sequence starts at position 0).
   void reset() { next_pos_ = 0; }
 
-private:
+ private:
   struct Q8 {
     std::vector<int8_t> q;
     std::vector<float> d;  // dequant factor per block
@@ -32,8 +32,8 @@ private:
   };
 
   const Graph& g_;
-  std::vector<std::vector<float>> f32_;  // per value
-  std::vector<Q8> q8_;                   // per value
+  std::vector<std::vector<float>> f32_;                // per value
+  std::vector<Q8> q8_;                                 // per value
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: [n_ctx][kv_dim]
   int32_t next_pos_ = 0;
 };

@@ -85,10 +85,14 @@ namespace {
 std::vector<DType> input_types(OpKind k) {
   switch (k) {
     case OpKind::Embedding: return {};
-    case OpKind::Norm: case OpKind::Quantize: case OpKind::DenseMatmul: case OpKind::Rope: return {DType::F32};
+    case OpKind::Norm:
+    case OpKind::Quantize:
+    case OpKind::DenseMatmul:
+    case OpKind::Rope: return {DType::F32};
     case OpKind::TernaryMatmul: return {DType::Q8};
     case OpKind::Attention: return {DType::F32, DType::F32, DType::F32};
-    case OpKind::GatedAct: case OpKind::Add: return {DType::F32, DType::F32};
+    case OpKind::GatedAct:
+    case OpKind::Add: return {DType::F32, DType::F32};
   }
   return {};
 }
@@ -111,18 +115,34 @@ std::vector<std::string> verify(const Graph& g) {
     bool ok = true;
     for (size_t k = 0; k < op.inputs.size(); ++k) {
       const int v = op.inputs[k];
-      if (v < 0 || v >= static_cast<int>(g.values.size())) { err(i, "input " + std::to_string(k) + " is no value"); ok = false; continue; }
-      if (!defined[v]) { err(i, "uses %" + std::to_string(v) + " before it is defined"); ok = false; }
-      if (g.values[v].dtype != types[k]) { err(i, "input " + std::to_string(k) + " must be " + dtype_name(types[k])); ok = false; }
+      if (v < 0 || v >= static_cast<int>(g.values.size())) {
+        err(i, "input " + std::to_string(k) + " is no value");
+        ok = false;
+        continue;
+      }
+      if (!defined[v]) {
+        err(i, "uses %" + std::to_string(v) + " before it is defined");
+        ok = false;
+      }
+      if (g.values[v].dtype != types[k]) {
+        err(i, "input " + std::to_string(k) + " must be " + dtype_name(types[k]));
+        ok = false;
+      }
     }
-    if (op.output < 0 || op.output >= static_cast<int>(g.values.size())) { err(i, "output is no value"); continue; }
+    if (op.output < 0 || op.output >= static_cast<int>(g.values.size())) {
+      err(i, "output is no value");
+      continue;
+    }
     if (defined[op.output]) err(i, "redefines %" + std::to_string(op.output));
     defined[op.output] = true;
     if (!ok) continue;
     const Value& out = g.values[op.output];
     auto in_size = [&](size_t k) { return g.values[op.inputs[k]].size; };
     auto dense = [&]() -> const DenseWeights* {
-      if (op.weight < 0 || op.weight >= static_cast<int>(g.dense.size())) { err(i, "dense weight missing"); return nullptr; }
+      if (op.weight < 0 || op.weight >= static_cast<int>(g.dense.size())) {
+        err(i, "dense weight missing");
+        return nullptr;
+      }
       return &g.dense[op.weight];
     };
     switch (op.kind) {
@@ -138,12 +158,17 @@ std::vector<std::string> verify(const Graph& g) {
         break;
       case OpKind::Quantize:
         if (out.dtype != DType::Q8 || out.size != in_size(0)) err(i, "must produce q8 of the input size");
-        if (act_quant_is_per_block(op.quant) && out.size % 256 != 0) err(i, "per-block quantization needs multiples of 256");
+        if (act_quant_is_per_block(op.quant) && out.size % 256 != 0)
+          err(i, "per-block quantization needs multiples of 256");
         break;
       case OpKind::TernaryMatmul: {
-        if (op.weight < 0 || op.weight >= static_cast<int>(g.ternary.size())) { err(i, "ternary weight missing"); break; }
+        if (op.weight < 0 || op.weight >= static_cast<int>(g.ternary.size())) {
+          err(i, "ternary weight missing");
+          break;
+        }
         const auto& w = g.ternary[op.weight].w;
-        if (w.cols != in_size(0) || w.rows != out.size) err(i, "weight " + g.ternary[op.weight].name + " shape mismatch");
+        if (w.cols != in_size(0) || w.rows != out.size)
+          err(i, "weight " + g.ternary[op.weight].name + " shape mismatch");
         break;
       }
       case OpKind::DenseMatmul:
@@ -177,9 +202,8 @@ std::vector<std::string> verify(const Graph& g) {
 std::string print(const Graph& g) {
   std::string s;
   char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "graph %s {vocab=%lld embd=%lld layers=%lld ctx=%lld kv_heads=%lld head_dim=%lld}\n", g.name.c_str(),
-                (long long)g.n_vocab, (long long)g.n_embd, (long long)g.n_layer, (long long)g.n_ctx,
+  std::snprintf(buf, sizeof buf, "graph %s {vocab=%lld embd=%lld layers=%lld ctx=%lld kv_heads=%lld head_dim=%lld}\n",
+                g.name.c_str(), (long long)g.n_vocab, (long long)g.n_embd, (long long)g.n_layer, (long long)g.n_ctx,
                 (long long)g.n_head_kv, (long long)g.head_dim);
   s += buf;
   auto val = [&](int v) { return "%" + std::to_string(v); };

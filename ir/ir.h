@@ -20,10 +20,10 @@ namespace bitnetc::ir {
 // How a ternary matmul's input is quantized to int8.
 enum class ActQuant : uint8_t {
   // Per vector absmax, as BitNet trains it. Three engines round it differently:
-  PerTokenLlama2c,  // bitllama2.c runbit.c: a = (float)(max/127.0 in double),
-                    //   q = round_half_away((x * (float)(1/(double)a))), dequant factor a
-  PerTokenHF,       // transformers ActQuant: s = (1/max(amax,1e-5))*127 (two float roundings),
-                    //   q = clamp(round_half_even(x*s), -128, 127), dequant factor 1/s
+  PerTokenLlama2c,    // bitllama2.c runbit.c: a = (float)(max/127.0 in double),
+                      //   q = round_half_away((x * (float)(1/(double)a))), dequant factor a
+  PerTokenHF,         // transformers ActQuant: s = (1/max(amax,1e-5))*127 (two float roundings),
+                      //   q = clamp(round_half_even(x*s), -128, 127), dequant factor 1/s
   PerTokenBitnetCpp,  // bitnet.cpp quantize_row_i8_s: s = 127/amax, q = round_half_even(x*s)
   // llama.cpp's Q8_K (the vec_dot type of TQ1_0/TQ2_0), per block of 256: with m the
   // element of largest |x| (sign kept), iscale = -127/m, q = min(127, rne(iscale*x)),
@@ -46,7 +46,7 @@ enum class RopeStyle : uint8_t {
   Neox,         // pairs (m, m + d/2) within a head (HF rotate_half, llama.cpp NEOX)
 };
 enum class RopeFreq : uint8_t {
-  PowfPerPair,  // runbit.c: f = 1/powf(base, 2m/d), angle = pos*f
+  PowfPerPair,    // runbit.c: f = 1/powf(base, 2m/d), angle = pos*f
   GgmlIterative,  // ggml: theta = pos; after each pair theta *= powf(base, -2/d)
   TorchInvFreq,   // transformers: inv = 1/(powf(base, 2m/d)) in f32, angle = pos*inv
 };
@@ -65,8 +65,8 @@ enum class ScoreScale : uint8_t {
   MultiplyInvSqrt,  // (q.k) * (1/sqrt(d))
 };
 enum class SoftmaxSum : uint8_t {
-  F32Divide,       // sum in f32, p = e / sum
-  F64MulInverse,   // ggml: sum in double, p = e * (float)(1/sum)
+  F32Divide,      // sum in f32, p = e / sum
+  F64MulInverse,  // ggml: sum in double, p = e * (float)(1/sum)
 };
 
 // ---- the graph ------------------------------------------------------------------------
@@ -126,13 +126,13 @@ struct Op {
 };
 
 struct Graph {
-  std::string name;          // e.g. "bitnet", "BitNetForCausalLM"
+  std::string name;  // e.g. "bitnet", "BitNetForCausalLM"
   int64_t n_vocab = 0, n_embd = 0, n_layer = 0, n_ctx = 0, n_head_kv = 0, head_dim = 0;
   std::vector<Value> values;
   std::vector<Op> ops;
   std::vector<DenseWeights> dense;
   std::vector<NamedTernary> ternary;
-  int logits = -1;           // value id of the output
+  int logits = -1;  // value id of the output
 
   int add_value(std::string name, DType dtype, int64_t size);
   int add_dense(DenseWeights w);

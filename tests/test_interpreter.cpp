@@ -87,11 +87,13 @@ TEST(InterpreterGolden, SynthB158MatchesLlamaCpp) {
     const ir::Graph g = lower(m);
     ir::Interpreter interp(g);
     for (const auto& c : golden["cases"])
-      if (c["model"] == file) check_case(interp, c, a, 0.15, 0.0, std::string(file) + " " + c["prompt"].get<std::string>());
+      if (c["model"] == file)
+        check_case(interp, c, a, 0.15, 0.0, std::string(file) + " " + c["prompt"].get<std::string>());
   }
   EXPECT_EQ(a.cases, 6u);
   EXPECT_EQ(a.token_matches, a.tokens);
-  std::printf("synth-b158: %zu cases, %zu/%zu tokens, max |dlogit| %.3g\n", a.cases, a.token_matches, a.tokens, a.max_abs);
+  std::printf("synth-b158: %zu cases, %zu/%zu tokens, max |dlogit| %.3g\n", a.cases, a.token_matches, a.tokens,
+              a.max_abs);
 }
 
 TEST(InterpreterGolden, HfBitnetTinyMatchesTransformers) {
@@ -107,5 +109,6 @@ TEST(InterpreterGolden, HfBitnetTinyMatchesTransformers) {
   }
   EXPECT_EQ(a.cases, 6u);
   EXPECT_EQ(a.token_matches, a.tokens);
-  std::printf("hf-bitnet-tiny: %zu cases, %zu/%zu tokens, max |dlogit| %.3g\n", a.cases, a.token_matches, a.tokens, a.max_abs);
+  std::printf("hf-bitnet-tiny: %zu cases, %zu/%zu tokens, max |dlogit| %.3g\n", a.cases, a.token_matches, a.tokens,
+              a.max_abs);
 }

@@ -1,0 +1,21 @@
+// Reading a model's tokenizer into the runtime's Vocab (runtime_stub/tokenizer.h):
+// from GGUF `tokenizer.ggml.*`, a SentencePiece `tokenizer.model` (through the
+// sentencepiece library) or an HF `tokenizer.json`.
+#pragma once
+
+#include <string>
+
+#include "model_import.h"
+#include "tokenizer.h"
+
+namespace bitnetc {
+
+rt::Vocab vocab_from_gguf(const GgufFile& g);
+rt::Vocab vocab_from_sentencepiece(const std::string& model_path);
+// `config_dir` may hold tokenizer_config.json (bos/eos tokens by name).
+rt::Vocab vocab_from_tokenizer_json(const std::string& path);
+
+// The tokenizer that goes with an imported model; throws ImportError when it has none.
+rt::Vocab load_vocab(const ImportedModel& m);
+
+}  // namespace bitnetc

@@ -1,0 +1,199 @@
+// The runtime tokenizers against every fixture in ../shared/golden/tokenizer (llama.cpp's
+// vocab fixtures, LLaMA-3 and LLaMA-2 references), the bitllama2.c model's cases, and the
+// sentencepiece library itself on random strings.
+#include <gtest/gtest.h>
+#include <sentencepiece_processor.h>
+
+#include "gguf.h"
+#include "support/test_support.h"
+#include "synthetic_model.h"
+#include "tokenizer.h"
+#include "tokenizer_import.h"
+
+using namespace bitnetc;
+using namespace bitnetc::test;
+using nlohmann::json;
+
+namespace {
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+json load(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  return json::parse(in);
+}
+
+// llama.cpp's test-tokenizer-0 format: inputs separated by "\n__ggml_vocab_test__\n",
+// one line of space-separated ids per input.
+std::vector<std::pair<std::string, std::vector<int32_t>>> llama_cpp_fixture(const std::filesystem::path& gguf) {
+  const std::string inp = slurp(gguf.string() + ".inp"), out = slurp(gguf.string() + ".out");
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::vector<std::string> texts;
+  for (size_t pos = 0; pos < inp.size();) {
+    const size_t at = inp.find(sep, pos);
+    texts.push_back(inp.substr(pos, at - pos));
+    pos = at == std::string::npos ? inp.size() : at + sep.size();
+  }
+  std::vector<std::pair<std::string, std::vector<int32_t>>> cases;
+  std::istringstream lines(out);
+  std::string line;
+  for (const auto& t : texts) {
+    std::getline(lines, line);
+    std::istringstream ids(line);
+    std::vector<int32_t> v;
+    for (int32_t id; ids >> id;) v.push_back(id);
+    cases.emplace_back(t, v);
+  }
+  return cases;
+}
+
+}  // namespace
+
+TEST(TokenizerFixtures, LlamaCppVocabFixtures) {
+  const auto dir = shared_dir() / "golden/tokenizer";
+  size_t total = 0, matched = 0;
+  for (const char* name : {"ggml-vocab-llama-spm.gguf", "ggml-vocab-phi-3.gguf", "ggml-vocab-gpt-2.gguf"}) {
+    const GgufFile g = GgufFile::open((dir / name).string());
+    const rt::Tokenizer tok(vocab_from_gguf(g));
+    const auto cases = llama_cpp_fixture(dir / name);
+    EXPECT_EQ(cases.size(), 46u) << name;
+    for (const auto& [text, want] : cases) {
+      ++total;
+      const auto got = tok.encode(text, /*add_bos=*/false, /*parse_special=*/false);
+      if (got == want)
+        ++matched;
+      else
+        ADD_FAILURE() << name << ": \"" << text << "\"";
+    }
+  }
+  std::printf("llama.cpp vocab fixtures (llama-spm, phi-3, gpt-2): %zu/%zu\n", matched, total);
+  EXPECT_EQ(matched, total);
+}
+
+TEST(TokenizerFixtures, UnsupportedPreTokenizersAreRefusedByName) {
+  const auto dir = shared_dir() / "golden/tokenizer";
+  for (auto [name, pre] : {std::pair<const char*, const char*>{"ggml-vocab-falcon.gguf", "falcon"},
+                           {"ggml-vocab-deepseek-coder.gguf", "deepseek-coder"}}) {
+    const GgufFile g = GgufFile::open((dir / name).string());
+    expect_import_error([&] { vocab_from_gguf(g); }, {name, "tokenizer.ggml.pre", std::string("\"") + pre + "\""});
+  }
+}
+
+TEST(TokenizerFixtures, Llama3TokenizerJson) {
+  const auto dir = shared_dir() / "golden/tokenizer/llama3";
+  const rt::Tokenizer tok(vocab_from_tokenizer_json((dir / "tokenizer.json").string()));
+  EXPECT_EQ(tok.n_tokens(), 128256);
+  EXPECT_EQ(tok.vocab().bos, 128000);
+  EXPECT_EQ(tok.vocab().eot, 128009);
+  const json cases = load(dir / "tokenize.json")["cases"];
+  size_t matched = 0;
+  for (const auto& c : cases) {
+    const std::string text = c["text"];
+    const auto want = c["ids"].get<std::vector<int32_t>>();
+    const auto got = tok.encode(text, false, /*parse_special=*/true);
+    if (got == want)
+      ++matched;
+    else
+      ADD_FAILURE() << "\"" << text << "\"";
+    EXPECT_EQ(tok.decode(got, /*special=*/true), text);
+  }
+  std::printf("llama3 tokenizer.json: %zu/%zu\n", matched, cases.size());
+  EXPECT_EQ(matched, cases.size());
+}
+
+TEST(TokenizerFixtures, Llama2SentencePieceModel) {
+  const auto dir = shared_dir() / "golden/tokenizer/llama2";
+  const rt::Tokenizer tok(vocab_from_sentencepiece((dir / "tokenizer.model").string()));
+  EXPECT_TRUE(tok.vocab().add_space_prefix);
+  const json cases = load(dir / "tokenize.json")["cases"];
+  size_t matched = 0;
+  for (const auto& c : cases) {
+    const std::string text = c["text"];
+    const auto got = tok.encode(text, false);
+    if (got == c["ids"].get<std::vector<int32_t>>())
+      ++matched;
+    else
+      ADD_FAILURE() << "\"" << text << "\"";
+  }
+  std::printf("llama2 tokenizer.model: %zu/%zu\n", matched, cases.size());
+  EXPECT_EQ(matched, cases.size());
+}
+
+TEST(TokenizerFixtures, TinyStoriesModelMatchesRunbitC) {
+  const auto s = shared_dir();
+  const rt::Tokenizer tok(vocab_from_sentencepiece((s / "models/tinystories-bitnet-3m/tokenizer.model").string()));
+  const json fx = load(s / "golden/tinystories-bitnet-3m/tokenize.json");
+  // runbit.c's encoder (the reference for this model) keeps every space; sentencepiece
+  // collapses runs of them. Where they differ the fixture lists runbit.c's ids.
+  std::map<std::string, std::vector<int32_t>> runbit;
+  for (const auto& d : fx["runbit_encode_differences"]) runbit[d["text"]] = d["runbit_ids"].get<std::vector<int32_t>>();
+  size_t matched = 0;
+  for (const auto& c : fx["cases"]) {
+    const std::string text = c["text"];
+    const auto want = runbit.count(text) ? runbit[text] : c["ids"].get<std::vector<int32_t>>();
+    if (tok.encode(text, false) == want)
+      ++matched;
+    else
+      ADD_FAILURE() << "\"" << text << "\"";
+  }
+  EXPECT_EQ(matched, fx["cases"].size());
+  // The golden generations' prompts.
+  for (const auto& c : load(s / "golden/tinystories-bitnet-3m/golden.json")["cases"])
+    EXPECT_EQ(tok.encode(c["prompt"].get<std::string>(), true), c["prompt_tokens"].get<std::vector<int32_t>>());
+}
+
+TEST(TokenizerProperty, MatchesTheSentencePieceLibraryOnRandomStrings) {
+  const auto model = shared_dir() / "golden/tokenizer/llama2/tokenizer.model";
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(model.string()).ok());
+  const rt::Tokenizer tok(vocab_from_sentencepiece(model.string()));
+  // A pool of pieces: ASCII words and punctuation, spaces, tabs, newlines, accents, CJK,
+  // emoji (byte fallback), digits.
+  const std::vector<std::string> pool = {
+      "a",   "b",  "e",  "the", " ", "  ", "\t", "\n", ".",  ",",    "!",    "?",        "'",     "\"",
+      "0",   "7",  "42", "é",   "ü", "ß",  "ñ",  "中", "文", "日本", "🦙", "👍🏽", "Hello", "world",
+      "ing", "un", "(",  ")",   "-", "_",  "x",  "Q",  "Ж",  "ل",    "ي",    "→",        "©"};
+  SplitMix64 rng(20261123);
+  int matched = 0, total = 0;
+  for (int i = 0; i < 2000; ++i) {
+    std::string s;
+    const int n = static_cast<int>(rng.next() % 12);
+    for (int k = 0; k < n; ++k) s += pool[rng.next() % pool.size()];
+    std::vector<int> want;
+    ASSERT_TRUE(sp.Encode(s, &want).ok());
+    const auto got = tok.encode(s, false);
+    ++total;
+    if (std::vector<int>(got.begin(), got.end()) == want)
+      ++matched;
+    else
+      ADD_FAILURE() << "\"" << s << "\"";
+  }
+  std::printf("sentencepiece property test: %d/%d random strings\n", matched, total);
+  EXPECT_EQ(matched, total);
+}
+
+TEST(Tokenizer, RefusesInvalidUtf8WithTheOffset) {
+  const rt::Tokenizer tok(
+      vocab_from_gguf(GgufFile::open((shared_dir() / "golden/tokenizer/ggml-vocab-llama-spm.gguf").string())));
+  try {
+    tok.encode("ok \xC3\x28 bad", true);
+    FAIL() << "expected TokenizerError";
+  } catch (const rt::TokenizerError& e) {
+    EXPECT_NE(std::string(e.what()).find("at byte 3"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(tok.encode("", true), std::vector<int32_t>{1});  // BOS only
+}
+
+TEST(StreamDecoder, NeverSplitsACharacter) {
+  rt::StreamDecoder d;
+  EXPECT_EQ(d.push("a\xF0\x9F"), "a");  // first half of 🦙 held back
+  EXPECT_EQ(d.push("\xA6\x99 b"), "🦙 b");
+  EXPECT_EQ(d.push("\xC3"), "");
+  EXPECT_EQ(d.push("x"), "\xEF\xBF\xBDx");  // a broken sequence becomes U+FFFD
+  EXPECT_EQ(d.push("\xE2\x96"), "");
+  EXPECT_EQ(d.flush(), "\xEF\xBF\xBD");
+  EXPECT_EQ(d.push("\xFF"), "\xEF\xBF\xBD");
+}
