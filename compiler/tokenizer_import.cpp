@@ -2,6 +2,7 @@
 
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -184,6 +185,17 @@ rt::Vocab vocab_from_tokenizer_json(const std::string& path) {
   } catch (const json::exception& e) {
     fail(path, "", std::string("unexpected content: ") + e.what());
   }
+}
+
+std::vector<int32_t> stop_tokens(const ImportedModel& m, const rt::Vocab& v) {
+  std::vector<int32_t> stop;
+  if (m.format == SourceFormat::Llama2c) {
+    if (v.bos >= 0) stop.push_back(v.bos);
+    return stop;
+  }
+  for (int32_t t : {v.eos, v.eot})
+    if (t >= 0 && std::find(stop.begin(), stop.end(), t) == stop.end()) stop.push_back(t);
+  return stop;
 }
 
 rt::Vocab load_vocab(const ImportedModel& m) {

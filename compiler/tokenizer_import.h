@@ -15,6 +15,10 @@ rt::Vocab vocab_from_sentencepiece(const std::string& model_path);
 // `config_dir` may hold tokenizer_config.json (bos/eos tokens by name).
 rt::Vocab vocab_from_tokenizer_json(const std::string& path);
 
+// Tokens that end generation: BOS for bitllama2.c models (runbit.c stops there, EOS is
+// an ordinary token to it), EOS and EOT otherwise.
+std::vector<int32_t> stop_tokens(const ImportedModel& m, const rt::Vocab& v);
+
 // The tokenizer that goes with an imported model; throws ImportError when it has none.
 rt::Vocab load_vocab(const ImportedModel& m);
 

@@ -19,9 +19,16 @@ std::string slurp(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 CliResult run_bitnetc(const std::string& args, const ScratchDir& dir) {
   const std::string out = dir.file("stdout"), err = dir.file("stderr");
-  const std::string cmd = std::string(BITNETC_BIN) + " " + args + " >" + out + " 2>" + err;
+  const std::string cmd =
+      "bash -c " + quote("exec " + std::string(BITNETC_BIN) + " " + args) + " >" + out + " 2>" + err;
   const int rc = std::system(cmd.c_str());
   return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
 }
@@ -113,4 +120,70 @@ TEST(Cli, CompilingSaysClearlyThatThisBuildCannotYet) {
   EXPECT_NE(r.err.find("inspect"), std::string::npos) << r.err;
   const CliResult unknown = run_bitnetc("inspect --bogus x", dir);
   EXPECT_NE(unknown.status, 0);
+}
+
+namespace {
+json golden(const std::string& rel) {
+  std::ifstream in(shared_dir() / rel);
+  return json::parse(in);
+}
+}  // namespace
+
+TEST(CliRun, GreedyJsonReproducesTheGoldenGenerations) {
+  ScratchDir dir;
+  const auto s = shared_dir();
+  const json ts = golden("golden/tinystories-bitnet-3m/golden.json");
+  for (const auto& c : ts["cases"]) {
+    const CliResult r = run_bitnetc("run " + (s / "models/tinystories-bitnet-3m/model.bin").string() + " -p " +
+                                        quote(c["prompt"]) + " -n 64 --temp 0 --json",
+                                    dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["prompt_tokens"], c["prompt_tokens"]);
+    EXPECT_EQ(j["tokens"], c["tokens"]);
+    EXPECT_EQ(j["text"], c["text"]);
+  }
+  const json hf = golden("golden/hf-bitnet-tiny/golden.json");
+  const auto& c = hf["cases"][0];
+  const CliResult r = run_bitnetc(
+      "run " + (s / "golden/hf-bitnet-tiny/packed").string() + " -p " + quote(c["prompt"]) + " -n 32 --temp 0 --json",
+      dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["prompt_tokens"], c["prompt_tokens"]);
+  EXPECT_EQ(j["tokens"], c["tokens"]);
+  EXPECT_EQ(j["text"], c["text"]);
+}
+
+TEST(CliRun, SeededSamplingIsReproducible) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  auto tokens = [&](const std::string& seed) {
+    const CliResult r = run_bitnetc(
+        "run " + model + " -p 'The cat' -n 24 --temp 1.0 --top-k 40 --top-p 0.9 -s " + seed + " --json", dir);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return json::parse(r.out)["tokens"];
+  };
+  EXPECT_EQ(tokens("7"), tokens("7"));
+  EXPECT_NE(tokens("7"), tokens("8"));
+}
+
+TEST(CliRun, BadInputGetsClearErrors) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  const CliResult empty = run_bitnetc("run " + model + " -p '' -n 4 --temp 0 --json", dir);
+  ASSERT_EQ(empty.status, 0) << empty.err;
+  EXPECT_EQ(json::parse(empty.out)["prompt_tokens"], json({1}));  // BOS only
+  const CliResult long_prompt = run_bitnetc("run " + model + " -c 4 -p 'Once upon a time there was' -n 4", dir);
+  EXPECT_EQ(long_prompt.status, 1);
+  EXPECT_NE(long_prompt.err.find("but the context holds 4"), std::string::npos) << long_prompt.err;
+  const CliResult bad_utf8 = run_bitnetc("run " + model + " -p $'ab\\xff' -n 4", dir);
+  EXPECT_EQ(bad_utf8.status, 1);
+  EXPECT_NE(bad_utf8.err.find("not valid UTF-8 (at byte 2)"), std::string::npos) << bad_utf8.err;
+  const CliResult missing = run_bitnetc("run " + model + " -f " + dir.file("nope.txt"), dir);
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.err.find("nope.txt"), std::string::npos) << missing.err;
+  const CliResult zero = run_bitnetc("run " + model + " -p 'Hi' -n 0 --json", dir);
+  ASSERT_EQ(zero.status, 0) << zero.err;
+  EXPECT_TRUE(json::parse(zero.out)["tokens"].empty());
 }

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "sampler.h"
+
 namespace bitnetc::cli {
 
 struct InspectOptions {
@@ -12,5 +14,17 @@ struct InspectOptions {
   bool full = false;  // print whole metadata arrays (tokens, scores, ...)
 };
 int inspect(const InspectOptions& o);
+
+struct RunOptions {
+  std::string model;
+  std::string prompt;
+  int32_t n_predict = 64;
+  int64_t n_ctx = 0;      // 0: the model's
+  std::string act_quant;  // "", "per-token", "per-block"
+  rt::SamplerParams sampling;
+  bool ignore_eos = false;
+  bool json = false;
+};
+int run(const RunOptions& o);
 
 }  // namespace bitnetc::cli

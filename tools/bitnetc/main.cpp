@@ -1,6 +1,7 @@
 // bitnetc: the command line. Parsing and messages only; the work lives in compiler/.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 
@@ -8,6 +9,7 @@
 #include "commands.h"
 #include "diagnostics.h"
 #include "synthetic_model.h"
+#include "tokenizer.h"
 
 using namespace bitnetc;
 
@@ -33,6 +35,28 @@ int main(int argc, char** argv) {
   inspect->add_flag("--json", inspect_opts.json, "Print one JSON object");
   inspect->add_flag("--full", inspect_opts.full, "Print metadata arrays in full (tokens, scores, ...)");
 
+  cli::RunOptions run_opts;
+  run_opts.sampling.temperature = 0.8f;
+  std::string prompt_file;
+  auto* run_cmd = app.add_subcommand("run", "Generate with the reference interpreter (slow, exact: the oracle)");
+  run_cmd->add_option("model", run_opts.model, "GGUF file, HF checkpoint folder, or bitllama2.c checkpoint")
+      ->required();
+  run_cmd->add_option("-p,--prompt", run_opts.prompt, "Prompt text");
+  run_cmd->add_option("-f,--file", prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
+  run_cmd->add_option("-n,--n-predict", run_opts.n_predict, "Tokens to generate")->check(CLI::NonNegativeNumber);
+  run_cmd->add_option("-c,--ctx-size", run_opts.n_ctx, "Context length (default: the model's)")
+      ->check(CLI::PositiveNumber);
+  run_cmd->add_option("--temp", run_opts.sampling.temperature, "Temperature (0: greedy)");
+  run_cmd->add_option("--top-k", run_opts.sampling.top_k, "Top-k (0: off)");
+  run_cmd->add_option("--top-p", run_opts.sampling.top_p, "Top-p (1: off)");
+  run_cmd->add_option("--min-p", run_opts.sampling.min_p, "Min-p (0: off)");
+  run_cmd->add_option("--repeat-penalty", run_opts.sampling.repeat_penalty, "Repetition penalty (1: off)");
+  run_cmd->add_option("-s,--seed", run_opts.sampling.seed, "Sampling seed");
+  run_cmd->add_option("--act-quant", run_opts.act_quant, "Override activation quantization: per-token or per-block")
+      ->check(CLI::IsMember({"per-token", "per-block"}));
+  run_cmd->add_flag("--ignore-eos", run_opts.ignore_eos, "Do not stop at end-of-sequence tokens");
+  run_cmd->add_flag("--json", run_opts.json, "Print one JSON object: prompt_tokens, tokens, text");
+
   SyntheticSpec spec;
   std::string synth_out, weight_type = "tq2_0", embd_type = "f32", i2s_layout = "x86", shape;
   auto* synth_cmd = app.add_subcommand("synth", "Write a seeded synthetic BitNet GGUF (for tests and benchmarks)");
@@ -57,10 +81,10 @@ int main(int argc, char** argv) {
   // `bitnetc MODEL --target=T -o OUT` (DESIGN.md) needs the code generator, which this
   // build does not have yet: say so plainly instead of a parser error.
   const std::string first = argc > 1 ? argv[1] : "";
-  if (!first.empty() && first[0] != '-' && first != "inspect" && first != "synth") {
+  if (!first.empty() && first[0] != '-' && first != "inspect" && first != "synth" && first != "run") {
     std::fprintf(stderr,
                  "bitnetc: error: compiling a model (bitnetc MODEL --target=T -o OUT) is not available in this "
-                 "build yet; commands: inspect, synth (see bitnetc --help)\n");
+                 "build yet; commands: inspect, run, synth (see bitnetc --help)\n");
     return 2;
   }
 
@@ -72,6 +96,13 @@ int main(int argc, char** argv) {
 
   try {
     if (*inspect) return cli::inspect(inspect_opts);
+    if (*run_cmd) {
+      if (!prompt_file.empty()) {
+        std::ifstream in(prompt_file, std::ios::binary);
+        run_opts.prompt.assign(std::istreambuf_iterator<char>(in), {});
+      }
+      return cli::run(run_opts);
+    }
     if (*synth_cmd) {
       if (shape == "2b4t") {  // BitNet b1.58 2B4T's shape (the benchmark model of DESIGN.md)
         spec.n_vocab = 128256;
@@ -100,6 +131,9 @@ int main(int argc, char** argv) {
       spec.i2s_layout = i2s_layout == "arm" ? I2SLayout::Arm : I2SLayout::X86;
       return synth(spec, synth_out);
     }
+  } catch (const rt::TokenizerError& e) {
+    std::fprintf(stderr, "bitnetc: error: prompt: %s\n", e.what());
+    return 1;
   } catch (const ImportError& e) {
     std::fprintf(stderr, "bitnetc: error: %s\n", e.what());
     return 1;

@@ -1,0 +1,50 @@
+#include "generate.h"
+
+#include <algorithm>
+
+namespace bitnetc::rt {
+
+Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_view prompt, const GenerateOptions& o,
+                    const std::function<void(std::string_view)>& on_text) {
+  Generation g;
+  g.prompt_tokens = tok.encode(prompt, tok.vocab().add_bos, o.parse_special);
+  if (g.prompt_tokens.empty()) throw GenerateError("the prompt is empty and the vocabulary has no BOS token");
+  const auto n_prompt = static_cast<int64_t>(g.prompt_tokens.size());
+  if (n_prompt > o.n_ctx)
+    throw GenerateError("the prompt is " + std::to_string(n_prompt) + " tokens long but the context holds " +
+                        std::to_string(o.n_ctx));
+
+  std::span<const float> logits;
+  int32_t pos = 0;
+  for (int32_t t : g.prompt_tokens) logits = forward(t, pos++);
+
+  Sampler sampler(o.sampling);
+  std::vector<int32_t> history = g.prompt_tokens;
+  StreamDecoder stream;
+  int32_t prev = g.prompt_tokens.back();
+  const bool spm_prefix = tok.vocab().kind == VocabKind::Spm && tok.vocab().add_space_prefix;
+  for (int32_t i = 0; i < o.n_predict; ++i) {
+    const int32_t next = sampler.sample(logits, history);
+    if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), next) != o.stop_tokens.end()) {
+      g.stopped = true;
+      break;
+    }
+    g.tokens.push_back(next);
+    history.push_back(next);
+    std::string bytes = tok.token_bytes(next);
+    // SentencePiece's dummy prefix: the first word after BOS loses its leading space.
+    if (spm_prefix && prev == tok.vocab().bos && !bytes.empty() && bytes[0] == ' ') bytes.erase(0, 1);
+    const std::string text = stream.push(bytes);
+    g.text += text;
+    if (on_text && !text.empty()) on_text(text);
+    prev = next;
+    if (pos >= o.n_ctx) break;  // the context is full
+    if (i + 1 < o.n_predict) logits = forward(next, pos++);
+  }
+  const std::string rest = stream.flush();
+  g.text += rest;
+  if (on_text && !rest.empty()) on_text(rest);
+  return g;
+}
+
+}  // namespace bitnetc::rt

@@ -1,0 +1,110 @@
+#include "sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+namespace bitnetc::rt {
+
+Rng::Rng(uint64_t seed) {
+  uint64_t x = seed;
+  for (auto& s : s_) {  // splitmix64 fills the state
+    uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    s = z ^ (z >> 31);
+  }
+}
+
+uint64_t Rng::next() {  // xoshiro256**
+  const auto rotl = [](uint64_t v, int k) { return (v << k) | (v >> (64 - k)); };
+  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
+  const uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = rotl(s_[3], 45);
+  return result;
+}
+
+double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+
+int32_t argmax(std::span<const float> logits) {
+  int32_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i)
+    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  return best;
+}
+
+namespace {
+
+struct Candidate {
+  int32_t id;
+  float logit;
+};
+
+// Softmax over the candidates (sorted, most likely first), in double.
+std::vector<double> probabilities(const std::vector<Candidate>& c) {
+  std::vector<double> p(c.size());
+  double sum = 0;
+  for (size_t i = 0; i < c.size(); ++i) sum += p[i] = std::exp(static_cast<double>(c[i].logit) - c[0].logit);
+  for (double& x : p) x /= sum;
+  return p;
+}
+
+}  // namespace
+
+int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
+  std::vector<Candidate> c(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) c[i] = {static_cast<int32_t>(i), logits[i]};
+
+  if (p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0) {
+    const size_t n = p_.repeat_last_n < 0 ? history.size() : std::min<size_t>(history.size(), p_.repeat_last_n);
+    std::unordered_set<int32_t> seen(history.end() - static_cast<long>(n), history.end());
+    for (int32_t t : seen) {
+      if (t < 0 || t >= static_cast<int32_t>(c.size())) continue;
+      float& l = c[t].logit;
+      l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+    }
+  }
+  if (p_.temperature <= 0) {
+    std::vector<float> l(c.size());
+    for (size_t i = 0; i < c.size(); ++i) l[i] = c[i].logit;
+    return argmax(l);
+  }
+
+  // Most likely first; ties by lower id, so the order never depends on the sort.
+  std::sort(c.begin(), c.end(), [](const Candidate& a, const Candidate& b) {
+    return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
+  });
+  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < c.size()) c.resize(p_.top_k);
+  if (p_.top_p < 1.0f) {
+    const auto p = probabilities(c);
+    double cum = 0;
+    size_t keep = 0;
+    while (keep < c.size()) {
+      cum += p[keep++];
+      if (cum >= p_.top_p) break;
+    }
+    c.resize(std::max<size_t>(keep, 1));
+  }
+  if (p_.min_p > 0.0f) {
+    const auto p = probabilities(c);
+    size_t keep = 1;
+    while (keep < c.size() && p[keep] >= p_.min_p * p[0]) ++keep;
+    c.resize(keep);
+  }
+  for (auto& x : c) x.logit /= p_.temperature;
+  const auto p = probabilities(c);
+  const double u = rng_.uniform();
+  double cum = 0;
+  for (size_t i = 0; i < c.size(); ++i) {
+    cum += p[i];
+    if (u < cum) return c[i].id;
+  }
+  return c.back().id;  // u beyond the rounded total
+}
+
+}  // namespace bitnetc::rt

@@ -1,0 +1,45 @@
+// Token sampling, specified exactly so that the same seed gives the same tokens on every
+// target and compiler: a xoshiro256** generator seeded through splitmix64 (no std::
+// distributions, whose output differs between standard libraries), and a fixed filter
+// order: repetition penalty, top-k, top-p, min-p, temperature, then one draw.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace bitnetc::rt {
+
+struct SamplerParams {
+  float temperature = 0.8f;     // <= 0: greedy (argmax, lowest id on ties)
+  int32_t top_k = 40;           // <= 0 or >= vocabulary: no limit
+  float top_p = 0.95f;          // >= 1: no limit; 0 keeps only the most likely token
+  float min_p = 0.05f;          // <= 0: no limit; keeps p >= min_p * p_max
+  float repeat_penalty = 1.0f;  // 1: off; divides positive / multiplies negative logits
+  int32_t repeat_last_n = 64;   // how many recent tokens the penalty looks at
+  uint64_t seed = 0;
+};
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed);
+  uint64_t next();
+  double uniform();  // [0, 1), 53 random bits
+ private:
+  uint64_t s_[4];
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {}
+  // `history`: tokens so far (prompt and generated), for the repetition penalty.
+  int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+
+ private:
+  SamplerParams p_;
+  Rng rng_;
+};
+
+int32_t argmax(std::span<const float> logits);  // lowest id on ties
+
+}  // namespace bitnetc::rt

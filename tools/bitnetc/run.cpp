@@ -1,0 +1,57 @@
+// `bitnetc run MODEL -p PROMPT -n N [...] [--json]`: generation with the reference
+// interpreter (slow and exact), the oracle users compare compiled outputs against.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "generate.h"
+#include "interpreter.h"
+#include "lower.h"
+#include "tokenizer_import.h"
+
+namespace bitnetc::cli {
+
+int run(const RunOptions& o) {
+  const ImportedModel m = import_model(o.model);
+  LowerOptions lo;
+  if (o.act_quant == "per-token")
+    lo.act_quant = ActQuantGranularity::PerToken;
+  else if (o.act_quant == "per-block")
+    lo.act_quant = ActQuantGranularity::PerBlock;
+  lo.n_ctx = o.n_ctx;
+  const ir::Graph g = lower(m, lo);
+  const rt::Tokenizer tok(load_vocab(m));
+  if (tok.n_tokens() > g.n_vocab)
+    throw std::runtime_error("the tokenizer has " + std::to_string(tok.n_tokens()) + " tokens but the model only " +
+                             std::to_string(g.n_vocab));
+  ir::Interpreter interp(g);
+
+  rt::GenerateOptions go;
+  go.n_predict = o.n_predict;
+  go.n_ctx = g.n_ctx;
+  go.sampling = o.sampling;
+  go.stop_tokens = o.ignore_eos ? std::vector<int32_t>{} : stop_tokens(m, tok.vocab());
+  go.parse_special = true;
+  if (o.n_predict > g.n_ctx)
+    std::fprintf(stderr, "bitnetc: note: -n %d is more than the context (%lld); generation stops when it is full\n",
+                 o.n_predict, static_cast<long long>(g.n_ctx));
+
+  auto forward = [&](int32_t token, int32_t pos) -> std::span<const float> { return interp.forward(token, pos); };
+  std::function<void(std::string_view)> stream = [&](std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
+  if (!o.json) stream(o.prompt);  // as llama.cpp's CLI: the prompt, then the continuation
+  const rt::Generation gen =
+      rt::generate(tok, forward, o.prompt, go, o.json ? std::function<void(std::string_view)>() : stream);
+  if (o.json) {
+    nlohmann::json j = {{"prompt_tokens", gen.prompt_tokens}, {"tokens", gen.tokens}, {"text", gen.text}};
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  } else {
+    std::printf("\n");
+  }
+  return 0;
+}
+
+}  // namespace bitnetc::cli
