@@ -110,6 +110,23 @@ Recipe llama2c_recipe() {
   return r;
 }
 
+ActQuant effective_quant(const Recipe& r, const LowerOptions& o) {
+  if (!o.act_quant) return r.quant;
+  return *o.act_quant == ActQuantGranularity::PerBlock ? ActQuant::PerBlockQ8K : r.per_token;
+}
+
+Recipe recipe_for(const ImportedModel& m) {
+  if (!m.supported || !m.hparams)
+    throw ImportError(m.path, ImportError::kNoOffset, "",
+                      m.unsupported_reason.empty() ? "cannot lower this model" : m.unsupported_reason);
+  switch (m.format) {
+    case SourceFormat::Gguf: return gguf_recipe(m);
+    case SourceFormat::SafeTensors: return hf_recipe(m);
+    case SourceFormat::Llama2c: break;
+  }
+  return llama2c_recipe();
+}
+
 class Lowering {
  public:
   Lowering(const ImportedModel& m, const Recipe& r, const LowerOptions& o) : m_(m), r_(r), o_(o) {}
@@ -307,16 +324,13 @@ class Lowering {
 
 }  // namespace
 
+Semantics semantics(const ImportedModel& m, const LowerOptions& options) {
+  const Recipe r = recipe_for(m);
+  return {r.family, effective_quant(r, options), r.act, r.norm, r.rope_style, r.rope_freq, r.sub_norms, r.bitnorm};
+}
+
 Graph lower(const ImportedModel& m, const LowerOptions& options) {
-  if (!m.supported || !m.hparams)
-    throw ImportError(m.path, ImportError::kNoOffset, "",
-                      m.unsupported_reason.empty() ? "cannot lower this model" : m.unsupported_reason);
-  Recipe r;
-  switch (m.format) {
-    case SourceFormat::Gguf: r = gguf_recipe(m); break;
-    case SourceFormat::SafeTensors: r = hf_recipe(m); break;
-    case SourceFormat::Llama2c: r = llama2c_recipe(); break;
-  }
+  const Recipe r = recipe_for(m);
   return Lowering(m, r, options).build();
 }
 

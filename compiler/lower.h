@@ -29,6 +29,20 @@ struct LowerOptions {
   DecodeOptions decode;
 };
 
+// The numerics a model lowers with (its family's recipe, after overrides): what
+// `bitnetc inspect` shows.
+struct Semantics {
+  std::string family;
+  ir::ActQuant act_quant;
+  ir::Activation ffn_act;
+  ir::NormKind norm;
+  ir::RopeStyle rope_style;
+  ir::RopeFreq rope_freq;
+  bool sub_norms;
+  bool bitnorm;
+};
+Semantics semantics(const ImportedModel& m, const LowerOptions& options = {});
+
 // Builds and verifies the graph. Throws ImportError for missing or mis-shaped tensors.
 ir::Graph lower(const ImportedModel& m, const LowerOptions& options = {});
 

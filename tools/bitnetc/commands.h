@@ -12,6 +12,8 @@ struct InspectOptions {
   std::string model;
   bool json = false;
   bool full = false;  // print whole metadata arrays (tokens, scores, ...)
+  bool ir = false;    // print the lowered IR's text form instead
+  std::string act_quant;
 };
 int inspect(const InspectOptions& o);
 

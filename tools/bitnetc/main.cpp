@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
       ->required();
   inspect->add_flag("--json", inspect_opts.json, "Print one JSON object");
   inspect->add_flag("--full", inspect_opts.full, "Print metadata arrays in full (tokens, scores, ...)");
+  inspect->add_flag("--ir", inspect_opts.ir, "Print the lowered ternary IR (text form)");
+  inspect->add_option("--act-quant", inspect_opts.act_quant, "Override activation quantization: per-token or per-block")
+      ->check(CLI::IsMember({"per-token", "per-block"}));
 
   cli::RunOptions run_opts;
   run_opts.sampling.temperature = 0.8f;

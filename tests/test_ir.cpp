@@ -1,0 +1,100 @@
+// The IR: the verifier catches malformed graphs, and the printed text form of lowered
+// models is compared with checked-in golden files (tests/golden_ir/*.ir). After an
+// intended change, regenerate them with BITNETC_UPDATE_GOLDEN=1 and review the diff.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "ir.h"
+#include "lower.h"
+#include "support/test_support.h"
+#include "synthetic_model.h"
+
+using namespace bitnetc;
+using namespace bitnetc::test;
+
+namespace {
+
+void expect_golden_ir(const ir::Graph& g, const std::string& name) {
+  const std::filesystem::path path = std::filesystem::path(BITNETC_SOURCE_DIR) / "tests/golden_ir" / (name + ".ir");
+  const std::string text = ir::print(g);
+  if (std::getenv("BITNETC_UPDATE_GOLDEN")) {
+    write_text(path.string(), text);
+    return;
+  }
+  std::ifstream in(path, std::ios::binary);
+  ASSERT_TRUE(in) << "missing golden file " << path << " (run with BITNETC_UPDATE_GOLDEN=1)";
+  const std::string want(std::istreambuf_iterator<char>(in), {});
+  EXPECT_EQ(text, want) << "IR text of " << name << " changed; if intended, regenerate with BITNETC_UPDATE_GOLDEN=1";
+}
+
+ImportedModel synthetic(ScratchDir& dir, const std::string& arch, TensorType t, const std::string& name) {
+  SyntheticSpec s;
+  s.arch = arch;
+  s.n_vocab = 300;
+  s.n_embd = 256;
+  s.n_ff = 512;
+  s.n_layer = 1;
+  s.weight_type = t;
+  make_synthetic_gguf(s).write(dir.file(name));
+  return import_model(dir.file(name));
+}
+
+}  // namespace
+
+TEST(GoldenIr, SyntheticBitnetLlamaCpp) {
+  ScratchDir dir;
+  expect_golden_ir(lower(synthetic(dir, "bitnet", TensorType::TQ2_0, "a.gguf")), "synthetic-bitnet-tq2_0");
+}
+
+TEST(GoldenIr, SyntheticBitnetB158PerBlockOverride) {
+  ScratchDir dir;
+  LowerOptions o;
+  o.act_quant = ActQuantGranularity::PerBlock;
+  expect_golden_ir(lower(synthetic(dir, "bitnet-b1.58", TensorType::I2_S, "b.gguf"), o),
+                   "synthetic-bitnet-b1.58-i2_s-per-block");
+}
+
+TEST(GoldenIr, HfBitnetTinyPacked) {
+  expect_golden_ir(lower(import_model((shared_dir() / "golden/hf-bitnet-tiny/packed").string())), "hf-bitnet-tiny-packed");
+}
+
+TEST(GoldenIr, TinyStoriesBitllama2c) {
+  expect_golden_ir(lower(import_model((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string())),
+                   "tinystories-bitnet-3m");
+}
+
+TEST(Lower, PerBlockNeedsWidthsOf256) {
+  LowerOptions o;
+  o.act_quant = ActQuantGranularity::PerBlock;
+  const ImportedModel m = import_model((shared_dir() / "golden/hf-bitnet-tiny/packed").string());
+  expect_import_error([&] { lower(m, o); }, {"act_quant", "multiples of 256", "has 128"});
+}
+
+TEST(Verifier, CatchesMalformedGraphs) {
+  ir::Graph g;
+  g.n_vocab = 4;
+  g.n_embd = 8;
+  g.n_layer = 1;
+  g.n_ctx = 4;
+  const int x = g.add_value("x", ir::DType::F32, 8);
+  const int q = g.add_value("q", ir::DType::Q8, 8);
+  const int y = g.add_value("y", ir::DType::F32, 8);
+  ir::Op use_before{ir::OpKind::Add};
+  use_before.inputs = {x, x};
+  use_before.output = y;
+  g.ops.push_back(use_before);
+  ir::Op wrong_dtype{ir::OpKind::TernaryMatmul};
+  wrong_dtype.inputs = {y};
+  wrong_dtype.output = q;
+  g.ops.push_back(wrong_dtype);
+  const auto errors = ir::verify(g);
+  auto has = [&](const std::string& s) {
+    for (const auto& e : errors)
+      if (e.find(s) != std::string::npos) return true;
+    return false;
+  };
+  EXPECT_TRUE(has("op 0 (add): uses %0 before it is defined")) << testing::PrintToString(errors);
+  EXPECT_TRUE(has("op 1 (ternary_matmul): input 0 must be q8")) << testing::PrintToString(errors);
+  EXPECT_TRUE(has("logits value is not defined")) << testing::PrintToString(errors);
+}
