@@ -4,6 +4,8 @@
 #include <functional>
 #include <map>
 
+#include "gguf.h"
+
 namespace bitnetc {
 
 using namespace ir;
@@ -29,14 +31,10 @@ struct Recipe {
   std::function<std::string(int, const char*)> name;  // (layer, role) -> tensor name
 };
 
-const char* kRoles[] = {"attn_norm",    "q",   "k", "v", "attn_sub_norm", "o", "ffn_norm", "gate", "up",
-                        "ffn_sub_norm", "down"};
+Recipe hf_recipe(const ImportedModel& m);
+Recipe llama2c_recipe();
 
-Recipe gguf_recipe(const ImportedModel& m) {
-  Recipe r;
-  r.family = m.architecture;
-  r.act = m.hparams->ffn_act == "relu2" ? Activation::Relu2 : Activation::SiluDiv;
-  if (m.architecture == "bitnet-b1.58") r.quant = ActQuant::PerTokenBitnetCpp;
+void use_gguf_names(Recipe& r, const ImportedModel& m) {
   r.embd = "token_embd.weight";
   r.out_norm = "output_norm.weight";
   r.head = m.hparams->tied_embeddings ? r.embd : "output.weight";
@@ -54,6 +52,33 @@ Recipe gguf_recipe(const ImportedModel& m) {
                                                          {"down", "ffn_down"}};
     return "blk." + std::to_string(l) + "." + n.at(role) + ".weight";
   };
+}
+
+Recipe gguf_recipe(const ImportedModel& m) {
+  // `bitnetc convert` records the numerics of the engine a model came from; peers ignore
+  // the key and compute their own.
+  const auto numerics = m.gguf()->get_string("bitnetc.numerics");
+  if (numerics && *numerics == "bitllama2c") {
+    Recipe r = llama2c_recipe();  // the converter permuted wq/wk rows for NEOX pairing
+    r.rope_style = RopeStyle::Neox;
+    r.family = "bitnet (bitllama2c numerics)";
+    use_gguf_names(r, m);
+    return r;
+  }
+  if (numerics && *numerics == "transformers") {
+    Recipe r = hf_recipe(m);
+    r.family = m.architecture + " (transformers numerics)";
+    use_gguf_names(r, m);
+    return r;
+  }
+  if (numerics)
+    m.gguf()->fail(m.gguf()->find("bitnetc.numerics")->value.offset, "bitnetc.numerics",
+                   "unknown numerics \"" + std::string(*numerics) + "\" (bitllama2c, transformers)");
+  Recipe r;
+  r.family = m.architecture;
+  r.act = m.hparams->ffn_act == "relu2" ? Activation::Relu2 : Activation::SiluDiv;
+  if (m.architecture == "bitnet-b1.58") r.quant = ActQuant::PerTokenBitnetCpp;
+  use_gguf_names(r, m);
   return r;
 }
 
@@ -65,7 +90,7 @@ Recipe hf_recipe(const ImportedModel& m) {
   r.rope_freq = RopeFreq::TorchInvFreq;
   r.softmax_sum = SoftmaxSum::F32Divide;
   r.act = m.hparams->ffn_act == "relu2" ? Activation::Relu2 : Activation::SiluDiv;
-  r.sub_norms = m.hf_config->family == HfFamily::BitNetB158;
+  r.sub_norms = !m.hf_config || m.hf_config->family == HfFamily::BitNetB158;
   r.embd = "model.embed_tokens.weight";
   r.out_norm = "model.norm.weight";
   r.head = m.hparams->tied_embeddings ? r.embd : "lm_head.weight";
@@ -89,6 +114,7 @@ Recipe hf_recipe(const ImportedModel& m) {
 Recipe llama2c_recipe() {
   Recipe r;
   r.family = "bitllama2c";
+  r.norm = NormKind::BitNorm;
   r.bitnorm = true;
   r.sub_norms = false;
   r.final_norm = NormKind::RmsLlama2c;

@@ -105,7 +105,10 @@ struct NamedTernary {
 };
 
 struct Op {
-  OpKind kind;
+  Op() = default;
+  explicit Op(OpKind k) : kind(k) {}
+
+  OpKind kind = OpKind::Add;
   std::vector<int> inputs;  // value ids
   int output = -1;          // value id
   int weight = -1;          // dense (Embedding, Norm, DenseMatmul) or ternary (TernaryMatmul)

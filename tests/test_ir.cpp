@@ -56,7 +56,8 @@ TEST(GoldenIr, SyntheticBitnetB158PerBlockOverride) {
 }
 
 TEST(GoldenIr, HfBitnetTinyPacked) {
-  expect_golden_ir(lower(import_model((shared_dir() / "golden/hf-bitnet-tiny/packed").string())), "hf-bitnet-tiny-packed");
+  expect_golden_ir(lower(import_model((shared_dir() / "golden/hf-bitnet-tiny/packed").string())),
+                   "hf-bitnet-tiny-packed");
 }
 
 TEST(GoldenIr, TinyStoriesBitllama2c) {

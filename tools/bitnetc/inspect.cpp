@@ -66,8 +66,10 @@ int inspect(const InspectOptions& o) {
   io.require_supported = false;
   const ImportedModel m = import_model(o.model, io);
   LowerOptions lo;
-  if (o.act_quant == "per-token") lo.act_quant = ActQuantGranularity::PerToken;
-  else if (o.act_quant == "per-block") lo.act_quant = ActQuantGranularity::PerBlock;
+  if (o.act_quant == "per-token")
+    lo.act_quant = ActQuantGranularity::PerToken;
+  else if (o.act_quant == "per-block")
+    lo.act_quant = ActQuantGranularity::PerBlock;
   if (o.ir) {  // the IR's text form, as the golden-IR tests compare it
     std::fputs(ir::print(lower(m, lo)).c_str(), stdout);
     return 0;
@@ -85,12 +87,13 @@ int inspect(const InspectOptions& o) {
     j["metadata"] = m.metadata_json(o.full ? 0 : 64);
     if (m.hparams) j["hyperparameters"] = hparams_json(*m.hparams);
     if (sem)
-      j["semantics"] = {{"family", sem->family},
-                        {"act_quant", ir::act_quant_name(sem->act_quant)},
-                        {"ffn_activation", ir::activation_name(sem->ffn_act)},
-                        {"norm", ir::norm_name(sem->norm)},
-                        {"rope", std::string(ir::rope_style_name(sem->rope_style)) + "/" + ir::rope_freq_name(sem->rope_freq)},
-                        {"sub_norms", sem->sub_norms}};
+      j["semantics"] = {
+          {"family", sem->family},
+          {"act_quant", ir::act_quant_name(sem->act_quant)},
+          {"ffn_activation", ir::activation_name(sem->ffn_act)},
+          {"norm", ir::norm_name(sem->norm)},
+          {"rope", std::string(ir::rope_style_name(sem->rope_style)) + "/" + ir::rope_freq_name(sem->rope_freq)},
+          {"sub_norms", sem->sub_norms}};
     j["tokenizer"] = {{"kind", m.tokenizer.kind},
                       {"source", m.tokenizer.source},
                       {"n_tokens", m.tokenizer.n_tokens},
@@ -134,7 +137,9 @@ int inspect(const InspectOptions& o) {
     std::printf("semantics:     %s numerics: activations %s, FFN %s, norm %s, RoPE %s/%s%s\n", sem->family.c_str(),
                 ir::act_quant_name(sem->act_quant), ir::activation_name(sem->ffn_act), ir::norm_name(sem->norm),
                 ir::rope_style_name(sem->rope_style), ir::rope_freq_name(sem->rope_freq),
-                sem->sub_norms ? ", sub-norms" : sem->bitnorm ? ", bitnorm before each BitLinear" : "");
+                sem->sub_norms ? ", sub-norms"
+                : sem->bitnorm ? ", bitnorm before each BitLinear"
+                               : "");
   std::printf("tokenizer:     %s", m.tokenizer.kind.empty() ? "(none)" : m.tokenizer.kind.c_str());
   if (m.tokenizer.n_tokens) std::printf(", %" PRId64 " tokens", m.tokenizer.n_tokens);
   if (m.tokenizer.bos >= 0) std::printf(", bos %" PRId64, m.tokenizer.bos);

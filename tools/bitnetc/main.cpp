@@ -1,5 +1,6 @@
 // bitnetc: the command line. Parsing and messages only; the work lives in compiler/.
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -7,7 +8,9 @@
 
 #include "atomic_file.h"
 #include "commands.h"
+#include "convert.h"
 #include "diagnostics.h"
+#include "model_import.h"
 #include "synthetic_model.h"
 #include "tokenizer.h"
 
@@ -60,6 +63,23 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--ignore-eos", run_opts.ignore_eos, "Do not stop at end-of-sequence tokens");
   run_cmd->add_flag("--json", run_opts.json, "Print one JSON object: prompt_tokens, tokens, text");
 
+  std::string convert_in, convert_type, convert_layout = "x86";
+  ConvertOptions convert_opts;
+  bool convert_quiet = false;
+  auto* convert_cmd = app.add_subcommand("convert", "Convert a checkpoint to GGUF, or re-encode a GGUF's weight type");
+  convert_cmd->add_option("model", convert_in, "bitllama2.c checkpoint, HF checkpoint folder, or GGUF")->required();
+  convert_cmd->add_option("-o,--output", convert_opts.output, "Output .gguf (written atomically)")->required();
+  convert_cmd->add_option(
+      "--type", convert_type,
+      "Weight type: tq2_0 tq1_0 i2_s f32 f16 bf16 (default: tq2_0, or i2_s when rows are not multiples of 256)");
+  convert_cmd->add_option("--i2s-layout", convert_layout, "I2_S byte order: x86 or arm")
+      ->check(CLI::IsMember({"x86", "arm"}));
+  convert_cmd
+      ->add_option("--tokenizer", convert_opts.tokenizer,
+                   "tokenizer.model, tokenizer.json or GGUF to take the vocabulary from")
+      ->check(CLI::ExistingFile);
+  convert_cmd->add_flag("-q,--quiet", convert_quiet, "No progress on stderr");
+
   SyntheticSpec spec;
   std::string synth_out, weight_type = "tq2_0", embd_type = "f32", i2s_layout = "x86", shape;
   auto* synth_cmd = app.add_subcommand("synth", "Write a seeded synthetic BitNet GGUF (for tests and benchmarks)");
@@ -84,10 +104,11 @@ int main(int argc, char** argv) {
   // `bitnetc MODEL --target=T -o OUT` (DESIGN.md) needs the code generator, which this
   // build does not have yet: say so plainly instead of a parser error.
   const std::string first = argc > 1 ? argv[1] : "";
-  if (!first.empty() && first[0] != '-' && first != "inspect" && first != "synth" && first != "run") {
+  if (!first.empty() && first[0] != '-' && first != "inspect" && first != "synth" && first != "run" &&
+      first != "convert") {
     std::fprintf(stderr,
                  "bitnetc: error: compiling a model (bitnetc MODEL --target=T -o OUT) is not available in this "
-                 "build yet; commands: inspect, run, synth (see bitnetc --help)\n");
+                 "build yet; commands: inspect, run, convert, synth (see bitnetc --help)\n");
     return 2;
   }
 
@@ -105,6 +126,22 @@ int main(int argc, char** argv) {
         run_opts.prompt.assign(std::istreambuf_iterator<char>(in), {});
       }
       return cli::run(run_opts);
+    }
+    if (*convert_cmd) {
+      if (!convert_type.empty()) {
+        const auto t = type_from_name(convert_type);
+        if (!t) throw std::invalid_argument("unknown weight type \"" + convert_type + "\"");
+        convert_opts.type = *t;
+      }
+      convert_opts.i2s_layout = convert_layout == "arm" ? I2SLayout::Arm : I2SLayout::X86;
+      const auto start = std::chrono::steady_clock::now();
+      if (!convert_quiet)
+        convert_opts.progress = [&](const std::string& step) {
+          const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          std::fprintf(stderr, "[%6.2fs] %s\n", s, step.c_str());
+        };
+      convert_to_gguf(import_model(convert_in), convert_opts);
+      return 0;
     }
     if (*synth_cmd) {
       if (shape == "2b4t") {  // BitNet b1.58 2B4T's shape (the benchmark model of DESIGN.md)

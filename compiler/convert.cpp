@@ -1,0 +1,306 @@
+#include "convert.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include "gguf.h"
+#include "gguf_writer.h"
+#include "tokenizer_import.h"
+
+namespace bitnetc {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
+  std::vector<uint8_t> b(v.size() * 4);
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+// Where each role lives in the source, by format.
+std::string source_name(const ImportedModel& m, int l, const std::string& role) {
+  const std::string L = std::to_string(l);
+  switch (m.format) {
+    case SourceFormat::Gguf: {
+      static const std::map<std::string, std::string> n = {{"attn_norm", "attn_norm"},
+                                                           {"q", "attn_q"},
+                                                           {"k", "attn_k"},
+                                                           {"v", "attn_v"},
+                                                           {"attn_sub_norm", "attn_sub_norm"},
+                                                           {"o", "attn_output"},
+                                                           {"ffn_norm", "ffn_norm"},
+                                                           {"gate", "ffn_gate"},
+                                                           {"up", "ffn_up"},
+                                                           {"ffn_sub_norm", "ffn_sub_norm"},
+                                                           {"down", "ffn_down"}};
+      return "blk." + L + "." + n.at(role) + ".weight";
+    }
+    case SourceFormat::SafeTensors: {
+      static const std::map<std::string, std::string> n = {{"attn_norm", "input_layernorm"},
+                                                           {"q", "self_attn.q_proj"},
+                                                           {"k", "self_attn.k_proj"},
+                                                           {"v", "self_attn.v_proj"},
+                                                           {"attn_sub_norm", "self_attn.attn_sub_norm"},
+                                                           {"o", "self_attn.o_proj"},
+                                                           {"ffn_norm", "post_attention_layernorm"},
+                                                           {"gate", "mlp.gate_proj"},
+                                                           {"up", "mlp.up_proj"},
+                                                           {"ffn_sub_norm", "mlp.ffn_sub_norm"},
+                                                           {"down", "mlp.down_proj"}};
+      return "model.layers." + L + "." + n.at(role) + ".weight";
+    }
+    case SourceFormat::Llama2c: {
+      static const std::map<std::string, std::string> n = {
+          {"q", "attention.wq"},       {"k", "attention.wk"},     {"v", "attention.wv"},      {"o", "attention.wo"},
+          {"gate", "feed_forward.w1"}, {"up", "feed_forward.w3"}, {"down", "feed_forward.w2"}};
+      auto it = n.find(role);
+      return it == n.end() ? "" : "layers." + L + "." + it->second + ".weight";
+    }
+  }
+  return "";
+}
+
+const char* kGgufRole[][2] = {{"attn_norm", "attn_norm"},
+                              {"q", "attn_q"},
+                              {"k", "attn_k"},
+                              {"v", "attn_v"},
+                              {"attn_sub_norm", "attn_sub_norm"},
+                              {"o", "attn_output"},
+                              {"ffn_norm", "ffn_norm"},
+                              {"gate", "ffn_gate"},
+                              {"up", "ffn_up"},
+                              {"ffn_sub_norm", "ffn_sub_norm"},
+                              {"down", "ffn_down"}};
+
+bool is_matrix_role(const std::string& role) {
+  return role == "q" || role == "k" || role == "v" || role == "o" || role == "gate" || role == "up" || role == "down";
+}
+
+// runbit.c pairs RoPE dims (2m, 2m+1); llama.cpp's bitnet uses NEOX pairs (m, m+d/2).
+// Permuting each head's output rows 2m -> m, 2m+1 -> m + d/2 makes them the same.
+TernaryWeights permute_for_neox(const TernaryWeights& w, int64_t head_dim) {
+  TernaryWeights out = w;
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const int64_t h = r / head_dim, i = r % head_dim;
+    const int64_t dst = h * head_dim + (i % 2 == 0 ? i / 2 : head_dim / 2 + i / 2);
+    std::copy_n(&w.codes[r * w.cols], w.cols, &out.codes[dst * w.cols]);
+  }
+  return out;
+}
+
+class Writer {
+ public:
+  Writer(const ImportedModel& m, const ConvertOptions& o, TensorType type) : m_(m), o_(o), type_(type) {}
+
+  // Adds one ternary matrix in the target type; returns an error text when the type
+  // cannot hold it exactly.
+  void matrix(const std::string& name, TernaryWeights w) {
+    const std::string base = name.substr(0, name.size() - 7);  // without ".weight"
+    std::vector<uint64_t> ne = {static_cast<uint64_t>(w.cols), static_cast<uint64_t>(w.rows)};
+    const bool per_tensor = w.scales.size() == 1 ||
+                            std::all_of(w.scales.begin(), w.scales.end(), [&](float s) { return s == w.scales[0]; });
+    auto need_per_tensor = [&]() {
+      if (!per_tensor)
+        throw std::invalid_argument(name + ": " + type_name(type_) +
+                                    " holds one scale per tensor but this matrix has " +
+                                    std::to_string(w.scales.size()) + " different block scales");
+      const float s = w.scales[0];
+      w.scale_block = static_cast<uint64_t>(w.rows * w.cols);
+      w.scales = {s};
+    };
+    switch (type_) {
+      case TensorType::TQ1_0:
+      case TensorType::TQ2_0: {
+        // fp16 block scales: exact ones are stored as they are; otherwise d = 1 and the
+        // f32 scale goes into llama.cpp's optional "<name>.scale" tensor.
+        bool exact = true;
+        for (float s : w.scales) exact &= fp16_to_f32(f32_to_fp16(s)) == s;
+        if (!exact) {
+          need_per_tensor();
+          out_.add_tensor(base + ".scale", TensorType::F32, {1}, f32_bytes(w.scales));
+          w.scales = {1.0f};
+        }
+        const auto bytes = type_ == TensorType::TQ1_0 ? encode_tq1_0(w) : encode_tq2_0(w);
+        out_.add_tensor(name, type_, ne, bytes);
+        return;
+      }
+      case TensorType::I2_S:
+        need_per_tensor();
+        out_.add_tensor(name, type_, ne, encode_i2_s(w, o_.i2s_layout));
+        return;
+      case TensorType::F32:
+      case TensorType::F16:
+      case TensorType::BF16: {
+        std::vector<float> v(w.codes.size());
+        for (int64_t r = 0; r < w.rows; ++r)
+          for (int64_t c = 0; c < w.cols; ++c) v[r * w.cols + c] = w.value(r, c);
+        dense(name, type_, ne, v);
+        return;
+      }
+      default:
+        throw std::invalid_argument(std::string("cannot convert to ") + type_name(type_) +
+                                    " (f32, f16, bf16, tq1_0, tq2_0, i2_s)");
+    }
+  }
+
+  void dense(const std::string& name, TensorType t, std::vector<uint64_t> ne, const std::vector<float>& v) {
+    if (t == TensorType::F32) {
+      out_.add_tensor(name, t, std::move(ne), f32_bytes(v));
+      return;
+    }
+    std::vector<uint8_t> b(v.size() * 2);
+    for (size_t i = 0; i < v.size(); ++i) {
+      const uint16_t h = t == TensorType::F16 ? f32_to_fp16(v[i]) : f32_to_bf16(v[i]);
+      if ((t == TensorType::F16 ? fp16_to_f32(h) : bf16_to_f32(h)) != v[i])
+        throw std::invalid_argument(name + ": element " + std::to_string(i) + " is not exact in " + type_name(t));
+      b[2 * i] = h & 0xFF;
+      b[2 * i + 1] = h >> 8;
+    }
+    out_.add_tensor(name, t, std::move(ne), std::move(b));
+  }
+
+  GgufWriter out_;
+
+ private:
+  const ImportedModel& m_;
+  const ConvertOptions& o_;
+  TensorType type_;
+};
+
+void put_vocab(GgufWriter& w, const rt::Vocab& v) {
+  w.set("tokenizer.ggml.model", GgufOut::str(v.kind == rt::VocabKind::Spm ? "llama" : "gpt2"));
+  w.set("tokenizer.ggml.pre", GgufOut::str(v.kind == rt::VocabKind::Spm        ? "default"
+                                           : v.pre == rt::PreTokenizer::Llama3 ? "llama-bpe"
+                                                                               : "gpt-2"));
+  w.set("tokenizer.ggml.tokens", GgufOut::strings(v.tokens));
+  if (v.kind == rt::VocabKind::Spm) w.set("tokenizer.ggml.scores", GgufOut::f32s(v.scores));
+  std::vector<int32_t> types;
+  for (auto t : v.types) types.push_back(static_cast<int32_t>(t));
+  w.set("tokenizer.ggml.token_type", GgufOut::i32s(types));
+  if (v.kind == rt::VocabKind::Bpe) w.set("tokenizer.ggml.merges", GgufOut::strings(v.merges));
+  auto id = [&](const char* key, int32_t t) {
+    if (t >= 0) w.set(key, GgufOut::u32(static_cast<uint32_t>(t)));
+  };
+  id("tokenizer.ggml.bos_token_id", v.bos);
+  id("tokenizer.ggml.eos_token_id", v.eos);
+  id("tokenizer.ggml.eot_token_id", v.eot);
+  id("tokenizer.ggml.unknown_token_id", v.unk);
+  w.set("tokenizer.ggml.add_bos_token", GgufOut::boolean(v.add_bos));
+  w.set("tokenizer.ggml.add_eos_token", GgufOut::boolean(false));
+  if (v.kind == rt::VocabKind::Spm) w.set("tokenizer.ggml.add_space_prefix", GgufOut::boolean(v.add_space_prefix));
+}
+
+rt::Vocab vocab_for(const ImportedModel& m, const std::string& path) {
+  if (path.empty()) return load_vocab(m);
+  if (path.size() > 5 && path.substr(path.size() - 5) == ".json") return vocab_from_tokenizer_json(path);
+  if (path.size() > 5 && path.substr(path.size() - 5) == ".gguf") return vocab_from_gguf(GgufFile::open(path));
+  return vocab_from_sentencepiece(path);
+}
+
+}  // namespace
+
+void convert_to_gguf(const ImportedModel& m, const ConvertOptions& o) {
+  if (!m.supported || !m.hparams) throw ImportError(m.path, ImportError::kNoOffset, "", m.unsupported_reason);
+  const Hyperparams& h = *m.hparams;
+  auto say = [&](const std::string& s) {
+    if (o.progress) o.progress(s);
+  };
+
+  TensorType type = o.type.value_or(TensorType::TQ2_0);
+  if (!o.type && (h.n_embd % 256 != 0 || h.n_ff % 256 != 0)) type = TensorType::I2_S;
+
+  const std::string arch = h.ffn_act == "relu2" ? "bitnet-b1.58" : "bitnet";
+  Writer w(m, o, type);
+  GgufWriter& out = w.out_;
+  const auto u32 = [](int64_t v) { return GgufOut::u32(static_cast<uint32_t>(v)); };
+  out.set("general.architecture", GgufOut::str(arch));
+  out.set("general.name", GgufOut::str(fs::path(m.path).filename().string()));
+  out.set(arch + ".context_length", u32(h.n_ctx));
+  out.set(arch + ".embedding_length", u32(h.n_embd));
+  out.set(arch + ".block_count", u32(h.n_layer));
+  out.set(arch + ".feed_forward_length", u32(h.n_ff));
+  out.set(arch + ".attention.head_count", u32(h.n_head));
+  out.set(arch + ".attention.head_count_kv", u32(h.n_head_kv));
+  out.set(arch + ".rope.dimension_count", u32(h.head_dim));
+  out.set(arch + ".rope.freq_base", GgufOut::f32(static_cast<float>(h.rope_theta)));
+  out.set(arch + ".attention.layer_norm_rms_epsilon", GgufOut::f32(static_cast<float>(h.rms_eps)));
+  out.set(arch + ".vocab_size", u32(h.n_vocab));
+  if (type == TensorType::I2_S) out.set("bitnetc.i2_s.layout", GgufOut::str(i2s_layout_name(o.i2s_layout)));
+  // The engine whose numerics the source defines (see lower.cpp).
+  if (m.format == SourceFormat::Llama2c) out.set("bitnetc.numerics", GgufOut::str("bitllama2c"));
+  if (m.format == SourceFormat::SafeTensors) out.set("bitnetc.numerics", GgufOut::str("transformers"));
+  if (m.gguf())
+    if (auto n = m.gguf()->get_string("bitnetc.numerics")) out.set("bitnetc.numerics", GgufOut::str(std::string(*n)));
+
+  say("tokenizer");
+  rt::Vocab vocab = vocab_for(m, o.tokenizer);
+  if (static_cast<int64_t>(vocab.tokens.size()) > h.n_vocab)
+    throw ImportError(
+        m.path, ImportError::kNoOffset, "tokenizer",
+        "has " + std::to_string(vocab.tokens.size()) + " tokens, more than the model's " + std::to_string(h.n_vocab));
+  put_vocab(out, vocab);
+
+  // Embedding (kept in its source precision when GGUF can hold it exactly).
+  const std::string embd_name = m.format == SourceFormat::Gguf          ? "token_embd.weight"
+                                : m.format == SourceFormat::SafeTensors ? "model.embed_tokens.weight"
+                                                                        : "tok_embeddings.weight";
+  const ModelTensor* embd = m.find(embd_name);
+  if (!embd) throw ImportError(m.path, ImportError::kNoOffset, embd_name, "missing tensor");
+  const TensorType embd_type =
+      embd->type == TensorType::F16 || embd->type == TensorType::BF16 ? embd->type : TensorType::F32;
+  say("token_embd.weight");
+  w.dense("token_embd.weight", embd_type, {static_cast<uint64_t>(h.n_embd), static_cast<uint64_t>(h.n_vocab)},
+          decode_dense(*embd));
+  if (!h.tied_embeddings) {
+    const std::string head = m.format == SourceFormat::Gguf ? "output.weight" : "lm_head.weight";
+    const ModelTensor* t = m.find(head);
+    if (!t) throw ImportError(m.path, ImportError::kNoOffset, head, "missing tensor");
+    w.dense("output.weight", t->type == TensorType::F16 || t->type == TensorType::BF16 ? t->type : TensorType::F32,
+            {static_cast<uint64_t>(h.n_embd), static_cast<uint64_t>(h.n_vocab)}, decode_dense(*t));
+  }
+  const std::string out_norm = m.format == SourceFormat::Gguf          ? "output_norm.weight"
+                               : m.format == SourceFormat::SafeTensors ? "model.norm.weight"
+                                                                       : "norm.weight";
+  const ModelTensor* on = m.find(out_norm);
+  if (!on) throw ImportError(m.path, ImportError::kNoOffset, out_norm, "missing tensor");
+  w.dense("output_norm.weight", TensorType::F32, {static_cast<uint64_t>(h.n_embd)}, decode_dense(*on));
+
+  for (int l = 0; l < h.n_layer; ++l) {
+    say("layer " + std::to_string(l + 1) + "/" + std::to_string(h.n_layer));
+    for (const auto& [role, gguf_role] : kGgufRole) {
+      const std::string dst = "blk." + std::to_string(l) + "." + gguf_role + ".weight";
+      const std::string r = role;
+      if (is_matrix_role(r)) {
+        const ModelTensor* t = m.find(source_name(m, l, r));
+        if (!t) throw ImportError(m.path, ImportError::kNoOffset, source_name(m, l, r), "missing tensor");
+        TernaryWeights tw = decode_ternary(m, *t);
+        if (m.format == SourceFormat::Llama2c && (r == "q" || r == "k")) tw = permute_for_neox(tw, h.head_dim);
+        if (m.format == SourceFormat::Gguf)  // fold llama.cpp's optional per-tensor scale
+          if (const ModelTensor* s = m.find(source_name(m, l, r).substr(0, source_name(m, l, r).size() - 7) + ".scale"))
+            for (float& x : tw.scales) x *= decode_dense(*s).at(0);
+        w.matrix(dst, std::move(tw));
+        continue;
+      }
+      // Norm weights. bitllama2.c has none: its bitnorm is an RMSNorm with weights 1/n
+      // (and no epsilon), which is what llama.cpp gets here.
+      const int64_t n = r == "ffn_sub_norm" ? h.n_ff : h.n_embd;
+      std::vector<float> v;
+      if (m.format == SourceFormat::Llama2c) {
+        v.assign(n, 1.0f / static_cast<float>(n));
+      } else {
+        const ModelTensor* t = m.find(source_name(m, l, r));
+        if (!t) throw ImportError(m.path, ImportError::kNoOffset, source_name(m, l, r), "missing tensor");
+        v = decode_dense(*t);
+      }
+      w.dense(dst, TensorType::F32, {static_cast<uint64_t>(n)}, v);
+    }
+  }
+  say("writing " + o.output);
+  out.write(o.output);
+}
+
+}  // namespace bitnetc
