@@ -3,7 +3,9 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "gguf.h"
 #include "gguf_writer.h"
@@ -243,6 +245,17 @@ void convert_to_gguf(const ImportedModel& m, const ConvertOptions& o) {
         m.path, ImportError::kNoOffset, "tokenizer",
         "has " + std::to_string(vocab.tokens.size()) + " tokens, more than the model's " + std::to_string(h.n_vocab));
   put_vocab(out, vocab);
+  // The chat template travels as the Jinja text peers expect.
+  if (m.gguf()) {
+    if (auto t = m.gguf()->get_string("tokenizer.chat_template"))
+      out.set("tokenizer.chat_template", GgufOut::str(std::string(*t)));
+  } else {
+    const fs::path dir = fs::is_directory(m.path) ? fs::path(m.path) : fs::path(m.path).parent_path();
+    std::ifstream in(dir / "tokenizer_config.json", std::ios::binary);
+    const auto cfg = nlohmann::json::parse(in, nullptr, false);
+    if (!cfg.is_discarded() && cfg.contains("chat_template") && cfg["chat_template"].is_string())
+      out.set("tokenizer.chat_template", GgufOut::str(cfg["chat_template"].get<std::string>()));
+  }
 
   // Embedding (kept in its source precision when GGUF can hold it exactly).
   const std::string embd_name = m.format == SourceFormat::Gguf          ? "token_embd.weight"

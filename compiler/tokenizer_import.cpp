@@ -67,6 +67,8 @@ rt::Vocab vocab_from_gguf(const GgufFile& g) {
   v.eos = id("tokenizer.ggml.eos_token_id");
   v.eot = id("tokenizer.ggml.eot_token_id");
   v.unk = id("tokenizer.ggml.unknown_token_id");
+  if (auto tmpl = g.get_string("tokenizer.chat_template"))
+    v.chat_template = rt::detect_chat_template(std::string(*tmpl));
   if (*model == "llama") {
     v.kind = rt::VocabKind::Spm;
     v.add_bos = g.get_bool("tokenizer.ggml.add_bos_token").value_or(true);
@@ -177,6 +179,8 @@ rt::Vocab vocab_from_tokenizer_json(const std::string& path) {
       if (!c.is_discarded()) {
         v.bos = named(c, "bos_token");
         v.eos = named(c, "eos_token");
+        if (c.contains("chat_template") && c["chat_template"].is_string())
+          v.chat_template = rt::detect_chat_template(c["chat_template"].get<std::string>());
       }
     }
     for (int32_t i = 0; i < static_cast<int32_t>(v.tokens.size()); ++i)

@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "chat.h"
+
 namespace bitnetc::rt {
 
 // llama.cpp's token types (tokenizer.ggml.token_type).
@@ -47,8 +49,9 @@ struct Vocab {
   std::vector<std::string> merges;  // BPE, "left right", rank = index
   int32_t bos = -1, eos = -1, eot = -1, unk = -1;
   bool add_bos = true;
-  bool add_space_prefix = true;  // SPM: a space before the text (SentencePiece's dummy prefix)
-  bool ignore_merges = false;    // BPE: a pre-token that is itself in the vocab is taken whole
+  bool add_space_prefix = true;                     // SPM: a space before the text (SentencePiece's dummy prefix)
+  bool ignore_merges = false;                       // BPE: a pre-token that is itself in the vocab is taken whole
+  ChatTemplate chat_template = ChatTemplate::None;  // recognised from the model's Jinja template
 };
 
 class TokenizerError : public std::runtime_error {

@@ -77,6 +77,7 @@ TEST(Convert, HfPackedToGgufKeepsEveryGoldenToken) {
   EXPECT_EQ(m.architecture, "bitnet-b1.58");
   EXPECT_EQ(m.find("blk.0.attn_q.weight")->type, TensorType::I2_S);
   EXPECT_EQ(m.hparams->ffn_act, "relu2");
+  EXPECT_EQ(load_vocab(m).chat_template, rt::ChatTemplate::BitNet2B4T);  // carried as tokenizer.chat_template
   for (const auto& c : golden["cases"]) {
     const auto prompt = c["prompt_tokens"].get<std::vector<int32_t>>();
     EXPECT_EQ(greedy(m, prompt, 32), c["tokens"].get<std::vector<int32_t>>()) << c["prompt"];

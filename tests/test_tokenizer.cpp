@@ -5,6 +5,7 @@
 #include <sentencepiece_processor.h>
 
 #include "gguf.h"
+#include "lower.h"
 #include "support/test_support.h"
 #include "synthetic_model.h"
 #include "tokenizer.h"
@@ -196,4 +197,36 @@ TEST(StreamDecoder, NeverSplitsACharacter) {
   EXPECT_EQ(d.push("\xE2\x96"), "");
   EXPECT_EQ(d.flush(), "\xEF\xBF\xBD");
   EXPECT_EQ(d.push("\xFF"), "\xEF\xBF\xBD");
+}
+
+TEST(ChatTemplate, RecognisesAndRendersTheCommonFamilies) {
+  const auto s = shared_dir();
+  auto tmpl = [&](const std::filesystem::path& p) { return load(p)["chat_template"].get<std::string>(); };
+  EXPECT_EQ(rt::detect_chat_template(tmpl(s / "golden/hf-bitnet-tiny/bf16/tokenizer_config.json")),
+            rt::ChatTemplate::BitNet2B4T);
+  EXPECT_EQ(rt::detect_chat_template(tmpl(s / "golden/tokenizer/llama3/tokenizer_config.json")),
+            rt::ChatTemplate::Llama3);
+  const GgufFile phi3 = GgufFile::open((s / "golden/tokenizer/ggml-vocab-phi-3.gguf").string());
+  EXPECT_EQ(vocab_from_gguf(phi3).chat_template, rt::ChatTemplate::Phi3);
+  EXPECT_EQ(rt::detect_chat_template("{{ messages }}"), rt::ChatTemplate::None);
+
+  // The 2B4T rendering, as its README and transformers' docstring show it.
+  EXPECT_EQ(rt::apply_chat_template(rt::ChatTemplate::BitNet2B4T, {{"user", " hi "}}, true),
+            "User: hi<|eot_id|>Assistant: ");
+  EXPECT_EQ(
+      rt::apply_chat_template(rt::ChatTemplate::Llama3, {{"system", "Be brief."}, {"user", "Hi"}}, true,
+                              "<|begin_of_text|>"),
+      "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+      "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(rt::apply_chat_template(rt::ChatTemplate::ChatML, {{"user", "Hi"}}, true),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(rt::apply_chat_template(rt::ChatTemplate::Llama2, {{"system", "S"}, {"user", "Hi"}}, false, "<s>"),
+            "<s>[INST] <<SYS>>\nS\n<</SYS>>\n\nHi [/INST]");
+
+  // The HF tiny model's vocabulary knows its template, and the specials tokenize as ids.
+  const rt::Tokenizer tok(load_vocab(import_model((s / "golden/hf-bitnet-tiny/packed").string())));
+  EXPECT_EQ(tok.vocab().chat_template, rt::ChatTemplate::BitNet2B4T);
+  const auto ids = tok.encode(rt::apply_chat_template(tok.vocab().chat_template, {{"user", "hi"}}, true), true, true);
+  EXPECT_EQ(ids.front(), 128000);
+  EXPECT_NE(std::find(ids.begin(), ids.end(), 128009), ids.end());  // <|eot_id|>
 }

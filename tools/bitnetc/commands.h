@@ -25,6 +25,7 @@ struct RunOptions {
   std::string act_quant;  // "", "per-token", "per-block"
   rt::SamplerParams sampling;
   bool ignore_eos = false;
+  bool chat = false;  // wrap the prompt as one user turn of the model's chat template
   bool json = false;
 };
 int run(const RunOptions& o);

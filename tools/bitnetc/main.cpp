@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("-s,--seed", run_opts.sampling.seed, "Sampling seed");
   run_cmd->add_option("--act-quant", run_opts.act_quant, "Override activation quantization: per-token or per-block")
       ->check(CLI::IsMember({"per-token", "per-block"}));
+  run_cmd->add_flag("--chat", run_opts.chat, "Apply the model's chat template to the prompt (one user turn)");
   run_cmd->add_flag("--ignore-eos", run_opts.ignore_eos, "Do not stop at end-of-sequence tokens");
   run_cmd->add_flag("--json", run_opts.json, "Print one JSON object: prompt_tokens, tokens, text");
 

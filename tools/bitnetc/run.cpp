@@ -42,9 +42,16 @@ int run(const RunOptions& o) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
   };
-  if (!o.json) stream(o.prompt);  // as llama.cpp's CLI: the prompt, then the continuation
+  std::string prompt = o.prompt;
+  if (o.chat) {
+    if (tok.vocab().chat_template == rt::ChatTemplate::None)
+      throw std::runtime_error(
+          "--chat: the model has no chat template bitnetc recognises (bitnet-2b4t, llama3, llama2, chatml, phi3)");
+    prompt = rt::apply_chat_template(tok.vocab().chat_template, {{"user", o.prompt}}, true);
+  }
+  if (!o.json) stream(prompt);  // as llama.cpp's CLI: the prompt, then the continuation
   const rt::Generation gen =
-      rt::generate(tok, forward, o.prompt, go, o.json ? std::function<void(std::string_view)>() : stream);
+      rt::generate(tok, forward, prompt, go, o.json ? std::function<void(std::string_view)>() : stream);
   if (o.json) {
     nlohmann::json j = {{"prompt_tokens", gen.prompt_tokens}, {"tokens", gen.tokens}, {"text", gen.text}};
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
