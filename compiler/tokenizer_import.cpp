@@ -20,14 +20,30 @@ namespace {
   throw ImportError(file, ImportError::kNoOffset, field, msg);
 }
 
-rt::PreTokenizer bpe_pre_from_name(const std::string& file, const std::string& pre, bool* ignore_merges) {
-  // llama.cpp's tokenizer.ggml.pre names.
+// llama.cpp's tokenizer.ggml.pre names and the regexes each stands for (llama-vocab.cpp).
+void bpe_pre_from_name(const std::string& file, const std::string& pre, rt::Vocab& v) {
   if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3") {
-    *ignore_merges = true;
-    return rt::PreTokenizer::Llama3;
+    v.ignore_merges = true;
+    v.pre = rt::PreTokenizer::Llama3;
+    return;
   }
-  if (pre == "gpt-2" || pre == "default" || pre.empty()) return rt::PreTokenizer::Gpt2;
-  fail(file, "tokenizer.ggml.pre", "pre-tokenizer \"" + pre + "\" is not supported (gpt-2, llama-bpe)");
+  if (pre == "gpt-2" || pre == "default" || pre.empty()) {
+    v.pre = rt::PreTokenizer::Gpt2;
+    return;
+  }
+  const std::string gpt2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
+  if (pre == "falcon") {
+    v.pre_regexes = {"[\\p{P}\\$\\+<=>\\^~\\|`]+", gpt2, "[0-9][0-9][0-9]"};
+  } else if (pre == "deepseek-coder") {  // the CJK class is [一-龥ࠀ-一가-퟿]
+    v.pre_regexes = {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+",
+                     "[\xE4\xB8\x80-\xE9\xBE\xA5\xE0\xA0\x80-\xE4\xB8\x80\xEA\xB0\x80-\xED\x9F\xBF]+", "\\p{N}"};
+  } else if (pre == "starcoder" || pre == "refact" || pre == "command-r" || pre == "smollm" || pre == "codeshell") {
+    v.pre_regexes = {"\\p{N}", gpt2};
+  } else {
+    fail(file, "tokenizer.ggml.pre",
+         "pre-tokenizer \"" + pre + "\" is not supported (gpt-2, llama-bpe, falcon, deepseek-coder, starcoder)");
+  }
+  v.pre = rt::PreTokenizer::Regexes;
 }
 
 }  // namespace
@@ -76,7 +92,7 @@ rt::Vocab vocab_from_gguf(const GgufFile& g) {
   } else if (*model == "gpt2") {
     v.kind = rt::VocabKind::Bpe;
     v.add_bos = g.get_bool("tokenizer.ggml.add_bos_token").value_or(false);
-    v.pre = bpe_pre_from_name(g.path(), std::string(g.get_string("tokenizer.ggml.pre").value_or("")), &v.ignore_merges);
+    bpe_pre_from_name(g.path(), std::string(g.get_string("tokenizer.ggml.pre").value_or("")), v);
     const GgufValue* m = g.get_array("tokenizer.ggml.merges", GgufValueType::STRING);
     if (!m) fail(g.path(), "tokenizer.ggml.merges", "missing (a gpt2 tokenizer needs its merges)");
     for (auto s : m->strings) v.merges.emplace_back(s);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <queue>
+#include <regex>
 
 namespace bitnetc::rt {
 
@@ -378,6 +379,103 @@ std::vector<size_t> pre_tokenize(PreTokenizer pre, const std::vector<uint32_t>& 
   return lens;
 }
 
+// The two regexes above, as vocabularies spell them; they are split by hand.
+const char* kGpt2Regex = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
+const char* kLlama3Regex =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+// Splits every chunk of `lens` with `re` over `text`: each match and each gap between
+// matches becomes a piece (llama.cpp's unicode_regex_split_stl).
+template <typename CharT>
+std::vector<size_t> split_chunks(const std::basic_string<CharT>& text, const std::basic_regex<CharT>& re,
+                                 const std::vector<size_t>& lens) {
+  std::vector<size_t> out;
+  size_t start = 0;
+  for (size_t len : lens) {
+    const auto begin = text.begin() + static_cast<long>(start), end = begin + static_cast<long>(len);
+    size_t at = 0;
+    for (std::regex_iterator<typename std::basic_string<CharT>::const_iterator> it(begin, end, re), last; it != last;
+         ++it) {
+      const auto pos = static_cast<size_t>(it->position()), n = static_cast<size_t>(it->length());
+      if (pos > at) out.push_back(pos - at);
+      if (n > 0) out.push_back(n);
+      at = pos + n;
+    }
+    if (at < len) out.push_back(len - at);
+    start += len;
+  }
+  return out;
+}
+
+// Regex pre-tokenizers other than GPT-2's and LLaMA-3's (falcon, deepseek-coder, ...).
+// As llama.cpp does it with the standard library's regex: a regex using \p{L}, \p{N} or
+// \p{P} runs over a "collapsed" text where every non-ASCII code point is replaced by one
+// byte standing for its category; any other regex runs over UTF-32 with std::wregex.
+std::vector<size_t> regex_pre_tokenize(const std::vector<std::string>& regexes, const std::vector<uint32_t>& cps) {
+  std::vector<size_t> lens = {cps.size()};
+  std::string collapsed(cps.size(), 0);
+  std::wstring wide(cps.size(), 0);
+  for (size_t i = 0; i < cps.size(); ++i) {
+    const uint32_t cp = cps[i];
+    const uint8_t f = cpt_flags(cp);
+    const bool ws = cp > 0x7F && is_space(cp);
+    collapsed[i] = static_cast<char>(cp < 0x80       ? cp
+                                     : ws            ? 0x0B
+                                     : (f & kNumber) ? 0xD1
+                                     : (f & kLetter) ? 0xD2
+                                     : (f & kPunct)  ? 0xD3
+                                                     : 0xD0);
+    wide[i] = static_cast<wchar_t>(ws ? 0x0B : cp);
+  }
+  // \p{..} inside the collapsed regex: the category byte plus its ASCII members.
+  const std::pair<const char*, std::string> cats[] = {
+      {"\\p{N}", std::string("\xD1") + "0-9"},
+      {"\\p{L}", std::string("\xD2") + "A-Za-z"},
+      {"\\p{P}", std::string("\xD3") + "!-#%-*,-/:-;?-@\\[-\\]_\\{\\}"}};
+  for (const std::string& expr : regexes) {
+    if (expr == kGpt2Regex || expr == kLlama3Regex) {
+      const PreTokenizer p = expr == kGpt2Regex ? PreTokenizer::Gpt2 : PreTokenizer::Llama3;
+      std::vector<size_t> next;
+      size_t start = 0;
+      for (size_t len : lens) {
+        const std::vector<uint32_t> chunk(cps.begin() + static_cast<long>(start),
+                                          cps.begin() + static_cast<long>(start + len));
+        for (size_t l : pre_tokenize(p, chunk)) next.push_back(l);
+        start += len;
+      }
+      lens.swap(next);
+      continue;
+    }
+    if (expr.find("\\p{") != std::string::npos) {
+      std::string re;
+      bool inside = false;
+      for (size_t i = 0; i < expr.size(); ++i) {
+        if (expr[i] == '[' && (i == 0 || expr[i - 1] != '\\'))
+          inside = true;
+        else if (expr[i] == ']' && inside && expr[i - 1] != '\\')
+          inside = false;
+        bool replaced = false;
+        for (const auto& [pat, cls] : cats)
+          if (expr.compare(i, 5, pat) == 0) {
+            re += inside ? cls : "[" + cls + "]";
+            i += 4;
+            replaced = true;
+            break;
+          }
+        if (!replaced) re += expr[i];
+      }
+      lens = split_chunks(collapsed, std::regex(re), lens);
+    } else {
+      std::vector<uint32_t> rcps;
+      std::vector<size_t> roffs;
+      decode_utf8(expr, rcps, roffs);
+      lens = split_chunks(wide, std::wregex(std::wstring(rcps.begin(), rcps.end())), lens);
+    }
+  }
+  return lens;
+}
+
 }  // namespace
 
 void Tokenizer::encode_bpe(std::string_view text, std::vector<int32_t>& out) const {
@@ -387,6 +485,8 @@ void Tokenizer::encode_bpe(std::string_view text, std::vector<int32_t>& out) con
   std::vector<size_t> lens;
   if (v_.pre == PreTokenizer::None)
     lens = {cps.size()};
+  else if (v_.pre == PreTokenizer::Regexes)
+    lens = regex_pre_tokenize(v_.pre_regexes, cps);
   else
     lens = pre_tokenize(v_.pre, cps);
   size_t at = 0;

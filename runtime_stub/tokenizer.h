@@ -35,9 +35,10 @@ enum class VocabKind : uint8_t {
 
 enum class PreTokenizer : uint8_t {
   None,
-  Gpt2,    // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-  Llama3,  // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
-           //  ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+  Gpt2,     // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+  Llama3,   // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+            //  ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+  Regexes,  // Vocab::pre_regexes applied in turn (matches and the gaps between them split)
 };
 
 struct Vocab {
@@ -51,6 +52,7 @@ struct Vocab {
   bool add_bos = true;
   bool add_space_prefix = true;                     // SPM: a space before the text (SentencePiece's dummy prefix)
   bool ignore_merges = false;                       // BPE: a pre-token that is itself in the vocab is taken whole
+  std::vector<std::string> pre_regexes;             // PreTokenizer::Regexes, in llama.cpp's dialect
   ChatTemplate chat_template = ChatTemplate::None;  // recognised from the model's Jinja template
 };
 
