@@ -9,6 +9,7 @@
 
 #include "gguf.h"
 #include "gguf_writer.h"
+#include "tensor_names.h"
 #include "tokenizer_import.h"
 
 namespace bitnetc {
@@ -21,65 +22,6 @@ std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
   std::vector<uint8_t> b(v.size() * 4);
   std::memcpy(b.data(), v.data(), b.size());
   return b;
-}
-
-// Where each role lives in the source, by format.
-std::string source_name(const ImportedModel& m, int l, const std::string& role) {
-  const std::string L = std::to_string(l);
-  switch (m.format) {
-    case SourceFormat::Gguf: {
-      static const std::map<std::string, std::string> n = {{"attn_norm", "attn_norm"},
-                                                           {"q", "attn_q"},
-                                                           {"k", "attn_k"},
-                                                           {"v", "attn_v"},
-                                                           {"attn_sub_norm", "attn_sub_norm"},
-                                                           {"o", "attn_output"},
-                                                           {"ffn_norm", "ffn_norm"},
-                                                           {"gate", "ffn_gate"},
-                                                           {"up", "ffn_up"},
-                                                           {"ffn_sub_norm", "ffn_sub_norm"},
-                                                           {"down", "ffn_down"}};
-      return "blk." + L + "." + n.at(role) + ".weight";
-    }
-    case SourceFormat::SafeTensors: {
-      static const std::map<std::string, std::string> n = {{"attn_norm", "input_layernorm"},
-                                                           {"q", "self_attn.q_proj"},
-                                                           {"k", "self_attn.k_proj"},
-                                                           {"v", "self_attn.v_proj"},
-                                                           {"attn_sub_norm", "self_attn.attn_sub_norm"},
-                                                           {"o", "self_attn.o_proj"},
-                                                           {"ffn_norm", "post_attention_layernorm"},
-                                                           {"gate", "mlp.gate_proj"},
-                                                           {"up", "mlp.up_proj"},
-                                                           {"ffn_sub_norm", "mlp.ffn_sub_norm"},
-                                                           {"down", "mlp.down_proj"}};
-      return "model.layers." + L + "." + n.at(role) + ".weight";
-    }
-    case SourceFormat::Llama2c: {
-      static const std::map<std::string, std::string> n = {
-          {"q", "attention.wq"},       {"k", "attention.wk"},     {"v", "attention.wv"},      {"o", "attention.wo"},
-          {"gate", "feed_forward.w1"}, {"up", "feed_forward.w3"}, {"down", "feed_forward.w2"}};
-      auto it = n.find(role);
-      return it == n.end() ? "" : "layers." + L + "." + it->second + ".weight";
-    }
-  }
-  return "";
-}
-
-const char* kGgufRole[][2] = {{"attn_norm", "attn_norm"},
-                              {"q", "attn_q"},
-                              {"k", "attn_k"},
-                              {"v", "attn_v"},
-                              {"attn_sub_norm", "attn_sub_norm"},
-                              {"o", "attn_output"},
-                              {"ffn_norm", "ffn_norm"},
-                              {"gate", "ffn_gate"},
-                              {"up", "ffn_up"},
-                              {"ffn_sub_norm", "ffn_sub_norm"},
-                              {"down", "ffn_down"}};
-
-bool is_matrix_role(const std::string& role) {
-  return role == "q" || role == "k" || role == "v" || role == "o" || role == "gate" || role == "up" || role == "down";
 }
 
 // runbit.c pairs RoPE dims (2m, 2m+1); llama.cpp's bitnet uses NEOX pairs (m, m+d/2).
@@ -258,9 +200,7 @@ void convert_to_gguf(const ImportedModel& m, const ConvertOptions& o) {
   }
 
   // Embedding (kept in its source precision when GGUF can hold it exactly).
-  const std::string embd_name = m.format == SourceFormat::Gguf          ? "token_embd.weight"
-                                : m.format == SourceFormat::SafeTensors ? "model.embed_tokens.weight"
-                                                                        : "tok_embeddings.weight";
+  const std::string embd_name = embedding_name(m.format);
   const ModelTensor* embd = m.find(embd_name);
   if (!embd) throw ImportError(m.path, ImportError::kNoOffset, embd_name, "missing tensor");
   const TensorType embd_type =
@@ -269,46 +209,38 @@ void convert_to_gguf(const ImportedModel& m, const ConvertOptions& o) {
   w.dense("token_embd.weight", embd_type, {static_cast<uint64_t>(h.n_embd), static_cast<uint64_t>(h.n_vocab)},
           decode_dense(*embd));
   if (!h.tied_embeddings) {
-    const std::string head = m.format == SourceFormat::Gguf ? "output.weight" : "lm_head.weight";
+    const std::string head = output_head_name(m.format);
     const ModelTensor* t = m.find(head);
     if (!t) throw ImportError(m.path, ImportError::kNoOffset, head, "missing tensor");
     w.dense("output.weight", t->type == TensorType::F16 || t->type == TensorType::BF16 ? t->type : TensorType::F32,
             {static_cast<uint64_t>(h.n_embd), static_cast<uint64_t>(h.n_vocab)}, decode_dense(*t));
   }
-  const std::string out_norm = m.format == SourceFormat::Gguf          ? "output_norm.weight"
-                               : m.format == SourceFormat::SafeTensors ? "model.norm.weight"
-                                                                       : "norm.weight";
+  const std::string out_norm = output_norm_name(m.format);
   const ModelTensor* on = m.find(out_norm);
   if (!on) throw ImportError(m.path, ImportError::kNoOffset, out_norm, "missing tensor");
   w.dense("output_norm.weight", TensorType::F32, {static_cast<uint64_t>(h.n_embd)}, decode_dense(*on));
 
   for (int l = 0; l < h.n_layer; ++l) {
     say("layer " + std::to_string(l + 1) + "/" + std::to_string(h.n_layer));
-    for (const auto& [role, gguf_role] : kGgufRole) {
-      const std::string dst = "blk." + std::to_string(l) + "." + gguf_role + ".weight";
-      const std::string r = role;
-      if (is_matrix_role(r)) {
-        const ModelTensor* t = m.find(source_name(m, l, r));
-        if (!t) throw ImportError(m.path, ImportError::kNoOffset, source_name(m, l, r), "missing tensor");
-        TernaryWeights tw = decode_ternary(m, *t);
-        if (m.format == SourceFormat::Llama2c && (r == "q" || r == "k")) tw = permute_for_neox(tw, h.head_dim);
-        if (m.format == SourceFormat::Gguf)  // fold llama.cpp's optional per-tensor scale
-          if (const ModelTensor* s = m.find(source_name(m, l, r).substr(0, source_name(m, l, r).size() - 7) + ".scale"))
-            for (float& x : tw.scales) x *= decode_dense(*s).at(0);
+    for (Role r : kLayerRoles) {
+      const std::string src = layer_tensor_name(m.format, l, r), dst = layer_tensor_name(SourceFormat::Gguf, l, r);
+      auto source = [&]() -> const ModelTensor& {
+        const ModelTensor* t = m.find(src);
+        if (!t) throw ImportError(m.path, ImportError::kNoOffset, src, "missing tensor");
+        return *t;
+      };
+      if (is_matrix(r)) {
+        TernaryWeights tw = decode_ternary(m, source());
+        if (m.format == SourceFormat::Llama2c && (r == Role::Q || r == Role::K)) tw = permute_for_neox(tw, h.head_dim);
         w.matrix(dst, std::move(tw));
         continue;
       }
       // Norm weights. bitllama2.c has none: its bitnorm is an RMSNorm with weights 1/n
       // (and no epsilon), which is what llama.cpp gets here.
-      const int64_t n = r == "ffn_sub_norm" ? h.n_ff : h.n_embd;
-      std::vector<float> v;
-      if (m.format == SourceFormat::Llama2c) {
-        v.assign(n, 1.0f / static_cast<float>(n));
-      } else {
-        const ModelTensor* t = m.find(source_name(m, l, r));
-        if (!t) throw ImportError(m.path, ImportError::kNoOffset, source_name(m, l, r), "missing tensor");
-        v = decode_dense(*t);
-      }
+      const int64_t n = r == Role::FfnSubNorm ? h.n_ff : h.n_embd;
+      const std::vector<float> v = m.format == SourceFormat::Llama2c
+                                       ? std::vector<float>(n, 1.0f / static_cast<float>(n))
+                                       : decode_dense(source());
       w.dense(dst, TensorType::F32, {static_cast<uint64_t>(n)}, v);
     }
   }

@@ -1,10 +1,10 @@
 #include "lower.h"
 
 #include <cmath>
-#include <functional>
 #include <map>
 
 #include "gguf.h"
+#include "tensor_names.h"
 
 namespace bitnetc {
 
@@ -26,33 +26,11 @@ struct Recipe {
   ScoreScale score_scale = ScoreScale::MultiplyInvSqrt;
   SoftmaxSum softmax_sum = SoftmaxSum::F64MulInverse;
   Activation act = Activation::SiluDiv;
-  // Tensor names.
-  std::string embd, out_norm, head;
-  std::function<std::string(int, const char*)> name;  // (layer, role) -> tensor name
+  SourceFormat names = SourceFormat::Gguf;  // whose tensor names (tensor_names.h)
 };
 
 Recipe hf_recipe(const ImportedModel& m);
 Recipe llama2c_recipe();
-
-void use_gguf_names(Recipe& r, const ImportedModel& m) {
-  r.embd = "token_embd.weight";
-  r.out_norm = "output_norm.weight";
-  r.head = m.hparams->tied_embeddings ? r.embd : "output.weight";
-  r.name = [](int l, const char* role) {
-    static const std::map<std::string, std::string> n = {{"attn_norm", "attn_norm"},
-                                                         {"q", "attn_q"},
-                                                         {"k", "attn_k"},
-                                                         {"v", "attn_v"},
-                                                         {"attn_sub_norm", "attn_sub_norm"},
-                                                         {"o", "attn_output"},
-                                                         {"ffn_norm", "ffn_norm"},
-                                                         {"gate", "ffn_gate"},
-                                                         {"up", "ffn_up"},
-                                                         {"ffn_sub_norm", "ffn_sub_norm"},
-                                                         {"down", "ffn_down"}};
-    return "blk." + std::to_string(l) + "." + n.at(role) + ".weight";
-  };
-}
 
 Recipe gguf_recipe(const ImportedModel& m) {
   // `bitnetc convert` records the numerics of the engine a model came from; peers ignore
@@ -62,13 +40,13 @@ Recipe gguf_recipe(const ImportedModel& m) {
     Recipe r = llama2c_recipe();  // the converter permuted wq/wk rows for NEOX pairing
     r.rope_style = RopeStyle::Neox;
     r.family = "bitnet (bitllama2c numerics)";
-    use_gguf_names(r, m);
+    r.names = SourceFormat::Gguf;
     return r;
   }
   if (numerics && *numerics == "transformers") {
     Recipe r = hf_recipe(m);
     r.family = m.architecture + " (transformers numerics)";
-    use_gguf_names(r, m);
+    r.names = SourceFormat::Gguf;
     return r;
   }
   if (numerics)
@@ -78,7 +56,7 @@ Recipe gguf_recipe(const ImportedModel& m) {
   r.family = m.architecture;
   r.act = m.hparams->ffn_act == "relu2" ? Activation::Relu2 : Activation::SiluDiv;
   if (m.architecture == "bitnet-b1.58") r.quant = ActQuant::PerTokenBitnetCpp;
-  use_gguf_names(r, m);
+  r.names = SourceFormat::Gguf;
   return r;
 }
 
@@ -91,23 +69,7 @@ Recipe hf_recipe(const ImportedModel& m) {
   r.softmax_sum = SoftmaxSum::F32Divide;
   r.act = m.hparams->ffn_act == "relu2" ? Activation::Relu2 : Activation::SiluDiv;
   r.sub_norms = !m.hf_config || m.hf_config->family == HfFamily::BitNetB158;
-  r.embd = "model.embed_tokens.weight";
-  r.out_norm = "model.norm.weight";
-  r.head = m.hparams->tied_embeddings ? r.embd : "lm_head.weight";
-  r.name = [](int l, const char* role) {
-    static const std::map<std::string, std::string> n = {{"attn_norm", "input_layernorm"},
-                                                         {"q", "self_attn.q_proj"},
-                                                         {"k", "self_attn.k_proj"},
-                                                         {"v", "self_attn.v_proj"},
-                                                         {"attn_sub_norm", "self_attn.attn_sub_norm"},
-                                                         {"o", "self_attn.o_proj"},
-                                                         {"ffn_norm", "post_attention_layernorm"},
-                                                         {"gate", "mlp.gate_proj"},
-                                                         {"up", "mlp.up_proj"},
-                                                         {"ffn_sub_norm", "mlp.ffn_sub_norm"},
-                                                         {"down", "mlp.down_proj"}};
-    return "model.layers." + std::to_string(l) + "." + n.at(role) + ".weight";
-  };
+  r.names = SourceFormat::SafeTensors;
   return r;
 }
 
@@ -124,15 +86,7 @@ Recipe llama2c_recipe() {
   r.score_scale = ScoreScale::DivideSqrt;
   r.softmax_sum = SoftmaxSum::F32Divide;
   r.act = Activation::SiluLlama2c;
-  r.embd = r.head = "tok_embeddings.weight";
-  r.out_norm = "norm.weight";
-  r.name = [](int l, const char* role) {
-    static const std::map<std::string, std::string> n = {
-        {"q", "attention.wq"},       {"k", "attention.wk"},     {"v", "attention.wv"},      {"o", "attention.wo"},
-        {"gate", "feed_forward.w1"}, {"up", "feed_forward.w3"}, {"down", "feed_forward.w2"}};
-    auto it = n.find(role);
-    return it == n.end() ? std::string() : "layers." + std::to_string(l) + "." + it->second + ".weight";
-  };
+  r.names = SourceFormat::Llama2c;
   return r;
 }
 
@@ -169,7 +123,7 @@ class Lowering {
     quant_ = r_.quant;
     if (o_.act_quant) quant_ = *o_.act_quant == ActQuantGranularity::PerBlock ? ActQuant::PerBlockQ8K : r_.per_token;
 
-    const int embd = dense(r_.embd, h.n_vocab, h.n_embd);
+    const int embd = dense(embedding_name(r_.names), h.n_vocab, h.n_embd);
     int x = g_.add_value("x.embd", DType::F32, h.n_embd);
     Op e{OpKind::Embedding};
     e.output = x;
@@ -179,11 +133,11 @@ class Lowering {
     const int64_t q_dim = h.n_head * h.head_dim, kv_dim = h.n_head_kv * h.head_dim;
     for (int l = 0; l < h.n_layer; ++l) {
       const std::string p = "l" + std::to_string(l) + ".";
-      const int a = norm_before_quant(x, l, "attn_norm", p + "attn_in");
+      const int a = norm_before_quant(x, l, Role::AttnNorm, p + "attn_in");
       const int aq = quantize(a, p + "attn_in.q8");
-      int q = matmul(aq, l, "q", q_dim, p + "q");
-      int k = matmul(aq, l, "k", kv_dim, p + "k");
-      const int v = matmul(aq, l, "v", kv_dim, p + "v");
+      int q = matmul(aq, l, Role::Q, q_dim, p + "q");
+      int k = matmul(aq, l, Role::K, kv_dim, p + "k");
+      const int v = matmul(aq, l, Role::V, kv_dim, p + "v");
       q = rope(q, p + "q.rope");
       k = rope(k, p + "k.rope");
       Op at{OpKind::Attention};
@@ -196,25 +150,25 @@ class Lowering {
       at.score_scale = r_.score_scale;
       at.softmax_sum = r_.softmax_sum;
       g_.ops.push_back(at);
-      const int o_in = r_.sub_norms ? norm(at.output, l, "attn_sub_norm", p + "attn_sub")
+      const int o_in = r_.sub_norms ? norm(at.output, l, Role::AttnSubNorm, p + "attn_sub")
                        : r_.bitnorm ? bitnorm(at.output, p + "attn_sub")
                                     : at.output;
-      const int o = matmul(quantize(o_in, p + "attn_out.q8"), l, "o", h.n_embd, p + "o");
+      const int o = matmul(quantize(o_in, p + "attn_out.q8"), l, Role::O, h.n_embd, p + "o");
       x = add(x, o, p + "x.attn");
 
-      const int f = norm_before_quant(x, l, "ffn_norm", p + "ffn_in");
+      const int f = norm_before_quant(x, l, Role::FfnNorm, p + "ffn_in");
       const int fq = quantize(f, p + "ffn_in.q8");
-      const int gate = matmul(fq, l, "gate", h.n_ff, p + "gate");
-      const int up = matmul(fq, l, "up", h.n_ff, p + "up");
+      const int gate = matmul(fq, l, Role::Gate, h.n_ff, p + "gate");
+      const int up = matmul(fq, l, Role::Up, h.n_ff, p + "up");
       Op ga{OpKind::GatedAct};
       ga.inputs = {gate, up};
       ga.output = g_.add_value(p + "ffn_act", DType::F32, h.n_ff);
       ga.act = r_.act;
       g_.ops.push_back(ga);
-      const int d_in = r_.sub_norms ? norm(ga.output, l, "ffn_sub_norm", p + "ffn_sub")
+      const int d_in = r_.sub_norms ? norm(ga.output, l, Role::FfnSubNorm, p + "ffn_sub")
                        : r_.bitnorm ? bitnorm(ga.output, p + "ffn_sub")
                                     : ga.output;
-      const int d = matmul(quantize(d_in, p + "ffn_out.q8"), l, "down", h.n_embd, p + "down");
+      const int d = matmul(quantize(d_in, p + "ffn_out.q8"), l, Role::Down, h.n_embd, p + "down");
       x = add(x, d, p + "x.ffn");
     }
     Op fn{OpKind::Norm};
@@ -222,12 +176,12 @@ class Lowering {
     fn.output = g_.add_value("x.final_norm", DType::F32, h.n_embd);
     fn.norm = r_.final_norm;
     fn.eps = static_cast<float>(h.rms_eps);
-    fn.weight = dense(r_.out_norm, 1, h.n_embd);
+    fn.weight = dense(output_norm_name(r_.names), 1, h.n_embd);
     g_.ops.push_back(fn);
     Op head{OpKind::DenseMatmul};
     head.inputs = {fn.output};
     head.output = g_.add_value("logits", DType::F32, h.n_vocab);
-    head.weight = r_.head == r_.embd ? embd : dense(r_.head, h.n_vocab, h.n_embd);
+    head.weight = h.tied_embeddings ? embd : dense(output_head_name(r_.names), h.n_vocab, h.n_embd);
     g_.ops.push_back(head);
     g_.logits = head.output;
 
@@ -259,13 +213,13 @@ class Lowering {
     return g_.add_dense(std::move(w));
   }
 
-  int norm(int x, int l, const char* role, const std::string& name) {
+  int norm(int x, int l, Role role, const std::string& name) {
     Op op{OpKind::Norm};
     op.inputs = {x};
     op.output = g_.add_value(name, DType::F32, g_.values[x].size);
     op.norm = r_.norm;
     op.eps = static_cast<float>(m_.hparams->rms_eps);
-    op.weight = dense(r_.name(l, role), 1, g_.values[x].size);
+    op.weight = dense(layer_tensor_name(r_.names, l, role), 1, g_.values[x].size);
     g_.ops.push_back(op);
     return op.output;
   }
@@ -279,7 +233,7 @@ class Lowering {
     return op.output;
   }
 
-  int norm_before_quant(int x, int l, const char* role, const std::string& name) {
+  int norm_before_quant(int x, int l, Role role, const std::string& name) {
     return r_.bitnorm ? bitnorm(x, name) : norm(x, l, role, name);
   }
 
@@ -297,22 +251,14 @@ class Lowering {
     return op.output;
   }
 
-  int matmul(int xq, int l, const char* role, int64_t rows, const std::string& name) {
-    const std::string tname = r_.name(l, role);
+  int matmul(int xq, int l, Role role, int64_t rows, const std::string& name) {
+    const std::string tname = layer_tensor_name(r_.names, l, role);
     const ModelTensor& t = tensor(tname);
     TernaryWeights w = decode_ternary(m_, t, o_.decode);
     if (w.rows != rows || w.cols != g_.values[xq].size)
       throw ImportError(t.file, t.file_offset, tname,
                         "is " + std::to_string(w.rows) + " x " + std::to_string(w.cols) + ", expected " +
                             std::to_string(rows) + " x " + std::to_string(g_.values[xq].size));
-    // llama.cpp's optional per-tensor "<name>.scale" multiplies the matmul's output;
-    // folded into the weight scales.
-    std::string scale_name = tname.substr(0, tname.size() - 7) + ".scale";
-    if (m_.format == SourceFormat::Gguf)
-      if (const ModelTensor* s = m_.find(scale_name)) {
-        const float f = decode_dense(*s).at(0);
-        for (float& x : w.scales) x *= f;
-      }
     Op op{OpKind::TernaryMatmul};
     op.inputs = {xq};
     op.output = g_.add_value(name, DType::F32, rows);

@@ -560,7 +560,9 @@ std::vector<float> decode_dense(const ModelTensor& t) {
   return out;
 }
 
-TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, const DecodeOptions& opt) {
+namespace {
+
+TernaryWeights decode_ternary_codes(const ImportedModel& m, const ModelTensor& t, const DecodeOptions& opt) {
   auto [rows, cols] = matrix_dims(t);
   std::string base = t.name;  // "x.weight" -> "x"
   if (base.size() > 7 && base.compare(base.size() - 7, 7, ".weight") == 0) base.resize(base.size() - 7);
@@ -630,6 +632,20 @@ TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, cons
     tensor_fail(t, e.what());
   }
   tensor_fail(t, std::string("cannot be read as ternary weights (type ") + type_name(t.type) + ")");
+}
+
+}  // namespace
+
+TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, const DecodeOptions& opt) {
+  TernaryWeights w = decode_ternary_codes(m, t, opt);
+  // llama.cpp's optional per-tensor "<name>.scale" (an F32 scalar) multiplies the
+  // matmul's output: it is part of the weight's scale.
+  if (m.format == SourceFormat::Gguf && t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".weight") == 0)
+    if (m.find(t.name.substr(0, t.name.size() - 7) + ".scale")) {
+      const float f = scalar_of(m, t.name.substr(0, t.name.size() - 7) + ".scale", t);
+      for (float& x : w.scales) x *= f;
+    }
+  return w;
 }
 
 ImportedModel import_llama2c(MappedFile file) {

@@ -1,6 +1,7 @@
 #include "tokenizer.h"
 
 #include <algorithm>
+#include <optional>
 #include <queue>
 #include <regex>
 
@@ -198,6 +199,61 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
   return out;
 }
 
+namespace {
+
+// The merge loop both tokenizers share (llama.cpp's llm_tokenizer_spm/bpe sessions):
+// start from the UTF-8 characters of `text` and repeatedly merge the adjacent pair with
+// the smallest priority key (leftmost on ties) until no pair has one. `priority(a, b)`
+// returns that key for the pair of pieces a, b, or nullopt when they cannot merge.
+// Returns the final pieces in order.
+template <typename Priority>
+std::vector<std::string_view> merge_pairs(std::string_view text, const Priority& priority) {
+  struct Symbol {
+    int prev, next;
+    size_t start, n;
+  };
+  std::vector<Symbol> sym;
+  for (size_t off = 0; off < text.size();) {
+    const size_t n = std::min(std::max<size_t>(utf8_len(static_cast<uint8_t>(text[off])), 1), text.size() - off);
+    const int idx = static_cast<int>(sym.size());
+    sym.push_back({idx - 1, off + n == text.size() ? -1 : idx + 1, off, n});
+    off += n;
+  }
+  struct Pair {
+    int left, right;
+    double key;
+    size_t size;
+  };
+  auto later = [](const Pair& a, const Pair& b) { return a.key > b.key || (a.key == b.key && a.left > b.left); };
+  std::priority_queue<Pair, std::vector<Pair>, decltype(later)> queue(later);
+  auto piece = [&](int i) { return text.substr(sym[i].start, sym[i].n); };
+  auto try_add = [&](int left, int right) {
+    if (left < 0 || right < 0) return;
+    if (const std::optional<double> key = priority(piece(left), piece(right)))
+      queue.push({left, right, *key, sym[left].n + sym[right].n});
+  };
+  for (size_t i = 1; i < sym.size(); ++i) try_add(static_cast<int>(i - 1), static_cast<int>(i));
+  while (!queue.empty()) {
+    const Pair p = queue.top();
+    queue.pop();
+    Symbol& l = sym[p.left];
+    Symbol& r = sym[p.right];
+    if (l.n == 0 || r.n == 0 || l.n + r.n != p.size) continue;  // stale: one side merged since
+    l.n += r.n;
+    r.n = 0;
+    l.next = r.next;
+    if (r.next >= 0) sym[r.next].prev = p.left;
+    try_add(l.prev, p.left);
+    try_add(p.left, l.next);
+  }
+  std::vector<std::string_view> out;
+  if (!sym.empty())
+    for (int i = 0; i != -1; i = sym[i].next) out.push_back(piece(i));
+  return out;
+}
+
+}  // namespace
+
 // SentencePiece BPE (as llama.cpp's llm_tokenizer_spm): start from UTF-8 characters and
 // repeatedly merge the adjacent pair whose concatenation is the highest-scoring piece
 // (leftmost on ties); characters no piece covers fall back to <0xXX> byte tokens.
@@ -210,50 +266,13 @@ void Tokenizer::encode_spm(std::string_view raw, bool prefix_space, std::vector<
     else
       text += c;
   }
-  if (text.empty()) return;
-  struct Symbol {
-    int prev, next;
-    size_t start, n;
-  };
-  std::vector<Symbol> sym;
-  for (size_t off = 0; off < text.size();) {
-    const size_t n = std::min(std::max<size_t>(utf8_len(static_cast<uint8_t>(text[off])), 1), text.size() - off);
-    const int idx = static_cast<int>(sym.size());
-    sym.push_back({idx - 1, off + n == text.size() ? -1 : idx + 1, off, n});
-    off += n;
-  }
-  struct Bigram {
-    int left, right;
-    float score;
-    size_t size;
-  };
-  auto worse = [](const Bigram& a, const Bigram& b) {
-    return a.score < b.score || (a.score == b.score && a.left > b.left);
-  };
-  std::priority_queue<Bigram, std::vector<Bigram>, decltype(worse)> queue(worse);
-  auto try_add = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    const std::string_view piece(text.data() + sym[left].start, sym[left].n + sym[right].n);
-    const int32_t id = find(piece);
-    if (id < 0) return;
-    queue.push({left, right, v_.scores[id], piece.size()});
-  };
-  for (size_t i = 1; i < sym.size(); ++i) try_add(static_cast<int>(i - 1), static_cast<int>(i));
-  while (!queue.empty()) {
-    const Bigram b = queue.top();
-    queue.pop();
-    Symbol& l = sym[b.left];
-    Symbol& r = sym[b.right];
-    if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;  // stale
-    l.n += r.n;
-    r.n = 0;
-    l.next = r.next;
-    if (r.next >= 0) sym[r.next].prev = b.left;
-    try_add(l.prev, b.left);
-    try_add(b.left, l.next);
-  }
-  for (int i = 0; i != -1; i = sym[i].next) {
-    const std::string_view piece(text.data() + sym[i].start, sym[i].n);
+  // A pair merges when its concatenation is a piece; the highest score goes first.
+  const auto pieces = merge_pairs(text, [&](std::string_view a, std::string_view b) -> std::optional<double> {
+    const int32_t id = find(std::string(a) + std::string(b));
+    if (id < 0) return std::nullopt;
+    return -static_cast<double>(v_.scores[id]);
+  });
+  for (std::string_view piece : pieces) {
     const int32_t id = find(piece);
     if (id >= 0) {
       out.push_back(id);
@@ -511,50 +530,14 @@ void Tokenizer::bpe_word(const std::string& word, std::vector<int32_t>& out) con
       return;
     }
   }
-  struct Symbol {
-    int prev, next;
-    size_t start, n;
-  };
-  std::vector<Symbol> sym;
-  for (size_t off = 0; off < word.size();) {
-    const size_t n = std::max<size_t>(utf8_len(static_cast<uint8_t>(word[off])), 1);
-    const int idx = static_cast<int>(sym.size());
-    sym.push_back({idx - 1, off + n >= word.size() ? -1 : idx + 1, off, n});
-    off += n;
-  }
-  struct Bigram {
-    int left, right;
-    int32_t rank;
-    size_t size;
-  };
-  auto worse = [](const Bigram& a, const Bigram& b) {
-    return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
-  };
-  std::priority_queue<Bigram, std::vector<Bigram>, decltype(worse)> queue(worse);
-  auto try_add = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    const std::string key =
-        word.substr(sym[left].start, sym[left].n) + " " + word.substr(sym[right].start, sym[right].n);
-    auto it = merge_rank_.find(key);
-    if (it == merge_rank_.end()) return;
-    queue.push({left, right, it->second, sym[left].n + sym[right].n});
-  };
-  for (size_t i = 1; i < sym.size(); ++i) try_add(static_cast<int>(i - 1), static_cast<int>(i));
-  while (!queue.empty()) {
-    const Bigram b = queue.top();
-    queue.pop();
-    Symbol& l = sym[b.left];
-    Symbol& r = sym[b.right];
-    if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;
-    l.n += r.n;
-    r.n = 0;
-    l.next = r.next;
-    if (r.next >= 0) sym[r.next].prev = b.left;
-    try_add(l.prev, b.left);
-    try_add(b.left, l.next);
-  }
-  for (int i = 0; i != -1; i = sym[i].next) {
-    const std::string piece = word.substr(sym[i].start, sym[i].n);
+  // A pair merges when "a b" is a merge rule; the lowest rank goes first.
+  const auto pieces = merge_pairs(word, [&](std::string_view a, std::string_view b) -> std::optional<double> {
+    auto it = merge_rank_.find(std::string(a) + " " + std::string(b));
+    if (it == merge_rank_.end()) return std::nullopt;
+    return static_cast<double>(it->second);
+  });
+  for (std::string_view sv : pieces) {
+    const std::string piece(sv);
     const int32_t id = find(piece);
     if (id >= 0) {
       out.push_back(id);

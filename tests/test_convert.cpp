@@ -123,9 +123,7 @@ TEST(Convert, ReencodingBetweenTypesIsLossless) {
     for (int l = 0; l < 8; ++l) {
       const auto a = decode_ternary(ref, *ref.find("layers." + std::to_string(l) + ".attention.wv.weight"));
       const ModelTensor* t = m.find("blk." + std::to_string(l) + ".attn_v.weight");
-      auto b = decode_ternary(m, *t);
-      if (const ModelTensor* sc = m.find("blk." + std::to_string(l) + ".attn_v.scale"))
-        for (float& x : b.scales) x *= decode_dense(*sc)[0];
+      const auto b = decode_ternary(m, *t);  // includes llama.cpp's optional .scale
       EXPECT_EQ(a.codes, b.codes) << type_name(type);
       EXPECT_EQ(a.scales[0], b.scale_of(0, 0)) << type_name(type);
     }
