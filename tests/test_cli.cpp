@@ -187,3 +187,14 @@ TEST(CliRun, BadInputGetsClearErrors) {
   ASSERT_EQ(zero.status, 0) << zero.err;
   EXPECT_TRUE(json::parse(zero.out)["tokens"].empty());
 }
+
+TEST(Cli, TargetsListsTheTableAndTheHost) {
+  ScratchDir dir;
+  const CliResult r = run_bitnetc("targets", dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("x86-64-avx2"), std::string::npos);
+  EXPECT_NE(r.out.find("x86-64-avx512"), std::string::npos);
+  EXPECT_NE(r.out.find("host             = x86-64-"), std::string::npos) << r.out;
+  // Halide's sapphirerapids feature (VEX AVX-VNNI) faults on AVX-512 CPUs without it.
+  EXPECT_EQ(r.out.find("sapphirerapids"), std::string::npos);
+}

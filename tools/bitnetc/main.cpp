@@ -12,6 +12,7 @@
 #include "diagnostics.h"
 #include "model_import.h"
 #include "synthetic_model.h"
+#include "targets.h"
 #include "tokenizer.h"
 
 using namespace bitnetc;
@@ -81,6 +82,8 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   convert_cmd->add_flag("-q,--quiet", convert_quiet, "No progress on stderr");
 
+  auto* targets_cmd = app.add_subcommand("targets", "List the compilation targets (and what `host` is here)");
+
   SyntheticSpec spec;
   std::string synth_out, weight_type = "tq2_0", embd_type = "f32", i2s_layout = "x86", shape;
   auto* synth_cmd = app.add_subcommand("synth", "Write a seeded synthetic BitNet GGUF (for tests and benchmarks)");
@@ -105,11 +108,12 @@ int main(int argc, char** argv) {
   // `bitnetc MODEL --target=T -o OUT` (DESIGN.md) needs the code generator, which this
   // build does not have yet: say so plainly instead of a parser error.
   const std::string first = argc > 1 ? argv[1] : "";
-  if (!first.empty() && first[0] != '-' && first != "inspect" && first != "synth" && first != "run" &&
-      first != "convert") {
+  bool is_command = false;
+  for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) is_command |= sub->get_name() == first;
+  if (!first.empty() && first[0] != '-' && !is_command) {
     std::fprintf(stderr,
                  "bitnetc: error: compiling a model (bitnetc MODEL --target=T -o OUT) is not available in this "
-                 "build yet; commands: inspect, run, convert, synth (see bitnetc --help)\n");
+                 "build yet; commands: inspect, run, convert, targets, synth (see bitnetc --help)\n");
     return 2;
   }
 
@@ -142,6 +146,15 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "[%6.2fs] %s\n", s, step.c_str());
         };
       convert_to_gguf(import_model(convert_in), convert_opts);
+      return 0;
+    }
+    if (*targets_cmd) {
+      std::printf("%-16s %-7s %-6s %-16s %s\n", "target", "vector", "layout", "llc cpu", "Halide target");
+      for (const auto& t : targets())
+        std::printf("%-16s %-7d %-6s %-16s %s\n    %s\n", t.name.c_str(), t.vector_bytes * 8, type_name(t.layout),
+                    t.llc_cpu.c_str(), t.halide.c_str(), t.description.c_str());
+      std::printf("host             = %s on this machine\n", host_target().name.c_str());
+      std::printf("(aarch64-neon, aarch64-neon-dotprod and cuda-sm* arrive with their issues)\n");
       return 0;
     }
     if (*synth_cmd) {

@@ -1,0 +1,76 @@
+// Ternary GEMV kernel benchmark: the Halide pipeline of schedules/ternary_gemv on the
+// BitNet b1.58 2B4T projection shapes, for each x86 target this machine runs. Prints one
+// JSON object: microseconds per call (median of repetitions) and weight bytes streamed
+// per second. Threads: HL_NUM_THREADS (Halide's pool), default all cores.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "synthetic_model.h"
+#include "targets.h"
+#include "ternary_gemv.h"
+
+using namespace bitnetc;
+
+int main() {
+  struct Shape {
+    const char* name;
+    int64_t K, N;
+  };
+  const Shape shapes[] = {{"attn_q/o 2560x2560", 2560, 2560},
+                          {"attn_k/v 2560x640", 2560, 640},
+                          {"ffn_gate/up 2560x6912", 2560, 6912},
+                          {"ffn_down 6912x2560", 6912, 2560}};
+  std::vector<const TargetInfo*> tgts = {find_target("x86-64-avx2")};
+  if (host_target().vector_bytes == 64) tgts.push_back(find_target("x86-64-avx512"));
+  const char* threads = std::getenv("HL_NUM_THREADS");
+  std::printf("{\"benchmark\": \"ternary_gemv\", \"threads\": \"%s\", \"results\": [", threads ? threads : "all");
+  bool first = true;
+  for (const TargetInfo* t : tgts)
+    for (const Shape& s : shapes) {
+      SplitMix64 rng(1);
+      TernaryWeights w;
+      w.rows = s.N;
+      w.cols = s.K;
+      w.codes.resize(static_cast<size_t>(s.K * s.N));
+      for (auto& c : w.codes) c = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
+      const int W = t->vector_bytes;
+      auto p = schedules::ternary_gemv({s.K, s.N, s.K, W});
+      const int64_t Kp = schedules::padded_k(s.K, W);
+      auto packed = schedules::pack_ternary_rows(w, W);
+      std::vector<int8_t> x(Kp, 3);
+      int32_t xs = 3 * static_cast<int32_t>(s.K);
+      float d = 0.01f;
+      Halide::Buffer<uint8_t> pb(packed.data(), static_cast<int>(Kp / 4), static_cast<int>(s.N));
+      Halide::Buffer<int8_t> xb(x.data(), static_cast<int>(Kp));
+      Halide::Buffer<int32_t> sb(&xs, 1);
+      Halide::Buffer<float> db(&d, 1);
+      p.packed.set(pb);
+      p.x.set(xb);
+      p.x_sum.set(sb);
+      p.d_act.set(db);
+      p.w_scale.set(1.0f);
+      Halide::Buffer<float> out(static_cast<int>(s.N));
+      p.y.compile_jit(Halide::Target(t->halide));
+      p.y.realize(out);
+      std::vector<double> us;
+      for (int rep = 0; rep < 7; ++rep) {
+        const int iters = 50;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < iters; ++i) p.y.realize(out);
+        us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters);
+      }
+      std::sort(us.begin(), us.end());
+      const double med = us[us.size() / 2];
+      std::printf(
+          "%s\n  {\"target\": \"%s\", \"shape\": \"%s\", \"us\": %.1f, \"min_us\": %.1f, \"max_us\": %.1f, \"GBps\": "
+          "%.2f}",
+          first ? "" : ",", t->name.c_str(), s.name, med, us.front(), us.back(),
+          static_cast<double>(packed.size()) / (med * 1e-6) / 1e9);
+      first = false;
+    }
+  std::printf("\n]}\n");
+}

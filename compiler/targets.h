@@ -1,0 +1,32 @@
+// Compilation targets as data: one record per target, the row a new CPU or GPU adds.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tensor_types.h"
+
+namespace bitnetc {
+
+enum class TargetArch { X86_64, AArch64, Cuda };
+
+struct TargetInfo {
+  std::string name;  // what users pass to --target
+  TargetArch arch;
+  std::string halide;   // Halide target string, every feature spelled out
+  std::string llc_cpu;  // exact CPU for llc-14 when Halide's selection is wrong
+  int vector_bytes;     // SIMD width the packing is chosen for
+  TensorType layout;    // preferred weight layout
+  std::string triple;   // linker triple
+  std::string description;
+};
+
+const std::vector<TargetInfo>& targets();
+const TargetInfo* find_target(const std::string& name);  // nullptr when unknown
+
+// `host`: the best x86 target this machine runs. Halide's own host detection adds
+// avx512_sapphirerapids whenever AVX512-VNNI is present, which also enables the
+// VEX-encoded AVX-VNNI that AMD Zen 4 lacks (SIGILL); bitnetc reads CPUID itself.
+const TargetInfo& host_target();
+
+}  // namespace bitnetc

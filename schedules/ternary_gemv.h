@@ -1,0 +1,46 @@
+// Ternary GEMV (one token: y = W x) as a Halide pipeline, specialized to one weight
+// shape and SIMD width.
+//
+// Packing (bitnetc's, I2_S-style, chosen for the SIMD width W bytes): each row of K
+// weights is padded with zeros to a multiple of 4W and stored in blocks of 4W weights in
+// W bytes; byte j of block b holds weights b*4W + s*W + j at bits 6-2s (s = 0..3) as
+// code = w + 1. Unpacking one shift gives W consecutive codes, which meet W consecutive
+// int8 activations in pmaddubsw (u8 x i8 -> i16 pairs). With code = w + 1:
+//   sum_k w_k x_k = sum_k code_k x_k - sum_k x_k.
+// The int32 dot products are exact; the float epilogue multiplies each activation
+// block's integer sum by (d_a[b] * w_scale) and adds the blocks in order, exactly as the
+// reference interpreter does, so results are bit-identical.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "Halide.h"
+#include "ternary.h"
+
+namespace bitnetc::schedules {
+
+int64_t padded_k(int64_t K, int vector_bytes);
+
+// Packs a ternary matrix (codes only) for `vector_bytes`: N rows of padded_k/4 bytes.
+std::vector<uint8_t> pack_ternary_rows(const TernaryWeights& w, int vector_bytes);
+
+struct GemvShape {
+  int64_t K = 0, N = 0;   // weights are N x K
+  int64_t act_block = 0;  // activation quantization block (K for per-token, 256 for Q8_K)
+  int vector_bytes = 32;  // 32 (AVX2) or 64 (AVX-512)
+};
+
+// Inputs, in order: packed (uint8, [padded_k/4, N]), x (int8, [padded_k], zero
+// padded), x_sum (int32, [K/act_block], sum of x per block), d_act (float,
+// [K/act_block]), w_scale (float scalar). Output: y (float, [N]).
+struct GemvPipeline {
+  Halide::ImageParam packed, x, x_sum, d_act;
+  Halide::Param<float> w_scale;
+  Halide::Func y;
+  std::vector<Halide::Argument> arguments() const { return {packed, x, x_sum, d_act, w_scale}; }
+};
+
+GemvPipeline ternary_gemv(const GemvShape& shape);
+
+}  // namespace bitnetc::schedules
