@@ -55,9 +55,11 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   // groups when act_block is a multiple of W (per-token and 256-blocks both are).
   const int groups_per_act = static_cast<int>(shape.act_block / W);
   Func acc("acc");
-  RDom r(0, W / 2, 0, groups_per_act, "r");
-  // group index g = blk * groups_per_act + r.y -> (s, b) = (g % 4, g / 4)
-  Expr g = blk * groups_per_act + r.y;
+  // Over pairs (r.x), then the four shifts of a byte (r.y, unrolled), then byte groups
+  // (r.z) when an activation block covers whole 4W-weight blocks; else group by group.
+  const bool whole_blocks = groups_per_act % 4 == 0;
+  RDom r = whole_blocks ? RDom(0, W / 2, 0, 4, 0, groups_per_act / 4, "r") : RDom(0, W / 2, 0, groups_per_act, "r");
+  Expr g = whole_blocks ? (blk * (groups_per_act / 4) + r.z) * 4 + r.y : blk * groups_per_act + r.y;
   acc(blk, n) = 0;
   acc(blk, n) += cast<int32_t>(pair(r.x, g % 4, g / 4, n));
 
@@ -70,14 +72,22 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
 
   // Schedule: rows in parallel chunks; per row, one activation block at a time with the
   // pair products vectorized over W/2 lanes.
+  // Schedule: tiles of kRows rows in parallel; inside a tile the rows share each loaded
+  // activation vector (rows innermost, unrolled), with the pair products vectorized over
+  // W/2 lanes.
+  const int kRows = W == 64 ? 1 : 4;  // measured (bench_gemv): AVX2 gains from sharing x, AVX-512 does not
   Var no("no"), ni("ni");
-  p.y.split(n, no, ni, 8, TailStrategy::GuardWithIf).parallel(no);
-  yf.compute_at(p.y, ni);
-  acc.compute_at(yf, rb);
+  p.y.split(n, no, ni, kRows, TailStrategy::GuardWithIf).parallel(no);
+  yf.compute_at(p.y, no);
+  acc.compute_at(p.y, no);
   RVar rxo("rxo"), rxi("rxi");
   acc.update().split(r.x, rxo, rxi, W / 2).atomic().vectorize(rxi);
+  if (whole_blocks)
+    acc.update().reorder(rxi, n, rxo, r.y, r.z, blk).unroll(n).unroll(r.y);
+  else
+    acc.update().reorder(rxi, n, rxo, r.y, blk).unroll(n);
   Var pj = pair_sum.args()[0];
-  pair_sum.compute_at(acc, rxo).vectorize(pj, W / 2);
+  pair_sum.compute_at(acc, n).vectorize(pj, W / 2);
   pair_sum.update().atomic(true).vectorize(rp).vectorize(pj, W / 2);
 
   // Shapes are constants of the generated code.
