@@ -160,19 +160,8 @@ void convert_to_gguf(const ImportedModel& m, const ConvertOptions& o) {
   const std::string arch = h.ffn_act == "relu2" ? "bitnet-b1.58" : "bitnet";
   Writer w(m, o, type);
   GgufWriter& out = w.out_;
-  const auto u32 = [](int64_t v) { return GgufOut::u32(static_cast<uint32_t>(v)); };
-  out.set("general.architecture", GgufOut::str(arch));
+  set_gguf_hyperparameters(out, arch, h);
   out.set("general.name", GgufOut::str(fs::path(m.path).filename().string()));
-  out.set(arch + ".context_length", u32(h.n_ctx));
-  out.set(arch + ".embedding_length", u32(h.n_embd));
-  out.set(arch + ".block_count", u32(h.n_layer));
-  out.set(arch + ".feed_forward_length", u32(h.n_ff));
-  out.set(arch + ".attention.head_count", u32(h.n_head));
-  out.set(arch + ".attention.head_count_kv", u32(h.n_head_kv));
-  out.set(arch + ".rope.dimension_count", u32(h.head_dim));
-  out.set(arch + ".rope.freq_base", GgufOut::f32(static_cast<float>(h.rope_theta)));
-  out.set(arch + ".attention.layer_norm_rms_epsilon", GgufOut::f32(static_cast<float>(h.rms_eps)));
-  out.set(arch + ".vocab_size", u32(h.n_vocab));
   if (type == TensorType::I2_S) out.set("bitnetc.i2_s.layout", GgufOut::str(i2s_layout_name(o.i2s_layout)));
   // The engine whose numerics the source defines (see lower.cpp).
   if (m.format == SourceFormat::Llama2c) out.set("bitnetc.numerics", GgufOut::str("bitllama2c"));

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gguf.h"
+#include "gguf_writer.h"
 #include "safetensors.h"
 
 namespace bitnetc {
@@ -188,6 +189,25 @@ Hyperparams gguf_hparams(const GgufFile& g, const std::string& arch) {
   h.tied_embeddings = g.tensor("output.weight") == nullptr;
   return h;
 }
+
+}  // namespace
+
+void set_gguf_hyperparameters(GgufWriter& w, const std::string& arch, const Hyperparams& h) {
+  const auto u32 = [](int64_t v) { return GgufOut::u32(static_cast<uint32_t>(v)); };
+  w.set("general.architecture", GgufOut::str(arch));
+  w.set(arch + ".context_length", u32(h.n_ctx));
+  w.set(arch + ".embedding_length", u32(h.n_embd));
+  w.set(arch + ".block_count", u32(h.n_layer));
+  w.set(arch + ".feed_forward_length", u32(h.n_ff));
+  w.set(arch + ".attention.head_count", u32(h.n_head));
+  w.set(arch + ".attention.head_count_kv", u32(h.n_head_kv));
+  w.set(arch + ".rope.dimension_count", u32(h.head_dim));
+  w.set(arch + ".rope.freq_base", GgufOut::f32(static_cast<float>(h.rope_theta)));
+  w.set(arch + ".attention.layer_norm_rms_epsilon", GgufOut::f32(static_cast<float>(h.rms_eps)));
+  w.set(arch + ".vocab_size", u32(h.n_vocab));
+}
+
+namespace {
 
 void import_gguf(ImportedModel& m, const std::string& path, const ImportOptions& opt, std::shared_ptr<GgufFile>& keep) {
   keep = std::make_shared<GgufFile>(GgufFile::open(path));

@@ -110,6 +110,11 @@ TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, cons
 // Decodes a dense tensor (F32, F16, BF16, Q8_0, TQ*) to float.
 std::vector<float> decode_dense(const ModelTensor& t);
 
+// Writes `h` as the `<arch>.*` hyperparameter keys that the GGUF reader (and llama.cpp,
+// bitnet.cpp) read back: one home for those key names, for the writers.
+class GgufWriter;
+void set_gguf_hyperparameters(GgufWriter& w, const std::string& arch, const Hyperparams& h);
+
 // The bitllama2.c reader on its own, over bytes already mapped (fuzzers, tests).
 ImportedModel import_llama2c(MappedFile file);
 

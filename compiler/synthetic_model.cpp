@@ -5,6 +5,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "model_import.h"
+
 namespace bitnetc {
 
 namespace {
@@ -103,20 +105,20 @@ GgufWriter make_synthetic_gguf(const SyntheticSpec& s) {
   SplitMix64 rng(s.seed);
   GgufWriter w;
   const std::string a = s.arch;
-  const auto u32 = [](int64_t v) { return GgufOut::u32(static_cast<uint32_t>(v)); };
-  w.set("general.architecture", GgufOut::str(a));
+  Hyperparams h;
+  h.n_vocab = s.n_vocab;
+  h.n_embd = s.n_embd;
+  h.n_ff = s.n_ff;
+  h.n_layer = s.n_layer;
+  h.n_head = s.n_head;
+  h.n_head_kv = s.n_head_kv;
+  h.head_dim = s.n_embd / s.n_head;
+  h.n_ctx = s.n_ctx;
+  h.rope_theta = s.rope_theta;
+  h.rms_eps = s.rms_eps;
+  set_gguf_hyperparameters(w, a, h);
   w.set("general.name", GgufOut::str("bitnetc-synthetic-" + a + "-" + type_name(s.weight_type)));
   w.set("general.alignment", GgufOut::u32(32));
-  w.set(a + ".context_length", u32(s.n_ctx));
-  w.set(a + ".embedding_length", u32(s.n_embd));
-  w.set(a + ".block_count", u32(s.n_layer));
-  w.set(a + ".feed_forward_length", u32(s.n_ff));
-  w.set(a + ".attention.head_count", u32(s.n_head));
-  w.set(a + ".attention.head_count_kv", u32(s.n_head_kv));
-  w.set(a + ".rope.dimension_count", u32(s.n_embd / s.n_head));
-  w.set(a + ".rope.freq_base", GgufOut::f32(static_cast<float>(s.rope_theta)));
-  w.set(a + ".attention.layer_norm_rms_epsilon", GgufOut::f32(static_cast<float>(s.rms_eps)));
-  w.set(a + ".vocab_size", u32(s.n_vocab));
   if (s.weight_type == TensorType::I2_S) w.set("bitnetc.i2_s.layout", GgufOut::str(i2s_layout_name(s.i2s_layout)));
 
   std::vector<float> scores;
