@@ -70,8 +70,6 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   yf(n) = strict_float(yf(n) + cast<float>(acc(rb, n) - p.x_sum(rb)) * (p.d_act(rb) * p.w_scale));
   p.y(n) = yf(n);
 
-  // Schedule: rows in parallel chunks; per row, one activation block at a time with the
-  // pair products vectorized over W/2 lanes.
   // Schedule: tiles of kRows rows in parallel; inside a tile the rows share each loaded
   // activation vector (rows innermost, unrolled), with the pair products vectorized over
   // W/2 lanes.
