@@ -280,7 +280,7 @@ void Tokenizer::encode_spm(std::string_view raw, bool prefix_space, std::vector<
     }
     for (char c : piece) {
       const int32_t bt = byte_tokens_[static_cast<uint8_t>(c)];
-      out.push_back(bt >= 0 ? bt : v_.unk);
+      if (bt >= 0 || v_.unk >= 0) out.push_back(bt >= 0 ? bt : v_.unk);  // else dropped, as llama.cpp does
     }
   }
 }
@@ -546,7 +546,7 @@ void Tokenizer::bpe_word(const std::string& word, std::vector<int32_t>& out) con
     for (size_t k = 0; k < piece.size();) {  // not in the vocabulary: one token per byte character
       const size_t n = std::max<size_t>(utf8_len(static_cast<uint8_t>(piece[k])), 1);
       const int32_t b = find(piece.substr(k, n));
-      out.push_back(b >= 0 ? b : v_.unk);
+      if (b >= 0 || v_.unk >= 0) out.push_back(b >= 0 ? b : v_.unk);  // else dropped, as llama.cpp does
       k += n;
     }
   }

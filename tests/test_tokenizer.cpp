@@ -147,7 +147,8 @@ TEST(TokenizerFixtures, TinyStoriesModelMatchesRunbitC) {
   }
   EXPECT_EQ(matched, fx["cases"].size());
   // The golden generations' prompts.
-  for (const auto& c : load(s / "golden/tinystories-bitnet-3m/golden.json")["cases"])
+  const json golden = load(s / "golden/tinystories-bitnet-3m/golden.json");  // outlives the loop
+  for (const auto& c : golden["cases"])
     EXPECT_EQ(tok.encode(c["prompt"].get<std::string>(), true), c["prompt_tokens"].get<std::vector<int32_t>>());
 }
 
@@ -179,6 +180,19 @@ TEST(TokenizerProperty, MatchesTheSentencePieceLibraryOnRandomStrings) {
   }
   std::printf("sentencepiece property test: %d/%d random strings\n", matched, total);
   EXPECT_EQ(matched, total);
+}
+
+TEST(Tokenizer, NeverEmitsIdsOutsideTheVocabulary) {
+  // Found by fuzz.tokenizer: falcon's vocabulary has no token for the byte 0x1C and no
+  // <unk>; the byte used to come out as id -1. llama.cpp drops such bytes.
+  const GgufFile g = GgufFile::open((shared_dir() / "golden/tokenizer/ggml-vocab-falcon.gguf").string());
+  const rt::Tokenizer tok(vocab_from_gguf(g));
+  const auto ids = tok.encode(
+      "\x1c"
+      "encOnO",
+      false);
+  for (int32_t id : ids) EXPECT_GE(id, 0);
+  EXPECT_EQ(tok.decode(ids), "encOnO");
 }
 
 TEST(Tokenizer, RefusesInvalidUtf8WithTheOffset) {

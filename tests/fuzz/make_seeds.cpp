@@ -38,7 +38,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path out = argv[1];
-  for (const char* d : {"gguf", "safetensors", "hf_config", "llama2c"}) fs::create_directories(out / d);
+  for (const char* d : {"gguf", "safetensors", "hf_config", "llama2c", "tokenizer"}) fs::create_directories(out / d);
+  const char* texts[] = {"Once upon a time, there was a little girl named Lily.", "  leading\tand\r\n\nspaces ",
+                         "Hello, y'all! How are you \xF0\x9F\x98\x81 ?\xE6\x88\x91\xE6\x83\xB3 1314151",
+                         "<s>[INST] 3333 +<=>^~|` </s>"};
+  for (size_t i = 0; i < sizeof texts / sizeof *texts; ++i) {
+    const std::string t = texts[i];
+    write(out / "tokenizer" / ("text" + std::to_string(i)), std::vector<uint8_t>(t.begin(), t.end()));
+  }
 
   // GGUF: tiny shapes so that mutations stay fast (about 20-60 KB each).
   SyntheticSpec s;
