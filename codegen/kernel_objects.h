@@ -1,0 +1,22 @@
+// CPU object emission: the Halide pipelines of schedules/, compiled ahead of time for
+// one exact shape and target into object files that the output links.
+#pragma once
+
+#include <string>
+
+#include "targets.h"
+#include "ternary_gemv.h"
+
+namespace bitnetc::codegen {
+
+// Compiles the GEMV for `shape` into `object_path`, exporting the C function `fn_name`
+// with Halide's AOT signature (buffers in the order of GemvPipeline::arguments(), then
+// the output buffer). The Halide runtime is left out (see emit_halide_runtime), so that
+// an output with many kernels carries it once.
+void emit_gemv_object(const schedules::GemvShape& shape, const TargetInfo& target, const std::string& fn_name,
+                      const std::string& object_path);
+
+// The Halide runtime (thread pool, buffer helpers) for `target`, once per output.
+void emit_halide_runtime(const TargetInfo& target, const std::string& object_path);
+
+}  // namespace bitnetc::codegen

@@ -1,0 +1,132 @@
+// Ahead-of-time kernels: emitted as objects, linked by the system compiler into a small
+// driver, run, and compared bit for bit with the interpreter's ternary matmul. This is
+// the path every compiled output takes (emit, link, run), at the size of one kernel.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "interpreter.h"
+#include "kernel_objects.h"
+#include "support/test_support.h"
+#include "synthetic_model.h"
+
+using namespace bitnetc;
+using namespace bitnetc::test;
+
+namespace {
+
+std::vector<uint8_t> slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+template <typename T>
+void write_vec(const std::string& path, const std::vector<T>& v) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(T)));
+}
+
+// The driver: reads the inputs, calls the AOT kernel, writes y.
+const char* kDriver = R"(
+#include <cstdio>
+#include <vector>
+#include "HalideBuffer.h"
+extern "C" int bitnetc_gemv_test(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, float,
+                                 halide_buffer_t*);
+template <typename T> std::vector<T> load(const char* p, size_t n) {
+  std::vector<T> v(n);
+  FILE* f = std::fopen(p, "rb");
+  if (!f || std::fread(v.data(), sizeof(T), n, f) != n) { std::perror(p); std::exit(2); }
+  std::fclose(f);
+  return v;
+}
+int main(int argc, char** argv) {
+  const int K4 = std::atoi(argv[1]), N = std::atoi(argv[2]), nb = std::atoi(argv[3]);
+  auto packed = load<uint8_t>("packed.bin", size_t(K4) * N);
+  auto x = load<int8_t>("x.bin", size_t(K4) * 4);
+  auto xs = load<int32_t>("xsum.bin", nb);
+  auto d = load<float>("d.bin", nb);
+  const float ws = load<float>("ws.bin", 1)[0];
+  Halide::Runtime::Buffer<uint8_t> pb(packed.data(), K4, N);
+  Halide::Runtime::Buffer<int8_t> xb(x.data(), K4 * 4);
+  Halide::Runtime::Buffer<int32_t> sb(xs.data(), nb);
+  Halide::Runtime::Buffer<float> db(d.data(), nb);
+  Halide::Runtime::Buffer<float> y(N);
+  if (int err = bitnetc_gemv_test(pb, xb, sb, db, ws, y)) { std::fprintf(stderr, "kernel error %d\n", err); return 3; }
+  FILE* f = std::fopen("y.bin", "wb");
+  std::fwrite(y.data(), sizeof(float), N, f);
+  std::fclose(f);
+  return 0;
+}
+)";
+
+}  // namespace
+
+TEST(Codegen, AotGemvLinksRunsAndMatchesTheInterpreter) {
+  ScratchDir dir;
+  const int64_t K = 768, N = 37, block = 256;
+  const TargetInfo& target = *find_target("x86-64-avx2");  // runs on every x86-64 CI machine here
+  const schedules::GemvShape shape{K, N, block, target.vector_bytes};
+  // Each emission in a process of its own, as each bitnetc run is one: Halide makes
+  // names unique per process (a second "y" in one process becomes "y$1"), so
+  // reproducibility is a property of runs, and the same inputs must give the same bytes.
+  auto emit_in_child = [&](const std::string& path) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      codegen::emit_gemv_object(shape, target, "bitnetc_gemv_test", path);
+      ::_exit(0);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  };
+  emit_in_child(dir.file("gemv.o"));
+  emit_in_child(dir.file("gemv2.o"));
+  EXPECT_EQ(slurp(dir.file("gemv.o")), slurp(dir.file("gemv2.o")));
+  codegen::emit_halide_runtime(target, dir.file("halide_runtime.o"));
+
+  SplitMix64 rng(5);
+  TernaryWeights w;
+  w.rows = N;
+  w.cols = K;
+  w.codes.resize(K * N);
+  for (auto& c : w.codes) c = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
+  std::vector<float> xf(K);
+  for (auto& v : xf) v = rng.normal();
+  std::vector<int8_t> q(K);
+  std::vector<float> d(K / block);
+  ir::quantize_activations(ir::ActQuant::PerBlockQ8K, xf.data(), K, q.data(), d.data());
+  const float ws = 0.0734f;
+  const int64_t Kp = schedules::padded_k(K, target.vector_bytes);
+  std::vector<int8_t> xp(Kp, 0);
+  std::copy(q.begin(), q.end(), xp.begin());
+  std::vector<int32_t> xsum(K / block, 0);
+  for (int64_t k = 0; k < K; ++k) xsum[k / block] += q[k];
+  write_vec(dir.file("packed.bin"), schedules::pack_ternary_rows(w, target.vector_bytes));
+  write_vec(dir.file("x.bin"), xp);
+  write_vec(dir.file("xsum.bin"), xsum);
+  write_vec(dir.file("d.bin"), d);
+  write_vec(dir.file("ws.bin"), std::vector<float>{ws});
+  write_text(dir.file("driver.cpp"), kDriver);
+
+  const std::string cmd = "cd " + dir.path().string() + " && " + BITNETC_CXX + " -std=c++17 -O1 -I" +
+                          HALIDE_INCLUDE_DIR + " driver.cpp gemv.o halide_runtime.o -o driver -lpthread -ldl" +
+                          " && ./driver " + std::to_string(Kp / 4) + " " + std::to_string(N) + " " +
+                          std::to_string(K / block);
+  const int rc = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << cmd;
+
+  const auto ybytes = slurp(dir.file("y.bin"));
+  ASSERT_EQ(ybytes.size(), static_cast<size_t>(N) * 4);
+  for (int64_t n = 0; n < N; ++n) {
+    float y = 0;
+    for (int64_t b = 0; b < K / block; ++b) {
+      int32_t acc = 0;
+      for (int64_t k = b * block; k < (b + 1) * block; ++k) acc += w.codes[n * K + k] * q[k];
+      y += static_cast<float>(acc) * (d[b] * ws);
+    }
+    float got;
+    std::memcpy(&got, &ybytes[n * 4], 4);
+    ASSERT_EQ(got, y) << "row " << n;
+  }
+}
