@@ -167,7 +167,7 @@ float activate(Activation a, float g) {
 
 }  // namespace
 
-Interpreter::Interpreter(const Graph& g) : g_(g) {
+Interpreter::Interpreter(const Graph& g, TernaryMatmulFn matmul) : g_(g), matmul_(std::move(matmul)) {
   const auto errors = verify(g);
   if (!errors.empty()) throw std::invalid_argument("invalid graph: " + errors[0]);
   f32_.resize(g.values.size());
@@ -194,7 +194,8 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
   if (pos > next_pos_) throw std::logic_error("positions must be fed in order");
   next_pos_ = pos + 1;
 
-  for (const Op& op : g_.ops) {
+  for (size_t op_index = 0; op_index < g_.ops.size(); ++op_index) {
+    const Op& op = g_.ops[op_index];
     const int64_t n = g_.values[op.output].size;
     std::vector<float>* out = &f32_[op.output];
     auto in = [&](size_t k) -> const std::vector<float>& { return f32_[op.inputs[k]]; };
@@ -215,6 +216,10 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
       }
       case OpKind::TernaryMatmul: {
         const Q8& x = q8_[op.inputs[0]];
+        if (matmul_) {
+          matmul_(op_index, x.q.data(), x.d.data(), out->data());
+          break;
+        }
         const TernaryWeights& w = g_.ternary[op.weight].w;
         // Blocks are where either the activation's or the weight's scale changes.
         const int64_t block =

@@ -7,15 +7,21 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "ir.h"
 
 namespace bitnetc::ir {
 
+// Compiled outputs run the same step list with generated kernels for the ternary
+// matmuls: when set, `matmul(op_index, q, d, out)` replaces the scalar dot products of
+// op `op_index` (q: int8 activations, d: dequant factor per activation block).
+using TernaryMatmulFn = std::function<void(size_t op_index, const int8_t* q, const float* d, float* out)>;
+
 class Interpreter {
  public:
-  explicit Interpreter(const Graph& g);
+  explicit Interpreter(const Graph& g, TernaryMatmulFn matmul = {});
 
   // Runs one decode step: `token` at position `pos` (0-based, < n_ctx). Positions must
   // be fed in order; the KV cache keeps positions 0..pos. Returns the logits.
@@ -32,6 +38,7 @@ class Interpreter {
   };
 
   const Graph& g_;
+  TernaryMatmulFn matmul_;
   std::vector<std::vector<float>> f32_;                // per value
   std::vector<Q8> q8_;                                 // per value
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: [n_ctx][kv_dim]

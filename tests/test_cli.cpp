@@ -9,28 +9,13 @@ using nlohmann::json;
 
 namespace {
 
-struct CliResult {
-  int status;
-  std::string out, err;
-};
+using CliResult = CommandResult;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+std::string quote(const std::string& s) { return shell_quote(s); }
+std::string slurp(const std::string& path) { return read_text(path); }
 
 CliResult run_bitnetc(const std::string& args, const ScratchDir& dir) {
-  const std::string out = dir.file("stdout"), err = dir.file("stderr");
-  const std::string cmd =
-      "bash -c " + quote("exec " + std::string(BITNETC_BIN) + " " + args) + " >" + out + " 2>" + err;
-  const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
+  return run_command("exec " + std::string(BITNETC_BIN) + " " + args, dir);
 }
 
 }  // namespace
@@ -112,12 +97,12 @@ TEST(Cli, SynthRefusesImpossibleShapesAndUnwritablePaths) {
   EXPECT_NE(unwritable.err.find("/nonexistent-dir/x.gguf"), std::string::npos) << unwritable.err;
 }
 
-TEST(Cli, CompilingSaysClearlyThatThisBuildCannotYet) {
+TEST(Cli, BareModelArgumentMeansCompile) {
   ScratchDir dir;
-  const CliResult r = run_bitnetc("model.gguf --target=x86-64-avx2 -o model", dir);
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.err.find("compiling a model"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("inspect"), std::string::npos) << r.err;
+  const CliResult r = run_bitnetc(dir.file("nope.gguf") + " --target=x86-64-avx2 -o " + dir.file("model"), dir);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("nope.gguf: no such file"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("model")));
   const CliResult unknown = run_bitnetc("inspect --bogus x", dir);
   EXPECT_NE(unknown.status, 0);
 }

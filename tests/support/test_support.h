@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -60,6 +61,29 @@ inline void write_text(const std::string& path, const std::string& s) {
 template <typename T>
 void put_le(std::vector<uint8_t>& b, size_t at, T v) {
   std::memcpy(b.data() + at, &v, sizeof(T));
+}
+
+// Single-quotes `s` for bash.
+inline std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Runs a bash command line, capturing its exit status, stdout and stderr.
+struct CommandResult {
+  int status;
+  std::string out, err;
+};
+inline CommandResult run_command(const std::string& cmd, const ScratchDir& dir) {
+  const std::string out = dir.file("stdout"), err = dir.file("stderr");
+  const int rc = std::system(("bash -c " + shell_quote(cmd) + " >" + out + " 2>" + err).c_str());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, read_text(out), read_text(err)};
 }
 
 // Runs `fn`, expects an ImportError whose message contains every one of `parts`.

@@ -1,5 +1,6 @@
 // bitnetc: the command line. Parsing and messages only; the work lives in compiler/.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include "commands.h"
 #include "convert.h"
 #include "diagnostics.h"
+#include "emit_executable.h"
 #include "model_import.h"
 #include "synthetic_model.h"
 #include "targets.h"
@@ -82,6 +84,19 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   convert_cmd->add_flag("-q,--quiet", convert_quiet, "No progress on stderr");
 
+  std::string compile_in, compile_target = "host", compile_act_quant;
+  codegen::CompileOptions compile_opts;
+  bool compile_quiet = false;
+  auto* compile_cmd =
+      app.add_subcommand("compile", "Compile a model into one self-contained executable (also: bitnetc MODEL ...)");
+  compile_cmd->add_option("model", compile_in, "GGUF file, HF checkpoint folder, or bitllama2.c checkpoint")
+      ->required();
+  compile_cmd->add_option("--target", compile_target, "Target (bitnetc targets lists them)");
+  compile_cmd->add_option("-o,--output", compile_opts.output, "Output executable (written atomically)")->required();
+  compile_cmd->add_option("--act-quant", compile_act_quant, "Override activation quantization: per-token or per-block")
+      ->check(CLI::IsMember({"per-token", "per-block"}));
+  compile_cmd->add_flag("-q,--quiet", compile_quiet, "No progress on stderr");
+
   auto* targets_cmd = app.add_subcommand("targets", "List the compilation targets (and what `host` is here)");
 
   SyntheticSpec spec;
@@ -105,20 +120,16 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--ctx", spec.n_ctx, "Context length");
   synth_cmd->add_option("--seed", spec.seed, "Seed");
 
-  // `bitnetc MODEL --target=T -o OUT` (DESIGN.md) needs the code generator, which this
-  // build does not have yet: say so plainly instead of a parser error.
-  const std::string first = argc > 1 ? argv[1] : "";
+  // `bitnetc MODEL --target=T -o OUT` is `bitnetc compile MODEL ...` (DESIGN.md).
+  std::vector<std::string> args(argv + 1, argv + argc);
   bool is_command = false;
-  for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) is_command |= sub->get_name() == first;
-  if (!first.empty() && first[0] != '-' && !is_command) {
-    std::fprintf(stderr,
-                 "bitnetc: error: compiling a model (bitnetc MODEL --target=T -o OUT) is not available in this "
-                 "build yet; commands: inspect, run, convert, targets, synth (see bitnetc --help)\n");
-    return 2;
-  }
+  for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    is_command |= !args.empty() && sub->get_name() == args[0];
+  if (!args.empty() && args[0][0] != '-' && !is_command) args.insert(args.begin(), "compile");
+  std::reverse(args.begin(), args.end());  // CLI11 takes the arguments reversed
 
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
@@ -146,6 +157,21 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "[%6.2fs] %s\n", s, step.c_str());
         };
       convert_to_gguf(import_model(convert_in), convert_opts);
+      return 0;
+    }
+    if (*compile_cmd) {
+      const TargetInfo* t = find_target(compile_target);
+      if (!t) throw std::invalid_argument("unknown target \"" + compile_target + "\" (bitnetc targets lists them)");
+      if (compile_act_quant == "per-token") compile_opts.lower.act_quant = ActQuantGranularity::PerToken;
+      if (compile_act_quant == "per-block") compile_opts.lower.act_quant = ActQuantGranularity::PerBlock;
+      const auto start = std::chrono::steady_clock::now();
+      if (!compile_quiet)
+        compile_opts.progress = [&](const std::string& step) {
+          const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          std::fprintf(stderr, "[%6.2fs] %s\n", s, step.c_str());
+        };
+      codegen::compile_executable(import_model(compile_in), *t, compile_opts);
+      if (!compile_quiet) std::fprintf(stderr, "wrote %s (target %s)\n", compile_opts.output.c_str(), t->name.c_str());
       return 0;
     }
     if (*targets_cmd) {

@@ -1,0 +1,27 @@
+// `bitnetc MODEL --target=T -o OUT`: one self-contained executable.
+//
+// Steps: lower the model, pack every ternary weight for the target's kernels, emit one
+// GEMV object per distinct shape (and the Halide runtime once), write the model blob
+// (graph, vocabulary, packed weights) as a page-aligned read-only section, and link it
+// all with the runtime's `main` using the system C++ compiler. The output is written to
+// a temporary name and renamed: it is complete or absent.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "lower.h"
+#include "model_import.h"
+#include "targets.h"
+
+namespace bitnetc::codegen {
+
+struct CompileOptions {
+  std::string output;
+  LowerOptions lower;
+  std::function<void(const std::string&)> progress;
+};
+
+void compile_executable(const ImportedModel& m, const TargetInfo& target, const CompileOptions& o);
+
+}  // namespace bitnetc::codegen

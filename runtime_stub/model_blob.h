@@ -1,0 +1,35 @@
+// The data a compiled output carries: one read-only blob linked into the executable
+// (codegen writes it, output_main reads it in place).
+//
+//   BlobHeader | graph (ir/serialize.h) | vocabulary (vocab_io.h) | stop tokens (int32)
+//   | TernaryRecord per ternary weight | packed weights, each 64-byte aligned
+#pragma once
+
+#include <cstdint>
+
+namespace bitnetc::rt {
+
+inline constexpr uint32_t kBlobMagic = 0x4F544E42;  // "BNTO"
+inline constexpr uint32_t kBlobVersion = 1;
+
+struct BlobHeader {
+  uint32_t magic, version;
+  uint64_t graph_off, graph_size;
+  uint64_t vocab_off, vocab_size;
+  uint64_t stop_off, n_stop;
+  uint64_t records_off, n_records;
+  uint64_t weights_off, weights_size;
+};
+
+// How op weights of the graph map to generated kernels and packed bytes. Record i
+// belongs to graph.ternary[i].
+struct TernaryRecord {
+  uint32_t kernel;  // index into bitnetc_kernels[]
+  uint32_t vector_bytes;
+  int64_t K, K_padded, N, act_block;
+  uint64_t packed_off;  // from the start of the blob
+  float w_scale;        // per-tensor weight scale
+  uint32_t pad;
+};
+
+}  // namespace bitnetc::rt

@@ -1,0 +1,129 @@
+// Compiled executables: `bitnetc MODEL --target=T -o OUT` run on the golden prompts must
+// give the reference interpreter's tokens (which are the goldens' tokens), for every x86
+// target this machine runs; seeded sampling must match `bitnetc run`; the same inputs
+// give the same file; bad flags and prompts get clear errors.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include "support/test_support.h"
+#include "targets.h"
+
+using namespace bitnetc;
+using namespace bitnetc::test;
+using nlohmann::json;
+
+namespace {
+
+using Result = CommandResult;
+Result sh(const std::string& cmd, const ScratchDir& dir) { return run_command(cmd, dir); }
+std::string quote(const std::string& s) { return shell_quote(s); }
+std::string slurp(const std::string& path) { return read_text(path); }
+
+std::vector<std::string> runnable_targets() {
+  std::vector<std::string> t = {"x86-64-avx2"};
+  if (host_target().vector_bytes == 64) t.push_back("x86-64-avx512");  // AVX-512 code needs an AVX-512 CPU
+  return t;
+}
+
+json load(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  return json::parse(in);
+}
+
+std::string compile(const std::string& model, const std::string& target, const std::string& out,
+                    const ScratchDir& dir) {
+  const Result r =
+      sh(std::string(BITNETC_BIN) + " " + quote(model) + " --target=" + target + " -q -o " + quote(out), dir);
+  EXPECT_EQ(r.status, 0) << r.err;
+  return out;
+}
+
+void expect_goldens(const std::string& model, const std::filesystem::path& golden_file, const std::string& only_model,
+                    int n) {
+  ScratchDir dir;
+  const json golden = load(golden_file);
+  for (const std::string& target : runnable_targets()) {
+    const std::string exe = compile(model, target, dir.file("model-" + target), dir);
+    int checked = 0;
+    for (const auto& c : golden["cases"]) {
+      if (!only_model.empty() && c["model"] != only_model) continue;
+      const Result r =
+          sh(quote(exe) + " -p " + quote(c["prompt"]) + " -n " + std::to_string(n) + " --temp 0 --json", dir);
+      ASSERT_EQ(r.status, 0) << r.err;
+      const json j = json::parse(r.out);
+      EXPECT_EQ(j["prompt_tokens"], c["prompt_tokens"]) << target << " " << c["prompt"];
+      EXPECT_EQ(j["tokens"], c["tokens"]) << target << " " << c["prompt"];
+      ++checked;
+    }
+    EXPECT_GT(checked, 0);
+  }
+}
+
+}  // namespace
+
+TEST(Compile, TinyStoriesExecutableGivesTheGoldenTokens) {
+  const auto s = shared_dir();
+  expect_goldens((s / "models/tinystories-bitnet-3m/model.bin").string(),
+                 s / "golden/tinystories-bitnet-3m/golden.json", "", 64);
+}
+
+TEST(Compile, SynthB158Tq2ExecutableGivesLlamaCppsTokens) {
+  const auto d = shared_dir() / "golden/gguf/synth-b158";
+  expect_goldens((d / "synth-b158-tq2_0.gguf").string(), d / "golden.json", "synth-b158-tq2_0.gguf", 32);
+}
+
+TEST(Compile, HfPackedExecutableGivesTransformersTokens) {
+  const auto d = shared_dir() / "golden/hf-bitnet-tiny";
+  expect_goldens((d / "packed").string(), d / "golden.json", "", 32);
+}
+
+TEST(Compile, SeededSamplingMatchesTheInterpreterAndOutputsAreReproducible) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  const std::string a = compile(model, "x86-64-avx2", dir.file("a"), dir);
+  const std::string b = compile(model, "x86-64-avx2", dir.file("b"), dir);
+  EXPECT_EQ(slurp(a), slurp(b)) << "the same inputs must give a byte-identical output";
+  const std::string flags = " -p 'The cat' -n 32 --temp 0.9 --top-k 40 --top-p 0.95 -s 1234 --json";
+  const Result compiled = sh(quote(a) + flags, dir);
+  const Result oracle = sh(std::string(BITNETC_BIN) + " run " + quote(model) + flags, dir);
+  ASSERT_EQ(compiled.status, 0) << compiled.err;
+  ASSERT_EQ(oracle.status, 0) << oracle.err;
+  EXPECT_EQ(json::parse(compiled.out)["tokens"], json::parse(oracle.out)["tokens"]);
+}
+
+TEST(Compile, ExecutableRejectsBadInputClearly) {
+  ScratchDir dir;
+  const std::string exe =
+      compile((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(), "x86-64-avx2", dir.file("m"), dir);
+  const Result unknown = sh(quote(exe) + " --bogus", dir);
+  EXPECT_EQ(unknown.status, 2);
+  EXPECT_NE(unknown.err.find("unknown option --bogus"), std::string::npos) << unknown.err;
+  const Result zero = sh(quote(exe) + " -p Hi -n 0 --json", dir);
+  ASSERT_EQ(zero.status, 0) << zero.err;
+  EXPECT_TRUE(json::parse(zero.out)["tokens"].empty());
+  const Result empty = sh(quote(exe) + " -p '' -n 3 --temp 0 --json", dir);
+  ASSERT_EQ(empty.status, 0) << empty.err;
+  EXPECT_EQ(json::parse(empty.out)["prompt_tokens"], json({1}));
+  const Result too_long = sh(quote(exe) + " -c 4 -p 'Once upon a time there was' -n 2", dir);
+  EXPECT_EQ(too_long.status, 1);
+  EXPECT_NE(too_long.err.find("but the context holds 4"), std::string::npos) << too_long.err;
+  const Result bad_utf8 = sh(quote(exe) + " -p $'a\\xff' -n 2", dir);
+  EXPECT_EQ(bad_utf8.status, 1);
+  EXPECT_NE(bad_utf8.err.find("not valid UTF-8 (at byte 1)"), std::string::npos) << bad_utf8.err;
+  const Result no_file = sh(quote(exe) + " -f " + quote(dir.file("nope.txt")), dir);
+  EXPECT_EQ(no_file.status, 2);
+  EXPECT_NE(no_file.err.find("nope.txt"), std::string::npos) << no_file.err;
+}
+
+TEST(Compile, OutputIsCompleteOrAbsent) {
+  ScratchDir dir;
+  write_text(dir.file("a-file"), "x");
+  const Result r =
+      sh(std::string(BITNETC_BIN) + " " + quote((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string()) +
+             " --target=x86-64-avx2 -q -o " + quote(dir.file("a-file/out")),
+         dir);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("a-file/out"), std::string::npos) << r.err;
+  const Result unknown = sh(std::string(BITNETC_BIN) + " compile x.gguf --target=riscv -o y", dir);
+  EXPECT_NE(unknown.status, 0);
+}
