@@ -53,6 +53,21 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
+// What bitnet_model_load(path) checks a path against: FNV-1a 64 of the model file (for
+// a checkpoint folder, its model.safetensors).
+uint64_t source_fingerprint(const ImportedModel& m) {
+  fs::path p = m.path;
+  if (fs::is_directory(p)) p /= "model.safetensors";
+  std::ifstream in(p, std::ios::binary);
+  uint64_t h = 0xcbf29ce484222325ull;
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    h = rt::fnv1a64(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(in.gcount()), h);
+  }
+  return h;
+}
+
 }  // namespace
 
 void compile_executable(const ImportedModel& m, const TargetInfo& target, const CompileOptions& o) {
@@ -154,6 +169,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
     blob.insert(blob.end(), packed[i].begin(), packed[i].end());
   }
   h.weights_size = blob.size() - h.weights_off;
+  h.source_fingerprint = source_fingerprint(m);
   std::memcpy(blob.data() + h.records_off, records.data(), records.size() * sizeof(rt::TernaryRecord));
   std::memcpy(blob.data(), &h, sizeof h);
   write_file(work.path / "model.blob", blob.data(), blob.size());
@@ -169,7 +185,9 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   std::string cmd = "cd " + quote(work.path.string()) + " && " + quote(cxx) + " -O2 -std=c++17 -I" +
                     quote(BITNETC_HALIDE_INCLUDE) + " kernels.cpp blob.S";
   for (const auto& obj : objects) cmd += " " + quote(obj);
-  cmd += std::string(" ") + BITNETC_OUTPUT_LIBS + " -lpthread -ldl -o linked 2> link.log";
+  cmd += o.emit == EmitKind::SharedObject ? std::string(" -shared ") + BITNETC_SO_LIBS
+                                          : std::string(" ") + BITNETC_EXE_LIBS;
+  cmd += " -lpthread -ldl -o linked 2> link.log";
   const int rc = std::system(cmd.c_str());
   if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
     std::ifstream log(work.path / "link.log");
@@ -178,7 +196,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   }
   std::ifstream linked(work.path / "linked", std::ios::binary);
   const std::vector<uint8_t> exe((std::istreambuf_iterator<char>(linked)), {});
-  write_file_atomically(o.output, exe, /*executable=*/true);
+  write_file_atomically(o.output, exe, /*executable=*/o.emit == EmitKind::Executable);
 }
 
 }  // namespace bitnetc::codegen

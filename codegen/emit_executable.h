@@ -16,8 +16,11 @@
 
 namespace bitnetc::codegen {
 
+enum class EmitKind { Executable, SharedObject };
+
 struct CompileOptions {
   std::string output;
+  EmitKind emit = EmitKind::Executable;
   LowerOptions lower;
   std::function<void(const std::string&)> progress;
 };

@@ -5,7 +5,7 @@
 namespace bitnetc::rt {
 
 Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_view prompt, const GenerateOptions& o,
-                    const std::function<void(std::string_view)>& on_text) {
+                    const std::function<bool(std::string_view)>& on_text) {
   Generation g;
   g.prompt_tokens = tok.encode(prompt, tok.vocab().add_bos, o.parse_special);
   if (g.prompt_tokens.empty()) throw GenerateError("the prompt is empty and the vocabulary has no BOS token");
@@ -36,9 +36,9 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
     if (spm_prefix && prev == tok.vocab().bos && !bytes.empty() && bytes[0] == ' ') bytes.erase(0, 1);
     const std::string text = stream.push(bytes);
     g.text += text;
-    if (on_text && !text.empty()) on_text(text);
     prev = next;
-    if (pos >= o.n_ctx) break;  // the context is full
+    if (on_text && !text.empty() && !on_text(text)) break;  // the caller asked to stop
+    if (pos >= o.n_ctx) break;                              // the context is full
     if (i + 1 < o.n_predict) logits = forward(next, pos++);
   }
   const std::string rest = stream.flush();

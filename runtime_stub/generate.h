@@ -36,10 +36,11 @@ struct Generation {
 };
 
 // `forward(token, pos)` returns the logits after `token` at `pos`. `on_text` receives
-// text as it becomes printable (never a split UTF-8 character). Throws GenerateError for
-// a prompt longer than the context, TokenizerError for invalid UTF-8.
+// text as it becomes printable (never a split UTF-8 character) and returns false to stop
+// generating. Throws GenerateError for a prompt longer than the context, TokenizerError
+// for invalid UTF-8.
 using ForwardFn = std::function<std::span<const float>(int32_t token, int32_t pos)>;
 Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_view prompt,
-                    const GenerateOptions& options, const std::function<void(std::string_view)>& on_text = {});
+                    const GenerateOptions& options, const std::function<bool(std::string_view)>& on_text = {});
 
 }  // namespace bitnetc::rt

@@ -5,6 +5,7 @@
 //   | TernaryRecord per ternary weight | packed weights, each 64-byte aligned
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace bitnetc::rt {
@@ -19,6 +20,7 @@ struct BlobHeader {
   uint64_t stop_off, n_stop;
   uint64_t records_off, n_records;
   uint64_t weights_off, weights_size;
+  uint64_t source_fingerprint;  // FNV-1a 64 of the model file compiled (model.safetensors for folders)
 };
 
 // How op weights of the graph map to generated kernels and packed bytes. Record i
@@ -31,5 +33,12 @@ struct TernaryRecord {
   float w_scale;        // per-tensor weight scale
   uint32_t pad;
 };
+
+// FNV-1a 64 over a byte range: the fingerprint of the model a blob was compiled from
+// (chainable through `h`).
+inline uint64_t fnv1a64(const uint8_t* p, size_t n, uint64_t h = 0xcbf29ce484222325ull) {
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
 
 }  // namespace bitnetc::rt

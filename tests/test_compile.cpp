@@ -127,3 +127,24 @@ TEST(Compile, OutputIsCompleteOrAbsent) {
   const Result unknown = sh(std::string(BITNETC_BIN) + " compile x.gguf --target=riscv -o y", dir);
   EXPECT_NE(unknown.status, 0);
 }
+
+TEST(Compile, SharedObjectServesTheCApiToACProgram) {
+  ScratchDir dir;
+  const auto s = shared_dir();
+  const std::string model = (s / "models/tinystories-bitnet-3m/model.bin").string();
+  compile(model, "x86-64-avx2", dir.file("libtinystories.so"), dir);
+  const json golden = load(s / "golden/tinystories-bitnet-3m/golden.json");
+  const auto& c = golden["cases"][0];
+  write_text(dir.file("expected.txt"), c["text"].get<std::string>());
+  const Result build = sh(std::string(BITNETC_CC) + " -std=c11 -Wall -Werror -I" + BITNETC_RUNTIME_DIR + " " +
+                              BITNETC_CAPI_TEST + " -L" + dir.path().string() + " -ltinystories -Wl,-rpath," +
+                              dir.path().string() + " -lpthread -o " + dir.file("test_capi"),
+                          dir);
+  ASSERT_EQ(build.status, 0) << build.err;
+  const Result run = sh(quote(dir.file("test_capi")) + " " + quote(model) + " " +
+                            quote((s / "models/tinystories-bitnet-3m/tokenizer.model").string()) + " " +
+                            quote(c["prompt"]) + " " + quote(dir.file("expected.txt")),
+                        dir);
+  EXPECT_EQ(run.status, 0) << run.err << run.out;
+  EXPECT_NE(run.out.find("C API: all checks passed"), std::string::npos) << run.out;
+}

@@ -95,6 +95,9 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("-o,--output", compile_opts.output, "Output executable (written atomically)")->required();
   compile_cmd->add_option("--act-quant", compile_act_quant, "Override activation quantization: per-token or per-block")
       ->check(CLI::IsMember({"per-token", "per-block"}));
+  std::string compile_emit;
+  compile_cmd->add_option("--emit", compile_emit, "exe or so (default: so when -o ends in .so)")
+      ->check(CLI::IsMember({"exe", "so"}));
   compile_cmd->add_flag("-q,--quiet", compile_quiet, "No progress on stderr");
 
   auto* targets_cmd = app.add_subcommand("targets", "List the compilation targets (and what `host` is here)");
@@ -170,6 +173,9 @@ int main(int argc, char** argv) {
           const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
           std::fprintf(stderr, "[%6.2fs] %s\n", s, step.c_str());
         };
+      const bool so_suffix = compile_opts.output.size() > 3 && compile_opts.output.ends_with(".so");
+      compile_opts.emit = compile_emit == "so" || (compile_emit.empty() && so_suffix) ? codegen::EmitKind::SharedObject
+                                                                                      : codegen::EmitKind::Executable;
       codegen::compile_executable(import_model(compile_in), *t, compile_opts);
       if (!compile_quiet) std::fprintf(stderr, "wrote %s (target %s)\n", compile_opts.output.c_str(), t->name.c_str());
       return 0;

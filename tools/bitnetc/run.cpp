@@ -38,9 +38,10 @@ int run(const RunOptions& o) {
                  o.n_predict, static_cast<long long>(g.n_ctx));
 
   auto forward = [&](int32_t token, int32_t pos) -> std::span<const float> { return interp.forward(token, pos); };
-  std::function<void(std::string_view)> stream = [&](std::string_view text) {
+  std::function<bool(std::string_view)> stream = [&](std::string_view text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
+    return true;
   };
   std::string prompt = o.prompt;
   if (o.chat) {
@@ -51,7 +52,7 @@ int run(const RunOptions& o) {
   }
   if (!o.json) stream(prompt);  // as llama.cpp's CLI: the prompt, then the continuation
   const rt::Generation gen =
-      rt::generate(tok, forward, prompt, go, o.json ? std::function<void(std::string_view)>() : stream);
+      rt::generate(tok, forward, prompt, go, o.json ? std::function<bool(std::string_view)>() : stream);
   if (o.json) {
     nlohmann::json j = {{"prompt_tokens", gen.prompt_tokens}, {"tokens", gen.tokens}, {"text", gen.text}};
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";

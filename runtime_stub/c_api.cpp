@@ -1,0 +1,152 @@
+// The C API of compiled shared objects (bitnet.h), over rt::CompiledModel.
+#include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bitnet.h"
+#include "compiled_model.h"
+
+struct BitNetModel {
+  std::unique_ptr<bitnetc::rt::CompiledModel> model;
+};
+
+namespace {
+
+thread_local std::string last_error;
+thread_local int last_code = BITNET_OK;
+
+void set_error(int code, const std::string& msg) {
+  last_code = code;
+  last_error = msg;
+}
+
+void clear_error() { set_error(BITNET_OK, ""); }
+
+bitnetc::rt::SamplerParams sampler_of(const BitNetGenerateParams& p) {
+  bitnetc::rt::SamplerParams s;
+  s.temperature = p.temperature;
+  s.top_k = p.top_k;
+  s.top_p = p.top_p;
+  s.min_p = p.min_p;
+  s.repeat_penalty = p.repeat_penalty;
+  s.seed = p.seed;
+  return s;
+}
+
+char* copy_string(const std::string& s) {
+  char* out = static_cast<char*>(std::malloc(s.size() + 1));
+  if (!out) return nullptr;
+  std::memcpy(out, s.data(), s.size());
+  out[s.size()] = '\0';
+  return out;
+}
+
+// Runs `f`, turning exceptions into the thread's last error.
+template <typename F>
+auto guarded(F f, decltype(f()) on_error) -> decltype(f()) {
+  try {
+    clear_error();
+    return f();
+  } catch (const bitnetc::rt::TokenizerError& e) {
+    set_error(BITNET_ERROR_PROMPT, std::string("prompt: ") + e.what());
+  } catch (const bitnetc::rt::GenerateError& e) {
+    set_error(BITNET_ERROR_PROMPT, e.what());
+  } catch (const std::exception& e) {
+    set_error(BITNET_ERROR_INTERNAL, e.what());
+  }
+  return on_error;
+}
+
+}  // namespace
+
+extern "C" {
+
+BitNetGenerateParams bitnet_default_params(void) {
+  const bitnetc::rt::SamplerParams s;
+  return BitNetGenerateParams{64, s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.seed};
+}
+
+BitNetModel* bitnet_model_load(const char* path) {
+  return guarded(
+      [&]() -> BitNetModel* {
+        auto m = std::make_unique<BitNetModel>();
+        m->model = std::make_unique<bitnetc::rt::CompiledModel>();
+        if (path && *path) {
+          std::ifstream in(path, std::ios::binary);
+          if (!in) {
+            set_error(BITNET_ERROR_IO, std::string(path) + ": cannot open");
+            return nullptr;
+          }
+          uint64_t h = 0xcbf29ce484222325ull;
+          std::vector<char> buf(1 << 20);
+          while (in) {
+            in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+            h = bitnetc::rt::fnv1a64(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(in.gcount()), h);
+          }
+          if (h != m->model->fingerprint()) {
+            set_error(BITNET_ERROR_MODEL_MISMATCH,
+                      std::string(path) + ": is not the model compiled into this library (fingerprint differs)");
+            return nullptr;
+          }
+        }
+        return m.release();
+      },
+      nullptr);
+}
+
+void bitnet_model_free(BitNetModel* model) { delete model; }
+
+char* bitnet_generate(BitNetModel* model, const char* prompt, const BitNetGenerateParams* params) {
+  if (!model || !prompt || !params) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_generate: model, prompt and params must not be NULL");
+    return nullptr;
+  }
+  return guarded(
+      [&]() -> char* {
+        const auto gen = model->model->generate(prompt, params->max_tokens, sampler_of(*params));
+        return copy_string(gen.text);
+      },
+      nullptr);
+}
+
+char* bitnet_inference(BitNetModel* model, const char* prompt, int max_tokens, float temperature) {
+  BitNetGenerateParams p = bitnet_default_params();
+  p.max_tokens = max_tokens;
+  p.temperature = temperature;
+  return bitnet_generate(model, prompt, &p);
+}
+
+int bitnet_inference_stream(BitNetModel* model, const char* prompt, const BitNetStreamConfig* config) {
+  if (!model || !prompt || !config) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_inference_stream: model, prompt and config must not be NULL");
+    return BITNET_ERROR_INVALID_ARGUMENT;
+  }
+  const int n = guarded(
+      [&]() -> int {
+        std::function<bool(std::string_view)> on_text;
+        if (config->on_token)
+          on_text = [&](std::string_view t) {
+            const std::string s(t);
+            return config->on_token(s.c_str(), config->user_data) == 0;
+          };
+        const auto gen = model->model->generate(prompt, config->params.max_tokens, sampler_of(config->params), on_text);
+        return static_cast<int>(gen.tokens.size());
+      },
+      INT32_MIN);
+  return n == INT32_MIN ? last_code : n;
+}
+
+void bitnet_free_string(char* s) { std::free(s); }
+
+const char* bitnet_get_last_error(void) { return last_error.c_str(); }
+
+int bitnet_get_last_error_code(void) { return last_code; }
+
+}  // extern "C"
