@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dense_gemv.h"
 #include "synthetic_model.h"
 #include "targets.h"
 #include "ternary_gemv.h"
@@ -71,6 +72,40 @@ int main() {
           first ? "" : ",", t->name.c_str(), s.name, med, us.front(), us.back(),
           static_cast<double>(packed.size()) / (med * 1e-6) / 1e9);
       first = false;
+    }
+  // The head (dense f32 GEMV over transposed weights).
+  const Shape heads[] = {{"head 32000x256 (synth-b158)", 256, 32000}, {"head 128256x2560 (2B4T)", 2560, 128256}};
+  for (const TargetInfo* t : tgts)
+    for (const Shape& s : heads) {
+      SplitMix64 rng(2);
+      std::vector<float> w(static_cast<size_t>(s.K * s.N)), x(s.K);
+      for (auto& v : w) v = rng.uniform() - 0.5f;
+      for (auto& v : x) v = rng.uniform() - 0.5f;
+      const int W = t->vector_bytes;
+      auto p = schedules::dense_gemv({s.K, s.N, W});
+      const int64_t Np = schedules::dense_gemv_padded_rows(s.N, W);
+      auto wt = schedules::transpose_for_dense_gemv(w, s.N, s.K, W);
+      std::vector<float>().swap(w);
+      Halide::Buffer<float> wb(wt.data(), static_cast<int>(Np), static_cast<int>(s.K));
+      Halide::Buffer<float> xb(x.data(), static_cast<int>(s.K));
+      p.wt.set(wb);
+      p.x.set(xb);
+      Halide::Buffer<float> out(static_cast<int>(Np));
+      p.y.compile_jit(Halide::Target(t->halide));
+      p.y.realize(out);
+      std::vector<double> us;
+      for (int rep = 0; rep < 5; ++rep) {
+        const int iters = s.N > 100000 ? 3 : 20;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < iters; ++i) p.y.realize(out);
+        us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters);
+      }
+      std::sort(us.begin(), us.end());
+      const double med = us[us.size() / 2];
+      std::printf(
+          ",\n  {\"target\": \"%s\", \"shape\": \"%s\", \"us\": %.1f, \"min_us\": %.1f, \"max_us\": %.1f, \"GBps\": "
+          "%.2f}",
+          t->name.c_str(), s.name, med, us.front(), us.back(), static_cast<double>(wt.size() * 4) / (med * 1e-6) / 1e9);
     }
   std::printf("\n]}\n");
 }

@@ -129,6 +129,31 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
     table += "extern \"C\" int " + fn +
              "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, float, halide_buffer_t*);\n";
   }
+  // The head: one dense kernel per distinct (K, N), weights transposed and row-padded.
+  std::map<std::pair<int64_t, int64_t>, uint32_t> dense_kernels;
+  std::vector<rt::DenseRecord> dense_records(g.dense.size(), rt::DenseRecord{rt::kNoKernel, 0, 0, 0, 0, 0});
+  std::vector<std::vector<float>> dense_packed(g.dense.size());
+  for (const ir::Op& op : g.ops) {
+    if (op.kind != ir::OpKind::DenseMatmul || dense_records[op.weight].kernel != rt::kNoKernel) continue;
+    const ir::DenseWeights& d = g.dense[op.weight];
+    const auto it =
+        dense_kernels.emplace(std::make_pair(d.cols, d.rows), static_cast<uint32_t>(dense_kernels.size())).first;
+    dense_records[op.weight] = {it->second, 0, d.cols, d.rows, schedules::dense_gemv_padded_rows(d.rows, W), 0};
+    dense_packed[op.weight] = schedules::transpose_for_dense_gemv(d.data, d.rows, d.cols, W);
+  }
+  for (const auto& [key, index] : dense_kernels) {
+    const std::string fn = "bitnetc_d" + std::to_string(index);
+    const std::string obj = (work.path / (fn + ".o")).string();
+    emit_dense_gemv_object({key.first, key.second, W}, target, fn, obj);
+    objects.push_back(obj);
+    table += "extern \"C\" int " + fn + "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);\n";
+  }
+  table +=
+      "using DenseKernelFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);\n"
+      "extern \"C\" const DenseKernelFn bitnetc_dense_kernels[] = {";
+  for (size_t i = 0; i < dense_kernels.size(); ++i) table += (i ? ", bitnetc_d" : "bitnetc_d") + std::to_string(i);
+  if (dense_kernels.empty()) table += "nullptr";
+  table += "};\n";
   table +=
       "using KernelFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, float, "
       "halide_buffer_t*);\nextern \"C\" const KernelFn bitnetc_kernels[] = {";
@@ -168,7 +193,19 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
     records[i].packed_off = blob.size();
     blob.insert(blob.end(), packed[i].begin(), packed[i].end());
   }
+  for (size_t i = 0; i < dense_records.size(); ++i) {
+    if (dense_records[i].kernel == rt::kNoKernel) continue;
+    align(blob, 64);
+    dense_records[i].off = blob.size();
+    const auto* p = reinterpret_cast<const uint8_t*>(dense_packed[i].data());
+    blob.insert(blob.end(), p, p + dense_packed[i].size() * sizeof(float));
+  }
   h.weights_size = blob.size() - h.weights_off;
+  align(blob, 64);
+  h.dense_records_off = blob.size();
+  h.n_dense_records = dense_records.size();
+  blob.insert(blob.end(), reinterpret_cast<const uint8_t*>(dense_records.data()),
+              reinterpret_cast<const uint8_t*>(dense_records.data() + dense_records.size()));
   h.source_fingerprint = source_fingerprint(m);
   std::memcpy(blob.data() + h.records_off, records.data(), records.size() * sizeof(rt::TernaryRecord));
   std::memcpy(blob.data(), &h, sizeof h);

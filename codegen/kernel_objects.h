@@ -5,6 +5,7 @@
 #include <string>
 
 #include "targets.h"
+#include "dense_gemv.h"
 #include "ternary_gemv.h"
 
 namespace bitnetc::codegen {
@@ -15,6 +16,10 @@ namespace bitnetc::codegen {
 // an output with many kernels carries it once.
 void emit_gemv_object(const schedules::GemvShape& shape, const TargetInfo& target, const std::string& fn_name,
                       const std::string& object_path);
+
+// The dense GEMV of the head, likewise (signature: wt, x, then the output buffer).
+void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const TargetInfo& target, const std::string& fn_name,
+                            const std::string& object_path);
 
 // The Halide runtime (thread pool, buffer helpers) for `target`, once per output.
 void emit_halide_runtime(const TargetInfo& target, const std::string& object_path);

@@ -167,7 +167,8 @@ float activate(Activation a, float g) {
 
 }  // namespace
 
-Interpreter::Interpreter(const Graph& g, TernaryMatmulFn matmul) : g_(g), matmul_(std::move(matmul)) {
+Interpreter::Interpreter(const Graph& g, TernaryMatmulFn matmul, DenseMatmulFn dense)
+    : g_(g), matmul_(std::move(matmul)), dense_(std::move(dense)) {
   const auto errors = verify(g);
   if (!errors.empty()) throw std::invalid_argument("invalid graph: " + errors[0]);
   f32_.resize(g.values.size());
@@ -237,6 +238,10 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
         break;
       }
       case OpKind::DenseMatmul: {
+        if (dense_) {
+          dense_(op_index, in(0).data(), out->data());
+          break;
+        }
         const DenseWeights& w = g_.dense[op.weight];
         const float* x = in(0).data();
         for (int64_t r = 0; r < w.rows; ++r) {

@@ -18,10 +18,12 @@ namespace bitnetc::ir {
 // matmuls: when set, `matmul(op_index, q, d, out)` replaces the scalar dot products of
 // op `op_index` (q: int8 activations, d: dequant factor per activation block).
 using TernaryMatmulFn = std::function<void(size_t op_index, const int8_t* q, const float* d, float* out)>;
+// Likewise for dense matmuls (the head): `dense(op_index, x, out)`.
+using DenseMatmulFn = std::function<void(size_t op_index, const float* x, float* out)>;
 
 class Interpreter {
  public:
-  explicit Interpreter(const Graph& g, TernaryMatmulFn matmul = {});
+  explicit Interpreter(const Graph& g, TernaryMatmulFn matmul = {}, DenseMatmulFn dense = {});
 
   // Runs one decode step: `token` at position `pos` (0-based, < n_ctx). Positions must
   // be fed in order; the KV cache keeps positions 0..pos. Returns the logits.
@@ -39,6 +41,7 @@ class Interpreter {
 
   const Graph& g_;
   TernaryMatmulFn matmul_;
+  DenseMatmulFn dense_;
   std::vector<std::vector<float>> f32_;                // per value
   std::vector<Q8> q8_;                                 // per value
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: [n_ctx][kv_dim]

@@ -12,6 +12,8 @@
 using KernelFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, float,
                          halide_buffer_t*);
 extern "C" const KernelFn bitnetc_kernels[];
+using DenseKernelFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
+extern "C" const DenseKernelFn bitnetc_dense_kernels[];
 extern "C" const uint8_t bitnetc_blob_start[];
 extern "C" const uint8_t bitnetc_blob_end[];
 
@@ -56,7 +58,21 @@ CompiledModel::CompiledModel(int64_t n_ctx) {
       throw std::runtime_error("kernel " + std::to_string(r.kernel) + " failed (Halide error " + std::to_string(err) +
                                ")");
   };
-  exec_ = std::make_unique<ir::Interpreter>(graph_, matmul);
+  dense_records_.resize(header_.n_dense_records);
+  std::memcpy(dense_records_.data(), blob.data() + header_.dense_records_off,
+              header_.n_dense_records * sizeof(DenseRecord));
+  auto dense = [this, base](size_t op_index, const float* x, float* out) {
+    const DenseRecord& r = dense_records_[graph_.ops[op_index].weight];
+    head_out_.resize(r.N_padded);
+    Halide::Runtime::Buffer<float> wb(const_cast<float*>(reinterpret_cast<const float*>(base + r.off)),
+                                      static_cast<int>(r.N_padded), static_cast<int>(r.K));
+    Halide::Runtime::Buffer<float> xb(const_cast<float*>(x), static_cast<int>(r.K));
+    Halide::Runtime::Buffer<float> yb(head_out_.data(), static_cast<int>(r.N_padded));
+    if (int err = bitnetc_dense_kernels[r.kernel](wb, xb, yb))
+      throw std::runtime_error("head kernel failed (Halide error " + std::to_string(err) + ")");
+    std::memcpy(out, head_out_.data(), r.N * sizeof(float));
+  };
+  exec_ = std::make_unique<ir::Interpreter>(graph_, matmul, dense);
 }
 
 Generation CompiledModel::generate(std::string_view prompt, int32_t n_predict, const SamplerParams& sampling,

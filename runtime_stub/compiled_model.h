@@ -36,6 +36,8 @@ class CompiledModel {
   std::unique_ptr<Tokenizer> tok_;
   std::vector<int32_t> stop_;
   std::vector<TernaryRecord> records_;
+  std::vector<DenseRecord> dense_records_;
+  std::vector<float> head_out_;
   std::unique_ptr<ir::Interpreter> exec_;
   std::vector<int8_t> xpad_;
   std::vector<int32_t> xsum_;

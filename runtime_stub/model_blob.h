@@ -20,7 +20,8 @@ struct BlobHeader {
   uint64_t stop_off, n_stop;
   uint64_t records_off, n_records;
   uint64_t weights_off, weights_size;
-  uint64_t source_fingerprint;  // FNV-1a 64 of the model file compiled (model.safetensors for folders)
+  uint64_t source_fingerprint;                  // FNV-1a 64 of the model file compiled (model.safetensors for folders)
+  uint64_t dense_records_off, n_dense_records;  // one DenseRecord per graph.dense entry
 };
 
 // How op weights of the graph map to generated kernels and packed bytes. Record i
@@ -32,6 +33,16 @@ struct TernaryRecord {
   uint64_t packed_off;  // from the start of the blob
   float w_scale;        // per-tensor weight scale
   uint32_t pad;
+};
+
+// A dense weight with a generated kernel (the head): transposed and row-padded floats.
+// Record i belongs to graph.dense[i]; kernel == kNoKernel for the others.
+inline constexpr uint32_t kNoKernel = 0xFFFFFFFFu;
+struct DenseRecord {
+  uint32_t kernel;
+  uint32_t pad;
+  int64_t K, N, N_padded;
+  uint64_t off;  // from the start of the blob
 };
 
 // FNV-1a 64 over a byte range: the fingerprint of the model a blob was compiled from

@@ -3,6 +3,7 @@
 // the packing block). Results must be bit-identical.
 #include <gtest/gtest.h>
 
+#include "dense_gemv.h"
 #include "interpreter.h"
 #include "synthetic_model.h"
 #include "targets.h"
@@ -85,5 +86,34 @@ TEST(TernaryGemv, MatchesTheInterpreterBitForBit) {
     if (c.act_block % 32 == 0) check_gemv(c, 32, avx2);
     // AVX-512 code runs only where the CPU has it; the AVX2 path covers the rest.
     if (c.act_block % 64 == 0 && host_target().vector_bytes == 64) check_gemv(c, 64, host_target().halide);
+  }
+}
+
+TEST(DenseGemv, MatchesTheInterpretersSequentialSumsBitForBit) {
+  for (auto [K, N] : {std::pair<int64_t, int64_t>{256, 512}, {128, 1000}, {256, 37}, {2560, 300}}) {
+    SplitMix64 rng(static_cast<uint64_t>(K * 31 + N));
+    std::vector<float> w(K * N), x(K);
+    for (auto& v : w) v = rng.normal();
+    for (auto& v : x) v = rng.normal();
+    std::vector<float> want(N);
+    for (int64_t n = 0; n < N; ++n) {
+      float y = 0;
+      for (int64_t k = 0; k < K; ++k) y += w[n * K + k] * x[k];  // ir::Interpreter's DenseMatmul
+      want[n] = y;
+    }
+    for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
+      const TargetInfo& t = *find_target(name);
+      if (t.vector_bytes > host_target().vector_bytes) continue;  // AVX-512 code needs an AVX-512 CPU
+      auto p = schedules::dense_gemv({K, N, t.vector_bytes});
+      const int64_t Np = schedules::dense_gemv_padded_rows(N, t.vector_bytes);
+      auto wt = schedules::transpose_for_dense_gemv(w, N, K, t.vector_bytes);
+      Halide::Buffer<float> wb(wt.data(), static_cast<int>(Np), static_cast<int>(K));
+      Halide::Buffer<float> xb(x.data(), static_cast<int>(K));
+      p.wt.set(wb);
+      p.x.set(xb);
+      Halide::Buffer<float> out(static_cast<int>(Np));
+      p.y.realize(out, Halide::Target(t.halide));
+      for (int64_t n = 0; n < N; ++n) ASSERT_EQ(out(static_cast<int>(n)), want[n]) << name << " K=" << K << " N=" << N;
+    }
   }
 }
