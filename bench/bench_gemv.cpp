@@ -16,6 +16,31 @@
 
 using namespace bitnetc;
 
+namespace {
+
+// Microseconds per call over `reps` repetitions of `iters` calls, sorted.
+template <typename F>
+std::vector<double> time_calls(F call, int reps, int iters) {
+  std::vector<double> us;
+  for (int rep = 0; rep < reps; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < iters; ++i) call();
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters);
+  }
+  std::sort(us.begin(), us.end());
+  return us;
+}
+
+void report(bool& first, const TargetInfo& t, const char* shape, const std::vector<double>& us, double bytes) {
+  const double med = us[us.size() / 2];
+  std::printf(
+      "%s\n  {\"target\": \"%s\", \"shape\": \"%s\", \"us\": %.1f, \"min_us\": %.1f, \"max_us\": %.1f, \"GBps\": %.2f}",
+      first ? "" : ",", t.name.c_str(), shape, med, us.front(), us.back(), bytes / (med * 1e-6) / 1e9);
+  first = false;
+}
+
+}  // namespace
+
 int main() {
   struct Shape {
     const char* name;
@@ -57,20 +82,7 @@ int main() {
       Halide::Buffer<float> out(static_cast<int>(s.N));
       p.y.compile_jit(Halide::Target(t->halide));
       p.y.realize(out);
-      std::vector<double> us;
-      for (int rep = 0; rep < 7; ++rep) {
-        const int iters = 50;
-        const auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < iters; ++i) p.y.realize(out);
-        us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters);
-      }
-      std::sort(us.begin(), us.end());
-      const double med = us[us.size() / 2];
-      std::printf(
-          "%s\n  {\"target\": \"%s\", \"shape\": \"%s\", \"us\": %.1f, \"min_us\": %.1f, \"max_us\": %.1f, \"GBps\": "
-          "%.2f}",
-          first ? "" : ",", t->name.c_str(), s.name, med, us.front(), us.back(),
-          static_cast<double>(packed.size()) / (med * 1e-6) / 1e9);
+      report(first, *t, s.name, time_calls([&] { p.y.realize(out); }, 7, 50), static_cast<double>(packed.size()));
       first = false;
     }
   // The head (dense f32 GEMV over transposed weights).
@@ -93,19 +105,8 @@ int main() {
       Halide::Buffer<float> out(static_cast<int>(Np));
       p.y.compile_jit(Halide::Target(t->halide));
       p.y.realize(out);
-      std::vector<double> us;
-      for (int rep = 0; rep < 5; ++rep) {
-        const int iters = s.N > 100000 ? 3 : 20;
-        const auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < iters; ++i) p.y.realize(out);
-        us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters);
-      }
-      std::sort(us.begin(), us.end());
-      const double med = us[us.size() / 2];
-      std::printf(
-          ",\n  {\"target\": \"%s\", \"shape\": \"%s\", \"us\": %.1f, \"min_us\": %.1f, \"max_us\": %.1f, \"GBps\": "
-          "%.2f}",
-          t->name.c_str(), s.name, med, us.front(), us.back(), static_cast<double>(wt.size() * 4) / (med * 1e-6) / 1e9);
+      report(first, *t, s.name, time_calls([&] { p.y.realize(out); }, 5, s.N > 100000 ? 3 : 20),
+             static_cast<double>(wt.size() * 4));
     }
   std::printf("\n]}\n");
 }
