@@ -215,6 +215,9 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
       "  .incbin \"model.blob\"\n  .globl bitnetc_blob_end\nbitnetc_blob_end:\n  .section "
       ".note.GNU-stack,\"\",@progbits\n";
   write_file(work.path / "blob.S", asm_src.data(), asm_src.size());
+  // A shared object exports the C API of bitnet.h and nothing else.
+  const std::string exports = "{ global: bitnet_*; local: *; };\n";
+  write_file(work.path / "exports.map", exports.data(), exports.size());
 
   say("linking " + o.output);
   const char* env_cxx = std::getenv("CXX");
@@ -222,7 +225,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   std::string cmd = "cd " + quote(work.path.string()) + " && " + quote(cxx) + " -O2 -std=c++17 -I" +
                     quote(BITNETC_HALIDE_INCLUDE) + " kernels.cpp blob.S";
   for (const auto& obj : objects) cmd += " " + quote(obj);
-  cmd += o.emit == EmitKind::SharedObject ? std::string(" -shared ") + BITNETC_SO_LIBS
+  cmd += o.emit == EmitKind::SharedObject ? std::string(" -shared -Wl,--version-script=exports.map ") + BITNETC_SO_LIBS
                                           : std::string(" ") + BITNETC_EXE_LIBS;
   cmd += " -lpthread -ldl -o linked 2> link.log";
   const int rc = std::system(cmd.c_str());

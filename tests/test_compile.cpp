@@ -133,6 +133,19 @@ TEST(Compile, SharedObjectServesTheCApiToACProgram) {
   const auto s = shared_dir();
   const std::string model = (s / "models/tinystories-bitnet-3m/model.bin").string();
   compile(model, "x86-64-avx2", dir.file("libtinystories.so"), dir);
+  // Only the C API is exported as functions or data (weak and GNU-unique symbols, types
+  // V/W/u, are inline C++ statics of libstdc++ that a version script cannot hide).
+  const Result syms =
+      sh("nm -D --defined-only " + quote(dir.file("libtinystories.so")) + " | awk '$2 ~ /^[TDBR]$/ {print $3}'", dir);
+  ASSERT_EQ(syms.status, 0) << syms.err;
+  std::istringstream names(syms.out);
+  int exported = 0;
+  for (std::string name; std::getline(names, name);) {
+    if (name.empty()) continue;
+    EXPECT_EQ(name.rfind("bitnet_", 0), 0u) << "exported: " << name;
+    ++exported;
+  }
+  EXPECT_EQ(exported, 9);
   const json golden = load(s / "golden/tinystories-bitnet-3m/golden.json");
   const auto& c = golden["cases"][0];
   write_text(dir.file("expected.txt"), c["text"].get<std::string>());
