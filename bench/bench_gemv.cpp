@@ -1,6 +1,6 @@
 // Ternary GEMV kernel benchmark: the Halide pipeline of schedules/ternary_gemv on the
 // BitNet b1.58 2B4T projection shapes, for each x86 target this machine runs. Prints one
-// JSON object: microseconds per call (median of repetitions) and weight bytes streamed
+// JSON object: microseconds per call and token (median of repetitions) and weight bytes streamed
 // per second. Threads: HL_NUM_THREADS (Halide's pool), default all cores.
 #include <algorithm>
 #include <chrono>
@@ -55,58 +55,67 @@ int main() {
   const char* threads = std::getenv("HL_NUM_THREADS");
   std::printf("{\"benchmark\": \"ternary_gemv\", \"threads\": \"%s\", \"results\": [", threads ? threads : "all");
   bool first = true;
-  for (const TargetInfo* t : tgts)
-    for (const Shape& s : shapes) {
-      SplitMix64 rng(1);
-      TernaryWeights w;
-      w.rows = s.N;
-      w.cols = s.K;
-      w.codes.resize(static_cast<size_t>(s.K * s.N));
-      for (auto& c : w.codes) c = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
-      const int W = t->vector_bytes;
-      auto p = schedules::ternary_gemv({s.K, s.N, s.K, W});
-      const int64_t Kp = schedules::padded_k(s.K, W);
-      auto packed = schedules::pack_ternary_rows(w, W);
-      std::vector<int8_t> x(Kp, 3);
-      int32_t xs = 3 * static_cast<int32_t>(s.K);
-      float d = 0.01f;
-      Halide::Buffer<uint8_t> pb(packed.data(), static_cast<int>(Kp / 4), static_cast<int>(s.N));
-      Halide::Buffer<int8_t> xb(x.data(), static_cast<int>(Kp));
-      Halide::Buffer<int32_t> sb(&xs, 1);
-      Halide::Buffer<float> db(&d, 1);
-      p.packed.set(pb);
-      p.x.set(xb);
-      p.x_sum.set(sb);
-      p.d_act.set(db);
-      p.w_scale.set(1.0f);
-      Halide::Buffer<float> out(static_cast<int>(s.N));
-      p.y.compile_jit(Halide::Target(t->halide));
-      p.y.realize(out);
-      report(first, *t, s.name, time_calls([&] { p.y.realize(out); }, 7, 50), static_cast<double>(packed.size()));
-      first = false;
-    }
-  // The head (dense f32 GEMV over transposed weights).
+  // Batch 1 is the decode GEMV; batch 8 the prefill GEMM (time per token reported too).
+  for (int batch : {1, 8})
+    for (const TargetInfo* t : tgts)
+      for (const Shape& s : shapes) {
+        SplitMix64 rng(1);
+        TernaryWeights w;
+        w.rows = s.N;
+        w.cols = s.K;
+        w.codes.resize(static_cast<size_t>(s.K * s.N));
+        for (auto& c : w.codes) c = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
+        const int W = t->vector_bytes;
+        auto p = schedules::ternary_gemv({s.K, s.N, s.K, W, batch});
+        const int64_t Kp = schedules::padded_k(s.K, W);
+        auto packed = schedules::pack_ternary_rows(w, W);
+        std::vector<int8_t> x(Kp * batch, 3);
+        std::vector<int32_t> xs(batch, 3 * static_cast<int32_t>(s.K));
+        std::vector<float> d(batch, 0.01f);
+        Halide::Buffer<uint8_t> pb(packed.data(), static_cast<int>(Kp / 4), static_cast<int>(s.N));
+        Halide::Buffer<int8_t> xb(x.data(), static_cast<int>(Kp), batch);
+        Halide::Buffer<int32_t> sb(xs.data(), 1, batch);
+        Halide::Buffer<float> db(d.data(), 1, batch);
+        p.packed.set(pb);
+        p.x.set(xb);
+        p.x_sum.set(sb);
+        p.d_act.set(db);
+        p.w_scale.set(1.0f);
+        Halide::Buffer<float> out(static_cast<int>(s.N), batch);
+        p.y.compile_jit(Halide::Target(t->halide));
+        p.y.realize(out);
+        const std::string name = std::string(s.name) + (batch > 1 ? " batch " + std::to_string(batch) : "");
+        auto us = time_calls([&] { p.y.realize(out); }, 7, batch > 1 ? 10 : 50);
+        for (double& u : us) u /= batch;  // per token
+        report(first, *t, name.c_str(), us, static_cast<double>(packed.size()) / batch);
+      }
+  // The head (dense GEMV over transposed weights), float and half.
   const Shape heads[] = {{"head 32000x256 (synth-b158)", 256, 32000}, {"head 128256x2560 (2B4T)", 2560, 128256}};
-  for (const TargetInfo* t : tgts)
-    for (const Shape& s : heads) {
-      SplitMix64 rng(2);
-      std::vector<float> w(static_cast<size_t>(s.K * s.N)), x(s.K);
-      for (auto& v : w) v = rng.uniform() - 0.5f;
-      for (auto& v : x) v = rng.uniform() - 0.5f;
-      const int W = t->vector_bytes;
-      auto p = schedules::dense_gemv({s.K, s.N, W});
-      const int64_t Np = schedules::dense_gemv_padded_rows(s.N, W);
-      auto wt = schedules::transpose_for_dense_gemv(w, s.N, s.K, W);
-      std::vector<float>().swap(w);
-      Halide::Buffer<float> wb(wt.data(), static_cast<int>(Np), static_cast<int>(s.K));
-      Halide::Buffer<float> xb(x.data(), static_cast<int>(s.K));
-      p.wt.set(wb);
-      p.x.set(xb);
-      Halide::Buffer<float> out(static_cast<int>(Np));
-      p.y.compile_jit(Halide::Target(t->halide));
-      p.y.realize(out);
-      report(first, *t, s.name, time_calls([&] { p.y.realize(out); }, 5, s.N > 100000 ? 3 : 20),
-             static_cast<double>(wt.size() * 4));
-    }
+  for (bool f16 : {false, true})
+    for (const TargetInfo* t : tgts)
+      for (const Shape& s : heads) {
+        SplitMix64 rng(2);
+        std::vector<float> w(static_cast<size_t>(s.K * s.N)), x(s.K);
+        for (auto& v : w) v = rng.uniform() - 0.5f;
+        for (auto& v : x) v = rng.uniform() - 0.5f;
+        const int W = t->vector_bytes;
+        auto p = schedules::dense_gemv({s.K, s.N, W, f16});
+        const int64_t Np = schedules::dense_gemv_padded_rows(s.N, W);
+        auto wt = schedules::transpose_for_dense_gemv(w, s.N, s.K, W, f16);
+        std::vector<float>().swap(w);
+        const int np = static_cast<int>(Np), k = static_cast<int>(s.K), T = schedules::dense_gemv_tile_rows(W);
+        if (f16)
+          p.wt.set(Halide::Buffer<Halide::float16_t>(reinterpret_cast<Halide::float16_t*>(wt.data()), T, k, np / T));
+        else
+          p.wt.set(Halide::Buffer<float>(reinterpret_cast<float*>(wt.data()), T, k, np / T));
+        Halide::Buffer<float> xb(x.data(), k);
+        p.x.set(xb);
+        Halide::Buffer<float> out(np);
+        p.y.compile_jit(Halide::Target(t->halide));
+        p.y.realize(out);
+        const std::string name = std::string(s.name) + (f16 ? " f16" : " f32");
+        report(first, *t, name.c_str(), time_calls([&] { p.y.realize(out); }, 5, s.N > 100000 ? 3 : 20),
+               static_cast<double>(wt.size()));
+      }
   std::printf("\n]}\n");
 }

@@ -68,6 +68,149 @@ uint64_t source_fingerprint(const ImportedModel& m) {
   return h;
 }
 
+// Tokens per call of the prefill kernels: a prompt chunk of this many meets every
+// unpacked weight group once (bench_gemv: batch 8 costs ~80 us per token on 2560x2560,
+// against ~97 us for the GEMV at one thread).
+constexpr int kPrefillBatch = 8;
+
+// The weights of a graph as the target's kernels read them, and the kernels they need.
+struct PackedWeights {
+  std::vector<rt::TernaryRecord> ternary;
+  std::vector<std::vector<uint8_t>> ternary_bytes;
+  std::vector<schedules::GemvShape> ternary_kernels;  // one per distinct (K, N, activation block)
+  std::vector<rt::DenseRecord> dense;
+  std::vector<std::vector<uint8_t>> dense_bytes;
+  std::vector<schedules::DenseGemvShape> dense_kernels;  // one per distinct head (K, N, storage)
+};
+
+// The activation block of every ternary matmul's input (K for per-token quantization).
+int64_t act_block_of(const ir::Graph& g, const ir::Op& matmul, int64_t K) {
+  for (const ir::Op& q : g.ops)
+    if (q.output == matmul.inputs[0]) return ir::act_quant_is_per_block(q.quant) ? 256 : K;
+  throw std::logic_error("ternary matmul without a quantize op");
+}
+
+PackedWeights pack_weights(const ir::Graph& g, const TargetInfo& target) {
+  PackedWeights p;
+  const int W = target.ternary_bytes;
+  p.ternary.resize(g.ternary.size());
+  p.ternary_bytes.resize(g.ternary.size());
+  std::map<std::tuple<int64_t, int64_t, int64_t>, uint32_t> kernel_of;
+  for (const ir::Op& op : g.ops) {
+    if (op.kind != ir::OpKind::TernaryMatmul) continue;
+    const TernaryWeights& w = g.ternary[op.weight].w;
+    const int64_t act_block = act_block_of(g, op, w.cols);
+    if (act_block != w.cols && act_block % (4 * W) != 0)
+      throw std::invalid_argument(g.ternary[op.weight].name + ": activation blocks of " + std::to_string(act_block) +
+                                  " do not cover whole " + std::to_string(4 * W) + "-weight groups of the target");
+    for (float sc : w.scales)
+      if (sc != w.scales[0])
+        throw std::invalid_argument(g.ternary[op.weight].name +
+                                    ": per-block weight scales are not supported by the generated kernels yet");
+    const auto [it, added] =
+        kernel_of.emplace(std::make_tuple(w.cols, w.rows, act_block), static_cast<uint32_t>(kernel_of.size()));
+    if (added) p.ternary_kernels.push_back({w.cols, w.rows, act_block, W});
+    rt::TernaryRecord& r = p.ternary[op.weight];
+    r.gemv_kernel = r.gemm_kernel = it->second;
+    r.K = w.cols;
+    r.K_padded = schedules::padded_k(w.cols, W);
+    r.N = w.rows;
+    r.act_block = act_block;
+    r.w_scale = w.scales[0];
+    p.ternary_bytes[op.weight] = schedules::pack_ternary_rows(w, W);
+  }
+
+  // Dense weights: the head in the tiles of its kernel, half precision when that is
+  // exact (an F16 checkpoint's head); norm vectors and untied embeddings row-major.
+  const int V = target.vector_bytes;
+  p.dense.resize(g.dense.size());
+  p.dense_bytes.resize(g.dense.size());
+  std::vector<bool> is_head(g.dense.size(), false);
+  for (const ir::Op& op : g.ops)
+    if (op.kind == ir::OpKind::DenseMatmul) is_head[op.weight] = true;
+  std::map<std::tuple<int64_t, int64_t, bool>, uint32_t> dense_kernel_of;
+  for (size_t i = 0; i < g.dense.size(); ++i) {
+    const ir::DenseWeights& d = g.dense[i];
+    rt::DenseRecord& r = p.dense[i];
+    r.rows = d.rows;
+    r.cols = d.cols;
+    r.rows_padded = d.rows;
+    r.kernel = rt::kNoKernel;
+    const bool f16 = d.rows > 1 && schedules::exactly_f16(d.data);
+    r.storage = f16 ? rt::DenseStorage::F16 : rt::DenseStorage::F32;
+    if (is_head[i]) {
+      r.layout = rt::DenseLayout::HeadTiles;
+      r.tile = static_cast<uint32_t>(schedules::dense_gemv_tile_rows(V));
+      r.rows_padded = schedules::dense_gemv_padded_rows(d.rows, V);
+      const auto [it, added] = dense_kernel_of.emplace(std::make_tuple(d.cols, d.rows, f16),
+                                                       static_cast<uint32_t>(dense_kernel_of.size()));
+      if (added) p.dense_kernels.push_back({d.cols, d.rows, V, f16});
+      r.kernel = it->second;
+      p.dense_bytes[i] = schedules::transpose_for_dense_gemv(d.data, d.rows, d.cols, V, f16);
+    } else {
+      r.layout = rt::DenseLayout::RowMajor;
+      r.tile = 0;
+      std::vector<uint8_t>& b = p.dense_bytes[i];
+      b.resize(d.data.size() * (f16 ? 2 : 4));
+      for (size_t k = 0; k < d.data.size(); ++k) {
+        if (f16) {
+          const uint16_t h = f32_to_fp16(d.data[k]);
+          std::memcpy(&b[2 * k], &h, 2);
+        } else {
+          std::memcpy(&b[4 * k], &d.data[k], 4);
+        }
+      }
+    }
+  }
+  return p;
+}
+
+// The blob of model_blob.h: the graph without weight data, the vocabulary, the stop
+// tokens, the records, then the weights (page aligned, each tensor 64-byte aligned).
+std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::vector<int32_t>& stop,
+                                PackedWeights& p, uint64_t fingerprint) {
+  for (auto& t : g.ternary) t.w.codes.clear();
+  for (auto& d : g.dense) std::vector<float>().swap(d.data);
+  const std::vector<uint8_t> graph = ir::serialize(g), voc = rt::serialize_vocab(vocab);
+  std::vector<uint8_t> blob(sizeof(rt::BlobHeader), 0);
+  rt::BlobHeader h{};
+  h.magic = rt::kBlobMagic;
+  h.version = rt::kBlobVersion;
+  h.batch = kPrefillBatch;
+  h.source_fingerprint = fingerprint;
+  auto append = [&](const void* data, size_t size, uint64_t& off) {
+    align(blob, 64);
+    off = blob.size();
+    blob.insert(blob.end(), static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + size);
+  };
+  append(graph.data(), graph.size(), h.graph_off);
+  h.graph_size = graph.size();
+  append(voc.data(), voc.size(), h.vocab_off);
+  h.vocab_size = voc.size();
+  append(stop.data(), stop.size() * sizeof(int32_t), h.stop_off);
+  h.n_stop = stop.size();
+  // Records are written once the weights' offsets are known.
+  append(p.ternary.data(), p.ternary.size() * sizeof(rt::TernaryRecord), h.records_off);
+  h.n_records = p.ternary.size();
+  append(p.dense.data(), p.dense.size() * sizeof(rt::DenseRecord), h.dense_records_off);
+  h.n_dense_records = p.dense.size();
+  align(blob, 4096);
+  h.weights_off = blob.size();
+  for (size_t i = 0; i < p.ternary.size(); ++i) {
+    append(p.ternary_bytes[i].data(), p.ternary_bytes[i].size(), p.ternary[i].off);
+    std::vector<uint8_t>().swap(p.ternary_bytes[i]);
+  }
+  for (size_t i = 0; i < p.dense.size(); ++i) {
+    append(p.dense_bytes[i].data(), p.dense_bytes[i].size(), p.dense[i].off);
+    std::vector<uint8_t>().swap(p.dense_bytes[i]);
+  }
+  h.weights_size = blob.size() - h.weights_off;
+  std::memcpy(blob.data() + h.records_off, p.ternary.data(), p.ternary.size() * sizeof(rt::TernaryRecord));
+  std::memcpy(blob.data() + h.dense_records_off, p.dense.data(), p.dense.size() * sizeof(rt::DenseRecord));
+  std::memcpy(blob.data(), &h, sizeof h);
+  return blob;
+}
+
 }  // namespace
 
 void compile_executable(const ImportedModel& m, const TargetInfo& target, const CompileOptions& o) {
@@ -82,133 +225,49 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   const std::vector<int32_t> stop = stop_tokens(m, vocab);
 
   WorkDir work;
-  const int W = target.vector_bytes;
-
-  // One kernel per distinct (K, N, activation block).
   say("packing weights");
-  std::map<std::tuple<int64_t, int64_t, int64_t>, uint32_t> kernels;
-  std::vector<rt::TernaryRecord> records(g.ternary.size());
-  std::vector<std::vector<uint8_t>> packed(g.ternary.size());
-  for (const ir::Op& op : g.ops) {
-    if (op.kind != ir::OpKind::TernaryMatmul) continue;
-    const TernaryWeights& w = g.ternary[op.weight].w;
-    const ir::Op* quant = nullptr;
-    for (const ir::Op& q : g.ops)
-      if (q.output == op.inputs[0]) quant = &q;
-    const int64_t act_block = ir::act_quant_is_per_block(quant->quant) ? 256 : w.cols;
-    if (w.cols % W != 0 || act_block % W != 0)
-      throw std::invalid_argument(g.ternary[op.weight].name + ": rows of " + std::to_string(w.cols) +
-                                  " weights are not a multiple of the target's " + std::to_string(W) + "-byte vectors");
-    for (float s : w.scales)
-      if (s != w.scales[0])
-        throw std::invalid_argument(g.ternary[op.weight].name +
-                                    ": per-block weight scales are not supported by the generated kernels yet");
-    const auto key = std::make_tuple(w.cols, w.rows, act_block);
-    const auto it = kernels.emplace(key, static_cast<uint32_t>(kernels.size())).first;
-    rt::TernaryRecord& r = records[op.weight];
-    r.kernel = it->second;
-    r.vector_bytes = static_cast<uint32_t>(W);
-    r.K = w.cols;
-    r.K_padded = schedules::padded_k(w.cols, W);
-    r.N = w.rows;
-    r.act_block = act_block;
-    r.w_scale = w.scales[0];
-    packed[op.weight] = schedules::pack_ternary_rows(w, W);
-  }
-  for (auto& t : g.ternary) t.w.codes.clear();  // the kernels read the packed copy
+  PackedWeights packed = pack_weights(g, target);
 
-  say("generating " + std::to_string(kernels.size()) + " kernels for " + target.name);
+  say("generating " + std::to_string(2 * packed.ternary_kernels.size() + packed.dense_kernels.size()) +
+      " kernels for " + target.name);
   std::string table = "#include \"HalideRuntime.h\"\n";
   std::vector<std::string> objects;
-  for (const auto& [key, index] : kernels) {
-    const auto [K, N, block] = key;
-    const std::string fn = "bitnetc_k" + std::to_string(index);
+  auto emit = [&](const std::string& fn, const std::string& signature, auto&& emit_object) {
     const std::string obj = (work.path / (fn + ".o")).string();
-    emit_gemv_object({K, N, block, W}, target, fn, obj);
+    emit_object(obj);
     objects.push_back(obj);
-    table += "extern \"C\" int " + fn +
-             "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, float, halide_buffer_t*);\n";
+    table += "extern \"C\" int " + fn + signature + ";\n";
+  };
+  const std::string ternary_sig =
+      "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, float, halide_buffer_t*)";
+  const std::string dense_sig = "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*)";
+  std::string gemv_list, gemm_list, dense_list;
+  for (size_t i = 0; i < packed.ternary_kernels.size(); ++i) {
+    schedules::GemvShape shape = packed.ternary_kernels[i];
+    const std::string gemv = "bitnetc_gemv" + std::to_string(i), gemm = "bitnetc_gemm" + std::to_string(i);
+    emit(gemv, ternary_sig, [&](const std::string& obj) { emit_gemv_object(shape, target, gemv, obj); });
+    shape.batch = kPrefillBatch;
+    emit(gemm, ternary_sig, [&](const std::string& obj) { emit_gemv_object(shape, target, gemm, obj); });
+    gemv_list += (i ? ", " : "") + gemv;
+    gemm_list += (i ? ", " : "") + gemm;
   }
-  // The head: one dense kernel per distinct (K, N), weights transposed and row-padded.
-  std::map<std::pair<int64_t, int64_t>, uint32_t> dense_kernels;
-  std::vector<rt::DenseRecord> dense_records(g.dense.size(), rt::DenseRecord{rt::kNoKernel, 0, 0, 0, 0, 0});
-  std::vector<std::vector<float>> dense_packed(g.dense.size());
-  for (const ir::Op& op : g.ops) {
-    if (op.kind != ir::OpKind::DenseMatmul || dense_records[op.weight].kernel != rt::kNoKernel) continue;
-    const ir::DenseWeights& d = g.dense[op.weight];
-    const auto it =
-        dense_kernels.emplace(std::make_pair(d.cols, d.rows), static_cast<uint32_t>(dense_kernels.size())).first;
-    dense_records[op.weight] = {it->second, 0, d.cols, d.rows, schedules::dense_gemv_padded_rows(d.rows, W), 0};
-    dense_packed[op.weight] = schedules::transpose_for_dense_gemv(d.data, d.rows, d.cols, W);
+  for (size_t i = 0; i < packed.dense_kernels.size(); ++i) {
+    const std::string fn = "bitnetc_dense" + std::to_string(i);
+    emit(fn, dense_sig, [&](const std::string& obj) { emit_dense_gemv_object(packed.dense_kernels[i], target, fn, obj); });
+    dense_list += (i ? ", " : "") + fn;
   }
-  for (const auto& [key, index] : dense_kernels) {
-    const std::string fn = "bitnetc_d" + std::to_string(index);
-    const std::string obj = (work.path / (fn + ".o")).string();
-    emit_dense_gemv_object({key.first, key.second, W}, target, fn, obj);
-    objects.push_back(obj);
-    table += "extern \"C\" int " + fn + "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);\n";
-  }
-  table +=
-      "using DenseKernelFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);\n"
-      "extern \"C\" const DenseKernelFn bitnetc_dense_kernels[] = {";
-  for (size_t i = 0; i < dense_kernels.size(); ++i) table += (i ? ", bitnetc_d" : "bitnetc_d") + std::to_string(i);
-  if (dense_kernels.empty()) table += "nullptr";
-  table += "};\n";
-  table +=
-      "using KernelFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, float, "
-      "halide_buffer_t*);\nextern \"C\" const KernelFn bitnetc_kernels[] = {";
-  for (size_t i = 0; i < kernels.size(); ++i) table += (i ? ", bitnetc_k" : "bitnetc_k") + std::to_string(i);
-  table += "};\n";
+  auto array = [](const std::string& name, const std::string& signature, const std::string& list) {
+    return "extern \"C\" int (*const " + name + "[])" + signature + " = {" + (list.empty() ? "nullptr" : list) +
+           "};\n";
+  };
+  table += array("bitnetc_gemv_kernels", ternary_sig, gemv_list) + array("bitnetc_gemm_kernels", ternary_sig, gemm_list) +
+           array("bitnetc_dense_kernels", dense_sig, dense_list);
   write_file(work.path / "kernels.cpp", table.data(), table.size());
   emit_halide_runtime(target, (work.path / "halide_runtime.o").string());
   objects.push_back((work.path / "halide_runtime.o").string());
 
   say("writing the model blob");
-  const std::vector<uint8_t> graph = ir::serialize(g), voc = rt::serialize_vocab(vocab);
-  std::vector<uint8_t> blob(sizeof(rt::BlobHeader), 0);
-  rt::BlobHeader h{};
-  h.magic = rt::kBlobMagic;
-  h.version = rt::kBlobVersion;
-  auto append = [&](const std::vector<uint8_t>& part, uint64_t& off, uint64_t& size) {
-    align(blob, 64);
-    off = blob.size();
-    size = part.size();
-    blob.insert(blob.end(), part.begin(), part.end());
-  };
-  append(graph, h.graph_off, h.graph_size);
-  append(voc, h.vocab_off, h.vocab_size);
-  align(blob, 64);
-  h.stop_off = blob.size();
-  h.n_stop = stop.size();
-  blob.insert(blob.end(), reinterpret_cast<const uint8_t*>(stop.data()),
-              reinterpret_cast<const uint8_t*>(stop.data() + stop.size()));
-  align(blob, 64);
-  h.records_off = blob.size();
-  h.n_records = records.size();
-  blob.resize(blob.size() + records.size() * sizeof(rt::TernaryRecord));
-  align(blob, 4096);
-  h.weights_off = blob.size();
-  for (size_t i = 0; i < records.size(); ++i) {
-    align(blob, 64);
-    records[i].packed_off = blob.size();
-    blob.insert(blob.end(), packed[i].begin(), packed[i].end());
-  }
-  for (size_t i = 0; i < dense_records.size(); ++i) {
-    if (dense_records[i].kernel == rt::kNoKernel) continue;
-    align(blob, 64);
-    dense_records[i].off = blob.size();
-    const auto* p = reinterpret_cast<const uint8_t*>(dense_packed[i].data());
-    blob.insert(blob.end(), p, p + dense_packed[i].size() * sizeof(float));
-  }
-  h.weights_size = blob.size() - h.weights_off;
-  align(blob, 64);
-  h.dense_records_off = blob.size();
-  h.n_dense_records = dense_records.size();
-  blob.insert(blob.end(), reinterpret_cast<const uint8_t*>(dense_records.data()),
-              reinterpret_cast<const uint8_t*>(dense_records.data() + dense_records.size()));
-  h.source_fingerprint = source_fingerprint(m);
-  std::memcpy(blob.data() + h.records_off, records.data(), records.size() * sizeof(rt::TernaryRecord));
-  std::memcpy(blob.data(), &h, sizeof h);
+  const std::vector<uint8_t> blob = build_blob(std::move(g), vocab, stop, packed, source_fingerprint(m));
   write_file(work.path / "model.blob", blob.data(), blob.size());
   const std::string asm_src =
       "  .section .rodata.bitnetc_blob,\"a\"\n  .balign 4096\n  .globl bitnetc_blob_start\nbitnetc_blob_start:\n"

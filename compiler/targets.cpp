@@ -6,11 +6,13 @@ namespace bitnetc {
 
 const std::vector<TargetInfo>& targets() {
   static const std::vector<TargetInfo> table = {
-      {"x86-64-avx2", TargetArch::X86_64, "x86-64-linux-sse41-avx-avx2-fma-f16c", "haswell", 32, TensorType::I2_S,
+      {"x86-64-avx2", TargetArch::X86_64, "x86-64-linux-sse41-avx-avx2-fma-f16c", "haswell", 32, 32, TensorType::I2_S,
        "x86_64-linux-gnu", "x86-64 with AVX2 and FMA (Haswell and later, Zen)"},
       {"x86-64-avx512", TargetArch::X86_64,
        "x86-64-linux-sse41-avx-avx2-fma-f16c-avx512-avx512_skylake-avx512_cannonlake", "icelake-server", 64,
-       TensorType::I2_S, "x86_64-linux-gnu",
+       // Ternary groups of 32 bytes on AVX-512 too: Halide 14 has no 512-bit pmaddubsw and
+       // splits it (bench_gemv, 1 thread, 2560x2560: 64-byte groups 121 us, 32-byte 97 us).
+       32, TensorType::I2_S, "x86_64-linux-gnu",
        "x86-64 with AVX-512 F/CD/BW/DQ/VL/IFMA/VBMI (Ice Lake, Zen 4); no VEX AVX-VNNI"},
   };
   return table;

@@ -15,7 +15,8 @@ struct TargetInfo {
   TargetArch arch;
   std::string halide;   // Halide target string, every feature spelled out
   std::string llc_cpu;  // exact CPU for llc-14 when Halide's selection is wrong
-  int vector_bytes;     // SIMD width the packing is chosen for
+  int vector_bytes;     // SIMD width of the target (dense kernels)
+  int ternary_bytes;    // byte width of one packed ternary group (see schedules/ternary_gemv.h)
   TensorType layout;    // preferred weight layout
   std::string triple;   // linker triple
   std::string description;

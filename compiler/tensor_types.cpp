@@ -107,53 +107,6 @@ std::optional<uint64_t> tensor_nbytes(TensorType t, uint64_t row_len, uint64_t n
 
 // ---- scalar conversions -------------------------------------------------------------
 
-float fp16_to_f32(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  const uint32_t exp = (h >> 10) & 0x1F;
-  uint32_t mant = h & 0x3FF;
-  uint32_t bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: renormalize
-      int e = -1;
-      do {
-        ++e;
-        mant <<= 1;
-      } while ((mant & 0x400) == 0);
-      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (mant & 0x3FF) << 13;
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7F800000u | mant << 13;
-  } else {
-    bits = sign | (exp + 127 - 15) << 23 | mant << 13;
-  }
-  return std::bit_cast<float>(bits);
-}
-
-uint16_t f32_to_fp16(float f) {
-  const uint32_t x = std::bit_cast<uint32_t>(f);
-  const uint32_t sign = (x >> 16) & 0x8000;
-  const uint32_t absx = x & 0x7FFFFFFF;
-  if (absx >= 0x7F800000u) return static_cast<uint16_t>(sign | 0x7C00 | (absx > 0x7F800000u ? 0x200 : 0));
-  if (absx >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00);  // rounds to inf
-  if (absx < 0x38800000u) {                                              // fp16 subnormal or zero
-    if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
-    const uint32_t e = absx >> 23;
-    uint32_t m = (absx & 0x7FFFFF) | 0x800000;
-    const uint32_t shift = 126 - e;  // 14 - (e - 112)
-    uint32_t h = m >> (shift);
-    const uint32_t rem = m & ((1u << shift) - 1);
-    const uint32_t half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (h & 1))) ++h;
-    return static_cast<uint16_t>(sign | h);
-  }
-  uint32_t h = ((absx >> 13) - (112u << 10));
-  const uint32_t rem = absx & 0x1FFF;
-  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
-  return static_cast<uint16_t>(sign | h);
-}
-
 float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
 
 uint16_t f32_to_bf16(float f) {

@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "fp16.h"  // fp16_to_f32, f32_to_fp16
+
 #include "ternary.h"
 
 namespace bitnetc {
@@ -78,8 +80,6 @@ std::optional<TensorType> type_from_name(std::string_view name);  // case-insens
 std::optional<uint64_t> tensor_nbytes(TensorType t, uint64_t row_len, uint64_t n_rows);
 
 // ---- scalar conversions -------------------------------------------------------------
-float fp16_to_f32(uint16_t h);
-uint16_t f32_to_fp16(float f);  // round to nearest even (as ggml's reference does)
 float bf16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);  // round to nearest even, NaN kept quiet
 

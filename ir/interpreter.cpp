@@ -118,37 +118,78 @@ void rms_norm(NormKind kind, const float* x, int64_t n, const float* w, float ep
   }
 }
 
-namespace {
-
-void rope(const Op& op, float* x, int64_t n, int32_t pos) {
+void rope_cos_sin(const Op& op, int32_t pos, float* cos, float* sin) {
   const int d = op.head_dim, half = d / 2;
-  for (int64_t h = 0; h < n / d; ++h) {
-    float* v = x + h * d;
-    float ggml_theta = static_cast<float>(pos);
-    const float ggml_theta_scale = std::pow(op.rope_theta, -2.0f / static_cast<float>(d));
-    for (int m = 0; m < half; ++m) {
-      float angle;
-      switch (op.rope_freq) {
-        case RopeFreq::PowfPerPair:
-          angle = static_cast<float>(pos) * (1.0f / std::pow(op.rope_theta, static_cast<float>(2 * m) / d));
-          break;
-        case RopeFreq::TorchInvFreq: {
-          const float inv = 1.0f / std::pow(op.rope_theta, static_cast<float>(2 * m) / static_cast<float>(d));
-          angle = static_cast<float>(pos) * inv;
-          break;
-        }
-        case RopeFreq::GgmlIterative:
-        default:
-          angle = ggml_theta;
-          ggml_theta *= ggml_theta_scale;
-          break;
+  float ggml_theta = static_cast<float>(pos);
+  const float ggml_theta_scale = std::pow(op.rope_theta, -2.0f / static_cast<float>(d));
+  for (int m = 0; m < half; ++m) {
+    float angle;
+    switch (op.rope_freq) {
+      case RopeFreq::PowfPerPair:
+        angle = static_cast<float>(pos) * (1.0f / std::pow(op.rope_theta, static_cast<float>(2 * m) / d));
+        break;
+      case RopeFreq::TorchInvFreq: {
+        const float inv = 1.0f / std::pow(op.rope_theta, static_cast<float>(2 * m) / static_cast<float>(d));
+        angle = static_cast<float>(pos) * inv;
+        break;
       }
-      const float c = std::cos(angle), s = std::sin(angle);
-      const int i0 = op.rope_style == RopeStyle::Neox ? m : 2 * m;
-      const int i1 = op.rope_style == RopeStyle::Neox ? m + half : 2 * m + 1;
+      case RopeFreq::GgmlIterative:
+      default:
+        angle = ggml_theta;
+        ggml_theta *= ggml_theta_scale;
+        break;
+    }
+    cos[m] = std::cos(angle);
+    sin[m] = std::sin(angle);
+  }
+}
+
+void rope_rotate(RopeStyle style, int head_dim, const float* cos, const float* sin, float* x, int64_t n) {
+  const int half = head_dim / 2;
+  for (int64_t h = 0; h < n / head_dim; ++h) {
+    float* v = x + h * head_dim;
+    for (int m = 0; m < half; ++m) {
+      const int i0 = style == RopeStyle::Neox ? m : 2 * m;
+      const int i1 = style == RopeStyle::Neox ? m + half : 2 * m + 1;
       const float x0 = v[i0], x1 = v[i1];
-      v[i0] = x0 * c - x1 * s;
-      v[i1] = x0 * s + x1 * c;
+      v[i0] = x0 * cos[m] - x1 * sin[m];
+      v[i1] = x0 * sin[m] + x1 * cos[m];
+    }
+  }
+}
+
+void attend(const Op& op, const float* q, const float* k_cache, const float* v_cache, int kv_dim, int32_t pos,
+            float* scores, float* out) {
+  const int d = op.head_dim, group = op.n_head / op.n_head_kv;
+  const float sqrt_d = std::sqrt(static_cast<float>(d));
+  const float inv_sqrt_d = 1.0f / sqrt_d;
+  for (int h = 0; h < op.n_head; ++h) {
+    const int kvh = h / group;
+    float* p = scores;
+    float mx = -INFINITY;
+    for (int t = 0; t <= pos; ++t) {
+      const float* k = k_cache + static_cast<int64_t>(t) * kv_dim + kvh * d;
+      float s = 0;
+      for (int i = 0; i < d; ++i) s += q[h * d + i] * k[i];
+      s = op.score_scale == ScoreScale::DivideSqrt ? s / sqrt_d : s * inv_sqrt_d;
+      p[t] = s;
+      mx = std::max(mx, s);
+    }
+    if (op.softmax_sum == SoftmaxSum::F32Divide) {
+      float sum = 0;
+      for (int t = 0; t <= pos; ++t) sum += (p[t] = std::exp(p[t] - mx));
+      for (int t = 0; t <= pos; ++t) p[t] /= sum;
+    } else {
+      double sum = 0;
+      for (int t = 0; t <= pos; ++t) sum += static_cast<double>(p[t] = std::exp(p[t] - mx));
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int t = 0; t <= pos; ++t) p[t] *= inv;
+    }
+    float* o = out + h * d;
+    std::fill(o, o + d, 0.0f);
+    for (int t = 0; t <= pos; ++t) {
+      const float* v = v_cache + static_cast<int64_t>(t) * kv_dim + kvh * d;
+      for (int i = 0; i < d; ++i) o[i] += p[t] * v[i];
     }
   }
 }
@@ -164,8 +205,6 @@ float activate(Activation a, float g) {
   }
   return g;
 }
-
-}  // namespace
 
 Interpreter::Interpreter(const Graph& g, TernaryMatmulFn matmul, DenseMatmulFn dense)
     : g_(g), matmul_(std::move(matmul)), dense_(std::move(dense)) {
@@ -252,48 +291,21 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
         }
         break;
       }
-      case OpKind::Rope:
+      case OpKind::Rope: {
         *out = in(0);
-        rope(op, out->data(), n, pos);
+        std::vector<float> c(op.head_dim / 2), sn(op.head_dim / 2);
+        rope_cos_sin(op, pos, c.data(), sn.data());
+        rope_rotate(op.rope_style, op.head_dim, c.data(), sn.data(), out->data(), n);
         break;
+      }
       case OpKind::Attention: {
-        const int d = op.head_dim, kv_dim = g_.kv_dim(), group = op.n_head / op.n_head_kv;
+        const int kv_dim = g_.kv_dim();
         float* kc = k_cache_[op.layer].data();
         float* vc = v_cache_[op.layer].data();
         std::copy(in(1).begin(), in(1).end(), kc + static_cast<int64_t>(pos) * kv_dim);
         std::copy(in(2).begin(), in(2).end(), vc + static_cast<int64_t>(pos) * kv_dim);
-        const float* q = in(0).data();
-        std::vector<float> p(pos + 1);
-        const float sqrt_d = std::sqrt(static_cast<float>(d));
-        const float inv_sqrt_d = 1.0f / sqrt_d;
-        for (int h = 0; h < op.n_head; ++h) {
-          const int kvh = h / group;
-          float mx = -INFINITY;
-          for (int t = 0; t <= pos; ++t) {
-            const float* k = kc + static_cast<int64_t>(t) * kv_dim + kvh * d;
-            float s = 0;
-            for (int i = 0; i < d; ++i) s += q[h * d + i] * k[i];
-            s = op.score_scale == ScoreScale::DivideSqrt ? s / sqrt_d : s * inv_sqrt_d;
-            p[t] = s;
-            mx = std::max(mx, s);
-          }
-          if (op.softmax_sum == SoftmaxSum::F32Divide) {
-            float sum = 0;
-            for (int t = 0; t <= pos; ++t) sum += (p[t] = std::exp(p[t] - mx));
-            for (int t = 0; t <= pos; ++t) p[t] /= sum;
-          } else {
-            double sum = 0;
-            for (int t = 0; t <= pos; ++t) sum += static_cast<double>(p[t] = std::exp(p[t] - mx));
-            const float inv = static_cast<float>(1.0 / sum);
-            for (int t = 0; t <= pos; ++t) p[t] *= inv;
-          }
-          float* o = out->data() + h * d;
-          std::fill(o, o + d, 0.0f);
-          for (int t = 0; t <= pos; ++t) {
-            const float* v = vc + static_cast<int64_t>(t) * kv_dim + kvh * d;
-            for (int i = 0; i < d; ++i) o[i] += p[t] * v[i];
-          }
-        }
+        std::vector<float> scores(pos + 1);
+        attend(op, in(0).data(), kc, vc, kv_dim, pos, scores.data(), out->data());
         break;
       }
       case OpKind::GatedAct:

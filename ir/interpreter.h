@@ -48,8 +48,18 @@ class Interpreter {
   int32_t next_pos_ = 0;
 };
 
-// The building blocks, exposed for the kernel tests of later stages.
+// The building blocks, shared with the compiled outputs' runtime (one home for each
+// op's numerics) and used by the kernel tests.
 void quantize_activations(ActQuant kind, const float* x, int64_t n, int8_t* q, float* d);
 void rms_norm(NormKind kind, const float* x, int64_t n, const float* w, float eps, float* y);
+// RoPE angles of a Rope op at `pos`: cos and sin of each of the head_dim/2 pairs.
+void rope_cos_sin(const Op& op, int32_t pos, float* cos, float* sin);
+// Rotates every head of x[n] by those angles.
+void rope_rotate(RopeStyle style, int head_dim, const float* cos, const float* sin, float* x, int64_t n);
+// One token's attention at `pos` over caches of [pos + 1][kv_dim] (k and v of `pos`
+// already written); `scores` has room for pos + 1 floats.
+void attend(const Op& op, const float* q, const float* k_cache, const float* v_cache, int kv_dim, int32_t pos,
+            float* scores, float* out);
+float activate(Activation a, float gate);
 
 }  // namespace bitnetc::ir

@@ -1,6 +1,7 @@
 // The model linked into a compiled output (executable or shared object): the blob
-// (model_blob.h) read in place, the step list, the tokenizer, and generation with the
-// generated kernels. One instance per loaded model; instances share nothing mutable.
+// (model_blob.h) read in place, the tokenizer, and generation over the forward pass
+// (forward.h) with the generated kernels. One instance per loaded model; instances
+// share nothing mutable.
 #pragma once
 
 #include <cstdint>
@@ -8,8 +9,8 @@
 #include <memory>
 #include <string_view>
 
+#include "forward.h"
 #include "generate.h"
-#include "interpreter.h"
 #include "model_blob.h"
 #include "tokenizer.h"
 
@@ -30,17 +31,16 @@ class CompiledModel {
   Generation generate(std::string_view prompt, int32_t n_predict, const SamplerParams& sampling,
                       const std::function<bool(std::string_view)>& on_text = {});
 
+  // The forward pass itself (benchmarks feed it token ids directly).
+  ForwardPass& forward_pass() { return *forward_; }
+  const ir::Graph& graph() const { return graph_; }
+
  private:
   BlobHeader header_{};
   ir::Graph graph_;
   std::unique_ptr<Tokenizer> tok_;
   std::vector<int32_t> stop_;
-  std::vector<TernaryRecord> records_;
-  std::vector<DenseRecord> dense_records_;
-  std::vector<float> head_out_;
-  std::unique_ptr<ir::Interpreter> exec_;
-  std::vector<int8_t> xpad_;
-  std::vector<int32_t> xsum_;
+  std::unique_ptr<ForwardPass> forward_;
 };
 
 }  // namespace bitnetc::rt

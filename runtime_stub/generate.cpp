@@ -1,6 +1,7 @@
 #include "generate.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace bitnetc::rt {
 
@@ -14,9 +15,12 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
     throw GenerateError("the prompt is " + std::to_string(n_prompt) + " tokens long but the context holds " +
                         std::to_string(o.n_ctx));
 
-  std::span<const float> logits;
-  int32_t pos = 0;
-  for (int32_t t : g.prompt_tokens) logits = forward(t, pos++);
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  std::span<const float> logits = forward(g.prompt_tokens, 0);
+  auto pos = static_cast<int32_t>(n_prompt);
+  const auto t1 = clock::now();
+  g.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
 
   Sampler sampler(o.sampling);
   std::vector<int32_t> history = g.prompt_tokens;
@@ -39,8 +43,9 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
     prev = next;
     if (on_text && !text.empty() && !on_text(text)) break;  // the caller asked to stop
     if (pos >= o.n_ctx) break;                              // the context is full
-    if (i + 1 < o.n_predict) logits = forward(next, pos++);
+    if (i + 1 < o.n_predict) logits = forward(std::span<const int32_t>(&next, 1), pos++);
   }
+  g.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
   const std::string rest = stream.flush();
   g.text += rest;
   if (on_text && !rest.empty()) on_text(rest);

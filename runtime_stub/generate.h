@@ -33,13 +33,16 @@ struct Generation {
   std::vector<int32_t> tokens;         // generated (stop token excluded)
   std::string text;                    // generated text only
   bool stopped = false;                // a stop token ended it
+  double prompt_seconds = 0;           // feeding the prompt (prefill)
+  double decode_seconds = 0;           // generating (sampling included)
 };
 
-// `forward(token, pos)` returns the logits after `token` at `pos`. `on_text` receives
+// `forward(tokens, pos)` feeds tokens at positions pos, pos+1, ... and returns the
+// logits after the last one (the prompt comes in one call, each generated token in one). `on_text` receives
 // text as it becomes printable (never a split UTF-8 character) and returns false to stop
 // generating. Throws GenerateError for a prompt longer than the context, TokenizerError
 // for invalid UTF-8.
-using ForwardFn = std::function<std::span<const float>(int32_t token, int32_t pos)>;
+using ForwardFn = std::function<std::span<const float>(std::span<const int32_t> tokens, int32_t pos)>;
 Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_view prompt,
                     const GenerateOptions& options, const std::function<bool(std::string_view)>& on_text = {});
 

@@ -1,8 +1,12 @@
 // The data a compiled output carries: one read-only blob linked into the executable
-// (codegen writes it, output_main reads it in place).
+// (codegen/emit_executable.cpp writes it, compiled_model.cpp reads it in place).
 //
-//   BlobHeader | graph (ir/serialize.h) | vocabulary (vocab_io.h) | stop tokens (int32)
-//   | TernaryRecord per ternary weight | packed weights, each 64-byte aligned
+//   BlobHeader | graph (ir/serialize.h; shapes and attributes, no weight data)
+//   | vocabulary (vocab_io.h) | stop tokens (int32) | TernaryRecord per graph.ternary
+//   | DenseRecord per graph.dense | weights (page aligned; each tensor 64-byte aligned)
+//
+// The weights are used where they lie: the kernels read the packed ternary groups and
+// the dense tiles directly from the mapped blob; nothing is copied at start-up.
 #pragma once
 
 #include <cstddef>
@@ -11,37 +15,44 @@
 namespace bitnetc::rt {
 
 inline constexpr uint32_t kBlobMagic = 0x4F544E42;  // "BNTO"
-inline constexpr uint32_t kBlobVersion = 1;
+inline constexpr uint32_t kBlobVersion = 2;
 
 struct BlobHeader {
   uint32_t magic, version;
   uint64_t graph_off, graph_size;
   uint64_t vocab_off, vocab_size;
   uint64_t stop_off, n_stop;
-  uint64_t records_off, n_records;
+  uint64_t records_off, n_records;              // TernaryRecord per graph.ternary entry
+  uint64_t dense_records_off, n_dense_records;  // DenseRecord per graph.dense entry
   uint64_t weights_off, weights_size;
-  uint64_t source_fingerprint;                  // FNV-1a 64 of the model file compiled (model.safetensors for folders)
-  uint64_t dense_records_off, n_dense_records;  // one DenseRecord per graph.dense entry
-};
-
-// How op weights of the graph map to generated kernels and packed bytes. Record i
-// belongs to graph.ternary[i].
-struct TernaryRecord {
-  uint32_t kernel;  // index into bitnetc_kernels[]
-  uint32_t vector_bytes;
-  int64_t K, K_padded, N, act_block;
-  uint64_t packed_off;  // from the start of the blob
-  float w_scale;        // per-tensor weight scale
+  uint64_t source_fingerprint;  // FNV-1a 64 of the model file compiled (model.safetensors for folders)
+  uint32_t batch;               // tokens per call of the prefill (GEMM) kernels
   uint32_t pad;
 };
 
-// A dense weight with a generated kernel (the head): transposed and row-padded floats.
-// Record i belongs to graph.dense[i]; kernel == kNoKernel for the others.
+// A ternary weight: its packed groups (schedules/ternary_gemv.h) and the kernels for it.
+struct TernaryRecord {
+  uint32_t gemv_kernel;  // index into bitnetc_gemv_kernels[] (one token)
+  uint32_t gemm_kernel;  // index into bitnetc_gemm_kernels[] (BlobHeader::batch tokens)
+  int64_t K, K_padded, N, act_block;
+  uint64_t off;   // from the start of the blob
+  float w_scale;  // per-tensor weight scale
+  uint32_t pad;
+};
+
+// A dense weight. Vectors (norm weights) and embedding tables are row-major; the head is
+// stored in the tiles of schedules/dense_gemv.h (a tied embedding reads its rows from
+// there). Values are float32, or IEEE half when every value is exactly one.
+enum class DenseStorage : uint32_t { F32 = 0, F16 = 1 };
+enum class DenseLayout : uint32_t { RowMajor = 0, HeadTiles = 1 };
 inline constexpr uint32_t kNoKernel = 0xFFFFFFFFu;
 struct DenseRecord {
-  uint32_t kernel;
-  uint32_t pad;
-  int64_t K, N, N_padded;
+  uint32_t kernel;  // index into bitnetc_dense_kernels[] (HeadTiles), else kNoKernel
+  DenseStorage storage;
+  DenseLayout layout;
+  uint32_t tile;       // rows per tile (HeadTiles)
+  int64_t rows, cols;  // N x K
+  int64_t rows_padded;
   uint64_t off;  // from the start of the blob
 };
 

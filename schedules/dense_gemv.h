@@ -1,8 +1,9 @@
 // Dense GEMV for the output head (logits = E x), as a Halide pipeline for one shape.
 //
-// The weights are stored transposed (Wt[j][v]: the K values of column j for all N rows
-// are contiguous), so that each step j broadcasts x[j] and adds Wt[j][v..v+L) * x[j] to
-// L row sums at once. Every row is still summed over j in increasing order, without FMA
+// The weights are stored in tiles of T rows, each transposed (tile t holds Wt[j][i] =
+// W[t*T + i][j], T values per column contiguous, the tiles one after another), so that
+// each step j broadcasts x[j] and adds Wt[j][0..T) * x[j] to T row sums at once and a
+// tile streams through memory in one contiguous run. Every row is still summed over j in increasing order, without FMA
 // (strict_float): the result is bit-identical to the interpreter's sequential dot
 // products, while the loads stream through memory.
 #pragma once
@@ -17,16 +18,23 @@ namespace bitnetc::schedules {
 struct DenseGemvShape {
   int64_t K = 0, N = 0;  // y[N] = W[N][K] x[K]
   int vector_bytes = 32;
+  bool f16 = false;  // weights stored as IEEE half (exact when every value is one), read as float
 };
 
-// Rows are padded with zeros to whole tiles of this many (so no tile reads past the end).
+// Rows per tile (T), and N padded with zero rows to whole tiles.
+int dense_gemv_tile_rows(int vector_bytes);
 int64_t dense_gemv_padded_rows(int64_t N, int vector_bytes);
 
-// Transposes a row-major N x K matrix into the kernel's layout: [K][padded N].
-std::vector<float> transpose_for_dense_gemv(const std::vector<float>& w, int64_t N, int64_t K, int vector_bytes);
+// Packs a row-major N x K matrix into the kernel's layout: [padded N / T][K][T] of float
+// or, with `f16`, of IEEE half (round to nearest even), as raw bytes.
+std::vector<uint8_t> transpose_for_dense_gemv(const std::vector<float>& w, int64_t N, int64_t K, int vector_bytes,
+                                              bool f16 = false);
 
-// Inputs: wt (float, [padded N, K] with N innermost), x (float, [K]). Output: y (float,
-// [padded N]; the rows past N are zero).
+// Whether every value is exactly an IEEE half (then f16 storage changes no result).
+bool exactly_f16(const std::vector<float>& w);
+
+// Inputs: wt (float or float16, [T, K, padded N / T], first dimension innermost), x (float, [K]). Output:
+// y (float, [padded N]; the rows past N are zero).
 struct DenseGemvPipeline {
   Halide::ImageParam wt, x;
   Halide::Func y;

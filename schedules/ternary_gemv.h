@@ -1,5 +1,6 @@
-// Ternary GEMV (one token: y = W x) as a Halide pipeline, specialized to one weight
-// shape and SIMD width.
+// Ternary matmul as a Halide pipeline, specialized to one weight shape, SIMD width and
+// batch: GEMV for one token (decode, batch 1), small-batch GEMM for a chunk of tokens
+// (prefill: every unpacked weight vector meets all tokens of the batch).
 //
 // Packing (bitnetc's, I2_S-style, chosen for the SIMD width W bytes): each row of K
 // weights is padded with zeros to a multiple of 4W and stored in blocks of 4W weights in
@@ -29,11 +30,13 @@ struct GemvShape {
   int64_t K = 0, N = 0;   // weights are N x K
   int64_t act_block = 0;  // activation quantization block (K for per-token, 256 for Q8_K)
   int vector_bytes = 32;  // 32 (AVX2) or 64 (AVX-512)
+  int batch = 1;          // tokens per call (M); the caller pads a short chunk with zeros
 };
 
-// Inputs, in order: packed (uint8, [padded_k/4, N]), x (int8, [padded_k], zero
-// padded), x_sum (int32, [K/act_block], sum of x per block), d_act (float,
-// [K/act_block]), w_scale (float scalar). Output: y (float, [N]).
+// Inputs, in order: packed (uint8, [padded_k/4, N]), x (int8, [padded_k, M], zero
+// padded), x_sum (int32, [K/act_block, M], sum of x per block), d_act (float,
+// [K/act_block, M]), w_scale (float scalar). Output: y (float, [N, M]). Dimension 0 is
+// innermost and every buffer is dense.
 struct GemvPipeline {
   Halide::ImageParam packed, x, x_sum, d_act;
   Halide::Param<float> w_scale;

@@ -48,10 +48,10 @@ int main(int argc, char** argv) {
   auto d = load<float>("d.bin", nb);
   const float ws = load<float>("ws.bin", 1)[0];
   Halide::Runtime::Buffer<uint8_t> pb(packed.data(), K4, N);
-  Halide::Runtime::Buffer<int8_t> xb(x.data(), K4 * 4);
-  Halide::Runtime::Buffer<int32_t> sb(xs.data(), nb);
-  Halide::Runtime::Buffer<float> db(d.data(), nb);
-  Halide::Runtime::Buffer<float> y(N);
+  Halide::Runtime::Buffer<int8_t> xb(x.data(), K4 * 4, 1);
+  Halide::Runtime::Buffer<int32_t> sb(xs.data(), nb, 1);
+  Halide::Runtime::Buffer<float> db(d.data(), nb, 1);
+  Halide::Runtime::Buffer<float> y(N, 1);
   if (int err = bitnetc_gemv_test(pb, xb, sb, db, ws, y)) { std::fprintf(stderr, "kernel error %d\n", err); return 3; }
   FILE* f = std::fopen("y.bin", "wb");
   std::fwrite(y.data(), sizeof(float), N, f);
@@ -66,7 +66,7 @@ TEST(Codegen, AotGemvLinksRunsAndMatchesTheInterpreter) {
   ScratchDir dir;
   const int64_t K = 768, N = 37, block = 256;
   const TargetInfo& target = *find_target("x86-64-avx2");  // runs on every x86-64 CI machine here
-  const schedules::GemvShape shape{K, N, block, target.vector_bytes};
+  const schedules::GemvShape shape{K, N, block, target.ternary_bytes};
   // Each emission in a process of its own, as each bitnetc run is one: Halide makes
   // names unique per process (a second "y" in one process becomes "y$1"), so
   // reproducibility is a property of runs, and the same inputs must give the same bytes.
@@ -97,12 +97,12 @@ TEST(Codegen, AotGemvLinksRunsAndMatchesTheInterpreter) {
   std::vector<float> d(K / block);
   ir::quantize_activations(ir::ActQuant::PerBlockQ8K, xf.data(), K, q.data(), d.data());
   const float ws = 0.0734f;
-  const int64_t Kp = schedules::padded_k(K, target.vector_bytes);
+  const int64_t Kp = schedules::padded_k(K, target.ternary_bytes);
   std::vector<int8_t> xp(Kp, 0);
   std::copy(q.begin(), q.end(), xp.begin());
   std::vector<int32_t> xsum(K / block, 0);
   for (int64_t k = 0; k < K; ++k) xsum[k / block] += q[k];
-  write_vec(dir.file("packed.bin"), schedules::pack_ternary_rows(w, target.vector_bytes));
+  write_vec(dir.file("packed.bin"), schedules::pack_ternary_rows(w, target.ternary_bytes));
   write_vec(dir.file("x.bin"), xp);
   write_vec(dir.file("xsum.bin"), xsum);
   write_vec(dir.file("d.bin"), d);

@@ -17,103 +17,131 @@ struct Case {
   int64_t K, N, act_block;
 };
 
-void check_gemv(const Case& c, int vector_bytes, const std::string& target) {
-  SplitMix64 rng(static_cast<uint64_t>(c.K * 1000003 + c.N * 7 + vector_bytes));
+// Runs the generated kernel for `batch` tokens and compares every output with what
+// ir::Interpreter's ternary_matmul computes token by token.
+void check_gemv(const Case& c, int vector_bytes, const std::string& target, int batch = 1) {
+  SplitMix64 rng(static_cast<uint64_t>(c.K * 1000003 + c.N * 7 + vector_bytes + batch));
   TernaryWeights w;
   w.rows = c.N;
   w.cols = c.K;
   w.codes.resize(static_cast<size_t>(c.K * c.N));
   for (auto& v : w.codes) v = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
   const float ws = 0.0625f + rng.uniform();
-  // Activations quantized by the interpreter's own quantizer.
-  std::vector<float> xf(c.K);
-  for (auto& v : xf) v = rng.normal();
-  const int64_t n_act = c.K / c.act_block;
-  std::vector<int8_t> q(c.K);
-  std::vector<float> d(n_act);
-  for (int64_t b = 0; b < n_act; ++b)
-    ir::quantize_activations(c.act_block == 256 ? ir::ActQuant::PerBlockQ8K : ir::ActQuant::PerTokenHF,
-                             &xf[b * c.act_block], c.act_block, &q[b * c.act_block], &d[b]);
-
-  // Reference: what ir::Interpreter's ternary_matmul computes.
-  std::vector<float> want(c.N);
-  for (int64_t n = 0; n < c.N; ++n) {
-    float y = 0;
+  const int64_t n_act = c.K / c.act_block, Kp = schedules::padded_k(c.K, vector_bytes);
+  // Activations quantized by the interpreter's own quantizer, token by token.
+  std::vector<int8_t> xp(Kp * batch, 0);
+  std::vector<float> d(n_act * batch);
+  std::vector<int32_t> xsum(n_act * batch, 0);
+  std::vector<float> want(c.N * batch);
+  for (int m = 0; m < batch; ++m) {
+    std::vector<float> xf(c.K);
+    for (auto& v : xf) v = rng.normal();
+    int8_t* q = &xp[m * Kp];
     for (int64_t b = 0; b < n_act; ++b) {
-      int32_t acc = 0;
-      for (int64_t k = b * c.act_block; k < (b + 1) * c.act_block; ++k) acc += w.codes[n * c.K + k] * q[k];
-      y += static_cast<float>(acc) * (d[b] * ws);
+      ir::quantize_activations(c.act_block == 256 ? ir::ActQuant::PerBlockQ8K : ir::ActQuant::PerTokenHF,
+                               &xf[b * c.act_block], c.act_block, &q[b * c.act_block], &d[m * n_act + b]);
+      for (int64_t k = b * c.act_block; k < (b + 1) * c.act_block; ++k) xsum[m * n_act + b] += q[k];
     }
-    want[n] = y;
+    for (int64_t n = 0; n < c.N; ++n) {
+      float y = 0;
+      for (int64_t b = 0; b < n_act; ++b) {
+        int32_t acc = 0;
+        for (int64_t k = b * c.act_block; k < (b + 1) * c.act_block; ++k) acc += w.codes[n * c.K + k] * q[k];
+        y += static_cast<float>(acc) * (d[m * n_act + b] * ws);
+      }
+      want[m * c.N + n] = y;
+    }
   }
 
-  const schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes};
+  schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch};
   schedules::GemvPipeline p = schedules::ternary_gemv(shape);
-  const int64_t Kp = schedules::padded_k(c.K, vector_bytes);
   auto packed = schedules::pack_ternary_rows(w, vector_bytes);
   Halide::Buffer<uint8_t> pb(packed.data(), static_cast<int>(Kp / 4), static_cast<int>(c.N));
-  std::vector<int8_t> xp(Kp, 0);
-  std::copy(q.begin(), q.end(), xp.begin());
-  Halide::Buffer<int8_t> xb(xp.data(), static_cast<int>(Kp));
-  std::vector<int32_t> xsum(n_act, 0);
-  for (int64_t b = 0; b < n_act; ++b)
-    for (int64_t k = b * c.act_block; k < (b + 1) * c.act_block; ++k) xsum[b] += q[k];
-  Halide::Buffer<int32_t> sb(xsum.data(), static_cast<int>(n_act));
-  Halide::Buffer<float> db(d.data(), static_cast<int>(n_act));
+  Halide::Buffer<int8_t> xb(xp.data(), static_cast<int>(Kp), batch);
+  Halide::Buffer<int32_t> sb(xsum.data(), static_cast<int>(n_act), batch);
+  Halide::Buffer<float> db(d.data(), static_cast<int>(n_act), batch);
   p.packed.set(pb);
   p.x.set(xb);
   p.x_sum.set(sb);
   p.d_act.set(db);
   p.w_scale.set(ws);
-  Halide::Buffer<float> out(static_cast<int>(c.N));
+  Halide::Buffer<float> out(static_cast<int>(c.N), batch);
   p.y.realize(out, Halide::Target(target));
-  for (int64_t n = 0; n < c.N; ++n)
-    ASSERT_EQ(out(static_cast<int>(n)), want[n])
-        << "K=" << c.K << " N=" << c.N << " block=" << c.act_block << " W=" << vector_bytes << " row " << n;
+  for (int m = 0; m < batch; ++m)
+    for (int64_t n = 0; n < c.N; ++n)
+      ASSERT_EQ(out(static_cast<int>(n), m), want[m * c.N + n]) << "K=" << c.K << " N=" << c.N << " block="
+                                                                << c.act_block << " W=" << vector_bytes
+                                                                << " batch=" << batch << " token " << m << " row " << n;
+}
+
+const std::vector<Case>& kernel_cases() {
+  static const std::vector<Case> cases = {
+      {256, 1, 256},    {256, 7, 256},   {256, 64, 256}, {512, 130, 256},  // tails in N
+      {768, 33, 256},   {768, 33, 768},                                    // Q8_K blocks and per-token
+      {320, 9, 320},    {192, 5, 192},   {96, 3, 96},                      // K padded to the packing block
+      {2560, 40, 2560}, {6912, 17, 256},                                   // 2B4T's widths
+  };
+  return cases;
 }
 
 }  // namespace
 
-TEST(TernaryGemv, MatchesTheInterpreterBitForBit) {
-  const std::vector<Case> cases = {
-      {256, 1, 256},    {256, 7, 256},   {256, 64, 256}, {512, 130, 256},  // tails in N
-      {768, 33, 256},   {768, 33, 768},                                    // Q8_K blocks and per-token
-      {320, 9, 64},     {192, 5, 64},                                      // K padded to the packing block
-      {2560, 40, 2560}, {6912, 17, 256},                                   // 2B4T's widths
-  };
-  const std::string avx2 = find_target("x86-64-avx2")->halide;
-  for (const auto& c : cases) {
-    if (c.act_block % 32 == 0) check_gemv(c, 32, avx2);
-    // AVX-512 code runs only where the CPU has it; the AVX2 path covers the rest.
-    if (c.act_block % 64 == 0 && host_target().vector_bytes == 64) check_gemv(c, 64, host_target().halide);
+// Every (target, group width) this machine runs: the targets' own widths and the 64-byte
+// packing the schedule also supports.
+void for_each_kernel_case(int batch) {
+  std::vector<std::pair<std::string, int>> variants = {{find_target("x86-64-avx2")->halide, 32}};
+  if (host_target().vector_bytes == 64) {  // AVX-512 code runs only where the CPU has it
+    variants.emplace_back(find_target("x86-64-avx512")->halide, 32);
+    variants.emplace_back(find_target("x86-64-avx512")->halide, 64);
   }
+  for (const auto& [target, W] : variants)
+    for (const auto& c : kernel_cases())
+      if (c.act_block == c.K || c.act_block % (4 * W) == 0) check_gemv(c, W, target, batch);
 }
 
+TEST(TernaryGemv, MatchesTheInterpreterBitForBit) { for_each_kernel_case(1); }
+
+// The prefill kernel: batches that fill the token tile, and batches with a tail.
+TEST(TernaryGemm, MatchesTheInterpreterTokenByToken) {
+  for (int batch : {8, 6, 3}) for_each_kernel_case(batch);
+}
+
+// The head kernel, with float and with half weights (values that are exactly halves, so
+// both storages give the interpreter's float result).
 TEST(DenseGemv, MatchesTheInterpretersSequentialSumsBitForBit) {
-  for (auto [K, N] : {std::pair<int64_t, int64_t>{256, 512}, {128, 1000}, {256, 37}, {2560, 300}}) {
-    SplitMix64 rng(static_cast<uint64_t>(K * 31 + N));
-    std::vector<float> w(K * N), x(K);
-    for (auto& v : w) v = rng.normal();
-    for (auto& v : x) v = rng.normal();
-    std::vector<float> want(N);
-    for (int64_t n = 0; n < N; ++n) {
-      float y = 0;
-      for (int64_t k = 0; k < K; ++k) y += w[n * K + k] * x[k];  // ir::Interpreter's DenseMatmul
-      want[n] = y;
+  for (bool f16 : {false, true})
+    for (auto [K, N] : {std::pair<int64_t, int64_t>{256, 512}, {128, 1000}, {256, 37}, {2560, 300}}) {
+      SplitMix64 rng(static_cast<uint64_t>(K * 31 + N));
+      std::vector<float> w(K * N), x(K);
+      for (auto& v : w) v = f16 ? fp16_to_f32(f32_to_fp16(rng.normal())) : rng.normal();
+      for (auto& v : x) v = rng.normal();
+      ASSERT_EQ(schedules::exactly_f16(w), f16);
+      std::vector<float> want(N);
+      for (int64_t n = 0; n < N; ++n) {
+        float y = 0;
+        for (int64_t k = 0; k < K; ++k) y += w[n * K + k] * x[k];  // ir::Interpreter's DenseMatmul
+        want[n] = y;
+      }
+      for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
+        const TargetInfo& t = *find_target(name);
+        if (t.vector_bytes > host_target().vector_bytes) continue;  // AVX-512 code needs an AVX-512 CPU
+        auto p = schedules::dense_gemv({K, N, t.vector_bytes, f16});
+        const int64_t Np = schedules::dense_gemv_padded_rows(N, t.vector_bytes);
+        auto wt = schedules::transpose_for_dense_gemv(w, N, K, t.vector_bytes, f16);
+        const int T = schedules::dense_gemv_tile_rows(t.vector_bytes);
+        const int k = static_cast<int>(K), tiles = static_cast<int>(Np / T);
+        Halide::Buffer<float> wf(reinterpret_cast<float*>(wt.data()), T, k, tiles);
+        Halide::Buffer<Halide::float16_t> wh(reinterpret_cast<Halide::float16_t*>(wt.data()), T, k, tiles);
+        if (f16)
+          p.wt.set(wh);
+        else
+          p.wt.set(wf);
+        Halide::Buffer<float> xb(x.data(), static_cast<int>(K));
+        p.x.set(xb);
+        Halide::Buffer<float> out(static_cast<int>(Np));
+        p.y.realize(out, Halide::Target(t.halide));
+        for (int64_t n = 0; n < N; ++n)
+          ASSERT_EQ(out(static_cast<int>(n)), want[n]) << name << " K=" << K << " N=" << N << " f16=" << f16;
+      }
     }
-    for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
-      const TargetInfo& t = *find_target(name);
-      if (t.vector_bytes > host_target().vector_bytes) continue;  // AVX-512 code needs an AVX-512 CPU
-      auto p = schedules::dense_gemv({K, N, t.vector_bytes});
-      const int64_t Np = schedules::dense_gemv_padded_rows(N, t.vector_bytes);
-      auto wt = schedules::transpose_for_dense_gemv(w, N, K, t.vector_bytes);
-      Halide::Buffer<float> wb(wt.data(), static_cast<int>(Np), static_cast<int>(K));
-      Halide::Buffer<float> xb(x.data(), static_cast<int>(K));
-      p.wt.set(wb);
-      p.x.set(xb);
-      Halide::Buffer<float> out(static_cast<int>(Np));
-      p.y.realize(out, Halide::Target(t.halide));
-      for (int64_t n = 0; n < N; ++n) ASSERT_EQ(out(static_cast<int>(n)), want[n]) << name << " K=" << K << " N=" << N;
-    }
-  }
 }

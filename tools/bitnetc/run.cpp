@@ -37,7 +37,11 @@ int run(const RunOptions& o) {
     std::fprintf(stderr, "bitnetc: note: -n %d is more than the context (%lld); generation stops when it is full\n",
                  o.n_predict, static_cast<long long>(g.n_ctx));
 
-  auto forward = [&](int32_t token, int32_t pos) -> std::span<const float> { return interp.forward(token, pos); };
+  auto forward = [&](std::span<const int32_t> tokens, int32_t pos) -> std::span<const float> {
+    std::span<const float> logits;
+    for (int32_t t : tokens) logits = interp.forward(t, pos++);
+    return logits;
+  };
   std::function<bool(std::string_view)> stream = [&](std::string_view text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);

@@ -1,0 +1,81 @@
+// The forward pass of a compiled output: the graph's steps, in order, over the weights
+// where they lie in the blob, with the generated kernels for the matmuls and the
+// reference interpreter's own building blocks (ir/interpreter.h) for the rest.
+//
+// Tokens come in chunks of up to `batch`: every step runs for the whole chunk before the
+// next step, so a ternary matmul of a prompt chunk is one call of the prefill (GEMM)
+// kernel, and a single generated token one call of the decode (GEMV) kernel. Token by
+// token the results are those of ir::Interpreter: the kernels are bit-exact and every
+// other step is the interpreter's code.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "HalideRuntime.h"
+#include "ir.h"
+#include "model_blob.h"
+
+namespace bitnetc::rt {
+
+// The generated kernels linked into the output (codegen/emit_executable.cpp).
+struct KernelTable {
+  using Ternary = int (*)(halide_buffer_t* packed, halide_buffer_t* x, halide_buffer_t* x_sum, halide_buffer_t* d_act,
+                          float w_scale, halide_buffer_t* y);
+  using Dense = int (*)(halide_buffer_t* w_tiles, halide_buffer_t* x, halide_buffer_t* y);
+  const Ternary* gemv = nullptr;
+  const Ternary* gemm = nullptr;
+  const Dense* dense = nullptr;
+};
+
+class ForwardPass {
+ public:
+  // `g` (which must outlive this) is the graph without weight data; `blob` the start of
+  // the blob the records' offsets count from.
+  ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<const TernaryRecord> ternary,
+              std::span<const DenseRecord> dense, int batch, const KernelTable& kernels);
+
+  // Feeds tokens at positions pos, pos+1, ... (pos must continue the sequence or start
+  // a new one at 0) and returns the logits after the last token.
+  std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos);
+
+ private:
+  struct Q8Buffers {
+    std::vector<int8_t> q;  // [batch][K_padded], zero past K and for unused tokens
+    std::vector<float> d;   // [batch][blocks]
+    std::vector<int32_t> sum;
+    int64_t K = 0, K_padded = 0, block = 0, blocks = 0;
+  };
+  struct RopeTable {
+    const ir::Op* op = nullptr;
+    std::vector<float> cos, sin;  // [filled positions][head_dim / 2]
+    int32_t filled = 0;
+  };
+
+  void run_chunk(const int32_t* tokens, int count, int32_t pos0);
+  void embed(const ir::Op& op, const int32_t* tokens, int count, float* out) const;
+  void ternary_matmul(const ir::Op& op, int count, float* out);
+  void dense_matmul(const ir::Op& op, const float* x, float* out);
+  const RopeTable& rope_table(const ir::Op& op, int32_t last_pos);
+
+  const ir::Graph& g_;
+  const uint8_t* blob_;
+  std::span<const TernaryRecord> ternary_;
+  std::span<const DenseRecord> dense_;
+  int batch_;
+  KernelTable kernels_;
+  std::vector<std::vector<float>> f32_;  // per value: [batch][size]
+  std::vector<Q8Buffers> q8_;            // per value
+  std::vector<RopeTable> ropes_;         // one per distinct angle formula
+  struct FreeDeleter {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<float, FreeDeleter>> k_cache_, v_cache_;  // per layer: [n_ctx][kv_dim]
+  std::vector<float> scores_, head_out_, logits_;
+  int32_t next_pos_ = 0;
+};
+
+}  // namespace bitnetc::rt
