@@ -65,7 +65,7 @@ int main() {
         w.cols = s.K;
         w.codes.resize(static_cast<size_t>(s.K * s.N));
         for (auto& c : w.codes) c = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
-        const int W = t->vector_bytes;
+        const int W = t->ternary_bytes;
         auto p = schedules::ternary_gemv({s.K, s.N, s.K, W, batch});
         const int64_t Kp = schedules::padded_k(s.K, W);
         auto packed = schedules::pack_ternary_rows(w, W);

@@ -71,6 +71,20 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
   logits_.resize(g.values[g.logits].size);
 }
 
+uint64_t ForwardPass::decode_bytes_per_token() const {
+  uint64_t bytes = 0;
+  for (const TernaryRecord& r : ternary_) bytes += static_cast<uint64_t>(r.N * r.K_padded / 4);
+  std::vector<bool> head(dense_.size(), false);
+  for (const ir::Op& op : g_.ops)
+    if (op.kind == ir::OpKind::DenseMatmul) head[op.weight] = true;
+  for (size_t i = 0; i < dense_.size(); ++i) {
+    const DenseRecord& r = dense_[i];
+    const uint64_t elem = r.storage == DenseStorage::F16 ? 2 : 4;
+    bytes += (head[i] ? static_cast<uint64_t>(r.rows_padded) : 1) * static_cast<uint64_t>(r.cols) * elem;
+  }
+  return bytes;
+}
+
 std::span<const float> ForwardPass::forward(std::span<const int32_t> tokens, int32_t pos) {
   if (tokens.empty()) throw std::invalid_argument("no tokens to feed");
   if (pos < 0 || pos > next_pos_) throw std::logic_error("positions must be fed in order");
@@ -81,13 +95,13 @@ std::span<const float> ForwardPass::forward(std::span<const int32_t> tokens, int
     if (t < 0 || t >= g_.n_vocab) throw std::out_of_range("token id " + std::to_string(t) + " out of range");
   for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(batch_)) {
     const int count = static_cast<int>(std::min<size_t>(static_cast<size_t>(batch_), tokens.size() - i));
-    run_chunk(tokens.data() + i, count, pos + static_cast<int32_t>(i));
+    run_chunk(tokens.data() + i, count, pos + static_cast<int32_t>(i), i + count == tokens.size());
   }
   next_pos_ = pos + static_cast<int32_t>(tokens.size());
   return logits_;
 }
 
-void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0) {
+void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool last_chunk) {
   for (const ir::Op& op : g_.ops) {
     const int64_t n = g_.values[op.output].size;
     float* out = op.kind == ir::OpKind::Quantize ? nullptr : f32_[op.output].data();
@@ -125,7 +139,7 @@ void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0) {
         break;
       case ir::OpKind::DenseMatmul:
         if (op.output == g_.logits) {  // only the last token's logits are ever read
-          dense_matmul(op, in(0, count - 1), logits_.data());
+          if (last_chunk) dense_matmul(op, in(0, count - 1), logits_.data());
         } else {
           for (int b = 0; b < count; ++b) dense_matmul(op, in(0, b), out + b * n);
         }

@@ -42,6 +42,10 @@ class ForwardPass {
   // a new one at 0) and returns the logits after the last token.
   std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos);
 
+  // Weight bytes one decode step reads (every ternary and dense weight once; an
+  // embedding row only): what bounds decode speed from above at a given bandwidth.
+  uint64_t decode_bytes_per_token() const;
+
  private:
   struct Q8Buffers {
     std::vector<int8_t> q;  // [batch][K_padded], zero past K and for unused tokens
@@ -55,7 +59,7 @@ class ForwardPass {
     int32_t filled = 0;
   };
 
-  void run_chunk(const int32_t* tokens, int count, int32_t pos0);
+  void run_chunk(const int32_t* tokens, int count, int32_t pos0, bool last_chunk);
   void embed(const ir::Op& op, const int32_t* tokens, int count, float* out) const;
   void ternary_matmul(const ir::Op& op, int count, float* out);
   void dense_matmul(const ir::Op& op, const float* x, float* out);

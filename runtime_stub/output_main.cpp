@@ -9,6 +9,7 @@
 #include <fstream>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "HalideRuntime.h"
@@ -21,7 +22,7 @@ namespace {
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr,
                "error: %s\n(usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, "
-               "--min-p P, --repeat-penalty R, -s SEED, --json)\n",
+               "--min-p P, --repeat-penalty R, -s SEED, --json, --bench P,G,R)\n",
                msg.c_str());
   std::exit(2);
 }
@@ -53,6 +54,63 @@ std::string ids_json(const std::vector<int32_t>& v) {
   return s + "]";
 }
 
+std::string list_json(const std::vector<double>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%s%.3f", i ? "," : "", v[i]);
+    s += buf;
+  }
+  return s + "]";
+}
+
+// `--bench P,G,R`: llama-bench's two tests on this output, R times each: prefill P
+// tokens into an empty context (pp), and generate G tokens one at a time after one
+// token (tg). Token ids are seeded pseudo-random. Prints one JSON object of tokens/s.
+int run_bench(rt::CompiledModel& model, const std::string& spec, double load_s, int threads) {
+  int p = 0, g = 0, r = 0;
+  if (std::sscanf(spec.c_str(), "%d,%d,%d", &p, &g, &r) != 3 || p < 0 || g < 0 || r < 1)
+    usage_error("--bench wants PROMPT_TOKENS,GENERATED_TOKENS,REPETITIONS (e.g. 128,128,3)");
+  if (std::max(p, g + 1) > model.n_ctx())
+    usage_error("--bench: " + std::to_string(std::max(p, g + 1)) + " tokens do not fit the context of " +
+                std::to_string(model.n_ctx()) + " (-c)");
+  rt::ForwardPass& f = model.forward_pass();
+  const int32_t n_vocab = static_cast<int32_t>(model.graph().n_vocab);
+  uint64_t state = 0x2545F4914F6CDD1Dull;
+  auto next_token = [&] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<int32_t>((state >> 33) % static_cast<uint64_t>(n_vocab));
+  };
+  using clock = std::chrono::steady_clock;
+  auto seconds_since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+  std::vector<double> pp, tg;
+  for (int rep = 0; rep < r; ++rep) {
+    if (p > 0) {
+      std::vector<int32_t> prompt(p);
+      for (auto& t : prompt) t = next_token();
+      const auto t0 = clock::now();
+      f.forward(prompt, 0);
+      pp.push_back(p / seconds_since(t0));
+    }
+    if (g > 0) {
+      int32_t t = next_token();
+      f.forward(std::span<const int32_t>(&t, 1), 0);
+      const auto t0 = clock::now();
+      for (int i = 1; i <= g; ++i) {
+        t = next_token();
+        f.forward(std::span<const int32_t>(&t, 1), i);
+      }
+      tg.push_back(g / seconds_since(t0));
+    }
+  }
+  std::printf(
+      "{\"load_s\":%.4f,\"n_prompt\":%d,\"n_gen\":%d,\"pp_tps\":%s,\"tg_tps\":%s,\"decode_bytes_per_token\":%llu,"
+      "\"threads\":%d}\n",
+      load_s, p, g, list_json(pp).c_str(), list_json(tg).c_str(),
+      static_cast<unsigned long long>(f.decode_bytes_per_token()), threads);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,6 +120,7 @@ int main(int argc, char** argv) {
   int64_t n_ctx = 0;
   int threads = 0;
   rt::SamplerParams sp;
+  std::string bench;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -101,35 +160,38 @@ int main(int argc, char** argv) {
       sp.seed = static_cast<uint64_t>(number(value()));
     else if (a == "--json")
       json = true;
+    else if (a == "--bench")
+      bench = value();
     else
       usage_error("unknown option " + a);
   }
   if (n_predict < 0) usage_error("-n must not be negative");
   if (threads < 0) usage_error("-t must not be negative");
-  if (threads > 0) halide_set_num_threads(threads);
+  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  halide_set_num_threads(threads);
 
   try {
     const auto t0 = std::chrono::steady_clock::now();
     rt::CompiledModel model(n_ctx);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!bench.empty()) return run_bench(model, bench, load_s, threads);
     auto stream = [](std::string_view t) {
       std::fwrite(t.data(), 1, t.size(), stdout);
       std::fflush(stdout);
       return true;
     };
     if (!json) stream(prompt);
-    const auto t1 = std::chrono::steady_clock::now();
     const rt::Generation gen =
         model.generate(prompt, n_predict, sp, json ? std::function<bool(std::string_view)>() : stream);
-    const double gen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     if (json)
       std::printf("{\"prompt_tokens\":%s,\"tokens\":%s,\"text\":\"%s\"}\n", ids_json(gen.prompt_tokens).c_str(),
                   ids_json(gen.tokens).c_str(), json_escape(gen.text).c_str());
     else
       std::printf("\n");
-    std::fprintf(stderr, "load %.3f s, %zu prompt + %zu generated tokens in %.3f s (%.1f t/s)\n", load_s,
-                 gen.prompt_tokens.size(), gen.tokens.size(), gen_s,
-                 (gen.prompt_tokens.size() + gen.tokens.size()) / std::max(gen_s, 1e-9));
+    std::fprintf(stderr, "load %.3f s | prompt %zu tokens in %.3f s (%.1f t/s) | generated %zu tokens in %.3f s (%.1f t/s)\n",
+                 load_s, gen.prompt_tokens.size(), gen.prompt_seconds,
+                 gen.prompt_tokens.size() / std::max(gen.prompt_seconds, 1e-9), gen.tokens.size(), gen.decode_seconds,
+                 gen.tokens.size() / std::max(gen.decode_seconds, 1e-9));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
