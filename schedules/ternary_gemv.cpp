@@ -93,7 +93,13 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   const int rows_per_task =
       static_cast<int>(std::max<int64_t>(1, (shape.N + kTasks * kRows - 1) / (kTasks * kRows))) * kRows;
   Var nt("nt"), no("no"), ni("ni"), mo("mo"), mi("mi");
-  p.y.split(n, nt, no, rows_per_task, TailStrategy::GuardWithIf).split(no, no, ni, kRows, TailStrategy::GuardWithIf);
+  if (shape.N > rows_per_task) {
+    // The last task shifts inwards (recomputing a few rows) rather than guarding: Halide
+    // 14 does not narrow the producers of a guarded split that is split again.
+    p.y.split(n, nt, no, rows_per_task, TailStrategy::ShiftInwards).split(no, no, ni, kRows);
+  } else {
+    p.y.split(n, nt, no, static_cast<int>(shape.N)).split(no, no, ni, kRows, TailStrategy::GuardWithIf);
+  }
   p.y.split(m, mo, mi, kTokens, TailStrategy::GuardWithIf);
   p.y.reorder(ni, mi, mo, no, nt).parallel(nt);
 
