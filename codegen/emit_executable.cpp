@@ -3,10 +3,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <sstream>
 #include <tuple>
 
 #include "atomic_file.h"
@@ -23,29 +26,16 @@ namespace fs = std::filesystem;
 namespace {
 
 void write_file(const fs::path& p, const void* data, size_t n) {
+  errno = 0;
   std::ofstream out(p, std::ios::binary);
   out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
-  if (!out) throw OutputError(p.string() + ": cannot write");
+  out.flush();
+  if (!out) throw OutputError(p.string() + ": cannot write" + (errno ? std::string(": ") + std::strerror(errno) : ""));
 }
 
 void align(std::vector<uint8_t>& b, size_t a) {
   while (b.size() % a) b.push_back(0);
 }
-
-// A scratch folder for the intermediate files, removed when done.
-struct WorkDir {
-  fs::path path;
-  WorkDir() {
-    std::string tmpl = (fs::temp_directory_path() / "bitnetc-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data()))
-      throw OutputError("cannot create a temporary folder in " + fs::temp_directory_path().string());
-    path = tmpl;
-  }
-  ~WorkDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 std::string quote(const std::string& s) {
   std::string q = "'";
@@ -165,6 +155,34 @@ PackedWeights pack_weights(const ir::Graph& g, const TargetInfo& target) {
   return p;
 }
 
+// -v: the step list, then each weight's layout and kernels, with the reason for each.
+void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeights& p,
+                  const std::function<void(const std::string&)>& line) {
+  line("plan (" + std::to_string(g.ops.size()) + " steps, run for chunks of up to " + std::to_string(kPrefillBatch) +
+       " tokens):");
+  std::istringstream steps(ir::print(g));
+  for (std::string s; std::getline(steps, s);) line("  " + s);
+  line("weights for " + target.name + ":");
+  for (size_t i = 0; i < g.ternary.size(); ++i) {
+    const rt::TernaryRecord& r = p.ternary[i];
+    line("  " + g.ternary[i].name + " [" + std::to_string(r.N) + "x" + std::to_string(r.K) + "]: 2-bit codes in " +
+         std::to_string(target.ternary_bytes) + "-byte groups (the target's ternary group width), rows padded to " +
+         std::to_string(r.K_padded) + "; kernels gemv" + std::to_string(r.gemv_kernel) + "/gemm" +
+         std::to_string(r.gemm_kernel) + ", activation blocks of " + std::to_string(r.act_block) +
+         (r.act_block == r.K ? " (per token)" : " (per block)"));
+  }
+  for (size_t i = 0; i < g.dense.size(); ++i) {
+    const rt::DenseRecord& r = p.dense[i];
+    const bool f16 = r.storage == rt::DenseStorage::F16;
+    std::string why = r.layout == rt::DenseLayout::HeadTiles
+                          ? "head tiles of " + std::to_string(r.tile) + " rows for kernel dense" +
+                                std::to_string(r.kernel)
+                          : (r.rows == 1 ? "row-major (a norm vector)" : "row-major (an embedding table)");
+    why += f16 ? ", f16: every value is exactly a half" : (r.rows == 1 ? ", f32" : ", f32: not every value is a half");
+    line("  " + g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) + "]: " + why);
+  }
+}
+
 // The blob of model_blob.h: the graph without weight data, the vocabulary, the stop
 // tokens, the records, then the weights (page aligned, each tensor 64-byte aligned).
 std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::vector<int32_t>& stop,
@@ -224,16 +242,17 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   const rt::Vocab vocab = load_vocab(m);
   const std::vector<int32_t> stop = stop_tokens(m, vocab);
 
-  WorkDir work;
+  const ScratchFolder work;
   say("packing weights");
   PackedWeights packed = pack_weights(g, target);
+  if (o.explain) explain_plan(g, target, packed, o.explain);
 
   say("generating " + std::to_string(2 * packed.ternary_kernels.size() + packed.dense_kernels.size()) +
       " kernels for " + target.name);
   std::string table = "#include \"HalideRuntime.h\"\n";
   std::vector<std::string> objects;
   auto emit = [&](const std::string& fn, const std::string& signature, auto&& emit_object) {
-    const std::string obj = (work.path / (fn + ".o")).string();
+    const std::string obj = (fs::path(work.path()) / (fn + ".o")).string();
     emit_object(obj);
     objects.push_back(obj);
     table += "extern \"C\" int " + fn + signature + ";\n";
@@ -262,26 +281,26 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   };
   table += array("bitnetc_gemv_kernels", ternary_sig, gemv_list) + array("bitnetc_gemm_kernels", ternary_sig, gemm_list) +
            array("bitnetc_dense_kernels", dense_sig, dense_list);
-  write_file(work.path / "kernels.cpp", table.data(), table.size());
-  emit_halide_runtime(target, (work.path / "halide_runtime.o").string());
-  objects.push_back((work.path / "halide_runtime.o").string());
+  write_file(fs::path(work.path()) / "kernels.cpp", table.data(), table.size());
+  emit_halide_runtime(target, (fs::path(work.path()) / "halide_runtime.o").string());
+  objects.push_back((fs::path(work.path()) / "halide_runtime.o").string());
 
   say("writing the model blob");
   const std::vector<uint8_t> blob = build_blob(std::move(g), vocab, stop, packed, source_fingerprint(m));
-  write_file(work.path / "model.blob", blob.data(), blob.size());
+  write_file(fs::path(work.path()) / "model.blob", blob.data(), blob.size());
   const std::string asm_src =
       "  .section .rodata.bitnetc_blob,\"a\"\n  .balign 4096\n  .globl bitnetc_blob_start\nbitnetc_blob_start:\n"
       "  .incbin \"model.blob\"\n  .globl bitnetc_blob_end\nbitnetc_blob_end:\n  .section "
       ".note.GNU-stack,\"\",@progbits\n";
-  write_file(work.path / "blob.S", asm_src.data(), asm_src.size());
+  write_file(fs::path(work.path()) / "blob.S", asm_src.data(), asm_src.size());
   // A shared object exports the C API of bitnet.h and nothing else.
   const std::string exports = "{ global: bitnet_*; local: *; };\n";
-  write_file(work.path / "exports.map", exports.data(), exports.size());
+  write_file(fs::path(work.path()) / "exports.map", exports.data(), exports.size());
 
   say("linking " + o.output);
   const char* env_cxx = std::getenv("CXX");
   const std::string cxx = env_cxx && *env_cxx ? env_cxx : BITNETC_CXX;
-  std::string cmd = "cd " + quote(work.path.string()) + " && " + quote(cxx) + " -O2 -std=c++17 -I" +
+  std::string cmd = "cd " + quote(work.path()) + " && " + quote(cxx) + " -O2 -std=c++17 -I" +
                     quote(BITNETC_HALIDE_INCLUDE) + " kernels.cpp blob.S";
   for (const auto& obj : objects) cmd += " " + quote(obj);
   cmd += o.emit == EmitKind::SharedObject ? std::string(" -shared -Wl,--version-script=exports.map ") + BITNETC_SO_LIBS
@@ -289,11 +308,11 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   cmd += " -lpthread -ldl -o linked 2> link.log";
   const int rc = std::system(cmd.c_str());
   if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
-    std::ifstream log(work.path / "link.log");
+    std::ifstream log(fs::path(work.path()) / "link.log");
     const std::string msg((std::istreambuf_iterator<char>(log)), {});
     throw OutputError(o.output + ": linking failed: " + msg.substr(0, 2000));
   }
-  std::ifstream linked(work.path / "linked", std::ios::binary);
+  std::ifstream linked(fs::path(work.path()) / "linked", std::ios::binary);
   const std::vector<uint8_t> exe((std::istreambuf_iterator<char>(linked)), {});
   write_file_atomically(o.output, exe, /*executable=*/o.emit == EmitKind::Executable);
 }

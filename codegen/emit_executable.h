@@ -22,7 +22,8 @@ struct CompileOptions {
   std::string output;
   EmitKind emit = EmitKind::Executable;
   LowerOptions lower;
-  std::function<void(const std::string&)> progress;
+  std::function<void(const std::string&)> progress;  // one line per step
+  std::function<void(const std::string&)> explain;   // -v: the plan and every tensor's layout, and why
 };
 
 void compile_executable(const ImportedModel& m, const TargetInfo& target, const CompileOptions& o);

@@ -1,22 +1,88 @@
 #include "atomic_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 namespace bitnetc {
 
 namespace {
+
+// Fixed slots, so that the signal handler reads no allocator state.
+constexpr int kSlots = 16;
+char g_paths[kSlots][4096];
+volatile std::sig_atomic_t g_used[kSlots];
+
+// Removes a file, or a folder and the files in it (scratch folders are flat).
+void remove_path(const char* path) {
+  if (::unlink(path) == 0) return;
+  if (DIR* d = ::opendir(path)) {
+    char child[4096 + 256];
+    while (const dirent* e = ::readdir(d)) {
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      std::snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+      ::unlink(child);
+    }
+    ::closedir(d);
+    ::rmdir(path);
+  }
+}
+
+void on_interrupt(int sig) {
+  for (int i = 0; i < kSlots; ++i)
+    if (g_used[i]) remove_path(g_paths[i]);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
 std::string dir_of(const std::string& path) {
   const auto slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 }  // namespace
+
+RemovedOnInterrupt::RemovedOnInterrupt(const std::string& path) {
+  if (path.size() >= sizeof g_paths[0]) return;
+  for (int i = 0; i < kSlots; ++i)
+    if (!g_used[i]) {
+      std::memcpy(g_paths[i], path.c_str(), path.size() + 1);
+      g_used[i] = 1;
+      slot_ = i;
+      return;
+    }
+}
+
+RemovedOnInterrupt::~RemovedOnInterrupt() {
+  if (slot_ >= 0) g_used[slot_] = 0;
+}
+
+ScratchFolder::ScratchFolder(const std::string& prefix) {
+  std::error_code ec;
+  const auto tmp = std::filesystem::temp_directory_path(ec);
+  std::string tmpl = (ec ? std::filesystem::path("/tmp") : tmp) / (prefix + "-XXXXXX");
+  if (!::mkdtemp(tmpl.data())) throw OutputError("cannot create a temporary folder " + tmpl + ": " + std::strerror(errno));
+  path_ = tmpl;
+  guard_ = std::make_unique<RemovedOnInterrupt>(path_);
+}
+
+ScratchFolder::~ScratchFolder() {
+  guard_.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void install_interrupt_cleanup() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_interrupt);
+  std::signal(SIGXFSZ, SIG_IGN);
+}
 
 void write_file_atomically(const std::string& path,
                            const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& produce,
@@ -29,6 +95,7 @@ void write_file_atomically(const std::string& path,
     const int err = errno;
     throw OutputError(path + ": cannot create a file in " + dir_of(path) + ": " + std::strerror(err));
   }
+  const RemovedOnInterrupt guard(tmp);
   auto fail = [&](const std::string& what, int err) {
     ::close(fd);
     ::unlink(tmp.c_str());

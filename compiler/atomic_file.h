@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -28,5 +29,40 @@ inline void write_file_atomically(const std::string& path, std::span<const uint8
   write_file_atomically(
       path, [&](const auto& sink) { sink(bytes); }, executable);
 }
+
+// Temporary files and scratch folders that an interrupted process (SIGINT, SIGTERM,
+// SIGHUP) removes before it dies; a guard registers a path for its lifetime. SIGKILL
+// cannot be caught: then a `NAME.tmp.XXXXXX` may stay beside the output, never a file
+// under the output's own name.
+class RemovedOnInterrupt {
+ public:
+  explicit RemovedOnInterrupt(const std::string& path);
+  ~RemovedOnInterrupt();
+  RemovedOnInterrupt(const RemovedOnInterrupt&) = delete;
+  RemovedOnInterrupt& operator=(const RemovedOnInterrupt&) = delete;
+
+ private:
+  int slot_ = -1;
+};
+
+// A fresh folder under the system's temporary directory (prefix-XXXXXX), removed with
+// everything in it when this goes out of scope or the process is interrupted.
+class ScratchFolder {
+ public:
+  explicit ScratchFolder(const std::string& prefix = "bitnetc");
+  ~ScratchFolder();
+  ScratchFolder(const ScratchFolder&) = delete;
+  ScratchFolder& operator=(const ScratchFolder&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+  std::unique_ptr<RemovedOnInterrupt> guard_;
+};
+
+// Installs the handlers (once, from main), and makes a write past `ulimit -f` fail with
+// an error instead of killing the process (SIGXFSZ ignored).
+void install_interrupt_cleanup();
 
 }  // namespace bitnetc

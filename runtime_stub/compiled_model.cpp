@@ -55,13 +55,17 @@ CompiledModel::CompiledModel(int64_t n_ctx) {
 }
 
 Generation CompiledModel::generate(std::string_view prompt, int32_t n_predict, const SamplerParams& sampling,
-                                   const std::function<bool(std::string_view)>& on_text) {
+                                   const std::function<bool(std::string_view)>& on_text,
+                                   const std::function<void(std::span<const float>)>& on_logits,
+                                   bool truncate_prompt) {
   GenerateOptions go;
   go.n_predict = n_predict;
   go.n_ctx = graph_.n_ctx;
   go.sampling = sampling;
   go.stop_tokens = stop_;
   go.parse_special = true;
+  go.on_logits = on_logits;
+  go.truncate_prompt = truncate_prompt;
   auto forward = [&](std::span<const int32_t> tokens, int32_t pos) { return forward_->forward(tokens, pos); };
   return rt::generate(*tok_, forward, prompt, go, on_text);
 }

@@ -27,9 +27,12 @@ class CompiledModel {
   uint64_t fingerprint() const { return header_.source_fingerprint; }
 
   // Generates with the model's stop tokens. `on_text` gets printable text as it comes
-  // and returns false to stop early.
+  // and returns false to stop early; `on_logits` sees the logits before each sample;
+  // `truncate_prompt` cuts a prompt longer than the context (else an error).
   Generation generate(std::string_view prompt, int32_t n_predict, const SamplerParams& sampling,
-                      const std::function<bool(std::string_view)>& on_text = {});
+                      const std::function<bool(std::string_view)>& on_text = {},
+                      const std::function<void(std::span<const float>)>& on_logits = {},
+                      bool truncate_prompt = false);
 
   // The forward pass itself (benchmarks feed it token ids directly).
   ForwardPass& forward_pass() { return *forward_; }

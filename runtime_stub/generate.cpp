@@ -5,11 +5,31 @@
 
 namespace bitnetc::rt {
 
+std::vector<std::pair<int32_t, float>> top_logits(std::span<const float> logits, int k) {
+  std::vector<int32_t> ids(logits.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+  const size_t n = std::min(ids.size(), static_cast<size_t>(std::max(k, 0)));
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end(), [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  std::vector<std::pair<int32_t, float>> top;
+  for (size_t i = 0; i < n; ++i) top.emplace_back(ids[i], logits[ids[i]]);
+  return top;
+}
+
 Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_view prompt, const GenerateOptions& o,
                     const std::function<bool(std::string_view)>& on_text) {
   Generation g;
   g.prompt_tokens = tok.encode(prompt, tok.vocab().add_bos, o.parse_special);
   if (g.prompt_tokens.empty()) throw GenerateError("the prompt is empty and the vocabulary has no BOS token");
+  if (o.truncate_prompt && static_cast<int64_t>(g.prompt_tokens.size()) > o.n_ctx) {
+    const int64_t room = std::min<int64_t>(o.n_predict, o.n_ctx / 2);
+    const int64_t keep_bos = g.prompt_tokens[0] == tok.vocab().bos ? 1 : 0;
+    const int64_t keep_tail = std::max<int64_t>(1, o.n_ctx - room - keep_bos);
+    const auto first_kept = g.prompt_tokens.end() - keep_tail;
+    g.prompt_tokens_dropped = static_cast<size_t>(first_kept - g.prompt_tokens.begin() - keep_bos);
+    g.prompt_tokens.erase(g.prompt_tokens.begin() + keep_bos, first_kept);
+  }
   const auto n_prompt = static_cast<int64_t>(g.prompt_tokens.size());
   if (n_prompt > o.n_ctx)
     throw GenerateError("the prompt is " + std::to_string(n_prompt) + " tokens long but the context holds " +
@@ -28,6 +48,7 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   int32_t prev = g.prompt_tokens.back();
   const bool spm_prefix = tok.vocab().kind == VocabKind::Spm && tok.vocab().add_space_prefix;
   for (int32_t i = 0; i < o.n_predict; ++i) {
+    if (o.on_logits) o.on_logits(logits);
     const int32_t next = sampler.sample(logits, history);
     if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), next) != o.stop_tokens.end()) {
       g.stopped = true;

@@ -26,6 +26,11 @@ struct GenerateOptions {
   SamplerParams sampling;
   std::vector<int32_t> stop_tokens;  // generation ends when one is sampled (not printed)
   bool parse_special = false;        // special tokens written in the prompt
+  // A prompt longer than the context: an error, or (when set) cut to its BOS and last
+  // tokens, leaving room for min(n_predict, n_ctx / 2) generated ones.
+  bool truncate_prompt = false;
+  // Called with the logits before each token is sampled (verify compares them).
+  std::function<void(std::span<const float>)> on_logits;
 };
 
 struct Generation {
@@ -33,9 +38,13 @@ struct Generation {
   std::vector<int32_t> tokens;         // generated (stop token excluded)
   std::string text;                    // generated text only
   bool stopped = false;                // a stop token ended it
+  size_t prompt_tokens_dropped = 0;    // by truncate_prompt
   double prompt_seconds = 0;           // feeding the prompt (prefill)
   double decode_seconds = 0;           // generating (sampling included)
 };
+
+// The k largest logits as (token id, logit), largest first (ties: lower id first).
+std::vector<std::pair<int32_t, float>> top_logits(std::span<const float> logits, int k);
 
 // `forward(tokens, pos)` feeds tokens at positions pos, pos+1, ... and returns the
 // logits after the last one (the prompt comes in one call, each generated token in one). `on_text` receives

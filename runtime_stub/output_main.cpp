@@ -3,6 +3,8 @@
 //
 // The model itself is rt::CompiledModel (compiled_model.h).
 #include <chrono>
+#include <csignal>
+#include <iostream>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "HalideRuntime.h"
+#include "chat.h"
 #include "compiled_model.h"
 
 using namespace bitnetc;
@@ -22,7 +25,7 @@ namespace {
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr,
                "error: %s\n(usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, "
-               "--min-p P, --repeat-penalty R, -s SEED, --json, --bench P,G,R)\n",
+               "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --truncate, --top-logits K, --bench P,G,R)\n",
                msg.c_str());
   std::exit(2);
 }
@@ -104,9 +107,9 @@ int run_bench(rt::CompiledModel& model, const std::string& spec, double load_s, 
     }
   }
   std::printf(
-      "{\"load_s\":%.4f,\"n_prompt\":%d,\"n_gen\":%d,\"pp_tps\":%s,\"tg_tps\":%s,\"decode_bytes_per_token\":%llu,"
+      "{\"load_s\":%.4f,\"n_ctx\":%lld,\"n_prompt\":%d,\"n_gen\":%d,\"pp_tps\":%s,\"tg_tps\":%s,\"decode_bytes_per_token\":%llu,"
       "\"threads\":%d}\n",
-      load_s, p, g, list_json(pp).c_str(), list_json(tg).c_str(),
+      load_s, static_cast<long long>(model.n_ctx()), p, g, list_json(pp).c_str(), list_json(tg).c_str(),
       static_cast<unsigned long long>(f.decode_bytes_per_token()), threads);
   return 0;
 }
@@ -119,8 +122,11 @@ int main(int argc, char** argv) {
   int32_t n_predict = 64;
   int64_t n_ctx = 0;
   int threads = 0;
+  bool threads_given = false;
   rt::SamplerParams sp;
   std::string bench;
+  int top_logits = 0;
+  bool truncate = false, interactive = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -144,8 +150,10 @@ int main(int argc, char** argv) {
       n_predict = static_cast<int32_t>(number(value()));
     else if (a == "-c" || a == "--ctx-size")
       n_ctx = static_cast<int64_t>(number(value()));
-    else if (a == "-t" || a == "--threads")
+    else if (a == "-t" || a == "--threads") {
       threads = static_cast<int>(number(value()));
+      threads_given = true;
+    }
     else if (a == "--temp")
       sp.temperature = static_cast<float>(number(value()));
     else if (a == "--top-k")
@@ -162,33 +170,101 @@ int main(int argc, char** argv) {
       json = true;
     else if (a == "--bench")
       bench = value();
+    else if (a == "--top-logits")
+      top_logits = static_cast<int>(number(value()));
+    else if (a == "--truncate")
+      truncate = true;
+    else if (a == "-i" || a == "--interactive")
+      interactive = true;
     else
       usage_error("unknown option " + a);
   }
   if (n_predict < 0) usage_error("-n must not be negative");
-  if (threads < 0) usage_error("-t must not be negative");
-  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads_given && threads < 1) usage_error("-t must be at least 1");
+  if (!threads_given) threads = cores;
+  if (threads > cores) {
+    std::fprintf(stderr, "note: -t %d is more than the %d cores here; using %d threads\n", threads, cores, cores);
+    threads = cores;
+  }
   halide_set_num_threads(threads);
+  // A closed stdout (`| head`) ends generation quietly instead of killing the process.
+  std::signal(SIGPIPE, SIG_IGN);
 
   try {
     const auto t0 = std::chrono::steady_clock::now();
     rt::CompiledModel model(n_ctx);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!bench.empty()) return run_bench(model, bench, load_s, threads);
-    auto stream = [](std::string_view t) {
-      std::fwrite(t.data(), 1, t.size(), stdout);
-      std::fflush(stdout);
-      return true;
+    bool stdout_closed = false;
+    auto stream = [&](std::string_view t) {
+      if (std::fwrite(t.data(), 1, t.size(), stdout) != t.size() || std::fflush(stdout) != 0) stdout_closed = true;
+      return !stdout_closed;
     };
-    if (!json) stream(prompt);
-    const rt::Generation gen =
-        model.generate(prompt, n_predict, sp, json ? std::function<bool(std::string_view)>() : stream);
-    if (json)
-      std::printf("{\"prompt_tokens\":%s,\"tokens\":%s,\"text\":\"%s\"}\n", ids_json(gen.prompt_tokens).c_str(),
-                  ids_json(gen.tokens).c_str(), json_escape(gen.text).c_str());
-    else
-      std::printf("\n");
-    std::fprintf(stderr, "load %.3f s | prompt %zu tokens in %.3f s (%.1f t/s) | generated %zu tokens in %.3f s (%.1f t/s)\n",
+    // --top-logits K (with --json): the K largest logits before each generated token.
+    std::string logits_json;
+    auto on_logits = [&](std::span<const float> logits) {
+      std::string step;
+      for (const auto& [id, v] : rt::top_logits(logits, top_logits)) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%s[%d,%.9g]", step.empty() ? "" : ",", id, static_cast<double>(v));
+        step += buf;
+      }
+      logits_json += (logits_json.empty() ? "[" : ",[") + step + "]";
+    };
+    if (n_predict > model.n_ctx())
+      std::fprintf(stderr, "note: -n %d is more than the context (%lld); generation stops when it is full\n", n_predict,
+                   static_cast<long long>(model.n_ctx()));
+    auto generate_one = [&](const std::string& text) {
+      if (!json) stream(text);
+      rt::Generation gen =
+          model.generate(text, n_predict, sp, json ? std::function<bool(std::string_view)>() : stream,
+                         top_logits > 0 ? std::function<void(std::span<const float>)>(on_logits) : nullptr, truncate);
+      if (gen.prompt_tokens_dropped > 0)
+        std::fprintf(stderr, "note: the prompt was cut by %zu tokens to fit the context of %lld\n",
+                     gen.prompt_tokens_dropped, static_cast<long long>(model.n_ctx()));
+      if (stdout_closed) return gen;
+      if (json)
+        std::printf("{\"prompt_tokens\":%s,\"tokens\":%s,\"text\":\"%s\"%s}\n", ids_json(gen.prompt_tokens).c_str(),
+                    ids_json(gen.tokens).c_str(), json_escape(gen.text).c_str(),
+                    top_logits > 0 ? (",\"top_logits\":[" + logits_json + "]").c_str() : "");
+      else
+        stream("\n");
+      std::fflush(stdout);
+      return gen;
+    };
+    if (interactive) {
+      // -i: one prompt per line of stdin, each answered in a fresh context. A model with a
+      // chat template gets the whole conversation so far, rendered by that template.
+      const rt::ChatTemplate chat = model.tokenizer().vocab().chat_template;
+      std::vector<rt::ChatMessage> conversation;
+      std::string line;
+      if (!json) std::fprintf(stderr, "interactive: one prompt per line, end with Ctrl-D\n> ");
+      while (!stdout_closed && std::getline(std::cin, line)) {
+        if (line.empty()) {
+          if (!json) std::fprintf(stderr, "> ");
+          continue;
+        }
+        std::string text = line;
+        if (chat != rt::ChatTemplate::None) {
+          conversation.push_back({"user", line});
+          text = rt::apply_chat_template(chat, conversation, true);
+        }
+        try {
+          const rt::Generation gen = generate_one(text);
+          if (chat != rt::ChatTemplate::None) conversation.push_back({"assistant", gen.text});
+        } catch (const std::exception& e) {  // a bad line is reported; the session goes on
+          std::fprintf(stderr, "error: %s\n", e.what());
+          if (chat != rt::ChatTemplate::None) conversation.pop_back();
+        }
+        if (!json) std::fprintf(stderr, "> ");
+      }
+      return 0;
+    }
+    const rt::Generation gen = generate_one(prompt);
+    if (stdout_closed) return 0;
+    std::fprintf(stderr,
+                 "load %.3f s | prompt %zu tokens in %.3f s (%.1f t/s) | generated %zu tokens in %.3f s (%.1f t/s)\n",
                  load_s, gen.prompt_tokens.size(), gen.prompt_seconds,
                  gen.prompt_tokens.size() / std::max(gen.prompt_seconds, 1e-9), gen.tokens.size(), gen.decode_seconds,
                  gen.tokens.size() / std::max(gen.decode_seconds, 1e-9));

@@ -183,3 +183,38 @@ TEST(Cli, TargetsListsTheTableAndTheHost) {
   // Halide's sapphirerapids feature (VEX AVX-VNNI) faults on AVX-512 CPUs without it.
   EXPECT_EQ(r.out.find("sapphirerapids"), std::string::npos);
 }
+
+// `bitnetc verify`: passes on a correct output, and fails (exit 1, naming the cause) on
+// one compiled with other numerics (Q8_K activation blocks instead of runbit.c's).
+TEST(Cli, VerifyPassesAndCatchesAMismatch) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  const CliResult good = run_bitnetc("verify " + shell_quote(model) + " -n 8 -q", dir);
+  ASSERT_EQ(good.status, 0) << good.out << good.err;
+  EXPECT_NE(good.out.find("PASS: 4 prompts"), std::string::npos) << good.out;
+  ASSERT_EQ(run_bitnetc(shell_quote(model) + " --act-quant per-block -q -o " + shell_quote(dir.file("other")), dir).status, 0);
+  const CliResult bad = run_bitnetc("verify " + shell_quote(model) + " -n 8 -q --binary " + shell_quote(dir.file("other")), dir);
+  EXPECT_EQ(bad.status, 1) << bad.out << bad.err;
+  EXPECT_NE(bad.out.find("MISMATCH"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("FAIL"), std::string::npos) << bad.out;
+}
+
+// `bitnetc bench --json`: the documented figures, each plausible.
+TEST(Cli, BenchPrintsLlamaBenchStyleJson) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  const CliResult r = run_bitnetc("bench " + shell_quote(model) + " -p 16 -n 8 -r 2 -t 1 --json -q", dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json j = json::parse(r.out);
+  for (const char* key : {"output_bytes", "compile_s", "startup_s", "peak_rss_kb", "read_GBps", "decode_bytes_per_token",
+                          "decode_roofline_tps", "tg_roofline_fraction"})
+    EXPECT_GT(j.at(key).get<double>(), 0) << key;
+  ASSERT_EQ(j["tests"].size(), 2u);
+  EXPECT_EQ(j["tests"][0]["test"], "pp16");
+  EXPECT_EQ(j["tests"][1]["test"], "tg8");
+  for (const auto& t : j["tests"]) {
+    EXPECT_GT(t["tps"].get<double>(), 0);
+    EXPECT_EQ(t["samples"].size(), 2u);
+  }
+  EXPECT_EQ(j["threads"], 1);
+}

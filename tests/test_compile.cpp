@@ -161,3 +161,82 @@ TEST(Compile, SharedObjectServesTheCApiToACProgram) {
   EXPECT_EQ(run.status, 0) << run.err << run.out;
   EXPECT_NE(run.out.find("C API: all checks passed"), std::string::npos) << run.out;
 }
+
+// The executable under the edge cases of issue 6: thread counts, -n beyond the context,
+// prompt truncation on request, a closed stdout, and interactive input.
+TEST(Compile, ExecutableHandlesRuntimeEdgeCases) {
+  ScratchDir dir;
+  const std::string exe =
+      compile((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(), "x86-64-avx2", dir.file("m"), dir);
+  const Result t0 = sh(quote(exe) + " -p Hi -n 2 -t 0", dir);
+  EXPECT_EQ(t0.status, 2);
+  EXPECT_NE(t0.err.find("-t must be at least 1"), std::string::npos) << t0.err;
+  const Result many = sh(quote(exe) + " -p Hi -n 2 --temp 0 --json -t 4096", dir);
+  ASSERT_EQ(many.status, 0) << many.err;
+  EXPECT_NE(many.err.find("more than the"), std::string::npos) << many.err;
+  EXPECT_EQ(json::parse(many.out)["tokens"].size(), 2u);
+
+  // -n beyond the context: a note, and generation ends when the context is full.
+  const Result full = sh(quote(exe) + " -c 8 -p Once -n 50 --temp 0 --json", dir);
+  ASSERT_EQ(full.status, 0) << full.err;
+  EXPECT_NE(full.err.find("generation stops when it is full"), std::string::npos) << full.err;
+  const json fj = json::parse(full.out);
+  EXPECT_LE(fj["prompt_tokens"].size() + fj["tokens"].size(), 9u);
+  EXPECT_GE(fj["tokens"].size(), 1u);
+
+  // --truncate keeps the BOS and the prompt's last tokens, leaving room to generate.
+  const std::string long_prompt = "'Once upon a time there was a little girl named Lily who liked to play'";
+  const Result cut = sh(quote(exe) + " -c 16 -p " + long_prompt + " -n 4 --temp 0 --json --truncate", dir);
+  ASSERT_EQ(cut.status, 0) << cut.err;
+  EXPECT_NE(cut.err.find("the prompt was cut by"), std::string::npos) << cut.err;
+  const json cj = json::parse(cut.out);
+  EXPECT_EQ(cj["prompt_tokens"][0], 1);
+  EXPECT_EQ(cj["prompt_tokens"].size(), 12u);  // 16 - 4 for generation
+  EXPECT_EQ(cj["tokens"].size(), 4u);
+
+  // A closed stdout (`| head`) ends the run quietly: exit 0, nothing on stderr.
+  const Result pipe = sh("(" + quote(exe) + " -p Once -n 200 --temp 0; echo $? > " + quote(dir.file("rc")) +
+                             ") | head -c 5",
+                         dir);
+  EXPECT_EQ(pipe.out, "Once ");
+  EXPECT_EQ(slurp(dir.file("rc")), "0\n");
+  EXPECT_EQ(pipe.err, "");
+
+  // -i: one prompt per line, each answered; a bad line is reported and the session goes on.
+  const Result inter = sh("printf 'Once upon a time\\n\\xff\\nThe dog\\n' | " + quote(exe) + " -i -n 4 --temp 0 --json", dir);
+  ASSERT_EQ(inter.status, 0) << inter.err;
+  std::istringstream lines(inter.out);
+  std::vector<json> answers;
+  for (std::string line; std::getline(lines, line);) answers.push_back(json::parse(line));
+  ASSERT_EQ(answers.size(), 2u) << inter.out;
+  EXPECT_EQ(answers[0]["tokens"].size(), 4u);
+  const Result once = sh(quote(exe) + " -p 'The dog' -n 4 --temp 0 --json", dir);
+  EXPECT_EQ(answers[1]["tokens"], json::parse(once.out)["tokens"]);
+  EXPECT_NE(inter.err.find("not valid UTF-8"), std::string::npos) << inter.err;
+}
+
+// The compiler under faults: a file-size limit (a full disk) and an interrupt mid-compile
+// leave neither an output file nor temporary litter.
+TEST(Compile, FaultsLeaveNoPartialOutput) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  std::filesystem::create_directory(dir.file("out"));
+  std::filesystem::create_directory(dir.file("tmp"));
+  const std::string env = "TMPDIR=" + quote(dir.file("tmp")) + " ";
+  const Result limited =
+      sh("ulimit -f 1024; " + env + std::string(BITNETC_BIN) + " " + quote(model) + " -q -o " + quote(dir.file("out/m")),
+         dir);
+  EXPECT_EQ(limited.status, 1) << limited.err;
+  EXPECT_NE(limited.err.find("bitnetc: error:"), std::string::npos) << limited.err;
+  EXPECT_TRUE(std::filesystem::is_empty(dir.file("out"))) << "a partial output was left";
+  EXPECT_TRUE(std::filesystem::is_empty(dir.file("tmp"))) << "scratch files were left";
+
+  for (const char* sig : {"TERM", "INT"}) {
+    const Result killed = sh(env + std::string(BITNETC_BIN) + " " + quote(model) + " -q -o " + quote(dir.file("out/m")) +
+                                 " & pid=$!; sleep 0.4; kill -" + sig + " $pid; wait $pid; echo $?",
+                             dir);
+    EXPECT_NE(killed.out, "0\n") << "the compile finished before the signal; the test needs a slower step";
+    EXPECT_TRUE(std::filesystem::is_empty(dir.file("out"))) << sig;
+    EXPECT_TRUE(std::filesystem::is_empty(dir.file("tmp"))) << sig;
+  }
+}

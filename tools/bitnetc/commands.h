@@ -30,4 +30,28 @@ struct RunOptions {
 };
 int run(const RunOptions& o);
 
+struct BenchOptions {
+  std::string model;
+  std::string target = "host";
+  std::string binary;                    // a compiled output to measure instead of compiling
+  std::string prompt_sizes = "128,512";  // pp tests
+  int n_gen = 128;                       // the tg test (0: none)
+  int repetitions = 3;
+  int threads = 0;  // 0: every core
+  bool json = false;
+  bool quiet = false;
+};
+int bench(const BenchOptions& o);
+
+struct VerifyOptions {
+  std::string model;
+  std::string target = "host";
+  std::string binary;        // a compiled output to check instead of compiling
+  std::string prompts_file;  // one prompt per line; default: a built-in set
+  int n_predict = 32;
+  double tolerance = 1e-4;  // on the top logits (the kernels are bit-exact by design)
+  bool quiet = false;
+};
+int verify(const VerifyOptions& o);
+
 }  // namespace bitnetc::cli

@@ -99,6 +99,35 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("--emit", compile_emit, "exe or so (default: so when -o ends in .so)")
       ->check(CLI::IsMember({"exe", "so"}));
   compile_cmd->add_flag("-q,--quiet", compile_quiet, "No progress on stderr");
+  bool compile_verbose = false;
+  compile_cmd->add_flag("-v,--verbose", compile_verbose, "Show the plan and every tensor's layout, and why");
+
+  cli::BenchOptions bench_opts;
+  auto* bench_cmd = app.add_subcommand("bench", "llama-bench-style figures of a compiled model (pp/tg t/s, roofline)");
+  bench_cmd->add_option("model", bench_opts.model, "Model to compile and measure")->required();
+  bench_cmd->add_option("--target", bench_opts.target, "Target (must run on this machine)");
+  bench_cmd->add_option("--binary", bench_opts.binary, "Measure this compiled executable instead of compiling");
+  bench_cmd->add_option("-p,--n-prompt", bench_opts.prompt_sizes, "Prefill sizes, comma-separated (default 128,512)");
+  bench_cmd->add_option("-n,--n-gen", bench_opts.n_gen, "Generated tokens of the tg test (default 128)")
+      ->check(CLI::NonNegativeNumber);
+  bench_cmd->add_option("-r,--repetitions", bench_opts.repetitions, "Repetitions of each test (default 3)")
+      ->check(CLI::PositiveNumber);
+  bench_cmd->add_option("-t,--threads", bench_opts.threads, "Threads (default: every core)")
+      ->check(CLI::PositiveNumber);
+  bench_cmd->add_flag("--json", bench_opts.json, "One JSON object instead of the table");
+  bench_cmd->add_flag("-q,--quiet", bench_opts.quiet, "No progress on stderr");
+
+  cli::VerifyOptions verify_opts;
+  auto* verify_cmd = app.add_subcommand("verify", "Compare a compiled model's greedy tokens and logits with the interpreter");
+  verify_cmd->add_option("model", verify_opts.model, "Model to compile and check")->required();
+  verify_cmd->add_option("--target", verify_opts.target, "Target (must run on this machine)");
+  verify_cmd->add_option("--binary", verify_opts.binary, "Check this compiled executable instead of compiling");
+  verify_cmd->add_option("--prompts", verify_opts.prompts_file, "File of prompts, one per line");
+  verify_cmd->add_option("-n,--n-predict", verify_opts.n_predict, "Tokens to generate per prompt (default 32)")
+      ->check(CLI::PositiveNumber);
+  verify_cmd->add_option("--tolerance", verify_opts.tolerance, "Largest allowed |difference| of a top logit")
+      ->check(CLI::NonNegativeNumber);
+  verify_cmd->add_flag("-q,--quiet", verify_opts.quiet, "No progress on stderr");
 
   auto* targets_cmd = app.add_subcommand("targets", "List the compilation targets (and what `host` is here)");
 
@@ -131,6 +160,7 @@ int main(int argc, char** argv) {
   if (!args.empty() && args[0][0] != '-' && !is_command) args.insert(args.begin(), "compile");
   std::reverse(args.begin(), args.end());  // CLI11 takes the arguments reversed
 
+  install_interrupt_cleanup();
   try {
     app.parse(args);
   } catch (const CLI::ParseError& e) {
@@ -173,6 +203,7 @@ int main(int argc, char** argv) {
           const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
           std::fprintf(stderr, "[%6.2fs] %s\n", s, step.c_str());
         };
+      if (compile_verbose) compile_opts.explain = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
       const bool so_suffix = compile_opts.output.size() > 3 && compile_opts.output.ends_with(".so");
       compile_opts.emit = compile_emit == "so" || (compile_emit.empty() && so_suffix) ? codegen::EmitKind::SharedObject
                                                                                       : codegen::EmitKind::Executable;
@@ -180,6 +211,8 @@ int main(int argc, char** argv) {
       if (!compile_quiet) std::fprintf(stderr, "wrote %s (target %s)\n", compile_opts.output.c_str(), t->name.c_str());
       return 0;
     }
+    if (*bench_cmd) return cli::bench(bench_opts);
+    if (*verify_cmd) return cli::verify(verify_opts);
     if (*targets_cmd) {
       std::printf("%-16s %-7s %-6s %-16s %s\n", "target", "vector", "layout", "llc cpu", "Halide target");
       for (const auto& t : targets())

@@ -1,0 +1,224 @@
+// `bitnetc bench MODEL --target=T [--json]`: llama-bench's figures for a compiled output.
+//
+// Compiles the model (or takes --binary), then runs the output's own `--bench` mode in
+// child processes: prefill of each -p size into an empty context (pp) and generation
+// of -n tokens (tg), -r times each. Reports mean and standard deviation of tokens/s,
+// compile time and peak memory, output size, start-up time, the child's peak RSS, and
+// the decode roofline: the machine's read bandwidth (measured in the same run) over
+// the weight bytes one decode step reads.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <sstream>
+#include <thread>
+
+#include "atomic_file.h"
+#include "commands.h"
+#include "emit_executable.h"
+#include "model_import.h"
+#include "process.h"
+
+namespace bitnetc::cli {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// Best of three passes reading 1 GiB with `threads` threads, in bytes per second.
+double measure_read_bandwidth(int threads) {
+  const size_t bytes = size_t{1} << 30, words = bytes / sizeof(uint64_t);
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
+  for (size_t i = 0; i < words; ++i) buf[i] = i;
+  double best = 0;
+  std::vector<uint64_t> sums(threads);
+  for (int pass = 0; pass < 3; ++pass) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        const uint64_t* p = buf.get() + words / threads * t;
+        uint64_t a = 0, b = 0, c = 0, d = 0;
+        for (size_t i = 0; i < words / threads; i += 4) {
+          a += p[i];
+          b += p[i + 1];
+          c += p[i + 2];
+          d += p[i + 3];
+        }
+        sums[t] = a + b + c + d;
+      });
+    for (auto& th : pool) th.join();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(bytes) / s);
+  }
+  if (std::accumulate(sums.begin(), sums.end(), uint64_t{0}) == 42) std::fputc(' ', stderr);  // keep the reads
+  return best;
+}
+
+struct Stats {
+  double mean = 0, stddev = 0;
+  std::vector<double> samples;
+};
+
+Stats stats_of(const std::vector<double>& v) {
+  Stats s;
+  s.samples = v;
+  if (v.empty()) return s;
+  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  double ss = 0;
+  for (double x : v) ss += (x - s.mean) * (x - s.mean);
+  s.stddev = v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0;
+  return s;
+}
+
+std::vector<int> parse_sizes(const std::string& list) {
+  std::vector<int> sizes;
+  std::stringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    char* end = nullptr;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end || v < 0) throw std::invalid_argument("-p: \"" + list + "\" is not a list of sizes");
+    if (v > 0) sizes.push_back(static_cast<int>(v));
+  }
+  return sizes;
+}
+
+std::string human_bytes(double b) {
+  char buf[32];
+  if (b >= 1e9)
+    std::snprintf(buf, sizeof buf, "%.2f GB", b / 1e9);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
+  return buf;
+}
+
+}  // namespace
+
+int bench(const BenchOptions& o) {
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<int> pp = parse_sizes(o.prompt_sizes);
+  if (o.repetitions < 1) throw std::invalid_argument("-r must be at least 1");
+  auto say = [&](const std::string& s) {
+    if (!o.quiet) std::fprintf(stderr, "bench: %s\n", s.c_str());
+  };
+
+  // The output: compiled here into a scratch folder, or given.
+  std::string binary = o.binary;
+  std::unique_ptr<ScratchFolder> scratch;
+  double compile_s = 0;
+  long compile_rss_kb = 0;
+  std::string target_name = "(given binary)";
+  if (binary.empty()) {
+    const TargetInfo* t = find_target(o.target);
+    if (!t) throw std::invalid_argument("unknown target \"" + o.target + "\" (bitnetc targets lists them)");
+    if (t->arch != TargetArch::X86_64)
+      throw std::invalid_argument("bench: target " + t->name + " cannot run on this machine; no timing under emulation");
+    target_name = t->name;
+    scratch = std::make_unique<ScratchFolder>("bitnetc-bench");
+    binary = scratch->file("model");
+    say("compiling " + o.model + " for " + t->name);
+    const auto t0 = std::chrono::steady_clock::now();
+    codegen::CompileOptions co;
+    co.output = binary;
+    codegen::compile_executable(import_model(o.model), *t, co);
+    compile_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rusage self{};
+    ::getrusage(RUSAGE_SELF, &self);
+    compile_rss_kb = self.ru_maxrss;
+  }
+  const uint64_t size = fs::file_size(binary);
+
+  // Each test runs with a context just large enough for it (the KV cache it touches).
+  auto run_bench = [&](int p, int g, int reps) {
+    std::vector<std::string> argv = {fs::absolute(binary).string(), "--bench",
+                                     std::to_string(p) + "," + std::to_string(g) + "," + std::to_string(reps), "-t",
+                                     std::to_string(threads)};
+    if (p + g > 0) argv.insert(argv.end(), {"-c", std::to_string(std::max(p, g + 1))});
+    ProcessResult r = run_process(argv);
+    if (r.exit_code != 0) throw std::runtime_error(binary + " --bench failed (exit " + std::to_string(r.exit_code) + "): " + r.err);
+    return std::make_pair(json::parse(r.out), r);
+  };
+
+  say("start-up");
+  auto [startup_json, startup_run] = run_bench(0, 0, 1);
+  const uint64_t decode_bytes = startup_json.at("decode_bytes_per_token").get<uint64_t>();
+  const int64_t n_ctx = startup_json.at("n_ctx").get<int64_t>();
+  std::erase_if(pp, [&](int p) {
+    if (p <= n_ctx) return false;
+    say("pp" + std::to_string(p) + " skipped: the model's context is " + std::to_string(n_ctx));
+    return true;
+  });
+  int n_gen = o.n_gen;
+  if (n_gen + 1 > n_ctx) {
+    say("tg" + std::to_string(n_gen) + " shortened to the model's context");
+    n_gen = static_cast<int>(n_ctx - 1);
+  }
+  json tests = json::array();
+  long peak_rss_kb = startup_run.peak_rss_kb;
+  for (int p : pp) {
+    say("pp" + std::to_string(p));
+    auto [j, r] = run_bench(p, 0, o.repetitions);
+    peak_rss_kb = std::max(peak_rss_kb, r.peak_rss_kb);
+    const Stats s = stats_of(j.at("pp_tps").get<std::vector<double>>());
+    tests.push_back({{"test", "pp" + std::to_string(p)}, {"tps", s.mean}, {"stddev", s.stddev}, {"samples", s.samples}});
+  }
+  Stats tg;
+  if (n_gen > 0) {
+    say("tg" + std::to_string(n_gen));
+    auto [j, r] = run_bench(0, n_gen, o.repetitions);
+    peak_rss_kb = std::max(peak_rss_kb, r.peak_rss_kb);
+    tg = stats_of(j.at("tg_tps").get<std::vector<double>>());
+    tests.push_back({{"test", "tg" + std::to_string(n_gen)}, {"tps", tg.mean}, {"stddev", tg.stddev}, {"samples", tg.samples}});
+  }
+  say("memory bandwidth");
+  const double bandwidth = measure_read_bandwidth(threads);
+  const double roofline = bandwidth / static_cast<double>(decode_bytes);
+
+  json out = {{"model", o.model},
+              {"target", target_name},
+              {"threads", threads},
+              {"output_bytes", size},
+              {"compile_s", compile_s},
+              {"compile_peak_rss_kb", compile_rss_kb},
+              {"startup_s", startup_run.seconds},
+              {"load_s", startup_json.at("load_s")},
+              {"peak_rss_kb", peak_rss_kb},
+              {"read_GBps", bandwidth / 1e9},
+              {"decode_bytes_per_token", decode_bytes},
+              {"decode_roofline_tps", roofline},
+              {"tg_roofline_fraction", n_gen > 0 ? tg.mean / roofline : 0.0},
+              {"tests", tests}};
+  if (o.json) {
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("model %s, target %s, %d threads\n", o.model.c_str(), target_name.c_str(), threads);
+  if (compile_s > 0)
+    std::printf("compile %.1f s (peak RSS %s), ", compile_s, human_bytes(compile_rss_kb * 1024.0).c_str());
+  std::printf("output %s, start-up %.3f s, peak RSS running %s\n", human_bytes(static_cast<double>(size)).c_str(),
+              startup_run.seconds, human_bytes(peak_rss_kb * 1024.0).c_str());
+  std::printf("read bandwidth %.1f GB/s; decode reads %s per token -> roofline %.1f t/s\n\n", bandwidth / 1e9,
+              human_bytes(static_cast<double>(decode_bytes)).c_str(), roofline);
+  std::printf("| %-8s | %10s | %8s | %8s |\n", "test", "t/s", "stddev", "roofline");
+  std::printf("| %-8s | %10s | %8s | %8s |\n", "--------", "----------", "--------", "--------");
+  for (const auto& t : tests) {
+    const std::string name = t.at("test");
+    char frac[16] = "";
+    if (name.starts_with("tg")) std::snprintf(frac, sizeof frac, "%.1f %%", 100.0 * t.at("tps").get<double>() / roofline);
+    std::printf("| %-8s | %10.2f | %8.2f | %8s |\n", name.c_str(), t.at("tps").get<double>(),
+                t.at("stddev").get<double>(), frac);
+  }
+  return 0;
+}
+
+}  // namespace bitnetc::cli
