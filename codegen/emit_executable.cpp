@@ -186,7 +186,7 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
 // The blob of model_blob.h: the graph without weight data, the vocabulary, the stop
 // tokens, the records, then the weights (page aligned, each tensor 64-byte aligned).
 std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::vector<int32_t>& stop,
-                                PackedWeights& p, uint64_t fingerprint) {
+                                PackedWeights& p, uint64_t fingerprint, bool external_weights) {
   for (auto& t : g.ternary) t.w.codes.clear();
   for (auto& d : g.dense) std::vector<float>().swap(d.data);
   const std::vector<uint8_t> graph = ir::serialize(g), voc = rt::serialize_vocab(vocab);
@@ -223,6 +223,10 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
     std::vector<uint8_t>().swap(p.dense_bytes[i]);
   }
   h.weights_size = blob.size() - h.weights_off;
+  if (external_weights) {
+    h.external_weights = 1;
+    h.weights_hash = rt::fnv1a64(blob.data() + h.weights_off, h.weights_size);
+  }
   std::memcpy(blob.data() + h.records_off, p.ternary.data(), p.ternary.size() * sizeof(rt::TernaryRecord));
   std::memcpy(blob.data() + h.dense_records_off, p.dense.data(), p.dense.size() * sizeof(rt::DenseRecord));
   std::memcpy(blob.data(), &h, sizeof h);
@@ -286,7 +290,27 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   objects.push_back((fs::path(work.path()) / "halide_runtime.o").string());
 
   say("writing the model blob");
-  const std::vector<uint8_t> blob = build_blob(std::move(g), vocab, stop, packed, source_fingerprint(m));
+  std::vector<uint8_t> blob = build_blob(std::move(g), vocab, stop, packed, source_fingerprint(m), o.external_weights);
+  const std::string side_file = o.output + ".weights";
+  // A side file written for an output that then fails is removed again: both or neither.
+  struct SideFileGuard {
+    std::string path;
+    std::unique_ptr<RemovedOnInterrupt> on_interrupt;
+    bool keep = false;
+    ~SideFileGuard() {
+      if (!path.empty() && !keep) ::unlink(path.c_str());
+    }
+  } side_guard;
+  if (o.external_weights) {
+    // The side file is the whole blob; the output embeds it up to the weights.
+    say("writing " + side_file);
+    write_file_atomically(side_file, blob);
+    side_guard.path = side_file;
+    side_guard.on_interrupt = std::make_unique<RemovedOnInterrupt>(side_file);
+    rt::BlobHeader h;
+    std::memcpy(&h, blob.data(), sizeof h);
+    blob.resize(h.weights_off);
+  }
   write_file(fs::path(work.path()) / "model.blob", blob.data(), blob.size());
   const std::string asm_src =
       "  .section .rodata.bitnetc_blob,\"a\"\n  .balign 4096\n  .globl bitnetc_blob_start\nbitnetc_blob_start:\n"
@@ -315,6 +339,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   std::ifstream linked(fs::path(work.path()) / "linked", std::ios::binary);
   const std::vector<uint8_t> exe((std::istreambuf_iterator<char>(linked)), {});
   write_file_atomically(o.output, exe, /*executable=*/o.emit == EmitKind::Executable);
+  side_guard.keep = true;
 }
 
 }  // namespace bitnetc::codegen

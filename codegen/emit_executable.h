@@ -21,6 +21,7 @@ enum class EmitKind { Executable, SharedObject };
 struct CompileOptions {
   std::string output;
   EmitKind emit = EmitKind::Executable;
+  bool external_weights = false;  // weights in OUTPUT.weights beside the output (for models too large to embed)
   LowerOptions lower;
   std::function<void(const std::string&)> progress;  // one line per step
   std::function<void(const std::string&)> explain;   // -v: the plan and every tensor's layout, and why

@@ -46,7 +46,9 @@ typedef struct BitNetStreamConfig {
 
 /* Loads the model compiled into this library. `path` NULL or "" takes it as embedded; a
  * path to the original model file (the GGUF, or the checkpoint folder's
- * model.safetensors) is checked against the embedded fingerprint. */
+ * model.safetensors) is checked against the embedded fingerprint. A library compiled
+ * with --weights=external maps its side file: `path` may name it, else LIBRARY.weights
+ * beside the library is used. */
 BitNetModel* bitnet_model_load(const char* path);
 void bitnet_model_free(BitNetModel* model);
 

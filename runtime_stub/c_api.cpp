@@ -64,6 +64,14 @@ auto guarded(F f, decltype(f()) on_error) -> decltype(f()) {
   return on_error;
 }
 
+// A side weights file (--weights=external) starts with the blob's magic.
+bool is_weights_file(const char* path) {
+  std::ifstream in(path, std::ios::binary);
+  uint32_t magic = 0;
+  in.read(reinterpret_cast<char*>(&magic), sizeof magic);
+  return in && magic == bitnetc::rt::kBlobMagic;
+}
+
 }  // namespace
 
 extern "C" {
@@ -77,8 +85,9 @@ BitNetModel* bitnet_model_load(const char* path) {
   return guarded(
       [&]() -> BitNetModel* {
         auto m = std::make_unique<BitNetModel>();
-        m->model = std::make_unique<bitnetc::rt::CompiledModel>();
-        if (path && *path) {
+        const bool side_file = path && *path && is_weights_file(path);
+        m->model = std::make_unique<bitnetc::rt::CompiledModel>(0, side_file ? std::string(path) : std::string());
+        if (path && *path && !side_file) {
           std::ifstream in(path, std::ios::binary);
           if (!in) {
             set_error(BITNET_ERROR_IO, std::string(path) + ": cannot open");

@@ -1,5 +1,13 @@
 #include "compiled_model.h"
 
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
 #include <cstring>
 #include <span>
 #include <stdexcept>
@@ -29,7 +37,24 @@ std::span<const T> records_at(std::span<const uint8_t> blob, uint64_t off, uint6
 
 }  // namespace
 
-CompiledModel::CompiledModel(int64_t n_ctx) {
+std::string own_binary_path() {
+  Dl_info info{};
+  if (::dladdr(reinterpret_cast<const void*>(&bitnetc_blob_start), &info) && info.dli_fname && *info.dli_fname) {
+    char resolved[PATH_MAX];
+    if (::realpath(info.dli_fname, resolved)) {
+      char exe[PATH_MAX];
+      const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+      // The main program's dli_fname is its argv[0]; /proc/self/exe survives a chdir.
+      if (n > 0 && std::string(exe, static_cast<size_t>(n)) == resolved) return std::string(exe, static_cast<size_t>(n));
+      return resolved;
+    }
+  }
+  char exe[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  return n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string();
+}
+
+CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path) {
   const std::span<const uint8_t> blob(bitnetc_blob_start, static_cast<size_t>(bitnetc_blob_end - bitnetc_blob_start));
   if (blob.size() < sizeof header_) throw std::runtime_error("the embedded model is damaged");
   std::memcpy(&header_, blob.data(), sizeof header_);
@@ -49,8 +74,32 @@ CompiledModel::CompiledModel(int64_t n_ctx) {
   const auto dense = records_at<DenseRecord>(blob, header_.dense_records_off, header_.n_dense_records);
   if (ternary.size() != graph_.ternary.size() || dense.size() != graph_.dense.size())
     throw std::runtime_error("the embedded model is damaged (weights)");
+  const uint8_t* weights_base = blob.data();
+  if (header_.external_weights) {
+    // The side file holds the whole blob; its header must be this one.
+    const std::string path = weights_path.empty() ? own_binary_path() + ".weights" : weights_path;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      throw std::runtime_error(path + ": cannot open the weights file (compiled with --weights=external): " +
+                               std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != header_.weights_off + header_.weights_size) {
+      ::close(fd);
+      throw std::runtime_error(path + ": is not the weights file of this model (size differs)");
+    }
+    const auto size = static_cast<size_t>(st.st_size);
+    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (map == MAP_FAILED) throw std::runtime_error(path + ": cannot map the weights file: " + std::strerror(errno));
+    side_file_.reset(static_cast<const uint8_t*>(map), [size](const uint8_t* p) { ::munmap(const_cast<uint8_t*>(p), size); });
+    if (std::memcmp(side_file_.get(), &header_, sizeof header_) != 0)
+      throw std::runtime_error(path + ": is not the weights file of this model (another compile)");
+    weights_base = side_file_.get();
+  } else if (header_.weights_off + header_.weights_size > blob.size()) {
+    throw std::runtime_error("the embedded model is damaged (weights)");
+  }
   const KernelTable kernels{bitnetc_gemv_kernels, bitnetc_gemm_kernels, bitnetc_dense_kernels};
-  forward_ = std::make_unique<ForwardPass>(graph_, blob.data(), ternary, dense, static_cast<int>(header_.batch),
+  forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, static_cast<int>(header_.batch),
                                            kernels);
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "forward.h"
@@ -18,9 +19,15 @@ namespace bitnetc::rt {
 
 class CompiledModel {
  public:
-  // Reads the embedded blob; `n_ctx` > 0 shortens the context. Throws std::runtime_error
-  // when the blob is damaged or n_ctx exceeds the model's.
-  explicit CompiledModel(int64_t n_ctx = 0);
+  // Reads the embedded blob; `n_ctx` > 0 shortens the context. A model compiled with
+  // --weights=external maps `weights_path`, by default this file's path + ".weights".
+  // Throws std::runtime_error when the blob or the side file is damaged or missing, or
+  // n_ctx exceeds the model's.
+  explicit CompiledModel(int64_t n_ctx = 0, const std::string& weights_path = "");
+  CompiledModel(const CompiledModel&) = delete;
+  CompiledModel& operator=(const CompiledModel&) = delete;
+
+  bool external_weights() const { return header_.external_weights != 0; }
 
   const Tokenizer& tokenizer() const { return *tok_; }
   int64_t n_ctx() const { return graph_.n_ctx; }
@@ -43,7 +50,11 @@ class CompiledModel {
   ir::Graph graph_;
   std::unique_ptr<Tokenizer> tok_;
   std::vector<int32_t> stop_;
-  std::unique_ptr<ForwardPass> forward_;
+  std::shared_ptr<const uint8_t> side_file_;  // the mapped side file (external weights)
+  std::unique_ptr<ForwardPass> forward_;      // after side_file_: destroyed before the unmap
 };
+
+// The path of the executable or shared object this code is linked into.
+std::string own_binary_path();
 
 }  // namespace bitnetc::rt

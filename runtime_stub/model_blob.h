@@ -7,6 +7,10 @@
 //
 // The weights are used where they lie: the kernels read the packed ternary groups and
 // the dense tiles directly from the mapped blob; nothing is copied at start-up.
+//
+// With --weights=external the side file OUTPUT.weights holds the whole blob and the
+// output embeds it only up to weights_off; offsets count from the side file's start.
+// The two headers must be equal (weights_hash ties them to one compile).
 #pragma once
 
 #include <cstddef>
@@ -27,7 +31,8 @@ struct BlobHeader {
   uint64_t weights_off, weights_size;
   uint64_t source_fingerprint;  // FNV-1a 64 of the model file compiled (model.safetensors for folders)
   uint32_t batch;               // tokens per call of the prefill (GEMM) kernels
-  uint32_t pad;
+  uint32_t external_weights;    // 1: the weights are in a side file (--weights=external)
+  uint64_t weights_hash;        // FNV-1a 64 of the weights (external only): the side file must match
 };
 
 // A ternary weight: its packed groups (schedules/ternary_gemv.h) and the kernels for it.

@@ -25,7 +25,7 @@ namespace {
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr,
                "error: %s\n(usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, "
-               "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --truncate, --top-logits K, --bench P,G,R)\n",
+               "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --truncate, --weights FILE, --top-logits K, --bench P,G,R)\n",
                msg.c_str());
   std::exit(2);
 }
@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
   std::string bench;
   int top_logits = 0;
   bool truncate = false, interactive = false;
+  std::string weights_path;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -174,6 +175,8 @@ int main(int argc, char** argv) {
       top_logits = static_cast<int>(number(value()));
     else if (a == "--truncate")
       truncate = true;
+    else if (a == "--weights")
+      weights_path = value();
     else if (a == "-i" || a == "--interactive")
       interactive = true;
     else
@@ -193,7 +196,7 @@ int main(int argc, char** argv) {
 
   try {
     const auto t0 = std::chrono::steady_clock::now();
-    rt::CompiledModel model(n_ctx);
+    rt::CompiledModel model(n_ctx, weights_path);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!bench.empty()) return run_bench(model, bench, load_s, threads);
     bool stdout_closed = false;

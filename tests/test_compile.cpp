@@ -240,3 +240,57 @@ TEST(Compile, FaultsLeaveNoPartialOutput) {
     EXPECT_TRUE(std::filesystem::is_empty(dir.file("tmp"))) << sig;
   }
 }
+
+// --weights=external: the output and OUTPUT.weights, both reproducible, used together;
+// a missing or foreign side file is a clear error; --weights names another location.
+// Shared objects are reproducible too.
+TEST(Compile, ExternalWeightsAndSharedObjectsAreReproducible) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  auto compile_with = [&](const std::string& out, const std::string& flags) {
+    const Result r = sh(std::string(BITNETC_BIN) + " " + quote(model) + " --target=x86-64-avx2 -q " + flags + " -o " +
+                            quote(dir.file(out)),
+                        dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+  };
+  compile_with("a", "--weights=external");
+  compile_with("b", "--weights=external");
+  compile_with("embedded", "");
+  EXPECT_EQ(slurp(dir.file("a")), slurp(dir.file("b")));
+  EXPECT_EQ(slurp(dir.file("a.weights")), slurp(dir.file("b.weights")));
+  EXPECT_LT(slurp(dir.file("a")).size() + 1000000, slurp(dir.file("embedded")).size()) << "weights were embedded";
+
+  const std::string flags = " -p 'Once upon a time' -n 16 --temp 0 --json";
+  const Result ext = sh(quote(dir.file("a")) + flags, dir);
+  const Result emb = sh(quote(dir.file("embedded")) + flags, dir);
+  ASSERT_EQ(ext.status, 0) << ext.err;
+  EXPECT_EQ(json::parse(ext.out)["tokens"], json::parse(emb.out)["tokens"]);
+
+  std::filesystem::rename(dir.file("a.weights"), dir.file("elsewhere.weights"));
+  const Result missing = sh(quote(dir.file("a")) + flags, dir);
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("a.weights: cannot open the weights file"), std::string::npos) << missing.err;
+  const Result moved = sh(quote(dir.file("a")) + flags + " --weights " + quote(dir.file("elsewhere.weights")), dir);
+  ASSERT_EQ(moved.status, 0) << moved.err;
+  EXPECT_EQ(json::parse(moved.out)["tokens"], json::parse(emb.out)["tokens"]);
+
+  // The side file of another model of the same shape (same size, other weights) is refused.
+  for (const char* seed : {"1", "2"}) {
+    const Result synth = sh(std::string(BITNETC_BIN) + " synth --shape tiny --type i2_s --arch bitnet-b1.58 --seed " +
+                                seed + " -o " + quote(dir.file(std::string("tiny") + seed + ".gguf")) + " && " +
+                                BITNETC_BIN + " " + quote(dir.file(std::string("tiny") + seed + ".gguf")) +
+                                " --target=x86-64-avx2 -q --weights=external -o " + quote(dir.file(std::string("t") + seed)),
+                            dir);
+    ASSERT_EQ(synth.status, 0) << synth.err;
+  }
+  ASSERT_EQ(std::filesystem::file_size(dir.file("t1.weights")), std::filesystem::file_size(dir.file("t2.weights")));
+  const Result own = sh(quote(dir.file("t1")) + " -p a -n 2", dir);
+  EXPECT_EQ(own.status, 0) << own.err;
+  const Result foreign = sh(quote(dir.file("t1")) + " -p a -n 2 --weights " + quote(dir.file("t2.weights")), dir);
+  EXPECT_EQ(foreign.status, 1);
+  EXPECT_NE(foreign.err.find("is not the weights file of this model"), std::string::npos) << foreign.err;
+
+  compile_with("libm1.so", "");
+  compile_with("libm2.so", "");
+  EXPECT_EQ(slurp(dir.file("libm1.so")), slurp(dir.file("libm2.so")));
+}

@@ -99,6 +99,10 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("--emit", compile_emit, "exe or so (default: so when -o ends in .so)")
       ->check(CLI::IsMember({"exe", "so"}));
   compile_cmd->add_flag("-q,--quiet", compile_quiet, "No progress on stderr");
+  std::string compile_weights = "embedded";
+  compile_cmd->add_option("--weights", compile_weights,
+                          "embedded (default) or external: the weights in OUTPUT.weights beside the output")
+      ->check(CLI::IsMember({"embedded", "external"}));
   bool compile_verbose = false;
   compile_cmd->add_flag("-v,--verbose", compile_verbose, "Show the plan and every tensor's layout, and why");
 
@@ -203,6 +207,7 @@ int main(int argc, char** argv) {
           const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
           std::fprintf(stderr, "[%6.2fs] %s\n", s, step.c_str());
         };
+      compile_opts.external_weights = compile_weights == "external";
       if (compile_verbose) compile_opts.explain = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
       const bool so_suffix = compile_opts.output.size() > 3 && compile_opts.output.ends_with(".so");
       compile_opts.emit = compile_emit == "so" || (compile_emit.empty() && so_suffix) ? codegen::EmitKind::SharedObject
