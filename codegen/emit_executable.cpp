@@ -70,6 +70,7 @@ struct PackedWeights {
   std::vector<schedules::GemvShape> ternary_kernels;  // one per distinct (K, N, activation block)
   std::vector<rt::DenseRecord> dense;
   std::vector<std::vector<uint8_t>> dense_bytes;
+  std::vector<std::vector<float>> dense_scales;  // q8 heads
   std::vector<schedules::DenseGemvShape> dense_kernels;  // one per distinct head (K, N, storage)
 };
 
@@ -80,7 +81,7 @@ int64_t act_block_of(const ir::Graph& g, const ir::Op& matmul, int64_t K) {
   throw std::logic_error("ternary matmul without a quantize op");
 }
 
-PackedWeights pack_weights(const ir::Graph& g, const TargetInfo& target) {
+PackedWeights pack_weights(const ir::Graph& g, const TargetInfo& target, bool head_q8) {
   PackedWeights p;
   const int W = target.ternary_bytes;
   p.ternary.resize(g.ternary.size());
@@ -115,10 +116,11 @@ PackedWeights pack_weights(const ir::Graph& g, const TargetInfo& target) {
   const int V = target.vector_bytes;
   p.dense.resize(g.dense.size());
   p.dense_bytes.resize(g.dense.size());
+  p.dense_scales.resize(g.dense.size());
   std::vector<bool> is_head(g.dense.size(), false);
   for (const ir::Op& op : g.ops)
     if (op.kind == ir::OpKind::DenseMatmul) is_head[op.weight] = true;
-  std::map<std::tuple<int64_t, int64_t, bool>, uint32_t> dense_kernel_of;
+  std::map<std::tuple<int64_t, int64_t, bool, bool>, uint32_t> dense_kernel_of;
   for (size_t i = 0; i < g.dense.size(); ++i) {
     const ir::DenseWeights& d = g.dense[i];
     rt::DenseRecord& r = p.dense[i];
@@ -129,14 +131,17 @@ PackedWeights pack_weights(const ir::Graph& g, const TargetInfo& target) {
     const bool f16 = d.rows > 1 && schedules::exactly_f16(d.data);
     r.storage = f16 ? rt::DenseStorage::F16 : rt::DenseStorage::F32;
     if (is_head[i]) {
+      const bool q8 = head_q8;
+      if (q8) r.storage = rt::DenseStorage::Q8;
       r.layout = rt::DenseLayout::HeadTiles;
       r.tile = static_cast<uint32_t>(schedules::dense_gemv_tile_rows(V));
       r.rows_padded = schedules::dense_gemv_padded_rows(d.rows, V);
-      const auto [it, added] = dense_kernel_of.emplace(std::make_tuple(d.cols, d.rows, f16),
+      const auto [it, added] = dense_kernel_of.emplace(std::make_tuple(d.cols, d.rows, f16 && !q8, q8),
                                                        static_cast<uint32_t>(dense_kernel_of.size()));
-      if (added) p.dense_kernels.push_back({d.cols, d.rows, V, f16});
+      if (added) p.dense_kernels.push_back({d.cols, d.rows, V, f16 && !q8, q8});
       r.kernel = it->second;
-      p.dense_bytes[i] = schedules::transpose_for_dense_gemv(d.data, d.rows, d.cols, V, f16);
+      p.dense_bytes[i] = q8 ? schedules::quantize_for_dense_gemv_q8(d.data, d.rows, d.cols, V, p.dense_scales[i])
+                            : schedules::transpose_for_dense_gemv(d.data, d.rows, d.cols, V, f16);
     } else {
       r.layout = rt::DenseLayout::RowMajor;
       r.tile = 0;
@@ -174,6 +179,11 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
   for (size_t i = 0; i < g.dense.size(); ++i) {
     const rt::DenseRecord& r = p.dense[i];
     const bool f16 = r.storage == rt::DenseStorage::F16;
+    if (r.storage == rt::DenseStorage::Q8) {
+      line("  " + g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) +
+           "]: head tiles of " + std::to_string(r.tile) + " rows, int8 with a scale per row (--head=q8; changes numerics)");
+      continue;
+    }
     std::string why = r.layout == rt::DenseLayout::HeadTiles
                           ? "head tiles of " + std::to_string(r.tile) + " rows for kernel dense" +
                                 std::to_string(r.kernel)
@@ -221,6 +231,7 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
   for (size_t i = 0; i < p.dense.size(); ++i) {
     append(p.dense_bytes[i].data(), p.dense_bytes[i].size(), p.dense[i].off);
     std::vector<uint8_t>().swap(p.dense_bytes[i]);
+    append(p.dense_scales[i].data(), p.dense_scales[i].size() * sizeof(float), p.dense[i].scales_off);
   }
   h.weights_size = blob.size() - h.weights_off;
   if (external_weights) {
@@ -248,7 +259,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
 
   const ScratchFolder work;
   say("packing weights");
-  PackedWeights packed = pack_weights(g, target);
+  PackedWeights packed = pack_weights(g, target, o.head_q8);
   if (o.explain) explain_plan(g, target, packed, o.explain);
 
   say("generating " + std::to_string(2 * packed.ternary_kernels.size() + packed.dense_kernels.size()) +
@@ -263,7 +274,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   };
   const std::string ternary_sig =
       "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, float, halide_buffer_t*)";
-  const std::string dense_sig = "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*)";
+  const std::string dense_sig = "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*)";
   std::string gemv_list, gemm_list, dense_list;
   for (size_t i = 0; i < packed.ternary_kernels.size(); ++i) {
     schedules::GemvShape shape = packed.ternary_kernels[i];

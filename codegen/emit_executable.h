@@ -21,7 +21,8 @@ enum class EmitKind { Executable, SharedObject };
 struct CompileOptions {
   std::string output;
   EmitKind emit = EmitKind::Executable;
-  bool external_weights = false;  // weights in OUTPUT.weights beside the output (for models too large to embed)
+  bool external_weights = false;
+  bool head_q8 = false;  // --head=q8: int8 head with a scale per row (changes numerics; halves its bytes)  // weights in OUTPUT.weights beside the output (for models too large to embed)
   LowerOptions lower;
   std::function<void(const std::string&)> progress;  // one line per step
   std::function<void(const std::string&)> explain;   // -v: the plan and every tensor's layout, and why

@@ -17,7 +17,7 @@ namespace bitnetc::codegen {
 void emit_gemv_object(const schedules::GemvShape& shape, const TargetInfo& target, const std::string& fn_name,
                       const std::string& object_path);
 
-// The dense GEMV of the head, likewise (signature: wt, x, then the output buffer).
+// The dense GEMV of the head, likewise (signature: wt, x, row_scale, then the output buffer).
 void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const TargetInfo& target, const std::string& fn_name,
                             const std::string& object_path);
 

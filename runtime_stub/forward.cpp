@@ -31,6 +31,11 @@ float dense_at(const uint8_t* base, const DenseRecord& r, int64_t row, int64_t c
     std::memcpy(&h, base + r.off + 2 * i, 2);
     return fp16_to_f32(h);
   }
+  if (r.storage == DenseStorage::Q8) {
+    float scale;
+    std::memcpy(&scale, base + r.scales_off + 4 * row, 4);
+    return static_cast<float>(static_cast<int8_t>(base[r.off + i])) * scale;
+  }
   float f;
   std::memcpy(&f, base + r.off + 4 * i, 4);
   return f;
@@ -79,7 +84,7 @@ uint64_t ForwardPass::decode_bytes_per_token() const {
     if (op.kind == ir::OpKind::DenseMatmul) head[op.weight] = true;
   for (size_t i = 0; i < dense_.size(); ++i) {
     const DenseRecord& r = dense_[i];
-    const uint64_t elem = r.storage == DenseStorage::F16 ? 2 : 4;
+    const uint64_t elem = r.storage == DenseStorage::F32 ? 4 : (r.storage == DenseStorage::F16 ? 2 : 1);
     bytes += (head[i] ? static_cast<uint64_t>(r.rows_padded) : 1) * static_cast<uint64_t>(r.cols) * elem;
   }
   return bytes;
@@ -208,14 +213,21 @@ void ForwardPass::dense_matmul(const ir::Op& op, const float* x, float* out) {
   void* w = const_cast<uint8_t*>(blob_ + r.off);
   Buf<float> xb(const_cast<float*>(x), K);
   Buf<float> yb(head_out_.data(), static_cast<int>(r.rows_padded));
+  // Float scales per row for q8; for the others an unread one-element stand-in.
+  float* scales = const_cast<float*>(reinterpret_cast<const float*>(blob_ + r.scales_off));
+  Buf<float> sb(r.storage == DenseStorage::Q8 ? scales : xb.data(),
+                r.storage == DenseStorage::Q8 ? static_cast<int>(r.rows_padded) : 1);
   int err;
   if (r.storage == DenseStorage::F16) {
     Buf<uint16_t> wb(static_cast<uint16_t*>(w), tile, K, tiles);
     wb.raw_buffer()->type = halide_type_t(halide_type_float, 16);
-    err = kernels_.dense[r.kernel](wb, xb, yb);
+    err = kernels_.dense[r.kernel](wb, xb, sb, yb);
+  } else if (r.storage == DenseStorage::Q8) {
+    Buf<int8_t> wb(static_cast<int8_t*>(w), tile, K, tiles);
+    err = kernels_.dense[r.kernel](wb, xb, sb, yb);
   } else {
     Buf<float> wb(static_cast<float*>(w), tile, K, tiles);
-    err = kernels_.dense[r.kernel](wb, xb, yb);
+    err = kernels_.dense[r.kernel](wb, xb, sb, yb);
   }
   check_kernel(err, "head");
   std::copy_n(head_out_.data(), r.rows, out);

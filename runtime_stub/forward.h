@@ -25,7 +25,7 @@ namespace bitnetc::rt {
 struct KernelTable {
   using Ternary = int (*)(halide_buffer_t* packed, halide_buffer_t* x, halide_buffer_t* x_sum, halide_buffer_t* d_act,
                           float w_scale, halide_buffer_t* y);
-  using Dense = int (*)(halide_buffer_t* w_tiles, halide_buffer_t* x, halide_buffer_t* y);
+  using Dense = int (*)(halide_buffer_t* w_tiles, halide_buffer_t* x, halide_buffer_t* row_scale, halide_buffer_t* y);
   const Ternary* gemv = nullptr;
   const Ternary* gemm = nullptr;
   const Dense* dense = nullptr;

@@ -19,7 +19,7 @@
 namespace bitnetc::rt {
 
 inline constexpr uint32_t kBlobMagic = 0x4F544E42;  // "BNTO"
-inline constexpr uint32_t kBlobVersion = 2;
+inline constexpr uint32_t kBlobVersion = 3;
 
 struct BlobHeader {
   uint32_t magic, version;
@@ -47,8 +47,9 @@ struct TernaryRecord {
 
 // A dense weight. Vectors (norm weights) and embedding tables are row-major; the head is
 // stored in the tiles of schedules/dense_gemv.h (a tied embedding reads its rows from
-// there). Values are float32, or IEEE half when every value is exactly one.
-enum class DenseStorage : uint32_t { F32 = 0, F16 = 1 };
+// there). Values are float32, or IEEE half when every value is exactly one, or (head
+// only, --head=q8) int8 codes with a float scale per row at scales_off.
+enum class DenseStorage : uint32_t { F32 = 0, F16 = 1, Q8 = 2 };
 enum class DenseLayout : uint32_t { RowMajor = 0, HeadTiles = 1 };
 inline constexpr uint32_t kNoKernel = 0xFFFFFFFFu;
 struct DenseRecord {
@@ -58,7 +59,8 @@ struct DenseRecord {
   uint32_t tile;       // rows per tile (HeadTiles)
   int64_t rows, cols;  // N x K
   int64_t rows_padded;
-  uint64_t off;  // from the start of the blob
+  uint64_t off;         // from the start of the blob
+  uint64_t scales_off;  // Q8: rows_padded floats
 };
 
 // FNV-1a 64 over a byte range: the fingerprint of the model a blob was compiled from

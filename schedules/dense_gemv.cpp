@@ -1,5 +1,8 @@
 #include "dense_gemv.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "fp16.h"
 
 namespace bitnetc::schedules {
@@ -39,15 +42,35 @@ bool exactly_f16(const std::vector<float>& w) {
   return true;
 }
 
+std::vector<uint8_t> quantize_for_dense_gemv_q8(const std::vector<float>& w, int64_t N, int64_t K, int vector_bytes,
+                                                std::vector<float>& scales) {
+  const int64_t Np = dense_gemv_padded_rows(N, vector_bytes), T = dense_gemv_tile_rows(vector_bytes);
+  std::vector<uint8_t> t(static_cast<size_t>(K * Np), 0);
+  scales.assign(static_cast<size_t>(Np), 0.0f);
+  for (int64_t n = 0; n < N; ++n) {
+    float amax = 0;
+    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(w[n * K + k]));
+    const float scale = amax / 127.0f;
+    scales[n] = scale;
+    for (int64_t k = 0; k < K; ++k) {
+      const float q = scale > 0 ? std::nearbyint(w[n * K + k] / scale) : 0.0f;
+      t[(n / T) * K * T + k * T + n % T] = static_cast<uint8_t>(static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f)));
+    }
+  }
+  return t;
+}
+
 DenseGemvPipeline dense_gemv(const DenseGemvShape& s) {
-  DenseGemvPipeline p{ImageParam(Float(s.f16 ? 16 : 32), 3, "wt"), ImageParam(Float(32), 1, "x"), Func("y")};
+  const Type wtype = s.q8 ? Int(8) : Float(s.f16 ? 16 : 32);
+  DenseGemvPipeline p{ImageParam(wtype, 3, "wt"), ImageParam(Float(32), 1, "x"), ImageParam(Float(32), 1, "row_scale"),
+                      Func("y")};
   const int tile = dense_gemv_tile_rows(s.vector_bytes);
   Var v("v");
   RDom j(0, static_cast<int>(s.K), "j");
   Func acc("acc");
   acc(v) = 0.0f;
   acc(v) = strict_float(acc(v) + cast<float>(p.wt(v % tile, j, v / tile)) * p.x(j));
-  p.y(v) = acc(v);
+  p.y(v) = s.q8 ? strict_float(acc(v) * p.row_scale(v)) : acc(v);
 
   // Tiles of rows: each tile keeps its sums in registers while j runs over K.
   const int lanes = s.vector_bytes / 4;
@@ -61,6 +84,7 @@ DenseGemvPipeline dense_gemv(const DenseGemvShape& s) {
   p.wt.dim(2).set_bounds(0, Np / tile).set_stride(tile * static_cast<int>(s.K));
   p.x.dim(0).set_bounds(0, static_cast<int>(s.K));
   p.y.output_buffer().dim(0).set_bounds(0, Np);
+  if (s.q8) p.row_scale.dim(0).set_bounds(0, Np);
   return p;
 }
 

@@ -19,6 +19,7 @@ struct DenseGemvShape {
   int64_t K = 0, N = 0;  // y[N] = W[N][K] x[K]
   int vector_bytes = 32;
   bool f16 = false;  // weights stored as IEEE half (exact when every value is one), read as float
+  bool q8 = false;   // weights stored as int8 with a float scale per row (--head=q8: changes numerics)
 };
 
 // Rows per tile (T), and N padded with zero rows to whole tiles.
@@ -33,12 +34,18 @@ std::vector<uint8_t> transpose_for_dense_gemv(const std::vector<float>& w, int64
 // Whether every value is exactly an IEEE half (then f16 storage changes no result).
 bool exactly_f16(const std::vector<float>& w);
 
-// Inputs: wt (float or float16, [T, K, padded N / T], first dimension innermost), x (float, [K]). Output:
-// y (float, [padded N]; the rows past N are zero).
+// --head=q8: each row as int8 codes times one float scale (absmax / 127, round to
+// nearest even), in the same tiles; `scales` gets one per padded row (zero past N).
+std::vector<uint8_t> quantize_for_dense_gemv_q8(const std::vector<float>& w, int64_t N, int64_t K, int vector_bytes,
+                                                std::vector<float>& scales);
+
+// Inputs: wt (float, float16 or int8, [T, K, padded N / T], first dimension innermost),
+// x (float, [K]), row_scale (float, [padded N]; read only for q8). Output: y (float,
+// [padded N]; the rows past N are zero). For q8, y = (sum_k float(q) * x) * row_scale.
 struct DenseGemvPipeline {
-  Halide::ImageParam wt, x;
+  Halide::ImageParam wt, x, row_scale;
   Halide::Func y;
-  std::vector<Halide::Argument> arguments() const { return {wt, x}; }
+  std::vector<Halide::Argument> arguments() const { return {wt, x, row_scale}; }
 };
 
 DenseGemvPipeline dense_gemv(const DenseGemvShape& shape);

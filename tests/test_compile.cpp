@@ -294,3 +294,21 @@ TEST(Compile, ExternalWeightsAndSharedObjectsAreReproducible) {
   compile_with("libm2.so", "");
   EXPECT_EQ(slurp(dir.file("libm1.so")), slurp(dir.file("libm2.so")));
 }
+
+// --head=q8 announces that it changes numerics, stores the head as int8 (half a byte
+// per weight less than f16), and on TinyStories still gives the exact build's greedy
+// tokens (pinned: this model's q8 logits stay within 0.2 of the exact ones).
+TEST(Compile, Q8HeadIsAnnouncedSmallerAndCloseToExact) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  const Result r = sh(std::string(BITNETC_BIN) + " " + quote(model) + " --head=q8 -o " + quote(dir.file("q8")), dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("logits differ from the reference"), std::string::npos) << r.err;
+  const std::string exact = compile(model, host_target().name, dir.file("exact"), dir);
+  EXPECT_LT(std::filesystem::file_size(dir.file("q8")), std::filesystem::file_size(exact));
+  const std::string flags = " -p 'Once upon a time' -n 32 --temp 0 --json";
+  const Result q = sh(quote(dir.file("q8")) + flags, dir);
+  const Result e = sh(quote(exact) + flags, dir);
+  ASSERT_EQ(q.status, 0) << q.err;
+  EXPECT_EQ(json::parse(q.out)["tokens"], json::parse(e.out)["tokens"]);
+}

@@ -145,3 +145,38 @@ TEST(DenseGemv, MatchesTheInterpretersSequentialSumsBitForBit) {
       }
     }
 }
+
+// --head=q8: the kernel computes (sum_k float(q) * x) * row_scale, sequentially; and the
+// quantized head stays close to the float one (the numerics change it announces).
+TEST(DenseGemv, Q8HeadMatchesItsDefinitionAndStaysNearTheFloatHead) {
+  const int64_t K = 256, N = 300;
+  SplitMix64 rng(11);
+  std::vector<float> w(K * N), x(K);
+  for (auto& v : w) v = rng.normal();
+  for (auto& v : x) v = rng.normal();
+  for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
+    const TargetInfo& t = *find_target(name);
+    if (t.vector_bytes > host_target().vector_bytes) continue;
+    std::vector<float> scales;
+    auto q = schedules::quantize_for_dense_gemv_q8(w, N, K, t.vector_bytes, scales);
+    const int T = schedules::dense_gemv_tile_rows(t.vector_bytes);
+    const int64_t Np = schedules::dense_gemv_padded_rows(N, t.vector_bytes);
+    auto p = schedules::dense_gemv({K, N, t.vector_bytes, false, true});
+    p.wt.set(Halide::Buffer<int8_t>(reinterpret_cast<int8_t*>(q.data()), T, static_cast<int>(K), static_cast<int>(Np / T)));
+    p.x.set(Halide::Buffer<float>(x.data(), static_cast<int>(K)));
+    p.row_scale.set(Halide::Buffer<float>(scales.data(), static_cast<int>(Np)));
+    Halide::Buffer<float> out(static_cast<int>(Np));
+    p.y.realize(out, Halide::Target(t.halide));
+    for (int64_t n = 0; n < N; ++n) {
+      float acc = 0, exact = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const auto code = static_cast<int8_t>(q[(n / T) * K * T + k * T + n % T]);
+        EXPECT_LE(std::fabs(code * scales[n] - w[n * K + k]), scales[n] * 0.5f + 1e-6f);
+        acc += static_cast<float>(code) * x[k];
+        exact += w[n * K + k] * x[k];
+      }
+      ASSERT_EQ(out(static_cast<int>(n)), acc * scales[n]) << name << " row " << n;
+      EXPECT_NEAR(out(static_cast<int>(n)), exact, 0.05 * std::sqrt(static_cast<double>(K))) << name << " row " << n;
+    }
+  }
+}

@@ -103,6 +103,11 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("--weights", compile_weights,
                           "embedded (default) or external: the weights in OUTPUT.weights beside the output")
       ->check(CLI::IsMember({"embedded", "external"}));
+  std::string compile_head = "exact";
+  compile_cmd->add_option("--head", compile_head,
+                          "exact (default: f16 when every value is a half, else f32) or q8 (int8 + row scales; "
+                          "changes numerics, halves the head's bytes)")
+      ->check(CLI::IsMember({"exact", "q8"}));
   bool compile_verbose = false;
   compile_cmd->add_flag("-v,--verbose", compile_verbose, "Show the plan and every tensor's layout, and why");
 
@@ -208,6 +213,9 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "[%6.2fs] %s\n", s, step.c_str());
         };
       compile_opts.external_weights = compile_weights == "external";
+      compile_opts.head_q8 = compile_head == "q8";
+      if (compile_opts.head_q8 && !compile_quiet)
+        std::fprintf(stderr, "note: --head=q8 quantizes the head to int8: logits differ from the reference\n");
       if (compile_verbose) compile_opts.explain = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
       const bool so_suffix = compile_opts.output.size() > 3 && compile_opts.output.ends_with(".so");
       compile_opts.emit = compile_emit == "so" || (compile_emit.empty() && so_suffix) ? codegen::EmitKind::SharedObject
