@@ -15,6 +15,7 @@
 #include "atomic_file.h"
 #include "kernel_objects.h"
 #include "model_blob.h"
+#include "process.h"
 #include "serialize.h"
 #include "tokenizer_import.h"
 #include "vocab_io.h"
@@ -100,7 +101,11 @@ PackedWeights pack_weights(const ir::Graph& g, const TargetInfo& target, bool he
                                     ": per-block weight scales are not supported by the generated kernels yet");
     const auto [it, added] =
         kernel_of.emplace(std::make_tuple(w.cols, w.rows, act_block), static_cast<uint32_t>(kernel_of.size()));
-    if (added) p.ternary_kernels.push_back({w.cols, w.rows, act_block, W});
+    if (added) {
+      schedules::GemvShape shape{w.cols, w.rows, act_block, W};
+      shape.vnni = target.ternary_vnni;
+      p.ternary_kernels.push_back(shape);
+    }
     rt::TernaryRecord& r = p.ternary[op.weight];
     r.gemv_kernel = r.gemm_kernel = it->second;
     r.K = w.cols;
@@ -341,8 +346,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   cmd += o.emit == EmitKind::SharedObject ? std::string(" -shared -Wl,--version-script=exports.map ") + BITNETC_SO_LIBS
                                           : std::string(" ") + BITNETC_EXE_LIBS;
   cmd += " -lpthread -ldl -o linked 2> link.log";
-  const int rc = std::system(cmd.c_str());
-  if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
+  if (run_shell(cmd) != 0) {
     std::ifstream log(fs::path(work.path()) / "link.log");
     const std::string msg((std::istreambuf_iterator<char>(log)), {});
     throw OutputError(o.output + ": linking failed: " + msg.substr(0, 2000));

@@ -1,12 +1,41 @@
 #include "kernel_objects.h"
 
+#include "process.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
 namespace bitnetc::codegen {
+
+namespace {
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+}  // namespace
 
 void emit_gemv_object(const schedules::GemvShape& shape, const TargetInfo& target, const std::string& fn_name,
                       const std::string& object_path) {
   schedules::GemvPipeline p = schedules::ternary_gemv(shape);
-  const Halide::Target t = Halide::Target(target.halide).with_feature(Halide::Target::NoRuntime);
-  p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
+  Halide::Target t = Halide::Target(target.halide).with_feature(Halide::Target::NoRuntime);
+  if (!shape.vnni) {
+    p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
+    return;
+  }
+  // See TargetInfo::ternary_vnni: Halide's sapphirerapids feature selects vpdpbusd; the
+  // bitcode carries no CPU of its own, so llc's -mcpu decides the encoding.
+  const std::string bitcode = object_path + ".bc";
+  p.y.compile_to_bitcode(bitcode, p.arguments(), fn_name, t.with_feature(Halide::Target::AVX512_SapphireRapids));
+  const std::string cmd = std::string(BITNETC_LLC) + " -O3 -mcpu=" + target.llc_cpu +
+                          " -filetype=obj -relocation-model=pic -o " + quote(object_path) + " " + quote(bitcode) +
+                          " 2>&1";
+  const int rc = run_shell(cmd);
+  std::remove(bitcode.c_str());
+  if (rc != 0) throw std::runtime_error("llc failed on " + fn_name + " (" + cmd + ")");
 }
 
 void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const TargetInfo& target,

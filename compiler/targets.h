@@ -17,6 +17,11 @@ struct TargetInfo {
   std::string llc_cpu;  // exact CPU for llc-14 when Halide's selection is wrong
   int vector_bytes;     // SIMD width of the target (dense kernels)
   int ternary_bytes;    // byte width of one packed ternary group (see schedules/ternary_gemv.h)
+  // Ternary kernels with u8 x i8 dot-product instructions (AVX512-VNNI vpdpbusd). Halide
+  // 14 selects them only with its sapphirerapids feature, which also turns on the
+  // VEX-encoded AVX-VNNI that Zen 4 and Ice Lake lack; so these kernels go through LLVM
+  // bitcode and llc-14 -mcpu=<llc_cpu>, whose CPU has the EVEX forms only.
+  bool ternary_vnni;
   TensorType layout;    // preferred weight layout
   std::string triple;   // linker triple
   std::string description;

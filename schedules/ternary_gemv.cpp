@@ -38,7 +38,7 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
 
   GemvPipeline p{ImageParam(UInt(8), 2, "packed"),  ImageParam(Int(8), 2, "x"), ImageParam(Int(32), 2, "x_sum"),
                  ImageParam(Float(32), 2, "d_act"), Param<float>("w_scale"),    Func("y")};
-  Var n("n"), m("m"), j("j"), s("s"), b("b"), jp("jp"), blk("blk");
+  Var n("n"), m("m"), j("j"), s("s"), b("b"), blk("blk");
 
   // code(j, s, b, n): W consecutive codes per (s, b) come from one W-byte load and a shift.
   Func code("code");
@@ -46,29 +46,37 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   Func xs("xs");
   xs(j, s, b, m) = p.x(b * 4 * W + s * W + j, m);
 
-  // Adjacent pairs in a saturating i16 sum: Halide selects pmaddubsw for it. Saturation
-  // never happens: |2*127 + 2*128| < 2^15.
-  RDom rp(0, 2, "rp");
-  Func pair("pair"), pair_sum("pair_sum");
-  pair(jp, s, b, n, m) = saturating_sum(
-      rp, cast<int16_t>(code(2 * jp + rp, s, b, n)) * cast<int16_t>(xs(2 * jp + rp, s, b, m)), pair_sum);
-
-  // The four shifts of one byte group summed in i16 (no overflow: |4 * 2 * 2 * 128| < 2^15),
-  // then widened once and added to a W/2-lane i32 vector accumulator per (block, row,
-  // token); the lanes are summed once per activation block. An activation block covers
-  // whole 4W-weight byte groups (Q8_K's 256 and per-token blocks of a padded row both
-  // do: padding weights meet zero activations).
-  Func quad("quad");
-  quad(jp, b, n, m) = pair(jp, 0, b, n, m) + pair(jp, 1, b, n, m) + pair(jp, 2, b, n, m) + pair(jp, 3, b, n, m);
   const int groups_per_act = n_act == 1 ? static_cast<int>(Kp / (4 * W)) : static_cast<int>(shape.act_block / (4 * W));
   if (n_act > 1 && shape.act_block % (4 * W) != 0)
     throw std::invalid_argument("ternary_gemv: activation blocks must cover whole " + std::to_string(4 * W) +
                                 "-weight groups");
-  Func accv("accv");
+  // Integer sums per activation block, kept in vector accumulators per (block, row,
+  // token) and summed across lanes once per block. An activation block covers whole
+  // 4W-weight byte groups (Q8_K's 256 and per-token blocks of a padded row both do:
+  // padding weights meet zero activations).
+  const int lanes = shape.vnni ? W / 4 : W / 2;
+  Func accv("accv"), pair_sum("pair_sum");
+  Var l("l");
   RDom rg(0, groups_per_act, "rg");
-  accv(jp, blk, n, m) = 0;
-  accv(jp, blk, n, m) += cast<int32_t>(quad(jp, blk * groups_per_act + rg, n, m));
-  RDom rl(0, W / 2, "rl");
+  RDom rp(0, 2, "rp");
+  RDom rv(0, 4, 0, 4, 0, groups_per_act, "rv");  // VNNI: byte within a lane, shift, group
+  accv(l, blk, n, m) = 0;
+  if (shape.vnni) {
+    // Four adjacent u8 x i8 products summed into each i32 lane: vpdpbusd.
+    accv(l, blk, n, m) += cast<int32_t>(code(4 * l + rv.x, rv.y, blk * groups_per_act + rv.z, n)) *
+                          cast<int32_t>(xs(4 * l + rv.x, rv.y, blk * groups_per_act + rv.z, m));
+  } else {
+    // Adjacent pairs in a saturating i16 sum (pmaddubsw; |2*2*128| < 2^15 never
+    // saturates), the four shifts of one byte group added in i16 (|4*2*2*128| < 2^15),
+    // then widened once.
+    Func pair("pair");
+    pair(l, s, b, n, m) = saturating_sum(
+        rp, cast<int16_t>(code(2 * l + rp, s, b, n)) * cast<int16_t>(xs(2 * l + rp, s, b, m)), pair_sum);
+    Func quad("quad");
+    quad(l, b, n, m) = pair(l, 0, b, n, m) + pair(l, 1, b, n, m) + pair(l, 2, b, n, m) + pair(l, 3, b, n, m);
+    accv(l, blk, n, m) += cast<int32_t>(quad(l, blk * groups_per_act + rg, n, m));
+  }
+  RDom rl(0, lanes, "rl");
   Func acc("acc");
   acc(blk, n, m) = 0;
   acc(blk, n, m) += accv(rl, blk, n, m);
@@ -105,18 +113,30 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
 
   yf.compute_at(p.y, mo);
   acc.compute_at(p.y, mo);
-  accv.compute_at(p.y, mo).vectorize(jp, W / 2);
-  accv.update().reorder(jp, m, n, rg, blk).vectorize(jp, W / 2).unroll(m).unroll(n);
   // Software prefetch of the next row tile while this one runs: rows are short (K/4
   // bytes) and the hardware prefetcher does not keep up with this access pattern
   // (2560x6912 over 264 MB of weights, 1 thread: 850 us without, 495 us with; 365 us
   // when the weights sit in cache). Tiles are contiguous, so "next tile" is the same
   // row offset by a tile's bytes; prefetches past the end are harmless.
+  accv.compute_at(p.y, mo).vectorize(l, lanes);
   const int groups_per_row = static_cast<int>(Kp / (4 * W));
-  accv.update().prefetch(p.packed, rg, rg, kRows * groups_per_row, PrefetchBoundStrategy::NonFaulting);
-  Var pj = pair_sum.args()[0];
-  pair_sum.compute_at(accv, m).vectorize(pj, W / 2);
-  pair_sum.update().atomic(true).vectorize(rp).vectorize(pj, W / 2);
+  if (shape.vnni) {
+    accv.update()
+        .reorder(rv.x, l, m, n, rv.y, rv.z, blk)
+        .atomic()
+        .vectorize(rv.x)
+        .vectorize(l, lanes)
+        .unroll(m)
+        .unroll(n)
+        .unroll(rv.y);
+    accv.update().prefetch(p.packed, rv.z, rv.z, kRows * groups_per_row, PrefetchBoundStrategy::NonFaulting);
+  } else {
+    accv.update().reorder(l, m, n, rg, blk).vectorize(l, lanes).unroll(m).unroll(n);
+    accv.update().prefetch(p.packed, rg, rg, kRows * groups_per_row, PrefetchBoundStrategy::NonFaulting);
+    Var pj = pair_sum.args()[0];
+    pair_sum.compute_at(accv, m).vectorize(pj, W / 2);
+    pair_sum.update().atomic(true).vectorize(rp).vectorize(pj, W / 2);
+  }
 
   // Shapes are constants of the generated code.
   p.packed.dim(0).set_bounds(0, static_cast<int>(Kp / 4)).dim(1).set_bounds(0, static_cast<int>(shape.N));

@@ -31,6 +31,7 @@ struct GemvShape {
   int64_t act_block = 0;  // activation quantization block (K for per-token, 256 for Q8_K)
   int vector_bytes = 32;  // 32 (AVX2) or 64 (AVX-512)
   int batch = 1;          // tokens per call (M); the caller pads a short chunk with zeros
+  bool vnni = false;      // u8 x i8 dot products in i32 lanes (vpdpbusd) instead of pmaddubsw
 };
 
 // Inputs, in order: packed (uint8, [padded_k/4, N]), x (int8, [padded_k, M], zero

@@ -10,7 +10,7 @@ PACKAGES=(
   # build
   cmake ninja-build g++ pkg-config
   # LLVM 14 / Halide 14 (one toolchain), clang-14 + libFuzzer for the fuzz targets
-  llvm-14-dev clang-14 lld-14 libclang-rt-14-dev libfuzzer-14-dev libhalide14-0-dev
+  llvm-14 llvm-14-dev clang-14 lld-14 libclang-rt-14-dev libfuzzer-14-dev libhalide14-0-dev
   # libraries
   libsentencepiece-dev sentencepiece libcli11-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   # cross compilation and emulation for aarch64 outputs

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <stdexcept>
 
-namespace bitnetc::cli {
+namespace bitnetc {
 
 ProcessResult run_process(const std::vector<std::string>& argv) {
   if (argv.empty()) throw std::invalid_argument("run_process: no program");
@@ -66,4 +66,17 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
   return r;
 }
 
-}  // namespace bitnetc::cli
+int run_shell(const std::string& command) {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("cannot fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace bitnetc
