@@ -8,6 +8,7 @@
 #
 #   bench/bench_2b4t.sh                 # weights as I2_S, bitnet.cpp's semantics
 #   TYPE=tq2_0 ARCH=bitnet bench/bench_2b4t.sh -t 1
+#   bench/bench_2b4t.sh --head q8       # int8 head (changes numerics)
 set -euo pipefail
 BITNETC=${BITNETC:-build/tools/bitnetc/bitnetc}
 dir=$(mktemp -d)

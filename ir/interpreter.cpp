@@ -158,40 +158,43 @@ void rope_rotate(RopeStyle style, int head_dim, const float* cos, const float* s
   }
 }
 
-void attend(const Op& op, const float* q, const float* k_cache, const float* v_cache, int kv_dim, int32_t pos,
-            float* scores, float* out) {
+void attend_head(const Op& op, int h, const float* q, const float* k_cache, const float* v_cache, int kv_dim,
+                 int32_t pos, float* scores, float* out) {
   const int d = op.head_dim, group = op.n_head / op.n_head_kv;
   const float sqrt_d = std::sqrt(static_cast<float>(d));
   const float inv_sqrt_d = 1.0f / sqrt_d;
-  for (int h = 0; h < op.n_head; ++h) {
-    const int kvh = h / group;
-    float* p = scores;
-    float mx = -INFINITY;
-    for (int t = 0; t <= pos; ++t) {
-      const float* k = k_cache + static_cast<int64_t>(t) * kv_dim + kvh * d;
-      float s = 0;
-      for (int i = 0; i < d; ++i) s += q[h * d + i] * k[i];
-      s = op.score_scale == ScoreScale::DivideSqrt ? s / sqrt_d : s * inv_sqrt_d;
-      p[t] = s;
-      mx = std::max(mx, s);
-    }
-    if (op.softmax_sum == SoftmaxSum::F32Divide) {
-      float sum = 0;
-      for (int t = 0; t <= pos; ++t) sum += (p[t] = std::exp(p[t] - mx));
-      for (int t = 0; t <= pos; ++t) p[t] /= sum;
-    } else {
-      double sum = 0;
-      for (int t = 0; t <= pos; ++t) sum += static_cast<double>(p[t] = std::exp(p[t] - mx));
-      const float inv = static_cast<float>(1.0 / sum);
-      for (int t = 0; t <= pos; ++t) p[t] *= inv;
-    }
-    float* o = out + h * d;
-    std::fill(o, o + d, 0.0f);
-    for (int t = 0; t <= pos; ++t) {
-      const float* v = v_cache + static_cast<int64_t>(t) * kv_dim + kvh * d;
-      for (int i = 0; i < d; ++i) o[i] += p[t] * v[i];
-    }
+  const int kvh = h / group;
+  float* p = scores;
+  float mx = -INFINITY;
+  for (int t = 0; t <= pos; ++t) {
+    const float* k = k_cache + static_cast<int64_t>(t) * kv_dim + kvh * d;
+    float s = 0;
+    for (int i = 0; i < d; ++i) s += q[h * d + i] * k[i];
+    s = op.score_scale == ScoreScale::DivideSqrt ? s / sqrt_d : s * inv_sqrt_d;
+    p[t] = s;
+    mx = std::max(mx, s);
   }
+  if (op.softmax_sum == SoftmaxSum::F32Divide) {
+    float sum = 0;
+    for (int t = 0; t <= pos; ++t) sum += (p[t] = std::exp(p[t] - mx));
+    for (int t = 0; t <= pos; ++t) p[t] /= sum;
+  } else {
+    double sum = 0;
+    for (int t = 0; t <= pos; ++t) sum += static_cast<double>(p[t] = std::exp(p[t] - mx));
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int t = 0; t <= pos; ++t) p[t] *= inv;
+  }
+  float* o = out + h * d;
+  std::fill(o, o + d, 0.0f);
+  for (int t = 0; t <= pos; ++t) {
+    const float* v = v_cache + static_cast<int64_t>(t) * kv_dim + kvh * d;
+    for (int i = 0; i < d; ++i) o[i] += p[t] * v[i];
+  }
+}
+
+void attend(const Op& op, const float* q, const float* k_cache, const float* v_cache, int kv_dim, int32_t pos,
+            float* scores, float* out) {
+  for (int h = 0; h < op.n_head; ++h) attend_head(op, h, q, k_cache, v_cache, kv_dim, pos, scores, out);
 }
 
 float activate(Activation a, float g) {

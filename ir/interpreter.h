@@ -60,6 +60,9 @@ void rope_rotate(RopeStyle style, int head_dim, const float* cos, const float* s
 // already written); `scores` has room for pos + 1 floats.
 void attend(const Op& op, const float* q, const float* k_cache, const float* v_cache, int kv_dim, int32_t pos,
             float* scores, float* out);
+// One head of it (heads are independent: outputs may attend them in parallel).
+void attend_head(const Op& op, int head, const float* q, const float* k_cache, const float* v_cache, int kv_dim,
+                 int32_t pos, float* scores, float* out);
 float activate(Activation a, float gate);
 
 }  // namespace bitnetc::ir

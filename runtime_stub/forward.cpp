@@ -72,7 +72,10 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
     if (!k_cache_.back() || !v_cache_.back())
       throw std::runtime_error("out of memory for the KV cache (" + std::to_string(g.n_ctx) + " positions)");
   }
-  scores_.resize(g.n_ctx);
+  int max_heads = 1;
+  for (const ir::Op& op : g.ops)
+    if (op.kind == ir::OpKind::Attention) max_heads = std::max(max_heads, op.n_head);
+  scores_.resize(static_cast<size_t>(g.n_ctx) * batch_ * max_heads);  // one row per (token, head) task
   logits_.resize(g.values[g.logits].size);
 }
 
@@ -164,7 +167,23 @@ void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool
         float* vc = v_cache_[op.layer].get();
         std::copy_n(in(1, 0), count * kv_dim, kc + static_cast<int64_t>(pos0) * kv_dim);
         std::copy_n(in(2, 0), count * kv_dim, vc + static_cast<int64_t>(pos0) * kv_dim);
-        for (int b = 0; b < count; ++b) ir::attend(op, in(0, b), kc, vc, kv_dim, pos0 + b, scores_.data(), out + b * n);
+        // Every (token, head) is independent: Halide's thread pool runs them in parallel.
+        struct Closure {
+          const ir::Op* op;
+          const float *q, *kc, *vc;
+          float *scores, *out;
+          int64_t n, q_size, n_ctx;
+          int kv_dim, pos0;
+        } c{&op, in(0, 0), kc, vc, scores_.data(), out, n, g_.values[op.inputs[0]].size, g_.n_ctx, kv_dim, pos0};
+        auto task = [](void*, int i, uint8_t* closure) -> int {
+          const auto& c = *reinterpret_cast<const Closure*>(closure);
+          const int b = i / c.op->n_head, h = i % c.op->n_head;
+          ir::attend_head(*c.op, h, c.q + b * c.q_size, c.kc, c.vc, c.kv_dim, c.pos0 + b, c.scores + i * c.n_ctx,
+                          c.out + b * c.n);
+          return 0;
+        };
+        check_kernel(halide_do_par_for(nullptr, task, 0, count * op.n_head, reinterpret_cast<uint8_t*>(&c)),
+                     "attention");
         break;
       }
       case ir::OpKind::GatedAct: {

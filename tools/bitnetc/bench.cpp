@@ -130,6 +130,7 @@ int bench(const BenchOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();
     codegen::CompileOptions co;
     co.output = binary;
+    co.head_q8 = o.head_q8;
     codegen::compile_executable(import_model(o.model), *t, co);
     compile_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rusage self{};
@@ -187,6 +188,7 @@ int bench(const BenchOptions& o) {
   json out = {{"model", o.model},
               {"target", target_name},
               {"threads", threads},
+              {"head", o.binary.empty() ? (o.head_q8 ? "q8" : "exact") : "(given binary)"},
               {"output_bytes", size},
               {"compile_s", compile_s},
               {"compile_peak_rss_kb", compile_rss_kb},

@@ -38,6 +38,7 @@ struct BenchOptions {
   int n_gen = 128;                       // the tg test (0: none)
   int repetitions = 3;
   int threads = 0;  // 0: every core
+  bool head_q8 = false;  // compile with --head=q8
   bool json = false;
   bool quiet = false;
 };

@@ -123,6 +123,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   bench_cmd->add_option("-t,--threads", bench_opts.threads, "Threads (default: every core)")
       ->check(CLI::PositiveNumber);
+  std::string bench_head = "exact";
+  bench_cmd->add_option("--head", bench_head, "Compile the head exact (default) or q8 (see compile --head)")
+      ->check(CLI::IsMember({"exact", "q8"}));
   bench_cmd->add_flag("--json", bench_opts.json, "One JSON object instead of the table");
   bench_cmd->add_flag("-q,--quiet", bench_opts.quiet, "No progress on stderr");
 
@@ -224,7 +227,10 @@ int main(int argc, char** argv) {
       if (!compile_quiet) std::fprintf(stderr, "wrote %s (target %s)\n", compile_opts.output.c_str(), t->name.c_str());
       return 0;
     }
-    if (*bench_cmd) return cli::bench(bench_opts);
+    if (*bench_cmd) {
+      bench_opts.head_q8 = bench_head == "q8";
+      return cli::bench(bench_opts);
+    }
     if (*verify_cmd) return cli::verify(verify_opts);
     if (*targets_cmd) {
       std::printf("%-16s %-7s %-6s %-16s %s\n", "target", "vector", "layout", "llc cpu", "Halide target");
