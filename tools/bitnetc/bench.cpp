@@ -21,9 +21,7 @@
 #include <sstream>
 #include <thread>
 
-#include "atomic_file.h"
 #include "commands.h"
-#include "emit_executable.h"
 #include "model_import.h"
 #include "process.h"
 
@@ -112,31 +110,11 @@ int bench(const BenchOptions& o) {
     if (!o.quiet) std::fprintf(stderr, "bench: %s\n", s.c_str());
   };
 
-  // The output: compiled here into a scratch folder, or given.
-  std::string binary = o.binary;
-  std::unique_ptr<ScratchFolder> scratch;
-  double compile_s = 0;
-  long compile_rss_kb = 0;
-  std::string target_name = "(given binary)";
-  if (binary.empty()) {
-    const TargetInfo* t = find_target(o.target);
-    if (!t) throw std::invalid_argument("unknown target \"" + o.target + "\" (bitnetc targets lists them)");
-    if (t->arch != TargetArch::X86_64)
-      throw std::invalid_argument("bench: target " + t->name + " cannot run on this machine; no timing under emulation");
-    target_name = t->name;
-    scratch = std::make_unique<ScratchFolder>("bitnetc-bench");
-    binary = scratch->file("model");
-    say("compiling " + o.model + " for " + t->name);
-    const auto t0 = std::chrono::steady_clock::now();
-    codegen::CompileOptions co;
-    co.output = binary;
-    co.head_q8 = o.head_q8;
-    codegen::compile_executable(import_model(o.model), *t, co);
-    compile_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rusage self{};
-    ::getrusage(RUSAGE_SELF, &self);
-    compile_rss_kb = self.ru_maxrss;
-  }
+  const PreparedOutput prepared = prepare_output(o.output, "bench", o.head_q8, say);
+  const std::string& binary = prepared.binary;
+  rusage self{};
+  ::getrusage(RUSAGE_SELF, &self);
+  const long compile_rss_kb = prepared.compile_s > 0 ? self.ru_maxrss : 0;
   const uint64_t size = fs::file_size(binary);
 
   // Each test runs with a context just large enough for it (the KV cache it touches).
@@ -185,12 +163,12 @@ int bench(const BenchOptions& o) {
   const double bandwidth = measure_read_bandwidth(threads);
   const double roofline = bandwidth / static_cast<double>(decode_bytes);
 
-  json out = {{"model", o.model},
-              {"target", target_name},
+  json out = {{"model", o.output.model},
+              {"target", prepared.target_name},
               {"threads", threads},
-              {"head", o.binary.empty() ? (o.head_q8 ? "q8" : "exact") : "(given binary)"},
+              {"head", o.output.binary.empty() ? (o.head_q8 ? "q8" : "exact") : "(given binary)"},
               {"output_bytes", size},
-              {"compile_s", compile_s},
+              {"compile_s", prepared.compile_s},
               {"compile_peak_rss_kb", compile_rss_kb},
               {"startup_s", startup_run.seconds},
               {"load_s", startup_json.at("load_s")},
@@ -204,9 +182,9 @@ int bench(const BenchOptions& o) {
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
-  std::printf("model %s, target %s, %d threads\n", o.model.c_str(), target_name.c_str(), threads);
-  if (compile_s > 0)
-    std::printf("compile %.1f s (peak RSS %s), ", compile_s, human_bytes(compile_rss_kb * 1024.0).c_str());
+  std::printf("model %s, target %s, %d threads\n", o.output.model.c_str(), prepared.target_name.c_str(), threads);
+  if (prepared.compile_s > 0)
+    std::printf("compile %.1f s (peak RSS %s), ", prepared.compile_s, human_bytes(compile_rss_kb * 1024.0).c_str());
   std::printf("output %s, start-up %.3f s, peak RSS running %s\n", human_bytes(static_cast<double>(size)).c_str(),
               startup_run.seconds, human_bytes(peak_rss_kb * 1024.0).c_str());
   std::printf("read bandwidth %.1f GB/s; decode reads %s per token -> roofline %.1f t/s\n\n", bandwidth / 1e9,

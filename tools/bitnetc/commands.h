@@ -2,6 +2,8 @@
 // definitions and hands over plain option structs.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "sampler.h"
@@ -30,10 +32,16 @@ struct RunOptions {
 };
 int run(const RunOptions& o);
 
-struct BenchOptions {
+// What bench and verify run: MODEL compiled for --target into a scratch folder, or a
+// given --binary.
+struct OutputUnderTest {
   std::string model;
   std::string target = "host";
-  std::string binary;                    // a compiled output to measure instead of compiling
+  std::string binary;  // a compiled output to use instead of compiling
+};
+
+struct BenchOptions {
+  OutputUnderTest output;
   std::string prompt_sizes = "128,512";  // pp tests
   int n_gen = 128;                       // the tg test (0: none)
   int repetitions = 3;
@@ -45,14 +53,23 @@ struct BenchOptions {
 int bench(const BenchOptions& o);
 
 struct VerifyOptions {
-  std::string model;
-  std::string target = "host";
-  std::string binary;        // a compiled output to check instead of compiling
+  OutputUnderTest output;
   std::string prompts_file;  // one prompt per line; default: a built-in set
   int n_predict = 32;
   double tolerance = 1e-4;  // on the top logits (the kernels are bit-exact by design)
   bool quiet = false;
 };
 int verify(const VerifyOptions& o);
+
+// The compiled output of `o`, ready to run here: compiled now (into a scratch folder
+// kept alive by the result) unless o.binary names one.
+struct PreparedOutput {
+  std::string binary;
+  std::string target_name;
+  double compile_s = 0;
+  std::shared_ptr<void> scratch;  // keeps the scratch folder alive
+};
+PreparedOutput prepare_output(const OutputUnderTest& o, const std::string& command, bool head_q8,
+                              const std::function<void(const std::string&)>& say);
 
 }  // namespace bitnetc::cli

@@ -111,11 +111,15 @@ int main(int argc, char** argv) {
   bool compile_verbose = false;
   compile_cmd->add_flag("-v,--verbose", compile_verbose, "Show the plan and every tensor's layout, and why");
 
+  // MODEL, --target and --binary of the commands that run a compiled output.
+  auto add_output_under_test = [](CLI::App* cmd, cli::OutputUnderTest& out, const std::string& verb) {
+    cmd->add_option("model", out.model, "Model to compile and " + verb)->required();
+    cmd->add_option("--target", out.target, "Target (must run on this machine)");
+    cmd->add_option("--binary", out.binary, "Use this compiled executable instead of compiling");
+  };
   cli::BenchOptions bench_opts;
   auto* bench_cmd = app.add_subcommand("bench", "llama-bench-style figures of a compiled model (pp/tg t/s, roofline)");
-  bench_cmd->add_option("model", bench_opts.model, "Model to compile and measure")->required();
-  bench_cmd->add_option("--target", bench_opts.target, "Target (must run on this machine)");
-  bench_cmd->add_option("--binary", bench_opts.binary, "Measure this compiled executable instead of compiling");
+  add_output_under_test(bench_cmd, bench_opts.output, "measure");
   bench_cmd->add_option("-p,--n-prompt", bench_opts.prompt_sizes, "Prefill sizes, comma-separated (default 128,512)");
   bench_cmd->add_option("-n,--n-gen", bench_opts.n_gen, "Generated tokens of the tg test (default 128)")
       ->check(CLI::NonNegativeNumber);
@@ -131,9 +135,7 @@ int main(int argc, char** argv) {
 
   cli::VerifyOptions verify_opts;
   auto* verify_cmd = app.add_subcommand("verify", "Compare a compiled model's greedy tokens and logits with the interpreter");
-  verify_cmd->add_option("model", verify_opts.model, "Model to compile and check")->required();
-  verify_cmd->add_option("--target", verify_opts.target, "Target (must run on this machine)");
-  verify_cmd->add_option("--binary", verify_opts.binary, "Check this compiled executable instead of compiling");
+  add_output_under_test(verify_cmd, verify_opts.output, "check");
   verify_cmd->add_option("--prompts", verify_opts.prompts_file, "File of prompts, one per line");
   verify_cmd->add_option("-n,--n-predict", verify_opts.n_predict, "Tokens to generate per prompt (default 32)")
       ->check(CLI::PositiveNumber);

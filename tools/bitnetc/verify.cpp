@@ -13,9 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "atomic_file.h"
 #include "commands.h"
-#include "emit_executable.h"
 #include "generate.h"
 #include "interpreter.h"
 #include "lower.h"
@@ -61,25 +59,10 @@ int verify(const VerifyOptions& o) {
   auto say = [&](const std::string& s) {
     if (!o.quiet) std::fprintf(stderr, "verify: %s\n", s.c_str());
   };
-  const ImportedModel m = import_model(o.model);
+  const ImportedModel m = import_model(o.output.model);
 
-  std::string binary = o.binary;
-  std::string target_name = "(given binary)";
-  std::unique_ptr<ScratchFolder> scratch;
-  if (binary.empty()) {
-    const TargetInfo* t = find_target(o.target);
-    if (!t) throw std::invalid_argument("unknown target \"" + o.target + "\" (bitnetc targets lists them)");
-    if (t->arch != TargetArch::X86_64)
-      throw std::invalid_argument("verify: target " + t->name +
-                                  " cannot run on this machine and no emulator for it is wired up yet");
-    target_name = t->name;
-    scratch = std::make_unique<ScratchFolder>("bitnetc-verify");
-    binary = scratch->file("model");
-    say("compiling for " + t->name);
-    codegen::CompileOptions co;
-    co.output = binary;
-    codegen::compile_executable(m, *t, co);
-  }
+  const PreparedOutput prepared = prepare_output(o.output, "verify", false, say);
+  const std::string& binary = prepared.binary;
 
   // The reference: the interpreter over the same lowered graph, greedy.
   const ir::Graph g = lower(m, {});
@@ -106,8 +89,8 @@ int verify(const VerifyOptions& o) {
 
   bool ok = true;
   double worst = 0;
-  std::printf("model %s, target %s, %d tokens per prompt, tolerance %g on the top-%d logits\n\n", o.model.c_str(),
-              target_name.c_str(), o.n_predict, o.tolerance, kTopLogits);
+  std::printf("model %s, target %s, %d tokens per prompt, tolerance %g on the top-%d logits\n\n",
+              o.output.model.c_str(), prepared.target_name.c_str(), o.n_predict, o.tolerance, kTopLogits);
   std::printf("| %-36s | %-9s | %-12s | %s\n", "prompt", "tokens", "max |dlogit|", "verdict");
   std::printf("| %-36s | %-9s | %-12s | %s\n", std::string(36, '-').c_str(), "---------", "------------", "-------");
   for (const std::string& prompt : prompts) {
