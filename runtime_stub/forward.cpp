@@ -136,10 +136,13 @@ void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool
             q.sum[b * q.blocks + k] = s;
           }
         }
-        // Unused tokens of a short chunk meet the GEMM kernel as zeros.
-        std::fill(q.q.begin() + count * q.K_padded, q.q.end(), 0);
-        std::fill(q.d.begin() + count * q.blocks, q.d.end(), 0.0f);
-        std::fill(q.sum.begin() + count * q.blocks, q.sum.end(), 0);
+        // Unused tokens of a short chunk meet the GEMM kernel as zeros (a single token
+        // goes to the GEMV, which reads only its own row).
+        if (count > 1) {
+          std::fill(q.q.begin() + count * q.K_padded, q.q.end(), 0);
+          std::fill(q.d.begin() + count * q.blocks, q.d.end(), 0.0f);
+          std::fill(q.sum.begin() + count * q.blocks, q.sum.end(), 0);
+        }
         break;
       }
       case ir::OpKind::TernaryMatmul:
