@@ -41,8 +41,8 @@ struct TernaryRecord {
   uint32_t gemm_kernel;  // index into bitnetc_gemm_kernels[] (BlobHeader::batch tokens)
   int64_t K, K_padded, N, act_block;
   uint64_t off;   // from the start of the blob
-  float w_scale;  // per-tensor weight scale
-  uint32_t pad;
+  float w_scale;         // per-tensor weight scale
+  uint32_t group_bytes;  // packing group width W (schedules/ternary_gemv.h)
 };
 
 // A dense weight. Vectors (norm weights) and embedding tables are row-major; the head is
