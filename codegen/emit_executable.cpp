@@ -82,14 +82,16 @@ int64_t act_block_of(const ir::Graph& g, const ir::Op& matmul, int64_t K) {
   throw std::logic_error("ternary matmul without a quantize op");
 }
 
-PackedWeights pack_weights(const ir::Graph& g, const TargetInfo& target, bool head_q8) {
+// Packs every weight and releases its decoded form as it goes (codes, floats): the
+// decoded copies of a 2B4T-size model are several GB.
+PackedWeights pack_weights(ir::Graph& g, const TargetInfo& target, bool head_q8) {
   PackedWeights p;
   p.ternary.resize(g.ternary.size());
   p.ternary_bytes.resize(g.ternary.size());
   std::map<std::tuple<int64_t, int64_t, int64_t>, uint32_t> kernel_of;
   for (const ir::Op& op : g.ops) {
-    if (op.kind != ir::OpKind::TernaryMatmul) continue;
-    const TernaryWeights& w = g.ternary[op.weight].w;
+    if (op.kind != ir::OpKind::TernaryMatmul || !p.ternary_bytes[op.weight].empty()) continue;
+    TernaryWeights& w = g.ternary[op.weight].w;
     const int64_t act_block = act_block_of(g, op, w.cols);
     // Per-block activations (Q8_K) sum each block's lanes across once per block: with
     // VNNI, 32-byte groups (8 lanes) beat the target's 64 (2B4T shape as TQ2_0, 2
@@ -118,6 +120,7 @@ PackedWeights pack_weights(const ir::Graph& g, const TargetInfo& target, bool he
     r.w_scale = w.scales[0];
     r.group_bytes = static_cast<uint32_t>(W);
     p.ternary_bytes[op.weight] = schedules::pack_ternary_rows(w, W);
+    std::vector<int8_t>().swap(w.codes);
   }
 
   // Dense weights: the head in the tiles of its kernel, half precision when that is
@@ -165,6 +168,7 @@ PackedWeights pack_weights(const ir::Graph& g, const TargetInfo& target, bool he
         }
       }
     }
+    std::vector<float>().swap(g.dense[i].data);
   }
   return p;
 }
@@ -357,9 +361,19 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
     const std::string msg((std::istreambuf_iterator<char>(log)), {});
     throw OutputError(o.output + ": linking failed: " + msg.substr(0, 2000));
   }
+  // Streamed into place: the linked file can be as large as the model.
   std::ifstream linked(fs::path(work.path()) / "linked", std::ios::binary);
-  const std::vector<uint8_t> exe((std::istreambuf_iterator<char>(linked)), {});
-  write_file_atomically(o.output, exe, /*executable=*/o.emit == EmitKind::Executable);
+  write_file_atomically(
+      o.output,
+      [&](const auto& sink) {
+        std::vector<uint8_t> buf(1 << 20);
+        while (linked) {
+          linked.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(buf.size()));
+          sink(std::span<const uint8_t>(buf.data(), static_cast<size_t>(linked.gcount())));
+        }
+        if (linked.bad()) throw OutputError(o.output + ": cannot read the linked output back");
+      },
+      /*executable=*/o.emit == EmitKind::Executable);
   side_guard.keep = true;
 }
 
