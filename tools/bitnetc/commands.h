@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "model_import.h"
 #include "sampler.h"
 
 namespace bitnetc::cli {
@@ -62,7 +63,8 @@ struct VerifyOptions {
 int verify(const VerifyOptions& o);
 
 // The compiled output of `o`, ready to run here: compiled now (into a scratch folder
-// kept alive by the result) unless o.binary names one.
+// kept alive by the result) unless o.binary names one. `imported`, when given, is
+// o.model already imported (so a caller that needs it too reads the file once).
 struct PreparedOutput {
   std::string binary;
   std::string target_name;
@@ -70,6 +72,7 @@ struct PreparedOutput {
   std::shared_ptr<void> scratch;  // keeps the scratch folder alive
 };
 PreparedOutput prepare_output(const OutputUnderTest& o, const std::string& command, bool head_q8,
-                              const std::function<void(const std::string&)>& say);
+                              const std::function<void(const std::string&)>& say,
+                              const ImportedModel* imported = nullptr);
 
 }  // namespace bitnetc::cli

@@ -9,7 +9,7 @@
 namespace bitnetc::cli {
 
 PreparedOutput prepare_output(const OutputUnderTest& o, const std::string& command, bool head_q8,
-                              const std::function<void(const std::string&)>& say) {
+                              const std::function<void(const std::string&)>& say, const ImportedModel* imported) {
   PreparedOutput p;
   if (!o.binary.empty()) {
     p.binary = o.binary;
@@ -30,7 +30,10 @@ PreparedOutput prepare_output(const OutputUnderTest& o, const std::string& comma
   codegen::CompileOptions co;
   co.output = p.binary;
   co.head_q8 = head_q8;
-  codegen::compile_executable(import_model(o.model), *t, co);
+  if (imported)
+    codegen::compile_executable(*imported, *t, co);
+  else
+    codegen::compile_executable(import_model(o.model), *t, co);
   p.compile_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return p;
 }

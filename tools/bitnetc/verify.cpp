@@ -61,7 +61,7 @@ int verify(const VerifyOptions& o) {
   };
   const ImportedModel m = import_model(o.output.model);
 
-  const PreparedOutput prepared = prepare_output(o.output, "verify", false, say);
+  const PreparedOutput prepared = prepare_output(o.output, "verify", false, say, &m);
   const std::string& binary = prepared.binary;
 
   // The reference: the interpreter over the same lowered graph, greedy.
