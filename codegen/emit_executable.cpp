@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "atomic_file.h"
+#include "cpu_features.h"
 #include "kernel_objects.h"
 #include "model_blob.h"
 #include "process.h"
@@ -59,6 +60,42 @@ uint64_t source_fingerprint(const ImportedModel& m) {
   return h;
 }
 
+// The compiler and runtime libraries an output for `target` links with. x86-64 outputs
+// use this build's own libraries; aarch64 outputs the cross-built ones, and executables
+// are static so that they run on any aarch64 Linux (and under qemu-aarch64 without a
+// sysroot).
+struct Toolchain {
+  std::string cxx, exe_libs, so_libs, exe_flags;
+};
+
+Toolchain toolchain_for(const TargetInfo& target) {
+  switch (target.arch) {
+    case TargetArch::X86_64: {
+      const char* env_cxx = std::getenv("CXX");
+      return {env_cxx && *env_cxx ? env_cxx : BITNETC_CXX, BITNETC_EXE_LIBS, BITNETC_SO_LIBS, ""};
+    }
+    case TargetArch::AArch64:
+#ifdef BITNETC_AARCH64_CXX
+      return {BITNETC_AARCH64_CXX, BITNETC_AARCH64_EXE_LIBS, BITNETC_AARCH64_SO_LIBS, "-static"};
+#else
+      throw std::invalid_argument("target " + target.name +
+                                  ": this bitnetc was built without the aarch64 runtime (install "
+                                  "g++-aarch64-linux-gnu, then configure and build again)");
+#endif
+    case TargetArch::Cuda: break;
+  }
+  throw std::invalid_argument("target " + target.name + ": CUDA outputs are not generated yet");
+}
+
+// The CPU features the target's kernels use, which the output checks at load.
+uint32_t required_cpu_features(const TargetInfo& target) {
+  uint32_t f = 0;
+  if (target.arch == TargetArch::X86_64) f |= rt::kCpuAvx2Fma;
+  if (target.arch == TargetArch::X86_64 && target.vector_bytes == 64) f |= rt::kCpuAvx512Vnni;
+  if (target.ternary_dot == TargetInfo::Dot::Sdot) f |= rt::kCpuDotProd;
+  return f;
+}
+
 // Tokens per call of the prefill kernels: a prompt chunk of this many meets every
 // unpacked weight group once (bench_gemv: batch 8 costs ~80 us per token on 2560x2560,
 // against ~97 us for the GEMV at one thread).
@@ -96,7 +133,7 @@ PackedWeights pack_weights(ir::Graph& g, const TargetInfo& target, bool head_q8)
     // Per-block activations (Q8_K) sum each block's lanes across once per block: with
     // VNNI, 32-byte groups (8 lanes) beat the target's 64 (2B4T shape as TQ2_0, 2
     // threads: pp128 12 -> 25 t/s, tg128 8.8 -> 10.7 t/s).
-    const int W = act_block != w.cols && target.ternary_vnni ? 32 : target.ternary_bytes;
+    const int W = act_block != w.cols && target.ternary_dot == TargetInfo::Dot::Vnni ? 32 : target.ternary_bytes;
     if (act_block != w.cols && act_block % (4 * W) != 0)
       throw std::invalid_argument(g.ternary[op.weight].name + ": activation blocks of " + std::to_string(act_block) +
                                   " do not cover whole " + std::to_string(4 * W) + "-weight groups of the target");
@@ -108,7 +145,7 @@ PackedWeights pack_weights(ir::Graph& g, const TargetInfo& target, bool head_q8)
         kernel_of.emplace(std::make_tuple(w.cols, w.rows, act_block), static_cast<uint32_t>(kernel_of.size()));
     if (added) {
       schedules::GemvShape shape{w.cols, w.rows, act_block, W};
-      shape.vnni = target.ternary_vnni;
+      shape.reduce = ternary_reduce(target);
       p.ternary_kernels.push_back(shape);
     }
     rt::TernaryRecord& r = p.ternary[op.weight];
@@ -265,8 +302,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   auto say = [&](const std::string& s) {
     if (o.progress) o.progress(s);
   };
-  if (target.arch != TargetArch::X86_64)
-    throw std::invalid_argument("target " + target.name + ": only x86-64 targets are generated so far");
+  const Toolchain toolchain = toolchain_for(target);
   say("lowering");
   ir::Graph g = lower(m, o.lower);
   const rt::Vocab vocab = load_vocab(m);
@@ -279,7 +315,9 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
 
   say("generating " + std::to_string(2 * packed.ternary_kernels.size() + packed.dense_kernels.size()) +
       " kernels for " + target.name);
-  std::string table = "#include \"HalideRuntime.h\"\n";
+  std::string table = "#include \"HalideRuntime.h\"\n#include <cstdint>\n";
+  table += "extern \"C\" const uint32_t bitnetc_cpu_features = " + std::to_string(required_cpu_features(target)) +
+           ";\nextern \"C\" const char bitnetc_target_name[] = \"" + target.name + "\";\n";
   std::vector<std::string> objects;
   auto emit = [&](const std::string& fn, const std::string& signature, auto&& emit_object) {
     const std::string obj = (fs::path(work.path()) / (fn + ".o")).string();
@@ -341,20 +379,18 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   const std::string asm_src =
       "  .section .rodata.bitnetc_blob,\"a\"\n  .balign 4096\n  .globl bitnetc_blob_start\nbitnetc_blob_start:\n"
       "  .incbin \"model.blob\"\n  .globl bitnetc_blob_end\nbitnetc_blob_end:\n  .section "
-      ".note.GNU-stack,\"\",@progbits\n";
+      ".note.GNU-stack,\"\",%progbits\n";
   write_file(fs::path(work.path()) / "blob.S", asm_src.data(), asm_src.size());
   // A shared object exports the C API of bitnet.h and nothing else.
   const std::string exports = "{ global: bitnet_*; local: *; };\n";
   write_file(fs::path(work.path()) / "exports.map", exports.data(), exports.size());
 
   say("linking " + o.output);
-  const char* env_cxx = std::getenv("CXX");
-  const std::string cxx = env_cxx && *env_cxx ? env_cxx : BITNETC_CXX;
-  std::string cmd = "cd " + quote(work.path()) + " && " + quote(cxx) + " -O2 -std=c++17 -I" +
+  std::string cmd = "cd " + quote(work.path()) + " && " + quote(toolchain.cxx) + " -O2 -std=c++17 -I" +
                     quote(BITNETC_HALIDE_INCLUDE) + " kernels.cpp blob.S";
   for (const auto& obj : objects) cmd += " " + quote(obj);
-  cmd += o.emit == EmitKind::SharedObject ? std::string(" -shared -Wl,--version-script=exports.map ") + BITNETC_SO_LIBS
-                                          : std::string(" ") + BITNETC_EXE_LIBS;
+  cmd += o.emit == EmitKind::SharedObject ? " -shared -Wl,--version-script=exports.map " + toolchain.so_libs
+                                          : " " + toolchain.exe_flags + " " + toolchain.exe_libs;
   cmd += " -lpthread -ldl -o linked 2> link.log";
   if (run_shell(cmd) != 0) {
     std::ifstream log(fs::path(work.path()) / "link.log");

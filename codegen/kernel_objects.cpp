@@ -18,15 +18,24 @@ std::string quote(const std::string& s) {
 
 }  // namespace
 
+schedules::GemvReduce ternary_reduce(const TargetInfo& target) {
+  switch (target.ternary_dot) {
+    case TargetInfo::Dot::Vnni: return schedules::GemvReduce::DotU8I8;
+    case TargetInfo::Dot::Sdot: return schedules::GemvReduce::DotI8I8;
+    case TargetInfo::Dot::None: break;
+  }
+  return schedules::GemvReduce::PairwiseI16;
+}
+
 void emit_gemv_object(const schedules::GemvShape& shape, const TargetInfo& target, const std::string& fn_name,
                       const std::string& object_path) {
   schedules::GemvPipeline p = schedules::ternary_gemv(shape);
   Halide::Target t = Halide::Target(target.halide).with_feature(Halide::Target::NoRuntime);
-  if (!shape.vnni) {
+  if (shape.reduce != schedules::GemvReduce::DotU8I8) {
     p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
     return;
   }
-  // See TargetInfo::ternary_vnni: Halide's sapphirerapids feature selects vpdpbusd; the
+  // See TargetInfo::ternary_dot: Halide's sapphirerapids feature selects vpdpbusd; the
   // bitcode carries no CPU of its own, so llc's -mcpu decides the encoding.
   const std::string bitcode = object_path + ".bc";
   p.y.compile_to_bitcode(bitcode, p.arguments(), fn_name, t.with_feature(Halide::Target::AVX512_SapphireRapids));

@@ -10,6 +10,9 @@
 
 namespace bitnetc::codegen {
 
+// The inner reduction the target's dot-product instructions (if any) call for.
+schedules::GemvReduce ternary_reduce(const TargetInfo& target);
+
 // Compiles the GEMV for `shape` into `object_path`, exporting the C function `fn_name`
 // with Halide's AOT signature (buffers in the order of GemvPipeline::arguments(), then
 // the output buffer). The Halide runtime is left out (see emit_halide_runtime), so that

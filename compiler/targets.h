@@ -17,15 +17,23 @@ struct TargetInfo {
   std::string llc_cpu;  // exact CPU for llc-14 when Halide's selection is wrong
   int vector_bytes;     // SIMD width of the target (dense kernels)
   int ternary_bytes;    // byte width of one packed ternary group (see schedules/ternary_gemv.h)
-  // Ternary kernels with u8 x i8 dot-product instructions (AVX512-VNNI vpdpbusd). Halide
-  // 14 selects them only with its sapphirerapids feature, which also turns on the
-  // VEX-encoded AVX-VNNI that Zen 4 and Ice Lake lack; so these kernels go through LLVM
-  // bitcode and llc-14 -mcpu=<llc_cpu>, whose CPU has the EVEX forms only.
-  bool ternary_vnni;
+  // The ternary kernels' dot-product instructions, if any.
+  //  - Vnni: u8 x i8 (AVX512-VNNI vpdpbusd). Halide 14 selects it only with its
+  //    sapphirerapids feature, which also turns on the VEX-encoded AVX-VNNI that Zen 4 and
+  //    Ice Lake lack; so these kernels go through LLVM bitcode and llc-14
+  //    -mcpu=<llc_cpu>, whose CPU has the EVEX forms only.
+  //  - Sdot: i8 x i8 (ARMv8.2 dotprod), Halide's arm_dot_prod feature.
+  enum class Dot { None, Vnni, Sdot } ternary_dot;
   TensorType layout;    // preferred weight layout
-  std::string triple;   // linker triple
+  std::string triple;   // GNU triple: the cross toolchain and runtime libraries outputs link with
+  // How this machine runs the target's outputs when it is not the target's CPU: a user
+  // mode emulator and a CPU model that has exactly the target's features ("" = natively).
+  std::string emulator;
   std::string description;
 };
+
+// Whether this machine runs the target's code natively (else through t.emulator).
+bool runs_natively(const TargetInfo& t);
 
 const std::vector<TargetInfo>& targets();
 const TargetInfo* find_target(const std::string& name);  // nullptr when unknown

@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu_features.h"
 #include "serialize.h"
 #include "vocab_io.h"
 
@@ -20,6 +21,8 @@
 extern "C" const bitnetc::rt::KernelTable::Ternary bitnetc_gemv_kernels[];
 extern "C" const bitnetc::rt::KernelTable::Ternary bitnetc_gemm_kernels[];
 extern "C" const bitnetc::rt::KernelTable::Dense bitnetc_dense_kernels[];
+extern "C" const uint32_t bitnetc_cpu_features;
+extern "C" const char bitnetc_target_name[];
 extern "C" const uint8_t bitnetc_blob_start[];
 extern "C" const uint8_t bitnetc_blob_end[];
 
@@ -55,6 +58,10 @@ std::string own_binary_path() {
 }
 
 CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path) {
+  if (const uint32_t missing = bitnetc_cpu_features & ~cpu_features())
+    throw std::runtime_error(std::string("this output was compiled for ") + bitnetc_target_name + " and needs " +
+                             describe_cpu_features(missing) +
+                             ", which this CPU lacks; compile it for another target (`bitnetc targets` lists them)");
   const std::span<const uint8_t> blob(bitnetc_blob_start, static_cast<size_t>(bitnetc_blob_end - bitnetc_blob_start));
   if (blob.size() < sizeof header_) throw std::runtime_error("the embedded model is damaged");
   std::memcpy(&header_, blob.data(), sizeof header_);

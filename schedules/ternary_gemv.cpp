@@ -28,7 +28,7 @@ std::vector<uint8_t> pack_ternary_rows(const TernaryWeights& w, int W) {
 
 GemvPipeline ternary_gemv(const GemvShape& shape) {
   const int W = shape.vector_bytes;
-  if (W != 32 && W != 64) throw std::invalid_argument("ternary_gemv: vector_bytes must be 32 or 64");
+  if (W != 16 && W != 32 && W != 64) throw std::invalid_argument("ternary_gemv: vector_bytes must be 16, 32 or 64");
   if (shape.act_block <= 0 || shape.K % shape.act_block != 0)
     throw std::invalid_argument("ternary_gemv: the activation block must divide K");
   if (shape.batch < 1) throw std::invalid_argument("ternary_gemv: the batch must be at least 1");
@@ -54,17 +54,20 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   // token) and summed across lanes once per block. An activation block covers whole
   // 4W-weight byte groups (Q8_K's 256 and per-token blocks of a padded row both do:
   // padding weights meet zero activations).
-  const int lanes = shape.vnni ? W / 4 : W / 2;
+  const bool dot = shape.reduce != GemvReduce::PairwiseI16;
+  const int lanes = dot ? W / 4 : W / 2;
   Func accv("accv"), pair_sum("pair_sum");
   Var l("l");
   RDom rg(0, groups_per_act, "rg");
   RDom rp(0, 2, "rp");
   RDom rv(0, 4, 0, 4, 0, groups_per_act, "rv");  // VNNI: byte within a lane, shift, group
   accv(l, blk, n, m) = 0;
-  if (shape.vnni) {
-    // Four adjacent u8 x i8 products summed into each i32 lane: vpdpbusd.
-    accv(l, blk, n, m) += cast<int32_t>(code(4 * l + rv.x, rv.y, blk * groups_per_act + rv.z, n)) *
-                          cast<int32_t>(xs(4 * l + rv.x, rv.y, blk * groups_per_act + rv.z, m));
+  if (dot) {
+    // Four adjacent products summed into each i32 lane: vpdpbusd takes the codes as u8;
+    // ARM's sdot needs both operands signed, and codes 0..2 are the same as int8.
+    Expr c = code(4 * l + rv.x, rv.y, blk * groups_per_act + rv.z, n);
+    if (shape.reduce == GemvReduce::DotI8I8) c = cast<int8_t>(c);
+    accv(l, blk, n, m) += cast<int32_t>(c) * cast<int32_t>(xs(4 * l + rv.x, rv.y, blk * groups_per_act + rv.z, m));
   } else {
     // Adjacent pairs in a saturating i16 sum (pmaddubsw; |2*2*128| < 2^15 never
     // saturates), the four shifts of one byte group added in i16 (|4*2*2*128| < 2^15),
@@ -120,7 +123,7 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   // row offset by a tile's bytes; prefetches past the end are harmless.
   accv.compute_at(p.y, mo).vectorize(l, lanes);
   const int groups_per_row = static_cast<int>(Kp / (4 * W));
-  if (shape.vnni) {
+  if (dot) {
     accv.update()
         .reorder(rv.x, l, m, n, rv.y, rv.z, blk)
         .atomic()

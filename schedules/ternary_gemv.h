@@ -26,12 +26,19 @@ int64_t padded_k(int64_t K, int vector_bytes);
 // Packs a ternary matrix (codes only) for `vector_bytes`: N rows of padded_k/4 bytes.
 std::vector<uint8_t> pack_ternary_rows(const TernaryWeights& w, int vector_bytes);
 
+// How the 2-bit codes meet the int8 activations in the inner reduction.
+enum class GemvReduce {
+  PairwiseI16,  // u8 x i8 products of adjacent pairs in saturating i16 (pmaddubsw; NEON smull/sadalp)
+  DotU8I8,      // four u8 x i8 products into each i32 lane (AVX512-VNNI vpdpbusd)
+  DotI8I8,      // four i8 x i8 products into each i32 lane, codes read as int8 (ARM sdot)
+};
+
 struct GemvShape {
   int64_t K = 0, N = 0;   // weights are N x K
   int64_t act_block = 0;  // activation quantization block (K for per-token, 256 for Q8_K)
-  int vector_bytes = 32;  // 32 (AVX2) or 64 (AVX-512)
+  int vector_bytes = 32;  // 16 (NEON), 32 (AVX2) or 64 (AVX-512)
   int batch = 1;          // tokens per call (M); the caller pads a short chunk with zeros
-  bool vnni = false;      // u8 x i8 dot products in i32 lanes (vpdpbusd) instead of pmaddubsw
+  GemvReduce reduce = GemvReduce::PairwiseI16;
 };
 
 // Inputs, in order: packed (uint8, [padded_k/4, N]), x (int8, [padded_k, M], zero

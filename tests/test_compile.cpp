@@ -1,7 +1,8 @@
 // Compiled executables: `bitnetc MODEL --target=T -o OUT` run on the golden prompts must
-// give the reference interpreter's tokens (which are the goldens' tokens), for every x86
-// target this machine runs; seeded sampling must match `bitnetc run`; the same inputs
-// give the same file; bad flags and prompts get clear errors.
+// give the reference interpreter's tokens (which are the goldens' tokens), for every
+// target this machine runs, natively (x86) or under qemu-aarch64 (aarch64, with a CPU
+// model that has exactly the target's features); seeded sampling must match `bitnetc
+// run`; the same inputs give the same file; bad flags and prompts get clear errors.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -22,7 +23,15 @@ std::string slurp(const std::string& path) { return read_text(path); }
 std::vector<std::string> runnable_targets() {
   std::vector<std::string> t = {"x86-64-avx2"};
   if (host_target().vector_bytes == 64) t.push_back("x86-64-avx512");  // AVX-512 code needs an AVX-512 CPU
+  t.push_back("aarch64-neon");
+  t.push_back("aarch64-neon-dotprod");
   return t;
+}
+
+// The command prefix that runs `target`'s outputs here ("" natively, else its emulator).
+std::string runner(const std::string& target) {
+  const TargetInfo& t = *find_target(target);
+  return runs_natively(t) ? std::string() : t.emulator + " ";
 }
 
 json load(const std::filesystem::path& p) {
@@ -47,8 +56,9 @@ void expect_goldens(const std::string& model, const std::filesystem::path& golde
     int checked = 0;
     for (const auto& c : golden["cases"]) {
       if (!only_model.empty() && c["model"] != only_model) continue;
-      const Result r =
-          sh(quote(exe) + " -p " + quote(c["prompt"]) + " -n " + std::to_string(n) + " --temp 0 --json", dir);
+      const Result r = sh(runner(target) + quote(exe) + " -p " + quote(c["prompt"]) + " -n " + std::to_string(n) +
+                              " --temp 0 --json",
+                          dir);
       ASSERT_EQ(r.status, 0) << r.err;
       const json j = json::parse(r.out);
       EXPECT_EQ(j["prompt_tokens"], c["prompt_tokens"]) << target << " " << c["prompt"];
@@ -75,6 +85,21 @@ TEST(Compile, SynthB158Tq2ExecutableGivesLlamaCppsTokens) {
 TEST(Compile, HfPackedExecutableGivesTransformersTokens) {
   const auto d = shared_dir() / "golden/hf-bitnet-tiny";
   expect_goldens((d / "packed").string(), d / "golden.json", "", 32);
+}
+
+// The golden models the tests above leave out, through `bitnetc verify` on every target
+// (greedy tokens and top-5 logits against the interpreter; run under qemu for aarch64).
+TEST(Compile, EveryTargetMatchesTheInterpreterOnTq10AndBf16Checkpoints) {
+  ScratchDir dir;
+  const auto g = shared_dir() / "golden";
+  for (const auto& model : {g / "gguf/synth-b158/synth-b158-tq1_0.gguf", g / "hf-bitnet-tiny/bf16"})
+    for (const std::string& target : runnable_targets()) {
+      const Result r = sh(std::string(BITNETC_BIN) + " verify " + quote(model.string()) + " --target=" + target +
+                              " -q -n 16",
+                          dir);
+      EXPECT_EQ(r.status, 0) << target << " " << model << "\n" << r.out << r.err;
+      EXPECT_NE(r.out.find("PASS: 4 prompts"), std::string::npos) << r.out;
+    }
 }
 
 TEST(Compile, SeededSamplingMatchesTheInterpreterAndOutputsAreReproducible) {
@@ -128,15 +153,20 @@ TEST(Compile, OutputIsCompleteOrAbsent) {
   EXPECT_NE(unknown.status, 0);
 }
 
-TEST(Compile, SharedObjectServesTheCApiToACProgram) {
+namespace {
+
+// A C program built for the target (aarch64: with the cross compiler, run under qemu
+// with the cross sysroot) links the output's shared object and checks the C API.
+void expect_c_api_works(const std::string& target, const std::string& cc, const std::string& run_prefix,
+                        const std::string& nm) {
   ScratchDir dir;
   const auto s = shared_dir();
   const std::string model = (s / "models/tinystories-bitnet-3m/model.bin").string();
-  compile(model, "x86-64-avx2", dir.file("libtinystories.so"), dir);
+  compile(model, target, dir.file("libtinystories.so"), dir);
   // Only the C API is exported as functions or data (weak and GNU-unique symbols, types
   // V/W/u, are inline C++ statics of libstdc++ that a version script cannot hide).
   const Result syms =
-      sh("nm -D --defined-only " + quote(dir.file("libtinystories.so")) + " | awk '$2 ~ /^[TDBR]$/ {print $3}'", dir);
+      sh(nm + " -D --defined-only " + quote(dir.file("libtinystories.so")) + " | awk '$2 ~ /^[TDBR]$/ {print $3}'", dir);
   ASSERT_EQ(syms.status, 0) << syms.err;
   std::istringstream names(syms.out);
   int exported = 0;
@@ -149,17 +179,42 @@ TEST(Compile, SharedObjectServesTheCApiToACProgram) {
   const json golden = load(s / "golden/tinystories-bitnet-3m/golden.json");
   const auto& c = golden["cases"][0];
   write_text(dir.file("expected.txt"), c["text"].get<std::string>());
-  const Result build = sh(std::string(BITNETC_CC) + " -std=c11 -Wall -Werror -I" + BITNETC_RUNTIME_DIR + " " +
-                              BITNETC_CAPI_TEST + " -L" + dir.path().string() + " -ltinystories -Wl,-rpath," +
-                              dir.path().string() + " -lpthread -o " + dir.file("test_capi"),
+  const Result build = sh(cc + " -std=c11 -Wall -Werror -I" + BITNETC_RUNTIME_DIR + " " + BITNETC_CAPI_TEST + " -L" +
+                              dir.path().string() + " -ltinystories -Wl,-rpath," + dir.path().string() +
+                              " -lpthread -o " + dir.file("test_capi"),
                           dir);
   ASSERT_EQ(build.status, 0) << build.err;
-  const Result run = sh(quote(dir.file("test_capi")) + " " + quote(model) + " " +
+  const Result run = sh(run_prefix + quote(dir.file("test_capi")) + " " + quote(model) + " " +
                             quote((s / "models/tinystories-bitnet-3m/tokenizer.model").string()) + " " +
                             quote(c["prompt"]) + " " + quote(dir.file("expected.txt")),
                         dir);
-  EXPECT_EQ(run.status, 0) << run.err << run.out;
-  EXPECT_NE(run.out.find("C API: all checks passed"), std::string::npos) << run.out;
+  EXPECT_EQ(run.status, 0) << target << ": " << run.err << run.out;
+  EXPECT_NE(run.out.find("C API: all checks passed"), std::string::npos) << target << ": " << run.out;
+}
+
+}  // namespace
+
+TEST(Compile, SharedObjectServesTheCApiToACProgram) { expect_c_api_works("x86-64-avx2", BITNETC_CC, "", "nm"); }
+
+TEST(Compile, Aarch64SharedObjectServesTheCApiToACProgramUnderQemu) {
+  for (const char* target : {"aarch64-neon", "aarch64-neon-dotprod"})
+    expect_c_api_works(target, "aarch64-linux-gnu-gcc", runner(target) + "-L /usr/aarch64-linux-gnu ",
+                       "aarch64-linux-gnu-nm");
+}
+
+// An output needs its target's instructions: on a CPU without them it says so and exits
+// 1 before any kernel runs (here: the dotprod output on a Cortex-A72, which lacks them).
+TEST(Compile, OutputRefusesACpuWithoutItsTargetsInstructions) {
+  ScratchDir dir;
+  const std::string exe = compile((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(),
+                                  "aarch64-neon-dotprod", dir.file("m"), dir);
+  const Result r = sh("qemu-aarch64 -cpu cortex-a72 " + quote(exe) + " -p Hi -n 2", dir);
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("compiled for aarch64-neon-dotprod and needs the ARMv8.2 dot product instructions"),
+            std::string::npos)
+      << r.err;
+  const Result objdump = sh("aarch64-linux-gnu-objdump -d " + quote(exe) + " | grep -c 'sdot'", dir);
+  EXPECT_GT(std::stoi("0" + objdump.out), 0) << "the dotprod kernels should use sdot";
 }
 
 // The executable under the edge cases of issue 6: thread counts, -n beyond the context,

@@ -19,7 +19,8 @@ struct Case {
 
 // Runs the generated kernel for `batch` tokens and compares every output with what
 // ir::Interpreter's ternary_matmul computes token by token.
-void check_gemv(const Case& c, int vector_bytes, const std::string& target, int batch = 1, bool vnni = false) {
+void check_gemv(const Case& c, int vector_bytes, const std::string& target, int batch = 1,
+                schedules::GemvReduce reduce = schedules::GemvReduce::PairwiseI16) {
   SplitMix64 rng(static_cast<uint64_t>(c.K * 1000003 + c.N * 7 + vector_bytes + batch));
   TernaryWeights w;
   w.rows = c.N;
@@ -53,7 +54,7 @@ void check_gemv(const Case& c, int vector_bytes, const std::string& target, int 
     }
   }
 
-  schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch, vnni};
+  schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch, reduce};
   schedules::GemvPipeline p = schedules::ternary_gemv(shape);
   auto packed = schedules::pack_ternary_rows(w, vector_bytes);
   Halide::Buffer<uint8_t> pb(packed.data(), static_cast<int>(Kp / 4), static_cast<int>(c.N));
@@ -71,7 +72,7 @@ void check_gemv(const Case& c, int vector_bytes, const std::string& target, int 
     for (int64_t n = 0; n < c.N; ++n)
       ASSERT_EQ(out(static_cast<int>(n), m), want[m * c.N + n]) << "K=" << c.K << " N=" << c.N << " block="
                                                                 << c.act_block << " W=" << vector_bytes
-                                                                << " batch=" << batch << " vnni=" << vnni << " token " << m
+                                                                << " batch=" << batch << " reduce=" << static_cast<int>(reduce) << " token " << m
                                                                 << " row " << n;
 }
 
@@ -90,23 +91,29 @@ const std::vector<Case>& kernel_cases() {
 // Every (target, group width, instructions) this machine runs. The VNNI kernels are
 // JIT-compiled here with Halide's sapphirerapids feature: with 64-byte groups they use
 // only EVEX zmm forms, which this test proves on the CPU it runs on (outputs go through
-// llc with the target's exact CPU instead; compile_tests run those).
+// llc with the target's exact CPU instead; compile_tests run those). The NEON kernels'
+// algorithm (16-byte groups, signed codes for sdot) is run here as x86 code; the ARM
+// instructions themselves run under qemu in compile_tests.
 void for_each_kernel_case(int batch) {
+  using schedules::GemvReduce;
   struct Variant {
     std::string target;
     int W;
-    bool vnni;
+    GemvReduce reduce;
   };
-  std::vector<Variant> variants = {{find_target("x86-64-avx2")->halide, 32, false}};
+  const std::string avx2 = find_target("x86-64-avx2")->halide;
+  std::vector<Variant> variants = {{avx2, 32, GemvReduce::PairwiseI16},
+                                   {avx2, 16, GemvReduce::PairwiseI16},  // aarch64-neon's groups
+                                   {avx2, 16, GemvReduce::DotI8I8}};     // aarch64-neon-dotprod's
   if (host_target().vector_bytes == 64) {  // AVX-512 code runs only where the CPU has it
     const std::string avx512 = find_target("x86-64-avx512")->halide;
-    variants.push_back({avx512, 32, false});
-    variants.push_back({avx512, 64, false});
-    variants.push_back({avx512 + "-avx512_sapphirerapids", 64, true});
+    variants.push_back({avx512, 32, GemvReduce::PairwiseI16});
+    variants.push_back({avx512, 64, GemvReduce::PairwiseI16});
+    variants.push_back({avx512 + "-avx512_sapphirerapids", 64, GemvReduce::DotU8I8});
   }
   for (const auto& v : variants)
     for (const auto& c : kernel_cases())
-      if (c.act_block == c.K || c.act_block % (4 * v.W) == 0) check_gemv(c, v.W, v.target, batch, v.vnni);
+      if (c.act_block == c.K || c.act_block % (4 * v.W) == 0) check_gemv(c, v.W, v.target, batch, v.reduce);
 }
 
 TEST(TernaryGemv, MatchesTheInterpreterBitForBit) { for_each_kernel_case(1); }

@@ -111,6 +111,10 @@ int bench(const BenchOptions& o) {
   };
 
   const PreparedOutput prepared = prepare_output(o.output, "bench", o.head_q8, say);
+  if (prepared.emulated())
+    throw std::invalid_argument("bench: " + prepared.target_name + " outputs run under " + prepared.runner[0] +
+                                " here, and timings under emulation say nothing about the device; "
+                                "use `bitnetc verify` for correctness and bench on the device itself");
   const std::string& binary = prepared.binary;
   rusage self{};
   ::getrusage(RUSAGE_SELF, &self);
@@ -119,9 +123,9 @@ int bench(const BenchOptions& o) {
 
   // Each test runs with a context just large enough for it (the KV cache it touches).
   auto run_bench = [&](int p, int g, int reps) {
-    std::vector<std::string> argv = {fs::absolute(binary).string(), "--bench",
-                                     std::to_string(p) + "," + std::to_string(g) + "," + std::to_string(reps), "-t",
-                                     std::to_string(threads)};
+    std::vector<std::string> argv = prepared.command(
+        {"--bench", std::to_string(p) + "," + std::to_string(g) + "," + std::to_string(reps), "-t",
+         std::to_string(threads)});
     if (p + g > 0) argv.insert(argv.end(), {"-c", std::to_string(std::max(p, g + 1))});
     ProcessResult r = run_process(argv);
     if (r.exit_code != 0) throw std::runtime_error(binary + " --bench failed (exit " + std::to_string(r.exit_code) + "): " + r.err);

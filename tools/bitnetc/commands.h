@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model_import.h"
 #include "sampler.h"
@@ -68,6 +69,12 @@ int verify(const VerifyOptions& o);
 struct PreparedOutput {
   std::string binary;
   std::string target_name;
+  // The command line prefix that runs `binary` here: empty when it is native code, else
+  // the target's emulator (qemu-aarch64 with the target's CPU).
+  std::vector<std::string> runner;
+  bool emulated() const { return !runner.empty(); }
+  // argv to run the output with `args`.
+  std::vector<std::string> command(const std::vector<std::string>& args) const;
   double compile_s = 0;
   std::shared_ptr<void> scratch;  // keeps the scratch folder alive
 };

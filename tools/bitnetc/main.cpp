@@ -235,12 +235,13 @@ int main(int argc, char** argv) {
     }
     if (*verify_cmd) return cli::verify(verify_opts);
     if (*targets_cmd) {
-      std::printf("%-16s %-7s %-6s %-16s %s\n", "target", "vector", "layout", "llc cpu", "Halide target");
+      std::printf("%-21s %-7s %-6s %-13s %s\n", "target", "vector", "layout", "cpu", "Halide target");
       for (const auto& t : targets())
-        std::printf("%-16s %-7d %-6s %-16s %s\n    %s\n", t.name.c_str(), t.vector_bytes * 8, type_name(t.layout),
-                    t.llc_cpu.c_str(), t.halide.c_str(), t.description.c_str());
-      std::printf("host             = %s on this machine\n", host_target().name.c_str());
-      std::printf("(aarch64-neon, aarch64-neon-dotprod and cuda-sm* arrive with their issues)\n");
+        std::printf("%-21s %-7d %-6s %-13s %s\n    %s; here: %s\n", t.name.c_str(), t.vector_bytes * 8,
+                    type_name(t.layout), t.llc_cpu.c_str(), t.halide.c_str(), t.description.c_str(),
+                    runs_natively(t) ? "runs natively" : ("runs under " + t.emulator).c_str());
+      std::printf("host                  = %s on this machine\n", host_target().name.c_str());
+      std::printf("(cuda-sm* targets arrive with their issue)\n");
       return 0;
     }
     if (*synth_cmd) {

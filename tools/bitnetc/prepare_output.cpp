@@ -1,5 +1,8 @@
 // The compiled output that bench and verify run (commands.h: prepare_output).
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "atomic_file.h"
 #include "commands.h"
@@ -8,19 +11,57 @@
 
 namespace bitnetc::cli {
 
+namespace {
+
+std::vector<std::string> split_words(const std::string& s) {
+  std::vector<std::string> words;
+  std::istringstream in(s);
+  for (std::string w; in >> w;) words.push_back(w);
+  return words;
+}
+
+// The target a given binary was built for, from its ELF header: an aarch64 binary runs
+// under the emulator of the aarch64 target with the most features.
+std::vector<std::string> runner_for_binary(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char h[20] = {};
+  in.read(reinterpret_cast<char*>(h), sizeof h);
+  if (!in || h[0] != 0x7f || h[1] != 'E' || h[2] != 'L' || h[3] != 'F')
+    throw std::invalid_argument(path + ": not an ELF executable");
+  constexpr unsigned kMachineAArch64 = 183;
+  const unsigned machine = h[18] | (h[19] << 8);  // e_machine, little-endian
+  const TargetInfo* t = find_target(machine == kMachineAArch64 ? "aarch64-neon-dotprod" : "host");
+  if (runs_natively(*t)) return {};
+  auto words = split_words(t->emulator);
+  words.back() = "max";  // unknown features: the emulator's fullest CPU
+  return words;
+}
+
+}  // namespace
+
+std::vector<std::string> PreparedOutput::command(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = runner;
+  argv.push_back(std::filesystem::absolute(binary).string());
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
 PreparedOutput prepare_output(const OutputUnderTest& o, const std::string& command, bool head_q8,
                               const std::function<void(const std::string&)>& say, const ImportedModel* imported) {
   PreparedOutput p;
   if (!o.binary.empty()) {
     p.binary = o.binary;
     p.target_name = "(given binary)";
+    p.runner = runner_for_binary(o.binary);
     return p;
   }
   const TargetInfo* t = find_target(o.target);
   if (!t) throw std::invalid_argument("unknown target \"" + o.target + "\" (bitnetc targets lists them)");
-  if (t->arch != TargetArch::X86_64)
-    throw std::invalid_argument(command + ": target " + t->name +
-                                " cannot run on this machine, and no emulator for it is wired up yet");
+  if (!runs_natively(*t)) {
+    if (t->emulator.empty())
+      throw std::invalid_argument(command + ": target " + t->name + " cannot run on this machine");
+    p.runner = split_words(t->emulator);
+  }
   auto scratch = std::make_shared<ScratchFolder>("bitnetc-" + command);
   p.binary = scratch->file("model");
   p.target_name = t->name;

@@ -89,16 +89,18 @@ int verify(const VerifyOptions& o) {
 
   bool ok = true;
   double worst = 0;
-  std::printf("model %s, target %s, %d tokens per prompt, tolerance %g on the top-%d logits\n\n",
-              o.output.model.c_str(), prepared.target_name.c_str(), o.n_predict, o.tolerance, kTopLogits);
+  std::string where = "natively";
+  for (const auto& w : prepared.runner) where = (where == "natively" ? "under " : where + " ") + w;
+  std::printf("model %s, target %s (run %s), %d tokens per prompt, tolerance %g on the top-%d logits\n\n",
+              o.output.model.c_str(), prepared.target_name.c_str(), where.c_str(), o.n_predict, o.tolerance,
+              kTopLogits);
   std::printf("| %-36s | %-9s | %-12s | %s\n", "prompt", "tokens", "max |dlogit|", "verdict");
   std::printf("| %-36s | %-9s | %-12s | %s\n", std::string(36, '-').c_str(), "---------", "------------", "-------");
   for (const std::string& prompt : prompts) {
     say("prompt \"" + prompt + "\"");
     const Reference ref = reference(prompt);
-    const ProcessResult r = run_process({fs::absolute(binary).string(), "--json", "--temp", "0", "-n",
-                                         std::to_string(o.n_predict), "--top-logits", std::to_string(kTopLogits),
-                                         "-p", prompt});
+    const ProcessResult r = run_process(prepared.command({"--json", "--temp", "0", "-n", std::to_string(o.n_predict),
+                                                          "--top-logits", std::to_string(kTopLogits), "-p", prompt}));
     if (r.exit_code != 0)
       throw std::runtime_error(binary + " failed on prompt \"" + prompt + "\" (exit " + std::to_string(r.exit_code) +
                                "): " + r.err);
