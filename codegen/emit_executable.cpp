@@ -15,6 +15,8 @@
 #include "atomic_file.h"
 #include "cpu_features.h"
 #include "kernel_objects.h"
+#include "layouts.h"
+#include "lut_gemv.h"
 #include "model_blob.h"
 #include "process.h"
 #include "serialize.h"
@@ -101,31 +103,33 @@ uint32_t required_cpu_features(const TargetInfo& target) {
 // against ~97 us for the GEMV at one thread).
 constexpr int kPrefillBatch = 8;
 
+// A ternary kernel shape: the I2_S-style pipeline or a lookup-table one.
+struct TernaryKernel {
+  rt::TernaryLayout layout;
+  schedules::GemvShape i2s;      // I2S
+  schedules::LutGemvShape lut;   // TL1, TL2
+};
+
 // The weights of a graph as the target's kernels read them, and the kernels they need.
 struct PackedWeights {
   std::vector<rt::TernaryRecord> ternary;
   std::vector<std::vector<uint8_t>> ternary_bytes;
-  std::vector<schedules::GemvShape> ternary_kernels;  // one per distinct (K, N, activation block)
+  std::vector<TernaryKernel> ternary_kernels;  // one per distinct (K, N, activation block, layout)
+  std::vector<LayoutChoice> layouts;          // per ternary weight, with the reason
   std::vector<rt::DenseRecord> dense;
   std::vector<std::vector<uint8_t>> dense_bytes;
   std::vector<std::vector<float>> dense_scales;  // q8 heads
   std::vector<schedules::DenseGemvShape> dense_kernels;  // one per distinct head (K, N, storage)
 };
 
-// The activation block of every ternary matmul's input (K for per-token quantization).
-int64_t act_block_of(const ir::Graph& g, const ir::Op& matmul, int64_t K) {
-  for (const ir::Op& q : g.ops)
-    if (q.output == matmul.inputs[0]) return ir::act_quant_is_per_block(q.quant) ? 256 : K;
-  throw std::logic_error("ternary matmul without a quantize op");
-}
-
 // Packs every weight and releases its decoded form as it goes (codes, floats): the
 // decoded copies of a 2B4T-size model are several GB.
-PackedWeights pack_weights(ir::Graph& g, const TargetInfo& target, bool head_q8) {
+PackedWeights pack_weights(ir::Graph& g, const TargetInfo& target, bool head_q8, LayoutRequest layout) {
   PackedWeights p;
   p.ternary.resize(g.ternary.size());
   p.ternary_bytes.resize(g.ternary.size());
-  std::map<std::tuple<int64_t, int64_t, int64_t>, uint32_t> kernel_of;
+  p.layouts = choose_layouts(g, target, layout);
+  std::map<std::tuple<int64_t, int64_t, int64_t, rt::TernaryLayout>, uint32_t> kernel_of;
   for (const ir::Op& op : g.ops) {
     if (op.kind != ir::OpKind::TernaryMatmul || !p.ternary_bytes[op.weight].empty()) continue;
     TernaryWeights& w = g.ternary[op.weight].w;
@@ -141,22 +145,36 @@ PackedWeights pack_weights(ir::Graph& g, const TargetInfo& target, bool head_q8)
       if (sc != w.scales[0])
         throw std::invalid_argument(g.ternary[op.weight].name +
                                     ": per-block weight scales are not supported by the generated kernels yet");
-    const auto [it, added] =
-        kernel_of.emplace(std::make_tuple(w.cols, w.rows, act_block), static_cast<uint32_t>(kernel_of.size()));
-    if (added) {
-      schedules::GemvShape shape{w.cols, w.rows, act_block, W};
-      shape.reduce = ternary_reduce(target);
-      p.ternary_kernels.push_back(shape);
-    }
+    const rt::TernaryLayout layout = p.layouts[op.weight].layout;
+    const auto [it, added] = kernel_of.emplace(std::make_tuple(w.cols, w.rows, act_block, layout),
+                                               static_cast<uint32_t>(kernel_of.size()));
     rt::TernaryRecord& r = p.ternary[op.weight];
     r.gemv_kernel = r.gemm_kernel = it->second;
     r.K = w.cols;
-    r.K_padded = schedules::padded_k(w.cols, W);
     r.N = w.rows;
     r.act_block = act_block;
     r.w_scale = w.scales[0];
-    r.group_bytes = static_cast<uint32_t>(W);
-    p.ternary_bytes[op.weight] = schedules::pack_ternary_rows(w, W);
+    r.layout = layout;
+    if (layout == rt::TernaryLayout::I2S) {
+      if (added) {
+        schedules::GemvShape shape{w.cols, w.rows, act_block, W};
+        shape.reduce = ternary_reduce(target);
+        p.ternary_kernels.push_back({layout, shape, {}});
+      }
+      r.K_padded = schedules::padded_k(w.cols, W);
+      r.group_bytes = static_cast<uint32_t>(W);
+      r.packed_dim0 = static_cast<int32_t>(r.K_padded / 4);
+      r.packed_dim1 = static_cast<int32_t>(w.rows);
+      p.ternary_bytes[op.weight] = schedules::pack_ternary_rows(w, W);
+    } else {
+      const auto lut = layout == rt::TernaryLayout::TL1 ? schedules::LutLayout::TL1 : schedules::LutLayout::TL2;
+      if (added) p.ternary_kernels.push_back({layout, {}, {w.cols, w.rows, lut, 1, false}});
+      r.K_padded = schedules::lut_padded_k(w.cols, lut);
+      r.group_bytes = 0;
+      r.packed_dim0 = static_cast<int32_t>(schedules::lut_tile_bytes(w.cols, lut));
+      r.packed_dim1 = static_cast<int32_t>(schedules::lut_tiles(w.rows, lut));
+      p.ternary_bytes[op.weight] = schedules::pack_lut(w, lut);
+    }
     std::vector<int8_t>().swap(w.codes);
   }
 
@@ -220,13 +238,19 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
   line("weights for " + target.name + ":");
   for (size_t i = 0; i < g.ternary.size(); ++i) {
     const rt::TernaryRecord& r = p.ternary[i];
-    line("  " + g.ternary[i].name + " [" + std::to_string(r.N) + "x" + std::to_string(r.K) + "]: 2-bit codes in " +
-         std::to_string(r.group_bytes) + "-byte groups" +
-         (r.act_block == r.K ? std::string(" (the target's width)") : std::string(" (narrow: per-block activations)")) +
-         ", rows padded to " +
-         std::to_string(r.K_padded) + "; kernels gemv" + std::to_string(r.gemv_kernel) + "/gemm" +
+    std::string packing;
+    if (r.layout == rt::TernaryLayout::I2S)
+      packing = "i2_s: 2-bit codes in " + std::to_string(r.group_bytes) + "-byte groups" +
+                (r.act_block == r.K ? std::string(" (the target's width)") : std::string(" (narrow: per-block activations)"));
+    else
+      packing = std::string(layout_label(r.layout)) + ": " + std::to_string(r.packed_dim1) + " tiles of " +
+                std::to_string(r.packed_dim0) + " bytes (" +
+                (r.layout == rt::TernaryLayout::TL1 ? "4-bit pair indices, NEON tbl" : "4-bit triple indices + sign bits, AVX2 pshufb") +
+                ")";
+    line("  " + g.ternary[i].name + " [" + std::to_string(r.N) + "x" + std::to_string(r.K) + "]: " + packing +
+         ", K padded to " + std::to_string(r.K_padded) + "; kernels gemv" + std::to_string(r.gemv_kernel) + "/gemm" +
          std::to_string(r.gemm_kernel) + ", activation blocks of " + std::to_string(r.act_block) +
-         (r.act_block == r.K ? " (per token)" : " (per block)"));
+         (r.act_block == r.K ? " (per token)" : " (per block)") + "; layout " + p.layouts[i].reason);
   }
   for (size_t i = 0; i < g.dense.size(); ++i) {
     const rt::DenseRecord& r = p.dense[i];
@@ -310,7 +334,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
 
   const ScratchFolder work;
   say("packing weights");
-  PackedWeights packed = pack_weights(g, target, o.head_q8);
+  PackedWeights packed = pack_weights(g, target, o.head_q8, parse_layout_request(o.layout));
   if (o.explain) explain_plan(g, target, packed, o.explain);
 
   say("generating " + std::to_string(2 * packed.ternary_kernels.size() + packed.dense_kernels.size()) +
@@ -330,11 +354,20 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   const std::string dense_sig = "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*)";
   std::string gemv_list, gemm_list, dense_list;
   for (size_t i = 0; i < packed.ternary_kernels.size(); ++i) {
-    schedules::GemvShape shape = packed.ternary_kernels[i];
+    const TernaryKernel& k = packed.ternary_kernels[i];
     const std::string gemv = "bitnetc_gemv" + std::to_string(i), gemm = "bitnetc_gemm" + std::to_string(i);
-    emit(gemv, ternary_sig, [&](const std::string& obj) { emit_gemv_object(shape, target, gemv, obj); });
-    shape.batch = kPrefillBatch;
-    emit(gemm, ternary_sig, [&](const std::string& obj) { emit_gemv_object(shape, target, gemm, obj); });
+    for (int batch : {1, kPrefillBatch}) {
+      const std::string& fn = batch == 1 ? gemv : gemm;
+      if (k.layout == rt::TernaryLayout::I2S) {
+        schedules::GemvShape shape = k.i2s;
+        shape.batch = batch;
+        emit(fn, ternary_sig, [&](const std::string& obj) { emit_gemv_object(shape, target, fn, obj); });
+      } else {
+        schedules::LutGemvShape shape = k.lut;
+        shape.batch = batch;
+        emit(fn, ternary_sig, [&](const std::string& obj) { emit_lut_gemv_object(shape, target, fn, obj); });
+      }
+    }
     gemv_list += (i ? ", " : "") + gemv;
     gemm_list += (i ? ", " : "") + gemm;
   }

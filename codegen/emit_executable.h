@@ -23,6 +23,7 @@ struct CompileOptions {
   EmitKind emit = EmitKind::Executable;
   bool external_weights = false;
   bool head_q8 = false;  // --head=q8: int8 head with a scale per row (changes numerics; halves its bytes)  // weights in OUTPUT.weights beside the output (for models too large to embed)
+  std::string layout = "auto";  // --layout: auto, i2_s, tl1, tl2 (codegen/layouts.h)
   LowerOptions lower;
   std::function<void(const std::string&)> progress;  // one line per step
   std::function<void(const std::string&)> explain;   // -v: the plan and every tensor's layout, and why

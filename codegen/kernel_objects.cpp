@@ -47,6 +47,13 @@ void emit_gemv_object(const schedules::GemvShape& shape, const TargetInfo& targe
   if (rc != 0) throw std::runtime_error("llc failed on " + fn_name + " (" + cmd + ")");
 }
 
+void emit_lut_gemv_object(const schedules::LutGemvShape& shape, const TargetInfo& target, const std::string& fn_name,
+                          const std::string& object_path) {
+  schedules::GemvPipeline p = schedules::lut_gemv(shape);
+  const Halide::Target t = Halide::Target(target.halide).with_feature(Halide::Target::NoRuntime);
+  p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
+}
+
 void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const TargetInfo& target,
                             const std::string& fn_name, const std::string& object_path) {
   schedules::DenseGemvPipeline p = schedules::dense_gemv(shape);

@@ -6,6 +6,7 @@
 
 #include "targets.h"
 #include "dense_gemv.h"
+#include "lut_gemv.h"
 #include "ternary_gemv.h"
 
 namespace bitnetc::codegen {
@@ -19,6 +20,11 @@ schedules::GemvReduce ternary_reduce(const TargetInfo& target);
 // an output with many kernels carries it once.
 void emit_gemv_object(const schedules::GemvShape& shape, const TargetInfo& target, const std::string& fn_name,
                       const std::string& object_path);
+
+// A lookup-table (TL1/TL2) ternary matmul, likewise; its extern tile is linked from the
+// runtime (runtime_stub/lut_tiles.cpp).
+void emit_lut_gemv_object(const schedules::LutGemvShape& shape, const TargetInfo& target, const std::string& fn_name,
+                          const std::string& object_path);
 
 // The dense GEMV of the head, likewise (signature: wt, x, row_scale, then the output buffer).
 void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const TargetInfo& target, const std::string& fn_name,

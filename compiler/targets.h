@@ -10,6 +10,15 @@ namespace bitnetc {
 
 enum class TargetArch { X86_64, AArch64, Cuda };
 
+// One measured ternary matmul on a target (bench/bench_layouts, weights cold, every core
+// of the machine it names): what `--layout=auto` compares.
+struct LayoutFigure {
+  TensorType layout;  // I2_S, TL1 or TL2
+  int64_t K, N;
+  double gemv_us;            // one token (decode)
+  double gemm_us_per_token;  // a batch of 8 (prefill), per token
+};
+
 struct TargetInfo {
   std::string name;  // what users pass to --target
   TargetArch arch;
@@ -30,6 +39,8 @@ struct TargetInfo {
   // mode emulator and a CPU model that has exactly the target's features ("" = natively).
   std::string emulator;
   std::string description;
+  // Measured per layout (see LayoutFigure); empty where nobody has measured the target.
+  std::vector<LayoutFigure> layout_figures;
 };
 
 // Whether this machine runs the target's code natively (else through t.emulator).

@@ -56,6 +56,8 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
     if (op.kind != ir::OpKind::TernaryMatmul) continue;
     const TernaryRecord& r = ternary_[op.weight];
     Q8Buffers& q = q8_[op.inputs[0]];
+    if (q.K_padded != 0 && q.K_padded != r.K_padded)  // codegen gives readers of one value one layout
+      throw std::runtime_error("the embedded model is damaged (activation padding)");
     q.K = r.K;
     q.K_padded = r.K_padded;
     q.block = r.act_block;
@@ -81,7 +83,7 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
 
 uint64_t ForwardPass::decode_bytes_per_token() const {
   uint64_t bytes = 0;
-  for (const TernaryRecord& r : ternary_) bytes += static_cast<uint64_t>(r.N * r.K_padded / 4);
+  for (const TernaryRecord& r : ternary_) bytes += static_cast<uint64_t>(r.packed_dim0) * static_cast<uint64_t>(r.packed_dim1);
   std::vector<bool> head(dense_.size(), false);
   for (const ir::Op& op : g_.ops)
     if (op.kind == ir::OpKind::DenseMatmul) head[op.weight] = true;
@@ -219,7 +221,7 @@ void ForwardPass::ternary_matmul(const ir::Op& op, int count, float* out) {
   Q8Buffers& q = q8_[op.inputs[0]];
   const int m = count == 1 ? 1 : batch_;
   const int blocks = static_cast<int>(q.blocks);
-  Buf<uint8_t> packed(const_cast<uint8_t*>(blob_ + r.off), static_cast<int>(r.K_padded / 4), static_cast<int>(r.N));
+  Buf<uint8_t> packed(const_cast<uint8_t*>(blob_ + r.off), r.packed_dim0, r.packed_dim1);
   Buf<int8_t> x(q.q.data(), static_cast<int>(r.K_padded), m);
   Buf<int32_t> sum(q.sum.data(), blocks, m);
   Buf<float> d(q.d.data(), blocks, m);

@@ -19,7 +19,7 @@
 namespace bitnetc::rt {
 
 inline constexpr uint32_t kBlobMagic = 0x4F544E42;  // "BNTO"
-inline constexpr uint32_t kBlobVersion = 3;
+inline constexpr uint32_t kBlobVersion = 4;
 
 struct BlobHeader {
   uint32_t magic, version;
@@ -35,14 +35,21 @@ struct BlobHeader {
   uint64_t weights_hash;        // FNV-1a 64 of the weights (external only): the side file must match
 };
 
-// A ternary weight: its packed groups (schedules/ternary_gemv.h) and the kernels for it.
+// A ternary weight: its packed bytes in one of the layouts and the kernels for it.
+enum class TernaryLayout : uint32_t {
+  I2S = 0,  // 2-bit codes in groups of group_bytes (schedules/ternary_gemv.h)
+  TL1 = 1,  // lookup-table layouts (lut_tiles.h)
+  TL2 = 2,
+};
 struct TernaryRecord {
   uint32_t gemv_kernel;  // index into bitnetc_gemv_kernels[] (one token)
   uint32_t gemm_kernel;  // index into bitnetc_gemm_kernels[] (BlobHeader::batch tokens)
-  int64_t K, K_padded, N, act_block;
+  int64_t K, K_padded, N, act_block;  // activations are zero padded to K_padded
   uint64_t off;   // from the start of the blob
   float w_scale;         // per-tensor weight scale
-  uint32_t group_bytes;  // packing group width W (schedules/ternary_gemv.h)
+  uint32_t group_bytes;  // I2S: packing group width W
+  TernaryLayout layout;
+  int32_t packed_dim0, packed_dim1;  // the kernels' packed buffer: [K_padded/4, N] (I2S), [tile bytes, tiles] (TL)
 };
 
 // A dense weight. Vectors (norm weights) and embedding tables are row-major; the head is

@@ -7,7 +7,11 @@
 #include "interpreter.h"
 #include "synthetic_model.h"
 #include "targets.h"
+#include "lut_gemv.h"
+#include "lut_tiles.h"
 #include "ternary_gemv.h"
+
+#include <map>
 
 using namespace bitnetc;
 
@@ -17,64 +21,96 @@ struct Case {
   int64_t K, N, act_block;
 };
 
-// Runs the generated kernel for `batch` tokens and compares every output with what
-// ir::Interpreter's ternary_matmul computes token by token.
-void check_gemv(const Case& c, int vector_bytes, const std::string& target, int batch = 1,
-                schedules::GemvReduce reduce = schedules::GemvReduce::PairwiseI16) {
-  SplitMix64 rng(static_cast<uint64_t>(c.K * 1000003 + c.N * 7 + vector_bytes + batch));
+// Random weights and activations for one case, the activations quantized by the
+// interpreter's own quantizer token by token, and what ir::Interpreter's ternary_matmul
+// computes for them.
+struct CaseData {
   TernaryWeights w;
-  w.rows = c.N;
-  w.cols = c.K;
-  w.codes.resize(static_cast<size_t>(c.K * c.N));
-  for (auto& v : w.codes) v = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
-  const float ws = 0.0625f + rng.uniform();
-  const int64_t n_act = c.K / c.act_block, Kp = schedules::padded_k(c.K, vector_bytes);
-  // Activations quantized by the interpreter's own quantizer, token by token.
-  std::vector<int8_t> xp(Kp * batch, 0);
-  std::vector<float> d(n_act * batch);
-  std::vector<int32_t> xsum(n_act * batch, 0);
-  std::vector<float> want(c.N * batch);
+  float ws = 0;
+  int64_t n_act = 0;
+  std::vector<int8_t> q;  // [batch][K]
+  std::vector<float> d;
+  std::vector<int32_t> xsum;
+  std::vector<float> want;  // [batch][N]
+};
+
+CaseData make_case(const Case& c, int batch, uint64_t seed) {
+  SplitMix64 rng(static_cast<uint64_t>(c.K * 1000003 + c.N * 7 + batch) + seed);
+  CaseData t;
+  t.w.rows = c.N;
+  t.w.cols = c.K;
+  t.w.codes.resize(static_cast<size_t>(c.K * c.N));
+  for (auto& v : t.w.codes) v = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
+  t.ws = 0.0625f + rng.uniform();
+  t.n_act = c.K / c.act_block;
+  t.q.assign(c.K * batch, 0);
+  t.d.resize(t.n_act * batch);
+  t.xsum.assign(t.n_act * batch, 0);
+  t.want.resize(c.N * batch);
   for (int m = 0; m < batch; ++m) {
     std::vector<float> xf(c.K);
     for (auto& v : xf) v = rng.normal();
-    int8_t* q = &xp[m * Kp];
-    for (int64_t b = 0; b < n_act; ++b) {
+    int8_t* q = &t.q[m * c.K];
+    for (int64_t b = 0; b < t.n_act; ++b) {
       ir::quantize_activations(c.act_block == 256 ? ir::ActQuant::PerBlockQ8K : ir::ActQuant::PerTokenHF,
-                               &xf[b * c.act_block], c.act_block, &q[b * c.act_block], &d[m * n_act + b]);
-      for (int64_t k = b * c.act_block; k < (b + 1) * c.act_block; ++k) xsum[m * n_act + b] += q[k];
+                               &xf[b * c.act_block], c.act_block, &q[b * c.act_block], &t.d[m * t.n_act + b]);
+      for (int64_t k = b * c.act_block; k < (b + 1) * c.act_block; ++k) t.xsum[m * t.n_act + b] += q[k];
     }
     for (int64_t n = 0; n < c.N; ++n) {
       float y = 0;
-      for (int64_t b = 0; b < n_act; ++b) {
+      for (int64_t b = 0; b < t.n_act; ++b) {
         int32_t acc = 0;
-        for (int64_t k = b * c.act_block; k < (b + 1) * c.act_block; ++k) acc += w.codes[n * c.K + k] * q[k];
-        y += static_cast<float>(acc) * (d[m * n_act + b] * ws);
+        for (int64_t k = b * c.act_block; k < (b + 1) * c.act_block; ++k) acc += t.w.codes[n * c.K + k] * q[k];
+        y += static_cast<float>(acc) * (t.d[m * t.n_act + b] * t.ws);
       }
-      want[m * c.N + n] = y;
+      t.want[m * c.N + n] = y;
     }
   }
+  return t;
+}
 
-  schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch, reduce};
-  schedules::GemvPipeline p = schedules::ternary_gemv(shape);
-  auto packed = schedules::pack_ternary_rows(w, vector_bytes);
-  Halide::Buffer<uint8_t> pb(packed.data(), static_cast<int>(Kp / 4), static_cast<int>(c.N));
+// Runs pipeline `p` (the arguments of schedules::GemvPipeline) on the case with its
+// packed weights, the activations zero padded to Kp, and compares bit for bit.
+void run_and_compare(schedules::GemvPipeline& p, const Case& c, const CaseData& t, int batch,
+                     std::vector<uint8_t>& packed, int packed_dim0, int packed_dim1, int64_t Kp,
+                     const std::string& target, const std::string& what,
+                     const std::map<std::string, Halide::JITExtern>& externs = {}) {
+  std::vector<int8_t> xp(Kp * batch, 0);
+  for (int m = 0; m < batch; ++m) std::copy_n(&t.q[m * c.K], c.K, &xp[m * Kp]);
+  std::vector<int32_t> xsum = t.xsum;
+  std::vector<float> d = t.d;
+  Halide::Buffer<uint8_t> pb(packed.data(), packed_dim0, packed_dim1);
   Halide::Buffer<int8_t> xb(xp.data(), static_cast<int>(Kp), batch);
-  Halide::Buffer<int32_t> sb(xsum.data(), static_cast<int>(n_act), batch);
-  Halide::Buffer<float> db(d.data(), static_cast<int>(n_act), batch);
+  Halide::Buffer<int32_t> sb(xsum.data(), static_cast<int>(t.n_act), batch);
+  Halide::Buffer<float> db(d.data(), static_cast<int>(t.n_act), batch);
   p.packed.set(pb);
   p.x.set(xb);
   p.x_sum.set(sb);
   p.d_act.set(db);
-  p.w_scale.set(ws);
+  p.w_scale.set(t.ws);
   Halide::Buffer<float> out(static_cast<int>(c.N), batch);
-  p.y.realize(out, Halide::Target(target));
+  Halide::Pipeline pipeline(p.y);
+  pipeline.set_jit_externs(externs);
+  pipeline.realize(out, Halide::Target(target));
   for (int m = 0; m < batch; ++m)
     for (int64_t n = 0; n < c.N; ++n)
-      ASSERT_EQ(out(static_cast<int>(n), m), want[m * c.N + n]) << "K=" << c.K << " N=" << c.N << " block="
-                                                                << c.act_block << " W=" << vector_bytes
-                                                                << " batch=" << batch << " reduce=" << static_cast<int>(reduce) << " token " << m
-                                                                << " row " << n;
+      ASSERT_EQ(out(static_cast<int>(n), m), t.want[m * c.N + n])
+          << what << " K=" << c.K << " N=" << c.N << " block=" << c.act_block << " batch=" << batch << " token "
+          << m << " row " << n;
 }
+
+// The I2_S-style kernel for `batch` tokens against ir::Interpreter's ternary_matmul.
+void check_gemv(const Case& c, int vector_bytes, const std::string& target, int batch = 1,
+                schedules::GemvReduce reduce = schedules::GemvReduce::PairwiseI16) {
+  const CaseData t = make_case(c, batch, static_cast<uint64_t>(vector_bytes));
+  const int64_t Kp = schedules::padded_k(c.K, vector_bytes);
+  schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch, reduce};
+  schedules::GemvPipeline p = schedules::ternary_gemv(shape);
+  auto packed = schedules::pack_ternary_rows(t.w, vector_bytes);
+  run_and_compare(p, c, t, batch, packed, static_cast<int>(Kp / 4), static_cast<int>(c.N), Kp, target,
+                  "W=" + std::to_string(vector_bytes) + " reduce=" + std::to_string(static_cast<int>(reduce)));
+}
+
 
 const std::vector<Case>& kernel_cases() {
   static const std::vector<Case> cases = {
@@ -121,6 +157,38 @@ TEST(TernaryGemv, MatchesTheInterpreterBitForBit) { for_each_kernel_case(1); }
 // The prefill kernel: batches that fill the token tile, and batches with a tail.
 TEST(TernaryGemm, MatchesTheInterpreterTokenByToken) {
   for (int batch : {8, 6, 3}) for_each_kernel_case(batch);
+}
+
+// TL1 and TL2: the packing reads back to the codes, and the lookup-table pipelines (with
+// the scalar reference tiles, and with the SIMD tile this CPU runs: AVX2 TL2) give the
+// interpreter's results bit for bit, per-token activations, GEMV and GEMM batches.
+TEST(LutGemv, LayoutsRoundTripAndMatchTheInterpreterBitForBit) {
+  using schedules::LutLayout;
+  const std::map<std::string, Halide::JITExtern> externs = {
+      {"bitnetc_tl1_tiles", Halide::JITExtern(bitnetc_tl1_tiles)},
+      {"bitnetc_tl2_tiles", Halide::JITExtern(bitnetc_tl2_tiles)},
+      {"bitnetc_tl1_tiles_scalar", Halide::JITExtern(bitnetc_tl1_tiles_scalar)},
+      {"bitnetc_tl2_tiles_scalar", Halide::JITExtern(bitnetc_tl2_tiles_scalar)}};
+  const std::string avx2 = find_target("x86-64-avx2")->halide;
+  for (const auto& c : kernel_cases()) {
+    if (c.act_block != c.K) continue;  // the lookup-table layouts take per-token activations
+    for (LutLayout layout : {LutLayout::TL1, LutLayout::TL2}) {
+      const CaseData t = make_case(c, 1, 99);
+      auto packed = schedules::pack_lut(t.w, layout);
+      ASSERT_EQ(schedules::unpack_lut(packed, c.N, c.K, layout), t.w.codes)
+          << schedules::layout_name(layout) << " K=" << c.K << " N=" << c.N;
+      for (int batch : {1, 8, 3})
+        for (bool scalar : {true, false}) {
+          const CaseData tb = make_case(c, batch, 7);
+          auto pk = schedules::pack_lut(tb.w, layout);
+          schedules::LutGemvShape shape{c.K, c.N, layout, batch, scalar};
+          schedules::GemvPipeline p = schedules::lut_gemv(shape);
+          run_and_compare(p, c, tb, batch, pk, static_cast<int>(schedules::lut_tile_bytes(c.K, layout)),
+                          static_cast<int>(schedules::lut_tiles(c.N, layout)), schedules::lut_padded_k(c.K, layout),
+                          avx2, schedules::lut_tile_function(shape), externs);
+        }
+    }
+  }
 }
 
 // The head kernel, with float and with half weights (values that are exactly halves, so

@@ -18,6 +18,8 @@ struct InspectOptions {
   bool full = false;  // print whole metadata arrays (tokens, scores, ...)
   bool ir = false;    // print the lowered IR's text form instead
   std::string act_quant;
+  std::string target;           // also print the layout plan for this target
+  std::string layout = "auto";  // the layout request for that plan
 };
 int inspect(const InspectOptions& o);
 
@@ -40,6 +42,7 @@ struct OutputUnderTest {
   std::string model;
   std::string target = "host";
   std::string binary;  // a compiled output to use instead of compiling
+  std::string layout = "auto";  // --layout of the compile
 };
 
 struct BenchOptions {

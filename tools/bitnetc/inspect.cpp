@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "layouts.h"
 #include "gguf.h"
 #include "interpreter.h"
 #include "lower.h"
@@ -166,6 +167,17 @@ int inspect(const InspectOptions& o) {
               human_bytes(m.ternary_bytes()).c_str());
   std::printf("  bytes per token %" PRIu64 " (%s read to decode one token)\n", m.bytes_per_token(),
               human_bytes(m.bytes_per_token()).c_str());
+  if (!o.target.empty()) {
+    const TargetInfo* t = find_target(o.target);
+    if (!t) throw std::invalid_argument("unknown target \"" + o.target + "\" (bitnetc targets lists them)");
+    if (!m.supported) throw std::invalid_argument(m.path + ": " + m.unsupported_reason);
+    const ir::Graph g = lower(m, lo);
+    const auto choices = codegen::choose_layouts(g, *t, codegen::parse_layout_request(o.layout));
+    std::printf("layouts on %s (--layout=%s):\n", t->name.c_str(), o.layout.c_str());
+    for (size_t i = 0; i < g.ternary.size(); ++i)
+      std::printf("  %-48s %-5s %s\n", g.ternary[i].name.c_str(), codegen::layout_label(choices[i].layout),
+                  choices[i].reason.c_str());
+  }
   return 0;
 }
 

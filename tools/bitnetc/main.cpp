@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
   inspect->add_flag("--json", inspect_opts.json, "Print one JSON object");
   inspect->add_flag("--full", inspect_opts.full, "Print metadata arrays in full (tokens, scores, ...)");
   inspect->add_flag("--ir", inspect_opts.ir, "Print the lowered ternary IR (text form)");
+  inspect->add_option("--target", inspect_opts.target,
+                      "Also show the weight layout each ternary tensor gets on this target, and why");
+  inspect->add_option("--layout", inspect_opts.layout, "With --target: the layout request (see compile --layout)")
+      ->check(CLI::IsMember({"auto", "i2_s", "tl1", "tl2"}));
   inspect->add_option("--act-quant", inspect_opts.act_quant, "Override activation quantization: per-token or per-block")
       ->check(CLI::IsMember({"per-token", "per-block"}));
 
@@ -108,6 +112,10 @@ int main(int argc, char** argv) {
                           "exact (default: f16 when every value is a half, else f32) or q8 (int8 + row scales; "
                           "changes numerics, halves the head's bytes)")
       ->check(CLI::IsMember({"exact", "q8"}));
+  compile_cmd->add_option("--layout", compile_opts.layout,
+                          "Ternary weight layout: auto (default: the measured fastest per target and shape), "
+                          "i2_s, tl1 (ARM targets) or tl2 (x86 targets)")
+      ->check(CLI::IsMember({"auto", "i2_s", "tl1", "tl2"}));
   bool compile_verbose = false;
   compile_cmd->add_flag("-v,--verbose", compile_verbose, "Show the plan and every tensor's layout, and why");
 
@@ -116,6 +124,8 @@ int main(int argc, char** argv) {
     cmd->add_option("model", out.model, "Model to compile and " + verb)->required();
     cmd->add_option("--target", out.target, "Target (must run on this machine)");
     cmd->add_option("--binary", out.binary, "Use this compiled executable instead of compiling");
+    cmd->add_option("--layout", out.layout, "Ternary weight layout to compile with (see compile --layout)")
+        ->check(CLI::IsMember({"auto", "i2_s", "tl1", "tl2"}));
   };
   cli::BenchOptions bench_opts;
   auto* bench_cmd = app.add_subcommand("bench", "llama-bench-style figures of a compiled model (pp/tg t/s, roofline)");

@@ -71,6 +71,7 @@ PreparedOutput prepare_output(const OutputUnderTest& o, const std::string& comma
   codegen::CompileOptions co;
   co.output = p.binary;
   co.head_q8 = head_q8;
+  co.layout = o.layout;
   if (imported)
     codegen::compile_executable(*imported, *t, co);
   else

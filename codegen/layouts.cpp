@@ -1,0 +1,136 @@
+#include "layouts.h"
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <stdexcept>
+
+namespace bitnetc::codegen {
+
+namespace {
+
+TensorType tensor_type_of(rt::TernaryLayout l) {
+  switch (l) {
+    case rt::TernaryLayout::TL1: return TensorType::TL1;
+    case rt::TernaryLayout::TL2: return TensorType::TL2;
+    case rt::TernaryLayout::I2S: break;
+  }
+  return TensorType::I2_S;
+}
+
+// The layouts `target` has kernels for.
+std::vector<rt::TernaryLayout> available(const TargetInfo& target) {
+  std::vector<rt::TernaryLayout> l = {rt::TernaryLayout::I2S};
+  if (target.arch == TargetArch::AArch64) l.push_back(rt::TernaryLayout::TL1);  // NEON tbl
+  if (target.arch == TargetArch::X86_64) l.push_back(rt::TernaryLayout::TL2);   // pshufb
+  return l;
+}
+
+// Microseconds for one decoded plus one prefilled token through a K x N matmul in
+// `layout`, from the nearest measured shape scaled by the weight count; infinity when
+// the target has no figure for the layout.
+double estimate_us(const TargetInfo& target, rt::TernaryLayout layout, int64_t K, int64_t N) {
+  const LayoutFigure* best = nullptr;
+  double best_distance = std::numeric_limits<double>::infinity();
+  for (const LayoutFigure& f : target.layout_figures) {
+    if (f.layout != tensor_type_of(layout)) continue;
+    const double distance = std::fabs(std::log(double(K) / f.K)) + std::fabs(std::log(double(N) / f.N));
+    if (distance < best_distance) {
+      best_distance = distance;
+      best = &f;
+    }
+  }
+  if (!best) return std::numeric_limits<double>::infinity();
+  return (best->gemv_us + best->gemm_us_per_token) * (double(K) * N) / (double(best->K) * best->N);
+}
+
+std::string fixed(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.0f", v);
+  return b;
+}
+
+}  // namespace
+
+LayoutRequest parse_layout_request(const std::string& s) {
+  if (s == "auto" || s.empty()) return LayoutRequest::Auto;
+  if (s == "i2_s") return LayoutRequest::I2S;
+  if (s == "tl1") return LayoutRequest::TL1;
+  if (s == "tl2") return LayoutRequest::TL2;
+  throw std::invalid_argument("--layout: unknown layout \"" + s + "\" (auto, i2_s, tl1 or tl2)");
+}
+
+const char* layout_label(rt::TernaryLayout l) {
+  switch (l) {
+    case rt::TernaryLayout::TL1: return "tl1";
+    case rt::TernaryLayout::TL2: return "tl2";
+    case rt::TernaryLayout::I2S: break;
+  }
+  return "i2_s";
+}
+
+int64_t act_block_of(const ir::Graph& g, const ir::Op& matmul, int64_t K) {
+  for (const ir::Op& q : g.ops)
+    if (q.output == matmul.inputs[0]) return ir::act_quant_is_per_block(q.quant) ? 256 : K;
+  throw std::logic_error("ternary matmul without a quantize op");
+}
+
+std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& target, LayoutRequest request) {
+  // Groups: the ternary weights read by matmuls of the same activations, in graph order.
+  std::map<int32_t, std::vector<const ir::Op*>> readers;
+  for (const ir::Op& op : g.ops)
+    if (op.kind == ir::OpKind::TernaryMatmul) readers[op.inputs[0]].push_back(&op);
+
+  std::vector<LayoutChoice> choice(g.ternary.size(), {rt::TernaryLayout::I2S, ""});
+  const std::vector<rt::TernaryLayout> kernels = available(target);
+  for (const auto& [value, ops] : readers) {
+    const TernaryWeights& first = g.ternary[ops.front()->weight].w;
+    const bool per_token = act_block_of(g, *ops.front(), first.cols) == first.cols;
+    LayoutChoice c{rt::TernaryLayout::I2S, ""};
+    if (request != LayoutRequest::Auto) {
+      c.layout = request == LayoutRequest::TL1   ? rt::TernaryLayout::TL1
+                 : request == LayoutRequest::TL2 ? rt::TernaryLayout::TL2
+                                                 : rt::TernaryLayout::I2S;
+      const std::string& name = g.ternary[ops.front()->weight].name;
+      bool has_kernel = false;
+      for (rt::TernaryLayout l : kernels) has_kernel |= l == c.layout;
+      if (!has_kernel)
+        throw std::invalid_argument(std::string("--layout=") + layout_label(c.layout) + ": target " + target.name +
+                                    " has no " + layout_label(c.layout) + " kernels (TL1 is for ARM targets, TL2 " +
+                                    "for x86 ones; i2_s is everywhere)");
+      if (c.layout != rt::TernaryLayout::I2S && !per_token)
+        throw std::invalid_argument(std::string("--layout=") + layout_label(c.layout) + ": " + name +
+                                    " reads per-block (Q8_K) activations, which the lookup-table kernels do not "
+                                    "take; use --layout=i2_s or auto");
+      c.reason = std::string("requested (--layout=") + layout_label(c.layout) + ")";
+    } else if (!per_token) {
+      c.reason = "auto: per-block (Q8_K) activations; the lookup-table layouts take per-token ones only";
+    } else if (target.layout_figures.empty()) {
+      c.reason = "auto: the target's preferred layout; no measured figures for " + target.name +
+                 " (bench/bench_layouts on the device fills them)";
+    } else {
+      double best = std::numeric_limits<double>::infinity();
+      std::string figures;
+      for (rt::TernaryLayout l : kernels) {
+        double us = 0;
+        for (const ir::Op* op : ops) {
+          const TernaryWeights& w = g.ternary[op->weight].w;
+          us += estimate_us(target, l, w.cols, w.rows);
+        }
+        if (std::isinf(us)) continue;
+        figures += std::string(figures.empty() ? "" : ", ") + layout_label(l) + " " + fixed(us) + " us";
+        if (us < best) {
+          best = us;
+          c.layout = l;
+        }
+      }
+      c.reason = "auto: least measured time for this group's " + std::to_string(ops.size()) +
+                 " matmul(s), one decoded + one prefilled token (" + figures + ")";
+    }
+    for (const ir::Op* op : ops) choice[op->weight] = c;
+  }
+  return choice;
+}
+
+}  // namespace bitnetc::codegen

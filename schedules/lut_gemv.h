@@ -1,0 +1,47 @@
+// Ternary matmul over the lookup-table layouts TL1 and TL2 (runtime_stub/lut_tiles.h has
+// the byte layouts): a Halide pipeline that builds each token's tables, runs the
+// hand-written lookup tile over N/32-row tasks on Halide's thread pool (an extern stage:
+// Halide 14 has no byte-table lookup), and scales the integer sums exactly as the
+// interpreter does. Per-token activations only (one activation block per row).
+//
+// Same arguments as schedules/ternary_gemv.h's pipeline, so outputs call either through
+// one kernel table: packed (uint8, [tile_bytes, n_tiles]), x (int8, [K_padded, M], zero
+// padded), x_sum (int32, [1, M]; unused: table lookups give sum_k w_k x_k directly),
+// d_act (float, [1, M]), w_scale; output y (float, [N, M]).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "Halide.h"
+#include "ternary.h"
+#include "ternary_gemv.h"
+
+namespace bitnetc::schedules {
+
+enum class LutLayout { TL1, TL2 };
+const char* layout_name(LutLayout l);
+
+int64_t lut_padded_k(int64_t K, LutLayout l);
+int lut_tile_rows(LutLayout l);
+int64_t lut_tile_bytes(int64_t K, LutLayout l);
+int64_t lut_tiles(int64_t N, LutLayout l);
+
+// Packs (codes only) into the layout: lut_tiles(N) tiles of lut_tile_bytes(K) bytes.
+std::vector<uint8_t> pack_lut(const TernaryWeights& w, LutLayout l);
+// The codes back from a packing (the layout's definition read the other way; tests).
+std::vector<int8_t> unpack_lut(const std::vector<uint8_t>& packed, int64_t N, int64_t K, LutLayout l);
+
+struct LutGemvShape {
+  int64_t K = 0, N = 0;
+  LutLayout layout = LutLayout::TL2;
+  int batch = 1;
+  // The extern tile: bitnetc_tl{1,2}_tiles (the target's SIMD) or its _scalar reference.
+  bool scalar_tile = false;
+};
+
+GemvPipeline lut_gemv(const LutGemvShape& shape);
+std::string lut_tile_function(const LutGemvShape& shape);
+
+}  // namespace bitnetc::schedules
