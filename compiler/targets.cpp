@@ -4,10 +4,33 @@
 
 namespace bitnetc {
 
+namespace {
+
+// bench/bench_layouts on a 2-core AMD EPYC (Zen 4) VM, 2 threads, weights cold; the
+// median of three runs (run-to-run spread on that machine: 10-20 %). Columns: layout, K,
+// N, GEMV us, batch-8 GEMM us per token. I2_S wins every 2B4T group on cost = one decoded
+// + one prefilled token; TL2 decodes ffn_gate/up a little faster (fewer bytes: 1.67 bits
+// per weight) but its prefill is 1.2-2.5x slower (two lookups and a sign fix per triple).
+const std::vector<LayoutFigure> kAvx2Figures = {
+    {TensorType::I2_S, 2560, 2560, 107.4, 55.1},  {TensorType::TL2, 2560, 2560, 108.3, 61.1},
+    {TensorType::I2_S, 2560, 640, 33.0, 13.5},    {TensorType::TL2, 2560, 640, 38.7, 25.8},
+    {TensorType::I2_S, 2560, 6912, 285.9, 127.6}, {TensorType::TL2, 2560, 6912, 282.4, 157.8},
+    {TensorType::I2_S, 6912, 2560, 235.3, 134.7}, {TensorType::TL2, 6912, 2560, 296.0, 171.0},
+};
+const std::vector<LayoutFigure> kAvx512Figures = {
+    {TensorType::I2_S, 2560, 2560, 113.8, 32.0},  {TensorType::TL2, 2560, 2560, 112.5, 65.4},
+    {TensorType::I2_S, 2560, 640, 33.6, 10.5},    {TensorType::TL2, 2560, 640, 40.3, 18.2},
+    {TensorType::I2_S, 2560, 6912, 298.9, 76.1},  {TensorType::TL2, 2560, 6912, 271.7, 191.4},
+    {TensorType::I2_S, 6912, 2560, 259.2, 108.6}, {TensorType::TL2, 6912, 2560, 311.3, 173.3},
+};
+
+}  // namespace
+
 const std::vector<TargetInfo>& targets() {
   static const std::vector<TargetInfo> table = {
       {"x86-64-avx2", TargetArch::X86_64, "x86-64-linux-sse41-avx-avx2-fma-f16c", "haswell", 32, 32,
-       TargetInfo::Dot::None, TensorType::I2_S, "x86_64-linux-gnu", "", "x86-64 with AVX2 and FMA (Haswell and later, Zen)"},
+       TargetInfo::Dot::None, TensorType::I2_S, "x86_64-linux-gnu", "", "x86-64 with AVX2 and FMA (Haswell and later, Zen)",
+       kAvx2Figures},
       {"x86-64-avx512", TargetArch::X86_64,
        "x86-64-linux-sse41-avx-avx2-fma-f16c-avx512-avx512_skylake-avx512_cannonlake", "icelake-server", 64,
        // Ternary groups of 64 bytes with vpdpbusd (2B4T-shape pp128 ~44 -> ~50 t/s, 2560x6912
@@ -15,15 +38,16 @@ const std::vector<TargetInfo>& targets() {
        // groups lost to 32-byte ones: Halide 14 splits 512-bit pmaddubsw (121 vs 97 us,
        // 1 thread, 2560x2560).
        64, TargetInfo::Dot::Vnni, TensorType::I2_S, "x86_64-linux-gnu", "",
-       "x86-64 with AVX-512 F/CD/BW/DQ/VL/IFMA/VBMI/VNNI (Ice Lake, Zen 4); no VEX AVX-VNNI"},
+       "x86-64 with AVX-512 F/CD/BW/DQ/VL/IFMA/VBMI/VNNI (Ice Lake, Zen 4); no VEX AVX-VNNI", kAvx512Figures},
       // ARMv8-A: one 128-bit NEON register per ternary group. Under emulation the plain
       // target runs on a Cortex-A72 (no dotprod), so a stray sdot would fault.
       {"aarch64-neon", TargetArch::AArch64, "arm-64-linux", "cortex-a72", 16, 16, TargetInfo::Dot::None,
        TensorType::I2_S, "aarch64-linux-gnu", "qemu-aarch64 -cpu cortex-a72",
-       "AArch64 with NEON (ARMv8-A: Cortex-A53/A72, Raspberry Pi 3/4)"},
+       "AArch64 with NEON (ARMv8-A: Cortex-A53/A72, Raspberry Pi 3/4)",
+       {}},  // not measured: timing under qemu means nothing; bench_layouts on a device fills it
       {"aarch64-neon-dotprod", TargetArch::AArch64, "arm-64-linux-arm_dot_prod", "neoverse-n1", 16, 16,
        TargetInfo::Dot::Sdot, TensorType::I2_S, "aarch64-linux-gnu", "qemu-aarch64 -cpu neoverse-n1",
-       "AArch64 with NEON and dot product (ARMv8.2-A+: Cortex-A76, Neoverse N1, Apple M, Graviton 2+)"},
+       "AArch64 with NEON and dot product (ARMv8.2-A+: Cortex-A76, Neoverse N1, Apple M, Graviton 2+)", {}},
   };
   return table;
 }

@@ -37,8 +37,11 @@ void answer_bounds_query(halide_buffer_t* packed, halide_buffer_t* lut, int32_t 
   }
 }
 
-// Calls tile(tile_data, token_lut, sums) for every tile and token `out` covers and
-// writes the rows it asks for. `tile` fills sums[0..tile_rows) in row order.
+// Calls tile(tile_data, tables, n_tokens, sums) for every tile and group of up to
+// kTokenGroup tokens that `out` covers, and writes the rows it asks for. `tile` fills
+// sums[token][0..kRows) in row order; tables[token] is that token's table.
+constexpr int kTokenGroup = 4;
+
 template <int kRows, typename Tile>
 int for_each_tile(halide_buffer_t* packed, halide_buffer_t* lut, int32_t tile_bytes, int32_t n_tiles,
                   int32_t n_groups, halide_buffer_t* out, Tile&& tile) {
@@ -49,18 +52,23 @@ int for_each_tile(halide_buffer_t* packed, halide_buffer_t* lut, int32_t tile_by
   const int32_t n0 = out->dim[0].min, n_ext = out->dim[0].extent;
   const int32_t m0 = out->dim[1].min, m_ext = out->dim[1].extent;
   const uint8_t* packed_base = packed->host - static_cast<int64_t>(packed->dim[1].min) * packed->dim[1].stride;
-  int32_t sums[kRows];
-  for (int32_t m = m0; m < m0 + m_ext; ++m) {
-    const uint8_t* table = lut->host + static_cast<int64_t>(m - lut->dim[2].min) * lut->dim[2].stride;
-    auto* row_out = reinterpret_cast<int32_t*>(out->host) + static_cast<int64_t>(m - m0) * out->dim[1].stride;
+  int32_t sums[kTokenGroup][kRows];
+  for (int32_t mg = m0; mg < m0 + m_ext; mg += kTokenGroup) {
+    const int n_tokens = std::min(kTokenGroup, m0 + m_ext - mg);
+    const uint8_t* tables[kTokenGroup];
+    for (int i = 0; i < n_tokens; ++i)
+      tables[i] = lut->host + static_cast<int64_t>(mg + i - lut->dim[2].min) * lut->dim[2].stride;
     for (int32_t t = n0 / kRows; t * kRows < n0 + n_ext; ++t) {
       if (t < n_tiles)
-        tile(packed_base + static_cast<int64_t>(t) * packed->dim[1].stride, table, sums);
+        tile(packed_base + static_cast<int64_t>(t) * packed->dim[1].stride, tables, n_tokens, sums);
       else
-        std::fill(sums, sums + kRows, 0);
-      for (int r = 0; r < kRows; ++r) {
-        const int32_t n = t * kRows + r;
-        if (n >= n0 && n < n0 + n_ext) row_out[n - n0] = sums[r];
+        for (auto& s : sums) std::fill(s, s + kRows, 0);
+      for (int i = 0; i < n_tokens; ++i) {
+        auto* row_out = reinterpret_cast<int32_t*>(out->host) + static_cast<int64_t>(mg + i - m0) * out->dim[1].stride;
+        for (int r = 0; r < kRows; ++r) {
+          const int32_t n = t * kRows + r;
+          if (n >= n0 && n < n0 + n_ext) row_out[n - n0] = sums[i][r];
+        }
       }
     }
   }
@@ -129,17 +137,21 @@ void tl1_tile_neon(const uint8_t* tile, const uint8_t* lut, int32_t n_groups, in
 
 #if defined(__x86_64__)
 // TL2 with AVX2: per index block of 32 rows, two pshufb lookups (low and high bytes) per
-// triple. A negative triple gets its bytes inverted (~v) and one added back through a
-// per-row count (cnt); unpacking interleaves low and high bytes into int16 within each
-// 128-bit lane, so acc0 holds rows 0-7 and 16-23, acc1 rows 8-15 and 24-31. int16 sums
-// are widened every 64 triples (64 * 382 < 2^15).
-__attribute__((target("avx2"))) void tl2_tile_avx2(const uint8_t* tile, const uint8_t* lut, int32_t n_groups,
-                                                    int32_t* sums) {
-  __m256i acc32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                      _mm256_setzero_si256()};
+// triple and token. A negative triple gets its bytes inverted (~v) and one added back
+// through a per-row count (cnt, shared by the tokens); unpacking interleaves low and high
+// bytes into int16 within each 128-bit lane, so acc0 holds rows 0-7 and 16-23, acc1 rows
+// 8-15 and 24-31. int16 sums are widened every 64 triples (64 * 382 < 2^15). The
+// indices and signs are decoded once for all kTokens tokens (prefill).
+template <int kTokens>
+__attribute__((target("avx2"))) void tl2_tile_avx2(const uint8_t* tile, const uint8_t* const* tables,
+                                                    int32_t n_groups, int32_t (*sums)[bitnetc::rt::kTl2TileRows]) {
+  __m256i acc32[kTokens][4];
+  for (auto& a : acc32)
+    for (auto& v : a) v = _mm256_setzero_si256();
   const __m256i low_nibble = _mm256_set1_epi8(15), zero = _mm256_setzero_si256();
   for (int32_t g0 = 0; g0 < n_groups; g0 += 64) {
-    __m256i acc0 = zero, acc1 = zero, cnt = zero;
+    __m256i acc0[kTokens], acc1[kTokens], cnt = zero;
+    for (int i = 0; i < kTokens; ++i) acc0[i] = acc1[i] = zero;
     const int32_t g_end = std::min(n_groups, g0 + 64);
     for (int32_t q = g0 / 8; q < g_end / 8; ++q) {
       const uint8_t* octet = tile + q * 160;
@@ -150,28 +162,34 @@ __attribute__((target("avx2"))) void tl2_tile_avx2(const uint8_t* tile, const ui
                                 _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low_nibble)};
         for (int k = 0; k < 2; ++k) {
           const int s = 2 * h + k;
-          const uint8_t* t = lut + (8 * q + s) * kLutEntryBytes;
-          const __m256i t_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
-          const __m256i t_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 16)));
           // Bit s of each sign byte moved to its top bit: 0xFF where the triple is negative.
           const __m256i neg = _mm256_cmpgt_epi8(zero, _mm256_slli_epi16(signs, 7 - s));
-          const __m256i lo = _mm256_xor_si256(_mm256_shuffle_epi8(t_lo, idx[k]), neg);
-          const __m256i hi = _mm256_xor_si256(_mm256_shuffle_epi8(t_hi, idx[k]), neg);
           cnt = _mm256_sub_epi8(cnt, neg);
-          acc0 = _mm256_add_epi16(acc0, _mm256_unpacklo_epi8(lo, hi));
-          acc1 = _mm256_add_epi16(acc1, _mm256_unpackhi_epi8(lo, hi));
+          for (int i = 0; i < kTokens; ++i) {
+            const uint8_t* t = tables[i] + (8 * q + s) * kLutEntryBytes;
+            const __m256i t_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+            const __m256i t_hi =
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 16)));
+            const __m256i lo = _mm256_xor_si256(_mm256_shuffle_epi8(t_lo, idx[k]), neg);
+            const __m256i hi = _mm256_xor_si256(_mm256_shuffle_epi8(t_hi, idx[k]), neg);
+            acc0[i] = _mm256_add_epi16(acc0[i], _mm256_unpacklo_epi8(lo, hi));
+            acc1[i] = _mm256_add_epi16(acc1[i], _mm256_unpackhi_epi8(lo, hi));
+          }
         }
       }
     }
-    acc0 = _mm256_add_epi16(acc0, _mm256_unpacklo_epi8(cnt, zero));
-    acc1 = _mm256_add_epi16(acc1, _mm256_unpackhi_epi8(cnt, zero));
-    // acc0 = [rows 0-7 | rows 16-23], acc1 = [rows 8-15 | rows 24-31]
-    acc32[0] = _mm256_add_epi32(acc32[0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc0)));       // 0-7
-    acc32[1] = _mm256_add_epi32(acc32[1], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc1)));       // 8-15
-    acc32[2] = _mm256_add_epi32(acc32[2], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc0, 1)));  // 16-23
-    acc32[3] = _mm256_add_epi32(acc32[3], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc1, 1)));  // 24-31
+    const __m256i cnt0 = _mm256_unpacklo_epi8(cnt, zero), cnt1 = _mm256_unpackhi_epi8(cnt, zero);
+    for (int i = 0; i < kTokens; ++i) {
+      const __m256i a0 = _mm256_add_epi16(acc0[i], cnt0), a1 = _mm256_add_epi16(acc1[i], cnt1);
+      // a0 = [rows 0-7 | rows 16-23], a1 = [rows 8-15 | rows 24-31]
+      acc32[i][0] = _mm256_add_epi32(acc32[i][0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(a0)));
+      acc32[i][1] = _mm256_add_epi32(acc32[i][1], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(a1)));
+      acc32[i][2] = _mm256_add_epi32(acc32[i][2], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(a0, 1)));
+      acc32[i][3] = _mm256_add_epi32(acc32[i][3], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(a1, 1)));
+    }
   }
-  for (int i = 0; i < 4; ++i) _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + 8 * i), acc32[i]);
+  for (int i = 0; i < kTokens; ++i)
+    for (int j = 0; j < 4; ++j) _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums[i] + 8 * j), acc32[i][j]);
 }
 #endif
 
@@ -183,14 +201,18 @@ int bitnetc_tl1_tiles_scalar(halide_buffer_t* packed, halide_buffer_t* lut, int3
                              int32_t n_groups, halide_buffer_t* out) {
   return for_each_tile<bitnetc::rt::kTl1TileRows>(
       packed, lut, tile_bytes, n_tiles, n_groups, out,
-      [&](const uint8_t* tile, const uint8_t* table, int32_t* sums) { tl1_tile_scalar(tile, table, n_groups, sums); });
+      [&](const uint8_t* tile, const uint8_t* const* tables, int n_tokens, int32_t (*sums)[bitnetc::rt::kTl1TileRows]) {
+        for (int i = 0; i < n_tokens; ++i) tl1_tile_scalar(tile, tables[i], n_groups, sums[i]);
+      });
 }
 
 int bitnetc_tl2_tiles_scalar(halide_buffer_t* packed, halide_buffer_t* lut, int32_t tile_bytes, int32_t n_tiles,
                              int32_t n_groups, halide_buffer_t* out) {
   return for_each_tile<bitnetc::rt::kTl2TileRows>(
       packed, lut, tile_bytes, n_tiles, n_groups, out,
-      [&](const uint8_t* tile, const uint8_t* table, int32_t* sums) { tl2_tile_scalar(tile, table, n_groups, sums); });
+      [&](const uint8_t* tile, const uint8_t* const* tables, int n_tokens, int32_t (*sums)[bitnetc::rt::kTl2TileRows]) {
+        for (int i = 0; i < n_tokens; ++i) tl2_tile_scalar(tile, tables[i], n_groups, sums[i]);
+      });
 }
 
 int bitnetc_tl1_tiles(halide_buffer_t* packed, halide_buffer_t* lut, int32_t tile_bytes, int32_t n_tiles,
@@ -198,7 +220,9 @@ int bitnetc_tl1_tiles(halide_buffer_t* packed, halide_buffer_t* lut, int32_t til
 #if defined(__aarch64__)
   return for_each_tile<bitnetc::rt::kTl1TileRows>(
       packed, lut, tile_bytes, n_tiles, n_groups, out,
-      [&](const uint8_t* tile, const uint8_t* table, int32_t* sums) { tl1_tile_neon(tile, table, n_groups, sums); });
+      [&](const uint8_t* tile, const uint8_t* const* tables, int n_tokens, int32_t (*sums)[bitnetc::rt::kTl1TileRows]) {
+        for (int i = 0; i < n_tokens; ++i) tl1_tile_neon(tile, tables[i], n_groups, sums[i]);
+      });
 #else
   return bitnetc_tl1_tiles_scalar(packed, lut, tile_bytes, n_tiles, n_groups, out);
 #endif
@@ -209,7 +233,14 @@ int bitnetc_tl2_tiles(halide_buffer_t* packed, halide_buffer_t* lut, int32_t til
 #if defined(__x86_64__)
   return for_each_tile<bitnetc::rt::kTl2TileRows>(
       packed, lut, tile_bytes, n_tiles, n_groups, out,
-      [&](const uint8_t* tile, const uint8_t* table, int32_t* sums) { tl2_tile_avx2(tile, table, n_groups, sums); });
+      [&](const uint8_t* tile, const uint8_t* const* tables, int n_tokens, int32_t (*sums)[bitnetc::rt::kTl2TileRows]) {
+        switch (n_tokens) {  // the token count is a constant of the tile's loops
+          case 1: return tl2_tile_avx2<1>(tile, tables, n_groups, sums);
+          case 2: return tl2_tile_avx2<2>(tile, tables, n_groups, sums);
+          case 3: return tl2_tile_avx2<3>(tile, tables, n_groups, sums);
+          default: return tl2_tile_avx2<4>(tile, tables, n_groups, sums);
+        }
+      });
 #else
   return bitnetc_tl2_tiles_scalar(packed, lut, tile_bytes, n_tiles, n_groups, out);
 #endif

@@ -131,13 +131,14 @@ GemvPipeline lut_gemv(const LutGemvShape& s) {
   p.y(n, m) = strict_float(0.0f + cast<float>(acc(n, m)) * (p.d_act(0, m) * p.w_scale));
 
   // N/32-row tasks of whole tiles (see ternary_gemv.cpp for why 32); the tables are
-  // built once per call before them.
+  // built once per call before them, 64 groups per task.
   const int kTasks = 32;
   const int rows_per_task = static_cast<int>(std::max<int64_t>(1, (n_tiles + kTasks - 1) / kTasks)) * rows;
   Var nt("nt"), ni("ni");
   p.y.split(n, nt, ni, rows_per_task, TailStrategy::GuardWithIf).parallel(nt);
   acc.compute_at(p.y, nt);
-  lut.compute_root().vectorize(i, 16);
+  Var go("go"), gi("gi");
+  lut.compute_root().split(g, go, gi, 64, TailStrategy::GuardWithIf).reorder(i, gi, m, go).vectorize(i, 16).parallel(go);
 
   p.packed.dim(0).set_bounds(0, tile_bytes).dim(1).set_bounds(0, n_tiles).set_stride(tile_bytes);
   p.x.dim(0).set_bounds(0, static_cast<int>(Kp)).dim(1).set_bounds(0, M).set_stride(static_cast<int>(Kp));

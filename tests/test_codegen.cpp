@@ -7,6 +7,11 @@
 
 #include "interpreter.h"
 #include "kernel_objects.h"
+#include "layouts.h"
+#include "lower.h"
+#include "model_import.h"
+
+#include <map>
 #include "support/test_support.h"
 #include "synthetic_model.h"
 
@@ -129,4 +134,53 @@ TEST(Codegen, AotGemvLinksRunsAndMatchesTheInterpreter) {
     std::memcpy(&got, &ybytes[n * 4], 4);
     ASSERT_EQ(got, y) << "row " << n;
   }
+}
+
+// --layout=auto: per group of matmuls that read the same activations, the layout with the
+// least measured time on the target's figures; no figures: the target's preferred
+// layout; per-block activations: I2_S. Explicit requests the target cannot serve throw.
+TEST(Layouts, AutoPicksTheMeasuredFasterLayoutPerActivationGroup) {
+  ScratchDir dir;
+  SyntheticSpec spec;
+  spec.arch = "bitnet-b1.58";  // bitnet.cpp numerics: per-token activations
+  make_synthetic_gguf(spec).write(dir.file("m.gguf"));
+  const ImportedModel m = import_model(dir.file("m.gguf"));
+  const ir::Graph g = lower(m, {});
+  TargetInfo t = *find_target("x86-64-avx2");
+  const int64_t E = spec.n_embd, F = spec.n_ff;
+  auto layouts_of = [&](const TargetInfo& target) {
+    std::map<std::string, rt::TernaryLayout> by_name;
+    const auto choices = codegen::choose_layouts(g, target, codegen::LayoutRequest::Auto);
+    for (size_t i = 0; i < g.ternary.size(); ++i) by_name[g.ternary[i].name] = choices[i].layout;
+    return by_name;
+  };
+  // TL2 measured faster for the FFN's down projection only (K = n_ff), I2_S elsewhere.
+  t.layout_figures = {{TensorType::I2_S, E, E, 10, 5}, {TensorType::TL2, E, E, 20, 10},
+                      {TensorType::I2_S, F, E, 30, 15}, {TensorType::TL2, F, E, 12, 6}};
+  for (const auto& [name, layout] : layouts_of(t)) {
+    const bool down = name.find("ffn_down") != std::string::npos;
+    EXPECT_EQ(layout, down ? rt::TernaryLayout::TL2 : rt::TernaryLayout::I2S) << name;
+  }
+  t.layout_figures.clear();
+  for (const auto& [name, layout] : layouts_of(t)) EXPECT_EQ(layout, rt::TernaryLayout::I2S) << name;
+  const auto choices = codegen::choose_layouts(g, t, codegen::LayoutRequest::Auto);
+  EXPECT_NE(choices[0].reason.find("no measured figures"), std::string::npos) << choices[0].reason;
+
+  // Explicit requests: served everywhere, or a clear error.
+  for (const auto& c : codegen::choose_layouts(g, t, codegen::LayoutRequest::TL2))
+    EXPECT_EQ(c.layout, rt::TernaryLayout::TL2);
+  EXPECT_THROW(codegen::choose_layouts(g, t, codegen::LayoutRequest::TL1), std::invalid_argument);
+  EXPECT_THROW(codegen::choose_layouts(g, *find_target("aarch64-neon"), codegen::LayoutRequest::TL2),
+               std::invalid_argument);
+  LowerOptions per_block;
+  per_block.act_quant = ActQuantGranularity::PerBlock;
+  const ir::Graph gb = lower(m, per_block);
+  try {
+    codegen::choose_layouts(gb, t, codegen::LayoutRequest::TL2);
+    ADD_FAILURE() << "per-block activations accepted for TL2";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("per-block (Q8_K) activations"), std::string::npos) << e.what();
+  }
+  for (const auto& c : codegen::choose_layouts(gb, t, codegen::LayoutRequest::Auto))
+    EXPECT_EQ(c.layout, rt::TernaryLayout::I2S);
 }

@@ -102,6 +102,58 @@ TEST(Compile, EveryTargetMatchesTheInterpreterOnTq10AndBf16Checkpoints) {
     }
 }
 
+// The lookup-table layouts on the targets that have them (TL2 on x86, TL1 on ARM under
+// qemu), forced with --layout, against the interpreter: the tables are exact, so the
+// tokens and logits are the same as I2_S's.
+TEST(Compile, LookupTableLayoutsMatchTheInterpreterOnEveryTarget) {
+  ScratchDir dir;
+  const auto s = shared_dir();
+  for (const auto& model : {s / "models/tinystories-bitnet-3m/model.bin", s / "golden/hf-bitnet-tiny/bf16"})
+    for (const std::string& target : runnable_targets()) {
+      const std::string layout = find_target(target)->arch == TargetArch::AArch64 ? "tl1" : "tl2";
+      const Result r = sh(std::string(BITNETC_BIN) + " verify " + quote(model.string()) + " --target=" + target +
+                              " --layout=" + layout + " -q -n 16",
+                          dir);
+      EXPECT_EQ(r.status, 0) << target << " " << layout << " " << model << "\n" << r.out << r.err;
+      EXPECT_NE(r.out.find("PASS: 4 prompts"), std::string::npos) << r.out;
+    }
+  // -v names each tensor's layout and why.
+  const Result v = sh(std::string(BITNETC_BIN) + " compile " +
+                          quote((s / "models/tinystories-bitnet-3m/model.bin").string()) +
+                          " --target=x86-64-avx2 --layout=tl2 -v -o " + quote(dir.file("m")),
+                      dir);
+  ASSERT_EQ(v.status, 0) << v.err;
+  EXPECT_NE(v.err.find("tl2: "), std::string::npos) << v.err;
+  EXPECT_NE(v.err.find("layout requested (--layout=tl2)"), std::string::npos) << v.err;
+}
+
+// Layout requests a target or a model cannot take are clear errors; inspect --target
+// prints the plan.
+TEST(Compile, LayoutRequestsAreCheckedAndExplained) {
+  ScratchDir dir;
+  const auto s = shared_dir();
+  const std::string ts = quote((s / "models/tinystories-bitnet-3m/model.bin").string());
+  const Result arm_tl2 = sh(std::string(BITNETC_BIN) + " compile " + ts + " --target=aarch64-neon --layout=tl2 -o " +
+                                quote(dir.file("a")),
+                            dir);
+  EXPECT_EQ(arm_tl2.status, 1);
+  EXPECT_NE(arm_tl2.err.find("target aarch64-neon has no tl2 kernels"), std::string::npos) << arm_tl2.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("a")));
+  const Result q8k = sh(std::string(BITNETC_BIN) + " compile " +
+                            quote((s / "golden/gguf/synth-b158/synth-b158-tq2_0.gguf").string()) +
+                            " --target=x86-64-avx2 --layout=tl2 -o " + quote(dir.file("b")),
+                        dir);
+  EXPECT_EQ(q8k.status, 1);
+  EXPECT_NE(q8k.err.find("reads per-block (Q8_K) activations"), std::string::npos) << q8k.err;
+  const Result plan = sh(std::string(BITNETC_BIN) + " inspect " + ts + " --target=aarch64-neon-dotprod", dir);
+  ASSERT_EQ(plan.status, 0) << plan.err;
+  EXPECT_NE(plan.out.find("layouts on aarch64-neon-dotprod (--layout=auto):"), std::string::npos) << plan.out;
+  EXPECT_NE(plan.out.find("no measured figures for aarch64-neon-dotprod"), std::string::npos) << plan.out;
+  const Result x86 = sh(std::string(BITNETC_BIN) + " inspect " + ts + " --target=x86-64-avx2", dir);
+  ASSERT_EQ(x86.status, 0) << x86.err;
+  EXPECT_NE(x86.out.find("auto: least measured time"), std::string::npos) << x86.out;
+}
+
 TEST(Compile, SeededSamplingMatchesTheInterpreterAndOutputsAreReproducible) {
   ScratchDir dir;
   const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
