@@ -19,13 +19,16 @@ TensorType tensor_type_of(rt::TernaryLayout l) {
   return TensorType::I2_S;
 }
 
-// The layouts `target` has kernels for.
-std::vector<rt::TernaryLayout> available(const TargetInfo& target) {
+}  // namespace
+
+std::vector<rt::TernaryLayout> layouts_with_kernels(const TargetInfo& target) {
   std::vector<rt::TernaryLayout> l = {rt::TernaryLayout::I2S};
   if (target.arch == TargetArch::AArch64) l.push_back(rt::TernaryLayout::TL1);  // NEON tbl
   if (target.arch == TargetArch::X86_64) l.push_back(rt::TernaryLayout::TL2);   // pshufb
   return l;
 }
+
+namespace {
 
 // Microseconds for one decoded plus one prefilled token through a K x N matmul in
 // `layout`, from the nearest measured shape scaled by the weight count; infinity when
@@ -83,7 +86,7 @@ std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& t
     if (op.kind == ir::OpKind::TernaryMatmul) readers[op.inputs[0]].push_back(&op);
 
   std::vector<LayoutChoice> choice(g.ternary.size(), {rt::TernaryLayout::I2S, ""});
-  const std::vector<rt::TernaryLayout> kernels = available(target);
+  const std::vector<rt::TernaryLayout> kernels = layouts_with_kernels(target);
   for (const auto& [value, ops] : readers) {
     const TernaryWeights& first = g.ternary[ops.front()->weight].w;
     const bool per_token = act_block_of(g, *ops.front(), first.cols) == first.cols;

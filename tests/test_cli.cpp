@@ -179,7 +179,10 @@ TEST(Cli, TargetsListsTheTableAndTheHost) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("x86-64-avx2"), std::string::npos);
   EXPECT_NE(r.out.find("x86-64-avx512"), std::string::npos);
-  EXPECT_NE(r.out.find("host             = x86-64-"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("aarch64-neon-dotprod  128     i2_s,tl1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("x86-64-avx2           256     i2_s,tl2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("runs under qemu-aarch64 -cpu cortex-a72"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("host                  = x86-64-"), std::string::npos) << r.out;
   // Halide's sapphirerapids feature (VEX AVX-VNNI) faults on AVX-512 CPUs without it.
   EXPECT_EQ(r.out.find("sapphirerapids"), std::string::npos);
 }

@@ -12,6 +12,7 @@
 #include "convert.h"
 #include "diagnostics.h"
 #include "emit_executable.h"
+#include "layouts.h"
 #include "model_import.h"
 #include "synthetic_model.h"
 #include "targets.h"
@@ -245,11 +246,14 @@ int main(int argc, char** argv) {
     }
     if (*verify_cmd) return cli::verify(verify_opts);
     if (*targets_cmd) {
-      std::printf("%-21s %-7s %-6s %-13s %s\n", "target", "vector", "layout", "cpu", "Halide target");
-      for (const auto& t : targets())
-        std::printf("%-21s %-7d %-6s %-13s %s\n    %s; here: %s\n", t.name.c_str(), t.vector_bytes * 8,
-                    type_name(t.layout), t.llc_cpu.c_str(), t.halide.c_str(), t.description.c_str(),
+      std::printf("%-21s %-7s %-9s %-15s %s\n", "target", "vector", "layouts", "cpu", "Halide target");
+      for (const auto& t : targets()) {
+        std::string layouts;
+        for (auto l : codegen::layouts_with_kernels(t)) layouts += (layouts.empty() ? "" : ",") + std::string(codegen::layout_label(l));
+        std::printf("%-21s %-7d %-9s %-15s %s\n    %s; here: %s\n", t.name.c_str(), t.vector_bytes * 8,
+                    layouts.c_str(), t.llc_cpu.c_str(), t.halide.c_str(), t.description.c_str(),
                     runs_natively(t) ? "runs natively" : ("runs under " + t.emulator).c_str());
+      }
       std::printf("host                  = %s on this machine\n", host_target().name.c_str());
       std::printf("(cuda-sm* targets arrive with their issue)\n");
       return 0;
