@@ -399,7 +399,8 @@ GgufFile GgufFile::parse(MappedFile mapped) {
     if (t.type_id == 39) type = dialect ? TensorType::TL2 : TensorType::MXFP4;
     if (!type) g.fail(type_at, tf + ".type", "unknown tensor type id " + std::to_string(t.type_id));
     t.type = *type;
-    const auto nbytes = tensor_nbytes(t.type, t.row_len(), t.n_rows());
+    // What the file must hold (bitnet.cpp's TL tensors omit ggml's slack).
+    const auto nbytes = tensor_file_bytes(t.type, t.row_len(), t.n_rows());
     if (!nbytes)
       g.fail(type_at, tf + ".type",
              std::string("row length ") + std::to_string(t.row_len()) + " is not a whole number of " +

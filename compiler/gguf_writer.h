@@ -78,7 +78,8 @@ class GgufWriter {
 
   void set(std::string key, GgufOut value);  // replaces an existing key
   // `ne` in ggml order (ne[0] = row length). `data` must have exactly
-  // tensor_nbytes(type, ne[0], rows) bytes.
+  // tensor_nbytes(type, ne[0], rows) bytes, or tensor_file_bytes (TL1/TL2 as bitnet.cpp's
+  // converter writes them).
   void add_tensor(std::string name, TensorType type, std::vector<uint64_t> ne, std::vector<uint8_t> data);
 
   uint64_t alignment() const { return alignment_; }

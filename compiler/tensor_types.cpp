@@ -105,6 +105,14 @@ std::optional<uint64_t> tensor_nbytes(TensorType t, uint64_t row_len, uint64_t n
   }
 }
 
+std::optional<uint64_t> tensor_file_bytes(TensorType t, uint64_t row_len, uint64_t n_rows) {
+  const auto nbytes = tensor_nbytes(t, row_len, n_rows);
+  if (!nbytes) return nbytes;
+  if (t == TensorType::TL1) return *nbytes - 32;
+  if (t == TensorType::TL2) return (row_len - 256) * n_rows / 3 * 5 / 8 + 256 * n_rows / 2 * 4 / 8;
+  return nbytes;
+}
+
 // ---- scalar conversions -------------------------------------------------------------
 
 float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }

@@ -78,6 +78,11 @@ std::optional<TensorType> type_from_name(std::string_view name);  // case-insens
 // the product of the other dims). Returns nullopt when the row length is not a
 // multiple of the block size or the size overflows 64 bits.
 std::optional<uint64_t> tensor_nbytes(TensorType t, uint64_t row_len, uint64_t n_rows);
+// The bytes a file must hold for the tensor: tensor_nbytes, except for TL1/TL2, whose
+// ggml size includes allocation slack (rounding, a 32-byte tail) that bitnet.cpp's
+// converter does not write: it stores the packed bytes alone, with the `<name>_scale`
+// tensor right after them (checked against utils/convert-hf-to-gguf-bitnet.py's output).
+std::optional<uint64_t> tensor_file_bytes(TensorType t, uint64_t row_len, uint64_t n_rows);
 
 // ---- scalar conversions -------------------------------------------------------------
 float bf16_to_f32(uint16_t h);
@@ -113,7 +118,7 @@ std::optional<TLTileConfig> default_tl2_config(int64_t rows, int64_t cols);
 std::string check_tl1_config(int64_t rows, int64_t cols, const TLTileConfig& cfg);
 std::string check_tl2_config(int64_t rows, int64_t cols, const TLTileConfig& cfg);
 
-// Decoders: `src` holds exactly tensor_nbytes(type, cols, rows) bytes.
+// Decoders: `src` holds at least tensor_file_bytes(type, cols, rows) bytes.
 TernaryWeights decode_tq1_0(const uint8_t* src, int64_t rows, int64_t cols);
 TernaryWeights decode_tq2_0(const uint8_t* src, int64_t rows, int64_t cols);
 TernaryWeights decode_i2_s(const uint8_t* src, int64_t rows, int64_t cols, I2SLayout layout);

@@ -101,11 +101,40 @@ TEST(Gguf, RoundTripsTensorsOfEveryTypeInPlace) {
     ASSERT_NE(q, nullptr) << type_name(t);
     EXPECT_EQ(q->type, t);
     EXPECT_EQ(q->ne, (std::vector<uint64_t>{256, 256}));
-    EXPECT_EQ(q->nbytes, *tensor_nbytes(t, 256, 256));
+    EXPECT_EQ(q->nbytes, *tensor_file_bytes(t, 256, 256));
     EXPECT_EQ(q->file_offset % 32, 0u);
     // Zero copy: the view points into the caller's buffer.
     EXPECT_EQ(q->data, bytes.data() + q->file_offset);
     EXPECT_EQ(g.bitnet_cpp_dialect(), t == TensorType::I2_S || t == TensorType::TL1 || t == TensorType::TL2);
+  }
+}
+
+// bitnet.cpp's converter writes a TL tensor's packed bytes alone (ggml's size adds a
+// 32-byte tail and rounding) with its `<name>_scale` right after: such files parse, and
+// the tensors decode to their codes.
+TEST(Gguf, ReadsTlTensorsAsBitnetCppsConverterWritesThem) {
+  for (TensorType t : {TensorType::TL1, TensorType::TL2}) {
+    const int64_t M = 128, K = 512;
+    TernaryWeights w;
+    w.rows = M;
+    w.cols = K;
+    SplitMix64 rng(3);
+    for (int64_t i = 0; i < M * K; ++i) w.codes.push_back(static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1));
+    const TLTileConfig cfg = t == TensorType::TL1 ? *default_tl1_config(M, K) : *default_tl2_config(M, K);
+    auto bytes = t == TensorType::TL1 ? encode_tl1(w, cfg) : encode_tl2(w, cfg);
+    const uint64_t payload = *tensor_file_bytes(t, K, M);
+    ASSERT_LT(payload, bytes.size());
+    EXPECT_EQ(payload, t == TensorType::TL1 ? 16384u : 15018u);  // the converter's array sizes for 128x512
+    bytes.resize(payload);
+    GgufWriter g;
+    g.add_tensor("w", t, {uint64_t(K), uint64_t(M)}, bytes);
+    g.add_tensor("w_scale", TensorType::F32, {1}, std::vector<uint8_t>(4, 0));
+    const auto f = parse_bytes(g.serialize());
+    ASSERT_EQ(f.tensor("w")->nbytes, payload);
+    EXPECT_LE(f.tensor("w")->rel_offset + payload, f.tensor("w_scale")->rel_offset);
+    const auto back = t == TensorType::TL1 ? decode_tl1(f.tensor("w")->data, M, K, cfg, 1.0f)
+                                           : decode_tl2(f.tensor("w")->data, M, K, cfg, 1.0f);
+    EXPECT_EQ(back.codes, w.codes) << type_name(t);
   }
 }
 
