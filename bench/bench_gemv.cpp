@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dense_gemv.h"
+#include "bench_common.h"
 #include "synthetic_model.h"
 #include "targets.h"
 #include "ternary_gemv.h"
@@ -42,16 +43,9 @@ void report(bool& first, const TargetInfo& t, const char* shape, const std::vect
 }  // namespace
 
 int main() {
-  struct Shape {
-    const char* name;
-    int64_t K, N;
-  };
-  const Shape shapes[] = {{"attn_q/o 2560x2560", 2560, 2560},
-                          {"attn_k/v 2560x640", 2560, 640},
-                          {"ffn_gate/up 2560x6912", 2560, 6912},
-                          {"ffn_down 6912x2560", 6912, 2560}};
-  std::vector<const TargetInfo*> tgts = {find_target("x86-64-avx2")};
-  if (host_target().vector_bytes == 64) tgts.push_back(find_target("x86-64-avx512"));
+  using bench::Shape;
+  const auto& shapes = bench::k2b4tProjections;
+  const std::vector<const TargetInfo*> tgts = bench::native_x86_targets();
   const char* threads = std::getenv("HL_NUM_THREADS");
   std::printf("{\"benchmark\": \"ternary_gemv\", \"threads\": \"%s\", \"results\": [", threads ? threads : "all");
   bool first = true;
@@ -59,12 +53,7 @@ int main() {
   for (int batch : {1, 8})
     for (const TargetInfo* t : tgts)
       for (const Shape& s : shapes) {
-        SplitMix64 rng(1);
-        TernaryWeights w;
-        w.rows = s.N;
-        w.cols = s.K;
-        w.codes.resize(static_cast<size_t>(s.K * s.N));
-        for (auto& c : w.codes) c = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
+        const TernaryWeights w = bench::random_weights(s);
         const int W = t->ternary_bytes;
         auto p = schedules::ternary_gemv({s.K, s.N, s.K, W, batch});
         const int64_t Kp = schedules::padded_k(s.K, W);

@@ -17,6 +17,7 @@
 #include "kernel_objects.h"
 #include "lut_gemv.h"
 #include "lut_tiles.h"
+#include "bench_common.h"
 #include "synthetic_model.h"
 #include "targets.h"
 #include "ternary_gemv.h"
@@ -24,11 +25,6 @@
 using namespace bitnetc;
 
 namespace {
-
-struct Shape {
-  const char* name;
-  int64_t K, N;
-};
 
 // One layout's pipeline and packing for a shape.
 struct Candidate {
@@ -55,25 +51,17 @@ Candidate make(const std::string& layout, const TargetInfo& t, const TernaryWeig
 }  // namespace
 
 int main() {
-  const Shape shapes[] = {{"attn_q/o 2560x2560", 2560, 2560},
-                          {"attn_k/v 2560x640", 2560, 640},
-                          {"ffn_gate/up 2560x6912", 2560, 6912},
-                          {"ffn_down 6912x2560", 6912, 2560}};
-  std::vector<const TargetInfo*> tgts = {find_target("x86-64-avx2")};
-  if (host_target().vector_bytes == 64) tgts.push_back(find_target("x86-64-avx512"));
+  const auto& shapes = bench::k2b4tProjections;
+  const std::vector<const TargetInfo*> tgts = bench::native_x86_targets();
   const char* threads = std::getenv("HL_NUM_THREADS");
   std::printf("{\"benchmark\": \"ternary_layouts\", \"threads\": \"%s\", \"results\": [", threads ? threads : "all");
   bool first = true;
   for (const TargetInfo* t : tgts)
-    for (const Shape& s : shapes)
+    for (const bench::Shape& s : shapes)
       for (int batch : {1, 8})
         for (const char* layout : {"i2_s", "tl2"}) {
-          SplitMix64 rng(1);
-          TernaryWeights w;
-          w.rows = s.N;
-          w.cols = s.K;
-          w.codes.resize(static_cast<size_t>(s.K * s.N));
-          for (auto& c : w.codes) c = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
+          SplitMix64 rng(2);
+          const TernaryWeights w = bench::random_weights(s);
           Candidate c = make(layout, *t, w, batch);
           // Copies enough to stream ~512 MB from memory, as decode does across layers.
           const size_t copies = std::clamp<size_t>((512u << 20) / c.packed.size(), 8, 512);

@@ -193,36 +193,35 @@ __attribute__((target("avx2"))) void tl2_tile_avx2(const uint8_t* tile, const ui
 }
 #endif
 
+// for_each_tile with a tile function that takes one token at a time.
+template <int kRows>
+int per_token(halide_buffer_t* packed, halide_buffer_t* lut, int32_t tile_bytes, int32_t n_tiles, int32_t n_groups,
+              halide_buffer_t* out, void (*tile_fn)(const uint8_t*, const uint8_t*, int32_t, int32_t*)) {
+  return for_each_tile<kRows>(
+      packed, lut, tile_bytes, n_tiles, n_groups, out,
+      [&](const uint8_t* tile, const uint8_t* const* tables, int n_tokens, int32_t (*sums)[kRows]) {
+        for (int i = 0; i < n_tokens; ++i) tile_fn(tile, tables[i], n_groups, sums[i]);
+      });
+}
+
 }  // namespace
 
 extern "C" {
 
 int bitnetc_tl1_tiles_scalar(halide_buffer_t* packed, halide_buffer_t* lut, int32_t tile_bytes, int32_t n_tiles,
                              int32_t n_groups, halide_buffer_t* out) {
-  return for_each_tile<bitnetc::rt::kTl1TileRows>(
-      packed, lut, tile_bytes, n_tiles, n_groups, out,
-      [&](const uint8_t* tile, const uint8_t* const* tables, int n_tokens, int32_t (*sums)[bitnetc::rt::kTl1TileRows]) {
-        for (int i = 0; i < n_tokens; ++i) tl1_tile_scalar(tile, tables[i], n_groups, sums[i]);
-      });
+  return per_token<bitnetc::rt::kTl1TileRows>(packed, lut, tile_bytes, n_tiles, n_groups, out, tl1_tile_scalar);
 }
 
 int bitnetc_tl2_tiles_scalar(halide_buffer_t* packed, halide_buffer_t* lut, int32_t tile_bytes, int32_t n_tiles,
                              int32_t n_groups, halide_buffer_t* out) {
-  return for_each_tile<bitnetc::rt::kTl2TileRows>(
-      packed, lut, tile_bytes, n_tiles, n_groups, out,
-      [&](const uint8_t* tile, const uint8_t* const* tables, int n_tokens, int32_t (*sums)[bitnetc::rt::kTl2TileRows]) {
-        for (int i = 0; i < n_tokens; ++i) tl2_tile_scalar(tile, tables[i], n_groups, sums[i]);
-      });
+  return per_token<bitnetc::rt::kTl2TileRows>(packed, lut, tile_bytes, n_tiles, n_groups, out, tl2_tile_scalar);
 }
 
 int bitnetc_tl1_tiles(halide_buffer_t* packed, halide_buffer_t* lut, int32_t tile_bytes, int32_t n_tiles,
                       int32_t n_groups, halide_buffer_t* out) {
 #if defined(__aarch64__)
-  return for_each_tile<bitnetc::rt::kTl1TileRows>(
-      packed, lut, tile_bytes, n_tiles, n_groups, out,
-      [&](const uint8_t* tile, const uint8_t* const* tables, int n_tokens, int32_t (*sums)[bitnetc::rt::kTl1TileRows]) {
-        for (int i = 0; i < n_tokens; ++i) tl1_tile_neon(tile, tables[i], n_groups, sums[i]);
-      });
+  return per_token<bitnetc::rt::kTl1TileRows>(packed, lut, tile_bytes, n_tiles, n_groups, out, tl1_tile_neon);
 #else
   return bitnetc_tl1_tiles_scalar(packed, lut, tile_bytes, n_tiles, n_groups, out);
 #endif

@@ -1,0 +1,41 @@
+// What the kernel benchmarks share: BitNet b1.58 2B4T's projection shapes and the x86
+// targets this machine runs natively.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "synthetic_model.h"
+#include "targets.h"
+#include "ternary.h"
+
+namespace bitnetc::bench {
+
+struct Shape {
+  const char* name;
+  int64_t K, N;
+};
+
+inline constexpr Shape k2b4tProjections[] = {{"attn_q/o 2560x2560", 2560, 2560},
+                                             {"attn_k/v 2560x640", 2560, 640},
+                                             {"ffn_gate/up 2560x6912", 2560, 6912},
+                                             {"ffn_down 6912x2560", 6912, 2560}};
+
+inline std::vector<const TargetInfo*> native_x86_targets() {
+  std::vector<const TargetInfo*> t = {find_target("x86-64-avx2")};
+  if (host_target().vector_bytes == 64) t.push_back(find_target("x86-64-avx512"));  // needs an AVX-512 CPU
+  return t;
+}
+
+// Random codes for a K x N projection (SplitMix64(1), the same for every benchmark).
+inline TernaryWeights random_weights(const Shape& s) {
+  SplitMix64 rng(1);
+  TernaryWeights w;
+  w.rows = s.N;
+  w.cols = s.K;
+  w.codes.resize(static_cast<size_t>(s.K * s.N));
+  for (auto& c : w.codes) c = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
+  return w;
+}
+
+}  // namespace bitnetc::bench
