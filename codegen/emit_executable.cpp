@@ -1,5 +1,6 @@
 #include "emit_executable.h"
 
+#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -122,9 +123,10 @@ struct PackedWeights {
   std::vector<schedules::DenseGemvShape> dense_kernels;  // one per distinct head (K, N, storage)
 };
 
-// Packs every weight and releases its decoded form as it goes (codes, floats): the
-// decoded copies of a 2B4T-size model are several GB.
-PackedWeights pack_weights(ir::Graph& g, const TargetInfo& target, bool head_q8, LayoutRequest layout) {
+// Decodes and packs every weight, one at a time, and releases its decoded form as it
+// goes (codes, floats): the decoded copies of a 2B4T-size model are several GB.
+PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOptions& decode,
+                           const TargetInfo& target, bool head_q8, LayoutRequest layout) {
   PackedWeights p;
   p.ternary.resize(g.ternary.size());
   p.ternary_bytes.resize(g.ternary.size());
@@ -132,6 +134,7 @@ PackedWeights pack_weights(ir::Graph& g, const TargetInfo& target, bool head_q8,
   std::map<std::tuple<int64_t, int64_t, int64_t, rt::TernaryLayout>, uint32_t> kernel_of;
   for (const ir::Op& op : g.ops) {
     if (op.kind != ir::OpKind::TernaryMatmul || !p.ternary_bytes[op.weight].empty()) continue;
+    if (g.ternary[op.weight].w.codes.empty()) load_weight_data(m, decode, g.ternary[op.weight]);
     TernaryWeights& w = g.ternary[op.weight].w;
     const int64_t act_block = act_block_of(g, op, w.cols);
     // Per-block activations (Q8_K) sum each block's lanes across once per block: with
@@ -189,13 +192,15 @@ PackedWeights pack_weights(ir::Graph& g, const TargetInfo& target, bool head_q8,
     if (op.kind == ir::OpKind::DenseMatmul) is_head[op.weight] = true;
   std::map<std::tuple<int64_t, int64_t, bool, bool>, uint32_t> dense_kernel_of;
   for (size_t i = 0; i < g.dense.size(); ++i) {
-    const ir::DenseWeights& d = g.dense[i];
+    ir::DenseWeights& d = g.dense[i];
+    if (d.data.empty() && d.rows == 1) load_weight_data(m, d);  // norm vectors; matrices stream by row
+    const schedules::RowSource rows = weight_rows(m, d);
     rt::DenseRecord& r = p.dense[i];
     r.rows = d.rows;
     r.cols = d.cols;
     r.rows_padded = d.rows;
     r.kernel = rt::kNoKernel;
-    const bool f16 = d.rows > 1 && schedules::exactly_f16(d.data);
+    const bool f16 = d.rows > 1 && schedules::exactly_f16(rows, d.rows, d.cols);
     r.storage = f16 ? rt::DenseStorage::F16 : rt::DenseStorage::F32;
     if (is_head[i]) {
       const bool q8 = head_q8;
@@ -207,23 +212,28 @@ PackedWeights pack_weights(ir::Graph& g, const TargetInfo& target, bool head_q8,
                                                        static_cast<uint32_t>(dense_kernel_of.size()));
       if (added) p.dense_kernels.push_back({d.cols, d.rows, V, f16 && !q8, q8});
       r.kernel = it->second;
-      p.dense_bytes[i] = q8 ? schedules::quantize_for_dense_gemv_q8(d.data, d.rows, d.cols, V, p.dense_scales[i])
-                            : schedules::transpose_for_dense_gemv(d.data, d.rows, d.cols, V, f16);
+      p.dense_bytes[i] = q8 ? schedules::quantize_for_dense_gemv_q8(rows, d.rows, d.cols, V, p.dense_scales[i])
+                            : schedules::transpose_for_dense_gemv(rows, d.rows, d.cols, V, f16);
     } else {
       r.layout = rt::DenseLayout::RowMajor;
       r.tile = 0;
       std::vector<uint8_t>& b = p.dense_bytes[i];
-      b.resize(d.data.size() * (f16 ? 2 : 4));
-      for (size_t k = 0; k < d.data.size(); ++k) {
-        if (f16) {
-          const uint16_t h = f32_to_fp16(d.data[k]);
-          std::memcpy(&b[2 * k], &h, 2);
-        } else {
-          std::memcpy(&b[4 * k], &d.data[k], 4);
+      b.resize(static_cast<size_t>(d.rows * d.cols) * (f16 ? 2 : 4));
+      std::vector<float> row(static_cast<size_t>(d.cols));
+      for (int64_t n = 0; n < d.rows; ++n) {
+        rows(n, row.data());
+        for (int64_t k = 0; k < d.cols; ++k) {
+          const size_t at = static_cast<size_t>(n * d.cols + k);
+          if (f16) {
+            const uint16_t h = f32_to_fp16(row[k]);
+            std::memcpy(&b[2 * at], &h, 2);
+          } else {
+            std::memcpy(&b[4 * at], &row[k], 4);
+          }
         }
       }
     }
-    std::vector<float>().swap(g.dense[i].data);
+    std::vector<float>().swap(d.data);
   }
   return p;
 }
@@ -276,7 +286,15 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
   for (auto& t : g.ternary) t.w.codes.clear();
   for (auto& d : g.dense) std::vector<float>().swap(d.data);
   const std::vector<uint8_t> graph = ir::serialize(g), voc = rt::serialize_vocab(vocab);
-  std::vector<uint8_t> blob(sizeof(rt::BlobHeader), 0);
+  // Reserved up front: growing a model-size vector by doubling would hold two copies.
+  size_t total = sizeof(rt::BlobHeader) + graph.size() + voc.size() + stop.size() * sizeof(int32_t) +
+                 p.ternary.size() * sizeof(rt::TernaryRecord) + p.dense.size() * sizeof(rt::DenseRecord) + 6 * 64 +
+                 4096;
+  for (const auto& b : p.ternary_bytes) total += b.size() + 64;
+  for (size_t i = 0; i < p.dense.size(); ++i) total += p.dense_bytes[i].size() + p.dense_scales[i].size() * 4 + 128;
+  std::vector<uint8_t> blob;
+  blob.reserve(total);
+  blob.resize(sizeof(rt::BlobHeader), 0);
   rt::BlobHeader h{};
   h.magic = rt::kBlobMagic;
   h.version = rt::kBlobVersion;
@@ -300,13 +318,18 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
   h.n_dense_records = p.dense.size();
   align(blob, 4096);
   h.weights_off = blob.size();
+  // Each packed tensor is released as it is copied in, and its pages handed back at once
+  // (glibc keeps freed heap memory otherwise): the blob and the packed tensors never
+  // both hold the whole model.
   for (size_t i = 0; i < p.ternary.size(); ++i) {
     append(p.ternary_bytes[i].data(), p.ternary_bytes[i].size(), p.ternary[i].off);
     std::vector<uint8_t>().swap(p.ternary_bytes[i]);
+    if (i % 16 == 15) ::malloc_trim(0);
   }
   for (size_t i = 0; i < p.dense.size(); ++i) {
     append(p.dense_bytes[i].data(), p.dense_bytes[i].size(), p.dense[i].off);
     std::vector<uint8_t>().swap(p.dense_bytes[i]);
+    ::malloc_trim(0);
     append(p.dense_scales[i].data(), p.dense_scales[i].size() * sizeof(float), p.dense[i].scales_off);
   }
   h.weights_size = blob.size() - h.weights_off;
@@ -328,13 +351,17 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   };
   const Toolchain toolchain = toolchain_for(target);
   say("lowering");
-  ir::Graph g = lower(m, o.lower);
+  // Weights are decoded one at a time as they are packed (see pack_weights).
+  LowerOptions lower_options = o.lower;
+  lower_options.weight_data = false;
+  ir::Graph g = lower(m, lower_options);
   const rt::Vocab vocab = load_vocab(m);
   const std::vector<int32_t> stop = stop_tokens(m, vocab);
 
   const ScratchFolder work;
   say("packing weights");
-  PackedWeights packed = pack_weights(g, target, o.head_q8, parse_layout_request(o.layout));
+  PackedWeights packed =
+      pack_weights(g, m, lower_options.decode, target, o.head_q8, parse_layout_request(o.layout));
   if (o.explain) explain_plan(g, target, packed, o.explain);
 
   say("generating " + std::to_string(2 * packed.ternary_kernels.size() + packed.dense_kernels.size()) +
@@ -409,6 +436,10 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
     blob.resize(h.weights_off);
   }
   write_file(fs::path(work.path()) / "model.blob", blob.data(), blob.size());
+  // The blob now lives in the scratch file; give its memory (and the heap the packed
+  // tensors used, which glibc keeps otherwise) back before the assembler and linker run.
+  std::vector<uint8_t>().swap(blob);
+  ::malloc_trim(0);
   const std::string asm_src =
       "  .section .rodata.bitnetc_blob,\"a\"\n  .balign 4096\n  .globl bitnetc_blob_start\nbitnetc_blob_start:\n"
       "  .incbin \"model.blob\"\n  .globl bitnetc_blob_end\nbitnetc_blob_end:\n  .section "

@@ -1,7 +1,9 @@
 #include "lower.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <tuple>
 
 #include "gguf.h"
 #include "tensor_names.h"
@@ -209,7 +211,7 @@ class Lowering {
     w.name = name;
     w.rows = rows;
     w.cols = cols;
-    w.data = decode_dense(t);
+    if (o_.weight_data) w.data = decode_dense(t);
     return g_.add_dense(std::move(w));
   }
 
@@ -254,7 +256,12 @@ class Lowering {
   int matmul(int xq, int l, Role role, int64_t rows, const std::string& name) {
     const std::string tname = layer_tensor_name(r_.names, l, role);
     const ModelTensor& t = tensor(tname);
-    TernaryWeights w = decode_ternary(m_, t, o_.decode);
+    TernaryWeights w;
+    if (o_.weight_data) {
+      w = decode_ternary(m_, t, o_.decode);
+    } else {  // shape only; load_weight_data decodes it when it is packed
+      std::tie(w.rows, w.cols) = ternary_dims(t);
+    }
     if (w.rows != rows || w.cols != g_.values[xq].size)
       throw ImportError(t.file, t.file_offset, tname,
                         "is " + std::to_string(w.rows) + " x " + std::to_string(w.cols) + ", expected " +
@@ -304,6 +311,26 @@ Semantics semantics(const ImportedModel& m, const LowerOptions& options) {
 Graph lower(const ImportedModel& m, const LowerOptions& options) {
   const Recipe r = recipe_for(m);
   return Lowering(m, r, options).build();
+}
+
+void load_weight_data(const ImportedModel& m, const DecodeOptions& decode, NamedTernary& w) {
+  const ModelTensor* t = m.find(w.name);
+  if (!t) throw std::logic_error("load_weight_data: no tensor " + w.name);
+  w.w = decode_ternary(m, *t, decode);
+}
+
+void load_weight_data(const ImportedModel& m, DenseWeights& w) {
+  const ModelTensor* t = m.find(w.name);
+  if (!t) throw std::logic_error("load_weight_data: no tensor " + w.name);
+  w.data = decode_dense(*t);
+}
+
+std::function<void(int64_t, float*)> weight_rows(const ImportedModel& m, const DenseWeights& w) {
+  if (!w.data.empty())
+    return [&w](int64_t r, float* out) { std::copy_n(w.data.begin() + r * w.cols, w.cols, out); };
+  const ModelTensor* t = m.find(w.name);
+  if (!t) throw std::logic_error("weight_rows: no tensor " + w.name);
+  return [t](int64_t r, float* out) { decode_dense_row(*t, r, out); };
 }
 
 }  // namespace bitnetc

@@ -11,10 +11,12 @@
 //                        interleaved RoPE, final RMSNorm with weight
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
 #include "ir.h"
+#include "ternary.h"
 #include "model_import.h"
 
 namespace bitnetc {
@@ -27,7 +29,18 @@ struct LowerOptions {
   // Context length of the KV cache; 0 takes the model's.
   int64_t n_ctx = 0;
   DecodeOptions decode;
+  // false: the graph carries every weight's shape and scales but not its codes or floats
+  // (empty vectors); the caller decodes each weight when it needs it (codegen packs one
+  // tensor at a time this way, instead of holding a decoded copy of the whole model).
+  bool weight_data = true;
 };
+
+// The data lower() leaves out with weight_data = false, decoded from the model.
+void load_weight_data(const ImportedModel& m, const DecodeOptions& decode, ir::NamedTernary& w);
+void load_weight_data(const ImportedModel& m, ir::DenseWeights& w);
+// A dense matrix a row at a time: from its data when loaded, else straight from the model
+// file, with no float copy of the whole (vectors: load them).
+std::function<void(int64_t row, float* out)> weight_rows(const ImportedModel& m, const ir::DenseWeights& w);
 
 // The numerics a model lowers with (its family's recipe, after overrides): what
 // `bitnetc inspect` shows.

@@ -580,6 +580,21 @@ std::vector<float> decode_dense(const ModelTensor& t) {
   return out;
 }
 
+void decode_dense_row(const ModelTensor& t, int64_t r, float* out) {
+  if (!type_traits(t.type).readable || t.type == TensorType::I2_S || t.type == TensorType::TL1 ||
+      t.type == TensorType::TL2 || t.type == TensorType::I2_L2C || t.shape.size() != 2)
+    tensor_fail(t, std::string("cannot decode ") + type_name(t.type) + " rows as dense values");
+  const auto cols = t.shape[1];
+  const auto row_bytes = tensor_nbytes(t.type, cols, 1);
+  if (!row_bytes || r < 0 || static_cast<uint64_t>(r) >= t.shape[0]) tensor_fail(t, "no row " + std::to_string(r));
+  dequantize_row_ref(t.type, t.data + static_cast<uint64_t>(r) * *row_bytes, out, cols);
+}
+
+std::pair<int64_t, int64_t> ternary_dims(const ModelTensor& t) {
+  const auto [rows, cols] = matrix_dims(t);
+  return {t.type == TensorType::U8 ? 4 * rows : rows, cols};  // HF packed: four rows per byte
+}
+
 namespace {
 
 TernaryWeights decode_ternary_codes(const ImportedModel& m, const ModelTensor& t, const DecodeOptions& opt) {

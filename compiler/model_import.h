@@ -106,9 +106,13 @@ struct DecodeOptions {
 // packed uint8 + weight_scale and the bf16 masters ternarised by absmean (HF), and
 // bitllama2.c records. Throws ImportError naming the tensor when it cannot.
 TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, const DecodeOptions& options = {});
+// rows x cols of the matrix decode_ternary gives, without decoding it.
+std::pair<int64_t, int64_t> ternary_dims(const ModelTensor& t);
 
 // Decodes a dense tensor (F32, F16, BF16, Q8_0, TQ*) to float.
 std::vector<float> decode_dense(const ModelTensor& t);
+// The same values a row at a time (row r of a [rows, cols] matrix into out[0..cols)).
+void decode_dense_row(const ModelTensor& t, int64_t r, float* out);
 
 // Writes `h` as the `<arch>.*` hyperparameter keys that the GGUF reader (and llama.cpp,
 // bitnet.cpp) read back: one home for those key names, for the writers.

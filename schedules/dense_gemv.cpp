@@ -9,9 +9,6 @@ namespace bitnetc::schedules {
 
 using namespace Halide;
 
-namespace {
-}  // namespace
-
 int dense_gemv_tile_rows(int vector_bytes) { return vector_bytes / 4 * 4; }  // four vectors of row sums
 
 int64_t dense_gemv_padded_rows(int64_t N, int vector_bytes) {
@@ -19,41 +16,53 @@ int64_t dense_gemv_padded_rows(int64_t N, int vector_bytes) {
   return (N + t - 1) / t * t;
 }
 
-std::vector<uint8_t> transpose_for_dense_gemv(const std::vector<float>& w, int64_t N, int64_t K, int vector_bytes,
-                                              bool f16) {
+RowSource rows_of(const std::vector<float>& w, int64_t K) {
+  return [&w, K](int64_t n, float* out) { std::copy_n(w.begin() + n * K, K, out); };
+}
+
+std::vector<uint8_t> transpose_for_dense_gemv(const RowSource& w, int64_t N, int64_t K, int vector_bytes, bool f16) {
   const int64_t Np = dense_gemv_padded_rows(N, vector_bytes), T = dense_gemv_tile_rows(vector_bytes);
   std::vector<uint8_t> t(static_cast<size_t>(K * Np) * (f16 ? 2 : 4), 0);
   auto* h = reinterpret_cast<uint16_t*>(t.data());
   auto* f = reinterpret_cast<float*>(t.data());
-  for (int64_t n = 0; n < N; ++n)
+  std::vector<float> row(static_cast<size_t>(K));
+  for (int64_t n = 0; n < N; ++n) {
+    w(n, row.data());
     for (int64_t k = 0; k < K; ++k) {
       const int64_t at = (n / T) * K * T + k * T + n % T;
       if (f16)
-        h[at] = f32_to_fp16(w[n * K + k]);
+        h[at] = f32_to_fp16(row[k]);
       else
-        f[at] = w[n * K + k];
+        f[at] = row[k];
     }
+  }
   return t;
 }
 
-bool exactly_f16(const std::vector<float>& w) {
-  for (float v : w)
-    if (fp16_to_f32(f32_to_fp16(v)) != v) return false;
+bool exactly_f16(const RowSource& w, int64_t N, int64_t K) {
+  std::vector<float> row(static_cast<size_t>(K));
+  for (int64_t n = 0; n < N; ++n) {
+    w(n, row.data());
+    for (float v : row)
+      if (fp16_to_f32(f32_to_fp16(v)) != v) return false;
+  }
   return true;
 }
 
-std::vector<uint8_t> quantize_for_dense_gemv_q8(const std::vector<float>& w, int64_t N, int64_t K, int vector_bytes,
+std::vector<uint8_t> quantize_for_dense_gemv_q8(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
                                                 std::vector<float>& scales) {
   const int64_t Np = dense_gemv_padded_rows(N, vector_bytes), T = dense_gemv_tile_rows(vector_bytes);
   std::vector<uint8_t> t(static_cast<size_t>(K * Np), 0);
   scales.assign(static_cast<size_t>(Np), 0.0f);
+  std::vector<float> row(static_cast<size_t>(K));
   for (int64_t n = 0; n < N; ++n) {
+    w(n, row.data());
     float amax = 0;
-    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(w[n * K + k]));
+    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(row[k]));
     const float scale = amax / 127.0f;
     scales[n] = scale;
     for (int64_t k = 0; k < K; ++k) {
-      const float q = scale > 0 ? std::nearbyint(w[n * K + k] / scale) : 0.0f;
+      const float q = scale > 0 ? std::nearbyint(row[k] / scale) : 0.0f;
       t[(n / T) * K * T + k * T + n % T] = static_cast<uint8_t>(static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f)));
     }
   }

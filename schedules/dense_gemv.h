@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 
+#include <functional>
+
 #include "Halide.h"
 
 namespace bitnetc::schedules {
@@ -26,18 +28,34 @@ struct DenseGemvShape {
 int dense_gemv_tile_rows(int vector_bytes);
 int64_t dense_gemv_padded_rows(int64_t N, int vector_bytes);
 
-// Packs a row-major N x K matrix into the kernel's layout: [padded N / T][K][T] of float
-// or, with `f16`, of IEEE half (round to nearest even), as raw bytes.
-std::vector<uint8_t> transpose_for_dense_gemv(const std::vector<float>& w, int64_t N, int64_t K, int vector_bytes,
+// A matrix read a row at a time: fills out[0..K) with row n. Lets codegen pack a head
+// straight from the model file without a float copy of it (1.3 GB for 2B4T's).
+using RowSource = std::function<void(int64_t n, float* out)>;
+RowSource rows_of(const std::vector<float>& w, int64_t K);  // a row-major N x K vector
+
+// Packs an N x K matrix into the kernel's layout: [padded N / T][K][T] of float or, with
+// `f16`, of IEEE half (round to nearest even), as raw bytes.
+std::vector<uint8_t> transpose_for_dense_gemv(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
                                               bool f16 = false);
+inline std::vector<uint8_t> transpose_for_dense_gemv(const std::vector<float>& w, int64_t N, int64_t K,
+                                                     int vector_bytes, bool f16 = false) {
+  return transpose_for_dense_gemv(rows_of(w, K), N, K, vector_bytes, f16);
+}
 
 // Whether every value is exactly an IEEE half (then f16 storage changes no result).
-bool exactly_f16(const std::vector<float>& w);
+bool exactly_f16(const RowSource& w, int64_t N, int64_t K);
+inline bool exactly_f16(const std::vector<float>& w) {
+  return exactly_f16(rows_of(w, static_cast<int64_t>(w.size())), 1, static_cast<int64_t>(w.size()));
+}
 
 // --head=q8: each row as int8 codes times one float scale (absmax / 127, round to
 // nearest even), in the same tiles; `scales` gets one per padded row (zero past N).
-std::vector<uint8_t> quantize_for_dense_gemv_q8(const std::vector<float>& w, int64_t N, int64_t K, int vector_bytes,
+std::vector<uint8_t> quantize_for_dense_gemv_q8(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
                                                 std::vector<float>& scales);
+inline std::vector<uint8_t> quantize_for_dense_gemv_q8(const std::vector<float>& w, int64_t N, int64_t K,
+                                                       int vector_bytes, std::vector<float>& scales) {
+  return quantize_for_dense_gemv_q8(rows_of(w, K), N, K, vector_bytes, scales);
+}
 
 // Inputs: wt (float, float16 or int8, [T, K, padded N / T], first dimension innermost),
 // x (float, [K]), row_scale (float, [padded N]; read only for q8). Output: y (float,

@@ -171,7 +171,9 @@ int inspect(const InspectOptions& o) {
     const TargetInfo* t = find_target(o.target);
     if (!t) throw std::invalid_argument("unknown target \"" + o.target + "\" (bitnetc targets lists them)");
     if (!m.supported) throw std::invalid_argument(m.path + ": " + m.unsupported_reason);
-    const ir::Graph g = lower(m, lo);
+    LowerOptions shapes_only = lo;
+    shapes_only.weight_data = false;  // the plan needs shapes, not values
+    const ir::Graph g = lower(m, shapes_only);
     const auto choices = codegen::choose_layouts(g, *t, codegen::parse_layout_request(o.layout));
     std::printf("layouts on %s (--layout=%s):\n", t->name.c_str(), o.layout.c_str());
     for (size_t i = 0; i < g.ternary.size(); ++i)
