@@ -87,7 +87,10 @@ Toolchain toolchain_for(const TargetInfo& target) {
 #endif
     case TargetArch::Cuda: break;
   }
-  throw std::invalid_argument("target " + target.name + ": CUDA outputs are not generated yet");
+  throw std::invalid_argument("target " + target.name +
+                              ": CUDA outputs are not generated yet: bitnetc generates and NVRTC-compiles the CUDA "
+                              "ternary matmul kernels (codegen/cuda_kernels.h), but the other kernels and the "
+                              "runtime that runs a model on the GPU are still to come");
 }
 
 // The CPU features the target's kernels use, which the output checks at load.

@@ -48,6 +48,15 @@ const std::vector<TargetInfo>& targets() {
       {"aarch64-neon-dotprod", TargetArch::AArch64, "arm-64-linux-arm_dot_prod", "neoverse-n1", 16, 16,
        TargetInfo::Dot::Sdot, TensorType::I2_S, "aarch64-linux-gnu", "qemu-aarch64 -cpu neoverse-n1",
        "AArch64 with NEON and dot product (ARMv8.2-A+: Cortex-A76, Neoverse N1, Apple M, Graviton 2+)", {}},
+      // NVIDIA GPUs: kernels compiled by NVRTC for the exact SM (the cpu column) plus PTX.
+      {"cuda-sm80", TargetArch::Cuda, "", "sm_80", 0, 0, TargetInfo::Dot::None, TensorType::I2_S, "x86_64-linux-gnu", "",
+       "NVIDIA Ampere data center (A100, A30)", {}},
+      {"cuda-sm86", TargetArch::Cuda, "", "sm_86", 0, 0, TargetInfo::Dot::None, TensorType::I2_S, "x86_64-linux-gnu", "",
+       "NVIDIA Ampere (RTX 30xx, A10, A40)", {}},
+      {"cuda-sm89", TargetArch::Cuda, "", "sm_89", 0, 0, TargetInfo::Dot::None, TensorType::I2_S, "x86_64-linux-gnu", "",
+       "NVIDIA Ada (RTX 40xx, L4, L40)", {}},
+      {"cuda-sm90", TargetArch::Cuda, "", "sm_90", 0, 0, TargetInfo::Dot::None, TensorType::I2_S, "x86_64-linux-gnu", "",
+       "NVIDIA Hopper (H100, H200)", {}},
   };
   return table;
 }

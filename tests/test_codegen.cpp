@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "interpreter.h"
+#include "cuda_kernels.h"
 #include "kernel_objects.h"
 #include "layouts.h"
 #include "lower.h"
@@ -183,4 +184,116 @@ TEST(Layouts, AutoPicksTheMeasuredFasterLayoutPerActivationGroup) {
   }
   for (const auto& c : codegen::choose_layouts(gb, t, codegen::LayoutRequest::Auto))
     EXPECT_EQ(c.layout, rt::TernaryLayout::I2S);
+}
+
+// The CUDA ternary matmul, run on the CPU through tests/support/cuda_emulation.h (the
+// kernel source is plain C++ there), against the interpreter's arithmetic bit for bit:
+// per-token and Q8_K activations, K padded to whole words, a batch of tokens.
+TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
+  ScratchDir dir;
+  struct CudaCase {
+    int64_t K, N, act_block;
+    int batch;
+  };
+  for (const CudaCase c : {CudaCase{2560, 37, 2560, 1}, CudaCase{768, 33, 256, 3}, CudaCase{100, 5, 100, 2}}) {
+    const codegen::CudaGemvShape shape{c.K, c.N, c.act_block, c.batch};
+    SplitMix64 rng(static_cast<uint64_t>(c.K + c.N));
+    TernaryWeights w;
+    w.rows = c.N;
+    w.cols = c.K;
+    for (int64_t i = 0; i < c.K * c.N; ++i) w.codes.push_back(static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1));
+    const float ws = 0.0734f;
+    const int64_t Kp = codegen::cuda_padded_k(c.K), blocks = c.K / c.act_block;
+    std::vector<int8_t> x(Kp * c.batch, 0);
+    std::vector<int32_t> xsum(blocks * c.batch, 0);
+    std::vector<float> d(blocks * c.batch), want(c.N * c.batch);
+    for (int m = 0; m < c.batch; ++m) {
+      std::vector<float> xf(c.K);
+      for (auto& v : xf) v = rng.normal();
+      for (int64_t b = 0; b < blocks; ++b) {
+        ir::quantize_activations(c.act_block == 256 ? ir::ActQuant::PerBlockQ8K : ir::ActQuant::PerTokenHF,
+                                 &xf[b * c.act_block], c.act_block, &x[m * Kp + b * c.act_block], &d[m * blocks + b]);
+        for (int64_t k = b * c.act_block; k < (b + 1) * c.act_block; ++k) xsum[m * blocks + b] += x[m * Kp + k];
+      }
+      for (int64_t n = 0; n < c.N; ++n) {  // ir::Interpreter's ternary_matmul
+        float y = 0;
+        for (int64_t b = 0; b < blocks; ++b) {
+          int32_t acc = 0;
+          for (int64_t k = b * c.act_block; k < (b + 1) * c.act_block; ++k) acc += w.codes[n * c.K + k] * x[m * Kp + k];
+          y += static_cast<float>(acc) * (d[m * blocks + b] * ws);
+        }
+        want[m * c.N + n] = y;
+      }
+    }
+    write_vec(dir.file("packed.bin"), codegen::pack_for_cuda_gemv(w));
+    write_vec(dir.file("x.bin"), x);
+    write_vec(dir.file("xsum.bin"), xsum);
+    write_vec(dir.file("d.bin"), d);
+    const std::string name = codegen::cuda_gemv_name(shape);
+    const std::string driver =
+        "#include \"cuda_emulation.h\"\n#include <cstdio>\n#include <cstdlib>\n#include <vector>\n" + codegen::cuda_gemv_source(shape) +
+        "template <typename T> std::vector<T> load(const char* p, size_t n) {\n"
+        "  std::vector<T> v(n); FILE* f = std::fopen(p, \"rb\");\n"
+        "  if (!f || std::fread(v.data(), sizeof(T), n, f) != n) std::exit(2);\n  std::fclose(f); return v; }\n"
+        "int main() {\n  const int N = " + std::to_string(c.N) + ", M = " + std::to_string(c.batch) + ";\n" +
+        "  auto packed = load<unsigned>(\"packed.bin\", " + std::to_string(Kp / 16 * c.N) + ");\n" +
+        "  auto x = load<int>(\"x.bin\", " + std::to_string(Kp / 4 * c.batch) + ");\n" +
+        "  auto xs = load<int>(\"xsum.bin\", " + std::to_string(blocks * c.batch) + ");\n" +
+        "  auto d = load<float>(\"d.bin\", " + std::to_string(blocks * c.batch) + ");\n" +
+        "  std::vector<float> y(N * M, -1.0f);\n" +
+        "  bitnetc_launch(" + name + ", {(N + 31) / 32, M, 1}, {32, 1, 1}, packed.data(), x.data(), xs.data(),\n" +
+        "                 d.data(), " + std::to_string(ws) + "f, y.data());\n" +
+        "  FILE* f = std::fopen(\"y.bin\", \"wb\"); std::fwrite(y.data(), 4, y.size(), f); std::fclose(f);\n}\n";
+    write_text(dir.file("driver.cpp"), driver);
+    const std::string cd = "cd " + shell_quote(dir.path().string()) + " && ";
+    const CommandResult build = run_command(cd + BITNETC_CXX + " -std=c++17 -O1 -ffp-contract=off -I" +
+                                                BITNETC_TEST_SUPPORT_DIR + " driver.cpp -o driver",
+                                            dir);
+    ASSERT_EQ(build.status, 0) << build.err;
+    const CommandResult run = run_command(cd + "./driver", dir);
+    ASSERT_EQ(run.status, 0) << run.err;
+    const auto y = slurp(dir.file("y.bin"));
+    ASSERT_EQ(y.size(), want.size() * 4);
+    for (size_t i = 0; i < want.size(); ++i) {
+      float v;
+      std::memcpy(&v, &y[4 * i], 4);
+      ASSERT_EQ(v, want[i]) << name << " output " << i;
+    }
+  }
+}
+
+// NVRTC compiles the generated kernels for every CUDA target into a cubin (an ELF for
+// EM_CUDA that names the kernel) and PTX for the SM; without NVRTC the error says so.
+TEST(CudaKernels, NvrtcCompilesForEveryCudaTarget) {
+  const codegen::CudaGemvShape shape{2560, 6912, 2560, 8};
+  const std::string source = codegen::cuda_gemv_source(shape), name = codegen::cuda_gemv_name(shape);
+  int cuda_targets = 0;
+  for (const TargetInfo& t : targets()) {
+    if (t.arch != TargetArch::Cuda) continue;
+    ++cuda_targets;
+    if (!codegen::have_nvrtc()) {
+      try {
+        codegen::compile_cuda(source, t);
+        ADD_FAILURE() << "compiled without NVRTC";
+      } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("without CUDA's NVRTC"), std::string::npos) << e.what();
+      }
+      continue;
+    }
+    const codegen::CudaImage image = codegen::compile_cuda(source, t);
+    ASSERT_GT(image.cubin.size(), 64u) << t.name;
+    EXPECT_EQ(std::string(image.cubin.begin(), image.cubin.begin() + 4), "\x7f" "ELF") << t.name;
+    const unsigned machine = image.cubin[18] | (image.cubin[19] << 8);
+    EXPECT_EQ(machine, 190u) << t.name << ": e_machine should be EM_CUDA";
+    EXPECT_NE(std::string(image.cubin.begin(), image.cubin.end()).find(name), std::string::npos) << t.name;
+    EXPECT_NE(image.ptx.find(".entry " + name), std::string::npos) << t.name;
+    EXPECT_NE(image.ptx.find(".target " + t.llc_cpu), std::string::npos) << t.name;
+    EXPECT_NE(image.ptx.find("dp4a"), std::string::npos) << t.name << ": the dot products should use dp4a";
+  }
+  EXPECT_EQ(cuda_targets, 4);
+  // A kernel NVRTC rejects is an error with its log, not a crash.
+  if (codegen::have_nvrtc())
+    EXPECT_THROW(codegen::compile_cuda("extern \"C\" __global__ void k() { undefined_thing(); }",
+                                       *find_target("cuda-sm80")),
+                 std::runtime_error);
 }

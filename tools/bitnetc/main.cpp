@@ -250,12 +250,14 @@ int main(int argc, char** argv) {
       for (const auto& t : targets()) {
         std::string layouts;
         for (auto l : codegen::layouts_with_kernels(t)) layouts += (layouts.empty() ? "" : ",") + std::string(codegen::layout_label(l));
-        std::printf("%-21s %-7d %-9s %-15s %s\n    %s; here: %s\n", t.name.c_str(), t.vector_bytes * 8,
+        std::printf("%-21s %-7s %-9s %-15s %s\n    %s; here: %s\n", t.name.c_str(),
+                    t.arch == TargetArch::Cuda ? "gpu" : std::to_string(t.vector_bytes * 8).c_str(),
                     layouts.c_str(), t.llc_cpu.c_str(), t.halide.c_str(), t.description.c_str(),
-                    runs_natively(t) ? "runs natively" : ("runs under " + t.emulator).c_str());
+                    runs_natively(t)        ? "runs natively"
+                    : t.emulator.empty()    ? "no way to run it on this machine"
+                                            : ("runs under " + t.emulator).c_str());
       }
       std::printf("host                  = %s on this machine\n", host_target().name.c_str());
-      std::printf("(cuda-sm* targets arrive with their issue)\n");
       return 0;
     }
     if (*synth_cmd) {
