@@ -23,7 +23,7 @@ struct TargetInfo {
   std::string name;  // what users pass to --target
   TargetArch arch;
   std::string halide;   // Halide target string, every feature spelled out
-  std::string llc_cpu;  // exact CPU for llc-14 when Halide's selection is wrong
+  std::string llc_cpu;  // exact CPU for llc-14 when Halide's selection is wrong; CUDA: the SM ("sm_80")
   int vector_bytes;     // SIMD width of the target (dense kernels)
   int ternary_bytes;    // byte width of one packed ternary group (see schedules/ternary_gemv.h)
   // The ternary kernels' dot-product instructions, if any.

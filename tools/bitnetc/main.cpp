@@ -32,6 +32,7 @@ int synth(const SyntheticSpec& spec, const std::string& out) {
 
 int main(int argc, char** argv) {
   CLI::App app{"bitnetc: an ahead-of-time compiler for ternary (BitNet b1.58) language models"};
+  const std::vector<std::string> kLayoutRequests = {"auto", "i2_s", "tl1", "tl2"};  // codegen/layouts.h
   app.require_subcommand(1);
   app.set_version_flag("--version", "bitnetc 0.1.0");
 
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
   inspect->add_option("--target", inspect_opts.target,
                       "Also show the weight layout each ternary tensor gets on this target, and why");
   inspect->add_option("--layout", inspect_opts.layout, "With --target: the layout request (see compile --layout)")
-      ->check(CLI::IsMember({"auto", "i2_s", "tl1", "tl2"}));
+      ->check(CLI::IsMember(kLayoutRequests));
   inspect->add_option("--act-quant", inspect_opts.act_quant, "Override activation quantization: per-token or per-block")
       ->check(CLI::IsMember({"per-token", "per-block"}));
 
@@ -116,17 +117,17 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("--layout", compile_opts.layout,
                           "Ternary weight layout: auto (default: the measured fastest per target and shape), "
                           "i2_s, tl1 (ARM targets) or tl2 (x86 targets)")
-      ->check(CLI::IsMember({"auto", "i2_s", "tl1", "tl2"}));
+      ->check(CLI::IsMember(kLayoutRequests));
   bool compile_verbose = false;
   compile_cmd->add_flag("-v,--verbose", compile_verbose, "Show the plan and every tensor's layout, and why");
 
-  // MODEL, --target and --binary of the commands that run a compiled output.
-  auto add_output_under_test = [](CLI::App* cmd, cli::OutputUnderTest& out, const std::string& verb) {
+  // MODEL, --target, --binary and --layout of the commands that run a compiled output.
+  auto add_output_under_test = [&](CLI::App* cmd, cli::OutputUnderTest& out, const std::string& verb) {
     cmd->add_option("model", out.model, "Model to compile and " + verb)->required();
     cmd->add_option("--target", out.target, "Target (must run on this machine)");
     cmd->add_option("--binary", out.binary, "Use this compiled executable instead of compiling");
     cmd->add_option("--layout", out.layout, "Ternary weight layout to compile with (see compile --layout)")
-        ->check(CLI::IsMember({"auto", "i2_s", "tl1", "tl2"}));
+        ->check(CLI::IsMember(kLayoutRequests));
   };
   cli::BenchOptions bench_opts;
   auto* bench_cmd = app.add_subcommand("bench", "llama-bench-style figures of a compiled model (pp/tg t/s, roofline)");
