@@ -206,7 +206,7 @@ TEST(Cli, VerifyPassesAndCatchesAMismatch) {
 TEST(Cli, BenchPrintsLlamaBenchStyleJson) {
   ScratchDir dir;
   const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
-  const CliResult r = run_bitnetc("bench " + shell_quote(model) + " -p 16 -n 8 -r 2 -t 1 --json -q", dir);
+  const CliResult r = run_bitnetc("bench " + shell_quote(model) + " -p 16 -n 8 -r 2 -t 1 --layout tl2 --json -q", dir);
   ASSERT_EQ(r.status, 0) << r.err;
   const json j = json::parse(r.out);
   for (const char* key : {"output_bytes", "compile_s", "startup_s", "peak_rss_kb", "read_GBps", "decode_bytes_per_token",
@@ -220,4 +220,5 @@ TEST(Cli, BenchPrintsLlamaBenchStyleJson) {
     EXPECT_EQ(t["samples"].size(), 2u);
   }
   EXPECT_EQ(j["threads"], 1);
+  EXPECT_EQ(j["layout"], "tl2");
 }

@@ -171,6 +171,7 @@ int bench(const BenchOptions& o) {
               {"target", prepared.target_name},
               {"threads", threads},
               {"head", o.output.binary.empty() ? (o.head_q8 ? "q8" : "exact") : "(given binary)"},
+              {"layout", o.output.binary.empty() ? o.output.layout : "(given binary)"},  // the --layout request
               {"output_bytes", size},
               {"compile_s", prepared.compile_s},
               {"compile_peak_rss_kb", compile_rss_kb},
@@ -186,7 +187,8 @@ int bench(const BenchOptions& o) {
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
-  std::printf("model %s, target %s, %d threads\n", o.output.model.c_str(), prepared.target_name.c_str(), threads);
+  std::printf("model %s, target %s, --layout=%s, %d threads\n", o.output.model.c_str(), prepared.target_name.c_str(),
+              o.output.layout.c_str(), threads);
   if (prepared.compile_s > 0)
     std::printf("compile %.1f s (peak RSS %s), ", prepared.compile_s, human_bytes(compile_rss_kb * 1024.0).c_str());
   std::printf("output %s, start-up %.3f s, peak RSS running %s\n", human_bytes(static_cast<double>(size)).c_str(),
