@@ -1,5 +1,6 @@
 #include "cuda_kernels.h"
 
+#include <cstdio>
 #include <stdexcept>
 
 #ifdef BITNETC_HAVE_NVRTC
@@ -68,6 +69,54 @@ std::string cuda_gemv_source(const CudaGemvShape& s) {
     acc = __fadd_rn(acc, __fmul_rn((float)(dot - x_sum[m * BLOCKS + b]), __fmul_rn(d_act[m * BLOCKS + b], w_scale)));
   }
   y[m * N + n] = acc;
+}
+)";
+  return src;
+}
+
+namespace {
+
+const char* const kNumericsSource =
+#include "numerics_text.inc"
+    ;
+
+// A float as an exact C++ literal (hexadecimal).
+std::string float_literal(float f) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%af", static_cast<double>(f));
+  return b;
+}
+
+}  // namespace
+
+std::string cuda_norm_quant_name(const CudaNormQuantShape& s) {
+  return "bitnetc_cuda_norm_quant_" + std::to_string(s.n) + "_n" + std::to_string(s.norm) + "_q" +
+         std::to_string(s.quant) + (s.has_weight ? "_w" : "") + "_m" + std::to_string(s.batch);
+}
+
+std::string cuda_norm_quant_source(const CudaNormQuantShape& s) {
+  constexpr int kPerBlockQ8K = 3;  // ir::ActQuant::PerBlockQ8K
+  if (s.n <= 0 || s.batch < 1 || (s.quant == kPerBlockQ8K && s.n % 256 != 0))
+    throw std::invalid_argument("cuda_norm_quant_source: bad shape");
+  const int64_t blocks = s.quant == kPerBlockQ8K ? s.n / 256 : 1;
+  std::string src = kNumericsSource;
+  src += "\n// " + cuda_norm_quant_name(s) + ": one thread per token\n";
+  src += "extern \"C\" __global__ void " + cuda_norm_quant_name(s) +
+         "(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y, int* __restrict__ q,\n"
+         "    int* __restrict__ x_sum, float* __restrict__ d) {\n";
+  src += "  const int M = " + std::to_string(s.batch) + ", N = " + std::to_string(s.n) +
+         ", KP = " + std::to_string(cuda_padded_k(s.n)) + ", BLOCKS = " + std::to_string(blocks) + ";\n";
+  src += "  const int m = blockIdx.x * blockDim.x + threadIdx.x;\n  if (m >= M) return;\n";
+  src += "  bitnetc_rms_norm(" + std::to_string(s.norm) + ", x + m * N, N, " + (s.has_weight ? "w" : "0") + ", " +
+         float_literal(s.eps) + ", y + m * N);\n";
+  src += "  signed char* qm = (signed char*)q + m * KP;\n";
+  src += "  bitnetc_quantize(" + std::to_string(s.quant) + ", y + m * N, N, qm, d + m * BLOCKS);\n";
+  src += R"(  for (int k = N; k < KP; ++k) qm[k] = 0;
+  for (int b = 0; b < BLOCKS; ++b) {
+    int sum = 0;
+    for (int k = b * (N / BLOCKS); k < (b + 1) * (N / BLOCKS); ++k) sum += qm[k];
+    x_sum[m * BLOCKS + b] = sum;
+  }
 }
 )";
   return src;

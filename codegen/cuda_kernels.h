@@ -13,7 +13,7 @@
 // bits 2s..2s+1, the code (w + 1) of weight 16c + 4s + b. So (word >> 2s) & 0x03030303
 // is four codes in byte order that meet four consecutive int8 activations in __dp4a.
 //
-// Not yet here (issue 8): the norm/quantize, RoPE, attention, head and sampling kernels,
+// Not yet here (issue 8): the RoPE, attention, head and sampling kernels,
 // and the runtime that loads libcuda.so.1 and runs a model; outputs for CUDA targets
 // are refused with a clear error until then.
 #pragma once
@@ -44,6 +44,23 @@ std::vector<uint32_t> pack_for_cuda_gemv(const TernaryWeights& w);
 // blocks in x, batch in y.
 std::string cuda_gemv_name(const CudaGemvShape& s);
 std::string cuda_gemv_source(const CudaGemvShape& s);
+
+// Norm then activation quantization for `batch` tokens of width n, with the
+// interpreter's own arithmetic (ir/numerics.h, embedded in the source). One thread per
+// token. Arguments: const float* x ([batch][n]), const float* w (the norm weight, or
+// unused), float* y ([batch][n], the normed values), int32_t* q (int8 codes,
+// [batch][cuda_padded_k(n)] zero padded, as words), int32_t* x_sum and float* d
+// ([batch][blocks]: per token, or per 256-block for Q8_K).
+struct CudaNormQuantShape {
+  int64_t n = 0;
+  int norm = 0;         // ir::NormKind
+  bool has_weight = false;
+  float eps = 0;
+  int quant = 0;        // ir::ActQuant
+  int batch = 1;
+};
+std::string cuda_norm_quant_name(const CudaNormQuantShape& s);
+std::string cuda_norm_quant_source(const CudaNormQuantShape& s);
 
 // A compiled module: cubin for the target's SM and PTX of the same source.
 struct CudaImage {

@@ -1,5 +1,7 @@
 #include "interpreter.h"
 
+#include "numerics.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -7,115 +9,22 @@
 
 namespace bitnetc::ir {
 
-namespace {
-
-// ggml's nearest_int: round half to even for |x| < 2^22 via the 1.5*2^23 trick.
-int ggml_nearest_int(float f) {
-  float v = f + 12582912.f;
-  int32_t i;
-  std::memcpy(&i, &v, 4);
-  return (i & 0x007fffff) - 0x00400000;
-}
-
-}  // namespace
+// The arithmetic itself lives in numerics.h, shared with the generated CUDA kernels.
+static_assert(static_cast<int>(ActQuant::PerTokenLlama2c) == kBitnetcPerTokenLlama2c &&
+              static_cast<int>(ActQuant::PerTokenHF) == kBitnetcPerTokenHF &&
+              static_cast<int>(ActQuant::PerTokenBitnetCpp) == kBitnetcPerTokenBitnetCpp &&
+              static_cast<int>(ActQuant::PerBlockQ8K) == kBitnetcPerBlockQ8K);
+static_assert(static_cast<int>(NormKind::RmsF32) == kBitnetcRmsF32 &&
+              static_cast<int>(NormKind::RmsF64Sum) == kBitnetcRmsF64Sum &&
+              static_cast<int>(NormKind::RmsLlama2c) == kBitnetcRmsLlama2c &&
+              static_cast<int>(NormKind::BitNorm) == kBitnetcBitNorm);
 
 void quantize_activations(ActQuant kind, const float* x, int64_t n, int8_t* q, float* d) {
-  switch (kind) {
-    case ActQuant::PerTokenLlama2c: {
-      float m = 0;
-      for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
-      const float a = static_cast<float>(static_cast<double>(m) / 127.0);
-      if (a == 0) {  // all zeros: runbit.c would divide by zero; the only sane result is 0
-        std::fill(q, q + n, 0);
-        d[0] = 0;
-        return;
-      }
-      const float inv = static_cast<float>(1.0 / static_cast<double>(a));
-      for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(std::round(static_cast<double>(x[i] * inv)));
-      d[0] = a;
-      return;
-    }
-    case ActQuant::PerTokenHF: {
-      float amax = 0;
-      for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
-      amax = std::max(amax, 1e-5f);
-      const float s = (1.0f / amax) * 127.0f;  // eager PyTorch: reciprocal, then * 127
-      for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(x[i] * s), -128.0f, 127.0f));
-      d[0] = 1.0f / s;
-      return;
-    }
-    case ActQuant::PerTokenBitnetCpp: {
-      double m = 1e-5;
-      for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(static_cast<double>(x[i])));
-      const float s = static_cast<float>(127.0 / m);
-      for (int64_t i = 0; i < n; ++i)
-        q[i] = static_cast<int8_t>(std::clamp(std::round(static_cast<double>(x[i] * s)), -128.0, 127.0));
-      d[0] = 1.0f / s;
-      return;
-    }
-    case ActQuant::PerBlockQ8K: {
-      for (int64_t b = 0; b < n / 256; ++b) {
-        const float* xb = x + 256 * b;
-        float amax = 0, max = 0;
-        for (int j = 0; j < 256; ++j) {
-          const float ax = std::fabs(xb[j]);
-          if (ax > amax) {
-            amax = ax;
-            max = xb[j];
-          }
-        }
-        if (amax == 0) {
-          std::fill(q + 256 * b, q + 256 * (b + 1), 0);
-          d[b] = 0;
-          continue;
-        }
-        const float iscale = -127.f / max;
-        for (int j = 0; j < 256; ++j)
-          q[256 * b + j] = static_cast<int8_t>(std::min(127, ggml_nearest_int(iscale * xb[j])));
-        d[b] = 1 / iscale;
-      }
-      return;
-    }
-  }
+  bitnetc_quantize(static_cast<int>(kind), x, n, reinterpret_cast<signed char*>(q), d);
 }
 
 void rms_norm(NormKind kind, const float* x, int64_t n, const float* w, float eps, float* y) {
-  switch (kind) {
-    case NormKind::RmsF32: {
-      float ss = 0;
-      for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
-      const float r = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
-      for (int64_t i = 0; i < n; ++i) y[i] = w ? w[i] * (x[i] * r) : x[i] * r;
-      return;
-    }
-    case NormKind::RmsF64Sum: {
-      double ss = 0;
-      for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i] * x[i]);
-      const float mean = static_cast<float>(ss / static_cast<double>(n));
-      const float scale = 1.0f / std::sqrt(mean + eps);
-      for (int64_t i = 0; i < n; ++i) y[i] = w ? (x[i] * scale) * w[i] : x[i] * scale;
-      return;
-    }
-    case NormKind::RmsLlama2c: {
-      float ss = 0;
-      for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
-      ss /= static_cast<float>(n);
-      ss += eps;
-      const float r = 1.0f / std::sqrt(ss);
-      for (int64_t i = 0; i < n; ++i) y[i] = w ? w[i] * (r * x[i]) : r * x[i];
-      return;
-    }
-    case NormKind::BitNorm: {
-      // runbit.c: F.normalize(x) * n^-1/2 == x / (n * rms(x)); no epsilon.
-      float ss = 0;
-      for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
-      ss /= static_cast<float>(n);
-      float r = 1.0f / std::sqrt(ss);
-      r /= static_cast<float>(n);
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] * r;
-      return;
-    }
-  }
+  bitnetc_rms_norm(static_cast<int>(kind), x, n, w, eps, y);
 }
 
 void rope_cos_sin(const Op& op, int32_t pos, float* cos, float* sin) {

@@ -297,3 +297,79 @@ TEST(CudaKernels, NvrtcCompilesForEveryCudaTarget) {
                                        *find_target("cuda-sm80")),
                  std::runtime_error);
 }
+
+// Norm + activation quantization on the GPU share the interpreter's arithmetic
+// (ir/numerics.h is embedded in the kernel source): NVRTC builds it for every SM, and
+// run on the CPU the kernel gives the interpreter's values, codes, scales and sums for
+// each recipe's combination (wiring: per-token offsets, padding, per-block sums).
+TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
+  ScratchDir dir;
+  using ir::ActQuant;
+  using ir::NormKind;
+  const codegen::CudaNormQuantShape shapes[] = {
+      {2560, static_cast<int>(NormKind::RmsF64Sum), true, 1e-5f, static_cast<int>(ActQuant::PerTokenBitnetCpp), 3},
+      {512, static_cast<int>(NormKind::RmsF64Sum), true, 1e-6f, static_cast<int>(ActQuant::PerBlockQ8K), 2},
+      {100, static_cast<int>(NormKind::RmsF32), true, 1e-5f, static_cast<int>(ActQuant::PerTokenHF), 2},
+      {288, static_cast<int>(NormKind::BitNorm), false, 0.0f, static_cast<int>(ActQuant::PerTokenLlama2c), 1}};
+  for (const auto& s : shapes) {
+    const std::string source = codegen::cuda_norm_quant_source(s), name = codegen::cuda_norm_quant_name(s);
+    if (codegen::have_nvrtc()) {
+      for (const char* t : {"cuda-sm80", "cuda-sm90"}) {
+        const codegen::CudaImage image = codegen::compile_cuda(source, *find_target(t));
+        EXPECT_NE(image.ptx.find(".entry " + name), std::string::npos) << t;
+      }
+    }
+    SplitMix64 rng(static_cast<uint64_t>(s.n));
+    const int64_t Kp = codegen::cuda_padded_k(s.n), blocks = s.quant == 3 ? s.n / 256 : 1;
+    std::vector<float> x(s.n * s.batch), w(s.n);
+    for (auto& v : x) v = rng.normal();
+    for (auto& v : w) v = 0.5f + rng.uniform();
+    std::vector<float> want_y(s.n * s.batch), want_d(blocks * s.batch);
+    std::vector<int8_t> want_q(Kp * s.batch, 0);
+    std::vector<int32_t> want_sum(blocks * s.batch, 0);
+    for (int m = 0; m < s.batch; ++m) {
+      ir::rms_norm(static_cast<NormKind>(s.norm), &x[m * s.n], s.n, s.has_weight ? w.data() : nullptr, s.eps,
+                   &want_y[m * s.n]);
+      ir::quantize_activations(static_cast<ActQuant>(s.quant), &want_y[m * s.n], s.n, &want_q[m * Kp],
+                               &want_d[m * blocks]);
+      for (int64_t k = 0; k < s.n; ++k) want_sum[m * blocks + k / (s.n / blocks)] += want_q[m * Kp + k];
+    }
+    write_vec(dir.file("x.bin"), x);
+    write_vec(dir.file("w.bin"), w);
+    const std::string driver =
+        "#include \"cuda_emulation.h\"\n#include <cstdio>\n#include <cstdlib>\n#include <vector>\n" + source +
+        "int main() {\n  const int N = " + std::to_string(s.n) + ", M = " + std::to_string(s.batch) +
+        ", KP = " + std::to_string(Kp) + ", B = " + std::to_string(blocks) + ";\n" +
+        R"(  std::vector<float> x(N * M), w(N), y(N * M), d(B * M);
+  std::vector<int> q(KP / 4 * M, 0x55555555), sum(B * M);
+  FILE* f = std::fopen("x.bin", "rb"); if (std::fread(x.data(), 4, x.size(), f) != x.size()) return 2; std::fclose(f);
+  f = std::fopen("w.bin", "rb"); if (std::fread(w.data(), 4, w.size(), f) != w.size()) return 2; std::fclose(f);
+)" + "  bitnetc_launch(" + name + R"(, {1, 1, 1}, {(unsigned)M, 1, 1}, x.data(), w.data(), y.data(), q.data(),
+                 sum.data(), d.data());
+  f = std::fopen("out.bin", "wb");
+  std::fwrite(y.data(), 4, y.size(), f); std::fwrite(q.data(), 4, q.size(), f);
+  std::fwrite(sum.data(), 4, sum.size(), f); std::fwrite(d.data(), 4, d.size(), f); std::fclose(f);
+}
+)";
+    write_text(dir.file("driver.cpp"), driver);
+    const std::string cd = "cd " + shell_quote(dir.path().string()) + " && ";
+    const CommandResult build = run_command(cd + BITNETC_CXX + " -std=c++17 -O1 -ffp-contract=off -I" +
+                                                BITNETC_TEST_SUPPORT_DIR + " driver.cpp -o driver",
+                                            dir);
+    ASSERT_EQ(build.status, 0) << build.err;
+    const CommandResult run = run_command(cd + "./driver", dir);
+    ASSERT_EQ(run.status, 0) << run.err;
+    const auto out = slurp(dir.file("out.bin"));
+    size_t at = 0;
+    auto expect_bytes = [&](const void* want, size_t n, const char* what) {
+      ASSERT_LE(at + n, out.size());
+      EXPECT_EQ(std::memcmp(out.data() + at, want, n), 0) << name << ": " << what;
+      at += n;
+    };
+    expect_bytes(want_y.data(), want_y.size() * 4, "normed values");
+    expect_bytes(want_q.data(), want_q.size(), "codes (zero padded)");
+    expect_bytes(want_sum.data(), want_sum.size() * 4, "sums");
+    expect_bytes(want_d.data(), want_d.size() * 4, "scales");
+    EXPECT_EQ(at, out.size());
+  }
+}

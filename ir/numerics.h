@@ -1,0 +1,119 @@
+// The reference arithmetic of the normalizations and the activation quantizers: one
+// home for their numerics, written in the part of C++ that CUDA device code shares. The
+// interpreter calls these functions; codegen embeds this file's text in the CUDA
+// kernels it generates (codegen/cuda_kernels.cpp), so the GPU rounds as the interpreter
+// does. Plain C types and explicit comparisons (no std::max/clamp) on purpose.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define BITNETC_HD __host__ __device__
+#else
+#include <math.h>
+#include <string.h>
+#define BITNETC_HD
+#endif
+
+// Kinds, in the order of ir::NormKind and ir::ActQuant (interpreter.cpp checks).
+enum BitnetcNormKind { kBitnetcRmsF32 = 0, kBitnetcRmsF64Sum = 1, kBitnetcRmsLlama2c = 2, kBitnetcBitNorm = 3 };
+enum BitnetcActQuant { kBitnetcPerTokenLlama2c = 0, kBitnetcPerTokenHF = 1, kBitnetcPerTokenBitnetCpp = 2, kBitnetcPerBlockQ8K = 3 };
+
+// ggml's nearest_int: round half to even for |x| < 2^22 via the 1.5*2^23 trick.
+BITNETC_HD inline int bitnetc_ggml_nearest_int(float f) {
+  const float v = f + 12582912.f;
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  const int i = __float_as_int(v);
+#else
+  int i;
+  memcpy(&i, &v, 4);
+#endif
+  return (i & 0x007fffff) - 0x00400000;
+}
+
+BITNETC_HD inline void bitnetc_rms_norm(int kind, const float* x, long long n, const float* w, float eps, float* y) {
+  if (kind == kBitnetcRmsF32) {  // transformers: mean(x^2) in float32, x * rsqrt(mean + eps), then * w
+    float ss = 0;
+    for (long long i = 0; i < n; ++i) ss += x[i] * x[i];
+    const float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (long long i = 0; i < n; ++i) y[i] = w ? w[i] * (x[i] * r) : x[i] * r;
+  } else if (kind == kBitnetcRmsF64Sum) {  // ggml: sum of squares in double, (x*scale)*w
+    double ss = 0;
+    for (long long i = 0; i < n; ++i) ss += (double)(x[i] * x[i]);
+    const float mean = (float)(ss / (double)n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (long long i = 0; i < n; ++i) y[i] = w ? (x[i] * scale) * w[i] : x[i] * scale;
+  } else if (kind == kBitnetcRmsLlama2c) {  // runbit.c final norm
+    float ss = 0;
+    for (long long i = 0; i < n; ++i) ss += x[i] * x[i];
+    ss /= (float)n;
+    ss += eps;
+    const float r = 1.0f / sqrtf(ss);
+    for (long long i = 0; i < n; ++i) y[i] = w ? w[i] * (r * x[i]) : r * x[i];
+  } else {  // BitNorm, runbit.c inside BitLinear: x / (n * rms(x)), no eps, no weight
+    float ss = 0;
+    for (long long i = 0; i < n; ++i) ss += x[i] * x[i];
+    ss /= (float)n;
+    float r = 1.0f / sqrtf(ss);
+    r /= (float)n;
+    for (long long i = 0; i < n; ++i) y[i] = x[i] * r;
+  }
+}
+
+// Quantizes n activations to int8 codes q with dequantization factors d (one per token,
+// or one per 256-block for Q8_K).
+BITNETC_HD inline void bitnetc_quantize(int kind, const float* x, long long n, signed char* q, float* d) {
+  if (kind == kBitnetcPerTokenLlama2c) {
+    float m = 0;
+    for (long long i = 0; i < n; ++i) m = m < fabsf(x[i]) ? fabsf(x[i]) : m;
+    const float a = (float)((double)m / 127.0);
+    if (a == 0) {  // all zeros: runbit.c would divide by zero; the only sane result is 0
+      for (long long i = 0; i < n; ++i) q[i] = 0;
+      d[0] = 0;
+      return;
+    }
+    const float inv = (float)(1.0 / (double)a);
+    for (long long i = 0; i < n; ++i) q[i] = (signed char)round((double)(x[i] * inv));
+    d[0] = a;
+  } else if (kind == kBitnetcPerTokenHF) {
+    float amax = 0;
+    for (long long i = 0; i < n; ++i) amax = amax < fabsf(x[i]) ? fabsf(x[i]) : amax;
+    amax = amax < 1e-5f ? 1e-5f : amax;
+    const float s = (1.0f / amax) * 127.0f;  // eager PyTorch: reciprocal, then * 127
+    for (long long i = 0; i < n; ++i) {
+      const float v = nearbyintf(x[i] * s);
+      q[i] = (signed char)(v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v));
+    }
+    d[0] = 1.0f / s;
+  } else if (kind == kBitnetcPerTokenBitnetCpp) {
+    double m = 1e-5;
+    for (long long i = 0; i < n; ++i) m = m < fabs((double)x[i]) ? fabs((double)x[i]) : m;
+    const float s = (float)(127.0 / m);
+    for (long long i = 0; i < n; ++i) {
+      const double v = round((double)(x[i] * s));
+      q[i] = (signed char)(v < -128.0 ? -128.0 : (127.0 < v ? 127.0 : v));
+    }
+    d[0] = 1.0f / s;
+  } else {  // PerBlockQ8K
+    for (long long b = 0; b < n / 256; ++b) {
+      const float* xb = x + 256 * b;
+      float amax = 0, max = 0;
+      for (int j = 0; j < 256; ++j) {
+        const float ax = fabsf(xb[j]);
+        if (ax > amax) {
+          amax = ax;
+          max = xb[j];
+        }
+      }
+      if (amax == 0) {
+        for (int j = 0; j < 256; ++j) q[256 * b + j] = 0;
+        d[b] = 0;
+        continue;
+      }
+      const float iscale = -127.f / max;
+      for (int j = 0; j < 256; ++j) {
+        const int v = bitnetc_ggml_nearest_int(iscale * xb[j]);
+        q[256 * b + j] = (signed char)(v < 127 ? v : 127);
+      }
+      d[b] = 1 / iscale;
+    }
+  }
+}
