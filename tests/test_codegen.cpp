@@ -186,6 +186,23 @@ TEST(Layouts, AutoPicksTheMeasuredFasterLayoutPerActivationGroup) {
     EXPECT_EQ(c.layout, rt::TernaryLayout::I2S);
 }
 
+namespace {
+
+// Builds `driver` (C++ that includes cuda_emulation.h and a generated kernel) in `dir`
+// with the rounding NVRTC gets (-ffp-contract=off ~ -fmad=false) and runs it there.
+void run_emulated(const ScratchDir& dir, const std::string& driver) {
+  write_text(dir.file("driver.cpp"), driver);
+  const std::string cd = "cd " + shell_quote(dir.path().string()) + " && ";
+  const CommandResult build = run_command(cd + BITNETC_CXX + " -std=c++17 -O1 -ffp-contract=off -I" +
+                                              BITNETC_TEST_SUPPORT_DIR + " driver.cpp -o driver",
+                                          dir);
+  ASSERT_EQ(build.status, 0) << build.err;
+  const CommandResult run = run_command(cd + "./driver", dir);
+  ASSERT_EQ(run.status, 0) << run.err;
+}
+
+}  // namespace
+
 // The CUDA ternary matmul, run on the CPU through tests/support/cuda_emulation.h (the
 // kernel source is plain C++ there), against the interpreter's arithmetic bit for bit:
 // per-token and Q8_K activations, K padded to whole words, a batch of tokens.
@@ -244,14 +261,7 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
         "  bitnetc_launch(" + name + ", {(N + 31) / 32, M, 1}, {32, 1, 1}, packed.data(), x.data(), xs.data(),\n" +
         "                 d.data(), " + std::to_string(ws) + "f, y.data());\n" +
         "  FILE* f = std::fopen(\"y.bin\", \"wb\"); std::fwrite(y.data(), 4, y.size(), f); std::fclose(f);\n}\n";
-    write_text(dir.file("driver.cpp"), driver);
-    const std::string cd = "cd " + shell_quote(dir.path().string()) + " && ";
-    const CommandResult build = run_command(cd + BITNETC_CXX + " -std=c++17 -O1 -ffp-contract=off -I" +
-                                                BITNETC_TEST_SUPPORT_DIR + " driver.cpp -o driver",
-                                            dir);
-    ASSERT_EQ(build.status, 0) << build.err;
-    const CommandResult run = run_command(cd + "./driver", dir);
-    ASSERT_EQ(run.status, 0) << run.err;
+    ASSERT_NO_FATAL_FAILURE(run_emulated(dir, driver));
     const auto y = slurp(dir.file("y.bin"));
     ASSERT_EQ(y.size(), want.size() * 4);
     for (size_t i = 0; i < want.size(); ++i) {
@@ -351,14 +361,7 @@ TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
   std::fwrite(sum.data(), 4, sum.size(), f); std::fwrite(d.data(), 4, d.size(), f); std::fclose(f);
 }
 )";
-    write_text(dir.file("driver.cpp"), driver);
-    const std::string cd = "cd " + shell_quote(dir.path().string()) + " && ";
-    const CommandResult build = run_command(cd + BITNETC_CXX + " -std=c++17 -O1 -ffp-contract=off -I" +
-                                                BITNETC_TEST_SUPPORT_DIR + " driver.cpp -o driver",
-                                            dir);
-    ASSERT_EQ(build.status, 0) << build.err;
-    const CommandResult run = run_command(cd + "./driver", dir);
-    ASSERT_EQ(run.status, 0) << run.err;
+    ASSERT_NO_FATAL_FAILURE(run_emulated(dir, driver));
     const auto out = slurp(dir.file("out.bin"));
     size_t at = 0;
     auto expect_bytes = [&](const void* want, size_t n, const char* what) {
