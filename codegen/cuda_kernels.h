@@ -1,21 +1,21 @@
-// CUDA targets, first part: CUDA C++ source for the ternary matmul, generated per weight
-// shape (K, N, activation block and batch are constants of the code), and its
-// compilation by NVRTC at compile time into a cubin for the target's exact SM plus PTX
-// for newer GPUs. No GPU is needed for any of this.
+// CUDA targets: CUDA C++ source for every op of the forward pass, generated per shape
+// (sizes and attributes are constants of the code), and its compilation by NVRTC at
+// compile time into a cubin for the target's exact SM plus PTX for newer GPUs. No GPU
+// is needed for any of this. codegen/cuda_program.h puts the kernels of one model
+// together with the plan that launches them.
 //
 // The kernels use no shared memory, warp shuffles or barriers: one thread per output
-// (row, token), weights in 16-weight words laid out chunk-major so that neighbouring
-// threads read neighbouring words (coalesced). That keeps the source valid C++ as
-// well, so tests run it on the CPU through tests/support/cuda_emulation.h and compare
-// it with the interpreter bit for bit.
+// (row, element, head or token), weights in 16-weight words laid out chunk-major so
+// that neighbouring threads read neighbouring words (coalesced). That keeps the source
+// valid C++ as well, so tests run it on the CPU through tests/support/cuda_emulation.h
+// and compare it with the interpreter. The numerics are the interpreter's
+// (ir/numerics.h is part of every module; products and sums unfused, -fmad=false);
+// only expf/sqrtf in softmax and SiLU may round differently on a GPU.
 //
 // Packing: row n's weights 16c .. 16c+15 form word c*N + n; byte b of the word holds, at
 // bits 2s..2s+1, the code (w + 1) of weight 16c + 4s + b. So (word >> 2s) & 0x03030303
 // is four codes in byte order that meet four consecutive int8 activations in __dp4a.
 //
-// Not yet here (issue 8): the RoPE, attention, head and sampling kernels,
-// and the runtime that loads libcuda.so.1 and runs a model; outputs for CUDA targets
-// are refused with a clear error until then.
 #pragma once
 
 #include <cstdint>
@@ -27,40 +27,76 @@
 
 namespace bitnetc::codegen {
 
+// One generated kernel: its name, its parameters (C declarations) and its body. Every
+// kernel's first parameter is the chunk's state (runtime_stub/cuda_plan.h: CudaState);
+// kernels that work per token take the token from blockIdx.y (launched with the chunk's
+// token count in y) unless they say otherwise.
+struct CudaKernel {
+  std::string name;
+  std::vector<std::string> params;
+  std::string body;
+};
+
+// The kernel as CUDA C++, followed (under BITNETC_CUDA_EMULATION) by a launcher that
+// runs it on the CPU: extern "C" void bitnetc_emulate_NAME(unsigned grid_x, unsigned
+// grid_y, unsigned block_x, void** params), params as cuLaunchKernel takes them, and
+// extern "C" const int bitnetc_emulate_NAME_params (how many there are).
+std::string cuda_kernel_text(const CudaKernel& k);
+// What every module starts with: ir/numerics.h (the interpreter's arithmetic).
+std::string cuda_module_preamble();
+
+// Ternary matmul: y = w_scale * sum over activation blocks of d_act * (codes . x - sum x).
+// One thread per output row (blockDim.x rows per block, grid_y 1) for every token of the
+// chunk (up to `batch`), so each weight word is read once per chunk. Parameters: state,
+// packed (pack_for_cuda_gemv), x (int8 codes, [batch][padded K] as words), x_sum and
+// d_act ([batch][K / act_block]), float w_scale, y ([batch][N]).
 struct CudaGemvShape {
   int64_t K = 0, N = 0;
   int64_t act_block = 0;  // K (per-token activations) or 256 (Q8_K blocks)
-  int batch = 1;          // tokens per launch (blockIdx.y)
+  int batch = 1;          // the most tokens a chunk holds
 };
+CudaKernel cuda_ternary_matmul(const CudaGemvShape& s);
 
 // K padded to whole 16-weight words (zero weights; the activations are zero there).
 int64_t cuda_padded_k(int64_t K);
 std::vector<uint32_t> pack_for_cuda_gemv(const TernaryWeights& w);
 
-// The kernel's name and its source. Arguments, in order: const uint32_t* packed,
-// const int32_t* x (the int8 activations, [batch][padded K] as words), const int32_t*
-// x_sum ([batch][K / act_block]), const float* d_act (likewise), float w_scale,
-// float* y ([batch][N]). Launch: blockDim.x threads per block, ceil(N / blockDim.x)
-// blocks in x, batch in y.
-std::string cuda_gemv_name(const CudaGemvShape& s);
-std::string cuda_gemv_source(const CudaGemvShape& s);
-
-// Norm then activation quantization for `batch` tokens of width n, with the
-// interpreter's own arithmetic (ir/numerics.h, embedded in the source). One thread per
-// token. Arguments: const float* x ([batch][n]), const float* w (the norm weight, or
-// unused), float* y ([batch][n], the normed values), int32_t* q (int8 codes,
-// [batch][cuda_padded_k(n)] zero padded, as words), int32_t* x_sum and float* d
-// ([batch][blocks]: per token, or per 256-block for Q8_K).
-struct CudaNormQuantShape {
-  int64_t n = 0;
-  int norm = 0;         // ir::NormKind
-  bool has_weight = false;
-  float eps = 0;
-  int quant = 0;        // ir::ActQuant
-  int batch = 1;
+// rms_norm of each token (one thread per token: threadIdx.x < count). Parameters: state,
+// x, [w,] y, all [batch][n].
+CudaKernel cuda_norm(int64_t n, int norm_kind, bool has_weight, float eps);
+// Activation quantization of each token (one thread per token): int8 codes q
+// ([batch][cuda_padded_k(n)], zero padded, as words), their sums x_sum and the dequant
+// factors d ([batch][blocks]: one per token, or per 256-block for Q8_K). Parameters:
+// state, x, q, x_sum, d.
+CudaKernel cuda_quantize(int64_t n, int act_quant);
+// Embedding rows of the chunk's tokens: one thread per element. The table is rows x cols
+// row-major, or k-major (element (r, c) at c * rows + r: a tied head's layout), f32 or
+// IEEE half. Parameters: state, table, out ([batch][cols]).
+CudaKernel cuda_embedding(int64_t rows, int64_t cols, bool f16, bool k_major);
+// Dense matmul y = W x with W k-major (coalesced: neighbouring threads read neighbouring
+// rows), f32 or half, summed in column order. `last_token_only`: grid_y 1, reads the
+// chunk's last token and writes y's first row (the head: only those logits are read).
+// Parameters: state, w, x ([batch][K]), y.
+CudaKernel cuda_dense_matmul(int64_t K, int64_t N, bool f16, bool last_token_only);
+// RoPE: y = x with every head rotated by the angles of the token's position, read from
+// tables of [position][head_dim / 2] cos and sin. One thread per head. Parameters: state,
+// cos, sin, x, y ([batch][n]).
+CudaKernel cuda_rope(int64_t n, int head_dim, int rope_style);
+// Appends the chunk's k and v ([batch][kv_dim]) to a layer's caches ([n_ctx][kv_dim]) at
+// its positions. One thread per element. Parameters: state, k, v, k_cache, v_cache.
+CudaKernel cuda_kv_store(int kv_dim);
+// Attention of each (token, head) over the caches up to the token's position (one
+// thread each), with the interpreter's order of operations; scores is scratch of
+// [batch][n_head][n_ctx]. Parameters: state, q, k_cache, v_cache, scores, out.
+struct CudaAttentionShape {
+  int n_head = 0, n_head_kv = 0, head_dim = 0, kv_dim = 0;
+  int score_scale = 0, softmax_sum = 0;  // ir::ScoreScale, ir::SoftmaxSum
 };
-std::string cuda_norm_quant_name(const CudaNormQuantShape& s);
-std::string cuda_norm_quant_source(const CudaNormQuantShape& s);
+CudaKernel cuda_attention(const CudaAttentionShape& s);
+// out = activate(gate) * up, and out = a + b: one thread per element. Parameters:
+// state, the two inputs, out.
+CudaKernel cuda_gated(int64_t n, int activation);
+CudaKernel cuda_add(int64_t n);
 
 // A compiled module: cubin for the target's SM and PTX of the same source.
 struct CudaImage {

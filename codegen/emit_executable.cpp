@@ -15,6 +15,8 @@
 
 #include "atomic_file.h"
 #include "cpu_features.h"
+#include "cuda_kernels.h"
+#include "cuda_program.h"
 #include "kernel_objects.h"
 #include "layouts.h"
 #include "lut_gemv.h"
@@ -73,7 +75,8 @@ struct Toolchain {
 
 Toolchain toolchain_for(const TargetInfo& target) {
   switch (target.arch) {
-    case TargetArch::X86_64: {
+    case TargetArch::X86_64:
+    case TargetArch::Cuda: {  // a CUDA output's host side is x86-64 (cuda_forward.cpp drives the GPU)
       const char* env_cxx = std::getenv("CXX");
       return {env_cxx && *env_cxx ? env_cxx : BITNETC_CXX, BITNETC_EXE_LIBS, BITNETC_SO_LIBS, ""};
     }
@@ -85,12 +88,8 @@ Toolchain toolchain_for(const TargetInfo& target) {
                                   ": this bitnetc was built without the aarch64 runtime (install "
                                   "g++-aarch64-linux-gnu, then configure and build again)");
 #endif
-    case TargetArch::Cuda: break;
   }
-  throw std::invalid_argument("target " + target.name +
-                              ": CUDA outputs are not generated yet: bitnetc generates and NVRTC-compiles the CUDA "
-                              "ternary matmul kernels (codegen/cuda_kernels.h), but the other kernels and the "
-                              "runtime that runs a model on the GPU are still to come");
+  throw std::logic_error("unknown target architecture");
 }
 
 // The CPU features the target's kernels use, which the output checks at load.
@@ -134,6 +133,9 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
   p.ternary.resize(g.ternary.size());
   p.ternary_bytes.resize(g.ternary.size());
   p.layouts = choose_layouts(g, target, layout);
+  const bool cuda = target.arch == TargetArch::Cuda;
+  if (cuda && head_q8)
+    throw std::invalid_argument("--head=q8: target " + target.name + " has no int8 head kernel (its head is f16 or f32)");
   std::map<std::tuple<int64_t, int64_t, int64_t, rt::TernaryLayout>, uint32_t> kernel_of;
   for (const ir::Op& op : g.ops) {
     if (op.kind != ir::OpKind::TernaryMatmul || !p.ternary_bytes[op.weight].empty()) continue;
@@ -144,7 +146,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     // VNNI, 32-byte groups (8 lanes) beat the target's 64 (2B4T shape as TQ2_0, 2
     // threads: pp128 12 -> 25 t/s, tg128 8.8 -> 10.7 t/s).
     const int W = act_block != w.cols && target.ternary_dot == TargetInfo::Dot::Vnni ? 32 : target.ternary_bytes;
-    if (act_block != w.cols && act_block % (4 * W) != 0)
+    if (!cuda && act_block != w.cols && act_block % (4 * W) != 0)
       throw std::invalid_argument(g.ternary[op.weight].name + ": activation blocks of " + std::to_string(act_block) +
                                   " do not cover whole " + std::to_string(4 * W) + "-weight groups of the target");
     for (float sc : w.scales)
@@ -161,7 +163,15 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     r.act_block = act_block;
     r.w_scale = w.scales[0];
     r.layout = layout;
-    if (layout == rt::TernaryLayout::I2S) {
+    if (layout == rt::TernaryLayout::Cuda) {  // kernels: codegen/cuda_program.cpp, from the records
+      r.K_padded = cuda_padded_k(w.cols);
+      r.group_bytes = 0;
+      r.packed_dim0 = static_cast<int32_t>(r.K_padded / 4);
+      r.packed_dim1 = static_cast<int32_t>(w.rows);
+      const std::vector<uint32_t> words = pack_for_cuda_gemv(w);
+      p.ternary_bytes[op.weight].resize(words.size() * 4);
+      std::memcpy(p.ternary_bytes[op.weight].data(), words.data(), words.size() * 4);
+    } else if (layout == rt::TernaryLayout::I2S) {
       if (added) {
         schedules::GemvShape shape{w.cols, w.rows, act_block, W};
         shape.reduce = ternary_reduce(target);
@@ -205,7 +215,26 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     r.kernel = rt::kNoKernel;
     const bool f16 = d.rows > 1 && schedules::exactly_f16(rows, d.rows, d.cols);
     r.storage = f16 ? rt::DenseStorage::F16 : rt::DenseStorage::F32;
-    if (is_head[i]) {
+    if (is_head[i] && cuda) {  // k-major: neighbouring GPU threads read neighbouring rows
+      r.layout = rt::DenseLayout::KMajor;
+      r.tile = 0;
+      const size_t elem = f16 ? 2 : 4;
+      std::vector<uint8_t>& b = p.dense_bytes[i];
+      b.resize(static_cast<size_t>(d.rows * d.cols) * elem);
+      std::vector<float> row(static_cast<size_t>(d.cols));
+      for (int64_t n = 0; n < d.rows; ++n) {
+        rows(n, row.data());
+        for (int64_t k = 0; k < d.cols; ++k) {
+          const size_t at = static_cast<size_t>(k * d.rows + n) * elem;
+          if (f16) {
+            const uint16_t h = f32_to_fp16(row[k]);
+            std::memcpy(&b[at], &h, 2);
+          } else {
+            std::memcpy(&b[at], &row[k], 4);
+          }
+        }
+      }
+    } else if (is_head[i]) {
       const bool q8 = head_q8;
       if (q8) r.storage = rt::DenseStorage::Q8;
       r.layout = rt::DenseLayout::HeadTiles;
@@ -252,7 +281,9 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
   for (size_t i = 0; i < g.ternary.size(); ++i) {
     const rt::TernaryRecord& r = p.ternary[i];
     std::string packing;
-    if (r.layout == rt::TernaryLayout::I2S)
+    if (r.layout == rt::TernaryLayout::Cuda)
+      packing = "i2_cuda: 2-bit codes in 16-weight words, chunk-major";
+    else if (r.layout == rt::TernaryLayout::I2S)
       packing = "i2_s: 2-bit codes in " + std::to_string(r.group_bytes) + "-byte groups" +
                 (r.act_block == r.K ? std::string(" (the target's width)") : std::string(" (narrow: per-block activations)"));
     else
@@ -261,8 +292,11 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
                 (r.layout == rt::TernaryLayout::TL1 ? "4-bit pair indices, NEON tbl" : "4-bit triple indices + sign bits, AVX2 pshufb") +
                 ")";
     line("  " + g.ternary[i].name + " [" + std::to_string(r.N) + "x" + std::to_string(r.K) + "]: " + packing +
-         ", K padded to " + std::to_string(r.K_padded) + "; kernels gemv" + std::to_string(r.gemv_kernel) + "/gemm" +
-         std::to_string(r.gemm_kernel) + ", activation blocks of " + std::to_string(r.act_block) +
+         ", K padded to " + std::to_string(r.K_padded) +
+         (r.layout == rt::TernaryLayout::Cuda ? std::string()
+                                               : "; kernels gemv" + std::to_string(r.gemv_kernel) + "/gemm" +
+                                                     std::to_string(r.gemm_kernel)) +
+         ", activation blocks of " + std::to_string(r.act_block) +
          (r.act_block == r.K ? " (per token)" : " (per block)") + "; layout " + p.layouts[i].reason);
   }
   for (size_t i = 0; i < g.dense.size(); ++i) {
@@ -276,6 +310,8 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
     std::string why = r.layout == rt::DenseLayout::HeadTiles
                           ? "head tiles of " + std::to_string(r.tile) + " rows for kernel dense" +
                                 std::to_string(r.kernel)
+                      : r.layout == rt::DenseLayout::KMajor
+                          ? std::string("k-major (the CUDA head: coalesced rows)")
                           : (r.rows == 1 ? "row-major (a norm vector)" : "row-major (an embedding table)");
     why += f16 ? ", f16: every value is exactly a half" : (r.rows == 1 ? ", f32" : ", f32: not every value is a half");
     line("  " + g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) + "]: " + why);
@@ -285,14 +321,15 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
 // The blob of model_blob.h: the graph without weight data, the vocabulary, the stop
 // tokens, the records, then the weights (page aligned, each tensor 64-byte aligned).
 std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::vector<int32_t>& stop,
-                                PackedWeights& p, uint64_t fingerprint, bool external_weights) {
+                                PackedWeights& p, uint64_t fingerprint, bool external_weights,
+                                const std::vector<uint8_t>& cuda_plan) {
   for (auto& t : g.ternary) t.w.codes.clear();
   for (auto& d : g.dense) std::vector<float>().swap(d.data);
   const std::vector<uint8_t> graph = ir::serialize(g), voc = rt::serialize_vocab(vocab);
   // Reserved up front: growing a model-size vector by doubling would hold two copies.
   size_t total = sizeof(rt::BlobHeader) + graph.size() + voc.size() + stop.size() * sizeof(int32_t) +
-                 p.ternary.size() * sizeof(rt::TernaryRecord) + p.dense.size() * sizeof(rt::DenseRecord) + 6 * 64 +
-                 4096;
+                 p.ternary.size() * sizeof(rt::TernaryRecord) + p.dense.size() * sizeof(rt::DenseRecord) +
+                 cuda_plan.size() + 7 * 64 + 4096;
   for (const auto& b : p.ternary_bytes) total += b.size() + 64;
   for (size_t i = 0; i < p.dense.size(); ++i) total += p.dense_bytes[i].size() + p.dense_scales[i].size() * 4 + 128;
   std::vector<uint8_t> blob;
@@ -319,6 +356,10 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
   h.n_records = p.ternary.size();
   append(p.dense.data(), p.dense.size() * sizeof(rt::DenseRecord), h.dense_records_off);
   h.n_dense_records = p.dense.size();
+  if (!cuda_plan.empty()) {
+    append(cuda_plan.data(), cuda_plan.size(), h.cuda_plan_off);
+    h.cuda_plan_size = cuda_plan.size();
+  }
   align(blob, 4096);
   h.weights_off = blob.size();
   // Each packed tensor is released as it is copied in, and its pages handed back at once
@@ -346,35 +387,16 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
   return blob;
 }
 
-}  // namespace
-
-void compile_executable(const ImportedModel& m, const TargetInfo& target, const CompileOptions& o) {
-  auto say = [&](const std::string& s) {
-    if (o.progress) o.progress(s);
-  };
-  const Toolchain toolchain = toolchain_for(target);
-  say("lowering");
-  // Weights are decoded one at a time as they are packed (see pack_weights).
-  LowerOptions lower_options = o.lower;
-  lower_options.weight_data = false;
-  ir::Graph g = lower(m, lower_options);
-  const rt::Vocab vocab = load_vocab(m);
-  const std::vector<int32_t> stop = stop_tokens(m, vocab);
-
-  const ScratchFolder work;
-  say("packing weights");
-  PackedWeights packed =
-      pack_weights(g, m, lower_options.decode, target, o.head_q8, parse_layout_request(o.layout));
-  if (o.explain) explain_plan(g, target, packed, o.explain);
-
-  say("generating " + std::to_string(2 * packed.ternary_kernels.size() + packed.dense_kernels.size()) +
-      " kernels for " + target.name);
-  std::string table = "#include \"HalideRuntime.h\"\n#include <cstdint>\n";
-  table += "extern \"C\" const uint32_t bitnetc_cpu_features = " + std::to_string(required_cpu_features(target)) +
-           ";\nextern \"C\" const char bitnetc_target_name[] = \"" + target.name + "\";\n";
-  std::vector<std::string> objects;
+// The Halide kernels of a CPU target, one object per kernel, and their tables
+// (bitnetc_gemv_kernels[] ...) appended to `table`.
+void generate_cpu_kernels(const TargetInfo& target, const PackedWeights& packed, const std::string& work_dir,
+                          std::string& table, std::vector<std::string>& objects,
+                          const std::function<void(const std::string&)>& say) {
+  if (!packed.ternary_kernels.empty() || !packed.dense_kernels.empty())
+    say("generating " + std::to_string(2 * packed.ternary_kernels.size() + packed.dense_kernels.size()) +
+        " kernels for " + target.name);
   auto emit = [&](const std::string& fn, const std::string& signature, auto&& emit_object) {
-    const std::string obj = (fs::path(work.path()) / (fn + ".o")).string();
+    const std::string obj = (fs::path(work_dir) / (fn + ".o")).string();
     emit_object(obj);
     objects.push_back(obj);
     table += "extern \"C\" int " + fn + signature + ";\n";
@@ -412,12 +434,57 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   };
   table += array("bitnetc_gemv_kernels", ternary_sig, gemv_list) + array("bitnetc_gemm_kernels", ternary_sig, gemm_list) +
            array("bitnetc_dense_kernels", dense_sig, dense_list);
+}
+
+// A CUDA target's module: every kernel of the plan in one CUDA C++ source, compiled by
+// NVRTC; returns the blob's plan section.
+std::vector<uint8_t> generate_cuda_module(const ir::Graph& g, const TargetInfo& target, const PackedWeights& packed,
+                                          const CompileOptions& o, const std::function<void(const std::string&)>& say) {
+  const CudaProgram program = build_cuda_program(g, packed.ternary, packed.dense, kPrefillBatch);
+  say("generating " + std::to_string(program.kernel_names.size()) + " CUDA kernels (" +
+      std::to_string(program.steps.size()) + " launches per step) for " + target.name + " (NVRTC, " + target.llc_cpu +
+      ")");
+  if (!o.cuda_source.empty()) write_file_atomically(o.cuda_source, std::span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(program.source.data()), program.source.size()));
+  const CudaImage image = compile_cuda(program.source, target);
+  return serialize_cuda_plan(program, image.cubin, image.ptx, target.llc_cpu, kPrefillBatch, g.n_vocab);
+}
+
+}  // namespace
+
+void compile_executable(const ImportedModel& m, const TargetInfo& target, const CompileOptions& o) {
+  auto say = [&](const std::string& s) {
+    if (o.progress) o.progress(s);
+  };
+  const Toolchain toolchain = toolchain_for(target);
+  say("lowering");
+  // Weights are decoded one at a time as they are packed (see pack_weights).
+  LowerOptions lower_options = o.lower;
+  lower_options.weight_data = false;
+  ir::Graph g = lower(m, lower_options);
+  const rt::Vocab vocab = load_vocab(m);
+  const std::vector<int32_t> stop = stop_tokens(m, vocab);
+
+  const ScratchFolder work;
+  say("packing weights");
+  PackedWeights packed =
+      pack_weights(g, m, lower_options.decode, target, o.head_q8, parse_layout_request(o.layout));
+  if (o.explain) explain_plan(g, target, packed, o.explain);
+
+  std::string table = "#include \"HalideRuntime.h\"\n#include <cstdint>\n";
+  table += "extern \"C\" const uint32_t bitnetc_cpu_features = " + std::to_string(required_cpu_features(target)) +
+           ";\nextern \"C\" const char bitnetc_target_name[] = \"" + target.name + "\";\n";
+  std::vector<std::string> objects;
+  std::vector<uint8_t> cuda_plan;
+  if (target.arch == TargetArch::Cuda) cuda_plan = generate_cuda_module(g, target, packed, o, say);
+  generate_cpu_kernels(target, packed, work.path(), table, objects, say);  // CUDA: none, empty tables
   write_file(fs::path(work.path()) / "kernels.cpp", table.data(), table.size());
   emit_halide_runtime(target, (fs::path(work.path()) / "halide_runtime.o").string());
   objects.push_back((fs::path(work.path()) / "halide_runtime.o").string());
 
   say("writing the model blob");
-  std::vector<uint8_t> blob = build_blob(std::move(g), vocab, stop, packed, source_fingerprint(m), o.external_weights);
+  std::vector<uint8_t> blob =
+      build_blob(std::move(g), vocab, stop, packed, source_fingerprint(m), o.external_weights, cuda_plan);
   const std::string side_file = o.output + ".weights";
   // A side file written for an output that then fails is removed again: both or neither.
   struct SideFileGuard {

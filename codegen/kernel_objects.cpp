@@ -62,7 +62,9 @@ void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const Target
 }
 
 void emit_halide_runtime(const TargetInfo& target, const std::string& object_path) {
-  Halide::compile_standalone_runtime(object_path, Halide::Target(target.halide));
+  // A CUDA output's host side runs on any x86-64 CPU (its kernels are on the GPU).
+  Halide::compile_standalone_runtime(object_path,
+                                     Halide::Target(target.arch == TargetArch::Cuda ? "x86-64-linux" : target.halide));
 }
 
 }  // namespace bitnetc::codegen

@@ -14,7 +14,8 @@ TensorType tensor_type_of(rt::TernaryLayout l) {
   switch (l) {
     case rt::TernaryLayout::TL1: return TensorType::TL1;
     case rt::TernaryLayout::TL2: return TensorType::TL2;
-    case rt::TernaryLayout::I2S: break;
+    case rt::TernaryLayout::I2S:
+    case rt::TernaryLayout::Cuda: break;
   }
   return TensorType::I2_S;
 }
@@ -22,6 +23,7 @@ TensorType tensor_type_of(rt::TernaryLayout l) {
 }  // namespace
 
 std::vector<rt::TernaryLayout> layouts_with_kernels(const TargetInfo& target) {
+  if (target.arch == TargetArch::Cuda) return {rt::TernaryLayout::Cuda};
   std::vector<rt::TernaryLayout> l = {rt::TernaryLayout::I2S};
   if (target.arch == TargetArch::AArch64) l.push_back(rt::TernaryLayout::TL1);  // NEON tbl
   if (target.arch == TargetArch::X86_64) l.push_back(rt::TernaryLayout::TL2);   // pshufb
@@ -68,6 +70,7 @@ const char* layout_label(rt::TernaryLayout l) {
   switch (l) {
     case rt::TernaryLayout::TL1: return "tl1";
     case rt::TernaryLayout::TL2: return "tl2";
+    case rt::TernaryLayout::Cuda: return "i2_cuda";
     case rt::TernaryLayout::I2S: break;
   }
   return "i2_s";
@@ -80,6 +83,15 @@ int64_t act_block_of(const ir::Graph& g, const ir::Op& matmul, int64_t K) {
 }
 
 std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& target, LayoutRequest request) {
+  if (target.arch == TargetArch::Cuda) {  // one layout: the dp4a kernels' 2-bit words
+    if (request == LayoutRequest::TL1 || request == LayoutRequest::TL2)
+      throw std::invalid_argument(std::string("--layout=") + (request == LayoutRequest::TL1 ? "tl1" : "tl2") +
+                                  ": target " + target.name + " has no lookup-table kernels (its layout is i2_cuda: "
+                                  "2-bit codes in 16-weight words for dp4a; use --layout=auto)");
+    return std::vector<LayoutChoice>(g.ternary.size(),
+                                     {rt::TernaryLayout::Cuda, "the CUDA kernels' layout: 2-bit codes in 16-weight "
+                                                               "words, chunk-major (coalesced dp4a)"});
+  }
   // Groups: the ternary weights read by matmuls of the same activations, in graph order.
   std::map<int32_t, std::vector<const ir::Op*>> readers;
   for (const ir::Op& op : g.ops)

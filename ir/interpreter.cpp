@@ -18,6 +18,15 @@ static_assert(static_cast<int>(NormKind::RmsF32) == kBitnetcRmsF32 &&
               static_cast<int>(NormKind::RmsF64Sum) == kBitnetcRmsF64Sum &&
               static_cast<int>(NormKind::RmsLlama2c) == kBitnetcRmsLlama2c &&
               static_cast<int>(NormKind::BitNorm) == kBitnetcBitNorm);
+static_assert(static_cast<int>(RopeStyle::Interleaved) == kBitnetcRopeInterleaved &&
+              static_cast<int>(RopeStyle::Neox) == kBitnetcRopeNeox);
+static_assert(static_cast<int>(Activation::SiluDiv) == kBitnetcSiluDiv &&
+              static_cast<int>(Activation::SiluLlama2c) == kBitnetcSiluLlama2c &&
+              static_cast<int>(Activation::Relu2) == kBitnetcRelu2);
+static_assert(static_cast<int>(ScoreScale::DivideSqrt) == kBitnetcDivideSqrt &&
+              static_cast<int>(ScoreScale::MultiplyInvSqrt) == kBitnetcMultiplyInvSqrt);
+static_assert(static_cast<int>(SoftmaxSum::F32Divide) == kBitnetcF32Divide &&
+              static_cast<int>(SoftmaxSum::F64MulInverse) == kBitnetcF64MulInverse);
 
 void quantize_activations(ActQuant kind, const float* x, int64_t n, int8_t* q, float* d) {
   bitnetc_quantize(static_cast<int>(kind), x, n, reinterpret_cast<signed char*>(q), d);
@@ -54,51 +63,14 @@ void rope_cos_sin(const Op& op, int32_t pos, float* cos, float* sin) {
 }
 
 void rope_rotate(RopeStyle style, int head_dim, const float* cos, const float* sin, float* x, int64_t n) {
-  const int half = head_dim / 2;
-  for (int64_t h = 0; h < n / head_dim; ++h) {
-    float* v = x + h * head_dim;
-    for (int m = 0; m < half; ++m) {
-      const int i0 = style == RopeStyle::Neox ? m : 2 * m;
-      const int i1 = style == RopeStyle::Neox ? m + half : 2 * m + 1;
-      const float x0 = v[i0], x1 = v[i1];
-      v[i0] = x0 * cos[m] - x1 * sin[m];
-      v[i1] = x0 * sin[m] + x1 * cos[m];
-    }
-  }
+  for (int64_t h = 0; h < n / head_dim; ++h)
+    bitnetc_rope_rotate_head(static_cast<int>(style), head_dim, cos, sin, x + h * head_dim);
 }
 
 void attend_head(const Op& op, int h, const float* q, const float* k_cache, const float* v_cache, int kv_dim,
                  int32_t pos, float* scores, float* out) {
-  const int d = op.head_dim, group = op.n_head / op.n_head_kv;
-  const float sqrt_d = std::sqrt(static_cast<float>(d));
-  const float inv_sqrt_d = 1.0f / sqrt_d;
-  const int kvh = h / group;
-  float* p = scores;
-  float mx = -INFINITY;
-  for (int t = 0; t <= pos; ++t) {
-    const float* k = k_cache + static_cast<int64_t>(t) * kv_dim + kvh * d;
-    float s = 0;
-    for (int i = 0; i < d; ++i) s += q[h * d + i] * k[i];
-    s = op.score_scale == ScoreScale::DivideSqrt ? s / sqrt_d : s * inv_sqrt_d;
-    p[t] = s;
-    mx = std::max(mx, s);
-  }
-  if (op.softmax_sum == SoftmaxSum::F32Divide) {
-    float sum = 0;
-    for (int t = 0; t <= pos; ++t) sum += (p[t] = std::exp(p[t] - mx));
-    for (int t = 0; t <= pos; ++t) p[t] /= sum;
-  } else {
-    double sum = 0;
-    for (int t = 0; t <= pos; ++t) sum += static_cast<double>(p[t] = std::exp(p[t] - mx));
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int t = 0; t <= pos; ++t) p[t] *= inv;
-  }
-  float* o = out + h * d;
-  std::fill(o, o + d, 0.0f);
-  for (int t = 0; t <= pos; ++t) {
-    const float* v = v_cache + static_cast<int64_t>(t) * kv_dim + kvh * d;
-    for (int i = 0; i < d; ++i) o[i] += p[t] * v[i];
-  }
+  bitnetc_attend_head(static_cast<int>(op.score_scale), static_cast<int>(op.softmax_sum), op.head_dim, op.n_head,
+                      op.n_head_kv, h, q, k_cache, v_cache, kv_dim, pos, scores, out);
 }
 
 void attend(const Op& op, const float* q, const float* k_cache, const float* v_cache, int kv_dim, int32_t pos,
@@ -106,17 +78,7 @@ void attend(const Op& op, const float* q, const float* k_cache, const float* v_c
   for (int h = 0; h < op.n_head; ++h) attend_head(op, h, q, k_cache, v_cache, kv_dim, pos, scores, out);
 }
 
-float activate(Activation a, float g) {
-  switch (a) {
-    case Activation::SiluDiv: return g / (1.0f + std::exp(-g));
-    case Activation::SiluLlama2c: return g * (1.0f / (1.0f + std::exp(-g)));
-    case Activation::Relu2: {
-      const float r = std::max(g, 0.0f);
-      return r * r;
-    }
-  }
-  return g;
-}
+float activate(Activation a, float g) { return bitnetc_activate(static_cast<int>(a), g); }
 
 Interpreter::Interpreter(const Graph& g, TernaryMatmulFn matmul, DenseMatmulFn dense)
     : g_(g), matmul_(std::move(matmul)), dense_(std::move(dense)) {

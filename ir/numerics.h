@@ -13,9 +13,45 @@
 #define BITNETC_HD
 #endif
 
-// Kinds, in the order of ir::NormKind and ir::ActQuant (interpreter.cpp checks).
+// Kinds, in the order of ir::NormKind, ir::ActQuant, ir::RopeStyle, ir::Activation,
+// ir::ScoreScale and ir::SoftmaxSum (interpreter.cpp checks).
 enum BitnetcNormKind { kBitnetcRmsF32 = 0, kBitnetcRmsF64Sum = 1, kBitnetcRmsLlama2c = 2, kBitnetcBitNorm = 3 };
 enum BitnetcActQuant { kBitnetcPerTokenLlama2c = 0, kBitnetcPerTokenHF = 1, kBitnetcPerTokenBitnetCpp = 2, kBitnetcPerBlockQ8K = 3 };
+enum BitnetcRopeStyle { kBitnetcRopeInterleaved = 0, kBitnetcRopeNeox = 1 };
+enum BitnetcActivation { kBitnetcSiluDiv = 0, kBitnetcSiluLlama2c = 1, kBitnetcRelu2 = 2 };
+enum BitnetcScoreScale { kBitnetcDivideSqrt = 0, kBitnetcMultiplyInvSqrt = 1 };
+enum BitnetcSoftmaxSum { kBitnetcF32Divide = 0, kBitnetcF64MulInverse = 1 };
+
+// IEEE half to float, exactly (subnormals, infinities and NaNs included).
+BITNETC_HD inline float bitnetc_half_to_float(unsigned short h) {
+  const unsigned sign = (unsigned)(h & 0x8000) << 16;
+  const unsigned exp = (h >> 10) & 0x1F;
+  unsigned mant = h & 0x3FF;
+  unsigned bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalize
+      int e = -1;
+      do {
+        ++e;
+        mant <<= 1;
+      } while ((mant & 0x400) == 0);
+      bits = sign | (unsigned)(127 - 15 - e) << 23 | (mant & 0x3FF) << 13;
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7F800000u | mant << 13;
+  } else {
+    bits = sign | (exp + 127 - 15) << 23 | mant << 13;
+  }
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return __int_as_float((int)bits);
+#else
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+#endif
+}
 
 // ggml's nearest_int: round half to even for |x| < 2^22 via the 1.5*2^23 trick.
 BITNETC_HD inline int bitnetc_ggml_nearest_int(float f) {
@@ -115,5 +151,61 @@ BITNETC_HD inline void bitnetc_quantize(int kind, const float* x, long long n, s
       }
       d[b] = 1 / iscale;
     }
+  }
+}
+
+// Rotates one head of head_dim values by the angles of its head_dim/2 pairs.
+BITNETC_HD inline void bitnetc_rope_rotate_head(int style, int head_dim, const float* cos, const float* sin, float* v) {
+  const int half = head_dim / 2;
+  for (int m = 0; m < half; ++m) {
+    const int i0 = style == kBitnetcRopeNeox ? m : 2 * m;
+    const int i1 = style == kBitnetcRopeNeox ? m + half : 2 * m + 1;
+    const float x0 = v[i0], x1 = v[i1];
+    v[i0] = x0 * cos[m] - x1 * sin[m];
+    v[i1] = x0 * sin[m] + x1 * cos[m];
+  }
+}
+
+BITNETC_HD inline float bitnetc_activate(int kind, float g) {
+  if (kind == kBitnetcSiluDiv) return g / (1.0f + expf(-g));
+  if (kind == kBitnetcSiluLlama2c) return g * (1.0f / (1.0f + expf(-g)));
+  const float r = g > 0.0f ? g : 0.0f;  // Relu2
+  return r * r;
+}
+
+// One head `h` of one token's attention at `pos` over caches of [pos + 1][kv_dim] rows
+// (k and v of `pos` already written); `scores` has room for pos + 1 floats. Scores,
+// softmax and the weighted sum run in position order.
+BITNETC_HD inline void bitnetc_attend_head(int score_scale, int softmax_sum, int head_dim, int n_head, int n_head_kv,
+                                           int h, const float* q, const float* k_cache, const float* v_cache,
+                                           int kv_dim, int pos, float* scores, float* out) {
+  const int d = head_dim, group = n_head / n_head_kv;
+  const float sqrt_d = sqrtf((float)d);
+  const float inv_sqrt_d = 1.0f / sqrt_d;
+  const int kvh = h / group;
+  float mx = 0;
+  for (int t = 0; t <= pos; ++t) {
+    const float* k = k_cache + (long long)t * kv_dim + kvh * d;
+    float s = 0;
+    for (int i = 0; i < d; ++i) s += q[h * d + i] * k[i];
+    s = score_scale == kBitnetcDivideSqrt ? s / sqrt_d : s * inv_sqrt_d;
+    scores[t] = s;
+    if (t == 0 || s > mx) mx = s;
+  }
+  if (softmax_sum == kBitnetcF32Divide) {
+    float sum = 0;
+    for (int t = 0; t <= pos; ++t) sum += (scores[t] = expf(scores[t] - mx));
+    for (int t = 0; t <= pos; ++t) scores[t] /= sum;
+  } else {
+    double sum = 0;
+    for (int t = 0; t <= pos; ++t) sum += (double)(scores[t] = expf(scores[t] - mx));
+    const float inv = (float)(1.0 / sum);
+    for (int t = 0; t <= pos; ++t) scores[t] *= inv;
+  }
+  float* o = out + h * d;
+  for (int i = 0; i < d; ++i) o[i] = 0.0f;
+  for (int t = 0; t <= pos; ++t) {
+    const float* v = v_cache + (long long)t * kv_dim + kvh * d;
+    for (int i = 0; i < d; ++i) o[i] += scores[t] * v[i];
   }
 }

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "cpu_features.h"
+#include "cuda_forward.h"
 #include "serialize.h"
 #include "vocab_io.h"
 
@@ -105,9 +106,22 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path) {
   } else if (header_.weights_off + header_.weights_size > blob.size()) {
     throw std::runtime_error("the embedded model is damaged (weights)");
   }
+  if (header_.cuda_plan_size != 0) {
+    if (header_.cuda_plan_off > blob.size() || header_.cuda_plan_size > blob.size() - header_.cuda_plan_off)
+      throw std::runtime_error("the embedded model is damaged (CUDA plan)");
+    forward_ = std::make_unique<CudaForwardPass>(graph_, blob.subspan(header_.cuda_plan_off, header_.cuda_plan_size),
+                                                 weights_base, header_.weights_off, header_.weights_size, ternary,
+                                                 dense);
+    return;
+  }
   const KernelTable kernels{bitnetc_gemv_kernels, bitnetc_gemm_kernels, bitnetc_dense_kernels};
   forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, static_cast<int>(header_.batch),
                                            kernels);
+}
+
+std::string CompiledModel::device() const {
+  if (const auto* gpu = dynamic_cast<const CudaForwardPass*>(forward_.get())) return gpu->device_name();
+  return "cpu";
 }
 
 Generation CompiledModel::generate(std::string_view prompt, int32_t n_predict, const SamplerParams& sampling,

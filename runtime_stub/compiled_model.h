@@ -42,7 +42,9 @@ class CompiledModel {
                       bool truncate_prompt = false);
 
   // The forward pass itself (benchmarks feed it token ids directly).
-  ForwardPass& forward_pass() { return *forward_; }
+  Forward& forward_pass() { return *forward_; }
+  // Where the forward pass runs: "cpu", or the GPU's name for a CUDA output.
+  std::string device() const;
   const ir::Graph& graph() const { return graph_; }
 
  private:
@@ -51,7 +53,7 @@ class CompiledModel {
   std::unique_ptr<Tokenizer> tok_;
   std::vector<int32_t> stop_;
   std::shared_ptr<const uint8_t> side_file_;  // the mapped side file (external weights)
-  std::unique_ptr<ForwardPass> forward_;      // after side_file_: destroyed before the unmap
+  std::unique_ptr<Forward> forward_;          // after side_file_: destroyed before the unmap
 };
 
 // The path of the executable or shared object this code is linked into.

@@ -81,28 +81,33 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
   logits_.resize(g.values[g.logits].size);
 }
 
-uint64_t ForwardPass::decode_bytes_per_token() const {
+uint64_t decode_bytes_per_token(const ir::Graph& g, std::span<const TernaryRecord> ternary,
+                                std::span<const DenseRecord> dense) {
   uint64_t bytes = 0;
-  for (const TernaryRecord& r : ternary_) bytes += static_cast<uint64_t>(r.packed_dim0) * static_cast<uint64_t>(r.packed_dim1);
-  std::vector<bool> head(dense_.size(), false);
-  for (const ir::Op& op : g_.ops)
+  for (const TernaryRecord& r : ternary) bytes += static_cast<uint64_t>(r.packed_dim0) * static_cast<uint64_t>(r.packed_dim1);
+  std::vector<bool> head(dense.size(), false);
+  for (const ir::Op& op : g.ops)
     if (op.kind == ir::OpKind::DenseMatmul) head[op.weight] = true;
-  for (size_t i = 0; i < dense_.size(); ++i) {
-    const DenseRecord& r = dense_[i];
+  for (size_t i = 0; i < dense.size(); ++i) {
+    const DenseRecord& r = dense[i];
     const uint64_t elem = r.storage == DenseStorage::F32 ? 4 : (r.storage == DenseStorage::F16 ? 2 : 1);
     bytes += (head[i] ? static_cast<uint64_t>(r.rows_padded) : 1) * static_cast<uint64_t>(r.cols) * elem;
   }
   return bytes;
 }
 
-std::span<const float> ForwardPass::forward(std::span<const int32_t> tokens, int32_t pos) {
+void check_forward_args(const ir::Graph& g, std::span<const int32_t> tokens, int32_t pos, int32_t next_pos) {
   if (tokens.empty()) throw std::invalid_argument("no tokens to feed");
-  if (pos < 0 || pos > next_pos_) throw std::logic_error("positions must be fed in order");
-  if (pos + static_cast<int64_t>(tokens.size()) > g_.n_ctx)
+  if (pos < 0 || pos > next_pos) throw std::logic_error("positions must be fed in order");
+  if (pos + static_cast<int64_t>(tokens.size()) > g.n_ctx)
     throw std::out_of_range("position " + std::to_string(pos + tokens.size() - 1) + " is outside the context of " +
-                            std::to_string(g_.n_ctx));
+                            std::to_string(g.n_ctx));
   for (int32_t t : tokens)
-    if (t < 0 || t >= g_.n_vocab) throw std::out_of_range("token id " + std::to_string(t) + " out of range");
+    if (t < 0 || t >= g.n_vocab) throw std::out_of_range("token id " + std::to_string(t) + " out of range");
+}
+
+std::span<const float> ForwardPass::forward(std::span<const int32_t> tokens, int32_t pos) {
+  check_forward_args(g_, tokens, pos, next_pos_);
   for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(batch_)) {
     const int count = static_cast<int>(std::min<size_t>(static_cast<size_t>(batch_), tokens.size() - i));
     run_chunk(tokens.data() + i, count, pos + static_cast<int32_t>(i), i + count == tokens.size());

@@ -31,20 +31,35 @@ struct KernelTable {
   const Dense* dense = nullptr;
 };
 
-class ForwardPass {
+// A compiled model's forward pass, wherever it runs: on the CPU (ForwardPass, below) or
+// on a GPU (CudaForwardPass, cuda_forward.h).
+class Forward {
+ public:
+  virtual ~Forward() = default;
+  // Feeds tokens at positions pos, pos+1, ... (pos must continue the sequence or start
+  // a new one at 0) and returns the logits after the last token.
+  virtual std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) = 0;
+  // Weight bytes one decode step reads: what bounds decode speed at a given bandwidth.
+  virtual uint64_t decode_bytes_per_token() const = 0;
+};
+
+// Every ternary and dense weight once, an embedding row only.
+uint64_t decode_bytes_per_token(const ir::Graph& g, std::span<const TernaryRecord> ternary,
+                                std::span<const DenseRecord> dense);
+
+// Checks a forward() call's tokens and positions against the model (ids in the
+// vocabulary, positions in order and inside the context); throws with the reason.
+void check_forward_args(const ir::Graph& g, std::span<const int32_t> tokens, int32_t pos, int32_t next_pos);
+
+class ForwardPass : public Forward {
  public:
   // `g` (which must outlive this) is the graph without weight data; `blob` the start of
   // the blob the records' offsets count from.
   ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<const TernaryRecord> ternary,
               std::span<const DenseRecord> dense, int batch, const KernelTable& kernels);
 
-  // Feeds tokens at positions pos, pos+1, ... (pos must continue the sequence or start
-  // a new one at 0) and returns the logits after the last token.
-  std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos);
-
-  // Weight bytes one decode step reads (every ternary and dense weight once; an
-  // embedding row only): what bounds decode speed from above at a given bandwidth.
-  uint64_t decode_bytes_per_token() const;
+  std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) override;
+  uint64_t decode_bytes_per_token() const override { return rt::decode_bytes_per_token(g_, ternary_, dense_); }
 
  private:
   struct Q8Buffers {

@@ -6,7 +6,9 @@
 //   | DenseRecord per graph.dense | weights (page aligned; each tensor 64-byte aligned)
 //
 // The weights are used where they lie: the kernels read the packed ternary groups and
-// the dense tiles directly from the mapped blob; nothing is copied at start-up.
+// the dense tiles directly from the mapped blob; nothing is copied at start-up. A CUDA
+// output also carries its module and plan (cuda_plan.h) at cuda_plan_off; its runtime
+// copies the weights to the GPU once.
 //
 // With --weights=external the side file OUTPUT.weights holds the whole blob and the
 // output embeds it only up to weights_off; offsets count from the side file's start.
@@ -19,7 +21,7 @@
 namespace bitnetc::rt {
 
 inline constexpr uint32_t kBlobMagic = 0x4F544E42;  // "BNTO"
-inline constexpr uint32_t kBlobVersion = 4;
+inline constexpr uint32_t kBlobVersion = 5;
 
 struct BlobHeader {
   uint32_t magic, version;
@@ -33,6 +35,7 @@ struct BlobHeader {
   uint32_t batch;               // tokens per call of the prefill (GEMM) kernels
   uint32_t external_weights;    // 1: the weights are in a side file (--weights=external)
   uint64_t weights_hash;        // FNV-1a 64 of the weights (external only): the side file must match
+  uint64_t cuda_plan_off, cuda_plan_size;  // CUDA targets: the module and plan (cuda_plan.h), else 0
 };
 
 // A ternary weight: its packed bytes in one of the layouts and the kernels for it.
@@ -40,6 +43,7 @@ enum class TernaryLayout : uint32_t {
   I2S = 0,  // 2-bit codes in groups of group_bytes (schedules/ternary_gemv.h)
   TL1 = 1,  // lookup-table layouts (lut_tiles.h)
   TL2 = 2,
+  Cuda = 3,  // 16-weight words, chunk-major (codegen/cuda_kernels.h)
 };
 struct TernaryRecord {
   uint32_t gemv_kernel;  // index into bitnetc_gemv_kernels[] (one token)
@@ -57,7 +61,11 @@ struct TernaryRecord {
 // there). Values are float32, or IEEE half when every value is exactly one, or (head
 // only, --head=q8) int8 codes with a float scale per row at scales_off.
 enum class DenseStorage : uint32_t { F32 = 0, F16 = 1, Q8 = 2 };
-enum class DenseLayout : uint32_t { RowMajor = 0, HeadTiles = 1 };
+enum class DenseLayout : uint32_t {
+  RowMajor = 0,
+  HeadTiles = 1,
+  KMajor = 2,  // CUDA heads: element (row, col) at col * rows + row
+};
 inline constexpr uint32_t kNoKernel = 0xFFFFFFFFu;
 struct DenseRecord {
   uint32_t kernel;  // index into bitnetc_dense_kernels[] (HeadTiles), else kNoKernel

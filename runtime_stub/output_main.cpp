@@ -77,7 +77,7 @@ int run_bench(rt::CompiledModel& model, const std::string& spec, double load_s, 
   if (std::max(p, g + 1) > model.n_ctx())
     usage_error("--bench: " + std::to_string(std::max(p, g + 1)) + " tokens do not fit the context of " +
                 std::to_string(model.n_ctx()) + " (-c)");
-  rt::ForwardPass& f = model.forward_pass();
+  rt::Forward& f = model.forward_pass();
   const int32_t n_vocab = static_cast<int32_t>(model.graph().n_vocab);
   uint64_t state = 0x2545F4914F6CDD1Dull;
   auto next_token = [&] {

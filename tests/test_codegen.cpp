@@ -205,7 +205,8 @@ void run_emulated(const ScratchDir& dir, const std::string& driver) {
 
 // The CUDA ternary matmul, run on the CPU through tests/support/cuda_emulation.h (the
 // kernel source is plain C++ there), against the interpreter's arithmetic bit for bit:
-// per-token and Q8_K activations, K padded to whole words, a batch of tokens.
+// per-token and Q8_K activations, K padded to whole words, a chunk of tokens shorter
+// than the kernel's batch (rows past the chunk stay untouched).
 TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
   ScratchDir dir;
   struct CudaCase {
@@ -213,7 +214,7 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
     int batch;
   };
   for (const CudaCase c : {CudaCase{2560, 37, 2560, 1}, CudaCase{768, 33, 256, 3}, CudaCase{100, 5, 100, 2}}) {
-    const codegen::CudaGemvShape shape{c.K, c.N, c.act_block, c.batch};
+    const codegen::CudaKernel kernel = codegen::cuda_ternary_matmul({c.K, c.N, c.act_block, c.batch + 2});
     SplitMix64 rng(static_cast<uint64_t>(c.K + c.N));
     TernaryWeights w;
     w.rows = c.N;
@@ -246,9 +247,10 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
     write_vec(dir.file("x.bin"), x);
     write_vec(dir.file("xsum.bin"), xsum);
     write_vec(dir.file("d.bin"), d);
-    const std::string name = codegen::cuda_gemv_name(shape);
+    const std::string name = kernel.name;
     const std::string driver =
-        "#include \"cuda_emulation.h\"\n#include <cstdio>\n#include <cstdlib>\n#include <vector>\n" + codegen::cuda_gemv_source(shape) +
+        "#include \"cuda_emulation.h\"\n#include <cstdio>\n#include <cstdlib>\n#include <vector>\n" +
+        codegen::cuda_module_preamble() + codegen::cuda_kernel_text(kernel) +
         "template <typename T> std::vector<T> load(const char* p, size_t n) {\n"
         "  std::vector<T> v(n); FILE* f = std::fopen(p, \"rb\");\n"
         "  if (!f || std::fread(v.data(), sizeof(T), n, f) != n) std::exit(2);\n  std::fclose(f); return v; }\n"
@@ -257,17 +259,17 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
         "  auto x = load<int>(\"x.bin\", " + std::to_string(Kp / 4 * c.batch) + ");\n" +
         "  auto xs = load<int>(\"xsum.bin\", " + std::to_string(blocks * c.batch) + ");\n" +
         "  auto d = load<float>(\"d.bin\", " + std::to_string(blocks * c.batch) + ");\n" +
-        "  std::vector<float> y(N * M, -1.0f);\n" +
-        "  bitnetc_launch(" + name + ", {(N + 31) / 32, M, 1}, {32, 1, 1}, packed.data(), x.data(), xs.data(),\n" +
+        "  std::vector<float> y(N * (M + 2), -1.0f);\n  std::vector<int> state = {0, M, 1};\n" +
+        "  bitnetc_launch(" + name + ", {(N + 31) / 32, 1, 1}, {32, 1, 1}, state.data(), packed.data(), x.data(), xs.data(),\n" +
         "                 d.data(), " + std::to_string(ws) + "f, y.data());\n" +
         "  FILE* f = std::fopen(\"y.bin\", \"wb\"); std::fwrite(y.data(), 4, y.size(), f); std::fclose(f);\n}\n";
     ASSERT_NO_FATAL_FAILURE(run_emulated(dir, driver));
     const auto y = slurp(dir.file("y.bin"));
-    ASSERT_EQ(y.size(), want.size() * 4);
-    for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(y.size(), (want.size() + 2 * c.N) * 4);
+    for (size_t i = 0; i < want.size() + 2 * c.N; ++i) {
       float v;
       std::memcpy(&v, &y[4 * i], 4);
-      ASSERT_EQ(v, want[i]) << name << " output " << i;
+      ASSERT_EQ(v, i < want.size() ? want[i] : -1.0f) << name << " output " << i;
     }
   }
 }
@@ -275,8 +277,8 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
 // NVRTC compiles the generated kernels for every CUDA target into a cubin (an ELF for
 // EM_CUDA that names the kernel) and PTX for the SM; without NVRTC the error says so.
 TEST(CudaKernels, NvrtcCompilesForEveryCudaTarget) {
-  const codegen::CudaGemvShape shape{2560, 6912, 2560, 8};
-  const std::string source = codegen::cuda_gemv_source(shape), name = codegen::cuda_gemv_name(shape);
+  const codegen::CudaKernel kernel = codegen::cuda_ternary_matmul({2560, 6912, 2560, 8});
+  const std::string source = codegen::cuda_module_preamble() + codegen::cuda_kernel_text(kernel), name = kernel.name;
   int cuda_targets = 0;
   for (const TargetInfo& t : targets()) {
     if (t.arch != TargetArch::Cuda) continue;
@@ -316,17 +318,29 @@ TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
   ScratchDir dir;
   using ir::ActQuant;
   using ir::NormKind;
-  const codegen::CudaNormQuantShape shapes[] = {
+  struct NormQuantCase {
+    int64_t n;
+    int norm;
+    bool has_weight;
+    float eps;
+    int quant, batch;
+  };
+  const NormQuantCase shapes[] = {
       {2560, static_cast<int>(NormKind::RmsF64Sum), true, 1e-5f, static_cast<int>(ActQuant::PerTokenBitnetCpp), 3},
       {512, static_cast<int>(NormKind::RmsF64Sum), true, 1e-6f, static_cast<int>(ActQuant::PerBlockQ8K), 2},
       {100, static_cast<int>(NormKind::RmsF32), true, 1e-5f, static_cast<int>(ActQuant::PerTokenHF), 2},
       {288, static_cast<int>(NormKind::BitNorm), false, 0.0f, static_cast<int>(ActQuant::PerTokenLlama2c), 1}};
   for (const auto& s : shapes) {
-    const std::string source = codegen::cuda_norm_quant_source(s), name = codegen::cuda_norm_quant_name(s);
+    const codegen::CudaKernel norm = codegen::cuda_norm(s.n, s.norm, s.has_weight, s.eps);
+    const codegen::CudaKernel quant = codegen::cuda_quantize(s.n, s.quant);
+    const std::string source =
+        codegen::cuda_module_preamble() + codegen::cuda_kernel_text(norm) + codegen::cuda_kernel_text(quant);
+    const std::string name = norm.name + " + " + quant.name;
     if (codegen::have_nvrtc()) {
       for (const char* t : {"cuda-sm80", "cuda-sm90"}) {
         const codegen::CudaImage image = codegen::compile_cuda(source, *find_target(t));
-        EXPECT_NE(image.ptx.find(".entry " + name), std::string::npos) << t;
+        EXPECT_NE(image.ptx.find(".entry " + norm.name), std::string::npos) << t;
+        EXPECT_NE(image.ptx.find(".entry " + quant.name), std::string::npos) << t;
       }
     }
     SplitMix64 rng(static_cast<uint64_t>(s.n));
@@ -354,8 +368,9 @@ TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
   std::vector<int> q(KP / 4 * M, 0x55555555), sum(B * M);
   FILE* f = std::fopen("x.bin", "rb"); if (std::fread(x.data(), 4, x.size(), f) != x.size()) return 2; std::fclose(f);
   f = std::fopen("w.bin", "rb"); if (std::fread(w.data(), 4, w.size(), f) != w.size()) return 2; std::fclose(f);
-)" + "  bitnetc_launch(" + name + R"(, {1, 1, 1}, {(unsigned)M, 1, 1}, x.data(), w.data(), y.data(), q.data(),
-                 sum.data(), d.data());
+)" + "  std::vector<int> state = {0, M, 1};\n  bitnetc_launch(" + norm.name + ", {1, 1, 1}, {32, 1, 1}, state.data(), x.data(), " +
+        (s.has_weight ? "w.data(), " : "") + "y.data());\n  bitnetc_launch(" + quant.name +
+        R"(, {1, 1, 1}, {32, 1, 1}, state.data(), y.data(), q.data(), sum.data(), d.data());
   f = std::fopen("out.bin", "wb");
   std::fwrite(y.data(), 4, y.size(), f); std::fwrite(q.data(), 4, q.size(), f);
   std::fwrite(sum.data(), 4, sum.size(), f); std::fwrite(d.data(), 4, d.size(), f); std::fclose(f);

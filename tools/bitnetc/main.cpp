@@ -118,6 +118,8 @@ int main(int argc, char** argv) {
                           "Ternary weight layout: auto (default: the measured fastest per target and shape), "
                           "i2_s, tl1 (ARM targets) or tl2 (x86 targets)")
       ->check(CLI::IsMember(kLayoutRequests));
+  compile_cmd->add_option("--cuda-source", compile_opts.cuda_source,
+                          "CUDA targets: also write the generated CUDA C++ (every kernel of the model) to this file");
   bool compile_verbose = false;
   compile_cmd->add_flag("-v,--verbose", compile_verbose, "Show the plan and every tensor's layout, and why");
 

@@ -1,0 +1,211 @@
+#include "cuda_program.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+
+#include "cuda_kernels.h"
+
+namespace bitnetc::codegen {
+
+namespace {
+
+constexpr uint32_t kThreads = 128;  // threads per block of the per-element and per-row kernels
+
+uint32_t blocks_for(int64_t threads) { return static_cast<uint32_t>((threads + kThreads - 1) / kThreads); }
+
+// Builds the plan op by op, adding each distinct kernel to the module once.
+class PlanBuilder {
+ public:
+  PlanBuilder() { p_.source = cuda_module_preamble(); }
+
+  uint32_t buffer(rt::CudaBufferKind kind, uint64_t bytes, uint32_t op = 0) {
+    p_.buffers.push_back({kind, op, bytes});
+    return static_cast<uint32_t>(p_.buffers.size() - 1);
+  }
+
+  void launch(const CudaKernel& k, uint32_t grid_x, uint32_t block_x, bool per_token, std::vector<rt::CudaArg> args) {
+    if (args.size() + 1 != k.params.size()) throw std::logic_error("cuda plan: " + k.name + ": argument count");
+    auto [it, added] = kernel_of_.emplace(k.name, static_cast<uint32_t>(p_.kernel_names.size()));
+    if (added) {
+      p_.kernel_names.push_back(k.name);
+      p_.source += "\n" + cuda_kernel_text(k);
+    }
+    rt::CudaStep s{it->second, grid_x, block_x, per_token ? 1u : 0u, static_cast<uint32_t>(p_.args.size()),
+                   static_cast<uint32_t>(args.size() + 1)};
+    p_.args.push_back({rt::CudaArgKind::State, 0, 0});
+    p_.args.insert(p_.args.end(), args.begin(), args.end());
+    p_.steps.push_back(s);
+  }
+
+  CudaProgram& program() { return p_; }
+
+ private:
+  CudaProgram p_;
+  std::map<std::string, uint32_t> kernel_of_;
+};
+
+rt::CudaArg buf(uint32_t b) { return {rt::CudaArgKind::Buffer, b, 0}; }
+rt::CudaArg f32(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  return {rt::CudaArgKind::F32, 0, bits};
+}
+
+}  // namespace
+
+CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary,
+                               std::span<const rt::DenseRecord> dense, int batch) {
+  PlanBuilder b;
+  const uint64_t B = static_cast<uint64_t>(batch);
+  // A buffer per value: floats for a chunk, or the int8 codes (padded), sums and
+  // dequantization factors of a quantized one.
+  struct Q8 {
+    uint32_t q = 0, sum = 0, d = 0;
+  };
+  std::vector<uint32_t> f32_buf(g.values.size(), 0);
+  std::vector<Q8> q8_buf(g.values.size());
+  std::vector<int64_t> blocks(g.values.size(), 1);
+  for (const ir::Op& op : g.ops)
+    if (op.kind == ir::OpKind::Quantize && ir::act_quant_is_per_block(op.quant))
+      blocks[op.output] = g.values[op.output].size / 256;
+  for (size_t v = 0; v < g.values.size(); ++v) {
+    const uint64_t n = static_cast<uint64_t>(g.values[v].size);
+    if (g.values[v].dtype == ir::DType::F32) {
+      f32_buf[v] = b.buffer(rt::CudaBufferKind::Plain, B * n * 4);
+    } else {
+      q8_buf[v].q = b.buffer(rt::CudaBufferKind::Plain, B * static_cast<uint64_t>(cuda_padded_k(g.values[v].size)));
+      q8_buf[v].sum = b.buffer(rt::CudaBufferKind::Plain, B * blocks[v] * 4);
+      q8_buf[v].d = b.buffer(rt::CudaBufferKind::Plain, B * blocks[v] * 4);
+    }
+  }
+  const int kv_dim = g.kv_dim();
+  std::vector<uint32_t> k_cache, v_cache;
+  for (int64_t l = 0; l < g.n_layer; ++l) {
+    k_cache.push_back(b.buffer(rt::CudaBufferKind::PerPosition, static_cast<uint64_t>(kv_dim) * 4));
+    v_cache.push_back(b.buffer(rt::CudaBufferKind::PerPosition, static_cast<uint64_t>(kv_dim) * 4));
+  }
+  int max_heads = 1;
+  for (const ir::Op& op : g.ops)
+    if (op.kind == ir::OpKind::Attention) max_heads = std::max(max_heads, op.n_head);
+  const uint32_t scores = b.buffer(rt::CudaBufferKind::PerPosition, B * static_cast<uint64_t>(max_heads) * 4);
+  // Rope tables, one pair per distinct angle formula.
+  std::map<std::tuple<int, float, int>, std::pair<uint32_t, uint32_t>> rope_tables;
+
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const ir::Op& op = g.ops[i];
+    const int64_t n = g.values[op.output].size;
+    auto in = [&](size_t k) { return buf(f32_buf[op.inputs[k]]); };
+    switch (op.kind) {
+      case ir::OpKind::Embedding: {
+        const rt::DenseRecord& r = dense[op.weight];
+        b.launch(cuda_embedding(r.rows, r.cols, r.storage == rt::DenseStorage::F16, r.layout == rt::DenseLayout::KMajor),
+                 blocks_for(n), kThreads, true, {{rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(op.weight), 0}, buf(f32_buf[op.output])});
+        break;
+      }
+      case ir::OpKind::Norm: {
+        std::vector<rt::CudaArg> args{in(0)};
+        if (op.weight >= 0) args.push_back({rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(op.weight), 0});
+        args.push_back(buf(f32_buf[op.output]));
+        b.launch(cuda_norm(n, static_cast<int>(op.norm), op.weight >= 0, op.eps), 1, static_cast<uint32_t>(batch), false,
+                 args);
+        break;
+      }
+      case ir::OpKind::Quantize: {
+        const Q8& q = q8_buf[op.output];
+        b.launch(cuda_quantize(n, static_cast<int>(op.quant)), 1, static_cast<uint32_t>(batch), false,
+                 {in(0), buf(q.q), buf(q.sum), buf(q.d)});
+        break;
+      }
+      case ir::OpKind::TernaryMatmul: {
+        const rt::TernaryRecord& r = ternary[op.weight];
+        const Q8& q = q8_buf[op.inputs[0]];
+        if (r.layout != rt::TernaryLayout::Cuda) throw std::logic_error("cuda plan: weight not packed for CUDA");
+        b.launch(cuda_ternary_matmul({r.K, r.N, r.act_block, batch}), blocks_for(r.N), kThreads, false,
+                 {{rt::CudaArgKind::TernaryWeight, static_cast<uint32_t>(op.weight), 0}, buf(q.q), buf(q.sum),
+                  buf(q.d), f32(r.w_scale), buf(f32_buf[op.output])});
+        break;
+      }
+      case ir::OpKind::DenseMatmul: {
+        const rt::DenseRecord& r = dense[op.weight];
+        if (r.layout != rt::DenseLayout::KMajor) throw std::logic_error("cuda plan: dense matmul weight not k-major");
+        const bool logits = op.output == g.logits;  // only the last token's logits are ever read
+        b.launch(cuda_dense_matmul(r.cols, r.rows, r.storage == rt::DenseStorage::F16, logits), blocks_for(r.rows),
+                 kThreads, !logits, {{rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(op.weight), 0}, in(0),
+                                     buf(f32_buf[op.output])});
+        break;
+      }
+      case ir::OpKind::Rope: {
+        const auto key = std::make_tuple(static_cast<int>(op.rope_freq), op.rope_theta, op.head_dim);
+        auto it = rope_tables.find(key);
+        if (it == rope_tables.end()) {
+          const uint64_t per_pos = static_cast<uint64_t>(op.head_dim / 2) * 4;
+          const auto idx = static_cast<uint32_t>(i);
+          it = rope_tables
+                   .emplace(key, std::make_pair(b.buffer(rt::CudaBufferKind::RopeCos, per_pos, idx),
+                                                b.buffer(rt::CudaBufferKind::RopeSin, per_pos, idx)))
+                   .first;
+        }
+        b.launch(cuda_rope(n, op.head_dim, static_cast<int>(op.rope_style)), blocks_for(n / op.head_dim), kThreads, true,
+                 {buf(it->second.first), buf(it->second.second), in(0), buf(f32_buf[op.output])});
+        break;
+      }
+      case ir::OpKind::Attention: {
+        b.launch(cuda_kv_store(kv_dim), blocks_for(kv_dim), kThreads, true,
+                 {in(1), in(2), buf(k_cache[op.layer]), buf(v_cache[op.layer])});
+        CudaAttentionShape s{op.n_head, op.n_head_kv, op.head_dim, kv_dim, static_cast<int>(op.score_scale),
+                             static_cast<int>(op.softmax_sum)};
+        b.launch(cuda_attention(s), blocks_for(op.n_head), kThreads, true,
+                 {in(0), buf(k_cache[op.layer]), buf(v_cache[op.layer]), buf(scores), buf(f32_buf[op.output])});
+        break;
+      }
+      case ir::OpKind::GatedAct:
+        b.launch(cuda_gated(n, static_cast<int>(op.act)), blocks_for(n), kThreads, true,
+                 {in(0), in(1), buf(f32_buf[op.output])});
+        break;
+      case ir::OpKind::Add:
+        b.launch(cuda_add(n), blocks_for(n), kThreads, true, {in(0), in(1), buf(f32_buf[op.output])});
+        break;
+    }
+  }
+  CudaProgram p = std::move(b.program());
+  p.logits_buffer = f32_buf[g.logits];
+  return p;
+}
+
+std::vector<uint8_t> serialize_cuda_plan(const CudaProgram& p, const std::vector<uint8_t>& cubin,
+                                         const std::string& ptx, const std::string& sm, int batch, int64_t n_vocab) {
+  std::vector<uint8_t> out(sizeof(rt::CudaPlanHeader), 0);
+  rt::CudaPlanHeader h{};
+  h.magic = rt::kCudaPlanMagic;
+  h.batch = static_cast<uint32_t>(batch);
+  h.logits_buffer = p.logits_buffer;
+  h.n_vocab = static_cast<uint32_t>(n_vocab);
+  std::strncpy(h.sm, sm.c_str(), sizeof h.sm - 1);
+  auto append = [&](const void* data, size_t size, uint64_t& off) {
+    while (out.size() % 16) out.push_back(0);
+    off = out.size();
+    out.insert(out.end(), static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + size);
+  };
+  append(cubin.data(), cubin.size(), h.cubin_off);
+  h.cubin_size = cubin.size();
+  const std::string ptx_z = ptx + '\0';  // cuModuleLoadData takes PTX as a C string
+  append(ptx_z.data(), ptx_z.size(), h.ptx_off);
+  h.ptx_size = ptx_z.size();
+  std::string names;
+  for (const auto& n : p.kernel_names) names += n + '\0';
+  append(names.data(), names.size(), h.names_off);
+  h.names_size = names.size();
+  h.n_kernels = p.kernel_names.size();
+  append(p.buffers.data(), p.buffers.size() * sizeof(rt::CudaBuffer), h.buffers_off);
+  h.n_buffers = p.buffers.size();
+  append(p.steps.data(), p.steps.size() * sizeof(rt::CudaStep), h.steps_off);
+  h.n_steps = p.steps.size();
+  append(p.args.data(), p.args.size() * sizeof(rt::CudaArg), h.args_off);
+  h.n_args = p.args.size();
+  std::memcpy(out.data(), &h, sizeof h);
+  return out;
+}
+
+}  // namespace bitnetc::codegen

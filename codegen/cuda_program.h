@@ -1,0 +1,36 @@
+// One CUDA module and the plan that runs a model with it (runtime_stub/cuda_plan.h):
+// a kernel per distinct op shape (codegen/cuda_kernels.h), a device buffer per value
+// (for a chunk of up to `batch` tokens), per layer KV caches, rope tables, and one
+// launch per op in the graph's order.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cuda_plan.h"
+#include "ir.h"
+#include "model_blob.h"
+
+namespace bitnetc::codegen {
+
+struct CudaProgram {
+  std::string source;  // the module: every kernel the plan launches
+  std::vector<std::string> kernel_names;
+  std::vector<rt::CudaBuffer> buffers;
+  std::vector<rt::CudaStep> steps;
+  std::vector<rt::CudaArg> args;
+  uint32_t logits_buffer = 0;
+};
+
+// `ternary` and `dense` are the weights' records as packed for CUDA (layout Cuda, and
+// KMajor for the head).
+CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary,
+                               std::span<const rt::DenseRecord> dense, int batch);
+
+// The plan section of the blob: header, images, names, tables (cuda_plan.h).
+std::vector<uint8_t> serialize_cuda_plan(const CudaProgram& p, const std::vector<uint8_t>& cubin,
+                                         const std::string& ptx, const std::string& sm, int batch, int64_t n_vocab);
+
+}  // namespace bitnetc::codegen

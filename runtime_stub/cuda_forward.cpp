@@ -1,0 +1,229 @@
+#include "cuda_forward.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "interpreter.h"
+
+namespace bitnetc::rt {
+
+namespace {
+
+// A typed view of `n` plan records at `off`, checked against the plan's end.
+template <typename T>
+std::span<const T> plan_records(std::span<const uint8_t> plan, uint64_t off, uint64_t n) {
+  if (off % alignof(T) != 0 || off > plan.size() || n > (plan.size() - off) / sizeof(T))
+    throw std::runtime_error("the embedded CUDA plan is damaged");
+  return {reinterpret_cast<const T*>(plan.data() + off), static_cast<size_t>(n)};
+}
+
+}  // namespace
+
+CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> plan, const uint8_t* blob,
+                                 uint64_t weights_off, uint64_t weights_size, std::span<const TernaryRecord> ternary,
+                                 std::span<const DenseRecord> dense)
+    : g_(g), ternary_(ternary), dense_(dense) {
+  if (plan.size() < sizeof plan_) throw std::runtime_error("the embedded CUDA plan is damaged");
+  std::memcpy(&plan_, plan.data(), sizeof plan_);
+  if (plan_.magic != kCudaPlanMagic || plan_.batch < 1) throw std::runtime_error("the embedded CUDA plan is damaged");
+  const auto cubin = plan_records<uint8_t>(plan, plan_.cubin_off, plan_.cubin_size);
+  const auto ptx = plan_records<char>(plan, plan_.ptx_off, plan_.ptx_size);
+  const auto names = plan_records<char>(plan, plan_.names_off, plan_.names_size);
+  const auto buffers = plan_records<CudaBuffer>(plan, plan_.buffers_off, plan_.n_buffers);
+  const auto steps = plan_records<CudaStep>(plan, plan_.steps_off, plan_.n_steps);
+  const auto args = plan_records<CudaArg>(plan, plan_.args_off, plan_.n_args);
+  if (ptx.empty() || ptx.back() != '\0' || (!names.empty() && names.back() != '\0') ||
+      plan_.logits_buffer >= buffers.size())
+    throw std::runtime_error("the embedded CUDA plan is damaged");
+
+  const CudaDriver& cu = cuda_driver();
+  try {
+    int n_devices = 0;
+    cuda_check(cu.cuDeviceGetCount(&n_devices), "counting GPUs");
+    if (n_devices < 1) throw std::runtime_error("no CUDA GPU is visible to this process (CUDA_VISIBLE_DEVICES?)");
+    cuda_check(cu.cuDeviceGet(&device_, 0), "opening GPU 0");
+    int major = 0, minor = 0;
+    char name[256] = {};
+    cuda_check(cu.cuDeviceGetAttribute(&major, kCuAttrComputeCapabilityMajor, device_), "reading the GPU's version");
+    cuda_check(cu.cuDeviceGetAttribute(&minor, kCuAttrComputeCapabilityMinor, device_), "reading the GPU's version");
+    cuda_check(cu.cuDeviceGetName(name, sizeof name - 1, device_), "reading the GPU's name");
+    const std::string gpu_sm = "sm_" + std::to_string(major) + std::to_string(minor);
+    device_name_ = std::string(name) + " (" + gpu_sm + ")";
+    cuda_check(cu.cuDevicePrimaryCtxRetain(&context_, device_), "creating the context");
+    cuda_check(cu.cuCtxSetCurrent(context_), "making the context current");
+    // The cubin runs on its own SM and later minors of its major; the PTX is compiled by
+    // the driver for anything newer.
+    if (cu.cuModuleLoadData(&module_, cubin.data()) != kCudaSuccess) {
+      module_ = nullptr;
+      const CUresult r = cu.cuModuleLoadData(&module_, ptx.data());
+      if (r != kCudaSuccess) {
+        module_ = nullptr;
+        cuda_check(r, std::string("loading the kernels (compiled for ") + plan_.sm + ") on " + device_name_ +
+                          "; compile the model for this GPU's target (`bitnetc targets` lists the cuda-sm* ones)");
+      }
+    }
+    cuda_check(cu.cuStreamCreate(&stream_, 0), "creating a stream");
+
+    // The weights, once.
+    const CUdeviceptr weights = alloc(weights_size);
+    cuda_check(cu.cuMemcpyHtoD_v2(weights, blob + weights_off, weights_size), "copying the weights to the GPU");
+    auto weight_at = [&](uint64_t off, uint64_t bytes) {
+      if (off < weights_off || off - weights_off > weights_size || bytes > weights_size - (off - weights_off))
+        throw std::runtime_error("the embedded CUDA plan is damaged (weights)");
+      return weights + (off - weights_off);
+    };
+
+    // The buffers, zeroed; per-position ones for this context; rope tables filled.
+    std::vector<CUdeviceptr> buffer_at;
+    const uint64_t n_ctx = static_cast<uint64_t>(g.n_ctx);
+    for (const CudaBuffer& b : buffers) {
+      const uint64_t bytes = b.kind == CudaBufferKind::Plain ? b.bytes : b.bytes * n_ctx;
+      const CUdeviceptr p = alloc(bytes);
+      cuda_check(cu.cuMemsetD8_v2(p, 0, bytes), "clearing a buffer");
+      if (b.kind == CudaBufferKind::RopeCos || b.kind == CudaBufferKind::RopeSin) {
+        if (b.op >= g.ops.size() || g.ops[b.op].kind != ir::OpKind::Rope ||
+            b.bytes != static_cast<uint64_t>(g.ops[b.op].head_dim / 2) * 4)
+          throw std::runtime_error("the embedded CUDA plan is damaged (rope)");
+        const size_t half = static_cast<size_t>(g.ops[b.op].head_dim / 2);
+        std::vector<float> table(half * n_ctx), other(half);
+        for (uint64_t pos = 0; pos < n_ctx; ++pos) {
+          float* row = &table[pos * half];
+          if (b.kind == CudaBufferKind::RopeCos)
+            ir::rope_cos_sin(g.ops[b.op], static_cast<int32_t>(pos), row, other.data());
+          else
+            ir::rope_cos_sin(g.ops[b.op], static_cast<int32_t>(pos), other.data(), row);
+        }
+        cuda_check(cu.cuMemcpyHtoD_v2(p, table.data(), bytes), "copying the rope tables");
+      }
+      buffer_at.push_back(p);
+    }
+    logits_ = buffer_at[plan_.logits_buffer];
+    logits_host_.resize(static_cast<size_t>(g.n_vocab));
+    state_host_.assign(CudaState::kTokens + plan_.batch, 0);
+    state_ = alloc(state_host_.size() * 4);
+
+    // Each step's kernel and its arguments, bound once: addresses never move.
+    std::vector<CUfunction> functions;
+    for (const char* n = names.data(); n < names.data() + names.size(); n += std::strlen(n) + 1) {
+      CUfunction f = nullptr;
+      cuda_check(cu.cuModuleGetFunction(&f, module_, n), std::string("finding kernel ") + n);
+      functions.push_back(f);
+    }
+    if (functions.size() != plan_.n_kernels) throw std::runtime_error("the embedded CUDA plan is damaged (kernels)");
+    arg_values_.reserve(args.size());
+    for (const CudaArg& a : args) {
+      uint64_t v = 0;
+      switch (a.kind) {
+        case CudaArgKind::State: v = state_; break;
+        case CudaArgKind::Buffer:
+          if (a.index >= buffer_at.size()) throw std::runtime_error("the embedded CUDA plan is damaged (buffer)");
+          v = buffer_at[a.index] + a.value;
+          break;
+        case CudaArgKind::TernaryWeight:
+          if (a.index >= ternary.size()) throw std::runtime_error("the embedded CUDA plan is damaged (weight)");
+          v = weight_at(ternary[a.index].off, static_cast<uint64_t>(ternary[a.index].packed_dim0) *
+                                                  static_cast<uint64_t>(ternary[a.index].packed_dim1));
+          break;
+        case CudaArgKind::DenseWeight:
+          if (a.index >= dense.size()) throw std::runtime_error("the embedded CUDA plan is damaged (weight)");
+          v = weight_at(dense[a.index].off, 0);
+          break;
+        case CudaArgKind::F32: v = a.value; break;
+        default: throw std::runtime_error("the embedded CUDA plan is damaged (argument)");
+      }
+      arg_values_.push_back(v);
+    }
+    for (uint64_t& v : arg_values_) arg_pointers_.push_back(&v);  // a float argument reads the slot's low 4 bytes
+    for (const CudaStep& s : steps) {
+      if (s.kernel >= functions.size() || s.first_arg > args.size() || s.n_args > args.size() - s.first_arg ||
+          s.grid_x == 0 || s.block_x == 0)
+        throw std::runtime_error("the embedded CUDA plan is damaged (step)");
+      steps_.push_back(s);
+      kernels_.push_back(functions[s.kernel]);
+    }
+  } catch (...) {
+    release();  // the destructor does not run for a constructor that throws
+    throw;
+  }
+}
+
+CudaForwardPass::~CudaForwardPass() { release(); }
+
+void CudaForwardPass::release() {
+  if (!context_) return;
+  const CudaDriver& cu = cuda_driver();
+  cu.cuCtxSetCurrent(context_);
+  if (stream_) cu.cuStreamSynchronize(stream_);
+  if (decode_graph_) cu.cuGraphExecDestroy(decode_graph_);
+  for (CUdeviceptr p : allocations_) cu.cuMemFree_v2(p);
+  if (stream_) cu.cuStreamDestroy_v2(stream_);
+  if (module_) cu.cuModuleUnload(module_);
+  cu.cuDevicePrimaryCtxRelease_v2(device_);
+  decode_graph_ = nullptr;
+  allocations_.clear();
+  stream_ = nullptr;
+  module_ = nullptr;
+  context_ = nullptr;
+}
+
+CUdeviceptr CudaForwardPass::alloc(size_t bytes) {
+  CUdeviceptr p = 0;
+  cuda_check(cuda_driver().cuMemAlloc_v2(&p, bytes ? bytes : 4),
+             "allocating " + std::to_string(bytes >> 20) + " MiB on " + device_name_);
+  allocations_.push_back(p);
+  return p;
+}
+
+void CudaForwardPass::launch_plan(int count) {
+  const CudaDriver& cu = cuda_driver();
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const CudaStep& s = steps_[i];
+    cuda_check(cu.cuLaunchKernel(kernels_[i], s.grid_x, s.per_token ? static_cast<unsigned>(count) : 1u, 1, s.block_x,
+                                 1, 1, 0, stream_, &arg_pointers_[s.first_arg], nullptr),
+               "launching a kernel");
+  }
+}
+
+std::span<const float> CudaForwardPass::forward(std::span<const int32_t> tokens, int32_t pos) {
+  check_forward_args(g_, tokens, pos, next_pos_);
+  const CudaDriver& cu = cuda_driver();
+  cuda_check(cu.cuCtxSetCurrent(context_), "making the context current");
+  for (size_t i = 0; i < tokens.size(); i += plan_.batch) {
+    const int count = static_cast<int>(std::min<size_t>(plan_.batch, tokens.size() - i));
+    state_host_[CudaState::kPos0] = pos + static_cast<int32_t>(i);
+    state_host_[CudaState::kCount] = count;
+    state_host_[CudaState::kCtx] = static_cast<int32_t>(g_.n_ctx);
+    std::memcpy(&state_host_[CudaState::kTokens], tokens.data() + i, static_cast<size_t>(count) * 4);
+    // Pageable memory: the copy has taken the state when the call returns.
+    cuda_check(cu.cuMemcpyHtoDAsync_v2(state_, state_host_.data(), state_host_.size() * 4, stream_),
+               "copying the tokens to the GPU");
+    if (count > 1) {
+      launch_plan(count);
+      continue;
+    }
+    // Decode: the launches of one token, captured once, replayed for every position.
+    if (!decode_graph_) {
+      cuda_check(cu.cuStreamBeginCapture_v2(stream_, kCuStreamCaptureThreadLocal), "capturing the decode step");
+      CUgraph graph = nullptr;
+      try {
+        launch_plan(1);
+      } catch (...) {
+        cu.cuStreamEndCapture(stream_, &graph);
+        if (graph) cu.cuGraphDestroy(graph);
+        throw;
+      }
+      cuda_check(cu.cuStreamEndCapture(stream_, &graph), "capturing the decode step");
+      const CUresult r = cu.cuGraphInstantiateWithFlags(&decode_graph_, graph, 0);
+      cu.cuGraphDestroy(graph);
+      cuda_check(r, "instantiating the decode graph");
+    }
+    cuda_check(cu.cuGraphLaunch(decode_graph_, stream_), "running the decode step");
+  }
+  cuda_check(cu.cuMemcpyDtoHAsync_v2(logits_host_.data(), logits_, logits_host_.size() * 4, stream_),
+             "copying the logits back");
+  cuda_check(cu.cuStreamSynchronize(stream_), "running the forward pass");
+  next_pos_ = pos + static_cast<int32_t>(tokens.size());
+  return logits_host_;
+}
+
+}  // namespace bitnetc::rt

@@ -1,0 +1,62 @@
+// The forward pass of a CUDA output: the plan of cuda_plan.h run on the GPU through the
+// driver API (cuda_driver.h). At load it picks the GPU, loads the module (the cubin, or
+// the PTX on a GPU the cubin cannot run on), copies the weights to the device once,
+// allocates the buffers and fills the rope tables. A chunk of tokens is one pass over
+// the plan's launches; a single decoded token replays a CUDA graph captured the first
+// time. Only the last token's logits come back to the host.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cuda_driver.h"
+#include "cuda_plan.h"
+#include "forward.h"
+
+namespace bitnetc::rt {
+
+class CudaForwardPass : public Forward {
+ public:
+  // `plan` is the blob's plan section; `weights` the weights region (the records'
+  // offsets count from `blob`, whose weights start at weights_off).
+  CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> plan, const uint8_t* blob, uint64_t weights_off,
+                  uint64_t weights_size, std::span<const TernaryRecord> ternary, std::span<const DenseRecord> dense);
+  ~CudaForwardPass() override;
+  CudaForwardPass(const CudaForwardPass&) = delete;
+  CudaForwardPass& operator=(const CudaForwardPass&) = delete;
+
+  std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) override;
+  uint64_t decode_bytes_per_token() const override { return rt::decode_bytes_per_token(g_, ternary_, dense_); }
+
+  // The GPU it runs on, e.g. "NVIDIA H100 80GB HBM3 (sm_90)".
+  const std::string& device_name() const { return device_name_; }
+
+ private:
+  void launch_plan(int count);
+  void release();  // frees what the constructor made, in reverse
+  CUdeviceptr alloc(size_t bytes);
+
+  const ir::Graph& g_;
+  std::span<const TernaryRecord> ternary_;
+  std::span<const DenseRecord> dense_;
+  CudaPlanHeader plan_{};
+  std::vector<CudaStep> steps_;
+  std::vector<CUfunction> kernels_;  // per step
+  std::vector<uint64_t> arg_values_;  // one 8-byte slot per argument (addresses, float bits)
+  std::vector<void*> arg_pointers_;   // cuLaunchKernel's kernelParams, into arg_values_
+  CUdevice device_ = 0;
+  CUcontext context_ = nullptr;
+  CUmodule module_ = nullptr;
+  CUstream stream_ = nullptr;
+  CUgraphExec decode_graph_ = nullptr;
+  std::vector<CUdeviceptr> allocations_;
+  CUdeviceptr state_ = 0, logits_ = 0;
+  std::vector<int32_t> state_host_;
+  std::vector<float> logits_host_;
+  std::string device_name_;
+  int32_t next_pos_ = 0;
+};
+
+}  // namespace bitnetc::rt

@@ -1,0 +1,74 @@
+// The plan a CUDA output runs (codegen/cuda_program.cpp writes it into the blob,
+// cuda_forward.cpp executes it): the kernels' module (cubin for the target's SM and PTX
+// for newer GPUs), the device buffers, and the launches of one forward pass, in order.
+// Every shape is a constant of the kernels or of this table; the runtime only binds
+// addresses and the number of tokens in the chunk.
+//
+//   CudaPlanHeader | cubin | PTX | kernel names (NUL separated) | CudaBuffer[]
+//   | CudaStep[] | CudaArg[]      (offsets count from the plan header)
+//
+// Every kernel reads the chunk's state from a small device buffer (see CudaState), so
+// one captured decode step (a CUDA graph) replays for every position.
+#pragma once
+
+#include <cstdint>
+
+namespace bitnetc::rt {
+
+inline constexpr uint32_t kCudaPlanMagic = 0x41445543;  // "CUDA"
+
+// What the kernels read at state[]: the first position of the chunk, its number of
+// tokens, the context the output runs with (the per-position buffers' length), then
+// the token ids.
+struct CudaState {
+  static constexpr int kPos0 = 0, kCount = 1, kCtx = 2, kTokens = 3;
+};
+
+struct CudaPlanHeader {
+  uint32_t magic;
+  uint32_t batch;  // the most tokens one chunk holds (state has room for them)
+  uint64_t cubin_off, cubin_size;
+  uint64_t ptx_off, ptx_size;
+  uint64_t names_off, names_size, n_kernels;
+  uint64_t buffers_off, n_buffers;
+  uint64_t steps_off, n_steps;
+  uint64_t args_off, n_args;
+  uint32_t logits_buffer;  // holds the last token's logits after a forward pass
+  uint32_t n_vocab;
+  char sm[16];  // "sm_80": the cubin's architecture
+};
+
+// A device buffer, zeroed at load. Per-position buffers (KV caches, attention scores)
+// are allocated for the context the output runs with; rope tables are filled at load
+// with the interpreter's angles (ir::rope_cos_sin) of graph op `op`.
+enum class CudaBufferKind : uint32_t { Plain = 0, PerPosition = 1, RopeCos = 2, RopeSin = 3 };
+struct CudaBuffer {
+  CudaBufferKind kind;
+  uint32_t op;     // RopeCos/RopeSin: the Rope op whose angles it holds
+  uint64_t bytes;  // Plain: total; PerPosition, RopeCos/Sin: per position
+};
+
+// One kernel argument: a device address or a float.
+enum class CudaArgKind : uint32_t {
+  State = 0,          // the CudaState words
+  Buffer = 1,         // buffer `index`, plus `value` bytes
+  TernaryWeight = 2,  // the packed weights of TernaryRecord `index`
+  DenseWeight = 3,    // DenseRecord `index`
+  F32 = 4,            // `value` holds the float's bits
+};
+struct CudaArg {
+  CudaArgKind kind;
+  uint32_t index;
+  uint64_t value;
+};
+
+// One launch: block_x threads per block, grid_x blocks, times the chunk's tokens in y
+// when per_token is set.
+struct CudaStep {
+  uint32_t kernel;  // index into the kernel names
+  uint32_t grid_x, block_x;
+  uint32_t per_token;
+  uint32_t first_arg, n_args;
+};
+
+}  // namespace bitnetc::rt
