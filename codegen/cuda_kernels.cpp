@@ -255,6 +255,35 @@ CudaKernel cuda_add(int64_t n) {
   return k;
 }
 
+CudaKernel cuda_argmax_partial(int64_t n, int parts) {
+  CudaKernel k;
+  k.name = "bitnetc_argmax_partial_" + str(n) + "_p" + str(parts);
+  k.params = {"const int* __restrict__ state", "const float* __restrict__ logits", "float* __restrict__ partial"};
+  k.body = element_index("t", parts);
+  k.body += "  const int N = " + str(n) + ", P = " + str(parts) + R"(;
+  int best = t < N ? t : 0;
+  for (int i = t + P; i < N; i += P)
+    if (logits[i] > logits[best]) best = i;
+  partial[t] = logits[best];
+  ((int*)(partial + P))[t] = best;
+)";
+  return k;
+}
+
+CudaKernel cuda_argmax_final(int parts) {
+  CudaKernel k;
+  k.name = "bitnetc_argmax_final_p" + str(parts);
+  k.params = {"const int* __restrict__ state", "const float* __restrict__ partial", "int* __restrict__ result"};
+  k.body = "  if (blockIdx.x * blockDim.x + threadIdx.x != 0) return;\n  const int P = " + str(parts) + R"(;
+  const int* index = (const int*)(partial + P);
+  int best = 0;
+  for (int j = 1; j < P; ++j)
+    if (partial[j] > partial[best] || (partial[j] == partial[best] && index[j] < index[best])) best = j;
+  result[0] = index[best];
+)";
+  return k;
+}
+
 bool have_nvrtc() {
 #ifdef BITNETC_HAVE_NVRTC
   return true;

@@ -97,6 +97,13 @@ CudaKernel cuda_attention(const CudaAttentionShape& s);
 // state, the two inputs, out.
 CudaKernel cuda_gated(int64_t n, int activation);
 CudaKernel cuda_add(int64_t n);
+// Greedy sampling on the device: the index of the largest of n logits (the lowest index
+// among equal ones, as rt::argmax). `parts` threads each scan every parts-th logit
+// (coalesced) into (value, index) pairs; one thread then picks among them. Parameters:
+// state, logits, partial ([parts] floats then [parts] ints); then state, partial, the
+// int result.
+CudaKernel cuda_argmax_partial(int64_t n, int parts);
+CudaKernel cuda_argmax_final(int parts);
 
 // A compiled module: cubin for the target's SM and PTX of the same source.
 struct CudaImage {

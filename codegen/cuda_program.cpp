@@ -169,8 +169,19 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         break;
     }
   }
+  // Greedy sampling on the device: only the token comes back.
+  constexpr int kArgmaxParts = 1024;
+  const uint32_t first_argmax_step = static_cast<uint32_t>(b.program().steps.size());
+  const uint32_t partial = b.buffer(rt::CudaBufferKind::Plain, kArgmaxParts * 8);
+  const uint32_t argmax = b.buffer(rt::CudaBufferKind::Plain, 4);
+  b.launch(cuda_argmax_partial(g.n_vocab, kArgmaxParts), blocks_for(kArgmaxParts), kThreads, false,
+           {buf(f32_buf[g.logits]), buf(partial)});
+  b.launch(cuda_argmax_final(kArgmaxParts), 1, 1, false, {buf(partial), buf(argmax)});
+
   CudaProgram p = std::move(b.program());
   p.logits_buffer = f32_buf[g.logits];
+  p.first_argmax_step = first_argmax_step;
+  p.argmax_buffer = argmax;
   return p;
 }
 
@@ -181,6 +192,8 @@ std::vector<uint8_t> serialize_cuda_plan(const CudaProgram& p, const std::vector
   h.magic = rt::kCudaPlanMagic;
   h.batch = static_cast<uint32_t>(batch);
   h.logits_buffer = p.logits_buffer;
+  h.first_argmax_step = p.first_argmax_step;
+  h.argmax_buffer = p.argmax_buffer;
   h.n_vocab = static_cast<uint32_t>(n_vocab);
   std::strncpy(h.sm, sm.c_str(), sizeof h.sm - 1);
   auto append = [&](const void* data, size_t size, uint64_t& off) {

@@ -136,6 +136,7 @@ Generation CompiledModel::generate(std::string_view prompt, int32_t n_predict, c
   go.parse_special = true;
   go.on_logits = on_logits;
   go.truncate_prompt = truncate_prompt;
+  go.forward_argmax = [&](std::span<const int32_t> tokens, int32_t pos) { return forward_->forward_argmax(tokens, pos); };
   auto forward = [&](std::span<const int32_t> tokens, int32_t pos) { return forward_->forward(tokens, pos); };
   return rt::generate(*tok_, forward, prompt, go, on_text);
 }

@@ -33,7 +33,8 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
   const auto steps = plan_records<CudaStep>(plan, plan_.steps_off, plan_.n_steps);
   const auto args = plan_records<CudaArg>(plan, plan_.args_off, plan_.n_args);
   if (ptx.empty() || ptx.back() != '\0' || (!names.empty() && names.back() != '\0') ||
-      plan_.logits_buffer >= buffers.size())
+      plan_.logits_buffer >= buffers.size() || plan_.argmax_buffer >= buffers.size() ||
+      plan_.first_argmax_step > steps.size())
     throw std::runtime_error("the embedded CUDA plan is damaged");
 
   const CudaDriver& cu = cuda_driver();
@@ -98,6 +99,7 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
       buffer_at.push_back(p);
     }
     logits_ = buffer_at[plan_.logits_buffer];
+    argmax_ = buffer_at[plan_.argmax_buffer];
     logits_host_.resize(static_cast<size_t>(g.n_vocab));
     state_host_.assign(CudaState::kTokens + plan_.batch, 0);
     state_ = alloc(state_host_.size() * 4);
@@ -185,6 +187,24 @@ void CudaForwardPass::launch_plan(int count) {
 }
 
 std::span<const float> CudaForwardPass::forward(std::span<const int32_t> tokens, int32_t pos) {
+  run_chunks(tokens, pos);
+  const CudaDriver& cu = cuda_driver();
+  cuda_check(cu.cuMemcpyDtoHAsync_v2(logits_host_.data(), logits_, logits_host_.size() * 4, stream_),
+             "copying the logits back");
+  cuda_check(cu.cuStreamSynchronize(stream_), "running the forward pass");
+  return logits_host_;
+}
+
+int32_t CudaForwardPass::forward_argmax(std::span<const int32_t> tokens, int32_t pos) {
+  run_chunks(tokens, pos);
+  const CudaDriver& cu = cuda_driver();
+  int32_t token = 0;
+  cuda_check(cu.cuMemcpyDtoHAsync_v2(&token, argmax_, 4, stream_), "copying the token back");
+  cuda_check(cu.cuStreamSynchronize(stream_), "running the forward pass");
+  return token;
+}
+
+void CudaForwardPass::run_chunks(std::span<const int32_t> tokens, int32_t pos) {
   check_forward_args(g_, tokens, pos, next_pos_);
   const CudaDriver& cu = cuda_driver();
   cuda_check(cu.cuCtxSetCurrent(context_), "making the context current");
@@ -219,11 +239,7 @@ std::span<const float> CudaForwardPass::forward(std::span<const int32_t> tokens,
     }
     cuda_check(cu.cuGraphLaunch(decode_graph_, stream_), "running the decode step");
   }
-  cuda_check(cu.cuMemcpyDtoHAsync_v2(logits_host_.data(), logits_, logits_host_.size() * 4, stream_),
-             "copying the logits back");
-  cuda_check(cu.cuStreamSynchronize(stream_), "running the forward pass");
   next_pos_ = pos + static_cast<int32_t>(tokens.size());
-  return logits_host_;
 }
 
 }  // namespace bitnetc::rt

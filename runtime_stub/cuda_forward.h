@@ -3,7 +3,8 @@
 // the PTX on a GPU the cubin cannot run on), copies the weights to the device once,
 // allocates the buffers and fills the rope tables. A chunk of tokens is one pass over
 // the plan's launches; a single decoded token replays a CUDA graph captured the first
-// time. Only the last token's logits come back to the host.
+// time. Only the last token's logits come back to the host, or with forward_argmax
+// (greedy sampling on the device) only the chosen token.
 #pragma once
 
 #include <cstdint>
@@ -28,12 +29,14 @@ class CudaForwardPass : public Forward {
   CudaForwardPass& operator=(const CudaForwardPass&) = delete;
 
   std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) override;
+  int32_t forward_argmax(std::span<const int32_t> tokens, int32_t pos) override;
   uint64_t decode_bytes_per_token() const override { return rt::decode_bytes_per_token(g_, ternary_, dense_); }
 
   // The GPU it runs on, e.g. "NVIDIA H100 80GB HBM3 (sm_90)".
   const std::string& device_name() const { return device_name_; }
 
  private:
+  void run_chunks(std::span<const int32_t> tokens, int32_t pos);  // leaves the results on the device
   void launch_plan(int count);
   void release();  // frees what the constructor made, in reverse
   CUdeviceptr alloc(size_t bytes);
@@ -52,7 +55,7 @@ class CudaForwardPass : public Forward {
   CUstream stream_ = nullptr;
   CUgraphExec decode_graph_ = nullptr;
   std::vector<CUdeviceptr> allocations_;
-  CUdeviceptr state_ = 0, logits_ = 0;
+  CUdeviceptr state_ = 0, logits_ = 0, argmax_ = 0;
   std::vector<int32_t> state_host_;
   std::vector<float> logits_host_;
   std::string device_name_;

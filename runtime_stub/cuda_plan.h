@@ -33,8 +33,10 @@ struct CudaPlanHeader {
   uint64_t buffers_off, n_buffers;
   uint64_t steps_off, n_steps;
   uint64_t args_off, n_args;
-  uint32_t logits_buffer;  // holds the last token's logits after a forward pass
+  uint32_t logits_buffer;      // holds the last token's logits after a forward pass
   uint32_t n_vocab;
+  uint32_t first_argmax_step;  // steps from here on put the greedy token (int) in argmax_buffer
+  uint32_t argmax_buffer;
   char sm[16];  // "sm_80": the cubin's architecture
 };
 

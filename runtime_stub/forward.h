@@ -18,6 +18,7 @@
 #include "HalideRuntime.h"
 #include "ir.h"
 #include "model_blob.h"
+#include "sampler.h"
 
 namespace bitnetc::rt {
 
@@ -39,6 +40,9 @@ class Forward {
   // Feeds tokens at positions pos, pos+1, ... (pos must continue the sequence or start
   // a new one at 0) and returns the logits after the last token.
   virtual std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) = 0;
+  // The same, returning only the greedy token (rt::argmax of the logits): a GPU picks it
+  // on the device and sends back one int.
+  virtual int32_t forward_argmax(std::span<const int32_t> tokens, int32_t pos) { return argmax(forward(tokens, pos)); }
   // Weight bytes one decode step reads: what bounds decode speed at a given bandwidth.
   virtual uint64_t decode_bytes_per_token() const = 0;
 };

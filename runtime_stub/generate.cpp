@@ -37,7 +37,18 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
 
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  std::span<const float> logits = forward(g.prompt_tokens, 0);
+  // Greedy sampling needs only the chosen token; the forward pass may pick it itself.
+  const bool argmax_only = o.forward_argmax && o.sampling.temperature <= 0 && !o.on_logits &&
+                           (o.sampling.repeat_penalty == 1.0f || o.sampling.repeat_last_n == 0);
+  std::span<const float> logits;
+  int32_t greedy = 0;
+  auto feed = [&](std::span<const int32_t> tokens, int32_t at) {
+    if (argmax_only)
+      greedy = o.forward_argmax(tokens, at);
+    else
+      logits = forward(tokens, at);
+  };
+  feed(g.prompt_tokens, 0);
   auto pos = static_cast<int32_t>(n_prompt);
   const auto t1 = clock::now();
   g.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
@@ -49,7 +60,7 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   const bool spm_prefix = tok.vocab().kind == VocabKind::Spm && tok.vocab().add_space_prefix;
   for (int32_t i = 0; i < o.n_predict; ++i) {
     if (o.on_logits) o.on_logits(logits);
-    const int32_t next = sampler.sample(logits, history);
+    const int32_t next = argmax_only ? greedy : sampler.sample(logits, history);
     if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), next) != o.stop_tokens.end()) {
       g.stopped = true;
       break;
@@ -64,7 +75,7 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
     prev = next;
     if (on_text && !text.empty() && !on_text(text)) break;  // the caller asked to stop
     if (pos >= o.n_ctx) break;                              // the context is full
-    if (i + 1 < o.n_predict) logits = forward(std::span<const int32_t>(&next, 1), pos++);
+    if (i + 1 < o.n_predict) feed(std::span<const int32_t>(&next, 1), pos++);
   }
   g.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
   const std::string rest = stream.flush();

@@ -31,6 +31,9 @@ struct GenerateOptions {
   bool truncate_prompt = false;
   // Called with the logits before each token is sampled (verify compares them).
   std::function<void(std::span<const float>)> on_logits;
+  // Like `forward` but returning the greedy token only (a GPU picks it on the device).
+  // Used when set, sampling is greedy without a repeat penalty, and on_logits is unset.
+  std::function<int32_t(std::span<const int32_t> tokens, int32_t pos)> forward_argmax;
 };
 
 struct Generation {

@@ -231,15 +231,9 @@ void expect_c_api_works(const std::string& target, const std::string& cc, const 
   const json golden = load(s / "golden/tinystories-bitnet-3m/golden.json");
   const auto& c = golden["cases"][0];
   write_text(dir.file("expected.txt"), c["text"].get<std::string>());
-  const Result build = sh(cc + " -std=c11 -Wall -Werror -I" + BITNETC_RUNTIME_DIR + " " + BITNETC_CAPI_TEST + " -L" +
-                              dir.path().string() + " -ltinystories -Wl,-rpath," + dir.path().string() +
-                              " -lpthread -o " + dir.file("test_capi"),
-                          dir);
-  ASSERT_EQ(build.status, 0) << build.err;
-  const Result run = sh(run_prefix + quote(dir.file("test_capi")) + " " + quote(model) + " " +
-                            quote((s / "models/tinystories-bitnet-3m/tokenizer.model").string()) + " " +
-                            quote(c["prompt"]) + " " + quote(dir.file("expected.txt")),
-                        dir);
+  const Result run = build_and_run_capi_test(cc, dir, "tinystories", BITNETC_RUNTIME_DIR, BITNETC_CAPI_TEST, run_prefix,
+                                             model, (s / "models/tinystories-bitnet-3m/tokenizer.model").string(),
+                                             c["prompt"], dir.file("expected.txt"));
   EXPECT_EQ(run.status, 0) << target << ": " << run.err << run.out;
   EXPECT_NE(run.out.find("C API: all checks passed"), std::string::npos) << target << ": " << run.out;
 }

@@ -10,7 +10,8 @@
 struct bitnetc_dim3 {
   unsigned x = 1, y = 1, z = 1;
 };
-static bitnetc_dim3 blockIdx, threadIdx, blockDim, gridDim;
+// Per thread: separate models may launch kernels from separate threads.
+static thread_local bitnetc_dim3 blockIdx, threadIdx, blockDim, gridDim;
 
 #define __global__
 #define __restrict__

@@ -18,9 +18,11 @@
 // parameters are copied as 8-byte slots, which is how that runtime passes them.
 #include <dlfcn.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -45,18 +47,22 @@ struct Launch {
 struct Graph {
   std::vector<Launch> launches;
 };
+struct Stream {
+  Graph* capturing = nullptr;  // between cuStreamBeginCapture and cuStreamEndCapture
+};
 
 struct State {
+  std::mutex mutex;  // separate models load from separate threads
   bool initialized = false;
   void* kernels = nullptr;  // the emulated module
   std::vector<Function*> functions;
-  Graph* capturing = nullptr;
-  long launches = 0, graph_launches = 0;
+  std::atomic<long> launches{0}, graph_launches{0};
   std::string module_kind = "none";
   ~State() {
     if (const char* f = std::getenv("BITNETC_FAKE_CUDA_STATS")) {
       if (FILE* out = std::fopen(f, "w")) {
-        std::fprintf(out, "launches %ld graph_launches %ld module %s\n", launches, graph_launches, module_kind.c_str());
+        std::fprintf(out, "launches %ld graph_launches %ld module %s\n", launches.load(), graph_launches.load(),
+                     module_kind.c_str());
         std::fclose(out);
       }
     }
@@ -68,6 +74,8 @@ int sm() {
   const char* s = std::getenv("BITNETC_FAKE_CUDA_SM");
   return s ? std::atoi(s) : 80;
 }
+
+Stream* stream_of(CUstream s) { return reinterpret_cast<Stream*>(s); }
 
 void run(const Launch& l) {
   std::vector<void*> p;
@@ -118,6 +126,7 @@ CUresult cuModuleLoadData(CUmodule* m, const void* image) {
   if (cubin && std::getenv("BITNETC_FAKE_CUDA_REJECT_CUBIN")) return kNoBinaryForGpu;
   const char* path = std::getenv("BITNETC_FAKE_CUDA_KERNELS");
   if (!path) return kInvalidImage;
+  std::lock_guard<std::mutex> lock(state.mutex);
   if (!state.kernels) state.kernels = ::dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (!state.kernels) {
     std::fprintf(stderr, "fake libcuda: %s\n", ::dlerror());
@@ -135,6 +144,7 @@ CUresult cuModuleGetFunction(CUfunction* f, CUmodule m, const char* name) {
   if (!launch || !n_params) return kNotFound;
   auto* fn = new Function{reinterpret_cast<void (*)(unsigned, unsigned, unsigned, void**)>(launch),
                           *static_cast<const int*>(n_params)};
+  std::lock_guard<std::mutex> lock(state.mutex);
   state.functions.push_back(fn);
   *f = reinterpret_cast<CUfunction>(fn);
   return kCudaSuccess;
@@ -159,24 +169,24 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
   std::memcpy(reinterpret_cast<void*>(dst), src, n);
   return kCudaSuccess;
 }
-CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream) {
-  if (state.capturing) return kStreamCaptureUnsupported;  // the runtime copies outside captures
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream s) {
+  if (stream_of(s)->capturing) return kStreamCaptureUnsupported;  // the runtime copies outside captures
   return cuMemcpyHtoD_v2(dst, src, n);
 }
-CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream) {
-  if (state.capturing) return kStreamCaptureUnsupported;
+CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream s) {
+  if (stream_of(s)->capturing) return kStreamCaptureUnsupported;
   std::memcpy(dst, reinterpret_cast<const void*>(src), n);
   return kCudaSuccess;
 }
 
 CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                        unsigned shared, CUstream, void** params, void** extra) {
+                        unsigned shared, CUstream s, void** params, void** extra) {
   if (gz != 1 || by != 1 || bz != 1 || shared != 0 || extra || bx > 1024) return kInvalidValue;
   const auto* fn = reinterpret_cast<const Function*>(f);
   Launch l{fn, gx, gy, bx, {}};
   for (int i = 0; i < fn->n_params; ++i) l.params.push_back(*static_cast<const uint64_t*>(params[i]));
-  if (state.capturing) {
-    state.capturing->launches.push_back(l);
+  if (Graph* g = stream_of(s)->capturing) {
+    g->launches.push_back(l);
     return kCudaSuccess;
   }
   ++state.launches;
@@ -185,23 +195,23 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
 }
 
 CUresult cuStreamCreate(CUstream* s, unsigned) {
-  *s = reinterpret_cast<CUstream>(new char);
+  *s = reinterpret_cast<CUstream>(new Stream);
   return kCudaSuccess;
 }
 CUresult cuStreamDestroy_v2(CUstream s) {
-  delete reinterpret_cast<char*>(s);
+  delete stream_of(s);
   return kCudaSuccess;
 }
-CUresult cuStreamSynchronize(CUstream) { return state.capturing ? kStreamCaptureUnsupported : kCudaSuccess; }
-CUresult cuStreamBeginCapture_v2(CUstream, int) {
-  if (state.capturing) return kStreamCaptureUnsupported;
-  state.capturing = new Graph;
+CUresult cuStreamSynchronize(CUstream s) { return stream_of(s)->capturing ? kStreamCaptureUnsupported : kCudaSuccess; }
+CUresult cuStreamBeginCapture_v2(CUstream s, int) {
+  if (stream_of(s)->capturing) return kStreamCaptureUnsupported;
+  stream_of(s)->capturing = new Graph;
   return kCudaSuccess;
 }
-CUresult cuStreamEndCapture(CUstream, CUgraph* g) {
-  if (!state.capturing) return kInvalidValue;
-  *g = reinterpret_cast<CUgraph>(state.capturing);
-  state.capturing = nullptr;
+CUresult cuStreamEndCapture(CUstream s, CUgraph* g) {
+  if (!stream_of(s)->capturing) return kInvalidValue;
+  *g = reinterpret_cast<CUgraph>(stream_of(s)->capturing);
+  stream_of(s)->capturing = nullptr;
   return kCudaSuccess;
 }
 CUresult cuGraphInstantiateWithFlags(CUgraphExec* e, CUgraph g, unsigned long long) {

@@ -256,8 +256,9 @@ int main(int argc, char** argv) {
         std::printf("%-21s %-7s %-9s %-15s %s\n    %s; here: %s\n", t.name.c_str(),
                     t.arch == TargetArch::Cuda ? "gpu" : std::to_string(t.vector_bytes * 8).c_str(),
                     layouts.c_str(), t.llc_cpu.c_str(), t.halide.c_str(), t.description.c_str(),
-                    runs_natively(t)        ? "runs natively"
-                    : t.emulator.empty()    ? "no way to run it on this machine"
+                    runs_natively(t)                ? "runs natively"
+                    : t.arch == TargetArch::Cuda    ? "runs with an NVIDIA GPU of this SM or newer and its driver"
+                    : t.emulator.empty()            ? "no way to run it on this machine"
                                             : ("runs under " + t.emulator).c_str());
       }
       std::printf("host                  = %s on this machine\n", host_target().name.c_str());

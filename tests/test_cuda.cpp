@@ -1,0 +1,204 @@
+// CUDA outputs on a machine without a GPU. `bitnetc MODEL --target=cuda-smXX` must
+// write an output that
+//  - embeds a valid module: a cubin (an ELF for EM_CUDA) and PTX for the target's SM,
+//    naming every kernel of the generated source;
+//  - without a driver, exits with the documented error (never a crash, never the CPU);
+//  - with a driver, runs the whole model on the device. Here the driver is
+//    tests/support/fake_cuda_driver.cpp (a libcuda.so.1 that runs the output's own
+//    generated kernels on the CPU, see there), so everything but the GPU itself is the
+//    real thing: module loading (and the PTX fallback), the weight upload, the buffers,
+//    the launches with their grids and arguments, decode as a captured CUDA graph,
+//    greedy sampling on the device. The goldens' tokens and the interpreter's logits
+//    must come out, bit for bit (on a real GPU only expf/sqrtf may round differently;
+//    `bitnetc verify` states the tolerance).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+
+#include "support/test_support.h"
+
+using namespace bitnetc::test;
+using nlohmann::json;
+
+namespace {
+
+// A CUDA output with the emulated kernels of its own generated source, and the
+// environment that runs it on the fake driver.
+struct FakeGpuOutput {
+  std::string exe, source, kernels, stats;
+  std::string env(const std::string& extra = "") const {
+    return "env LD_LIBRARY_PATH=" + shell_quote(BITNETC_FAKE_CUDA_DIR) + " BITNETC_FAKE_CUDA_KERNELS=" +
+           shell_quote(kernels) + " BITNETC_FAKE_CUDA_STATS=" + shell_quote(stats) + " " + extra + " ";
+  }
+};
+
+FakeGpuOutput compile_for_fake_gpu(const std::string& model, const std::string& target, const std::string& name,
+                                   const ScratchDir& dir) {
+  FakeGpuOutput o{dir.file(name), dir.file(name + ".cu"), dir.file(name + "-kernels.so"), dir.file(name + ".stats")};
+  const CommandResult c = run_command(std::string(BITNETC_BIN) + " " + shell_quote(model) + " --target=" + target +
+                                          " -q -o " + shell_quote(o.exe) + " --cuda-source=" + shell_quote(o.source),
+                                      dir);
+  EXPECT_EQ(c.status, 0) << c.err;
+  // The rounding NVRTC gets: no contraction (-fmad=false).
+  const CommandResult k = run_command(std::string(BITNETC_CXX) +
+                                          " -std=c++17 -O1 -ffp-contract=off -fPIC -shared -DBITNETC_CUDA_EMULATION "
+                                          "-include " + BITNETC_TEST_SUPPORT_DIR + "/cuda_emulation.h -x c++ " +
+                                          shell_quote(o.source) + " -o " + shell_quote(o.kernels),
+                                      dir);
+  EXPECT_EQ(k.status, 0) << k.err;
+  return o;
+}
+
+json load(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  return json::parse(in);
+}
+
+// "launches L graph_launches G module M" from the fake driver.
+struct Stats {
+  long launches = -1, graph_launches = -1;
+  std::string module;
+};
+Stats read_stats(const std::string& path) {
+  Stats s;
+  std::ifstream in(path);
+  std::string a, b, c;
+  in >> a >> s.launches >> b >> s.graph_launches >> c >> s.module;
+  return s;
+}
+
+void expect_goldens_on_fake_gpu(const std::string& model, const std::filesystem::path& golden_file,
+                                const std::string& only_model, int n) {
+  ScratchDir dir;
+  const FakeGpuOutput o = compile_for_fake_gpu(model, "cuda-sm80", "model", dir);
+  int checked = 0;
+  const json golden = load(golden_file);
+  for (const auto& c : golden["cases"]) {
+    if (!only_model.empty() && c["model"] != only_model) continue;
+    const CommandResult r = run_command(o.env() + shell_quote(o.exe) + " -p " + shell_quote(c["prompt"]) + " -n " +
+                                            std::to_string(n) + " --temp 0 --json",
+                                        dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["prompt_tokens"], c["prompt_tokens"]) << c["prompt"];
+    EXPECT_EQ(j["tokens"], c["tokens"]) << c["prompt"];
+    // Every single token fed (a one-token prompt too) is one replay of the decode graph.
+    const Stats s = read_stats(o.stats);
+    EXPECT_EQ(s.module, "cubin");
+    const long fed = static_cast<long>(j["tokens"].size()) - (j["stopped"] == true ? 0 : 1);
+    EXPECT_EQ(s.graph_launches, fed + (j["prompt_tokens"].size() == 1 ? 1 : 0)) << c["prompt"];
+    ++checked;
+  }
+  EXPECT_GT(checked, 0);
+}
+
+}  // namespace
+
+TEST(Cuda, TinyStoriesGivesTheGoldenTokensOnTheDevice) {
+  const auto s = shared_dir();
+  expect_goldens_on_fake_gpu((s / "models/tinystories-bitnet-3m/model.bin").string(),
+                             s / "golden/tinystories-bitnet-3m/golden.json", "", 64);
+}
+
+TEST(Cuda, SynthB158Tq2GivesLlamaCppsTokensOnTheDevice) {
+  const auto d = shared_dir() / "golden/gguf/synth-b158";
+  expect_goldens_on_fake_gpu((d / "synth-b158-tq2_0.gguf").string(), d / "golden.json", "synth-b158-tq2_0.gguf", 32);
+}
+
+TEST(Cuda, HfPackedGivesTransformersTokensOnTheDevice) {
+  const auto d = shared_dir() / "golden/hf-bitnet-tiny";
+  expect_goldens_on_fake_gpu((d / "packed").string(), d / "golden.json", "", 32);
+}
+
+// The logits themselves, through `bitnetc verify` (greedy tokens and top logits against
+// the interpreter), on the golden models the tests above leave out, for an SM whose
+// cubin the "GPU" refuses, so the module comes from the PTX.
+TEST(Cuda, LogitsMatchTheInterpreterWithThePtxFallback) {
+  ScratchDir dir;
+  const auto g = shared_dir() / "golden";
+  int i = 0;
+  for (const auto& model : {g / "gguf/synth-b158/synth-b158-tq1_0.gguf", g / "hf-bitnet-tiny/bf16"}) {
+    const FakeGpuOutput o = compile_for_fake_gpu(model.string(), "cuda-sm90", "m" + std::to_string(i++), dir);
+    const CommandResult r = run_command(o.env("BITNETC_FAKE_CUDA_SM=100 BITNETC_FAKE_CUDA_REJECT_CUBIN=1") +
+                                            BITNETC_BIN + " verify " + shell_quote(model.string()) + " --binary " +
+                                            shell_quote(o.exe) + " -q -n 16",
+                                        dir);
+    EXPECT_EQ(r.status, 0) << model << "\n" << r.out << r.err;
+    EXPECT_NE(r.out.find("PASS: 4 prompts"), std::string::npos) << r.out;
+    EXPECT_EQ(read_stats(o.stats).module, "ptx");
+  }
+}
+
+// Seeded sampling (on the host, from the device's logits) gives `bitnetc run`'s tokens.
+TEST(Cuda, SeededSamplingMatchesTheInterpreter) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  const FakeGpuOutput o = compile_for_fake_gpu(model, "cuda-sm86", "model", dir);
+  const std::string flags = " -p 'Once upon a time' -n 40 --temp 0.9 --top-k 20 --top-p 0.9 -s 1234 --json";
+  const CommandResult gpu = run_command(o.env() + shell_quote(o.exe) + flags, dir);
+  const CommandResult ref = run_command(std::string(BITNETC_BIN) + " run " + shell_quote(model) + flags, dir);
+  ASSERT_EQ(gpu.status, 0) << gpu.err;
+  ASSERT_EQ(ref.status, 0) << ref.err;
+  EXPECT_EQ(json::parse(gpu.out)["tokens"], json::parse(ref.out)["tokens"]);
+  EXPECT_EQ(read_stats(o.stats).graph_launches, 39);
+}
+
+// Every CUDA target's output carries a cubin for its SM and PTX for the same, each
+// naming every kernel of the generated source; without a driver the output says what
+// is missing and exits 1.
+TEST(Cuda, OutputsEmbedTheModuleAndSayWhenThereIsNoDriver) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  for (const char* sm : {"80", "86", "89", "90"}) {
+    const std::string target = std::string("cuda-sm") + sm, exe = dir.file(target), src = dir.file(target + ".cu");
+    const CommandResult c = run_command(std::string(BITNETC_BIN) + " " + shell_quote(model) + " --target=" + target +
+                                            " -q -o " + shell_quote(exe) + " --cuda-source=" + shell_quote(src),
+                                        dir);
+    ASSERT_EQ(c.status, 0) << c.err;
+    const std::string bytes = read_text(exe), source = read_text(src);
+    std::vector<std::string> kernels;
+    const std::regex entry("extern \"C\" __global__ void (bitnetc_[A-Za-z0-9_]+)\\(");
+    for (auto it = std::sregex_iterator(source.begin(), source.end(), entry); it != std::sregex_iterator(); ++it)
+      kernels.push_back((*it)[1]);
+    EXPECT_GE(kernels.size(), 10u) << target;
+    // The cubin: an ELF header for EM_CUDA (190) inside the output, with the kernels.
+    size_t cubin = std::string::npos;
+    for (size_t at = bytes.find("\x7f" "ELF", 1); at != std::string::npos; at = bytes.find("\x7f" "ELF", at + 1))
+      if (at + 20 <= bytes.size() && static_cast<unsigned char>(bytes[at + 18]) == 190 && bytes[at + 19] == 0) {
+        cubin = at;
+        break;
+      }
+    ASSERT_NE(cubin, std::string::npos) << target << ": no cubin embedded";
+    const size_t ptx = bytes.find(".target sm_" + std::string(sm));
+    ASSERT_NE(ptx, std::string::npos) << target << ": no PTX for sm_" << sm;
+    for (const std::string& k : kernels) {
+      EXPECT_NE(bytes.find(k, cubin), std::string::npos) << target << ": " << k;
+      EXPECT_NE(bytes.find(".entry " + k), std::string::npos) << target << ": PTX lacks " << k;
+    }
+    // No driver here (the fake one is not on the library path).
+    const CommandResult r = run_command("env -u LD_LIBRARY_PATH " + shell_quote(exe) + " -p 'Once' -n 4", dir);
+    EXPECT_EQ(r.status, 1) << target;
+    EXPECT_NE(r.err.find("libcuda.so.1"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("install the NVIDIA driver"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "") << target << ": printed text without a GPU";
+  }
+}
+
+// The shared object of a CUDA target serves the C API (bitnet.h) to a C program, with
+// two models in two threads at once.
+TEST(Cuda, SharedObjectServesTheCApiOnTheDevice) {
+  ScratchDir dir;
+  const auto s = shared_dir();
+  const std::string model = (s / "models/tinystories-bitnet-3m/model.bin").string();
+  const FakeGpuOutput o = compile_for_fake_gpu(model, "cuda-sm80", "libtinystories.so", dir);
+  const json golden = load(s / "golden/tinystories-bitnet-3m/golden.json");
+  const auto& c = golden["cases"][0];
+  write_text(dir.file("expected.txt"), c["text"].get<std::string>());
+  const CommandResult r = build_and_run_capi_test(BITNETC_CC, dir, "tinystories", BITNETC_RUNTIME_DIR,
+                                                  BITNETC_CAPI_TEST, o.env(), model,
+                                                  (s / "models/tinystories-bitnet-3m/tokenizer.model").string(),
+                                                  c["prompt"], dir.file("expected.txt"));
+  EXPECT_EQ(r.status, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("C API: all checks passed"), std::string::npos) << r.out;
+}
