@@ -54,11 +54,25 @@ std::string param_type(const std::string& param) {
   return type;
 }
 
-// The index of this thread's element in x, returning when it is past `limit`; the token
-// from y.
-std::string element_index(const std::string& var, int64_t limit) {
+constexpr uint32_t kElementThreads = 128;  // threads per block of the one-thread-per-element kernels
+constexpr uint32_t kTokenThreads = 256;    // threads per block of the one-block-per-token kernels
+
+// The index of this thread's element in `var`, returning past `limit`; the token from y.
+// Sets the kernel's launch: enough blocks for `limit` elements, per token.
+std::string per_element(CudaKernel& k, const std::string& var, int64_t limit) {
+  k.grid_x = static_cast<uint32_t>((limit + kElementThreads - 1) / kElementThreads);
+  k.block_x = kElementThreads;
+  k.per_token = true;
   return "  const int " + var + " = blockIdx.x * blockDim.x + threadIdx.x;\n  if (" + var + " >= " + str(limit) +
          ") return;\n  const int m = blockIdx.y;\n";
+}
+
+// A tree reduction of red[0..threads) into red[0] with `combine(a_index, b_index)`;
+// every thread of the block must reach it.
+std::string tree_reduce(uint32_t threads, const std::string& combine) {
+  return "  __syncthreads();\n  for (int o = " + str(threads / 2) +
+         "; o > 0; o >>= 1) {\n    if (tid < o) { const int a = tid, b = tid + o; " + combine +
+         " }\n    __syncthreads();\n  }\n";
 }
 
 }  // namespace
@@ -88,24 +102,33 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
   // Words per activation block (the last block of a per-token row takes the padding,
   // whose weights are zero).
   const int64_t words_per_block = s.act_block == s.K ? Kp / 16 : s.act_block / 16;
+  constexpr int64_t kSlices = 8;  // warps per block, each a slice of K
+  // Rows per block: 32 (a warp's coalesced words) unless the shared partial dots of
+  // many activation blocks would not fit in 32 KB.
+  const int64_t parts = std::max<int64_t>(kSlices, blocks);
+  int64_t rows = 32;
+  while (rows > 1 && parts * rows * s.batch * 4 > 32 * 1024) rows /= 2;
   CudaKernel k;
   k.name = "bitnetc_ternary_" + str(s.K) + "x" + str(s.N) + "_b" + str(s.act_block) + "_m" + str(s.batch);
   k.params = {"const int* __restrict__ state", "const unsigned* __restrict__ packed", "const int* __restrict__ x",
               "const int* __restrict__ x_sum", "const float* __restrict__ d_act", "float w_scale",
               "float* __restrict__ y"};
+  k.grid_x = static_cast<uint32_t>((s.N + rows - 1) / rows);
+  k.block_x = static_cast<uint32_t>(rows * kSlices);
+  k.per_token = false;
   k.body = "  const int N = " + str(s.N) + ", KW = " + str(Kp / 4) + ", BLOCKS = " + str(blocks) +
-           ", WORDS_PER_BLOCK = " + str(words_per_block) + ", MB = " + str(s.batch) + ";\n";
-  k.body += R"(  const int n = blockIdx.x * blockDim.x + threadIdx.x;
-  if (n >= N) return;
+           ", WORDS_PER_BLOCK = " + str(words_per_block) + ", MB = " + str(s.batch) + ", ROWS = " + str(rows) +
+           ", SLICES = " + str(kSlices) + ";\n";
+  k.body += "  __shared__ int part[" + str(parts) + "][" + str(rows) + "][" + str(s.batch) + "];\n";
+  k.body += R"(  const int r = threadIdx.x % ROWS, slice = threadIdx.x / ROWS;
+  const int n = blockIdx.x * ROWS + r;
   const int count = state[1];
-  float acc[MB];
-#pragma unroll
-  for (int m = 0; m < MB; ++m) acc[m] = 0.0f;
-  for (int b = 0; b < BLOCKS; ++b) {
-    int dot[MB];
+  // The integer dot of words [c0, c1) of row n with every token's codes.
+  auto dots = [&](int c0, int c1, int* dot) {
 #pragma unroll
     for (int m = 0; m < MB; ++m) dot[m] = 0;
-    for (int c = b * WORDS_PER_BLOCK; c < (b + 1) * WORDS_PER_BLOCK; ++c) {
+    if (n >= N) return;
+    for (int c = c0; c < c1; ++c) {
       const unsigned word = packed[c * N + n];  // read once for every token of the chunk
       const int w0 = (int)(word & 0x03030303u), w1 = (int)((word >> 2) & 0x03030303u);
       const int w2 = (int)((word >> 4) & 0x03030303u), w3 = (int)((word >> 6) & 0x03030303u);
@@ -117,30 +140,75 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
         }
       }
     }
-    // The interpreter's rounding: no fused multiply-add, blocks added in order.
-#pragma unroll
-    for (int m = 0; m < MB; ++m)
-      if (m < count)
-        acc[m] = __fadd_rn(acc[m], __fmul_rn((float)(dot[m] - x_sum[m * BLOCKS + b]),
-                                             __fmul_rn(d_act[m * BLOCKS + b], w_scale)));
-  }
-#pragma unroll
-  for (int m = 0; m < MB; ++m)
-    if (m < count) y[m * N + n] = acc[m];
+  };
+  int dot[MB];
 )";
+  if (blocks == 1) {  // one activation block: the slices split its words; partial dots add exactly
+    k.body += R"(  const int words = WORDS_PER_BLOCK;
+  dots(slice * words / SLICES, (slice + 1) * words / SLICES, dot);
+#pragma unroll
+  for (int m = 0; m < MB; ++m) part[slice][r][m] = dot[m];
+  __syncthreads();
+  if (slice != 0 || n >= N) return;
+  for (int m = 0; m < count; ++m) {
+    int total = 0;
+    for (int t = 0; t < SLICES; ++t) total += part[t][r][m];
+    // The interpreter's rounding: no fused multiply-add.
+    y[m * N + n] = __fadd_rn(0.0f, __fmul_rn((float)(total - x_sum[m]), __fmul_rn(d_act[m], w_scale)));
+  }
+)";
+  } else {  // per-block activations: each slice takes whole blocks; the float sum runs in block order
+    k.body += R"(  for (int b = slice * BLOCKS / SLICES; b < (slice + 1) * BLOCKS / SLICES; ++b) {
+    dots(b * WORDS_PER_BLOCK, (b + 1) * WORDS_PER_BLOCK, dot);
+#pragma unroll
+    for (int m = 0; m < MB; ++m) part[b][r][m] = dot[m];
+  }
+  __syncthreads();
+  if (slice != 0 || n >= N) return;
+  for (int m = 0; m < count; ++m) {
+    float acc = 0.0f;
+    for (int b = 0; b < BLOCKS; ++b)
+      acc = __fadd_rn(acc, __fmul_rn((float)(part[b][r][m] - x_sum[m * BLOCKS + b]),
+                                     __fmul_rn(d_act[m * BLOCKS + b], w_scale)));
+    y[m * N + n] = acc;
+  }
+)";
+  }
   return k;
 }
 
 CudaKernel cuda_norm(int64_t n, int norm_kind, bool has_weight, float eps) {
+  constexpr int kRmsF64Sum = 1;  // ir::NormKind::RmsF64Sum
+  const std::string acc = norm_kind == kRmsF64Sum ? "double" : "float";
   CudaKernel k;
   k.name = "bitnetc_norm_" + str(n) + "_k" + str(norm_kind) + (has_weight ? "_w" : "") + "_e" +
            str(std::bit_cast<uint32_t>(eps));
   k.params = {"const int* __restrict__ state", "const float* __restrict__ x"};
   if (has_weight) k.params.push_back("const float* __restrict__ w");
   k.params.push_back("float* __restrict__ y");
-  k.body = "  const int m = threadIdx.x;\n  if (m >= state[1]) return;\n  bitnetc_rms_norm(" + str(norm_kind) + ", x + m * " +
-           str(n) + ", " + str(n) + ", " + (has_weight ? "w" : "0") + ", " + float_literal(eps) + ", y + m * " + str(n) +
-           ");\n";
+  k.grid_x = 1;
+  k.block_x = kTokenThreads;
+  k.per_token = true;
+  k.body = "  const int N = " + str(n) + ", NT = " + str(kTokenThreads) + ";\n";
+  k.body += "  __shared__ " + acc + " red[" + str(kTokenThreads) + "];\n";
+  k.body += "  const int tid = threadIdx.x, m = blockIdx.y;\n  const float* xm = x + m * N;\n";
+  if (norm_kind == kRmsF64Sum) {  // in double, the sum does not depend on the order: reduce in parallel
+    k.body += "  double s = 0;\n  for (int i = tid; i < N; i += NT) s += (double)(xm[i] * xm[i]);\n";
+    k.body += "  red[tid] = s;\n" + tree_reduce(kTokenThreads, "red[a] += red[b];");
+  } else {  // a float sum rounds as it goes: one thread adds in the interpreter's order
+    k.body += R"(  if (tid == 0) {
+    float s = 0;
+#pragma unroll 8
+    for (int i = 0; i < N; ++i) s += xm[i] * xm[i];
+    red[0] = s;
+  }
+  __syncthreads();
+)";
+  }
+  k.body += "  const float r = bitnetc_rms_scale(" + str(norm_kind) + ", (double)red[0], N, " + float_literal(eps) +
+            ");\n";
+  k.body += "  for (int i = tid; i < N; i += NT) y[m * N + i] = bitnetc_rms_apply(" + str(norm_kind) + ", xm[i], " +
+            (has_weight ? "w" : "0") + ", i, r);\n";
   return k;
 }
 
@@ -152,16 +220,46 @@ CudaKernel cuda_quantize(int64_t n, int act_quant) {
   k.name = "bitnetc_quantize_" + str(n) + "_q" + str(act_quant);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ x", "int* __restrict__ q",
               "int* __restrict__ x_sum", "float* __restrict__ d"};
-  k.body = "  const int N = " + str(n) + ", KP = " + str(cuda_padded_k(n)) + ", BLOCKS = " + str(blocks) + ";\n";
-  k.body += "  const int m = threadIdx.x;\n  if (m >= state[1]) return;\n";
-  k.body += "  signed char* qm = (signed char*)q + m * KP;\n";
-  k.body += "  bitnetc_quantize(" + str(act_quant) + ", x + m * N, N, qm, d + m * BLOCKS);\n";
-  k.body += R"(  for (int i = N; i < KP; ++i) qm[i] = 0;
+  k.grid_x = 1;
+  k.block_x = kTokenThreads;
+  k.per_token = true;
+  k.body = "  const int N = " + str(n) + ", KP = " + str(cuda_padded_k(n)) + ", BLOCKS = " + str(blocks) +
+           ", BLOCK = " + str(n / blocks) + ", NT = " + str(kTokenThreads) + ", KIND = " + str(act_quant) + ";\n";
+  k.body += "  __shared__ float amax[" + str(kTokenThreads) + "], first[" + str(kTokenThreads) + "];\n";
+  k.body += "  __shared__ int at[" + str(kTokenThreads) + "], sum[" + str(kTokenThreads) + "];\n";
+  k.body += R"(  const int tid = threadIdx.x, m = blockIdx.y;
+  signed char* qm = (signed char*)q + m * KP;
   for (int b = 0; b < BLOCKS; ++b) {
-    int sum = 0;
-    for (int i = b * (N / BLOCKS); i < (b + 1) * (N / BLOCKS); ++i) sum += qm[i];
-    x_sum[m * BLOCKS + b] = sum;
+    const float* xb = x + m * N + b * BLOCK;
+    // The largest |x| and the first value that has it (as the interpreter's scan finds).
+    float a = 0, f = 0;
+    int i_a = BLOCK;
+    for (int i = tid; i < BLOCK; i += NT) {
+      const float ax = fabsf(xb[i]);
+      if (ax > a) { a = ax; f = xb[i]; i_a = i; }
+    }
+    amax[tid] = a; first[tid] = f; at[tid] = i_a;
+)";
+  k.body += tree_reduce(kTokenThreads,
+                        "if (amax[b] > amax[a] || (amax[b] == amax[a] && at[b] < at[a])) { amax[a] = amax[b]; "
+                        "first[a] = first[b]; at[a] = at[b]; }");
+  k.body += R"(    const BitnetcQuantScale scale = bitnetc_quant_scale(KIND, amax[0], first[0]);
+    int s = 0;
+    for (int i = tid; i < BLOCK; i += NT) {
+      const signed char c = bitnetc_quant_code(KIND, xb[i], scale);
+      qm[b * BLOCK + i] = c;
+      s += c;
+    }
+    sum[tid] = s;
+)";
+  k.body += tree_reduce(kTokenThreads, "sum[a] += sum[b];");
+  k.body += R"(    if (tid == 0) {
+      x_sum[m * BLOCKS + b] = sum[0];
+      d[m * BLOCKS + b] = scale.d;
+    }
+    __syncthreads();  // the shared arrays are reused by the next block
   }
+  for (int i = N + tid; i < KP; i += NT) qm[i] = 0;
 )";
   return k;
 }
@@ -171,7 +269,7 @@ CudaKernel cuda_embedding(int64_t rows, int64_t cols, bool f16, bool k_major) {
   k.name = "bitnetc_embedding_" + str(rows) + "x" + str(cols) + (f16 ? "_f16" : "_f32") + (k_major ? "_kmajor" : "");
   k.params = {"const int* __restrict__ state", std::string(f16 ? "const unsigned short*" : "const float*") + " __restrict__ table",
               "float* __restrict__ out"};
-  k.body = element_index("c", cols);
+  k.body = per_element(k, "c", cols);
   k.body += "  const long long token = state[3 + m];\n";
   const std::string at = k_major ? "(long long)c * " + str(rows) + " + token" : "token * " + str(cols) + " + c";
   k.body += "  out[m * " + str(cols) + " + c] = " + (f16 ? "bitnetc_half_to_float(table[" + at + "])" : "table[" + at + "]") + ";\n";
@@ -183,6 +281,9 @@ CudaKernel cuda_dense_matmul(int64_t K, int64_t N, bool f16, bool last_token_onl
   k.name = "bitnetc_dense_" + str(K) + "x" + str(N) + (f16 ? "_f16" : "_f32") + (last_token_only ? "_last" : "");
   k.params = {"const int* __restrict__ state", std::string(f16 ? "const unsigned short*" : "const float*") + " __restrict__ w",
               "const float* __restrict__ x", "float* __restrict__ y"};
+  k.grid_x = static_cast<uint32_t>((N + kElementThreads - 1) / kElementThreads);
+  k.block_x = kElementThreads;
+  k.per_token = !last_token_only;
   k.body = "  const int K = " + str(K) + ", N = " + str(N) + ";\n";
   k.body += "  const int n = blockIdx.x * blockDim.x + threadIdx.x;\n  if (n >= N) return;\n";
   k.body += last_token_only ? "  const float* xm = x + (state[1] - 1) * K;\n  float* ym = y;\n"
@@ -198,7 +299,7 @@ CudaKernel cuda_rope(int64_t n, int head_dim, int rope_style) {
   k.name = "bitnetc_rope_" + str(n) + "_d" + str(head_dim) + "_s" + str(rope_style);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ cos", "const float* __restrict__ sin",
               "const float* __restrict__ x", "float* __restrict__ y"};
-  k.body = element_index("h", n / head_dim);
+  k.body = per_element(k, "h", n / head_dim);
   k.body += "  const int D = " + str(head_dim) + ", HALF = " + str(head_dim / 2) + ";\n";
   k.body += "  const long long pos = state[0] + m;\n";
   k.body += "  float* v = y + m * " + str(n) + " + h * D;\n  const float* u = x + m * " + str(n) +
@@ -212,25 +313,74 @@ CudaKernel cuda_kv_store(int kv_dim) {
   k.name = "bitnetc_kv_store_" + str(kv_dim);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ k", "const float* __restrict__ v",
               "float* __restrict__ k_cache", "float* __restrict__ v_cache"};
-  k.body = element_index("i", kv_dim);
+  k.body = per_element(k, "i", kv_dim);
   k.body += "  const long long at = (long long)(state[0] + m) * " + str(kv_dim) + " + i;\n";
   k.body += "  k_cache[at] = k[m * " + str(kv_dim) + " + i];\n  v_cache[at] = v[m * " + str(kv_dim) + " + i];\n";
   return k;
 }
 
 CudaKernel cuda_attention(const CudaAttentionShape& s) {
+  constexpr int kF32Divide = 0;  // ir::SoftmaxSum::F32Divide
+  constexpr uint32_t kThreads = 128;
   CudaKernel k;
   k.name = "bitnetc_attention_h" + str(s.n_head) + "_kv" + str(s.n_head_kv) + "_d" + str(s.head_dim) + "_s" +
            str(s.score_scale) + str(s.softmax_sum);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ q", "const float* __restrict__ k_cache",
               "const float* __restrict__ v_cache", "float* __restrict__ scores", "float* __restrict__ out"};
+  k.grid_x = static_cast<uint32_t>(s.n_head);
+  k.block_x = kThreads;
+  k.per_token = true;
   const int64_t n = static_cast<int64_t>(s.n_head) * s.head_dim;
-  k.body = element_index("h", s.n_head);
-  k.body += "  const int pos = state[0] + m;\n";
-  k.body += "  float* p = scores + (long long)(m * " + str(s.n_head) + " + h) * state[2];\n";
-  k.body += "  bitnetc_attend_head(" + str(s.score_scale) + ", " + str(s.softmax_sum) + ", " + str(s.head_dim) + ", " +
-            str(s.n_head) + ", " + str(s.n_head_kv) + ", h, q + m * " + str(n) + ", k_cache, v_cache, " + str(s.kv_dim) +
-            ", pos, p, out + m * " + str(n) + ");\n";
+  k.body = "  const int D = " + str(s.head_dim) + ", KV = " + str(s.kv_dim) + ", QN = " + str(n) +
+           ", GROUP = " + str(s.n_head / s.n_head_kv) + ", NH = " + str(s.n_head) + ", NT = " + str(kThreads) + ";\n";
+  k.body += "  __shared__ float red[" + str(kThreads) + "];\n  __shared__ double red_d[" + str(kThreads) +
+            "];\n  __shared__ int has[" + str(kThreads) + "];\n";
+  k.body += R"(  const int tid = threadIdx.x, h = blockIdx.x, m = blockIdx.y;
+  const int pos = state[0] + m;
+  float* p = scores + (long long)(m * NH + h) * state[2];
+  const float* qh = q + m * QN + h * D;
+  const long long kv_off = (long long)(h / GROUP) * D;
+  float mx = 0;
+  for (int t = tid; t <= pos; t += NT) {
+    const float s = bitnetc_attention_score()" + str(s.score_scale) + R"(, D, qh, k_cache + (long long)t * KV + kv_off);
+    p[t] = s;
+    if (t == tid || s > mx) mx = s;
+  }
+  // The maximum over the threads that have a position (has[]: the others hold none).
+  red[tid] = mx;
+  has[tid] = tid <= pos;
+)";
+  k.body += tree_reduce(kThreads, "if (has[b] && (!has[a] || red[b] > red[a])) { red[a] = red[b]; has[a] = 1; }");
+  k.body += "  const float top = red[0];\n  __syncthreads();\n";
+  if (s.softmax_sum == kF32Divide) {  // the interpreter's f32 sum, in position order
+    k.body += R"(  for (int t = tid; t <= pos; t += NT) p[t] = expf(p[t] - top);
+  __syncthreads();
+  if (tid == 0) {
+    float sum = 0;
+    for (int t = 0; t <= pos; ++t) sum += p[t];
+    red[0] = sum;
+  }
+  __syncthreads();
+  const float sum = red[0];
+  for (int t = tid; t <= pos; t += NT) p[t] /= sum;
+)";
+  } else {  // ggml: the sum in double (order-free in all but astronomically rare cases)
+    k.body += R"(  double part = 0;
+  for (int t = tid; t <= pos; t += NT) part += (double)(p[t] = expf(p[t] - top));
+  red_d[tid] = part;
+)";
+    k.body += tree_reduce(kThreads, "red_d[a] += red_d[b];");
+    k.body += R"(  const float inv = (float)(1.0 / red_d[0]);
+  for (int t = tid; t <= pos; t += NT) p[t] *= inv;
+)";
+  }
+  k.body += R"(  __syncthreads();
+  for (int i = tid; i < D; i += NT) {
+    float o = 0.0f;
+    for (int t = 0; t <= pos; ++t) o += p[t] * v_cache[(long long)t * KV + kv_off + i];
+    out[m * QN + h * D + i] = o;
+  }
+)";
   return k;
 }
 
@@ -239,7 +389,7 @@ CudaKernel cuda_gated(int64_t n, int activation) {
   k.name = "bitnetc_gated_" + str(n) + "_a" + str(activation);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ gate", "const float* __restrict__ up",
               "float* __restrict__ out"};
-  k.body = element_index("i", n);
+  k.body = per_element(k, "i", n);
   k.body += "  const int at = m * " + str(n) + " + i;\n  out[at] = __fmul_rn(bitnetc_activate(" + str(activation) +
             ", gate[at]), up[at]);\n";
   return k;
@@ -250,7 +400,7 @@ CudaKernel cuda_add(int64_t n) {
   k.name = "bitnetc_add_" + str(n);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ a", "const float* __restrict__ b",
               "float* __restrict__ out"};
-  k.body = element_index("i", n);
+  k.body = per_element(k, "i", n);
   k.body += "  const int at = m * " + str(n) + " + i;\n  out[at] = __fadd_rn(a[at], b[at]);\n";
   return k;
 }
@@ -259,7 +409,8 @@ CudaKernel cuda_argmax_partial(int64_t n, int parts) {
   CudaKernel k;
   k.name = "bitnetc_argmax_partial_" + str(n) + "_p" + str(parts);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ logits", "float* __restrict__ partial"};
-  k.body = element_index("t", parts);
+  k.body = per_element(k, "t", parts);
+  k.per_token = false;  // the logits of the chunk's last token only
   k.body += "  const int N = " + str(n) + ", P = " + str(parts) + R"(;
   int best = t < N ? t : 0;
   for (int i = t + P; i < N; i += P)
@@ -274,6 +425,7 @@ CudaKernel cuda_argmax_final(int parts) {
   CudaKernel k;
   k.name = "bitnetc_argmax_final_p" + str(parts);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ partial", "int* __restrict__ result"};
+  k.grid_x = k.block_x = 1;
   k.body = "  if (blockIdx.x * blockDim.x + threadIdx.x != 0) return;\n  const int P = " + str(parts) + R"(;
   const int* index = (const int*)(partial + P);
   int best = 0;

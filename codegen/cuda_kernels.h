@@ -35,6 +35,10 @@ struct CudaKernel {
   std::string name;
   std::vector<std::string> params;
   std::string body;
+  // How it is launched: grid_x blocks of block_x threads, times the chunk's tokens in y
+  // when per_token is set.
+  uint32_t grid_x = 1, block_x = 1;
+  bool per_token = false;
 };
 
 // The kernel as CUDA C++, followed (under BITNETC_CUDA_EMULATION) by a launcher that
@@ -46,10 +50,12 @@ std::string cuda_kernel_text(const CudaKernel& k);
 std::string cuda_module_preamble();
 
 // Ternary matmul: y = w_scale * sum over activation blocks of d_act * (codes . x - sum x).
-// One thread per output row (blockDim.x rows per block, grid_y 1) for every token of the
-// chunk (up to `batch`), so each weight word is read once per chunk. Parameters: state,
-// packed (pack_for_cuda_gemv), x (int8 codes, [batch][padded K] as words), x_sum and
-// d_act ([batch][K / act_block]), float w_scale, y ([batch][N]).
+// A block computes 32 rows (neighbouring threads read neighbouring words: coalesced)
+// for every token of the chunk (up to `batch`, so each weight word is read once per
+// chunk), its 8 warps each taking a slice of K; the integer partial dots meet in shared
+// memory (exact), and one warp applies the float epilogue in the interpreter's order.
+// Parameters: state, packed (pack_for_cuda_gemv), x (int8 codes, [batch][padded K] as
+// words), x_sum and d_act ([batch][K / act_block]), float w_scale, y ([batch][N]).
 struct CudaGemvShape {
   int64_t K = 0, N = 0;
   int64_t act_block = 0;  // K (per-token activations) or 256 (Q8_K blocks)
@@ -61,10 +67,16 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s);
 int64_t cuda_padded_k(int64_t K);
 std::vector<uint32_t> pack_for_cuda_gemv(const TernaryWeights& w);
 
-// rms_norm of each token (one thread per token: threadIdx.x < count). Parameters: state,
-// x, [w,] y, all [batch][n].
+// rms_norm of each token: one block per token. The sum of squares is the interpreter's:
+// for RmsF64Sum reduced in parallel in double (where the order does not change the
+// float result, in all but astronomically rare cases); for the float recipes added in
+// order by one thread (a parallel float sum rounds differently, and on small random
+// models that moved logits by more than 1). Parameters: state, x, [w,] y, all
+// [batch][n].
 CudaKernel cuda_norm(int64_t n, int norm_kind, bool has_weight, float eps);
-// Activation quantization of each token (one thread per token): int8 codes q
+// Activation quantization of each token: one block per token; the largest magnitude
+// (and the first value that has it) reduced in shared memory, then every code as the
+// interpreter computes it, and the codes' sum (all exact). Writes the int8 codes q
 // ([batch][cuda_padded_k(n)], zero padded, as words), their sums x_sum and the dequant
 // factors d ([batch][blocks]: one per token, or per 256-block for Q8_K). Parameters:
 // state, x, q, x_sum, d.
@@ -85,8 +97,11 @@ CudaKernel cuda_rope(int64_t n, int head_dim, int rope_style);
 // Appends the chunk's k and v ([batch][kv_dim]) to a layer's caches ([n_ctx][kv_dim]) at
 // its positions. One thread per element. Parameters: state, k, v, k_cache, v_cache.
 CudaKernel cuda_kv_store(int kv_dim);
-// Attention of each (token, head) over the caches up to the token's position (one
-// thread each), with the interpreter's order of operations; scores is scratch of
+// Attention: one block per (head, token). Its threads compute the scores over the
+// positions up to the token's (each score in the interpreter's order), the maximum and
+// the softmax (the f32 sum in position order by one thread; ggml's double sum reduced
+// in shared memory), then each output element as a sum over positions in order. Only
+// the device's expf may differ from the host's. scores is scratch of
 // [batch][n_head][n_ctx]. Parameters: state, q, k_cache, v_cache, scores, out.
 struct CudaAttentionShape {
   int n_head = 0, n_head_kv = 0, head_dim = 0, kv_dim = 0;

@@ -11,10 +11,6 @@ namespace bitnetc::codegen {
 
 namespace {
 
-constexpr uint32_t kThreads = 128;  // threads per block of the per-element and per-row kernels
-
-uint32_t blocks_for(int64_t threads) { return static_cast<uint32_t>((threads + kThreads - 1) / kThreads); }
-
 // Builds the plan op by op, adding each distinct kernel to the module once.
 class PlanBuilder {
  public:
@@ -25,14 +21,14 @@ class PlanBuilder {
     return static_cast<uint32_t>(p_.buffers.size() - 1);
   }
 
-  void launch(const CudaKernel& k, uint32_t grid_x, uint32_t block_x, bool per_token, std::vector<rt::CudaArg> args) {
+  void launch(const CudaKernel& k, std::vector<rt::CudaArg> args) {
     if (args.size() + 1 != k.params.size()) throw std::logic_error("cuda plan: " + k.name + ": argument count");
     auto [it, added] = kernel_of_.emplace(k.name, static_cast<uint32_t>(p_.kernel_names.size()));
     if (added) {
       p_.kernel_names.push_back(k.name);
       p_.source += "\n" + cuda_kernel_text(k);
     }
-    rt::CudaStep s{it->second, grid_x, block_x, per_token ? 1u : 0u, static_cast<uint32_t>(p_.args.size()),
+    rt::CudaStep s{it->second, k.grid_x, k.block_x, k.per_token ? 1u : 0u, static_cast<uint32_t>(p_.args.size()),
                    static_cast<uint32_t>(args.size() + 1)};
     p_.args.push_back({rt::CudaArgKind::State, 0, 0});
     p_.args.insert(p_.args.end(), args.begin(), args.end());
@@ -101,28 +97,26 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
       case ir::OpKind::Embedding: {
         const rt::DenseRecord& r = dense[op.weight];
         b.launch(cuda_embedding(r.rows, r.cols, r.storage == rt::DenseStorage::F16, r.layout == rt::DenseLayout::KMajor),
-                 blocks_for(n), kThreads, true, {{rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(op.weight), 0}, buf(f32_buf[op.output])});
+                 {{rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(op.weight), 0}, buf(f32_buf[op.output])});
         break;
       }
       case ir::OpKind::Norm: {
         std::vector<rt::CudaArg> args{in(0)};
         if (op.weight >= 0) args.push_back({rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(op.weight), 0});
         args.push_back(buf(f32_buf[op.output]));
-        b.launch(cuda_norm(n, static_cast<int>(op.norm), op.weight >= 0, op.eps), 1, static_cast<uint32_t>(batch), false,
-                 args);
+        b.launch(cuda_norm(n, static_cast<int>(op.norm), op.weight >= 0, op.eps), args);
         break;
       }
       case ir::OpKind::Quantize: {
         const Q8& q = q8_buf[op.output];
-        b.launch(cuda_quantize(n, static_cast<int>(op.quant)), 1, static_cast<uint32_t>(batch), false,
-                 {in(0), buf(q.q), buf(q.sum), buf(q.d)});
+        b.launch(cuda_quantize(n, static_cast<int>(op.quant)), {in(0), buf(q.q), buf(q.sum), buf(q.d)});
         break;
       }
       case ir::OpKind::TernaryMatmul: {
         const rt::TernaryRecord& r = ternary[op.weight];
         const Q8& q = q8_buf[op.inputs[0]];
         if (r.layout != rt::TernaryLayout::Cuda) throw std::logic_error("cuda plan: weight not packed for CUDA");
-        b.launch(cuda_ternary_matmul({r.K, r.N, r.act_block, batch}), blocks_for(r.N), kThreads, false,
+        b.launch(cuda_ternary_matmul({r.K, r.N, r.act_block, batch}),
                  {{rt::CudaArgKind::TernaryWeight, static_cast<uint32_t>(op.weight), 0}, buf(q.q), buf(q.sum),
                   buf(q.d), f32(r.w_scale), buf(f32_buf[op.output])});
         break;
@@ -131,8 +125,8 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         const rt::DenseRecord& r = dense[op.weight];
         if (r.layout != rt::DenseLayout::KMajor) throw std::logic_error("cuda plan: dense matmul weight not k-major");
         const bool logits = op.output == g.logits;  // only the last token's logits are ever read
-        b.launch(cuda_dense_matmul(r.cols, r.rows, r.storage == rt::DenseStorage::F16, logits), blocks_for(r.rows),
-                 kThreads, !logits, {{rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(op.weight), 0}, in(0),
+        b.launch(cuda_dense_matmul(r.cols, r.rows, r.storage == rt::DenseStorage::F16, logits),
+                 {{rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(op.weight), 0}, in(0),
                                      buf(f32_buf[op.output])});
         break;
       }
@@ -147,25 +141,22 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
                                                 b.buffer(rt::CudaBufferKind::RopeSin, per_pos, idx)))
                    .first;
         }
-        b.launch(cuda_rope(n, op.head_dim, static_cast<int>(op.rope_style)), blocks_for(n / op.head_dim), kThreads, true,
+        b.launch(cuda_rope(n, op.head_dim, static_cast<int>(op.rope_style)),
                  {buf(it->second.first), buf(it->second.second), in(0), buf(f32_buf[op.output])});
         break;
       }
       case ir::OpKind::Attention: {
-        b.launch(cuda_kv_store(kv_dim), blocks_for(kv_dim), kThreads, true,
-                 {in(1), in(2), buf(k_cache[op.layer]), buf(v_cache[op.layer])});
+        b.launch(cuda_kv_store(kv_dim), {in(1), in(2), buf(k_cache[op.layer]), buf(v_cache[op.layer])});
         CudaAttentionShape s{op.n_head, op.n_head_kv, op.head_dim, kv_dim, static_cast<int>(op.score_scale),
                              static_cast<int>(op.softmax_sum)};
-        b.launch(cuda_attention(s), blocks_for(op.n_head), kThreads, true,
-                 {in(0), buf(k_cache[op.layer]), buf(v_cache[op.layer]), buf(scores), buf(f32_buf[op.output])});
+        b.launch(cuda_attention(s), {in(0), buf(k_cache[op.layer]), buf(v_cache[op.layer]), buf(scores), buf(f32_buf[op.output])});
         break;
       }
       case ir::OpKind::GatedAct:
-        b.launch(cuda_gated(n, static_cast<int>(op.act)), blocks_for(n), kThreads, true,
-                 {in(0), in(1), buf(f32_buf[op.output])});
+        b.launch(cuda_gated(n, static_cast<int>(op.act)), {in(0), in(1), buf(f32_buf[op.output])});
         break;
       case ir::OpKind::Add:
-        b.launch(cuda_add(n), blocks_for(n), kThreads, true, {in(0), in(1), buf(f32_buf[op.output])});
+        b.launch(cuda_add(n), {in(0), in(1), buf(f32_buf[op.output])});
         break;
     }
   }
@@ -174,9 +165,8 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
   const uint32_t first_argmax_step = static_cast<uint32_t>(b.program().steps.size());
   const uint32_t partial = b.buffer(rt::CudaBufferKind::Plain, kArgmaxParts * 8);
   const uint32_t argmax = b.buffer(rt::CudaBufferKind::Plain, 4);
-  b.launch(cuda_argmax_partial(g.n_vocab, kArgmaxParts), blocks_for(kArgmaxParts), kThreads, false,
-           {buf(f32_buf[g.logits]), buf(partial)});
-  b.launch(cuda_argmax_final(kArgmaxParts), 1, 1, false, {buf(partial), buf(argmax)});
+  b.launch(cuda_argmax_partial(g.n_vocab, kArgmaxParts), {buf(f32_buf[g.logits]), buf(partial)});
+  b.launch(cuda_argmax_final(kArgmaxParts), {buf(partial), buf(argmax)});
 
   CudaProgram p = std::move(b.program());
   p.logits_buffer = f32_buf[g.logits];

@@ -65,92 +65,124 @@ BITNETC_HD inline int bitnetc_ggml_nearest_int(float f) {
   return (i & 0x007fffff) - 0x00400000;
 }
 
-BITNETC_HD inline void bitnetc_rms_norm(int kind, const float* x, long long n, const float* w, float eps, float* y) {
+// rms_norm in three parts, so that a GPU can sum the squares in parallel: the sum of
+// squares (double for RmsF64Sum, float for the others, added in index order here), the
+// scale that sum gives, and each element's result.
+BITNETC_HD inline bool bitnetc_rms_sums_in_double(int kind) { return kind == kBitnetcRmsF64Sum; }
+
+BITNETC_HD inline float bitnetc_rms_scale(int kind, double sum_of_squares, long long n, float eps) {
   if (kind == kBitnetcRmsF32) {  // transformers: mean(x^2) in float32, x * rsqrt(mean + eps), then * w
-    float ss = 0;
-    for (long long i = 0; i < n; ++i) ss += x[i] * x[i];
-    const float r = 1.0f / sqrtf(ss / (float)n + eps);
-    for (long long i = 0; i < n; ++i) y[i] = w ? w[i] * (x[i] * r) : x[i] * r;
+    return 1.0f / sqrtf((float)sum_of_squares / (float)n + eps);
   } else if (kind == kBitnetcRmsF64Sum) {  // ggml: sum of squares in double, (x*scale)*w
-    double ss = 0;
-    for (long long i = 0; i < n; ++i) ss += (double)(x[i] * x[i]);
-    const float mean = (float)(ss / (double)n);
-    const float scale = 1.0f / sqrtf(mean + eps);
-    for (long long i = 0; i < n; ++i) y[i] = w ? (x[i] * scale) * w[i] : x[i] * scale;
+    const float mean = (float)(sum_of_squares / (double)n);
+    return 1.0f / sqrtf(mean + eps);
   } else if (kind == kBitnetcRmsLlama2c) {  // runbit.c final norm
-    float ss = 0;
-    for (long long i = 0; i < n; ++i) ss += x[i] * x[i];
+    float ss = (float)sum_of_squares;
     ss /= (float)n;
     ss += eps;
-    const float r = 1.0f / sqrtf(ss);
-    for (long long i = 0; i < n; ++i) y[i] = w ? w[i] * (r * x[i]) : r * x[i];
-  } else {  // BitNorm, runbit.c inside BitLinear: x / (n * rms(x)), no eps, no weight
-    float ss = 0;
-    for (long long i = 0; i < n; ++i) ss += x[i] * x[i];
-    ss /= (float)n;
-    float r = 1.0f / sqrtf(ss);
-    r /= (float)n;
-    for (long long i = 0; i < n; ++i) y[i] = x[i] * r;
+    return 1.0f / sqrtf(ss);
   }
+  // BitNorm, runbit.c inside BitLinear: x / (n * rms(x)), no eps, no weight
+  float ss = (float)sum_of_squares;
+  ss /= (float)n;
+  float r = 1.0f / sqrtf(ss);
+  r /= (float)n;
+  return r;
+}
+
+// Element i of the result (w: the norm weight or null).
+BITNETC_HD inline float bitnetc_rms_apply(int kind, float x, const float* w, long long i, float r) {
+  if (kind == kBitnetcRmsF64Sum) return w ? (x * r) * w[i] : x * r;
+  if (kind == kBitnetcRmsLlama2c) return w ? w[i] * (r * x) : r * x;
+  if (kind == kBitnetcBitNorm) return x * r;
+  return w ? w[i] * (x * r) : x * r;  // RmsF32
+}
+
+BITNETC_HD inline void bitnetc_rms_norm(int kind, const float* x, long long n, const float* w, float eps, float* y) {
+  double ss;
+  if (bitnetc_rms_sums_in_double(kind)) {
+    double s = 0;
+    for (long long i = 0; i < n; ++i) s += (double)(x[i] * x[i]);
+    ss = s;
+  } else {
+    float s = 0;
+    for (long long i = 0; i < n; ++i) s += x[i] * x[i];
+    ss = s;
+  }
+  const float r = bitnetc_rms_scale(kind, ss, n, eps);
+  for (long long i = 0; i < n; ++i) y[i] = bitnetc_rms_apply(kind, x[i], w, i, r);
+}
+
+// Activation quantization in two parts, so that a GPU can find the largest magnitude in
+// parallel: the scale from the largest |x| of a token (or Q8_K block) and the signed
+// value that has it first, then each element's code.
+struct BitnetcQuantScale {
+  float mul;  // what x is multiplied by before rounding
+  float d;    // the dequantization factor
+  int zero;   // every code is 0 (an all-zero input)
+};
+
+BITNETC_HD inline BitnetcQuantScale bitnetc_quant_scale(int kind, float amax, float first_max) {
+  BitnetcQuantScale s = {0.0f, 0.0f, 0};
+  if (kind == kBitnetcPerTokenLlama2c) {
+    const float a = (float)((double)amax / 127.0);
+    if (a == 0) {  // all zeros: runbit.c would divide by zero; the only sane result is 0
+      s.zero = 1;
+      return s;
+    }
+    s.mul = (float)(1.0 / (double)a);
+    s.d = a;
+  } else if (kind == kBitnetcPerTokenHF) {
+    const float m = amax < 1e-5f ? 1e-5f : amax;
+    s.mul = (1.0f / m) * 127.0f;  // eager PyTorch: reciprocal, then * 127
+    s.d = 1.0f / s.mul;
+  } else if (kind == kBitnetcPerTokenBitnetCpp) {
+    const double m = 1e-5 < (double)amax ? (double)amax : 1e-5;
+    s.mul = (float)(127.0 / m);
+    s.d = 1.0f / s.mul;
+  } else {  // PerBlockQ8K
+    if (amax == 0) {
+      s.zero = 1;
+      return s;
+    }
+    s.mul = -127.f / first_max;
+    s.d = 1 / s.mul;
+  }
+  return s;
+}
+
+BITNETC_HD inline signed char bitnetc_quant_code(int kind, float x, BitnetcQuantScale s) {
+  if (s.zero) return 0;
+  if (kind == kBitnetcPerTokenLlama2c) return (signed char)round((double)(x * s.mul));
+  if (kind == kBitnetcPerTokenHF) {
+    const float v = nearbyintf(x * s.mul);
+    return (signed char)(v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v));
+  }
+  if (kind == kBitnetcPerTokenBitnetCpp) {
+    const double v = round((double)(x * s.mul));
+    return (signed char)(v < -128.0 ? -128.0 : (127.0 < v ? 127.0 : v));
+  }
+  const int v = bitnetc_ggml_nearest_int(s.mul * x);  // PerBlockQ8K
+  return (signed char)(v < 127 ? v : 127);
 }
 
 // Quantizes n activations to int8 codes q with dequantization factors d (one per token,
 // or one per 256-block for Q8_K).
 BITNETC_HD inline void bitnetc_quantize(int kind, const float* x, long long n, signed char* q, float* d) {
-  if (kind == kBitnetcPerTokenLlama2c) {
-    float m = 0;
-    for (long long i = 0; i < n; ++i) m = m < fabsf(x[i]) ? fabsf(x[i]) : m;
-    const float a = (float)((double)m / 127.0);
-    if (a == 0) {  // all zeros: runbit.c would divide by zero; the only sane result is 0
-      for (long long i = 0; i < n; ++i) q[i] = 0;
-      d[0] = 0;
-      return;
-    }
-    const float inv = (float)(1.0 / (double)a);
-    for (long long i = 0; i < n; ++i) q[i] = (signed char)round((double)(x[i] * inv));
-    d[0] = a;
-  } else if (kind == kBitnetcPerTokenHF) {
-    float amax = 0;
-    for (long long i = 0; i < n; ++i) amax = amax < fabsf(x[i]) ? fabsf(x[i]) : amax;
-    amax = amax < 1e-5f ? 1e-5f : amax;
-    const float s = (1.0f / amax) * 127.0f;  // eager PyTorch: reciprocal, then * 127
-    for (long long i = 0; i < n; ++i) {
-      const float v = nearbyintf(x[i] * s);
-      q[i] = (signed char)(v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v));
-    }
-    d[0] = 1.0f / s;
-  } else if (kind == kBitnetcPerTokenBitnetCpp) {
-    double m = 1e-5;
-    for (long long i = 0; i < n; ++i) m = m < fabs((double)x[i]) ? fabs((double)x[i]) : m;
-    const float s = (float)(127.0 / m);
-    for (long long i = 0; i < n; ++i) {
-      const double v = round((double)(x[i] * s));
-      q[i] = (signed char)(v < -128.0 ? -128.0 : (127.0 < v ? 127.0 : v));
-    }
-    d[0] = 1.0f / s;
-  } else {  // PerBlockQ8K
-    for (long long b = 0; b < n / 256; ++b) {
-      const float* xb = x + 256 * b;
-      float amax = 0, max = 0;
-      for (int j = 0; j < 256; ++j) {
-        const float ax = fabsf(xb[j]);
-        if (ax > amax) {
-          amax = ax;
-          max = xb[j];
-        }
+  const long long block = kind == kBitnetcPerBlockQ8K ? 256 : n;
+  for (long long b = 0; b < n / block; ++b) {
+    const float* xb = x + block * b;
+    float amax = 0, first_max = 0;
+    for (long long j = 0; j < block; ++j) {
+      const float ax = fabsf(xb[j]);
+      if (ax > amax) {
+        amax = ax;
+        first_max = xb[j];
       }
-      if (amax == 0) {
-        for (int j = 0; j < 256; ++j) q[256 * b + j] = 0;
-        d[b] = 0;
-        continue;
-      }
-      const float iscale = -127.f / max;
-      for (int j = 0; j < 256; ++j) {
-        const int v = bitnetc_ggml_nearest_int(iscale * xb[j]);
-        q[256 * b + j] = (signed char)(v < 127 ? v : 127);
-      }
-      d[b] = 1 / iscale;
     }
+    const BitnetcQuantScale s = bitnetc_quant_scale(kind, amax, first_max);
+    for (long long j = 0; j < block; ++j) q[block * b + j] = bitnetc_quant_code(kind, xb[j], s);
+    d[b] = s.d;
   }
 }
 
@@ -173,6 +205,14 @@ BITNETC_HD inline float bitnetc_activate(int kind, float g) {
   return r * r;
 }
 
+// q . k over one head's d values, scaled by 1/sqrt(d) as the op says.
+BITNETC_HD inline float bitnetc_attention_score(int score_scale, int d, const float* q, const float* k) {
+  const float sqrt_d = sqrtf((float)d);
+  float s = 0;
+  for (int i = 0; i < d; ++i) s += q[i] * k[i];
+  return score_scale == kBitnetcDivideSqrt ? s / sqrt_d : s * (1.0f / sqrt_d);
+}
+
 // One head `h` of one token's attention at `pos` over caches of [pos + 1][kv_dim] rows
 // (k and v of `pos` already written); `scores` has room for pos + 1 floats. Scores,
 // softmax and the weighted sum run in position order.
@@ -180,15 +220,10 @@ BITNETC_HD inline void bitnetc_attend_head(int score_scale, int softmax_sum, int
                                            int h, const float* q, const float* k_cache, const float* v_cache,
                                            int kv_dim, int pos, float* scores, float* out) {
   const int d = head_dim, group = n_head / n_head_kv;
-  const float sqrt_d = sqrtf((float)d);
-  const float inv_sqrt_d = 1.0f / sqrt_d;
   const int kvh = h / group;
   float mx = 0;
   for (int t = 0; t <= pos; ++t) {
-    const float* k = k_cache + (long long)t * kv_dim + kvh * d;
-    float s = 0;
-    for (int i = 0; i < d; ++i) s += q[h * d + i] * k[i];
-    s = score_scale == kBitnetcDivideSqrt ? s / sqrt_d : s * inv_sqrt_d;
+    const float s = bitnetc_attention_score(score_scale, d, q + h * d, k_cache + (long long)t * kv_dim + kvh * d);
     scores[t] = s;
     if (t == 0 || s > mx) mx = s;
   }

@@ -2,6 +2,8 @@
 // driver, run, and compared bit for bit with the interpreter's ternary matmul. This is
 // the path every compiled output takes (emit, link, run), at the size of one kernel.
 #include <gtest/gtest.h>
+
+#include <cmath>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -260,7 +262,8 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
         "  auto xs = load<int>(\"xsum.bin\", " + std::to_string(blocks * c.batch) + ");\n" +
         "  auto d = load<float>(\"d.bin\", " + std::to_string(blocks * c.batch) + ");\n" +
         "  std::vector<float> y(N * (M + 2), -1.0f);\n  std::vector<int> state = {0, M, 1};\n" +
-        "  bitnetc_launch(" + name + ", {(N + 31) / 32, 1, 1}, {32, 1, 1}, state.data(), packed.data(), x.data(), xs.data(),\n" +
+        "  bitnetc_launch(" + name + ", {" + std::to_string(kernel.grid_x) + ", 1, 1}, {" +
+        std::to_string(kernel.block_x) + ", 1, 1}, state.data(), packed.data(), x.data(), xs.data(),\n" +
         "                 d.data(), " + std::to_string(ws) + "f, y.data());\n" +
         "  FILE* f = std::fopen(\"y.bin\", \"wb\"); std::fwrite(y.data(), 4, y.size(), f); std::fclose(f);\n}\n";
     ASSERT_NO_FATAL_FAILURE(run_emulated(dir, driver));
@@ -312,8 +315,10 @@ TEST(CudaKernels, NvrtcCompilesForEveryCudaTarget) {
 
 // Norm + activation quantization on the GPU share the interpreter's arithmetic
 // (ir/numerics.h is embedded in the kernel source): NVRTC builds it for every SM, and
-// run on the CPU the kernel gives the interpreter's values, codes, scales and sums for
-// each recipe's combination (wiring: per-token offsets, padding, per-block sums).
+// run on the CPU (block reductions with barriers, tests/support/cuda_emulation.h) the
+// kernels give the interpreter's values, codes, scales and sums for each recipe's
+// combination (wiring: per-token offsets, padding, per-block sums, first-maximum ties),
+// bit for bit.
 TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
   ScratchDir dir;
   using ir::ActQuant;
@@ -348,6 +353,9 @@ TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
     std::vector<float> x(s.n * s.batch), w(s.n);
     for (auto& v : x) v = rng.normal();
     for (auto& v : w) v = 0.5f + rng.uniform();
+    // A tie for the largest magnitude: the first value (negative) must set the scale.
+    w[3] = w[5] = 1.0f;
+    for (int m = 0; m < s.batch; ++m) x[m * s.n + 3] = -(x[m * s.n + 5] = 10.0f);
     std::vector<float> want_y(s.n * s.batch), want_d(blocks * s.batch);
     std::vector<int8_t> want_q(Kp * s.batch, 0);
     std::vector<int32_t> want_sum(blocks * s.batch, 0);
@@ -368,9 +376,10 @@ TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
   std::vector<int> q(KP / 4 * M, 0x55555555), sum(B * M);
   FILE* f = std::fopen("x.bin", "rb"); if (std::fread(x.data(), 4, x.size(), f) != x.size()) return 2; std::fclose(f);
   f = std::fopen("w.bin", "rb"); if (std::fread(w.data(), 4, w.size(), f) != w.size()) return 2; std::fclose(f);
-)" + "  std::vector<int> state = {0, M, 1};\n  bitnetc_launch(" + norm.name + ", {1, 1, 1}, {32, 1, 1}, state.data(), x.data(), " +
-        (s.has_weight ? "w.data(), " : "") + "y.data());\n  bitnetc_launch(" + quant.name +
-        R"(, {1, 1, 1}, {32, 1, 1}, state.data(), y.data(), q.data(), sum.data(), d.data());
+)" + "  std::vector<int> state = {0, M, 1};\n  bitnetc_launch(" + norm.name + ", {1, (unsigned)M, 1}, {" +
+        std::to_string(norm.block_x) + ", 1, 1}, state.data(), x.data(), " + (s.has_weight ? "w.data(), " : "") +
+        "y.data());\n  bitnetc_launch(" + quant.name + ", {1, (unsigned)M, 1}, {" + std::to_string(quant.block_x) +
+        R"(, 1, 1}, state.data(), y.data(), q.data(), sum.data(), d.data());
   f = std::fopen("out.bin", "wb");
   std::fwrite(y.data(), 4, y.size(), f); std::fwrite(q.data(), 4, q.size(), f);
   std::fwrite(sum.data(), 4, sum.size(), f); std::fwrite(d.data(), 4, d.size(), f); std::fclose(f);
@@ -378,6 +387,7 @@ TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
 )";
     ASSERT_NO_FATAL_FAILURE(run_emulated(dir, driver));
     const auto out = slurp(dir.file("out.bin"));
+    ASSERT_EQ(out.size(), (want_y.size() + want_sum.size() + want_d.size()) * 4 + want_q.size());
     size_t at = 0;
     auto expect_bytes = [&](const void* want, size_t n, const char* what) {
       ASSERT_LE(at + n, out.size());
