@@ -119,6 +119,12 @@ CudaKernel cuda_add(int64_t n);
 // int result.
 CudaKernel cuda_argmax_partial(int64_t n, int parts);
 CudaKernel cuda_argmax_final(int parts);
+// For benchmarks: reads n 16-byte words (a grid-stride loop, the access pattern of a
+// bandwidth test) and writes a value that depends on all of them to *sink. Every module
+// has it, named kCudaReadBandwidthKernel. Parameters: const uint4* p, unsigned long long
+// n, unsigned* sink.
+inline constexpr const char* kCudaReadBandwidthKernel = "bitnetc_read_bandwidth";
+CudaKernel cuda_read_bandwidth();
 
 // A compiled module: cubin for the target's SM and PTX of the same source.
 struct CudaImage {

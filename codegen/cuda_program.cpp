@@ -168,6 +168,8 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
   b.launch(cuda_argmax_partial(g.n_vocab, kArgmaxParts), {buf(f32_buf[g.logits]), buf(partial)});
   b.launch(cuda_argmax_final(kArgmaxParts), {buf(partial), buf(argmax)});
 
+  b.program().source += "\n" + cuda_kernel_text(cuda_read_bandwidth());  // for benchmarks, not a step
+
   CudaProgram p = std::move(b.program());
   p.logits_buffer = f32_buf[g.logits];
   p.first_argmax_step = first_argmax_step;

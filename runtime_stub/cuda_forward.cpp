@@ -1,5 +1,6 @@
 #include "cuda_forward.h"
 
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -66,7 +67,8 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
     cuda_check(cu.cuStreamCreate(&stream_, 0), "creating a stream");
 
     // The weights, once.
-    const CUdeviceptr weights = alloc(weights_size);
+    const CUdeviceptr weights = weights_ = alloc(weights_size);
+    weights_size_ = weights_size;
     cuda_check(cu.cuMemcpyHtoD_v2(weights, blob + weights_off, weights_size), "copying the weights to the GPU");
     auto weight_at = [&](uint64_t off, uint64_t bytes) {
       if (off < weights_off || off - weights_off > weights_size || bytes > weights_size - (off - weights_off))
@@ -202,6 +204,28 @@ int32_t CudaForwardPass::forward_argmax(std::span<const int32_t> tokens, int32_t
   cuda_check(cu.cuMemcpyDtoHAsync_v2(&token, argmax_, 4, stream_), "copying the token back");
   cuda_check(cu.cuStreamSynchronize(stream_), "running the forward pass");
   return token;
+}
+
+double CudaForwardPass::measure_device_read_bandwidth() {
+  const CudaDriver& cu = cuda_driver();
+  cuda_check(cu.cuCtxSetCurrent(context_), "making the context current");
+  CUfunction f = nullptr;
+  cuda_check(cu.cuModuleGetFunction(&f, module_, "bitnetc_read_bandwidth"), "finding the bandwidth kernel");
+  CUdeviceptr p = weights_;
+  unsigned long long words = weights_size_ / 16;
+  CUdeviceptr sink = argmax_;  // never written in practice
+  void* params[] = {&p, &words, &sink};
+  auto run = [&] {
+    cuda_check(cu.cuLaunchKernel(f, 1024, 1, 1, 256, 1, 1, 0, stream_, params, nullptr), "reading the weights");
+  };
+  run();  // warm-up
+  cuda_check(cu.cuStreamSynchronize(stream_), "reading the weights");
+  constexpr int kReps = 10;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kReps; ++i) run();
+  cuda_check(cu.cuStreamSynchronize(stream_), "reading the weights");
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return s > 0 ? static_cast<double>(words) * 16.0 * kReps / s : 0;
 }
 
 void CudaForwardPass::run_chunks(std::span<const int32_t> tokens, int32_t pos) {

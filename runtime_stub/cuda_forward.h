@@ -30,6 +30,8 @@ class CudaForwardPass : public Forward {
 
   std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) override;
   int32_t forward_argmax(std::span<const int32_t> tokens, int32_t pos) override;
+  // Reads the device copy of the weights a few times (the module's read-bandwidth kernel).
+  double measure_device_read_bandwidth() override;
   uint64_t decode_bytes_per_token() const override { return rt::decode_bytes_per_token(g_, ternary_, dense_); }
 
   // The GPU it runs on, e.g. "NVIDIA H100 80GB HBM3 (sm_90)".
@@ -56,6 +58,8 @@ class CudaForwardPass : public Forward {
   CUgraphExec decode_graph_ = nullptr;
   std::vector<CUdeviceptr> allocations_;
   CUdeviceptr state_ = 0, logits_ = 0, argmax_ = 0;
+  CUdeviceptr weights_ = 0;
+  uint64_t weights_size_ = 0;
   std::vector<int32_t> state_host_;
   std::vector<float> logits_host_;
   std::string device_name_;

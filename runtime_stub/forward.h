@@ -45,6 +45,9 @@ class Forward {
   virtual int32_t forward_argmax(std::span<const int32_t> tokens, int32_t pos) { return argmax(forward(tokens, pos)); }
   // Weight bytes one decode step reads: what bounds decode speed at a given bandwidth.
   virtual uint64_t decode_bytes_per_token() const = 0;
+  // Bytes per second the device the pass runs on reads, measured now; 0 for the CPU
+  // (benchmarks measure the host themselves).
+  virtual double measure_device_read_bandwidth() { return 0; }
 };
 
 // Every ternary and dense weight once, an embedding row only.

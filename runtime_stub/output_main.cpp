@@ -20,12 +20,14 @@
 
 using namespace bitnetc;
 
+extern "C" const char bitnetc_target_name[];  // codegen/emit_executable.cpp
+
 namespace {
 
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr,
                "error: %s\n(usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, "
-               "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --truncate, --weights FILE, --top-logits K, --bench P,G,R)\n",
+               "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --truncate, --weights FILE, --top-logits K, --bench P,G,R, --device cpu|cuda)\n",
                msg.c_str());
   std::exit(2);
 }
@@ -106,11 +108,14 @@ int run_bench(rt::CompiledModel& model, const std::string& spec, double load_s, 
       tg.push_back(g / seconds_since(t0));
     }
   }
+  // On a GPU, the roofline is the device's bandwidth, which only this process can measure.
+  const double device_bw = p + g == 0 ? f.measure_device_read_bandwidth() : 0;
   std::printf(
       "{\"load_s\":%.4f,\"n_ctx\":%lld,\"n_prompt\":%d,\"n_gen\":%d,\"pp_tps\":%s,\"tg_tps\":%s,\"decode_bytes_per_token\":%llu,"
-      "\"threads\":%d}\n",
+      "\"threads\":%d,\"device\":\"%s\",\"device_read_GBps\":%.3f}\n",
       load_s, static_cast<long long>(model.n_ctx()), p, g, list_json(pp).c_str(), list_json(tg).c_str(),
-      static_cast<unsigned long long>(f.decode_bytes_per_token()), threads);
+      static_cast<unsigned long long>(f.decode_bytes_per_token()), threads, json_escape(model.device()).c_str(),
+      device_bw / 1e9);
   return 0;
 }
 
@@ -127,7 +132,7 @@ int main(int argc, char** argv) {
   std::string bench;
   int top_logits = 0;
   bool truncate = false, interactive = false;
-  std::string weights_path;
+  std::string weights_path, device;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -179,10 +184,25 @@ int main(int argc, char** argv) {
       weights_path = value();
     else if (a == "-i" || a == "--interactive")
       interactive = true;
+    else if (a == "--device")
+      device = value();
     else
       usage_error("unknown option " + a);
   }
   if (n_predict < 0) usage_error("-n must not be negative");
+  // --device names where the forward pass must run; an output runs where it was compiled
+  // for, never silently somewhere else.
+  if (!device.empty()) {
+    if (device != "cpu" && device != "cuda") usage_error("--device must be cpu or cuda");
+    const bool gpu_output = std::string(bitnetc_target_name).rfind("cuda-", 0) == 0;
+    if ((device == "cuda") != gpu_output) {
+      std::fprintf(stderr, "error: --device=%s: this output was compiled for %s, which runs on %s; compile the model "
+                   "for %s (`bitnetc targets` lists them)\n", device.c_str(), bitnetc_target_name,
+                   gpu_output ? "an NVIDIA GPU only" : "the CPU only",
+                   gpu_output ? "a CPU target" : "a cuda-sm* target");
+      return 1;
+    }
+  }
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (threads_given && threads < 1) usage_error("-t must be at least 1");
   if (!threads_given) threads = cores;

@@ -210,3 +210,37 @@ TEST(Cuda, SharedObjectServesTheCApiOnTheDevice) {
   EXPECT_EQ(r.status, 0) << r.err << r.out;
   EXPECT_NE(r.out.find("C API: all checks passed"), std::string::npos) << r.out;
 }
+
+// --device names where the forward pass runs and never falls back: a CUDA output
+// refuses --device=cpu, a CPU output --device=cuda. --bench reports the device and its
+// measured read bandwidth (the roofline `bitnetc bench` uses for GPU outputs), and a
+// shortened context (-c) sizes the device's KV cache and still gives the same tokens.
+TEST(Cuda, DeviceFlagBenchAndShortContext) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  const FakeGpuOutput o = compile_for_fake_gpu(model, "cuda-sm80", "gpu", dir);
+  CommandResult r = run_command(o.env() + shell_quote(o.exe) + " --device cpu -p Once -n 4", dir);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("runs on an NVIDIA GPU only"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+  const std::string cpu = dir.file("cpu");
+  r = run_command(std::string(BITNETC_BIN) + " " + shell_quote(model) + " --target=x86-64-avx2 -q -o " + shell_quote(cpu),
+                  dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run_command(shell_quote(cpu) + " --device cuda -p Once -n 4", dir);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("runs on the CPU only"), std::string::npos) << r.err;
+
+  r = run_command(o.env() + shell_quote(o.exe) + " --device cuda --bench 0,0,1", dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json bench = json::parse(r.out);
+  EXPECT_NE(bench["device"].get<std::string>().find("fake GPU"), std::string::npos) << r.out;
+  EXPECT_GT(bench["device_read_GBps"].get<double>(), 0.0) << r.out;
+
+  const std::string flags = " -p 'Once upon a time' -n 20 --temp 0 --json";
+  const CommandResult shortened = run_command(o.env() + shell_quote(o.exe) + " -c 32" + flags, dir);
+  const CommandResult full = run_command(shell_quote(cpu) + flags, dir);
+  ASSERT_EQ(shortened.status, 0) << shortened.err;
+  ASSERT_EQ(full.status, 0) << full.err;
+  EXPECT_EQ(json::parse(shortened.out)["tokens"], json::parse(full.out)["tokens"]);
+}

@@ -23,6 +23,10 @@ struct bitnetc_dim3 {
 // Per OS thread: separate models may launch kernels from separate threads.
 static thread_local bitnetc_dim3 blockIdx, threadIdx, blockDim, gridDim;
 
+struct uint4 {
+  unsigned x, y, z, w;
+};
+
 #define __global__
 #define __restrict__
 #define __shared__ static thread_local  // one block runs at a time on an OS thread

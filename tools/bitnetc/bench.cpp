@@ -163,12 +163,16 @@ int bench(const BenchOptions& o) {
     tg = stats_of(j.at("tg_tps").get<std::vector<double>>());
     tests.push_back({{"test", "tg" + std::to_string(n_gen)}, {"tps", tg.mean}, {"stddev", tg.stddev}, {"samples", tg.samples}});
   }
+  // A GPU output measured its device's bandwidth in the start-up run; else the host's.
+  const std::string device = startup_json.value("device", std::string("cpu"));
+  const double device_bw = startup_json.value("device_read_GBps", 0.0) * 1e9;
   say("memory bandwidth");
-  const double bandwidth = measure_read_bandwidth(threads);
+  const double bandwidth = device_bw > 0 ? device_bw : measure_read_bandwidth(threads);
   const double roofline = bandwidth / static_cast<double>(decode_bytes);
 
   json out = {{"model", o.output.model},
               {"target", prepared.target_name},
+              {"device", device},
               {"threads", threads},
               {"head", o.output.binary.empty() ? (o.head_q8 ? "q8" : "exact") : "(given binary)"},
               {"layout", o.output.binary.empty() ? o.output.layout : "(given binary)"},  // the --layout request
@@ -193,7 +197,7 @@ int bench(const BenchOptions& o) {
     std::printf("compile %.1f s (peak RSS %s), ", prepared.compile_s, human_bytes(compile_rss_kb * 1024.0).c_str());
   std::printf("output %s, start-up %.3f s, peak RSS running %s\n", human_bytes(static_cast<double>(size)).c_str(),
               startup_run.seconds, human_bytes(peak_rss_kb * 1024.0).c_str());
-  std::printf("read bandwidth %.1f GB/s; decode reads %s per token -> roofline %.1f t/s\n\n", bandwidth / 1e9,
+  std::printf("device %s; read bandwidth %.1f GB/s; decode reads %s per token -> roofline %.1f t/s\n\n", device.c_str(), bandwidth / 1e9,
               human_bytes(static_cast<double>(decode_bytes)).c_str(), roofline);
   std::printf("| %-8s | %10s | %8s | %8s |\n", "test", "t/s", "stddev", "roofline");
   std::printf("| %-8s | %10s | %8s | %8s |\n", "--------", "----------", "--------", "--------");
