@@ -353,7 +353,7 @@ CudaKernel cuda_attention(const CudaAttentionShape& s) {
   k.body += tree_reduce(kThreads, "if (has[b] && (!has[a] || red[b] > red[a])) { red[a] = red[b]; has[a] = 1; }");
   k.body += "  const float top = red[0];\n  __syncthreads();\n";
   if (s.softmax_sum == kF32Divide) {  // the interpreter's f32 sum, in position order
-    k.body += R"(  for (int t = tid; t <= pos; t += NT) p[t] = expf(p[t] - top);
+    k.body += R"(  for (int t = tid; t <= pos; t += NT) p[t] = bitnetc_expf(p[t] - top);
   __syncthreads();
   if (tid == 0) {
     float sum = 0;
@@ -366,7 +366,7 @@ CudaKernel cuda_attention(const CudaAttentionShape& s) {
 )";
   } else {  // ggml: the sum in double (order-free in all but astronomically rare cases)
     k.body += R"(  double part = 0;
-  for (int t = tid; t <= pos; t += NT) part += (double)(p[t] = expf(p[t] - top));
+  for (int t = tid; t <= pos; t += NT) part += (double)(p[t] = bitnetc_expf(p[t] - top));
   red_d[tid] = part;
 )";
     k.body += tree_reduce(kThreads, "red_d[a] += red_d[b];");

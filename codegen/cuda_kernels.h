@@ -8,9 +8,9 @@
 // (row, element, head or token), weights in 16-weight words laid out chunk-major so
 // that neighbouring threads read neighbouring words (coalesced). That keeps the source
 // valid C++ as well, so tests run it on the CPU through tests/support/cuda_emulation.h
-// and compare it with the interpreter. The numerics are the interpreter's
-// (ir/numerics.h is part of every module; products and sums unfused, -fmad=false);
-// only expf/sqrtf in softmax and SiLU may round differently on a GPU.
+// and compare it with the interpreter. The numerics are the interpreter's, bit for bit
+// (ir/numerics.h is part of every module, its expf included; products and sums unfused,
+// -fmad=false; sqrtf and division are IEEE-rounded on the device as on the host).
 //
 // Packing: row n's weights 16c .. 16c+15 form word c*N + n; byte b of the word holds, at
 // bits 2s..2s+1, the code (w + 1) of weight 16c + 4s + b. So (word >> 2s) & 0x03030303
@@ -100,8 +100,8 @@ CudaKernel cuda_kv_store(int kv_dim);
 // Attention: one block per (head, token). Its threads compute the scores over the
 // positions up to the token's (each score in the interpreter's order), the maximum and
 // the softmax (the f32 sum in position order by one thread; ggml's double sum reduced
-// in shared memory), then each output element as a sum over positions in order. Only
-// the device's expf may differ from the host's. scores is scratch of
+// in shared memory), then each output element as a sum over positions in order. scores
+// is scratch of
 // [batch][n_head][n_ctx]. Parameters: state, q, k_cache, v_cache, scores, out.
 struct CudaAttentionShape {
   int n_head = 0, n_head_kv = 0, head_dim = 0, kv_dim = 0;

@@ -186,6 +186,78 @@ BITNETC_HD inline void bitnetc_quantize(int kind, const float* x, long long n, s
   }
 }
 
+BITNETC_HD inline float bitnetc_float_from_bits(unsigned bits) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return __int_as_float((int)bits);
+#else
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+#endif
+}
+
+// e^x in float: the algorithm and constants of Arm's optimized-routines expf (MIT
+// licensed; glibc's expf since 2.28), computed in double with its three fused
+// multiply-adds written out, so it gives the same bits everywhere: glibc's own expf on
+// x86-64 with FMA (checked on every 7th float: no difference), every runtime, and the
+// CUDA kernels (whose expf differs from libm's in the last bit now and then, which on
+// small random models moved logits visibly). x = (k + r) ln2 / 32, exp(x) = 2^(k/32)
+// (a table) * 2^(r/32) (a cubic).
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+__device__ static const unsigned long long kBitnetcExp2Table[32] = {
+#else
+static const unsigned long long kBitnetcExp2Table[32] = {
+#endif
+    0x3ff0000000000000ull, 0x3fefd9b0d3158574ull, 0x3fefb5586cf9890full, 0x3fef9301d0125b51ull,
+    0x3fef72b83c7d517bull, 0x3fef54873168b9aaull, 0x3fef387a6e756238ull, 0x3fef1e9df51fdee1ull,
+    0x3fef06fe0a31b715ull, 0x3feef1a7373aa9cbull, 0x3feedea64c123422ull, 0x3feece086061892dull,
+    0x3feebfdad5362a27ull, 0x3feeb42b569d4f82ull, 0x3feeab07dd485429ull, 0x3feea47eb03a5585ull,
+    0x3feea09e667f3bcdull, 0x3fee9f75e8ec5f74ull, 0x3feea11473eb0187ull, 0x3feea589994cce13ull,
+    0x3feeace5422aa0dbull, 0x3feeb737b0cdc5e5ull, 0x3feec49182a3f090ull, 0x3feed503b23e255dull,
+    0x3feee89f995ad3adull, 0x3feeff76f2fb5e47ull, 0x3fef199bdd85529cull, 0x3fef3720dcef9069ull,
+    0x3fef5818dcfba487ull, 0x3fef7c97337b9b5full, 0x3fefa4afa2a490daull, 0x3fefd0765b6e4540ull};
+
+BITNETC_HD inline double bitnetc_double_from_bits(unsigned long long bits) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return __longlong_as_double((long long)bits);
+#else
+  double d;
+  memcpy(&d, &bits, 8);
+  return d;
+#endif
+}
+
+BITNETC_HD inline unsigned long long bitnetc_bits_of_double(double d) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return (unsigned long long)__double_as_longlong(d);
+#else
+  unsigned long long bits;
+  memcpy(&bits, &d, 8);
+  return bits;
+#endif
+}
+
+BITNETC_HD inline float bitnetc_expf(float x) {
+  const double shift = 0x1.8p+52;  // adding it rounds to an integer (ties to even)
+  const double xd = (double)x;
+  if (x != x) return x;
+  if (x > 0x1.62e42ep6f) return bitnetc_float_from_bits(0x7f800000u);  // overflow (and +inf)
+  if (x < -0x1.9fe368p6f) return 0.0f;                                  // underflow (and -inf)
+  const double z = 0x1.71547652b82fep+0 * 32 * xd;
+  double kd = z + shift;
+  const unsigned long long ki = bitnetc_bits_of_double(kd);
+  kd -= shift;
+  const double r = z - kd;
+  const double s = bitnetc_double_from_bits(kBitnetcExp2Table[ki % 32] + (ki << 47));
+  const double c0 = 0x1.c6af84b912394p-5 / 32 / 32 / 32, c1 = 0x1.ebfce50fac4f3p-3 / 32 / 32,
+               c2 = 0x1.62e42ff0c52d6p-1 / 32;
+  const double p = fma(c0, r, c1);
+  const double r2 = r * r;
+  double y = fma(c2, r, 1.0);
+  y = fma(p, r2, y);
+  return (float)(y * s);
+}
+
 // Rotates one head of head_dim values by the angles of its head_dim/2 pairs.
 BITNETC_HD inline void bitnetc_rope_rotate_head(int style, int head_dim, const float* cos, const float* sin, float* v) {
   const int half = head_dim / 2;
@@ -199,8 +271,8 @@ BITNETC_HD inline void bitnetc_rope_rotate_head(int style, int head_dim, const f
 }
 
 BITNETC_HD inline float bitnetc_activate(int kind, float g) {
-  if (kind == kBitnetcSiluDiv) return g / (1.0f + expf(-g));
-  if (kind == kBitnetcSiluLlama2c) return g * (1.0f / (1.0f + expf(-g)));
+  if (kind == kBitnetcSiluDiv) return g / (1.0f + bitnetc_expf(-g));
+  if (kind == kBitnetcSiluLlama2c) return g * (1.0f / (1.0f + bitnetc_expf(-g)));
   const float r = g > 0.0f ? g : 0.0f;  // Relu2
   return r * r;
 }
@@ -229,11 +301,11 @@ BITNETC_HD inline void bitnetc_attend_head(int score_scale, int softmax_sum, int
   }
   if (softmax_sum == kBitnetcF32Divide) {
     float sum = 0;
-    for (int t = 0; t <= pos; ++t) sum += (scores[t] = expf(scores[t] - mx));
+    for (int t = 0; t <= pos; ++t) sum += (scores[t] = bitnetc_expf(scores[t] - mx));
     for (int t = 0; t <= pos; ++t) scores[t] /= sum;
   } else {
     double sum = 0;
-    for (int t = 0; t <= pos; ++t) sum += (double)(scores[t] = expf(scores[t] - mx));
+    for (int t = 0; t <= pos; ++t) sum += (double)(scores[t] = bitnetc_expf(scores[t] - mx));
     const float inv = (float)(1.0 / sum);
     for (int t = 0; t <= pos; ++t) scores[t] *= inv;
   }

@@ -9,8 +9,8 @@
 //    real thing: module loading (and the PTX fallback), the weight upload, the buffers,
 //    the launches with their grids and arguments, decode as a captured CUDA graph,
 //    greedy sampling on the device. The goldens' tokens and the interpreter's logits
-//    must come out, bit for bit (on a real GPU only expf/sqrtf may round differently;
-//    `bitnetc verify` states the tolerance).
+//    must come out, bit for bit (the kernels use only IEEE-rounded float operations and
+//    ir/numerics.h's own expf, so a real GPU gives the same bits).
 #include <gtest/gtest.h>
 
 #include <fstream>
