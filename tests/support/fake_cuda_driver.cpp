@@ -234,6 +234,12 @@ CUresult cuGraphDestroy(CUgraph g) {
   delete reinterpret_cast<Graph*>(g);
   return kCudaSuccess;
 }
+// NVRTC (bitnetc's CUDA compiler) probes the driver's private tables when it finds one;
+// a stand-in has none, so bitnetc can compile with this library on its path.
+CUresult cuGetExportTable(const void** table, const void*) {
+  *table = nullptr;
+  return 801;  // CUDA_ERROR_NOT_SUPPORTED
+}
 CUresult cuGetErrorString(CUresult r, const char** s) {
   switch (r) {
     case kCudaSuccess: *s = "no error"; break;

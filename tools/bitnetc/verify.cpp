@@ -89,8 +89,8 @@ int verify(const VerifyOptions& o) {
 
   bool ok = true;
   double worst = 0;
-  std::string where = "natively";
-  for (const auto& w : prepared.runner) where = (where == "natively" ? "under " : where + " ") + w;
+  std::string where = prepared.target_name.rfind("cuda-", 0) == 0 ? "on this machine's GPU" : "natively";
+  for (const auto& w : prepared.runner) where = (where.starts_with("under ") ? where + " " : "under ") + w;
   std::printf("model %s, target %s (run %s), %d tokens per prompt, tolerance %g on the top-%d logits\n\n",
               o.output.model.c_str(), prepared.target_name.c_str(), where.c_str(), o.n_predict, o.tolerance,
               kTopLogits);

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The CUDA device tests, for a machine with an NVIDIA GPU and its driver (CI has none;
+# there tests/test_cuda.cpp runs the same outputs on a stand-in driver). One command:
+#
+#   scripts/test-cuda-device.sh            # target from nvidia-smi's compute capability
+#   TARGET=cuda-sm90 scripts/test-cuda-device.sh
+#
+# Builds bitnetc if needed, then for the target: `bitnetc verify` (greedy tokens and
+# top logits against the reference interpreter, which the kernels match bit for bit)
+# on every golden model, and bench/bench_2b4t.sh (decode and prefill tokens/s and the
+# fraction of the GPU's measured read bandwidth) on the 2B4T-shape synthetic model.
+# Exits non-zero when any check fails; the benchmark's JSON goes to stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BITNETC=${BITNETC:-build/tools/bitnetc/bitnetc}
+SHARED=${SHARED:-../shared}
+if [ ! -x "$BITNETC" ]; then
+  cmake --preset release && cmake --build --preset release --target bitnetc
+fi
+if [ -z "${TARGET:-}" ]; then
+  cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '. ')
+  # The newest target whose cubin runs here (same major, lower minor) or, beyond sm_90,
+  # the sm_90 PTX, which the driver compiles for the GPU.
+  case "$cc" in
+    80|87) TARGET=cuda-sm80 ;;
+    86) TARGET=cuda-sm86 ;;
+    89) TARGET=cuda-sm89 ;;
+    *) if [ "$cc" -ge 90 ]; then TARGET=cuda-sm90; else echo "compute capability $cc: no CUDA target (sm_80 or newer)" >&2; exit 1; fi ;;
+  esac
+fi
+echo "target $TARGET" >&2
+G="$SHARED/golden"
+status=0
+for model in "$SHARED/models/tinystories-bitnet-3m/model.bin" \
+             "$G/gguf/synth-b158/synth-b158-tq2_0.gguf" "$G/gguf/synth-b158/synth-b158-tq1_0.gguf" \
+             "$G/hf-bitnet-tiny/packed" "$G/hf-bitnet-tiny/bf16"; do
+  echo "verify $model" >&2
+  "$BITNETC" verify "$model" --target="$TARGET" -n 64 >&2 || status=1
+done
+BITNETC="$BITNETC" TARGET="$TARGET" bench/bench_2b4t.sh -r 3 || status=1
+exit $status
