@@ -22,6 +22,16 @@ enum BitnetcActivation { kBitnetcSiluDiv = 0, kBitnetcSiluLlama2c = 1, kBitnetcR
 enum BitnetcScoreScale { kBitnetcDivideSqrt = 0, kBitnetcMultiplyInvSqrt = 1 };
 enum BitnetcSoftmaxSum { kBitnetcF32Divide = 0, kBitnetcF64MulInverse = 1 };
 
+BITNETC_HD inline float bitnetc_float_from_bits(unsigned bits) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return __int_as_float((int)bits);
+#else
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+#endif
+}
+
 // IEEE half to float, exactly (subnormals, infinities and NaNs included).
 BITNETC_HD inline float bitnetc_half_to_float(unsigned short h) {
   const unsigned sign = (unsigned)(h & 0x8000) << 16;
@@ -44,13 +54,7 @@ BITNETC_HD inline float bitnetc_half_to_float(unsigned short h) {
   } else {
     bits = sign | (exp + 127 - 15) << 23 | mant << 13;
   }
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-  return __int_as_float((int)bits);
-#else
-  float f;
-  memcpy(&f, &bits, 4);
-  return f;
-#endif
+  return bitnetc_float_from_bits(bits);
 }
 
 // ggml's nearest_int: round half to even for |x| < 2^22 via the 1.5*2^23 trick.
@@ -186,15 +190,6 @@ BITNETC_HD inline void bitnetc_quantize(int kind, const float* x, long long n, s
   }
 }
 
-BITNETC_HD inline float bitnetc_float_from_bits(unsigned bits) {
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-  return __int_as_float((int)bits);
-#else
-  float f;
-  memcpy(&f, &bits, 4);
-  return f;
-#endif
-}
 
 // e^x in float: the algorithm and constants of Arm's optimized-routines expf (MIT
 // licensed; glibc's expf since 2.28), computed in double with its three fused

@@ -29,18 +29,6 @@ extern "C" const uint8_t bitnetc_blob_end[];
 
 namespace bitnetc::rt {
 
-namespace {
-
-// A typed view of `n` records at `off`, checked against the blob's end.
-template <typename T>
-std::span<const T> records_at(std::span<const uint8_t> blob, uint64_t off, uint64_t n) {
-  if (off % alignof(T) != 0 || off > blob.size() || n > (blob.size() - off) / sizeof(T))
-    throw std::runtime_error("the embedded model is damaged (records)");
-  return {reinterpret_cast<const T*>(blob.data() + off), static_cast<size_t>(n)};
-}
-
-}  // namespace
-
 std::string own_binary_path() {
   Dl_info info{};
   if (::dladdr(reinterpret_cast<const void*>(&bitnetc_blob_start), &info) && info.dli_fname && *info.dli_fname) {
@@ -76,10 +64,10 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path) {
     graph_.n_ctx = n_ctx;
   }
   tok_ = std::make_unique<Tokenizer>(deserialize_vocab(blob.subspan(header_.vocab_off, header_.vocab_size)));
-  const auto stop = records_at<int32_t>(blob, header_.stop_off, header_.n_stop);
+  const auto stop = records_at<int32_t>(blob, header_.stop_off, header_.n_stop, "the embedded model (records)");
   stop_.assign(stop.begin(), stop.end());
-  const auto ternary = records_at<TernaryRecord>(blob, header_.records_off, header_.n_records);
-  const auto dense = records_at<DenseRecord>(blob, header_.dense_records_off, header_.n_dense_records);
+  const auto ternary = records_at<TernaryRecord>(blob, header_.records_off, header_.n_records, "the embedded model (records)");
+  const auto dense = records_at<DenseRecord>(blob, header_.dense_records_off, header_.n_dense_records, "the embedded model (records)");
   if (ternary.size() != graph_.ternary.size() || dense.size() != graph_.dense.size())
     throw std::runtime_error("the embedded model is damaged (weights)");
   const uint8_t* weights_base = blob.data();

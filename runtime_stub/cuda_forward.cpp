@@ -8,18 +8,6 @@
 
 namespace bitnetc::rt {
 
-namespace {
-
-// A typed view of `n` plan records at `off`, checked against the plan's end.
-template <typename T>
-std::span<const T> plan_records(std::span<const uint8_t> plan, uint64_t off, uint64_t n) {
-  if (off % alignof(T) != 0 || off > plan.size() || n > (plan.size() - off) / sizeof(T))
-    throw std::runtime_error("the embedded CUDA plan is damaged");
-  return {reinterpret_cast<const T*>(plan.data() + off), static_cast<size_t>(n)};
-}
-
-}  // namespace
-
 CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> plan, const uint8_t* blob,
                                  uint64_t weights_off, uint64_t weights_size, std::span<const TernaryRecord> ternary,
                                  std::span<const DenseRecord> dense)
@@ -27,12 +15,12 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
   if (plan.size() < sizeof plan_) throw std::runtime_error("the embedded CUDA plan is damaged");
   std::memcpy(&plan_, plan.data(), sizeof plan_);
   if (plan_.magic != kCudaPlanMagic || plan_.batch < 1) throw std::runtime_error("the embedded CUDA plan is damaged");
-  const auto cubin = plan_records<uint8_t>(plan, plan_.cubin_off, plan_.cubin_size);
-  const auto ptx = plan_records<char>(plan, plan_.ptx_off, plan_.ptx_size);
-  const auto names = plan_records<char>(plan, plan_.names_off, plan_.names_size);
-  const auto buffers = plan_records<CudaBuffer>(plan, plan_.buffers_off, plan_.n_buffers);
-  const auto steps = plan_records<CudaStep>(plan, plan_.steps_off, plan_.n_steps);
-  const auto args = plan_records<CudaArg>(plan, plan_.args_off, plan_.n_args);
+  const auto cubin = records_at<uint8_t>(plan, plan_.cubin_off, plan_.cubin_size, "the embedded CUDA plan");
+  const auto ptx = records_at<char>(plan, plan_.ptx_off, plan_.ptx_size, "the embedded CUDA plan");
+  const auto names = records_at<char>(plan, plan_.names_off, plan_.names_size, "the embedded CUDA plan");
+  const auto buffers = records_at<CudaBuffer>(plan, plan_.buffers_off, plan_.n_buffers, "the embedded CUDA plan");
+  const auto steps = records_at<CudaStep>(plan, plan_.steps_off, plan_.n_steps, "the embedded CUDA plan");
+  const auto args = records_at<CudaArg>(plan, plan_.args_off, plan_.n_args, "the embedded CUDA plan");
   if (ptx.empty() || ptx.back() != '\0' || (!names.empty() && names.back() != '\0') ||
       plan_.logits_buffer >= buffers.size() || plan_.argmax_buffer >= buffers.size() ||
       plan_.first_argmax_step > steps.size())

@@ -17,6 +17,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
 
 namespace bitnetc::rt {
 
@@ -77,6 +80,15 @@ struct DenseRecord {
   uint64_t off;         // from the start of the blob
   uint64_t scales_off;  // Q8: rows_padded floats
 };
+
+// A typed view of `n` records at `off` in `bytes`, checked against its end and the
+// type's alignment; `what` names the part in the error ("the embedded model", ...).
+template <typename T>
+std::span<const T> records_at(std::span<const uint8_t> bytes, uint64_t off, uint64_t n, const char* what) {
+  if (off % alignof(T) != 0 || off > bytes.size() || n > (bytes.size() - off) / sizeof(T))
+    throw std::runtime_error(std::string(what) + " is damaged");
+  return {reinterpret_cast<const T*>(bytes.data() + off), static_cast<size_t>(n)};
+}
 
 // FNV-1a 64 over a byte range: the fingerprint of the model a blob was compiled from
 // (chainable through `h`).
