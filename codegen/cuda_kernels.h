@@ -4,11 +4,12 @@
 // is needed for any of this. codegen/cuda_program.h puts the kernels of one model
 // together with the plan that launches them.
 //
-// The kernels use no shared memory, warp shuffles or barriers: one thread per output
-// (row, element, head or token), weights in 16-weight words laid out chunk-major so
-// that neighbouring threads read neighbouring words (coalesced). That keeps the source
-// valid C++ as well, so tests run it on the CPU through tests/support/cuda_emulation.h
-// and compare it with the interpreter. The numerics are the interpreter's, bit for bit
+// The kernels use blocks, __shared__ arrays and __syncthreads() but no warp shuffles,
+// atomics or intrinsics beyond __dp4a/__fmul_rn/__fadd_rn: the source stays valid C++,
+// so tests run it on the CPU through tests/support/cuda_emulation.h (threads as fibers
+// switching at barriers) and compare it with the interpreter. Weights are 16-weight
+// words laid out chunk-major so that neighbouring threads read neighbouring words
+// (coalesced). The numerics are the interpreter's, bit for bit
 // (ir/numerics.h is part of every module, its expf included; products and sums unfused,
 // -fmad=false; sqrtf and division are IEEE-rounded on the device as on the host).
 //
