@@ -270,7 +270,7 @@ CudaKernel cuda_embedding(int64_t rows, int64_t cols, bool f16, bool k_major) {
   k.params = {"const int* __restrict__ state", std::string(f16 ? "const unsigned short*" : "const float*") + " __restrict__ table",
               "float* __restrict__ out"};
   k.body = per_element(k, "c", cols);
-  k.body += "  const long long token = state[3 + m];\n";
+  k.body += "  const long long token = state[4 + m];  // CudaState::kTokens\n";
   const std::string at = k_major ? "(long long)c * " + str(rows) + " + token" : "token * " + str(cols) + " + c";
   k.body += "  out[m * " + str(cols) + " + c] = " + (f16 ? "bitnetc_half_to_float(table[" + at + "])" : "table[" + at + "]") + ";\n";
   return k;
@@ -432,6 +432,79 @@ CudaKernel cuda_argmax_final(int parts) {
   for (int j = 1; j < P; ++j)
     if (partial[j] > partial[best] || (partial[j] == partial[best] && index[j] < index[best])) best = j;
   result[0] = index[best];
+)";
+  return k;
+}
+
+namespace {
+
+// Inserts (v, id) into the sorted list (vals, ids) of `have` entries, at most K kept,
+// largest first and lower ids first among equal values (the host sampler's order).
+const char* const kTopKInsert = R"(    if (have < K || v > vals[have - 1] || (v == vals[have - 1] && id < ids[have - 1])) {
+      int j = have < K ? have++ : K - 1;
+      while (j > 0 && (v > vals[j - 1] || (v == vals[j - 1] && id < ids[j - 1]))) {
+        vals[j] = vals[j - 1];
+        ids[j] = ids[j - 1];
+        --j;
+      }
+      vals[j] = v;
+      ids[j] = id;
+    }
+)";
+
+}  // namespace
+
+CudaKernel cuda_topk_partial(int64_t n, int parts, int k_max) {
+  CudaKernel k;
+  k.name = "bitnetc_topk_partial_" + str(n) + "_p" + str(parts) + "_k" + str(k_max);
+  k.params = {"const int* __restrict__ state", "const float* __restrict__ logits", "float* __restrict__ lists"};
+  k.body = per_element(k, "t", parts);
+  k.per_token = false;
+  k.body += "  const int N = " + str(n) + ", P = " + str(parts) + ", KMAX = " + str(k_max) + R"(;
+  const int K = state[3];  // CudaState::kTopK
+  if (K <= 0) return;
+  float vals[KMAX];
+  int ids[KMAX];
+  int have = 0;
+  for (int id = t; id < N; id += P) {
+    const float v = logits[id];
+)" + std::string(kTopKInsert) + R"(  }
+  float* out = lists + t * KMAX;
+  int* out_ids = (int*)(lists + P * KMAX) + t * KMAX;
+  for (int j = 0; j < KMAX; ++j) {
+    out[j] = j < have ? vals[j] : 0.0f;
+    out_ids[j] = j < have ? ids[j] : -1;  // -1: no entry
+  }
+)";
+  return k;
+}
+
+CudaKernel cuda_topk_merge(int lists, int lists_per_thread, int k_max) {
+  CudaKernel k;
+  const int threads = lists / lists_per_thread;
+  k.name = "bitnetc_topk_merge_l" + str(lists) + "_" + str(lists_per_thread) + "_k" + str(k_max);
+  k.params = {"const int* __restrict__ state", "const float* __restrict__ in", "float* __restrict__ out"};
+  k.body = per_element(k, "t", threads);
+  k.per_token = false;
+  k.body += "  const int L = " + str(lists) + ", PER = " + str(lists_per_thread) + ", T = " + str(threads) +
+            ", KMAX = " + str(k_max) + R"(;
+  const int K = state[3];  // CudaState::kTopK
+  if (K <= 0) return;
+  const int* in_ids = (const int*)(in + L * KMAX);
+  float vals[KMAX];
+  int ids[KMAX];
+  int have = 0;
+  for (int e = t * PER * KMAX; e < (t + 1) * PER * KMAX; ++e) {
+    const int id = in_ids[e];
+    if (id < 0) continue;
+    const float v = in[e];
+)" + std::string(kTopKInsert) + R"(  }
+  float* o = out + t * KMAX;
+  int* o_ids = (int*)(out + T * KMAX) + t * KMAX;
+  for (int j = 0; j < KMAX; ++j) {
+    o[j] = j < have ? vals[j] : 0.0f;
+    o_ids[j] = j < have ? ids[j] : -1;
+  }
 )";
   return k;
 }

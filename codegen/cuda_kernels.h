@@ -120,6 +120,14 @@ CudaKernel cuda_add(int64_t n);
 // int result.
 CudaKernel cuda_argmax_partial(int64_t n, int parts);
 CudaKernel cuda_argmax_final(int parts);
+// Sampling on the device: the state's K (CudaState::kTopK, at most k_max) largest
+// logits with their ids, largest first and lower ids first among equals (the host
+// sampler's order), so only they come back. `parts` threads each keep a sorted list over
+// every parts-th logit; merge passes then join lists_per_thread lists per thread.
+// Lists are [lists][k_max] floats followed by as many ids (-1: no entry). Parameters:
+// state, logits or the input lists, the output lists.
+CudaKernel cuda_topk_partial(int64_t n, int parts, int k_max);
+CudaKernel cuda_topk_merge(int lists, int lists_per_thread, int k_max);
 // For benchmarks: reads n 16-byte words (a grid-stride loop, the access pattern of a
 // bandwidth test) and writes a value that depends on all of them to *sink. Every module
 // has it, named kCudaReadBandwidthKernel. Parameters: const uint4* p, unsigned long long

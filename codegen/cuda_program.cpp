@@ -168,12 +168,25 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
   b.launch(cuda_argmax_partial(g.n_vocab, kArgmaxParts), {buf(f32_buf[g.logits]), buf(partial)});
   b.launch(cuda_argmax_final(kArgmaxParts), {buf(partial), buf(argmax)});
 
+  // Sampling on the device: the largest logits (top-k) in three passes, 1024 lists
+  // merged 32 at a time, then the last 32 into one.
+  constexpr int kTopKParts = 1024, kTopKFanIn = 32;
+  const uint64_t list_bytes = static_cast<uint64_t>(rt::kCudaTopKMax) * 8;
+  const uint32_t lists = b.buffer(rt::CudaBufferKind::Plain, kTopKParts * list_bytes);
+  const uint32_t merged = b.buffer(rt::CudaBufferKind::Plain, kTopKParts / kTopKFanIn * list_bytes);
+  const uint32_t topk = b.buffer(rt::CudaBufferKind::Plain, list_bytes);
+  b.launch(cuda_topk_partial(g.n_vocab, kTopKParts, rt::kCudaTopKMax), {buf(f32_buf[g.logits]), buf(lists)});
+  b.launch(cuda_topk_merge(kTopKParts, kTopKFanIn, rt::kCudaTopKMax), {buf(lists), buf(merged)});
+  b.launch(cuda_topk_merge(kTopKParts / kTopKFanIn, kTopKParts / kTopKFanIn, rt::kCudaTopKMax),
+           {buf(merged), buf(topk)});
+
   b.program().source += "\n" + cuda_kernel_text(cuda_read_bandwidth());  // for benchmarks, not a step
 
   CudaProgram p = std::move(b.program());
   p.logits_buffer = f32_buf[g.logits];
   p.first_argmax_step = first_argmax_step;
   p.argmax_buffer = argmax;
+  p.topk_buffer = topk;
   return p;
 }
 
@@ -186,6 +199,7 @@ std::vector<uint8_t> serialize_cuda_plan(const CudaProgram& p, const std::vector
   h.logits_buffer = p.logits_buffer;
   h.first_argmax_step = p.first_argmax_step;
   h.argmax_buffer = p.argmax_buffer;
+  h.topk_buffer = p.topk_buffer;
   h.n_vocab = static_cast<uint32_t>(n_vocab);
   std::strncpy(h.sm, sm.c_str(), sizeof h.sm - 1);
   auto append = [&](const void* data, size_t size, uint64_t& off) {

@@ -15,6 +15,7 @@
 
 #include "cpu_features.h"
 #include "cuda_forward.h"
+#include "cuda_plan.h"
 #include "serialize.h"
 #include "vocab_io.h"
 
@@ -125,6 +126,9 @@ Generation CompiledModel::generate(std::string_view prompt, int32_t n_predict, c
   go.on_logits = on_logits;
   go.truncate_prompt = truncate_prompt;
   go.forward_argmax = [&](std::span<const int32_t> tokens, int32_t pos) { return forward_->forward_argmax(tokens, pos); };
+  go.forward_top_k = [&](std::span<const int32_t> tokens, int32_t pos, int k, std::vector<int32_t>& ids,
+                         std::vector<float>& logits) { return forward_->forward_top_k(tokens, pos, k, ids, logits); };
+  go.top_k_max = kCudaTopKMax;
   auto forward = [&](std::span<const int32_t> tokens, int32_t pos) { return forward_->forward(tokens, pos); };
   return rt::generate(*tok_, forward, prompt, go, on_text);
 }

@@ -23,6 +23,7 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
   const auto args = records_at<CudaArg>(plan, plan_.args_off, plan_.n_args, "the embedded CUDA plan");
   if (ptx.empty() || ptx.back() != '\0' || (!names.empty() && names.back() != '\0') ||
       plan_.logits_buffer >= buffers.size() || plan_.argmax_buffer >= buffers.size() ||
+      plan_.topk_buffer >= buffers.size() || buffers[plan_.topk_buffer].bytes < kCudaTopKMax * 8u ||
       plan_.first_argmax_step > steps.size())
     throw std::runtime_error("the embedded CUDA plan is damaged");
 
@@ -90,6 +91,7 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
     }
     logits_ = buffer_at[plan_.logits_buffer];
     argmax_ = buffer_at[plan_.argmax_buffer];
+    topk_ = buffer_at[plan_.topk_buffer];
     logits_host_.resize(static_cast<size_t>(g.n_vocab));
     state_host_.assign(CudaState::kTokens + plan_.batch, 0);
     state_ = alloc(state_host_.size() * 4);
@@ -216,7 +218,26 @@ double CudaForwardPass::measure_device_read_bandwidth() {
   return s > 0 ? static_cast<double>(words) * 16.0 * kReps / s : 0;
 }
 
-void CudaForwardPass::run_chunks(std::span<const int32_t> tokens, int32_t pos) {
+bool CudaForwardPass::forward_top_k(std::span<const int32_t> tokens, int32_t pos, int k, std::vector<int32_t>& ids,
+                                    std::vector<float>& logits) {
+  if (k < 1 || k > kCudaTopKMax) return false;
+  run_chunks(tokens, pos, k);
+  const CudaDriver& cu = cuda_driver();
+  float vals[kCudaTopKMax];
+  int32_t got[kCudaTopKMax];
+  cuda_check(cu.cuMemcpyDtoHAsync_v2(vals, topk_, sizeof vals, stream_), "copying the candidates back");
+  cuda_check(cu.cuMemcpyDtoHAsync_v2(got, topk_ + sizeof vals, sizeof got, stream_), "copying the candidates back");
+  cuda_check(cu.cuStreamSynchronize(stream_), "running the forward pass");
+  ids.clear();
+  logits.clear();
+  for (int j = 0; j < k && got[j] >= 0; ++j) {  // fewer when the vocabulary is smaller than k
+    ids.push_back(got[j]);
+    logits.push_back(vals[j]);
+  }
+  return true;
+}
+
+void CudaForwardPass::run_chunks(std::span<const int32_t> tokens, int32_t pos, int top_k) {
   check_forward_args(g_, tokens, pos, next_pos_);
   const CudaDriver& cu = cuda_driver();
   cuda_check(cu.cuCtxSetCurrent(context_), "making the context current");
@@ -225,6 +246,7 @@ void CudaForwardPass::run_chunks(std::span<const int32_t> tokens, int32_t pos) {
     state_host_[CudaState::kPos0] = pos + static_cast<int32_t>(i);
     state_host_[CudaState::kCount] = count;
     state_host_[CudaState::kCtx] = static_cast<int32_t>(g_.n_ctx);
+    state_host_[CudaState::kTopK] = top_k;
     std::memcpy(&state_host_[CudaState::kTokens], tokens.data() + i, static_cast<size_t>(count) * 4);
     // Pageable memory: the copy has taken the state when the call returns.
     cuda_check(cu.cuMemcpyHtoDAsync_v2(state_, state_host_.data(), state_host_.size() * 4, stream_),

@@ -4,7 +4,8 @@
 // allocates the buffers and fills the rope tables. A chunk of tokens is one pass over
 // the plan's launches; a single decoded token replays a CUDA graph captured the first
 // time. Only the last token's logits come back to the host, or with forward_argmax
-// (greedy sampling on the device) only the chosen token.
+// (greedy sampling on the device) only the chosen token, or with forward_top_k only the
+// top-k logits a sampler keeps.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,8 @@ class CudaForwardPass : public Forward {
 
   std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) override;
   int32_t forward_argmax(std::span<const int32_t> tokens, int32_t pos) override;
+  bool forward_top_k(std::span<const int32_t> tokens, int32_t pos, int k, std::vector<int32_t>& ids,
+                     std::vector<float>& logits) override;
   // Reads the device copy of the weights a few times (the module's read-bandwidth kernel).
   double measure_device_read_bandwidth() override;
   uint64_t decode_bytes_per_token() const override { return rt::decode_bytes_per_token(g_, ternary_, dense_); }
@@ -38,7 +41,8 @@ class CudaForwardPass : public Forward {
   const std::string& device_name() const { return device_name_; }
 
  private:
-  void run_chunks(std::span<const int32_t> tokens, int32_t pos);  // leaves the results on the device
+  // Leaves the results on the device; top_k (0: none) is how many logits to select.
+  void run_chunks(std::span<const int32_t> tokens, int32_t pos, int top_k = 0);
   void launch_plan(int count);
   void release();  // frees what the constructor made, in reverse
   CUdeviceptr alloc(size_t bytes);
@@ -57,7 +61,7 @@ class CudaForwardPass : public Forward {
   CUstream stream_ = nullptr;
   CUgraphExec decode_graph_ = nullptr;
   std::vector<CUdeviceptr> allocations_;
-  CUdeviceptr state_ = 0, logits_ = 0, argmax_ = 0;
+  CUdeviceptr state_ = 0, logits_ = 0, argmax_ = 0, topk_ = 0;
   CUdeviceptr weights_ = 0;
   uint64_t weights_size_ = 0;
   std::vector<int32_t> state_host_;

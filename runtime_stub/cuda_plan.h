@@ -18,11 +18,13 @@ namespace bitnetc::rt {
 inline constexpr uint32_t kCudaPlanMagic = 0x41445543;  // "CUDA"
 
 // What the kernels read at state[]: the first position of the chunk, its number of
-// tokens, the context the output runs with (the per-position buffers' length), then
-// the token ids.
+// tokens, the context the output runs with (the per-position buffers' length), how many
+// of the largest logits to select (0: none), then the token ids.
 struct CudaState {
-  static constexpr int kPos0 = 0, kCount = 1, kCtx = 2, kTokens = 3;
+  static constexpr int kPos0 = 0, kCount = 1, kCtx = 2, kTopK = 3, kTokens = 4;
 };
+// The most logits the device selects for sampling (larger top-k: the host sorts them all).
+inline constexpr int kCudaTopKMax = 64;
 
 struct CudaPlanHeader {
   uint32_t magic;
@@ -35,8 +37,9 @@ struct CudaPlanHeader {
   uint64_t args_off, n_args;
   uint32_t logits_buffer;      // holds the last token's logits after a forward pass
   uint32_t n_vocab;
-  uint32_t first_argmax_step;  // steps from here on put the greedy token (int) in argmax_buffer
+  uint32_t first_argmax_step;  // steps from here on pick the greedy token (int, argmax_buffer) and the top-k
   uint32_t argmax_buffer;
+  uint32_t topk_buffer;  // the state's top-k largest logits: kCudaTopKMax floats, then as many ids
   char sm[16];  // "sm_80": the cubin's architecture
 };
 

@@ -43,6 +43,13 @@ class Forward {
   // The same, returning only the greedy token (rt::argmax of the logits): a GPU picks it
   // on the device and sends back one int.
   virtual int32_t forward_argmax(std::span<const int32_t> tokens, int32_t pos) { return argmax(forward(tokens, pos)); }
+  // The same, returning only the k largest logits and their ids (largest first, lower
+  // ids first among equals) when the pass can select them itself (a GPU: k at most
+  // kCudaTopKMax); false when the caller should use forward() instead.
+  virtual bool forward_top_k(std::span<const int32_t> tokens, int32_t pos, int k, std::vector<int32_t>& ids,
+                             std::vector<float>& logits) {
+    return false;
+  }
   // Weight bytes one decode step reads: what bounds decode speed at a given bandwidth.
   virtual uint64_t decode_bytes_per_token() const = 0;
   // Bytes per second the device the pass runs on reads, measured now; 0 for the CPU

@@ -40,11 +40,19 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   // Greedy sampling needs only the chosen token; the forward pass may pick it itself.
   const bool argmax_only = o.forward_argmax && o.sampling.temperature <= 0 && !o.on_logits &&
                            (o.sampling.repeat_penalty == 1.0f || o.sampling.repeat_last_n == 0);
+  // Top-k sampling needs only the k largest logits; the forward pass may select them.
+  Sampler sampler(o.sampling);
+  const bool top_k_only = !argmax_only && o.forward_top_k && !o.on_logits && sampler.samples_from_top_k(o.top_k_max);
   std::span<const float> logits;
   int32_t greedy = 0;
+  std::vector<int32_t> top_ids;
+  std::vector<float> top_logits;
+  bool have_top = false;
   auto feed = [&](std::span<const int32_t> tokens, int32_t at) {
     if (argmax_only)
       greedy = o.forward_argmax(tokens, at);
+    else if (top_k_only && (have_top = o.forward_top_k(tokens, at, o.sampling.top_k, top_ids, top_logits)))
+      ;
     else
       logits = forward(tokens, at);
   };
@@ -53,14 +61,15 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   const auto t1 = clock::now();
   g.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
 
-  Sampler sampler(o.sampling);
   std::vector<int32_t> history = g.prompt_tokens;
   StreamDecoder stream;
   int32_t prev = g.prompt_tokens.back();
   const bool spm_prefix = tok.vocab().kind == VocabKind::Spm && tok.vocab().add_space_prefix;
   for (int32_t i = 0; i < o.n_predict; ++i) {
     if (o.on_logits) o.on_logits(logits);
-    const int32_t next = argmax_only ? greedy : sampler.sample(logits, history);
+    const int32_t next = argmax_only ? greedy
+                         : have_top ? sampler.sample_top_k(top_ids, top_logits)
+                                    : sampler.sample(logits, history);
     if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), next) != o.stop_tokens.end()) {
       g.stopped = true;
       break;

@@ -40,12 +40,8 @@ int32_t argmax(std::span<const float> logits) {
 
 namespace {
 
-struct Candidate {
-  int32_t id;
-  float logit;
-};
-
 // Softmax over the candidates (sorted, most likely first), in double.
+template <typename Candidate>
 std::vector<double> probabilities(const std::vector<Candidate>& c) {
   std::vector<double> p(c.size());
   double sum = 0;
@@ -80,6 +76,21 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
     return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
   });
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < c.size()) c.resize(p_.top_k);
+  return sample_sorted(c);
+}
+
+bool Sampler::samples_from_top_k(int max_k) const {
+  return p_.temperature > 0 && p_.top_k > 0 && p_.top_k <= max_k &&
+         (p_.repeat_penalty == 1.0f || p_.repeat_last_n == 0);
+}
+
+int32_t Sampler::sample_top_k(std::span<const int32_t> ids, std::span<const float> logits) {
+  std::vector<Candidate> c(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) c[i] = {ids[i], logits[i]};
+  return sample_sorted(c);
+}
+
+int32_t Sampler::sample_sorted(std::vector<Candidate>& c) {
   if (p_.top_p < 1.0f) {
     const auto p = probabilities(c);
     double cum = 0;

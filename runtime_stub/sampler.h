@@ -34,8 +34,20 @@ class Sampler {
   explicit Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {}
   // `history`: tokens so far (prompt and generated), for the repetition penalty.
   int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+  // The same draw from only the top_k largest logits (ids and logits, largest first,
+  // lower ids first among equals), when there is no repetition penalty: what sample()
+  // keeps after its top-k cut, so the token is the one sample() would give.
+  int32_t sample_top_k(std::span<const int32_t> ids, std::span<const float> logits);
+  // Whether sample_top_k can stand in for sample(): a top-k of at most `max_k` and no
+  // repetition penalty.
+  bool samples_from_top_k(int max_k) const;
 
  private:
+  struct Candidate {
+    int32_t id;
+    float logit;
+  };
+  int32_t sample_sorted(std::vector<Candidate>& c);  // after the top-k cut
   SamplerParams p_;
   Rng rng_;
 };

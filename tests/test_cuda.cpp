@@ -55,16 +55,16 @@ json load(const std::filesystem::path& p) {
   return json::parse(in);
 }
 
-// "launches L graph_launches G module M" from the fake driver.
+// "launches L graph_launches G module M dtoh_bytes B" from the fake driver.
 struct Stats {
-  long launches = -1, graph_launches = -1;
+  long launches = -1, graph_launches = -1, dtoh_bytes = -1;
   std::string module;
 };
 Stats read_stats(const std::string& path) {
   Stats s;
   std::ifstream in(path);
-  std::string a, b, c;
-  in >> a >> s.launches >> b >> s.graph_launches >> c >> s.module;
+  std::string a, b, c, d;
+  in >> a >> s.launches >> b >> s.graph_launches >> c >> s.module >> d >> s.dtoh_bytes;
   return s;
 }
 
@@ -88,6 +88,8 @@ void expect_goldens_on_fake_gpu(const std::string& model, const std::filesystem:
     EXPECT_EQ(s.module, "cubin");
     const long fed = static_cast<long>(j["tokens"].size()) - (j["stopped"] == true ? 0 : 1);
     EXPECT_EQ(s.graph_launches, fed + (j["prompt_tokens"].size() == 1 ? 1 : 0)) << c["prompt"];
+    // Greedy tokens are picked on the device: 4 bytes come back per forward pass.
+    EXPECT_EQ(s.dtoh_bytes, 4 * (fed + 1)) << c["prompt"];
     ++checked;
   }
   EXPECT_GT(checked, 0);
@@ -130,9 +132,10 @@ TEST(Cuda, LogitsMatchTheInterpreterWithThePtxFallback) {
   }
 }
 
-// Seeded sampling (on the host, from the device's logits) gives `bitnetc run`'s tokens:
-// the device's logits are the interpreter's, for the float recipes (llama2.c) and for
-// ggml's (double sums reduced in parallel) alike.
+// Seeded sampling gives `bitnetc run`'s tokens: the device selects the top-k logits
+// (only they come back, not the vocabulary's), the host draws from them, and the
+// logits are the interpreter's, for the float recipes (llama2.c) and for ggml's
+// (double sums reduced in parallel) alike. Without a top-k, all logits come back.
 TEST(Cuda, SeededSamplingMatchesTheInterpreter) {
   ScratchDir dir;
   const auto s = shared_dir();
@@ -148,7 +151,16 @@ TEST(Cuda, SeededSamplingMatchesTheInterpreter) {
     EXPECT_EQ(got["tokens"], json::parse(ref.out)["tokens"]) << model;
     EXPECT_GE(got["tokens"].size(), 20u) << model << ": too few draws to compare";
     const long fed = static_cast<long>(got["tokens"].size()) - (got["stopped"] == true ? 0 : 1);
-    EXPECT_EQ(read_stats(o.stats).graph_launches, fed) << model;
+    const Stats stats = read_stats(o.stats);
+    EXPECT_EQ(stats.graph_launches, fed) << model;
+    EXPECT_EQ(stats.dtoh_bytes, 64 * 8 * (fed + 1)) << model << ": the candidates, never the logits";
+    // No top-k: the sampler needs every logit.
+    const std::string all = " -p 'Once upon a time' -n 12 --temp 0.9 --top-k 0 --top-p 0.9 -s 99 --json";
+    const CommandResult gpu_all = run_command(o.env() + shell_quote(o.exe) + all, dir);
+    const CommandResult ref_all = run_command(std::string(BITNETC_BIN) + " run " + shell_quote(model.string()) + all, dir);
+    ASSERT_EQ(gpu_all.status, 0) << gpu_all.err;
+    ASSERT_EQ(ref_all.status, 0) << ref_all.err;
+    EXPECT_EQ(json::parse(gpu_all.out)["tokens"], json::parse(ref_all.out)["tokens"]) << model;
   }
 }
 

@@ -12,7 +12,7 @@
 // Other knobs: BITNETC_FAKE_CUDA_SM="90" (the compute capability reported, default 80);
 // BITNETC_FAKE_CUDA_REJECT_CUBIN=1 refuses cubins as a GPU of another architecture
 // would (so the runtime must fall back to the PTX); BITNETC_FAKE_CUDA_STATS=FILE writes
-// "launches L graph_launches G module IMAGE" there at exit.
+// "launches L graph_launches G module IMAGE dtoh_bytes B" there at exit.
 //
 // Only what bitnetc's runtime calls, with its ABI (runtime_stub/cuda_driver.h). Kernel
 // parameters are copied as 8-byte slots, which is how that runtime passes them.
@@ -56,13 +56,13 @@ struct State {
   bool initialized = false;
   void* kernels = nullptr;  // the emulated module
   std::vector<Function*> functions;
-  std::atomic<long> launches{0}, graph_launches{0};
+  std::atomic<long> launches{0}, graph_launches{0}, dtoh_bytes{0};
   std::string module_kind = "none";
   ~State() {
     if (const char* f = std::getenv("BITNETC_FAKE_CUDA_STATS")) {
       if (FILE* out = std::fopen(f, "w")) {
-        std::fprintf(out, "launches %ld graph_launches %ld module %s\n", launches.load(), graph_launches.load(),
-                     module_kind.c_str());
+        std::fprintf(out, "launches %ld graph_launches %ld module %s dtoh_bytes %ld\n", launches.load(),
+                     graph_launches.load(), module_kind.c_str(), dtoh_bytes.load());
         std::fclose(out);
       }
     }
@@ -175,6 +175,7 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstre
 }
 CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream s) {
   if (stream_of(s)->capturing) return kStreamCaptureUnsupported;
+  state.dtoh_bytes += static_cast<long>(n);
   std::memcpy(dst, reinterpret_cast<const void*>(src), n);
   return kCudaSuccess;
 }
