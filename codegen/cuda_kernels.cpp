@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "cuda_plan.h"
+
 #ifdef BITNETC_HAVE_NVRTC
 #include <dlfcn.h>
 #include <nvrtc.h>
@@ -511,7 +513,7 @@ CudaKernel cuda_topk_merge(int lists, int lists_per_thread, int k_max) {
 
 CudaKernel cuda_read_bandwidth() {
   CudaKernel k;
-  k.name = kCudaReadBandwidthKernel;
+  k.name = rt::kCudaReadBandwidthKernel;
   k.params = {"const uint4* __restrict__ p", "unsigned long long n", "unsigned* __restrict__ sink"};
   k.grid_x = 1024;
   k.block_x = 256;

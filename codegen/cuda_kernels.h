@@ -130,9 +130,8 @@ CudaKernel cuda_topk_partial(int64_t n, int parts, int k_max);
 CudaKernel cuda_topk_merge(int lists, int lists_per_thread, int k_max);
 // For benchmarks: reads n 16-byte words (a grid-stride loop, the access pattern of a
 // bandwidth test) and writes a value that depends on all of them to *sink. Every module
-// has it, named kCudaReadBandwidthKernel. Parameters: const uint4* p, unsigned long long
-// n, unsigned* sink.
-inline constexpr const char* kCudaReadBandwidthKernel = "bitnetc_read_bandwidth";
+// has it, named rt::kCudaReadBandwidthKernel. Parameters: const uint4* p, unsigned long
+// long n, unsigned* sink.
 CudaKernel cuda_read_bandwidth();
 
 // A compiled module: cubin for the target's SM and PTX of the same source.

@@ -162,7 +162,6 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
   }
   // Greedy sampling on the device: only the token comes back.
   constexpr int kArgmaxParts = 1024;
-  const uint32_t first_argmax_step = static_cast<uint32_t>(b.program().steps.size());
   const uint32_t partial = b.buffer(rt::CudaBufferKind::Plain, kArgmaxParts * 8);
   const uint32_t argmax = b.buffer(rt::CudaBufferKind::Plain, 4);
   b.launch(cuda_argmax_partial(g.n_vocab, kArgmaxParts), {buf(f32_buf[g.logits]), buf(partial)});
@@ -184,7 +183,6 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
 
   CudaProgram p = std::move(b.program());
   p.logits_buffer = f32_buf[g.logits];
-  p.first_argmax_step = first_argmax_step;
   p.argmax_buffer = argmax;
   p.topk_buffer = topk;
   return p;
@@ -197,7 +195,6 @@ std::vector<uint8_t> serialize_cuda_plan(const CudaProgram& p, const std::vector
   h.magic = rt::kCudaPlanMagic;
   h.batch = static_cast<uint32_t>(batch);
   h.logits_buffer = p.logits_buffer;
-  h.first_argmax_step = p.first_argmax_step;
   h.argmax_buffer = p.argmax_buffer;
   h.topk_buffer = p.topk_buffer;
   h.n_vocab = static_cast<uint32_t>(n_vocab);

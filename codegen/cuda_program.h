@@ -22,7 +22,6 @@ struct CudaProgram {
   std::vector<rt::CudaStep> steps;
   std::vector<rt::CudaArg> args;
   uint32_t logits_buffer = 0;
-  uint32_t first_argmax_step = 0;  // steps from here pick the greedy token and the top-k logits
   uint32_t argmax_buffer = 0;
   uint32_t topk_buffer = 0;  // the sampling candidates (cuda_plan.h)
 };

@@ -23,8 +23,7 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
   const auto args = records_at<CudaArg>(plan, plan_.args_off, plan_.n_args, "the embedded CUDA plan");
   if (ptx.empty() || ptx.back() != '\0' || (!names.empty() && names.back() != '\0') ||
       plan_.logits_buffer >= buffers.size() || plan_.argmax_buffer >= buffers.size() ||
-      plan_.topk_buffer >= buffers.size() || buffers[plan_.topk_buffer].bytes < kCudaTopKMax * 8u ||
-      plan_.first_argmax_step > steps.size())
+      plan_.topk_buffer >= buffers.size() || buffers[plan_.topk_buffer].bytes < kCudaTopKMax * 8u)
     throw std::runtime_error("the embedded CUDA plan is damaged");
 
   const CudaDriver& cu = cuda_driver();
@@ -200,7 +199,7 @@ double CudaForwardPass::measure_device_read_bandwidth() {
   const CudaDriver& cu = cuda_driver();
   cuda_check(cu.cuCtxSetCurrent(context_), "making the context current");
   CUfunction f = nullptr;
-  cuda_check(cu.cuModuleGetFunction(&f, module_, "bitnetc_read_bandwidth"), "finding the bandwidth kernel");
+  cuda_check(cu.cuModuleGetFunction(&f, module_, kCudaReadBandwidthKernel), "finding the bandwidth kernel");
   CUdeviceptr p = weights_;
   unsigned long long words = weights_size_ / 16;
   CUdeviceptr sink = argmax_;  // never written in practice

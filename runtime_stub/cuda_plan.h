@@ -23,6 +23,8 @@ inline constexpr uint32_t kCudaPlanMagic = 0x41445543;  // "CUDA"
 struct CudaState {
   static constexpr int kPos0 = 0, kCount = 1, kCtx = 2, kTopK = 3, kTokens = 4;
 };
+// Every module also has a read-bandwidth kernel (not a step: benchmarks launch it).
+inline constexpr const char* kCudaReadBandwidthKernel = "bitnetc_read_bandwidth";
 // The most logits the device selects for sampling (larger top-k: the host sorts them all).
 inline constexpr int kCudaTopKMax = 64;
 
@@ -37,8 +39,7 @@ struct CudaPlanHeader {
   uint64_t args_off, n_args;
   uint32_t logits_buffer;      // holds the last token's logits after a forward pass
   uint32_t n_vocab;
-  uint32_t first_argmax_step;  // steps from here on pick the greedy token (int, argmax_buffer) and the top-k
-  uint32_t argmax_buffer;
+  uint32_t argmax_buffer;  // the greedy token (an int) after a forward pass
   uint32_t topk_buffer;  // the state's top-k largest logits: kCudaTopKMax floats, then as many ids
   char sm[16];  // "sm_80": the cubin's architecture
 };

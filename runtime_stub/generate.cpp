@@ -49,12 +49,12 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   std::vector<float> top_logits;
   bool have_top = false;
   auto feed = [&](std::span<const int32_t> tokens, int32_t at) {
-    if (argmax_only)
+    if (argmax_only) {
       greedy = o.forward_argmax(tokens, at);
-    else if (top_k_only && (have_top = o.forward_top_k(tokens, at, o.sampling.top_k, top_ids, top_logits)))
-      ;
-    else
-      logits = forward(tokens, at);
+      return;
+    }
+    have_top = top_k_only && o.forward_top_k(tokens, at, o.sampling.top_k, top_ids, top_logits);
+    if (!have_top) logits = forward(tokens, at);
   };
   feed(g.prompt_tokens, 0);
   auto pos = static_cast<int32_t>(n_prompt);
