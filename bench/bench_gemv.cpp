@@ -94,7 +94,7 @@ int main() {
         std::vector<float>().swap(w);
         const int np = static_cast<int>(Np), k = static_cast<int>(s.K), T = schedules::dense_gemv_tile_rows(W);
         if (f16)
-          p.wt.set(Halide::Buffer<Halide::float16_t>(reinterpret_cast<Halide::float16_t*>(wt.data()), T, k, np / T));
+          p.wt.set(Halide::Buffer<uint16_t>(reinterpret_cast<uint16_t*>(wt.data()), T, k, np / T));
         else
           p.wt.set(Halide::Buffer<float>(reinterpret_cast<float*>(wt.data()), T, k, np / T));
         Halide::Buffer<float> xb(x.data(), k);

@@ -213,7 +213,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     r.cols = d.cols;
     r.rows_padded = d.rows;
     r.kernel = rt::kNoKernel;
-    const bool f16 = d.rows > 1 && schedules::exactly_f16(rows, d.rows, d.cols);
+    const bool f16 = d.rows > 1 && schedules::exactly_finite_f16(rows, d.rows, d.cols);
     r.storage = f16 ? rt::DenseStorage::F16 : rt::DenseStorage::F32;
     if (is_head[i] && cuda) {  // k-major: neighbouring GPU threads read neighbouring rows
       r.layout = rt::DenseLayout::KMajor;

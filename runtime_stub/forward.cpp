@@ -248,8 +248,7 @@ void ForwardPass::dense_matmul(const ir::Op& op, const float* x, float* out) {
                 r.storage == DenseStorage::Q8 ? static_cast<int>(r.rows_padded) : 1);
   int err;
   if (r.storage == DenseStorage::F16) {
-    Buf<uint16_t> wb(static_cast<uint16_t*>(w), tile, K, tiles);
-    wb.raw_buffer()->type = halide_type_t(halide_type_float, 16);
+    Buf<uint16_t> wb(static_cast<uint16_t*>(w), tile, K, tiles);  // half bits
     err = kernels_.dense[r.kernel](wb, xb, sb, yb);
   } else if (r.storage == DenseStorage::Q8) {
     Buf<int8_t> wb(static_cast<int8_t*>(w), tile, K, tiles);

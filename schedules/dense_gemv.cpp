@@ -39,12 +39,12 @@ std::vector<uint8_t> transpose_for_dense_gemv(const RowSource& w, int64_t N, int
   return t;
 }
 
-bool exactly_f16(const RowSource& w, int64_t N, int64_t K) {
+bool exactly_finite_f16(const RowSource& w, int64_t N, int64_t K) {
   std::vector<float> row(static_cast<size_t>(K));
   for (int64_t n = 0; n < N; ++n) {
     w(n, row.data());
     for (float v : row)
-      if (fp16_to_f32(f32_to_fp16(v)) != v) return false;
+      if (!std::isfinite(v) || fp16_to_f32(f32_to_fp16(v)) != v) return false;
   }
   return true;
 }
@@ -69,8 +69,23 @@ std::vector<uint8_t> quantize_for_dense_gemv_q8(const RowSource& w, int64_t N, i
   return t;
 }
 
+// IEEE half bits (uint16) to float, exactly, for every finite half. Halide 14 lowers a
+// float16 cast on x86 to ~14 integer operations per vector (it never emits vcvtph2ps),
+// which made the F16 head compute-bound (2B4T's head, 2 threads: 25 GB/s, below the
+// memory's 33); this is three. Sign-extending puts the sign in bits 28-31 after the
+// shift; clearing 28-30 leaves sign | exponent | mantissa with the exponent biased by 15
+// instead of 127, which the exact multiplication by 2^112 fixes (denormal halves become
+// float denormals first, and the product is again exact). Infinities and NaNs would come
+// out finite: codegen stores a head holding one as float instead
+// (exactly_finite_f16).
+Expr half_bits_to_float(Expr bits) {
+  Expr widened = cast<uint32_t>(cast<int32_t>(reinterpret<int16_t>(bits)));
+  Expr rebased = reinterpret<float>((widened << 13) & Halide::Internal::make_const(UInt(32), 0x8FFFFFFF));
+  return strict_float(rebased * std::ldexp(1.0f, 112));
+}
+
 DenseGemvPipeline dense_gemv(const DenseGemvShape& s) {
-  const Type wtype = s.q8 ? Int(8) : Float(s.f16 ? 16 : 32);
+  const Type wtype = s.q8 ? Int(8) : (s.f16 ? UInt(16) : Float(32));
   DenseGemvPipeline p{ImageParam(wtype, 3, "wt"), ImageParam(Float(32), 1, "x"), ImageParam(Float(32), 1, "row_scale"),
                       Func("y")};
   const int tile = dense_gemv_tile_rows(s.vector_bytes);
@@ -78,7 +93,8 @@ DenseGemvPipeline dense_gemv(const DenseGemvShape& s) {
   RDom j(0, static_cast<int>(s.K), "j");
   Func acc("acc");
   acc(v) = 0.0f;
-  acc(v) = strict_float(acc(v) + cast<float>(p.wt(v % tile, j, v / tile)) * p.x(j));
+  Expr w = p.wt(v % tile, j, v / tile);
+  acc(v) = strict_float(acc(v) + (s.f16 ? half_bits_to_float(w) : cast<float>(w)) * p.x(j));
   p.y(v) = s.q8 ? strict_float(acc(v) * p.row_scale(v)) : acc(v);
 
   // Tiles of rows: each tile keeps its sums in registers while j runs over K.

@@ -42,10 +42,11 @@ inline std::vector<uint8_t> transpose_for_dense_gemv(const std::vector<float>& w
   return transpose_for_dense_gemv(rows_of(w, K), N, K, vector_bytes, f16);
 }
 
-// Whether every value is exactly an IEEE half (then f16 storage changes no result).
-bool exactly_f16(const RowSource& w, int64_t N, int64_t K);
-inline bool exactly_f16(const std::vector<float>& w) {
-  return exactly_f16(rows_of(w, static_cast<int64_t>(w.size())), 1, static_cast<int64_t>(w.size()));
+// Whether every value is exactly a finite IEEE half (then f16 storage changes no
+// result; the kernel's conversion covers finite halves only).
+bool exactly_finite_f16(const RowSource& w, int64_t N, int64_t K);
+inline bool exactly_finite_f16(const std::vector<float>& w) {
+  return exactly_finite_f16(rows_of(w, static_cast<int64_t>(w.size())), 1, static_cast<int64_t>(w.size()));
 }
 
 // --head=q8: each row as int8 codes times one float scale (absmax / 127, round to
@@ -57,8 +58,8 @@ inline std::vector<uint8_t> quantize_for_dense_gemv_q8(const std::vector<float>&
   return quantize_for_dense_gemv_q8(rows_of(w, K), N, K, vector_bytes, scales);
 }
 
-// Inputs: wt (float, float16 or int8, [T, K, padded N / T], first dimension innermost),
-// x (float, [K]), row_scale (float, [padded N]; read only for q8). Output: y (float,
+// Inputs: wt (float, IEEE half bits as uint16, or int8, [T, K, padded N / T], first
+// dimension innermost), x (float, [K]), row_scale (float, [padded N]; read only for q8). Output: y (float,
 // [padded N]; the rows past N are zero). For q8, y = (sum_k float(q) * x) * row_scale.
 struct DenseGemvPipeline {
   Halide::ImageParam wt, x, row_scale;
