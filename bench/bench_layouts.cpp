@@ -39,8 +39,9 @@ Candidate make(const std::string& layout, const TargetInfo& t, const TernaryWeig
   if (layout == "i2_s") {
     schedules::GemvShape s{w.cols, w.rows, w.cols, t.ternary_bytes, batch, codegen::ternary_reduce(t)};
     const int64_t Kp = schedules::padded_k(w.cols, t.ternary_bytes);
-    return {layout, schedules::ternary_gemv(s), schedules::pack_ternary_rows(w, t.ternary_bytes),
-            static_cast<int>(Kp / 4), static_cast<int>(w.rows), Kp};
+    const schedules::PackedDims dims = schedules::ternary_packed_dims(w.cols, w.rows, t.ternary_bytes);
+    return {layout, schedules::ternary_gemv(s), schedules::pack_ternary_rows(w, t.ternary_bytes), dims.bytes_per_tile,
+            dims.tiles, Kp};
   }
   const schedules::LutLayout l = layout == "tl1" ? schedules::LutLayout::TL1 : schedules::LutLayout::TL2;
   return {layout, schedules::lut_gemv({w.cols, w.rows, l, batch, false}), schedules::pack_lut(w, l),

@@ -179,8 +179,9 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
       }
       r.K_padded = schedules::padded_k(w.cols, W);
       r.group_bytes = static_cast<uint32_t>(W);
-      r.packed_dim0 = static_cast<int32_t>(r.K_padded / 4);
-      r.packed_dim1 = static_cast<int32_t>(w.rows);
+      const schedules::PackedDims dims = schedules::ternary_packed_dims(w.cols, w.rows, W);
+      r.packed_dim0 = dims.bytes_per_tile;
+      r.packed_dim1 = dims.tiles;
       p.ternary_bytes[op.weight] = schedules::pack_ternary_rows(w, W);
     } else {
       const auto lut = layout == rt::TernaryLayout::TL1 ? schedules::LutLayout::TL1 : schedules::LutLayout::TL2;
@@ -284,7 +285,8 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
     if (r.layout == rt::TernaryLayout::Cuda)
       packing = "i2_cuda: 2-bit codes in 16-weight words, chunk-major";
     else if (r.layout == rt::TernaryLayout::I2S)
-      packing = "i2_s: 2-bit codes in " + std::to_string(r.group_bytes) + "-byte groups" +
+      packing = "i2_s: 2-bit codes in " + std::to_string(r.group_bytes) + "-byte groups, tiles of " +
+                std::to_string(r.packed_dim0 * 4 / r.K_padded) + " rows" +
                 (r.act_block == r.K ? std::string(" (the target's width)") : std::string(" (narrow: per-block activations)"));
     else
       packing = std::string(layout_label(r.layout)) + ": " + std::to_string(r.packed_dim1) + " tiles of " +

@@ -56,7 +56,7 @@ struct TernaryRecord {
   float w_scale;         // per-tensor weight scale
   uint32_t group_bytes;  // I2S: packing group width W
   TernaryLayout layout;
-  int32_t packed_dim0, packed_dim1;  // the kernels' packed buffer: [K_padded/4, N] (I2S), [tile bytes, tiles] (TL)
+  int32_t packed_dim0, packed_dim1;  // the kernels' packed buffer: [tile bytes, tiles]
 };
 
 // A dense weight. Vectors (norm weights) and embedding tables are row-major; the head is

@@ -12,15 +12,22 @@ int64_t padded_k(int64_t K, int vector_bytes) {
   return (K + block - 1) / block * block;
 }
 
+int ternary_tile_rows(int64_t N) { return N % 4 == 0 ? 4 : (N % 2 == 0 ? 2 : 1); }
+
+PackedDims ternary_packed_dims(int64_t K, int64_t N, int vector_bytes) {
+  const int R = ternary_tile_rows(N);
+  return {static_cast<int>(R * padded_k(K, vector_bytes) / 4), static_cast<int>(N / R)};
+}
+
 std::vector<uint8_t> pack_ternary_rows(const TernaryWeights& w, int W) {
-  const int64_t Kp = padded_k(w.cols, W), row_bytes = Kp / 4;
-  std::vector<uint8_t> out(static_cast<size_t>(w.rows * row_bytes), 0);
+  const int64_t Kp = padded_k(w.cols, W), R = ternary_tile_rows(w.rows);
+  std::vector<uint8_t> out(static_cast<size_t>(w.rows * Kp / 4), 0);
   for (int64_t n = 0; n < w.rows; ++n) {
-    uint8_t* row = &out[n * row_bytes];
+    uint8_t* tile = &out[(n / R) * R * Kp / 4];
     for (int64_t k = 0; k < Kp; ++k) {
       const int code = k < w.cols ? w.codes[n * w.cols + k] + 1 : 1;  // padding: weight 0
       const int64_t b = k / (4 * W), s = (k / W) % 4, j = k % W;
-      row[b * W + j] |= static_cast<uint8_t>(code << (6 - 2 * s));
+      tile[(b * R + n % R) * W + j] |= static_cast<uint8_t>(code << (6 - 2 * s));
     }
   }
   return out;
@@ -42,7 +49,8 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
 
   // code(j, s, b, n): W consecutive codes per (s, b) come from one W-byte load and a shift.
   Func code("code");
-  code(j, s, b, n) = (p.packed(b * W + j, n) >> cast<uint8_t>(6 - 2 * s)) & cast<uint8_t>(3);
+  const int R = ternary_tile_rows(shape.N);
+  code(j, s, b, n) = (p.packed((b * R + n % R) * W + j, n / R) >> cast<uint8_t>(6 - 2 * s)) & cast<uint8_t>(3);
   Func xs("xs");
   xs(j, s, b, m) = p.x(b * 4 * W + s * W + j, m);
 
@@ -97,10 +105,15 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   // Measured (bench_gemv, 1 thread, 2560x2560): GEMV rows per tile 1/2/4/8 -> 123/158/98/132 us.
   const int kRows = M > 1 ? 1 : 4;
   const int kTokens = std::min(M, W == 64 ? 8 : 4);
-  // Threads take N/32 rows at a time: Halide's pool hands out tasks under one lock, and
-  // single 4-row tiles (~200 ns each) made two threads no faster than one (2560x6912
-  // over 264 MB, 2 threads: 4-row tasks 513 us; 8/32/128 tasks 312/254/278 us).
-  const int kTasks = 32;
+  // Threads take whole tasks of at least 256 KB of weights (at most 32 tasks): a task is
+  // one sequential run of memory, and longer runs let the hardware prefetcher ramp up.
+  // Halide's pool hands out tasks under one lock, so single 4-row tiles (~200 ns each)
+  // made two threads no faster than one. Measured (bench_gemv from memory, 2 threads,
+  // avx512, q+k+v+o+gate+up+down of 2B4T; the machine's bandwidth varies by 20-30 %):
+  // 32 tasks 547 us; at least 128/256/512/1024 KB 528-595/491-535/431-543/378-571 us.
+  // A batch (prefill) is compute-bound: there 32 tasks balance the threads best.
+  const int64_t weight_bytes = shape.N * Kp / 4;
+  const int kTasks = M > 1 ? 32 : static_cast<int>(std::clamp<int64_t>(weight_bytes / (256 * 1024), 2, 32));
   const int rows_per_task =
       static_cast<int>(std::max<int64_t>(1, (shape.N + kTasks * kRows - 1) / (kTasks * kRows))) * kRows;
   Var nt("nt"), no("no"), ni("ni"), mo("mo"), mi("mi");
@@ -116,13 +129,11 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
 
   yf.compute_at(p.y, mo);
   acc.compute_at(p.y, mo);
-  // Software prefetch of the next row tile while this one runs: rows are short (K/4
-  // bytes) and the hardware prefetcher does not keep up with this access pattern
-  // (2560x6912 over 264 MB of weights, 1 thread: 850 us without, 495 us with; 365 us
-  // when the weights sit in cache). Tiles are contiguous, so "next tile" is the same
-  // row offset by a tile's bytes; prefetches past the end are harmless.
+  // No software prefetch: a tile's rows are interleaved (see the packing), so a task
+  // reads one sequential run, which the hardware prefetcher follows. (With rows stored
+  // apart, a prefetch of the next tile took 2560x6912 over 264 MB, 1 thread, from 850 to
+  // 495 us; the interleaved tiles need none.)
   accv.compute_at(p.y, mo).vectorize(l, lanes);
-  const int groups_per_row = static_cast<int>(Kp / (4 * W));
   if (dot) {
     accv.update()
         .reorder(rv.x, l, m, n, rv.y, rv.z, blk)
@@ -132,18 +143,17 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
         .unroll(m)
         .unroll(n)
         .unroll(rv.y);
-    accv.update().prefetch(p.packed, rv.z, rv.z, kRows * groups_per_row, PrefetchBoundStrategy::NonFaulting);
   } else {
     accv.update().reorder(l, m, n, rg, blk).vectorize(l, lanes).unroll(m).unroll(n);
-    accv.update().prefetch(p.packed, rg, rg, kRows * groups_per_row, PrefetchBoundStrategy::NonFaulting);
     Var pj = pair_sum.args()[0];
     pair_sum.compute_at(accv, m).vectorize(pj, W / 2);
     pair_sum.update().atomic(true).vectorize(rp).vectorize(pj, W / 2);
   }
 
   // Shapes are constants of the generated code.
-  p.packed.dim(0).set_bounds(0, static_cast<int>(Kp / 4)).dim(1).set_bounds(0, static_cast<int>(shape.N));
-  p.packed.dim(1).set_stride(static_cast<int>(Kp / 4));
+  const PackedDims dims = ternary_packed_dims(shape.K, shape.N, W);
+  p.packed.dim(0).set_bounds(0, dims.bytes_per_tile).dim(1).set_bounds(0, dims.tiles);
+  p.packed.dim(1).set_stride(dims.bytes_per_tile);
   p.x.dim(0).set_bounds(0, static_cast<int>(Kp)).dim(1).set_bounds(0, M).set_stride(static_cast<int>(Kp));
   p.x_sum.dim(0).set_bounds(0, n_act).dim(1).set_bounds(0, M).set_stride(n_act);
   p.d_act.dim(0).set_bounds(0, n_act).dim(1).set_bounds(0, M).set_stride(n_act);

@@ -109,7 +109,8 @@ void check_gemv(const Case& c, int vector_bytes, const std::string& target, int 
   schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch, reduce};
   schedules::GemvPipeline p = schedules::ternary_gemv(shape);
   auto packed = schedules::pack_ternary_rows(t.w, vector_bytes);
-  run_and_compare(p, c, t, batch, packed, static_cast<int>(Kp / 4), static_cast<int>(c.N), Kp, target,
+  const schedules::PackedDims dims = schedules::ternary_packed_dims(c.K, c.N, vector_bytes);
+  run_and_compare(p, c, t, batch, packed, dims.bytes_per_tile, dims.tiles, Kp, target,
                   "W=" + std::to_string(vector_bytes) + " reduce=" + std::to_string(static_cast<int>(reduce)));
 }
 
