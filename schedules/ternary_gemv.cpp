@@ -101,10 +101,14 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
 
   // Schedule: tiles of kRows rows in parallel; inside a tile the rows (and, for a batch,
   // the tokens) share each loaded vector: rows and tokens innermost and unrolled, each
-  // with its own accumulator of W/2 i32 lanes (two registers).
+  // with its own accumulator of W/2 (pairwise) or W/4 (dot) i32 lanes.
   // Measured (bench_gemv, 1 thread, 2560x2560): GEMV rows per tile 1/2/4/8 -> 123/158/98/132 us.
-  const int kRows = M > 1 ? 1 : 4;
-  const int kTokens = std::min(M, W == 64 ? 8 : 4);
+  // A batch reads the same 4-row tiles, four tokens at a time (2 threads, avx512 VNNI, us
+  // per call of 8 tokens with the weights streamed from memory, q/o, k/v, gate, down;
+  // rows x tokens 1x8: 345/95/892/1109, 2x8: 303/82/801/716, 4x8: 272/74/709/629, 4x4:
+  // 233/63/618/525; avx2 1x4: 422/109/1090/1154, 4x4: 381/98/960/932).
+  const int kRows = 4;
+  const int kTokens = std::min(M, 4);
   // Threads take whole tasks of at least 256 KB of weights (at most 32 tasks): a task is
   // one sequential run of memory, and longer runs let the hardware prefetcher ramp up.
   // Halide's pool hands out tasks under one lock, so single 4-row tiles (~200 ns each)
