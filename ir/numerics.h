@@ -272,12 +272,17 @@ BITNETC_HD inline float bitnetc_activate(int kind, float g) {
   return r * r;
 }
 
-// q . k over one head's d values, scaled by 1/sqrt(d) as the op says.
-BITNETC_HD inline float bitnetc_attention_score(int score_scale, int d, const float* q, const float* k) {
+// A head's dot product q . k scaled by 1/sqrt(d) as the op says.
+BITNETC_HD inline float bitnetc_scale_score(int score_scale, int d, float dot) {
   const float sqrt_d = sqrtf((float)d);
+  return score_scale == kBitnetcDivideSqrt ? dot / sqrt_d : dot * (1.0f / sqrt_d);
+}
+
+// q . k over one head's d values (summed in index order), scaled.
+BITNETC_HD inline float bitnetc_attention_score(int score_scale, int d, const float* q, const float* k) {
   float s = 0;
   for (int i = 0; i < d; ++i) s += q[i] * k[i];
-  return score_scale == kBitnetcDivideSqrt ? s / sqrt_d : s * (1.0f / sqrt_d);
+  return bitnetc_scale_score(score_scale, d, s);
 }
 
 // One head `h` of one token's attention at `pos` over caches of [pos + 1][kv_dim] rows
@@ -288,12 +293,22 @@ BITNETC_HD inline void bitnetc_attend_head(int score_scale, int softmax_sum, int
                                            int kv_dim, int pos, float* scores, float* out) {
   const int d = head_dim, group = n_head / n_head_kv;
   const int kvh = h / group;
-  float mx = 0;
-  for (int t = 0; t <= pos; ++t) {
-    const float s = bitnetc_attention_score(score_scale, d, q + h * d, k_cache + (long long)t * kv_dim + kvh * d);
-    scores[t] = s;
-    if (t == 0 || s > mx) mx = s;
+  // Eight positions' scores at a time, each summed in bitnetc_attention_score's order:
+  // one score is a chain of d dependent adds, and eight independent chains keep the
+  // adder busy (the same bits, several times faster at long contexts).
+  const float* qh = q + h * d;
+  int t = 0;
+  for (; t + 8 <= pos + 1; t += 8) {
+    const float* k = k_cache + (long long)t * kv_dim + kvh * d;
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < d; ++i)
+      for (int j = 0; j < 8; ++j) s[j] += qh[i] * k[(long long)j * kv_dim + i];
+    for (int j = 0; j < 8; ++j) scores[t + j] = bitnetc_scale_score(score_scale, d, s[j]);
   }
+  for (; t <= pos; ++t) scores[t] = bitnetc_attention_score(score_scale, d, qh, k_cache + (long long)t * kv_dim + kvh * d);
+  float mx = scores[0];
+  for (t = 1; t <= pos; ++t)
+    if (scores[t] > mx) mx = scores[t];
   if (softmax_sum == kBitnetcF32Divide) {
     float sum = 0;
     for (int t = 0; t <= pos; ++t) sum += (scores[t] = bitnetc_expf(scores[t] - mx));
@@ -304,10 +319,20 @@ BITNETC_HD inline void bitnetc_attend_head(int score_scale, int softmax_sum, int
     const float inv = (float)(1.0 / sum);
     for (int t = 0; t <= pos; ++t) scores[t] *= inv;
   }
+  // The weighted sum of the values, 16 outputs at a time kept in registers while t runs
+  // (each output still adds its terms in position order from 0.0f).
   float* o = out + h * d;
-  for (int i = 0; i < d; ++i) o[i] = 0.0f;
-  for (int t = 0; t <= pos; ++t) {
-    const float* v = v_cache + (long long)t * kv_dim + kvh * d;
-    for (int i = 0; i < d; ++i) o[i] += scores[t] * v[i];
+  for (int i0 = 0; i0 < d; i0 += 16) {
+    const int w = d - i0 < 16 ? d - i0 : 16;
+    float acc[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    const float* v = v_cache + kvh * d + i0;
+    if (w == 16) {
+      for (int t = 0; t <= pos; ++t)
+        for (int i = 0; i < 16; ++i) acc[i] += scores[t] * v[(long long)t * kv_dim + i];
+    } else {
+      for (int t = 0; t <= pos; ++t)
+        for (int i = 0; i < w; ++i) acc[i] += scores[t] * v[(long long)t * kv_dim + i];
+    }
+    for (int i = 0; i < w; ++i) o[i0 + i] = acc[i];
   }
 }

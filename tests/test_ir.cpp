@@ -135,3 +135,49 @@ TEST(Numerics, ExpfIsCorrectlyRoundedAlmostEverywhere) {
   EXPECT_TRUE(std::isinf(bitnetc_expf(INFINITY)));
   EXPECT_EQ(bitnetc_expf(0.0f), 1.0f);
 }
+
+// bitnetc_attend_head computes eight scores at a time and sixteen outputs at a time for
+// speed; every number must still be the plain definition's: each score summed over the
+// head in index order, softmax, each output summed over positions in order from 0.0f.
+TEST(Numerics, AttentionBlocksGiveThePlainDefinitionsBits) {
+  SplitMix64 rng(11);
+  for (int head_dim : {4, 20, 32, 64}) {
+    const int n_head = 4, n_head_kv = 2, kv_dim = n_head_kv * head_dim, n_ctx = 40;
+    std::vector<float> q(n_head * head_dim), kc(n_ctx * kv_dim), vc(n_ctx * kv_dim);
+    for (auto* v : {&q, &kc, &vc})
+      for (float& x : *v) x = 3 * rng.normal();
+    for (int pos : {0, 6, 7, 8, 9, 15, 16, 23, 39})
+      for (int scale : {kBitnetcDivideSqrt, kBitnetcMultiplyInvSqrt})
+        for (int sum : {kBitnetcF32Divide, kBitnetcF64MulInverse})
+          for (int h = 0; h < n_head; ++h) {
+            std::vector<float> scores(n_ctx), out(n_head * head_dim, -1.0f);
+            bitnetc_attend_head(scale, sum, head_dim, n_head, n_head_kv, h, q.data(), kc.data(), vc.data(), kv_dim,
+                                pos, scores.data(), out.data());
+            const int kvh = h / (n_head / n_head_kv);
+            std::vector<float> p(pos + 1);
+            float mx = 0;
+            for (int t = 0; t <= pos; ++t) {
+              float s = 0;
+              for (int i = 0; i < head_dim; ++i) s += q[h * head_dim + i] * kc[t * kv_dim + kvh * head_dim + i];
+              const float sqrt_d = std::sqrt(static_cast<float>(head_dim));
+              p[t] = scale == kBitnetcDivideSqrt ? s / sqrt_d : s * (1.0f / sqrt_d);
+              if (t == 0 || p[t] > mx) mx = p[t];
+            }
+            if (sum == kBitnetcF32Divide) {
+              float total = 0;
+              for (float& x : p) total += (x = bitnetc_expf(x - mx));
+              for (float& x : p) x /= total;
+            } else {
+              double total = 0;
+              for (float& x : p) total += (x = bitnetc_expf(x - mx));
+              const float inv = static_cast<float>(1.0 / total);
+              for (float& x : p) x *= inv;
+            }
+            for (int i = 0; i < head_dim; ++i) {
+              float o = 0.0f;
+              for (int t = 0; t <= pos; ++t) o += p[t] * vc[t * kv_dim + kvh * head_dim + i];
+              ASSERT_EQ(out[h * head_dim + i], o) << "head_dim " << head_dim << " pos " << pos << " i " << i;
+            }
+          }
+  }
+}
