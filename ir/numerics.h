@@ -57,6 +57,25 @@ BITNETC_HD inline float bitnetc_half_to_float(unsigned short h) {
   return bitnetc_float_from_bits(bits);
 }
 
+// round(v) (half away from zero), inline: the quantizers round every activation, and
+// a libm call per element was a few percent of decode. Exact for every float: below
+// 2^23 the truncation and the fraction v - t are exact; above it v is an integer.
+BITNETC_HD inline float bitnetc_round(float v) {
+  if (!(fabsf(v) < 8388608.0f)) return v;  // integers, infinities, NaN
+  const float t = (float)(int)v;
+  const float frac = v - t;
+  const float r = frac >= 0.5f ? t + 1.0f : (frac <= -0.5f ? t - 1.0f : t);
+  return copysignf(r, v);  // -0.3 rounds to -0.0, as round does
+}
+
+// nearbyint(v) in the default rounding mode (half to even), inline, for every float:
+// adding and removing 2^23 rounds |v| < 2^23 to an integer (the sum's step is 1).
+BITNETC_HD inline float bitnetc_round_even(float v) {
+  const float a = fabsf(v);
+  if (!(a < 8388608.0f)) return v;
+  return copysignf((a + 8388608.0f) - 8388608.0f, v);
+}
+
 // ggml's nearest_int: round half to even for |x| < 2^22 via the 1.5*2^23 trick.
 BITNETC_HD inline int bitnetc_ggml_nearest_int(float f) {
   const float v = f + 12582912.f;
@@ -157,14 +176,15 @@ BITNETC_HD inline BitnetcQuantScale bitnetc_quant_scale(int kind, float amax, fl
 
 BITNETC_HD inline signed char bitnetc_quant_code(int kind, float x, BitnetcQuantScale s) {
   if (s.zero) return 0;
-  if (kind == kBitnetcPerTokenLlama2c) return (signed char)round((double)(x * s.mul));
+  // (round of the float product widened to double is round of the float itself.)
+  if (kind == kBitnetcPerTokenLlama2c) return (signed char)bitnetc_round(x * s.mul);
   if (kind == kBitnetcPerTokenHF) {
-    const float v = nearbyintf(x * s.mul);
+    const float v = bitnetc_round_even(x * s.mul);
     return (signed char)(v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v));
   }
   if (kind == kBitnetcPerTokenBitnetCpp) {
-    const double v = round((double)(x * s.mul));
-    return (signed char)(v < -128.0 ? -128.0 : (127.0 < v ? 127.0 : v));
+    const float v = bitnetc_round(x * s.mul);
+    return (signed char)(v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v));
   }
   const int v = bitnetc_ggml_nearest_int(s.mul * x);  // PerBlockQ8K
   return (signed char)(v < 127 ? v : 127);

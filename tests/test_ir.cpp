@@ -181,3 +181,23 @@ TEST(Numerics, AttentionBlocksGiveThePlainDefinitionsBits) {
           }
   }
 }
+
+// The quantizers' inline rounding (ir/numerics.h) is libm's round and nearbyint, sign of
+// zero included, on every 997th float and on every float in [-300, 300] near a half.
+TEST(Numerics, InlineRoundingIsLibmsForEveryFloat) {
+  auto same = [](float a, float b) { return std::memcmp(&a, &b, 4) == 0 || (std::isnan(a) && std::isnan(b)); };
+  auto check = [&](float x) {
+    ASSERT_TRUE(same(bitnetc_round(x), std::round(x))) << std::hexfloat << x;
+    ASSERT_TRUE(same(bitnetc_round_even(x), std::nearbyint(x))) << std::hexfloat << x;
+  };
+  for (uint64_t u = 0; u < 0x100000000ull; u += 997) {
+    const uint32_t bits = static_cast<uint32_t>(u);
+    float x;
+    std::memcpy(&x, &bits, 4);
+    check(x);
+  }
+  for (int i = -600; i <= 600; ++i)
+    for (float x = std::nextafter(i * 0.5f, -INFINITY), n = 0; n < 3; ++n, x = std::nextafter(x, INFINITY)) check(x);
+  for (float x : {0.0f, -0.0f, 0.5f, -0.5f, 1.5f, 2.5f, -2.5f, 8388607.5f, 4194303.5f, 4194304.5f, INFINITY, -INFINITY})
+    check(x);
+}
