@@ -6,22 +6,23 @@ namespace bitnetc {
 
 namespace {
 
-// bench/bench_layouts on a 2-core AMD EPYC (Zen 4) VM, 2 threads, weights cold; the
-// median of three runs (run-to-run spread on that machine: 10-20 %). Columns: layout, K,
-// N, GEMV us, batch-8 GEMM us per token. I2_S wins every 2B4T group on cost = one decoded
-// + one prefilled token; TL2 decodes ffn_gate/up a little faster (fewer bytes: 1.67 bits
-// per weight) but its prefill is 1.2-2.5x slower (two lookups and a sign fix per triple).
+// bench/bench_layouts on a 2-core AMD EPYC (Zen 4) VM, 2 threads, weights cold (run-to-run
+// spread on that machine: 10-20 %). Columns: layout, K, N, GEMV us, batch-8 GEMM us per
+// token. I2_S wins every 2B4T group on cost = one decoded + one prefilled token: since its
+// 4-row tiles are interleaved (one sequential stream per task) it decodes 1.6-2.3x faster
+// than TL2 despite TL2's fewer bytes (1.67 bits per weight); TL2's prefill is a little
+// faster on AVX2 only.
 const std::vector<LayoutFigure> kAvx2Figures = {
-    {TensorType::I2_S, 2560, 2560, 107.4, 55.1},  {TensorType::TL2, 2560, 2560, 108.3, 61.1},
-    {TensorType::I2_S, 2560, 640, 33.0, 13.5},    {TensorType::TL2, 2560, 640, 38.7, 25.8},
-    {TensorType::I2_S, 2560, 6912, 285.9, 127.6}, {TensorType::TL2, 2560, 6912, 282.4, 157.8},
-    {TensorType::I2_S, 6912, 2560, 235.3, 134.7}, {TensorType::TL2, 6912, 2560, 296.0, 171.0},
+    {TensorType::I2_S, 2560, 2560, 70.0, 61.2},   {TensorType::TL2, 2560, 2560, 110.2, 53.3},
+    {TensorType::I2_S, 2560, 640, 17.5, 21.6},    {TensorType::TL2, 2560, 640, 38.4, 16.8},
+    {TensorType::I2_S, 2560, 6912, 165.0, 142.5}, {TensorType::TL2, 2560, 6912, 272.0, 134.6},
+    {TensorType::I2_S, 6912, 2560, 163.2, 120.7}, {TensorType::TL2, 6912, 2560, 257.0, 136.8},
 };
 const std::vector<LayoutFigure> kAvx512Figures = {
-    {TensorType::I2_S, 2560, 2560, 113.8, 32.0},  {TensorType::TL2, 2560, 2560, 112.5, 65.4},
-    {TensorType::I2_S, 2560, 640, 33.6, 10.5},    {TensorType::TL2, 2560, 640, 40.3, 18.2},
-    {TensorType::I2_S, 2560, 6912, 298.9, 76.1},  {TensorType::TL2, 2560, 6912, 271.7, 191.4},
-    {TensorType::I2_S, 6912, 2560, 259.2, 108.6}, {TensorType::TL2, 6912, 2560, 311.3, 173.3},
+    {TensorType::I2_S, 2560, 2560, 56.2, 30.2},   {TensorType::TL2, 2560, 2560, 105.6, 56.1},
+    {TensorType::I2_S, 2560, 640, 16.2, 8.6},     {TensorType::TL2, 2560, 640, 33.3, 17.0},
+    {TensorType::I2_S, 2560, 6912, 155.5, 78.9},  {TensorType::TL2, 2560, 6912, 264.4, 158.2},
+    {TensorType::I2_S, 6912, 2560, 139.5, 70.4},  {TensorType::TL2, 6912, 2560, 262.0, 130.4},
 };
 
 }  // namespace
