@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "dense_gemv.h"
 #include "kernel_objects.h"
-#include "bench_common.h"
 #include "synthetic_model.h"
 #include "targets.h"
 #include "ternary_gemv.h"

@@ -40,8 +40,12 @@ Candidate make(const std::string& layout, const TargetInfo& t, const TernaryWeig
     schedules::GemvShape s{w.cols, w.rows, w.cols, t.ternary_bytes, batch, codegen::ternary_reduce(t)};
     const int64_t Kp = schedules::padded_k(w.cols, t.ternary_bytes);
     const schedules::PackedDims dims = schedules::ternary_packed_dims(w.cols, w.rows, t.ternary_bytes);
-    return {layout, schedules::ternary_gemv(s), schedules::pack_ternary_rows(w, t.ternary_bytes), dims.bytes_per_tile,
-            dims.tiles, Kp};
+    return {layout,
+            schedules::ternary_gemv(s),
+            schedules::pack_ternary_rows(w, t.ternary_bytes),
+            dims.bytes_per_tile,
+            dims.tiles,
+            Kp};
   }
   const schedules::LutLayout l = layout == "tl1" ? schedules::LutLayout::TL1 : schedules::LutLayout::TL2;
   return {layout, schedules::lut_gemv({w.cols, w.rows, l, batch, false}), schedules::pack_lut(w, l),

@@ -285,9 +285,10 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
     if (r.layout == rt::TernaryLayout::Cuda)
       packing = "i2_cuda: 2-bit codes in 16-weight words, chunk-major";
     else if (r.layout == rt::TernaryLayout::I2S)
-      packing = "i2_s: 2-bit codes in " + std::to_string(r.group_bytes) + "-byte groups, tiles of " +
-                std::to_string(r.packed_dim0 * 4 / r.K_padded) + " rows" +
-                (r.act_block == r.K ? std::string(" (the target's width)") : std::string(" (narrow: per-block activations)"));
+      packing =
+          "i2_s: 2-bit codes in " + std::to_string(r.group_bytes) + "-byte groups, tiles of " +
+          std::to_string(r.packed_dim0 * 4 / r.K_padded) + " rows" +
+          (r.act_block == r.K ? std::string(" (the target's width)") : std::string(" (narrow: per-block activations)"));
     else
       packing = std::string(layout_label(r.layout)) + ": " + std::to_string(r.packed_dim1) + " tiles of " +
                 std::to_string(r.packed_dim0) + " bytes (" +

@@ -19,10 +19,10 @@ const std::vector<LayoutFigure> kAvx2Figures = {
     {TensorType::I2_S, 6912, 2560, 163.2, 120.7}, {TensorType::TL2, 6912, 2560, 257.0, 136.8},
 };
 const std::vector<LayoutFigure> kAvx512Figures = {
-    {TensorType::I2_S, 2560, 2560, 56.2, 30.2},   {TensorType::TL2, 2560, 2560, 105.6, 56.1},
-    {TensorType::I2_S, 2560, 640, 16.2, 8.6},     {TensorType::TL2, 2560, 640, 33.3, 17.0},
-    {TensorType::I2_S, 2560, 6912, 155.5, 78.9},  {TensorType::TL2, 2560, 6912, 264.4, 158.2},
-    {TensorType::I2_S, 6912, 2560, 139.5, 70.4},  {TensorType::TL2, 6912, 2560, 262.0, 130.4},
+    {TensorType::I2_S, 2560, 2560, 56.2, 30.2},  {TensorType::TL2, 2560, 2560, 105.6, 56.1},
+    {TensorType::I2_S, 2560, 640, 16.2, 8.6},    {TensorType::TL2, 2560, 640, 33.3, 17.0},
+    {TensorType::I2_S, 2560, 6912, 155.5, 78.9}, {TensorType::TL2, 2560, 6912, 264.4, 158.2},
+    {TensorType::I2_S, 6912, 2560, 139.5, 70.4}, {TensorType::TL2, 6912, 2560, 262.0, 130.4},
 };
 
 }  // namespace

@@ -325,7 +325,8 @@ BITNETC_HD inline void bitnetc_attend_head(int score_scale, int softmax_sum, int
       for (int j = 0; j < 8; ++j) s[j] += qh[i] * k[(long long)j * kv_dim + i];
     for (int j = 0; j < 8; ++j) scores[t + j] = bitnetc_scale_score(score_scale, d, s[j]);
   }
-  for (; t <= pos; ++t) scores[t] = bitnetc_attention_score(score_scale, d, qh, k_cache + (long long)t * kv_dim + kvh * d);
+  for (; t <= pos; ++t)
+    scores[t] = bitnetc_attention_score(score_scale, d, qh, k_cache + (long long)t * kv_dim + kvh * d);
   float mx = scores[0];
   for (t = 1; t <= pos; ++t)
     if (scores[t] > mx) mx = scores[t];

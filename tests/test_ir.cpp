@@ -151,8 +151,8 @@ TEST(Numerics, AttentionBlocksGiveThePlainDefinitionsBits) {
         for (int sum : {kBitnetcF32Divide, kBitnetcF64MulInverse})
           for (int h = 0; h < n_head; ++h) {
             std::vector<float> scores(n_ctx), out(n_head * head_dim, -1.0f);
-            bitnetc_attend_head(scale, sum, head_dim, n_head, n_head_kv, h, q.data(), kc.data(), vc.data(), kv_dim,
-                                pos, scores.data(), out.data());
+            bitnetc_attend_head(scale, sum, head_dim, n_head, n_head_kv, h, q.data(), kc.data(), vc.data(), kv_dim, pos,
+                                scores.data(), out.data());
             const int kvh = h / (n_head / n_head_kv);
             std::vector<float> p(pos + 1);
             float mx = 0;

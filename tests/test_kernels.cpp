@@ -3,17 +3,17 @@
 // the packing block). Results must be bit-identical.
 #include <gtest/gtest.h>
 
-#include "dense_gemv.h"
-#include "interpreter.h"
-#include "synthetic_model.h"
-#include "targets.h"
-#include "lut_gemv.h"
-#include "lut_tiles.h"
-#include "ternary_gemv.h"
-
 #include <cmath>
 #include <limits>
 #include <map>
+
+#include "dense_gemv.h"
+#include "interpreter.h"
+#include "lut_gemv.h"
+#include "lut_tiles.h"
+#include "synthetic_model.h"
+#include "targets.h"
+#include "ternary_gemv.h"
 
 using namespace bitnetc;
 
