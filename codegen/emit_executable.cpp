@@ -21,6 +21,7 @@
 #include "layouts.h"
 #include "lut_gemv.h"
 #include "model_blob.h"
+#include "norm_quant_plan.h"
 #include "process.h"
 #include "serialize.h"
 #include "tokenizer_import.h"
@@ -319,6 +320,19 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
     why += f16 ? ", f16: every value is exactly a half" : (r.rows == 1 ? ", f32" : ", f32: not every value is a half");
     line("  " + g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) + "]: " + why);
   }
+  if (target.arch == TargetArch::Cuda) return;
+  const rt::NormQuantPlan nq = rt::plan_norm_quant(g, p.ternary);
+  line("activation quantization (" + std::to_string(nq.kernels.size()) + " norm+quantize kernels):");
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    if (nq.kernel_of_op[i] < 0) continue;
+    const int32_t norm = nq.fused_norm_of_op[i];
+    const ir::Op& q = g.ops[i];
+    line("  %" + std::to_string(q.output) + " = quantize(%" + std::to_string(q.inputs[0]) + "): kernel norm_quant" +
+         std::to_string(nq.kernel_of_op[i]) +
+         (norm >= 0 ? ", with the norm that makes %" + std::to_string(q.inputs[0]) + " (one pass, %" +
+                          std::to_string(q.inputs[0]) + " never stored)"
+                    : " (its input is not a norm's alone: quantized as it is)"));
+  }
 }
 
 // The blob of model_blob.h: the graph without weight data, the vocabulary, the stop
@@ -392,12 +406,15 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
 
 // The Halide kernels of a CPU target, one object per kernel, and their tables
 // (bitnetc_gemv_kernels[] ...) appended to `table`.
-void generate_cpu_kernels(const TargetInfo& target, const PackedWeights& packed, const std::string& work_dir,
-                          std::string& table, std::vector<std::string>& objects,
+void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const PackedWeights& packed,
+                          const std::string& work_dir, std::string& table, std::vector<std::string>& objects,
                           const std::function<void(const std::string&)>& say) {
-  if (!packed.ternary_kernels.empty() || !packed.dense_kernels.empty())
-    say("generating " + std::to_string(2 * packed.ternary_kernels.size() + packed.dense_kernels.size()) +
-        " kernels for " + target.name);
+  // A CUDA output's steps all run on the GPU: no CPU kernels, empty tables.
+  const std::vector<rt::NormQuantKernelKey> norm_quant_kernels = target.arch == TargetArch::Cuda
+                                                                     ? std::vector<rt::NormQuantKernelKey>{}
+                                                                     : rt::plan_norm_quant(g, packed.ternary).kernels;
+  const size_t n_kernels = 2 * packed.ternary_kernels.size() + packed.dense_kernels.size() + norm_quant_kernels.size();
+  if (n_kernels != 0) say("generating " + std::to_string(n_kernels) + " kernels for " + target.name);
   auto emit = [&](const std::string& fn, const std::string& signature, auto&& emit_object) {
     const std::string obj = (fs::path(work_dir) / (fn + ".o")).string();
     emit_object(obj);
@@ -431,12 +448,28 @@ void generate_cpu_kernels(const TargetInfo& target, const PackedWeights& packed,
     emit(fn, dense_sig, [&](const std::string& obj) { emit_dense_gemv_object(packed.dense_kernels[i], target, fn, obj); });
     dense_list += (i ? ", " : "") + fn;
   }
+  const std::string norm_quant_sig =
+      "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*)";
+  std::string norm_quant_list;
+  for (size_t i = 0; i < norm_quant_kernels.size(); ++i) {
+    const rt::NormQuantKernelKey& k = norm_quant_kernels[i];
+    const schedules::NormQuantShape shape{k.n,           k.K_padded, k.block, k.norm,
+                                          k.norm_weight, k.eps(),    k.quant, target.vector_bytes};
+    const std::string fn = "bitnetc_norm_quant" + std::to_string(i);
+    emit(fn, norm_quant_sig, [&](const std::string& obj) { emit_norm_quant_object(shape, target, fn, obj); });
+    norm_quant_list += (i ? ", " : "") + fn;
+  }
+  table +=
+      "extern \"C\" const uint32_t bitnetc_norm_quant_kernel_count = " + std::to_string(norm_quant_kernels.size()) +
+      ";\n";
   auto array = [](const std::string& name, const std::string& signature, const std::string& list) {
     return "extern \"C\" int (*const " + name + "[])" + signature + " = {" + (list.empty() ? "nullptr" : list) +
            "};\n";
   };
-  table += array("bitnetc_gemv_kernels", ternary_sig, gemv_list) + array("bitnetc_gemm_kernels", ternary_sig, gemm_list) +
-           array("bitnetc_dense_kernels", dense_sig, dense_list);
+  table += array("bitnetc_gemv_kernels", ternary_sig, gemv_list) +
+           array("bitnetc_gemm_kernels", ternary_sig, gemm_list) +
+           array("bitnetc_dense_kernels", dense_sig, dense_list) +
+           array("bitnetc_norm_quant_kernels", norm_quant_sig, norm_quant_list);
 }
 
 // A CUDA target's module: every kernel of the plan in one CUDA C++ source, compiled by
@@ -480,7 +513,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   std::vector<std::string> objects;
   std::vector<uint8_t> cuda_plan;
   if (target.arch == TargetArch::Cuda) cuda_plan = generate_cuda_module(g, target, packed, o, say);
-  generate_cpu_kernels(target, packed, work.path(), table, objects, say);  // CUDA: none, empty tables
+  generate_cpu_kernels(g, target, packed, work.path(), table, objects, say);  // CUDA: none, empty tables
   write_file(fs::path(work.path()) / "kernels.cpp", table.data(), table.size());
   emit_halide_runtime(target, (fs::path(work.path()) / "halide_runtime.o").string());
   objects.push_back((fs::path(work.path()) / "halide_runtime.o").string());

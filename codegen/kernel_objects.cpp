@@ -61,6 +61,13 @@ void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const Target
   p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
 }
 
+void emit_norm_quant_object(const schedules::NormQuantShape& shape, const TargetInfo& target,
+                            const std::string& fn_name, const std::string& object_path) {
+  schedules::NormQuantPipeline p = schedules::norm_quant(shape);
+  const Halide::Target t = Halide::Target(target.halide).with_feature(Halide::Target::NoRuntime);
+  p.pipeline().compile_to_object(object_path, p.arguments(), fn_name, t);
+}
+
 void emit_halide_runtime(const TargetInfo& target, const std::string& object_path) {
   // A CUDA output's host side runs on any x86-64 CPU (its kernels are on the GPU).
   Halide::compile_standalone_runtime(object_path,

@@ -4,9 +4,10 @@
 
 #include <string>
 
-#include "targets.h"
 #include "dense_gemv.h"
 #include "lut_gemv.h"
+#include "norm_quant.h"
+#include "targets.h"
 #include "ternary_gemv.h"
 
 namespace bitnetc::codegen {
@@ -29,6 +30,11 @@ void emit_lut_gemv_object(const schedules::LutGemvShape& shape, const TargetInfo
 // The dense GEMV of the head, likewise (signature: wt, x, row_scale, then the output buffer).
 void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const TargetInfo& target, const std::string& fn_name,
                             const std::string& object_path);
+
+// The fused norm + quantize of one activation width, likewise (signature: x, w, then
+// the outputs q, d, sum).
+void emit_norm_quant_object(const schedules::NormQuantShape& shape, const TargetInfo& target,
+                            const std::string& fn_name, const std::string& object_path);
 
 // The Halide runtime (thread pool, buffer helpers) for `target`, once per output.
 void emit_halide_runtime(const TargetInfo& target, const std::string& object_path);

@@ -47,6 +47,9 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
                          std::span<const DenseRecord> dense, int batch, const KernelTable& kernels)
     : g_(g), blob_(blob), ternary_(ternary), dense_(dense), batch_(batch), kernels_(kernels) {
   if (batch_ < 1) throw std::runtime_error("the embedded model is damaged (batch)");
+  norm_quant_ = plan_norm_quant(g, ternary);
+  if (norm_quant_.kernels.size() != kernels_.norm_quant_count)
+    throw std::runtime_error("the embedded model is damaged (norm + quantize kernels)");
   f32_.resize(g.values.size());
   q8_.resize(g.values.size());
   for (size_t v = 0; v < g.values.size(); ++v)
@@ -117,7 +120,9 @@ std::span<const float> ForwardPass::forward(std::span<const int32_t> tokens, int
 }
 
 void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool last_chunk) {
-  for (const ir::Op& op : g_.ops) {
+  for (size_t op_index = 0; op_index < g_.ops.size(); ++op_index) {
+    const ir::Op& op = g_.ops[op_index];
+    if (norm_quant_.skipped[op_index]) continue;  // a Norm its Quantize's kernel does
     const int64_t n = g_.values[op.output].size;
     float* out = op.kind == ir::OpKind::Quantize ? nullptr : f32_[op.output].data();
     auto in = [&](size_t k, int b) { return f32_[op.inputs[k]].data() + b * g_.values[op.inputs[k]].size; };
@@ -131,27 +136,7 @@ void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool
         for (int b = 0; b < count; ++b) ir::rms_norm(op.norm, in(0, b), n, w, op.eps, out + b * n);
         break;
       }
-      case ir::OpKind::Quantize: {
-        Q8Buffers& q = q8_[op.output];
-        for (int b = 0; b < count; ++b) {
-          int8_t* qb = q.q.data() + b * q.K_padded;
-          for (int64_t k = 0; k < q.blocks; ++k) {
-            ir::quantize_activations(op.quant, in(0, b) + k * q.block, q.block, qb + k * q.block,
-                                     &q.d[b * q.blocks + k]);
-            int32_t s = 0;
-            for (int64_t i = k * q.block; i < (k + 1) * q.block; ++i) s += qb[i];
-            q.sum[b * q.blocks + k] = s;
-          }
-        }
-        // Unused tokens of a short chunk meet the GEMM kernel as zeros (a single token
-        // goes to the GEMV, which reads only its own row).
-        if (count > 1) {
-          std::fill(q.q.begin() + count * q.K_padded, q.q.end(), 0);
-          std::fill(q.d.begin() + count * q.blocks, q.d.end(), 0.0f);
-          std::fill(q.sum.begin() + count * q.blocks, q.sum.end(), 0);
-        }
-        break;
-      }
+      case ir::OpKind::Quantize: quantize(op_index, count); break;
       case ir::OpKind::TernaryMatmul:
         ternary_matmul(op, count, out);
         break;
@@ -218,6 +203,34 @@ void ForwardPass::embed(const ir::Op& op, const int32_t* tokens, int count, floa
       std::memcpy(row, blob_ + r.off + static_cast<size_t>(tokens[b]) * r.cols * 4, r.cols * 4);
     else
       for (int64_t k = 0; k < r.cols; ++k) row[k] = dense_at(blob_, r, tokens[b], k);
+  }
+}
+
+// A Quantize (and the Norm before it, when the plan fused it) as one generated kernel.
+void ForwardPass::quantize(size_t op_index, int count) {
+  const ir::Op& op = g_.ops[op_index];
+  const int32_t kernel = norm_quant_.kernel_of_op[op_index];
+  if (kernel < 0) return;  // read by no ternary matmul
+  const NormQuantKernelKey& key = norm_quant_.kernels[kernel];
+  const int32_t norm = norm_quant_.fused_norm_of_op[op_index];
+  const int x_value = norm >= 0 ? g_.ops[norm].inputs[0] : op.inputs[0];
+  Q8Buffers& q = q8_[op.output];
+  float* x = f32_[x_value].data();
+  // The norm's weight, or an unread one-element stand-in.
+  const bool weighted = norm >= 0 && g_.ops[norm].weight >= 0;
+  float* w = weighted ? const_cast<float*>(reinterpret_cast<const float*>(blob_ + dense_[g_.ops[norm].weight].off)) : x;
+  Buf<float> xb(x, static_cast<int>(key.n), count);
+  Buf<float> wb(w, weighted ? static_cast<int>(key.n) : 1);
+  Buf<int8_t> qb(q.q.data(), static_cast<int>(q.K_padded), count);
+  Buf<float> db(q.d.data(), static_cast<int>(q.blocks), count);
+  Buf<int32_t> sb(q.sum.data(), static_cast<int>(q.blocks), count);
+  check_kernel(kernels_.norm_quant[kernel](xb, wb, qb, db, sb), "norm + quantize");
+  // Unused tokens of a short chunk meet the GEMM kernel as zeros (a single token goes to
+  // the GEMV, which reads only its own row).
+  if (count > 1) {
+    std::fill(q.q.begin() + count * q.K_padded, q.q.end(), 0);
+    std::fill(q.d.begin() + count * q.blocks, q.d.end(), 0.0f);
+    std::fill(q.sum.begin() + count * q.blocks, q.sum.end(), 0);
   }
 }
 

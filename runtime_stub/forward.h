@@ -1,5 +1,6 @@
 // The forward pass of a compiled output: the graph's steps, in order, over the weights
 // where they lie in the blob, with the generated kernels for the matmuls and the
+// activation quantization (fused with the norm before it: norm_quant_plan.h) and the
 // reference interpreter's own building blocks (ir/interpreter.h) for the rest.
 //
 // Tokens come in chunks of up to `batch`: every step runs for the whole chunk before the
@@ -18,6 +19,7 @@
 #include "HalideRuntime.h"
 #include "ir.h"
 #include "model_blob.h"
+#include "norm_quant_plan.h"
 #include "sampler.h"
 
 namespace bitnetc::rt {
@@ -27,9 +29,13 @@ struct KernelTable {
   using Ternary = int (*)(halide_buffer_t* packed, halide_buffer_t* x, halide_buffer_t* x_sum, halide_buffer_t* d_act,
                           float w_scale, halide_buffer_t* y);
   using Dense = int (*)(halide_buffer_t* w_tiles, halide_buffer_t* x, halide_buffer_t* row_scale, halide_buffer_t* y);
+  using NormQuant = int (*)(halide_buffer_t* x, halide_buffer_t* norm_weight, halide_buffer_t* q, halide_buffer_t* d,
+                            halide_buffer_t* q_sum);
   const Ternary* gemv = nullptr;
   const Ternary* gemm = nullptr;
   const Dense* dense = nullptr;
+  const NormQuant* norm_quant = nullptr;  // in the order of plan_norm_quant (norm_quant_plan.h)
+  uint32_t norm_quant_count = 0;
 };
 
 // A compiled model's forward pass, wherever it runs: on the CPU (ForwardPass, below) or
@@ -90,6 +96,7 @@ class ForwardPass : public Forward {
 
   void run_chunk(const int32_t* tokens, int count, int32_t pos0, bool last_chunk);
   void embed(const ir::Op& op, const int32_t* tokens, int count, float* out) const;
+  void quantize(size_t op_index, int count);
   void ternary_matmul(const ir::Op& op, int count, float* out);
   void dense_matmul(const ir::Op& op, const float* x, float* out);
   const RopeTable& rope_table(const ir::Op& op, int32_t last_pos);
@@ -100,6 +107,7 @@ class ForwardPass : public Forward {
   std::span<const DenseRecord> dense_;
   int batch_;
   KernelTable kernels_;
+  NormQuantPlan norm_quant_;
   std::vector<std::vector<float>> f32_;  // per value: [batch][size]
   std::vector<Q8Buffers> q8_;            // per value
   std::vector<RopeTable> ropes_;         // one per distinct angle formula

@@ -1,0 +1,45 @@
+// Activation quantization fused with the rms_norm before it, as a Halide pipeline for
+// one width: a token's float activations in, the int8 codes, dequantization factors and
+// per-block code sums that the ternary kernels read out. Without a norm it quantizes its
+// input as it is (a Quantize whose input is not a norm's output alone).
+//
+// The numerics are ir/numerics.h's, bit for bit (strict_float throughout: no FMA, no
+// reciprocal approximations): the sum of squares runs in index order (one add chain per
+// token, as the interpreter's), the scale and each normalized value round as
+// bitnetc_rms_scale / bitnetc_rms_apply do, and the codes round as bitnetc_quant_code
+// does (half away from zero, half to even, or ggml's nearest_int). Everything past the
+// sum is vectorized; the normalized values live only in the kernel's scratch.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "Halide.h"
+
+namespace bitnetc::schedules {
+
+struct NormQuantShape {
+  int64_t n = 0;             // activations per token
+  int64_t K_padded = 0;      // codes per token, zero past n (the ternary kernels' padded K)
+  int64_t block = 0;         // quantization block: n (per token) or 256 (Q8_K)
+  int norm = -1;             // BitnetcNormKind (ir/numerics.h), or -1: no norm
+  bool norm_weight = false;  // the norm multiplies by a weight vector
+  float eps = 0;
+  int quant = 0;  // BitnetcActQuant
+  int vector_bytes = 32;
+};
+
+// Inputs: x (float, [n, tokens]), w (float, [n]; read only with a weighted norm).
+// Outputs, in order: q (int8, [K_padded, tokens]), d (float, [n / block, tokens]), sum
+// (int32, [n / block, tokens]: the sum of each block's codes). The token count is the
+// caller's; dimension 0 is innermost and every buffer is dense.
+struct NormQuantPipeline {
+  Halide::ImageParam x, w;
+  Halide::Func q, d, sum;
+  std::vector<Halide::Argument> arguments() const { return {x, w}; }
+  Halide::Pipeline pipeline() const { return Halide::Pipeline({q, d, sum}); }
+};
+
+NormQuantPipeline norm_quant(const NormQuantShape& shape);
+
+}  // namespace bitnetc::schedules
