@@ -2,6 +2,8 @@
 // targets this machine runs natively.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -25,6 +27,19 @@ inline std::vector<const TargetInfo*> native_x86_targets() {
   std::vector<const TargetInfo*> t = {find_target("x86-64-avx2")};
   if (host_target().vector_bytes == 64) t.push_back(find_target("x86-64-avx512"));  // needs an AVX-512 CPU
   return t;
+}
+
+// Microseconds per call over `reps` repetitions of `iters` calls, sorted.
+template <typename F>
+std::vector<double> time_calls(F call, int reps, int iters) {
+  std::vector<double> us;
+  for (int rep = 0; rep < reps; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < iters; ++i) call();
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters);
+  }
+  std::sort(us.begin(), us.end());
+  return us;
 }
 
 // Random codes for a K x N projection (SplitMix64(1), the same for every benchmark).

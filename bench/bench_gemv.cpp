@@ -21,19 +21,6 @@ using namespace bitnetc;
 
 namespace {
 
-// Microseconds per call over `reps` repetitions of `iters` calls, sorted.
-template <typename F>
-std::vector<double> time_calls(F call, int reps, int iters) {
-  std::vector<double> us;
-  for (int rep = 0; rep < reps; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < iters; ++i) call();
-    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters);
-  }
-  std::sort(us.begin(), us.end());
-  return us;
-}
-
 void report(bool& first, const TargetInfo& t, const char* shape, const std::vector<double>& us, double bytes) {
   const double med = us[us.size() / 2];
   std::printf(
@@ -46,6 +33,7 @@ void report(bool& first, const TargetInfo& t, const char* shape, const std::vect
 
 int main() {
   using bench::Shape;
+  using bench::time_calls;
   const auto& shapes = bench::k2b4tProjections;
   const std::vector<const TargetInfo*> tgts = bench::native_x86_targets();
   const char* threads = std::getenv("HL_NUM_THREADS");

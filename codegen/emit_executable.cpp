@@ -21,9 +21,9 @@
 #include "layouts.h"
 #include "lut_gemv.h"
 #include "model_blob.h"
-#include "norm_quant_plan.h"
 #include "process.h"
 #include "serialize.h"
+#include "step_kernels.h"
 #include "tokenizer_import.h"
 #include "vocab_io.h"
 
@@ -321,10 +321,16 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
     line("  " + g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) + "]: " + why);
   }
   if (target.arch == TargetArch::Cuda) return;
-  const rt::NormQuantPlan nq = rt::plan_norm_quant(g, p.ternary);
-  line("activation quantization (" + std::to_string(nq.kernels.size()) + " norm+quantize kernels):");
+  const rt::StepKernels nq = rt::plan_step_kernels(g, p.ternary);
+  line("activation quantization (" + std::to_string(nq.norm_quant.size()) + " norm+quantize kernels) and attention (" +
+       std::to_string(nq.attention.size()) + " kernels):");
   for (size_t i = 0; i < g.ops.size(); ++i) {
     if (nq.kernel_of_op[i] < 0) continue;
+    if (g.ops[i].kind == ir::OpKind::Attention) {
+      line("  %" + std::to_string(g.ops[i].output) + " = attention (layer " + std::to_string(g.ops[i].layer) +
+           "): kernel attention" + std::to_string(nq.kernel_of_op[i]));
+      continue;
+    }
     const int32_t norm = nq.fused_norm_of_op[i];
     const ir::Op& q = g.ops[i];
     line("  %" + std::to_string(q.output) + " = quantize(%" + std::to_string(q.inputs[0]) + "): kernel norm_quant" +
@@ -410,10 +416,10 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
                           const std::string& work_dir, std::string& table, std::vector<std::string>& objects,
                           const std::function<void(const std::string&)>& say) {
   // A CUDA output's steps all run on the GPU: no CPU kernels, empty tables.
-  const std::vector<rt::NormQuantKernelKey> norm_quant_kernels = target.arch == TargetArch::Cuda
-                                                                     ? std::vector<rt::NormQuantKernelKey>{}
-                                                                     : rt::plan_norm_quant(g, packed.ternary).kernels;
-  const size_t n_kernels = 2 * packed.ternary_kernels.size() + packed.dense_kernels.size() + norm_quant_kernels.size();
+  const rt::StepKernels steps =
+      target.arch == TargetArch::Cuda ? rt::StepKernels{} : rt::plan_step_kernels(g, packed.ternary);
+  const size_t n_kernels = 2 * packed.ternary_kernels.size() + packed.dense_kernels.size() + steps.norm_quant.size() +
+                           steps.attention.size();
   if (n_kernels != 0) say("generating " + std::to_string(n_kernels) + " kernels for " + target.name);
   auto emit = [&](const std::string& fn, const std::string& signature, auto&& emit_object) {
     const std::string obj = (fs::path(work_dir) / (fn + ".o")).string();
@@ -451,17 +457,27 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
   const std::string norm_quant_sig =
       "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*)";
   std::string norm_quant_list;
-  for (size_t i = 0; i < norm_quant_kernels.size(); ++i) {
-    const rt::NormQuantKernelKey& k = norm_quant_kernels[i];
+  for (size_t i = 0; i < steps.norm_quant.size(); ++i) {
+    const rt::NormQuantKernelKey& k = steps.norm_quant[i];
     const schedules::NormQuantShape shape{k.n,           k.K_padded, k.block, k.norm,
                                           k.norm_weight, k.eps(),    k.quant, target.vector_bytes};
     const std::string fn = "bitnetc_norm_quant" + std::to_string(i);
     emit(fn, norm_quant_sig, [&](const std::string& obj) { emit_norm_quant_object(shape, target, fn, obj); });
     norm_quant_list += (i ? ", " : "") + fn;
   }
-  table +=
-      "extern \"C\" const uint32_t bitnetc_norm_quant_kernel_count = " + std::to_string(norm_quant_kernels.size()) +
-      ";\n";
+  const std::string attention_sig = "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int32_t, halide_buffer_t*)";
+  std::string attention_list;
+  for (size_t i = 0; i < steps.attention.size(); ++i) {
+    const rt::AttentionKernelKey& k = steps.attention[i];
+    const schedules::AttentionShape shape{k.head_dim,    k.n_head,      k.n_head_kv,
+                                          k.score_scale, k.softmax_sum, target.vector_bytes};
+    const std::string fn = "bitnetc_attention" + std::to_string(i);
+    emit(fn, attention_sig, [&](const std::string& obj) { emit_attention_object(shape, target, fn, obj); });
+    attention_list += (i ? ", " : "") + fn;
+  }
+  table += "extern \"C\" const uint32_t bitnetc_norm_quant_kernel_count = " + std::to_string(steps.norm_quant.size()) +
+           ";\nextern \"C\" const uint32_t bitnetc_attention_kernel_count = " + std::to_string(steps.attention.size()) +
+           ";\n";
   auto array = [](const std::string& name, const std::string& signature, const std::string& list) {
     return "extern \"C\" int (*const " + name + "[])" + signature + " = {" + (list.empty() ? "nullptr" : list) +
            "};\n";
@@ -469,7 +485,8 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
   table += array("bitnetc_gemv_kernels", ternary_sig, gemv_list) +
            array("bitnetc_gemm_kernels", ternary_sig, gemm_list) +
            array("bitnetc_dense_kernels", dense_sig, dense_list) +
-           array("bitnetc_norm_quant_kernels", norm_quant_sig, norm_quant_list);
+           array("bitnetc_norm_quant_kernels", norm_quant_sig, norm_quant_list) +
+           array("bitnetc_attention_kernels", attention_sig, attention_list);
 }
 
 // A CUDA target's module: every kernel of the plan in one CUDA C++ source, compiled by

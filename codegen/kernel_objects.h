@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "attention.h"
 #include "dense_gemv.h"
 #include "lut_gemv.h"
 #include "norm_quant.h"
@@ -35,6 +36,11 @@ void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const Target
 // the outputs q, d, sum).
 void emit_norm_quant_object(const schedules::NormQuantShape& shape, const TargetInfo& target,
                             const std::string& fn_name, const std::string& object_path);
+
+// The attention of one head shape, likewise (signature: q, k_cache, v_cache, pos0, then
+// the output); its e^x is linked from the runtime (schedules/attention.h).
+void emit_attention_object(const schedules::AttentionShape& shape, const TargetInfo& target, const std::string& fn_name,
+                           const std::string& object_path);
 
 // The Halide runtime (thread pool, buffer helpers) for `target`, once per output.
 void emit_halide_runtime(const TargetInfo& target, const std::string& object_path);

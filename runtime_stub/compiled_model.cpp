@@ -25,6 +25,8 @@ extern "C" const bitnetc::rt::KernelTable::Ternary bitnetc_gemm_kernels[];
 extern "C" const bitnetc::rt::KernelTable::Dense bitnetc_dense_kernels[];
 extern "C" const bitnetc::rt::KernelTable::NormQuant bitnetc_norm_quant_kernels[];
 extern "C" const uint32_t bitnetc_norm_quant_kernel_count;
+extern "C" const bitnetc::rt::KernelTable::Attention bitnetc_attention_kernels[];
+extern "C" const uint32_t bitnetc_attention_kernel_count;
 extern "C" const uint32_t bitnetc_cpu_features;
 extern "C" const char bitnetc_target_name[];
 extern "C" const uint8_t bitnetc_blob_start[];
@@ -105,8 +107,13 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path) {
                                                  dense);
     return;
   }
-  const KernelTable kernels{bitnetc_gemv_kernels, bitnetc_gemm_kernels, bitnetc_dense_kernels,
-                            bitnetc_norm_quant_kernels, bitnetc_norm_quant_kernel_count};
+  const KernelTable kernels{bitnetc_gemv_kernels,
+                            bitnetc_gemm_kernels,
+                            bitnetc_dense_kernels,
+                            bitnetc_norm_quant_kernels,
+                            bitnetc_norm_quant_kernel_count,
+                            bitnetc_attention_kernels,
+                            bitnetc_attention_kernel_count};
   forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, static_cast<int>(header_.batch),
                                            kernels);
 }

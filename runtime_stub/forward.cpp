@@ -47,9 +47,9 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
                          std::span<const DenseRecord> dense, int batch, const KernelTable& kernels)
     : g_(g), blob_(blob), ternary_(ternary), dense_(dense), batch_(batch), kernels_(kernels) {
   if (batch_ < 1) throw std::runtime_error("the embedded model is damaged (batch)");
-  norm_quant_ = plan_norm_quant(g, ternary);
-  if (norm_quant_.kernels.size() != kernels_.norm_quant_count)
-    throw std::runtime_error("the embedded model is damaged (norm + quantize kernels)");
+  steps_ = plan_step_kernels(g, ternary);
+  if (steps_.norm_quant.size() != kernels_.norm_quant_count || steps_.attention.size() != kernels_.attention_count)
+    throw std::runtime_error("the embedded model is damaged (step kernels)");
   f32_.resize(g.values.size());
   q8_.resize(g.values.size());
   for (size_t v = 0; v < g.values.size(); ++v)
@@ -70,17 +70,15 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
     q.sum.assign(static_cast<size_t>(q.blocks * batch_), 0);
   }
   // calloc: the caches' pages stay untouched (and out of the resident set) until used.
-  const size_t cache_floats = static_cast<size_t>(g.n_ctx) * static_cast<size_t>(g.kv_dim());
+  k_positions_ =
+      static_cast<int>((g.n_ctx + kAttentionPositionBlock - 1) / kAttentionPositionBlock * kAttentionPositionBlock);
+  const size_t kv_dim = static_cast<size_t>(g.kv_dim());
   for (int64_t l = 0; l < g.n_layer; ++l) {
-    k_cache_.emplace_back(static_cast<float*>(std::calloc(cache_floats, sizeof(float))));
-    v_cache_.emplace_back(static_cast<float*>(std::calloc(cache_floats, sizeof(float))));
+    k_cache_.emplace_back(static_cast<float*>(std::calloc(kv_dim * k_positions_, sizeof(float))));
+    v_cache_.emplace_back(static_cast<float*>(std::calloc(kv_dim * g.n_ctx, sizeof(float))));
     if (!k_cache_.back() || !v_cache_.back())
       throw std::runtime_error("out of memory for the KV cache (" + std::to_string(g.n_ctx) + " positions)");
   }
-  int max_heads = 1;
-  for (const ir::Op& op : g.ops)
-    if (op.kind == ir::OpKind::Attention) max_heads = std::max(max_heads, op.n_head);
-  scores_.resize(static_cast<size_t>(g.n_ctx) * batch_ * max_heads);  // one row per (token, head) task
   logits_.resize(g.values[g.logits].size);
 }
 
@@ -122,7 +120,7 @@ std::span<const float> ForwardPass::forward(std::span<const int32_t> tokens, int
 void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool last_chunk) {
   for (size_t op_index = 0; op_index < g_.ops.size(); ++op_index) {
     const ir::Op& op = g_.ops[op_index];
-    if (norm_quant_.skipped[op_index]) continue;  // a Norm its Quantize's kernel does
+    if (steps_.skipped[op_index]) continue;  // a Norm its Quantize's kernel does
     const int64_t n = g_.values[op.output].size;
     float* out = op.kind == ir::OpKind::Quantize ? nullptr : f32_[op.output].data();
     auto in = [&](size_t k, int b) { return f32_[op.inputs[k]].data() + b * g_.values[op.inputs[k]].size; };
@@ -156,31 +154,7 @@ void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool
                           out + b * n, n);
         break;
       }
-      case ir::OpKind::Attention: {
-        const int kv_dim = g_.kv_dim();
-        float* kc = k_cache_[op.layer].get();
-        float* vc = v_cache_[op.layer].get();
-        std::copy_n(in(1, 0), count * kv_dim, kc + static_cast<int64_t>(pos0) * kv_dim);
-        std::copy_n(in(2, 0), count * kv_dim, vc + static_cast<int64_t>(pos0) * kv_dim);
-        // Every (token, head) is independent: Halide's thread pool runs them in parallel.
-        struct Closure {
-          const ir::Op* op;
-          const float *q, *kc, *vc;
-          float *scores, *out;
-          int64_t n, q_size, n_ctx;
-          int kv_dim, pos0;
-        } c{&op, in(0, 0), kc, vc, scores_.data(), out, n, g_.values[op.inputs[0]].size, g_.n_ctx, kv_dim, pos0};
-        auto task = [](void*, int i, uint8_t* closure) -> int {
-          const auto& c = *reinterpret_cast<const Closure*>(closure);
-          const int b = i / c.op->n_head, h = i % c.op->n_head;
-          ir::attend_head(*c.op, h, c.q + b * c.q_size, c.kc, c.vc, c.kv_dim, c.pos0 + b, c.scores + i * c.n_ctx,
-                          c.out + b * c.n);
-          return 0;
-        };
-        check_kernel(halide_do_par_for(nullptr, task, 0, count * op.n_head, reinterpret_cast<uint8_t*>(&c)),
-                     "attention");
-        break;
-      }
+      case ir::OpKind::Attention: attend(op_index, count, pos0, out); break;
       case ir::OpKind::GatedAct: {
         const float *gate = in(0, 0), *up = in(1, 0);
         for (int64_t i = 0; i < count * n; ++i) out[i] = ir::activate(op.act, gate[i]) * up[i];
@@ -209,10 +183,10 @@ void ForwardPass::embed(const ir::Op& op, const int32_t* tokens, int count, floa
 // A Quantize (and the Norm before it, when the plan fused it) as one generated kernel.
 void ForwardPass::quantize(size_t op_index, int count) {
   const ir::Op& op = g_.ops[op_index];
-  const int32_t kernel = norm_quant_.kernel_of_op[op_index];
+  const int32_t kernel = steps_.kernel_of_op[op_index];
   if (kernel < 0) return;  // read by no ternary matmul
-  const NormQuantKernelKey& key = norm_quant_.kernels[kernel];
-  const int32_t norm = norm_quant_.fused_norm_of_op[op_index];
+  const NormQuantKernelKey& key = steps_.norm_quant[kernel];
+  const int32_t norm = steps_.fused_norm_of_op[op_index];
   const int x_value = norm >= 0 ? g_.ops[norm].inputs[0] : op.inputs[0];
   Q8Buffers& q = q8_[op.output];
   float* x = f32_[x_value].data();
@@ -232,6 +206,25 @@ void ForwardPass::quantize(size_t op_index, int count) {
     std::fill(q.d.begin() + count * q.blocks, q.d.end(), 0.0f);
     std::fill(q.sum.begin() + count * q.blocks, q.sum.end(), 0);
   }
+}
+
+// Writes the chunk's k and v into the layer's caches, then every (token, head) of the
+// chunk in one generated kernel (its tasks run on Halide's thread pool).
+void ForwardPass::attend(size_t op_index, int count, int32_t pos0, float* out) {
+  const ir::Op& op = g_.ops[op_index];
+  const int kv_dim = g_.kv_dim();
+  float* kc = k_cache_[op.layer].get();
+  float* vc = v_cache_[op.layer].get();
+  const float* k = f32_[op.inputs[1]].data();
+  for (int b = 0; b < count; ++b)
+    for (int c = 0; c < kv_dim; ++c) kc[static_cast<int64_t>(c) * k_positions_ + pos0 + b] = k[b * kv_dim + c];
+  std::copy_n(f32_[op.inputs[2]].data(), count * kv_dim, vc + static_cast<int64_t>(pos0) * kv_dim);
+  const int q_size = static_cast<int>(g_.values[op.inputs[0]].size);
+  Buf<float> qb(f32_[op.inputs[0]].data(), q_size, count);
+  Buf<float> kb(kc, k_positions_, kv_dim);
+  Buf<float> vb(vc, kv_dim, static_cast<int>(g_.n_ctx));
+  Buf<float> ob(out, static_cast<int>(g_.values[op.output].size), count);
+  check_kernel(kernels_.attention[steps_.kernel_of_op[op_index]](qb, kb, vb, pos0, ob), "attention");
 }
 
 void ForwardPass::ternary_matmul(const ir::Op& op, int count, float* out) {

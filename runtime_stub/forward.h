@@ -1,7 +1,7 @@
 // The forward pass of a compiled output: the graph's steps, in order, over the weights
-// where they lie in the blob, with the generated kernels for the matmuls and the
-// activation quantization (fused with the norm before it: norm_quant_plan.h) and the
-// reference interpreter's own building blocks (ir/interpreter.h) for the rest.
+// where they lie in the blob, with the generated kernels for the matmuls, the activation
+// quantization (fused with the norm before it) and the attention (step_kernels.h), and
+// the reference interpreter's own building blocks (ir/interpreter.h) for the rest.
 //
 // Tokens come in chunks of up to `batch`: every step runs for the whole chunk before the
 // next step, so a ternary matmul of a prompt chunk is one call of the prefill (GEMM)
@@ -19,8 +19,8 @@
 #include "HalideRuntime.h"
 #include "ir.h"
 #include "model_blob.h"
-#include "norm_quant_plan.h"
 #include "sampler.h"
+#include "step_kernels.h"
 
 namespace bitnetc::rt {
 
@@ -34,8 +34,13 @@ struct KernelTable {
   const Ternary* gemv = nullptr;
   const Ternary* gemm = nullptr;
   const Dense* dense = nullptr;
-  const NormQuant* norm_quant = nullptr;  // in the order of plan_norm_quant (norm_quant_plan.h)
+  using Attention = int (*)(halide_buffer_t* q, halide_buffer_t* k_cache, halide_buffer_t* v_cache, int32_t pos0,
+                            halide_buffer_t* out);
+  // In the order of plan_step_kernels (step_kernels.h), with their counts.
+  const NormQuant* norm_quant = nullptr;
   uint32_t norm_quant_count = 0;
+  const Attention* attention = nullptr;
+  uint32_t attention_count = 0;
 };
 
 // A compiled model's forward pass, wherever it runs: on the CPU (ForwardPass, below) or
@@ -97,6 +102,7 @@ class ForwardPass : public Forward {
   void run_chunk(const int32_t* tokens, int count, int32_t pos0, bool last_chunk);
   void embed(const ir::Op& op, const int32_t* tokens, int count, float* out) const;
   void quantize(size_t op_index, int count);
+  void attend(size_t op_index, int count, int32_t pos0, float* out);
   void ternary_matmul(const ir::Op& op, int count, float* out);
   void dense_matmul(const ir::Op& op, const float* x, float* out);
   const RopeTable& rope_table(const ir::Op& op, int32_t last_pos);
@@ -107,15 +113,18 @@ class ForwardPass : public Forward {
   std::span<const DenseRecord> dense_;
   int batch_;
   KernelTable kernels_;
-  NormQuantPlan norm_quant_;
+  StepKernels steps_;
   std::vector<std::vector<float>> f32_;  // per value: [batch][size]
   std::vector<Q8Buffers> q8_;            // per value
   std::vector<RopeTable> ropes_;         // one per distinct angle formula
   struct FreeDeleter {
     void operator()(float* p) const { std::free(p); }
   };
-  std::vector<std::unique_ptr<float, FreeDeleter>> k_cache_, v_cache_;  // per layer: [n_ctx][kv_dim]
-  std::vector<float> scores_, head_out_, logits_;
+  // Per layer. Keys transposed, [kv_dim][k_positions_] (n_ctx rounded up to the
+  // attention kernel's position blocks); values [n_ctx][kv_dim].
+  std::vector<std::unique_ptr<float, FreeDeleter>> k_cache_, v_cache_;
+  int k_positions_ = 0;
+  std::vector<float> head_out_, logits_;
   int32_t next_pos_ = 0;
 };
 

@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 
+#include "attention.h"
 #include "dense_gemv.h"
 #include "interpreter.h"
 #include "lut_gemv.h"
@@ -356,5 +357,65 @@ TEST(NormQuant, MatchesTheInterpretersNormThenQuantizeBitForBit) {
             }
           }
       }
+  }
+}
+
+// The attention kernel against ir::attend_head, token by token: head shapes with whole
+// and partial vectors of outputs, grouped and plain heads, chunks that start at 0 and
+// further on (each token sees its own prefix), positions around the vector edges, and
+// every score scale and softmax sum.
+TEST(Attention, MatchesTheInterpretersHeadsBitForBit) {
+  struct Heads {
+    int d, n_head, n_head_kv;
+  };
+  const int64_t n_ctx = 80;
+  for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
+    const TargetInfo& target = *find_target(name);
+    if (target.vector_bytes > host_target().vector_bytes) continue;
+    for (const Heads& hd : {Heads{64, 20, 5}, Heads{32, 8, 4}, Heads{24, 3, 3}})
+      for (int scale = 0; scale < 2; ++scale)
+        for (int softmax = 0; softmax < 2; ++softmax) {
+          const int kv_dim = hd.n_head_kv * hd.d, q_dim = hd.n_head * hd.d;
+          SplitMix64 rng(static_cast<uint64_t>(hd.d * 100 + scale * 10 + softmax));
+          std::vector<float> kc(n_ctx * kv_dim), vc(n_ctx * kv_dim);
+          for (auto& v : kc) v = rng.normal();
+          for (auto& v : vc) v = rng.normal();
+          ir::Op op(ir::OpKind::Attention);
+          op.head_dim = hd.d;
+          op.n_head = hd.n_head;
+          op.n_head_kv = hd.n_head_kv;
+          op.score_scale = static_cast<ir::ScoreScale>(scale);
+          op.softmax_sum = static_cast<ir::SoftmaxSum>(softmax);
+          schedules::AttentionPipeline p =
+              schedules::attention({hd.d, hd.n_head, hd.n_head_kv, scale, softmax, target.vector_bytes});
+          Halide::Pipeline pipeline(p.out);
+          pipeline.set_jit_externs({{schedules::kAttentionExpSymbol, Halide::JITExtern(bitnetc_expf_for_kernels)}});
+          // The kernel's keys: transposed, positions padded to whole blocks (NaN: never read).
+          const int padded = static_cast<int>((n_ctx + schedules::kAttentionPositionBlock - 1) /
+                                              schedules::kAttentionPositionBlock * schedules::kAttentionPositionBlock);
+          std::vector<float> kt(static_cast<size_t>(padded) * kv_dim, std::numeric_limits<float>::quiet_NaN());
+          for (int64_t r = 0; r < n_ctx; ++r)
+            for (int c = 0; c < kv_dim; ++c) kt[c * padded + r] = kc[r * kv_dim + c];
+          p.k_cache.set(Halide::Buffer<float>(kt.data(), padded, kv_dim));
+          p.v_cache.set(Halide::Buffer<float>(vc.data(), kv_dim, static_cast<int>(n_ctx)));
+          for (auto [pos0, tokens] : {std::pair{0, 1}, {0, 8}, {7, 1}, {15, 3}, {70, 10}}) {
+            std::vector<float> q(q_dim * tokens);
+            for (auto& v : q) v = 2.0f * rng.normal();
+            std::vector<float> want(q_dim * tokens), scores(n_ctx);
+            for (int t = 0; t < tokens; ++t)
+              for (int h = 0; h < hd.n_head; ++h)
+                ir::attend_head(op, h, &q[t * q_dim], kc.data(), vc.data(), kv_dim, pos0 + t, scores.data(),
+                                &want[t * q_dim]);
+            p.q.set(Halide::Buffer<float>(q.data(), q_dim, tokens));
+            p.pos0.set(pos0);
+            Halide::Buffer<float> out(q_dim, tokens);
+            pipeline.realize(out, Halide::Target(target.halide));
+            for (int t = 0; t < tokens; ++t)
+              for (int i = 0; i < q_dim; ++i)
+                ASSERT_EQ(out(i, t), want[t * q_dim + i])
+                    << name << " d=" << hd.d << " heads=" << hd.n_head << "/" << hd.n_head_kv << " scale=" << scale
+                    << " softmax=" << softmax << " pos0=" << pos0 << " token " << t << " i " << i;
+          }
+        }
   }
 }

@@ -1,0 +1,116 @@
+// Which steps of a CPU output, besides the matmuls, run generated kernels, and which
+// kernels the output carries: the norm + quantize kernels (schedules/norm_quant.h) and
+// the attention kernels (schedules/attention.h). Codegen and the runtime both derive it
+// from the graph and the ternary records with this one function, so the kernel indices
+// agree without being stored in the blob.
+//
+// Every Quantize gets a kernel. When its input is the output of a Norm that nothing
+// else reads, the kernel does that norm too and the Norm step is skipped: one pass, and
+// the normalized floats are never stored. Every Attention gets a kernel.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <span>
+#include <stdexcept>
+#include <tuple>
+#include <vector>
+
+#include "ir.h"
+#include "model_blob.h"
+
+namespace bitnetc::rt {
+
+struct NormQuantKernelKey {
+  int64_t n = 0, K_padded = 0, block = 0;
+  int32_t norm = -1;  // ir::NormKind, or -1: quantize the input as it is
+  bool norm_weight = false;
+  uint32_t eps_bits = 0;  // the norm's eps (a constant of the kernel)
+  int32_t quant = 0;      // ir::ActQuant
+  auto tie() const { return std::tie(n, K_padded, block, norm, norm_weight, eps_bits, quant); }
+  bool operator<(const NormQuantKernelKey& o) const { return tie() < o.tie(); }
+  float eps() const {
+    float e;
+    std::memcpy(&e, &eps_bits, 4);
+    return e;
+  }
+};
+
+// Positions the attention kernels score at a time: the runtime pads each layer's key
+// cache (stored transposed, a row of positions per channel) to a multiple of it.
+inline constexpr int kAttentionPositionBlock = 64;
+
+struct AttentionKernelKey {
+  int32_t head_dim = 0, n_head = 0, n_head_kv = 0;
+  int32_t score_scale = 0, softmax_sum = 0;  // ir::ScoreScale, ir::SoftmaxSum
+  auto tie() const { return std::tie(head_dim, n_head, n_head_kv, score_scale, softmax_sum); }
+  bool operator<(const AttentionKernelKey& o) const { return tie() < o.tie(); }
+};
+
+struct StepKernels {
+  std::vector<NormQuantKernelKey> norm_quant;  // bitnetc_norm_quant_kernels[], in this order
+  std::vector<AttentionKernelKey> attention;   // bitnetc_attention_kernels[]
+  std::vector<int32_t> kernel_of_op;           // per op: its kernel in the list of its kind, else -1
+  std::vector<int32_t> fused_norm_of_op;       // per op: the Norm a Quantize absorbs, else -1
+  std::vector<bool> skipped;                   // per op: a Norm absorbed by its Quantize
+};
+
+// The index of `key` in `list`, appended when new (first appearance decides the order).
+template <typename Key>
+int32_t kernel_index(std::map<Key, int32_t>& index, std::vector<Key>& list, const Key& key) {
+  const auto [it, added] = index.emplace(key, static_cast<int32_t>(list.size()));
+  if (added) list.push_back(key);
+  return it->second;
+}
+
+inline StepKernels plan_step_kernels(const ir::Graph& g, std::span<const TernaryRecord> ternary) {
+  const size_t n_ops = g.ops.size();
+  StepKernels plan{
+      {}, {}, std::vector<int32_t>(n_ops, -1), std::vector<int32_t>(n_ops, -1), std::vector<bool>(n_ops, false)};
+  // Each value's producer and reader count; each quantized value's padding and blocks
+  // (codegen gives all readers of one value one layout).
+  std::vector<int32_t> producer(g.values.size(), -1), readers(g.values.size(), 0);
+  std::vector<std::pair<int64_t, int64_t>> layout(g.values.size(), {0, 0});
+  for (size_t i = 0; i < n_ops; ++i) {
+    const ir::Op& op = g.ops[i];
+    if (op.output >= 0 && static_cast<size_t>(op.output) < g.values.size())
+      producer[op.output] = static_cast<int32_t>(i);
+    for (int v : op.inputs)
+      if (v >= 0 && static_cast<size_t>(v) < g.values.size()) ++readers[v];
+    if (op.kind == ir::OpKind::TernaryMatmul) {
+      if (op.weight < 0 || static_cast<size_t>(op.weight) >= ternary.size() || op.inputs.empty())
+        throw std::runtime_error("the embedded model is damaged (ternary matmul)");
+      layout[op.inputs[0]] = {ternary[op.weight].K_padded, ternary[op.weight].act_block};
+    }
+  }
+  std::map<NormQuantKernelKey, int32_t> norm_quant_index;
+  std::map<AttentionKernelKey, int32_t> attention_index;
+  for (size_t i = 0; i < n_ops; ++i) {
+    const ir::Op& op = g.ops[i];
+    if (op.kind == ir::OpKind::Attention) {
+      const AttentionKernelKey key{op.head_dim, op.n_head, op.n_head_kv, static_cast<int32_t>(op.score_scale),
+                                   static_cast<int32_t>(op.softmax_sum)};
+      plan.kernel_of_op[i] = kernel_index(attention_index, plan.attention, key);
+      continue;
+    }
+    if (op.kind != ir::OpKind::Quantize) continue;
+    const int in = op.inputs.at(0);
+    const auto [K_padded, block] = layout[op.output];
+    if (K_padded == 0) continue;  // read by no ternary matmul: nothing to quantize for
+    NormQuantKernelKey key{g.values[in].size, K_padded, block, -1, false, 0, static_cast<int32_t>(op.quant)};
+    const int32_t p = producer[in];
+    if (p >= 0 && g.ops[p].kind == ir::OpKind::Norm && readers[in] == 1 && in != g.logits) {
+      const ir::Op& norm = g.ops[p];
+      key.norm = static_cast<int32_t>(norm.norm);
+      key.norm_weight = norm.weight >= 0;
+      std::memcpy(&key.eps_bits, &norm.eps, 4);
+      plan.fused_norm_of_op[i] = p;
+      plan.skipped[p] = true;
+    }
+    plan.kernel_of_op[i] = kernel_index(norm_quant_index, plan.norm_quant, key);
+  }
+  return plan;
+}
+
+}  // namespace bitnetc::rt

@@ -1,0 +1,52 @@
+// Attention over the fp32 KV cache as a Halide pipeline for one head shape: every head
+// of every token of a chunk, each token at its own position (token t of a chunk that
+// starts at pos0 attends to positions 0..pos0+t, its own k and v already in the cache).
+//
+// The numerics are ir/numerics.h's bitnetc_attend_head, bit for bit: each score sums
+// q . k in index order (strict_float; the vector lanes are positions, so every lane is
+// one reference chain), the maximum and the softmax sum run in position order, e^x is
+// the reference's own bitnetc_expf (called, not re-derived: it needs fused
+// multiply-adds that Halide 14 cannot spell), and each output adds its terms in
+// position order from zero with the outputs in vector lanes.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "Halide.h"
+#include "step_kernels.h"
+
+namespace bitnetc::schedules {
+
+// The C function the kernels call for e^x: bitnetc_expf (ir/numerics.h), exported by
+// ir/interpreter.cpp, so linked into every output.
+inline constexpr const char* kAttentionExpSymbol = "bitnetc_expf_for_kernels";
+
+struct AttentionShape {
+  int head_dim = 0, n_head = 0, n_head_kv = 0;
+  int score_scale = 0;  // BitnetcScoreScale
+  int softmax_sum = 0;  // BitnetcSoftmaxSum
+  int vector_bytes = 32;
+};
+
+// The keys are cached transposed, a row of positions per channel, so that a vector of
+// scores loads a vector of keys; the rows are padded to a multiple of
+// kAttentionPositionBlock positions (the kernel reads a whole last block).
+using rt::kAttentionPositionBlock;
+
+// Inputs: q (float, [n_head * head_dim, tokens]), k_cache (float, [cache positions,
+// n_head_kv * head_dim]: position innermost), v_cache (float, [n_head_kv * head_dim,
+// cache positions]), pos0 (int: the first token's position). The caches hold at least
+// pos0 + tokens positions, the keys' rounded up to kAttentionPositionBlock (the
+// runtime's context may be shorter than the model's). Output: out (float, [n_head *
+// head_dim, tokens]).
+struct AttentionPipeline {
+  Halide::ImageParam q, k_cache, v_cache;
+  Halide::Param<int> pos0;
+  Halide::Func out;
+  std::vector<Halide::Argument> arguments() const { return {q, k_cache, v_cache, pos0}; }
+};
+
+AttentionPipeline attention(const AttentionShape& shape);
+
+}  // namespace bitnetc::schedules
