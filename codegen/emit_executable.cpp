@@ -321,23 +321,24 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
     line("  " + g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) + "]: " + why);
   }
   if (target.arch == TargetArch::Cuda) return;
-  const rt::StepKernels nq = rt::plan_step_kernels(g, p.ternary);
-  line("activation quantization (" + std::to_string(nq.norm_quant.size()) + " norm+quantize kernels) and attention (" +
-       std::to_string(nq.attention.size()) + " kernels):");
+  const rt::StepKernels kernels = rt::plan_step_kernels(g, p.ternary);
+  line("step kernels: " + std::to_string(kernels.norm_quant.size()) + " norm+quantize, " +
+       std::to_string(kernels.attention.size()) + " attention, " + std::to_string(kernels.rope.size()) + " rope:");
   for (size_t i = 0; i < g.ops.size(); ++i) {
-    if (nq.kernel_of_op[i] < 0) continue;
-    if (g.ops[i].kind == ir::OpKind::Attention) {
-      line("  %" + std::to_string(g.ops[i].output) + " = attention (layer " + std::to_string(g.ops[i].layer) +
-           "): kernel attention" + std::to_string(nq.kernel_of_op[i]));
-      continue;
+    const ir::Op& op = g.ops[i];
+    const std::string kernel = std::to_string(kernels.kernel_of_op[i]), out = "  %" + std::to_string(op.output);
+    if (kernels.kernel_of_op[i] < 0) continue;
+    if (op.kind == ir::OpKind::Attention) {
+      line(out + " = attention (layer " + std::to_string(op.layer) + "): kernel attention" + kernel);
+    } else if (op.kind == ir::OpKind::Rope) {
+      line(out + " = rope(%" + std::to_string(op.inputs[0]) + "): kernel rope" + kernel);
+    } else {
+      const std::string in = std::to_string(op.inputs[0]);
+      line(out + " = quantize(%" + in + "): kernel norm_quant" + kernel +
+           (kernels.fused_norm_of_op[i] >= 0
+                ? ", with the norm that makes %" + in + " (one pass, %" + in + " never stored)"
+                : " (its input is not a norm's alone: quantized as it is)"));
     }
-    const int32_t norm = nq.fused_norm_of_op[i];
-    const ir::Op& q = g.ops[i];
-    line("  %" + std::to_string(q.output) + " = quantize(%" + std::to_string(q.inputs[0]) + "): kernel norm_quant" +
-         std::to_string(nq.kernel_of_op[i]) +
-         (norm >= 0 ? ", with the norm that makes %" + std::to_string(q.inputs[0]) + " (one pass, %" +
-                          std::to_string(q.inputs[0]) + " never stored)"
-                    : " (its input is not a norm's alone: quantized as it is)"));
   }
 }
 
@@ -419,7 +420,7 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
   const rt::StepKernels steps =
       target.arch == TargetArch::Cuda ? rt::StepKernels{} : rt::plan_step_kernels(g, packed.ternary);
   const size_t n_kernels = 2 * packed.ternary_kernels.size() + packed.dense_kernels.size() + steps.norm_quant.size() +
-                           steps.attention.size();
+                           steps.attention.size() + steps.rope.size();
   if (n_kernels != 0) say("generating " + std::to_string(n_kernels) + " kernels for " + target.name);
   auto emit = [&](const std::string& fn, const std::string& signature, auto&& emit_object) {
     const std::string obj = (fs::path(work_dir) / (fn + ".o")).string();
@@ -454,39 +455,47 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
     emit(fn, dense_sig, [&](const std::string& obj) { emit_dense_gemv_object(packed.dense_kernels[i], target, fn, obj); });
     dense_list += (i ? ", " : "") + fn;
   }
-  const std::string norm_quant_sig =
-      "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*)";
-  std::string norm_quant_list;
-  for (size_t i = 0; i < steps.norm_quant.size(); ++i) {
-    const rt::NormQuantKernelKey& k = steps.norm_quant[i];
-    const schedules::NormQuantShape shape{k.n,           k.K_padded, k.block, k.norm,
-                                          k.norm_weight, k.eps(),    k.quant, target.vector_bytes};
-    const std::string fn = "bitnetc_norm_quant" + std::to_string(i);
-    emit(fn, norm_quant_sig, [&](const std::string& obj) { emit_norm_quant_object(shape, target, fn, obj); });
-    norm_quant_list += (i ? ", " : "") + fn;
-  }
-  const std::string attention_sig = "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int32_t, halide_buffer_t*)";
-  std::string attention_list;
-  for (size_t i = 0; i < steps.attention.size(); ++i) {
-    const rt::AttentionKernelKey& k = steps.attention[i];
-    const schedules::AttentionShape shape{k.head_dim,    k.n_head,      k.n_head_kv,
-                                          k.score_scale, k.softmax_sum, target.vector_bytes};
-    const std::string fn = "bitnetc_attention" + std::to_string(i);
-    emit(fn, attention_sig, [&](const std::string& obj) { emit_attention_object(shape, target, fn, obj); });
-    attention_list += (i ? ", " : "") + fn;
-  }
-  table += "extern \"C\" const uint32_t bitnetc_norm_quant_kernel_count = " + std::to_string(steps.norm_quant.size()) +
-           ";\nextern \"C\" const uint32_t bitnetc_attention_kernel_count = " + std::to_string(steps.attention.size()) +
-           ";\n";
   auto array = [](const std::string& name, const std::string& signature, const std::string& list) {
     return "extern \"C\" int (*const " + name + "[])" + signature + " = {" + (list.empty() ? "nullptr" : list) +
            "};\n";
   };
   table += array("bitnetc_gemv_kernels", ternary_sig, gemv_list) +
            array("bitnetc_gemm_kernels", ternary_sig, gemm_list) +
-           array("bitnetc_dense_kernels", dense_sig, dense_list) +
-           array("bitnetc_norm_quant_kernels", norm_quant_sig, norm_quant_list) +
-           array("bitnetc_attention_kernels", attention_sig, attention_list);
+           array("bitnetc_dense_kernels", dense_sig, dense_list);
+
+  // The step kernels (step_kernels.h): per family bitnetc_<family><i>, a table and a count.
+  auto emit_family = [&](const std::string& family, const std::string& signature, size_t count, auto&& emit_object) {
+    std::string list;
+    for (size_t i = 0; i < count; ++i) {
+      const std::string fn = "bitnetc_" + family + std::to_string(i);
+      emit(fn, signature, [&](const std::string& obj) { emit_object(i, fn, obj); });
+      list += (i ? ", " : "") + fn;
+    }
+    table += "extern \"C\" const uint32_t bitnetc_" + family + "_kernel_count = " + std::to_string(count) + ";\n" +
+             array("bitnetc_" + family + "_kernels", signature, list);
+  };
+  const std::string buffers5 =
+      "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*)";
+  const std::string buffers3_pos_buffer =
+      "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int32_t, halide_buffer_t*)";
+  emit_family(
+      "norm_quant", buffers5, steps.norm_quant.size(), [&](size_t i, const std::string& fn, const std::string& obj) {
+        const rt::NormQuantKernelKey& k = steps.norm_quant[i];
+        emit_norm_quant_object({k.n, k.K_padded, k.block, k.norm, k.norm_weight, k.eps(), k.quant, target.vector_bytes},
+                               target, fn, obj);
+      });
+  emit_family("attention", buffers3_pos_buffer, steps.attention.size(),
+              [&](size_t i, const std::string& fn, const std::string& obj) {
+                const rt::AttentionKernelKey& k = steps.attention[i];
+                emit_attention_object(
+                    {k.head_dim, k.n_head, k.n_head_kv, k.score_scale, k.softmax_sum, target.vector_bytes}, target, fn,
+                    obj);
+              });
+  emit_family("rope", buffers3_pos_buffer, steps.rope.size(),
+              [&](size_t i, const std::string& fn, const std::string& obj) {
+                const rt::RopeKernelKey& k = steps.rope[i];
+                emit_rope_object({k.n, k.head_dim, k.style, target.vector_bytes}, target, fn, obj);
+              });
 }
 
 // A CUDA target's module: every kernel of the plan in one CUDA C++ source, compiled by

@@ -75,6 +75,13 @@ void emit_attention_object(const schedules::AttentionShape& shape, const TargetI
   p.out.compile_to_object(object_path, p.arguments(), fn_name, t);
 }
 
+void emit_rope_object(const schedules::RopeShape& shape, const TargetInfo& target, const std::string& fn_name,
+                      const std::string& object_path) {
+  schedules::RopePipeline p = schedules::rope(shape);
+  const Halide::Target t = Halide::Target(target.halide).with_feature(Halide::Target::NoRuntime);
+  p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
+}
+
 void emit_halide_runtime(const TargetInfo& target, const std::string& object_path) {
   // A CUDA output's host side runs on any x86-64 CPU (its kernels are on the GPU).
   Halide::compile_standalone_runtime(object_path,

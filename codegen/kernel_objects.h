@@ -8,6 +8,7 @@
 #include "dense_gemv.h"
 #include "lut_gemv.h"
 #include "norm_quant.h"
+#include "rope.h"
 #include "targets.h"
 #include "ternary_gemv.h"
 
@@ -41,6 +42,10 @@ void emit_norm_quant_object(const schedules::NormQuantShape& shape, const Target
 // the output); its e^x is linked from the runtime (schedules/attention.h).
 void emit_attention_object(const schedules::AttentionShape& shape, const TargetInfo& target, const std::string& fn_name,
                            const std::string& object_path);
+
+// The RoPE of one width, likewise (signature: x, cos, sin, pos0, then the output).
+void emit_rope_object(const schedules::RopeShape& shape, const TargetInfo& target, const std::string& fn_name,
+                      const std::string& object_path);
 
 // The Halide runtime (thread pool, buffer helpers) for `target`, once per output.
 void emit_halide_runtime(const TargetInfo& target, const std::string& object_path);

@@ -27,6 +27,8 @@ extern "C" const bitnetc::rt::KernelTable::NormQuant bitnetc_norm_quant_kernels[
 extern "C" const uint32_t bitnetc_norm_quant_kernel_count;
 extern "C" const bitnetc::rt::KernelTable::Attention bitnetc_attention_kernels[];
 extern "C" const uint32_t bitnetc_attention_kernel_count;
+extern "C" const bitnetc::rt::KernelTable::Rope bitnetc_rope_kernels[];
+extern "C" const uint32_t bitnetc_rope_kernel_count;
 extern "C" const uint32_t bitnetc_cpu_features;
 extern "C" const char bitnetc_target_name[];
 extern "C" const uint8_t bitnetc_blob_start[];
@@ -113,7 +115,9 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path) {
                             bitnetc_norm_quant_kernels,
                             bitnetc_norm_quant_kernel_count,
                             bitnetc_attention_kernels,
-                            bitnetc_attention_kernel_count};
+                            bitnetc_attention_kernel_count,
+                            bitnetc_rope_kernels,
+                            bitnetc_rope_kernel_count};
   forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, static_cast<int>(header_.batch),
                                            kernels);
 }

@@ -48,7 +48,8 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
     : g_(g), blob_(blob), ternary_(ternary), dense_(dense), batch_(batch), kernels_(kernels) {
   if (batch_ < 1) throw std::runtime_error("the embedded model is damaged (batch)");
   steps_ = plan_step_kernels(g, ternary);
-  if (steps_.norm_quant.size() != kernels_.norm_quant_count || steps_.attention.size() != kernels_.attention_count)
+  if (steps_.norm_quant.size() != kernels_.norm_quant_count || steps_.attention.size() != kernels_.attention_count ||
+      steps_.rope.size() != kernels_.rope_count)
     throw std::runtime_error("the embedded model is damaged (step kernels)");
   f32_.resize(g.values.size());
   q8_.resize(g.values.size());
@@ -148,10 +149,10 @@ void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool
       case ir::OpKind::Rope: {
         const RopeTable& t = rope_table(op, pos0 + count - 1);
         const int half = op.head_dim / 2;
-        std::copy_n(in(0, 0), count * n, out);
-        for (int b = 0; b < count; ++b)
-          ir::rope_rotate(op.rope_style, op.head_dim, &t.cos[(pos0 + b) * half], &t.sin[(pos0 + b) * half],
-                          out + b * n, n);
+        Buf<float> xb(in(0, 0), static_cast<int>(n), count), yb(out, static_cast<int>(n), count);
+        Buf<float> cb(const_cast<float*>(t.cos.data()), half, t.filled),
+            sb(const_cast<float*>(t.sin.data()), half, t.filled);
+        check_kernel(kernels_.rope[steps_.kernel_of_op[op_index]](xb, cb, sb, pos0, yb), "rope");
         break;
       }
       case ir::OpKind::Attention: attend(op_index, count, pos0, out); break;

@@ -1,7 +1,7 @@
 // The forward pass of a compiled output: the graph's steps, in order, over the weights
 // where they lie in the blob, with the generated kernels for the matmuls, the activation
-// quantization (fused with the norm before it) and the attention (step_kernels.h), and
-// the reference interpreter's own building blocks (ir/interpreter.h) for the rest.
+// quantization (fused with the norm before it), RoPE and attention (step_kernels.h),
+// and the reference interpreter's own building blocks (ir/interpreter.h) for the rest.
 //
 // Tokens come in chunks of up to `batch`: every step runs for the whole chunk before the
 // next step, so a ternary matmul of a prompt chunk is one call of the prefill (GEMM)
@@ -41,6 +41,10 @@ struct KernelTable {
   uint32_t norm_quant_count = 0;
   const Attention* attention = nullptr;
   uint32_t attention_count = 0;
+  using Rope = int (*)(halide_buffer_t* x, halide_buffer_t* cos, halide_buffer_t* sin, int32_t pos0,
+                       halide_buffer_t* y);
+  const Rope* rope = nullptr;
+  uint32_t rope_count = 0;
 };
 
 // A compiled model's forward pass, wherever it runs: on the CPU (ForwardPass, below) or

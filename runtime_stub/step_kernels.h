@@ -1,12 +1,12 @@
 // Which steps of a CPU output, besides the matmuls, run generated kernels, and which
-// kernels the output carries: the norm + quantize kernels (schedules/norm_quant.h) and
-// the attention kernels (schedules/attention.h). Codegen and the runtime both derive it
-// from the graph and the ternary records with this one function, so the kernel indices
-// agree without being stored in the blob.
+// kernels the output carries: the norm + quantize kernels (schedules/norm_quant.h), the
+// attention kernels (schedules/attention.h) and the RoPE kernels (schedules/rope.h). Codegen and the runtime both
+// derive it from the graph and the ternary records with this one function, so the kernel indices agree without being
+// stored in the blob.
 //
 // Every Quantize gets a kernel. When its input is the output of a Norm that nothing
 // else reads, the kernel does that norm too and the Norm step is skipped: one pass, and
-// the normalized floats are never stored. Every Attention gets a kernel.
+// the normalized floats are never stored. Every Attention and every Rope gets a kernel.
 #pragma once
 
 #include <cstdint>
@@ -48,9 +48,17 @@ struct AttentionKernelKey {
   bool operator<(const AttentionKernelKey& o) const { return tie() < o.tie(); }
 };
 
+struct RopeKernelKey {
+  int64_t n = 0;
+  int32_t head_dim = 0, style = 0;  // ir::RopeStyle
+  auto tie() const { return std::tie(n, head_dim, style); }
+  bool operator<(const RopeKernelKey& o) const { return tie() < o.tie(); }
+};
+
 struct StepKernels {
   std::vector<NormQuantKernelKey> norm_quant;  // bitnetc_norm_quant_kernels[], in this order
   std::vector<AttentionKernelKey> attention;   // bitnetc_attention_kernels[]
+  std::vector<RopeKernelKey> rope;             // bitnetc_rope_kernels[]
   std::vector<int32_t> kernel_of_op;           // per op: its kernel in the list of its kind, else -1
   std::vector<int32_t> fused_norm_of_op;       // per op: the Norm a Quantize absorbs, else -1
   std::vector<bool> skipped;                   // per op: a Norm absorbed by its Quantize
@@ -66,8 +74,10 @@ int32_t kernel_index(std::map<Key, int32_t>& index, std::vector<Key>& list, cons
 
 inline StepKernels plan_step_kernels(const ir::Graph& g, std::span<const TernaryRecord> ternary) {
   const size_t n_ops = g.ops.size();
-  StepKernels plan{
-      {}, {}, std::vector<int32_t>(n_ops, -1), std::vector<int32_t>(n_ops, -1), std::vector<bool>(n_ops, false)};
+  StepKernels plan;
+  plan.kernel_of_op.assign(n_ops, -1);
+  plan.fused_norm_of_op.assign(n_ops, -1);
+  plan.skipped.assign(n_ops, false);
   // Each value's producer and reader count; each quantized value's padding and blocks
   // (codegen gives all readers of one value one layout).
   std::vector<int32_t> producer(g.values.size(), -1), readers(g.values.size(), 0);
@@ -86,8 +96,14 @@ inline StepKernels plan_step_kernels(const ir::Graph& g, std::span<const Ternary
   }
   std::map<NormQuantKernelKey, int32_t> norm_quant_index;
   std::map<AttentionKernelKey, int32_t> attention_index;
+  std::map<RopeKernelKey, int32_t> rope_index;
   for (size_t i = 0; i < n_ops; ++i) {
     const ir::Op& op = g.ops[i];
+    if (op.kind == ir::OpKind::Rope) {
+      const RopeKernelKey key{g.values[op.output].size, op.head_dim, static_cast<int32_t>(op.rope_style)};
+      plan.kernel_of_op[i] = kernel_index(rope_index, plan.rope, key);
+      continue;
+    }
     if (op.kind == ir::OpKind::Attention) {
       const AttentionKernelKey key{op.head_dim, op.n_head, op.n_head_kv, static_cast<int32_t>(op.score_scale),
                                    static_cast<int32_t>(op.softmax_sum)};

@@ -14,6 +14,7 @@
 #include "lut_gemv.h"
 #include "lut_tiles.h"
 #include "norm_quant.h"
+#include "rope.h"
 #include "synthetic_model.h"
 #include "targets.h"
 #include "ternary_gemv.h"
@@ -417,5 +418,51 @@ TEST(Attention, MatchesTheInterpretersHeadsBitForBit) {
                     << " softmax=" << softmax << " pos0=" << pos0 << " token " << t << " i " << i;
           }
         }
+  }
+}
+
+// The RoPE kernel against ir::rope_rotate on the interpreter's tables, token by token:
+// both pair styles, head widths with whole and partial vectors, chunks at 0 and further.
+TEST(Rope, MatchesTheInterpretersRotationBitForBit) {
+  struct Width {
+    int64_t n;
+    int head_dim;
+  };
+  const int positions = 40;
+  for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
+    const TargetInfo& target = *find_target(name);
+    if (target.vector_bytes > host_target().vector_bytes) continue;
+    for (const Width& wd : {Width{2560, 128}, Width{640, 128}, Width{96, 32}, Width{36, 12}})
+      for (int style = 0; style < 2; ++style) {
+        ir::Op op(ir::OpKind::Rope);
+        op.head_dim = wd.head_dim;
+        op.rope_style = static_cast<ir::RopeStyle>(style);
+        op.rope_freq = ir::RopeFreq::GgmlIterative;
+        op.rope_theta = 500000.0f;
+        const int half = wd.head_dim / 2;
+        std::vector<float> cos(positions * half), sin(positions * half);
+        for (int pos = 0; pos < positions; ++pos) ir::rope_cos_sin(op, pos, &cos[pos * half], &sin[pos * half]);
+        schedules::RopePipeline p = schedules::rope({wd.n, wd.head_dim, style, target.vector_bytes});
+        p.cos.set(Halide::Buffer<float>(cos.data(), half, positions));
+        p.sin.set(Halide::Buffer<float>(sin.data(), half, positions));
+        SplitMix64 rng(static_cast<uint64_t>(wd.n + style));
+        for (auto [pos0, tokens] : {std::pair{0, 1}, {3, 5}, {39, 1}}) {
+          std::vector<float> x(wd.n * tokens);
+          for (auto& v : x) v = 4.0f * rng.normal();
+          std::vector<float> want = x;
+          for (int t = 0; t < tokens; ++t)
+            ir::rope_rotate(op.rope_style, wd.head_dim, &cos[(pos0 + t) * half], &sin[(pos0 + t) * half],
+                            &want[t * wd.n], wd.n);
+          p.x.set(Halide::Buffer<float>(x.data(), static_cast<int>(wd.n), tokens));
+          p.pos0.set(pos0);
+          Halide::Buffer<float> out(static_cast<int>(wd.n), tokens);
+          p.y.realize(out, Halide::Target(target.halide));
+          for (int t = 0; t < tokens; ++t)
+            for (int64_t i = 0; i < wd.n; ++i)
+              ASSERT_EQ(out(static_cast<int>(i), t), want[t * wd.n + i])
+                  << name << " n=" << wd.n << " d=" << wd.head_dim << " style=" << style << " pos0=" << pos0
+                  << " token " << t << " i " << i;
+        }
+      }
   }
 }
