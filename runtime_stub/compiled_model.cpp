@@ -17,6 +17,7 @@
 #include "cuda_forward.h"
 #include "cuda_plan.h"
 #include "serialize.h"
+#include "thread_pool.h"
 #include "vocab_io.h"
 
 // Written by codegen/emit_executable.cpp for each output.
@@ -118,6 +119,7 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path) {
                             bitnetc_attention_kernel_count,
                             bitnetc_rope_kernels,
                             bitnetc_rope_kernel_count};
+  halide_set_custom_do_par_for(parallel_for);  // the kernels' parallel loops: thread_pool.h
   forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, static_cast<int>(header_.batch),
                                            kernels);
 }

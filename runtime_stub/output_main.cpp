@@ -4,11 +4,11 @@
 // The model itself is rt::CompiledModel (compiled_model.h).
 #include <chrono>
 #include <csignal>
-#include <iostream>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <span>
 #include <string>
 #include <thread>
@@ -17,6 +17,7 @@
 #include "HalideRuntime.h"
 #include "chat.h"
 #include "compiled_model.h"
+#include "thread_pool.h"
 
 using namespace bitnetc;
 
@@ -210,7 +211,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "note: -t %d is more than the %d cores here; using %d threads\n", threads, cores, cores);
     threads = cores;
   }
-  halide_set_num_threads(threads);
+  rt::set_cpu_threads(threads);
   // A closed stdout (`| head`) ends generation quietly instead of killing the process.
   std::signal(SIGPIPE, SIG_IGN);
 
