@@ -63,9 +63,7 @@ int main() {
         p.d_act.set(db);
         p.w_scale.set(1.0f);
         Halide::Buffer<float> out(static_cast<int>(s.N), batch);
-        Halide::Target jit(t->halide);  // vpdpbusd needs this feature (see TargetInfo::ternary_dot)
-        if (reduce == schedules::GemvReduce::DotU8I8) jit = jit.with_feature(Halide::Target::AVX512_SapphireRapids);
-        p.y.compile_jit(jit);
+        p.y.compile_jit(codegen::with_reduce_features(Halide::Target(t->halide), reduce));
         p.y.realize(out);
         const std::string name = std::string(s.name) + (batch > 1 ? " batch " + std::to_string(batch) : "");
         auto us = time_calls([&] { p.y.realize(out); }, 7, batch > 1 ? 10 : 50);

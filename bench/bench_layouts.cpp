@@ -86,12 +86,9 @@ int main() {
           Halide::Pipeline p(c.pipeline.y);
           p.set_jit_externs({{"bitnetc_tl1_tiles", Halide::JITExtern(bitnetc_tl1_tiles)},
                              {"bitnetc_tl2_tiles", Halide::JITExtern(bitnetc_tl2_tiles)}});
-          // VNNI kernels JIT with Halide's sapphirerapids feature (EVEX forms only at
-          // 64-byte groups on this CPU; outputs get the same instructions through llc).
-          Halide::Target target(t->halide);
-          if (layout == std::string("i2_s") && t->ternary_dot == TargetInfo::Dot::Vnni)
-            target = target.with_feature(Halide::Target::AVX512_SapphireRapids);
-          p.compile_jit(target);
+          p.compile_jit(layout == std::string("i2_s")
+                            ? codegen::with_reduce_features(Halide::Target(t->halide), codegen::ternary_reduce(*t))
+                            : Halide::Target(t->halide));
           std::vector<Halide::Buffer<uint8_t>> bufs;
           for (auto& copy : weights) bufs.emplace_back(copy.data(), c.dim0, c.dim1);
           size_t next = 0;

@@ -27,6 +27,10 @@ schedules::GemvReduce ternary_reduce(const TargetInfo& target) {
   return schedules::GemvReduce::PairwiseI16;
 }
 
+Halide::Target with_reduce_features(Halide::Target t, schedules::GemvReduce reduce) {
+  return reduce == schedules::GemvReduce::DotU8I8 ? t.with_feature(Halide::Target::AVX512_SapphireRapids) : t;
+}
+
 void emit_gemv_object(const schedules::GemvShape& shape, const TargetInfo& target, const std::string& fn_name,
                       const std::string& object_path) {
   schedules::GemvPipeline p = schedules::ternary_gemv(shape);
@@ -35,10 +39,9 @@ void emit_gemv_object(const schedules::GemvShape& shape, const TargetInfo& targe
     p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
     return;
   }
-  // See TargetInfo::ternary_dot: Halide's sapphirerapids feature selects vpdpbusd; the
-  // bitcode carries no CPU of its own, so llc's -mcpu decides the encoding.
+  // The bitcode carries no CPU of its own, so llc's -mcpu decides the encoding.
   const std::string bitcode = object_path + ".bc";
-  p.y.compile_to_bitcode(bitcode, p.arguments(), fn_name, t.with_feature(Halide::Target::AVX512_SapphireRapids));
+  p.y.compile_to_bitcode(bitcode, p.arguments(), fn_name, with_reduce_features(t, shape.reduce));
   const std::string cmd = std::string(BITNETC_LLC) + " -O3 -mcpu=" + target.llc_cpu +
                           " -filetype=obj -relocation-model=pic -o " + quote(object_path) + " " + quote(bitcode) +
                           " 2>&1";

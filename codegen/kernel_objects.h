@@ -17,6 +17,13 @@ namespace bitnetc::codegen {
 // The inner reduction the target's dot-product instructions (if any) call for.
 schedules::GemvReduce ternary_reduce(const TargetInfo& target);
 
+// `t` with what the ternary kernels' `reduce` needs of Halide: vpdpbusd (DotU8I8) comes
+// only with its sapphirerapids feature, whose bitcode llc then encodes for the target's
+// exact CPU (emit_gemv_object; see TargetInfo::ternary_dot). JIT runs on this machine
+// (tests, benchmarks) use the feature directly: at 64-byte groups it emits only EVEX
+// forms, which any AVX512-VNNI CPU runs.
+Halide::Target with_reduce_features(Halide::Target t, schedules::GemvReduce reduce);
+
 // Compiles the GEMV for `shape` into `object_path`, exporting the C function `fn_name`
 // with Halide's AOT signature (buffers in the order of GemvPipeline::arguments(), then
 // the output buffer). The Halide runtime is left out (see emit_halide_runtime), so that

@@ -11,6 +11,7 @@
 #include "attention.h"
 #include "dense_gemv.h"
 #include "interpreter.h"
+#include "kernel_objects.h"
 #include "lut_gemv.h"
 #include "lut_tiles.h"
 #include "norm_quant.h"
@@ -132,7 +133,7 @@ const std::vector<Case>& kernel_cases() {
 }  // namespace
 
 // Every (target, group width, instructions) this machine runs. The VNNI kernels are
-// JIT-compiled here with Halide's sapphirerapids feature: with 64-byte groups they use
+// JIT-compiled here as codegen::with_reduce_features says: with 64-byte groups they use
 // only EVEX zmm forms, which this test proves on the CPU it runs on (outputs go through
 // llc with the target's exact CPU instead; compile_tests run those). The NEON kernels'
 // algorithm (16-byte groups, signed codes for sdot) is run here as x86 code; the ARM
@@ -152,7 +153,8 @@ void for_each_kernel_case(int batch) {
     const std::string avx512 = find_target("x86-64-avx512")->halide;
     variants.push_back({avx512, 32, GemvReduce::PairwiseI16});
     variants.push_back({avx512, 64, GemvReduce::PairwiseI16});
-    variants.push_back({avx512 + "-avx512_sapphirerapids", 64, GemvReduce::DotU8I8});
+    variants.push_back({codegen::with_reduce_features(Halide::Target(avx512), GemvReduce::DotU8I8).to_string(), 64,
+                        GemvReduce::DotU8I8});
   }
   for (const auto& v : variants)
     for (const auto& c : kernel_cases())
