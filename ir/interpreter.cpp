@@ -73,12 +73,6 @@ void attend_head(const Op& op, int h, const float* q, const float* k_cache, cons
                       op.n_head_kv, h, q, k_cache, v_cache, kv_dim, pos, scores, out);
 }
 
-}  // namespace bitnetc::ir
-
-extern "C" float bitnetc_expf_for_kernels(float x) { return bitnetc_expf(x); }
-
-namespace bitnetc::ir {
-
 void attend(const Op& op, const float* q, const float* k_cache, const float* v_cache, int kv_dim, int32_t pos,
             float* scores, float* out) {
   for (int h = 0; h < op.n_head; ++h) attend_head(op, h, q, k_cache, v_cache, kv_dim, pos, scores, out);

@@ -67,8 +67,4 @@ float activate(Activation a, float gate);
 
 }  // namespace bitnetc::ir
 
-// bitnetc_expf (numerics.h) with C linkage: the generated attention kernels call it
-// (schedules/attention.h), so that e^x has one definition everywhere.
-extern "C" float bitnetc_expf_for_kernels(float x);
-
 namespace bitnetc::ir {}  // namespace bitnetc::ir

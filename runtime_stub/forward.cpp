@@ -218,11 +218,11 @@ void ForwardPass::attend(size_t op_index, int count, int32_t pos0, float* out) {
   float* vc = v_cache_[op.layer].get();
   const float* k = f32_[op.inputs[1]].data();
   for (int b = 0; b < count; ++b)
-    for (int c = 0; c < kv_dim; ++c) kc[static_cast<int64_t>(c) * k_positions_ + pos0 + b] = k[b * kv_dim + c];
+    for (int c = 0; c < kv_dim; ++c) kc[key_cache_index(pos0 + b, c, kv_dim)] = k[b * kv_dim + c];
   std::copy_n(f32_[op.inputs[2]].data(), count * kv_dim, vc + static_cast<int64_t>(pos0) * kv_dim);
   const int q_size = static_cast<int>(g_.values[op.inputs[0]].size);
   Buf<float> qb(f32_[op.inputs[0]].data(), q_size, count);
-  Buf<float> kb(kc, k_positions_, kv_dim);
+  Buf<float> kb(kc, kAttentionPositionBlock, kv_dim, k_positions_ / kAttentionPositionBlock);
   Buf<float> vb(vc, kv_dim, static_cast<int>(g_.n_ctx));
   Buf<float> ob(out, static_cast<int>(g_.values[op.output].size), count);
   check_kernel(kernels_.attention[steps_.kernel_of_op[op_index]](qb, kb, vb, pos0, ob), "attention");

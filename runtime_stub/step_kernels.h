@@ -37,9 +37,17 @@ struct NormQuantKernelKey {
   }
 };
 
-// Positions the attention kernels score at a time: the runtime pads each layer's key
-// cache (stored transposed, a row of positions per channel) to a multiple of it.
-inline constexpr int kAttentionPositionBlock = 64;
+// The runtime pads each layer's key cache (stored transposed, a row of positions per
+// channel) to a multiple of this many positions: the attention kernels score whole
+// blocks of 8 vectors of positions (128 with AVX-512) and read the last one past the end.
+inline constexpr int kAttentionPositionBlock = 128;
+
+// Where the key cache keeps channel c of position pos: blocks of positions, each block
+// transposed (schedules/attention.h).
+inline int64_t key_cache_index(int64_t pos, int64_t c, int64_t kv_dim) {
+  return pos / kAttentionPositionBlock * kAttentionPositionBlock * kv_dim + c * kAttentionPositionBlock +
+         pos % kAttentionPositionBlock;
+}
 
 struct AttentionKernelKey {
   int32_t head_dim = 0, n_head = 0, n_head_kv = 0;

@@ -5,9 +5,8 @@
 // The numerics are ir/numerics.h's bitnetc_attend_head, bit for bit: each score sums
 // q . k in index order (strict_float; the vector lanes are positions, so every lane is
 // one reference chain), the maximum and the softmax sum run in position order, e^x is
-// the reference's own bitnetc_expf (called, not re-derived: it needs fused
-// multiply-adds that Halide 14 cannot spell), and each output adds its terms in
-// position order from zero with the outputs in vector lanes.
+// the reference's bitnetc_expf vectorized over positions (exact_exp.h), and each output
+// adds its terms in position order from zero with the outputs in vector lanes.
 #pragma once
 
 #include <cstdint>
@@ -18,10 +17,6 @@
 
 namespace bitnetc::schedules {
 
-// The C function the kernels call for e^x: bitnetc_expf (ir/numerics.h), exported by
-// ir/interpreter.cpp, so linked into every output.
-inline constexpr const char* kAttentionExpSymbol = "bitnetc_expf_for_kernels";
-
 struct AttentionShape {
   int head_dim = 0, n_head = 0, n_head_kv = 0;
   int score_scale = 0;  // BitnetcScoreScale
@@ -29,13 +24,15 @@ struct AttentionShape {
   int vector_bytes = 32;
 };
 
-// The keys are cached transposed, a row of positions per channel, so that a vector of
-// scores loads a vector of keys; the rows are padded to a multiple of
-// kAttentionPositionBlock positions (the kernel reads a whole last block).
+// The keys are cached in blocks of kAttentionPositionBlock positions, each block
+// transposed (a row of the block's positions per channel), so that a vector of scores
+// loads a vector of keys and a head's keys for the first positions are one contiguous
+// run (rows of a whole-context transpose lay a page apart: a TLB miss per channel).
 using rt::kAttentionPositionBlock;
 
-// Inputs: q (float, [n_head * head_dim, tokens]), k_cache (float, [cache positions,
-// n_head_kv * head_dim]: position innermost), v_cache (float, [n_head_kv * head_dim,
+// Inputs: q (float, [n_head * head_dim, tokens]), k_cache (float,
+// [kAttentionPositionBlock, n_head_kv * head_dim, blocks]: key c of position p at
+// (p % block, c, p / block)), v_cache (float, [n_head_kv * head_dim,
 // cache positions]), pos0 (int: the first token's position). The caches hold at least
 // pos0 + tokens positions, the keys' rounded up to kAttentionPositionBlock (the
 // runtime's context may be shorter than the model's). Output: out (float, [n_head *

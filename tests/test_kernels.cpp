@@ -10,6 +10,7 @@
 
 #include "attention.h"
 #include "dense_gemv.h"
+#include "exact_exp.h"
 #include "interpreter.h"
 #include "kernel_objects.h"
 #include "lut_gemv.h"
@@ -392,14 +393,14 @@ TEST(Attention, MatchesTheInterpretersHeadsBitForBit) {
           schedules::AttentionPipeline p =
               schedules::attention({hd.d, hd.n_head, hd.n_head_kv, scale, softmax, target.vector_bytes});
           Halide::Pipeline pipeline(p.out);
-          pipeline.set_jit_externs({{schedules::kAttentionExpSymbol, Halide::JITExtern(bitnetc_expf_for_kernels)}});
-          // The kernel's keys: transposed, positions padded to whole blocks (NaN: never read).
+          // The kernel's keys: in transposed blocks, the last padded (NaN: never read).
           const int padded = static_cast<int>((n_ctx + schedules::kAttentionPositionBlock - 1) /
                                               schedules::kAttentionPositionBlock * schedules::kAttentionPositionBlock);
           std::vector<float> kt(static_cast<size_t>(padded) * kv_dim, std::numeric_limits<float>::quiet_NaN());
           for (int64_t r = 0; r < n_ctx; ++r)
-            for (int c = 0; c < kv_dim; ++c) kt[c * padded + r] = kc[r * kv_dim + c];
-          p.k_cache.set(Halide::Buffer<float>(kt.data(), padded, kv_dim));
+            for (int c = 0; c < kv_dim; ++c) kt[rt::key_cache_index(r, c, kv_dim)] = kc[r * kv_dim + c];
+          p.k_cache.set(Halide::Buffer<float>(kt.data(), schedules::kAttentionPositionBlock, kv_dim,
+                                              padded / schedules::kAttentionPositionBlock));
           p.v_cache.set(Halide::Buffer<float>(vc.data(), kv_dim, static_cast<int>(n_ctx)));
           for (auto [pos0, tokens] : {std::pair{0, 1}, {0, 8}, {7, 1}, {15, 3}, {70, 10}}) {
             std::vector<float> q(q_dim * tokens);
@@ -420,6 +421,39 @@ TEST(Attention, MatchesTheInterpretersHeadsBitForBit) {
                     << " softmax=" << softmax << " pos0=" << pos0 << " token " << t << " i " << i;
           }
         }
+  }
+}
+
+// exact_expf against bitnetc_expf (ir/numerics.h) on every 61st float from -110 to 95
+// (past both cut-offs), and on the special values.
+TEST(ExactExp, MatchesBitnetcExpfBitForBit) {
+  std::vector<float> xs = {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-30f, std::numeric_limits<float>::infinity(),
+                           -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
+                           0x1.62e42ep6f, std::nextafter(0x1.62e42ep6f, 100.0f), -0x1.9fe368p6f,
+                           std::nextafter(-0x1.9fe368p6f, -200.0f)};
+  for (float v = -110.0f; v < 95.0f;) {
+    xs.push_back(v);
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    bits = v < 0 ? (bits <= 0x80000000u + 61 ? 0 : bits - 61) : bits + 61;
+    std::memcpy(&v, &bits, 4);
+  }
+  const int n = static_cast<int>(xs.size());
+  ASSERT_GT(n, 36000000);
+  for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
+    const TargetInfo& target = *find_target(name);
+    if (target.vector_bytes > host_target().vector_bytes) continue;
+    Halide::ImageParam in(Halide::Float(32), 1);
+    Halide::Var x;
+    Halide::Func f;
+    f(x) = schedules::exact_expf(in(x));
+    f.vectorize(x, target.vector_bytes / 4, Halide::TailStrategy::GuardWithIf);
+    in.set(Halide::Buffer<float>(xs.data(), n));
+    Halide::Buffer<float> out = f.realize({n}, Halide::Target(target.halide));
+    for (int i = 0; i < n; ++i) {
+      const float want = bitnetc_expf(xs[i]);
+      ASSERT_EQ(std::memcmp(&out(i), &want, 4), 0) << name << " " << std::hexfloat << xs[i] << ": " << out(i) << " vs " << want;
+    }
   }
 }
 
