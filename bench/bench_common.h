@@ -1,5 +1,5 @@
-// What the kernel benchmarks share: BitNet b1.58 2B4T's projection shapes and the x86
-// targets this machine runs natively.
+// What the kernel benchmarks share: BitNet b1.58 2B4T's projection shapes, the x86
+// targets this machine runs natively, and the compiled outputs' thread pool.
 #pragma once
 
 #include <algorithm>
@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "Halide.h"
 #include "synthetic_model.h"
 #include "targets.h"
 #include "ternary.h"
+#include "thread_pool.h"
 
 namespace bitnetc::bench {
 
@@ -27,6 +29,16 @@ inline std::vector<const TargetInfo*> native_x86_targets() {
   std::vector<const TargetInfo*> t = {find_target("x86-64-avx2")};
   if (host_target().vector_bytes == 64) t.push_back(find_target("x86-64-avx512"));  // needs an AVX-512 CPU
   return t;
+}
+
+// Runs a JIT-compiled Func's or Pipeline's parallel loops on the pool the compiled
+// outputs use (runtime_stub/thread_pool.h; HL_NUM_THREADS threads, default all cores),
+// so that task sizes are measured as a model runs them. (Halide's own pool takes a lock
+// per task and lets its workers sleep between calls.)
+template <typename FuncOrPipeline>
+void use_output_thread_pool(FuncOrPipeline& f) {
+  using ParFor = int (*)(Halide::JITUserContext*, int (*)(Halide::JITUserContext*, int, uint8_t*), int, int, uint8_t*);
+  f.jit_handlers().custom_do_par_for = reinterpret_cast<ParFor>(&rt::parallel_for);
 }
 
 // Microseconds per call over `reps` repetitions of `iters` calls, sorted.

@@ -4,7 +4,7 @@
 // (decode) and batch-8 GEMM (prefill), with the weights cold: each call reads another of
 // many copies, more than the last-level cache holds, as decode does. Prints one JSON
 // object; its figures are what TargetInfo::layout_figures (compiler/targets.cpp) records
-// for `--layout=auto`. Threads: HL_NUM_THREADS (Halide's pool), default all cores.
+// for `--layout=auto`. Threads: HL_NUM_THREADS (on the outputs' pool), default all cores.
 //
 //   build/bench/bench_layouts > layouts.json
 #include <algorithm>
@@ -86,6 +86,7 @@ int main() {
           Halide::Pipeline p(c.pipeline.y);
           p.set_jit_externs({{"bitnetc_tl1_tiles", Halide::JITExtern(bitnetc_tl1_tiles)},
                              {"bitnetc_tl2_tiles", Halide::JITExtern(bitnetc_tl2_tiles)}});
+          bench::use_output_thread_pool(p);
           p.compile_jit(layout == std::string("i2_s")
                             ? codegen::with_reduce_features(Halide::Target(t->halide), codegen::ternary_reduce(*t))
                             : Halide::Target(t->halide));

@@ -1,7 +1,7 @@
 // The steps between the matmuls at BitNet b1.58 2B4T's shapes: the generated norm +
 // quantize and attention kernels (JIT-compiled for each native x86 target) against the
 // reference C++ the runtime ran before them (ir/interpreter.h, one thread; the kernels
-// use Halide's pool: run with HL_NUM_THREADS=1 to compare like with like). Prints one
+// use the outputs' pool: run with HL_NUM_THREADS=1 to compare like with like). Prints one
 // JSON object: microseconds per call (median of repetitions).
 #include <cstdio>
 #include <cstdlib>
@@ -50,6 +50,7 @@ int main() {
       Halide::Buffer<float> db(&d, 1, 1);
       Halide::Buffer<int32_t> sb(&sum, 1, 1);
       Halide::Pipeline pipeline = p.pipeline();
+      bench::use_output_thread_pool(pipeline);
       pipeline.compile_jit(target);
       const double kernel = median(bench::time_calls([&] { pipeline.realize({qb, db, sb}); }, 7, 200));
       const double reference = median(bench::time_calls(
@@ -69,7 +70,7 @@ int main() {
     for (auto& v : kc) v = rng.normal();
     for (auto& v : vc) v = rng.normal();
     for (int r = 0; r < n_ctx; ++r)
-      for (int c = 0; c < kv_dim; ++c) kt[static_cast<size_t>(c) * n_ctx + r] = kc[static_cast<size_t>(r) * kv_dim + c];
+      for (int c = 0; c < kv_dim; ++c) kt[rt::key_cache_index(r, c, kv_dim)] = kc[static_cast<size_t>(r) * kv_dim + c];
     ir::Op op(ir::OpKind::Attention);
     op.head_dim = d;
     op.n_head = n_head;
@@ -77,9 +78,9 @@ int main() {
     auto p = schedules::attention(
         {d, n_head, n_head_kv, static_cast<int>(op.score_scale), static_cast<int>(op.softmax_sum), t->vector_bytes});
     Halide::Pipeline pipeline(p.out);
-    pipeline.set_jit_externs({{schedules::kAttentionExpSymbol, Halide::JITExtern(bitnetc_expf_for_kernels)}});
+    bench::use_output_thread_pool(pipeline);
     pipeline.compile_jit(target);
-    p.k_cache.set(Halide::Buffer<float>(kt.data(), n_ctx, kv_dim));
+    p.k_cache.set(Halide::Buffer<float>(kt.data(), rt::kAttentionPositionBlock, kv_dim, n_ctx / rt::kAttentionPositionBlock));
     p.v_cache.set(Halide::Buffer<float>(vc.data(), kv_dim, n_ctx));
     for (auto [last, n_tokens] : {std::pair{127, 1}, {511, 1}, {511, 8}}) {
       const int tokens = n_tokens;
