@@ -45,15 +45,17 @@ int main() {
     for (const TargetInfo* t : tgts)
       for (const Shape& s : shapes) {
         const TernaryWeights w = bench::random_weights(s);
-        const int W = t->ternary_bytes;
-        const schedules::GemvReduce reduce = codegen::ternary_reduce(*t);
-        auto p = schedules::ternary_gemv({s.K, s.N, s.K, W, batch, reduce});
-        const int64_t Kp = schedules::padded_k(s.K, W);
-        auto packed = schedules::pack_ternary_rows(w, W);
+        // The kernel and packing the compiled outputs use for this shape.
+        schedules::GemvShape shape = codegen::i2s_gemv_shape(*t, s.K, s.N, s.K);
+        shape.batch = batch;
+        const schedules::GemvReduce reduce = shape.reduce;
+        auto p = schedules::ternary_gemv(shape);
+        const int64_t Kp = schedules::packed_k(shape);
+        auto packed = schedules::pack_ternary(w, shape);
         std::vector<int8_t> x(Kp * batch, 3);
         std::vector<int32_t> xs(batch, 3 * static_cast<int32_t>(s.K));
         std::vector<float> d(batch, 0.01f);
-        const schedules::PackedDims dims = schedules::ternary_packed_dims(s.K, s.N, W);
+        const schedules::PackedDims dims = schedules::packed_dims(shape);
         Halide::Buffer<uint8_t> pb(packed.data(), dims.bytes_per_tile, dims.tiles);
         Halide::Buffer<int8_t> xb(x.data(), static_cast<int>(Kp), batch);
         Halide::Buffer<int32_t> sb(xs.data(), 1, batch);

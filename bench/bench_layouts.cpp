@@ -37,15 +37,11 @@ struct Candidate {
 
 Candidate make(const std::string& layout, const TargetInfo& t, const TernaryWeights& w, int batch) {
   if (layout == "i2_s") {
-    schedules::GemvShape s{w.cols, w.rows, w.cols, t.ternary_bytes, batch, codegen::ternary_reduce(t)};
-    const int64_t Kp = schedules::padded_k(w.cols, t.ternary_bytes);
-    const schedules::PackedDims dims = schedules::ternary_packed_dims(w.cols, w.rows, t.ternary_bytes);
-    return {layout,
-            schedules::ternary_gemv(s),
-            schedules::pack_ternary_rows(w, t.ternary_bytes),
-            dims.bytes_per_tile,
-            dims.tiles,
-            Kp};
+    schedules::GemvShape s = codegen::i2s_gemv_shape(t, w.cols, w.rows, w.cols);
+    s.batch = batch;
+    const schedules::PackedDims dims = schedules::packed_dims(s);
+    return {layout,        schedules::ternary_gemv(s), schedules::pack_ternary(w, s), dims.bytes_per_tile,
+            dims.tiles,    schedules::packed_k(s)};
   }
   const schedules::LutLayout l = layout == "tl1" ? schedules::LutLayout::TL1 : schedules::LutLayout::TL2;
   return {layout, schedules::lut_gemv({w.cols, w.rows, l, batch, false}), schedules::pack_lut(w, l),

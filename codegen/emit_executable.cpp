@@ -143,13 +143,13 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     if (g.ternary[op.weight].w.codes.empty()) load_weight_data(m, decode, g.ternary[op.weight]);
     TernaryWeights& w = g.ternary[op.weight].w;
     const int64_t act_block = act_block_of(g, op, w.cols);
-    // Per-block activations (Q8_K) sum each block's lanes across once per block: with
-    // VNNI, 32-byte groups (8 lanes) beat the target's 64 (2B4T shape as TQ2_0, 2
-    // threads: pp128 12 -> 25 t/s, tg128 8.8 -> 10.7 t/s).
-    const int W = act_block != w.cols && target.ternary_dot == TargetInfo::Dot::Vnni ? 32 : target.ternary_bytes;
-    if (!cuda && act_block != w.cols && act_block % (4 * W) != 0)
+    const schedules::GemvShape i2s = i2s_gemv_shape(target, w.cols, w.rows, act_block);
+    const bool row_lanes = i2s.packing == schedules::GemvPacking::RowLanes;
+    const int W = i2s.vector_bytes;
+    if (!cuda && act_block != w.cols && act_block % (row_lanes ? 16 : 4 * W) != 0)
       throw std::invalid_argument(g.ternary[op.weight].name + ": activation blocks of " + std::to_string(act_block) +
-                                  " do not cover whole " + std::to_string(4 * W) + "-weight groups of the target");
+                                  " do not cover whole " + std::to_string(row_lanes ? 16 : 4 * W) +
+                                  "-weight groups of the target");
     for (float sc : w.scales)
       if (sc != w.scales[0])
         throw std::invalid_argument(g.ternary[op.weight].name +
@@ -173,17 +173,13 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
       p.ternary_bytes[op.weight].resize(words.size() * 4);
       std::memcpy(p.ternary_bytes[op.weight].data(), words.data(), words.size() * 4);
     } else if (layout == rt::TernaryLayout::I2S) {
-      if (added) {
-        schedules::GemvShape shape{w.cols, w.rows, act_block, W};
-        shape.reduce = ternary_reduce(target);
-        p.ternary_kernels.push_back({layout, shape, {}});
-      }
-      r.K_padded = schedules::padded_k(w.cols, W);
+      if (added) p.ternary_kernels.push_back({layout, i2s, {}});
+      r.K_padded = schedules::packed_k(i2s);
       r.group_bytes = static_cast<uint32_t>(W);
-      const schedules::PackedDims dims = schedules::ternary_packed_dims(w.cols, w.rows, W);
+      const schedules::PackedDims dims = schedules::packed_dims(i2s);
       r.packed_dim0 = dims.bytes_per_tile;
       r.packed_dim1 = dims.tiles;
-      p.ternary_bytes[op.weight] = schedules::pack_ternary_rows(w, W);
+      p.ternary_bytes[op.weight] = schedules::pack_ternary(w, i2s);
     } else {
       const auto lut = layout == rt::TernaryLayout::TL1 ? schedules::LutLayout::TL1 : schedules::LutLayout::TL2;
       if (added) p.ternary_kernels.push_back({layout, {}, {w.cols, w.rows, lut, 1, false}});
@@ -285,11 +281,13 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
     std::string packing;
     if (r.layout == rt::TernaryLayout::Cuda)
       packing = "i2_cuda: 2-bit codes in 16-weight words, chunk-major";
+    else if (r.layout == rt::TernaryLayout::I2S &&
+             i2s_gemv_shape(target, r.K, r.N, r.act_block).packing == schedules::GemvPacking::RowLanes)
+      packing = "i2_s: 2-bit codes in " + std::to_string(r.group_bytes) + "-byte groups, one row per i32 lane (" +
+                std::to_string(r.group_bytes / 4) + " rows a group, no horizontal sums)";
     else if (r.layout == rt::TernaryLayout::I2S)
-      packing =
-          "i2_s: 2-bit codes in " + std::to_string(r.group_bytes) + "-byte groups, tiles of " +
-          std::to_string(r.packed_dim0 * 4 / r.K_padded) + " rows" +
-          (r.act_block == r.K ? std::string(" (the target's width)") : std::string(" (narrow: per-block activations)"));
+      packing = "i2_s: 2-bit codes in " + std::to_string(r.group_bytes) + "-byte groups, tiles of " +
+                std::to_string(r.packed_dim0 * 4 / r.K_padded) + " rows";
     else
       packing = std::string(layout_label(r.layout)) + ": " + std::to_string(r.packed_dim1) + " tiles of " +
                 std::to_string(r.packed_dim0) + " bytes (" +

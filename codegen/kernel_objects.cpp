@@ -27,6 +27,21 @@ schedules::GemvReduce ternary_reduce(const TargetInfo& target) {
   return schedules::GemvReduce::PairwiseI16;
 }
 
+schedules::GemvShape i2s_gemv_shape(const TargetInfo& target, int64_t K, int64_t N, int64_t act_block) {
+  schedules::GemvShape shape{K, N, act_block, target.ternary_bytes};
+  shape.reduce = ternary_reduce(target);
+  // Row lanes wherever the target has a 4-way dot product. Measured on 2B4T's shape,
+  // avx512 VNNI (row tiles -> row lanes): bench_gemv 1 thread, weights in cache, us per
+  // token, q/o, k/v, gate, down: GEMV 54/12.7/137/126 -> 42.5/10.6/113/113, GEMM of 8
+  // 47/11.2/129/95 -> 29/7.0/78/77; from memory the GEMVs stream alike. Whole model, 2
+  // threads, back to back: I2_S pp128 81-90 -> 110-119 t/s, decode the same within the
+  // machine's noise; TQ2_0 (Q8_K blocks, which row tiles sum across once per block of
+  // 256) pp128 31-33 -> 80-95, tg128 16-18 -> 22-26 t/s.
+  if (K % 16 == 0 && act_block % 16 == 0 && shape.reduce != schedules::GemvReduce::PairwiseI16)
+    shape.packing = schedules::GemvPacking::RowLanes;
+  return shape;
+}
+
 Halide::Target with_reduce_features(Halide::Target t, schedules::GemvReduce reduce) {
   return reduce == schedules::GemvReduce::DotU8I8 ? t.with_feature(Halide::Target::AVX512_SapphireRapids) : t;
 }

@@ -17,6 +17,11 @@ namespace bitnetc::codegen {
 // The inner reduction the target's dot-product instructions (if any) call for.
 schedules::GemvReduce ternary_reduce(const TargetInfo& target);
 
+// The I2_S kernel shape for an N x K weight whose activations come in blocks of
+// act_block (batch 1): the target's width and reduce, packed in row lanes when the
+// target has a 4-way dot product (schedules/ternary_gemv.h), else in row tiles.
+schedules::GemvShape i2s_gemv_shape(const TargetInfo& target, int64_t K, int64_t N, int64_t act_block);
+
 // `t` with what the ternary kernels' `reduce` needs of Halide: vpdpbusd (DotU8I8) comes
 // only with its sapphirerapids feature, whose bitcode llc then encodes for the target's
 // exact CPU (emit_gemv_object; see TargetInfo::ternary_dot). JIT runs on this machine

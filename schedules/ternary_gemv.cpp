@@ -33,7 +33,118 @@ std::vector<uint8_t> pack_ternary_rows(const TernaryWeights& w, int W) {
   return out;
 }
 
+PackedDims row_lane_packed_dims(int64_t K, int64_t N, int W) {
+  const int64_t L = W / 4;
+  return {static_cast<int>(K / 16 * W), static_cast<int>((N + L - 1) / L)};
+}
+
+std::vector<uint8_t> pack_ternary_row_lanes(const TernaryWeights& w, int W) {
+  if (w.cols % 16 != 0) throw std::invalid_argument("pack_ternary_row_lanes: K must be a multiple of 16");
+  const int64_t L = W / 4;
+  const PackedDims dims = row_lane_packed_dims(w.cols, w.rows, W);
+  // Rows past N: code 1 (weight 0) at every bit pair.
+  std::vector<uint8_t> out(static_cast<size_t>(dims.bytes_per_tile) * dims.tiles, 0x55);
+  for (int64_t n = 0; n < w.rows; ++n) {
+    uint8_t* group = &out[(n / L) * dims.bytes_per_tile];
+    const int64_t lane = n % L;
+    for (int64_t k = 0; k < w.cols; ++k) {
+      uint8_t& byte = group[(k / 16) * W + 4 * lane + k % 4];
+      const int shift = 2 * static_cast<int>((k % 16) / 4);
+      const int code = w.codes[n * w.cols + k] + 1;
+      byte = static_cast<uint8_t>((byte & ~(3 << shift)) | (code << shift));
+    }
+  }
+  return out;
+}
+
+int64_t packed_k(const GemvShape& s) {
+  return s.packing == GemvPacking::RowLanes ? s.K : padded_k(s.K, s.vector_bytes);
+}
+
+PackedDims packed_dims(const GemvShape& s) {
+  return s.packing == GemvPacking::RowLanes ? row_lane_packed_dims(s.K, s.N, s.vector_bytes)
+                                            : ternary_packed_dims(s.K, s.N, s.vector_bytes);
+}
+
+std::vector<uint8_t> pack_ternary(const TernaryWeights& w, const GemvShape& s) {
+  return s.packing == GemvPacking::RowLanes ? pack_ternary_row_lanes(w, s.vector_bytes)
+                                            : pack_ternary_rows(w, s.vector_bytes);
+}
+
+namespace {
+
+// Decode and prefill tasks: whole tasks of at least 256 KB of weights for one token (at
+// most 32), 32 for a batch (see ternary_gemv below).
+int ternary_tasks(int64_t weight_bytes, int M) {
+  return M > 1 ? 32 : static_cast<int>(std::clamp<int64_t>(weight_bytes / (256 * 1024), 2, 32));
+}
+
+GemvPipeline ternary_gemv_row_lanes(const GemvShape& shape) {
+  const int W = shape.vector_bytes, L = W / 4, M = shape.batch;
+  if (shape.reduce == GemvReduce::PairwiseI16)
+    throw std::invalid_argument("ternary_gemv: row lanes need a 4-way dot product reduce");
+  if (shape.act_block % 16 != 0) throw std::invalid_argument("ternary_gemv: row lanes need 16-weight chunks");
+  const int n_act = static_cast<int>(shape.K / shape.act_block);
+  const int chunks_per_block = static_cast<int>(shape.act_block / 16);
+  const PackedDims dims = row_lane_packed_dims(shape.K, shape.N, W);
+
+  GemvPipeline p{ImageParam(UInt(8), 2, "packed"),  ImageParam(Int(8), 2, "x"), ImageParam(Int(32), 2, "x_sum"),
+                 ImageParam(Float(32), 2, "d_act"), Param<float>("w_scale"),    Func("y")};
+  Var n("n"), m("m"), lane("lane"), blk("blk"), g("g"), s("s");
+  // Block blk's integer sums for the L rows of group g, one per lane, in four partial
+  // sums by shift s (byte t of the lane's four, chunk c): independent accumulator
+  // chains, and integer sums in any order are exact. (One chain per token left a
+  // decode step waiting on vpdpbusd's latency: 2B4T tg128 about 10 % slower than row
+  // tiles.)
+  RDom r(0, 4, 0, chunks_per_block, "r");
+  Expr chunk = blk * chunks_per_block + r.y;
+  Expr code = (p.packed(chunk * W + 4 * lane + r.x, g) >> cast<uint8_t>(2 * s)) & cast<uint8_t>(3);
+  if (shape.reduce == GemvReduce::DotI8I8) code = cast<int8_t>(code);
+  Func part("part"), acc("acc");
+  part(lane, s, blk, g, m) = 0;
+  part(lane, s, blk, g, m) += cast<int32_t>(code) * cast<int32_t>(p.x(chunk * 16 + 4 * s + r.x, m));
+  acc(lane, blk, g, m) = part(lane, 0, blk, g, m) + part(lane, 1, blk, g, m) + part(lane, 2, blk, g, m) +
+                         part(lane, 3, blk, g, m);
+
+  // The interpreter's epilogue, lane by lane: blocks in order, strict_float.
+  RDom rb(0, n_act, "rb");
+  Func yf("yf");
+  yf(lane, g, m) = 0.0f;
+  yf(lane, g, m) =
+      strict_float(yf(lane, g, m) + cast<float>(acc(lane, rb, g, m) - p.x_sum(rb, m)) * (p.d_act(rb, m) * p.w_scale));
+  p.y(n, m) = yf(n % L, n / L, m);
+
+  // Schedule: tasks of whole groups; in a group, up to 4 tokens share each loaded
+  // vector, a block at a time (its sums stay in registers, one vector per token).
+  const int kTokens = std::min(M, 4);
+  const int tasks = ternary_tasks(static_cast<int64_t>(dims.bytes_per_tile) * dims.tiles, M);
+  const int groups_per_task = std::max(1, (dims.tiles + tasks - 1) / tasks);
+  Var go("go"), gt("gt"), ni("ni"), mo("mo"), mi("mi");
+  p.y.split(n, go, ni, L, TailStrategy::GuardWithIf);
+  if (dims.tiles > groups_per_task)
+    p.y.split(go, gt, go, groups_per_task, TailStrategy::ShiftInwards);
+  else
+    p.y.split(go, gt, go, dims.tiles);
+  p.y.split(m, mo, mi, kTokens, TailStrategy::GuardWithIf).reorder(ni, mi, mo, go, gt).vectorize(ni).parallel(gt);
+  yf.compute_at(p.y, mo).vectorize(lane);
+  yf.update().reorder(lane, m, rb).vectorize(lane).unroll(m);
+  part.compute_at(yf, rb).vectorize(lane).unroll(s).unroll(m);
+  part.update().reorder(r.x, lane, s, m, r.y, blk, g).atomic().vectorize(r.x).vectorize(lane).unroll(s).unroll(m);
+
+  p.packed.dim(0).set_bounds(0, dims.bytes_per_tile).dim(1).set_bounds(0, dims.tiles);
+  p.packed.dim(1).set_stride(dims.bytes_per_tile);
+  p.x.dim(0).set_bounds(0, static_cast<int>(shape.K)).dim(1).set_bounds(0, M).set_stride(static_cast<int>(shape.K));
+  p.x_sum.dim(0).set_bounds(0, n_act).dim(1).set_bounds(0, M).set_stride(n_act);
+  p.d_act.dim(0).set_bounds(0, n_act).dim(1).set_bounds(0, M).set_stride(n_act);
+  p.y.output_buffer().dim(0).set_bounds(0, static_cast<int>(shape.N));
+  p.y.output_buffer().dim(1).set_bounds(0, M).set_stride(static_cast<int>(shape.N));
+  return p;
+}
+
+}  // namespace
+
 GemvPipeline ternary_gemv(const GemvShape& shape) {
+  if (shape.packing == GemvPacking::RowLanes) return ternary_gemv_row_lanes(shape);
   const int W = shape.vector_bytes;
   if (W != 16 && W != 32 && W != 64) throw std::invalid_argument("ternary_gemv: vector_bytes must be 16, 32 or 64");
   if (shape.act_block <= 0 || shape.K % shape.act_block != 0)
@@ -117,7 +228,7 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   // 32 tasks 547 us; at least 128/256/512/1024 KB 528-595/491-535/431-543/378-571 us.
   // A batch (prefill) is compute-bound: there 32 tasks balance the threads best.
   const int64_t weight_bytes = shape.N * Kp / 4;
-  const int kTasks = M > 1 ? 32 : static_cast<int>(std::clamp<int64_t>(weight_bytes / (256 * 1024), 2, 32));
+  const int kTasks = ternary_tasks(weight_bytes, M);
   const int rows_per_task =
       static_cast<int>(std::max<int64_t>(1, (shape.N + kTasks * kRows - 1) / (kTasks * kRows))) * kRows;
   Var nt("nt"), no("no"), ni("ni"), mo("mo"), mi("mi");

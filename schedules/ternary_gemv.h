@@ -16,6 +16,16 @@
 // The int32 dot products are exact; the float epilogue multiplies each activation
 // block's integer sum by (d_a[b] * w_scale) and adds the blocks in order, exactly as the
 // reference interpreter does, so results are bit-identical.
+//
+// Row lanes (GemvPacking::RowLanes), for activations quantized in blocks (Q8_K: 256)
+// on targets with a 4-way dot product (vpdpbusd, sdot): the tiles above sum a row's
+// lanes across at the end of every block, which made such a GEMV compute-bound. Here
+// each i32 lane of a vector is one row instead: L = W/4 rows per group, and W bytes hold
+// 16 consecutive weights of each of the group's rows: byte 4*lane + t of chunk c holds
+// weights 16c + 4s + t (s = 0..3) of row lane at bits 2s. One shift of one load gives
+// each lane four consecutive codes, which meet the same four activations broadcast to
+// every lane, so a block's sums land in one vector per group with no horizontal add,
+// and its float epilogue is vector arithmetic over the group's rows.
 #pragma once
 
 #include <cstdint>
@@ -47,18 +57,35 @@ enum class GemvReduce {
   DotI8I8,      // four i8 x i8 products into each i32 lane, codes read as int8 (ARM sdot)
 };
 
+enum class GemvPacking {
+  RowTiles,  // pack_ternary_rows: tiles of interleaved rows, a row across the lanes
+  RowLanes,  // pack_ternary_row_lanes: one row per i32 lane (dot-product reduces only)
+};
+
 struct GemvShape {
   int64_t K = 0, N = 0;   // weights are N x K
   int64_t act_block = 0;  // activation quantization block (K for per-token, 256 for Q8_K)
   int vector_bytes = 32;  // 16 (NEON), 32 (AVX2) or 64 (AVX-512)
   int batch = 1;          // tokens per call (M); the caller pads a short chunk with zeros
   GemvReduce reduce = GemvReduce::PairwiseI16;
+  GemvPacking packing = GemvPacking::RowTiles;
 };
 
-// Inputs, in order: packed (uint8, ternary_packed_dims), x (int8, [padded_k, M], zero
-// padded), x_sum (int32, [K/act_block, M], sum of x per block), d_act (float,
-// [K/act_block, M]), w_scale (float scalar). Output: y (float, [N, M]). Dimension 0 is
-// innermost and every buffer is dense.
+// Row lanes: [K/16 * vector_bytes bytes per group, ceil(N / (vector_bytes/4)) groups];
+// K must be a multiple of 16, and rows past N pad the last group with zero weights.
+PackedDims row_lane_packed_dims(int64_t K, int64_t N, int vector_bytes);
+std::vector<uint8_t> pack_ternary_row_lanes(const TernaryWeights& w, int vector_bytes);
+
+// The packing `shape` names: the activations' zero-padded length, the packed buffer's
+// dimensions, and the packed bytes of `w` (N x K as in shape).
+int64_t packed_k(const GemvShape& shape);
+PackedDims packed_dims(const GemvShape& shape);
+std::vector<uint8_t> pack_ternary(const TernaryWeights& w, const GemvShape& shape);
+
+// Inputs, in order: packed (uint8, ternary_packed_dims or row_lane_packed_dims), x
+// (int8, [padded_k, M] for row tiles, [K, M] for row lanes, zero padded), x_sum (int32,
+// [K/act_block, M], sum of x per block), d_act (float, [K/act_block, M]), w_scale (float
+// scalar). Output: y (float, [N, M]). Dimension 0 is innermost and every buffer is dense.
 struct GemvPipeline {
   Halide::ImageParam packed, x, x_sum, d_act;
   Halide::Param<float> w_scale;

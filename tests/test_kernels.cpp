@@ -108,16 +108,19 @@ void run_and_compare(schedules::GemvPipeline& p, const Case& c, const CaseData& 
 }
 
 // The I2_S-style kernel for `batch` tokens against ir::Interpreter's ternary_matmul.
-void check_gemv(const Case& c, int vector_bytes, const std::string& target, int batch = 1,
-                schedules::GemvReduce reduce = schedules::GemvReduce::PairwiseI16) {
+void check_gemv(const Case& c, int vector_bytes, const std::string& target, int batch,
+                schedules::GemvReduce reduce, schedules::GemvPacking packing) {
   const CaseData t = make_case(c, batch, static_cast<uint64_t>(vector_bytes));
-  const int64_t Kp = schedules::padded_k(c.K, vector_bytes);
-  schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch, reduce};
+  const bool lanes = packing == schedules::GemvPacking::RowLanes;
+  schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch, reduce, packing};
+  const int64_t Kp = schedules::packed_k(shape);
   schedules::GemvPipeline p = schedules::ternary_gemv(shape);
-  auto packed = schedules::pack_ternary_rows(t.w, vector_bytes);
-  const schedules::PackedDims dims = schedules::ternary_packed_dims(c.K, c.N, vector_bytes);
+  auto packed = schedules::pack_ternary(t.w, shape);
+  const schedules::PackedDims dims = schedules::packed_dims(shape);
+  ASSERT_EQ(packed.size(), static_cast<size_t>(dims.bytes_per_tile) * dims.tiles);
   run_and_compare(p, c, t, batch, packed, dims.bytes_per_tile, dims.tiles, Kp, target,
-                  "W=" + std::to_string(vector_bytes) + " reduce=" + std::to_string(static_cast<int>(reduce)));
+                  "W=" + std::to_string(vector_bytes) + " reduce=" + std::to_string(static_cast<int>(reduce)) +
+                      (lanes ? " row lanes" : " row tiles"));
 }
 
 
@@ -140,26 +143,33 @@ const std::vector<Case>& kernel_cases() {
 // algorithm (16-byte groups, signed codes for sdot) is run here as x86 code; the ARM
 // instructions themselves run under qemu in compile_tests.
 void for_each_kernel_case(int batch) {
+  using schedules::GemvPacking;
   using schedules::GemvReduce;
   struct Variant {
     std::string target;
     int W;
     GemvReduce reduce;
+    GemvPacking packing = GemvPacking::RowTiles;
   };
   const std::string avx2 = find_target("x86-64-avx2")->halide;
   std::vector<Variant> variants = {{avx2, 32, GemvReduce::PairwiseI16},
-                                   {avx2, 16, GemvReduce::PairwiseI16},  // aarch64-neon's groups
-                                   {avx2, 16, GemvReduce::DotI8I8}};     // aarch64-neon-dotprod's
+                                   {avx2, 16, GemvReduce::PairwiseI16},                      // aarch64-neon's groups
+                                   {avx2, 16, GemvReduce::DotI8I8},                          // aarch64-neon-dotprod's
+                                   {avx2, 16, GemvReduce::DotI8I8, GemvPacking::RowLanes}};  // its Q8_K blocks
   if (host_target().vector_bytes == 64) {  // AVX-512 code runs only where the CPU has it
     const std::string avx512 = find_target("x86-64-avx512")->halide;
+    const std::string vnni = codegen::with_reduce_features(Halide::Target(avx512), GemvReduce::DotU8I8).to_string();
     variants.push_back({avx512, 32, GemvReduce::PairwiseI16});
     variants.push_back({avx512, 64, GemvReduce::PairwiseI16});
-    variants.push_back({codegen::with_reduce_features(Halide::Target(avx512), GemvReduce::DotU8I8).to_string(), 64,
-                        GemvReduce::DotU8I8});
+    variants.push_back({vnni, 64, GemvReduce::DotU8I8});
+    variants.push_back({vnni, 64, GemvReduce::DotU8I8, GemvPacking::RowLanes});
   }
   for (const auto& v : variants)
-    for (const auto& c : kernel_cases())
-      if (c.act_block == c.K || c.act_block % (4 * v.W) == 0) check_gemv(c, v.W, v.target, batch, v.reduce);
+    for (const auto& c : kernel_cases()) {
+      const bool fits = v.packing == GemvPacking::RowLanes ? c.K % 16 == 0 && c.act_block % 16 == 0
+                                                          : c.act_block == c.K || c.act_block % (4 * v.W) == 0;
+      if (fits) check_gemv(c, v.W, v.target, batch, v.reduce, v.packing);
+    }
 }
 
 TEST(TernaryGemv, MatchesTheInterpreterBitForBit) { for_each_kernel_case(1); }
