@@ -6,23 +6,23 @@ namespace bitnetc {
 
 namespace {
 
-// bench/bench_layouts on a 2-core AMD EPYC (Zen 4) VM, 2 threads, weights cold (run-to-run
-// spread on that machine: 10-20 %). Columns: layout, K, N, GEMV us, batch-8 GEMM us per
-// token. I2_S wins every 2B4T group on cost = one decoded + one prefilled token: since its
-// 4-row tiles are interleaved (one sequential stream per task) it decodes 1.6-2.3x faster
-// than TL2 despite TL2's fewer bytes (1.67 bits per weight); TL2's prefill is a little
-// faster on AVX2 only.
+// bench/bench_layouts on a 2-core AMD EPYC (Zen 4) VM, 2 threads on the outputs' pool,
+// weights cold (run-to-run spread on that machine: 10-20 %). Columns: layout, K, N, GEMV
+// us, batch-8 GEMM us per token. I2_S wins every 2B4T group on cost = one decoded + one
+// prefilled token: a GEMV task reads one sequential stream (interleaved row tiles on
+// AVX2, row lanes on AVX-512 VNNI), so it decodes 1.6-2.4x faster than TL2 despite TL2's
+// fewer bytes (1.67 bits per weight); TL2's prefill matches I2_S's on AVX2 only.
 const std::vector<LayoutFigure> kAvx2Figures = {
-    {TensorType::I2_S, 2560, 2560, 70.0, 61.2},   {TensorType::TL2, 2560, 2560, 110.2, 53.3},
-    {TensorType::I2_S, 2560, 640, 17.5, 21.6},    {TensorType::TL2, 2560, 640, 38.4, 16.8},
-    {TensorType::I2_S, 2560, 6912, 165.0, 142.5}, {TensorType::TL2, 2560, 6912, 272.0, 134.6},
-    {TensorType::I2_S, 6912, 2560, 163.2, 120.7}, {TensorType::TL2, 6912, 2560, 257.0, 136.8},
+    {TensorType::I2_S, 2560, 2560, 55.6, 51.5}, {TensorType::TL2, 2560, 2560, 108.8, 57.3},
+    {TensorType::I2_S, 2560, 640, 15.6, 14.2}, {TensorType::TL2, 2560, 640, 35.5, 17.6},
+    {TensorType::I2_S, 2560, 6912, 162.3, 133.6}, {TensorType::TL2, 2560, 6912, 264.9, 133.0},
+    {TensorType::I2_S, 6912, 2560, 150.1, 116.5}, {TensorType::TL2, 6912, 2560, 277.1, 141.0},
 };
 const std::vector<LayoutFigure> kAvx512Figures = {
-    {TensorType::I2_S, 2560, 2560, 56.2, 30.2},  {TensorType::TL2, 2560, 2560, 105.6, 56.1},
-    {TensorType::I2_S, 2560, 640, 16.2, 8.6},    {TensorType::TL2, 2560, 640, 33.3, 17.0},
-    {TensorType::I2_S, 2560, 6912, 155.5, 78.9}, {TensorType::TL2, 2560, 6912, 264.4, 158.2},
-    {TensorType::I2_S, 6912, 2560, 139.5, 70.4}, {TensorType::TL2, 6912, 2560, 262.0, 130.4},
+    {TensorType::I2_S, 2560, 2560, 56.6, 21.9}, {TensorType::TL2, 2560, 2560, 103.5, 55.0},
+    {TensorType::I2_S, 2560, 640, 14.3, 5.2}, {TensorType::TL2, 2560, 640, 33.2, 15.8},
+    {TensorType::I2_S, 2560, 6912, 136.9, 57.4}, {TensorType::TL2, 2560, 6912, 334.1, 141.5},
+    {TensorType::I2_S, 6912, 2560, 146.6, 51.3}, {TensorType::TL2, 6912, 2560, 259.3, 143.0},
 };
 
 }  // namespace
