@@ -40,8 +40,8 @@ Candidate make(const std::string& layout, const TargetInfo& t, const TernaryWeig
     schedules::GemvShape s = codegen::i2s_gemv_shape(t, w.cols, w.rows, w.cols);
     s.batch = batch;
     const schedules::PackedDims dims = schedules::packed_dims(s);
-    return {layout,        schedules::ternary_gemv(s), schedules::pack_ternary(w, s), dims.bytes_per_tile,
-            dims.tiles,    schedules::packed_k(s)};
+    return {layout,     schedules::ternary_gemv(s), schedules::pack_ternary(w, s), dims.bytes_per_tile,
+            dims.tiles, schedules::packed_k(s)};
   }
   const schedules::LutLayout l = layout == "tl1" ? schedules::LutLayout::TL1 : schedules::LutLayout::TL2;
   return {layout, schedules::lut_gemv({w.cols, w.rows, l, batch, false}), schedules::pack_lut(w, l),

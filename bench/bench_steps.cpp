@@ -80,7 +80,8 @@ int main() {
     Halide::Pipeline pipeline(p.out);
     bench::use_output_thread_pool(pipeline);
     pipeline.compile_jit(target);
-    p.k_cache.set(Halide::Buffer<float>(kt.data(), rt::kAttentionPositionBlock, kv_dim, n_ctx / rt::kAttentionPositionBlock));
+    p.k_cache.set(
+        Halide::Buffer<float>(kt.data(), rt::kAttentionPositionBlock, kv_dim, n_ctx / rt::kAttentionPositionBlock));
     p.v_cache.set(Halide::Buffer<float>(vc.data(), kv_dim, n_ctx));
     for (auto [last, n_tokens] : {std::pair{127, 1}, {511, 1}, {511, 8}}) {
       const int tokens = n_tokens;

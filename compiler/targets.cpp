@@ -13,14 +13,14 @@ namespace {
 // AVX2, row lanes on AVX-512 VNNI), so it decodes 1.6-2.4x faster than TL2 despite TL2's
 // fewer bytes (1.67 bits per weight); TL2's prefill matches I2_S's on AVX2 only.
 const std::vector<LayoutFigure> kAvx2Figures = {
-    {TensorType::I2_S, 2560, 2560, 55.6, 51.5}, {TensorType::TL2, 2560, 2560, 108.8, 57.3},
-    {TensorType::I2_S, 2560, 640, 15.6, 14.2}, {TensorType::TL2, 2560, 640, 35.5, 17.6},
+    {TensorType::I2_S, 2560, 2560, 55.6, 51.5},   {TensorType::TL2, 2560, 2560, 108.8, 57.3},
+    {TensorType::I2_S, 2560, 640, 15.6, 14.2},    {TensorType::TL2, 2560, 640, 35.5, 17.6},
     {TensorType::I2_S, 2560, 6912, 162.3, 133.6}, {TensorType::TL2, 2560, 6912, 264.9, 133.0},
     {TensorType::I2_S, 6912, 2560, 150.1, 116.5}, {TensorType::TL2, 6912, 2560, 277.1, 141.0},
 };
 const std::vector<LayoutFigure> kAvx512Figures = {
-    {TensorType::I2_S, 2560, 2560, 56.6, 21.9}, {TensorType::TL2, 2560, 2560, 103.5, 55.0},
-    {TensorType::I2_S, 2560, 640, 14.3, 5.2}, {TensorType::TL2, 2560, 640, 33.2, 15.8},
+    {TensorType::I2_S, 2560, 2560, 56.6, 21.9},  {TensorType::TL2, 2560, 2560, 103.5, 55.0},
+    {TensorType::I2_S, 2560, 640, 14.3, 5.2},    {TensorType::TL2, 2560, 640, 33.2, 15.8},
     {TensorType::I2_S, 2560, 6912, 136.9, 57.4}, {TensorType::TL2, 2560, 6912, 334.1, 141.5},
     {TensorType::I2_S, 6912, 2560, 146.6, 51.3}, {TensorType::TL2, 6912, 2560, 259.3, 143.0},
 };

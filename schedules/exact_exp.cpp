@@ -9,8 +9,8 @@ using namespace Halide;
 Expr exact_expf(Expr x) {
   // The steps and constants of bitnetc_expf, in its order: x = (k + r) ln2 / 32,
   // e^x = 2^(k/32) (a table) * 2^(r/32) (a cubic).
-  static Buffer<uint64_t> table(const_cast<uint64_t*>(reinterpret_cast<const uint64_t*>(kBitnetcExp2Table)), std::vector<int>{32},
-                                "bitnetc_exp2_table");
+  static Buffer<uint64_t> table(const_cast<uint64_t*>(reinterpret_cast<const uint64_t*>(kBitnetcExp2Table)),
+                                std::vector<int>{32}, "bitnetc_exp2_table");
   auto f64 = [](double v) { return Internal::make_const(Float(64), v); };
   auto u64 = [](uint64_t v) { return Internal::make_const(UInt(64), v); };
   const double shift = 0x1.8p+52;  // adding it rounds to an integer (ties to even)

@@ -103,8 +103,8 @@ GemvPipeline ternary_gemv_row_lanes(const GemvShape& shape) {
   Func part("part"), acc("acc");
   part(lane, s, blk, g, m) = 0;
   part(lane, s, blk, g, m) += cast<int32_t>(code) * cast<int32_t>(p.x(chunk * 16 + 4 * s + r.x, m));
-  acc(lane, blk, g, m) = part(lane, 0, blk, g, m) + part(lane, 1, blk, g, m) + part(lane, 2, blk, g, m) +
-                         part(lane, 3, blk, g, m);
+  acc(lane, blk, g, m) =
+      part(lane, 0, blk, g, m) + part(lane, 1, blk, g, m) + part(lane, 2, blk, g, m) + part(lane, 3, blk, g, m);
 
   // The interpreter's epilogue, lane by lane: blocks in order, strict_float.
   RDom rb(0, n_act, "rb");

@@ -108,8 +108,8 @@ void run_and_compare(schedules::GemvPipeline& p, const Case& c, const CaseData& 
 }
 
 // The I2_S-style kernel for `batch` tokens against ir::Interpreter's ternary_matmul.
-void check_gemv(const Case& c, int vector_bytes, const std::string& target, int batch,
-                schedules::GemvReduce reduce, schedules::GemvPacking packing) {
+void check_gemv(const Case& c, int vector_bytes, const std::string& target, int batch, schedules::GemvReduce reduce,
+                schedules::GemvPacking packing) {
   const CaseData t = make_case(c, batch, static_cast<uint64_t>(vector_bytes));
   const bool lanes = packing == schedules::GemvPacking::RowLanes;
   schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch, reduce, packing};
@@ -122,7 +122,6 @@ void check_gemv(const Case& c, int vector_bytes, const std::string& target, int 
                   "W=" + std::to_string(vector_bytes) + " reduce=" + std::to_string(static_cast<int>(reduce)) +
                       (lanes ? " row lanes" : " row tiles"));
 }
-
 
 const std::vector<Case>& kernel_cases() {
   static const std::vector<Case> cases = {
@@ -167,7 +166,7 @@ void for_each_kernel_case(int batch) {
   for (const auto& v : variants)
     for (const auto& c : kernel_cases()) {
       const bool fits = v.packing == GemvPacking::RowLanes ? c.K % 16 == 0 && c.act_block % 16 == 0
-                                                          : c.act_block == c.K || c.act_block % (4 * v.W) == 0;
+                                                           : c.act_block == c.K || c.act_block % (4 * v.W) == 0;
       if (fits) check_gemv(c, v.W, v.target, batch, v.reduce, v.packing);
     }
 }
@@ -437,9 +436,17 @@ TEST(Attention, MatchesTheInterpretersHeadsBitForBit) {
 // exact_expf against bitnetc_expf (ir/numerics.h) on every 61st float from -110 to 95
 // (past both cut-offs), and on the special values.
 TEST(ExactExp, MatchesBitnetcExpfBitForBit) {
-  std::vector<float> xs = {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-30f, std::numeric_limits<float>::infinity(),
-                           -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
-                           0x1.62e42ep6f, std::nextafter(0x1.62e42ep6f, 100.0f), -0x1.9fe368p6f,
+  std::vector<float> xs = {0.0f,
+                           -0.0f,
+                           1e-45f,
+                           -1e-45f,
+                           1e-30f,
+                           std::numeric_limits<float>::infinity(),
+                           -std::numeric_limits<float>::infinity(),
+                           std::numeric_limits<float>::quiet_NaN(),
+                           0x1.62e42ep6f,
+                           std::nextafter(0x1.62e42ep6f, 100.0f),
+                           -0x1.9fe368p6f,
                            std::nextafter(-0x1.9fe368p6f, -200.0f)};
   for (float v = -110.0f; v < 95.0f;) {
     xs.push_back(v);
@@ -462,7 +469,8 @@ TEST(ExactExp, MatchesBitnetcExpfBitForBit) {
     Halide::Buffer<float> out = f.realize({n}, Halide::Target(target.halide));
     for (int i = 0; i < n; ++i) {
       const float want = bitnetc_expf(xs[i]);
-      ASSERT_EQ(std::memcmp(&out(i), &want, 4), 0) << name << " " << std::hexfloat << xs[i] << ": " << out(i) << " vs " << want;
+      ASSERT_EQ(std::memcmp(&out(i), &want, 4), 0)
+          << name << " " << std::hexfloat << xs[i] << ": " << out(i) << " vs " << want;
     }
   }
 }
