@@ -37,13 +37,13 @@ struct NormQuantKernelKey {
   }
 };
 
-// The runtime pads each layer's key cache (stored transposed, a row of positions per
-// channel) to a multiple of this many positions: the attention kernels score whole
-// blocks of 8 vectors of positions (128 with AVX-512) and read the last one past the end.
+// The key cache holds blocks of this many positions, each block transposed (a row of
+// the block's positions per channel), and the runtime pads it to whole blocks: the
+// attention kernels score 8 vectors of positions at a time (128 with AVX-512) and read
+// the last of them past the end.
 inline constexpr int kAttentionPositionBlock = 128;
 
-// Where the key cache keeps channel c of position pos: blocks of positions, each block
-// transposed (schedules/attention.h).
+// Where the key cache keeps channel c of position pos (schedules/attention.h).
 inline int64_t key_cache_index(int64_t pos, int64_t c, int64_t kv_dim) {
   return pos / kAttentionPositionBlock * kAttentionPositionBlock * kv_dim + c * kAttentionPositionBlock +
          pos % kAttentionPositionBlock;

@@ -144,12 +144,12 @@ GemvPipeline ternary_gemv_row_lanes(const GemvShape& shape) {
 }  // namespace
 
 GemvPipeline ternary_gemv(const GemvShape& shape) {
-  if (shape.packing == GemvPacking::RowLanes) return ternary_gemv_row_lanes(shape);
   const int W = shape.vector_bytes;
   if (W != 16 && W != 32 && W != 64) throw std::invalid_argument("ternary_gemv: vector_bytes must be 16, 32 or 64");
   if (shape.act_block <= 0 || shape.K % shape.act_block != 0)
     throw std::invalid_argument("ternary_gemv: the activation block must divide K");
   if (shape.batch < 1) throw std::invalid_argument("ternary_gemv: the batch must be at least 1");
+  if (shape.packing == GemvPacking::RowLanes) return ternary_gemv_row_lanes(shape);
   const int64_t Kp = padded_k(shape.K, W);
   const int n_act = static_cast<int>(shape.K / shape.act_block);
   const int M = shape.batch;
