@@ -9,6 +9,7 @@
 #include "HalideBuffer.h"
 #include "fp16.h"
 #include "interpreter.h"
+#include "thread_pool.h"
 
 namespace bitnetc::rt {
 
@@ -156,11 +157,12 @@ void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool
         break;
       }
       case ir::OpKind::Attention: attend(op_index, count, pos0, out); break;
-      case ir::OpKind::GatedAct: {
-        const float *gate = in(0, 0), *up = in(1, 0);
-        for (int64_t i = 0; i < count * n; ++i) out[i] = ir::activate(op.act, gate[i]) * up[i];
+      case ir::OpKind::GatedAct:
+        parallel_for_each(count, [&](int b) {
+          const float *gate = in(0, b), *up = in(1, b);
+          for (int64_t i = 0; i < n; ++i) out[b * n + i] = ir::activate(op.act, gate[i]) * up[i];
+        });
         break;
-      }
       case ir::OpKind::Add: {
         const float *a = in(0, 0), *b = in(1, 0);
         for (int64_t i = 0; i < count * n; ++i) out[i] = a[i] + b[i];
@@ -194,12 +196,15 @@ void ForwardPass::quantize(size_t op_index, int count) {
   // The norm's weight, or an unread one-element stand-in.
   const bool weighted = norm >= 0 && g_.ops[norm].weight >= 0;
   float* w = weighted ? const_cast<float*>(reinterpret_cast<const float*>(blob_ + dense_[g_.ops[norm].weight].off)) : x;
-  Buf<float> xb(x, static_cast<int>(key.n), count);
-  Buf<float> wb(w, weighted ? static_cast<int>(key.n) : 1);
-  Buf<int8_t> qb(q.q.data(), static_cast<int>(q.K_padded), count);
-  Buf<float> db(q.d.data(), static_cast<int>(q.blocks), count);
-  Buf<int32_t> sb(q.sum.data(), static_cast<int>(q.blocks), count);
-  check_kernel(kernels_.norm_quant[kernel](xb, wb, qb, db, sb), "norm + quantize");
+  // Token by token on the pool: the kernel itself is serial (one token per decode step).
+  parallel_for_each(count, [&](int b) {
+    Buf<float> xb(x + b * key.n, static_cast<int>(key.n), 1);
+    Buf<float> wb(w, weighted ? static_cast<int>(key.n) : 1);
+    Buf<int8_t> qb(q.q.data() + b * q.K_padded, static_cast<int>(q.K_padded), 1);
+    Buf<float> db(q.d.data() + b * q.blocks, static_cast<int>(q.blocks), 1);
+    Buf<int32_t> sb(q.sum.data() + b * q.blocks, static_cast<int>(q.blocks), 1);
+    check_kernel(kernels_.norm_quant[kernel](xb, wb, qb, db, sb), "norm + quantize");
+  });
   // Unused tokens of a short chunk meet the GEMM kernel as zeros (a single token goes to
   // the GEMV, which reads only its own row).
   if (count > 1) {
@@ -210,7 +215,7 @@ void ForwardPass::quantize(size_t op_index, int count) {
 }
 
 // Writes the chunk's k and v into the layer's caches, then every (token, head) of the
-// chunk in one generated kernel (its tasks run on Halide's thread pool).
+// chunk in one generated kernel (its tasks run on the thread pool).
 void ForwardPass::attend(size_t op_index, int count, int32_t pos0, float* out) {
   const ir::Op& op = g_.ops[op_index];
   const int kv_dim = g_.kv_dim();

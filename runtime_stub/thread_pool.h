@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
+#include <mutex>
 
 namespace bitnetc::rt {
 
@@ -23,5 +25,28 @@ void set_cpu_threads(int threads);
 // the first non-zero result (0 when all succeed): Halide's halide_do_par_for_t, which
 // CompiledModel installs with halide_set_custom_do_par_for.
 int parallel_for(void* user_context, int (*task)(void*, int, uint8_t*), int min, int size, uint8_t* closure);
+
+// Runs fn(i) for i in [0, count) on the pool, for the runtime's own per-token steps; the
+// first exception fn throws is rethrown here once all have run.
+template <typename F>
+void parallel_for_each(int count, F&& fn) {
+  struct Closure {
+    F& fn;
+    std::exception_ptr error;
+    std::mutex mutex;
+  } c{fn, nullptr, {}};
+  auto task = [](void*, int i, uint8_t* closure) -> int {
+    Closure& c = *reinterpret_cast<Closure*>(closure);
+    try {
+      c.fn(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(c.mutex);
+      if (!c.error) c.error = std::current_exception();
+    }
+    return 0;
+  };
+  parallel_for(nullptr, task, 0, count, reinterpret_cast<uint8_t*>(&c));
+  if (c.error) std::rethrow_exception(c.error);
+}
 
 }  // namespace bitnetc::rt

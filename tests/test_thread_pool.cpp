@@ -1,12 +1,13 @@
 // The CPU outputs' thread pool (runtime_stub/thread_pool.h): every task runs exactly
 // once, errors come back, and jobs started from several threads at once, or from inside
-// a task, complete.
+// a task, complete; parallel_for_each runs each index once and rethrows.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -90,4 +91,21 @@ TEST(ThreadPool, JobsFromSeveralThreadsAndFromInsideTasksComplete) {
   std::atomic<int> outer{0};
   ASSERT_EQ(rt::parallel_for(nullptr, nested, 0, 20, reinterpret_cast<uint8_t*>(&outer)), 0);
   EXPECT_EQ(outer.load(), 20);
+}
+
+// The runtime's per-token helper: every index once, and an exception from a task comes
+// back to the caller after the others ran.
+TEST(ThreadPool, ParallelForEachRunsEveryIndexAndRethrows) {
+  rt::set_cpu_threads(2);
+  std::vector<std::atomic<int>> runs(9);
+  rt::parallel_for_each(9, [&](int i) { runs[i].fetch_add(1); });
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(runs[i].load(), 1) << i;
+  std::atomic<int> ran{0};
+  EXPECT_THROW(rt::parallel_for_each(8,
+                                     [&](int i) {
+                                       ran.fetch_add(1);
+                                       if (i == 5) throw std::runtime_error("task 5");
+                                     }),
+               std::runtime_error);
+  EXPECT_EQ(ran.load(), 8);
 }
