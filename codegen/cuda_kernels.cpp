@@ -266,23 +266,53 @@ CudaKernel cuda_quantize(int64_t n, int act_quant) {
   return k;
 }
 
-CudaKernel cuda_embedding(int64_t rows, int64_t cols, bool f16, bool k_major) {
+namespace {
+
+// A dense weight's element type in the kernels' parameters, and its value as a float
+// (`row`: the element's row, whose scale an int8 code takes).
+std::string dense_param(rt::DenseStorage storage, const std::string& name) {
+  switch (storage) {
+    case rt::DenseStorage::F16: return "const unsigned short* __restrict__ " + name;
+    case rt::DenseStorage::Q8: return "const signed char* __restrict__ " + name;
+    default: return "const float* __restrict__ " + name;
+  }
+}
+std::string dense_value(rt::DenseStorage storage, const std::string& element) {
+  switch (storage) {
+    case rt::DenseStorage::F16: return "bitnetc_half_to_float(" + element + ")";
+    case rt::DenseStorage::Q8: return "(float)" + element;
+    default: return element;
+  }
+}
+std::string dense_suffix(rt::DenseStorage storage) {
+  return storage == rt::DenseStorage::F16 ? "_f16" : storage == rt::DenseStorage::Q8 ? "_q8" : "_f32";
+}
+
+}  // namespace
+
+CudaKernel cuda_embedding(int64_t rows, int64_t cols, rt::DenseStorage storage, bool k_major) {
+  const bool q8 = storage == rt::DenseStorage::Q8;
   CudaKernel k;
-  k.name = "bitnetc_embedding_" + str(rows) + "x" + str(cols) + (f16 ? "_f16" : "_f32") + (k_major ? "_kmajor" : "");
-  k.params = {"const int* __restrict__ state", std::string(f16 ? "const unsigned short*" : "const float*") + " __restrict__ table",
-              "float* __restrict__ out"};
+  k.name = "bitnetc_embedding_" + str(rows) + "x" + str(cols) + dense_suffix(storage) + (k_major ? "_kmajor" : "");
+  k.params = {"const int* __restrict__ state", dense_param(storage, "table")};
+  if (q8) k.params.push_back("const float* __restrict__ scales");
+  k.params.push_back("float* __restrict__ out");
   k.body = per_element(k, "c", cols);
   k.body += "  const long long token = state[4 + m];  // CudaState::kTokens\n";
   const std::string at = k_major ? "(long long)c * " + str(rows) + " + token" : "token * " + str(cols) + " + c";
-  k.body += "  out[m * " + str(cols) + " + c] = " + (f16 ? "bitnetc_half_to_float(table[" + at + "])" : "table[" + at + "]") + ";\n";
+  const std::string value = dense_value(storage, "table[" + at + "]");
+  k.body += "  out[m * " + str(cols) + " + c] = " + (q8 ? "__fmul_rn(" + value + ", scales[token])" : value) + ";\n";
   return k;
 }
 
-CudaKernel cuda_dense_matmul(int64_t K, int64_t N, bool f16, bool last_token_only) {
+CudaKernel cuda_dense_matmul(int64_t K, int64_t N, rt::DenseStorage storage, bool last_token_only) {
+  const bool q8 = storage == rt::DenseStorage::Q8;
   CudaKernel k;
-  k.name = "bitnetc_dense_" + str(K) + "x" + str(N) + (f16 ? "_f16" : "_f32") + (last_token_only ? "_last" : "");
-  k.params = {"const int* __restrict__ state", std::string(f16 ? "const unsigned short*" : "const float*") + " __restrict__ w",
-              "const float* __restrict__ x", "float* __restrict__ y"};
+  k.name = "bitnetc_dense_" + str(K) + "x" + str(N) + dense_suffix(storage) + (last_token_only ? "_last" : "");
+  k.params = {"const int* __restrict__ state", dense_param(storage, "w")};
+  if (q8) k.params.push_back("const float* __restrict__ scales");
+  k.params.push_back("const float* __restrict__ x");
+  k.params.push_back("float* __restrict__ y");
   k.grid_x = static_cast<uint32_t>((N + kElementThreads - 1) / kElementThreads);
   k.block_x = kElementThreads;
   k.per_token = !last_token_only;
@@ -291,8 +321,8 @@ CudaKernel cuda_dense_matmul(int64_t K, int64_t N, bool f16, bool last_token_onl
   k.body += last_token_only ? "  const float* xm = x + (state[1] - 1) * K;\n  float* ym = y;\n"
                             : "  const float* xm = x + blockIdx.y * K;\n  float* ym = y + blockIdx.y * N;\n";
   k.body += "  float acc = 0.0f;\n  for (int c = 0; c < K; ++c)\n    acc = __fadd_rn(acc, __fmul_rn(" +
-            std::string(f16 ? "bitnetc_half_to_float(w[(long long)c * N + n])" : "w[(long long)c * N + n]") +
-            ", xm[c]));\n  ym[n] = acc;\n";
+            dense_value(storage, "w[(long long)c * N + n]") + ", xm[c]));\n";
+  k.body += q8 ? "  ym[n] = __fmul_rn(acc, scales[n]);\n" : "  ym[n] = acc;\n";
   return k;
 }
 

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "model_blob.h"
 #include "targets.h"
 #include "ternary.h"
 
@@ -83,14 +84,16 @@ CudaKernel cuda_norm(int64_t n, int norm_kind, bool has_weight, float eps);
 // state, x, q, x_sum, d.
 CudaKernel cuda_quantize(int64_t n, int act_quant);
 // Embedding rows of the chunk's tokens: one thread per element. The table is rows x cols
-// row-major, or k-major (element (r, c) at c * rows + r: a tied head's layout), f32 or
-// IEEE half. Parameters: state, table, out ([batch][cols]).
-CudaKernel cuda_embedding(int64_t rows, int64_t cols, bool f16, bool k_major);
+// row-major, or k-major (element (r, c) at c * rows + r: a tied head's layout), f32,
+// IEEE half, or (a tied --head=q8) int8 codes times the row's scale. Parameters: state,
+// table, [scales,] out ([batch][cols]).
+CudaKernel cuda_embedding(int64_t rows, int64_t cols, rt::DenseStorage storage, bool k_major);
 // Dense matmul y = W x with W k-major (coalesced: neighbouring threads read neighbouring
-// rows), f32 or half, summed in column order. `last_token_only`: grid_y 1, reads the
-// chunk's last token and writes y's first row (the head: only those logits are read).
-// Parameters: state, w, x ([batch][K]), y.
-CudaKernel cuda_dense_matmul(int64_t K, int64_t N, bool f16, bool last_token_only);
+// rows), f32, half or int8 codes, summed in column order; an int8 row's sum is then
+// multiplied by its scale (the CPU kernels' --head=q8 numerics). `last_token_only`:
+// grid_y 1, reads the chunk's last token and writes y's first row (the head: only those
+// logits are read). Parameters: state, w, [scales,] x ([batch][K]), y.
+CudaKernel cuda_dense_matmul(int64_t K, int64_t N, rt::DenseStorage storage, bool last_token_only);
 // RoPE: y = x with every head rotated by the angles of the token's position, read from
 // tables of [position][head_dim / 2] cos and sin. One thread per head. Parameters: state,
 // cos, sin, x, y ([batch][n]).

@@ -43,6 +43,14 @@ class PlanBuilder {
 };
 
 rt::CudaArg buf(uint32_t b) { return {rt::CudaArgKind::Buffer, b, 0}; }
+
+// A dense weight's arguments: its values, and an int8 head's row scales.
+std::vector<rt::CudaArg> dense_args(int weight, const rt::DenseRecord& r) {
+  std::vector<rt::CudaArg> args{{rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(weight), 0}};
+  if (r.storage == rt::DenseStorage::Q8)
+    args.push_back({rt::CudaArgKind::DenseScales, static_cast<uint32_t>(weight), 0});
+  return args;
+}
 rt::CudaArg f32(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
@@ -96,8 +104,9 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
     switch (op.kind) {
       case ir::OpKind::Embedding: {
         const rt::DenseRecord& r = dense[op.weight];
-        b.launch(cuda_embedding(r.rows, r.cols, r.storage == rt::DenseStorage::F16, r.layout == rt::DenseLayout::KMajor),
-                 {{rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(op.weight), 0}, buf(f32_buf[op.output])});
+        std::vector<rt::CudaArg> args = dense_args(op.weight, r);
+        args.push_back(buf(f32_buf[op.output]));
+        b.launch(cuda_embedding(r.rows, r.cols, r.storage, r.layout == rt::DenseLayout::KMajor), args);
         break;
       }
       case ir::OpKind::Norm: {
@@ -125,9 +134,10 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         const rt::DenseRecord& r = dense[op.weight];
         if (r.layout != rt::DenseLayout::KMajor) throw std::logic_error("cuda plan: dense matmul weight not k-major");
         const bool logits = op.output == g.logits;  // only the last token's logits are ever read
-        b.launch(cuda_dense_matmul(r.cols, r.rows, r.storage == rt::DenseStorage::F16, logits),
-                 {{rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(op.weight), 0}, in(0),
-                                     buf(f32_buf[op.output])});
+        std::vector<rt::CudaArg> args = dense_args(op.weight, r);
+        args.push_back(in(0));
+        args.push_back(buf(f32_buf[op.output]));
+        b.launch(cuda_dense_matmul(r.cols, r.rows, r.storage, logits), args);
         break;
       }
       case ir::OpKind::Rope: {

@@ -135,8 +135,6 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
   p.ternary_bytes.resize(g.ternary.size());
   p.layouts = choose_layouts(g, target, layout);
   const bool cuda = target.arch == TargetArch::Cuda;
-  if (cuda && head_q8)
-    throw std::invalid_argument("--head=q8: target " + target.name + " has no int8 head kernel (its head is f16 or f32)");
   std::map<std::tuple<int64_t, int64_t, int64_t, rt::TernaryLayout>, uint32_t> kernel_of;
   for (const ir::Op& op : g.ops) {
     if (op.kind != ir::OpKind::TernaryMatmul || !p.ternary_bytes[op.weight].empty()) continue;
@@ -216,15 +214,23 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     if (is_head[i] && cuda) {  // k-major: neighbouring GPU threads read neighbouring rows
       r.layout = rt::DenseLayout::KMajor;
       r.tile = 0;
-      const size_t elem = f16 ? 2 : 4;
+      if (head_q8) {
+        r.storage = rt::DenseStorage::Q8;
+        p.dense_scales[i].resize(static_cast<size_t>(d.rows));
+      }
+      const size_t elem = head_q8 ? 1 : (f16 ? 2 : 4);
       std::vector<uint8_t>& b = p.dense_bytes[i];
       b.resize(static_cast<size_t>(d.rows * d.cols) * elem);
       std::vector<float> row(static_cast<size_t>(d.cols));
+      std::vector<int8_t> codes(head_q8 ? static_cast<size_t>(d.cols) : 0);
       for (int64_t n = 0; n < d.rows; ++n) {
         rows(n, row.data());
+        if (head_q8) p.dense_scales[i][n] = schedules::quantize_row_q8(row.data(), d.cols, codes.data());
         for (int64_t k = 0; k < d.cols; ++k) {
           const size_t at = static_cast<size_t>(k * d.rows + n) * elem;
-          if (f16) {
+          if (head_q8) {
+            b[at] = static_cast<uint8_t>(codes[k]);
+          } else if (f16) {
             const uint16_t h = f32_to_fp16(row[k]);
             std::memcpy(&b[at], &h, 2);
           } else {
@@ -305,8 +311,10 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
     const rt::DenseRecord& r = p.dense[i];
     const bool f16 = r.storage == rt::DenseStorage::F16;
     if (r.storage == rt::DenseStorage::Q8) {
-      line("  " + g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) +
-           "]: head tiles of " + std::to_string(r.tile) + " rows, int8 with a scale per row (--head=q8; changes numerics)");
+      line("  " + g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) + "]: " +
+           (r.layout == rt::DenseLayout::KMajor ? std::string("k-major (the CUDA head)")
+                                                : "head tiles of " + std::to_string(r.tile) + " rows") +
+           ", int8 with a scale per row (--head=q8; changes numerics)");
       continue;
     }
     std::string why = r.layout == rt::DenseLayout::HeadTiles

@@ -121,6 +121,11 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
           if (a.index >= dense.size()) throw std::runtime_error("the embedded CUDA plan is damaged (weight)");
           v = weight_at(dense[a.index].off, 0);
           break;
+        case CudaArgKind::DenseScales:
+          if (a.index >= dense.size() || dense[a.index].storage != DenseStorage::Q8)
+            throw std::runtime_error("the embedded CUDA plan is damaged (scales)");
+          v = weight_at(dense[a.index].scales_off, 4 * static_cast<uint64_t>(dense[a.index].rows));
+          break;
         case CudaArgKind::F32: v = a.value; break;
         default: throw std::runtime_error("the embedded CUDA plan is damaged (argument)");
       }

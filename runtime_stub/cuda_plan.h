@@ -61,6 +61,7 @@ enum class CudaArgKind : uint32_t {
   TernaryWeight = 2,  // the packed weights of TernaryRecord `index`
   DenseWeight = 3,    // DenseRecord `index`
   F32 = 4,            // `value` holds the float's bits
+  DenseScales = 5,    // DenseRecord `index`'s row scales (--head=q8)
 };
 struct CudaArg {
   CudaArgKind kind;

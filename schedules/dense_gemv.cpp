@@ -49,22 +49,28 @@ bool exactly_finite_f16(const RowSource& w, int64_t N, int64_t K) {
   return true;
 }
 
+float quantize_row_q8(const float* row, int64_t K, int8_t* codes) {
+  float amax = 0;
+  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(row[k]));
+  const float scale = amax / 127.0f;
+  for (int64_t k = 0; k < K; ++k) {
+    const float q = scale > 0 ? std::nearbyint(row[k] / scale) : 0.0f;
+    codes[k] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+  }
+  return scale;
+}
+
 std::vector<uint8_t> quantize_for_dense_gemv_q8(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
                                                 std::vector<float>& scales) {
   const int64_t Np = dense_gemv_padded_rows(N, vector_bytes), T = dense_gemv_tile_rows(vector_bytes);
   std::vector<uint8_t> t(static_cast<size_t>(K * Np), 0);
   scales.assign(static_cast<size_t>(Np), 0.0f);
   std::vector<float> row(static_cast<size_t>(K));
+  std::vector<int8_t> codes(static_cast<size_t>(K));
   for (int64_t n = 0; n < N; ++n) {
     w(n, row.data());
-    float amax = 0;
-    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(row[k]));
-    const float scale = amax / 127.0f;
-    scales[n] = scale;
-    for (int64_t k = 0; k < K; ++k) {
-      const float q = scale > 0 ? std::nearbyint(row[k] / scale) : 0.0f;
-      t[(n / T) * K * T + k * T + n % T] = static_cast<uint8_t>(static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f)));
-    }
+    scales[n] = quantize_row_q8(row.data(), K, codes.data());
+    for (int64_t k = 0; k < K; ++k) t[(n / T) * K * T + k * T + n % T] = static_cast<uint8_t>(codes[k]);
   }
   return t;
 }

@@ -49,8 +49,12 @@ inline bool exactly_finite_f16(const std::vector<float>& w) {
   return exactly_finite_f16(rows_of(w, static_cast<int64_t>(w.size())), 1, static_cast<int64_t>(w.size()));
 }
 
-// --head=q8: each row as int8 codes times one float scale (absmax / 127, round to
-// nearest even), in the same tiles; `scales` gets one per padded row (zero past N).
+// --head=q8: a row of K values as int8 codes times one float scale (absmax / 127, round
+// to nearest even); returns the scale. Every target's q8 head quantizes with this.
+float quantize_row_q8(const float* row, int64_t K, int8_t* codes);
+
+// --head=q8 in the kernel's tiles (quantize_row_q8 per row); `scales` gets one per
+// padded row (zero past N).
 std::vector<uint8_t> quantize_for_dense_gemv_q8(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
                                                 std::vector<float>& scales);
 inline std::vector<uint8_t> quantize_for_dense_gemv_q8(const std::vector<float>& w, int64_t N, int64_t K,

@@ -34,11 +34,12 @@ struct FakeGpuOutput {
 };
 
 FakeGpuOutput compile_for_fake_gpu(const std::string& model, const std::string& target, const std::string& name,
-                                   const ScratchDir& dir) {
+                                   const ScratchDir& dir, const std::string& flags = "") {
   FakeGpuOutput o{dir.file(name), dir.file(name + ".cu"), dir.file(name + "-kernels.so"), dir.file(name + ".stats")};
-  const CommandResult c = run_command(std::string(BITNETC_BIN) + " " + shell_quote(model) + " --target=" + target +
-                                          " -q -o " + shell_quote(o.exe) + " --cuda-source=" + shell_quote(o.source),
-                                      dir);
+  const CommandResult c =
+      run_command(std::string(BITNETC_BIN) + " " + shell_quote(model) + " --target=" + target + flags + " -q -o " +
+                      shell_quote(o.exe) + " --cuda-source=" + shell_quote(o.source),
+                  dir);
   EXPECT_EQ(c.status, 0) << c.err;
   // The rounding NVRTC gets: no contraction (-fmad=false).
   const CommandResult k = run_command(std::string(BITNETC_CXX) +
@@ -161,6 +162,29 @@ TEST(Cuda, SeededSamplingMatchesTheInterpreter) {
     ASSERT_EQ(gpu_all.status, 0) << gpu_all.err;
     ASSERT_EQ(ref_all.status, 0) << ref_all.err;
     EXPECT_EQ(json::parse(gpu_all.out)["tokens"], json::parse(ref_all.out)["tokens"]) << model;
+  }
+}
+
+// --head=q8 on the device: the int8 head (and the tied embedding reading it) computes
+// what the CPU outputs' q8 head computes, so greedy and seeded sampling from all logits
+// give the CPU output's tokens.
+TEST(Cuda, Q8HeadGivesTheCpuOutputsTokens) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  const FakeGpuOutput o = compile_for_fake_gpu(model, "cuda-sm80", "q8", dir, " --head=q8");
+  const CommandResult cpu = run_command(std::string(BITNETC_BIN) + " " + shell_quote(model) +
+                                            " --target=x86-64-avx2 --head=q8 -q -o " + shell_quote(dir.file("q8cpu")),
+                                        dir);
+  ASSERT_EQ(cpu.status, 0) << cpu.err;
+  for (const std::string flags : {" -p 'Once upon a time' -n 48 --temp 0 --json",
+                                  " -p 'The dog' -n 40 --temp 0.9 --top-k 0 --top-p 0.95 -s 7 --json"}) {
+    const CommandResult g = run_command(o.env() + shell_quote(o.exe) + flags, dir);
+    const CommandResult c = run_command(shell_quote(dir.file("q8cpu")) + flags, dir);
+    ASSERT_EQ(g.status, 0) << g.err;
+    ASSERT_EQ(c.status, 0) << c.err;
+    const json got = json::parse(g.out);
+    EXPECT_EQ(got["tokens"], json::parse(c.out)["tokens"]) << flags;
+    EXPECT_GE(got["tokens"].size(), 20u) << flags;
   }
 }
 
