@@ -7,8 +7,9 @@
 #
 # Builds bitnetc if needed, then for the target: `bitnetc verify` (greedy tokens and
 # top logits against the reference interpreter, which the kernels match bit for bit)
-# on every golden model, and bench/bench_2b4t.sh (decode and prefill tokens/s and the
-# fraction of the GPU's measured read bandwidth) on the 2B4T-shape synthetic model.
+# on every golden model, --head=q8's tokens against the CPU q8 output's, and
+# bench/bench_2b4t.sh (decode and prefill tokens/s and the fraction of the GPU's
+# measured read bandwidth) on the 2B4T-shape synthetic model.
 # Exits non-zero when any check fails; the benchmark's JSON goes to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,20 @@ for model in "$SHARED/models/tinystories-bitnet-3m/model.bin" \
              "$G/hf-bitnet-tiny/packed" "$G/hf-bitnet-tiny/bf16"; do
   echo "verify $model" >&2
   "$BITNETC" verify "$model" --target="$TARGET" -n 64 >&2 || status=1
+done
+# --head=q8 has no reference in the interpreter: its device tokens must be the CPU q8
+# output's (greedy, and seeded sampling from all logits).
+q8dir=$(mktemp -d)
+trap 'rm -rf "$q8dir"' EXIT
+ts="$SHARED/models/tinystories-bitnet-3m/model.bin"
+"$BITNETC" "$ts" --target="$TARGET" --head=q8 -q -o "$q8dir/gpu" 2>/dev/null
+"$BITNETC" "$ts" --target=host --head=q8 -q -o "$q8dir/cpu" 2>/dev/null
+for flags in "-n 48 --temp 0" "-n 40 --temp 0.9 --top-k 0 --top-p 0.95 -s 7"; do
+  # shellcheck disable=SC2086
+  if [ "$("$q8dir/gpu" -p "Once upon a time" $flags 2>/dev/null)" != "$("$q8dir/cpu" -p "Once upon a time" $flags 2>/dev/null)" ]; then
+    echo "--head=q8: the device's tokens differ from the CPU output's ($flags)" >&2
+    status=1
+  fi
 done
 BITNETC="$BITNETC" TARGET="$TARGET" bench/bench_2b4t.sh -r 3 || status=1
 exit $status
