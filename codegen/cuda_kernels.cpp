@@ -268,8 +268,8 @@ CudaKernel cuda_quantize(int64_t n, int act_quant) {
 
 namespace {
 
-// A dense weight's element type in the kernels' parameters, and its value as a float
-// (`row`: the element's row, whose scale an int8 code takes).
+// A dense weight's element type in the kernels' parameters, its value as a float (an
+// int8 code before its row's scale), and the kernel-name suffix of its storage.
 std::string dense_param(rt::DenseStorage storage, const std::string& name) {
   switch (storage) {
     case rt::DenseStorage::F16: return "const unsigned short* __restrict__ " + name;
