@@ -179,66 +179,91 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
   return k;
 }
 
-CudaKernel cuda_norm(int64_t n, int norm_kind, bool has_weight, float eps) {
+namespace {
+
+// The body's lines that leave the token's rms_norm scale in `const float r` (every
+// thread of the block reaches them; N, NT, tid and xm, the token's row, are the
+// kernel's).
+std::string norm_scale_code(const CudaNorm& norm) {
   constexpr int kRmsF64Sum = 1;  // ir::NormKind::RmsF64Sum
-  const std::string acc = norm_kind == kRmsF64Sum ? "double" : "float";
+  std::string s;
+  if (norm.kind == kRmsF64Sum) {  // in double, the sum does not depend on the order: reduce in parallel
+    s = "  __shared__ double norm_red[" + str(kTokenThreads) + "];\n";
+    s += "  double ss = 0;\n  for (int i = tid; i < N; i += NT) ss += (double)(xm[i] * xm[i]);\n";
+    s += "  norm_red[tid] = ss;\n" + tree_reduce(kTokenThreads, "norm_red[a] += norm_red[b];");
+  } else {  // a float sum rounds as it goes: one thread adds in the interpreter's order
+    s = "  __shared__ float norm_red[1];\n";
+    s += R"(  if (tid == 0) {
+    float ss = 0;
+#pragma unroll 8
+    for (int i = 0; i < N; ++i) ss += xm[i] * xm[i];
+    norm_red[0] = ss;
+  }
+  __syncthreads();
+)";
+  }
+  return s + "  const float r = bitnetc_rms_scale(" + str(norm.kind) + ", (double)norm_red[0], N, " +
+         float_literal(norm.eps) + ");\n";
+}
+
+// Element i of the token's normalized row.
+std::string norm_apply(const CudaNorm& norm, const std::string& i) {
+  return "bitnetc_rms_apply(" + str(norm.kind) + ", xm[" + i + "], " + (norm.has_weight ? "w" : "0") + ", " + i +
+         ", r)";
+}
+
+std::string norm_name(const CudaNorm& norm) {
+  return "_k" + str(norm.kind) + (norm.has_weight ? "_w" : "") + "_e" + str(std::bit_cast<uint32_t>(norm.eps));
+}
+
+}  // namespace
+
+CudaKernel cuda_norm(int64_t n, const CudaNorm& norm) {
   CudaKernel k;
-  k.name = "bitnetc_norm_" + str(n) + "_k" + str(norm_kind) + (has_weight ? "_w" : "") + "_e" +
-           str(std::bit_cast<uint32_t>(eps));
+  k.name = "bitnetc_norm_" + str(n) + norm_name(norm);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ x"};
-  if (has_weight) k.params.push_back("const float* __restrict__ w");
+  if (norm.has_weight) k.params.push_back("const float* __restrict__ w");
   k.params.push_back("float* __restrict__ y");
   k.grid_x = 1;
   k.block_x = kTokenThreads;
   k.per_token = true;
   k.body = "  const int N = " + str(n) + ", NT = " + str(kTokenThreads) + ";\n";
-  k.body += "  __shared__ " + acc + " red[" + str(kTokenThreads) + "];\n";
   k.body += "  const int tid = threadIdx.x, m = blockIdx.y;\n  const float* xm = x + m * N;\n";
-  if (norm_kind == kRmsF64Sum) {  // in double, the sum does not depend on the order: reduce in parallel
-    k.body += "  double s = 0;\n  for (int i = tid; i < N; i += NT) s += (double)(xm[i] * xm[i]);\n";
-    k.body += "  red[tid] = s;\n" + tree_reduce(kTokenThreads, "red[a] += red[b];");
-  } else {  // a float sum rounds as it goes: one thread adds in the interpreter's order
-    k.body += R"(  if (tid == 0) {
-    float s = 0;
-#pragma unroll 8
-    for (int i = 0; i < N; ++i) s += xm[i] * xm[i];
-    red[0] = s;
-  }
-  __syncthreads();
-)";
-  }
-  k.body += "  const float r = bitnetc_rms_scale(" + str(norm_kind) + ", (double)red[0], N, " + float_literal(eps) +
-            ");\n";
-  k.body += "  for (int i = tid; i < N; i += NT) y[m * N + i] = bitnetc_rms_apply(" + str(norm_kind) + ", xm[i], " +
-            (has_weight ? "w" : "0") + ", i, r);\n";
+  k.body += norm_scale_code(norm);
+  k.body += "  for (int i = tid; i < N; i += NT) y[m * N + i] = " + norm_apply(norm, "i") + ";\n";
   return k;
 }
 
-CudaKernel cuda_quantize(int64_t n, int act_quant) {
+CudaKernel cuda_quantize(int64_t n, int act_quant, const std::optional<CudaNorm>& norm) {
   constexpr int kPerBlockQ8K = 3;  // ir::ActQuant::PerBlockQ8K
   if (n <= 0 || (act_quant == kPerBlockQ8K && n % 256 != 0)) throw std::invalid_argument("cuda_quantize: bad shape");
   const int64_t blocks = act_quant == kPerBlockQ8K ? n / 256 : 1;
   CudaKernel k;
-  k.name = "bitnetc_quantize_" + str(n) + "_q" + str(act_quant);
-  k.params = {"const int* __restrict__ state", "const float* __restrict__ x", "int* __restrict__ q",
-              "int* __restrict__ x_sum", "float* __restrict__ d"};
+  k.name = (norm ? "bitnetc_norm_quantize_" : "bitnetc_quantize_") + str(n) + "_q" + str(act_quant) +
+           (norm ? norm_name(*norm) : "");
+  k.params = {"const int* __restrict__ state", "const float* __restrict__ x"};
+  if (norm && norm->has_weight) k.params.push_back("const float* __restrict__ w");
+  for (const char* p : {"int* __restrict__ q", "int* __restrict__ x_sum", "float* __restrict__ d"})
+    k.params.push_back(p);
   k.grid_x = 1;
   k.block_x = kTokenThreads;
   k.per_token = true;
   k.body = "  const int N = " + str(n) + ", KP = " + str(cuda_padded_k(n)) + ", BLOCKS = " + str(blocks) +
            ", BLOCK = " + str(n / blocks) + ", NT = " + str(kTokenThreads) + ", KIND = " + str(act_quant) + ";\n";
+  k.body += "  const int tid = threadIdx.x, m = blockIdx.y;\n  const float* xm = x + m * N;\n";
+  if (norm) k.body += norm_scale_code(*norm);
+  // The value quantized: element i of the token (normalized, when a norm is absorbed).
+  k.body += "  auto value = [&](int i) { return " + (norm ? norm_apply(*norm, "i") : std::string("xm[i]")) + "; };\n";
   k.body += "  __shared__ float amax[" + str(kTokenThreads) + "], first[" + str(kTokenThreads) + "];\n";
   k.body += "  __shared__ int at[" + str(kTokenThreads) + "], sum[" + str(kTokenThreads) + "];\n";
-  k.body += R"(  const int tid = threadIdx.x, m = blockIdx.y;
-  signed char* qm = (signed char*)q + m * KP;
+  k.body += R"(  signed char* qm = (signed char*)q + m * KP;
   for (int b = 0; b < BLOCKS; ++b) {
-    const float* xb = x + m * N + b * BLOCK;
     // The largest |x| and the first value that has it (as the interpreter's scan finds).
     float a = 0, f = 0;
     int i_a = BLOCK;
     for (int i = tid; i < BLOCK; i += NT) {
-      const float ax = fabsf(xb[i]);
-      if (ax > a) { a = ax; f = xb[i]; i_a = i; }
+      const float xi = value(b * BLOCK + i), ax = fabsf(xi);
+      if (ax > a) { a = ax; f = xi; i_a = i; }
     }
     amax[tid] = a; first[tid] = f; at[tid] = i_a;
 )";
@@ -248,7 +273,7 @@ CudaKernel cuda_quantize(int64_t n, int act_quant) {
   k.body += R"(    const BitnetcQuantScale scale = bitnetc_quant_scale(KIND, amax[0], first[0]);
     int s = 0;
     for (int i = tid; i < BLOCK; i += NT) {
-      const signed char c = bitnetc_quant_code(KIND, xb[i], scale);
+      const signed char c = bitnetc_quant_code(KIND, value(b * BLOCK + i), scale);
       qm[b * BLOCK + i] = c;
       s += c;
     }

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,20 +70,28 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s);
 int64_t cuda_padded_k(int64_t K);
 std::vector<uint32_t> pack_for_cuda_gemv(const TernaryWeights& w);
 
+// An rms_norm's attributes (the Norm op's): ir::NormKind, whether it has a weight, eps.
+struct CudaNorm {
+  int kind = 0;
+  bool has_weight = false;
+  float eps = 0;
+};
 // rms_norm of each token: one block per token. The sum of squares is the interpreter's:
 // for RmsF64Sum reduced in parallel in double (where the order does not change the
 // float result, in all but astronomically rare cases); for the float recipes added in
 // order by one thread (a parallel float sum rounds differently, and on small random
 // models that moved logits by more than 1). Parameters: state, x, [w,] y, all
 // [batch][n].
-CudaKernel cuda_norm(int64_t n, int norm_kind, bool has_weight, float eps);
+CudaKernel cuda_norm(int64_t n, const CudaNorm& norm);
 // Activation quantization of each token: one block per token; the largest magnitude
 // (and the first value that has it) reduced in shared memory, then every code as the
 // interpreter computes it, and the codes' sum (all exact). Writes the int8 codes q
 // ([batch][cuda_padded_k(n)], zero padded, as words), their sums x_sum and the dequant
-// factors d ([batch][blocks]: one per token, or per 256-block for Q8_K). Parameters:
-// state, x, q, x_sum, d.
-CudaKernel cuda_quantize(int64_t n, int act_quant);
+// factors d ([batch][blocks]: one per token, or per 256-block for Q8_K). With `norm`,
+// the block first computes the token's rms_norm scale (as cuda_norm does) and quantizes
+// the normalized values, recomputed where they are read and never stored: one launch
+// and one pass over x instead of two. Parameters: state, x, [the norm's w,] q, x_sum, d.
+CudaKernel cuda_quantize(int64_t n, int act_quant, const std::optional<CudaNorm>& norm = std::nullopt);
 // Embedding rows of the chunk's tokens: one thread per element. The table is rows x cols
 // row-major, or k-major (element (r, c) at c * rows + r: a tied head's layout), f32,
 // IEEE half, or (a tied --head=q8) int8 codes times the row's scale. Parameters: state,

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "cuda_kernels.h"
+#include "step_kernels.h"
 
 namespace bitnetc::codegen {
 
@@ -57,6 +58,11 @@ rt::CudaArg f32(float f) {
   return {rt::CudaArgKind::F32, 0, bits};
 }
 
+CudaNorm norm_of(const ir::Op& norm) { return {static_cast<int>(norm.norm), norm.weight >= 0, norm.eps}; }
+rt::CudaArg norm_weight(const ir::Op& norm) {
+  return {rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(norm.weight), 0};
+}
+
 }  // namespace
 
 CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary,
@@ -97,6 +103,11 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
   // Rope tables, one pair per distinct angle formula.
   std::map<std::tuple<int, float, int>, std::pair<uint32_t, uint32_t>> rope_tables;
 
+  const std::vector<int32_t> norm_of_quantize = rt::norms_absorbed_by_quantize(g);
+  std::vector<bool> absorbed_norm(g.ops.size(), false);
+  for (int32_t p : norm_of_quantize)
+    if (p >= 0) absorbed_norm[p] = true;
+
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const ir::Op& op = g.ops[i];
     const int64_t n = g.values[op.output].size;
@@ -110,15 +121,24 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         break;
       }
       case ir::OpKind::Norm: {
+        if (absorbed_norm[i]) break;  // its Quantize computes it
         std::vector<rt::CudaArg> args{in(0)};
-        if (op.weight >= 0) args.push_back({rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(op.weight), 0});
+        if (op.weight >= 0) args.push_back(norm_weight(op));
         args.push_back(buf(f32_buf[op.output]));
-        b.launch(cuda_norm(n, static_cast<int>(op.norm), op.weight >= 0, op.eps), args);
+        b.launch(cuda_norm(n, norm_of(op)), args);
         break;
       }
       case ir::OpKind::Quantize: {
         const Q8& q = q8_buf[op.output];
-        b.launch(cuda_quantize(n, static_cast<int>(op.quant)), {in(0), buf(q.q), buf(q.sum), buf(q.d)});
+        if (const int32_t p = norm_of_quantize[i]; p >= 0) {  // one launch for the norm and the quantization
+          const ir::Op& norm = g.ops[p];
+          std::vector<rt::CudaArg> args{buf(f32_buf[norm.inputs[0]])};
+          if (norm.weight >= 0) args.push_back(norm_weight(norm));
+          args.insert(args.end(), {buf(q.q), buf(q.sum), buf(q.d)});
+          b.launch(cuda_quantize(n, static_cast<int>(op.quant), norm_of(norm)), args);
+        } else {
+          b.launch(cuda_quantize(n, static_cast<int>(op.quant)), {in(0), buf(q.q), buf(q.sum), buf(q.d)});
+        }
         break;
       }
       case ir::OpKind::TernaryMatmul: {

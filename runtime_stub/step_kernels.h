@@ -80,28 +80,48 @@ int32_t kernel_index(std::map<Key, int32_t>& index, std::vector<Key>& list, cons
   return it->second;
 }
 
+// Per op: for a Quantize whose input is the output of a Norm that nothing else reads
+// (not the logits either), that Norm, else -1. Such a pair is one kernel on every
+// target: the CPU outputs' norm + quantize kernels, the CUDA outputs' fused launch.
+inline std::vector<int32_t> norms_absorbed_by_quantize(const ir::Graph& g) {
+  std::vector<int32_t> producer(g.values.size(), -1), readers(g.values.size(), 0);
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const ir::Op& op = g.ops[i];
+    if (op.output >= 0 && static_cast<size_t>(op.output) < g.values.size())
+      producer[op.output] = static_cast<int32_t>(i);
+    for (int v : op.inputs)
+      if (v >= 0 && static_cast<size_t>(v) < g.values.size()) ++readers[v];
+  }
+  std::vector<int32_t> absorbed(g.ops.size(), -1);
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const ir::Op& op = g.ops[i];
+    if (op.kind != ir::OpKind::Quantize || op.inputs.empty()) continue;
+    const int in = op.inputs[0];
+    if (in < 0 || static_cast<size_t>(in) >= g.values.size()) continue;
+    const int32_t p = producer[in];
+    if (p >= 0 && g.ops[p].kind == ir::OpKind::Norm && readers[in] == 1 && in != g.logits) absorbed[i] = p;
+  }
+  return absorbed;
+}
+
 inline StepKernels plan_step_kernels(const ir::Graph& g, std::span<const TernaryRecord> ternary) {
   const size_t n_ops = g.ops.size();
   StepKernels plan;
   plan.kernel_of_op.assign(n_ops, -1);
   plan.fused_norm_of_op.assign(n_ops, -1);
   plan.skipped.assign(n_ops, false);
-  // Each value's producer and reader count; each quantized value's padding and blocks
-  // (codegen gives all readers of one value one layout).
-  std::vector<int32_t> producer(g.values.size(), -1), readers(g.values.size(), 0);
+  // Each quantized value's padding and blocks (codegen gives all readers of one value
+  // one layout).
   std::vector<std::pair<int64_t, int64_t>> layout(g.values.size(), {0, 0});
   for (size_t i = 0; i < n_ops; ++i) {
     const ir::Op& op = g.ops[i];
-    if (op.output >= 0 && static_cast<size_t>(op.output) < g.values.size())
-      producer[op.output] = static_cast<int32_t>(i);
-    for (int v : op.inputs)
-      if (v >= 0 && static_cast<size_t>(v) < g.values.size()) ++readers[v];
     if (op.kind == ir::OpKind::TernaryMatmul) {
       if (op.weight < 0 || static_cast<size_t>(op.weight) >= ternary.size() || op.inputs.empty())
         throw std::runtime_error("the embedded model is damaged (ternary matmul)");
       layout[op.inputs[0]] = {ternary[op.weight].K_padded, ternary[op.weight].act_block};
     }
   }
+  const std::vector<int32_t> absorbed = norms_absorbed_by_quantize(g);
   std::map<NormQuantKernelKey, int32_t> norm_quant_index;
   std::map<AttentionKernelKey, int32_t> attention_index;
   std::map<RopeKernelKey, int32_t> rope_index;
@@ -123,8 +143,7 @@ inline StepKernels plan_step_kernels(const ir::Graph& g, std::span<const Ternary
     const auto [K_padded, block] = layout[op.output];
     if (K_padded == 0) continue;  // read by no ternary matmul: nothing to quantize for
     NormQuantKernelKey key{g.values[in].size, K_padded, block, -1, false, 0, static_cast<int32_t>(op.quant)};
-    const int32_t p = producer[in];
-    if (p >= 0 && g.ops[p].kind == ir::OpKind::Norm && readers[in] == 1 && in != g.logits) {
+    if (const int32_t p = absorbed[i]; p >= 0) {
       const ir::Op& norm = g.ops[p];
       key.norm = static_cast<int32_t>(norm.norm);
       key.norm_weight = norm.weight >= 0;

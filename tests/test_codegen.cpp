@@ -318,7 +318,7 @@ TEST(CudaKernels, NvrtcCompilesForEveryCudaTarget) {
 // run on the CPU (block reductions with barriers, tests/support/cuda_emulation.h) the
 // kernels give the interpreter's values, codes, scales and sums for each recipe's
 // combination (wiring: per-token offsets, padding, per-block sums, first-maximum ties),
-// bit for bit.
+// bit for bit; so does the fused kernel that quantizes the normalized values directly.
 TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
   ScratchDir dir;
   using ir::ActQuant;
@@ -336,16 +336,19 @@ TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
       {100, static_cast<int>(NormKind::RmsF32), true, 1e-5f, static_cast<int>(ActQuant::PerTokenHF), 2},
       {288, static_cast<int>(NormKind::BitNorm), false, 0.0f, static_cast<int>(ActQuant::PerTokenLlama2c), 1}};
   for (const auto& s : shapes) {
-    const codegen::CudaKernel norm = codegen::cuda_norm(s.n, s.norm, s.has_weight, s.eps);
+    const codegen::CudaNorm norm_attrs{s.norm, s.has_weight, s.eps};
+    const codegen::CudaKernel norm = codegen::cuda_norm(s.n, norm_attrs);
     const codegen::CudaKernel quant = codegen::cuda_quantize(s.n, s.quant);
-    const std::string source =
-        codegen::cuda_module_preamble() + codegen::cuda_kernel_text(norm) + codegen::cuda_kernel_text(quant);
+    const codegen::CudaKernel fused = codegen::cuda_quantize(s.n, s.quant, norm_attrs);
+    const std::string source = codegen::cuda_module_preamble() + codegen::cuda_kernel_text(norm) +
+                               codegen::cuda_kernel_text(quant) + codegen::cuda_kernel_text(fused);
     const std::string name = norm.name + " + " + quant.name;
     if (codegen::have_nvrtc()) {
       for (const char* t : {"cuda-sm80", "cuda-sm90"}) {
         const codegen::CudaImage image = codegen::compile_cuda(source, *find_target(t));
         EXPECT_NE(image.ptx.find(".entry " + norm.name), std::string::npos) << t;
         EXPECT_NE(image.ptx.find(".entry " + quant.name), std::string::npos) << t;
+        EXPECT_NE(image.ptx.find(".entry " + fused.name), std::string::npos) << t;
       }
     }
     SplitMix64 rng(static_cast<uint64_t>(s.n));
@@ -373,21 +376,26 @@ TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
         "int main() {\n  const int N = " + std::to_string(s.n) + ", M = " + std::to_string(s.batch) +
         ", KP = " + std::to_string(Kp) + ", B = " + std::to_string(blocks) + ";\n" +
         R"(  std::vector<float> x(N * M), w(N), y(N * M), d(B * M);
-  std::vector<int> q(KP / 4 * M, 0x55555555), sum(B * M);
+  std::vector<int> q(KP / 4 * M, 0x55555555), sum(B * M), fq(q), fsum(B * M);
+  std::vector<float> fd(B * M);
   FILE* f = std::fopen("x.bin", "rb"); if (std::fread(x.data(), 4, x.size(), f) != x.size()) return 2; std::fclose(f);
   f = std::fopen("w.bin", "rb"); if (std::fread(w.data(), 4, w.size(), f) != w.size()) return 2; std::fclose(f);
 )" + "  std::vector<int> state = {0, M, 1};\n  bitnetc_launch(" + norm.name + ", {1, (unsigned)M, 1}, {" +
         std::to_string(norm.block_x) + ", 1, 1}, state.data(), x.data(), " + (s.has_weight ? "w.data(), " : "") +
         "y.data());\n  bitnetc_launch(" + quant.name + ", {1, (unsigned)M, 1}, {" + std::to_string(quant.block_x) +
-        R"(, 1, 1}, state.data(), y.data(), q.data(), sum.data(), d.data());
+        ", 1, 1}, state.data(), y.data(), q.data(), sum.data(), d.data());\n  bitnetc_launch(" + fused.name +
+        ", {1, (unsigned)M, 1}, {" + std::to_string(fused.block_x) + ", 1, 1}, state.data(), x.data(), " +
+        (s.has_weight ? "w.data(), " : "") + R"(fq.data(), fsum.data(), fd.data());
   f = std::fopen("out.bin", "wb");
   std::fwrite(y.data(), 4, y.size(), f); std::fwrite(q.data(), 4, q.size(), f);
-  std::fwrite(sum.data(), 4, sum.size(), f); std::fwrite(d.data(), 4, d.size(), f); std::fclose(f);
+  std::fwrite(sum.data(), 4, sum.size(), f); std::fwrite(d.data(), 4, d.size(), f);
+  std::fwrite(fq.data(), 4, fq.size(), f); std::fwrite(fsum.data(), 4, fsum.size(), f);
+  std::fwrite(fd.data(), 4, fd.size(), f); std::fclose(f);
 }
 )";
     ASSERT_NO_FATAL_FAILURE(run_emulated(dir, driver));
     const auto out = slurp(dir.file("out.bin"));
-    ASSERT_EQ(out.size(), (want_y.size() + want_sum.size() + want_d.size()) * 4 + want_q.size());
+    ASSERT_EQ(out.size(), (want_y.size() + 2 * want_sum.size() + 2 * want_d.size()) * 4 + 2 * want_q.size());
     size_t at = 0;
     auto expect_bytes = [&](const void* want, size_t n, const char* what) {
       ASSERT_LE(at + n, out.size());
@@ -398,6 +406,9 @@ TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
     expect_bytes(want_q.data(), want_q.size(), "codes (zero padded)");
     expect_bytes(want_sum.data(), want_sum.size() * 4, "sums");
     expect_bytes(want_d.data(), want_d.size() * 4, "scales");
+    expect_bytes(want_q.data(), want_q.size(), "fused: codes (zero padded)");
+    expect_bytes(want_sum.data(), want_sum.size() * 4, "fused: sums");
+    expect_bytes(want_d.data(), want_d.size() * 4, "fused: scales");
     EXPECT_EQ(at, out.size());
   }
 }
