@@ -124,7 +124,7 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
   k.body += "  __shared__ int part[" + str(parts) + "][" + str(rows) + "][" + str(s.batch) + "];\n";
   k.body += R"(  const int r = threadIdx.x % ROWS, slice = threadIdx.x / ROWS;
   const int n = blockIdx.x * ROWS + r;
-  const int count = state[1];
+  const int count = state[)" + str(rt::CudaState::kCount) + R"(];
   // The integer dot of words [c0, c1) of row n with every token's codes.
   auto dots = [&](int c0, int c1, int* dot) {
 #pragma unroll
@@ -323,7 +323,7 @@ CudaKernel cuda_embedding(int64_t rows, int64_t cols, rt::DenseStorage storage, 
   if (q8) k.params.push_back("const float* __restrict__ scales");
   k.params.push_back("float* __restrict__ out");
   k.body = per_element(k, "c", cols);
-  k.body += "  const long long token = state[4 + m];  // CudaState::kTokens\n";
+  k.body += "  const long long token = state[" + str(rt::CudaState::kTokens) + " + m];\n";
   const std::string at = k_major ? "(long long)c * " + str(rows) + " + token" : "token * " + str(cols) + " + c";
   const std::string value = dense_value(storage, "table[" + at + "]");
   k.body += "  out[m * " + str(cols) + " + c] = " + (q8 ? "__fmul_rn(" + value + ", scales[token])" : value) + ";\n";
@@ -343,7 +343,7 @@ CudaKernel cuda_dense_matmul(int64_t K, int64_t N, rt::DenseStorage storage, boo
   k.per_token = !last_token_only;
   k.body = "  const int K = " + str(K) + ", N = " + str(N) + ";\n";
   k.body += "  const int n = blockIdx.x * blockDim.x + threadIdx.x;\n  if (n >= N) return;\n";
-  k.body += last_token_only ? "  const float* xm = x + (state[1] - 1) * K;\n  float* ym = y;\n"
+  k.body += last_token_only ? "  const float* xm = x + (state[" + str(rt::CudaState::kCount) + "] - 1) * K;\n  float* ym = y;\n"
                             : "  const float* xm = x + blockIdx.y * K;\n  float* ym = y + blockIdx.y * N;\n";
   k.body += "  float acc = 0.0f;\n  for (int c = 0; c < K; ++c)\n    acc = __fadd_rn(acc, __fmul_rn(" +
             dense_value(storage, "w[(long long)c * N + n]") + ", xm[c]));\n";
@@ -358,7 +358,7 @@ CudaKernel cuda_rope(int64_t n, int head_dim, int rope_style) {
               "const float* __restrict__ x", "float* __restrict__ y"};
   k.body = per_element(k, "h", n / head_dim);
   k.body += "  const int D = " + str(head_dim) + ", HALF = " + str(head_dim / 2) + ";\n";
-  k.body += "  const long long pos = state[0] + m;\n";
+  k.body += "  const long long pos = state[" + str(rt::CudaState::kPos0) + "] + m;\n";
   k.body += "  float* v = y + m * " + str(n) + " + h * D;\n  const float* u = x + m * " + str(n) +
             " + h * D;\n  for (int i = 0; i < D; ++i) v[i] = u[i];\n";
   k.body += "  bitnetc_rope_rotate_head(" + str(rope_style) + ", D, cos + pos * HALF, sin + pos * HALF, v);\n";
@@ -371,7 +371,8 @@ CudaKernel cuda_kv_store(int kv_dim) {
   k.params = {"const int* __restrict__ state", "const float* __restrict__ k", "const float* __restrict__ v",
               "float* __restrict__ k_cache", "float* __restrict__ v_cache"};
   k.body = per_element(k, "i", kv_dim);
-  k.body += "  const long long at = (long long)(state[0] + m) * " + str(kv_dim) + " + i;\n";
+  k.body += "  const long long at = (long long)(state[" + str(rt::CudaState::kPos0) + "] + m) * " + str(kv_dim) +
+            " + i;\n";
   k.body += "  k_cache[at] = k[m * " + str(kv_dim) + " + i];\n  v_cache[at] = v[m * " + str(kv_dim) + " + i];\n";
   return k;
 }
@@ -393,8 +394,8 @@ CudaKernel cuda_attention(const CudaAttentionShape& s) {
   k.body += "  __shared__ float red[" + str(kThreads) + "];\n  __shared__ double red_d[" + str(kThreads) +
             "];\n  __shared__ int has[" + str(kThreads) + "];\n";
   k.body += R"(  const int tid = threadIdx.x, h = blockIdx.x, m = blockIdx.y;
-  const int pos = state[0] + m;
-  float* p = scores + (long long)(m * NH + h) * state[2];
+  const int pos = state[)" + str(rt::CudaState::kPos0) + R"(] + m;
+  float* p = scores + (long long)(m * NH + h) * state[)" + str(rt::CudaState::kCtx) + R"(];
   const float* qh = q + m * QN + h * D;
   const long long kv_off = (long long)(h / GROUP) * D;
   float mx = 0;
@@ -493,6 +494,22 @@ CudaKernel cuda_argmax_final(int parts) {
   return k;
 }
 
+CudaKernel cuda_repeat_penalty(int64_t n) {
+  CudaKernel k;
+  k.name = "bitnetc_repeat_penalty_" + str(n);
+  k.params = {"const int* __restrict__ state", "float* __restrict__ logits", "const int* __restrict__ tokens"};
+  k.grid_x = 1;
+  k.block_x = kTokenThreads;
+  k.body = "  const int N = " + str(n) + ", count = state[" + str(rt::CudaState::kPenaltyCount) + "];\n";
+  k.body += "  const float penalty = bitnetc_float_from_bits((unsigned)state[" + str(rt::CudaState::kPenalty) + "]);\n";
+  k.body += R"(  for (int j = threadIdx.x; j < count; j += blockDim.x) {
+    const int t = tokens[j];
+    if (t >= 0 && t < N) logits[t] = bitnetc_repeat_penalty(logits[t], penalty);
+  }
+)";
+  return k;
+}
+
 namespace {
 
 // Inserts (v, id) into the sorted list (vals, ids) of `have` entries, at most K kept,
@@ -518,7 +535,7 @@ CudaKernel cuda_topk_partial(int64_t n, int parts, int k_max) {
   k.body = per_element(k, "t", parts);
   k.per_token = false;
   k.body += "  const int N = " + str(n) + ", P = " + str(parts) + ", KMAX = " + str(k_max) + R"(;
-  const int K = state[3];  // CudaState::kTopK
+  const int K = state[)" + str(rt::CudaState::kTopK) + R"(];
   if (K <= 0) return;
   float vals[KMAX];
   int ids[KMAX];
@@ -545,7 +562,7 @@ CudaKernel cuda_topk_merge(int lists, int lists_per_thread, int k_max) {
   k.per_token = false;
   k.body += "  const int L = " + str(lists) + ", PER = " + str(lists_per_thread) + ", T = " + str(threads) +
             ", KMAX = " + str(k_max) + R"(;
-  const int K = state[3];  // CudaState::kTopK
+  const int K = state[)" + str(rt::CudaState::kTopK) + R"(];
   if (K <= 0) return;
   const int* in_ids = (const int*)(in + L * KMAX);
   float vals[KMAX];

@@ -132,6 +132,11 @@ CudaKernel cuda_add(int64_t n);
 // int result.
 CudaKernel cuda_argmax_partial(int64_t n, int parts);
 CudaKernel cuda_argmax_final(int parts);
+// The repetition penalty on the device, in place on the n logits: the state's penalty
+// (CudaState::kPenalty) on the logits of the first kPenaltyCount ids of `tokens`
+// (distinct, so no two threads write one logit). One block. Parameters: state, logits,
+// tokens.
+CudaKernel cuda_repeat_penalty(int64_t n);
 // Sampling on the device: the state's K (CudaState::kTopK, at most k_max) largest
 // logits with their ids, largest first and lower ids first among equals (the host
 // sampler's order), so only they come back. `parts` threads each keep a sorted list over

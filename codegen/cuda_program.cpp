@@ -190,6 +190,10 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         break;
     }
   }
+  // The repetition penalty, when the sampler has one, on the logits the samplers below
+  // read.
+  const uint32_t penalty_ids = b.buffer(rt::CudaBufferKind::PerPosition, 4);
+  b.launch(cuda_repeat_penalty(g.n_vocab), {buf(f32_buf[g.logits]), buf(penalty_ids)});
   // Greedy sampling on the device: only the token comes back.
   constexpr int kArgmaxParts = 1024;
   const uint32_t partial = b.buffer(rt::CudaBufferKind::Plain, kArgmaxParts * 8);
@@ -215,6 +219,7 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
   p.logits_buffer = f32_buf[g.logits];
   p.argmax_buffer = argmax;
   p.topk_buffer = topk;
+  p.penalty_buffer = penalty_ids;
   return p;
 }
 
@@ -227,6 +232,7 @@ std::vector<uint8_t> serialize_cuda_plan(const CudaProgram& p, const std::vector
   h.logits_buffer = p.logits_buffer;
   h.argmax_buffer = p.argmax_buffer;
   h.topk_buffer = p.topk_buffer;
+  h.penalty_buffer = p.penalty_buffer;
   h.n_vocab = static_cast<uint32_t>(n_vocab);
   std::strncpy(h.sm, sm.c_str(), sizeof h.sm - 1);
   auto append = [&](const void* data, size_t size, uint64_t& off) {

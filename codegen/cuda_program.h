@@ -23,7 +23,8 @@ struct CudaProgram {
   std::vector<rt::CudaArg> args;
   uint32_t logits_buffer = 0;
   uint32_t argmax_buffer = 0;
-  uint32_t topk_buffer = 0;  // the sampling candidates (cuda_plan.h)
+  uint32_t topk_buffer = 0;     // the sampling candidates (cuda_plan.h)
+  uint32_t penalty_buffer = 0;  // the ids the repetition penalty applies to
 };
 
 // `ternary` and `dense` are the weights' records as packed for CUDA (layout Cuda, and

@@ -38,7 +38,7 @@ TernaryWeights permute_for_neox(const TernaryWeights& w, int64_t head_dim) {
 
 class Writer {
  public:
-  Writer(const ImportedModel& m, const ConvertOptions& o, TensorType type) : m_(m), o_(o), type_(type) {}
+  Writer(const ConvertOptions& o, TensorType type) : o_(o), type_(type) {}
 
   // Adds one ternary matrix in the target type; returns an error text when the type
   // cannot hold it exactly.
@@ -110,7 +110,6 @@ class Writer {
   GgufWriter out_;
 
  private:
-  const ImportedModel& m_;
   const ConvertOptions& o_;
   TensorType type_;
 };
@@ -158,7 +157,7 @@ void convert_to_gguf(const ImportedModel& m, const ConvertOptions& o) {
   if (!o.type && (h.n_embd % 256 != 0 || h.n_ff % 256 != 0)) type = TensorType::I2_S;
 
   const std::string arch = h.ffn_act == "relu2" ? "bitnet-b1.58" : "bitnet";
-  Writer w(m, o, type);
+  Writer w(o, type);
   GgufWriter& out = w.out_;
   set_gguf_hyperparameters(out, arch, h);
   out.set("general.name", GgufOut::str(fs::path(m.path).filename().string()));

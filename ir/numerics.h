@@ -1,5 +1,5 @@
-// The reference arithmetic of the normalizations and the activation quantizers: one
-// home for their numerics, written in the part of C++ that CUDA device code shares. The
+// The reference arithmetic of the normalizations, the activation quantizers, RoPE,
+// attention and the sampler's repetition penalty: one home for their numerics, written in the part of C++ that CUDA device code shares. The
 // interpreter calls these functions; codegen embeds this file's text in the CUDA
 // kernels it generates (codegen/cuda_kernels.cpp), so the GPU rounds as the interpreter
 // does. Plain C types and explicit comparisons (no std::max/clamp) on purpose.
@@ -356,4 +356,10 @@ BITNETC_HD inline void bitnetc_attend_head(int score_scale, int softmax_sum, int
     }
     for (int i = 0; i < w; ++i) o[i0 + i] = acc[i];
   }
+}
+
+// The repetition penalty of one logit (rt::Sampler's; a GPU output applies it to the
+// logits before it selects the candidates): positive logits divided, others multiplied.
+BITNETC_HD inline float bitnetc_repeat_penalty(float logit, float penalty) {
+  return logit > 0 ? logit / penalty : logit * penalty;
 }

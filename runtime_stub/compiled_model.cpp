@@ -141,9 +141,13 @@ Generation CompiledModel::generate(std::string_view prompt, int32_t n_predict, c
   go.parse_special = true;
   go.on_logits = on_logits;
   go.truncate_prompt = truncate_prompt;
-  go.forward_argmax = [&](std::span<const int32_t> tokens, int32_t pos) { return forward_->forward_argmax(tokens, pos); };
-  go.forward_top_k = [&](std::span<const int32_t> tokens, int32_t pos, int k, std::vector<int32_t>& ids,
-                         std::vector<float>& logits) { return forward_->forward_top_k(tokens, pos, k, ids, logits); };
+  go.forward_argmax = [&](std::span<const int32_t> tokens, int32_t pos, const RepeatPenalty& penalty) {
+    return forward_->forward_argmax(tokens, pos, penalty);
+  };
+  go.forward_top_k = [&](std::span<const int32_t> tokens, int32_t pos, int k, const RepeatPenalty& penalty,
+                         std::vector<int32_t>& ids, std::vector<float>& logits) {
+    return forward_->forward_top_k(tokens, pos, k, penalty, ids, logits);
+  };
   go.top_k_max = kCudaTopKMax;
   auto forward = [&](std::span<const int32_t> tokens, int32_t pos) { return forward_->forward(tokens, pos); };
   return rt::generate(*tok_, forward, prompt, go, on_text);

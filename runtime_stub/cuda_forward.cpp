@@ -23,7 +23,9 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
   const auto args = records_at<CudaArg>(plan, plan_.args_off, plan_.n_args, "the embedded CUDA plan");
   if (ptx.empty() || ptx.back() != '\0' || (!names.empty() && names.back() != '\0') ||
       plan_.logits_buffer >= buffers.size() || plan_.argmax_buffer >= buffers.size() ||
-      plan_.topk_buffer >= buffers.size() || buffers[plan_.topk_buffer].bytes < kCudaTopKMax * 8u)
+      plan_.topk_buffer >= buffers.size() || buffers[plan_.topk_buffer].bytes < kCudaTopKMax * 8u ||
+      plan_.penalty_buffer >= buffers.size() || buffers[plan_.penalty_buffer].kind != CudaBufferKind::PerPosition ||
+      buffers[plan_.penalty_buffer].bytes != 4)
     throw std::runtime_error("the embedded CUDA plan is damaged");
 
   const CudaDriver& cu = cuda_driver();
@@ -91,6 +93,7 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
     logits_ = buffer_at[plan_.logits_buffer];
     argmax_ = buffer_at[plan_.argmax_buffer];
     topk_ = buffer_at[plan_.topk_buffer];
+    penalty_ids_ = buffer_at[plan_.penalty_buffer];
     logits_host_.resize(static_cast<size_t>(g.n_vocab));
     state_host_.assign(CudaState::kTokens + plan_.batch, 0);
     state_ = alloc(state_host_.size() * 4);
@@ -191,8 +194,13 @@ std::span<const float> CudaForwardPass::forward(std::span<const int32_t> tokens,
   return logits_host_;
 }
 
-int32_t CudaForwardPass::forward_argmax(std::span<const int32_t> tokens, int32_t pos) {
-  run_chunks(tokens, pos);
+bool CudaForwardPass::penalty_fits(const RepeatPenalty& penalty) const {
+  return penalty.tokens.size() <= static_cast<size_t>(g_.n_ctx);  // an int per position
+}
+
+int32_t CudaForwardPass::forward_argmax(std::span<const int32_t> tokens, int32_t pos, const RepeatPenalty& penalty) {
+  if (!penalty_fits(penalty)) return Forward::forward_argmax(tokens, pos, penalty);
+  run_chunks(tokens, pos, 0, &penalty);
   const CudaDriver& cu = cuda_driver();
   int32_t token = 0;
   cuda_check(cu.cuMemcpyDtoHAsync_v2(&token, argmax_, 4, stream_), "copying the token back");
@@ -222,10 +230,10 @@ double CudaForwardPass::measure_device_read_bandwidth() {
   return s > 0 ? static_cast<double>(words) * 16.0 * kReps / s : 0;
 }
 
-bool CudaForwardPass::forward_top_k(std::span<const int32_t> tokens, int32_t pos, int k, std::vector<int32_t>& ids,
-                                    std::vector<float>& logits) {
-  if (k < 1 || k > kCudaTopKMax) return false;
-  run_chunks(tokens, pos, k);
+bool CudaForwardPass::forward_top_k(std::span<const int32_t> tokens, int32_t pos, int k, const RepeatPenalty& penalty,
+                                    std::vector<int32_t>& ids, std::vector<float>& logits) {
+  if (k < 1 || k > kCudaTopKMax || !penalty_fits(penalty)) return false;
+  run_chunks(tokens, pos, k, &penalty);
   const CudaDriver& cu = cuda_driver();
   float vals[kCudaTopKMax];
   int32_t got[kCudaTopKMax];
@@ -241,10 +249,21 @@ bool CudaForwardPass::forward_top_k(std::span<const int32_t> tokens, int32_t pos
   return true;
 }
 
-void CudaForwardPass::run_chunks(std::span<const int32_t> tokens, int32_t pos, int top_k) {
+void CudaForwardPass::run_chunks(std::span<const int32_t> tokens, int32_t pos, int top_k,
+                                 const RepeatPenalty* penalty) {
   check_forward_args(g_, tokens, pos, next_pos_);
   const CudaDriver& cu = cuda_driver();
   cuda_check(cu.cuCtxSetCurrent(context_), "making the context current");
+  const bool penalize = penalty && !penalty->tokens.empty();
+  if (penalize) {
+    if (!penalty_fits(*penalty)) throw std::logic_error("CudaForwardPass: too many penalized tokens");
+    penalty_host_ = penalty->tokens;
+    cuda_check(cu.cuMemcpyHtoDAsync_v2(penalty_ids_, penalty_host_.data(), penalty_host_.size() * 4, stream_),
+               "copying the penalized tokens to the GPU");
+  }
+  state_host_[CudaState::kPenaltyCount] = penalize ? static_cast<int32_t>(penalty->tokens.size()) : 0;
+  const float penalty_value = penalize ? penalty->penalty : 1.0f;
+  std::memcpy(&state_host_[CudaState::kPenalty], &penalty_value, 4);
   for (size_t i = 0; i < tokens.size(); i += plan_.batch) {
     const int count = static_cast<int>(std::min<size_t>(plan_.batch, tokens.size() - i));
     state_host_[CudaState::kPos0] = pos + static_cast<int32_t>(i);

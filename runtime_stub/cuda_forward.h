@@ -30,9 +30,9 @@ class CudaForwardPass : public Forward {
   CudaForwardPass& operator=(const CudaForwardPass&) = delete;
 
   std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) override;
-  int32_t forward_argmax(std::span<const int32_t> tokens, int32_t pos) override;
-  bool forward_top_k(std::span<const int32_t> tokens, int32_t pos, int k, std::vector<int32_t>& ids,
-                     std::vector<float>& logits) override;
+  int32_t forward_argmax(std::span<const int32_t> tokens, int32_t pos, const RepeatPenalty& penalty) override;
+  bool forward_top_k(std::span<const int32_t> tokens, int32_t pos, int k, const RepeatPenalty& penalty,
+                     std::vector<int32_t>& ids, std::vector<float>& logits) override;
   // Reads the device copy of the weights a few times (the module's read-bandwidth kernel).
   double measure_device_read_bandwidth() override;
   uint64_t decode_bytes_per_token() const override { return rt::decode_bytes_per_token(g_, ternary_, dense_); }
@@ -41,8 +41,11 @@ class CudaForwardPass : public Forward {
   const std::string& device_name() const { return device_name_; }
 
  private:
-  // Leaves the results on the device; top_k (0: none) is how many logits to select.
-  void run_chunks(std::span<const int32_t> tokens, int32_t pos, int top_k = 0);
+  // Leaves the results on the device; top_k (0: none) is how many logits to select,
+  // after `penalty` (null: none).
+  void run_chunks(std::span<const int32_t> tokens, int32_t pos, int top_k = 0, const RepeatPenalty* penalty = nullptr);
+  // Whether the device can apply `penalty` (its ids fit the penalty buffer).
+  bool penalty_fits(const RepeatPenalty& penalty) const;
   void launch_plan(int count);
   void release();  // frees what the constructor made, in reverse
   CUdeviceptr alloc(size_t bytes);
@@ -61,10 +64,11 @@ class CudaForwardPass : public Forward {
   CUstream stream_ = nullptr;
   CUgraphExec decode_graph_ = nullptr;
   std::vector<CUdeviceptr> allocations_;
-  CUdeviceptr state_ = 0, logits_ = 0, argmax_ = 0, topk_ = 0;
+  CUdeviceptr state_ = 0, logits_ = 0, argmax_ = 0, topk_ = 0, penalty_ids_ = 0;
   CUdeviceptr weights_ = 0;
   uint64_t weights_size_ = 0;
   std::vector<int32_t> state_host_;
+  std::vector<int32_t> penalty_host_;  // the ids being copied to penalty_ids_
   std::vector<float> logits_host_;
   std::string device_name_;
   int32_t next_pos_ = 0;

@@ -19,9 +19,11 @@ inline constexpr uint32_t kCudaPlanMagic = 0x41445543;  // "CUDA"
 
 // What the kernels read at state[]: the first position of the chunk, its number of
 // tokens, the context the output runs with (the per-position buffers' length), how many
-// of the largest logits to select (0: none), then the token ids.
+// of the largest logits to select (0: none), how many tokens' logits the repetition
+// penalty changes (their ids in the plan's penalty buffer) and the penalty (a float's
+// bits), then the token ids.
 struct CudaState {
-  static constexpr int kPos0 = 0, kCount = 1, kCtx = 2, kTopK = 3, kTokens = 4;
+  static constexpr int kPos0 = 0, kCount = 1, kCtx = 2, kTopK = 3, kPenaltyCount = 4, kPenalty = 5, kTokens = 6;
 };
 // Every module also has a read-bandwidth kernel (not a step: benchmarks launch it).
 inline constexpr const char* kCudaReadBandwidthKernel = "bitnetc_read_bandwidth";
@@ -41,6 +43,7 @@ struct CudaPlanHeader {
   uint32_t n_vocab;
   uint32_t argmax_buffer;  // the greedy token (an int) after a forward pass
   uint32_t topk_buffer;  // the state's top-k largest logits: kCudaTopKMax floats, then as many ids
+  uint32_t penalty_buffer;  // the ids the repetition penalty applies to (an int per position)
   char sm[16];  // "sm_80": the cubin's architecture
 };
 

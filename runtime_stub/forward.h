@@ -55,14 +55,20 @@ class Forward {
   // Feeds tokens at positions pos, pos+1, ... (pos must continue the sequence or start
   // a new one at 0) and returns the logits after the last token.
   virtual std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) = 0;
-  // The same, returning only the greedy token (rt::argmax of the logits): a GPU picks it
-  // on the device and sends back one int.
-  virtual int32_t forward_argmax(std::span<const int32_t> tokens, int32_t pos) { return argmax(forward(tokens, pos)); }
-  // The same, returning only the k largest logits and their ids (largest first, lower
-  // ids first among equals) when the pass can select them itself (a GPU: k at most
-  // kCudaTopKMax); false when the caller should use forward() instead.
-  virtual bool forward_top_k(std::span<const int32_t> tokens, int32_t pos, int k, std::vector<int32_t>& ids,
-                             std::vector<float>& logits) {
+  // The same, returning only the greedy token (rt::argmax of the logits after
+  // `penalty`): a GPU picks it on the device and sends back one int.
+  virtual int32_t forward_argmax(std::span<const int32_t> tokens, int32_t pos, const RepeatPenalty& penalty) {
+    const std::span<const float> logits = forward(tokens, pos);
+    if (penalty.tokens.empty()) return argmax(logits);
+    std::vector<float> penalized(logits.begin(), logits.end());
+    apply_repeat_penalty(penalized, penalty);
+    return argmax(penalized);
+  }
+  // The same, returning only the k largest logits after `penalty` and their ids
+  // (largest first, lower ids first among equals) when the pass can select them itself
+  // (a GPU: k at most kCudaTopKMax); false when the caller should use forward() instead.
+  virtual bool forward_top_k(std::span<const int32_t> tokens, int32_t pos, int k, const RepeatPenalty& penalty,
+                             std::vector<int32_t>& ids, std::vector<float>& logits) {
     return false;
   }
   // Weight bytes one decode step reads: what bounds decode speed at a given bandwidth.

@@ -38,11 +38,12 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   // Greedy sampling needs only the chosen token; the forward pass may pick it itself.
-  const bool argmax_only = o.forward_argmax && o.sampling.temperature <= 0 && !o.on_logits &&
-                           (o.sampling.repeat_penalty == 1.0f || o.sampling.repeat_last_n == 0);
+  const bool argmax_only = o.forward_argmax && o.sampling.temperature <= 0 && !o.on_logits;
   // Top-k sampling needs only the k largest logits; the forward pass may select them.
   Sampler sampler(o.sampling);
   const bool top_k_only = !argmax_only && o.forward_top_k && !o.on_logits && sampler.samples_from_top_k(o.top_k_max);
+  // Both apply the repetition penalty of the tokens so far themselves.
+  std::vector<int32_t> history = g.prompt_tokens;
   std::span<const float> logits;
   int32_t greedy = 0;
   std::vector<int32_t> top_ids;
@@ -50,10 +51,11 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   bool have_top = false;
   auto feed = [&](std::span<const int32_t> tokens, int32_t at) {
     if (argmax_only) {
-      greedy = o.forward_argmax(tokens, at);
+      greedy = o.forward_argmax(tokens, at, sampler.repeat_penalty(history));
       return;
     }
-    have_top = top_k_only && o.forward_top_k(tokens, at, o.sampling.top_k, top_ids, top_logits);
+    have_top = top_k_only &&
+               o.forward_top_k(tokens, at, o.sampling.top_k, sampler.repeat_penalty(history), top_ids, top_logits);
     if (!have_top) logits = forward(tokens, at);
   };
   feed(g.prompt_tokens, 0);
@@ -61,7 +63,6 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   const auto t1 = clock::now();
   g.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
 
-  std::vector<int32_t> history = g.prompt_tokens;
   StreamDecoder stream;
   int32_t prev = g.prompt_tokens.back();
   const bool spm_prefix = tok.vocab().kind == VocabKind::Spm && tok.vocab().add_space_prefix;

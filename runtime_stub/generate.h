@@ -31,14 +31,16 @@ struct GenerateOptions {
   bool truncate_prompt = false;
   // Called with the logits before each token is sampled (verify compares them).
   std::function<void(std::span<const float>)> on_logits;
-  // Like `forward` but returning the greedy token only (a GPU picks it on the device).
-  // Used when set, sampling is greedy without a repeat penalty, and on_logits is unset.
-  std::function<int32_t(std::span<const int32_t> tokens, int32_t pos)> forward_argmax;
-  // Like `forward` but returning only the k largest logits and their ids (a GPU selects
-  // them on the device), or false to say "use forward". Used when set, the sampler draws
-  // from at most top_k_max of them without a repeat penalty, and on_logits is unset.
-  std::function<bool(std::span<const int32_t> tokens, int32_t pos, int k, std::vector<int32_t>& ids,
-                     std::vector<float>& logits)>
+  // Like `forward` but returning the greedy token only, after the repetition penalty
+  // (a GPU picks it on the device). Used when set, sampling is greedy, and on_logits is
+  // unset.
+  std::function<int32_t(std::span<const int32_t> tokens, int32_t pos, const RepeatPenalty& penalty)> forward_argmax;
+  // Like `forward` but returning only the k largest logits after the repetition penalty
+  // and their ids (a GPU selects them on the device), or false to say "use forward".
+  // Used when set, the sampler draws from at most top_k_max of them, and on_logits is
+  // unset.
+  std::function<bool(std::span<const int32_t> tokens, int32_t pos, int k, const RepeatPenalty& penalty,
+                     std::vector<int32_t>& ids, std::vector<float>& logits)>
       forward_top_k;
   int top_k_max = 0;
 };

@@ -2,7 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unordered_set>
+
+#include "numerics.h"
 
 namespace bitnetc::rt {
 
@@ -56,15 +57,9 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   std::vector<Candidate> c(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) c[i] = {static_cast<int32_t>(i), logits[i]};
 
-  if (p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0) {
-    const size_t n = p_.repeat_last_n < 0 ? history.size() : std::min<size_t>(history.size(), p_.repeat_last_n);
-    std::unordered_set<int32_t> seen(history.end() - static_cast<long>(n), history.end());
-    for (int32_t t : seen) {
-      if (t < 0 || t >= static_cast<int32_t>(c.size())) continue;
-      float& l = c[t].logit;
-      l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
-    }
-  }
+  const RepeatPenalty penalty = repeat_penalty(history);
+  for (int32_t t : penalty.tokens)
+    if (t >= 0 && t < static_cast<int32_t>(c.size())) c[t].logit = bitnetc_repeat_penalty(c[t].logit, penalty.penalty);
   if (p_.temperature <= 0) {
     std::vector<float> l(c.size());
     for (size_t i = 0; i < c.size(); ++i) l[i] = c[i].logit;
@@ -79,10 +74,23 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   return sample_sorted(c);
 }
 
-bool Sampler::samples_from_top_k(int max_k) const {
-  return p_.temperature > 0 && p_.top_k > 0 && p_.top_k <= max_k &&
-         (p_.repeat_penalty == 1.0f || p_.repeat_last_n == 0);
+RepeatPenalty Sampler::repeat_penalty(std::span<const int32_t> history) const {
+  RepeatPenalty r;
+  if (p_.repeat_penalty == 1.0f || p_.repeat_last_n == 0) return r;
+  r.penalty = p_.repeat_penalty;
+  const size_t n = p_.repeat_last_n < 0 ? history.size() : std::min<size_t>(history.size(), p_.repeat_last_n);
+  r.tokens.assign(history.end() - static_cast<std::ptrdiff_t>(n), history.end());
+  std::sort(r.tokens.begin(), r.tokens.end());
+  r.tokens.erase(std::unique(r.tokens.begin(), r.tokens.end()), r.tokens.end());
+  return r;
 }
+
+void apply_repeat_penalty(std::span<float> logits, const RepeatPenalty& p) {
+  for (int32_t t : p.tokens)
+    if (t >= 0 && static_cast<size_t>(t) < logits.size()) logits[t] = bitnetc_repeat_penalty(logits[t], p.penalty);
+}
+
+bool Sampler::samples_from_top_k(int max_k) const { return p_.temperature > 0 && p_.top_k > 0 && p_.top_k <= max_k; }
 
 int32_t Sampler::sample_top_k(std::span<const int32_t> ids, std::span<const float> logits) {
   std::vector<Candidate> c(ids.size());

@@ -20,6 +20,15 @@ struct SamplerParams {
   uint64_t seed = 0;
 };
 
+// A repetition penalty to apply to logits before sampling: `penalty` on the logits of
+// `tokens` (distinct ids, ascending; empty when the penalty is off).
+struct RepeatPenalty {
+  float penalty = 1.0f;
+  std::vector<int32_t> tokens;
+};
+// Applies it in place (ids outside the logits are skipped).
+void apply_repeat_penalty(std::span<float> logits, const RepeatPenalty& p);
+
 class Rng {
  public:
   explicit Rng(uint64_t seed);
@@ -34,12 +43,13 @@ class Sampler {
   explicit Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {}
   // `history`: tokens so far (prompt and generated), for the repetition penalty.
   int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
-  // The same draw from only the top_k largest logits (ids and logits, largest first,
-  // lower ids first among equals), when there is no repetition penalty: what sample()
-  // keeps after its top-k cut, so the token is the one sample() would give.
+  // The penalty sample() applies to the logits given this history (empty when off).
+  RepeatPenalty repeat_penalty(std::span<const int32_t> history) const;
+  // The same draw from only the top_k largest logits after repeat_penalty(history)
+  // (ids and logits, largest first, lower ids first among equals): what sample() keeps
+  // after its top-k cut, so the token is the one sample() would give.
   int32_t sample_top_k(std::span<const int32_t> ids, std::span<const float> logits);
-  // Whether sample_top_k can stand in for sample(): a top-k of at most `max_k` and no
-  // repetition penalty.
+  // Whether sample_top_k can stand in for sample(): a top-k of at most `max_k`.
   bool samples_from_top_k(int max_k) const;
 
  private:

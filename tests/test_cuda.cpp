@@ -136,25 +136,32 @@ TEST(Cuda, LogitsMatchTheInterpreterWithThePtxFallback) {
 // Seeded sampling gives `bitnetc run`'s tokens: the device selects the top-k logits
 // (only they come back, not the vocabulary's), the host draws from them, and the
 // logits are the interpreter's, for the float recipes (llama2.c) and for ggml's
-// (double sums reduced in parallel) alike. Without a top-k, all logits come back.
+// (double sums reduced in parallel) alike. A repetition penalty is applied on the
+// device too, before the top-k or the greedy pick. Without a top-k, all logits come
+// back.
 TEST(Cuda, SeededSamplingMatchesTheInterpreter) {
   ScratchDir dir;
   const auto s = shared_dir();
   int i = 0;
   for (const auto& model : {s / "models/tinystories-bitnet-3m/model.bin", s / "golden/gguf/synth-b158/synth-b158-tq2_0.gguf"}) {
     const FakeGpuOutput o = compile_for_fake_gpu(model.string(), "cuda-sm86", "m" + std::to_string(i++), dir);
-    const std::string flags = " -p 'Once upon a time' -n 40 --temp 0.9 --top-k 20 --top-p 0.9 -s 1234 --json";
-    const CommandResult gpu = run_command(o.env() + shell_quote(o.exe) + flags, dir);
-    const CommandResult ref = run_command(std::string(BITNETC_BIN) + " run " + shell_quote(model.string()) + flags, dir);
-    ASSERT_EQ(gpu.status, 0) << gpu.err;
-    ASSERT_EQ(ref.status, 0) << ref.err;
-    const json got = json::parse(gpu.out);
-    EXPECT_EQ(got["tokens"], json::parse(ref.out)["tokens"]) << model;
-    EXPECT_GE(got["tokens"].size(), 20u) << model << ": too few draws to compare";
-    const long fed = static_cast<long>(got["tokens"].size()) - (got["stopped"] == true ? 0 : 1);
-    const Stats stats = read_stats(o.stats);
-    EXPECT_EQ(stats.graph_launches, fed) << model;
-    EXPECT_EQ(stats.dtoh_bytes, 64 * 8 * (fed + 1)) << model << ": the candidates, never the logits";
+    // bytes_per_pass: what comes back from the device per forward pass.
+    for (const auto& [flags, bytes_per_pass] : std::vector<std::pair<std::string, long>>{
+             {" -p 'Once upon a time' -n 40 --temp 0.9 --top-k 20 --top-p 0.9 -s 1234 --json", 64 * 8},
+             {" -p 'Once upon a time' -n 40 --temp 0.9 --top-k 20 --repeat-penalty 1.5 -s 5 --json", 64 * 8},
+             {" -p 'Once upon a time' -n 40 --temp 0 --repeat-penalty 2 --json", 4}}) {
+      const CommandResult gpu = run_command(o.env() + shell_quote(o.exe) + flags, dir);
+      const CommandResult ref = run_command(std::string(BITNETC_BIN) + " run " + shell_quote(model.string()) + flags, dir);
+      ASSERT_EQ(gpu.status, 0) << gpu.err;
+      ASSERT_EQ(ref.status, 0) << ref.err;
+      const json got = json::parse(gpu.out);
+      EXPECT_EQ(got["tokens"], json::parse(ref.out)["tokens"]) << model << flags;
+      EXPECT_GE(got["tokens"].size(), 20u) << model << flags << ": too few draws to compare";
+      const long fed = static_cast<long>(got["tokens"].size()) - (got["stopped"] == true ? 0 : 1);
+      const Stats stats = read_stats(o.stats);
+      EXPECT_EQ(stats.graph_launches, fed) << model << flags;
+      EXPECT_EQ(stats.dtoh_bytes, bytes_per_pass * (fed + 1)) << model << flags << ": never the logits";
+    }
     // No top-k: the sampler needs every logit.
     const std::string all = " -p 'Once upon a time' -n 12 --temp 0.9 --top-k 0 --top-p 0.9 -s 99 --json";
     const CommandResult gpu_all = run_command(o.env() + shell_quote(o.exe) + all, dir);

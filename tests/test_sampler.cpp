@@ -115,3 +115,23 @@ TEST(Sampler, RepetitionPenalty) {
   Sampler t(p);
   EXPECT_EQ(t.sample(logits, history), 0);
 }
+
+// What a GPU output applies before it selects logits: the distinct ids of the window,
+// ascending, and the logits they change as sample() changes them.
+TEST(Sampler, RepeatPenaltyListsTheWindowsDistinctTokens) {
+  auto p = plain(0.8f);
+  p.repeat_penalty = 1.5f;
+  p.repeat_last_n = 4;
+  const std::vector<int32_t> history = {9, 3, 5, 3, 1, 5};
+  const RepeatPenalty r = Sampler(p).repeat_penalty(history);
+  EXPECT_EQ(r.penalty, 1.5f);
+  EXPECT_EQ(r.tokens, (std::vector<int32_t>{1, 3, 5}));  // 9 is outside the last 4
+  std::vector<float> logits = {1.0f, 3.0f, 0.5f, -2.0f, 4.0f, 0.0f};
+  apply_repeat_penalty(logits, {1.5f, {1, 3, 5, 6}});  // 6 is past the logits: skipped
+  EXPECT_EQ(logits, (std::vector<float>{1.0f, 2.0f, 0.5f, -3.0f, 4.0f, 0.0f}));
+  p.repeat_penalty = 1.0f;  // off
+  EXPECT_TRUE(Sampler(p).repeat_penalty(history).tokens.empty());
+  p.repeat_penalty = 1.5f;
+  p.repeat_last_n = -1;  // the whole history
+  EXPECT_EQ(Sampler(p).repeat_penalty(history).tokens, (std::vector<int32_t>{1, 3, 5, 9}));
+}
