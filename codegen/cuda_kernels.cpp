@@ -79,7 +79,11 @@ std::string tree_reduce(uint32_t threads, const std::string& combine) {
 
 }  // namespace
 
-std::string cuda_module_preamble() { return kNumericsSource; }
+std::string cuda_module_preamble() {
+  // The warp matrix operations (the toolkit's header; the CPU emulation of the tests has
+  // its own).
+  return std::string("#ifndef BITNETC_CUDA_EMULATION\n#include <mma.h>\n#endif\n") + kNumericsSource;
+}
 
 std::string cuda_kernel_text(const CudaKernel& k) {
   std::string params, emulated_args;
@@ -217,6 +221,110 @@ std::string norm_name(const CudaNorm& norm) {
 }
 
 }  // namespace
+
+CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
+  if (s.K <= 0 || s.N <= 0 || s.act_block <= 0 || s.K % s.act_block != 0 || s.batch < 16 || s.batch % 16 != 0)
+    throw std::invalid_argument("cuda_ternary_matmul_mma: bad shape");
+  if (s.act_block != s.K && s.act_block % 64 != 0)
+    throw std::invalid_argument("cuda_ternary_matmul_mma: activation blocks must cover whole stages");
+  const int64_t Kp = cuda_padded_k(s.K);
+  const int64_t blocks = s.K / s.act_block;
+  const int64_t words_per_block = s.act_block == s.K ? Kp / 16 : s.act_block / 16;
+  constexpr int64_t kRows = 64, kThreads = 128;  // 4 warps of 16 rows
+  CudaKernel k;
+  k.name = "bitnetc_ternary_mma_" + str(s.K) + "x" + str(s.N) + "_b" + str(s.act_block) + "_m" + str(s.batch);
+  k.params = {"const int* __restrict__ state", "const unsigned* __restrict__ packed", "const int* __restrict__ x",
+              "const int* __restrict__ x_sum", "const float* __restrict__ d_act", "float w_scale",
+              "float* __restrict__ y"};
+  k.grid_x = static_cast<uint32_t>((s.N + kRows - 1) / kRows);
+  k.block_x = static_cast<uint32_t>(kThreads);
+  k.per_token = false;
+  k.body = "  const int N = " + str(s.N) + ", KW = " + str(Kp / 4) + ", BLOCKS = " + str(blocks) +
+           ", WORDS_PER_BLOCK = " + str(words_per_block) + ", MB = " + str(s.batch) + ", TILES = " +
+           str(s.batch / 16) + ", ROWS = " + str(kRows) + ", NT = " + str(kThreads) + ";\n";
+  // A stage is 4 words (64 weights) of every row. Tiles in shared memory are 16 x 16
+  // int8 with ldm 16 (256 bytes each, so every tile pointer is 256-bit aligned as wmma
+  // needs): a_tile[j][r] is word j of row r as 16 codes in k order; b_tile[j][m] is the
+  // same 16 activations of token m. c_tile holds a block's integer dots, token-major
+  // (read with the rows fastest: coalesced stores of y); f_acc the float sums across
+  // activation blocks.
+  k.body += "  __shared__ __align__(32) int a_tile[4][ROWS][4];\n  __shared__ __align__(32) int b_tile[4][MB][4];\n";
+  k.body += "  __shared__ __align__(32) int c_tile[MB][ROWS];\n";
+  if (blocks > 1) k.body += "  __shared__ float f_acc[MB][ROWS];\n";
+  k.body += R"(  using namespace nvcuda;
+  const int tid = threadIdx.x, warp = tid / 32;
+  const int n0 = blockIdx.x * ROWS;
+  const int count = state[)" + str(rt::CudaState::kCount) + R"(];
+  const int tiles = (count + 15) / 16;  // the token tiles that hold tokens (the same in every warp)
+  wmma::fragment<wmma::accumulator, 16, 16, 16, int> acc[TILES];
+  for (int b = 0; b < BLOCKS; ++b) {
+#pragma unroll
+    for (int t = 0; t < TILES; ++t) wmma::fill_fragment(acc[t], 0);
+    const int c_end = b * WORDS_PER_BLOCK + WORDS_PER_BLOCK;
+    for (int c0 = b * WORDS_PER_BLOCK; c0 < c_end; c0 += 4) {
+      __syncthreads();  // the previous stage's tiles (and the previous block's c_tile) are read
+      // Weights: consecutive threads take consecutive rows of one word (coalesced). Codes
+      // are w + 1; words past the block or rows past N are zero codes (never used: no
+      // activation there, or no output).
+      for (int e = tid; e < 4 * ROWS; e += NT) {
+        const int j = e / ROWS, r = e % ROWS, c = c0 + j, n = n0 + r;
+        const unsigned word = c < c_end && n < N ? packed[c * N + n] : 0u;
+        int* a = a_tile[j][r];
+        a[0] = (int)(word & 0x03030303u);
+        a[1] = (int)((word >> 2) & 0x03030303u);
+        a[2] = (int)((word >> 4) & 0x03030303u);
+        a[3] = (int)((word >> 6) & 0x03030303u);
+      }
+      // Activations: 16 bytes of one token per thread, zero past the chunk's tokens or K.
+      for (int e = tid; e < 4 * MB; e += NT) {
+        const int j = e % 4, m = e / 4, c = c0 + j;
+        int* bt = b_tile[j][m];
+        const bool in = m < count && c < c_end;
+        for (int q = 0; q < 4; ++q) bt[q] = in ? x[m * KW + 4 * c + q] : 0;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, signed char, wmma::row_major> a;
+        wmma::load_matrix_sync(a, (const signed char*)a_tile[j][warp * 16], 16);
+#pragma unroll
+        for (int t = 0; t < TILES; ++t) {
+          if (t >= tiles) break;
+          // Column m of B is token m's 16 activations: col_major with ldm 16.
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, signed char, wmma::col_major> bf;
+          wmma::load_matrix_sync(bf, (const signed char*)b_tile[j][t * 16], 16);
+          wmma::mma_sync(acc[t], a, bf, acc[t]);
+        }
+      }
+    }
+    // Element (row, token) of a tile goes to c_tile[token][row]: column-major, ldm ROWS.
+#pragma unroll
+    for (int t = 0; t < TILES; ++t) {
+      if (t >= tiles) break;
+      wmma::store_matrix_sync(&c_tile[t * 16][warp * 16], acc[t], ROWS, wmma::mem_col_major);
+    }
+    __syncthreads();
+    // The float epilogue in the interpreter's order, rows fastest (coalesced stores).
+    for (int e = tid; e < count * ROWS; e += NT) {
+      const int m = e / ROWS, r = e % ROWS, n = n0 + r;
+      if (n >= N) continue;
+)";
+  if (blocks == 1) {
+    k.body += R"(      y[m * N + n] = __fadd_rn(0.0f, __fmul_rn((float)(c_tile[m][r] - x_sum[m]), __fmul_rn(d_act[m], w_scale)));
+    }
+  }
+)";
+  } else {
+    k.body += R"(      const float term = __fmul_rn((float)(c_tile[m][r] - x_sum[m * BLOCKS + b]), __fmul_rn(d_act[m * BLOCKS + b], w_scale));
+      const float sum = __fadd_rn(b == 0 ? 0.0f : f_acc[m][r], term);  // only this thread touches (m, r)
+      if (b + 1 < BLOCKS) f_acc[m][r] = sum;
+      else y[m * N + n] = sum;
+    }
+  }
+)";
+  }
+  return k;
+}
 
 CudaKernel cuda_norm(int64_t n, const CudaNorm& norm) {
   CudaKernel k;
@@ -663,9 +771,10 @@ nvrtcProgram compile_program(const std::string& source, const std::string& arch)
   nvrtcProgram prog;
   check(api.create(&prog, source.c_str(), "bitnetc_kernels.cu", 0, nullptr, nullptr), "create");
   const std::string arch_opt = "--gpu-architecture=" + arch;
-  // -fmad=false: products and sums round as the interpreter's do.
-  const char* opts[] = {arch_opt.c_str(), "-fmad=false", "--std=c++17"};
-  const nvrtcResult r = api.compile(prog, 3, opts);
+  // -fmad=false: products and sums round as the interpreter's do. The toolkit's headers
+  // give mma.h.
+  const char* opts[] = {arch_opt.c_str(), "-fmad=false", "--std=c++17", "-I" BITNETC_NVRTC_INCLUDE_DIR};
+  const nvrtcResult r = api.compile(prog, 4, opts);
   if (r != NVRTC_SUCCESS) {
     size_t n = 0;
     api.log_size(prog, &n);

@@ -66,6 +66,15 @@ struct CudaGemvShape {
 };
 CudaKernel cuda_ternary_matmul(const CudaGemvShape& s);
 
+// The same product on the int8 tensor cores (mma.h's warp matrix operations, m16n16k16)
+// for prefill chunks: a block of 4 warps computes 64 rows for up to `batch` tokens
+// (batch a multiple of 16; each weight word read once per chunk), the words of each
+// stage unpacked to int8 codes in shared memory, the activations staged beside them;
+// the int32 accumulators per activation block go through shared memory to the float
+// epilogue, so the result is the dp4a kernel's (and the interpreter's) bit for bit.
+// Same parameters as cuda_ternary_matmul.
+CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s);
+
 // K padded to whole 16-weight words (zero weights; the activations are zero there).
 int64_t cuda_padded_k(int64_t K);
 std::vector<uint32_t> pack_for_cuda_gemv(const TernaryWeights& w);

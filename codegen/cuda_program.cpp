@@ -22,7 +22,7 @@ class PlanBuilder {
     return static_cast<uint32_t>(p_.buffers.size() - 1);
   }
 
-  void launch(const CudaKernel& k, std::vector<rt::CudaArg> args) {
+  void launch(const CudaKernel& k, std::vector<rt::CudaArg> args, rt::CudaRunFor run_for = rt::CudaRunFor::Any) {
     if (args.size() + 1 != k.params.size()) throw std::logic_error("cuda plan: " + k.name + ": argument count");
     auto [it, added] = kernel_of_.emplace(k.name, static_cast<uint32_t>(p_.kernel_names.size()));
     if (added) {
@@ -30,7 +30,7 @@ class PlanBuilder {
       p_.source += "\n" + cuda_kernel_text(k);
     }
     rt::CudaStep s{it->second, k.grid_x, k.block_x, k.per_token ? 1u : 0u, static_cast<uint32_t>(p_.args.size()),
-                   static_cast<uint32_t>(args.size() + 1)};
+                   static_cast<uint32_t>(args.size() + 1), run_for};
     p_.args.push_back({rt::CudaArgKind::State, 0, 0});
     p_.args.insert(p_.args.end(), args.begin(), args.end());
     p_.steps.push_back(s);
@@ -145,9 +145,14 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         const rt::TernaryRecord& r = ternary[op.weight];
         const Q8& q = q8_buf[op.inputs[0]];
         if (r.layout != rt::TernaryLayout::Cuda) throw std::logic_error("cuda plan: weight not packed for CUDA");
-        b.launch(cuda_ternary_matmul({r.K, r.N, r.act_block, batch}),
-                 {{rt::CudaArgKind::TernaryWeight, static_cast<uint32_t>(op.weight), 0}, buf(q.q), buf(q.sum),
-                  buf(q.d), f32(r.w_scale), buf(f32_buf[op.output])});
+        const std::vector<rt::CudaArg> args{{rt::CudaArgKind::TernaryWeight, static_cast<uint32_t>(op.weight), 0},
+                                            buf(q.q), buf(q.sum), buf(q.d), f32(r.w_scale), buf(f32_buf[op.output])};
+        // Decode: dp4a, one pass over the weights. Prefill chunks: the tensor cores, when
+        // the activation blocks cover whole stages of the kernel (else dp4a for them too).
+        const bool mma = batch % 16 == 0 && (r.act_block == r.K || r.act_block % 64 == 0);
+        b.launch(cuda_ternary_matmul({r.K, r.N, r.act_block, mma ? 1 : batch}), args,
+                 mma ? rt::CudaRunFor::OneToken : rt::CudaRunFor::Any);
+        if (mma) b.launch(cuda_ternary_matmul_mma({r.K, r.N, r.act_block, batch}), args, rt::CudaRunFor::SeveralTokens);
         break;
       }
       case ir::OpKind::DenseMatmul: {

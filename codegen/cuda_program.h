@@ -15,6 +15,10 @@
 
 namespace bitnetc::codegen {
 
+// The most tokens a CUDA output's prefill chunk holds (the tensor-core matmuls take
+// them 16 at a time).
+inline constexpr int kCudaChunkTokens = 64;
+
 struct CudaProgram {
   std::string source;  // the module: every kernel the plan launches
   std::vector<std::string> kernel_names;

@@ -277,7 +277,8 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
 // -v: the step list, then each weight's layout and kernels, with the reason for each.
 void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeights& p,
                   const std::function<void(const std::string&)>& line) {
-  line("plan (" + std::to_string(g.ops.size()) + " steps, run for chunks of up to " + std::to_string(kPrefillBatch) +
+  const int chunk = target.arch == TargetArch::Cuda ? kCudaChunkTokens : kPrefillBatch;
+  line("plan (" + std::to_string(g.ops.size()) + " steps, run for chunks of up to " + std::to_string(chunk) +
        " tokens):");
   std::istringstream steps(ir::print(g));
   for (std::string s; std::getline(steps, s);) line("  " + s);
@@ -508,14 +509,14 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
 // NVRTC; returns the blob's plan section.
 std::vector<uint8_t> generate_cuda_module(const ir::Graph& g, const TargetInfo& target, const PackedWeights& packed,
                                           const CompileOptions& o, const std::function<void(const std::string&)>& say) {
-  const CudaProgram program = build_cuda_program(g, packed.ternary, packed.dense, kPrefillBatch);
+  const CudaProgram program = build_cuda_program(g, packed.ternary, packed.dense, kCudaChunkTokens);
   say("generating " + std::to_string(program.kernel_names.size()) + " CUDA kernels (" +
       std::to_string(program.steps.size()) + " launches per step) for " + target.name + " (NVRTC, " + target.llc_cpu +
       ")");
   if (!o.cuda_source.empty()) write_file_atomically(o.cuda_source, std::span<const uint8_t>(
       reinterpret_cast<const uint8_t*>(program.source.data()), program.source.size()));
   const CudaImage image = compile_cuda(program.source, target);
-  return serialize_cuda_plan(program, image.cubin, image.ptx, target.llc_cpu, kPrefillBatch, g.n_vocab);
+  return serialize_cuda_plan(program, image.cubin, image.ptx, target.llc_cpu, kCudaChunkTokens, g.n_vocab);
 }
 
 }  // namespace

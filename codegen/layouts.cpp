@@ -90,7 +90,7 @@ std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& t
                                   "2-bit codes in 16-weight words for dp4a; use --layout=auto)");
     return std::vector<LayoutChoice>(g.ternary.size(),
                                      {rt::TernaryLayout::Cuda, "the CUDA kernels' layout: 2-bit codes in 16-weight "
-                                                               "words, chunk-major (coalesced dp4a)"});
+                                                               "words, chunk-major (coalesced dp4a to decode, int8 tensor cores for prefill chunks)"});
   }
   // Groups: the ternary weights read by matmuls of the same activations, in graph order.
   std::map<int32_t, std::vector<const ir::Op*>> readers;

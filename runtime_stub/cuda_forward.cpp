@@ -137,7 +137,7 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
     for (uint64_t& v : arg_values_) arg_pointers_.push_back(&v);  // a float argument reads the slot's low 4 bytes
     for (const CudaStep& s : steps) {
       if (s.kernel >= functions.size() || s.first_arg > args.size() || s.n_args > args.size() - s.first_arg ||
-          s.grid_x == 0 || s.block_x == 0)
+          s.grid_x == 0 || s.block_x == 0 || static_cast<uint32_t>(s.run_for) > 2)
         throw std::runtime_error("the embedded CUDA plan is damaged (step)");
       steps_.push_back(s);
       kernels_.push_back(functions[s.kernel]);
@@ -177,8 +177,10 @@ CUdeviceptr CudaForwardPass::alloc(size_t bytes) {
 
 void CudaForwardPass::launch_plan(int count) {
   const CudaDriver& cu = cuda_driver();
+  const CudaRunFor skip = count == 1 ? CudaRunFor::SeveralTokens : CudaRunFor::OneToken;
   for (size_t i = 0; i < steps_.size(); ++i) {
     const CudaStep& s = steps_[i];
+    if (s.run_for == skip) continue;
     cuda_check(cu.cuLaunchKernel(kernels_[i], s.grid_x, s.per_token ? static_cast<unsigned>(count) : 1u, 1, s.block_x,
                                  1, 1, 0, stream_, &arg_pointers_[s.first_arg], nullptr),
                "launching a kernel");

@@ -72,6 +72,11 @@ struct CudaArg {
   uint64_t value;
 };
 
+// Which chunks a step runs for: every chunk, or only single tokens (decode) or only
+// chunks of several (prefill), where an op has a kernel for each (the ternary matmuls:
+// dp4a for one token, tensor cores for many).
+enum class CudaRunFor : uint32_t { Any = 0, OneToken = 1, SeveralTokens = 2 };
+
 // One launch: block_x threads per block, grid_x blocks, times the chunk's tokens in y
 // when per_token is set.
 struct CudaStep {
@@ -79,6 +84,7 @@ struct CudaStep {
   uint32_t grid_x, block_x;
   uint32_t per_token;
   uint32_t first_arg, n_args;
+  CudaRunFor run_for;
 };
 
 }  // namespace bitnetc::rt

@@ -7,7 +7,8 @@
 #
 # Builds bitnetc if needed, then for the target: `bitnetc verify` (greedy tokens and
 # top logits against the reference interpreter, which the kernels match bit for bit)
-# on every golden model, --head=q8's tokens against the CPU q8 output's, and
+# on every golden model, --head=q8's tokens against the CPU q8 output's, sampling with a
+# repetition penalty and a long prompt against `bitnetc run`, and
 # bench/bench_2b4t.sh (decode and prefill tokens/s and the fraction of the GPU's
 # measured read bandwidth) on the 2B4T-shape synthetic model.
 # Exits non-zero when any check fails; the benchmark's JSON goes to stdout.
@@ -51,6 +52,20 @@ for flags in "-n 48 --temp 0" "-n 40 --temp 0.9 --top-k 0 --top-p 0.95 -s 7"; do
     echo "--head=q8: the device's tokens differ from the CPU output's ($flags)" >&2
     status=1
   fi
+done
+# Device-side sampling (repetition penalty, top-k candidates) and a prompt of several
+# prefill chunks (tensor-core matmuls, 64 tokens a chunk): the tokens of `bitnetc run`.
+"$BITNETC" "$ts" --target="$TARGET" -q -o "$q8dir/plain" 2>/dev/null
+long=$(for i in $(seq 12); do printf 'Once upon a time, a little cat played in the sun. '; done)
+for flags in "-n 40 --temp 0.9 --top-k 20 --repeat-penalty 1.5 -s 5" "-n 40 --temp 0 --repeat-penalty 2"; do
+  for prompt in "Once upon a time" "$long"; do
+    # shellcheck disable=SC2086
+    if [ "$("$q8dir/plain" -p "$prompt" $flags --json 2>/dev/null | grep -o '"tokens":[^]]*')" != \
+         "$("$BITNETC" run "$ts" -p "$prompt" $flags --json 2>/dev/null | grep -o '"tokens":[^]]*')" ]; then
+      echo "sampling on the device differs from bitnetc run ($flags, prompt of ${#prompt} bytes)" >&2
+      status=1
+    fi
+  done
 done
 BITNETC="$BITNETC" TARGET="$TARGET" bench/bench_2b4t.sh -r 3 || status=1
 exit $status

@@ -205,18 +205,19 @@ void run_emulated(const ScratchDir& dir, const std::string& driver) {
 
 }  // namespace
 
-// The CUDA ternary matmul, run on the CPU through tests/support/cuda_emulation.h (the
-// kernel source is plain C++ there), against the interpreter's arithmetic bit for bit:
-// per-token and Q8_K activations, K padded to whole words, a chunk of tokens shorter
-// than the kernel's batch (rows past the chunk stay untouched).
+// The CUDA ternary matmuls, dp4a and tensor-core (wmma), run on the CPU through
+// tests/support/cuda_emulation.h (the kernel source is plain C++ there), against the
+// interpreter's arithmetic bit for bit: per-token and Q8_K activations, K padded to
+// whole words and to whole stages, rows past a block, a chunk of tokens shorter than
+// the kernel's batch (a partial token tile; rows past the chunk stay untouched).
 TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
   ScratchDir dir;
   struct CudaCase {
     int64_t K, N, act_block;
     int batch;
   };
-  for (const CudaCase c : {CudaCase{2560, 37, 2560, 1}, CudaCase{768, 33, 256, 3}, CudaCase{100, 5, 100, 2}}) {
-    const codegen::CudaKernel kernel = codegen::cuda_ternary_matmul({c.K, c.N, c.act_block, c.batch + 2});
+  for (const CudaCase c : {CudaCase{2560, 37, 2560, 1}, CudaCase{768, 33, 256, 3}, CudaCase{100, 5, 100, 2},
+                           CudaCase{320, 70, 320, 19}}) {
     SplitMix64 rng(static_cast<uint64_t>(c.K + c.N));
     TernaryWeights w;
     w.rows = c.N;
@@ -249,30 +250,42 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
     write_vec(dir.file("x.bin"), x);
     write_vec(dir.file("xsum.bin"), xsum);
     write_vec(dir.file("d.bin"), d);
-    const std::string name = kernel.name;
-    const std::string driver =
-        "#include \"cuda_emulation.h\"\n#include <cstdio>\n#include <cstdlib>\n#include <vector>\n" +
-        codegen::cuda_module_preamble() + codegen::cuda_kernel_text(kernel) +
-        "template <typename T> std::vector<T> load(const char* p, size_t n) {\n"
-        "  std::vector<T> v(n); FILE* f = std::fopen(p, \"rb\");\n"
-        "  if (!f || std::fread(v.data(), sizeof(T), n, f) != n) std::exit(2);\n  std::fclose(f); return v; }\n"
-        "int main() {\n  const int N = " + std::to_string(c.N) + ", M = " + std::to_string(c.batch) + ";\n" +
-        "  auto packed = load<unsigned>(\"packed.bin\", " + std::to_string(Kp / 16 * c.N) + ");\n" +
-        "  auto x = load<int>(\"x.bin\", " + std::to_string(Kp / 4 * c.batch) + ");\n" +
-        "  auto xs = load<int>(\"xsum.bin\", " + std::to_string(blocks * c.batch) + ");\n" +
-        "  auto d = load<float>(\"d.bin\", " + std::to_string(blocks * c.batch) + ");\n" +
-        "  std::vector<float> y(N * (M + 2), -1.0f);\n  std::vector<int> state = {0, M, 1};\n" +
-        "  bitnetc_launch(" + name + ", {" + std::to_string(kernel.grid_x) + ", 1, 1}, {" +
-        std::to_string(kernel.block_x) + ", 1, 1}, state.data(), packed.data(), x.data(), xs.data(),\n" +
-        "                 d.data(), " + std::to_string(ws) + "f, y.data());\n" +
-        "  FILE* f = std::fopen(\"y.bin\", \"wb\"); std::fwrite(y.data(), 4, y.size(), f); std::fclose(f);\n}\n";
-    ASSERT_NO_FATAL_FAILURE(run_emulated(dir, driver));
-    const auto y = slurp(dir.file("y.bin"));
-    ASSERT_EQ(y.size(), (want.size() + 2 * c.N) * 4);
-    for (size_t i = 0; i < want.size() + 2 * c.N; ++i) {
-      float v;
-      std::memcpy(&v, &y[4 * i], 4);
-      ASSERT_EQ(v, i < want.size() ? want[i] : -1.0f) << name << " output " << i;
+    // The kernels' batch is larger than the chunk: buffers hold `batch` rows, the
+    // kernel reads and writes only the chunk's.
+    const int room = (c.batch + 2 + 15) / 16 * 16;
+    for (const codegen::CudaKernel& kernel :
+         {codegen::cuda_ternary_matmul({c.K, c.N, c.act_block, c.batch + 2}),
+          codegen::cuda_ternary_matmul_mma({c.K, c.N, c.act_block, room})}) {
+      const std::string name = kernel.name;
+      const std::string driver =
+          "#include \"cuda_emulation.h\"\n#include <cstdio>\n#include <cstdlib>\n#include <vector>\n" +
+          codegen::cuda_module_preamble() + codegen::cuda_kernel_text(kernel) +
+          "template <typename T> std::vector<T> load(const char* p, size_t n, size_t room) {\n"
+          "  std::vector<T> v(room); FILE* f = std::fopen(p, \"rb\");\n"
+          "  if (!f || std::fread(v.data(), sizeof(T), n, f) != n) std::exit(2);\n  std::fclose(f); return v; }\n"
+          "int main() {\n  const int N = " + std::to_string(c.N) + ", M = " + std::to_string(c.batch) +
+          ", ROOM = " + std::to_string(room) + ";\n" +
+          "  auto packed = load<unsigned>(\"packed.bin\", " + std::to_string(Kp / 16 * c.N) + ", " +
+          std::to_string(Kp / 16 * c.N) + ");\n" +
+          "  auto x = load<int>(\"x.bin\", " + std::to_string(Kp / 4 * c.batch) + ", " + std::to_string(Kp / 4) +
+          " * ROOM);\n" +
+          "  auto xs = load<int>(\"xsum.bin\", " + std::to_string(blocks * c.batch) + ", " + std::to_string(blocks) +
+          " * ROOM);\n" +
+          "  auto d = load<float>(\"d.bin\", " + std::to_string(blocks * c.batch) + ", " + std::to_string(blocks) +
+          " * ROOM);\n" +
+          "  std::vector<float> y(N * (M + 2), -1.0f);\n  std::vector<int> state = {0, M, 1};\n" +
+          "  bitnetc_launch(" + name + ", {" + std::to_string(kernel.grid_x) + ", 1, 1}, {" +
+          std::to_string(kernel.block_x) + ", 1, 1}, state.data(), packed.data(), x.data(), xs.data(),\n" +
+          "                 d.data(), " + std::to_string(ws) + "f, y.data());\n" +
+          "  FILE* f = std::fopen(\"y.bin\", \"wb\"); std::fwrite(y.data(), 4, y.size(), f); std::fclose(f);\n}\n";
+      ASSERT_NO_FATAL_FAILURE(run_emulated(dir, driver));
+      const auto y = slurp(dir.file("y.bin"));
+      ASSERT_EQ(y.size(), (want.size() + 2 * c.N) * 4);
+      for (size_t i = 0; i < want.size() + 2 * c.N; ++i) {
+        float v;
+        std::memcpy(&v, &y[4 * i], 4);
+        ASSERT_EQ(v, i < want.size() ? want[i] : -1.0f) << name << " output " << i;
+      }
     }
   }
 }
@@ -280,8 +293,11 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
 // NVRTC compiles the generated kernels for every CUDA target into a cubin (an ELF for
 // EM_CUDA that names the kernel) and PTX for the SM; without NVRTC the error says so.
 TEST(CudaKernels, NvrtcCompilesForEveryCudaTarget) {
-  const codegen::CudaKernel kernel = codegen::cuda_ternary_matmul({2560, 6912, 2560, 8});
-  const std::string source = codegen::cuda_module_preamble() + codegen::cuda_kernel_text(kernel), name = kernel.name;
+  const codegen::CudaKernel kernel = codegen::cuda_ternary_matmul({2560, 6912, 2560, 1});
+  const codegen::CudaKernel mma = codegen::cuda_ternary_matmul_mma({2560, 6912, 256, 64});
+  const std::string source =
+      codegen::cuda_module_preamble() + codegen::cuda_kernel_text(kernel) + codegen::cuda_kernel_text(mma);
+  const std::string name = kernel.name;
   int cuda_targets = 0;
   for (const TargetInfo& t : targets()) {
     if (t.arch != TargetArch::Cuda) continue;
@@ -304,6 +320,9 @@ TEST(CudaKernels, NvrtcCompilesForEveryCudaTarget) {
     EXPECT_NE(image.ptx.find(".entry " + name), std::string::npos) << t.name;
     EXPECT_NE(image.ptx.find(".target " + t.llc_cpu), std::string::npos) << t.name;
     EXPECT_NE(image.ptx.find("dp4a"), std::string::npos) << t.name << ": the dot products should use dp4a";
+    EXPECT_NE(image.ptx.find(".entry " + mma.name), std::string::npos) << t.name;
+    EXPECT_NE(image.ptx.find("wmma.mma.sync.aligned.row.col.m16n16k16.s32.s8.s8.s32"), std::string::npos)
+        << t.name << ": prefill should use the int8 tensor cores";
   }
   EXPECT_EQ(cuda_targets, 4);
   // A kernel NVRTC rejects is an error with its log, not a crash.

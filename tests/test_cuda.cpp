@@ -43,7 +43,7 @@ FakeGpuOutput compile_for_fake_gpu(const std::string& model, const std::string& 
   EXPECT_EQ(c.status, 0) << c.err;
   // The rounding NVRTC gets: no contraction (-fmad=false).
   const CommandResult k = run_command(std::string(BITNETC_CXX) +
-                                          " -std=c++17 -O1 -ffp-contract=off -fPIC -shared -DBITNETC_CUDA_EMULATION "
+                                          " -std=c++17 -O2 -ffp-contract=off -fPIC -shared -DBITNETC_CUDA_EMULATION "
                                           "-include " + BITNETC_TEST_SUPPORT_DIR + "/cuda_emulation.h -x c++ " +
                                           shell_quote(o.source) + " -o " + shell_quote(o.kernels),
                                       dir);
@@ -234,6 +234,30 @@ TEST(Cuda, OutputsEmbedTheModuleAndSayWhenThereIsNoDriver) {
     EXPECT_NE(r.err.find("install the NVIDIA driver"), std::string::npos) << r.err;
     EXPECT_EQ(r.out, "") << target << ": printed text without a GPU";
   }
+}
+
+// A prompt longer than a prefill chunk (64 tokens) runs as several chunks of the
+// tensor-core kernels, the last one partial, and gives the CPU output's tokens.
+TEST(Cuda, LongPromptRunsAsSeveralChunks) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  const FakeGpuOutput o = compile_for_fake_gpu(model, "cuda-sm80", "gpu", dir);
+  const std::string cpu = dir.file("cpu");
+  const CommandResult c = run_command(std::string(BITNETC_BIN) + " " + shell_quote(model) +
+                                          " --target=x86-64-avx2 -q -o " + shell_quote(cpu),
+                                      dir);
+  ASSERT_EQ(c.status, 0) << c.err;
+  std::string prompt;
+  for (int i = 0; i < 12; ++i) prompt += "Once upon a time, a little cat played in the sun. ";
+  const std::string flags = " -p " + shell_quote(prompt) + " -n 12 --temp 0 --json";
+  const CommandResult gpu = run_command(o.env() + shell_quote(o.exe) + flags, dir);
+  const CommandResult ref = run_command(shell_quote(cpu) + flags, dir);
+  ASSERT_EQ(gpu.status, 0) << gpu.err;
+  ASSERT_EQ(ref.status, 0) << ref.err;
+  const json got = json::parse(gpu.out);
+  EXPECT_GT(got["prompt_tokens"].size(), 130u) << "the prompt should span three chunks";
+  EXPECT_NE(got["prompt_tokens"].size() % 64, 0u);
+  EXPECT_EQ(got["tokens"], json::parse(ref.out)["tokens"]);
 }
 
 // The shared object of a CUDA target serves the C API (bitnet.h) to a C program, with

@@ -8,6 +8,11 @@
 // rounding is the device's.
 #pragma once
 
+// Generated sources test this (e.g. to leave out the toolkit's mma.h).
+#ifndef BITNETC_CUDA_EMULATION
+#define BITNETC_CUDA_EMULATION
+#endif
+
 #include <setjmp.h>
 #include <ucontext.h>
 
@@ -15,6 +20,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 struct bitnetc_dim3 {
@@ -30,6 +36,7 @@ struct uint4 {
 #define __global__
 #define __restrict__
 #define __shared__ static thread_local  // one block runs at a time on an OS thread
+#define __align__(n) __attribute__((aligned(n)))
 #define __syncthreads() bitnetc_emulation::barrier()
 
 // Four signed byte products added to c, as the PTX dp4a.s32.s32 instruction does.
@@ -40,6 +47,62 @@ inline int __dp4a(int a, int b, int c) {
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline double __dadd_rn(double a, double b) { return a + b; }
+
+// The warp matrix operations (mma.h's nvcuda::wmma) the int8 tensor-core kernels use.
+// Every thread's fragment holds the whole tile: a kernel cannot see how a real warp
+// spreads it over its lanes, so any lane-layout dependence would be a bug the test
+// cannot see, and the kernels have none (they only load, multiply and store). Loads and
+// stores check the alignment the hardware needs (256-bit pointers, ldm a multiple of
+// 16 bytes).
+namespace nvcuda::wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+  static constexpr int rows = std::is_same_v<Use, matrix_b> ? K : M;
+  static constexpr int cols = std::is_same_v<Use, matrix_a> ? K : N;
+  T x[rows * cols];  // element (r, c) at r * cols + c
+};
+
+inline void check_tile_address(const void* p, unsigned ldm, size_t element_bytes) {
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0 || ldm * element_bytes % 16 != 0) std::abort();
+}
+template <typename Use, int M, int N, int K, typename T, typename Layout, typename V>
+void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, V v) {
+  for (T& e : f.x) e = static_cast<T>(v);
+}
+template <typename Use, int M, int N, int K, typename T, typename Layout>
+void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const T* p, unsigned ldm) {
+  using F = fragment<Use, M, N, K, T, Layout>;
+  check_tile_address(p, ldm, sizeof(T));
+  for (int r = 0; r < F::rows; ++r)
+    for (int c = 0; c < F::cols; ++c)
+      f.x[r * F::cols + c] = std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r];
+}
+template <int M, int N, int K, typename T, typename LA, typename LB>
+void mma_sync(fragment<accumulator, M, N, K, int>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
+              const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, int>& c) {
+  int out[M * N];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      int acc = c.x[i * N + j];
+      for (int k = 0; k < K; ++k) acc += int(a.x[i * K + k]) * int(b.x[k * N + j]);
+      out[i * N + j] = acc;
+    }
+  for (int i = 0; i < M * N; ++i) d.x[i] = out[i];
+}
+template <int M, int N, int K>
+void store_matrix_sync(int* p, const fragment<accumulator, M, N, K, int>& f, unsigned ldm, layout_t layout) {
+  check_tile_address(p, ldm, sizeof(int));
+  for (int r = 0; r < M; ++r)
+    for (int c = 0; c < N; ++c) (layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r * N + c];
+}
+}  // namespace nvcuda::wmma
 
 namespace bitnetc_emulation {
 
