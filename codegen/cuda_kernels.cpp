@@ -98,11 +98,40 @@ std::string cuda_kernel_text(const CudaKernel& k) {
          ", bitnetc_dim3{gx, gy, 1}, bitnetc_dim3{bx, 1, 1}" + emulated_args + ");\n}\n#endif\n";
 }
 
+namespace {
+
+// The matmul kernels' parameters: the first weight's, then any residual, then each
+// further segment's weight, scale and output.
+std::vector<std::string> matmul_params(const CudaGemvShape& s) {
+  std::vector<std::string> p = {"const int* __restrict__ state", "const unsigned* __restrict__ packed",
+                                "const int* __restrict__ x",     "const int* __restrict__ x_sum",
+                                "const float* __restrict__ d_act", "float w_scale"};
+  if (s.add_residual) p.push_back("const float* __restrict__ residual");
+  p.push_back("float* __restrict__ y");
+  for (size_t i = 1; i <= s.more_rows.size(); ++i) {
+    const std::string n = std::to_string(i);
+    p.push_back("const unsigned* __restrict__ packed_" + n);
+    p.push_back("float w_scale_" + n);
+    p.push_back("float* __restrict__ y_" + n);
+  }
+  return p;
+}
+
+// The float a matmul's output element gets from its value `v` (a residual added after).
+std::string matmul_store(const CudaGemvShape& s, const std::string& at, const std::string& v) {
+  return s.add_residual ? "out[" + at + "] = __fadd_rn(residual[" + at + "], " + v + ");"
+                        : "out[" + at + "] = " + v + ";";
+}
+
+}  // namespace
+
 CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
   if (s.K <= 0 || s.N <= 0 || s.act_block <= 0 || s.K % s.act_block != 0 || s.batch < 1)
     throw std::invalid_argument("cuda_ternary_matmul: bad shape");
   if (s.act_block != s.K && s.act_block % 16 != 0)
     throw std::invalid_argument("cuda_ternary_matmul: activation blocks must cover whole 16-weight words");
+  if (s.add_residual && !s.more_rows.empty())
+    throw std::invalid_argument("cuda_ternary_matmul: a residual with several weights");
   const int64_t Kp = cuda_padded_k(s.K);
   const int64_t blocks = s.K / s.act_block;
   // Words per activation block (the last block of a per-token row takes the padding,
@@ -115,19 +144,30 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
   int64_t rows = 32;
   while (rows > 1 && parts * rows * s.batch * 4 > 32 * 1024) rows /= 2;
   CudaKernel k;
-  k.name = "bitnetc_ternary_" + str(s.K) + "x" + str(s.N) + "_b" + str(s.act_block) + "_m" + str(s.batch);
-  k.params = {"const int* __restrict__ state", "const unsigned* __restrict__ packed", "const int* __restrict__ x",
-              "const int* __restrict__ x_sum", "const float* __restrict__ d_act", "float w_scale",
-              "float* __restrict__ y"};
-  k.grid_x = static_cast<uint32_t>((s.N + rows - 1) / rows);
+  k.name = "bitnetc_ternary_" + str(s.K) + "x" + str(s.N);
+  for (int64_t n : s.more_rows) k.name += "_" + str(n);
+  k.name += "_b" + str(s.act_block) + "_m" + str(s.batch) + (s.add_residual ? "_res" : "");
+  k.params = matmul_params(s);
   k.block_x = static_cast<uint32_t>(rows * kSlices);
   k.per_token = false;
-  k.body = "  const int N = " + str(s.N) + ", KW = " + str(Kp / 4) + ", BLOCKS = " + str(blocks) +
-           ", WORDS_PER_BLOCK = " + str(words_per_block) + ", MB = " + str(s.batch) + ", ROWS = " + str(rows) +
-           ", SLICES = " + str(kSlices) + ";\n";
+  k.body = "  const int KW = " + str(Kp / 4) + ", BLOCKS = " + str(blocks) + ", WORDS_PER_BLOCK = " +
+           str(words_per_block) + ", MB = " + str(s.batch) + ", ROWS = " + str(rows) + ", SLICES = " + str(kSlices) +
+           ";\n";
+  // The block's weight (segment): its rows, words, scale and output.
+  k.body += "  int blk = blockIdx.x, N = " + str(s.N) +
+            ";\n  const unsigned* w = packed;\n  float scale = w_scale;\n  float* out = y;\n";
+  int64_t first_block = (s.N + rows - 1) / rows;
+  for (size_t i = 0; i < s.more_rows.size(); ++i) {
+    const std::string n = std::to_string(i + 1);
+    k.body += "  if (blockIdx.x >= " + str(first_block) + ") { blk = blockIdx.x - " + str(first_block) +
+              "; N = " + str(s.more_rows[i]) + "; w = packed_" + n + "; scale = w_scale_" + n + "; out = y_" + n +
+              "; }\n";
+    first_block += (s.more_rows[i] + rows - 1) / rows;
+  }
+  k.grid_x = static_cast<uint32_t>(first_block);
   k.body += "  __shared__ int part[" + str(parts) + "][" + str(rows) + "][" + str(s.batch) + "];\n";
   k.body += R"(  const int r = threadIdx.x % ROWS, slice = threadIdx.x / ROWS;
-  const int n = blockIdx.x * ROWS + r;
+  const int n = blk * ROWS + r;
   const int count = state[)" + str(rt::CudaState::kCount) + R"(];
   // The integer dot of words [c0, c1) of row n with every token's codes.
   auto dots = [&](int c0, int c1, int* dot) {
@@ -135,7 +175,7 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
     for (int m = 0; m < MB; ++m) dot[m] = 0;
     if (n >= N) return;
     for (int c = c0; c < c1; ++c) {
-      const unsigned word = packed[c * N + n];  // read once for every token of the chunk
+      const unsigned word = w[c * N + n];  // read once for every token of the chunk
       const int w0 = (int)(word & 0x03030303u), w1 = (int)((word >> 2) & 0x03030303u);
       const int w2 = (int)((word >> 4) & 0x03030303u), w3 = (int)((word >> 6) & 0x03030303u);
 #pragma unroll
@@ -160,7 +200,8 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
     int total = 0;
     for (int t = 0; t < SLICES; ++t) total += part[t][r][m];
     // The interpreter's rounding: no fused multiply-add.
-    y[m * N + n] = __fadd_rn(0.0f, __fmul_rn((float)(total - x_sum[m]), __fmul_rn(d_act[m], w_scale)));
+    const float v = __fadd_rn(0.0f, __fmul_rn((float)(total - x_sum[m]), __fmul_rn(d_act[m], scale)));
+    )" + matmul_store(s, "m * N + n", "v") + R"(
   }
 )";
   } else {  // per-block activations: each slice takes whole blocks; the float sum runs in block order
@@ -175,8 +216,8 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
     float acc = 0.0f;
     for (int b = 0; b < BLOCKS; ++b)
       acc = __fadd_rn(acc, __fmul_rn((float)(part[b][r][m] - x_sum[m * BLOCKS + b]),
-                                     __fmul_rn(d_act[m * BLOCKS + b], w_scale)));
-    y[m * N + n] = acc;
+                                     __fmul_rn(d_act[m * BLOCKS + b], scale)));
+    )" + matmul_store(s, "m * N + n", "acc") + R"(
   }
 )";
   }
@@ -186,21 +227,25 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
 namespace {
 
 // The body's lines that leave the token's rms_norm scale in `const float r` (every
-// thread of the block reaches them; N, NT, tid and xm, the token's row, are the
-// kernel's).
+// thread of the block reaches them; N, NT, tid and input(i), element i of the token's
+// row, are the kernel's).
 std::string norm_scale_code(const CudaNorm& norm) {
   constexpr int kRmsF64Sum = 1;  // ir::NormKind::RmsF64Sum
   std::string s;
   if (norm.kind == kRmsF64Sum) {  // in double, the sum does not depend on the order: reduce in parallel
     s = "  __shared__ double norm_red[" + str(kTokenThreads) + "];\n";
-    s += "  double ss = 0;\n  for (int i = tid; i < N; i += NT) ss += (double)(xm[i] * xm[i]);\n";
+    s += "  double ss = 0;\n  for (int i = tid; i < N; i += NT) {\n    const float v = input(i);\n"
+         "    ss += (double)(v * v);\n  }\n";
     s += "  norm_red[tid] = ss;\n" + tree_reduce(kTokenThreads, "norm_red[a] += norm_red[b];");
   } else {  // a float sum rounds as it goes: one thread adds in the interpreter's order
     s = "  __shared__ float norm_red[1];\n";
     s += R"(  if (tid == 0) {
     float ss = 0;
 #pragma unroll 8
-    for (int i = 0; i < N; ++i) ss += xm[i] * xm[i];
+    for (int i = 0; i < N; ++i) {
+      const float v = input(i);
+      ss += v * v;
+    }
     norm_red[0] = ss;
   }
   __syncthreads();
@@ -212,8 +257,8 @@ std::string norm_scale_code(const CudaNorm& norm) {
 
 // Element i of the token's normalized row.
 std::string norm_apply(const CudaNorm& norm, const std::string& i) {
-  return "bitnetc_rms_apply(" + str(norm.kind) + ", xm[" + i + "], " + (norm.has_weight ? "w" : "0") + ", " + i +
-         ", r)";
+  return "bitnetc_rms_apply(" + str(norm.kind) + ", input(" + i + "), " + (norm.has_weight ? "w" : "0") + ", " +
+         i + ", r)";
 }
 
 std::string norm_name(const CudaNorm& norm) {
@@ -231,11 +276,11 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
   const int64_t blocks = s.K / s.act_block;
   const int64_t words_per_block = s.act_block == s.K ? Kp / 16 : s.act_block / 16;
   constexpr int64_t kRows = 64, kThreads = 128;  // 4 warps of 16 rows
+  if (!s.more_rows.empty()) throw std::invalid_argument("cuda_ternary_matmul_mma: one weight at a time");
   CudaKernel k;
-  k.name = "bitnetc_ternary_mma_" + str(s.K) + "x" + str(s.N) + "_b" + str(s.act_block) + "_m" + str(s.batch);
-  k.params = {"const int* __restrict__ state", "const unsigned* __restrict__ packed", "const int* __restrict__ x",
-              "const int* __restrict__ x_sum", "const float* __restrict__ d_act", "float w_scale",
-              "float* __restrict__ y"};
+  k.name = "bitnetc_ternary_mma_" + str(s.K) + "x" + str(s.N) + "_b" + str(s.act_block) + "_m" + str(s.batch) +
+           (s.add_residual ? "_res" : "");
+  k.params = matmul_params(s);
   k.grid_x = static_cast<uint32_t>((s.N + kRows - 1) / kRows);
   k.block_x = static_cast<uint32_t>(kThreads);
   k.per_token = false;
@@ -252,6 +297,7 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
   k.body += "  __shared__ __align__(32) int c_tile[MB][ROWS];\n";
   if (blocks > 1) k.body += "  __shared__ float f_acc[MB][ROWS];\n";
   k.body += R"(  using namespace nvcuda;
+  float* out = y;
   const int tid = threadIdx.x, warp = tid / 32;
   const int n0 = blockIdx.x * ROWS;
   const int count = state[)" + str(rt::CudaState::kCount) + R"(];
@@ -310,7 +356,8 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
       if (n >= N) continue;
 )";
   if (blocks == 1) {
-    k.body += R"(      y[m * N + n] = __fadd_rn(0.0f, __fmul_rn((float)(c_tile[m][r] - x_sum[m]), __fmul_rn(d_act[m], w_scale)));
+    k.body += R"(      const float v = __fadd_rn(0.0f, __fmul_rn((float)(c_tile[m][r] - x_sum[m]), __fmul_rn(d_act[m], w_scale)));
+      )" + matmul_store(s, "m * N + n", "v") + R"(
     }
   }
 )";
@@ -318,7 +365,7 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
     k.body += R"(      const float term = __fmul_rn((float)(c_tile[m][r] - x_sum[m * BLOCKS + b]), __fmul_rn(d_act[m * BLOCKS + b], w_scale));
       const float sum = __fadd_rn(b == 0 ? 0.0f : f_acc[m][r], term);  // only this thread touches (m, r)
       if (b + 1 < BLOCKS) f_acc[m][r] = sum;
-      else y[m * N + n] = sum;
+      else )" + matmul_store(s, "m * N + n", "sum") + R"(
     }
   }
 )";
@@ -337,19 +384,27 @@ CudaKernel cuda_norm(int64_t n, const CudaNorm& norm) {
   k.per_token = true;
   k.body = "  const int N = " + str(n) + ", NT = " + str(kTokenThreads) + ";\n";
   k.body += "  const int tid = threadIdx.x, m = blockIdx.y;\n  const float* xm = x + m * N;\n";
+  k.body += "  auto input = [&](int i) { return xm[i]; };\n";
   k.body += norm_scale_code(norm);
   k.body += "  for (int i = tid; i < N; i += NT) y[m * N + i] = " + norm_apply(norm, "i") + ";\n";
   return k;
 }
 
-CudaKernel cuda_quantize(int64_t n, int act_quant, const std::optional<CudaNorm>& norm) {
+CudaKernel cuda_quantize(int64_t n, int act_quant, const std::optional<CudaNorm>& norm, int gated_activation) {
   constexpr int kPerBlockQ8K = 3;  // ir::ActQuant::PerBlockQ8K
   if (n <= 0 || (act_quant == kPerBlockQ8K && n % 256 != 0)) throw std::invalid_argument("cuda_quantize: bad shape");
   const int64_t blocks = act_quant == kPerBlockQ8K ? n / 256 : 1;
+  const bool gated = gated_activation >= 0;
   CudaKernel k;
-  k.name = (norm ? "bitnetc_norm_quantize_" : "bitnetc_quantize_") + str(n) + "_q" + str(act_quant) +
-           (norm ? norm_name(*norm) : "");
-  k.params = {"const int* __restrict__ state", "const float* __restrict__ x"};
+  k.name = std::string("bitnetc_") + (gated ? "gated_" : "") + (norm ? "norm_" : "") + "quantize_" + str(n) + "_q" +
+           str(act_quant) + (norm ? norm_name(*norm) : "") + (gated ? "_a" + str(gated_activation) : "");
+  k.params = {"const int* __restrict__ state"};
+  if (gated) {
+    k.params.push_back("const float* __restrict__ gate");
+    k.params.push_back("const float* __restrict__ up");
+  } else {
+    k.params.push_back("const float* __restrict__ x");
+  }
   if (norm && norm->has_weight) k.params.push_back("const float* __restrict__ w");
   for (const char* p : {"int* __restrict__ q", "int* __restrict__ x_sum", "float* __restrict__ d"})
     k.params.push_back(p);
@@ -358,10 +413,18 @@ CudaKernel cuda_quantize(int64_t n, int act_quant, const std::optional<CudaNorm>
   k.per_token = true;
   k.body = "  const int N = " + str(n) + ", KP = " + str(cuda_padded_k(n)) + ", BLOCKS = " + str(blocks) +
            ", BLOCK = " + str(n / blocks) + ", NT = " + str(kTokenThreads) + ", KIND = " + str(act_quant) + ";\n";
-  k.body += "  const int tid = threadIdx.x, m = blockIdx.y;\n  const float* xm = x + m * N;\n";
+  k.body += "  const int tid = threadIdx.x, m = blockIdx.y;\n";
+  // Element i of the token's input: x, or the gated activation of gate and up (as
+  // cuda_gated computes it), recomputed where it is read.
+  if (gated)
+    k.body += "  const float* gm = gate + m * N;\n  const float* um = up + m * N;\n"
+              "  auto input = [&](int i) { return __fmul_rn(bitnetc_activate(" + str(gated_activation) +
+              ", gm[i]), um[i]); };\n";
+  else
+    k.body += "  const float* xm = x + m * N;\n  auto input = [&](int i) { return xm[i]; };\n";
   if (norm) k.body += norm_scale_code(*norm);
-  // The value quantized: element i of the token (normalized, when a norm is absorbed).
-  k.body += "  auto value = [&](int i) { return " + (norm ? norm_apply(*norm, "i") : std::string("xm[i]")) + "; };\n";
+  // The value quantized: element i of the input (normalized, when a norm is absorbed).
+  k.body += "  auto value = [&](int i) { return " + (norm ? norm_apply(*norm, "i") : std::string("input(i)")) + "; };\n";
   k.body += "  __shared__ float amax[" + str(kTokenThreads) + "], first[" + str(kTokenThreads) + "];\n";
   k.body += "  __shared__ int at[" + str(kTokenThreads) + "], sum[" + str(kTokenThreads) + "];\n";
   k.body += R"(  signed char* qm = (signed char*)q + m * KP;
@@ -470,6 +533,35 @@ CudaKernel cuda_rope(int64_t n, int head_dim, int rope_style) {
   k.body += "  float* v = y + m * " + str(n) + " + h * D;\n  const float* u = x + m * " + str(n) +
             " + h * D;\n  for (int i = 0; i < D; ++i) v[i] = u[i];\n";
   k.body += "  bitnetc_rope_rotate_head(" + str(rope_style) + ", D, cos + pos * HALF, sin + pos * HALF, v);\n";
+  return k;
+}
+
+CudaKernel cuda_rope_kv_store(const CudaRopeKvShape& s) {
+  if (s.head_dim <= 0 || s.q_n % s.head_dim != 0 || s.kv_dim % s.head_dim != 0)
+    throw std::invalid_argument("cuda_rope_kv_store: bad shape");
+  const int64_t q_heads = s.q_n / s.head_dim, k_heads = s.kv_dim / s.head_dim;
+  CudaKernel k;
+  k.name = "bitnetc_rope_kv_store_" + str(s.q_n) + "_" + str(s.kv_dim) + "_d" + str(s.head_dim) + "_s" +
+           str(s.rope_style);
+  k.params = {"const int* __restrict__ state", "const float* __restrict__ cos_q", "const float* __restrict__ sin_q",
+              "const float* __restrict__ cos_k", "const float* __restrict__ sin_k", "const float* __restrict__ q",
+              "const float* __restrict__ k",     "const float* __restrict__ v",     "float* __restrict__ q_out",
+              "float* __restrict__ k_cache",     "float* __restrict__ v_cache"};
+  k.body = per_element(k, "t", std::max<int64_t>(q_heads + k_heads, s.kv_dim));
+  k.body += "  const int D = " + str(s.head_dim) + ", HALF = " + str(s.head_dim / 2) + ", QH = " + str(q_heads) +
+            ", KH = " + str(k_heads) + ", QN = " + str(s.q_n) + ", KV = " + str(s.kv_dim) + ";\n";
+  k.body += "  const long long pos = state[" + str(rt::CudaState::kPos0) + "] + m;\n";
+  k.body += R"(  if (t < QH + KH) {
+    const bool is_q = t < QH;
+    const int h = is_q ? t : t - QH;
+    const float* u = is_q ? q + m * QN + h * D : k + m * KV + h * D;
+    float* o = is_q ? q_out + m * QN + h * D : k_cache + pos * KV + h * D;
+    for (int i = 0; i < D; ++i) o[i] = u[i];
+    const float* c = (is_q ? cos_q : cos_k) + pos * HALF;
+    const float* sn = (is_q ? sin_q : sin_k) + pos * HALF;
+)";
+  k.body += "    bitnetc_rope_rotate_head(" + str(s.rope_style) + ", D, c, sn, o);\n  }\n";
+  k.body += "  if (t < KV) v_cache[pos * KV + t] = v[m * KV + t];\n";
   return k;
 }
 

@@ -63,6 +63,13 @@ struct CudaGemvShape {
   int64_t K = 0, N = 0;
   int64_t act_block = 0;  // K (per-token activations) or 256 (Q8_K blocks)
   int batch = 1;          // the most tokens a chunk holds
+  // The output is residual + the product (an Add absorbed: one more parameter, the
+  // residual, before y).
+  bool add_residual = false;
+  // dp4a only: further weights of these many rows that read the same activations (q, k
+  // and v; gate and up), computed by the same launch, each with its blocks; their
+  // packed words, scale and output follow as parameters packed_i, w_scale_i, y_i.
+  std::vector<int64_t> more_rows;
 };
 CudaKernel cuda_ternary_matmul(const CudaGemvShape& s);
 
@@ -99,8 +106,11 @@ CudaKernel cuda_norm(int64_t n, const CudaNorm& norm);
 // factors d ([batch][blocks]: one per token, or per 256-block for Q8_K). With `norm`,
 // the block first computes the token's rms_norm scale (as cuda_norm does) and quantizes
 // the normalized values, recomputed where they are read and never stored: one launch
-// and one pass over x instead of two. Parameters: state, x, [the norm's w,] q, x_sum, d.
-CudaKernel cuda_quantize(int64_t n, int act_quant, const std::optional<CudaNorm>& norm = std::nullopt);
+// and one pass over x instead of two. With a gated activation (ir::Activation, >= 0) the
+// input is not x but activate(gate) * up (cuda_gated's values, never stored). Parameters:
+// state, x or gate and up, [the norm's w,] q, x_sum, d.
+CudaKernel cuda_quantize(int64_t n, int act_quant, const std::optional<CudaNorm>& norm = std::nullopt,
+                         int gated_activation = -1);
 // Embedding rows of the chunk's tokens: one thread per element. The table is rows x cols
 // row-major, or k-major (element (r, c) at c * rows + r: a tied head's layout), f32,
 // IEEE half, or (a tied --head=q8) int8 codes times the row's scale. Parameters: state,
@@ -116,6 +126,16 @@ CudaKernel cuda_dense_matmul(int64_t K, int64_t N, rt::DenseStorage storage, boo
 // tables of [position][head_dim / 2] cos and sin. One thread per head. Parameters: state,
 // cos, sin, x, y ([batch][n]).
 CudaKernel cuda_rope(int64_t n, int head_dim, int rope_style);
+// RoPE of a layer's q and k and the KV cache store in one launch (an Attention whose q
+// and k come from Rope steps nothing else reads): q rotated into q_out, k rotated
+// straight into its position's key cache row, v copied into the value cache. One thread
+// per head, q's then k's, the first kv_dim threads also copying v. Parameters: state,
+// cos_q, sin_q, cos_k, sin_k, q, k, v, q_out, k_cache, v_cache.
+struct CudaRopeKvShape {
+  int64_t q_n = 0;  // n_head * head_dim
+  int kv_dim = 0, head_dim = 0, rope_style = 0;
+};
+CudaKernel cuda_rope_kv_store(const CudaRopeKvShape& s);
 // Appends the chunk's k and v ([batch][kv_dim]) to a layer's caches ([n_ctx][kv_dim]) at
 // its positions. One thread per element. Parameters: state, k, v, k_cache, v_cache.
 CudaKernel cuda_kv_store(int kv_dim);

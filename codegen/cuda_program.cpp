@@ -63,6 +63,88 @@ rt::CudaArg norm_weight(const ir::Op& norm) {
   return {rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(norm.weight), 0};
 }
 
+// The launches the plan saves by doing several ops' work in one kernel, each keeping
+// the interpreter's bits (decode runs ~570 launches a token on a 30-layer model
+// otherwise, and a launch costs about as much as streaming a small matmul's weights):
+//  - a Quantize computes the Norm before it, and the GatedAct before that, when nothing
+//    else reads their outputs (the values are recomputed where read, never stored);
+//  - a ternary matmul adds the residual of the Add that is its output's only reader;
+//  - an Attention's q and k RoPE and the KV cache store are one launch;
+//  - decode computes the ternary matmuls that read one quantized value (q, k and v;
+//    gate and up) in one launch (prefill runs each on the tensor cores).
+struct Fusions {
+  std::vector<int32_t> norm_of_quantize;   // per Quantize: the Norm it computes, else -1
+  std::vector<int32_t> gated_of_quantize;  // per Quantize: the GatedAct it computes, else -1
+  std::vector<int32_t> add_of_matmul;      // per TernaryMatmul: the Add it absorbs, else -1
+  std::vector<std::vector<int32_t>> decode_group;  // per TernaryMatmul: the later ones decode runs with it
+  std::vector<bool> in_later_group;                // per op: decode runs it with an earlier matmul
+  std::vector<std::pair<int32_t, int32_t>> ropes_of_attention;  // per Attention: its q and k Ropes, or -1
+  std::vector<bool> skipped;                       // per op: another op's launch does its work
+};
+
+// Whether a ternary matmul's prefill chunks run on the tensor cores (else dp4a, the
+// decode kernel, for every chunk).
+bool prefill_on_tensor_cores(const rt::TernaryRecord& r, int batch) {
+  return batch % 16 == 0 && (r.act_block == r.K || r.act_block % 64 == 0);
+}
+
+Fusions plan_fusions(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary, int batch) {
+  const size_t n_ops = g.ops.size();
+  const rt::ValueUses uses = rt::value_uses(g);
+  Fusions f{rt::norms_absorbed_by_quantize(g),
+            std::vector<int32_t>(n_ops, -1),
+            std::vector<int32_t>(n_ops, -1),
+            std::vector<std::vector<int32_t>>(n_ops),
+            std::vector<bool>(n_ops, false),
+            std::vector<std::pair<int32_t, int32_t>>(n_ops, {-1, -1}),
+            std::vector<bool>(n_ops, false)};
+  for (size_t i = 0; i < n_ops; ++i) {
+    const ir::Op& op = g.ops[i];
+    if (op.kind == ir::OpKind::Quantize) {
+      const int32_t norm = f.norm_of_quantize[i];
+      if (norm >= 0) f.skipped[norm] = true;
+      const int src = norm >= 0 ? g.ops[norm].inputs[0] : op.inputs[0];
+      f.gated_of_quantize[i] = uses.sole_producer(g, src, ir::OpKind::GatedAct);
+      if (f.gated_of_quantize[i] >= 0) f.skipped[f.gated_of_quantize[i]] = true;
+    } else if (op.kind == ir::OpKind::Add) {
+      for (int side = 0; side < 2; ++side) {
+        const int32_t p = uses.sole_producer(g, op.inputs[side], ir::OpKind::TernaryMatmul);
+        // The residual must exist when the matmul runs.
+        if (p >= 0 && f.add_of_matmul[p] < 0 && uses.producer[op.inputs[1 - side]] < p) {
+          f.add_of_matmul[p] = static_cast<int32_t>(i);
+          f.skipped[i] = true;
+          break;
+        }
+      }
+    } else if (op.kind == ir::OpKind::Attention) {
+      const int32_t rq = uses.sole_producer(g, op.inputs[0], ir::OpKind::Rope);
+      const int32_t rk = uses.sole_producer(g, op.inputs[1], ir::OpKind::Rope);
+      if (rq >= 0 && rk >= 0 && g.ops[rq].head_dim == op.head_dim && g.ops[rk].head_dim == op.head_dim &&
+          g.ops[rq].rope_style == g.ops[rk].rope_style) {
+        f.ropes_of_attention[i] = {rq, rk};
+        f.skipped[rq] = f.skipped[rk] = true;
+      }
+    }
+  }
+  // Decode groups: matmuls of one input, none absorbing an Add, all on the tensor cores
+  // in prefill (so each one's own launch is for prefill only).
+  auto groupable = [&](size_t i) {
+    const ir::Op& op = g.ops[i];
+    return op.kind == ir::OpKind::TernaryMatmul && f.add_of_matmul[i] < 0 && !f.in_later_group[i] &&
+           prefill_on_tensor_cores(ternary[op.weight], batch);
+  };
+  for (size_t i = 0; i < n_ops; ++i) {
+    if (!groupable(i)) continue;
+    for (size_t j = i + 1; j < n_ops; ++j)
+      if (groupable(j) && g.ops[j].inputs[0] == g.ops[i].inputs[0] &&
+          ternary[g.ops[j].weight].act_block == ternary[g.ops[i].weight].act_block) {
+        f.decode_group[i].push_back(static_cast<int32_t>(j));
+        f.in_later_group[j] = true;
+      }
+  }
+  return f;
+}
+
 }  // namespace
 
 CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary,
@@ -102,13 +184,24 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
   const uint32_t scores = b.buffer(rt::CudaBufferKind::PerPosition, B * static_cast<uint64_t>(max_heads) * 4);
   // Rope tables, one pair per distinct angle formula.
   std::map<std::tuple<int, float, int>, std::pair<uint32_t, uint32_t>> rope_tables;
+  auto rope_table = [&](size_t rope_op) {
+    const ir::Op& op = g.ops[rope_op];
+    const auto key = std::make_tuple(static_cast<int>(op.rope_freq), op.rope_theta, op.head_dim);
+    auto it = rope_tables.find(key);
+    if (it == rope_tables.end()) {
+      const uint64_t per_pos = static_cast<uint64_t>(op.head_dim / 2) * 4;
+      const auto idx = static_cast<uint32_t>(rope_op);
+      it = rope_tables
+               .emplace(key, std::make_pair(b.buffer(rt::CudaBufferKind::RopeCos, per_pos, idx),
+                                            b.buffer(rt::CudaBufferKind::RopeSin, per_pos, idx)))
+               .first;
+    }
+    return it->second;
+  };
 
-  const std::vector<int32_t> norm_of_quantize = rt::norms_absorbed_by_quantize(g);
-  std::vector<bool> absorbed_norm(g.ops.size(), false);
-  for (int32_t p : norm_of_quantize)
-    if (p >= 0) absorbed_norm[p] = true;
-
+  const Fusions fused = plan_fusions(g, ternary, batch);
   for (size_t i = 0; i < g.ops.size(); ++i) {
+    if (fused.skipped[i]) continue;
     const ir::Op& op = g.ops[i];
     const int64_t n = g.values[op.output].size;
     auto in = [&](size_t k) { return buf(f32_buf[op.inputs[k]]); };
@@ -121,7 +214,6 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         break;
       }
       case ir::OpKind::Norm: {
-        if (absorbed_norm[i]) break;  // its Quantize computes it
         std::vector<rt::CudaArg> args{in(0)};
         if (op.weight >= 0) args.push_back(norm_weight(op));
         args.push_back(buf(f32_buf[op.output]));
@@ -129,30 +221,62 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         break;
       }
       case ir::OpKind::Quantize: {
-        const Q8& q = q8_buf[op.output];
-        if (const int32_t p = norm_of_quantize[i]; p >= 0) {  // one launch for the norm and the quantization
-          const ir::Op& norm = g.ops[p];
-          std::vector<rt::CudaArg> args{buf(f32_buf[norm.inputs[0]])};
-          if (norm.weight >= 0) args.push_back(norm_weight(norm));
-          args.insert(args.end(), {buf(q.q), buf(q.sum), buf(q.d)});
-          b.launch(cuda_quantize(n, static_cast<int>(op.quant), norm_of(norm)), args);
+        // The input: this op's, or the absorbed Norm's, or the absorbed GatedAct's two.
+        const int32_t norm = fused.norm_of_quantize[i], gated = fused.gated_of_quantize[i];
+        std::vector<rt::CudaArg> args;
+        if (gated >= 0) {
+          args = {buf(f32_buf[g.ops[gated].inputs[0]]), buf(f32_buf[g.ops[gated].inputs[1]])};
         } else {
-          b.launch(cuda_quantize(n, static_cast<int>(op.quant)), {in(0), buf(q.q), buf(q.sum), buf(q.d)});
+          args = {buf(f32_buf[norm >= 0 ? g.ops[norm].inputs[0] : op.inputs[0]])};
         }
+        if (norm >= 0 && g.ops[norm].weight >= 0) args.push_back(norm_weight(g.ops[norm]));
+        const Q8& q = q8_buf[op.output];
+        args.insert(args.end(), {buf(q.q), buf(q.sum), buf(q.d)});
+        b.launch(cuda_quantize(n, static_cast<int>(op.quant), norm >= 0 ? std::optional(norm_of(g.ops[norm])) : std::nullopt,
+                               gated >= 0 ? static_cast<int>(g.ops[gated].act) : -1),
+                 args);
         break;
       }
       case ir::OpKind::TernaryMatmul: {
+        // The weight's arguments and the value it writes (an absorbed Add's output).
+        auto weight_args = [&](size_t at) {
+          const ir::Op& m = g.ops[at];
+          const rt::TernaryRecord& r = ternary[m.weight];
+          if (r.layout != rt::TernaryLayout::Cuda) throw std::logic_error("cuda plan: weight not packed for CUDA");
+          const int32_t add = fused.add_of_matmul[at];
+          return std::make_pair(rt::CudaArg{rt::CudaArgKind::TernaryWeight, static_cast<uint32_t>(m.weight), 0},
+                                f32_buf[add >= 0 ? g.ops[add].output : m.output]);
+        };
         const rt::TernaryRecord& r = ternary[op.weight];
         const Q8& q = q8_buf[op.inputs[0]];
-        if (r.layout != rt::TernaryLayout::Cuda) throw std::logic_error("cuda plan: weight not packed for CUDA");
-        const std::vector<rt::CudaArg> args{{rt::CudaArgKind::TernaryWeight, static_cast<uint32_t>(op.weight), 0},
-                                            buf(q.q), buf(q.sum), buf(q.d), f32(r.w_scale), buf(f32_buf[op.output])};
-        // Decode: dp4a, one pass over the weights. Prefill chunks: the tensor cores, when
-        // the activation blocks cover whole stages of the kernel (else dp4a for them too).
-        const bool mma = batch % 16 == 0 && (r.act_block == r.K || r.act_block % 64 == 0);
-        b.launch(cuda_ternary_matmul({r.K, r.N, r.act_block, mma ? 1 : batch}), args,
-                 mma ? rt::CudaRunFor::OneToken : rt::CudaRunFor::Any);
-        if (mma) b.launch(cuda_ternary_matmul_mma({r.K, r.N, r.act_block, batch}), args, rt::CudaRunFor::SeveralTokens);
+        const int32_t add = fused.add_of_matmul[i];
+        const auto [weight, out] = weight_args(i);
+        std::vector<rt::CudaArg> args{weight, buf(q.q), buf(q.sum), buf(q.d), f32(r.w_scale)};
+        if (add >= 0) {  // out = residual + product: the Add's other input
+          const ir::Op& a = g.ops[add];
+          args.push_back(buf(f32_buf[a.inputs[0] == op.output ? a.inputs[1] : a.inputs[0]]));
+        }
+        args.push_back(buf(out));
+        CudaGemvShape shape{r.K, r.N, r.act_block, 1, add >= 0, {}};
+        // Prefill chunks: the tensor cores where the activation blocks cover whole stages
+        // (else the dp4a kernel for every chunk).
+        if (!prefill_on_tensor_cores(r, batch)) {
+          shape.batch = batch;
+          b.launch(cuda_ternary_matmul(shape), args);
+          break;
+        }
+        CudaGemvShape chunk = shape;
+        chunk.batch = batch;
+        b.launch(cuda_ternary_matmul_mma(chunk), args, rt::CudaRunFor::SeveralTokens);
+        // Decode: dp4a, one pass over the weights, with the rest of its group.
+        if (fused.in_later_group[i]) break;
+        std::vector<rt::CudaArg> decode_args = args;
+        for (int32_t j : fused.decode_group[i]) {
+          const auto [w, o] = weight_args(j);
+          shape.more_rows.push_back(ternary[g.ops[j].weight].N);
+          decode_args.insert(decode_args.end(), {w, f32(ternary[g.ops[j].weight].w_scale), buf(o)});
+        }
+        b.launch(cuda_ternary_matmul(shape), decode_args, rt::CudaRunFor::OneToken);
         break;
       }
       case ir::OpKind::DenseMatmul: {
@@ -166,22 +290,23 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         break;
       }
       case ir::OpKind::Rope: {
-        const auto key = std::make_tuple(static_cast<int>(op.rope_freq), op.rope_theta, op.head_dim);
-        auto it = rope_tables.find(key);
-        if (it == rope_tables.end()) {
-          const uint64_t per_pos = static_cast<uint64_t>(op.head_dim / 2) * 4;
-          const auto idx = static_cast<uint32_t>(i);
-          it = rope_tables
-                   .emplace(key, std::make_pair(b.buffer(rt::CudaBufferKind::RopeCos, per_pos, idx),
-                                                b.buffer(rt::CudaBufferKind::RopeSin, per_pos, idx)))
-                   .first;
-        }
+        const auto [cos, sin] = rope_table(i);
         b.launch(cuda_rope(n, op.head_dim, static_cast<int>(op.rope_style)),
-                 {buf(it->second.first), buf(it->second.second), in(0), buf(f32_buf[op.output])});
+                 {buf(cos), buf(sin), in(0), buf(f32_buf[op.output])});
         break;
       }
       case ir::OpKind::Attention: {
-        b.launch(cuda_kv_store(kv_dim), {in(1), in(2), buf(k_cache[op.layer]), buf(v_cache[op.layer])});
+        const auto [rq, rk] = fused.ropes_of_attention[i];
+        if (rq >= 0) {  // q and k rotated, k and v stored: one launch
+          const auto [cos_q, sin_q] = rope_table(rq);
+          const auto [cos_k, sin_k] = rope_table(rk);
+          b.launch(cuda_rope_kv_store({g.values[op.inputs[0]].size, kv_dim, op.head_dim,
+                                       static_cast<int>(g.ops[rq].rope_style)}),
+                   {buf(cos_q), buf(sin_q), buf(cos_k), buf(sin_k), buf(f32_buf[g.ops[rq].inputs[0]]),
+                    buf(f32_buf[g.ops[rk].inputs[0]]), in(2), in(0), buf(k_cache[op.layer]), buf(v_cache[op.layer])});
+        } else {
+          b.launch(cuda_kv_store(kv_dim), {in(1), in(2), buf(k_cache[op.layer]), buf(v_cache[op.layer])});
+        }
         CudaAttentionShape s{op.n_head, op.n_head_kv, op.head_dim, kv_dim, static_cast<int>(op.score_scale),
                              static_cast<int>(op.softmax_sum)};
         b.launch(cuda_attention(s), {in(0), buf(k_cache[op.layer]), buf(v_cache[op.layer]), buf(scores), buf(f32_buf[op.output])});

@@ -510,9 +510,14 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
 std::vector<uint8_t> generate_cuda_module(const ir::Graph& g, const TargetInfo& target, const PackedWeights& packed,
                                           const CompileOptions& o, const std::function<void(const std::string&)>& say) {
   const CudaProgram program = build_cuda_program(g, packed.ternary, packed.dense, kCudaChunkTokens);
+  size_t decode_launches = 0, chunk_launches = 0;
+  for (const rt::CudaStep& st : program.steps) {
+    decode_launches += st.run_for != rt::CudaRunFor::SeveralTokens;
+    chunk_launches += st.run_for != rt::CudaRunFor::OneToken;
+  }
   say("generating " + std::to_string(program.kernel_names.size()) + " CUDA kernels (" +
-      std::to_string(program.steps.size()) + " launches per step) for " + target.name + " (NVRTC, " + target.llc_cpu +
-      ")");
+      std::to_string(decode_launches) + " launches per decoded token, " + std::to_string(chunk_launches) +
+      " per prefill chunk) for " + target.name + " (NVRTC, " + target.llc_cpu + ")");
   if (!o.cuda_source.empty()) write_file_atomically(o.cuda_source, std::span<const uint8_t>(
       reinterpret_cast<const uint8_t*>(program.source.data()), program.source.size()));
   const CudaImage image = compile_cuda(program.source, target);

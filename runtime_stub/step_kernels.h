@@ -80,26 +80,39 @@ int32_t kernel_index(std::map<Key, int32_t>& index, std::vector<Key>& list, cons
   return it->second;
 }
 
+// Each value's producing op (-1: none) and how many op inputs read it.
+struct ValueUses {
+  std::vector<int32_t> producer, readers;
+  // The op that produces `v` when that op is of `kind` and only one input anywhere
+  // reads v (and v is not the logits): an op another launch may absorb. Else -1.
+  int32_t sole_producer(const ir::Graph& g, int v, ir::OpKind kind) const {
+    if (v < 0 || static_cast<size_t>(v) >= producer.size() || v == g.logits || readers[v] != 1) return -1;
+    const int32_t p = producer[v];
+    return p >= 0 && g.ops[p].kind == kind ? p : -1;
+  }
+};
+inline ValueUses value_uses(const ir::Graph& g) {
+  ValueUses u{std::vector<int32_t>(g.values.size(), -1), std::vector<int32_t>(g.values.size(), 0)};
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const ir::Op& op = g.ops[i];
+    if (op.output >= 0 && static_cast<size_t>(op.output) < g.values.size())
+      u.producer[op.output] = static_cast<int32_t>(i);
+    for (int v : op.inputs)
+      if (v >= 0 && static_cast<size_t>(v) < g.values.size()) ++u.readers[v];
+  }
+  return u;
+}
+
 // Per op: for a Quantize whose input is the output of a Norm that nothing else reads
 // (not the logits either), that Norm, else -1. Such a pair is one kernel on every
 // target: the CPU outputs' norm + quantize kernels, the CUDA outputs' fused launch.
 inline std::vector<int32_t> norms_absorbed_by_quantize(const ir::Graph& g) {
-  std::vector<int32_t> producer(g.values.size(), -1), readers(g.values.size(), 0);
-  for (size_t i = 0; i < g.ops.size(); ++i) {
-    const ir::Op& op = g.ops[i];
-    if (op.output >= 0 && static_cast<size_t>(op.output) < g.values.size())
-      producer[op.output] = static_cast<int32_t>(i);
-    for (int v : op.inputs)
-      if (v >= 0 && static_cast<size_t>(v) < g.values.size()) ++readers[v];
-  }
+  const ValueUses uses = value_uses(g);
   std::vector<int32_t> absorbed(g.ops.size(), -1);
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const ir::Op& op = g.ops[i];
-    if (op.kind != ir::OpKind::Quantize || op.inputs.empty()) continue;
-    const int in = op.inputs[0];
-    if (in < 0 || static_cast<size_t>(in) >= g.values.size()) continue;
-    const int32_t p = producer[in];
-    if (p >= 0 && g.ops[p].kind == ir::OpKind::Norm && readers[in] == 1 && in != g.logits) absorbed[i] = p;
+    if (op.kind == ir::OpKind::Quantize && !op.inputs.empty())
+      absorbed[i] = uses.sole_producer(g, op.inputs[0], ir::OpKind::Norm);
   }
   return absorbed;
 }
