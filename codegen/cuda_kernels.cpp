@@ -103,8 +103,8 @@ namespace {
 // The matmul kernels' parameters: the first weight's, then any residual, then each
 // further segment's weight, scale and output.
 std::vector<std::string> matmul_params(const CudaGemvShape& s) {
-  std::vector<std::string> p = {"const int* __restrict__ state", "const unsigned* __restrict__ packed",
-                                "const int* __restrict__ x",     "const int* __restrict__ x_sum",
+  std::vector<std::string> p = {"const int* __restrict__ state",   "const unsigned* __restrict__ packed",
+                                "const int* __restrict__ x",       "const int* __restrict__ x_sum",
                                 "const float* __restrict__ d_act", "float w_scale"};
   if (s.add_residual) p.push_back("const float* __restrict__ residual");
   p.push_back("float* __restrict__ y");
@@ -150,9 +150,9 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
   k.params = matmul_params(s);
   k.block_x = static_cast<uint32_t>(rows * kSlices);
   k.per_token = false;
-  k.body = "  const int KW = " + str(Kp / 4) + ", BLOCKS = " + str(blocks) + ", WORDS_PER_BLOCK = " +
-           str(words_per_block) + ", MB = " + str(s.batch) + ", ROWS = " + str(rows) + ", SLICES = " + str(kSlices) +
-           ";\n";
+  k.body = "  const int KW = " + str(Kp / 4) + ", BLOCKS = " + str(blocks) +
+           ", WORDS_PER_BLOCK = " + str(words_per_block) + ", MB = " + str(s.batch) + ", ROWS = " + str(rows) +
+           ", SLICES = " + str(kSlices) + ";\n";
   // The block's weight (segment): its rows, words, scale and output.
   k.body += "  int blk = blockIdx.x, N = " + str(s.N) +
             ";\n  const unsigned* w = packed;\n  float scale = w_scale;\n  float* out = y;\n";
@@ -168,7 +168,8 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
   k.body += "  __shared__ int part[" + str(parts) + "][" + str(rows) + "][" + str(s.batch) + "];\n";
   k.body += R"(  const int r = threadIdx.x % ROWS, slice = threadIdx.x / ROWS;
   const int n = blk * ROWS + r;
-  const int count = state[)" + str(rt::CudaState::kCount) + R"(];
+  const int count = state[)" +
+            str(rt::CudaState::kCount) + R"(];
   // The integer dot of words [c0, c1) of row n with every token's codes.
   auto dots = [&](int c0, int c1, int* dot) {
 #pragma unroll
@@ -201,7 +202,8 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
     for (int t = 0; t < SLICES; ++t) total += part[t][r][m];
     // The interpreter's rounding: no fused multiply-add.
     const float v = __fadd_rn(0.0f, __fmul_rn((float)(total - x_sum[m]), __fmul_rn(d_act[m], scale)));
-    )" + matmul_store(s, "m * N + n", "v") + R"(
+    )" + matmul_store(s, "m * N + n", "v") +
+              R"(
   }
 )";
   } else {  // per-block activations: each slice takes whole blocks; the float sum runs in block order
@@ -217,7 +219,8 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
     for (int b = 0; b < BLOCKS; ++b)
       acc = __fadd_rn(acc, __fmul_rn((float)(part[b][r][m] - x_sum[m * BLOCKS + b]),
                                      __fmul_rn(d_act[m * BLOCKS + b], scale)));
-    )" + matmul_store(s, "m * N + n", "acc") + R"(
+    )" + matmul_store(s, "m * N + n", "acc") +
+              R"(
   }
 )";
   }
@@ -257,8 +260,8 @@ std::string norm_scale_code(const CudaNorm& norm) {
 
 // Element i of the token's normalized row.
 std::string norm_apply(const CudaNorm& norm, const std::string& i) {
-  return "bitnetc_rms_apply(" + str(norm.kind) + ", input(" + i + "), " + (norm.has_weight ? "w" : "0") + ", " +
-         i + ", r)";
+  return "bitnetc_rms_apply(" + str(norm.kind) + ", input(" + i + "), " + (norm.has_weight ? "w" : "0") + ", " + i +
+         ", r)";
 }
 
 std::string norm_name(const CudaNorm& norm) {
@@ -285,8 +288,8 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
   k.block_x = static_cast<uint32_t>(kThreads);
   k.per_token = false;
   k.body = "  const int N = " + str(s.N) + ", KW = " + str(Kp / 4) + ", BLOCKS = " + str(blocks) +
-           ", WORDS_PER_BLOCK = " + str(words_per_block) + ", MB = " + str(s.batch) + ", TILES = " +
-           str(s.batch / 16) + ", ROWS = " + str(kRows) + ", NT = " + str(kThreads) + ";\n";
+           ", WORDS_PER_BLOCK = " + str(words_per_block) + ", MB = " + str(s.batch) + ", TILES = " + str(s.batch / 16) +
+           ", ROWS = " + str(kRows) + ", NT = " + str(kThreads) + ";\n";
   // A stage is 4 words (64 weights) of every row. Tiles in shared memory are 16 x 16
   // int8 with ldm 16 (256 bytes each, so every tile pointer is 256-bit aligned as wmma
   // needs): a_tile[j][r] is word j of row r as 16 codes in k order; b_tile[j][m] is the
@@ -300,7 +303,8 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
   float* out = y;
   const int tid = threadIdx.x, warp = tid / 32;
   const int n0 = blockIdx.x * ROWS;
-  const int count = state[)" + str(rt::CudaState::kCount) + R"(];
+  const int count = state[)" +
+            str(rt::CudaState::kCount) + R"(];
   const int tiles = (count + 15) / 16;  // the token tiles that hold tokens (the same in every warp)
   wmma::fragment<wmma::accumulator, 16, 16, 16, int> acc[TILES];
   for (int b = 0; b < BLOCKS; ++b) {
@@ -356,16 +360,20 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
       if (n >= N) continue;
 )";
   if (blocks == 1) {
-    k.body += R"(      const float v = __fadd_rn(0.0f, __fmul_rn((float)(c_tile[m][r] - x_sum[m]), __fmul_rn(d_act[m], w_scale)));
-      )" + matmul_store(s, "m * N + n", "v") + R"(
+    k.body +=
+        R"(      const float v = __fadd_rn(0.0f, __fmul_rn((float)(c_tile[m][r] - x_sum[m]), __fmul_rn(d_act[m], w_scale)));
+      )" +
+        matmul_store(s, "m * N + n", "v") + R"(
     }
   }
 )";
   } else {
-    k.body += R"(      const float term = __fmul_rn((float)(c_tile[m][r] - x_sum[m * BLOCKS + b]), __fmul_rn(d_act[m * BLOCKS + b], w_scale));
+    k.body +=
+        R"(      const float term = __fmul_rn((float)(c_tile[m][r] - x_sum[m * BLOCKS + b]), __fmul_rn(d_act[m * BLOCKS + b], w_scale));
       const float sum = __fadd_rn(b == 0 ? 0.0f : f_acc[m][r], term);  // only this thread touches (m, r)
       if (b + 1 < BLOCKS) f_acc[m][r] = sum;
-      else )" + matmul_store(s, "m * N + n", "sum") + R"(
+      else )" +
+        matmul_store(s, "m * N + n", "sum") + R"(
     }
   }
 )";
@@ -417,14 +425,16 @@ CudaKernel cuda_quantize(int64_t n, int act_quant, const std::optional<CudaNorm>
   // Element i of the token's input: x, or the gated activation of gate and up (as
   // cuda_gated computes it), recomputed where it is read.
   if (gated)
-    k.body += "  const float* gm = gate + m * N;\n  const float* um = up + m * N;\n"
-              "  auto input = [&](int i) { return __fmul_rn(bitnetc_activate(" + str(gated_activation) +
-              ", gm[i]), um[i]); };\n";
+    k.body +=
+        "  const float* gm = gate + m * N;\n  const float* um = up + m * N;\n"
+        "  auto input = [&](int i) { return __fmul_rn(bitnetc_activate(" +
+        str(gated_activation) + ", gm[i]), um[i]); };\n";
   else
     k.body += "  const float* xm = x + m * N;\n  auto input = [&](int i) { return xm[i]; };\n";
   if (norm) k.body += norm_scale_code(*norm);
   // The value quantized: element i of the input (normalized, when a norm is absorbed).
-  k.body += "  auto value = [&](int i) { return " + (norm ? norm_apply(*norm, "i") : std::string("input(i)")) + "; };\n";
+  k.body +=
+      "  auto value = [&](int i) { return " + (norm ? norm_apply(*norm, "i") : std::string("input(i)")) + "; };\n";
   k.body += "  __shared__ float amax[" + str(kTokenThreads) + "], first[" + str(kTokenThreads) + "];\n";
   k.body += "  __shared__ int at[" + str(kTokenThreads) + "], sum[" + str(kTokenThreads) + "];\n";
   k.body += R"(  signed char* qm = (signed char*)q + m * KP;
@@ -514,8 +524,9 @@ CudaKernel cuda_dense_matmul(int64_t K, int64_t N, rt::DenseStorage storage, boo
   k.per_token = !last_token_only;
   k.body = "  const int K = " + str(K) + ", N = " + str(N) + ";\n";
   k.body += "  const int n = blockIdx.x * blockDim.x + threadIdx.x;\n  if (n >= N) return;\n";
-  k.body += last_token_only ? "  const float* xm = x + (state[" + str(rt::CudaState::kCount) + "] - 1) * K;\n  float* ym = y;\n"
-                            : "  const float* xm = x + blockIdx.y * K;\n  float* ym = y + blockIdx.y * N;\n";
+  k.body += last_token_only
+                ? "  const float* xm = x + (state[" + str(rt::CudaState::kCount) + "] - 1) * K;\n  float* ym = y;\n"
+                : "  const float* xm = x + blockIdx.y * K;\n  float* ym = y + blockIdx.y * N;\n";
   k.body += "  float acc = 0.0f;\n  for (int c = 0; c < K; ++c)\n    acc = __fadd_rn(acc, __fmul_rn(" +
             dense_value(storage, "w[(long long)c * N + n]") + ", xm[c]));\n";
   k.body += q8 ? "  ym[n] = __fmul_rn(acc, scales[n]);\n" : "  ym[n] = acc;\n";
@@ -541,9 +552,9 @@ CudaKernel cuda_rope_kv_store(const CudaRopeKvShape& s) {
     throw std::invalid_argument("cuda_rope_kv_store: bad shape");
   const int64_t q_heads = s.q_n / s.head_dim, k_heads = s.kv_dim / s.head_dim;
   CudaKernel k;
-  k.name = "bitnetc_rope_kv_store_" + str(s.q_n) + "_" + str(s.kv_dim) + "_d" + str(s.head_dim) + "_s" +
-           str(s.rope_style);
-  k.params = {"const int* __restrict__ state", "const float* __restrict__ cos_q", "const float* __restrict__ sin_q",
+  k.name =
+      "bitnetc_rope_kv_store_" + str(s.q_n) + "_" + str(s.kv_dim) + "_d" + str(s.head_dim) + "_s" + str(s.rope_style);
+  k.params = {"const int* __restrict__ state",   "const float* __restrict__ cos_q", "const float* __restrict__ sin_q",
               "const float* __restrict__ cos_k", "const float* __restrict__ sin_k", "const float* __restrict__ q",
               "const float* __restrict__ k",     "const float* __restrict__ v",     "float* __restrict__ q_out",
               "float* __restrict__ k_cache",     "float* __restrict__ v_cache"};
@@ -571,8 +582,8 @@ CudaKernel cuda_kv_store(int kv_dim) {
   k.params = {"const int* __restrict__ state", "const float* __restrict__ k", "const float* __restrict__ v",
               "float* __restrict__ k_cache", "float* __restrict__ v_cache"};
   k.body = per_element(k, "i", kv_dim);
-  k.body += "  const long long at = (long long)(state[" + str(rt::CudaState::kPos0) + "] + m) * " + str(kv_dim) +
-            " + i;\n";
+  k.body +=
+      "  const long long at = (long long)(state[" + str(rt::CudaState::kPos0) + "] + m) * " + str(kv_dim) + " + i;\n";
   k.body += "  k_cache[at] = k[m * " + str(kv_dim) + " + i];\n  v_cache[at] = v[m * " + str(kv_dim) + " + i];\n";
   return k;
 }
@@ -594,13 +605,16 @@ CudaKernel cuda_attention(const CudaAttentionShape& s) {
   k.body += "  __shared__ float red[" + str(kThreads) + "];\n  __shared__ double red_d[" + str(kThreads) +
             "];\n  __shared__ int has[" + str(kThreads) + "];\n";
   k.body += R"(  const int tid = threadIdx.x, h = blockIdx.x, m = blockIdx.y;
-  const int pos = state[)" + str(rt::CudaState::kPos0) + R"(] + m;
-  float* p = scores + (long long)(m * NH + h) * state[)" + str(rt::CudaState::kCtx) + R"(];
+  const int pos = state[)" +
+            str(rt::CudaState::kPos0) + R"(] + m;
+  float* p = scores + (long long)(m * NH + h) * state[)" +
+            str(rt::CudaState::kCtx) + R"(];
   const float* qh = q + m * QN + h * D;
   const long long kv_off = (long long)(h / GROUP) * D;
   float mx = 0;
   for (int t = tid; t <= pos; t += NT) {
-    const float s = bitnetc_attention_score()" + str(s.score_scale) + R"(, D, qh, k_cache + (long long)t * KV + kv_off);
+    const float s = bitnetc_attention_score()" +
+            str(s.score_scale) + R"(, D, qh, k_cache + (long long)t * KV + kv_off);
     p[t] = s;
     if (t == tid || s > mx) mx = s;
   }
@@ -735,14 +749,16 @@ CudaKernel cuda_topk_partial(int64_t n, int parts, int k_max) {
   k.body = per_element(k, "t", parts);
   k.per_token = false;
   k.body += "  const int N = " + str(n) + ", P = " + str(parts) + ", KMAX = " + str(k_max) + R"(;
-  const int K = state[)" + str(rt::CudaState::kTopK) + R"(];
+  const int K = state[)" +
+            str(rt::CudaState::kTopK) + R"(];
   if (K <= 0) return;
   float vals[KMAX];
   int ids[KMAX];
   int have = 0;
   for (int id = t; id < N; id += P) {
     const float v = logits[id];
-)" + std::string(kTopKInsert) + R"(  }
+)" + std::string(kTopKInsert) +
+            R"(  }
   float* out = lists + t * KMAX;
   int* out_ids = (int*)(lists + P * KMAX) + t * KMAX;
   for (int j = 0; j < KMAX; ++j) {
@@ -762,7 +778,8 @@ CudaKernel cuda_topk_merge(int lists, int lists_per_thread, int k_max) {
   k.per_token = false;
   k.body += "  const int L = " + str(lists) + ", PER = " + str(lists_per_thread) + ", T = " + str(threads) +
             ", KMAX = " + str(k_max) + R"(;
-  const int K = state[)" + str(rt::CudaState::kTopK) + R"(];
+  const int K = state[)" +
+            str(rt::CudaState::kTopK) + R"(];
   if (K <= 0) return;
   const int* in_ids = (const int*)(in + L * KMAX);
   float vals[KMAX];
@@ -772,7 +789,8 @@ CudaKernel cuda_topk_merge(int lists, int lists_per_thread, int k_max) {
     const int id = in_ids[e];
     if (id < 0) continue;
     const float v = in[e];
-)" + std::string(kTopKInsert) + R"(  }
+)" + std::string(kTopKInsert) +
+            R"(  }
   float* o = out + t * KMAX;
   int* o_ids = (int*)(out + T * KMAX) + t * KMAX;
   for (int j = 0; j < KMAX; ++j) {

@@ -29,8 +29,13 @@ class PlanBuilder {
       p_.kernel_names.push_back(k.name);
       p_.source += "\n" + cuda_kernel_text(k);
     }
-    rt::CudaStep s{it->second, k.grid_x, k.block_x, k.per_token ? 1u : 0u, static_cast<uint32_t>(p_.args.size()),
-                   static_cast<uint32_t>(args.size() + 1), run_for};
+    rt::CudaStep s{it->second,
+                   k.grid_x,
+                   k.block_x,
+                   k.per_token ? 1u : 0u,
+                   static_cast<uint32_t>(p_.args.size()),
+                   static_cast<uint32_t>(args.size() + 1),
+                   run_for};
     p_.args.push_back({rt::CudaArgKind::State, 0, 0});
     p_.args.insert(p_.args.end(), args.begin(), args.end());
     p_.steps.push_back(s);
@@ -73,13 +78,13 @@ rt::CudaArg norm_weight(const ir::Op& norm) {
 //  - decode computes the ternary matmuls that read one quantized value (q, k and v;
 //    gate and up) in one launch (prefill runs each on the tensor cores).
 struct Fusions {
-  std::vector<int32_t> norm_of_quantize;   // per Quantize: the Norm it computes, else -1
-  std::vector<int32_t> gated_of_quantize;  // per Quantize: the GatedAct it computes, else -1
-  std::vector<int32_t> add_of_matmul;      // per TernaryMatmul: the Add it absorbs, else -1
-  std::vector<std::vector<int32_t>> decode_group;  // per TernaryMatmul: the later ones decode runs with it
-  std::vector<bool> in_later_group;                // per op: decode runs it with an earlier matmul
+  std::vector<int32_t> norm_of_quantize;                        // per Quantize: the Norm it computes, else -1
+  std::vector<int32_t> gated_of_quantize;                       // per Quantize: the GatedAct it computes, else -1
+  std::vector<int32_t> add_of_matmul;                           // per TernaryMatmul: the Add it absorbs, else -1
+  std::vector<std::vector<int32_t>> decode_group;               // per TernaryMatmul: the later ones decode runs with it
+  std::vector<bool> in_later_group;                             // per op: decode runs it with an earlier matmul
   std::vector<std::pair<int32_t, int32_t>> ropes_of_attention;  // per Attention: its q and k Ropes, or -1
-  std::vector<bool> skipped;                       // per op: another op's launch does its work
+  std::vector<bool> skipped;                                    // per op: another op's launch does its work
 };
 
 // Whether a ternary matmul's prefill chunks run on the tensor cores (else dp4a, the
@@ -91,12 +96,9 @@ bool prefill_on_tensor_cores(const rt::TernaryRecord& r, int batch) {
 Fusions plan_fusions(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary, int batch) {
   const size_t n_ops = g.ops.size();
   const rt::ValueUses uses = rt::value_uses(g);
-  Fusions f{rt::norms_absorbed_by_quantize(g),
-            std::vector<int32_t>(n_ops, -1),
-            std::vector<int32_t>(n_ops, -1),
-            std::vector<std::vector<int32_t>>(n_ops),
-            std::vector<bool>(n_ops, false),
-            std::vector<std::pair<int32_t, int32_t>>(n_ops, {-1, -1}),
+  Fusions f{rt::norms_absorbed_by_quantize(g), std::vector<int32_t>(n_ops, -1),
+            std::vector<int32_t>(n_ops, -1),   std::vector<std::vector<int32_t>>(n_ops),
+            std::vector<bool>(n_ops, false),   std::vector<std::pair<int32_t, int32_t>>(n_ops, {-1, -1}),
             std::vector<bool>(n_ops, false)};
   for (size_t i = 0; i < n_ops; ++i) {
     const ir::Op& op = g.ops[i];
@@ -232,9 +234,10 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         if (norm >= 0 && g.ops[norm].weight >= 0) args.push_back(norm_weight(g.ops[norm]));
         const Q8& q = q8_buf[op.output];
         args.insert(args.end(), {buf(q.q), buf(q.sum), buf(q.d)});
-        b.launch(cuda_quantize(n, static_cast<int>(op.quant), norm >= 0 ? std::optional(norm_of(g.ops[norm])) : std::nullopt,
-                               gated >= 0 ? static_cast<int>(g.ops[gated].act) : -1),
-                 args);
+        b.launch(
+            cuda_quantize(n, static_cast<int>(op.quant), norm >= 0 ? std::optional(norm_of(g.ops[norm])) : std::nullopt,
+                          gated >= 0 ? static_cast<int>(g.ops[gated].act) : -1),
+            args);
         break;
       }
       case ir::OpKind::TernaryMatmul: {
@@ -300,8 +303,8 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         if (rq >= 0) {  // q and k rotated, k and v stored: one launch
           const auto [cos_q, sin_q] = rope_table(rq);
           const auto [cos_k, sin_k] = rope_table(rk);
-          b.launch(cuda_rope_kv_store({g.values[op.inputs[0]].size, kv_dim, op.head_dim,
-                                       static_cast<int>(g.ops[rq].rope_style)}),
+          b.launch(cuda_rope_kv_store(
+                       {g.values[op.inputs[0]].size, kv_dim, op.head_dim, static_cast<int>(g.ops[rq].rope_style)}),
                    {buf(cos_q), buf(sin_q), buf(cos_k), buf(sin_k), buf(f32_buf[g.ops[rq].inputs[0]]),
                     buf(f32_buf[g.ops[rk].inputs[0]]), in(2), in(0), buf(k_cache[op.layer]), buf(v_cache[op.layer])});
         } else {

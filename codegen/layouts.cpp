@@ -88,9 +88,10 @@ std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& t
       throw std::invalid_argument(std::string("--layout=") + (request == LayoutRequest::TL1 ? "tl1" : "tl2") +
                                   ": target " + target.name + " has no lookup-table kernels (its layout is i2_cuda: "
                                   "2-bit codes in 16-weight words for dp4a; use --layout=auto)");
-    return std::vector<LayoutChoice>(g.ternary.size(),
-                                     {rt::TernaryLayout::Cuda, "the CUDA kernels' layout: 2-bit codes in 16-weight "
-                                                               "words, chunk-major (coalesced dp4a to decode, int8 tensor cores for prefill chunks)"});
+    return std::vector<LayoutChoice>(
+        g.ternary.size(), {rt::TernaryLayout::Cuda,
+                           "the CUDA kernels' layout: 2-bit codes in 16-weight "
+                           "words, chunk-major (coalesced dp4a to decode, int8 tensor cores for prefill chunks)"});
   }
   // Groups: the ternary weights read by matmuls of the same activations, in graph order.
   std::map<int32_t, std::vector<const ir::Op*>> readers;

@@ -1,8 +1,8 @@
 // The reference arithmetic of the normalizations, the activation quantizers, RoPE,
-// attention and the sampler's repetition penalty: one home for their numerics, written in the part of C++ that CUDA device code shares. The
-// interpreter calls these functions; codegen embeds this file's text in the CUDA
-// kernels it generates (codegen/cuda_kernels.cpp), so the GPU rounds as the interpreter
-// does. Plain C types and explicit comparisons (no std::max/clamp) on purpose.
+// attention and the sampler's repetition penalty: one home for their numerics, written in the part of C++ that CUDA
+// device code shares. The interpreter calls these functions; codegen embeds this file's text in the CUDA kernels it
+// generates (codegen/cuda_kernels.cpp), so the GPU rounds as the interpreter does. Plain C types and explicit
+// comparisons (no std::max/clamp) on purpose.
 #pragma once
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)

@@ -216,8 +216,8 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
     int64_t K, N, act_block;
     int batch;
   };
-  for (const CudaCase c : {CudaCase{2560, 37, 2560, 1}, CudaCase{768, 33, 256, 3}, CudaCase{100, 5, 100, 2},
-                           CudaCase{320, 70, 320, 19}}) {
+  for (const CudaCase c :
+       {CudaCase{2560, 37, 2560, 1}, CudaCase{768, 33, 256, 3}, CudaCase{100, 5, 100, 2}, CudaCase{320, 70, 320, 19}}) {
     SplitMix64 rng(static_cast<uint64_t>(c.K + c.N));
     TernaryWeights w;
     w.rows = c.N;
@@ -253,9 +253,8 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
     // The kernels' batch is larger than the chunk: buffers hold `batch` rows, the
     // kernel reads and writes only the chunk's.
     const int room = (c.batch + 2 + 15) / 16 * 16;
-    for (const codegen::CudaKernel& kernel :
-         {codegen::cuda_ternary_matmul({c.K, c.N, c.act_block, c.batch + 2}),
-          codegen::cuda_ternary_matmul_mma({c.K, c.N, c.act_block, room})}) {
+    for (const codegen::CudaKernel& kernel : {codegen::cuda_ternary_matmul({c.K, c.N, c.act_block, c.batch + 2}),
+                                              codegen::cuda_ternary_matmul_mma({c.K, c.N, c.act_block, room})}) {
       const std::string name = kernel.name;
       const std::string driver =
           "#include \"cuda_emulation.h\"\n#include <cstdio>\n#include <cstdlib>\n#include <vector>\n" +
@@ -263,20 +262,18 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
           "template <typename T> std::vector<T> load(const char* p, size_t n, size_t room) {\n"
           "  std::vector<T> v(room); FILE* f = std::fopen(p, \"rb\");\n"
           "  if (!f || std::fread(v.data(), sizeof(T), n, f) != n) std::exit(2);\n  std::fclose(f); return v; }\n"
-          "int main() {\n  const int N = " + std::to_string(c.N) + ", M = " + std::to_string(c.batch) +
-          ", ROOM = " + std::to_string(room) + ";\n" +
+          "int main() {\n  const int N = " +
+          std::to_string(c.N) + ", M = " + std::to_string(c.batch) + ", ROOM = " + std::to_string(room) + ";\n" +
           "  auto packed = load<unsigned>(\"packed.bin\", " + std::to_string(Kp / 16 * c.N) + ", " +
-          std::to_string(Kp / 16 * c.N) + ");\n" +
-          "  auto x = load<int>(\"x.bin\", " + std::to_string(Kp / 4 * c.batch) + ", " + std::to_string(Kp / 4) +
-          " * ROOM);\n" +
+          std::to_string(Kp / 16 * c.N) + ");\n" + "  auto x = load<int>(\"x.bin\", " +
+          std::to_string(Kp / 4 * c.batch) + ", " + std::to_string(Kp / 4) + " * ROOM);\n" +
           "  auto xs = load<int>(\"xsum.bin\", " + std::to_string(blocks * c.batch) + ", " + std::to_string(blocks) +
-          " * ROOM);\n" +
-          "  auto d = load<float>(\"d.bin\", " + std::to_string(blocks * c.batch) + ", " + std::to_string(blocks) +
-          " * ROOM);\n" +
-          "  std::vector<float> y(N * (M + 2), -1.0f);\n  std::vector<int> state = {0, M, 1};\n" +
-          "  bitnetc_launch(" + name + ", {" + std::to_string(kernel.grid_x) + ", 1, 1}, {" +
-          std::to_string(kernel.block_x) + ", 1, 1}, state.data(), packed.data(), x.data(), xs.data(),\n" +
-          "                 d.data(), " + std::to_string(ws) + "f, y.data());\n" +
+          " * ROOM);\n" + "  auto d = load<float>(\"d.bin\", " + std::to_string(blocks * c.batch) + ", " +
+          std::to_string(blocks) + " * ROOM);\n" +
+          "  std::vector<float> y(N * (M + 2), -1.0f);\n  std::vector<int> state = {0, M, 1};\n" + "  bitnetc_launch(" +
+          name + ", {" + std::to_string(kernel.grid_x) + ", 1, 1}, {" + std::to_string(kernel.block_x) +
+          ", 1, 1}, state.data(), packed.data(), x.data(), xs.data(),\n" + "                 d.data(), " +
+          std::to_string(ws) + "f, y.data());\n" +
           "  FILE* f = std::fopen(\"y.bin\", \"wb\"); std::fwrite(y.data(), 4, y.size(), f); std::fclose(f);\n}\n";
       ASSERT_NO_FATAL_FAILURE(run_emulated(dir, driver));
       const auto y = slurp(dir.file("y.bin"));
@@ -399,9 +396,10 @@ TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
   std::vector<float> fd(B * M);
   FILE* f = std::fopen("x.bin", "rb"); if (std::fread(x.data(), 4, x.size(), f) != x.size()) return 2; std::fclose(f);
   f = std::fopen("w.bin", "rb"); if (std::fread(w.data(), 4, w.size(), f) != w.size()) return 2; std::fclose(f);
-)" + "  std::vector<int> state = {0, M, 1};\n  bitnetc_launch(" + norm.name + ", {1, (unsigned)M, 1}, {" +
-        std::to_string(norm.block_x) + ", 1, 1}, state.data(), x.data(), " + (s.has_weight ? "w.data(), " : "") +
-        "y.data());\n  bitnetc_launch(" + quant.name + ", {1, (unsigned)M, 1}, {" + std::to_string(quant.block_x) +
+)" + "  std::vector<int> state = {0, M, 1};\n  bitnetc_launch(" +
+        norm.name + ", {1, (unsigned)M, 1}, {" + std::to_string(norm.block_x) + ", 1, 1}, state.data(), x.data(), " +
+        (s.has_weight ? "w.data(), " : "") + "y.data());\n  bitnetc_launch(" + quant.name + ", {1, (unsigned)M, 1}, {" +
+        std::to_string(quant.block_x) +
         ", 1, 1}, state.data(), y.data(), q.data(), sum.data(), d.data());\n  bitnetc_launch(" + fused.name +
         ", {1, (unsigned)M, 1}, {" + std::to_string(fused.block_x) + ", 1, 1}, state.data(), x.data(), " +
         (s.has_weight ? "w.data(), " : "") + R"(fq.data(), fsum.data(), fd.data());

@@ -44,7 +44,8 @@ FakeGpuOutput compile_for_fake_gpu(const std::string& model, const std::string& 
   // The rounding NVRTC gets: no contraction (-fmad=false).
   const CommandResult k = run_command(std::string(BITNETC_CXX) +
                                           " -std=c++17 -O2 -ffp-contract=off -fPIC -shared -DBITNETC_CUDA_EMULATION "
-                                          "-include " + BITNETC_TEST_SUPPORT_DIR + "/cuda_emulation.h -x c++ " +
+                                          "-include " +
+                                          BITNETC_TEST_SUPPORT_DIR + "/cuda_emulation.h -x c++ " +
                                           shell_quote(o.source) + " -o " + shell_quote(o.kernels),
                                       dir);
   EXPECT_EQ(k.status, 0) << k.err;
@@ -151,7 +152,8 @@ TEST(Cuda, SeededSamplingMatchesTheInterpreter) {
              {" -p 'Once upon a time' -n 40 --temp 0.9 --top-k 20 --repeat-penalty 1.5 -s 5 --json", 64 * 8},
              {" -p 'Once upon a time' -n 40 --temp 0 --repeat-penalty 2 --json", 4}}) {
       const CommandResult gpu = run_command(o.env() + shell_quote(o.exe) + flags, dir);
-      const CommandResult ref = run_command(std::string(BITNETC_BIN) + " run " + shell_quote(model.string()) + flags, dir);
+      const CommandResult ref =
+          run_command(std::string(BITNETC_BIN) + " run " + shell_quote(model.string()) + flags, dir);
       ASSERT_EQ(gpu.status, 0) << gpu.err;
       ASSERT_EQ(ref.status, 0) << ref.err;
       const json got = json::parse(gpu.out);
@@ -243,9 +245,8 @@ TEST(Cuda, LongPromptRunsAsSeveralChunks) {
   const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
   const FakeGpuOutput o = compile_for_fake_gpu(model, "cuda-sm80", "gpu", dir);
   const std::string cpu = dir.file("cpu");
-  const CommandResult c = run_command(std::string(BITNETC_BIN) + " " + shell_quote(model) +
-                                          " --target=x86-64-avx2 -q -o " + shell_quote(cpu),
-                                      dir);
+  const CommandResult c = run_command(
+      std::string(BITNETC_BIN) + " " + shell_quote(model) + " --target=x86-64-avx2 -q -o " + shell_quote(cpu), dir);
   ASSERT_EQ(c.status, 0) << c.err;
   std::string prompt;
   for (int i = 0; i < 12; ++i) prompt += "Once upon a time, a little cat played in the sun. ";
