@@ -137,22 +137,26 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
   // Words per activation block (the last block of a per-token row takes the padding,
   // whose weights are zero).
   const int64_t words_per_block = s.act_block == s.K ? Kp / 16 : s.act_block / 16;
-  constexpr int64_t kSlices = 8;  // warps per block, each a slice of K
-  // Rows per block: 32 (a warp's coalesced words) unless the shared partial dots of
-  // many activation blocks would not fit in 32 KB.
-  const int64_t parts = std::max<int64_t>(kSlices, blocks);
-  int64_t rows = 32;
+  // Slices of K per block (the threads of one row) and rows per block. Per-token
+  // activations: 32 slices of 8 rows (a warp's four slices each read a whole 32-byte
+  // sector), so that a 2560-row decode matmul is 320 blocks and every SM of a large GPU
+  // keeps loads in flight (32 rows made it 80 blocks for H100's 132 SMs). Per-block
+  // activations give each slice whole blocks: 8 slices of 32 rows (a warp's coalesced
+  // 128 bytes). Fewer rows where the shared partial dots would pass 32 KB.
+  const int64_t slices = blocks == 1 ? 32 : 8;
+  const int64_t parts = std::max<int64_t>(slices, blocks);
+  int64_t rows = blocks == 1 ? 8 : 32;
   while (rows > 1 && parts * rows * s.batch * 4 > 32 * 1024) rows /= 2;
   CudaKernel k;
   k.name = "bitnetc_ternary_" + str(s.K) + "x" + str(s.N);
   for (int64_t n : s.more_rows) k.name += "_" + str(n);
   k.name += "_b" + str(s.act_block) + "_m" + str(s.batch) + (s.add_residual ? "_res" : "");
   k.params = matmul_params(s);
-  k.block_x = static_cast<uint32_t>(rows * kSlices);
+  k.block_x = static_cast<uint32_t>(rows * slices);
   k.per_token = false;
   k.body = "  const int KW = " + str(Kp / 4) + ", BLOCKS = " + str(blocks) +
            ", WORDS_PER_BLOCK = " + str(words_per_block) + ", MB = " + str(s.batch) + ", ROWS = " + str(rows) +
-           ", SLICES = " + str(kSlices) + ";\n";
+           ", SLICES = " + str(slices) + ";\n";
   // The block's weight (segment): its rows, words, scale and output.
   k.body += "  int blk = blockIdx.x, N = " + str(s.N) +
             ";\n  const unsigned* w = packed;\n  float scale = w_scale;\n  float* out = y;\n";

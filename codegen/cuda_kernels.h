@@ -53,10 +53,11 @@ std::string cuda_kernel_text(const CudaKernel& k);
 std::string cuda_module_preamble();
 
 // Ternary matmul: y = w_scale * sum over activation blocks of d_act * (codes . x - sum x).
-// A block computes 32 rows (neighbouring threads read neighbouring words: coalesced)
+// A block computes a few rows (neighbouring threads read neighbouring words: coalesced)
 // for every token of the chunk (up to `batch`, so each weight word is read once per
-// chunk), its 8 warps each taking a slice of K; the integer partial dots meet in shared
-// memory (exact), and one warp applies the float epilogue in the interpreter's order.
+// chunk), its threads split into slices of K; the integer partial dots meet in shared
+// memory (exact), and one thread per row applies the float epilogue in the
+// interpreter's order.
 // Parameters: state, packed (pack_for_cuda_gemv), x (int8 codes, [batch][padded K] as
 // words), x_sum and d_act ([batch][K / act_block]), float w_scale, y ([batch][N]).
 struct CudaGemvShape {
