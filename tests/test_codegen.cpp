@@ -2,19 +2,19 @@
 // driver, run, and compared bit for bit with the interpreter's ternary matmul. This is
 // the path every compiled output takes (emit, link, run), at the size of one kernel.
 #include <gtest/gtest.h>
-
-#include <cmath>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "interpreter.h"
+#include <cmath>
+#include <map>
+
 #include "cuda_kernels.h"
+#include "cuda_program.h"
+#include "interpreter.h"
 #include "kernel_objects.h"
 #include "layouts.h"
 #include "lower.h"
 #include "model_import.h"
-
-#include <map>
 #include "support/test_support.h"
 #include "synthetic_model.h"
 
@@ -428,4 +428,106 @@ TEST(CudaKernels, NormQuantSharesTheInterpretersNumerics) {
     expect_bytes(want_d.data(), want_d.size() * 4, "fused: scales");
     EXPECT_EQ(at, out.size());
   }
+}
+
+namespace {
+
+// The CUDA plan of graph `g` with records as the packer makes them (weights' offsets
+// aside): each launch's kernel name, in order, and the decode launch count.
+struct PlanKernels {
+  std::vector<std::string> launched;
+  size_t decode_launches = 0;
+  size_t count(const std::string& prefix) const {
+    size_t n = 0;
+    for (const std::string& k : launched) n += k.rfind(prefix, 0) == 0;
+    return n;
+  }
+};
+PlanKernels cuda_plan_kernels(const ir::Graph& g) {
+  std::vector<rt::TernaryRecord> ternary(g.ternary.size());
+  for (size_t i = 0; i < g.ternary.size(); ++i) {
+    rt::TernaryRecord& r = ternary[i];
+    r.K = g.ternary[i].w.cols;
+    r.N = g.ternary[i].w.rows;
+    r.K_padded = codegen::cuda_padded_k(r.K);
+    r.act_block = r.K;
+    r.layout = rt::TernaryLayout::Cuda;
+    r.w_scale = 1.0f;
+  }
+  for (const ir::Op& op : g.ops)  // Q8_K activations: blocks of 256
+    if (op.kind == ir::OpKind::Quantize && ir::act_quant_is_per_block(op.quant))
+      for (const ir::Op& reader : g.ops)
+        if (reader.kind == ir::OpKind::TernaryMatmul && reader.inputs[0] == op.output)
+          ternary[reader.weight].act_block = 256;
+  std::vector<rt::DenseRecord> dense(g.dense.size());
+  for (size_t i = 0; i < g.dense.size(); ++i)
+    dense[i] = {rt::kNoKernel,
+                rt::DenseStorage::F32,
+                rt::DenseLayout::KMajor,
+                0,
+                g.dense[i].rows,
+                g.dense[i].cols,
+                g.dense[i].rows,
+                0,
+                0};
+  const codegen::CudaProgram p = codegen::build_cuda_program(g, ternary, dense, codegen::kCudaChunkTokens);
+  PlanKernels k;
+  for (const rt::CudaStep& s : p.steps) {
+    k.launched.push_back(p.kernel_names[s.kernel]);
+    k.decode_launches += s.run_for != rt::CudaRunFor::SeveralTokens;
+  }
+  return k;
+}
+
+}  // namespace
+
+// The CUDA plan fuses an op into another's launch only when nothing else reads its
+// output: on the 2B4T structure (sub-norms, relu^2) every layer is 10 decode launches;
+// a second reader of a norm, a gated activation, a RoPE output or a matmul output
+// before a residual add (here an extra Add reading it twice) keeps that op's own launch.
+TEST(CudaPlan, FusesOnlyOpsWhoseOutputNothingElseReads) {
+  ScratchDir dir;
+  make_synthetic_gguf(SyntheticSpec{}).write(dir.file("m.gguf"));
+  const ir::Graph g = lower(import_model(dir.file("m.gguf")), {});
+  const PlanKernels fused = cuda_plan_kernels(g);
+  const size_t layers = static_cast<size_t>(g.n_layer);
+  EXPECT_EQ(fused.count("bitnetc_rope_kv_store_"), layers);
+  EXPECT_EQ(fused.count("bitnetc_gated_norm_quantize_"), layers);
+  EXPECT_EQ(fused.count("bitnetc_add_"), 0u);
+  EXPECT_EQ(fused.count("bitnetc_gated_"), layers);  // all gated_norm_quantize
+  EXPECT_EQ(fused.count("bitnetc_rope_"), layers);   // all rope_kv_store
+  EXPECT_EQ(fused.count("bitnetc_kv_store_"), 0u);
+  EXPECT_EQ(fused.count("bitnetc_norm_") - fused.count("bitnetc_norm_quantize_"), 1u);  // the final norm
+  EXPECT_EQ(fused.decode_launches, 10 * layers + 9);  // + embedding, final norm, head, penalty, 2 argmax, 3 top-k
+
+  // One extra reader of each kind of fused value, in the first layer.
+  ir::Graph blocked = g;
+  auto read_by_add = [&](int v) {
+    for (const ir::Op& op : g.ops)
+      if (op.kind == ir::OpKind::Add && (op.inputs[0] == v || op.inputs[1] == v)) return true;
+    return false;
+  };
+  auto add_reader = [&](ir::OpKind producer_kind, bool before_residual_add) {
+    for (const ir::Op& op : g.ops)
+      if (op.kind == producer_kind && (!before_residual_add || read_by_add(op.output))) {
+        ir::Op extra(ir::OpKind::Add);
+        extra.inputs = {op.output, op.output};
+        extra.output = blocked.add_value("extra", ir::DType::F32, g.values[op.output].size);
+        blocked.ops.push_back(extra);
+        return;
+      }
+    FAIL() << "no op to block";
+  };
+  for (ir::OpKind k : {ir::OpKind::Norm, ir::OpKind::GatedAct, ir::OpKind::Rope}) add_reader(k, false);
+  add_reader(ir::OpKind::TernaryMatmul, true);  // the attention's output projection
+  ASSERT_TRUE(ir::verify(blocked).empty()) << ir::verify(blocked)[0];
+  const PlanKernels b = cuda_plan_kernels(blocked);
+  EXPECT_EQ(b.count("bitnetc_norm_") - b.count("bitnetc_norm_quantize_"), 2u);  // the final norm and the blocked one
+  EXPECT_EQ(b.count("bitnetc_gated_") - b.count("bitnetc_gated_norm_quantize_"), 1u);
+  EXPECT_EQ(b.count("bitnetc_rope_kv_store_"), layers - 1);
+  EXPECT_EQ(b.count("bitnetc_rope_") - b.count("bitnetc_rope_kv_store_"), 2u);  // q and k of layer 0
+  EXPECT_EQ(b.count("bitnetc_kv_store_"), 1u);
+  // The output projection writes its own output; its residual add is a launch again.
+  EXPECT_EQ(b.count("bitnetc_add_"), 4u + 1u);                              // the 4 extra readers and that residual
+  EXPECT_EQ(b.decode_launches, fused.decode_launches + 4 + 1 + 1 + 2 + 1);  // extras, norm, gated, rope, add
 }
