@@ -22,7 +22,9 @@ class PlanBuilder {
     return static_cast<uint32_t>(p_.buffers.size() - 1);
   }
 
-  void launch(const CudaKernel& k, std::vector<rt::CudaArg> args, rt::CudaRunFor run_for = rt::CudaRunFor::Any) {
+  // `weight_bytes`: what one launch reads of the weights per token (for --profile).
+  void launch(const CudaKernel& k, std::vector<rt::CudaArg> args, rt::CudaRunFor run_for = rt::CudaRunFor::Any,
+              uint64_t weight_bytes = 0) {
     if (args.size() + 1 != k.params.size()) throw std::logic_error("cuda plan: " + k.name + ": argument count");
     auto [it, added] = kernel_of_.emplace(k.name, static_cast<uint32_t>(p_.kernel_names.size()));
     if (added) {
@@ -35,7 +37,8 @@ class PlanBuilder {
                    k.per_token ? 1u : 0u,
                    static_cast<uint32_t>(p_.args.size()),
                    static_cast<uint32_t>(args.size() + 1),
-                   run_for};
+                   run_for,
+                   weight_bytes};
     p_.args.push_back({rt::CudaArgKind::State, 0, 0});
     p_.args.insert(p_.args.end(), args.begin(), args.end());
     p_.steps.push_back(s);
@@ -69,8 +72,8 @@ rt::CudaArg norm_weight(const ir::Op& norm) {
 }
 
 // The launches the plan saves by doing several ops' work in one kernel, each keeping
-// the interpreter's bits (decode runs ~570 launches a token on a 30-layer model
-// otherwise, and a launch costs about as much as streaming a small matmul's weights):
+// the interpreter's bits (one launch per op is 668 launches per decoded 2B4T token, and
+// a launch costs about as much as streaming a small matmul's weights):
 //  - a Quantize computes the Norm before it, and the GatedAct before that, when nothing
 //    else reads their outputs (the values are recomputed where read, never stored);
 //  - a ternary matmul adds the residual of the Add that is its output's only reader;
@@ -212,14 +215,15 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         const rt::DenseRecord& r = dense[op.weight];
         std::vector<rt::CudaArg> args = dense_args(op.weight, r);
         args.push_back(buf(f32_buf[op.output]));
-        b.launch(cuda_embedding(r.rows, r.cols, r.storage, r.layout == rt::DenseLayout::KMajor), args);
+        b.launch(cuda_embedding(r.rows, r.cols, r.storage, r.layout == rt::DenseLayout::KMajor), args,
+                 rt::CudaRunFor::Any, static_cast<uint64_t>(r.cols) * rt::element_bytes(r.storage));
         break;
       }
       case ir::OpKind::Norm: {
         std::vector<rt::CudaArg> args{in(0)};
         if (op.weight >= 0) args.push_back(norm_weight(op));
         args.push_back(buf(f32_buf[op.output]));
-        b.launch(cuda_norm(n, norm_of(op)), args);
+        b.launch(cuda_norm(n, norm_of(op)), args, rt::CudaRunFor::Any, op.weight >= 0 ? 4 * n : 0);
         break;
       }
       case ir::OpKind::Quantize: {
@@ -237,7 +241,7 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         b.launch(
             cuda_quantize(n, static_cast<int>(op.quant), norm >= 0 ? std::optional(norm_of(g.ops[norm])) : std::nullopt,
                           gated >= 0 ? static_cast<int>(g.ops[gated].act) : -1),
-            args);
+            args, rt::CudaRunFor::Any, norm >= 0 && g.ops[norm].weight >= 0 ? 4 * n : 0);
         break;
       }
       case ir::OpKind::TernaryMatmul: {
@@ -265,21 +269,24 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         // (else the dp4a kernel for every chunk).
         if (!prefill_on_tensor_cores(r, batch)) {
           shape.batch = batch;
-          b.launch(cuda_ternary_matmul(shape), args);
+          b.launch(cuda_ternary_matmul(shape), args, rt::CudaRunFor::Any, rt::packed_bytes(r));
           break;
         }
         CudaGemvShape chunk = shape;
         chunk.batch = batch;
-        b.launch(cuda_ternary_matmul_mma(chunk), args, rt::CudaRunFor::SeveralTokens);
+        b.launch(cuda_ternary_matmul_mma(chunk), args, rt::CudaRunFor::SeveralTokens, rt::packed_bytes(r));
         // Decode: dp4a, one pass over the weights, with the rest of its group.
         if (fused.in_later_group[i]) break;
         std::vector<rt::CudaArg> decode_args = args;
+        uint64_t bytes = rt::packed_bytes(r);
         for (int32_t j : fused.decode_group[i]) {
           const auto [w, o] = weight_args(j);
-          shape.more_rows.push_back(ternary[g.ops[j].weight].N);
-          decode_args.insert(decode_args.end(), {w, f32(ternary[g.ops[j].weight].w_scale), buf(o)});
+          const rt::TernaryRecord& rj = ternary[g.ops[j].weight];
+          shape.more_rows.push_back(rj.N);
+          decode_args.insert(decode_args.end(), {w, f32(rj.w_scale), buf(o)});
+          bytes += rt::packed_bytes(rj);
         }
-        b.launch(cuda_ternary_matmul(shape), decode_args, rt::CudaRunFor::OneToken);
+        b.launch(cuda_ternary_matmul(shape), decode_args, rt::CudaRunFor::OneToken, bytes);
         break;
       }
       case ir::OpKind::DenseMatmul: {
@@ -289,7 +296,9 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         std::vector<rt::CudaArg> args = dense_args(op.weight, r);
         args.push_back(in(0));
         args.push_back(buf(f32_buf[op.output]));
-        b.launch(cuda_dense_matmul(r.cols, r.rows, r.storage, logits), args);
+        b.launch(cuda_dense_matmul(r.cols, r.rows, r.storage, logits), args, rt::CudaRunFor::Any,
+                 static_cast<uint64_t>(r.rows) * r.cols * rt::element_bytes(r.storage) +
+                     (r.storage == rt::DenseStorage::Q8 ? 4 * static_cast<uint64_t>(r.rows) : 0));
         break;
       }
       case ir::OpKind::Rope: {

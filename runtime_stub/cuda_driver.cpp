@@ -53,6 +53,11 @@ CudaDriver load_driver() {
   BITNETC_CUDA_SYM(cuGraphLaunch);
   BITNETC_CUDA_SYM(cuGraphExecDestroy);
   BITNETC_CUDA_SYM(cuGraphDestroy);
+  BITNETC_CUDA_SYM(cuEventCreate);
+  BITNETC_CUDA_SYM(cuEventRecord);
+  BITNETC_CUDA_SYM(cuEventSynchronize);
+  BITNETC_CUDA_SYM(cuEventElapsedTime);
+  BITNETC_CUDA_SYM(cuEventDestroy_v2);
   BITNETC_CUDA_SYM(cuGetErrorString);
 #undef BITNETC_CUDA_SYM
   return d;

@@ -100,10 +100,12 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
 
     // Each step's kernel and its arguments, bound once: addresses never move.
     std::vector<CUfunction> functions;
+    std::vector<std::string> kernel_names;
     for (const char* n = names.data(); n < names.data() + names.size(); n += std::strlen(n) + 1) {
       CUfunction f = nullptr;
       cuda_check(cu.cuModuleGetFunction(&f, module_, n), std::string("finding kernel ") + n);
       functions.push_back(f);
+      kernel_names.emplace_back(n);
     }
     if (functions.size() != plan_.n_kernels) throw std::runtime_error("the embedded CUDA plan is damaged (kernels)");
     arg_values_.reserve(args.size());
@@ -117,8 +119,7 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
           break;
         case CudaArgKind::TernaryWeight:
           if (a.index >= ternary.size()) throw std::runtime_error("the embedded CUDA plan is damaged (weight)");
-          v = weight_at(ternary[a.index].off, static_cast<uint64_t>(ternary[a.index].packed_dim0) *
-                                                  static_cast<uint64_t>(ternary[a.index].packed_dim1));
+          v = weight_at(ternary[a.index].off, packed_bytes(ternary[a.index]));
           break;
         case CudaArgKind::DenseWeight:
           if (a.index >= dense.size()) throw std::runtime_error("the embedded CUDA plan is damaged (weight)");
@@ -141,6 +142,7 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
         throw std::runtime_error("the embedded CUDA plan is damaged (step)");
       steps_.push_back(s);
       kernels_.push_back(functions[s.kernel]);
+      step_kernel_names_.push_back(kernel_names[s.kernel]);
     }
   } catch (...) {
     release();  // the destructor does not run for a constructor that throws
@@ -230,6 +232,48 @@ double CudaForwardPass::measure_device_read_bandwidth() {
   cuda_check(cu.cuStreamSynchronize(stream_), "reading the weights");
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return s > 0 ? static_cast<double>(words) * 16.0 * kReps / s : 0;
+}
+
+std::vector<StepProfile> CudaForwardPass::profile_decode_steps(int reps) {
+  const int32_t first = 0;
+  run_chunks(std::span<const int32_t>(&first, 1), 0);  // every buffer holds a real token's values
+  const CudaDriver& cu = cuda_driver();
+  cuda_check(cu.cuStreamSynchronize(stream_), "running the forward pass");
+  // The decode step's launches, replayed at the same position (each is idempotent there),
+  // between a pair of events each.
+  std::vector<size_t> decode;
+  for (size_t i = 0; i < steps_.size(); ++i)
+    if (steps_[i].run_for != CudaRunFor::SeveralTokens) decode.push_back(i);
+  std::vector<CUevent> events(2 * decode.size(), nullptr);
+  std::vector<double> ms(decode.size(), 0);
+  try {
+    for (CUevent& e : events) cuda_check(cu.cuEventCreate(&e, 0), "creating an event");
+    for (int rep = 0; rep < reps; ++rep) {
+      for (size_t j = 0; j < decode.size(); ++j) {
+        const CudaStep& s = steps_[decode[j]];
+        cuda_check(cu.cuEventRecord(events[2 * j], stream_), "recording an event");
+        cuda_check(cu.cuLaunchKernel(kernels_[decode[j]], s.grid_x, 1, 1, s.block_x, 1, 1, 0, stream_,
+                                     &arg_pointers_[s.first_arg], nullptr),
+                   "launching a kernel");
+        cuda_check(cu.cuEventRecord(events[2 * j + 1], stream_), "recording an event");
+      }
+      cuda_check(cu.cuEventSynchronize(events.back()), "timing the decode step");
+      for (size_t j = 0; j < decode.size(); ++j) {
+        float t = 0;
+        cuda_check(cu.cuEventElapsedTime(&t, events[2 * j], events[2 * j + 1]), "reading an event");
+        ms[j] += t;
+      }
+    }
+  } catch (...) {
+    for (CUevent e : events)
+      if (e) cu.cuEventDestroy_v2(e);
+    throw;
+  }
+  for (CUevent e : events) cu.cuEventDestroy_v2(e);
+  std::vector<StepProfile> out;
+  for (size_t j = 0; j < decode.size(); ++j)
+    out.push_back({step_kernel_names_[decode[j]], 1000.0 * ms[j] / std::max(reps, 1), steps_[decode[j]].weight_bytes});
+  return out;
 }
 
 bool CudaForwardPass::forward_top_k(std::span<const int32_t> tokens, int32_t pos, int k, const RepeatPenalty& penalty,

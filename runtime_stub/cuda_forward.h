@@ -35,6 +35,7 @@ class CudaForwardPass : public Forward {
                      std::vector<int32_t>& ids, std::vector<float>& logits) override;
   // Reads the device copy of the weights a few times (the module's read-bandwidth kernel).
   double measure_device_read_bandwidth() override;
+  std::vector<StepProfile> profile_decode_steps(int reps) override;
   uint64_t decode_bytes_per_token() const override { return rt::decode_bytes_per_token(g_, ternary_, dense_); }
 
   // The GPU it runs on, e.g. "NVIDIA H100 80GB HBM3 (sm_90)".
@@ -56,6 +57,7 @@ class CudaForwardPass : public Forward {
   CudaPlanHeader plan_{};
   std::vector<CudaStep> steps_;
   std::vector<CUfunction> kernels_;  // per step
+  std::vector<std::string> step_kernel_names_;  // per step
   std::vector<uint64_t> arg_values_;  // one 8-byte slot per argument (addresses, float bits)
   std::vector<void*> arg_pointers_;   // cuLaunchKernel's kernelParams, into arg_values_
   CUdevice device_ = 0;

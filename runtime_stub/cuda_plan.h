@@ -85,6 +85,7 @@ struct CudaStep {
   uint32_t per_token;
   uint32_t first_arg, n_args;
   CudaRunFor run_for;
+  uint64_t weight_bytes;  // the weights one launch reads per token (for --profile)
 };
 
 }  // namespace bitnetc::rt

@@ -87,14 +87,13 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
 uint64_t decode_bytes_per_token(const ir::Graph& g, std::span<const TernaryRecord> ternary,
                                 std::span<const DenseRecord> dense) {
   uint64_t bytes = 0;
-  for (const TernaryRecord& r : ternary) bytes += static_cast<uint64_t>(r.packed_dim0) * static_cast<uint64_t>(r.packed_dim1);
+  for (const TernaryRecord& r : ternary) bytes += packed_bytes(r);
   std::vector<bool> head(dense.size(), false);
   for (const ir::Op& op : g.ops)
     if (op.kind == ir::OpKind::DenseMatmul) head[op.weight] = true;
   for (size_t i = 0; i < dense.size(); ++i) {
     const DenseRecord& r = dense[i];
-    const uint64_t elem = r.storage == DenseStorage::F32 ? 4 : (r.storage == DenseStorage::F16 ? 2 : 1);
-    bytes += (head[i] ? static_cast<uint64_t>(r.rows_padded) : 1) * static_cast<uint64_t>(r.cols) * elem;
+    bytes += (head[i] ? static_cast<uint64_t>(r.rows_padded) : 1) * static_cast<uint64_t>(r.cols) * element_bytes(r.storage);
   }
   return bytes;
 }

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "HalideRuntime.h"
@@ -49,6 +50,13 @@ struct KernelTable {
 
 // A compiled model's forward pass, wherever it runs: on the CPU (ForwardPass, below) or
 // on a GPU (CudaForwardPass, cuda_forward.h).
+// One launch of a decode step as the device timed it (CUDA outputs' --profile).
+struct StepProfile {
+  std::string kernel;
+  double us = 0;              // mean time per decoded token
+  uint64_t weight_bytes = 0;  // weights the launch reads (0: activations only)
+};
+
 class Forward {
  public:
   virtual ~Forward() = default;
@@ -76,6 +84,10 @@ class Forward {
   // Bytes per second the device the pass runs on reads, measured now; 0 for the CPU
   // (benchmarks measure the host themselves).
   virtual double measure_device_read_bandwidth() { return 0; }
+  // Each launch of one decode step timed on the device, averaged over `reps` steps,
+  // after a first token; empty where the device cannot time its steps (the CPU: perf
+  // profiles the output there). Leaves the context holding that one token.
+  virtual std::vector<StepProfile> profile_decode_steps(int reps) { return {}; }
 };
 
 // Every ternary and dense weight once, an embedding row only.

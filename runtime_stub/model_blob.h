@@ -81,6 +81,12 @@ struct DenseRecord {
   uint64_t scales_off;  // Q8: rows_padded floats
 };
 
+// The bytes of a ternary weight's packed buffer, and of one element of a dense weight.
+inline uint64_t packed_bytes(const TernaryRecord& r) {
+  return static_cast<uint64_t>(r.packed_dim0) * static_cast<uint64_t>(r.packed_dim1);
+}
+inline uint64_t element_bytes(DenseStorage s) { return s == DenseStorage::F32 ? 4 : s == DenseStorage::F16 ? 2 : 1; }
+
 // A typed view of `n` records at `off` in `bytes`, checked against its end and the
 // type's alignment; `what` names the part in the error ("the embedded model", ...).
 template <typename T>

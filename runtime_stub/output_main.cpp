@@ -28,7 +28,7 @@ namespace {
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr,
                "error: %s\n(usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, "
-               "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --truncate, --weights FILE, --top-logits K, --bench P,G,R, --device cpu|cuda)\n",
+               "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --truncate, --weights FILE, --top-logits K, --bench P,G,R, --profile R, --device cpu|cuda)\n",
                msg.c_str());
   std::exit(2);
 }
@@ -120,6 +120,34 @@ int run_bench(rt::CompiledModel& model, const std::string& spec, double load_s, 
   return 0;
 }
 
+// `--profile R`: each launch of a decode step timed by the GPU, averaged over R steps:
+// one JSON object, the launches in plan order with the weight bytes each reads and the
+// bandwidth that makes. CUDA outputs only (perf profiles a CPU output).
+int run_profile(rt::CompiledModel& model, const std::string& spec) {
+  char* end = nullptr;
+  const long reps = std::strtol(spec.c_str(), &end, 10);
+  if (spec.empty() || *end != '\0' || reps < 1 || reps > 100000) usage_error("--profile wants a repetition count (e.g. 20)");
+  const std::vector<rt::StepProfile> steps = model.forward_pass().profile_decode_steps(static_cast<int>(reps));
+  if (steps.empty()) {
+    std::fprintf(stderr, "error: --profile times the launches of a CUDA output on its GPU; this output runs on the "
+                         "CPU (profile it with perf, or compare layouts with `bitnetc bench`)\n");
+    return 1;
+  }
+  double total = 0;
+  std::string list;
+  for (const rt::StepProfile& s : steps) {
+    total += s.us;
+    char line[512];
+    std::snprintf(line, sizeof line, "%s{\"kernel\":\"%s\",\"us\":%.3f,\"weight_bytes\":%llu,\"GBps\":%.1f}",
+                  list.empty() ? "" : ",", json_escape(s.kernel).c_str(), s.us,
+                  static_cast<unsigned long long>(s.weight_bytes), s.us > 0 ? s.weight_bytes / (s.us * 1e3) : 0.0);
+    list += line;
+  }
+  std::printf("{\"device\":\"%s\",\"reps\":%ld,\"launches\":%zu,\"total_us\":%.3f,\"steps\":[%s]}\n",
+              json_escape(model.device()).c_str(), reps, steps.size(), total, list.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -130,7 +158,7 @@ int main(int argc, char** argv) {
   int threads = 0;
   bool threads_given = false;
   rt::SamplerParams sp;
-  std::string bench;
+  std::string bench, profile;
   int top_logits = 0;
   bool truncate = false, interactive = false;
   std::string weights_path, device;
@@ -177,6 +205,8 @@ int main(int argc, char** argv) {
       json = true;
     else if (a == "--bench")
       bench = value();
+    else if (a == "--profile")
+      profile = value();
     else if (a == "--top-logits")
       top_logits = static_cast<int>(number(value()));
     else if (a == "--truncate")
@@ -220,6 +250,7 @@ int main(int argc, char** argv) {
     rt::CompiledModel model(n_ctx, weights_path);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!bench.empty()) return run_bench(model, bench, load_s, threads);
+    if (!profile.empty()) return run_profile(model, profile);
     bool stdout_closed = false;
     auto stream = [&](std::string_view t) {
       if (std::fwrite(t.data(), 1, t.size(), stdout) != t.size() || std::fflush(stdout) != 0) stdout_closed = true;

@@ -10,7 +10,8 @@
 # on every golden model, --head=q8's tokens against the CPU q8 output's, sampling with a
 # repetition penalty and a long prompt against `bitnetc run`, and
 # bench/bench_2b4t.sh (decode and prefill tokens/s and the fraction of the GPU's
-# measured read bandwidth) on the 2B4T-shape synthetic model.
+# measured read bandwidth) and --profile (each decode launch's time) on the 2B4T-shape
+# synthetic model.
 # Exits non-zero when any check fails; the benchmark's JSON goes to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,26 +42,26 @@ for model in "$SHARED/models/tinystories-bitnet-3m/model.bin" \
 done
 # --head=q8 has no reference in the interpreter: its device tokens must be the CPU q8
 # output's (greedy, and seeded sampling from all logits).
-q8dir=$(mktemp -d)
-trap 'rm -rf "$q8dir"' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 ts="$SHARED/models/tinystories-bitnet-3m/model.bin"
-"$BITNETC" "$ts" --target="$TARGET" --head=q8 -q -o "$q8dir/gpu" 2>/dev/null
-"$BITNETC" "$ts" --target=host --head=q8 -q -o "$q8dir/cpu" 2>/dev/null
+"$BITNETC" "$ts" --target="$TARGET" --head=q8 -q -o "$work/gpu" 2>/dev/null
+"$BITNETC" "$ts" --target=host --head=q8 -q -o "$work/cpu" 2>/dev/null
 for flags in "-n 48 --temp 0" "-n 40 --temp 0.9 --top-k 0 --top-p 0.95 -s 7"; do
   # shellcheck disable=SC2086
-  if [ "$("$q8dir/gpu" -p "Once upon a time" $flags 2>/dev/null)" != "$("$q8dir/cpu" -p "Once upon a time" $flags 2>/dev/null)" ]; then
+  if [ "$("$work/gpu" -p "Once upon a time" $flags 2>/dev/null)" != "$("$work/cpu" -p "Once upon a time" $flags 2>/dev/null)" ]; then
     echo "--head=q8: the device's tokens differ from the CPU output's ($flags)" >&2
     status=1
   fi
 done
 # Device-side sampling (repetition penalty, top-k candidates) and a prompt of several
 # prefill chunks (tensor-core matmuls, 64 tokens a chunk): the tokens of `bitnetc run`.
-"$BITNETC" "$ts" --target="$TARGET" -q -o "$q8dir/plain" 2>/dev/null
+"$BITNETC" "$ts" --target="$TARGET" -q -o "$work/plain" 2>/dev/null
 long=$(for i in $(seq 12); do printf 'Once upon a time, a little cat played in the sun. '; done)
 for flags in "-n 40 --temp 0.9 --top-k 20 --repeat-penalty 1.5 -s 5" "-n 40 --temp 0 --repeat-penalty 2"; do
   for prompt in "Once upon a time" "$long"; do
     # shellcheck disable=SC2086
-    if [ "$("$q8dir/plain" -p "$prompt" $flags --json 2>/dev/null | grep -o '"tokens":[^]]*')" != \
+    if [ "$("$work/plain" -p "$prompt" $flags --json 2>/dev/null | grep -o '"tokens":[^]]*')" != \
          "$("$BITNETC" run "$ts" -p "$prompt" $flags --json 2>/dev/null | grep -o '"tokens":[^]]*')" ]; then
       echo "sampling on the device differs from bitnetc run ($flags, prompt of ${#prompt} bytes)" >&2
       status=1
@@ -68,4 +69,8 @@ for flags in "-n 40 --temp 0.9 --top-k 20 --repeat-penalty 1.5 -s 5" "-n 40 --te
   done
 done
 BITNETC="$BITNETC" TARGET="$TARGET" bench/bench_2b4t.sh -r 3 || status=1
+# Each launch of a 2B4T decode step timed on the GPU, with the bandwidth of the matmuls:
+# the kernels to tune first (JSON on stdout).
+"$BITNETC" synth --shape 2b4t --arch bitnet-b1.58 --type i2_s --embd-type f16 -o "$work/2b4t.gguf" >&2
+"$BITNETC" "$work/2b4t.gguf" --target="$TARGET" -q -o "$work/2b4t" && "$work/2b4t" --profile 20 || status=1
 exit $status

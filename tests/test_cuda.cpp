@@ -281,8 +281,9 @@ TEST(Cuda, SharedObjectServesTheCApiOnTheDevice) {
 
 // --device names where the forward pass runs and never falls back: a CUDA output
 // refuses --device=cpu, a CPU output --device=cuda. --bench reports the device and its
-// measured read bandwidth (the roofline `bitnetc bench` uses for GPU outputs), and a
-// shortened context (-c) sizes the device's KV cache and still gives the same tokens.
+// measured read bandwidth (the roofline `bitnetc bench` uses for GPU outputs), --profile
+// times each launch of a decode step (CUDA outputs only), and a shortened context (-c)
+// sizes the device's KV cache and still gives the same tokens.
 TEST(Cuda, DeviceFlagBenchAndShortContext) {
   ScratchDir dir;
   const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
@@ -304,6 +305,28 @@ TEST(Cuda, DeviceFlagBenchAndShortContext) {
   const json bench = json::parse(r.out);
   EXPECT_NE(bench["device"].get<std::string>().find("fake GPU"), std::string::npos) << r.out;
   EXPECT_GT(bench["device_read_GBps"].get<double>(), 0.0) << r.out;
+
+  // --profile: every launch of a decode step, timed by the device's events, with the
+  // weights it reads: together the bytes a decoded token reads (to 1 %: a tied
+  // embedding's row is counted at the embedding and in the head).
+  r = run_command(o.env() + shell_quote(o.exe) + " --profile 2", dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json profile = json::parse(r.out);
+  ASSERT_GE(profile["steps"].size(), 10u) << r.out;
+  EXPECT_EQ(profile["launches"], profile["steps"].size());
+  double total_us = 0, bytes = 0;
+  for (const auto& s : profile["steps"]) {
+    EXPECT_GE(s["us"].get<double>(), 0.0) << s;
+    total_us += s["us"].get<double>();
+    bytes += s["weight_bytes"].get<double>();
+  }
+  EXPECT_GT(total_us, 0.0);
+  EXPECT_NEAR(profile["total_us"].get<double>(), total_us, 0.01 * total_us);
+  const double decode_bytes = bench["decode_bytes_per_token"].get<double>();
+  EXPECT_NEAR(bytes, decode_bytes, 0.01 * decode_bytes) << r.out;
+  r = run_command(shell_quote(cpu) + " --profile 2", dir);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--profile times the launches of a CUDA output"), std::string::npos) << r.err;
 
   const std::string flags = " -p 'Once upon a time' -n 20 --temp 0 --json";
   const CommandResult shortened = run_command(o.env() + shell_quote(o.exe) + " -c 32" + flags, dir);
