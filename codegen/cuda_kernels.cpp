@@ -69,6 +69,11 @@ std::string per_element(CudaKernel& k, const std::string& var, int64_t limit) {
          ") return;\n  const int m = blockIdx.y;\n";
 }
 
+// The gated activation of one element, activate(gate) * up, as code (ir::Activation).
+std::string gated_value(int activation, const std::string& gate, const std::string& up) {
+  return "__fmul_rn(bitnetc_activate(" + str(activation) + ", " + gate + "), " + up + ")";
+}
+
 // A tree reduction of red[0..threads) into red[0] with `combine(a_index, b_index)`;
 // every thread of the block must reach it.
 std::string tree_reduce(uint32_t threads, const std::string& combine) {
@@ -430,9 +435,8 @@ CudaKernel cuda_quantize(int64_t n, int act_quant, const std::optional<CudaNorm>
   // cuda_gated computes it), recomputed where it is read.
   if (gated)
     k.body +=
-        "  const float* gm = gate + m * N;\n  const float* um = up + m * N;\n"
-        "  auto input = [&](int i) { return __fmul_rn(bitnetc_activate(" +
-        str(gated_activation) + ", gm[i]), um[i]); };\n";
+        "  const float* gm = gate + m * N;\n  const float* um = up + m * N;\n  auto input = [&](int i) { return " +
+        gated_value(gated_activation, "gm[i]", "um[i]") + "; };\n";
   else
     k.body += "  const float* xm = x + m * N;\n  auto input = [&](int i) { return xm[i]; };\n";
   if (norm) k.body += norm_scale_code(*norm);
@@ -666,8 +670,8 @@ CudaKernel cuda_gated(int64_t n, int activation) {
   k.params = {"const int* __restrict__ state", "const float* __restrict__ gate", "const float* __restrict__ up",
               "float* __restrict__ out"};
   k.body = per_element(k, "i", n);
-  k.body += "  const int at = m * " + str(n) + " + i;\n  out[at] = __fmul_rn(bitnetc_activate(" + str(activation) +
-            ", gate[at]), up[at]);\n";
+  k.body +=
+      "  const int at = m * " + str(n) + " + i;\n  out[at] = " + gated_value(activation, "gate[at]", "up[at]") + ";\n";
   return k;
 }
 
