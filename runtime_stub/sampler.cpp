@@ -66,11 +66,18 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
     return argmax(l);
   }
 
-  // Most likely first; ties by lower id, so the order never depends on the sort.
-  std::sort(c.begin(), c.end(), [](const Candidate& a, const Candidate& b) {
+  // Most likely first; ties by lower id, so the order never depends on the sort. A
+  // total order, so sorting only the top_k kept gives the same prefix as sorting all
+  // (a full sort of a 128K vocabulary took ~7 ms a token).
+  const auto more_likely = [](const Candidate& a, const Candidate& b) {
     return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
-  });
-  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < c.size()) c.resize(p_.top_k);
+  };
+  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < c.size()) {
+    std::partial_sort(c.begin(), c.begin() + p_.top_k, c.end(), more_likely);
+    c.resize(static_cast<size_t>(p_.top_k));
+  } else {
+    std::sort(c.begin(), c.end(), more_likely);
+  }
   return sample_sorted(c);
 }
 
