@@ -122,10 +122,10 @@ std::vector<std::string> matmul_params(const CudaGemvShape& s) {
   return p;
 }
 
-// The float a matmul's output element gets from its value `v` (a residual added after).
-std::string matmul_store(const CudaGemvShape& s, const std::string& at, const std::string& v) {
-  return s.add_residual ? "out[" + at + "] = __fadd_rn(residual[" + at + "], " + v + ");"
-                        : "out[" + at + "] = " + v + ";";
+// The store of a matmul output element `out[at]` from its value `v` (a residual added first).
+std::string matmul_store(const CudaGemvShape& s, const std::string& out, const std::string& at, const std::string& v) {
+  return s.add_residual ? out + "[" + at + "] = __fadd_rn(residual[" + at + "], " + v + ");"
+                        : out + "[" + at + "] = " + v + ";";
 }
 
 }  // namespace
@@ -211,7 +211,7 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
     for (int t = 0; t < SLICES; ++t) total += part[t][r][m];
     // The interpreter's rounding: no fused multiply-add.
     const float v = __fadd_rn(0.0f, __fmul_rn((float)(total - x_sum[m]), __fmul_rn(d_act[m], scale)));
-    )" + matmul_store(s, "m * N + n", "v") +
+    )" + matmul_store(s, "out", "m * N + n", "v") +
               R"(
   }
 )";
@@ -228,7 +228,7 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
     for (int b = 0; b < BLOCKS; ++b)
       acc = __fadd_rn(acc, __fmul_rn((float)(part[b][r][m] - x_sum[m * BLOCKS + b]),
                                      __fmul_rn(d_act[m * BLOCKS + b], scale)));
-    )" + matmul_store(s, "m * N + n", "acc") +
+    )" + matmul_store(s, "out", "m * N + n", "acc") +
               R"(
   }
 )";
@@ -309,7 +309,6 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
   k.body += "  __shared__ __align__(32) int c_tile[MB][ROWS];\n";
   if (blocks > 1) k.body += "  __shared__ float f_acc[MB][ROWS];\n";
   k.body += R"(  using namespace nvcuda;
-  float* out = y;
   const int tid = threadIdx.x, warp = tid / 32;
   const int n0 = blockIdx.x * ROWS;
   const int count = state[)" +
@@ -372,7 +371,7 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
     k.body +=
         R"(      const float v = __fadd_rn(0.0f, __fmul_rn((float)(c_tile[m][r] - x_sum[m]), __fmul_rn(d_act[m], w_scale)));
       )" +
-        matmul_store(s, "m * N + n", "v") + R"(
+        matmul_store(s, "y", "m * N + n", "v") + R"(
     }
   }
 )";
@@ -382,7 +381,7 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
       const float sum = __fadd_rn(b == 0 ? 0.0f : f_acc[m][r], term);  // only this thread touches (m, r)
       if (b + 1 < BLOCKS) f_acc[m][r] = sum;
       else )" +
-        matmul_store(s, "m * N + n", "sum") + R"(
+        matmul_store(s, "y", "m * N + n", "sum") + R"(
     }
   }
 )";
