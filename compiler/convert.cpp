@@ -163,7 +163,18 @@ void convert_to_gguf(const ImportedModel& m, const ConvertOptions& o) {
   out.set("general.name", GgufOut::str(fs::path(m.path).filename().string()));
   if (type == TensorType::I2_S) out.set("bitnetc.i2_s.layout", GgufOut::str(i2s_layout_name(o.i2s_layout)));
   // The engine whose numerics the source defines (see lower.cpp).
-  if (m.format == SourceFormat::Llama2c) out.set("bitnetc.numerics", GgufOut::str("bitllama2c"));
+  if (m.format == SourceFormat::Llama2c) {
+    out.set("bitnetc.numerics", GgufOut::str("bitllama2c"));
+    // The peers apply the one epsilon of the file to every norm. This model's norms
+    // inside each block (BitLinear's) have none, and the inner norms decide everything: with
+    // 1e-5 there llama.cpp, bitnet.cpp and ik_llama.cpp repeat the last prompt token
+    // forever. So the file carries the inner norms' (none: 1e-30, which guards a zero
+    // vector), and the final norm's own epsilon in a key bitnetc reads back.
+    out.set(arch + ".attention.layer_norm_rms_epsilon", GgufOut::f32(1e-30f));
+    out.set("bitnetc.final_norm_epsilon", GgufOut::f32(static_cast<float>(h.rms_eps)));
+    say("note: the peers read one norm epsilon (1e-30: this model's inner norms have none); its final norm's " +
+        std::to_string(h.rms_eps) + " is kept in bitnetc.final_norm_epsilon, which only bitnetc reads");
+  }
   if (m.format == SourceFormat::SafeTensors) out.set("bitnetc.numerics", GgufOut::str("transformers"));
   if (m.gguf())
     if (auto n = m.gguf()->get_string("bitnetc.numerics")) out.set("bitnetc.numerics", GgufOut::str(std::string(*n)));
@@ -211,7 +222,9 @@ void convert_to_gguf(const ImportedModel& m, const ConvertOptions& o) {
   for (int l = 0; l < h.n_layer; ++l) {
     say("layer " + std::to_string(l + 1) + "/" + std::to_string(h.n_layer));
     for (Role r : kLayerRoles) {
-      const std::string src = layer_tensor_name(m.format, l, r), dst = layer_tensor_name(SourceFormat::Gguf, l, r);
+      const HfFamily family = m.hf_config ? m.hf_config->family : HfFamily::BitNetB158;
+      const std::string src = layer_tensor_name(m.format, l, r, family),
+                        dst = layer_tensor_name(SourceFormat::Gguf, l, r);
       auto source = [&]() -> const ModelTensor& {
         const ModelTensor* t = m.find(src);
         if (!t) throw ImportError(m.path, ImportError::kNoOffset, src, "missing tensor");

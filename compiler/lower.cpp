@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "gguf.h"
@@ -29,6 +30,9 @@ struct Recipe {
   SoftmaxSum softmax_sum = SoftmaxSum::F64MulInverse;
   Activation act = Activation::SiluDiv;
   SourceFormat names = SourceFormat::Gguf;  // whose tensor names (tensor_names.h)
+  HfFamily hf_family = HfFamily::BitNetB158;  // which HF family's names (SafeTensors)
+  std::optional<double> final_norm_eps;       // when it is not the file's one epsilon
+  std::string why;                            // whose numerics, and what in the file says so
 };
 
 Recipe hf_recipe(const ImportedModel& m);
@@ -41,13 +45,17 @@ Recipe gguf_recipe(const ImportedModel& m) {
   if (numerics && *numerics == "bitllama2c") {
     Recipe r = llama2c_recipe();  // the converter permuted wq/wk rows for NEOX pairing
     r.rope_style = RopeStyle::Neox;
+    // The file's epsilon is the inner norms' (for the peers); the final norm's is here.
+    r.final_norm_eps = m.gguf()->get_float("bitnetc.final_norm_epsilon");
     r.family = "bitnet (bitllama2c numerics)";
+    r.why = "bitllama2.c's: the file records bitnetc.numerics = bitllama2c (bitnetc convert)";
     r.names = SourceFormat::Gguf;
     return r;
   }
   if (numerics && *numerics == "transformers") {
     Recipe r = hf_recipe(m);
     r.family = m.architecture + " (transformers numerics)";
+    r.why = "transformers': the file records bitnetc.numerics = transformers (bitnetc convert)";
     r.names = SourceFormat::Gguf;
     return r;
   }
@@ -57,7 +65,27 @@ Recipe gguf_recipe(const ImportedModel& m) {
   Recipe r;
   r.family = m.architecture;
   r.act = m.hparams->ffn_act == "relu2" ? Activation::Relu2 : Activation::SiluDiv;
-  if (m.architecture == "bitnet-b1.58") r.quant = ActQuant::PerTokenBitnetCpp;
+  // The activations are quantized as the engine whose weight type the file holds does:
+  // bitnet.cpp per token for its I2_S / TL1 / TL2, llama.cpp per 256-block (Q8_K) for
+  // its TQ1_0 / TQ2_0; a file of neither (float masters) by its architecture.
+  std::optional<ActQuant> by_type;
+  for (const ModelTensor& t : m.tensors) {
+    if (!t.ternary) continue;
+    if (t.type == TensorType::I2_S || t.type == TensorType::TL1 || t.type == TensorType::TL2)
+      by_type = ActQuant::PerTokenBitnetCpp;
+    else if (t.type == TensorType::TQ1_0 || t.type == TensorType::TQ2_0)
+      by_type = ActQuant::PerBlockQ8K;
+    if (by_type) break;
+  }
+  r.quant = by_type.value_or(m.architecture == "bitnet-b1.58" ? ActQuant::PerTokenBitnetCpp : ActQuant::PerBlockQ8K);
+  r.why =
+      by_type
+          ? (r.quant == ActQuant::PerTokenBitnetCpp
+                 ? "bitnet.cpp's: the ternary weights are its I2_S/TL1/TL2, whose kernels quantize activations per "
+                   "token"
+                 : "llama.cpp's: the ternary weights are its TQ1_0/TQ2_0, whose kernels take Q8_K activation blocks")
+      : m.architecture == "bitnet-b1.58" ? "bitnet.cpp's: architecture bitnet-b1.58"
+                                         : "llama.cpp's: architecture bitnet";
   r.names = SourceFormat::Gguf;
   return r;
 }
@@ -70,8 +98,12 @@ Recipe hf_recipe(const ImportedModel& m) {
   r.rope_freq = RopeFreq::TorchInvFreq;
   r.softmax_sum = SoftmaxSum::F32Divide;
   r.act = m.hparams->ffn_act == "relu2" ? Activation::Relu2 : Activation::SiluDiv;
-  r.sub_norms = !m.hf_config || m.hf_config->family == HfFamily::BitNetB158;
+  // Both HF families have sub-norms before o_proj and down_proj (2B4T's attn_sub_norm
+  // and ffn_sub_norm, 1bitLLM's inner_attn_ln and ffn_layernorm).
+  r.sub_norms = true;
+  if (m.hf_config) r.hf_family = m.hf_config->family;
   r.names = SourceFormat::SafeTensors;
+  r.why = "transformers': an HF checkpoint";
   return r;
 }
 
@@ -89,6 +121,7 @@ Recipe llama2c_recipe() {
   r.softmax_sum = SoftmaxSum::F32Divide;
   r.act = Activation::SiluLlama2c;
   r.names = SourceFormat::Llama2c;
+  r.why = "bitllama2.c's (runbit.c): a bitllama2.c checkpoint";
   return r;
 }
 
@@ -153,7 +186,7 @@ class Lowering {
       at.softmax_sum = r_.softmax_sum;
       g_.ops.push_back(at);
       const int o_in = r_.sub_norms ? norm(at.output, l, Role::AttnSubNorm, p + "attn_sub")
-                       : r_.bitnorm ? bitnorm(at.output, p + "attn_sub")
+                       : r_.bitnorm ? bitnorm(at.output, l, Role::AttnSubNorm, p + "attn_sub")
                                     : at.output;
       const int o = matmul(quantize(o_in, p + "attn_out.q8"), l, Role::O, h.n_embd, p + "o");
       x = add(x, o, p + "x.attn");
@@ -168,7 +201,7 @@ class Lowering {
       ga.act = r_.act;
       g_.ops.push_back(ga);
       const int d_in = r_.sub_norms ? norm(ga.output, l, Role::FfnSubNorm, p + "ffn_sub")
-                       : r_.bitnorm ? bitnorm(ga.output, p + "ffn_sub")
+                       : r_.bitnorm ? bitnorm(ga.output, l, Role::FfnSubNorm, p + "ffn_sub")
                                     : ga.output;
       const int d = matmul(quantize(d_in, p + "ffn_out.q8"), l, Role::Down, h.n_embd, p + "down");
       x = add(x, d, p + "x.ffn");
@@ -177,7 +210,7 @@ class Lowering {
     fn.inputs = {x};
     fn.output = g_.add_value("x.final_norm", DType::F32, h.n_embd);
     fn.norm = r_.final_norm;
-    fn.eps = static_cast<float>(h.rms_eps);
+    fn.eps = static_cast<float>(r_.final_norm_eps.value_or(h.rms_eps));
     fn.weight = dense(output_norm_name(r_.names), 1, h.n_embd);
     g_.ops.push_back(fn);
     Op head{OpKind::DenseMatmul};
@@ -187,6 +220,7 @@ class Lowering {
     g_.ops.push_back(head);
     g_.logits = head.output;
 
+    check_every_tensor_read();
     const auto errors = verify(g_);
     if (!errors.empty())
       throw ImportError(m_.path, ImportError::kNoOffset, "", "lowering produced an invalid graph: " + errors[0]);
@@ -197,7 +231,30 @@ class Lowering {
   const ModelTensor& tensor(const std::string& name) {
     const ModelTensor* t = m_.find(name);
     if (!t) throw ImportError(m_.path, ImportError::kNoOffset, name, "missing tensor (needed by " + r_.family + ")");
+    read_.insert(name);
     return *t;
+  }
+
+  // A tensor the graph never reads is a part of the model bitnetc would silently drop
+  // (1bitLLM's sub-norms were, once): an error naming it. Scales that belong to a weight
+  // that is read (`X.weight_scale`, TL's `X.weight_scale`, llama.cpp's `X.scale`) and
+  // HF's rotary `inv_freq` buffers (recomputed from rope_theta) are read with it.
+  void check_every_tensor_read() const {
+    auto belongs_to_a_read_weight = [&](const std::string& n) {
+      for (const char* suffix : {".weight_scale", ".scale"})
+        if (const size_t k = std::string(suffix).size(); n.size() > k && n.compare(n.size() - k, k, suffix) == 0 &&
+                                                         read_.count(n.substr(0, n.size() - k) + ".weight"))
+          return true;
+      return false;
+    };
+    for (const ModelTensor& t : m_.tensors) {
+      if (read_.count(t.name) || belongs_to_a_read_weight(t.name)) continue;
+      if (t.name.size() > 20 && t.name.compare(t.name.size() - 20, 20, ".rotary_emb.inv_freq") == 0) continue;
+      throw ImportError(t.file, t.file_offset, t.name,
+                        "is never read by the " + r_.family +
+                            " graph this model lowers to: bitnetc does not know what it computes, and will not "
+                            "compile the model without it");
+    }
   }
 
   // A dense tensor as float, checked against the expected element count.
@@ -221,12 +278,25 @@ class Lowering {
     op.output = g_.add_value(name, DType::F32, g_.values[x].size);
     op.norm = r_.norm;
     op.eps = static_cast<float>(m_.hparams->rms_eps);
-    op.weight = dense(layer_tensor_name(r_.names, l, role), 1, g_.values[x].size);
+    op.weight = dense(layer_tensor_name(r_.names, l, role, r_.hf_family), 1, g_.values[x].size);
     g_.ops.push_back(op);
     return op.output;
   }
 
-  int bitnorm(int x, const std::string& name) {
+  // bitllama2.c's weightless norm. A GGUF that `bitnetc convert` wrote carries it for the
+  // peers as an RMS norm with weights 1/n: those must be exactly that.
+  int bitnorm(int x, int l, Role role, const std::string& name) {
+    if (r_.names == SourceFormat::Gguf) {
+      const std::string tname = layer_tensor_name(r_.names, l, role);
+      const ModelTensor& t = tensor(tname);
+      const float want = 1.0f / static_cast<float>(g_.values[x].size);
+      const std::vector<float> w = decode_dense(t);
+      if (w.size() != static_cast<size_t>(g_.values[x].size) ||
+          std::any_of(w.begin(), w.end(), [&](float v) { return v != want; }))
+        throw ImportError(t.file, t.file_offset, tname,
+                          "must hold 1/n in every element: with bitllama2c numerics this norm is BitLinear's "
+                          "weightless one, which the file spells as an RMS norm with weights 1/n for the peers");
+    }
     Op op{OpKind::Norm};
     op.inputs = {x};
     op.output = g_.add_value(name, DType::F32, g_.values[x].size);
@@ -236,7 +306,7 @@ class Lowering {
   }
 
   int norm_before_quant(int x, int l, Role role, const std::string& name) {
-    return r_.bitnorm ? bitnorm(x, name) : norm(x, l, role, name);
+    return r_.bitnorm ? bitnorm(x, l, role, name) : norm(x, l, role, name);
   }
 
   int quantize(int x, const std::string& name) {
@@ -254,7 +324,7 @@ class Lowering {
   }
 
   int matmul(int xq, int l, Role role, int64_t rows, const std::string& name) {
-    const std::string tname = layer_tensor_name(r_.names, l, role);
+    const std::string tname = layer_tensor_name(r_.names, l, role, r_.hf_family);
     const ModelTensor& t = tensor(tname);
     TernaryWeights w;
     if (o_.weight_data) {
@@ -299,13 +369,15 @@ class Lowering {
   const LowerOptions& o_;
   ActQuant quant_ = ActQuant::PerTokenHF;
   Graph g_;
+  std::set<std::string> read_;  // tensors the graph reads
 };
 
 }  // namespace
 
 Semantics semantics(const ImportedModel& m, const LowerOptions& options) {
   const Recipe r = recipe_for(m);
-  return {r.family, effective_quant(r, options), r.act, r.norm, r.rope_style, r.rope_freq, r.sub_norms, r.bitnorm};
+  return {r.family, effective_quant(r, options), r.act, r.norm, r.rope_style, r.rope_freq, r.sub_norms, r.bitnorm,
+          r.why};
 }
 
 Graph lower(const ImportedModel& m, const LowerOptions& options) {

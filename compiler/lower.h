@@ -53,6 +53,7 @@ struct Semantics {
   ir::RopeFreq rope_freq;
   bool sub_norms;
   bool bitnorm;
+  std::string why;  // whose numerics these are, and what in the model says so
 };
 Semantics semantics(const ImportedModel& m, const LowerOptions& options = {});
 

@@ -671,6 +671,27 @@ TernaryWeights decode_ternary_codes(const ImportedModel& m, const ModelTensor& t
 
 }  // namespace
 
+// A scale that cannot be the model's: non-finite, negative, or zero over non-zero codes
+// (bitnet.cpp's quantizer run with its default threads writes such garbage; compiled,
+// it prints token 0 forever).
+static void check_ternary_scales(const ModelTensor& t, const TernaryWeights& w) {
+  for (size_t b = 0; b < w.scales.size(); ++b) {
+    const float s = w.scales[b];
+    const char* what = !std::isfinite(s) ? "is not finite" : s < 0 ? "is negative" : nullptr;
+    if (!what && s == 0) {
+      const size_t first = b * w.scale_block, end = std::min(w.codes.size(), first + w.scale_block);
+      if (std::any_of(w.codes.begin() + static_cast<std::ptrdiff_t>(first),
+                      w.codes.begin() + static_cast<std::ptrdiff_t>(end), [](int8_t c) { return c != 0; }))
+        what = "is zero while its weights are not";
+    }
+    if (what)
+      tensor_fail(t, "weight scale " + (w.scales.size() > 1 ? "of block " + std::to_string(b) + " " : std::string()) +
+                         "(" + std::to_string(s) + ") " + what +
+                         ": the file's scales are damaged (bitnet.cpp's quantizer writes such scales when run with "
+                         "several threads; quantize again with its thread count 1)");
+  }
+}
+
 TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, const DecodeOptions& opt) {
   TernaryWeights w = decode_ternary_codes(m, t, opt);
   // llama.cpp's optional per-tensor "<name>.scale" (an F32 scalar) multiplies the
@@ -680,6 +701,7 @@ TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, cons
       const float f = scalar_of(m, t.name.substr(0, t.name.size() - 7) + ".scale", t);
       for (float& x : w.scales) x *= f;
     }
+  check_ternary_scales(t, w);
   return w;
 }
 

@@ -2,8 +2,12 @@
 
 namespace bitnetc {
 
-std::string layer_tensor_name(SourceFormat f, int layer, Role r) {
+std::string layer_tensor_name(SourceFormat f, int layer, Role r, HfFamily family) {
   const auto i = static_cast<size_t>(r);
+  if (f == SourceFormat::SafeTensors && family == HfFamily::OneBitLlama) {
+    if (r == Role::AttnSubNorm) return "model.layers." + std::to_string(layer) + ".self_attn.inner_attn_ln.weight";
+    if (r == Role::FfnSubNorm) return "model.layers." + std::to_string(layer) + ".mlp.ffn_layernorm.weight";
+  }
   static const char* gguf[] = {"attn_norm", "attn_q",   "attn_k", "attn_v",       "attn_sub_norm", "attn_output",
                                "ffn_norm",  "ffn_gate", "ffn_up", "ffn_sub_norm", "ffn_down"};
   static const char* hf[] = {

@@ -145,7 +145,8 @@ TEST(Codegen, AotGemvLinksRunsAndMatchesTheInterpreter) {
 TEST(Layouts, AutoPicksTheMeasuredFasterLayoutPerActivationGroup) {
   ScratchDir dir;
   SyntheticSpec spec;
-  spec.arch = "bitnet-b1.58";  // bitnet.cpp numerics: per-token activations
+  spec.arch = "bitnet-b1.58";
+  spec.weight_type = TensorType::I2_S;  // bitnet.cpp's weights, so its numerics: per-token activations
   make_synthetic_gguf(spec).write(dir.file("m.gguf"));
   const ImportedModel m = import_model(dir.file("m.gguf"));
   const ir::Graph g = lower(m, {});

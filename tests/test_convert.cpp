@@ -6,6 +6,7 @@
 #include "atomic_file.h"
 #include "convert.h"
 #include "generate.h"
+#include "gguf.h"
 #include "interpreter.h"
 #include "lower.h"
 #include "support/test_support.h"
@@ -58,6 +59,10 @@ TEST(Convert, TinyStoriesToGgufKeepsEveryGoldenToken) {
     const ImportedModel m = import_model(convert(src, dir.file(name + ".gguf"), type));
     EXPECT_EQ(m.architecture, "bitnet");
     if (!type) EXPECT_EQ(m.find("blk.0.attn_q.weight")->type, TensorType::TQ2_0);
+    // The peers apply the file's epsilon to every norm: it must be the inner norms' (none),
+    // or they loop on the last prompt token; bitnetc reads the final norm's from its own key.
+    EXPECT_LE(*m.gguf()->get_float("bitnet.attention.layer_norm_rms_epsilon"), 1e-29) << name;
+    EXPECT_FLOAT_EQ(static_cast<float>(*m.gguf()->get_float("bitnetc.final_norm_epsilon")), 1e-5f) << name;
     // The prompt tokenizes the same from the GGUF's vocabulary.
     const rt::Tokenizer tok(load_vocab(m));
     for (const auto& c : golden["cases"]) {
@@ -77,6 +82,9 @@ TEST(Convert, HfPackedToGgufKeepsEveryGoldenToken) {
   EXPECT_EQ(m.architecture, "bitnet-b1.58");
   EXPECT_EQ(m.find("blk.0.attn_q.weight")->type, TensorType::I2_S);
   EXPECT_EQ(m.hparams->ffn_act, "relu2");
+  // Every norm of this family has the config's epsilon: the peers read it as bitnetc does.
+  EXPECT_FLOAT_EQ(static_cast<float>(*m.gguf()->get_float("bitnet-b1.58.attention.layer_norm_rms_epsilon")), 1e-5f);
+  EXPECT_FALSE(m.gguf()->get_float("bitnetc.final_norm_epsilon"));
   EXPECT_EQ(load_vocab(m).chat_template, rt::ChatTemplate::BitNet2B4T);  // carried as tokenizer.chat_template
   for (const auto& c : golden["cases"]) {
     const auto prompt = c["prompt_tokens"].get<std::vector<int32_t>>();

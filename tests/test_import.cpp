@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "gguf_writer.h"
+#include "lower.h"
 #include "model_import.h"
 #include "support/test_support.h"
 #include "synthetic_model.h"
@@ -134,6 +135,40 @@ TEST(Import, DenseWeightsMustBeTernary) {
   const ImportedModel m = import_model(dir.file("f32.gguf"));
   expect_import_error([&] { decode_ternary(m, *m.find("blk.0.attn_q.weight")); },
                       {"blk.0.attn_q.weight", "element 2", "not ternary"});
+}
+
+// A tensor the lowered graph never reads is a part of the model that would be dropped
+// silently: lowering refuses the model and names it.
+TEST(Import, ATensorTheGraphNeverReadsIsAnError) {
+  ScratchDir dir;
+  auto w = make_synthetic_gguf(small_spec("bitnet", TensorType::TQ2_0));
+  w.write(dir.file("ok.gguf"));
+  EXPECT_NO_THROW(lower(import_model(dir.file("ok.gguf"))));  // every tensor read
+  w.add_tensor("blk.0.attn_extra_norm.weight", TensorType::F32, {256}, std::vector<uint8_t>(1024, 0));
+  w.write(dir.file("extra.gguf"));
+  expect_import_error([&] { lower(import_model(dir.file("extra.gguf"))); },
+                      {"extra.gguf", "blk.0.attn_extra_norm.weight", "never read"});
+}
+
+// Scales that cannot be the model's (non-finite, negative, zero over non-zero codes: what
+// bitnet.cpp's quantizer writes with several threads) are refused, naming the tensor.
+TEST(Import, ImplausibleWeightScalesAreRefused) {
+  ScratchDir dir;
+  auto spec = small_spec("bitnet", TensorType::TQ2_0);
+  spec.n_layer = 1;
+  const auto bytes = make_synthetic_gguf(spec).serialize();
+  const auto g = GgufFile::parse(MappedFile::from_memory("x", bytes));
+  const uint64_t d_at = g.tensor("blk.0.attn_k.weight")->file_offset + 64;  // block 0's f16 scale
+  for (auto [bits, what] : {std::pair<uint16_t, const char*>{0x7E00, "not finite"},
+                            {0xBC00, "negative"},
+                            {0x0000, "zero while its weights are not"}}) {
+    auto bad = bytes;
+    std::memcpy(bad.data() + d_at, &bits, 2);
+    write_bytes(dir.file("bad.gguf"), bad);
+    const ImportedModel m = import_model(dir.file("bad.gguf"));
+    expect_import_error([&] { decode_ternary(m, *m.find("blk.0.attn_k.weight")); },
+                        {"blk.0.attn_k.weight", "block 0", what, "damaged"});
+  }
 }
 
 TEST(Import, UnknownFormatsAndMissingPaths) {

@@ -112,3 +112,20 @@ TEST(InterpreterGolden, HfBitnetTinyMatchesTransformers) {
   std::printf("hf-bitnet-tiny: %zu cases, %zu/%zu tokens, max |dlogit| %.3g\n", a.cases, a.token_matches, a.tokens,
               a.max_abs);
 }
+
+// 1bitLLM's LLaMA-style family (`BitnetForCausalLM`, model_type llama): its sub-norms
+// (inner_attn_ln before o_proj, ffn_layernorm before down_proj) are part of the graph.
+// The README bounds the logits against its float32 reference by 1.0.
+TEST(InterpreterGolden, OneBitLlmMatchesItsReferenceCode) {
+  const auto dir = shared_dir() / "golden/hf-1bitllm-tiny";
+  const json golden = load(dir / "golden.json");
+  const ImportedModel m = import_model(dir.string());
+  const ir::Graph g = lower(m);
+  ir::Interpreter interp(g);
+  Agreement a;
+  for (const auto& c : golden["cases"]) check_case(interp, c, a, 1.0, 0.0, c["prompt"].get<std::string>());
+  EXPECT_EQ(a.cases, 3u);
+  EXPECT_EQ(a.token_matches, a.tokens);
+  std::printf("hf-1bitllm-tiny: %zu cases, %zu/%zu tokens, max |dlogit| %.3g\n", a.cases, a.token_matches, a.tokens,
+              a.max_abs);
+}

@@ -94,7 +94,8 @@ int inspect(const InspectOptions& o) {
           {"ffn_activation", ir::activation_name(sem->ffn_act)},
           {"norm", ir::norm_name(sem->norm)},
           {"rope", std::string(ir::rope_style_name(sem->rope_style)) + "/" + ir::rope_freq_name(sem->rope_freq)},
-          {"sub_norms", sem->sub_norms}};
+          {"sub_norms", sem->sub_norms},
+          {"why", sem->why}};
     j["tokenizer"] = {{"kind", m.tokenizer.kind},
                       {"source", m.tokenizer.source},
                       {"n_tokens", m.tokenizer.n_tokens},
@@ -141,6 +142,7 @@ int inspect(const InspectOptions& o) {
                 sem->sub_norms ? ", sub-norms"
                 : sem->bitnorm ? ", bitnorm before each BitLinear"
                                : "");
+  if (sem) std::printf("               numerics: %s\n", sem->why.c_str());
   std::printf("tokenizer:     %s", m.tokenizer.kind.empty() ? "(none)" : m.tokenizer.kind.c_str());
   if (m.tokenizer.n_tokens) std::printf(", %" PRId64 " tokens", m.tokenizer.n_tokens);
   if (m.tokenizer.bos >= 0) std::printf(", bos %" PRId64, m.tokenizer.bos);
