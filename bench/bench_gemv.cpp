@@ -108,9 +108,9 @@ int main() {
           p.wt.set(Halide::Buffer<uint16_t>(reinterpret_cast<uint16_t*>(wt.data()), T, k, np / T));
         else
           p.wt.set(Halide::Buffer<float>(reinterpret_cast<float*>(wt.data()), T, k, np / T));
-        Halide::Buffer<float> xb(x.data(), k);
+        Halide::Buffer<float> xb(x.data(), k, 1);
         p.x.set(xb);
-        Halide::Buffer<float> out(np);
+        Halide::Buffer<float> out(np, 1);
         bench::use_output_thread_pool(p.y);
         p.y.compile_jit(Halide::Target(t->halide));
         p.y.realize(out);

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -118,7 +119,8 @@ struct TernaryKernel {
 struct PackedWeights {
   std::vector<rt::TernaryRecord> ternary;
   std::vector<std::vector<uint8_t>> ternary_bytes;
-  std::vector<TernaryKernel> ternary_kernels;  // one per distinct (K, N, activation block, layout)
+  std::vector<std::vector<float>> ternary_block_scales;  // per weight: empty, or [blocks][block_scale_rows]
+  std::vector<TernaryKernel> ternary_kernels;  // one per distinct (K, N, activation block, layout, block scales)
   std::vector<LayoutChoice> layouts;          // per ternary weight, with the reason
   std::vector<rt::DenseRecord> dense;
   std::vector<std::vector<uint8_t>> dense_bytes;
@@ -133,9 +135,10 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
   PackedWeights p;
   p.ternary.resize(g.ternary.size());
   p.ternary_bytes.resize(g.ternary.size());
+  p.ternary_block_scales.resize(g.ternary.size());
   p.layouts = choose_layouts(g, target, layout);
   const bool cuda = target.arch == TargetArch::Cuda;
-  std::map<std::tuple<int64_t, int64_t, int64_t, rt::TernaryLayout>, uint32_t> kernel_of;
+  std::map<std::tuple<int64_t, int64_t, int64_t, rt::TernaryLayout, bool>, uint32_t> kernel_of;
   for (const ir::Op& op : g.ops) {
     if (op.kind != ir::OpKind::TernaryMatmul || !p.ternary_bytes[op.weight].empty()) continue;
     if (g.ternary[op.weight].w.codes.empty()) load_weight_data(m, decode, g.ternary[op.weight]);
@@ -148,12 +151,20 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
       throw std::invalid_argument(g.ternary[op.weight].name + ": activation blocks of " + std::to_string(act_block) +
                                   " do not cover whole " + std::to_string(row_lanes ? 16 : 4 * W) +
                                   "-weight groups of the target");
-    for (float sc : w.scales)
-      if (sc != w.scales[0])
-        throw std::invalid_argument(g.ternary[op.weight].name +
-                                    ": per-block weight scales are not supported by the generated kernels yet");
     const rt::TernaryLayout layout = p.layouts[op.weight].layout;
-    const auto [it, added] = kernel_of.emplace(std::make_tuple(w.cols, w.rows, act_block, layout),
+    // Scales per block (llama.cpp's TQ files) where they are not all one value: the I2_S
+    // kernels take one per (row, activation block) when the blocks are the same.
+    const bool block_scales =
+        std::any_of(w.scales.begin(), w.scales.end(), [&](float sc) { return sc != w.scales[0]; });
+    if (block_scales && (layout != rt::TernaryLayout::I2S || w.scale_block != static_cast<uint64_t>(act_block) ||
+                         w.cols % act_block != 0))
+      throw std::invalid_argument(
+          g.ternary[op.weight].name + ": a weight scale per block of " + std::to_string(w.scale_block) +
+          " needs activation blocks of the same size and the " +
+          (cuda ? std::string("CPU targets' kernels (CUDA kernels take one scale per tensor yet)")
+                : std::string("i2_s layout (") + layout_label(layout) + " takes one scale per tensor)") +
+          "; the activations here come in blocks of " + std::to_string(act_block));
+    const auto [it, added] = kernel_of.emplace(std::make_tuple(w.cols, w.rows, act_block, layout, block_scales),
                                                static_cast<uint32_t>(kernel_of.size()));
     rt::TernaryRecord& r = p.ternary[op.weight];
     r.gemv_kernel = r.gemm_kernel = it->second;
@@ -162,6 +173,9 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     r.act_block = act_block;
     r.w_scale = w.scales[0];
     r.layout = layout;
+    r.gemm_min_rows =
+        static_cast<uint32_t>(gemm_min_rows(target, tensor_type_of(layout), w.cols, w.rows, kPrefillBatch));
+    r.block_scales = block_scales ? 1 : 0;
     if (layout == rt::TernaryLayout::Cuda) {  // kernels: codegen/cuda_program.cpp, from the records
       r.K_padded = cuda_padded_k(w.cols);
       r.group_bytes = 0;
@@ -171,7 +185,17 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
       p.ternary_bytes[op.weight].resize(words.size() * 4);
       std::memcpy(p.ternary_bytes[op.weight].data(), words.data(), words.size() * 4);
     } else if (layout == rt::TernaryLayout::I2S) {
-      if (added) p.ternary_kernels.push_back({layout, i2s, {}});
+      schedules::GemvShape shape = i2s;
+      shape.block_scales = block_scales;
+      if (added) p.ternary_kernels.push_back({layout, shape, {}});
+      if (block_scales) {  // [block][row], rows padded with zero scales
+        const int64_t blocks = w.cols / act_block;
+        r.block_scale_rows = schedules::block_scale_rows(shape);
+        std::vector<float>& bs = p.ternary_block_scales[op.weight];
+        bs.assign(static_cast<size_t>(blocks * r.block_scale_rows), 0.0f);
+        for (int64_t n = 0; n < w.rows; ++n)
+          for (int64_t b = 0; b < blocks; ++b) bs[b * r.block_scale_rows + n] = w.scale_of(n, b * act_block);
+      }
       r.K_padded = schedules::packed_k(i2s);
       r.group_bytes = static_cast<uint32_t>(W);
       const schedules::PackedDims dims = schedules::packed_dims(i2s);
@@ -362,6 +386,7 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
                  p.ternary.size() * sizeof(rt::TernaryRecord) + p.dense.size() * sizeof(rt::DenseRecord) +
                  cuda_plan.size() + 7 * 64 + 4096;
   for (const auto& b : p.ternary_bytes) total += b.size() + 64;
+  for (const auto& b : p.ternary_block_scales) total += b.size() * sizeof(float) + 64;
   for (size_t i = 0; i < p.dense.size(); ++i) total += p.dense_bytes[i].size() + p.dense_scales[i].size() * 4 + 128;
   std::vector<uint8_t> blob;
   blob.reserve(total);
@@ -399,6 +424,9 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
   for (size_t i = 0; i < p.ternary.size(); ++i) {
     append(p.ternary_bytes[i].data(), p.ternary_bytes[i].size(), p.ternary[i].off);
     std::vector<uint8_t>().swap(p.ternary_bytes[i]);
+    if (p.ternary[i].block_scales)
+      append(p.ternary_block_scales[i].data(), p.ternary_block_scales[i].size() * sizeof(float),
+             p.ternary[i].block_scales_off);
     if (i % 16 == 15) ::malloc_trim(0);
   }
   for (size_t i = 0; i < p.dense.size(); ++i) {
@@ -436,7 +464,8 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
     table += "extern \"C\" int " + fn + signature + ";\n";
   };
   const std::string ternary_sig =
-      "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, float, halide_buffer_t*)";
+      "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, float, halide_buffer_t*, "
+      "halide_buffer_t*)";
   const std::string dense_sig = "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*)";
   std::string gemv_list, gemm_list, dense_list;
   for (size_t i = 0; i < packed.ternary_kernels.size(); ++i) {

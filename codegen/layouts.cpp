@@ -8,8 +8,6 @@
 
 namespace bitnetc::codegen {
 
-namespace {
-
 TensorType tensor_type_of(rt::TernaryLayout l) {
   switch (l) {
     case rt::TernaryLayout::TL1: return TensorType::TL1;
@@ -19,8 +17,6 @@ TensorType tensor_type_of(rt::TernaryLayout l) {
   }
   return TensorType::I2_S;
 }
-
-}  // namespace
 
 std::vector<rt::TernaryLayout> layouts_with_kernels(const TargetInfo& target) {
   if (target.arch == TargetArch::Cuda) return {rt::TernaryLayout::Cuda};

@@ -20,6 +20,7 @@ namespace bitnetc::codegen {
 enum class LayoutRequest { Auto, I2S, TL1, TL2 };
 LayoutRequest parse_layout_request(const std::string& s);  // throws on an unknown name
 const char* layout_label(rt::TernaryLayout l);            // "i2_s", "tl1", "tl2"
+TensorType tensor_type_of(rt::TernaryLayout l);           // whose figures measure it (CUDA: I2_S)
 
 // The layouts `target` has kernels for: I2_S everywhere, TL1 on ARM, TL2 on x86.
 std::vector<rt::TernaryLayout> layouts_with_kernels(const TargetInfo& target);

@@ -1,5 +1,8 @@
 #include "targets.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "cpu_features.h"
 
 namespace bitnetc {
@@ -67,6 +70,20 @@ const TargetInfo* find_target(const std::string& name) {
   for (const auto& t : targets())
     if (t.name == name) return &t;
   return nullptr;
+}
+
+int gemm_min_rows(const TargetInfo& t, TensorType layout, int64_t K, int64_t N, int batch) {
+  double gemv = 0, gemm_per_token = 0;
+  for (bool exact : {true, false}) {
+    for (const LayoutFigure& f : t.layout_figures)
+      if (f.layout == layout && (!exact || (f.K == K && f.N == N)))
+        gemv += f.gemv_us, gemm_per_token += f.gemm_us_per_token;
+    if (gemv > 0) break;
+  }
+  if (gemv <= 0) return 2;
+  // rows * gemv >= batch * gemm_per_token: the smallest such count of rows.
+  const int rows = static_cast<int>(std::ceil(batch * gemm_per_token / gemv - 1e-9));
+  return std::clamp(rows, 2, batch);
 }
 
 bool runs_natively(const TargetInfo& t) {

@@ -43,6 +43,12 @@ struct TargetInfo {
   std::vector<LayoutFigure> layout_figures;
 };
 
+// From how many rows one GEMM call for `batch` rows (the prefill kernel, padded to
+// `batch`) costs less than a GEMV call per row, for an N x K matmul in `layout`: from
+// the figures measured for that shape, else for every shape of the layout; 2 (any
+// chunk of several rows takes the GEMM) where nobody has measured the target.
+int gemm_min_rows(const TargetInfo& t, TensorType layout, int64_t K, int64_t N, int batch);
+
 // Whether this machine runs the target's code natively (else through t.emulator).
 bool runs_natively(const TargetInfo& t);
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -54,7 +55,8 @@ std::string own_binary_path() {
   return n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string();
 }
 
-CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path) {
+CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int max_sequences) {
+  if (max_sequences < 1) throw std::runtime_error("a model needs at least one sequence");
   if (const uint32_t missing = bitnetc_cpu_features & ~cpu_features())
     throw std::runtime_error(std::string("this output was compiled for ") + bitnetc_target_name + " and needs " +
                              describe_cpu_features(missing) +
@@ -105,6 +107,9 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path) {
   if (header_.cuda_plan_size != 0) {
     if (header_.cuda_plan_off > blob.size() || header_.cuda_plan_size > blob.size() - header_.cuda_plan_off)
       throw std::runtime_error("the embedded model is damaged (CUDA plan)");
+    if (max_sequences > 1)
+      throw std::runtime_error("CUDA outputs run one sequence at a time yet; " + std::to_string(max_sequences) +
+                               " at once need a CPU output");
     forward_ = std::make_unique<CudaForwardPass>(graph_, blob.subspan(header_.cuda_plan_off, header_.cuda_plan_size),
                                                  weights_base, header_.weights_off, header_.weights_size, ternary,
                                                  dense);
@@ -121,12 +126,26 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path) {
                             bitnetc_rope_kernel_count};
   halide_set_custom_do_par_for(parallel_for);  // the kernels' parallel loops: thread_pool.h
   forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, static_cast<int>(header_.batch),
-                                           kernels);
+                                           kernels, max_sequences);
 }
 
 std::string CompiledModel::device() const {
   if (const auto* gpu = dynamic_cast<const CudaForwardPass*>(forward_.get())) return gpu->device_name();
   return "cpu";
+}
+
+std::vector<Generation> CompiledModel::generate_all(std::vector<SequenceRequest> requests, int slots,
+                                                    const std::function<void(size_t, const Generation&)>& on_finished) {
+  for (SequenceRequest& r : requests) {
+    r.options.n_ctx = graph_.n_ctx;
+    r.options.stop_tokens = stop_;
+    r.options.parse_special = true;
+  }
+  EngineOptions eo;
+  eo.slots = slots;
+  eo.step_rows = std::max(64, slots);
+  eo.on_finished = on_finished;
+  return rt::generate_all(*forward_, *tok_, requests, eo);
 }
 
 Generation CompiledModel::generate(std::string_view prompt, int32_t n_predict, const SamplerParams& sampling,

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "engine.h"
 #include "forward.h"
 #include "generate.h"
 #include "model_blob.h"
@@ -19,11 +20,12 @@ namespace bitnetc::rt {
 
 class CompiledModel {
  public:
-  // Reads the embedded blob; `n_ctx` > 0 shortens the context. A model compiled with
-  // --weights=external maps `weights_path`, by default this file's path + ".weights".
-  // Throws std::runtime_error when the blob or the side file is damaged or missing, or
-  // n_ctx exceeds the model's.
-  explicit CompiledModel(int64_t n_ctx = 0, const std::string& weights_path = "");
+  // Reads the embedded blob; `n_ctx` > 0 shortens the context (of each sequence). A
+  // model compiled with --weights=external maps `weights_path`, by default this file's
+  // path + ".weights". `max_sequences`: how many sequences generate_all() may run at
+  // once (a KV cache each). Throws std::runtime_error when the blob or the side file is
+  // damaged or missing, or n_ctx exceeds the model's.
+  explicit CompiledModel(int64_t n_ctx = 0, const std::string& weights_path = "", int max_sequences = 1);
   CompiledModel(const CompiledModel&) = delete;
   CompiledModel& operator=(const CompiledModel&) = delete;
 
@@ -40,6 +42,12 @@ class CompiledModel {
                       const std::function<bool(std::string_view)>& on_text = {},
                       const std::function<void(std::span<const float>)>& on_logits = {},
                       bool truncate_prompt = false);
+
+  // Generates every request, up to max_sequences at a time in one batched forward pass
+  // (engine.h); each request gets the model's stop tokens and context. Results in
+  // request order, each as generate() gives it alone.
+  std::vector<Generation> generate_all(std::vector<SequenceRequest> requests, int slots,
+                                       const std::function<void(size_t, const Generation&)>& on_finished = {});
 
   // The forward pass itself (benchmarks feed it token ids directly).
   Forward& forward_pass() { return *forward_; }

@@ -198,6 +198,23 @@ std::span<const float> CudaForwardPass::forward(std::span<const int32_t> tokens,
   return logits_host_;
 }
 
+// One sequence per step for now: its rows in order, logits after the last one only (the
+// plan's buffers and KV cache hold one sequence; the batched plan is still to come).
+std::span<const float> CudaForwardPass::step(std::span<const BatchRow> rows) {
+  std::vector<int32_t> tokens;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const BatchRow& r = rows[i];
+    if (r.seq != 0 || r.pos != rows[0].pos + static_cast<int32_t>(i) || (r.logits && i + 1 != rows.size()))
+      throw std::runtime_error(
+          "CUDA outputs run one sequence at a time yet (rows of sequence 0 in order, logits after "
+          "the last one); run several sequences on a CPU output");
+    tokens.push_back(r.token);
+  }
+  if (rows.empty() || !rows.back().logits)
+    throw std::runtime_error("a CUDA output's step returns the last row's logits; mark it");
+  return forward(tokens, rows[0].pos);
+}
+
 bool CudaForwardPass::penalty_fits(const RepeatPenalty& penalty) const {
   return penalty.tokens.size() <= static_cast<size_t>(g_.n_ctx);  // an int per position
 }

@@ -29,6 +29,7 @@ class CudaForwardPass : public Forward {
   CudaForwardPass(const CudaForwardPass&) = delete;
   CudaForwardPass& operator=(const CudaForwardPass&) = delete;
 
+  std::span<const float> step(std::span<const BatchRow> rows) override;
   std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) override;
   int32_t forward_argmax(std::span<const int32_t> tokens, int32_t pos, const RepeatPenalty& penalty) override;
   bool forward_top_k(std::span<const int32_t> tokens, int32_t pos, int k, const RepeatPenalty& penalty,

@@ -45,7 +45,7 @@ float dense_at(const uint8_t* base, const DenseRecord& r, int64_t row, int64_t c
 }  // namespace
 
 ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<const TernaryRecord> ternary,
-                         std::span<const DenseRecord> dense, int batch, const KernelTable& kernels)
+                         std::span<const DenseRecord> dense, int batch, const KernelTable& kernels, int max_sequences)
     : g_(g), blob_(blob), ternary_(ternary), dense_(dense), batch_(batch), kernels_(kernels) {
   if (batch_ < 1) throw std::runtime_error("the embedded model is damaged (batch)");
   steps_ = plan_step_kernels(g, ternary);
@@ -71,17 +71,29 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
     q.d.assign(static_cast<size_t>(q.blocks * batch_), 0.0f);
     q.sum.assign(static_cast<size_t>(q.blocks * batch_), 0);
   }
-  // calloc: the caches' pages stay untouched (and out of the resident set) until used.
+  if (max_sequences < 1) throw std::invalid_argument("a forward pass needs at least one sequence");
   k_positions_ =
       static_cast<int>((g.n_ctx + kAttentionPositionBlock - 1) / kAttentionPositionBlock * kAttentionPositionBlock);
-  const size_t kv_dim = static_cast<size_t>(g.kv_dim());
-  for (int64_t l = 0; l < g.n_layer; ++l) {
-    k_cache_.emplace_back(static_cast<float*>(std::calloc(kv_dim * k_positions_, sizeof(float))));
-    v_cache_.emplace_back(static_cast<float*>(std::calloc(kv_dim * g.n_ctx, sizeof(float))));
-    if (!k_cache_.back() || !v_cache_.back())
-      throw std::runtime_error("out of memory for the KV cache (" + std::to_string(g.n_ctx) + " positions)");
-  }
+  caches_.resize(static_cast<size_t>(max_sequences));
+  next_pos_.assign(static_cast<size_t>(max_sequences), 0);
   logits_.resize(g.values[g.logits].size);
+}
+
+ForwardPass::SequenceCache& ForwardPass::cache(int32_t seq) {
+  SequenceCache& c = caches_[seq];
+  if (!c.k.empty()) return c;
+  // calloc: the caches' pages stay untouched (and out of the resident set) until used.
+  const size_t kv_dim = static_cast<size_t>(g_.kv_dim());
+  for (int64_t l = 0; l < g_.n_layer; ++l) {
+    c.k.emplace_back(static_cast<float*>(std::calloc(kv_dim * k_positions_, sizeof(float))));
+    c.v.emplace_back(static_cast<float*>(std::calloc(kv_dim * g_.n_ctx, sizeof(float))));
+    if (!c.k.back() || !c.v.back()) {
+      c.k.clear(), c.v.clear();
+      throw std::runtime_error("out of memory for the KV cache of sequence " + std::to_string(seq) + " (" +
+                               std::to_string(g_.n_ctx) + " positions)");
+    }
+  }
+  return c;
 }
 
 uint64_t decode_bytes_per_token(const ir::Graph& g, std::span<const TernaryRecord> ternary,
@@ -108,17 +120,75 @@ void check_forward_args(const ir::Graph& g, std::span<const int32_t> tokens, int
     if (t < 0 || t >= g.n_vocab) throw std::out_of_range("token id " + std::to_string(t) + " out of range");
 }
 
-std::span<const float> ForwardPass::forward(std::span<const int32_t> tokens, int32_t pos) {
-  check_forward_args(g_, tokens, pos, next_pos_);
-  for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(batch_)) {
-    const int count = static_cast<int>(std::min<size_t>(static_cast<size_t>(batch_), tokens.size() - i));
-    run_chunk(tokens.data() + i, count, pos + static_cast<int32_t>(i), i + count == tokens.size());
+void check_step_rows(const ir::Graph& g, std::span<const BatchRow> rows, std::span<const int32_t> next_pos) {
+  if (rows.empty()) throw std::invalid_argument("no tokens to feed");
+  // Per sequence: the position its next row in this step must have (-1: none yet).
+  std::vector<int64_t> expect(next_pos.size(), -1);
+  for (const BatchRow& r : rows) {
+    if (r.seq < 0 || static_cast<size_t>(r.seq) >= next_pos.size())
+      throw std::out_of_range("sequence " + std::to_string(r.seq) + " is not one of the " +
+                              std::to_string(next_pos.size()) + " this forward pass holds");
+    if (r.token < 0 || r.token >= g.n_vocab)
+      throw std::out_of_range("token id " + std::to_string(r.token) + " out of range");
+    if (r.pos < 0 || r.pos >= g.n_ctx)
+      throw std::out_of_range("position " + std::to_string(r.pos) + " is outside the context of " +
+                              std::to_string(g.n_ctx));
+    int64_t& e = expect[r.seq];
+    if (e < 0 ? r.pos > next_pos[r.seq] : r.pos != e) throw std::logic_error("positions must be fed in order");
+    e = r.pos + 1;
   }
-  next_pos_ = pos + static_cast<int32_t>(tokens.size());
-  return logits_;
 }
 
-void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool last_chunk) {
+std::vector<BatchRow> rows_of_one_sequence(std::span<const int32_t> tokens, int32_t pos) {
+  std::vector<BatchRow> rows(tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) rows[i] = {0, pos + static_cast<int32_t>(i), tokens[i], false};
+  if (!rows.empty()) rows.back().logits = true;
+  return rows;
+}
+
+std::span<const float> ForwardPass::forward(std::span<const int32_t> tokens, int32_t pos) {
+  check_forward_args(g_, tokens, pos, next_pos_[0]);
+  return step(rows_of_one_sequence(tokens, pos));
+}
+
+std::span<const float> ForwardPass::step(std::span<const BatchRow> rows) {
+  check_step_rows(g_, rows, next_pos_);
+  // The executor's order: each sequence's rows together, in their order (a run of
+  // consecutive positions is one attention and one RoPE call), sequences in order of
+  // first appearance. Rows are independent in every other op, so the order changes no bit.
+  std::vector<int32_t> order(rows.size());
+  std::vector<int32_t> first_row(caches_.size(), -1), logit_index(rows.size(), -1);
+  int32_t n_logits = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    order[i] = static_cast<int32_t>(i);
+    if (first_row[rows[i].seq] < 0) first_row[rows[i].seq] = static_cast<int32_t>(i);
+    if (rows[i].logits) logit_index[i] = n_logits++;
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return first_row[rows[a].seq] < first_row[rows[b].seq]; });
+  for (const BatchRow& r : rows) cache(r.seq);  // before any kernel runs: out of memory leaves nothing half fed
+  const int64_t n_vocab = g_.values[g_.logits].size;
+  logits_.resize(static_cast<size_t>(std::max(n_logits, 1) * n_vocab));
+  Chunk chunk;
+  for (size_t at = 0; at < order.size(); at += static_cast<size_t>(batch_)) {
+    const size_t end = std::min(order.size(), at + static_cast<size_t>(batch_));
+    chunk.tokens.clear(), chunk.runs.clear(), chunk.logit_rows.clear(), chunk.out_logit.clear();
+    for (size_t i = at; i < end; ++i) {
+      const BatchRow& r = rows[order[i]];
+      const auto row = static_cast<int32_t>(i - at);
+      chunk.tokens.push_back(r.token);
+      if (chunk.runs.empty() || chunk.runs.back().seq != r.seq) chunk.runs.push_back({r.seq, r.pos, row, 0});
+      ++chunk.runs.back().count;
+      if (r.logits) chunk.logit_rows.push_back(row), chunk.out_logit.push_back(logit_index[order[i]]);
+    }
+    run_chunk(chunk);
+  }
+  for (const BatchRow& r : rows) next_pos_[r.seq] = r.pos + 1;
+  return {logits_.data(), static_cast<size_t>(n_logits * n_vocab)};
+}
+
+void ForwardPass::run_chunk(const Chunk& chunk) {
+  const int count = static_cast<int>(chunk.tokens.size());
   for (size_t op_index = 0; op_index < g_.ops.size(); ++op_index) {
     const ir::Op& op = g_.ops[op_index];
     if (steps_.skipped[op_index]) continue;  // a Norm its Quantize's kernel does
@@ -126,9 +196,7 @@ void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool
     float* out = op.kind == ir::OpKind::Quantize ? nullptr : f32_[op.output].data();
     auto in = [&](size_t k, int b) { return f32_[op.inputs[k]].data() + b * g_.values[op.inputs[k]].size; };
     switch (op.kind) {
-      case ir::OpKind::Embedding:
-        embed(op, tokens, count, out);
-        break;
+      case ir::OpKind::Embedding: embed(op, chunk.tokens.data(), count, out); break;
       case ir::OpKind::Norm: {
         const float* w = nullptr;
         if (op.weight >= 0) w = reinterpret_cast<const float*>(blob_ + dense_[op.weight].off);
@@ -140,22 +208,34 @@ void ForwardPass::run_chunk(const int32_t* tokens, int count, int32_t pos0, bool
         ternary_matmul(op, count, out);
         break;
       case ir::OpKind::DenseMatmul:
-        if (op.output == g_.logits) {  // only the last token's logits are ever read
-          if (last_chunk) dense_matmul(op, in(0, count - 1), logits_.data());
+        if (op.output == g_.logits) {  // only the rows asked for
+          const int64_t K = g_.values[op.inputs[0]].size;
+          const int m = static_cast<int>(chunk.logit_rows.size());
+          if (m == 0) break;
+          head_in_.resize(static_cast<size_t>(m * K));
+          for (int i = 0; i < m; ++i) std::copy_n(in(0, chunk.logit_rows[i]), K, head_in_.data() + i * K);
+          // Each logit row goes straight to its place in the step's output.
+          dense_matmul(op, head_in_.data(), m, nullptr, 0);
+          const DenseRecord& r = dense_[op.weight];
+          for (int i = 0; i < m; ++i)
+            std::copy_n(head_out_.data() + i * r.rows_padded, r.rows, logits_.data() + chunk.out_logit[i] * n);
         } else {
-          for (int b = 0; b < count; ++b) dense_matmul(op, in(0, b), out + b * n);
+          dense_matmul(op, in(0, 0), count, out, n);
         }
         break;
       case ir::OpKind::Rope: {
-        const RopeTable& t = rope_table(op, pos0 + count - 1);
         const int half = op.head_dim / 2;
-        Buf<float> xb(in(0, 0), static_cast<int>(n), count), yb(out, static_cast<int>(n), count);
-        Buf<float> cb(const_cast<float*>(t.cos.data()), half, t.filled),
-            sb(const_cast<float*>(t.sin.data()), half, t.filled);
-        check_kernel(kernels_.rope[steps_.kernel_of_op[op_index]](xb, cb, sb, pos0, yb), "rope");
+        for (const Run& run : chunk.runs) {
+          const RopeTable& t = rope_table(op, run.pos0 + run.count - 1);
+          Buf<float> xb(in(0, run.first), static_cast<int>(n), run.count),
+              yb(out + run.first * n, static_cast<int>(n), run.count);
+          Buf<float> cb(const_cast<float*>(t.cos.data()), half, t.filled),
+              sb(const_cast<float*>(t.sin.data()), half, t.filled);
+          check_kernel(kernels_.rope[steps_.kernel_of_op[op_index]](xb, cb, sb, run.pos0, yb), "rope");
+        }
         break;
       }
-      case ir::OpKind::Attention: attend(op_index, count, pos0, out); break;
+      case ir::OpKind::Attention: attend(op_index, chunk, out); break;
       case ir::OpKind::GatedAct:
         parallel_for_each(count, [&](int b) {
           const float *gate = in(0, b), *up = in(1, b);
@@ -204,8 +284,8 @@ void ForwardPass::quantize(size_t op_index, int count) {
     Buf<int32_t> sb(q.sum.data() + b * q.blocks, static_cast<int>(q.blocks), 1);
     check_kernel(kernels_.norm_quant[kernel](xb, wb, qb, db, sb), "norm + quantize");
   });
-  // Unused tokens of a short chunk meet the GEMM kernel as zeros (a single token goes to
-  // the GEMV, which reads only its own row).
+  // Unused tokens of a short chunk meet the GEMM kernel as zeros (rows that go to GEMVs
+  // are read one by one).
   if (count > 1) {
     std::fill(q.q.begin() + count * q.K_padded, q.q.end(), 0);
     std::fill(q.d.begin() + count * q.blocks, q.d.end(), 0.0f);
@@ -213,50 +293,69 @@ void ForwardPass::quantize(size_t op_index, int count) {
   }
 }
 
-// Writes the chunk's k and v into the layer's caches, then every (token, head) of the
-// chunk in one generated kernel (its tasks run on the thread pool).
-void ForwardPass::attend(size_t op_index, int count, int32_t pos0, float* out) {
+// Writes each run's k and v into its sequence's caches, then attends each run's tokens
+// (every (token, head) of a run in one generated kernel call, its tasks on the pool).
+void ForwardPass::attend(size_t op_index, const Chunk& chunk, float* out) {
   const ir::Op& op = g_.ops[op_index];
   const int kv_dim = g_.kv_dim();
-  float* kc = k_cache_[op.layer].get();
-  float* vc = v_cache_[op.layer].get();
-  const float* k = f32_[op.inputs[1]].data();
-  for (int b = 0; b < count; ++b)
-    for (int c = 0; c < kv_dim; ++c) kc[key_cache_index(pos0 + b, c, kv_dim)] = k[b * kv_dim + c];
-  std::copy_n(f32_[op.inputs[2]].data(), count * kv_dim, vc + static_cast<int64_t>(pos0) * kv_dim);
   const int q_size = static_cast<int>(g_.values[op.inputs[0]].size);
-  Buf<float> qb(f32_[op.inputs[0]].data(), q_size, count);
-  Buf<float> kb(kc, kAttentionPositionBlock, kv_dim, k_positions_ / kAttentionPositionBlock);
-  Buf<float> vb(vc, kv_dim, static_cast<int>(g_.n_ctx));
-  Buf<float> ob(out, static_cast<int>(g_.values[op.output].size), count);
-  check_kernel(kernels_.attention[steps_.kernel_of_op[op_index]](qb, kb, vb, pos0, ob), "attention");
+  const int out_size = static_cast<int>(g_.values[op.output].size);
+  for (const Run& run : chunk.runs) {
+    SequenceCache& c = caches_[run.seq];
+    float* kc = c.k[op.layer].get();
+    float* vc = c.v[op.layer].get();
+    const float* k = f32_[op.inputs[1]].data() + static_cast<int64_t>(run.first) * kv_dim;
+    for (int b = 0; b < run.count; ++b)
+      for (int ch = 0; ch < kv_dim; ++ch) kc[key_cache_index(run.pos0 + b, ch, kv_dim)] = k[b * kv_dim + ch];
+    std::copy_n(f32_[op.inputs[2]].data() + static_cast<int64_t>(run.first) * kv_dim, run.count * kv_dim,
+                vc + static_cast<int64_t>(run.pos0) * kv_dim);
+    Buf<float> qb(f32_[op.inputs[0]].data() + static_cast<int64_t>(run.first) * q_size, q_size, run.count);
+    Buf<float> kb(kc, kAttentionPositionBlock, kv_dim, k_positions_ / kAttentionPositionBlock);
+    Buf<float> vb(vc, kv_dim, static_cast<int>(g_.n_ctx));
+    Buf<float> ob(out + static_cast<int64_t>(run.first) * out_size, out_size, run.count);
+    check_kernel(kernels_.attention[steps_.kernel_of_op[op_index]](qb, kb, vb, run.pos0, ob), "attention");
+  }
 }
 
+// One GEMM call for the chunk (padded to batch_ rows), or, for fewer rows than that
+// pays for (TernaryRecord::gemm_min_rows), one GEMV call per row: the same bits either way.
 void ForwardPass::ternary_matmul(const ir::Op& op, int count, float* out) {
   const TernaryRecord& r = ternary_[op.weight];
   Q8Buffers& q = q8_[op.inputs[0]];
-  const int m = count == 1 ? 1 : batch_;
   const int blocks = static_cast<int>(q.blocks);
   Buf<uint8_t> packed(const_cast<uint8_t*>(blob_ + r.off), r.packed_dim0, r.packed_dim1);
-  Buf<int8_t> x(q.q.data(), static_cast<int>(r.K_padded), m);
-  Buf<int32_t> sum(q.sum.data(), blocks, m);
-  Buf<float> d(q.d.data(), blocks, m);
-  Buf<float> y(out, static_cast<int>(r.N), m);
-  const KernelTable::Ternary fn = m == 1 ? kernels_.gemv[r.gemv_kernel] : kernels_.gemm[r.gemm_kernel];
-  check_kernel(fn(packed, x, sum, d, r.w_scale, y), m == 1 ? "GEMV" : "GEMM");
+  // A scale per (row, block), or an unread one-element stand-in.
+  float* block_scales = reinterpret_cast<float*>(const_cast<uint8_t*>(blob_ + r.block_scales_off));
+  Buf<float> ws = r.block_scales ? Buf<float>(block_scales, static_cast<int>(r.block_scale_rows), blocks)
+                                 : Buf<float>(&q.d[0], 1, 1);
+  if (count >= 2 && count >= static_cast<int>(r.gemm_min_rows)) {
+    Buf<int8_t> x(q.q.data(), static_cast<int>(r.K_padded), batch_);
+    Buf<int32_t> sum(q.sum.data(), blocks, batch_);
+    Buf<float> d(q.d.data(), blocks, batch_);
+    Buf<float> y(out, static_cast<int>(r.N), batch_);
+    check_kernel(kernels_.gemm[r.gemm_kernel](packed, x, sum, d, r.w_scale, ws, y), "GEMM");
+    return;
+  }
+  for (int b = 0; b < count; ++b) {
+    Buf<int8_t> x(q.q.data() + b * r.K_padded, static_cast<int>(r.K_padded), 1);
+    Buf<int32_t> sum(q.sum.data() + b * blocks, blocks, 1);
+    Buf<float> d(q.d.data() + b * blocks, blocks, 1);
+    Buf<float> y(out + b * r.N, static_cast<int>(r.N), 1);
+    check_kernel(kernels_.gemv[r.gemv_kernel](packed, x, sum, d, r.w_scale, ws, y), "GEMV");
+  }
 }
 
-void ForwardPass::dense_matmul(const ir::Op& op, const float* x, float* out) {
+void ForwardPass::dense_matmul(const ir::Op& op, const float* x, int rows, float* out, int64_t out_stride) {
   const DenseRecord& r = dense_[op.weight];
-  head_out_.resize(r.rows_padded);
+  head_out_.resize(static_cast<size_t>(r.rows_padded * rows));
   const int tile = static_cast<int>(r.tile), K = static_cast<int>(r.cols), tiles = static_cast<int>(r.rows_padded / r.tile);
+  const int Np = static_cast<int>(r.rows_padded);
   void* w = const_cast<uint8_t*>(blob_ + r.off);
-  Buf<float> xb(const_cast<float*>(x), K);
-  Buf<float> yb(head_out_.data(), static_cast<int>(r.rows_padded));
+  Buf<float> xb(const_cast<float*>(x), K, rows);
+  Buf<float> yb(head_out_.data(), Np, rows);
   // Float scales per row for q8; for the others an unread one-element stand-in.
   float* scales = const_cast<float*>(reinterpret_cast<const float*>(blob_ + r.scales_off));
-  Buf<float> sb(r.storage == DenseStorage::Q8 ? scales : xb.data(),
-                r.storage == DenseStorage::Q8 ? static_cast<int>(r.rows_padded) : 1);
+  Buf<float> sb(r.storage == DenseStorage::Q8 ? scales : xb.data(), r.storage == DenseStorage::Q8 ? Np : 1);
   int err;
   if (r.storage == DenseStorage::F16) {
     Buf<uint16_t> wb(static_cast<uint16_t*>(w), tile, K, tiles);  // half bits
@@ -269,7 +368,9 @@ void ForwardPass::dense_matmul(const ir::Op& op, const float* x, float* out) {
     err = kernels_.dense[r.kernel](wb, xb, sb, yb);
   }
   check_kernel(err, "head");
-  std::copy_n(head_out_.data(), r.rows, out);
+  if (out)
+    for (int i = 0; i < rows; ++i)
+      std::copy_n(head_out_.data() + static_cast<int64_t>(i) * Np, r.rows, out + i * out_stride);
 }
 
 const ForwardPass::RopeTable& ForwardPass::rope_table(const ir::Op& op, int32_t last_pos) {

@@ -3,11 +3,15 @@
 // quantization (fused with the norm before it), RoPE and attention (step_kernels.h),
 // and the reference interpreter's own building blocks (ir/interpreter.h) for the rest.
 //
-// Tokens come in chunks of up to `batch`: every step runs for the whole chunk before the
-// next step, so a ternary matmul of a prompt chunk is one call of the prefill (GEMM)
-// kernel, and a single generated token one call of the decode (GEMV) kernel. Token by
-// token the results are those of ir::Interpreter: the kernels are bit-exact and every
-// other step is the interpreter's code.
+// A forward step takes rows of (sequence, position, token), as llama.cpp's llama_batch
+// does: tokens of one or several sequences, each sequence with its own KV cache. Rows go
+// through the graph in chunks of up to `batch`: every op runs for the whole chunk before
+// the next op, so a ternary matmul of a chunk is one call of the prefill (GEMM) kernel
+// whichever sequences its rows belong to, and a single row one call of the decode (GEMV)
+// kernel; attention and RoPE run each sequence's rows against its own cache and
+// positions. Row by row the results are those of ir::Interpreter running that sequence
+// alone: the kernels are bit-exact and every other step is the interpreter's code, and
+// no kernel mixes rows.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +32,8 @@ namespace bitnetc::rt {
 // The generated kernels linked into the output (codegen/emit_executable.cpp).
 struct KernelTable {
   using Ternary = int (*)(halide_buffer_t* packed, halide_buffer_t* x, halide_buffer_t* x_sum, halide_buffer_t* d_act,
-                          float w_scale, halide_buffer_t* y);
+                          float w_scale, halide_buffer_t* w_block_scales, halide_buffer_t* y);
+  // x: [K, rows], y: [padded N, rows] (schedules/dense_gemv.h).
   using Dense = int (*)(halide_buffer_t* w_tiles, halide_buffer_t* x, halide_buffer_t* row_scale, halide_buffer_t* y);
   using NormQuant = int (*)(halide_buffer_t* x, halide_buffer_t* norm_weight, halide_buffer_t* q, halide_buffer_t* d,
                             halide_buffer_t* q_sum);
@@ -57,11 +62,30 @@ struct StepProfile {
   uint64_t weight_bytes = 0;  // weights the launch reads (0: activations only)
 };
 
+// One row of a forward step: `token` of sequence `seq` at position `pos`; `logits`: the
+// step returns the logits after this row.
+struct BatchRow {
+  int32_t seq = 0;
+  int32_t pos = 0;
+  int32_t token = 0;
+  bool logits = false;
+};
+
 class Forward {
  public:
   virtual ~Forward() = default;
-  // Feeds tokens at positions pos, pos+1, ... (pos must continue the sequence or start
-  // a new one at 0) and returns the logits after the last token.
+  // How many sequences (each with its own KV cache) a step may hold rows of: ids
+  // 0 .. max_sequences() - 1.
+  virtual int max_sequences() const { return 1; }
+  // One forward step over `rows`. Each sequence's rows must have consecutive positions
+  // in row order, the first of them at most where that sequence has got to (a position
+  // already fed is fed again, as a new turn after a rewind; position 0 starts the
+  // sequence afresh); rows of different sequences may interleave in any order. Returns
+  // the logits of the rows marked `logits`, in row order, one n_vocab run each (valid
+  // until the next call).
+  virtual std::span<const float> step(std::span<const BatchRow> rows) = 0;
+  // Feeds tokens of sequence 0 at positions pos, pos+1, ... (pos must continue the
+  // sequence or start a new one at 0) and returns the logits after the last token.
   virtual std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) = 0;
   // The same, returning only the greedy token (rt::argmax of the logits after
   // `penalty`): a GPU picks it on the device and sends back one int.
@@ -98,13 +122,23 @@ uint64_t decode_bytes_per_token(const ir::Graph& g, std::span<const TernaryRecor
 // vocabulary, positions in order and inside the context); throws with the reason.
 void check_forward_args(const ir::Graph& g, std::span<const int32_t> tokens, int32_t pos, int32_t next_pos);
 
+// Checks a step's rows against the model and the sequences' progress (`next_pos`, one
+// per sequence: ids below its size), as step() documents; throws with the reason.
+void check_step_rows(const ir::Graph& g, std::span<const BatchRow> rows, std::span<const int32_t> next_pos);
+
+// The rows of sequence 0 that forward(tokens, pos) feeds: logits after the last one.
+std::vector<BatchRow> rows_of_one_sequence(std::span<const int32_t> tokens, int32_t pos);
+
 class ForwardPass : public Forward {
  public:
   // `g` (which must outlive this) is the graph without weight data; `blob` the start of
-  // the blob the records' offsets count from.
+  // the blob the records' offsets count from. `max_sequences` KV caches, each allocated
+  // when its sequence is first fed.
   ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<const TernaryRecord> ternary,
-              std::span<const DenseRecord> dense, int batch, const KernelTable& kernels);
+              std::span<const DenseRecord> dense, int batch, const KernelTable& kernels, int max_sequences = 1);
 
+  int max_sequences() const override { return static_cast<int>(caches_.size()); }
+  std::span<const float> step(std::span<const BatchRow> rows) override;
   std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) override;
   uint64_t decode_bytes_per_token() const override { return rt::decode_bytes_per_token(g_, ternary_, dense_); }
 
@@ -121,13 +155,36 @@ class ForwardPass : public Forward {
     int32_t filled = 0;
   };
 
-  void run_chunk(const int32_t* tokens, int count, int32_t pos0, bool last_chunk);
+  struct FreeDeleter {
+    void operator()(float* p) const { std::free(p); }
+  };
+  // One sequence's KV cache, per layer. Keys transposed in blocks
+  // ([blocks][kv_dim][kAttentionPositionBlock], n_ctx rounded up to whole blocks),
+  // values [n_ctx][kv_dim].
+  struct SequenceCache {
+    std::vector<std::unique_ptr<float, FreeDeleter>> k, v;
+  };
+  // A chunk's rows of one sequence: rows [first, first + count) at positions pos0, ...
+  struct Run {
+    int32_t seq, pos0, first, count;
+  };
+  // A chunk of up to batch_ rows, in the executor's order (each sequence's rows
+  // together); `logit_rows` are the chunk rows whose logits go to out_logit[i].
+  struct Chunk {
+    std::vector<int32_t> tokens;
+    std::vector<Run> runs;
+    std::vector<int32_t> logit_rows, out_logit;
+  };
+
+  void run_chunk(const Chunk& chunk);
   void embed(const ir::Op& op, const int32_t* tokens, int count, float* out) const;
   void quantize(size_t op_index, int count);
-  void attend(size_t op_index, int count, int32_t pos0, float* out);
+  void attend(size_t op_index, const Chunk& chunk, float* out);
   void ternary_matmul(const ir::Op& op, int count, float* out);
-  void dense_matmul(const ir::Op& op, const float* x, float* out);
+  // y[r] = W x[r] for `rows` rows of x (K floats apart), into out (row r at out + r * stride).
+  void dense_matmul(const ir::Op& op, const float* x, int rows, float* out, int64_t out_stride);
   const RopeTable& rope_table(const ir::Op& op, int32_t last_pos);
+  SequenceCache& cache(int32_t seq);
 
   const ir::Graph& g_;
   const uint8_t* blob_;
@@ -139,15 +196,11 @@ class ForwardPass : public Forward {
   std::vector<std::vector<float>> f32_;  // per value: [batch][size]
   std::vector<Q8Buffers> q8_;            // per value
   std::vector<RopeTable> ropes_;         // one per distinct angle formula
-  struct FreeDeleter {
-    void operator()(float* p) const { std::free(p); }
-  };
-  // Per layer. Keys transposed, [kv_dim][k_positions_] (n_ctx rounded up to the
-  // attention kernel's position blocks); values [n_ctx][kv_dim].
-  std::vector<std::unique_ptr<float, FreeDeleter>> k_cache_, v_cache_;
+  std::vector<SequenceCache> caches_;    // per sequence
   int k_positions_ = 0;
-  std::vector<float> head_out_, logits_;
-  int32_t next_pos_ = 0;
+  std::vector<float> head_in_, head_out_;  // the head's rows, [rows][K] and [rows][padded N]
+  std::vector<float> logits_;              // the step's logit rows
+  std::vector<int32_t> next_pos_;          // per sequence, for check_step_rows
 };
 
 }  // namespace bitnetc::rt

@@ -17,8 +17,7 @@ std::vector<std::pair<int32_t, float>> top_logits(std::span<const float> logits,
   return top;
 }
 
-Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_view prompt, const GenerateOptions& o,
-                    const std::function<bool(std::string_view)>& on_text) {
+Generation start_generation(const Tokenizer& tok, std::string_view prompt, const GenerateOptions& o) {
   Generation g;
   g.prompt_tokens = tok.encode(prompt, tok.vocab().add_bos, o.parse_special);
   if (g.prompt_tokens.empty()) throw GenerateError("the prompt is empty and the vocabulary has no BOS token");
@@ -34,7 +33,50 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   if (n_prompt > o.n_ctx)
     throw GenerateError("the prompt is " + std::to_string(n_prompt) + " tokens long but the context holds " +
                         std::to_string(o.n_ctx));
+  return g;
+}
 
+SequenceGeneration::SequenceGeneration(const Tokenizer& tok, const GenerateOptions& o, Generation& g,
+                                       const std::function<bool(std::string_view)>& on_text)
+    : tok_(tok),
+      o_(o),
+      g_(g),
+      on_text_(on_text),
+      history_(g.prompt_tokens),
+      prev_(g.prompt_tokens.back()),
+      done_(o.n_predict <= 0) {}
+
+bool SequenceGeneration::take(int32_t next) {
+  if (std::find(o_.stop_tokens.begin(), o_.stop_tokens.end(), next) != o_.stop_tokens.end()) {
+    g_.stopped = true;
+    return !(done_ = true);
+  }
+  g_.tokens.push_back(next);
+  history_.push_back(next);
+  std::string bytes = tok_.token_bytes(next);
+  // SentencePiece's dummy prefix: the first word after BOS loses its leading space.
+  if (tok_.vocab().kind == VocabKind::Spm && tok_.vocab().add_space_prefix && prev_ == tok_.vocab().bos &&
+      !bytes.empty() && bytes[0] == ' ')
+    bytes.erase(0, 1);
+  const std::string text = stream_.push(bytes);
+  g_.text += text;
+  prev_ = next;
+  if (on_text_ && !text.empty() && !on_text_(text)) done_ = true;  // the caller asked to stop
+  if (next_pos() > o_.n_ctx) done_ = true;                         // the context is full
+  if (static_cast<int64_t>(g_.tokens.size()) >= o_.n_predict) done_ = true;
+  return !done_;
+}
+
+void SequenceGeneration::finish() {
+  done_ = true;
+  const std::string rest = stream_.flush();
+  g_.text += rest;
+  if (on_text_ && !rest.empty()) on_text_(rest);
+}
+
+Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_view prompt, const GenerateOptions& o,
+                    const std::function<bool(std::string_view)>& on_text) {
+  Generation g = start_generation(tok, prompt, o);
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   // Greedy sampling needs only the chosen token; the forward pass may pick it itself.
@@ -42,8 +84,8 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   // Top-k sampling needs only the k largest logits; the forward pass may select them.
   Sampler sampler(o.sampling);
   const bool top_k_only = !argmax_only && o.forward_top_k && !o.on_logits && sampler.samples_from_top_k(o.top_k_max);
+  SequenceGeneration seq(tok, o, g, on_text);
   // Both apply the repetition penalty of the tokens so far themselves.
-  std::vector<int32_t> history = g.prompt_tokens;
   std::span<const float> logits;
   int32_t greedy = 0;
   std::vector<int32_t> top_ids;
@@ -51,46 +93,25 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   bool have_top = false;
   auto feed = [&](std::span<const int32_t> tokens, int32_t at) {
     if (argmax_only) {
-      greedy = o.forward_argmax(tokens, at, sampler.repeat_penalty(history));
+      greedy = o.forward_argmax(tokens, at, sampler.repeat_penalty(seq.history()));
       return;
     }
-    have_top = top_k_only &&
-               o.forward_top_k(tokens, at, o.sampling.top_k, sampler.repeat_penalty(history), top_ids, top_logits);
+    have_top = top_k_only && o.forward_top_k(tokens, at, o.sampling.top_k, sampler.repeat_penalty(seq.history()),
+                                             top_ids, top_logits);
     if (!have_top) logits = forward(tokens, at);
   };
   feed(g.prompt_tokens, 0);
-  auto pos = static_cast<int32_t>(n_prompt);
   const auto t1 = clock::now();
   g.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
-
-  StreamDecoder stream;
-  int32_t prev = g.prompt_tokens.back();
-  const bool spm_prefix = tok.vocab().kind == VocabKind::Spm && tok.vocab().add_space_prefix;
-  for (int32_t i = 0; i < o.n_predict; ++i) {
+  while (seq.wants_token()) {
     if (o.on_logits) o.on_logits(logits);
     const int32_t next = argmax_only ? greedy
-                         : have_top ? sampler.sample_top_k(top_ids, top_logits)
-                                    : sampler.sample(logits, history);
-    if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), next) != o.stop_tokens.end()) {
-      g.stopped = true;
-      break;
-    }
-    g.tokens.push_back(next);
-    history.push_back(next);
-    std::string bytes = tok.token_bytes(next);
-    // SentencePiece's dummy prefix: the first word after BOS loses its leading space.
-    if (spm_prefix && prev == tok.vocab().bos && !bytes.empty() && bytes[0] == ' ') bytes.erase(0, 1);
-    const std::string text = stream.push(bytes);
-    g.text += text;
-    prev = next;
-    if (on_text && !text.empty() && !on_text(text)) break;  // the caller asked to stop
-    if (pos >= o.n_ctx) break;                              // the context is full
-    if (i + 1 < o.n_predict) feed(std::span<const int32_t>(&next, 1), pos++);
+                         : have_top  ? sampler.sample_top_k(top_ids, top_logits)
+                                     : sampler.sample(logits, seq.history());
+    if (seq.take(next)) feed(std::span<const int32_t>(&next, 1), seq.next_pos() - 1);
   }
   g.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
-  const std::string rest = stream.flush();
-  g.text += rest;
-  if (on_text && !rest.empty()) on_text(rest);
+  seq.finish();
   return g;
 }
 

@@ -55,6 +55,44 @@ struct Generation {
   double decode_seconds = 0;           // generating (sampling included)
 };
 
+// The tokens a prompt is fed as (BOS first when the vocabulary adds one, cut to fit the
+// context when options.truncate_prompt allows): a Generation holding only prompt_tokens
+// (and prompt_tokens_dropped). Throws GenerateError for a prompt longer than the context
+// or an empty one without BOS, TokenizerError for invalid UTF-8.
+Generation start_generation(const Tokenizer& tok, std::string_view prompt, const GenerateOptions& options);
+
+// One sequence's generation after its prompt, token by token: the one home of when a
+// generation ends (a stop token, n_predict, a full context, on_text asking to stop) and
+// of how tokens become streamed text. generate() and the engine (engine.h) both drive it.
+class SequenceGeneration {
+ public:
+  // `g` holds the prompt (start_generation); `g`, `tok` and `on_text` must outlive this.
+  SequenceGeneration(const Tokenizer& tok, const GenerateOptions& options, Generation& g,
+                     const std::function<bool(std::string_view)>& on_text);
+  // Whether another token is to be sampled.
+  bool wants_token() const { return !done_; }
+  // Takes the sampled token: a stop token ends the generation (not kept); else it is
+  // kept, its text streamed. Returns true when it is to be fed (at next_pos() - 1) to
+  // sample another; false when the generation ended with it.
+  bool take(int32_t token);
+  // The position the last kept token is fed at, plus one.
+  int32_t next_pos() const { return static_cast<int32_t>(g_.prompt_tokens.size() + g_.tokens.size()); }
+  // Tokens so far, prompt and generated (the repetition penalty's window).
+  std::span<const int32_t> history() const { return history_; }
+  // Streams what the text decoder still holds (a split character at the end).
+  void finish();
+
+ private:
+  const Tokenizer& tok_;
+  const GenerateOptions& o_;
+  Generation& g_;
+  const std::function<bool(std::string_view)>& on_text_;
+  std::vector<int32_t> history_;
+  StreamDecoder stream_;
+  int32_t prev_;
+  bool done_;
+};
+
 // The k largest logits as (token id, logit), largest first (ties: lower id first).
 std::vector<std::pair<int32_t, float>> top_logits(std::span<const float> logits, int k);
 

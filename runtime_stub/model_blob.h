@@ -24,7 +24,7 @@
 namespace bitnetc::rt {
 
 inline constexpr uint32_t kBlobMagic = 0x4F544E42;  // "BNTO"
-inline constexpr uint32_t kBlobVersion = 5;
+inline constexpr uint32_t kBlobVersion = 6;
 
 struct BlobHeader {
   uint32_t magic, version;
@@ -57,6 +57,17 @@ struct TernaryRecord {
   uint32_t group_bytes;  // I2S: packing group width W
   TernaryLayout layout;
   int32_t packed_dim0, packed_dim1;  // the kernels' packed buffer: [tile bytes, tiles]
+  // From how many rows of a step on one call of the GEMM kernel (padded to
+  // BlobHeader::batch rows) costs less than a GEMV call per row: codegen derives it from
+  // the target's measured figures (TargetInfo::layout_figures).
+  uint32_t gemm_min_rows;
+  // With block_scales = 1, a scale per (row, activation block) (llama.cpp's TQ files) at
+  // block_scales_off (from the start of the blob): floats [K / act_block][block_scale_rows]
+  // (schedules/ternary_gemv.h). 0: w_scale for every weight.
+  uint64_t block_scales_off;
+  int64_t block_scale_rows;
+  uint32_t block_scales;
+  uint32_t unused;  // explicit padding: every byte of a record is written
 };
 
 // A dense weight. Vectors (norm weights) and embedding tables are row-major; the head is
@@ -80,6 +91,20 @@ struct DenseRecord {
   uint64_t off;         // from the start of the blob
   uint64_t scales_off;  // Q8: rows_padded floats
 };
+
+// The blob is written by bitnetc (x86-64) and read by every target's runtime: its
+// structs must have the same size and offsets everywhere.
+static_assert(sizeof(BlobHeader) == 144 && offsetof(BlobHeader, batch) == 112 &&
+                  offsetof(BlobHeader, weights_hash) == 120 && offsetof(BlobHeader, cuda_plan_off) == 128,
+              "BlobHeader's layout is part of the blob format");
+static_assert(sizeof(TernaryRecord) == 96 && offsetof(TernaryRecord, block_scales_off) == 72 &&
+                  offsetof(TernaryRecord, block_scales) == 88 && offsetof(TernaryRecord, K) == 8 &&
+                  offsetof(TernaryRecord, off) == 40 && offsetof(TernaryRecord, w_scale) == 48 &&
+                  offsetof(TernaryRecord, packed_dim0) == 60 && offsetof(TernaryRecord, gemm_min_rows) == 68,
+              "TernaryRecord's layout is part of the blob format");
+static_assert(sizeof(DenseRecord) == 56 && offsetof(DenseRecord, rows) == 16 && offsetof(DenseRecord, off) == 40 &&
+                  offsetof(DenseRecord, scales_off) == 48,
+              "DenseRecord's layout is part of the blob format");
 
 // The bytes of a ternary weight's packed buffer, and of one element of a dense weight.
 inline uint64_t packed_bytes(const TernaryRecord& r) {

@@ -28,7 +28,8 @@ namespace {
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr,
                "error: %s\n(usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, "
-               "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --truncate, --weights FILE, --top-logits K, --bench P,G,R, --profile R, --device cpu|cuda)\n",
+               "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --prompts FILE, -np N, --truncate, --weights FILE, "
+               "--top-logits K, --bench P,G,R[,S], --profile R, --device cpu|cuda)\n",
                msg.c_str());
   std::exit(2);
 }
@@ -70,13 +71,24 @@ std::string list_json(const std::vector<double>& v) {
   return s + "]";
 }
 
-// `--bench P,G,R`: llama-bench's two tests on this output, R times each: prefill P
+// The S of `--bench P,G,R,S` (1 without it).
+int bench_sequences(const std::string& spec) {
+  int p = 0, g = 0, r = 0, s = 1;
+  const int n = std::sscanf(spec.c_str(), "%d,%d,%d,%d", &p, &g, &r, &s);
+  if ((n != 3 && n != 4) || p < 0 || g < 0 || r < 1 || s < 1 || s > 256)
+    usage_error("--bench wants PROMPT_TOKENS,GENERATED_TOKENS,REPETITIONS[,SEQUENCES] (e.g. 128,128,3 or 0,64,3,8)");
+  return n == 4 ? s : 1;
+}
+
+// `--bench P,G,R[,S]`: llama-bench's two tests on this output, R times each: prefill P
 // tokens into an empty context (pp), and generate G tokens one at a time after one
-// token (tg). Token ids are seeded pseudo-random. Prints one JSON object of tokens/s.
+// token (tg); with S > 1, S sequences decode together, one row each per step, and tg
+// is their aggregate tokens/s. Token ids are seeded pseudo-random. Prints one JSON
+// object of tokens/s.
 int run_bench(rt::CompiledModel& model, const std::string& spec, double load_s, int threads) {
   int p = 0, g = 0, r = 0;
-  if (std::sscanf(spec.c_str(), "%d,%d,%d", &p, &g, &r) != 3 || p < 0 || g < 0 || r < 1)
-    usage_error("--bench wants PROMPT_TOKENS,GENERATED_TOKENS,REPETITIONS (e.g. 128,128,3)");
+  std::sscanf(spec.c_str(), "%d,%d,%d", &p, &g, &r);
+  const int sequences = bench_sequences(spec);
   if (std::max(p, g + 1) > model.n_ctx())
     usage_error("--bench: " + std::to_string(std::max(p, g + 1)) + " tokens do not fit the context of " +
                 std::to_string(model.n_ctx()) + " (-c)");
@@ -98,7 +110,7 @@ int run_bench(rt::CompiledModel& model, const std::string& spec, double load_s, 
       f.forward(prompt, 0);
       pp.push_back(p / seconds_since(t0));
     }
-    if (g > 0) {
+    if (g > 0 && sequences == 1) {
       int32_t t = next_token();
       f.forward(std::span<const int32_t>(&t, 1), 0);
       const auto t0 = clock::now();
@@ -107,14 +119,25 @@ int run_bench(rt::CompiledModel& model, const std::string& spec, double load_s, 
         f.forward(std::span<const int32_t>(&t, 1), i);
       }
       tg.push_back(g / seconds_since(t0));
+    } else if (g > 0) {
+      std::vector<rt::BatchRow> rows(static_cast<size_t>(sequences));
+      for (int s = 0; s < sequences; ++s) rows[s] = {s, 0, next_token(), true};
+      f.step(rows);
+      const auto t0 = clock::now();
+      for (int i = 1; i <= g; ++i) {
+        for (rt::BatchRow& row : rows) row.pos = i, row.token = next_token();
+        f.step(rows);
+      }
+      tg.push_back(static_cast<double>(g) * sequences / seconds_since(t0));
     }
   }
   // On a GPU, the roofline is the device's bandwidth, which only this process can measure.
   const double device_bw = p + g == 0 ? f.measure_device_read_bandwidth() : 0;
   std::printf(
-      "{\"load_s\":%.4f,\"n_ctx\":%lld,\"n_prompt\":%d,\"n_gen\":%d,\"pp_tps\":%s,\"tg_tps\":%s,\"decode_bytes_per_token\":%llu,"
+      "{\"load_s\":%.4f,\"n_ctx\":%lld,\"n_prompt\":%d,\"n_gen\":%d,\"n_seq\":%d,\"pp_tps\":%s,\"tg_tps\":%s,\"decode_"
+      "bytes_per_token\":%llu,"
       "\"threads\":%d,\"device\":\"%s\",\"device_read_GBps\":%.3f}\n",
-      load_s, static_cast<long long>(model.n_ctx()), p, g, list_json(pp).c_str(), list_json(tg).c_str(),
+      load_s, static_cast<long long>(model.n_ctx()), p, g, sequences, list_json(pp).c_str(), list_json(tg).c_str(),
       static_cast<unsigned long long>(f.decode_bytes_per_token()), threads, json_escape(model.device()).c_str(),
       device_bw / 1e9);
   return 0;
@@ -148,6 +171,66 @@ int run_profile(rt::CompiledModel& model, const std::string& spec) {
   return 0;
 }
 
+// The K largest logits as JSON: [[id,logit],...] (logits printed round-trip exact).
+std::string top_logits_json(std::span<const float> logits, int k) {
+  std::string step;
+  for (const auto& [id, v] : rt::top_logits(logits, k)) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s[%d,%.9g]", step.empty() ? "" : ",", id, static_cast<double>(v));
+    step += buf;
+  }
+  return "[" + step + "]";
+}
+
+// `--prompts FILE`: every prompt of the file, `slots` at a time in batched forward steps
+// (rt::generate_all), each as it would be generated alone. Prints each result in the
+// file's order as soon as it and those before it are done: the text, or with --json one
+// object per line.
+int run_prompts(rt::CompiledModel& model, const std::vector<std::string>& prompts, int slots, int32_t n_predict,
+                const rt::SamplerParams& sp, int top_logits, bool truncate, bool json, double load_s) {
+  std::vector<rt::SequenceRequest> requests(prompts.size());
+  std::vector<std::string> logits_json(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    rt::SequenceRequest& r = requests[i];
+    r.prompt = prompts[i];
+    r.options.n_predict = n_predict;
+    r.options.sampling = sp;
+    r.options.truncate_prompt = truncate;
+    if (top_logits > 0)
+      r.options.on_logits = [&logits_json, i, top_logits](std::span<const float> logits) {
+        logits_json[i] += (logits_json[i].empty() ? "" : ",") + top_logits_json(logits, top_logits);
+      };
+  }
+  std::vector<const rt::Generation*> done(prompts.size(), nullptr);
+  std::vector<rt::Generation> kept(prompts.size());
+  size_t printed = 0, generated = 0, prompt_tokens = 0;
+  auto on_finished = [&](size_t i, const rt::Generation& g) {
+    kept[i] = g;
+    done[i] = &kept[i];
+    generated += g.tokens.size();
+    prompt_tokens += g.prompt_tokens.size();
+    for (; printed < done.size() && done[printed]; ++printed) {
+      const rt::Generation& d = *done[printed];
+      if (d.prompt_tokens_dropped > 0)
+        std::fprintf(stderr, "note: prompt %zu was cut by %zu tokens to fit the context of %lld\n", printed,
+                     d.prompt_tokens_dropped, static_cast<long long>(model.n_ctx()));
+      if (json)
+        std::printf("{\"index\":%zu,\"prompt_tokens\":%s,\"tokens\":%s,\"text\":\"%s\"%s}\n", printed,
+                    ids_json(d.prompt_tokens).c_str(), ids_json(d.tokens).c_str(), json_escape(d.text).c_str(),
+                    top_logits > 0 ? (",\"top_logits\":[" + logits_json[printed] + "]").c_str() : "");
+      else
+        std::printf("%s%s\n", prompts[printed].c_str(), d.text.c_str());
+      std::fflush(stdout);
+    }
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  model.generate_all(std::move(requests), slots, on_finished);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "load %.3f s | %zu prompts, %d at once: %zu prompt tokens, %zu generated in %.3f s (%.1f t/s)\n",
+               load_s, prompts.size(), slots, prompt_tokens, generated, s, generated / std::max(s, 1e-9));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -161,7 +244,8 @@ int main(int argc, char** argv) {
   std::string bench, profile;
   int top_logits = 0;
   bool truncate = false, interactive = false;
-  std::string weights_path, device;
+  std::string weights_path, device, prompts_path;
+  int parallel = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -217,10 +301,30 @@ int main(int argc, char** argv) {
       interactive = true;
     else if (a == "--device")
       device = value();
-    else
+    else if (a == "--prompts")
+      prompts_path = value();
+    else if (a == "-np" || a == "--parallel") {
+      const double v = number(value());
+      if (v < 1 || v > 256 || v != static_cast<int>(v)) usage_error("-np must be a whole number from 1 to 256");
+      parallel = static_cast<int>(v);
+    } else
       usage_error("unknown option " + a);
   }
   if (n_predict < 0) usage_error("-n must not be negative");
+  // --prompts FILE: one prompt per line, -np of them generated at once.
+  std::vector<std::string> prompts;
+  if (!prompts_path.empty()) {
+    if (interactive || !bench.empty() || !profile.empty())
+      usage_error("--prompts does not combine with -i, --bench or --profile");
+    std::ifstream in(prompts_path, std::ios::binary);
+    if (!in) usage_error("cannot read prompt file " + prompts_path);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) prompts.push_back(line);
+    if (prompts.empty()) usage_error(prompts_path + " holds no prompt (one per line)");
+  } else if (parallel > 0) {
+    usage_error("-np runs the prompts of --prompts FILE at once; give --prompts");
+  }
+  const int slots = prompts.empty() ? 1 : std::min<int>(parallel > 0 ? parallel : 4, static_cast<int>(prompts.size()));
   // --device names where the forward pass must run; an output runs where it was compiled
   // for, never silently somewhere else.
   if (!device.empty()) {
@@ -247,7 +351,8 @@ int main(int argc, char** argv) {
 
   try {
     const auto t0 = std::chrono::steady_clock::now();
-    rt::CompiledModel model(n_ctx, weights_path);
+    const int sequences = !bench.empty() ? bench_sequences(bench) : slots;
+    rt::CompiledModel model(n_ctx, weights_path, sequences);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!bench.empty()) return run_bench(model, bench, load_s, threads);
     if (!profile.empty()) return run_profile(model, profile);
@@ -259,13 +364,7 @@ int main(int argc, char** argv) {
     // --top-logits K (with --json): the K largest logits before each generated token.
     std::string logits_json;
     auto on_logits = [&](std::span<const float> logits) {
-      std::string step;
-      for (const auto& [id, v] : rt::top_logits(logits, top_logits)) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "%s[%d,%.9g]", step.empty() ? "" : ",", id, static_cast<double>(v));
-        step += buf;
-      }
-      logits_json += (logits_json.empty() ? "[" : ",[") + step + "]";
+      logits_json += (logits_json.empty() ? "" : ",") + top_logits_json(logits, top_logits);
     };
     if (n_predict > model.n_ctx())
       std::fprintf(stderr, "note: -n %d is more than the context (%lld); generation stops when it is full\n", n_predict,
@@ -288,6 +387,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       return gen;
     };
+    if (!prompts.empty()) return run_prompts(model, prompts, slots, n_predict, sp, top_logits, truncate, json, load_s);
     if (interactive) {
       // -i: one prompt per line of stdin, each answered in a fresh context. A model with a
       // chat template gets the whole conversation so far, rendered by that template.

@@ -63,8 +63,10 @@ inline std::vector<uint8_t> quantize_for_dense_gemv_q8(const std::vector<float>&
 }
 
 // Inputs: wt (float, IEEE half bits as uint16, or int8, [T, K, padded N / T], first
-// dimension innermost), x (float, [K]), row_scale (float, [padded N]; read only for q8). Output: y (float,
-// [padded N]; the rows past N are zero). For q8, y = (sum_k float(q) * x) * row_scale.
+// dimension innermost), x (float, [K, M]: M rows of activations, any M >= 1),
+// row_scale (float, [padded N]; read only for q8). Output: y (float, [padded N, M]; the
+// rows past N are zero). For q8, y = (sum_k float(q) * x) * row_scale. Each of the M
+// rows is summed exactly as the one-row GEMV sums it: batching changes no bit.
 struct DenseGemvPipeline {
   Halide::ImageParam wt, x, row_scale;
   Halide::Func y;

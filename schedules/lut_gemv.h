@@ -7,7 +7,8 @@
 // Same arguments as schedules/ternary_gemv.h's pipeline, so outputs call either through
 // one kernel table: packed (uint8, [tile_bytes, n_tiles]), x (int8, [K_padded, M], zero
 // padded), x_sum (int32, [1, M]; unused: table lookups give sum_k w_k x_k directly),
-// d_act (float, [1, M]), w_scale; output y (float, [N, M]).
+// d_act (float, [1, M]), w_scale, w_block_scales (never read: per-tensor scales only);
+// output y (float, [N, M]).
 #pragma once
 
 #include <cstdint>

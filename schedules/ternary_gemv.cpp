@@ -73,6 +73,27 @@ std::vector<uint8_t> pack_ternary(const TernaryWeights& w, const GemvShape& s) {
 
 namespace {
 
+GemvPipeline gemv_params() {
+  return {ImageParam(UInt(8), 2, "packed"),
+          ImageParam(Int(8), 2, "x"),
+          ImageParam(Int(32), 2, "x_sum"),
+          ImageParam(Float(32), 2, "d_act"),
+          Param<float>("w_scale"),
+          ImageParam(Float(32), 2, "w_block_scales"),
+          Func("y")};
+}
+
+// The weight's scale for activation block rb of row n.
+Expr weight_scale(const GemvPipeline& p, const GemvShape& shape, Expr n, Expr rb) {
+  return shape.block_scales ? Expr(p.w_block_scales(n, rb)) : Expr(p.w_scale);
+}
+
+void bound_block_scales(GemvPipeline& p, const GemvShape& shape, int n_act) {
+  if (!shape.block_scales) return;
+  const int rows = static_cast<int>(block_scale_rows(shape));
+  p.w_block_scales.dim(0).set_bounds(0, rows).dim(1).set_bounds(0, n_act).set_stride(rows);
+}
+
 // Decode and prefill tasks: whole tasks of at least 256 KB of weights for one token (at
 // most 32), 32 for a batch (see ternary_gemv below).
 int ternary_tasks(int64_t weight_bytes, int M) {
@@ -88,8 +109,7 @@ GemvPipeline ternary_gemv_row_lanes(const GemvShape& shape) {
   const int chunks_per_block = static_cast<int>(shape.act_block / 16);
   const PackedDims dims = row_lane_packed_dims(shape.K, shape.N, W);
 
-  GemvPipeline p{ImageParam(UInt(8), 2, "packed"),  ImageParam(Int(8), 2, "x"), ImageParam(Int(32), 2, "x_sum"),
-                 ImageParam(Float(32), 2, "d_act"), Param<float>("w_scale"),    Func("y")};
+  GemvPipeline p = gemv_params();
   Var n("n"), m("m"), lane("lane"), blk("blk"), g("g"), s("s");
   // Block blk's integer sums for the L rows of group g, one per lane, in four partial
   // sums by shift s (byte t of the lane's four, chunk c): independent accumulator
@@ -110,8 +130,8 @@ GemvPipeline ternary_gemv_row_lanes(const GemvShape& shape) {
   RDom rb(0, n_act, "rb");
   Func yf("yf");
   yf(lane, g, m) = 0.0f;
-  yf(lane, g, m) =
-      strict_float(yf(lane, g, m) + cast<float>(acc(lane, rb, g, m) - p.x_sum(rb, m)) * (p.d_act(rb, m) * p.w_scale));
+  yf(lane, g, m) = strict_float(yf(lane, g, m) + cast<float>(acc(lane, rb, g, m) - p.x_sum(rb, m)) *
+                                                     (p.d_act(rb, m) * weight_scale(p, shape, g * L + lane, rb)));
   p.y(n, m) = yf(n % L, n / L, m);
 
   // Schedule: tasks of whole groups; in a group, up to 4 tokens share each loaded
@@ -138,10 +158,17 @@ GemvPipeline ternary_gemv_row_lanes(const GemvShape& shape) {
   p.d_act.dim(0).set_bounds(0, n_act).dim(1).set_bounds(0, M).set_stride(n_act);
   p.y.output_buffer().dim(0).set_bounds(0, static_cast<int>(shape.N));
   p.y.output_buffer().dim(1).set_bounds(0, M).set_stride(static_cast<int>(shape.N));
+  bound_block_scales(p, shape, n_act);
   return p;
 }
 
 }  // namespace
+
+int64_t block_scale_rows(const GemvShape& shape) {
+  if (shape.packing != GemvPacking::RowLanes) return shape.N;
+  const int64_t L = shape.vector_bytes / 4;
+  return (shape.N + L - 1) / L * L;
+}
 
 GemvPipeline ternary_gemv(const GemvShape& shape) {
   const int W = shape.vector_bytes;
@@ -154,8 +181,7 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   const int n_act = static_cast<int>(shape.K / shape.act_block);
   const int M = shape.batch;
 
-  GemvPipeline p{ImageParam(UInt(8), 2, "packed"),  ImageParam(Int(8), 2, "x"), ImageParam(Int(32), 2, "x_sum"),
-                 ImageParam(Float(32), 2, "d_act"), Param<float>("w_scale"),    Func("y")};
+  GemvPipeline p = gemv_params();
   Var n("n"), m("m"), j("j"), s("s"), b("b"), blk("blk");
 
   // code(j, s, b, n): W consecutive codes per (s, b) come from one W-byte load and a shift.
@@ -207,7 +233,8 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   Func yf("yf");
   yf(n, m) = 0.0f;
   // strict_float: no FMA contraction, so the rounding matches the interpreter's.
-  yf(n, m) = strict_float(yf(n, m) + cast<float>(acc(rb, n, m) - p.x_sum(rb, m)) * (p.d_act(rb, m) * p.w_scale));
+  yf(n, m) = strict_float(yf(n, m) + cast<float>(acc(rb, n, m) - p.x_sum(rb, m)) *
+                                         (p.d_act(rb, m) * weight_scale(p, shape, n, rb)));
   p.y(n, m) = yf(n, m);
 
   // Schedule: tiles of kRows rows in parallel; inside a tile the rows (and, for a batch,
@@ -274,6 +301,7 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   p.d_act.dim(0).set_bounds(0, n_act).dim(1).set_bounds(0, M).set_stride(n_act);
   p.y.output_buffer().dim(0).set_bounds(0, static_cast<int>(shape.N));
   p.y.output_buffer().dim(1).set_bounds(0, M).set_stride(static_cast<int>(shape.N));
+  bound_block_scales(p, shape, n_act);
   return p;
 }
 

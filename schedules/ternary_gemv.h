@@ -69,7 +69,15 @@ struct GemvShape {
   int batch = 1;          // tokens per call (M); the caller pads a short chunk with zeros
   GemvReduce reduce = GemvReduce::PairwiseI16;
   GemvPacking packing = GemvPacking::RowTiles;
+  // A weight scale per (row, activation block) instead of one per tensor: llama.cpp's
+  // TQ1_0/TQ2_0 files store one per 256 weights of a row (its `d`), which meet Q8_K's
+  // activation blocks of 256 one to one.
+  bool block_scales = false;
 };
+
+// The rows of the block-scale buffer (N rounded up to whole row-lane groups: the last
+// group's padding rows read zero scales).
+int64_t block_scale_rows(const GemvShape& shape);
 
 // Row lanes: [K/16 * vector_bytes bytes per group, ceil(N / (vector_bytes/4)) groups];
 // K must be a multiple of 16, and rows past N pad the last group with zero weights.
@@ -85,12 +93,17 @@ std::vector<uint8_t> pack_ternary(const TernaryWeights& w, const GemvShape& shap
 // Inputs, in order: packed (uint8, ternary_packed_dims or row_lane_packed_dims), x
 // (int8, [padded_k, M] for row tiles, [K, M] for row lanes, zero padded), x_sum (int32,
 // [K/act_block, M], sum of x per block), d_act (float, [K/act_block, M]), w_scale (float
-// scalar). Output: y (float, [N, M]). Dimension 0 is innermost and every buffer is dense.
+// scalar), w_block_scales (float, [block_scale_rows, K/act_block]: block b of row n at
+// (n, b); read only with block_scales, else any 2-D stand-in). Output: y (float, [N, M]).
+// Dimension 0 is innermost and every buffer is dense. Each block's integer sum is
+// multiplied by (d_act * w_scale), or (d_act * w_block_scales) per block, as the
+// interpreter does.
 struct GemvPipeline {
   Halide::ImageParam packed, x, x_sum, d_act;
   Halide::Param<float> w_scale;
+  Halide::ImageParam w_block_scales;
   Halide::Func y;
-  std::vector<Halide::Argument> arguments() const { return {packed, x, x_sum, d_act, w_scale}; }
+  std::vector<Halide::Argument> arguments() const { return {packed, x, x_sum, d_act, w_scale, w_block_scales}; }
 };
 
 GemvPipeline ternary_gemv(const GemvShape& shape);

@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <map>
+#include <sstream>
+
 #include "support/test_support.h"
 #include "targets.h"
 
@@ -85,6 +88,41 @@ TEST(Compile, SynthB158Tq2ExecutableGivesLlamaCppsTokens) {
 TEST(Compile, HfPackedExecutableGivesTransformersTokens) {
   const auto d = shared_dir() / "golden/hf-bitnet-tiny";
   expect_goldens((d / "packed").string(), d / "golden.json", "", 32);
+}
+
+TEST(Compile, OneBitLlmExecutableGivesItsReferenceTokens) {
+  const auto d = shared_dir() / "golden/hf-1bitllm-tiny";
+  expect_goldens(d.string(), d / "golden.json", "", 32);
+}
+
+// The TinyStories model as the peers' own tools write it (../shared/golden/peer-files):
+// llama.cpp's TQ2_0 and TQ1_0 (a scale per 256-weight block, computed with llama.cpp's
+// Q8_K arithmetic) and bitnet.cpp's I2_S (per-token activations, as bitnet.cpp's kernels
+// quantize them): every CPU target's output writes that peer's greedy text.
+TEST(Compile, PeerFilesGiveThePeersText) {
+  ScratchDir dir;
+  const auto d = shared_dir() / "golden/peer-files";
+  const json golden = load(d / "golden.json");
+  const int n = golden["n_predict"].get<int>();
+  for (const char* file : {"llamacpp-tq2_0", "llamacpp-tq1_0", "bitnetcpp-i2_s"})
+    for (const std::string& target : runnable_targets()) {
+      const std::string exe = compile((d / (std::string(file) + ".gguf")).string(), target, dir.file(file), dir);
+      for (const auto& c : golden["files"][file]["cases"]) {
+        const Result r = sh(
+            runner(target) + quote(exe) + " -p " + quote(c["prompt"]) + " -n " + std::to_string(n) + " --temp 0 --json",
+            dir);
+        ASSERT_EQ(r.status, 0) << file << " " << target << "\n" << r.err;
+        EXPECT_EQ(json::parse(r.out)["text"], c["text"]) << file << " " << target << " " << c["prompt"];
+      }
+    }
+  // And logits equal to the interpreter's (`bitnetc verify`: tokens and top-5 logits).
+  for (const char* file : {"llamacpp-tq2_0", "llamacpp-tq1_0", "bitnetcpp-i2_s"}) {
+    const Result r = sh(std::string(BITNETC_BIN) + " verify " + quote((d / (std::string(file) + ".gguf")).string()) +
+                            " --target=x86-64-avx2 -q -n 16",
+                        dir);
+    EXPECT_EQ(r.status, 0) << file << "\n" << r.out << r.err;
+    EXPECT_NE(r.out.find("PASS: 4 prompts"), std::string::npos) << r.out;
+  }
 }
 
 // The golden models the tests above leave out, through `bitnetc verify` on every target
@@ -412,4 +450,109 @@ TEST(Compile, Q8HeadIsAnnouncedSmallerAndCloseToExact) {
   const Result e = sh(quote(exact) + flags, dir);
   ASSERT_EQ(q.status, 0) << q.err;
   EXPECT_EQ(json::parse(q.out)["tokens"], json::parse(e.out)["tokens"]);
+}
+
+// The batched executor: `OUT --prompts FILE -np K` generates K sequences at once, their
+// prompt chunks and next tokens packed into shared forward steps (rows of several
+// sequences, each with its own KV cache and positions). Each sequence's greedy tokens
+// and top logits (printed round-trip exact) must be those of running its prompt alone,
+// and its tokens the interpreter's; seeded sampling must give the solo run's tokens too.
+// The prompts (2 to max_prompts of 1 to 30 words) and the slot count per target are drawn from a
+// seeded generator, so the interleavings (prompt rows beside decode rows, slots reused
+// as sequences end, chunks split across sequences) differ from case to case.
+namespace {
+
+void expect_batched_equals_solo(const std::string& model, uint64_t seed, int max_prompts) {
+  ScratchDir dir;
+  const std::vector<std::string> words = {"Once", "upon",  "a",    "time", "there", "was",   "little",
+                                          "girl", "named", "Lily", "she",  "liked", "to",    "play",
+                                          "in",   "the",   "park", "with", "her",   "dog",   "One",
+                                          "day",  "sun",   "big",  "tree", "and",   "happy", "."};
+  uint64_t state = seed;
+  auto draw = [&](uint64_t n) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<int>((state >> 33) % n);
+  };
+  const int n_prompts = 2 + draw(static_cast<uint64_t>(max_prompts - 1));
+  std::vector<std::string> prompts;
+  std::string file;
+  for (int i = 0; i < n_prompts; ++i) {
+    std::string p;
+    for (int w = 0, n = 1 + draw(30); w < n; ++w) p += (w ? " " : "") + words[draw(words.size())];
+    prompts.push_back(p);
+    file += p + "\n";
+  }
+  write_text(dir.file("prompts.txt"), file);
+  const std::string n = " -n 20 --json --top-logits 4";
+  std::vector<json> oracle;  // `bitnetc run --json` per prompt
+  for (const std::string& p : prompts) {
+    const Result r =
+        sh(std::string(BITNETC_BIN) + " run " + quote(model) + " -p " + quote(p) + " -n 20 --temp 0 --json", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    oracle.push_back(json::parse(r.out));
+  }
+  for (const std::string& target : runnable_targets()) {
+    const std::string exe = compile(model, target, dir.file("batched-" + target), dir);
+    // 2 to n_prompts slots: fewer than the prompts means slots are reused.
+    const int slots = 2 + draw(static_cast<uint64_t>(n_prompts - 1));
+    const std::string what =
+        target + " " + model + " with " + std::to_string(n_prompts) + " prompts, -np " + std::to_string(slots);
+    auto run_all = [&](const std::string& sampling) {
+      const Result r = sh(runner(target) + quote(exe) + " --prompts " + quote(dir.file("prompts.txt")) + " -np " +
+                              std::to_string(slots) + sampling + n,
+                          dir);
+      EXPECT_EQ(r.status, 0) << what << "\n" << r.err;
+      std::vector<json> out;
+      std::istringstream lines(r.out);
+      for (std::string line; std::getline(lines, line);) out.push_back(json::parse(line));
+      return out;
+    };
+    const std::vector<json> greedy = run_all(" --temp 0"), sampled = run_all(" --temp 0.9 -s 7");
+    ASSERT_EQ(greedy.size(), prompts.size()) << what;
+    ASSERT_EQ(sampled.size(), prompts.size()) << what;
+    for (int i = 0; i < n_prompts; ++i) {
+      EXPECT_EQ(greedy[i]["index"], i);
+      const Result solo = sh(runner(target) + quote(exe) + " -p " + quote(prompts[i]) + " --temp 0" + n, dir);
+      ASSERT_EQ(solo.status, 0) << solo.err;
+      const json j = json::parse(solo.out);
+      EXPECT_EQ(greedy[i]["prompt_tokens"], j["prompt_tokens"]) << what << ": " << prompts[i];
+      EXPECT_EQ(greedy[i]["tokens"], j["tokens"]) << what << ": " << prompts[i];
+      EXPECT_EQ(greedy[i]["top_logits"], j["top_logits"]) << what << ": " << prompts[i];
+      EXPECT_EQ(greedy[i]["tokens"], oracle[i]["tokens"]) << what << " (interpreter): " << prompts[i];
+      const Result solo_sampled =
+          sh(runner(target) + quote(exe) + " -p " + quote(prompts[i]) + " --temp 0.9 -s 7" + n, dir);
+      ASSERT_EQ(solo_sampled.status, 0) << solo_sampled.err;
+      EXPECT_EQ(sampled[i]["tokens"], json::parse(solo_sampled.out)["tokens"]) << what << " (sampled): " << prompts[i];
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Compile, BatchedTinyStoriesSequencesGiveTheirSoloTokensAndLogits) {
+  expect_batched_equals_solo((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(), 12345, 8);
+}
+
+TEST(Compile, BatchedHfCheckpointSequencesGiveTheirSoloTokensAndLogits) {
+  // GQA, sub-norms, a 128K vocabulary (2 s a run under qemu): up to 4 prompts.
+  expect_batched_equals_solo((shared_dir() / "golden/hf-bitnet-tiny/packed").string(), 777, 4);
+}
+
+// `--bench P,G,R,S`: S sequences decode together; the aggregate rate is reported.
+TEST(Compile, BenchDecodesSeveralSequencesTogether) {
+  ScratchDir dir;
+  const std::string exe =
+      compile((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(), "host", dir.file("m"), dir);
+  const Result r = sh(quote(exe) + " --bench 0,16,2,4", dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["n_seq"], 4);
+  ASSERT_EQ(j["tg_tps"].size(), 2u);
+  EXPECT_GT(j["tg_tps"][0].get<double>(), 0);
+  const Result bad = sh(quote(exe) + " --bench 0,16,2,0", dir);
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("SEQUENCES"), std::string::npos) << bad.err;
+  const Result np = sh(quote(exe) + " -p hi -np 2", dir);
+  EXPECT_EQ(np.status, 2);
+  EXPECT_NE(np.err.find("give --prompts"), std::string::npos) << np.err;
 }

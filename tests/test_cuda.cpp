@@ -334,4 +334,17 @@ TEST(Cuda, DeviceFlagBenchAndShortContext) {
   ASSERT_EQ(shortened.status, 0) << shortened.err;
   ASSERT_EQ(full.status, 0) << full.err;
   EXPECT_EQ(json::parse(shortened.out)["tokens"], json::parse(full.out)["tokens"]);
+
+  // The engine over a CUDA output: one sequence per step (its rows through step()), the
+  // CPU output's tokens; several at once are refused with a clear error.
+  write_text(dir.file("prompts.txt"), "Once upon a time\nThe little dog\n");
+  const std::string prompts = " --prompts " + shell_quote(dir.file("prompts.txt")) + " -n 12 --temp 0 --json";
+  const CommandResult one = run_command(o.env() + shell_quote(o.exe) + prompts + " -np 1", dir);
+  const CommandResult cpu_two = run_command(shell_quote(cpu) + prompts + " -np 2", dir);
+  ASSERT_EQ(one.status, 0) << one.err;
+  ASSERT_EQ(cpu_two.status, 0) << cpu_two.err;
+  EXPECT_EQ(one.out, cpu_two.out);
+  const CommandResult two = run_command(o.env() + shell_quote(o.exe) + prompts + " -np 2", dir);
+  EXPECT_EQ(two.status, 1);
+  EXPECT_NE(two.err.find("CUDA outputs run one sequence at a time yet"), std::string::npos) << two.err;
 }

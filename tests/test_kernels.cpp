@@ -35,6 +35,7 @@ struct Case {
 struct CaseData {
   TernaryWeights w;
   float ws = 0;
+  std::vector<float> block_scale;  // with block scales: per (row, activation block), [N][n_act]
   int64_t n_act = 0;
   std::vector<int8_t> q;  // [batch][K]
   std::vector<float> d;
@@ -42,7 +43,9 @@ struct CaseData {
   std::vector<float> want;  // [batch][N]
 };
 
-CaseData make_case(const Case& c, int batch, uint64_t seed) {
+// With `block_scales`, a weight scale per (row, activation block) as llama.cpp's TQ files
+// have, each different, and every fifth block all zero with a zero scale.
+CaseData make_case(const Case& c, int batch, uint64_t seed, bool block_scales = false) {
   SplitMix64 rng(static_cast<uint64_t>(c.K * 1000003 + c.N * 7 + batch) + seed);
   CaseData t;
   t.w.rows = c.N;
@@ -51,6 +54,19 @@ CaseData make_case(const Case& c, int batch, uint64_t seed) {
   for (auto& v : t.w.codes) v = static_cast<int8_t>(static_cast<int>(rng.next() % 3) - 1);
   t.ws = 0.0625f + rng.uniform();
   t.n_act = c.K / c.act_block;
+  if (block_scales) {
+    t.block_scale.resize(static_cast<size_t>(c.N * t.n_act));
+    for (int64_t n = 0; n < c.N; ++n)
+      for (int64_t b = 0; b < t.n_act; ++b) {
+        float& bs = t.block_scale[n * t.n_act + b];
+        bs = 0.0625f + rng.uniform();
+        if ((n + b) % 5 == 0) {
+          bs = 0;
+          std::fill_n(&t.w.codes[n * c.K + b * c.act_block], c.act_block, int8_t{0});
+        }
+      }
+  }
+  auto scale = [&](int64_t n, int64_t b) { return block_scales ? t.block_scale[n * t.n_act + b] : t.ws; };
   t.q.assign(c.K * batch, 0);
   t.d.resize(t.n_act * batch);
   t.xsum.assign(t.n_act * batch, 0);
@@ -69,7 +85,7 @@ CaseData make_case(const Case& c, int batch, uint64_t seed) {
       for (int64_t b = 0; b < t.n_act; ++b) {
         int32_t acc = 0;
         for (int64_t k = b * c.act_block; k < (b + 1) * c.act_block; ++k) acc += t.w.codes[n * c.K + k] * q[k];
-        y += static_cast<float>(acc) * (t.d[m * t.n_act + b] * t.ws);
+        y += static_cast<float>(acc) * (t.d[m * t.n_act + b] * scale(n, b));
       }
       t.want[m * c.N + n] = y;
     }
@@ -82,7 +98,7 @@ CaseData make_case(const Case& c, int batch, uint64_t seed) {
 void run_and_compare(schedules::GemvPipeline& p, const Case& c, const CaseData& t, int batch,
                      std::vector<uint8_t>& packed, int packed_dim0, int packed_dim1, int64_t Kp,
                      const std::string& target, const std::string& what,
-                     const std::map<std::string, Halide::JITExtern>& externs = {}) {
+                     const std::map<std::string, Halide::JITExtern>& externs = {}, int64_t block_scale_rows = 0) {
   std::vector<int8_t> xp(Kp * batch, 0);
   for (int m = 0; m < batch; ++m) std::copy_n(&t.q[m * c.K], c.K, &xp[m * Kp]);
   std::vector<int32_t> xsum = t.xsum;
@@ -96,6 +112,13 @@ void run_and_compare(schedules::GemvPipeline& p, const Case& c, const CaseData& 
   p.x_sum.set(sb);
   p.d_act.set(db);
   p.w_scale.set(t.ws);
+  // The kernels' block-scale layout: [block][row], rows padded with zero scales.
+  std::vector<float> block_scales(static_cast<size_t>(std::max<int64_t>(1, block_scale_rows * t.n_act)), 0.0f);
+  for (int64_t n = 0; n < c.N && block_scale_rows > 0; ++n)
+    for (int64_t b = 0; b < t.n_act; ++b) block_scales[b * block_scale_rows + n] = t.block_scale[n * t.n_act + b];
+  if (block_scale_rows > 0)
+    p.w_block_scales.set(
+        Halide::Buffer<float>(block_scales.data(), static_cast<int>(block_scale_rows), static_cast<int>(t.n_act)));
   Halide::Buffer<float> out(static_cast<int>(c.N), batch);
   Halide::Pipeline pipeline(p.y);
   pipeline.set_jit_externs(externs);
@@ -109,10 +132,10 @@ void run_and_compare(schedules::GemvPipeline& p, const Case& c, const CaseData& 
 
 // The I2_S-style kernel for `batch` tokens against ir::Interpreter's ternary_matmul.
 void check_gemv(const Case& c, int vector_bytes, const std::string& target, int batch, schedules::GemvReduce reduce,
-                schedules::GemvPacking packing) {
-  const CaseData t = make_case(c, batch, static_cast<uint64_t>(vector_bytes));
+                schedules::GemvPacking packing, bool block_scales) {
+  const CaseData t = make_case(c, batch, static_cast<uint64_t>(vector_bytes), block_scales);
   const bool lanes = packing == schedules::GemvPacking::RowLanes;
-  schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch, reduce, packing};
+  schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch, reduce, packing, block_scales};
   const int64_t Kp = schedules::packed_k(shape);
   schedules::GemvPipeline p = schedules::ternary_gemv(shape);
   auto packed = schedules::pack_ternary(t.w, shape);
@@ -120,7 +143,8 @@ void check_gemv(const Case& c, int vector_bytes, const std::string& target, int 
   ASSERT_EQ(packed.size(), static_cast<size_t>(dims.bytes_per_tile) * dims.tiles);
   run_and_compare(p, c, t, batch, packed, dims.bytes_per_tile, dims.tiles, Kp, target,
                   "W=" + std::to_string(vector_bytes) + " reduce=" + std::to_string(static_cast<int>(reduce)) +
-                      (lanes ? " row lanes" : " row tiles"));
+                      (lanes ? " row lanes" : " row tiles") + (block_scales ? " block scales" : ""),
+                  {}, block_scales ? schedules::block_scale_rows(shape) : 0);
 }
 
 const std::vector<Case>& kernel_cases() {
@@ -141,7 +165,7 @@ const std::vector<Case>& kernel_cases() {
 // llc with the target's exact CPU instead; compile_tests run those). The NEON kernels'
 // algorithm (16-byte groups, signed codes for sdot) is run here as x86 code; the ARM
 // instructions themselves run under qemu in compile_tests.
-void for_each_kernel_case(int batch) {
+void for_each_kernel_case(int batch, bool block_scales = false) {
   using schedules::GemvPacking;
   using schedules::GemvReduce;
   struct Variant {
@@ -167,7 +191,9 @@ void for_each_kernel_case(int batch) {
     for (const auto& c : kernel_cases()) {
       const bool fits = v.packing == GemvPacking::RowLanes ? c.K % 16 == 0 && c.act_block % 16 == 0
                                                            : c.act_block == c.K || c.act_block % (4 * v.W) == 0;
-      if (fits) check_gemv(c, v.W, v.target, batch, v.reduce, v.packing);
+      // Block scales meet activation blocks of their size (llama.cpp's 256).
+      if (fits && (!block_scales || c.act_block == 256))
+        check_gemv(c, v.W, v.target, batch, v.reduce, v.packing, block_scales);
     }
 }
 
@@ -176,6 +202,12 @@ TEST(TernaryGemv, MatchesTheInterpreterBitForBit) { for_each_kernel_case(1); }
 // The prefill kernel: batches that fill the token tile, and batches with a tail.
 TEST(TernaryGemm, MatchesTheInterpreterTokenByToken) {
   for (int batch : {8, 6, 3}) for_each_kernel_case(batch);
+}
+
+// A weight scale per (row, block of 256), as llama.cpp's TQ1_0/TQ2_0 files hold them
+// (all different, some blocks all zero with a zero scale), decode and prefill batches.
+TEST(TernaryGemv, PerBlockWeightScalesMatchTheInterpreterBitForBit) {
+  for (int batch : {1, 8, 3}) for_each_kernel_case(batch, true);
 }
 
 // TL1 and TL2: the packing reads back to the codes, and the lookup-table pipelines (with
@@ -213,7 +245,8 @@ TEST(LutGemv, LayoutsRoundTripAndMatchTheInterpreterBitForBit) {
 // The head kernel, with float and with half weights (values that are exactly halves, so
 // both storages give the interpreter's float result). One half weight in eight is any
 // finite half bit pattern (zeros of both signs, denormals, 65504): the kernel converts
-// half bits with integer operations of its own.
+// half bits with integer operations of its own. Several rows of activations at once (a
+// batched step's logit rows) each give the one-row sums.
 TEST(DenseGemv, MatchesTheInterpretersSequentialSumsBitForBit) {
   // Infinities are halves too, but the kernel's conversion does not keep them: such a
   // head is stored as float.
@@ -222,7 +255,8 @@ TEST(DenseGemv, MatchesTheInterpretersSequentialSumsBitForBit) {
   for (bool f16 : {false, true})
     for (auto [K, N] : {std::pair<int64_t, int64_t>{256, 512}, {128, 1000}, {256, 37}, {2560, 300}}) {
       SplitMix64 rng(static_cast<uint64_t>(K * 31 + N));
-      std::vector<float> w(K * N), x(K);
+      const int M = 3;  // rows of activations
+      std::vector<float> w(K * N), x(K * M);
       for (auto& v : w) {
         v = f16 ? fp16_to_f32(f32_to_fp16(rng.normal())) : rng.normal();
         const auto bits = static_cast<uint16_t>(rng.next() >> 48);
@@ -230,12 +264,13 @@ TEST(DenseGemv, MatchesTheInterpretersSequentialSumsBitForBit) {
       }
       for (auto& v : x) v = rng.normal();
       ASSERT_EQ(schedules::exactly_finite_f16(w), f16);
-      std::vector<float> want(N);
-      for (int64_t n = 0; n < N; ++n) {
-        float y = 0;
-        for (int64_t k = 0; k < K; ++k) y += w[n * K + k] * x[k];  // ir::Interpreter's DenseMatmul
-        want[n] = y;
-      }
+      std::vector<float> want(N * M);
+      for (int m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          float y = 0;
+          for (int64_t k = 0; k < K; ++k) y += w[n * K + k] * x[m * K + k];  // ir::Interpreter's DenseMatmul
+          want[m * N + n] = y;
+        }
       for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
         const TargetInfo& t = *find_target(name);
         if (t.vector_bytes > host_target().vector_bytes) continue;  // AVX-512 code needs an AVX-512 CPU
@@ -250,12 +285,16 @@ TEST(DenseGemv, MatchesTheInterpretersSequentialSumsBitForBit) {
           p.wt.set(wh);
         else
           p.wt.set(wf);
-        Halide::Buffer<float> xb(x.data(), static_cast<int>(K));
-        p.x.set(xb);
-        Halide::Buffer<float> out(static_cast<int>(Np));
-        p.y.realize(out, Halide::Target(t.halide));
-        for (int64_t n = 0; n < N; ++n)
-          ASSERT_EQ(out(static_cast<int>(n)), want[n]) << name << " K=" << K << " N=" << N << " f16=" << f16;
+        for (int rows : {1, M}) {
+          Halide::Buffer<float> xb(x.data(), static_cast<int>(K), rows);
+          p.x.set(xb);
+          Halide::Buffer<float> out(static_cast<int>(Np), rows);
+          p.y.realize(out, Halide::Target(t.halide));
+          for (int m = 0; m < rows; ++m)
+            for (int64_t n = 0; n < N; ++n)
+              ASSERT_EQ(out(static_cast<int>(n), m), want[m * N + n])
+                  << name << " K=" << K << " N=" << N << " f16=" << f16 << " row " << m << " of " << rows;
+        }
       }
     }
 }
@@ -277,9 +316,9 @@ TEST(DenseGemv, Q8HeadMatchesItsDefinitionAndStaysNearTheFloatHead) {
     const int64_t Np = schedules::dense_gemv_padded_rows(N, t.vector_bytes);
     auto p = schedules::dense_gemv({K, N, t.vector_bytes, false, true});
     p.wt.set(Halide::Buffer<int8_t>(reinterpret_cast<int8_t*>(q.data()), T, static_cast<int>(K), static_cast<int>(Np / T)));
-    p.x.set(Halide::Buffer<float>(x.data(), static_cast<int>(K)));
+    p.x.set(Halide::Buffer<float>(x.data(), static_cast<int>(K), 1));
     p.row_scale.set(Halide::Buffer<float>(scales.data(), static_cast<int>(Np)));
-    Halide::Buffer<float> out(static_cast<int>(Np));
+    Halide::Buffer<float> out(static_cast<int>(Np), 1);
     p.y.realize(out, Halide::Target(t.halide));
     for (int64_t n = 0; n < N; ++n) {
       float acc = 0, exact = 0;
@@ -289,8 +328,8 @@ TEST(DenseGemv, Q8HeadMatchesItsDefinitionAndStaysNearTheFloatHead) {
         acc += static_cast<float>(code) * x[k];
         exact += w[n * K + k] * x[k];
       }
-      ASSERT_EQ(out(static_cast<int>(n)), acc * scales[n]) << name << " row " << n;
-      EXPECT_NEAR(out(static_cast<int>(n)), exact, 0.05 * std::sqrt(static_cast<double>(K))) << name << " row " << n;
+      ASSERT_EQ(out(static_cast<int>(n), 0), acc * scales[n]) << name << " row " << n;
+      EXPECT_NEAR(out(static_cast<int>(n), 0), exact, 0.05 * std::sqrt(static_cast<double>(K))) << name << " row " << n;
     }
   }
 }
