@@ -6,7 +6,7 @@
 #include <stdexcept>
 
 #include "cuda_kernels.h"
-#include "step_kernels.h"
+#include "fusion.h"
 
 namespace bitnetc::codegen {
 
@@ -73,21 +73,15 @@ rt::CudaArg norm_weight(const ir::Op& norm) {
 
 // The launches the plan saves by doing several ops' work in one kernel, each keeping
 // the interpreter's bits (one launch per op is 668 launches per decoded 2B4T token, and
-// a launch costs about as much as streaming a small matmul's weights):
-//  - a Quantize computes the Norm before it, and the GatedAct before that, when nothing
-//    else reads their outputs (the values are recomputed where read, never stored);
-//  - a ternary matmul adds the residual of the Add that is its output's only reader;
-//  - an Attention's q and k RoPE and the KV cache store are one launch;
-//  - decode computes the ternary matmuls that read one quantized value (q, k and v;
-//    gate and up) in one launch (prefill runs each on the tensor cores).
-struct Fusions {
-  std::vector<int32_t> norm_of_quantize;                        // per Quantize: the Norm it computes, else -1
-  std::vector<int32_t> gated_of_quantize;                       // per Quantize: the GatedAct it computes, else -1
-  std::vector<int32_t> add_of_matmul;                           // per TernaryMatmul: the Add it absorbs, else -1
-  std::vector<std::vector<int32_t>> decode_group;               // per TernaryMatmul: the later ones decode runs with it
-  std::vector<bool> in_later_group;                             // per op: decode runs it with an earlier matmul
-  std::vector<std::pair<int32_t, int32_t>> ropes_of_attention;  // per Attention: its q and k Ropes, or -1
-  std::vector<bool> skipped;                                    // per op: another op's launch does its work
+// a launch costs about as much as streaming a small matmul's weights); an Attention that
+// rotates its q and k also stores k and v into the cache in the same launch.
+// CUDA outputs take every fusion the pass proposes (compiler/fusion.h), and add one of
+// their own: decode computes the ternary matmuls that read one quantized value (q, k and
+// v; gate and up) in one launch (prefill runs each on the tensor cores).
+struct CudaFusions : Fusions {
+  std::vector<std::vector<int32_t>> decode_group;  // per TernaryMatmul: the later ones decode runs with it
+  std::vector<bool> in_later_group;                // per op: decode runs it with an earlier matmul
+  std::vector<bool> skipped;                       // per op: another op's launch does its work
 };
 
 // Whether a ternary matmul's prefill chunks run on the tensor cores (else dp4a, the
@@ -96,40 +90,14 @@ bool prefill_on_tensor_cores(const rt::TernaryRecord& r, int batch) {
   return batch % 16 == 0 && (r.act_block == r.K || r.act_block % 64 == 0);
 }
 
-Fusions plan_fusions(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary, int batch) {
+CudaFusions plan_cuda_fusions(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary, int batch) {
   const size_t n_ops = g.ops.size();
-  const rt::ValueUses uses = rt::value_uses(g);
-  Fusions f{rt::norms_absorbed_by_quantize(g), std::vector<int32_t>(n_ops, -1),
-            std::vector<int32_t>(n_ops, -1),   std::vector<std::vector<int32_t>>(n_ops),
-            std::vector<bool>(n_ops, false),   std::vector<std::pair<int32_t, int32_t>>(n_ops, {-1, -1}),
-            std::vector<bool>(n_ops, false)};
+  CudaFusions f{plan_fusions(g), std::vector<std::vector<int32_t>>(n_ops), std::vector<bool>(n_ops, false),
+                std::vector<bool>(n_ops, false)};
   for (size_t i = 0; i < n_ops; ++i) {
-    const ir::Op& op = g.ops[i];
-    if (op.kind == ir::OpKind::Quantize) {
-      const int32_t norm = f.norm_of_quantize[i];
-      if (norm >= 0) f.skipped[norm] = true;
-      const int src = norm >= 0 ? g.ops[norm].inputs[0] : op.inputs[0];
-      f.gated_of_quantize[i] = uses.sole_producer(g, src, ir::OpKind::GatedAct);
-      if (f.gated_of_quantize[i] >= 0) f.skipped[f.gated_of_quantize[i]] = true;
-    } else if (op.kind == ir::OpKind::Add) {
-      for (int side = 0; side < 2; ++side) {
-        const int32_t p = uses.sole_producer(g, op.inputs[side], ir::OpKind::TernaryMatmul);
-        // The residual must exist when the matmul runs.
-        if (p >= 0 && f.add_of_matmul[p] < 0 && uses.producer[op.inputs[1 - side]] < p) {
-          f.add_of_matmul[p] = static_cast<int32_t>(i);
-          f.skipped[i] = true;
-          break;
-        }
-      }
-    } else if (op.kind == ir::OpKind::Attention) {
-      const int32_t rq = uses.sole_producer(g, op.inputs[0], ir::OpKind::Rope);
-      const int32_t rk = uses.sole_producer(g, op.inputs[1], ir::OpKind::Rope);
-      if (rq >= 0 && rk >= 0 && g.ops[rq].head_dim == op.head_dim && g.ops[rk].head_dim == op.head_dim &&
-          g.ops[rq].rope_style == g.ops[rk].rope_style) {
-        f.ropes_of_attention[i] = {rq, rk};
-        f.skipped[rq] = f.skipped[rk] = true;
-      }
-    }
+    for (int32_t absorbed : {f.norm_of_quantize[i], f.gated_of_quantize[i], f.add_of_matmul[i],
+                             f.ropes_of_attention[i].first, f.ropes_of_attention[i].second})
+      if (absorbed >= 0) f.skipped[absorbed] = true;
   }
   // Decode groups: matmuls of one input, none absorbing an Add, all on the tensor cores
   // in prefill (so each one's own launch is for prefill only).
@@ -204,7 +172,7 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
     return it->second;
   };
 
-  const Fusions fused = plan_fusions(g, ternary, batch);
+  const CudaFusions fused = plan_cuda_fusions(g, ternary, batch);
   for (size_t i = 0; i < g.ops.size(); ++i) {
     if (fused.skipped[i]) continue;
     const ir::Op& op = g.ops[i];

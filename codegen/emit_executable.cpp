@@ -16,6 +16,7 @@
 
 #include "atomic_file.h"
 #include "cpu_features.h"
+#include "cpu_program.h"
 #include "cuda_kernels.h"
 #include "cuda_program.h"
 #include "kernel_objects.h"
@@ -24,7 +25,6 @@
 #include "model_blob.h"
 #include "process.h"
 #include "serialize.h"
-#include "step_kernels.h"
 #include "tokenizer_import.h"
 #include "vocab_io.h"
 
@@ -299,7 +299,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
 }
 
 // -v: the step list, then each weight's layout and kernels, with the reason for each.
-void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeights& p,
+void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeights& p, const CpuPlan& cpu_plan,
                   const std::function<void(const std::string&)>& line) {
   const int chunk = target.arch == TargetArch::Cuda ? kCudaChunkTokens : kPrefillBatch;
   line("plan (" + std::to_string(g.ops.size()) + " steps, run for chunks of up to " + std::to_string(chunk) +
@@ -352,31 +352,14 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
     line("  " + g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) + "]: " + why);
   }
   if (target.arch == TargetArch::Cuda) return;
-  const rt::StepKernels kernels = rt::plan_step_kernels(g, p.ternary);
-  line("step kernels: " + std::to_string(kernels.norm_quant.size()) + " norm+quantize, " +
-       std::to_string(kernels.attention.size()) + " attention, " + std::to_string(kernels.rope.size()) + " rope:");
-  for (size_t i = 0; i < g.ops.size(); ++i) {
-    const ir::Op& op = g.ops[i];
-    const std::string kernel = std::to_string(kernels.kernel_of_op[i]), out = "  %" + std::to_string(op.output);
-    if (kernels.kernel_of_op[i] < 0) continue;
-    if (op.kind == ir::OpKind::Attention) {
-      line(out + " = attention (layer " + std::to_string(op.layer) + "): kernel attention" + kernel);
-    } else if (op.kind == ir::OpKind::Rope) {
-      line(out + " = rope(%" + std::to_string(op.inputs[0]) + "): kernel rope" + kernel);
-    } else {
-      const std::string in = std::to_string(op.inputs[0]);
-      line(out + " = quantize(%" + in + "): kernel norm_quant" + kernel +
-           (kernels.fused_norm_of_op[i] >= 0
-                ? ", with the norm that makes %" + in + " (one pass, %" + in + " never stored)"
-                : " (its input is not a norm's alone: quantized as it is)"));
-    }
-  }
+  std::istringstream plan_text(print_cpu_plan(g, cpu_plan));
+  for (std::string l; std::getline(plan_text, l);) line((l.rfind("kernels:", 0) == 0 ? "step " : "") + l);
 }
 
 // The blob of model_blob.h: the graph without weight data, the vocabulary, the stop
 // tokens, the records, then the weights (page aligned, each tensor 64-byte aligned).
-std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::vector<int32_t>& stop,
-                                PackedWeights& p, uint64_t fingerprint, bool external_weights,
+std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::vector<int32_t>& stop, PackedWeights& p,
+                                const CpuPlan& cpu_plan, uint64_t fingerprint, bool external_weights,
                                 const std::vector<uint8_t>& cuda_plan) {
   for (auto& t : g.ternary) t.w.codes.clear();
   for (auto& d : g.dense) std::vector<float>().swap(d.data);
@@ -384,7 +367,7 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
   // Reserved up front: growing a model-size vector by doubling would hold two copies.
   size_t total = sizeof(rt::BlobHeader) + graph.size() + voc.size() + stop.size() * sizeof(int32_t) +
                  p.ternary.size() * sizeof(rt::TernaryRecord) + p.dense.size() * sizeof(rt::DenseRecord) +
-                 cuda_plan.size() + 7 * 64 + 4096;
+                 cpu_plan.steps.size() * sizeof(rt::CpuStep) + cuda_plan.size() + 8 * 64 + 4096;
   for (const auto& b : p.ternary_bytes) total += b.size() + 64;
   for (const auto& b : p.ternary_block_scales) total += b.size() * sizeof(float) + 64;
   for (size_t i = 0; i < p.dense.size(); ++i) total += p.dense_bytes[i].size() + p.dense_scales[i].size() * 4 + 128;
@@ -412,6 +395,8 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
   h.n_records = p.ternary.size();
   append(p.dense.data(), p.dense.size() * sizeof(rt::DenseRecord), h.dense_records_off);
   h.n_dense_records = p.dense.size();
+  append(cpu_plan.steps.data(), cpu_plan.steps.size() * sizeof(rt::CpuStep), h.cpu_steps_off);
+  h.n_cpu_steps = cpu_plan.steps.size();
   if (!cuda_plan.empty()) {
     append(cuda_plan.data(), cuda_plan.size(), h.cuda_plan_off);
     h.cuda_plan_size = cuda_plan.size();
@@ -449,11 +434,8 @@ std::vector<uint8_t> build_blob(ir::Graph g, const rt::Vocab& vocab, const std::
 // The Halide kernels of a CPU target, one object per kernel, and their tables
 // (bitnetc_gemv_kernels[] ...) appended to `table`.
 void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const PackedWeights& packed,
-                          const std::string& work_dir, std::string& table, std::vector<std::string>& objects,
-                          const std::function<void(const std::string&)>& say) {
-  // A CUDA output's steps all run on the GPU: no CPU kernels, empty tables.
-  const rt::StepKernels steps =
-      target.arch == TargetArch::Cuda ? rt::StepKernels{} : rt::plan_step_kernels(g, packed.ternary);
+                          const CpuPlan& steps, const std::string& work_dir, std::string& table,
+                          std::vector<std::string>& objects, const std::function<void(const std::string&)>& say) {
   const size_t n_kernels = 2 * packed.ternary_kernels.size() + packed.dense_kernels.size() + steps.norm_quant.size() +
                            steps.attention.size() + steps.rope.size();
   if (n_kernels != 0) say("generating " + std::to_string(n_kernels) + " kernels for " + target.name);
@@ -499,7 +481,7 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
            array("bitnetc_gemm_kernels", ternary_sig, gemm_list) +
            array("bitnetc_dense_kernels", dense_sig, dense_list);
 
-  // The step kernels (step_kernels.h): per family bitnetc_<family><i>, a table and a count.
+  // The step kernels (cpu_program.h): per family bitnetc_<family><i>, a table and a count.
   auto emit_family = [&](const std::string& family, const std::string& signature, size_t count, auto&& emit_object) {
     std::string list;
     for (size_t i = 0; i < count; ++i) {
@@ -516,20 +498,20 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
       "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int32_t, halide_buffer_t*)";
   emit_family(
       "norm_quant", buffers5, steps.norm_quant.size(), [&](size_t i, const std::string& fn, const std::string& obj) {
-        const rt::NormQuantKernelKey& k = steps.norm_quant[i];
+        const NormQuantKernelKey& k = steps.norm_quant[i];
         emit_norm_quant_object({k.n, k.K_padded, k.block, k.norm, k.norm_weight, k.eps(), k.quant, target.vector_bytes},
                                target, fn, obj);
       });
   emit_family("attention", buffers3_pos_buffer, steps.attention.size(),
               [&](size_t i, const std::string& fn, const std::string& obj) {
-                const rt::AttentionKernelKey& k = steps.attention[i];
+                const AttentionKernelKey& k = steps.attention[i];
                 emit_attention_object(
                     {k.head_dim, k.n_head, k.n_head_kv, k.score_scale, k.softmax_sum, target.vector_bytes}, target, fn,
                     obj);
               });
   emit_family("rope", buffers3_pos_buffer, steps.rope.size(),
               [&](size_t i, const std::string& fn, const std::string& obj) {
-                const rt::RopeKernelKey& k = steps.rope[i];
+                const RopeKernelKey& k = steps.rope[i];
                 emit_rope_object({k.n, k.head_dim, k.style, target.vector_bytes}, target, fn, obj);
               });
 }
@@ -572,7 +554,9 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   say("packing weights");
   PackedWeights packed =
       pack_weights(g, m, lower_options.decode, target, o.head_q8, parse_layout_request(o.layout));
-  if (o.explain) explain_plan(g, target, packed, o.explain);
+  // A CUDA output's steps all run on the GPU: no CPU plan, no CPU kernels, empty tables.
+  const CpuPlan cpu_plan = target.arch == TargetArch::Cuda ? CpuPlan{} : plan_cpu(g, packed.ternary);
+  if (o.explain) explain_plan(g, target, packed, cpu_plan, o.explain);
 
   std::string table = "#include \"HalideRuntime.h\"\n#include <cstdint>\n";
   table += "extern \"C\" const uint32_t bitnetc_cpu_features = " + std::to_string(required_cpu_features(target)) +
@@ -580,14 +564,14 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   std::vector<std::string> objects;
   std::vector<uint8_t> cuda_plan;
   if (target.arch == TargetArch::Cuda) cuda_plan = generate_cuda_module(g, target, packed, o, say);
-  generate_cpu_kernels(g, target, packed, work.path(), table, objects, say);  // CUDA: none, empty tables
+  generate_cpu_kernels(g, target, packed, cpu_plan, work.path(), table, objects, say);
   write_file(fs::path(work.path()) / "kernels.cpp", table.data(), table.size());
   emit_halide_runtime(target, (fs::path(work.path()) / "halide_runtime.o").string());
   objects.push_back((fs::path(work.path()) / "halide_runtime.o").string());
 
   say("writing the model blob");
   std::vector<uint8_t> blob =
-      build_blob(std::move(g), vocab, stop, packed, source_fingerprint(m), o.external_weights, cuda_plan);
+      build_blob(std::move(g), vocab, stop, packed, cpu_plan, source_fingerprint(m), o.external_weights, cuda_plan);
   const std::string side_file = o.output + ".weights";
   // A side file written for an output that then fails is removed again: both or neither.
   struct SideFileGuard {

@@ -124,8 +124,9 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
                             bitnetc_attention_kernel_count,
                             bitnetc_rope_kernels,
                             bitnetc_rope_kernel_count};
+  const auto steps = records_at<CpuStep>(blob, header_.cpu_steps_off, header_.n_cpu_steps, "the embedded model (plan)");
   halide_set_custom_do_par_for(parallel_for);  // the kernels' parallel loops: thread_pool.h
-  forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, static_cast<int>(header_.batch),
+  forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, steps, static_cast<int>(header_.batch),
                                            kernels, max_sequences);
 }
 

@@ -44,14 +44,36 @@ float dense_at(const uint8_t* base, const DenseRecord& r, int64_t row, int64_t c
 
 }  // namespace
 
+// The plan's steps must name kernels the output has, and a fused norm a Norm whose own
+// step is skipped: else the blob is not the one these kernels were generated with.
+static void check_cpu_steps(const ir::Graph& g, std::span<const CpuStep> steps, const KernelTable& k) {
+  if (steps.size() != g.ops.size()) throw std::runtime_error("the embedded model is damaged (plan)");
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const CpuStep& s = steps[i];
+    const ir::OpKind kind = g.ops[i].kind;
+    const uint32_t count = kind == ir::OpKind::Quantize    ? k.norm_quant_count
+                           : kind == ir::OpKind::Attention ? k.attention_count
+                           : kind == ir::OpKind::Rope      ? k.rope_count
+                                                           : 0;
+    // Every attention and RoPE has a kernel; a quantize read by no matmul has none.
+    const bool kernel_ok = s.kernel == -1 ? kind != ir::OpKind::Attention && kind != ir::OpKind::Rope
+                                          : s.kernel >= 0 && static_cast<uint32_t>(s.kernel) < count;
+    const bool norm_ok =
+        s.fused_norm == -1 ||
+        (kind == ir::OpKind::Quantize && s.fused_norm >= 0 && static_cast<size_t>(s.fused_norm) < steps.size() &&
+         g.ops[s.fused_norm].kind == ir::OpKind::Norm && steps[s.fused_norm].skipped);
+    const bool skip_ok = !s.skipped || kind == ir::OpKind::Norm;
+    if (!kernel_ok || !norm_ok || !skip_ok)
+      throw std::runtime_error("the embedded model is damaged (plan step " + std::to_string(i) + ")");
+  }
+}
+
 ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<const TernaryRecord> ternary,
-                         std::span<const DenseRecord> dense, int batch, const KernelTable& kernels, int max_sequences)
-    : g_(g), blob_(blob), ternary_(ternary), dense_(dense), batch_(batch), kernels_(kernels) {
+                         std::span<const DenseRecord> dense, std::span<const CpuStep> steps, int batch,
+                         const KernelTable& kernels, int max_sequences)
+    : g_(g), blob_(blob), ternary_(ternary), dense_(dense), batch_(batch), kernels_(kernels), steps_(steps) {
   if (batch_ < 1) throw std::runtime_error("the embedded model is damaged (batch)");
-  steps_ = plan_step_kernels(g, ternary);
-  if (steps_.norm_quant.size() != kernels_.norm_quant_count || steps_.attention.size() != kernels_.attention_count ||
-      steps_.rope.size() != kernels_.rope_count)
-    throw std::runtime_error("the embedded model is damaged (step kernels)");
+  check_cpu_steps(g, steps_, kernels_);
   f32_.resize(g.values.size());
   q8_.resize(g.values.size());
   for (size_t v = 0; v < g.values.size(); ++v)
@@ -191,7 +213,7 @@ void ForwardPass::run_chunk(const Chunk& chunk) {
   const int count = static_cast<int>(chunk.tokens.size());
   for (size_t op_index = 0; op_index < g_.ops.size(); ++op_index) {
     const ir::Op& op = g_.ops[op_index];
-    if (steps_.skipped[op_index]) continue;  // a Norm its Quantize's kernel does
+    if (steps_[op_index].skipped) continue;  // a Norm its Quantize's kernel does
     const int64_t n = g_.values[op.output].size;
     float* out = op.kind == ir::OpKind::Quantize ? nullptr : f32_[op.output].data();
     auto in = [&](size_t k, int b) { return f32_[op.inputs[k]].data() + b * g_.values[op.inputs[k]].size; };
@@ -231,7 +253,7 @@ void ForwardPass::run_chunk(const Chunk& chunk) {
               yb(out + run.first * n, static_cast<int>(n), run.count);
           Buf<float> cb(const_cast<float*>(t.cos.data()), half, t.filled),
               sb(const_cast<float*>(t.sin.data()), half, t.filled);
-          check_kernel(kernels_.rope[steps_.kernel_of_op[op_index]](xb, cb, sb, run.pos0, yb), "rope");
+          check_kernel(kernels_.rope[steps_[op_index].kernel](xb, cb, sb, run.pos0, yb), "rope");
         }
         break;
       }
@@ -265,11 +287,11 @@ void ForwardPass::embed(const ir::Op& op, const int32_t* tokens, int count, floa
 // A Quantize (and the Norm before it, when the plan fused it) as one generated kernel.
 void ForwardPass::quantize(size_t op_index, int count) {
   const ir::Op& op = g_.ops[op_index];
-  const int32_t kernel = steps_.kernel_of_op[op_index];
+  const int32_t kernel = steps_[op_index].kernel;
   if (kernel < 0) return;  // read by no ternary matmul
-  const NormQuantKernelKey& key = steps_.norm_quant[kernel];
-  const int32_t norm = steps_.fused_norm_of_op[op_index];
+  const int32_t norm = steps_[op_index].fused_norm;
   const int x_value = norm >= 0 ? g_.ops[norm].inputs[0] : op.inputs[0];
+  const int64_t n = g_.values[x_value].size;
   Q8Buffers& q = q8_[op.output];
   float* x = f32_[x_value].data();
   // The norm's weight, or an unread one-element stand-in.
@@ -277,8 +299,8 @@ void ForwardPass::quantize(size_t op_index, int count) {
   float* w = weighted ? const_cast<float*>(reinterpret_cast<const float*>(blob_ + dense_[g_.ops[norm].weight].off)) : x;
   // Token by token on the pool: the kernel itself is serial (one token per decode step).
   parallel_for_each(count, [&](int b) {
-    Buf<float> xb(x + b * key.n, static_cast<int>(key.n), 1);
-    Buf<float> wb(w, weighted ? static_cast<int>(key.n) : 1);
+    Buf<float> xb(x + b * n, static_cast<int>(n), 1);
+    Buf<float> wb(w, weighted ? static_cast<int>(n) : 1);
     Buf<int8_t> qb(q.q.data() + b * q.K_padded, static_cast<int>(q.K_padded), 1);
     Buf<float> db(q.d.data() + b * q.blocks, static_cast<int>(q.blocks), 1);
     Buf<int32_t> sb(q.sum.data() + b * q.blocks, static_cast<int>(q.blocks), 1);
@@ -313,7 +335,7 @@ void ForwardPass::attend(size_t op_index, const Chunk& chunk, float* out) {
     Buf<float> kb(kc, kAttentionPositionBlock, kv_dim, k_positions_ / kAttentionPositionBlock);
     Buf<float> vb(vc, kv_dim, static_cast<int>(g_.n_ctx));
     Buf<float> ob(out + static_cast<int64_t>(run.first) * out_size, out_size, run.count);
-    check_kernel(kernels_.attention[steps_.kernel_of_op[op_index]](qb, kb, vb, run.pos0, ob), "attention");
+    check_kernel(kernels_.attention[steps_[op_index].kernel](qb, kb, vb, run.pos0, ob), "attention");
   }
 }
 

@@ -1,6 +1,7 @@
 // The forward pass of a compiled output: the graph's steps, in order, over the weights
 // where they lie in the blob, with the generated kernels for the matmuls, the activation
-// quantization (fused with the norm before it), RoPE and attention (step_kernels.h),
+// quantization (fused with the norm before it), RoPE and attention (the plan's steps,
+// cpu_plan.h),
 // and the reference interpreter's own building blocks (ir/interpreter.h) for the rest.
 //
 // A forward step takes rows of (sequence, position, token), as llama.cpp's llama_batch
@@ -22,10 +23,10 @@
 #include <vector>
 
 #include "HalideRuntime.h"
+#include "cpu_plan.h"
 #include "ir.h"
 #include "model_blob.h"
 #include "sampler.h"
-#include "step_kernels.h"
 
 namespace bitnetc::rt {
 
@@ -42,7 +43,7 @@ struct KernelTable {
   const Dense* dense = nullptr;
   using Attention = int (*)(halide_buffer_t* q, halide_buffer_t* k_cache, halide_buffer_t* v_cache, int32_t pos0,
                             halide_buffer_t* out);
-  // In the order of plan_step_kernels (step_kernels.h), with their counts.
+  // The step kernels CpuStep::kernel indexes (codegen/cpu_program.h), with their counts.
   const NormQuant* norm_quant = nullptr;
   uint32_t norm_quant_count = 0;
   const Attention* attention = nullptr;
@@ -134,8 +135,10 @@ class ForwardPass : public Forward {
   // `g` (which must outlive this) is the graph without weight data; `blob` the start of
   // the blob the records' offsets count from. `max_sequences` KV caches, each allocated
   // when its sequence is first fed.
+  // `steps`: the plan codegen wrote, one per op.
   ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<const TernaryRecord> ternary,
-              std::span<const DenseRecord> dense, int batch, const KernelTable& kernels, int max_sequences = 1);
+              std::span<const DenseRecord> dense, std::span<const CpuStep> steps, int batch, const KernelTable& kernels,
+              int max_sequences = 1);
 
   int max_sequences() const override { return static_cast<int>(caches_.size()); }
   std::span<const float> step(std::span<const BatchRow> rows) override;
@@ -192,7 +195,7 @@ class ForwardPass : public Forward {
   std::span<const DenseRecord> dense_;
   int batch_;
   KernelTable kernels_;
-  StepKernels steps_;
+  std::span<const CpuStep> steps_;       // per op
   std::vector<std::vector<float>> f32_;  // per value: [batch][size]
   std::vector<Q8Buffers> q8_;            // per value
   std::vector<RopeTable> ropes_;         // one per distinct angle formula

@@ -3,7 +3,8 @@
 //
 //   BlobHeader | graph (ir/serialize.h; shapes and attributes, no weight data)
 //   | vocabulary (vocab_io.h) | stop tokens (int32) | TernaryRecord per graph.ternary
-//   | DenseRecord per graph.dense | weights (page aligned; each tensor 64-byte aligned)
+//   | DenseRecord per graph.dense | CpuStep per graph op (CPU targets: cpu_plan.h)
+//   | weights (page aligned; each tensor 64-byte aligned)
 //
 // The weights are used where they lie: the kernels read the packed ternary groups and
 // the dense tiles directly from the mapped blob; nothing is copied at start-up. A CUDA
@@ -24,7 +25,7 @@
 namespace bitnetc::rt {
 
 inline constexpr uint32_t kBlobMagic = 0x4F544E42;  // "BNTO"
-inline constexpr uint32_t kBlobVersion = 6;
+inline constexpr uint32_t kBlobVersion = 7;
 
 struct BlobHeader {
   uint32_t magic, version;
@@ -39,6 +40,7 @@ struct BlobHeader {
   uint32_t external_weights;    // 1: the weights are in a side file (--weights=external)
   uint64_t weights_hash;        // FNV-1a 64 of the weights (external only): the side file must match
   uint64_t cuda_plan_off, cuda_plan_size;  // CUDA targets: the module and plan (cuda_plan.h), else 0
+  uint64_t cpu_steps_off, n_cpu_steps;     // CPU targets: a CpuStep per graph op (cpu_plan.h), else 0
 };
 
 // A ternary weight: its packed bytes in one of the layouts and the kernels for it.
@@ -94,8 +96,9 @@ struct DenseRecord {
 
 // The blob is written by bitnetc (x86-64) and read by every target's runtime: its
 // structs must have the same size and offsets everywhere.
-static_assert(sizeof(BlobHeader) == 144 && offsetof(BlobHeader, batch) == 112 &&
-                  offsetof(BlobHeader, weights_hash) == 120 && offsetof(BlobHeader, cuda_plan_off) == 128,
+static_assert(sizeof(BlobHeader) == 160 && offsetof(BlobHeader, batch) == 112 &&
+                  offsetof(BlobHeader, weights_hash) == 120 && offsetof(BlobHeader, cuda_plan_off) == 128 &&
+                  offsetof(BlobHeader, cpu_steps_off) == 144,
               "BlobHeader's layout is part of the blob format");
 static_assert(sizeof(TernaryRecord) == 96 && offsetof(TernaryRecord, block_scales_off) == 72 &&
                   offsetof(TernaryRecord, block_scales) == 88 && offsetof(TernaryRecord, K) == 8 &&

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "Halide.h"
-#include "step_kernels.h"
+#include "cpu_plan.h"
 
 namespace bitnetc::schedules {
 

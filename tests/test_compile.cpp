@@ -125,6 +125,44 @@ TEST(Compile, PeerFilesGiveThePeersText) {
   }
 }
 
+// The CPU plan each golden model compiles to (`compile -v`: the step kernels and which
+// kernel runs each op, and the fusions the CPU back end declines) against checked-in
+// text, one file per model and target family (tests/golden_plans/): a change in the
+// plan is a change in what outputs run, to be made on purpose (BITNETC_UPDATE_GOLDEN=1).
+TEST(Compile, GoldenModelsKeepTheirCpuPlans) {
+  ScratchDir dir;
+  const auto s = shared_dir();
+  const std::vector<std::pair<std::string, std::filesystem::path>> models = {
+      {"tinystories-bitnet-3m", s / "models/tinystories-bitnet-3m/model.bin"},
+      {"synth-b158-tq2_0", s / "golden/gguf/synth-b158/synth-b158-tq2_0.gguf"},
+      {"hf-bitnet-tiny-packed", s / "golden/hf-bitnet-tiny/packed"},
+      {"hf-1bitllm-tiny", s / "golden/hf-1bitllm-tiny"}};
+  for (const auto& [name, model] : models)
+    for (const std::string family : {"x86-64-avx2", "aarch64-neon"}) {
+      const Result r = sh(std::string(BITNETC_BIN) + " compile " + quote(model.string()) + " --target=" + family +
+                              " -v -o " + quote(dir.file("m")),
+                          dir);
+      ASSERT_EQ(r.status, 0) << r.err;
+      std::string plan;
+      bool in_plan = false;
+      std::istringstream lines(r.err);
+      for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("step kernels:", 0) == 0) in_plan = true;
+        if (in_plan && line.rfind("[", 0) == 0) break;  // the next progress line
+        if (in_plan) plan += line + "\n";
+      }
+      ASSERT_FALSE(plan.empty()) << r.err;
+      const std::filesystem::path path =
+          std::filesystem::path(BITNETC_SOURCE_DIR) / "tests/golden_plans" / (name + "." + family + ".txt");
+      if (std::getenv("BITNETC_UPDATE_GOLDEN")) {
+        write_text(path.string(), plan);
+        continue;
+      }
+      EXPECT_EQ(plan, slurp(path.string()))
+          << name << " on " << family << ": the CPU plan changed; if intended, regenerate with BITNETC_UPDATE_GOLDEN=1";
+    }
+}
+
 // The golden models the tests above leave out, through `bitnetc verify` on every target
 // (greedy tokens and top-5 logits against the interpreter; run under qemu for aarch64).
 TEST(Compile, EveryTargetMatchesTheInterpreterOnTq10AndBf16Checkpoints) {

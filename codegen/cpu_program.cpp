@@ -1,0 +1,128 @@
+#include "cpu_program.h"
+
+#include <stdexcept>
+
+#include "fusion.h"
+
+namespace bitnetc::codegen {
+
+namespace {
+
+// The index of `key` in `list`, appended when new (first appearance decides the order).
+template <typename Key>
+int32_t kernel_index(std::map<Key, int32_t>& index, std::vector<Key>& list, const Key& key) {
+  const auto [it, added] = index.emplace(key, static_cast<int32_t>(list.size()));
+  if (added) list.push_back(key);
+  return it->second;
+}
+
+}  // namespace
+
+CpuPlan plan_cpu(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary) {
+  const size_t n_ops = g.ops.size();
+  CpuPlan plan;
+  plan.steps.assign(n_ops, rt::CpuStep{-1, -1, 0, 0});
+  // Each quantized value's padding and blocks (codegen gives all readers of one value
+  // one layout).
+  std::vector<std::pair<int64_t, int64_t>> layout(g.values.size(), {0, 0});
+  for (size_t i = 0; i < n_ops; ++i) {
+    const ir::Op& op = g.ops[i];
+    if (op.kind == ir::OpKind::TernaryMatmul) {
+      if (op.weight < 0 || static_cast<size_t>(op.weight) >= ternary.size() || op.inputs.empty())
+        throw std::logic_error("plan_cpu: a ternary matmul without its record");
+      layout[op.inputs[0]] = {ternary[op.weight].K_padded, ternary[op.weight].act_block};
+    }
+  }
+  const Fusions fusions = plan_fusions(g);
+  size_t gated = 0, adds = 0, ropes = 0;
+  std::map<NormQuantKernelKey, int32_t> norm_quant_index;
+  std::map<AttentionKernelKey, int32_t> attention_index;
+  std::map<RopeKernelKey, int32_t> rope_index;
+  for (size_t i = 0; i < n_ops; ++i) {
+    const ir::Op& op = g.ops[i];
+    rt::CpuStep& step = plan.steps[i];
+    gated += fusions.gated_of_quantize[i] >= 0;
+    adds += fusions.add_of_matmul[i] >= 0;
+    ropes += fusions.ropes_of_attention[i].first >= 0;
+    if (op.kind == ir::OpKind::Rope) {
+      const RopeKernelKey key{g.values[op.output].size, op.head_dim, static_cast<int32_t>(op.rope_style)};
+      step.kernel = kernel_index(rope_index, plan.rope, key);
+      continue;
+    }
+    if (op.kind == ir::OpKind::Attention) {
+      const AttentionKernelKey key{op.head_dim, op.n_head, op.n_head_kv, static_cast<int32_t>(op.score_scale),
+                                   static_cast<int32_t>(op.softmax_sum)};
+      step.kernel = kernel_index(attention_index, plan.attention, key);
+      continue;
+    }
+    if (op.kind != ir::OpKind::Quantize) continue;
+    const int in = op.inputs.at(0);
+    const auto [K_padded, block] = layout[op.output];
+    if (K_padded == 0) continue;  // read by no ternary matmul: nothing to quantize for
+    NormQuantKernelKey key{g.values[in].size, K_padded, block, -1, false, 0, static_cast<int32_t>(op.quant)};
+    if (const int32_t p = fusions.norm_of_quantize[i]; p >= 0) {
+      const ir::Op& norm = g.ops[p];
+      key.norm = static_cast<int32_t>(norm.norm);
+      key.norm_weight = norm.weight >= 0;
+      std::memcpy(&key.eps_bits, &norm.eps, 4);
+      step.fused_norm = p;
+      plan.steps[p].skipped = 1;
+    }
+    step.kernel = kernel_index(norm_quant_index, plan.norm_quant, key);
+  }
+  auto decline = [&](size_t n, const char* what) {
+    if (n) plan.declined.push_back(std::to_string(n) + " " + what + " (no CPU kernel computes them together)");
+  };
+  decline(gated, "gated activations inside the quantize after them");
+  decline(adds, "residual adds inside the matmul before them");
+  decline(ropes, "q/k RoPEs inside their attention");
+  return plan;
+}
+
+std::string print_cpu_plan(const ir::Graph& g, const CpuPlan& plan) {
+  std::string s = "kernels: " + std::to_string(plan.norm_quant.size()) + " norm+quantize, " +
+                  std::to_string(plan.attention.size()) + " attention, " + std::to_string(plan.rope.size()) + " rope\n";
+  for (size_t i = 0; i < plan.norm_quant.size(); ++i) {
+    const NormQuantKernelKey& k = plan.norm_quant[i];
+    s += "  norm_quant" + std::to_string(i) + ": n " + std::to_string(k.n) + ", padded " + std::to_string(k.K_padded) +
+         ", blocks of " + std::to_string(k.block) + ", " +
+         (k.norm < 0
+              ? std::string("no norm")
+              : std::string(ir::norm_name(static_cast<ir::NormKind>(k.norm))) + (k.norm_weight ? " weighted" : "")) +
+         ", " + ir::act_quant_name(static_cast<ir::ActQuant>(k.quant)) + "\n";
+  }
+  for (size_t i = 0; i < plan.attention.size(); ++i) {
+    const AttentionKernelKey& k = plan.attention[i];
+    s += "  attention" + std::to_string(i) + ": " + std::to_string(k.n_head) + "/" + std::to_string(k.n_head_kv) +
+         " heads of " + std::to_string(k.head_dim) + "\n";
+  }
+  for (size_t i = 0; i < plan.rope.size(); ++i) {
+    const RopeKernelKey& k = plan.rope[i];
+    s += "  rope" + std::to_string(i) + ": n " + std::to_string(k.n) + ", heads of " + std::to_string(k.head_dim) +
+         ", " + ir::rope_style_name(static_cast<ir::RopeStyle>(k.style)) + "\n";
+  }
+  s += "steps:\n";
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const ir::Op& op = g.ops[i];
+    const rt::CpuStep& st = plan.steps[i];
+    const std::string out = "  %" + std::to_string(op.output);
+    if (st.skipped) {
+      s += out + " = " + ir::op_name(op.kind) + ": in the kernel of the quantize after it\n";
+    } else if (op.kind == ir::OpKind::Attention && st.kernel >= 0) {
+      s += out + " = attention (layer " + std::to_string(op.layer) + "): kernel attention" + std::to_string(st.kernel) +
+           "\n";
+    } else if (op.kind == ir::OpKind::Rope && st.kernel >= 0) {
+      s += out + " = rope(%" + std::to_string(op.inputs[0]) + "): kernel rope" + std::to_string(st.kernel) + "\n";
+    } else if (op.kind == ir::OpKind::Quantize && st.kernel >= 0) {
+      const std::string in = std::to_string(op.inputs[0]);
+      s += out + " = quantize(%" + in + "): kernel norm_quant" + std::to_string(st.kernel) +
+           (st.fused_norm >= 0 ? ", with the norm that makes %" + in + " (one pass, %" + in + " never stored)"
+                               : " (its input is not a norm's alone: quantized as it is)") +
+           "\n";
+    }
+  }
+  for (const std::string& d : plan.declined) s += "declined: " + d + "\n";
+  return s;
+}
+
+}  // namespace bitnetc::codegen

@@ -1,0 +1,73 @@
+// The CPU back end's plan (the counterpart of cuda_program.h): which steps of a CPU
+// output, besides the matmuls, run generated kernels, and which kernels it carries: the norm + quantize kernels
+// (schedules/norm_quant.h), the attention kernels (schedules/attention.h) and the RoPE
+// kernels (schedules/rope.h). Made once at compile time from the fusion pass
+// (compiler/fusion.h); codegen emits the kernels it lists and writes its per-op steps
+// into the blob (runtime_stub/cpu_plan.h), which the runtime executes as they are.
+//
+// Every Quantize gets a kernel. When the fusion pass lets it do the Norm before it, the
+// kernel does that norm too and the Norm step is skipped: one pass, the normalized floats
+// never stored. Every Attention and every Rope gets a kernel. The CPU back end declines
+// the pass's other fusions (a gated activation inside a quantize, a residual add inside
+// a matmul, RoPE inside attention): it has no kernels for them (`compile -v` says so).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <span>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "cpu_plan.h"  // runtime_stub/: the steps as the blob holds them
+#include "ir.h"
+#include "model_blob.h"
+
+namespace bitnetc::codegen {
+
+struct NormQuantKernelKey {
+  int64_t n = 0, K_padded = 0, block = 0;
+  int32_t norm = -1;  // ir::NormKind, or -1: quantize the input as it is
+  bool norm_weight = false;
+  uint32_t eps_bits = 0;  // the norm's eps (a constant of the kernel)
+  int32_t quant = 0;      // ir::ActQuant
+  auto tie() const { return std::tie(n, K_padded, block, norm, norm_weight, eps_bits, quant); }
+  bool operator<(const NormQuantKernelKey& o) const { return tie() < o.tie(); }
+  float eps() const {
+    float e;
+    std::memcpy(&e, &eps_bits, 4);
+    return e;
+  }
+};
+
+struct AttentionKernelKey {
+  int32_t head_dim = 0, n_head = 0, n_head_kv = 0;
+  int32_t score_scale = 0, softmax_sum = 0;  // ir::ScoreScale, ir::SoftmaxSum
+  auto tie() const { return std::tie(head_dim, n_head, n_head_kv, score_scale, softmax_sum); }
+  bool operator<(const AttentionKernelKey& o) const { return tie() < o.tie(); }
+};
+
+struct RopeKernelKey {
+  int64_t n = 0;
+  int32_t head_dim = 0, style = 0;  // ir::RopeStyle
+  auto tie() const { return std::tie(n, head_dim, style); }
+  bool operator<(const RopeKernelKey& o) const { return tie() < o.tie(); }
+};
+
+struct CpuPlan {
+  std::vector<NormQuantKernelKey> norm_quant;  // bitnetc_norm_quant_kernels[], in this order
+  std::vector<AttentionKernelKey> attention;   // bitnetc_attention_kernels[]
+  std::vector<RopeKernelKey> rope;             // bitnetc_rope_kernels[]
+  std::vector<rt::CpuStep> steps;              // per op, as the blob carries them
+  // The fusion pass's proposals this back end has no kernel for, one line each.
+  std::vector<std::string> declined;
+};
+
+CpuPlan plan_cpu(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary);
+
+// The plan as text, one line per kernel and per op with a kernel: what `compile -v`
+// prints and the golden plan tests compare.
+std::string print_cpu_plan(const ir::Graph& g, const CpuPlan& plan);
+
+}  // namespace bitnetc::codegen
