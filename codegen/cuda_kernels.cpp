@@ -111,15 +111,24 @@ std::vector<std::string> matmul_params(const CudaGemvShape& s) {
   std::vector<std::string> p = {"const int* __restrict__ state",   "const unsigned* __restrict__ packed",
                                 "const int* __restrict__ x",       "const int* __restrict__ x_sum",
                                 "const float* __restrict__ d_act", "float w_scale"};
+  if (s.block_scales) p.push_back("const float* __restrict__ w_block_scales");
   if (s.add_residual) p.push_back("const float* __restrict__ residual");
   p.push_back("float* __restrict__ y");
   for (size_t i = 1; i <= s.more_rows.size(); ++i) {
     const std::string n = std::to_string(i);
     p.push_back("const unsigned* __restrict__ packed_" + n);
     p.push_back("float w_scale_" + n);
+    if (s.block_scales) p.push_back("const float* __restrict__ w_block_scales_" + n);
     p.push_back("float* __restrict__ y_" + n);
   }
   return p;
+}
+
+// The factor block `b` of row `n` of the weight `bs` / `scale` names multiplies
+// activation block b's dot by: the activations' factor times the weight's scale.
+std::string block_factor(const CudaGemvShape& s, const std::string& d, const std::string& scale, const std::string& bs,
+                         const std::string& b) {
+  return "__fmul_rn(" + d + ", " + (s.block_scales ? bs + "[" + b + " * N + n]" : scale) + ")";
 }
 
 // The store of a matmul output element `out[at]` from its value `v` (a residual added first).
@@ -155,7 +164,8 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
   CudaKernel k;
   k.name = "bitnetc_ternary_" + str(s.K) + "x" + str(s.N);
   for (int64_t n : s.more_rows) k.name += "_" + str(n);
-  k.name += "_b" + str(s.act_block) + "_m" + str(s.batch) + (s.add_residual ? "_res" : "");
+  k.name +=
+      "_b" + str(s.act_block) + "_m" + str(s.batch) + (s.add_residual ? "_res" : "") + (s.block_scales ? "_bs" : "");
   k.params = matmul_params(s);
   k.block_x = static_cast<uint32_t>(rows * slices);
   k.per_token = false;
@@ -164,13 +174,14 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
            ", SLICES = " + str(slices) + ";\n";
   // The block's weight (segment): its rows, words, scale and output.
   k.body += "  int blk = blockIdx.x, N = " + str(s.N) +
-            ";\n  const unsigned* w = packed;\n  float scale = w_scale;\n  float* out = y;\n";
+            ";\n  const unsigned* w = packed;\n  float scale = w_scale;\n  float* out = y;\n" +
+            (s.block_scales ? "  const float* bs = w_block_scales;\n" : "");
   int64_t first_block = (s.N + rows - 1) / rows;
   for (size_t i = 0; i < s.more_rows.size(); ++i) {
     const std::string n = std::to_string(i + 1);
     k.body += "  if (blockIdx.x >= " + str(first_block) + ") { blk = blockIdx.x - " + str(first_block) +
               "; N = " + str(s.more_rows[i]) + "; w = packed_" + n + "; scale = w_scale_" + n + "; out = y_" + n +
-              "; }\n";
+              (s.block_scales ? "; bs = w_block_scales_" + n : std::string()) + "; }\n";
     first_block += (s.more_rows[i] + rows - 1) / rows;
   }
   k.grid_x = static_cast<uint32_t>(first_block);
@@ -210,7 +221,8 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
     int total = 0;
     for (int t = 0; t < SLICES; ++t) total += part[t][r][m];
     // The interpreter's rounding: no fused multiply-add.
-    const float v = __fadd_rn(0.0f, __fmul_rn((float)(total - x_sum[m]), __fmul_rn(d_act[m], scale)));
+    const float v = __fadd_rn(0.0f, __fmul_rn((float)(total - x_sum[m]), )" +
+              block_factor(s, "d_act[m]", "scale", "bs", "0") + R"());
     )" + matmul_store(s, "out", "m * N + n", "v") +
               R"(
   }
@@ -227,7 +239,8 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
     float acc = 0.0f;
     for (int b = 0; b < BLOCKS; ++b)
       acc = __fadd_rn(acc, __fmul_rn((float)(part[b][r][m] - x_sum[m * BLOCKS + b]),
-                                     __fmul_rn(d_act[m * BLOCKS + b], scale)));
+                                     )" +
+              block_factor(s, "d_act[m * BLOCKS + b]", "scale", "bs", "b") + R"()));
     )" + matmul_store(s, "out", "m * N + n", "acc") +
               R"(
   }
@@ -291,7 +304,7 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
   if (!s.more_rows.empty()) throw std::invalid_argument("cuda_ternary_matmul_mma: one weight at a time");
   CudaKernel k;
   k.name = "bitnetc_ternary_mma_" + str(s.K) + "x" + str(s.N) + "_b" + str(s.act_block) + "_m" + str(s.batch) +
-           (s.add_residual ? "_res" : "");
+           (s.add_residual ? "_res" : "") + (s.block_scales ? "_bs" : "");
   k.params = matmul_params(s);
   k.grid_x = static_cast<uint32_t>((s.N + kRows - 1) / kRows);
   k.block_x = static_cast<uint32_t>(kThreads);
@@ -368,20 +381,20 @@ CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
       if (n >= N) continue;
 )";
   if (blocks == 1) {
-    k.body +=
-        R"(      const float v = __fadd_rn(0.0f, __fmul_rn((float)(c_tile[m][r] - x_sum[m]), __fmul_rn(d_act[m], w_scale)));
-      )" +
-        matmul_store(s, "y", "m * N + n", "v") + R"(
+    k.body += R"(      const float v = __fadd_rn(0.0f, __fmul_rn((float)(c_tile[m][r] - x_sum[m]), )" +
+              block_factor(s, "d_act[m]", "w_scale", "w_block_scales", "0") + R"());
+      )" + matmul_store(s, "y", "m * N + n", "v") +
+              R"(
     }
   }
 )";
   } else {
-    k.body +=
-        R"(      const float term = __fmul_rn((float)(c_tile[m][r] - x_sum[m * BLOCKS + b]), __fmul_rn(d_act[m * BLOCKS + b], w_scale));
+    k.body += R"(      const float term = __fmul_rn((float)(c_tile[m][r] - x_sum[m * BLOCKS + b]), )" +
+              block_factor(s, "d_act[m * BLOCKS + b]", "w_scale", "w_block_scales", "b") + R"();
       const float sum = __fadd_rn(b == 0 ? 0.0f : f_acc[m][r], term);  // only this thread touches (m, r)
       if (b + 1 < BLOCKS) f_acc[m][r] = sum;
       else )" +
-        matmul_store(s, "y", "m * N + n", "sum") + R"(
+              matmul_store(s, "y", "m * N + n", "sum") + R"(
     }
   }
 )";

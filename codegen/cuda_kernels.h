@@ -71,6 +71,10 @@ struct CudaGemvShape {
   // and v; gate and up), computed by the same launch, each with its blocks; their
   // packed words, scale and output follow as parameters packed_i, w_scale_i, y_i.
   std::vector<int64_t> more_rows;
+  // A weight scale per (row, activation block) (llama.cpp's TQ files): each weight's
+  // w_scale is followed by its scales, floats [blocks][N] (block b of row n at b * N + n),
+  // which multiply the blocks' dots in place of w_scale.
+  bool block_scales = false;
 };
 CudaKernel cuda_ternary_matmul(const CudaGemvShape& s);
 

@@ -110,7 +110,8 @@ CudaFusions plan_cuda_fusions(const ir::Graph& g, std::span<const rt::TernaryRec
     if (!groupable(i)) continue;
     for (size_t j = i + 1; j < n_ops; ++j)
       if (groupable(j) && g.ops[j].inputs[0] == g.ops[i].inputs[0] &&
-          ternary[g.ops[j].weight].act_block == ternary[g.ops[i].weight].act_block) {
+          ternary[g.ops[j].weight].act_block == ternary[g.ops[i].weight].act_block &&
+          ternary[g.ops[j].weight].block_scales == ternary[g.ops[i].weight].block_scales) {
         f.decode_group[i].push_back(static_cast<int32_t>(j));
         f.in_later_group[j] = true;
       }
@@ -227,12 +228,13 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         const int32_t add = fused.add_of_matmul[i];
         const auto [weight, out] = weight_args(i);
         std::vector<rt::CudaArg> args{weight, buf(q.q), buf(q.sum), buf(q.d), f32(r.w_scale)};
+        if (r.block_scales) args.push_back({rt::CudaArgKind::TernaryBlockScales, static_cast<uint32_t>(op.weight), 0});
         if (add >= 0) {  // out = residual + product: the Add's other input
           const ir::Op& a = g.ops[add];
           args.push_back(buf(f32_buf[a.inputs[0] == op.output ? a.inputs[1] : a.inputs[0]]));
         }
         args.push_back(buf(out));
-        CudaGemvShape shape{r.K, r.N, r.act_block, 1, add >= 0, {}};
+        CudaGemvShape shape{r.K, r.N, r.act_block, 1, add >= 0, {}, r.block_scales != 0};
         // Prefill chunks: the tensor cores where the activation blocks cover whole stages
         // (else the dp4a kernel for every chunk).
         if (!prefill_on_tensor_cores(r, batch)) {
@@ -251,7 +253,10 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
           const auto [w, o] = weight_args(j);
           const rt::TernaryRecord& rj = ternary[g.ops[j].weight];
           shape.more_rows.push_back(rj.N);
-          decode_args.insert(decode_args.end(), {w, f32(rj.w_scale), buf(o)});
+          decode_args.insert(decode_args.end(), {w, f32(rj.w_scale)});
+          if (rj.block_scales)
+            decode_args.push_back({rt::CudaArgKind::TernaryBlockScales, static_cast<uint32_t>(g.ops[j].weight), 0});
+          decode_args.push_back(buf(o));
           bytes += rt::packed_bytes(rj);
         }
         b.launch(cuda_ternary_matmul(shape), decode_args, rt::CudaRunFor::OneToken, bytes);

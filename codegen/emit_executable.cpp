@@ -153,17 +153,17 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
                                   "-weight groups of the target");
     const rt::TernaryLayout layout = p.layouts[op.weight].layout;
     // Scales per block (llama.cpp's TQ files) where they are not all one value: the I2_S
-    // kernels take one per (row, activation block) when the blocks are the same.
+    // and CUDA kernels take one per (row, activation block) when the blocks are the same.
     const bool block_scales =
         std::any_of(w.scales.begin(), w.scales.end(), [&](float sc) { return sc != w.scales[0]; });
-    if (block_scales && (layout != rt::TernaryLayout::I2S || w.scale_block != static_cast<uint64_t>(act_block) ||
-                         w.cols % act_block != 0))
-      throw std::invalid_argument(
-          g.ternary[op.weight].name + ": a weight scale per block of " + std::to_string(w.scale_block) +
-          " needs activation blocks of the same size and the " +
-          (cuda ? std::string("CPU targets' kernels (CUDA kernels take one scale per tensor yet)")
-                : std::string("i2_s layout (") + layout_label(layout) + " takes one scale per tensor)") +
-          "; the activations here come in blocks of " + std::to_string(act_block));
+    const bool block_layout = layout == rt::TernaryLayout::I2S || layout == rt::TernaryLayout::Cuda;
+    if (block_scales && (!block_layout || w.scale_block != static_cast<uint64_t>(act_block) || w.cols % act_block != 0))
+      throw std::invalid_argument(g.ternary[op.weight].name + ": a weight scale per block of " +
+                                  std::to_string(w.scale_block) + " needs activation blocks of the same size" +
+                                  (block_layout ? std::string()
+                                                : std::string(" and the i2_s layout (") + layout_label(layout) +
+                                                      " takes one scale per tensor)") +
+                                  "; the activations here come in blocks of " + std::to_string(act_block));
     const auto [it, added] = kernel_of.emplace(std::make_tuple(w.cols, w.rows, act_block, layout, block_scales),
                                                static_cast<uint32_t>(kernel_of.size()));
     rt::TernaryRecord& r = p.ternary[op.weight];
@@ -177,6 +177,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
         static_cast<uint32_t>(gemm_min_rows(target, tensor_type_of(layout), w.cols, w.rows, kPrefillBatch));
     r.block_scales = block_scales ? 1 : 0;
     if (layout == rt::TernaryLayout::Cuda) {  // kernels: codegen/cuda_program.cpp, from the records
+      if (block_scales) r.block_scale_rows = w.rows;
       r.K_padded = cuda_padded_k(w.cols);
       r.group_bytes = 0;
       r.packed_dim0 = static_cast<int32_t>(r.K_padded / 4);
@@ -188,14 +189,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
       schedules::GemvShape shape = i2s;
       shape.block_scales = block_scales;
       if (added) p.ternary_kernels.push_back({layout, shape, {}});
-      if (block_scales) {  // [block][row], rows padded with zero scales
-        const int64_t blocks = w.cols / act_block;
-        r.block_scale_rows = schedules::block_scale_rows(shape);
-        std::vector<float>& bs = p.ternary_block_scales[op.weight];
-        bs.assign(static_cast<size_t>(blocks * r.block_scale_rows), 0.0f);
-        for (int64_t n = 0; n < w.rows; ++n)
-          for (int64_t b = 0; b < blocks; ++b) bs[b * r.block_scale_rows + n] = w.scale_of(n, b * act_block);
-      }
+      if (block_scales) r.block_scale_rows = schedules::block_scale_rows(shape);
       r.K_padded = schedules::packed_k(i2s);
       r.group_bytes = static_cast<uint32_t>(W);
       const schedules::PackedDims dims = schedules::packed_dims(i2s);
@@ -210,6 +204,13 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
       r.packed_dim0 = static_cast<int32_t>(schedules::lut_tile_bytes(w.cols, lut));
       r.packed_dim1 = static_cast<int32_t>(schedules::lut_tiles(w.rows, lut));
       p.ternary_bytes[op.weight] = schedules::pack_lut(w, lut);
+    }
+    if (block_scales) {  // [block][row], rows past N (row-lane padding) with zero scales
+      const int64_t blocks = w.cols / act_block;
+      std::vector<float>& bs = p.ternary_block_scales[op.weight];
+      bs.assign(static_cast<size_t>(blocks * r.block_scale_rows), 0.0f);
+      for (int64_t n = 0; n < w.rows; ++n)
+        for (int64_t b = 0; b < blocks; ++b) bs[b * r.block_scale_rows + n] = w.scale_of(n, b * act_block);
     }
     std::vector<int8_t>().swap(w.codes);
   }

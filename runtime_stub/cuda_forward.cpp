@@ -130,6 +130,13 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
             throw std::runtime_error("the embedded CUDA plan is damaged (scales)");
           v = weight_at(dense[a.index].scales_off, 4 * static_cast<uint64_t>(dense[a.index].rows));
           break;
+        case CudaArgKind::TernaryBlockScales: {
+          if (a.index >= ternary.size() || !ternary[a.index].block_scales)
+            throw std::runtime_error("the embedded CUDA plan is damaged (block scales)");
+          const TernaryRecord& r = ternary[a.index];
+          v = weight_at(r.block_scales_off, 4 * static_cast<uint64_t>(r.K / r.act_block * r.block_scale_rows));
+          break;
+        }
         case CudaArgKind::F32: v = a.value; break;
         default: throw std::runtime_error("the embedded CUDA plan is damaged (argument)");
       }

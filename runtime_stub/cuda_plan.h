@@ -59,12 +59,13 @@ struct CudaBuffer {
 
 // One kernel argument: a device address or a float.
 enum class CudaArgKind : uint32_t {
-  State = 0,          // the CudaState words
-  Buffer = 1,         // buffer `index`, plus `value` bytes
-  TernaryWeight = 2,  // the packed weights of TernaryRecord `index`
-  DenseWeight = 3,    // DenseRecord `index`
-  F32 = 4,            // `value` holds the float's bits
-  DenseScales = 5,    // DenseRecord `index`'s row scales (--head=q8)
+  State = 0,               // the CudaState words
+  Buffer = 1,              // buffer `index`, plus `value` bytes
+  TernaryWeight = 2,       // the packed weights of TernaryRecord `index`
+  DenseWeight = 3,         // DenseRecord `index`
+  F32 = 4,                 // `value` holds the float's bits
+  DenseScales = 5,         // DenseRecord `index`'s row scales (--head=q8)
+  TernaryBlockScales = 6,  // TernaryRecord `index`'s scales per (row, block)
 };
 struct CudaArg {
   CudaArgKind kind;

@@ -115,6 +115,33 @@ TEST(Cuda, HfPackedGivesTransformersTokensOnTheDevice) {
   expect_goldens_on_fake_gpu((d / "packed").string(), d / "golden.json", "", 32);
 }
 
+// llama.cpp's own TQ2_0 and TQ1_0 files of the TinyStories model (a scale per block of
+// 256 weights, every one different): the device writes llama.cpp's greedy text, and
+// its logits are the CPU output's (top logits, printed round-trip exact).
+TEST(Cuda, PeerTqFilesGiveLlamaCppsTextOnTheDevice) {
+  ScratchDir dir;
+  const auto d = shared_dir() / "golden/peer-files";
+  const json golden = load(d / "golden.json");
+  const std::string n = " -n " + std::to_string(golden["n_predict"].get<int>()) + " --temp 0 --json --top-logits 3";
+  for (const char* file : {"llamacpp-tq2_0", "llamacpp-tq1_0"}) {
+    const std::string model = (d / (std::string(file) + ".gguf")).string();
+    const FakeGpuOutput o = compile_for_fake_gpu(model, "cuda-sm80", file, dir);
+    const std::string cpu = dir.file(std::string(file) + "-cpu");
+    const CommandResult c = run_command(
+        std::string(BITNETC_BIN) + " " + shell_quote(model) + " --target=x86-64-avx2 -q -o " + shell_quote(cpu), dir);
+    ASSERT_EQ(c.status, 0) << c.err;
+    for (const auto& cs : golden["files"][file]["cases"]) {
+      const CommandResult r = run_command(o.env() + shell_quote(o.exe) + " -p " + shell_quote(cs["prompt"]) + n, dir);
+      ASSERT_EQ(r.status, 0) << r.err;
+      const CommandResult h = run_command(shell_quote(cpu) + " -p " + shell_quote(cs["prompt"]) + n, dir);
+      ASSERT_EQ(h.status, 0) << h.err;
+      const json gpu = json::parse(r.out), host = json::parse(h.out);
+      EXPECT_EQ(gpu["text"], cs["text"]) << file << " " << cs["prompt"];
+      EXPECT_EQ(gpu["top_logits"], host["top_logits"]) << file << " " << cs["prompt"];
+    }
+  }
+}
+
 // The logits themselves, through `bitnetc verify` (greedy tokens and top logits against
 // the interpreter), on the golden models the tests above leave out, for an SM whose
 // cubin the "GPU" refuses, so the module comes from the PTX.
