@@ -1,9 +1,8 @@
 /* bitnet.h: the C API of a model compiled by bitnetc into a shared object.
  *
- * Every function is safe to call from several threads on separate models; calls on one
- * model must not overlap. Errors: functions return NULL or a negative number, and
- * bitnet_get_last_error() / bitnet_get_last_error_code() describe the last error of the
- * calling thread.
+ * Every function is safe to call from several threads, on separate models or on one:
+ * calls on one model run one at a time (each waits for the one before it). Errors: functions return NULL or a negative
+ * number, and bitnet_get_last_error() / bitnet_get_last_error_code() describe the last error of the calling thread.
  */
 #ifndef BITNET_H
 #define BITNET_H
@@ -25,7 +24,9 @@ enum BitNetError {
   BITNET_ERROR_INTERNAL = -5,
 };
 
-/* Sampling and length of one generation. */
+/* Sampling and length of one generation. NaN or infinite values, max_tokens < 0,
+ * top_p < 0, min_p > 1 and repeat_penalty <= 0 are refused (BITNET_ERROR_INVALID_ARGUMENT,
+ * the message naming the field). */
 typedef struct BitNetGenerateParams {
   int32_t max_tokens;   /* tokens to generate at most */
   float temperature;    /* <= 0: greedy */

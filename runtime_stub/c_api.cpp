@@ -1,5 +1,6 @@
 // The C API of compiled shared objects (bitnet.h), over rt::CompiledModel.
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -7,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,9 @@
 
 struct BitNetModel {
   std::unique_ptr<bitnetc::rt::CompiledModel> model;
+  // Calls on one model from several threads run one at a time (the forward pass holds
+  // one sequence's KV cache and scratch buffers).
+  std::mutex busy;
 };
 
 namespace {
@@ -46,6 +51,22 @@ char* copy_string(const std::string& s) {
   std::memcpy(out, s.data(), s.size());
   out[s.size()] = '\0';
   return out;
+}
+
+// Sampling parameters a generation can run with, else false with the last error naming
+// the function and the field: NaN and infinities are never taken.
+bool valid_params(const char* fn, const BitNetGenerateParams& p) {
+  auto bad = [&](const char* field, const char* want) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, std::string(fn) + ": " + field + " " + want);
+    return false;
+  };
+  if (p.max_tokens < 0) return bad("max_tokens", "must not be negative");
+  if (!std::isfinite(p.temperature)) return bad("temperature", "must be a finite number (<= 0: greedy)");
+  if (!std::isfinite(p.top_p) || p.top_p < 0) return bad("top_p", "must be a finite number >= 0 (>= 1: off)");
+  if (!std::isfinite(p.min_p) || p.min_p > 1) return bad("min_p", "must be a finite number <= 1 (<= 0: off)");
+  if (!std::isfinite(p.repeat_penalty) || p.repeat_penalty <= 0)
+    return bad("repeat_penalty", "must be a finite number > 0 (1: off)");
+  return true;
 }
 
 // Runs `f`, turning exceptions into the thread's last error.
@@ -117,8 +138,10 @@ char* bitnet_generate(BitNetModel* model, const char* prompt, const BitNetGenera
     set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_generate: model, prompt and params must not be NULL");
     return nullptr;
   }
+  if (!valid_params("bitnet_generate", *params)) return nullptr;
   return guarded(
       [&]() -> char* {
+        const std::lock_guard<std::mutex> one_at_a_time(model->busy);
         const auto gen = model->model->generate(prompt, params->max_tokens, sampler_of(*params));
         return copy_string(gen.text);
       },
@@ -129,6 +152,7 @@ char* bitnet_inference(BitNetModel* model, const char* prompt, int max_tokens, f
   BitNetGenerateParams p = bitnet_default_params();
   p.max_tokens = max_tokens;
   p.temperature = temperature;
+  if (!valid_params("bitnet_inference", p)) return nullptr;
   return bitnet_generate(model, prompt, &p);
 }
 
@@ -137,8 +161,10 @@ int bitnet_inference_stream(BitNetModel* model, const char* prompt, const BitNet
     set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_inference_stream: model, prompt and config must not be NULL");
     return BITNET_ERROR_INVALID_ARGUMENT;
   }
+  if (!valid_params("bitnet_inference_stream", config->params)) return BITNET_ERROR_INVALID_ARGUMENT;
   const int n = guarded(
       [&]() -> int {
+        const std::lock_guard<std::mutex> one_at_a_time(model->busy);
         std::function<bool(std::string_view)> on_text;
         if (config->on_token)
           on_text = [&](std::string_view t) {

@@ -48,6 +48,19 @@ struct Job {
   char* text;
 };
 
+/* Threads sharing one model (their calls run one at a time). */
+struct SharedJob {
+  BitNetModel* model;
+  const char* prompt;
+  char* text[4];
+};
+
+static void* shared_worker(void* arg) {
+  struct SharedJob* job = (struct SharedJob*)arg;
+  for (int r = 0; r < 4; ++r) job->text[r] = bitnet_inference(job->model, job->prompt, 24, 0.0f);
+  return NULL;
+}
+
 static void* worker(void* arg) {
   struct Job* job = (struct Job*)arg;
   BitNetModel* m = bitnet_model_load(NULL);
@@ -93,6 +106,44 @@ int main(int argc, char** argv) {
         "invalid UTF-8: code %d, %s", bitnet_get_last_error_code(), bitnet_get_last_error());
   CHECK(bitnet_inference(NULL, prompt, 8, 0.0f) == NULL && bitnet_get_last_error_code() == BITNET_ERROR_INVALID_ARGUMENT,
         "NULL model accepted");
+  /* Parameters a generation cannot run with name the function and the field. */
+  CHECK(bitnet_inference(m, prompt, 8, 0.0f / 0.0f) == NULL &&
+            bitnet_get_last_error_code() == BITNET_ERROR_INVALID_ARGUMENT &&
+            strstr(bitnet_get_last_error(), "bitnet_inference: temperature") != NULL,
+        "NaN temperature: %s", bitnet_get_last_error());
+  BitNetGenerateParams bad = bitnet_default_params();
+  bad.top_p = 1.0f / 0.0f;
+  CHECK(bitnet_generate(m, prompt, &bad) == NULL && strstr(bitnet_get_last_error(), "bitnet_generate: top_p") != NULL,
+        "infinite top_p: %s", bitnet_get_last_error());
+  bad = bitnet_default_params();
+  bad.repeat_penalty = -1.0f;
+  CHECK(bitnet_generate(m, prompt, &bad) == NULL && strstr(bitnet_get_last_error(), "repeat_penalty") != NULL,
+        "negative repeat_penalty: %s", bitnet_get_last_error());
+  bad = bitnet_default_params();
+  bad.max_tokens = -3;
+  cfg.params = bad;
+  CHECK(bitnet_inference_stream(m, prompt, &cfg) == BITNET_ERROR_INVALID_ARGUMENT &&
+            strstr(bitnet_get_last_error(), "bitnet_inference_stream: max_tokens") != NULL,
+        "negative max_tokens: %s", bitnet_get_last_error());
+
+  /* Eight threads on this one model, four calls each: every text is the solo text. */
+  char* solo = bitnet_inference(m, prompt, 24, 0.0f);
+  CHECK(solo != NULL, "solo: %s", bitnet_get_last_error());
+  struct SharedJob shared[8];
+  pthread_t st[8];
+  for (int i = 0; i < 8; ++i) {
+    shared[i].model = m;
+    shared[i].prompt = prompt;
+    pthread_create(&st[i], NULL, shared_worker, &shared[i]);
+  }
+  for (int i = 0; i < 8; ++i) pthread_join(st[i], NULL);
+  for (int i = 0; i < 8; ++i)
+    for (int r = 0; r < 4; ++r) {
+      CHECK(solo && shared[i].text[r] && strcmp(shared[i].text[r], solo) == 0, "thread %d call %d differs: [%s]", i, r,
+            shared[i].text[r] ? shared[i].text[r] : "(null)");
+      bitnet_free_string(shared[i].text[r]);
+    }
+  bitnet_free_string(solo);
   bitnet_model_free(m);
 
   /* Loading by path: the original model file matches, another file does not. */
