@@ -103,13 +103,7 @@ GemvPipeline lut_gemv(const LutGemvShape& s) {
   const int M = s.batch, rows = lut_tile_rows(s.layout);
 
   // w_block_scales is never read: the lookup tables take per-tensor scales only.
-  GemvPipeline p{ImageParam(UInt(8), 2, "packed"),
-                 ImageParam(Int(8), 2, "x"),
-                 ImageParam(Int(32), 2, "x_sum"),
-                 ImageParam(Float(32), 2, "d_act"),
-                 Param<float>("w_scale"),
-                 ImageParam(Float(32), 2, "w_block_scales"),
-                 Func("y")};
+  GemvPipeline p = gemv_params();
   Var i("i"), g("g"), m("m"), n("n");
 
   // Each group's table: byte i < 16 is the low byte of the value of index i, byte

@@ -71,8 +71,6 @@ std::vector<uint8_t> pack_ternary(const TernaryWeights& w, const GemvShape& s) {
                                             : pack_ternary_rows(w, s.vector_bytes);
 }
 
-namespace {
-
 GemvPipeline gemv_params() {
   return {ImageParam(UInt(8), 2, "packed"),
           ImageParam(Int(8), 2, "x"),
@@ -82,6 +80,8 @@ GemvPipeline gemv_params() {
           ImageParam(Float(32), 2, "w_block_scales"),
           Func("y")};
 }
+
+namespace {
 
 // The weight's scale for activation block rb of row n.
 Expr weight_scale(const GemvPipeline& p, const GemvShape& shape, Expr n, Expr rb) {

@@ -108,4 +108,8 @@ struct GemvPipeline {
 
 GemvPipeline ternary_gemv(const GemvShape& shape);
 
+// The pipeline's parameters, unscheduled and undefined: every ternary matmul pipeline
+// (this one and the lookup-table ones, lut_gemv.h) takes the same arguments.
+GemvPipeline gemv_params();
+
 }  // namespace bitnetc::schedules

@@ -40,7 +40,7 @@ const char* kDriver = R"(
 #include <vector>
 #include "HalideBuffer.h"
 extern "C" int bitnetc_gemv_test(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, float,
-                                 halide_buffer_t*);
+                                 halide_buffer_t*, halide_buffer_t*);
 template <typename T> std::vector<T> load(const char* p, size_t n) {
   std::vector<T> v(n);
   FILE* f = std::fopen(p, "rb");
@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
   Halide::Runtime::Buffer<int32_t> sb(xs.data(), nb, 1);
   Halide::Runtime::Buffer<float> db(d.data(), nb, 1);
   Halide::Runtime::Buffer<float> y(N, 1);
-  if (int err = bitnetc_gemv_test(pb, xb, sb, db, ws, y)) { std::fprintf(stderr, "kernel error %d\n", err); return 3; }
+  Halide::Runtime::Buffer<float> unread_block_scales(1, 1);  // one scale per tensor: ws
+  if (int err = bitnetc_gemv_test(pb, xb, sb, db, ws, unread_block_scales, y)) { std::fprintf(stderr, "kernel error %d\n", err); return 3; }
   FILE* f = std::fopen("y.bin", "wb");
   std::fwrite(y.data(), sizeof(float), N, f);
   std::fclose(f);
