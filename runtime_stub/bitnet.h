@@ -37,13 +37,29 @@ typedef struct BitNetGenerateParams {
   uint64_t seed;
 } BitNetGenerateParams;
 
-/* Streaming: `on_token` gets each piece of text as it becomes printable (never a split
- * UTF-8 character); returning non-zero stops the generation. */
+/* Streaming, in the shape the BitNet libraries document:
+ *   BitNetStreamConfig config = {.max_new_tokens = 100, .temperature = 0.7f,
+ *                                .callback = token_callback, .user_data = NULL};
+ * `callback` gets each piece of text as it becomes printable (never a split UTF-8
+ * character). In the fields after user_data zero means the default, so a config that
+ * names only the first four samples as bitnet_default_params() does. */
 typedef struct BitNetStreamConfig {
-  BitNetGenerateParams params;
-  int (*on_token)(const char* text, void* user_data);
+  int32_t max_new_tokens; /* tokens to generate at most; 0: 64 */
+  float temperature;      /* <= 0: greedy */
+  void (*callback)(const char* token, void* user_data);
   void* user_data;
+  int32_t top_k;        /* 0: 40; < 0: off */
+  float top_p;          /* 0: 0.95; >= 1: off */
+  float min_p;          /* 0: 0.05; < 0: off */
+  float repeat_penalty; /* 0: 1 (off) */
+  uint64_t seed;        /* 0: 0 */
+  /* Called after each piece (NULL: never); non-zero stops the generation there. */
+  int (*should_stop)(void* user_data);
 } BitNetStreamConfig;
+
+/* The version of this header's API: BITNET_API_VERSION when the library matches. */
+#define BITNET_API_VERSION 2
+int bitnet_version(void);
 
 /* Loads the model compiled into this library. `path` NULL or "" takes it as embedded; a
  * path to the original model file (the GGUF, or the checkpoint folder's

@@ -156,22 +156,34 @@ char* bitnet_inference(BitNetModel* model, const char* prompt, int max_tokens, f
   return bitnet_generate(model, prompt, &p);
 }
 
+int bitnet_version(void) { return BITNET_API_VERSION; }
+
 int bitnet_inference_stream(BitNetModel* model, const char* prompt, const BitNetStreamConfig* config) {
   if (!model || !prompt || !config) {
     set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_inference_stream: model, prompt and config must not be NULL");
     return BITNET_ERROR_INVALID_ARGUMENT;
   }
-  if (!valid_params("bitnet_inference_stream", config->params)) return BITNET_ERROR_INVALID_ARGUMENT;
+  // Zero fields take the defaults (bitnet.h).
+  BitNetGenerateParams params = bitnet_default_params();
+  if (config->max_new_tokens != 0) params.max_tokens = config->max_new_tokens;
+  params.temperature = config->temperature;
+  if (config->top_k != 0) params.top_k = config->top_k;
+  if (config->top_p != 0) params.top_p = config->top_p;
+  if (config->min_p != 0) params.min_p = config->min_p;
+  if (config->repeat_penalty != 0) params.repeat_penalty = config->repeat_penalty;
+  params.seed = config->seed;
+  if (!valid_params("bitnet_inference_stream", params)) return BITNET_ERROR_INVALID_ARGUMENT;
   const int n = guarded(
       [&]() -> int {
         const std::lock_guard<std::mutex> one_at_a_time(model->busy);
         std::function<bool(std::string_view)> on_text;
-        if (config->on_token)
+        if (config->callback || config->should_stop)
           on_text = [&](std::string_view t) {
             const std::string s(t);
-            return config->on_token(s.c_str(), config->user_data) == 0;
+            if (config->callback) config->callback(s.c_str(), config->user_data);
+            return !config->should_stop || config->should_stop(config->user_data) == 0;
           };
-        const auto gen = model->model->generate(prompt, config->params.max_tokens, sampler_of(config->params), on_text);
+        const auto gen = model->model->generate(prompt, params.max_tokens, sampler_of(params), on_text);
         return static_cast<int>(gen.tokens.size());
       },
       INT32_MIN);

@@ -37,10 +37,20 @@ struct Count {
   int stop_after;
 };
 
-static int on_token(const char* text, void* user_data) {
-  struct Count* c = (struct Count*)user_data;
+static void count_piece(const char* text, void* user_data) {
   (void)text;
-  return ++c->pieces >= c->stop_after; /* non-zero: stop */
+  ++((struct Count*)user_data)->pieces;
+}
+static int enough_pieces(void* user_data) {
+  struct Count* c = (struct Count*)user_data;
+  return c->pieces >= c->stop_after; /* non-zero: stop */
+}
+
+/* The streamed text, piece by piece (the documented callback's signature). */
+static char streamed[65536];
+static void token_callback(const char* token, void* user_data) {
+  (void)user_data;
+  strncat(streamed, token, sizeof streamed - strlen(streamed) - 1);
 }
 
 struct Job {
@@ -90,13 +100,28 @@ int main(int argc, char** argv) {
   CHECK(text != NULL && expected && strcmp(text, expected) == 0, "bitnet_generate differs");
   bitnet_free_string(text);
 
-  /* Streaming with cancellation after 5 pieces of text. */
+  /* Streaming as the BitNet libraries document it: the pieces make bitnet_generate's text
+   * with the same sampling (the unnamed fields take the defaults). */
+  CHECK(bitnet_version() == BITNET_API_VERSION, "bitnet_version() %d", bitnet_version());
+  BitNetStreamConfig config = {
+      .max_new_tokens = 100, .temperature = 0.7f, .callback = token_callback, .user_data = NULL};
+  int n = bitnet_inference_stream(m, prompt, &config);
+  BitNetGenerateParams sampled = bitnet_default_params();
+  sampled.max_tokens = 100;
+  sampled.temperature = 0.7f;
+  text = bitnet_generate(m, prompt, &sampled);
+  CHECK(n > 0 && text && strcmp(streamed, text) == 0, "stream (%d tokens) [%s] vs generate [%s]", n, streamed,
+        text ? text : "(null)");
+  bitnet_free_string(text);
+
+  /* Cancellation after 5 pieces of text. */
   struct Count count = {0, 5};
-  BitNetStreamConfig cfg;
-  cfg.params = p;
-  cfg.on_token = on_token;
-  cfg.user_data = &count;
-  int n = bitnet_inference_stream(m, prompt, &cfg);
+  BitNetStreamConfig cfg = {.max_new_tokens = 64,
+                            .temperature = 0.0f,
+                            .callback = count_piece,
+                            .user_data = &count,
+                            .should_stop = enough_pieces};
+  n = bitnet_inference_stream(m, prompt, &cfg);
   CHECK(n == 5 && count.pieces == 5, "stream returned %d after %d pieces", n, count.pieces);
 
   /* Errors: invalid UTF-8, NULL arguments. */
@@ -119,9 +144,7 @@ int main(int argc, char** argv) {
   bad.repeat_penalty = -1.0f;
   CHECK(bitnet_generate(m, prompt, &bad) == NULL && strstr(bitnet_get_last_error(), "repeat_penalty") != NULL,
         "negative repeat_penalty: %s", bitnet_get_last_error());
-  bad = bitnet_default_params();
-  bad.max_tokens = -3;
-  cfg.params = bad;
+  cfg.max_new_tokens = -3;
   CHECK(bitnet_inference_stream(m, prompt, &cfg) == BITNET_ERROR_INVALID_ARGUMENT &&
             strstr(bitnet_get_last_error(), "bitnet_inference_stream: max_tokens") != NULL,
         "negative max_tokens: %s", bitnet_get_last_error());
