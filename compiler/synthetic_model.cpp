@@ -158,6 +158,13 @@ GgufWriter make_synthetic_gguf(const SyntheticSpec& s) {
     tw.scale_block = rows * cols;
     // bf16-exact (hence also fp16-exact in this range), so every storage type keeps it.
     tw.scales = {bf16_to_f32(f32_to_bf16(0.02f + 0.08f * rng.uniform()))};
+    if (s.block_scales) {
+      if (s.weight_type != TensorType::TQ1_0 && s.weight_type != TensorType::TQ2_0)
+        throw std::invalid_argument("a scale per block needs TQ1_0 or TQ2_0 weights");
+      tw.scale_block = 256;
+      tw.scales.resize(rows * cols / 256);
+      for (float& sc : tw.scales) sc = bf16_to_f32(f32_to_bf16(0.02f + 0.08f * rng.uniform()));
+    }
     if (!tensor_nbytes(s.weight_type, cols, rows))
       throw std::invalid_argument(name + ": a row of " + std::to_string(cols) + " weights is not a whole number of " +
                                   type_name(s.weight_type) + " blocks (" +

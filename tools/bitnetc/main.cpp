@@ -179,6 +179,8 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--kv-heads", spec.n_head_kv, "KV heads");
   synth_cmd->add_option("--ctx", spec.n_ctx, "Context length");
   synth_cmd->add_option("--seed", spec.seed, "Seed");
+  synth_cmd->add_flag("--block-scales", spec.block_scales,
+                      "TQ1_0/TQ2_0: a different scale per 256-weight block, as llama.cpp's quantizer writes");
 
   // `bitnetc MODEL --target=T -o OUT` is `bitnetc compile MODEL ...` (DESIGN.md).
   std::vector<std::string> args(argv + 1, argv + argc);
