@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <span>
 #include <stdexcept>
@@ -128,6 +129,20 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
   halide_set_custom_do_par_for(parallel_for);  // the kernels' parallel loops: thread_pool.h
   forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, steps, static_cast<int>(header_.batch),
                                            kernels, max_sequences);
+}
+
+std::string describe_embedded_model() {
+  const std::span<const uint8_t> blob(bitnetc_blob_start, static_cast<size_t>(bitnetc_blob_end - bitnetc_blob_start));
+  BlobHeader h{};
+  if (blob.size() < sizeof h) throw std::runtime_error("the embedded model is damaged");
+  std::memcpy(&h, blob.data(), sizeof h);
+  if (h.magic != kBlobMagic || h.version != kBlobVersion || h.graph_off > blob.size() ||
+      h.graph_size > blob.size() - h.graph_off)
+    throw std::runtime_error("the embedded model is damaged");
+  const ir::Graph g = ir::deserialize(blob.subspan(h.graph_off, h.graph_size));
+  char fp[32];
+  std::snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(h.source_fingerprint));
+  return g.name + ", " + std::to_string(g.n_layer) + " layers, fingerprint " + fp;
 }
 
 std::string CompiledModel::device() const {

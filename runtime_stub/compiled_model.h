@@ -67,4 +67,8 @@ class CompiledModel {
 // The path of the executable or shared object this code is linked into.
 std::string own_binary_path();
 
+// "NAME, fingerprint HEX" of the model embedded in this binary, read from its blob
+// without loading the weights or a device (for --version).
+std::string describe_embedded_model();
+
 }  // namespace bitnetc::rt

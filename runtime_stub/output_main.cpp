@@ -25,12 +25,43 @@ extern "C" const char bitnetc_target_name[];  // codegen/emit_executable.cpp
 
 namespace {
 
+// -h / --help: every flag with its default.
+void print_help(const char* argv0) {
+  std::printf(
+      "usage: %s [options]   (a model compiled by bitnetc for %s)\n\n"
+      "  -p, --prompt TEXT        prompt (default: empty: BOS only)\n"
+      "  -f, --file FILE          read the prompt from FILE\n"
+      "  -n, --n-predict N        tokens to generate at most (default 64)\n"
+      "  -c, --ctx-size N         context length, at most the model's (default: the model's)\n"
+      "  -t, --threads N          CPU threads (default: every core)\n"
+      "      --temp T             temperature, <= 0 greedy (default 0.8)\n"
+      "      --top-k K            (default 40, <= 0 off)\n"
+      "      --top-p P            (default 0.95, >= 1 off)\n"
+      "      --min-p P            (default 0.05, <= 0 off)\n"
+      "      --repeat-penalty R   (default 1: off; last 64 tokens)\n"
+      "  -s, --seed N             sampling seed (default 0)\n"
+      "      --json               print {prompt_tokens, tokens, text} instead of the text\n"
+      "      --top-logits K       with --json: the K largest logits before each token\n"
+      "  -i, --interactive        one prompt per line of stdin\n"
+      "      --prompts FILE       every line of FILE, -np at once in batched steps\n"
+      "  -np, --parallel N        sequences at once for --prompts (default 4, at most the prompts)\n"
+      "      --truncate           cut a prompt longer than the context instead of an error\n"
+      "      --weights FILE       the side file of a --weights=external compile (default: OUTPUT.weights)\n"
+      "      --bench P,G,R[,S]    prefill P and generate G tokens R times (S sequences at once)\n"
+      "      --profile R          CUDA outputs: time each launch of a decode step\n"
+      "      --device cpu|cuda    insist on where the model runs\n"
+      "  -h, --help               this text\n"
+      "      --version            bitnetc's version, the target and the model\n",
+      argv0, bitnetc_target_name);
+}
+
 [[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr,
-               "error: %s\n(usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, "
-               "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --prompts FILE, -np N, --truncate, --weights FILE, "
-               "--top-logits K, --bench P,G,R[,S], --profile R, --device cpu|cuda)\n",
-               msg.c_str());
+  std::fprintf(
+      stderr,
+      "error: %s\n(usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, "
+      "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --prompts FILE, -np N, --truncate, --weights FILE, "
+      "--top-logits K, --bench P,G,R[,S], --profile R, --device cpu|cuda; -h lists them with their defaults)\n",
+      msg.c_str());
   std::exit(2);
 }
 
@@ -258,7 +289,19 @@ int main(int argc, char** argv) {
       if (v.empty() || *end) usage_error("option " + a + ": \"" + v + "\" is not a number");
       return d;
     };
-    if (a == "-p" || a == "--prompt")
+    if (a == "-h" || a == "--help") {
+      print_help(argv[0]);
+      return 0;
+    } else if (a == "--version") {
+      try {
+        std::printf("bitnetc %s output for %s: %s\n", BITNETC_VERSION, bitnetc_target_name,
+                    rt::describe_embedded_model().c_str());
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+      }
+      return 0;
+    } else if (a == "-p" || a == "--prompt")
       prompt = value();
     else if (a == "-f" || a == "--file") {
       const std::string path = value();

@@ -601,6 +601,25 @@ TEST(Compile, BatchedHfCheckpointSequencesGiveTheirSoloTokensAndLogits) {
   expect_batched_equals_solo((shared_dir() / "golden/hf-bitnet-tiny/packed").string(), 777, 4);
 }
 
+// -h lists every flag with its default; --version names bitnetc, the target and the model.
+TEST(Compile, ExecutableHasHelpAndVersion) {
+  ScratchDir dir;
+  const std::string exe =
+      compile((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(), "x86-64-avx2", dir.file("m"), dir);
+  const Result help = sh(quote(exe) + " --help", dir);
+  EXPECT_EQ(help.status, 0) << help.err;
+  for (const char* flag : {"--prompt", "--n-predict", "(default 64)", "--temp", "(default 0.8)", "--prompts", "-np",
+                           "--bench P,G,R[,S]", "--version"})
+    EXPECT_NE(help.out.find(flag), std::string::npos) << flag << "\n" << help.out;
+  EXPECT_EQ(sh(quote(exe) + " -h", dir).out, help.out);
+  const Result version = sh(quote(exe) + " --version", dir);
+  EXPECT_EQ(version.status, 0) << version.err;
+  std::string compiler_version = sh(std::string(BITNETC_BIN) + " --version", dir).out;  // "bitnetc X.Y.Z"
+  compiler_version.erase(compiler_version.find_last_not_of('\n') + 1);
+  EXPECT_EQ(version.out.rfind(compiler_version + " output for x86-64-avx2: ", 0), 0u) << version.out;
+  EXPECT_NE(version.out.find("fingerprint "), std::string::npos) << version.out;
+}
+
 // `--bench P,G,R,S`: S sequences decode together; the aggregate rate is reported.
 TEST(Compile, BenchDecodesSeveralSequencesTogether) {
   ScratchDir dir;

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   CLI::App app{"bitnetc: an ahead-of-time compiler for ternary (BitNet b1.58) language models"};
   const std::vector<std::string> kLayoutRequests = {"auto", "i2_s", "tl1", "tl2"};  // codegen/layouts.h
   app.require_subcommand(1);
-  app.set_version_flag("--version", "bitnetc 0.1.0");
+  app.set_version_flag("--version", std::string("bitnetc ") + BITNETC_VERSION);
 
   cli::InspectOptions inspect_opts;
   auto* inspect = app.add_subcommand("inspect", "Show a model's metadata, hyperparameters, tensors and totals");
