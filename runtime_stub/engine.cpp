@@ -93,6 +93,7 @@ std::vector<Generation> generate_all(Forward& forward, const Tokenizer& tok,
     }
     if (rows.empty()) break;  // every admitted sequence ended while being admitted
     const std::span<const float> logits = forward.step(rows);
+    if (logit_owner.empty()) continue;  // only prompt rows, none a prompt's last
     const auto now = clock::now();
     const size_t n_vocab = logits.size() / logit_owner.size();
     for (size_t i = 0; i < logit_owner.size(); ++i) {

@@ -520,7 +520,7 @@ TEST(Compile, Q8HeadIsAnnouncedSmallerAndCloseToExact) {
 // sequences, each with its own KV cache and positions). Each sequence's greedy tokens
 // and top logits (printed round-trip exact) must be those of running its prompt alone,
 // and its tokens the interpreter's; seeded sampling must give the solo run's tokens too.
-// The prompts (2 to max_prompts of 1 to 30 words) and the slot count per target are drawn from a
+// The prompts (2 to max_prompts of 1 to 30 words, the second one 80) and the slot count per target are drawn from a
 // seeded generator, so the interleavings (prompt rows beside decode rows, slots reused
 // as sequences end, chunks split across sequences) differ from case to case.
 namespace {
@@ -541,7 +541,8 @@ void expect_batched_equals_solo(const std::string& model, uint64_t seed, int max
   std::string file;
   for (int i = 0; i < n_prompts; ++i) {
     std::string p;
-    for (int w = 0, n = 1 + draw(30); w < n; ++w) p += (w ? " " : "") + words[draw(words.size())];
+    // The second prompt is longer than a step's 64 rows: steps of prompt rows alone.
+    for (int w = 0, n = i == 1 ? 80 : 1 + draw(30); w < n; ++w) p += (w ? " " : "") + words[draw(words.size())];
     prompts.push_back(p);
     file += p + "\n";
   }
