@@ -240,7 +240,7 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
     for (int b = 0; b < BLOCKS; ++b)
       acc = __fadd_rn(acc, __fmul_rn((float)(part[b][r][m] - x_sum[m * BLOCKS + b]),
                                      )" +
-              block_factor(s, "d_act[m * BLOCKS + b]", "scale", "bs", "b") + R"()));
+              block_factor(s, "d_act[m * BLOCKS + b]", "scale", "bs", "b") + R"());
     )" + matmul_store(s, "out", "m * N + n", "acc") +
               R"(
   }
