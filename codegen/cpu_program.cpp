@@ -32,12 +32,14 @@ CpuPlan plan_cpu(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary)
         throw std::logic_error("plan_cpu: a ternary matmul without its record");
       layout[op.inputs[0]] = {ternary[op.weight].K_padded, ternary[op.weight].act_block};
     }
+    if (op.kind == ir::OpKind::KQuantMatmul) layout[op.inputs[0]] = {g.values[op.inputs[0]].size, 256};
   }
   const Fusions fusions = plan_fusions(g);
   size_t gated = 0, adds = 0, ropes = 0;
   std::map<NormQuantKernelKey, int32_t> norm_quant_index;
   std::map<AttentionKernelKey, int32_t> attention_index;
   std::map<RopeKernelKey, int32_t> rope_index;
+  std::map<KQuantKernelKey, int32_t> kquant_index;
   for (size_t i = 0; i < n_ops; ++i) {
     const ir::Op& op = g.ops[i];
     rt::CpuStep& step = plan.steps[i];
@@ -55,10 +57,15 @@ CpuPlan plan_cpu(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary)
       step.kernel = kernel_index(attention_index, plan.attention, key);
       continue;
     }
+    if (op.kind == ir::OpKind::KQuantMatmul) {
+      const KQuantKernelKey key{g.values[op.inputs[0]].size, g.values[op.output].size};
+      step.kernel = kernel_index(kquant_index, plan.kquant, key);
+      continue;
+    }
     if (op.kind != ir::OpKind::Quantize) continue;
     const int in = op.inputs.at(0);
     const auto [K_padded, block] = layout[op.output];
-    if (K_padded == 0) continue;  // read by no ternary matmul: nothing to quantize for
+    if (K_padded == 0) continue;  // read by no matmul: nothing to quantize for
     NormQuantKernelKey key{g.values[in].size, K_padded, block, -1, false, 0, static_cast<int32_t>(op.quant)};
     if (const int32_t p = fusions.norm_of_quantize[i]; p >= 0) {
       const ir::Op& norm = g.ops[p];
@@ -81,7 +88,8 @@ CpuPlan plan_cpu(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary)
 
 std::string print_cpu_plan(const ir::Graph& g, const CpuPlan& plan) {
   std::string s = "kernels: " + std::to_string(plan.norm_quant.size()) + " norm+quantize, " +
-                  std::to_string(plan.attention.size()) + " attention, " + std::to_string(plan.rope.size()) + " rope\n";
+                  std::to_string(plan.attention.size()) + " attention, " + std::to_string(plan.rope.size()) + " rope" +
+                  (plan.kquant.empty() ? "" : ", " + std::to_string(plan.kquant.size()) + " k-quant head") + "\n";
   for (size_t i = 0; i < plan.norm_quant.size(); ++i) {
     const NormQuantKernelKey& k = plan.norm_quant[i];
     s += "  norm_quant" + std::to_string(i) + ": n " + std::to_string(k.n) + ", padded " + std::to_string(k.K_padded) +
@@ -101,6 +109,9 @@ std::string print_cpu_plan(const ir::Graph& g, const CpuPlan& plan) {
     s += "  rope" + std::to_string(i) + ": n " + std::to_string(k.n) + ", heads of " + std::to_string(k.head_dim) +
          ", " + ir::rope_style_name(static_cast<ir::RopeStyle>(k.style)) + "\n";
   }
+  for (size_t i = 0; i < plan.kquant.size(); ++i)
+    s += "  kquant" + std::to_string(i) + ": " + std::to_string(plan.kquant[i].N) + " x " +
+         std::to_string(plan.kquant[i].K) + ", Q8_K activations (ggml's vec_dot_q*_K_q8_K)\n";
   s += "steps:\n";
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const ir::Op& op = g.ops[i];
@@ -110,6 +121,9 @@ std::string print_cpu_plan(const ir::Graph& g, const CpuPlan& plan) {
       s += out + " = " + ir::op_name(op.kind) + ": in the kernel of the quantize after it\n";
     } else if (op.kind == ir::OpKind::Attention && st.kernel >= 0) {
       s += out + " = attention (layer " + std::to_string(op.layer) + "): kernel attention" + std::to_string(st.kernel) +
+           "\n";
+    } else if (op.kind == ir::OpKind::KQuantMatmul && st.kernel >= 0) {
+      s += out + " = kquant_matmul(%" + std::to_string(op.inputs[0]) + "): kernel kquant" + std::to_string(st.kernel) +
            "\n";
     } else if (op.kind == ir::OpKind::Rope && st.kernel >= 0) {
       s += out + " = rope(%" + std::to_string(op.inputs[0]) + "): kernel rope" + std::to_string(st.kernel) + "\n";

@@ -1,9 +1,9 @@
 // The CPU back end's plan (the counterpart of cuda_program.h): which steps of a CPU
 // output, besides the matmuls, run generated kernels, and which kernels it carries: the norm + quantize kernels
 // (schedules/norm_quant.h), the attention kernels (schedules/attention.h) and the RoPE
-// kernels (schedules/rope.h). Made once at compile time from the fusion pass
-// (compiler/fusion.h); codegen emits the kernels it lists and writes its per-op steps
-// into the blob (runtime_stub/cpu_plan.h), which the runtime executes as they are.
+// kernels (schedules/rope.h), and the k-quant head kernels (schedules/kquant_gemv.h). Made once at compile time from
+// the fusion pass (compiler/fusion.h); codegen emits the kernels it lists and writes its per-op steps into the blob
+// (runtime_stub/cpu_plan.h), which the runtime executes as they are.
 //
 // Every Quantize gets a kernel. When the fusion pass lets it do the Norm before it, the
 // kernel does that norm too and the Norm step is skipped: one pass, the normalized floats
@@ -55,10 +55,18 @@ struct RopeKernelKey {
   bool operator<(const RopeKernelKey& o) const { return tie() < o.tie(); }
 };
 
+// The head of a k-quant weight (schedules/kquant_gemv.h).
+struct KQuantKernelKey {
+  int64_t K = 0, N = 0;
+  auto tie() const { return std::tie(K, N); }
+  bool operator<(const KQuantKernelKey& o) const { return tie() < o.tie(); }
+};
+
 struct CpuPlan {
   std::vector<NormQuantKernelKey> norm_quant;  // bitnetc_norm_quant_kernels[], in this order
   std::vector<AttentionKernelKey> attention;   // bitnetc_attention_kernels[]
   std::vector<RopeKernelKey> rope;             // bitnetc_rope_kernels[]
+  std::vector<KQuantKernelKey> kquant;         // bitnetc_kquant_kernels[]
   std::vector<rt::CpuStep> steps;              // per op, as the blob carries them
   // The fusion pass's proposals this back end has no kernel for, one line each.
   std::vector<std::string> declined;

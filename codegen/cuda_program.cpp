@@ -274,6 +274,8 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
                      (r.storage == rt::DenseStorage::Q8 ? 4 * static_cast<uint64_t>(r.rows) : 0));
         break;
       }
+      case ir::OpKind::KQuantMatmul:  // pack_weights refuses these for CUDA first, naming the weight
+        throw std::logic_error("cuda plan: k-quant heads have no CUDA kernel");
       case ir::OpKind::Rope: {
         const auto [cos, sin] = rope_table(i);
         b.launch(cuda_rope(n, op.head_dim, static_cast<int>(op.rope_style)),

@@ -227,6 +227,27 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
   std::map<std::tuple<int64_t, int64_t, bool, bool>, uint32_t> dense_kernel_of;
   for (size_t i = 0; i < g.dense.size(); ++i) {
     ir::DenseWeights& d = g.dense[i];
+    if (d.format == ir::DenseFormat::KQuant) {
+      // llama.cpp's k-quant embedding or head, its codes and scales as they are: the head
+      // computes with them as ggml does (schedules/kquant_gemv.h), an embedding
+      // dequantizes its row (ir/kquant.h). --head=q8 does not re-quantize it.
+      if (cuda)
+        throw std::invalid_argument(d.name +
+                                    ": k-quant weights (llama.cpp's Q4_K/Q5_K/Q6_K embeddings and heads) have no CUDA "
+                                    "kernel yet; CPU targets compute them");
+      load_weight_data(m, d);
+      rt::DenseRecord& r = p.dense[i];
+      r.kernel = rt::kNoKernel;  // the plan's step names the head's kernel
+      r.storage = rt::DenseStorage::KQuant;
+      r.layout = rt::DenseLayout::HeadTiles;
+      r.tile = static_cast<uint32_t>(schedules::dense_gemv_tile_rows(V));
+      r.rows = d.rows;
+      r.cols = d.cols;
+      r.rows_padded = schedules::dense_gemv_padded_rows(d.rows, V);
+      p.dense_bytes[i] = schedules::pack_for_kquant_gemv(d.kquant, V);
+      d.kquant = {};
+      continue;
+    }
     if (d.data.empty() && d.rows == 1) load_weight_data(m, d);  // norm vectors; matrices stream by row
     const schedules::RowSource rows = weight_rows(m, d);
     rt::DenseRecord& r = p.dense[i];
@@ -336,6 +357,12 @@ void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeig
   for (size_t i = 0; i < g.dense.size(); ++i) {
     const rt::DenseRecord& r = p.dense[i];
     const bool f16 = r.storage == rt::DenseStorage::F16;
+    if (r.storage == rt::DenseStorage::KQuant) {
+      line("  " + g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) +
+           "]: llama.cpp's k-quant codes and scales in head tiles of " + std::to_string(r.tile) +
+           " rows (the head computes with Q8_K activations as ggml does; an embedding row is dequantized)");
+      continue;
+    }
     if (r.storage == rt::DenseStorage::Q8) {
       line("  " + g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) + "]: " +
            (r.layout == rt::DenseLayout::KMajor ? std::string("k-major (the CUDA head)")
@@ -438,7 +465,7 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
                           const CpuPlan& steps, const std::string& work_dir, std::string& table,
                           std::vector<std::string>& objects, const std::function<void(const std::string&)>& say) {
   const size_t n_kernels = 2 * packed.ternary_kernels.size() + packed.dense_kernels.size() + steps.norm_quant.size() +
-                           steps.attention.size() + steps.rope.size();
+                           steps.attention.size() + steps.rope.size() + steps.kquant.size();
   if (n_kernels != 0) say("generating " + std::to_string(n_kernels) + " kernels for " + target.name);
   auto emit = [&](const std::string& fn, const std::string& signature, auto&& emit_object) {
     const std::string obj = (fs::path(work_dir) / (fn + ".o")).string();
@@ -509,6 +536,12 @@ void generate_cpu_kernels(const ir::Graph& g, const TargetInfo& target, const Pa
                 emit_attention_object(
                     {k.head_dim, k.n_head, k.n_head_kv, k.score_scale, k.softmax_sum, target.vector_bytes}, target, fn,
                     obj);
+              });
+  emit_family("kquant",
+              "(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, "
+              "halide_buffer_t*, halide_buffer_t*, halide_buffer_t*)",
+              steps.kquant.size(), [&](size_t i, const std::string& fn, const std::string& obj) {
+                emit_kquant_gemv_object({steps.kquant[i].K, steps.kquant[i].N, target.vector_bytes}, target, fn, obj);
               });
   emit_family("rope", buffers3_pos_buffer, steps.rope.size(),
               [&](size_t i, const std::string& fn, const std::string& obj) {

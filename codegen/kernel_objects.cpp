@@ -79,6 +79,13 @@ void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const Target
   p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
 }
 
+void emit_kquant_gemv_object(const schedules::KQuantGemvShape& shape, const TargetInfo& target,
+                             const std::string& fn_name, const std::string& object_path) {
+  schedules::KQuantGemvPipeline p = schedules::kquant_gemv(shape);
+  const Halide::Target t = Halide::Target(target.halide).with_feature(Halide::Target::NoRuntime);
+  p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
+}
+
 void emit_norm_quant_object(const schedules::NormQuantShape& shape, const TargetInfo& target,
                             const std::string& fn_name, const std::string& object_path) {
   schedules::NormQuantPipeline p = schedules::norm_quant(shape);

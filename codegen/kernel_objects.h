@@ -6,6 +6,7 @@
 
 #include "attention.h"
 #include "dense_gemv.h"
+#include "kquant_gemv.h"
 #include "lut_gemv.h"
 #include "norm_quant.h"
 #include "rope.h"
@@ -44,6 +45,8 @@ void emit_lut_gemv_object(const schedules::LutGemvShape& shape, const TargetInfo
 // The dense GEMV of the head, likewise (signature: wt, x, row_scale, then the output buffer).
 void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const TargetInfo& target, const std::string& fn_name,
                             const std::string& object_path);
+void emit_kquant_gemv_object(const schedules::KQuantGemvShape& shape, const TargetInfo& target,
+                             const std::string& fn_name, const std::string& object_path);
 
 // The fused norm + quantize of one activation width, likewise (signature: x, w, then
 // the outputs q, d, sum).

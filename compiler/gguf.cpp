@@ -52,6 +52,8 @@ std::optional<TensorType> upstream_type(uint32_t id) {
     case 30: return TensorType::BF16;
     case 34: return TensorType::TQ1_0;
     case 35: return TensorType::TQ2_0;
+    case 134: return TensorType::IQ1_BN;  // ik_llama.cpp's (no upstream type has these ids)
+    case 135: return TensorType::IQ2_BN;
     default: return std::nullopt;
   }
 }

@@ -84,6 +84,8 @@ uint32_t GgufWriter::file_type_id(TensorType t) {
     case TensorType::BF16: return 30;
     case TensorType::TQ1_0: return 34;
     case TensorType::TQ2_0: return 35;
+    case TensorType::IQ1_BN: return 134;  // ik_llama.cpp's
+    case TensorType::IQ2_BN: return 135;
     case TensorType::I2_S: return 36;
     case TensorType::TL1: return 38;
     case TensorType::TL2: return 39;

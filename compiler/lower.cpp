@@ -68,18 +68,27 @@ Recipe gguf_recipe(const ImportedModel& m) {
   // The activations are quantized as the engine whose weight type the file holds does:
   // bitnet.cpp per token for its I2_S / TL1 / TL2, llama.cpp per 256-block (Q8_K) for
   // its TQ1_0 / TQ2_0; a file of neither (float masters) by its architecture.
+  // ik_llama.cpp's IQ1_BN / IQ2_BN quantize activations per row too, into four
+  // interleaved groups (its Q8_K64), which bitnetc does not compute: bitnet.cpp's single
+  // per-token scale is the nearest it has.
   std::optional<ActQuant> by_type;
+  bool ik = false;
   for (const ModelTensor& t : m.tensors) {
     if (!t.ternary) continue;
     if (t.type == TensorType::I2_S || t.type == TensorType::TL1 || t.type == TensorType::TL2)
       by_type = ActQuant::PerTokenBitnetCpp;
     else if (t.type == TensorType::TQ1_0 || t.type == TensorType::TQ2_0)
       by_type = ActQuant::PerBlockQ8K;
+    else if (t.type == TensorType::IQ1_BN || t.type == TensorType::IQ2_BN)
+      by_type = ActQuant::PerTokenBitnetCpp, ik = true;
     if (by_type) break;
   }
   r.quant = by_type.value_or(m.architecture == "bitnet-b1.58" ? ActQuant::PerTokenBitnetCpp : ActQuant::PerBlockQ8K);
   r.why =
-      by_type
+      ik ? "bitnet.cpp's per-token activations: the ternary weights are ik_llama.cpp's IQ1_BN/IQ2_BN, whose kernels "
+           "quantize activations per row in four interleaved groups (Q8_K64), which bitnetc does not compute; one "
+           "per-token scale is the nearest it has"
+      : by_type
           ? (r.quant == ActQuant::PerTokenBitnetCpp
                  ? "bitnet.cpp's: the ternary weights are its I2_S/TL1/TL2, whose kernels quantize activations per "
                    "token"
@@ -125,12 +134,53 @@ Recipe llama2c_recipe() {
   return r;
 }
 
+// `--numerics`: the engine's arithmetic over the recipe the file gave (which keeps the
+// model's structure and tensor names).
+void apply_numerics(Recipe& r, Numerics n) {
+  const bool silu = r.act != Activation::Relu2;
+  switch (n) {
+    case Numerics::Auto: return;
+    case Numerics::LlamaCpp:
+    case Numerics::BitnetCpp:  // llama.cpp's graph; bitnet.cpp's I2_S kernels quantize per token
+      if (!r.bitnorm) r.norm = NormKind::RmsF64Sum;
+      r.final_norm = NormKind::RmsF64Sum;
+      r.quant = n == Numerics::LlamaCpp ? ActQuant::PerBlockQ8K : ActQuant::PerTokenBitnetCpp;
+      r.per_token = ActQuant::PerTokenBitnetCpp;
+      r.rope_freq = RopeFreq::GgmlIterative;
+      r.score_scale = ScoreScale::MultiplyInvSqrt;
+      r.softmax_sum = SoftmaxSum::F64MulInverse;
+      if (silu) r.act = Activation::SiluDiv;
+      r.why = n == Numerics::LlamaCpp ? "llama.cpp's: --numerics=llama.cpp" : "bitnet.cpp's: --numerics=bitnet.cpp";
+      return;
+    case Numerics::Transformers:
+      if (!r.bitnorm) r.norm = NormKind::RmsF32;
+      r.final_norm = NormKind::RmsF32;
+      r.quant = r.per_token = ActQuant::PerTokenHF;
+      r.rope_freq = RopeFreq::TorchInvFreq;
+      r.score_scale = ScoreScale::MultiplyInvSqrt;
+      r.softmax_sum = SoftmaxSum::F32Divide;
+      if (silu) r.act = Activation::SiluDiv;
+      r.why = "transformers': --numerics=transformers";
+      return;
+    case Numerics::Bitllama2c:
+      if (!r.bitnorm) r.norm = NormKind::RmsLlama2c;
+      r.final_norm = NormKind::RmsLlama2c;
+      r.quant = r.per_token = ActQuant::PerTokenLlama2c;
+      r.rope_freq = RopeFreq::PowfPerPair;
+      r.score_scale = ScoreScale::DivideSqrt;
+      r.softmax_sum = SoftmaxSum::F32Divide;
+      if (silu) r.act = Activation::SiluLlama2c;
+      r.why = "bitllama2.c's (runbit.c): --numerics=bitllama2c";
+      return;
+  }
+}
+
 ActQuant effective_quant(const Recipe& r, const LowerOptions& o) {
   if (!o.act_quant) return r.quant;
   return *o.act_quant == ActQuantGranularity::PerBlock ? ActQuant::PerBlockQ8K : r.per_token;
 }
 
-Recipe recipe_for(const ImportedModel& m) {
+Recipe file_recipe(const ImportedModel& m) {
   if (!m.supported || !m.hparams)
     throw ImportError(m.path, ImportError::kNoOffset, "",
                       m.unsupported_reason.empty() ? "cannot lower this model" : m.unsupported_reason);
@@ -140,6 +190,12 @@ Recipe recipe_for(const ImportedModel& m) {
     case SourceFormat::Llama2c: break;
   }
   return llama2c_recipe();
+}
+
+Recipe recipe_for(const ImportedModel& m, const LowerOptions& o) {
+  Recipe r = file_recipe(m);
+  apply_numerics(r, o.numerics);
+  return r;
 }
 
 class Lowering {
@@ -217,6 +273,17 @@ class Lowering {
     head.inputs = {fn.output};
     head.output = g_.add_value("logits", DType::F32, h.n_vocab);
     head.weight = h.tied_embeddings ? embd : dense(output_head_name(r_.names), h.n_vocab, h.n_embd);
+    if (g_.dense[head.weight].format == DenseFormat::KQuant) {
+      // llama.cpp's head of a k-quant type: activations to Q8_K (its vec_dot_type), then
+      // ggml's integer dot per 256-block, whatever the ternary layers' numerics.
+      Op q{OpKind::Quantize};
+      q.inputs = {fn.output};
+      q.output = g_.add_value("x.final_norm.q8", DType::Q8, h.n_embd);
+      q.quant = ActQuant::PerBlockQ8K;
+      g_.ops.push_back(q);
+      head.kind = OpKind::KQuantMatmul;
+      head.inputs = {q.output};
+    }
     g_.ops.push_back(head);
     g_.logits = head.output;
 
@@ -268,6 +335,14 @@ class Lowering {
     w.name = name;
     w.rows = rows;
     w.cols = cols;
+    // A k-quant matrix (llama.cpp's embedding and head types) keeps its codes and scales.
+    if (rows > 1 && is_kquant(t.type)) {
+      if (cols % KQuantWeights::kBlock != 0)
+        throw ImportError(t.file, t.file_offset, name, "k-quant rows must be whole 256-blocks");
+      w.format = DenseFormat::KQuant;
+      if (o_.weight_data) w.kquant = decode_kquant(t.type, t.data, rows, cols);
+      return g_.add_dense(std::move(w));
+    }
     if (o_.weight_data) w.data = decode_dense(t);
     return g_.add_dense(std::move(w));
   }
@@ -374,14 +449,23 @@ class Lowering {
 
 }  // namespace
 
+std::optional<Numerics> numerics_from_name(std::string_view name) {
+  if (name == "auto") return Numerics::Auto;
+  if (name == "llama.cpp") return Numerics::LlamaCpp;
+  if (name == "bitnet.cpp") return Numerics::BitnetCpp;
+  if (name == "transformers") return Numerics::Transformers;
+  if (name == "bitllama2c") return Numerics::Bitllama2c;
+  return std::nullopt;
+}
+
 Semantics semantics(const ImportedModel& m, const LowerOptions& options) {
-  const Recipe r = recipe_for(m);
+  const Recipe r = recipe_for(m, options);
   return {r.family, effective_quant(r, options), r.act, r.norm, r.rope_style, r.rope_freq, r.sub_norms, r.bitnorm,
           r.why};
 }
 
 Graph lower(const ImportedModel& m, const LowerOptions& options) {
-  const Recipe r = recipe_for(m);
+  const Recipe r = recipe_for(m, options);
   return Lowering(m, r, options).build();
 }
 
@@ -394,7 +478,10 @@ void load_weight_data(const ImportedModel& m, const DecodeOptions& decode, Named
 void load_weight_data(const ImportedModel& m, DenseWeights& w) {
   const ModelTensor* t = m.find(w.name);
   if (!t) throw std::logic_error("load_weight_data: no tensor " + w.name);
-  w.data = decode_dense(*t);
+  if (w.format == DenseFormat::KQuant)
+    w.kquant = decode_kquant(t->type, t->data, w.rows, w.cols);
+  else
+    w.data = decode_dense(*t);
 }
 
 std::function<void(int64_t, float*)> weight_rows(const ImportedModel& m, const DenseWeights& w) {

@@ -14,18 +14,29 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "ir.h"
-#include "ternary.h"
 #include "model_import.h"
+#include "ternary.h"
 
 namespace bitnetc {
 
 enum class ActQuantGranularity { PerToken, PerBlock };
 
+// Whose arithmetic a model is computed with (`--numerics`): the whole recipe of that
+// engine (norm accumulation, activation quantizer, RoPE angles, softmax, SiLU), while
+// the model's structure (its norms, sub-norms, pairing of RoPE dimensions, activation
+// function) stays the file's. Auto: by what the file is (the weight type's home engine,
+// or bitnetc's own numerics key).
+enum class Numerics { Auto, LlamaCpp, BitnetCpp, Transformers, Bitllama2c };
+// "llama.cpp", "bitnet.cpp", "transformers", "bitllama2c" or "auto"; nullopt otherwise.
+std::optional<Numerics> numerics_from_name(std::string_view name);
+
 struct LowerOptions {
   // Overrides the recipe's activation quantization (`--act-quant=per-token|per-block`).
   std::optional<ActQuantGranularity> act_quant;
+  Numerics numerics = Numerics::Auto;
   // Context length of the KV cache; 0 takes the model's.
   int64_t n_ctx = 0;
   DecodeOptions decode;

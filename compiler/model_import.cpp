@@ -605,6 +605,8 @@ TernaryWeights decode_ternary_codes(const ImportedModel& m, const ModelTensor& t
     switch (t.type) {
       case TensorType::TQ1_0: return decode_tq1_0(t.data, rows, cols);
       case TensorType::TQ2_0: return decode_tq2_0(t.data, rows, cols);
+      case TensorType::IQ1_BN: return decode_iq1_bn(t.data, rows, cols);
+      case TensorType::IQ2_BN: return decode_iq2_bn(t.data, rows, cols);
       case TensorType::I2_S: {
         I2SLayout layout = I2SLayout::X86;
         if (m.gguf())

@@ -31,9 +31,9 @@ constexpr TypeTraits kTraits[] = {
     {TensorType::Q8_1, "Q8_1", 32, 36, false, false},
     {TensorType::Q2_K, "Q2_K", 256, 84, false, false},
     {TensorType::Q3_K, "Q3_K", 256, 110, false, false},
-    {TensorType::Q4_K, "Q4_K", 256, 144, false, false},
-    {TensorType::Q5_K, "Q5_K", 256, 176, false, false},
-    {TensorType::Q6_K, "Q6_K", 256, 210, false, false},
+    {TensorType::Q4_K, "Q4_K", 256, 144, false, true},
+    {TensorType::Q5_K, "Q5_K", 256, 176, false, true},
+    {TensorType::Q6_K, "Q6_K", 256, 210, false, true},
     {TensorType::Q8_K, "Q8_K", 256, 292, false, false},
     {TensorType::IQ2_XXS, "IQ2_XXS", 256, 66, false, false},
     {TensorType::IQ2_XS, "IQ2_XS", 256, 74, false, false},
@@ -53,6 +53,9 @@ constexpr TypeTraits kTraits[] = {
     {TensorType::TL1, "TL1", 1, 0, true, true},
     {TensorType::TL2, "TL2", 1, 0, true, true},
     {TensorType::I2_L2C, "I2_L2C", 4, 1, true, true},
+    // ik_llama.cpp's: blocks of 64 after a per-row scale (row_meta_size 2 / 4), see tensor_nbytes.
+    {TensorType::IQ1_BN, "IQ1_BN", 64, 13, true, true},
+    {TensorType::IQ2_BN, "IQ2_BN", 64, 16, true, true},
 };
 
 constexpr int kQK = 256;  // QK_K: block length of TQ1_0 / TQ2_0
@@ -94,6 +97,14 @@ std::optional<uint64_t> tensor_nbytes(TensorType t, uint64_t row_len, uint64_t n
       uint64_t b = (row_len - 256) * n_rows / 3 * 5 / 8 + 256 * n_rows / 2 * 4 / 8;
       if (b % 32 != 0) b += 32 - b % 32;
       return b + 32;
+    }
+    case TensorType::IQ1_BN:
+    case TensorType::IQ2_BN: {  // per row: the scale, then the blocks
+      const uint64_t meta = t == TensorType::IQ1_BN ? 2 : 4, block = t == TensorType::IQ1_BN ? 13 : 16;
+      if (row_len % 64 != 0) return std::nullopt;
+      uint64_t bytes;
+      if (checked_mul(meta + row_len / 64 * block, n_rows, &bytes)) return std::nullopt;
+      return bytes;
     }
     default: {
       const auto& tr = type_traits(t);
@@ -321,6 +332,162 @@ TernaryWeights decode_i2_l2c(const uint8_t* src, int64_t rows, int64_t cols, flo
   return w;
 }
 
+// ---- ik_llama.cpp's IQ1_BN / IQ2_BN -------------------------------------------------
+
+namespace {
+
+// ik's quantizer writes an all-zero row as scale 0 with codes +1 (its threshold test
+// 0 < 0 fails): the row is zeros, and its codes are made so.
+void zero_rows_without_scale(TernaryWeights& w) {
+  for (int64_t r = 0; r < w.rows; ++r)
+    if (w.scales[r] == 0) std::fill_n(w.codes.begin() + r * w.cols, w.cols, int8_t{0});
+}
+
+TernaryWeights per_row_ternary(int64_t rows, int64_t cols) {
+  TernaryWeights w;
+  w.rows = rows;
+  w.cols = cols;
+  w.codes.resize(static_cast<size_t>(rows * cols));
+  w.scale_block = static_cast<uint64_t>(cols);
+  w.scales.resize(static_cast<size_t>(rows));
+  return w;
+}
+
+}  // namespace
+
+// Row: float d, then per 64 elements 16 bytes; element j + 16i of a block is bits 2i..2i+1
+// of byte j, code - 1 the trit (code 3 would dequantize to 2: not ternary).
+TernaryWeights decode_iq2_bn(const uint8_t* src, int64_t rows, int64_t cols) {
+  if (cols % 64 != 0) throw std::invalid_argument("IQ2_BN rows must be whole 64-element blocks");
+  TernaryWeights w = per_row_ternary(rows, cols);
+  const int64_t row_bytes = 4 + cols / 64 * 16;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* row = src + r * row_bytes;
+    std::memcpy(&w.scales[r], row, 4);
+    for (int64_t b = 0; b < cols / 64; ++b)
+      for (int j = 0; j < 16; ++j)
+        for (int i = 0; i < 4; ++i) {
+          const int code = (row[4 + 16 * b + j] >> (2 * i)) & 3;
+          if (code == 3)
+            throw std::invalid_argument("IQ2_BN code 3 (not a trit) at row " + std::to_string(r) + ", column " +
+                                        std::to_string(64 * b + 16 * i + j));
+          w.codes[r * cols + 64 * b + 16 * i + j] = static_cast<int8_t>(code - 1);
+        }
+  }
+  zero_rows_without_scale(w);
+  return w;
+}
+
+// Row: fp16 d, then per 64 elements 13 bytes: 12 bytes of five trits each (base 3,
+// scaled to a byte: trit k of byte v is ((v * 3^(4-k)) mod 256 * 3) >> 8, as
+// dequantize_row_iq1_bn computes it), for elements 16g + 5k .. 16g + 5k + 4 of group g
+// (byte 3g + k), and one byte holding the four groups' 16th elements.
+TernaryWeights decode_iq1_bn(const uint8_t* src, int64_t rows, int64_t cols) {
+  if (cols % 64 != 0) throw std::invalid_argument("IQ1_BN rows must be whole 64-element blocks");
+  static constexpr uint8_t kMult[5] = {81, 27, 9, 3, 1};
+  auto trit = [](uint8_t byte, int k) {
+    const auto v = static_cast<uint8_t>(byte * kMult[k]);
+    return static_cast<int8_t>(((v + (v >> 1)) >> 7) - 1);
+  };
+  TernaryWeights w = per_row_ternary(rows, cols);
+  const int64_t row_bytes = 2 + cols / 64 * 13;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* row = src + r * row_bytes;
+    w.scales[r] = fp16_to_f32(load_u16(row));
+    for (int64_t b = 0; b < cols / 64; ++b) {
+      const uint8_t* blk = row + 2 + 13 * b;
+      int8_t* y = &w.codes[r * cols + 64 * b];
+      for (int g = 0; g < 4; ++g) {
+        for (int k = 0; k < 3; ++k)
+          for (int j = 0; j < 5; ++j) y[16 * g + 5 * k + j] = trit(blk[3 * g + k], j);
+        y[16 * g + 15] = trit(blk[12], g);
+      }
+    }
+  }
+  zero_rows_without_scale(w);
+  return w;
+}
+
+// ---- k-quants -----------------------------------------------------------------------
+
+bool is_kquant(TensorType t) { return t == TensorType::Q4_K || t == TensorType::Q5_K || t == TensorType::Q6_K; }
+
+namespace {
+
+// Q4_K/Q5_K's 6-bit scale and min of group j (of 8) from their 12 packed bytes
+// (ggml's get_scale_min_k4).
+void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+}  // namespace
+
+// Block layouts as ggml-common.h defines them:
+//   block_q4_K (144 B): half d, half dmin, uint8 scales[12], uint8 qs[128]
+//   block_q5_K (176 B): half d, half dmin, uint8 scales[12], uint8 qh[32], uint8 qs[128]
+//   block_q6_K (210 B): uint8 ql[128], uint8 qh[64], int8 scales[16], half d
+// and the element order of their dequantize_row_q*_K.
+KQuantWeights decode_kquant(TensorType t, const uint8_t* src, int64_t rows, int64_t cols) {
+  if (!is_kquant(t)) throw std::invalid_argument(std::string(type_name(t)) + " is not a k-quant type");
+  if (cols % kQK != 0) throw std::invalid_argument("row length " + std::to_string(cols) + " is not a multiple of 256");
+  KQuantWeights w;
+  w.rows = rows;
+  w.cols = cols;
+  const int64_t blocks = rows * (cols / kQK);
+  w.q.resize(static_cast<size_t>(rows * cols));
+  w.sc.resize(static_cast<size_t>(blocks * 16));
+  w.m.assign(static_cast<size_t>(blocks * 16), 0);
+  w.d.resize(static_cast<size_t>(blocks));
+  w.dmin.assign(static_cast<size_t>(blocks), 0.0f);
+  const uint32_t bytes = type_traits(t).block_bytes;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* blk = src + b * bytes;
+    int8_t* q = &w.q[b * kQK];
+    int8_t* sc = &w.sc[b * 16];
+    int8_t* m = &w.m[b * 16];
+    if (t == TensorType::Q6_K) {
+      const uint8_t *ql = blk, *qh = blk + 128;
+      w.d[b] = fp16_to_f32(load_u16(blk + 208));
+      for (int g = 0; g < 16; ++g) sc[g] = static_cast<int8_t>(blk[192 + g]);
+      for (int half = 0; half < 2; ++half, ql += 64, qh += 32)
+        for (int l = 0; l < 32; ++l) {
+          int8_t* y = q + 128 * half;
+          y[l] = static_cast<int8_t>(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+          y[l + 32] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+          y[l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+          y[l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+      continue;
+    }
+    w.d[b] = fp16_to_f32(load_u16(blk));
+    w.dmin[b] = fp16_to_f32(load_u16(blk + 2));
+    const uint8_t* scales = blk + 4;
+    const bool q5 = t == TensorType::Q5_K;
+    const uint8_t* qh = blk + 16;
+    const uint8_t* qs = blk + (q5 ? 48 : 16);
+    for (int j = 0; j < 4; ++j) {  // 64 elements: 32 low nibbles, then 32 high ones
+      for (int half = 0; half < 2; ++half) {
+        int s, mn;
+        scale_min_k4(2 * j + half, scales, s, mn);
+        for (int g = 0; g < 2; ++g)
+          sc[4 * j + 2 * half + g] = static_cast<int8_t>(s), m[4 * j + 2 * half + g] = static_cast<int8_t>(mn);
+        for (int l = 0; l < 32; ++l) {
+          int v = half ? qs[32 * j + l] >> 4 : qs[32 * j + l] & 0xF;
+          if (q5 && (qh[l] & (1u << (2 * j + half)))) v += 16;
+          q[64 * j + 32 * half + l] = static_cast<int8_t>(v);
+        }
+      }
+    }
+  }
+  return w;
+}
+
 // ---- dense decode -------------------------------------------------------------------
 
 void dequantize_row_ref(TensorType t, const uint8_t* src, float* dst, uint64_t n) {
@@ -339,6 +506,13 @@ void dequantize_row_ref(TensorType t, const uint8_t* src, float* dst, uint64_t n
         for (int j = 0; j < 32; ++j) dst[b * 32 + j] = d * static_cast<int8_t>(blk[2 + j]);
       }
       return;
+    case TensorType::Q4_K:
+    case TensorType::Q5_K:
+    case TensorType::Q6_K: {
+      const KQuantWeights w = decode_kquant(t, src, 1, static_cast<int64_t>(n));
+      for (uint64_t i = 0; i < n; ++i) dst[i] = w.value(0, static_cast<int64_t>(i));
+      return;
+    }
     case TensorType::TQ1_0:
     case TensorType::TQ2_0: {
       const auto w = t == TensorType::TQ1_0 ? decode_tq1_0(src, 1, static_cast<int64_t>(n))

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "fp16.h"  // fp16_to_f32, f32_to_fp16
-
+#include "kquant.h"
 #include "ternary.h"
 
 namespace bitnetc {
@@ -59,6 +59,8 @@ enum class TensorType : uint8_t {
   TL1,
   TL2,     // bitnet.cpp's ternary types (one f32 scale per tensor)
   I2_L2C,  // bitllama2.c checkpoints: 2 bits, first element in the low bits
+  IQ1_BN,  // ik_llama.cpp's ternary types (GGUF ids 134, 135): a scale per row (fp16 /
+  IQ2_BN,  //   f32) at the row's start, then blocks of 64 (13 / 16 bytes)
 };
 
 struct TypeTraits {
@@ -89,10 +91,16 @@ float bf16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);  // round to nearest even, NaN kept quiet
 
 // ---- dense decode -------------------------------------------------------------------
-// Decodes `n` elements of a dense or block type (F32, F16, BF16, Q8_0, and the ternary
+// Decodes `n` elements of a dense or block type (F32, F16, BF16, Q8_0, Q4_K, Q5_K, Q6_K
+// (in ggml's arithmetic, bit for bit), and the ternary
 // types except TL1/TL2, which need their tile layout) to float. Throws
 // std::invalid_argument for types it cannot decode.
 void dequantize_row_ref(TensorType t, const uint8_t* src, float* dst, uint64_t n);
+
+// ---- k-quants (ir/kquant.h) --------------------------------------------------------
+bool is_kquant(TensorType t);  // Q4_K, Q5_K, Q6_K
+// `src` holds rows x cols elements of a k-quant type (cols a multiple of 256).
+KQuantWeights decode_kquant(TensorType t, const uint8_t* src, int64_t rows, int64_t cols);
 
 // ---- ternary weights ----------------------------------------------------------------
 
@@ -126,6 +134,9 @@ TernaryWeights decode_tl1(const uint8_t* src, int64_t rows, int64_t cols, const 
 // bitllama2.c: element k at bits 2(k&3) of byte k>>2; 00 = 0, 01 = +1, 11 = -1 (10 read as 0).
 TernaryWeights decode_i2_l2c(const uint8_t* src, int64_t rows, int64_t cols, float scale);
 TernaryWeights decode_tl2(const uint8_t* src, int64_t rows, int64_t cols, const TLTileConfig& cfg, float scale);
+// ik_llama.cpp's (iqk_quantize.cpp dequantize_row_iq1_bn / _iq2_bn): one scale per row.
+TernaryWeights decode_iq1_bn(const uint8_t* src, int64_t rows, int64_t cols);
+TernaryWeights decode_iq2_bn(const uint8_t* src, int64_t rows, int64_t cols);
 
 // Encoders (lossless for codes; TQ scales are stored as fp16, I2_S/TL as f32).
 // TQ*_0 take one scale per 256-element block (scale_block 256) or per tensor.

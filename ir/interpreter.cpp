@@ -32,6 +32,25 @@ void quantize_activations(ActQuant kind, const float* x, int64_t n, int8_t* q, f
   bitnetc_quantize(static_cast<int>(kind), x, n, reinterpret_cast<signed char*>(q), d);
 }
 
+float kquant_dot(const KQuantWeights& w, int64_t r, const int8_t* x, const float* xd) {
+  constexpr int B = KQuantWeights::kBlock, G = KQuantWeights::kGroup;
+  const int64_t blocks = w.cols / B;
+  const int8_t* q = &w.q[r * w.cols];
+  const int8_t* sc = &w.sc[r * (w.cols / G)];
+  const int8_t* m = &w.m[r * (w.cols / G)];
+  float acc = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int32_t isum = 0, imin = 0;
+    for (int64_t c = b * B; c < (b + 1) * B; ++c) {
+      isum += sc[c / G] * q[c] * x[c];
+      imin += m[c / G] * x[c];
+    }
+    acc = acc + (w.d[r * blocks + b] * xd[b]) * static_cast<float>(isum);
+    acc = acc - (w.dmin[r * blocks + b] * xd[b]) * static_cast<float>(imin);
+  }
+  return acc;
+}
+
 void rms_norm(NormKind kind, const float* x, int64_t n, const float* w, float eps, float* y) {
   bitnetc_rms_norm(static_cast<int>(kind), x, n, w, eps, y);
 }
@@ -116,7 +135,10 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
     switch (op.kind) {
       case OpKind::Embedding: {
         const DenseWeights& w = g_.dense[op.weight];
-        std::copy_n(w.data.begin() + static_cast<int64_t>(token) * w.cols, w.cols, out->begin());
+        if (w.format == DenseFormat::KQuant)
+          for (int64_t c = 0; c < w.cols; ++c) (*out)[c] = w.kquant.value(token, c);
+        else
+          std::copy_n(w.data.begin() + static_cast<int64_t>(token) * w.cols, w.cols, out->begin());
         break;
       }
       case OpKind::Norm:
@@ -163,6 +185,13 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
           for (int64_t c = 0; c < w.cols; ++c) y += row[c] * x[c];
           (*out)[r] = y;
         }
+        break;
+      }
+      case OpKind::KQuantMatmul: {
+        const Q8& x = q8_[op.inputs[0]];
+        if (x.block != KQuantWeights::kBlock) throw std::logic_error("a k-quant matmul reads Q8_K activations");
+        const KQuantWeights& w = g_.dense[op.weight].kquant;
+        for (int64_t r = 0; r < w.rows; ++r) (*out)[r] = kquant_dot(w, r, x.q.data(), x.d.data());
         break;
       }
       case OpKind::Rope: {

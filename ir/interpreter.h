@@ -51,6 +51,11 @@ class Interpreter {
 // The building blocks, shared with the compiled outputs' runtime (one home for each
 // op's numerics) and used by the kernel tests.
 void quantize_activations(ActQuant kind, const float* x, int64_t n, int8_t* q, float* d);
+// Row r of a k-quant weight times Q8_K activations (codes x, a factor per 256-block xd):
+// per super-block the exact integer sums isum = sum sc*q*x and imin = sum m*x (ggml's
+// vec_dot_q*_K_q8_K), then, block after block, acc = (acc + (d*xd)*isum) - (dmin*xd)*imin.
+// The generated head kernels compute exactly this.
+float kquant_dot(const KQuantWeights& w, int64_t r, const int8_t* x, const float* xd);
 void rms_norm(NormKind kind, const float* x, int64_t n, const float* w, float eps, float* y);
 // RoPE angles of a Rope op at `pos`: cos and sin of each of the head_dim/2 pairs.
 void rope_cos_sin(const Op& op, int32_t pos, float* cos, float* sin);

@@ -56,6 +56,7 @@ const char* op_name(OpKind k) {
     case OpKind::Quantize: return "quantize";
     case OpKind::TernaryMatmul: return "ternary_matmul";
     case OpKind::DenseMatmul: return "dense_matmul";
+    case OpKind::KQuantMatmul: return "kquant_matmul";
     case OpKind::Rope: return "rope";
     case OpKind::Attention: return "attention";
     case OpKind::GatedAct: return "gated_act";
@@ -89,7 +90,8 @@ std::vector<DType> input_types(OpKind k) {
     case OpKind::Quantize:
     case OpKind::DenseMatmul:
     case OpKind::Rope: return {DType::F32};
-    case OpKind::TernaryMatmul: return {DType::Q8};
+    case OpKind::TernaryMatmul:
+    case OpKind::KQuantMatmul: return {DType::Q8};
     case OpKind::Attention: return {DType::F32, DType::F32, DType::F32};
     case OpKind::GatedAct:
     case OpKind::Add: return {DType::F32, DType::F32};
@@ -173,6 +175,12 @@ std::vector<std::string> verify(const Graph& g) {
       }
       case OpKind::DenseMatmul:
         if (auto* w = dense(); w && (w->cols != in_size(0) || w->rows != out.size)) err(i, "weight shape mismatch");
+        if (auto* w = dense(); w && w->format != DenseFormat::F32) err(i, "needs a float weight");
+        break;
+      case OpKind::KQuantMatmul:
+        if (auto* w = dense(); w && (w->cols != in_size(0) || w->rows != out.size)) err(i, "weight shape mismatch");
+        if (auto* w = dense(); w && (w->format != DenseFormat::KQuant || w->cols % KQuantWeights::kBlock != 0))
+          err(i, "needs a k-quant weight with rows of whole 256-blocks");
         break;
       case OpKind::Rope:
         if (op.head_dim <= 0 || op.head_dim % 2 || in_size(0) % op.head_dim) err(i, "bad head_dim");
@@ -247,7 +255,8 @@ std::string print(const Graph& g) {
       add(buf);
     } else if (op.weight >= 0) {
       const auto& d = g.dense[op.weight];
-      std::snprintf(buf, sizeof buf, "w=%s[%lldx%lld]", d.name.c_str(), (long long)d.rows, (long long)d.cols);
+      std::snprintf(buf, sizeof buf, "w=%s[%lldx%lld]%s", d.name.c_str(), (long long)d.rows, (long long)d.cols,
+                    d.format == DenseFormat::KQuant ? " kquant" : "");
       add(buf);
     }
     if (!attrs.empty()) line += " {" + attrs + "}";

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kquant.h"
 #include "ternary.h"
 
 namespace bitnetc::ir {
@@ -86,6 +87,7 @@ enum class OpKind : uint8_t {
   Quantize,       // x -> q8
   TernaryMatmul,  // q8 -> f32[rows] with a ternary weight
   DenseMatmul,    // f32 -> f32[rows] with a dense weight (the head)
+  KQuantMatmul,   // q8 (Q8_K) -> f32[rows] with a k-quant weight (a Q4_K/Q5_K/Q6_K head)
   Rope,           // x -> x rotated at the current position
   Attention,      // q, k, v -> out; appends k, v to the layer's KV cache first
   GatedAct,       // gate, up -> act(gate) * up
@@ -93,10 +95,16 @@ enum class OpKind : uint8_t {
 };
 const char* op_name(OpKind k);
 
+// How a dense weight is held: float values, or llama.cpp's k-quant codes and scales
+// (kquant.h), which the head computes with as ggml does and an embedding dequantizes.
+enum class DenseFormat : uint8_t { F32, KQuant };
+
 struct DenseWeights {
   std::string name;
   int64_t rows = 0, cols = 0;  // a vector has rows == 1
-  std::vector<float> data;
+  DenseFormat format = DenseFormat::F32;
+  std::vector<float> data;  // F32
+  KQuantWeights kquant;     // KQuant
 };
 
 struct NamedTernary {

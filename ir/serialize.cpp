@@ -8,7 +8,7 @@ namespace bitnetc::ir {
 namespace {
 
 constexpr uint32_t kMagic = 0x47544E42;  // "BNTG"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;         // 2: dense weights carry their format
 
 struct Writer {
   std::vector<uint8_t> b;
@@ -101,7 +101,12 @@ std::vector<uint8_t> serialize(const Graph& g, bool with_codes) {
     w.str(d.name);
     w.put(d.rows);
     w.put(d.cols);
+    w.put(d.format);
     w.vec(d.data);
+    const KQuantWeights& k = d.kquant;
+    w.put(k.rows);
+    w.put(k.cols);
+    w.vec(k.q), w.vec(k.sc), w.vec(k.m), w.vec(k.d), w.vec(k.dmin);
   }
   w.put<uint64_t>(g.ternary.size());
   for (const NamedTernary& t : g.ternary) {
@@ -158,7 +163,15 @@ Graph deserialize(std::span<const uint8_t> bytes) {
     d.name = r.str();
     d.rows = r.get<int64_t>();
     d.cols = r.get<int64_t>();
+    d.format = r.get<DenseFormat>();
+    if (d.format != DenseFormat::F32 && d.format != DenseFormat::KQuant)
+      throw std::runtime_error("model data names an unknown weight format");
     d.data = r.vec<float>();
+    KQuantWeights& k = d.kquant;
+    k.rows = r.get<int64_t>();
+    k.cols = r.get<int64_t>();
+    k.q = r.vec<int8_t>(), k.sc = r.vec<int8_t>(), k.m = r.vec<int8_t>();
+    k.d = r.vec<float>(), k.dmin = r.vec<float>();
     g.dense.push_back(std::move(d));
   }
   const uint64_t n_ternary = r.get<uint64_t>();

@@ -32,6 +32,8 @@ extern "C" const bitnetc::rt::KernelTable::Attention bitnetc_attention_kernels[]
 extern "C" const uint32_t bitnetc_attention_kernel_count;
 extern "C" const bitnetc::rt::KernelTable::Rope bitnetc_rope_kernels[];
 extern "C" const uint32_t bitnetc_rope_kernel_count;
+extern "C" const bitnetc::rt::KernelTable::KQuant bitnetc_kquant_kernels[];
+extern "C" const uint32_t bitnetc_kquant_kernel_count;
 extern "C" const uint32_t bitnetc_cpu_features;
 extern "C" const char bitnetc_target_name[];
 extern "C" const uint8_t bitnetc_blob_start[];
@@ -124,7 +126,9 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
                             bitnetc_attention_kernels,
                             bitnetc_attention_kernel_count,
                             bitnetc_rope_kernels,
-                            bitnetc_rope_kernel_count};
+                            bitnetc_rope_kernel_count,
+                            bitnetc_kquant_kernels,
+                            bitnetc_kquant_kernel_count};
   const auto steps = records_at<CpuStep>(blob, header_.cpu_steps_off, header_.n_cpu_steps, "the embedded model (plan)");
   halide_set_custom_do_par_for(parallel_for);  // the kernels' parallel loops: thread_pool.h
   forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, steps, static_cast<int>(header_.batch),

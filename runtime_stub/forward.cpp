@@ -24,6 +24,18 @@ void check_kernel(int err, const char* what) {
 
 // One element of a dense weight, wherever its layout and storage put it.
 float dense_at(const uint8_t* base, const DenseRecord& r, int64_t row, int64_t col) {
+  if (r.storage == DenseStorage::KQuant) {  // (d * sc) * q - dmin * m, as ir/kquant.h
+    const KQuantSections at = kquant_sections(r.rows_padded, r.cols);
+    const uint8_t* w = base + r.off;
+    const int64_t T = r.tile, G = r.cols / 16, B = r.cols / 256;
+    float d, dmin;
+    std::memcpy(&d, w + at.d + 4 * head_tile_index(row, col / 256, B, T), 4);
+    std::memcpy(&dmin, w + at.dmin + 4 * head_tile_index(row, col / 256, B, T), 4);
+    const auto sc = static_cast<int8_t>(w[at.sc + head_tile_index(row, col / 16, G, T)]);
+    const auto m = static_cast<int8_t>(w[at.m + head_tile_index(row, col / 16, G, T)]);
+    const auto q = static_cast<int8_t>(w[at.q + head_tile_index(row, col, r.cols, T)]);
+    return d * static_cast<float>(sc) * static_cast<float>(q) - dmin * static_cast<float>(m);
+  }
   const int64_t i = r.layout == DenseLayout::RowMajor
                         ? row * r.cols + col
                         : (row / r.tile) * r.cols * r.tile + col * r.tile + row % r.tile;
@@ -51,13 +63,15 @@ static void check_cpu_steps(const ir::Graph& g, std::span<const CpuStep> steps, 
   for (size_t i = 0; i < steps.size(); ++i) {
     const CpuStep& s = steps[i];
     const ir::OpKind kind = g.ops[i].kind;
-    const uint32_t count = kind == ir::OpKind::Quantize    ? k.norm_quant_count
-                           : kind == ir::OpKind::Attention ? k.attention_count
-                           : kind == ir::OpKind::Rope      ? k.rope_count
-                                                           : 0;
-    // Every attention and RoPE has a kernel; a quantize read by no matmul has none.
-    const bool kernel_ok = s.kernel == -1 ? kind != ir::OpKind::Attention && kind != ir::OpKind::Rope
-                                          : s.kernel >= 0 && static_cast<uint32_t>(s.kernel) < count;
+    const uint32_t count = kind == ir::OpKind::Quantize       ? k.norm_quant_count
+                           : kind == ir::OpKind::Attention    ? k.attention_count
+                           : kind == ir::OpKind::Rope         ? k.rope_count
+                           : kind == ir::OpKind::KQuantMatmul ? k.kquant_count
+                                                              : 0;
+    // Every attention, RoPE and k-quant head has a kernel; a quantize read by no matmul has none.
+    const bool kernel_ok =
+        s.kernel == -1 ? kind != ir::OpKind::Attention && kind != ir::OpKind::Rope && kind != ir::OpKind::KQuantMatmul
+                       : s.kernel >= 0 && static_cast<uint32_t>(s.kernel) < count;
     const bool norm_ok =
         s.fused_norm == -1 ||
         (kind == ir::OpKind::Quantize && s.fused_norm >= 0 && static_cast<size_t>(s.fused_norm) < steps.size() &&
@@ -93,6 +107,19 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
     q.d.assign(static_cast<size_t>(q.blocks * batch_), 0.0f);
     q.sum.assign(static_cast<size_t>(q.blocks * batch_), 0);
   }
+  for (const ir::Op& op : g.ops) {  // a k-quant head reads Q8_K codes of its whole input
+    if (op.kind != ir::OpKind::KQuantMatmul) continue;
+    const DenseRecord& r = dense_[op.weight];
+    Q8Buffers& q = q8_[op.inputs[0]];
+    if (r.storage != DenseStorage::KQuant || r.cols % 256 != 0 || (q.K_padded != 0 && q.K_padded != r.cols))
+      throw std::runtime_error("the embedded model is damaged (k-quant head)");
+    q.K = q.K_padded = r.cols;
+    q.block = 256;
+    q.blocks = r.cols / 256;
+    q.q.assign(static_cast<size_t>(r.cols * batch_), 0);
+    q.d.assign(static_cast<size_t>(q.blocks * batch_), 0.0f);
+    q.sum.assign(static_cast<size_t>(q.blocks * batch_), 0);
+  }
   if (max_sequences < 1) throw std::invalid_argument("a forward pass needs at least one sequence");
   k_positions_ =
       static_cast<int>((g.n_ctx + kAttentionPositionBlock - 1) / kAttentionPositionBlock * kAttentionPositionBlock);
@@ -124,9 +151,14 @@ uint64_t decode_bytes_per_token(const ir::Graph& g, std::span<const TernaryRecor
   for (const TernaryRecord& r : ternary) bytes += packed_bytes(r);
   std::vector<bool> head(dense.size(), false);
   for (const ir::Op& op : g.ops)
-    if (op.kind == ir::OpKind::DenseMatmul) head[op.weight] = true;
+    if (op.kind == ir::OpKind::DenseMatmul || op.kind == ir::OpKind::KQuantMatmul) head[op.weight] = true;
   for (size_t i = 0; i < dense.size(); ++i) {
     const DenseRecord& r = dense[i];
+    if (r.storage == DenseStorage::KQuant) {  // all of a head, one row of an embedding
+      const uint64_t all = kquant_sections(r.rows_padded, r.cols).end;
+      bytes += head[i] ? all : all / static_cast<uint64_t>(r.rows_padded);
+      continue;
+    }
     bytes += (head[i] ? static_cast<uint64_t>(r.rows_padded) : 1) * static_cast<uint64_t>(r.cols) * element_bytes(r.storage);
   }
   return bytes;
@@ -245,6 +277,7 @@ void ForwardPass::run_chunk(const Chunk& chunk) {
           dense_matmul(op, in(0, 0), count, out, n);
         }
         break;
+      case ir::OpKind::KQuantMatmul: kquant_head(op_index, chunk); break;
       case ir::OpKind::Rope: {
         const int half = op.head_dim / 2;
         for (const Run& run : chunk.runs) {
@@ -393,6 +426,38 @@ void ForwardPass::dense_matmul(const ir::Op& op, const float* x, int rows, float
   if (out)
     for (int i = 0; i < rows; ++i)
       std::copy_n(head_out_.data() + static_cast<int64_t>(i) * Np, r.rows, out + i * out_stride);
+}
+
+void ForwardPass::kquant_head(size_t op_index, const Chunk& chunk) {
+  const ir::Op& op = g_.ops[op_index];
+  const int m = static_cast<int>(chunk.logit_rows.size());
+  if (m == 0) return;
+  const DenseRecord& r = dense_[op.weight];
+  const Q8Buffers& q = q8_[op.inputs[0]];
+  const int K = static_cast<int>(r.cols), blocks = static_cast<int>(q.blocks);
+  const int T = static_cast<int>(r.tile), tiles = static_cast<int>(r.rows_padded / r.tile);
+  const int Np = static_cast<int>(r.rows_padded);
+  head_q_.resize(static_cast<size_t>(m) * K);
+  head_qd_.resize(static_cast<size_t>(m) * blocks);
+  for (int i = 0; i < m; ++i) {
+    std::copy_n(q.q.data() + chunk.logit_rows[i] * q.K_padded, K, head_q_.data() + i * K);
+    std::copy_n(q.d.data() + chunk.logit_rows[i] * q.blocks, blocks, head_qd_.data() + i * blocks);
+  }
+  head_out_.resize(static_cast<size_t>(Np) * m);
+  const KQuantSections at = kquant_sections(r.rows_padded, r.cols);
+  auto* w = const_cast<uint8_t*>(blob_ + r.off);
+  Buf<int8_t> qb(reinterpret_cast<int8_t*>(w + at.q), T, K, tiles);
+  Buf<int8_t> scb(reinterpret_cast<int8_t*>(w + at.sc), T, K / 16, tiles);
+  Buf<int8_t> mb(reinterpret_cast<int8_t*>(w + at.m), T, K / 16, tiles);
+  Buf<float> db(reinterpret_cast<float*>(w + at.d), T, blocks, tiles);
+  Buf<float> dminb(reinterpret_cast<float*>(w + at.dmin), T, blocks, tiles);
+  Buf<int8_t> xb(head_q_.data(), K, m);
+  Buf<float> xdb(head_qd_.data(), blocks, m);
+  Buf<float> yb(head_out_.data(), Np, m);
+  check_kernel(kernels_.kquant[steps_[op_index].kernel](qb, scb, mb, db, dminb, xb, xdb, yb), "k-quant head");
+  const int64_t n = g_.values[op.output].size;
+  for (int i = 0; i < m; ++i)
+    std::copy_n(head_out_.data() + static_cast<int64_t>(i) * Np, r.rows, logits_.data() + chunk.out_logit[i] * n);
 }
 
 const ForwardPass::RopeTable& ForwardPass::rope_table(const ir::Op& op, int32_t last_pos) {

@@ -52,6 +52,11 @@ struct KernelTable {
                        halide_buffer_t* y);
   const Rope* rope = nullptr;
   uint32_t rope_count = 0;
+  // schedules/kquant_gemv.h: q, sc, m, d, dmin, x, xd -> y.
+  using KQuant = int (*)(halide_buffer_t* q, halide_buffer_t* sc, halide_buffer_t* m, halide_buffer_t* d,
+                         halide_buffer_t* dmin, halide_buffer_t* x, halide_buffer_t* xd, halide_buffer_t* y);
+  const KQuant* kquant = nullptr;
+  uint32_t kquant_count = 0;
 };
 
 // A compiled model's forward pass, wherever it runs: on the CPU (ForwardPass, below) or
@@ -186,6 +191,8 @@ class ForwardPass : public Forward {
   void ternary_matmul(const ir::Op& op, int count, float* out);
   // y[r] = W x[r] for `rows` rows of x (K floats apart), into out (row r at out + r * stride).
   void dense_matmul(const ir::Op& op, const float* x, int rows, float* out, int64_t out_stride);
+  // The head of a k-quant weight for the chunk's logit rows, into the step's logits.
+  void kquant_head(size_t op_index, const Chunk& chunk);
   const RopeTable& rope_table(const ir::Op& op, int32_t last_pos);
   SequenceCache& cache(int32_t seq);
 
@@ -202,6 +209,8 @@ class ForwardPass : public Forward {
   std::vector<SequenceCache> caches_;    // per sequence
   int k_positions_ = 0;
   std::vector<float> head_in_, head_out_;  // the head's rows, [rows][K] and [rows][padded N]
+  std::vector<int8_t> head_q_;             // a k-quant head's rows of codes, [rows][K]
+  std::vector<float> head_qd_;             // and of block factors, [rows][K / 256]
   std::vector<float> logits_;              // the step's logit rows
   std::vector<int32_t> next_pos_;          // per sequence, for check_step_rows
 };

@@ -25,7 +25,7 @@
 namespace bitnetc::rt {
 
 inline constexpr uint32_t kBlobMagic = 0x4F544E42;  // "BNTO"
-inline constexpr uint32_t kBlobVersion = 7;
+inline constexpr uint32_t kBlobVersion = 8;         // 8: k-quant heads (DenseStorage::KQuant)
 
 struct BlobHeader {
   uint32_t magic, version;
@@ -75,8 +75,9 @@ struct TernaryRecord {
 // A dense weight. Vectors (norm weights) and embedding tables are row-major; the head is
 // stored in the tiles of schedules/dense_gemv.h (a tied embedding reads its rows from
 // there). Values are float32, or IEEE half when every value is exactly one, or (head
-// only, --head=q8) int8 codes with a float scale per row at scales_off.
-enum class DenseStorage : uint32_t { F32 = 0, F16 = 1, Q8 = 2 };
+// only, --head=q8) int8 codes with a float scale per row at scales_off, or llama.cpp's
+// k-quant codes and scales (ir/kquant.h) in head tiles, as kquant_sections lays them out.
+enum class DenseStorage : uint32_t { F32 = 0, F16 = 1, Q8 = 2, KQuant = 3 };
 enum class DenseLayout : uint32_t {
   RowMajor = 0,
   HeadTiles = 1,
@@ -113,6 +114,29 @@ static_assert(sizeof(DenseRecord) == 56 && offsetof(DenseRecord, rows) == 16 && 
 inline uint64_t packed_bytes(const TernaryRecord& r) {
   return static_cast<uint64_t>(r.packed_dim0) * static_cast<uint64_t>(r.packed_dim1);
 }
+// A KQuant weight from its record's `off`, each part in head tiles ([rows_padded / tile]
+// [columns][tile], rows past `rows` zero): the codes q (int8, cols columns), the group
+// scales sc and mins m (int8, cols / 16 columns), the block factors d and dmin (float,
+// cols / 256 columns). Every part starts 4-byte aligned (tile and cols are multiples of 4).
+struct KQuantSections {
+  uint64_t q, sc, m, d, dmin, end;  // byte offsets from `off`
+};
+inline KQuantSections kquant_sections(int64_t rows_padded, int64_t cols) {
+  const uint64_t n = static_cast<uint64_t>(rows_padded), k = static_cast<uint64_t>(cols);
+  KQuantSections s{};
+  s.q = 0;
+  s.sc = n * k;
+  s.m = s.sc + n * (k / 16);
+  s.d = s.m + n * (k / 16);
+  s.dmin = s.d + 4 * n * (k / 256);
+  s.end = s.dmin + 4 * n * (k / 256);
+  return s;
+}
+// Where element (row, col) of a part with `cols` columns lies in head tiles of `tile` rows.
+inline uint64_t head_tile_index(int64_t row, int64_t col, int64_t cols, int64_t tile) {
+  return static_cast<uint64_t>((row / tile) * cols * tile + col * tile + row % tile);
+}
+
 inline uint64_t element_bytes(DenseStorage s) { return s == DenseStorage::F32 ? 4 : s == DenseStorage::F16 ? 2 : 1; }
 
 // A typed view of `n` records at `off` in `bytes`, checked against its end and the

@@ -2,6 +2,10 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <string>
+#include <tuple>
+#include <vector>
+
 #include "support/test_support.h"
 
 using namespace bitnetc::test;
@@ -221,4 +225,35 @@ TEST(Cli, BenchPrintsLlamaBenchStyleJson) {
   }
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["layout"], "tl2");
+}
+
+// --numerics: each engine's whole recipe over the file's structure, said by inspect (with
+// why), refused when unknown; and an output compiled with an override computes what the
+// interpreter computes with it (verify).
+TEST(Cli, NumericsOverrideTheRecipeAndVerify) {
+  ScratchDir dir;
+  const std::string model = dir.file("m.gguf");
+  ASSERT_EQ(run_bitnetc("synth -o " + model + " --shape tiny --type tq2_0 --seed 5", dir).status, 0);
+  const std::vector<std::tuple<std::string, std::string, std::string>> want = {
+      {"auto", "per_block_q8k", "rms_f64sum"},
+      {"llama.cpp", "per_block_q8k", "rms_f64sum"},
+      {"bitnet.cpp", "per_token_bitnetcpp", "rms_f64sum"},
+      {"transformers", "per_token_hf", "rms_f32"},
+      {"bitllama2c", "per_token_llama2c", "rms_llama2c"}};
+  for (const auto& [numerics, act_quant, norm] : want) {
+    const CliResult r = run_bitnetc("inspect --json --numerics=" + numerics + " " + model, dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json s = json::parse(r.out)["semantics"];
+    EXPECT_EQ(s["act_quant"], act_quant) << numerics;
+    EXPECT_EQ(s["norm"], norm) << numerics;
+    if (numerics != "auto") EXPECT_NE(s["why"].get<std::string>().find("--numerics=" + numerics), std::string::npos);
+  }
+  const CliResult bad = run_bitnetc("run --numerics=numpy -p x " + model, dir);
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("--numerics"), std::string::npos) << bad.err;
+  for (const char* numerics : {"transformers", "bitllama2c"}) {
+    const CliResult v = run_bitnetc(std::string("verify -q -n 8 --numerics=") + numerics + " " + model, dir);
+    EXPECT_EQ(v.status, 0) << numerics << "\n" << v.out << v.err;
+    EXPECT_NE(v.out.find("PASS"), std::string::npos) << v.out;
+  }
 }

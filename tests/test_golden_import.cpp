@@ -4,6 +4,10 @@
 // document.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
+#include "fp16.h"
 #include "gguf.h"
 #include "model_import.h"
 #include "support/test_support.h"
@@ -128,4 +132,77 @@ TEST(GoldenVocabFiles, VocabOnlyGgufsOpen) {
     ++n;
   }
   EXPECT_EQ(n, 5);
+}
+
+// llama.cpp's default embedding type (Q6_K, tied head) as its quantizer wrote it for the
+// TinyStories model, against the F32 table of the same source in its TQ2_0 file: every
+// value within two quantization steps of its group (llama.cpp fits each group's scale by
+// least squares and clamps codes to [-32, 31], so not always within half) and the table as a whole within 5 % RMS (6
+// bits give 2.5 %; a misread block layout is off by the values' own size), and dequantize_row_ref giving exactly the
+// unpacked form's values.
+TEST(GoldenPeerFiles, Q6KEmbeddingDecodesToTheSourceTable) {
+  const auto dir = shared_dir() / "golden/peer-files";
+  const ImportedModel q6 = import_model((dir / "llamacpp-tq2_0-q6k-embd.gguf").string());
+  const ImportedModel f32 = import_model((dir / "llamacpp-tq2_0.gguf").string());
+  const ModelTensor* tq = q6.find("token_embd.weight");
+  const ModelTensor* tf = f32.find("token_embd.weight");
+  ASSERT_TRUE(tq && tf);
+  ASSERT_EQ(tq->type, TensorType::Q6_K);
+  ASSERT_EQ(tf->type, TensorType::F32);
+  const int64_t rows = static_cast<int64_t>(tq->shape[0]), cols = static_cast<int64_t>(tq->shape[1]);
+  const KQuantWeights w = decode_kquant(tq->type, tq->data, rows, cols);
+  const std::vector<float> source = decode_dense(*tf), dense = decode_dense(*tq);
+  ASSERT_EQ(source.size(), static_cast<size_t>(rows * cols));
+  int64_t checked = 0;
+  double err2 = 0, norm2 = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t g = r * (cols / 16) + c / 16, b = r * (cols / 256) + c / 256;
+      const float step = std::fabs(w.d[b] * static_cast<float>(w.sc[g]));
+      ASSERT_EQ(w.m[g], 0);  // Q6_K has no mins
+      ASSERT_GE(w.q[r * cols + c], -32);
+      ASSERT_LE(w.q[r * cols + c], 31);
+      const double e = w.value(r, c) - source[r * cols + c];
+      ASSERT_LE(std::fabs(e), 2 * step + 1e-6f) << r << "," << c;
+      ASSERT_EQ(dense[r * cols + c], w.value(r, c));
+      err2 += e * e, norm2 += static_cast<double>(source[r * cols + c]) * source[r * cols + c];
+      ++checked;
+    }
+  EXPECT_EQ(checked, 512 * 256);
+  EXPECT_LT(std::sqrt(err2 / norm2), 0.05);
+  std::printf("Q6_K embedding: relative RMS error %.3g against the F32 source\n", std::sqrt(err2 / norm2));
+}
+
+// ik_llama.cpp's IQ2_BN and IQ1_BN files of the TinyStories model hold the same ternary
+// codes as llama.cpp's TQ2_0 file of the same source, and one scale per row where TQ2_0
+// has one per 256-block: the same value up to TQ2_0's fp16 rounding (IQ1_BN stores fp16
+// too: exactly TQ2_0's), zero for the all-zero rows.
+TEST(GoldenPeerFiles, IkBitnetTypesDecodeToTheTq2Codes) {
+  const auto dir = shared_dir() / "golden/peer-files";
+  const ImportedModel tq2 = import_model((dir / "llamacpp-tq2_0.gguf").string());
+  int tensors = 0;
+  for (const char* file : {"ikllama-iq2_bn.gguf", "ikllama-iq1_bn.gguf"}) {
+    const ImportedModel ik = import_model((dir / file).string());
+    for (const ModelTensor& t : ik.tensors) {
+      if (!t.ternary) continue;
+      ASSERT_TRUE(t.type == TensorType::IQ2_BN || t.type == TensorType::IQ1_BN) << file << " " << t.name;
+      const ModelTensor* ref = tq2.find(t.name);
+      ASSERT_TRUE(ref) << t.name;
+      const TernaryWeights a = decode_ternary(ik, t, {}), b = decode_ternary(tq2, *ref, {});
+      ASSERT_EQ(a.rows, b.rows);
+      ASSERT_EQ(a.cols, b.cols);
+      EXPECT_EQ(a.codes, b.codes) << file << " " << t.name;
+      ASSERT_EQ(a.scale_block, static_cast<uint64_t>(a.cols)) << "one scale per row";
+      for (int64_t r = 0; r < a.rows; ++r)
+        for (int64_t c = 0; c < a.cols; c += 256) {
+          const float per_block = b.scale_of(r, c), per_row = a.scale_of(r, c);
+          if (std::all_of(&b.codes[r * b.cols + c], &b.codes[r * b.cols + c + 256], [](int8_t v) { return v == 0; }))
+            continue;  // an all-zero block: TQ2_0's scale is 0, the row's is the tensor's
+          ASSERT_EQ(fp16_to_f32(f32_to_fp16(per_row)), per_block) << file << " " << t.name << " row " << r;
+          if (t.type == TensorType::IQ1_BN) ASSERT_EQ(per_row, per_block);
+        }
+      ++tensors;
+    }
+  }
+  EXPECT_EQ(tensors, 2 * 7 * 8);
 }

@@ -3,6 +3,7 @@
 // the packing block). Results must be bit-identical.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -11,10 +12,13 @@
 #include "attention.h"
 #include "dense_gemv.h"
 #include "exact_exp.h"
+#include "fp16.h"
 #include "interpreter.h"
 #include "kernel_objects.h"
+#include "kquant_gemv.h"
 #include "lut_gemv.h"
 #include "lut_tiles.h"
+#include "model_blob.h"
 #include "norm_quant.h"
 #include "rope.h"
 #include "synthetic_model.h"
@@ -557,5 +561,67 @@ TEST(Rope, MatchesTheInterpretersRotationBitForBit) {
                   << " token " << t << " i " << i;
         }
       }
+  }
+}
+
+// The k-quant head kernel (llama.cpp's Q6_K / Q4_K / Q5_K heads) against
+// ir::kquant_dot, bit for bit: signed group scales and codes without mins (Q6_K's
+// form), unsigned ones with mins (Q4_K/Q5_K's), several 256-blocks, rows that do not
+// fill a tile, and several activation rows at once (each summed as it would be alone).
+TEST(KQuantGemv, MatchesTheInterpretersDotBitForBit) {
+  const int64_t K = 768, N = 45;
+  const int M = 3;
+  for (const bool with_mins : {false, true}) {
+    SplitMix64 rng(with_mins ? 5 : 4);
+    KQuantWeights w;
+    w.rows = N;
+    w.cols = K;
+    w.q.resize(N * K);
+    w.sc.resize(N * K / 16);
+    w.m.resize(N * K / 16);
+    w.d.resize(N * K / 256);
+    w.dmin.resize(N * K / 256);
+    for (auto& q : w.q) q = static_cast<int8_t>(with_mins ? rng.next() % 32 : static_cast<int>(rng.next() % 64) - 32);
+    for (auto& s : w.sc)
+      s = static_cast<int8_t>(with_mins ? rng.next() % 64 : static_cast<int>(rng.next() % 256) - 128);
+    for (auto& m : w.m) m = with_mins ? static_cast<int8_t>(rng.next() % 64) : 0;
+    for (auto& d : w.d) d = fp16_to_f32(f32_to_fp16(rng.uniform() * 0.01f));
+    for (auto& d : w.dmin) d = with_mins ? fp16_to_f32(f32_to_fp16(rng.uniform() * 0.01f)) : 0.0f;
+    std::vector<int8_t> xq(K * M);
+    std::vector<float> xd(K / 256 * M), x(K);
+    for (int t = 0; t < M; ++t) {
+      for (auto& v : x) v = rng.normal();
+      ir::quantize_activations(ir::ActQuant::PerBlockQ8K, x.data(), K, xq.data() + t * K, xd.data() + t * (K / 256));
+    }
+    for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
+      const TargetInfo& target = *find_target(name);
+      if (target.vector_bytes > host_target().vector_bytes) continue;
+      const int T = schedules::dense_gemv_tile_rows(target.vector_bytes);
+      const int Np = static_cast<int>(schedules::dense_gemv_padded_rows(N, target.vector_bytes));
+      std::vector<uint8_t> packed = schedules::pack_for_kquant_gemv(w, target.vector_bytes);
+      const rt::KQuantSections at = rt::kquant_sections(Np, K);
+      auto p = schedules::kquant_gemv({K, N, target.vector_bytes});
+      auto i8 = [&](uint64_t off, int cols) {
+        return Halide::Buffer<int8_t>(reinterpret_cast<int8_t*>(packed.data() + off), T, cols, Np / T);
+      };
+      auto f32 = [&](uint64_t off, int cols) {
+        return Halide::Buffer<float>(reinterpret_cast<float*>(packed.data() + off), T, cols, Np / T);
+      };
+      p.q.set(i8(at.q, K));
+      p.sc.set(i8(at.sc, K / 16));
+      p.m.set(i8(at.m, K / 16));
+      p.d.set(f32(at.d, K / 256));
+      p.dmin.set(f32(at.dmin, K / 256));
+      p.x.set(Halide::Buffer<int8_t>(xq.data(), static_cast<int>(K), M));
+      p.xd.set(Halide::Buffer<float>(xd.data(), static_cast<int>(K / 256), M));
+      Halide::Buffer<float> out(Np, M);
+      p.y.realize(out, Halide::Target(target.halide));
+      for (int t = 0; t < M; ++t)
+        for (int64_t n = 0; n < N; ++n) {
+          const float want = ir::kquant_dot(w, n, xq.data() + t * K, xd.data() + t * (K / 256));
+          ASSERT_EQ(std::bit_cast<uint32_t>(out(static_cast<int>(n), t)), std::bit_cast<uint32_t>(want))
+              << name << (with_mins ? " with mins" : " without") << " row " << n << " token " << t;
+        }
+    }
   }
 }

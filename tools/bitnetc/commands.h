@@ -7,10 +7,20 @@
 #include <string>
 #include <vector>
 
+#include "lower.h"
 #include "model_import.h"
 #include "sampler.h"
 
 namespace bitnetc::cli {
+
+// --act-quant ("", "per-token", "per-block") and --numerics ("auto", "llama.cpp", ...) as
+// lowering options; main.cpp has checked both against their choices.
+LowerOptions lower_options(const std::string& act_quant, const std::string& numerics);
+inline const std::vector<std::string> kNumericsNames = {"auto", "llama.cpp", "bitnet.cpp", "transformers",
+                                                        "bitllama2c"};
+inline constexpr const char* kNumericsHelp =
+    "Whose arithmetic to compute with: auto (default: the weight type's home engine, or the numerics the file "
+    "records), llama.cpp, bitnet.cpp, transformers or bitllama2c";
 
 struct InspectOptions {
   std::string model;
@@ -18,6 +28,7 @@ struct InspectOptions {
   bool full = false;  // print whole metadata arrays (tokens, scores, ...)
   bool ir = false;    // print the lowered IR's text form instead
   std::string act_quant;
+  std::string numerics = "auto";
   std::string target;           // also print the layout plan for this target
   std::string layout = "auto";  // the layout request for that plan
 };
@@ -29,6 +40,7 @@ struct RunOptions {
   int32_t n_predict = 64;
   int64_t n_ctx = 0;      // 0: the model's
   std::string act_quant;  // "", "per-token", "per-block"
+  std::string numerics = "auto";
   rt::SamplerParams sampling;
   bool ignore_eos = false;
   bool chat = false;  // wrap the prompt as one user turn of the model's chat template
@@ -43,6 +55,7 @@ struct OutputUnderTest {
   std::string target = "host";
   std::string binary;  // a compiled output to use instead of compiling
   std::string layout = "auto";  // --layout of the compile
+  std::string numerics = "auto";  // --numerics of the compile (and of verify's reference)
 };
 
 struct BenchOptions {

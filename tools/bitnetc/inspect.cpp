@@ -66,11 +66,7 @@ int inspect(const InspectOptions& o) {
   ImportOptions io;
   io.require_supported = false;
   const ImportedModel m = import_model(o.model, io);
-  LowerOptions lo;
-  if (o.act_quant == "per-token")
-    lo.act_quant = ActQuantGranularity::PerToken;
-  else if (o.act_quant == "per-block")
-    lo.act_quant = ActQuantGranularity::PerBlock;
+  LowerOptions lo = lower_options(o.act_quant, o.numerics);
   if (o.ir) {  // the IR's text form, as the golden-IR tests compare it
     std::fputs(ir::print(lower(m, lo)).c_str(), stdout);
     return 0;

@@ -49,6 +49,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(kLayoutRequests));
   inspect->add_option("--act-quant", inspect_opts.act_quant, "Override activation quantization: per-token or per-block")
       ->check(CLI::IsMember({"per-token", "per-block"}));
+  inspect->add_option("--numerics", inspect_opts.numerics, cli::kNumericsHelp)
+      ->check(CLI::IsMember(cli::kNumericsNames));
 
   cli::RunOptions run_opts;
   run_opts.sampling.temperature = 0.8f;
@@ -69,6 +71,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("-s,--seed", run_opts.sampling.seed, "Sampling seed");
   run_cmd->add_option("--act-quant", run_opts.act_quant, "Override activation quantization: per-token or per-block")
       ->check(CLI::IsMember({"per-token", "per-block"}));
+  run_cmd->add_option("--numerics", run_opts.numerics, cli::kNumericsHelp)->check(CLI::IsMember(cli::kNumericsNames));
   run_cmd->add_flag("--chat", run_opts.chat, "Apply the model's chat template to the prompt (one user turn)");
   run_cmd->add_flag("--ignore-eos", run_opts.ignore_eos, "Do not stop at end-of-sequence tokens");
   run_cmd->add_flag("--json", run_opts.json, "Print one JSON object: prompt_tokens, tokens, text");
@@ -101,6 +104,9 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("-o,--output", compile_opts.output, "Output executable (written atomically)")->required();
   compile_cmd->add_option("--act-quant", compile_act_quant, "Override activation quantization: per-token or per-block")
       ->check(CLI::IsMember({"per-token", "per-block"}));
+  std::string compile_numerics = "auto";
+  compile_cmd->add_option("--numerics", compile_numerics, cli::kNumericsHelp)
+      ->check(CLI::IsMember(cli::kNumericsNames));
   std::string compile_emit;
   compile_cmd->add_option("--emit", compile_emit, "exe or so (default: so when -o ends in .so)")
       ->check(CLI::IsMember({"exe", "so"}));
@@ -130,6 +136,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--binary", out.binary, "Use this compiled executable instead of compiling");
     cmd->add_option("--layout", out.layout, "Ternary weight layout to compile with (see compile --layout)")
         ->check(CLI::IsMember(kLayoutRequests));
+    cmd->add_option("--numerics", out.numerics, cli::kNumericsHelp)->check(CLI::IsMember(cli::kNumericsNames));
   };
   cli::BenchOptions bench_opts;
   auto* bench_cmd = app.add_subcommand("bench", "llama-bench-style figures of a compiled model (pp/tg t/s, roofline)");
@@ -225,8 +232,7 @@ int main(int argc, char** argv) {
     if (*compile_cmd) {
       const TargetInfo* t = find_target(compile_target);
       if (!t) throw std::invalid_argument("unknown target \"" + compile_target + "\" (bitnetc targets lists them)");
-      if (compile_act_quant == "per-token") compile_opts.lower.act_quant = ActQuantGranularity::PerToken;
-      if (compile_act_quant == "per-block") compile_opts.lower.act_quant = ActQuantGranularity::PerBlock;
+      compile_opts.lower = cli::lower_options(compile_act_quant, compile_numerics);
       const auto start = std::chrono::steady_clock::now();
       if (!compile_quiet)
         compile_opts.progress = [&](const std::string& step) {

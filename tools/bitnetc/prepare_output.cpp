@@ -74,6 +74,7 @@ PreparedOutput prepare_output(const OutputUnderTest& o, const std::string& comma
   co.output = p.binary;
   co.head_q8 = head_q8;
   co.layout = o.layout;
+  co.lower = lower_options("", o.numerics);
   if (imported)
     codegen::compile_executable(*imported, *t, co);
   else

@@ -12,13 +12,19 @@
 
 namespace bitnetc::cli {
 
+LowerOptions lower_options(const std::string& act_quant, const std::string& numerics) {
+  LowerOptions lo;
+  if (act_quant == "per-token") lo.act_quant = ActQuantGranularity::PerToken;
+  if (act_quant == "per-block") lo.act_quant = ActQuantGranularity::PerBlock;
+  const auto n = numerics_from_name(numerics);
+  if (!n) throw std::invalid_argument("--numerics: unknown numerics \"" + numerics + "\"");
+  lo.numerics = *n;
+  return lo;
+}
+
 int run(const RunOptions& o) {
   const ImportedModel m = import_model(o.model);
-  LowerOptions lo;
-  if (o.act_quant == "per-token")
-    lo.act_quant = ActQuantGranularity::PerToken;
-  else if (o.act_quant == "per-block")
-    lo.act_quant = ActQuantGranularity::PerBlock;
+  LowerOptions lo = lower_options(o.act_quant, o.numerics);
   lo.n_ctx = o.n_ctx;
   const ir::Graph g = lower(m, lo);
   const rt::Tokenizer tok(load_vocab(m));

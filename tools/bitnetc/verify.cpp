@@ -65,7 +65,7 @@ int verify(const VerifyOptions& o) {
   const std::string& binary = prepared.binary;
 
   // The reference: the interpreter over the same lowered graph, greedy.
-  const ir::Graph g = lower(m, {});
+  const ir::Graph g = lower(m, lower_options("", o.output.numerics));
   const rt::Tokenizer tok(load_vocab(m));
   ir::Interpreter interp(g);
   auto reference = [&](const std::string& prompt) {

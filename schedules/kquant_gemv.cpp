@@ -1,0 +1,91 @@
+#include "kquant_gemv.h"
+
+#include <cstring>
+
+#include "dense_gemv.h"
+#include "model_blob.h"
+
+namespace bitnetc::schedules {
+
+using namespace Halide;
+
+KQuantGemvPipeline kquant_gemv(const KQuantGemvShape& s) {
+  KQuantGemvPipeline p{ImageParam(Int(8), 3, "q"),       ImageParam(Int(8), 3, "sc"),
+                       ImageParam(Int(8), 3, "m"),       ImageParam(Float(32), 3, "d"),
+                       ImageParam(Float(32), 3, "dmin"), ImageParam(Int(8), 2, "x"),
+                       ImageParam(Float(32), 2, "xd"),   Func("y")};
+  const int T = dense_gemv_tile_rows(s.vector_bytes);
+  const int K = static_cast<int>(s.K), blocks = K / 256;
+  const int Np = static_cast<int>(dense_gemv_padded_rows(s.N, s.vector_bytes));
+  Var v("v"), b("b"), t("t");
+
+  // Exact integer sums per (row, block, activation row).
+  RDom e(0, 256, "e");
+  Expr k = 256 * b + e;
+  Expr x = cast<int32_t>(p.x(k, t));
+  Func isum("isum"), imin("imin");
+  isum(v, b, t) = 0;
+  isum(v, b, t) += cast<int32_t>(p.sc(v % T, k / 16, v / T)) * cast<int32_t>(p.q(v % T, k, v / T)) * x;
+  imin(v, b, t) = 0;
+  imin(v, b, t) += cast<int32_t>(p.m(v % T, k / 16, v / T)) * x;
+
+  // The float part, block after block: acc = (acc + (d*xd)*isum) - (dmin*xd)*imin.
+  RDom rb(0, blocks, "rb");
+  Func acc("acc");
+  acc(v, t) = 0.0f;
+  Expr xd = p.xd(rb, t);
+  acc(v, t) = strict_float((acc(v, t) + (p.d(v % T, rb, v / T) * xd) * cast<float>(isum(v, rb, t))) -
+                           (p.dmin(v % T, rb, v / T) * xd) * cast<float>(imin(v, rb, t)));
+  p.y(v, t) = acc(v, t);
+
+  // A tile of rows at a time, on the pool; inside it every sum vectorized over its rows.
+  const int lanes = s.vector_bytes / 4;
+  Var vo("vo"), vi("vi");
+  p.y.split(v, vo, vi, T).reorder(vi, t, vo).parallel(vo).vectorize(vi, lanes);
+  acc.compute_at(p.y, vo).vectorize(v, lanes);
+  acc.update().reorder(v, rb, t).vectorize(v, lanes);
+  for (Func f : {isum, imin}) {
+    f.compute_at(p.y, vo).vectorize(v, lanes);
+    f.update().reorder(v, e, b, t).vectorize(v, lanes);
+  }
+
+  auto tiles = [&](ImageParam& im, int cols) {
+    im.dim(0).set_bounds(0, T).dim(1).set_bounds(0, cols).set_stride(T);
+    im.dim(2).set_bounds(0, Np / T).set_stride(T * cols);
+  };
+  tiles(p.q, K);
+  tiles(p.sc, K / 16);
+  tiles(p.m, K / 16);
+  tiles(p.d, blocks);
+  tiles(p.dmin, blocks);
+  p.x.dim(0).set_bounds(0, K);
+  p.x.dim(1).set_stride(K);
+  p.xd.dim(0).set_bounds(0, blocks);
+  p.xd.dim(1).set_stride(blocks);
+  p.y.output_buffer().dim(0).set_bounds(0, Np);
+  p.y.output_buffer().dim(1).set_stride(Np);
+  return p;
+}
+
+std::vector<uint8_t> pack_for_kquant_gemv(const KQuantWeights& w, int vector_bytes) {
+  const int64_t T = dense_gemv_tile_rows(vector_bytes), Np = dense_gemv_padded_rows(w.rows, vector_bytes);
+  const int64_t K = w.cols, G = K / KQuantWeights::kGroup, B = K / KQuantWeights::kBlock;
+  const rt::KQuantSections at = rt::kquant_sections(Np, K);
+  std::vector<uint8_t> out(at.end, 0);
+  auto* d = reinterpret_cast<float*>(out.data() + at.d);
+  auto* dmin = reinterpret_cast<float*>(out.data() + at.dmin);
+  for (int64_t n = 0; n < w.rows; ++n) {
+    for (int64_t k = 0; k < K; ++k) out[at.q + rt::head_tile_index(n, k, K, T)] = static_cast<uint8_t>(w.q[n * K + k]);
+    for (int64_t g = 0; g < G; ++g) {
+      out[at.sc + rt::head_tile_index(n, g, G, T)] = static_cast<uint8_t>(w.sc[n * G + g]);
+      out[at.m + rt::head_tile_index(n, g, G, T)] = static_cast<uint8_t>(w.m[n * G + g]);
+    }
+    for (int64_t b = 0; b < B; ++b) {
+      d[rt::head_tile_index(n, b, B, T)] = w.d[n * B + b];
+      dmin[rt::head_tile_index(n, b, B, T)] = w.dmin[n * B + b];
+    }
+  }
+  return out;
+}
+
+}  // namespace bitnetc::schedules
