@@ -134,44 +134,45 @@ Recipe llama2c_recipe() {
   return r;
 }
 
-// `--numerics`: the engine's arithmetic over the recipe the file gave (which keeps the
-// model's structure and tensor names).
+// Each engine's arithmetic, as data: what `--numerics` puts over the recipe the file
+// gave (which keeps the model's structure and tensor names). bitnet.cpp runs llama.cpp's
+// graph; its I2_S kernels quantize activations per token.
+struct EngineArithmetic {
+  Numerics numerics;
+  NormKind norm;
+  ActQuant quant, per_token;
+  RopeFreq rope_freq;
+  ScoreScale score_scale;
+  SoftmaxSum softmax_sum;
+  Activation silu;
+  const char* why;
+};
+constexpr EngineArithmetic kEngineArithmetic[] = {
+    {Numerics::LlamaCpp, NormKind::RmsF64Sum, ActQuant::PerBlockQ8K, ActQuant::PerTokenBitnetCpp,
+     RopeFreq::GgmlIterative, ScoreScale::MultiplyInvSqrt, SoftmaxSum::F64MulInverse, Activation::SiluDiv,
+     "llama.cpp's: --numerics=llama.cpp"},
+    {Numerics::BitnetCpp, NormKind::RmsF64Sum, ActQuant::PerTokenBitnetCpp, ActQuant::PerTokenBitnetCpp,
+     RopeFreq::GgmlIterative, ScoreScale::MultiplyInvSqrt, SoftmaxSum::F64MulInverse, Activation::SiluDiv,
+     "bitnet.cpp's: --numerics=bitnet.cpp"},
+    {Numerics::Transformers, NormKind::RmsF32, ActQuant::PerTokenHF, ActQuant::PerTokenHF, RopeFreq::TorchInvFreq,
+     ScoreScale::MultiplyInvSqrt, SoftmaxSum::F32Divide, Activation::SiluDiv, "transformers': --numerics=transformers"},
+    {Numerics::Bitllama2c, NormKind::RmsLlama2c, ActQuant::PerTokenLlama2c, ActQuant::PerTokenLlama2c,
+     RopeFreq::PowfPerPair, ScoreScale::DivideSqrt, SoftmaxSum::F32Divide, Activation::SiluLlama2c,
+     "bitllama2.c's (runbit.c): --numerics=bitllama2c"},
+};
+
 void apply_numerics(Recipe& r, Numerics n) {
-  const bool silu = r.act != Activation::Relu2;
-  switch (n) {
-    case Numerics::Auto: return;
-    case Numerics::LlamaCpp:
-    case Numerics::BitnetCpp:  // llama.cpp's graph; bitnet.cpp's I2_S kernels quantize per token
-      if (!r.bitnorm) r.norm = NormKind::RmsF64Sum;
-      r.final_norm = NormKind::RmsF64Sum;
-      r.quant = n == Numerics::LlamaCpp ? ActQuant::PerBlockQ8K : ActQuant::PerTokenBitnetCpp;
-      r.per_token = ActQuant::PerTokenBitnetCpp;
-      r.rope_freq = RopeFreq::GgmlIterative;
-      r.score_scale = ScoreScale::MultiplyInvSqrt;
-      r.softmax_sum = SoftmaxSum::F64MulInverse;
-      if (silu) r.act = Activation::SiluDiv;
-      r.why = n == Numerics::LlamaCpp ? "llama.cpp's: --numerics=llama.cpp" : "bitnet.cpp's: --numerics=bitnet.cpp";
-      return;
-    case Numerics::Transformers:
-      if (!r.bitnorm) r.norm = NormKind::RmsF32;
-      r.final_norm = NormKind::RmsF32;
-      r.quant = r.per_token = ActQuant::PerTokenHF;
-      r.rope_freq = RopeFreq::TorchInvFreq;
-      r.score_scale = ScoreScale::MultiplyInvSqrt;
-      r.softmax_sum = SoftmaxSum::F32Divide;
-      if (silu) r.act = Activation::SiluDiv;
-      r.why = "transformers': --numerics=transformers";
-      return;
-    case Numerics::Bitllama2c:
-      if (!r.bitnorm) r.norm = NormKind::RmsLlama2c;
-      r.final_norm = NormKind::RmsLlama2c;
-      r.quant = r.per_token = ActQuant::PerTokenLlama2c;
-      r.rope_freq = RopeFreq::PowfPerPair;
-      r.score_scale = ScoreScale::DivideSqrt;
-      r.softmax_sum = SoftmaxSum::F32Divide;
-      if (silu) r.act = Activation::SiluLlama2c;
-      r.why = "bitllama2.c's (runbit.c): --numerics=bitllama2c";
-      return;
+  for (const EngineArithmetic& e : kEngineArithmetic) {
+    if (e.numerics != n) continue;
+    if (!r.bitnorm) r.norm = e.norm;  // bitllama2.c's weightless norm is structure
+    r.final_norm = e.norm;
+    r.quant = e.quant;
+    r.per_token = e.per_token;
+    r.rope_freq = e.rope_freq;
+    r.score_scale = e.score_scale;
+    r.softmax_sum = e.softmax_sum;
+    if (r.act != Activation::Relu2) r.act = e.silu;  // which function is structure; how SiLU rounds is not
+    r.why = e.why;
   }
 }
 
