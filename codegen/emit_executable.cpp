@@ -139,6 +139,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
   p.layouts = choose_layouts(g, target, layout);
   const bool cuda = target.arch == TargetArch::Cuda;
   std::map<std::tuple<int64_t, int64_t, int64_t, rt::TernaryLayout, bool>, uint32_t> kernel_of;
+  std::vector<std::pair<std::string, float>> typical;  // each weight's scale, checked across layers
   for (const ir::Op& op : g.ops) {
     if (op.kind != ir::OpKind::TernaryMatmul || !p.ternary_bytes[op.weight].empty()) continue;
     if (g.ternary[op.weight].w.codes.empty()) load_weight_data(m, decode, g.ternary[op.weight]);
@@ -213,7 +214,9 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
         for (int64_t b = 0; b < blocks; ++b) bs[b * r.block_scale_rows + n] = w.scale_of(n, b * act_block);
     }
     std::vector<int8_t>().swap(w.codes);
+    typical.push_back({g.ternary[op.weight].name, typical_scale(w)});
   }
+  check_scales_across_layers(m, typical);
 
   // Dense weights: the head in the tiles of its kernel, half precision when that is
   // exact (an F16 checkpoint's head); norm vectors and untied embeddings row-major.

@@ -289,6 +289,11 @@ class Lowering {
     g_.logits = head.output;
 
     check_every_tensor_read();
+    if (o_.weight_data) {  // else codegen checks them as it decodes each weight
+      std::vector<std::pair<std::string, float>> typical;
+      for (const NamedTernary& t : g_.ternary) typical.push_back({t.name, typical_scale(t.w)});
+      check_scales_across_layers(m_, typical);
+    }
     const auto errors = verify(g_);
     if (!errors.empty())
       throw ImportError(m_.path, ImportError::kNoOffset, "", "lowering produced an invalid graph: " + errors[0]);

@@ -1,10 +1,12 @@
 #include "model_import.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "gguf.h"
@@ -705,6 +707,51 @@ TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, cons
     }
   check_ternary_scales(t, w);
   return w;
+}
+
+float typical_scale(const TernaryWeights& w) {
+  std::vector<float> s;
+  for (float x : w.scales)
+    if (x != 0) s.push_back(x);
+  if (s.empty()) return 0;
+  std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
+  return s[s.size() / 2];
+}
+
+void check_scales_across_layers(const ImportedModel& m, const std::vector<std::pair<std::string, float>>& typical) {
+  // A weight's kind: its name with the layer number taken out ("blk.#.attn_q.weight").
+  auto kind_of = [](const std::string& name) {
+    std::string k;
+    for (size_t i = 0; i < name.size(); ++i) {
+      const bool digits_between_dots = std::isdigit(static_cast<unsigned char>(name[i])) && i > 0 && name[i - 1] == '.';
+      if (!digits_between_dots) {
+        k += name[i];
+        continue;
+      }
+      while (i + 1 < name.size() && std::isdigit(static_cast<unsigned char>(name[i + 1]))) ++i;
+      k += '#';
+    }
+    return k;
+  };
+  std::map<std::string, std::vector<std::pair<std::string, float>>> by_kind;
+  for (const auto& [name, s] : typical)
+    if (s > 0) by_kind[kind_of(name)].push_back({name, s});
+  for (const auto& [kind, list] : by_kind) {
+    if (list.size() < 3) continue;
+    std::vector<float> s;
+    for (const auto& e : list) s.push_back(e.second);
+    std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
+    const float median = s[s.size() / 2];
+    for (const auto& [name, scale] : list)
+      if (scale > 1000 * median || scale < median / 1000) {
+        const ModelTensor* t = m.find(name);
+        tensor_fail(*t, "weight scale " + std::to_string(scale) + " is more than 1000x from the " +
+                            std::to_string(median) + " of the same weight in the other " +
+                            std::to_string(list.size() - 1) +
+                            " layers: the file's scales are damaged (bitnet.cpp's quantizer writes such scales when "
+                            "run with several threads; quantize again with its thread count 1)");
+      }
+  }
 }
 
 ImportedModel import_llama2c(MappedFile file) {

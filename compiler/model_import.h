@@ -106,6 +106,13 @@ struct DecodeOptions {
 // packed uint8 + weight_scale and the bf16 masters ternarised by absmean (HF), and
 // bitllama2.c records. Throws ImportError naming the tensor when it cannot.
 TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, const DecodeOptions& options = {});
+// A weight's typical scale: the median of its non-zero scales (0 when all are zero).
+float typical_scale(const TernaryWeights& w);
+// Scales each plausible alone but wildly unlike the same weight's in the other layers
+// (more than 1000x from their median: garbage, as bitnet.cpp's multi-threaded quantizer
+// writes): throws ImportError naming the tensor. `typical`: tensor name -> typical_scale,
+// for every ternary weight of the model; kinds with fewer than 3 layers are not judged.
+void check_scales_across_layers(const ImportedModel& m, const std::vector<std::pair<std::string, float>>& typical);
 // rows x cols of the matrix decode_ternary gives, without decoding it.
 std::pair<int64_t, int64_t> ternary_dims(const ModelTensor& t);
 

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cstring>
+#include <filesystem>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -256,4 +258,31 @@ TEST(Cli, NumericsOverrideTheRecipeAndVerify) {
     EXPECT_EQ(v.status, 0) << numerics << "\n" << v.out << v.err;
     EXPECT_NE(v.out.find("PASS"), std::string::npos) << v.out;
   }
+}
+
+// The compile checks each weight's scale against the same weight's in the other layers
+// as it packs them: a scale 3e6 times the others' (plausible alone) is refused, naming
+// the tensor, and no output is written.
+TEST(Cli, CompileRefusesAScaleWildlyUnlikeTheOtherLayers) {
+  ScratchDir dir;
+  const std::string model = dir.file("m.gguf");
+  ASSERT_EQ(run_bitnetc("synth -o " + model + " --shape tiny --layers 4 --type i2_s --seed 3", dir).status, 0);
+  const CliResult info = run_bitnetc("inspect --json " + model, dir);
+  ASSERT_EQ(info.status, 0) << info.err;
+  uint64_t scale_at = 0;
+  const json j = json::parse(info.out);
+  for (const auto& t : j["tensors"])
+    if (t["name"] == "blk.1.ffn_up.weight") scale_at = t["offset"].get<uint64_t>() + t["nbytes"].get<uint64_t>() - 32;
+  ASSERT_NE(scale_at, 0u);
+  std::string bytes = slurp(model);
+  float s;
+  std::memcpy(&s, bytes.data() + scale_at, 4);
+  s *= 3.0e6f;
+  std::memcpy(bytes.data() + scale_at, &s, 4);
+  write_text(model, bytes);
+  const CliResult r = run_bitnetc("compile -q " + model + " -o " + dir.file("out"), dir);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("blk.1.ffn_up.weight"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("1000x"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out")));
 }

@@ -171,6 +171,30 @@ TEST(Import, ImplausibleWeightScalesAreRefused) {
   }
 }
 
+// A scale plausible alone but wildly unlike the same weight's in the other layers (the
+// garbage bitnet.cpp's multi-threaded quantizer writes) is refused by the lowering the
+// interpreter runs, naming the tensor; the intact model lowers. (test_cli: the compile.)
+TEST(Import, ScalesWildlyUnlikeTheOtherLayersAreRefused) {
+  ScratchDir dir;
+  auto spec = small_spec("bitnet-b1.58", TensorType::I2_S);
+  spec.n_layer = 4;
+  const auto bytes = make_synthetic_gguf(spec).serialize();
+  write_bytes(dir.file("ok.gguf"), bytes);
+  EXPECT_NO_THROW(lower(import_model(dir.file("ok.gguf"))));
+  const auto g = GgufFile::parse(MappedFile::from_memory("x", bytes));
+  const GgufTensor* t = g.tensor("blk.2.ffn_up.weight");
+  const uint64_t scale_at = t->file_offset + t->row_len() * t->n_rows() / 4;  // I2_S: the f32 after the codes
+  float s;
+  std::memcpy(&s, bytes.data() + scale_at, 4);
+  auto bad = bytes;
+  const float garbage = s * 3.0e6f;
+  std::memcpy(bad.data() + scale_at, &garbage, 4);
+  write_bytes(dir.file("bad.gguf"), bad);
+  const ImportedModel m = import_model(dir.file("bad.gguf"));
+  EXPECT_NO_THROW(decode_ternary(m, *m.find("blk.2.ffn_up.weight")));  // alone it is a scale
+  expect_import_error([&] { lower(m); }, {"blk.2.ffn_up.weight", "1000x", "other 3 layers", "damaged"});
+}
+
 TEST(Import, UnknownFormatsAndMissingPaths) {
   ScratchDir dir;
   write_text(dir.file("notes.txt"), "hello world, not a model");

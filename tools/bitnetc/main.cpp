@@ -273,23 +273,25 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*synth_cmd) {
+      // A preset fills the dimensions the command line does not give (--layers 4 wins).
+      auto preset = [&](const char* flag, auto& field, auto value) {
+        if (synth_cmd->count(flag) == 0) field = value;
+      };
+      auto apply = [&](int64_t vocab, int64_t embd, int64_t ff, int64_t layers, int64_t heads, int64_t kv_heads,
+                       int64_t ctx) {
+        preset("--vocab", spec.n_vocab, vocab);
+        preset("--embd", spec.n_embd, embd);
+        preset("--ff", spec.n_ff, ff);
+        preset("--layers", spec.n_layer, layers);
+        preset("--heads", spec.n_head, heads);
+        preset("--kv-heads", spec.n_head_kv, kv_heads);
+        preset("--ctx", spec.n_ctx, ctx);
+      };
       if (shape == "2b4t") {  // BitNet b1.58 2B4T's shape (the benchmark model of DESIGN.md)
-        spec.n_vocab = 128256;
-        spec.n_embd = 2560;
-        spec.n_ff = 6912;
-        spec.n_layer = 30;
-        spec.n_head = 20;
-        spec.n_head_kv = 5;
-        spec.n_ctx = 4096;
+        apply(128256, 2560, 6912, 30, 20, 5, 4096);
         spec.rope_theta = 500000.0;
       } else if (shape == "tiny") {
-        spec.n_vocab = 320;
-        spec.n_embd = 256;
-        spec.n_ff = 512;
-        spec.n_layer = 1;
-        spec.n_head = 4;
-        spec.n_head_kv = 2;
-        spec.n_ctx = 64;
+        apply(320, 256, 512, 1, 4, 2, 64);
       }
       const auto wt = type_from_name(weight_type);
       if (!wt) throw std::invalid_argument("unknown weight type \"" + weight_type + "\"");
