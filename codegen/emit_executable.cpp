@@ -647,7 +647,10 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   std::string cmd = "cd " + quote(work.path()) + " && " + quote(toolchain.cxx) + " -O2 -std=c++17 -I" +
                     quote(BITNETC_HALIDE_INCLUDE) + " kernels.cpp blob.S";
   for (const auto& obj : objects) cmd += " " + quote(obj);
-  cmd += o.emit == EmitKind::SharedObject ? " -shared -Wl,--version-script=exports.map " + toolchain.so_libs
+  // A shared object's SONAME is its file name, so `-L DIR -lNAME` finds and records it
+  // without an rpath to the build folder.
+  cmd += o.emit == EmitKind::SharedObject ? " -shared -Wl,--version-script=exports.map -Wl,-soname," +
+                                                quote(fs::path(o.output).filename().string()) + " " + toolchain.so_libs
                                           : " " + toolchain.exe_flags + " " + toolchain.exe_libs;
   cmd += " -lpthread -ldl -o linked 2> link.log";
   if (run_shell(cmd) != 0) {

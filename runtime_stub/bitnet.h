@@ -2,7 +2,8 @@
  *
  * Every function is safe to call from several threads, on separate models or on one:
  * calls on one model run one at a time (each waits for the one before it). Errors: functions return NULL or a negative
- * number, and bitnet_get_last_error() / bitnet_get_last_error_code() describe the last error of the calling thread.
+ * number, and bitnet_get_last_error() / bitnet_get_last_error_code() describe the last error of the calling thread
+ * (each message starts with the function called).
  */
 #ifndef BITNET_H
 #define BITNET_H
@@ -14,6 +15,7 @@ extern "C" {
 #endif
 
 typedef struct BitNetModel BitNetModel;
+typedef struct BitNetStream BitNetStream;
 
 enum BitNetError {
   BITNET_OK = 0,
@@ -34,8 +36,10 @@ typedef struct BitNetGenerateParams {
   float top_p;          /* >= 1: off */
   float min_p;          /* <= 0: off */
   float repeat_penalty; /* 1: off */
-  uint64_t seed;
+  uint64_t seed;        /* BITNET_SEED_RANDOM: a fresh one per call (bitnet_get_last_seed tells it) */
 } BitNetGenerateParams;
+
+#define BITNET_SEED_RANDOM UINT64_C(0xFFFFFFFFFFFFFFFF)
 
 /* Streaming, in the shape the BitNet libraries document:
  *   BitNetStreamConfig config = {.max_new_tokens = 100, .temperature = 0.7f,
@@ -58,7 +62,7 @@ typedef struct BitNetStreamConfig {
 } BitNetStreamConfig;
 
 /* The version of this header's API: BITNET_API_VERSION when the library matches. */
-#define BITNET_API_VERSION 2
+#define BITNET_API_VERSION 3
 int bitnet_version(void);
 
 /* Loads the model compiled into this library. `path` NULL or "" takes it as embedded; a
@@ -73,12 +77,51 @@ void bitnet_model_free(BitNetModel* model);
  * 0.05, no repetition penalty, seed 0, 64 tokens). */
 BitNetGenerateParams bitnet_default_params(void);
 
-/* Generates a continuation of `prompt`; free the result with bitnet_free_string. */
+/* Generates a continuation of `prompt`; free the result with bitnet_free_string. With
+ * temperature > 0 each call draws a fresh seed (bitnet_get_last_seed tells it). */
 char* bitnet_inference(BitNetModel* model, const char* prompt, int max_tokens, float temperature);
 /* Full control over sampling. */
 char* bitnet_generate(BitNetModel* model, const char* prompt, const BitNetGenerateParams* params);
 /* Streams the continuation; returns the number of tokens generated, or a BitNetError. */
 int bitnet_inference_stream(BitNetModel* model, const char* prompt, const BitNetStreamConfig* config);
+
+/* Pull-style streaming: create, then bitnet_stream_next until it returns NULL, freeing
+ * each piece with free(). NULL means the end (bitnet_get_last_error_code() == BITNET_OK)
+ * or an error (a BitNetError, with the message). A stream keeps its own KV cache (one of
+ * the model's BITNET_MAX_STREAMS): other calls on the model may come between its pieces.
+ * bitnet_stream_free may be called at any point; bitnet_stream_cancel ends the stream
+ * at its next piece. */
+#define BITNET_MAX_STREAMS 8
+BitNetStream* bitnet_stream_create(BitNetModel* model, const char* prompt); /* bitnet_default_params() */
+BitNetStream* bitnet_stream_create_with_params(BitNetModel* model, const char* prompt,
+                                               const BitNetGenerateParams* params);
+char* bitnet_stream_next(BitNetStream* stream);
+void bitnet_stream_cancel(BitNetStream* stream);
+void bitnet_stream_free(BitNetStream* stream);
+
+/* Tokenizer. bitnet_tokenize writes at most n_max ids and returns how many the text
+ * has (call with tokens NULL, n_max 0 to learn the size), or a BitNetError. add_bos:
+ * put the model's BOS first (when it has one); parse_special: control tokens written in
+ * the text (e.g. "<|eot_id|>") become their ids, else they are plain text. */
+int bitnet_tokenize(BitNetModel* model, const char* text, int add_bos, int parse_special, int32_t* tokens, int n_max);
+/* The text of `n` ids (control tokens print nothing); free with bitnet_free_string. */
+char* bitnet_detokenize(BitNetModel* model, const int32_t* tokens, int n);
+/* The bytes of one token into buf (NUL-terminated when they fit); returns their length
+ * (which may exceed len: call again with a larger buffer), or a BitNetError. */
+int bitnet_token_to_piece(BitNetModel* model, int32_t token, char* buf, int len);
+int bitnet_vocab_size(BitNetModel* model);
+/* Special ids, -1 where the model has none. */
+int32_t bitnet_token_bos(BitNetModel* model);
+int32_t bitnet_token_eos(BitNetModel* model);
+int32_t bitnet_token_eot(BitNetModel* model);
+
+/* What the library holds, as one JSON object: architecture, layers, embedding and FFN
+ * widths, heads, KV heads, context, vocabulary, parameters, target, device, chat
+ * template, BOS/EOS ids, fingerprint. Free with bitnet_free_string. */
+char* bitnet_model_info_json(BitNetModel* model);
+
+/* The seed the calling thread's last generation sampled with. */
+uint64_t bitnet_get_last_seed(void);
 
 void bitnet_free_string(char* s);
 const char* bitnet_get_last_error(void);

@@ -1,4 +1,8 @@
 // The C API of compiled shared objects (bitnet.h), over rt::CompiledModel.
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cerrno>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -9,23 +13,50 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "bitnet.h"
+#include "chat.h"
 #include "compiled_model.h"
+#include "json_text.h"
+
+extern "C" const char bitnetc_target_name[];  // codegen/emit_executable.cpp
 
 struct BitNetModel {
   std::unique_ptr<bitnetc::rt::CompiledModel> model;
   // Calls on one model from several threads run one at a time (the forward pass holds
-  // one sequence's KV cache and scratch buffers).
+  // scratch buffers shared by its sequences).
   std::mutex busy;
+  // Sequence 0 serves the one-call generations; streams take one of the others each
+  // (their KV caches outlive the calls between their pieces). Guarded by `busy`.
+  std::vector<bool> stream_sequence_used;
+};
+
+struct BitNetStream {
+  BitNetModel* model = nullptr;
+  int32_t seq = 0;
+  std::unique_ptr<bitnetc::rt::PulledGeneration> gen;
+  std::atomic<bool> cancelled{false};
 };
 
 namespace {
 
 thread_local std::string last_error;
 thread_local int last_code = BITNET_OK;
+thread_local uint64_t last_seed = 0;
+
+// A seed for BITNET_SEED_RANDOM: never the same twice in a process.
+uint64_t fresh_seed() {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t base = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  uint64_t z = base + 0x9E3779B97F4A7C15ull * ++counter;  // SplitMix64 of a counter
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return z == BITNET_SEED_RANDOM ? 0 : z;
+}
 
 void set_error(int code, const std::string& msg) {
   last_code = code;
@@ -41,7 +72,8 @@ bitnetc::rt::SamplerParams sampler_of(const BitNetGenerateParams& p) {
   s.top_p = p.top_p;
   s.min_p = p.min_p;
   s.repeat_penalty = p.repeat_penalty;
-  s.seed = p.seed;
+  s.seed = p.seed == BITNET_SEED_RANDOM ? fresh_seed() : p.seed;
+  last_seed = s.seed;
   return s;
 }
 
@@ -105,13 +137,28 @@ BitNetGenerateParams bitnet_default_params(void) {
 BitNetModel* bitnet_model_load(const char* path) {
   return guarded(
       [&]() -> BitNetModel* {
+        // Only a regular file is read: a FIFO or /dev/zero would block or never end.
+        struct stat st {};
+        if (path && *path && ::stat(path, &st) != 0) {
+          set_error(BITNET_ERROR_IO, std::string("bitnet_model_load: ") + path + ": " + std::strerror(errno));
+          return nullptr;
+        }
+        if (path && *path && !S_ISREG(st.st_mode)) {
+          set_error(BITNET_ERROR_IO, std::string("bitnet_model_load: ") + path +
+                                         ": is not a regular file (a directory, FIFO or device); give the model "
+                                         "file, or NULL for the embedded model");
+          return nullptr;
+        }
         auto m = std::make_unique<BitNetModel>();
         const bool side_file = path && *path && is_weights_file(path);
-        m->model = std::make_unique<bitnetc::rt::CompiledModel>(0, side_file ? std::string(path) : std::string());
+        m->model =
+            std::make_unique<bitnetc::rt::CompiledModel>(0, side_file ? std::string(path) : std::string(),
+                                                         bitnetc::rt::embedded_max_sequences(1 + BITNET_MAX_STREAMS));
+        m->stream_sequence_used.assign(static_cast<size_t>(m->model->max_sequences()), false);
         if (path && *path && !side_file) {
           std::ifstream in(path, std::ios::binary);
           if (!in) {
-            set_error(BITNET_ERROR_IO, std::string(path) + ": cannot open");
+            set_error(BITNET_ERROR_IO, std::string("bitnet_model_load: ") + path + ": cannot open");
             return nullptr;
           }
           uint64_t h = 0xcbf29ce484222325ull;
@@ -121,8 +168,9 @@ BitNetModel* bitnet_model_load(const char* path) {
             h = bitnetc::rt::fnv1a64(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(in.gcount()), h);
           }
           if (h != m->model->fingerprint()) {
-            set_error(BITNET_ERROR_MODEL_MISMATCH,
-                      std::string(path) + ": is not the model compiled into this library (fingerprint differs)");
+            set_error(BITNET_ERROR_MODEL_MISMATCH, std::string("bitnet_model_load: ") + path +
+                                                       ": is not the model compiled into this library (fingerprint "
+                                                       "differs)");
             return nullptr;
           }
         }
@@ -152,6 +200,7 @@ char* bitnet_inference(BitNetModel* model, const char* prompt, int max_tokens, f
   BitNetGenerateParams p = bitnet_default_params();
   p.max_tokens = max_tokens;
   p.temperature = temperature;
+  if (temperature > 0) p.seed = BITNET_SEED_RANDOM;  // each call its own draw
   if (!valid_params("bitnet_inference", p)) return nullptr;
   return bitnet_generate(model, prompt, &p);
 }
@@ -189,6 +238,182 @@ int bitnet_inference_stream(BitNetModel* model, const char* prompt, const BitNet
       INT32_MIN);
   return n == INT32_MIN ? last_code : n;
 }
+
+BitNetStream* bitnet_stream_create_with_params(BitNetModel* model, const char* prompt,
+                                               const BitNetGenerateParams* params) {
+  if (!model || !prompt || !params) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_stream_create: model, prompt and params must not be NULL");
+    return nullptr;
+  }
+  if (!valid_params("bitnet_stream_create", *params)) return nullptr;
+  return guarded(
+      [&]() -> BitNetStream* {
+        const std::lock_guard<std::mutex> one_at_a_time(model->busy);
+        std::vector<bool>& used = model->stream_sequence_used;
+        int32_t seq = 1;
+        while (seq < static_cast<int32_t>(used.size()) && used[seq]) ++seq;
+        if (seq >= static_cast<int32_t>(used.size())) {
+          set_error(BITNET_ERROR_INVALID_ARGUMENT,
+                    "bitnet_stream_create: all " + std::to_string(used.size() - 1) +
+                        " streams of this model are open (bitnet_stream_free one first)" +
+                        (used.size() == 1 ? "; a CUDA output holds one sequence and has none" : ""));
+          return nullptr;
+        }
+        auto stream = std::make_unique<BitNetStream>();
+        stream->model = model;
+        stream->seq = seq;
+        stream->gen = model->model->pull(prompt, params->max_tokens, sampler_of(*params), seq);
+        used[seq] = true;
+        return stream.release();
+      },
+      nullptr);
+}
+
+BitNetStream* bitnet_stream_create(BitNetModel* model, const char* prompt) {
+  const BitNetGenerateParams p = bitnet_default_params();
+  return bitnet_stream_create_with_params(model, prompt, &p);
+}
+
+char* bitnet_stream_next(BitNetStream* stream) {
+  if (!stream) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_stream_next: stream must not be NULL");
+    return nullptr;
+  }
+  return guarded(
+      [&]() -> char* {
+        const std::lock_guard<std::mutex> one_at_a_time(stream->model->busy);
+        if (stream->cancelled) stream->gen->stop();
+        std::string piece;
+        if (!stream->gen->next(piece)) return nullptr;  // the end: the last error stays BITNET_OK
+        return copy_string(piece);
+      },
+      nullptr);
+}
+
+void bitnet_stream_cancel(BitNetStream* stream) {
+  if (stream) stream->cancelled = true;
+}
+
+void bitnet_stream_free(BitNetStream* stream) {
+  if (!stream) return;
+  {
+    const std::lock_guard<std::mutex> one_at_a_time(stream->model->busy);
+    stream->model->model->release(stream->seq);
+    stream->model->stream_sequence_used[stream->seq] = false;
+  }
+  delete stream;
+}
+
+int bitnet_tokenize(BitNetModel* model, const char* text, int add_bos, int parse_special, int32_t* tokens, int n_max) {
+  if (!model || !text || n_max < 0 || (n_max > 0 && !tokens)) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT,
+              "bitnet_tokenize: model and text must not be NULL, n_max not negative, tokens not NULL when n_max > 0");
+    return BITNET_ERROR_INVALID_ARGUMENT;
+  }
+  const int n = guarded(
+      [&]() -> int {
+        const std::vector<int32_t> ids = model->model->tokenizer().encode(text, add_bos != 0, parse_special != 0);
+        if (ids.size() > static_cast<size_t>(INT32_MAX)) throw std::length_error("too many tokens");
+        std::copy_n(ids.begin(), std::min(ids.size(), static_cast<size_t>(n_max)), tokens);
+        return static_cast<int>(ids.size());
+      },
+      INT32_MIN);
+  if (n == INT32_MIN && last_code == BITNET_ERROR_PROMPT) last_error = "bitnet_tokenize: " + last_error;
+  return n == INT32_MIN ? last_code : n;
+}
+
+char* bitnet_detokenize(BitNetModel* model, const int32_t* tokens, int n) {
+  if (!model || n < 0 || (n > 0 && !tokens)) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT,
+              "bitnet_detokenize: model must not be NULL, n not negative, tokens not NULL");
+    return nullptr;
+  }
+  const int32_t vocab = model->model->tokenizer().n_tokens();
+  for (int i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= vocab) {
+      set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_detokenize: tokens[" + std::to_string(i) +
+                                                   "] = " + std::to_string(tokens[i]) +
+                                                   " is not in the vocabulary of " + std::to_string(vocab));
+      return nullptr;
+    }
+  return guarded(
+      [&]() { return copy_string(model->model->tokenizer().decode(std::vector<int32_t>(tokens, tokens + n))); },
+      static_cast<char*>(nullptr));
+}
+
+int bitnet_token_to_piece(BitNetModel* model, int32_t token, char* buf, int len) {
+  if (!model || len < 0 || (len > 0 && !buf)) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT,
+              "bitnet_token_to_piece: model must not be NULL, buf not NULL when len > 0");
+    return BITNET_ERROR_INVALID_ARGUMENT;
+  }
+  if (token < 0 || token >= model->model->tokenizer().n_tokens()) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_token_to_piece: token " + std::to_string(token) +
+                                                 " is not in the vocabulary of " +
+                                                 std::to_string(model->model->tokenizer().n_tokens()));
+    return BITNET_ERROR_INVALID_ARGUMENT;
+  }
+  clear_error();
+  const std::string bytes = model->model->tokenizer().token_bytes(token);
+  if (len > 0) {
+    const size_t n = std::min(bytes.size(), static_cast<size_t>(len - 1));
+    std::memcpy(buf, bytes.data(), n);
+    buf[n] = '\0';
+  }
+  return static_cast<int>(bytes.size());
+}
+
+int bitnet_vocab_size(BitNetModel* model) {
+  if (!model) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_vocab_size: model must not be NULL");
+    return BITNET_ERROR_INVALID_ARGUMENT;
+  }
+  return model->model->tokenizer().n_tokens();
+}
+
+int32_t bitnet_token_bos(BitNetModel* model) { return model ? model->model->tokenizer().vocab().bos : -1; }
+int32_t bitnet_token_eos(BitNetModel* model) { return model ? model->model->tokenizer().vocab().eos : -1; }
+int32_t bitnet_token_eot(BitNetModel* model) { return model ? model->model->tokenizer().vocab().eot : -1; }
+
+char* bitnet_model_info_json(BitNetModel* model) {
+  if (!model) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_model_info_json: model must not be NULL");
+    return nullptr;
+  }
+  return guarded(
+      [&]() -> char* {
+        using bitnetc::rt::json_escape;
+        const bitnetc::rt::CompiledModel& m = *model->model;
+        const bitnetc::ir::Graph& g = m.graph();
+        uint64_t params = 0;
+        for (const auto& t : g.ternary) params += static_cast<uint64_t>(t.w.rows * t.w.cols);
+        for (const auto& d : g.dense) params += static_cast<uint64_t>(d.rows * d.cols);
+        int n_head = 0;
+        for (const auto& op : g.ops)
+          if (op.kind == bitnetc::ir::OpKind::Attention) n_head = op.n_head;
+        int64_t n_ff = 0;
+        for (const auto& op : g.ops)
+          if (op.kind == bitnetc::ir::OpKind::GatedAct) n_ff = g.values[op.output].size;
+        const auto& v = m.tokenizer().vocab();
+        char fp[32];
+        std::snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(m.fingerprint()));
+        std::string s =
+            "{\"architecture\":\"" + json_escape(g.name) + "\",\"n_layer\":" + std::to_string(g.n_layer) +
+            ",\"n_embd\":" + std::to_string(g.n_embd) + ",\"n_ff\":" + std::to_string(n_ff) +
+            ",\"n_head\":" + std::to_string(n_head) + ",\"n_head_kv\":" + std::to_string(g.n_head_kv) +
+            ",\"head_dim\":" + std::to_string(g.head_dim) + ",\"n_ctx\":" + std::to_string(g.n_ctx) +
+            ",\"n_vocab\":" + std::to_string(m.tokenizer().n_tokens()) + ",\"n_params\":" + std::to_string(params) +
+            ",\"target\":\"" + json_escape(bitnetc_target_name) + "\",\"device\":\"" + json_escape(m.device()) +
+            "\",\"chat_template\":\"" + bitnetc::rt::chat_template_name(v.chat_template) +
+            "\",\"bos\":" + std::to_string(v.bos) + ",\"eos\":" + std::to_string(v.eos) +
+            ",\"eot\":" + std::to_string(v.eot) + ",\"max_streams\":" + std::to_string(m.max_sequences() - 1) +
+            ",\"fingerprint\":\"" + fp + "\"}";
+        return copy_string(s);
+      },
+      nullptr);
+}
+
+uint64_t bitnet_get_last_seed(void) { return last_seed; }
 
 void bitnet_free_string(char* s) { std::free(s); }
 

@@ -58,17 +58,33 @@ std::string own_binary_path() {
   return n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string();
 }
 
+namespace {
+
+// The embedded blob's header, checked, without loading the model.
+BlobHeader read_embedded_header(std::span<const uint8_t> blob) {
+  BlobHeader h{};
+  if (blob.size() < sizeof h) throw std::runtime_error("the embedded model is damaged");
+  std::memcpy(&h, blob.data(), sizeof h);
+  if (h.magic != kBlobMagic || h.version != kBlobVersion || h.graph_off > blob.size() ||
+      h.graph_size > blob.size() - h.graph_off)
+    throw std::runtime_error("the embedded model is damaged");
+  return h;
+}
+
+std::span<const uint8_t> embedded_blob() {
+  return {bitnetc_blob_start, static_cast<size_t>(bitnetc_blob_end - bitnetc_blob_start)};
+}
+
+}  // namespace
+
 CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int max_sequences) {
   if (max_sequences < 1) throw std::runtime_error("a model needs at least one sequence");
   if (const uint32_t missing = bitnetc_cpu_features & ~cpu_features())
     throw std::runtime_error(std::string("this output was compiled for ") + bitnetc_target_name + " and needs " +
                              describe_cpu_features(missing) +
                              ", which this CPU lacks; compile it for another target (`bitnetc targets` lists them)");
-  const std::span<const uint8_t> blob(bitnetc_blob_start, static_cast<size_t>(bitnetc_blob_end - bitnetc_blob_start));
-  if (blob.size() < sizeof header_) throw std::runtime_error("the embedded model is damaged");
-  std::memcpy(&header_, blob.data(), sizeof header_);
-  if (header_.magic != kBlobMagic || header_.version != kBlobVersion)
-    throw std::runtime_error("the embedded model is damaged");
+  const std::span<const uint8_t> blob = embedded_blob();
+  header_ = read_embedded_header(blob);
   graph_ = ir::deserialize(blob.subspan(header_.graph_off, header_.graph_size));
   if (n_ctx > 0) {
     if (n_ctx > graph_.n_ctx)
@@ -136,17 +152,16 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
 }
 
 std::string describe_embedded_model() {
-  const std::span<const uint8_t> blob(bitnetc_blob_start, static_cast<size_t>(bitnetc_blob_end - bitnetc_blob_start));
-  BlobHeader h{};
-  if (blob.size() < sizeof h) throw std::runtime_error("the embedded model is damaged");
-  std::memcpy(&h, blob.data(), sizeof h);
-  if (h.magic != kBlobMagic || h.version != kBlobVersion || h.graph_off > blob.size() ||
-      h.graph_size > blob.size() - h.graph_off)
-    throw std::runtime_error("the embedded model is damaged");
+  const std::span<const uint8_t> blob = embedded_blob();
+  const BlobHeader h = read_embedded_header(blob);
   const ir::Graph g = ir::deserialize(blob.subspan(h.graph_off, h.graph_size));
   char fp[32];
   std::snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(h.source_fingerprint));
   return g.name + ", " + std::to_string(g.n_layer) + " layers, fingerprint " + fp;
+}
+
+int embedded_max_sequences(int wanted) {
+  return read_embedded_header(embedded_blob()).cuda_plan_size != 0 ? 1 : wanted;
 }
 
 std::string CompiledModel::device() const {
@@ -190,6 +205,25 @@ Generation CompiledModel::generate(std::string_view prompt, int32_t n_predict, c
   go.top_k_max = kCudaTopKMax;
   auto forward = [&](std::span<const int32_t> tokens, int32_t pos) { return forward_->forward(tokens, pos); };
   return rt::generate(*tok_, forward, prompt, go, on_text);
+}
+
+std::unique_ptr<PulledGeneration> CompiledModel::pull(std::string_view prompt, int32_t n_predict,
+                                                      const SamplerParams& sampling, int32_t seq) {
+  if (seq < 0 || seq >= forward_->max_sequences())
+    throw std::out_of_range("sequence " + std::to_string(seq) + " is not one of this model's " +
+                            std::to_string(forward_->max_sequences()));
+  GenerateOptions go;
+  go.n_predict = n_predict;
+  go.n_ctx = graph_.n_ctx;
+  go.sampling = sampling;
+  go.stop_tokens = stop_;
+  go.parse_special = true;
+  auto forward = [this, seq](std::span<const int32_t> tokens, int32_t pos) {
+    std::vector<BatchRow> rows = rows_of_one_sequence(tokens, pos);
+    for (BatchRow& r : rows) r.seq = seq;
+    return forward_->step(rows);
+  };
+  return std::make_unique<PulledGeneration>(*tok_, forward, prompt, go);
 }
 
 }  // namespace bitnetc::rt

@@ -49,6 +49,14 @@ class CompiledModel {
   std::vector<Generation> generate_all(std::vector<SequenceRequest> requests, int slots,
                                        const std::function<void(size_t, const Generation&)>& on_finished = {});
 
+  // generate() a piece at a time on sequence `seq` (0 .. max_sequences() - 1), which
+  // the caller keeps to this generation until it frees the sequence (release()).
+  std::unique_ptr<PulledGeneration> pull(std::string_view prompt, int32_t n_predict, const SamplerParams& sampling,
+                                         int32_t seq);
+  int max_sequences() const { return forward_->max_sequences(); }
+  // Frees sequence `seq`'s KV cache (it starts afresh when next fed).
+  void release(int32_t seq) { forward_->release_sequence(seq); }
+
   // The forward pass itself (benchmarks feed it token ids directly).
   Forward& forward_pass() { return *forward_; }
   // Where the forward pass runs: "cpu", or the GPU's name for a CUDA output.
@@ -70,5 +78,9 @@ std::string own_binary_path();
 // "NAME, fingerprint HEX" of the model embedded in this binary, read from its blob
 // without loading the weights or a device (for --version).
 std::string describe_embedded_model();
+
+// `wanted`, or 1 when the embedded model runs on a GPU (CUDA outputs hold one sequence):
+// the max_sequences to construct a CompiledModel with.
+int embedded_max_sequences(int wanted);
 
 }  // namespace bitnetc::rt

@@ -145,6 +145,13 @@ ForwardPass::SequenceCache& ForwardPass::cache(int32_t seq) {
   return c;
 }
 
+void ForwardPass::release_sequence(int32_t seq) {
+  if (seq < 0 || static_cast<size_t>(seq) >= caches_.size()) return;
+  caches_[seq].k.clear();
+  caches_[seq].v.clear();
+  next_pos_[seq] = 0;
+}
+
 uint64_t decode_bytes_per_token(const ir::Graph& g, std::span<const TernaryRecord> ternary,
                                 std::span<const DenseRecord> dense) {
   uint64_t bytes = 0;

@@ -83,6 +83,8 @@ class Forward {
   // How many sequences (each with its own KV cache) a step may hold rows of: ids
   // 0 .. max_sequences() - 1.
   virtual int max_sequences() const { return 1; }
+  // Frees sequence `seq`'s KV cache; it starts afresh (at position 0) when next fed.
+  virtual void release_sequence(int32_t seq) {}
   // One forward step over `rows`. Each sequence's rows must have consecutive positions
   // in row order, the first of them at most where that sequence has got to (a position
   // already fed is fed again, as a new turn after a rewind; position 0 starts the
@@ -146,6 +148,7 @@ class ForwardPass : public Forward {
               int max_sequences = 1);
 
   int max_sequences() const override { return static_cast<int>(caches_.size()); }
+  void release_sequence(int32_t seq) override;
   std::span<const float> step(std::span<const BatchRow> rows) override;
   std::span<const float> forward(std::span<const int32_t> tokens, int32_t pos) override;
   uint64_t decode_bytes_per_token() const override { return rt::decode_bytes_per_token(g_, ternary_, dense_); }

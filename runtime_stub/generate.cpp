@@ -115,4 +115,41 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
   return g;
 }
 
+PulledGeneration::PulledGeneration(const Tokenizer& tok, ForwardFn forward, std::string_view prompt,
+                                   GenerateOptions options)
+    : tok_(tok),
+      forward_(std::move(forward)),
+      o_(std::move(options)),
+      g_(start_generation(tok, prompt, o_)),
+      sampler_(o_.sampling),
+      on_text_([this](std::string_view t) {
+        pieces_.emplace_back(t);
+        return true;
+      }),
+      seq_(std::make_unique<SequenceGeneration>(tok_, o_, g_, on_text_)) {}
+
+bool PulledGeneration::next(std::string& piece) {
+  while (pieces_.empty() && !finished_) {
+    if (stopped_ || !seq_->wants_token()) {
+      seq_->finish();
+      finished_ = true;
+      break;
+    }
+    // The logits are copied: the forward pass's own are valid only until its next call,
+    // and other generations may call it between two pieces of this one.
+    auto keep = [&](std::span<const float> l) { logits_.assign(l.begin(), l.end()); };
+    if (!fed_prompt_) {
+      keep(forward_(g_.prompt_tokens, 0));
+      fed_prompt_ = true;
+      continue;
+    }
+    const int32_t next = sampler_.sample(logits_, seq_->history());
+    if (seq_->take(next)) keep(forward_(std::span<const int32_t>(&next, 1), seq_->next_pos() - 1));
+  }
+  if (pieces_.empty()) return false;
+  piece = std::move(pieces_.front());
+  pieces_.erase(pieces_.begin());
+  return true;
+}
+
 }  // namespace bitnetc::rt

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -104,5 +105,31 @@ std::vector<std::pair<int32_t, float>> top_logits(std::span<const float> logits,
 using ForwardFn = std::function<std::span<const float>(std::span<const int32_t> tokens, int32_t pos)>;
 Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_view prompt,
                     const GenerateOptions& options, const std::function<bool(std::string_view)>& on_text = {});
+
+// generate() a piece at a time, for callers that pull text (the C API's
+// bitnet_stream_next): the same tokens and text as generate() with the same options.
+class PulledGeneration {
+ public:
+  // Tokenizes the prompt (throws as start_generation does); feeds it on the first next().
+  PulledGeneration(const Tokenizer& tok, ForwardFn forward, std::string_view prompt, GenerateOptions options);
+  // The next printable piece of text, or false when the generation has ended and every
+  // piece was given. Runs the forward pass until a piece is printable.
+  bool next(std::string& piece);
+  // Ends the generation now: the next next() gives what the decoder still holds, then false.
+  void stop() { stopped_ = true; }
+  const Generation& generation() const { return g_; }
+
+ private:
+  const Tokenizer& tok_;
+  ForwardFn forward_;
+  GenerateOptions o_;
+  Generation g_;
+  Sampler sampler_;
+  std::vector<std::string> pieces_;  // printable, not yet given
+  std::function<bool(std::string_view)> on_text_;
+  std::unique_ptr<SequenceGeneration> seq_;
+  std::vector<float> logits_;  // after the last token fed
+  bool fed_prompt_ = false, finished_ = false, stopped_ = false;
+};
 
 }  // namespace bitnetc::rt

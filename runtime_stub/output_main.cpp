@@ -17,9 +17,11 @@
 #include "HalideRuntime.h"
 #include "chat.h"
 #include "compiled_model.h"
+#include "json_text.h"
 #include "thread_pool.h"
 
 using namespace bitnetc;
+using rt::json_escape;
 
 extern "C" const char bitnetc_target_name[];  // codegen/emit_executable.cpp
 
@@ -63,27 +65,6 @@ void print_help(const char* argv0) {
       "--top-logits K, --bench P,G,R[,S], --profile R, --device cpu|cuda; -h lists them with their defaults)\n",
       msg.c_str());
   std::exit(2);
-}
-
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\')
-      o += '\\', o += static_cast<char>(c);
-    else if (c == '\n')
-      o += "\\n";
-    else if (c == '\t')
-      o += "\\t";
-    else if (c == '\r')
-      o += "\\r";
-    else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-    } else
-      o += static_cast<char>(c);
-  }
-  return o;
 }
 
 std::string ids_json(const std::vector<int32_t>& v) {

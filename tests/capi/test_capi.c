@@ -1,10 +1,14 @@
 /* A C (not C++) program against a compiled model's shared object and bitnet.h.
  * Usage: test_capi MODEL_FILE OTHER_FILE PROMPT EXPECTED_TEXT_FILE
  * Exits 0 when every check passes; prints the failed check otherwise. */
+#define _POSIX_C_SOURCE 200809L /* mkfifo, getpid, unlink under -std=c11 */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bitnet_c.h"
 
@@ -69,6 +73,19 @@ static void* shared_worker(void* arg) {
   struct SharedJob* job = (struct SharedJob*)arg;
   for (int r = 0; r < 4; ++r) job->text[r] = bitnet_inference(job->model, job->prompt, 24, 0.0f);
   return NULL;
+}
+
+/* The pull-style stream as the older C++ code uses it, verbatim, collecting the text. */
+static char pulled[65536];
+static void pull_all(BitNetModel* model, const char* prompt) {
+  pulled[0] = '\0';
+  BitNetStream* stream = bitnet_stream_create(model, prompt);
+  char* token;
+  while ((token = bitnet_stream_next(stream)) != NULL) {
+    strncat(pulled, token, sizeof pulled - strlen(pulled) - 1);
+    free(token);
+  }
+  bitnet_stream_free(stream);
 }
 
 static void* worker(void* arg) {
@@ -167,7 +184,123 @@ int main(int argc, char** argv) {
       bitnet_free_string(shared[i].text[r]);
     }
   bitnet_free_string(solo);
+
+  /* A CUDA output holds one sequence: no streams, and it says so. */
+  char* about = bitnet_model_info_json(m);
+  const int has_streams = about && strstr(about, "\"max_streams\":0") == NULL;
+  bitnet_free_string(about);
+  if (!has_streams)
+    CHECK(bitnet_stream_create(m, prompt) == NULL && strstr(bitnet_get_last_error(), "CUDA output holds one sequence"),
+          "stream on a one-sequence output: %s", bitnet_get_last_error());
+  if (has_streams) {
+    /* The pull stream (default sampling) writes bitnet_generate's text with the defaults. */
+    pull_all(m, prompt);
+    BitNetGenerateParams defaults = bitnet_default_params();
+    text = bitnet_generate(m, prompt, &defaults);
+    CHECK(text && bitnet_get_last_error_code() == BITNET_OK && strcmp(pulled, text) == 0,
+          "pulled [%s] vs generate [%s]", pulled, text ? text : "(null)");
+    bitnet_free_string(text);
+    /* Greedy, with other calls on the model between its pieces: still the golden text. */
+    BitNetStream* greedy = bitnet_stream_create_with_params(m, prompt, &p);
+    CHECK(greedy != NULL, "stream_create_with_params: %s", bitnet_get_last_error());
+    char whole[65536] = "";
+    int pieces = 0;
+    for (char* piece; greedy && (piece = bitnet_stream_next(greedy)) != NULL; ++pieces) {
+      strncat(whole, piece, sizeof whole - strlen(whole) - 1);
+      free(piece);
+      if (pieces % 8 == 0) bitnet_free_string(bitnet_inference(m, "Another prompt", 4, 0.7f));
+    }
+    CHECK(expected && strcmp(whole, expected) == 0 && bitnet_get_last_error_code() == BITNET_OK,
+          "interleaved greedy stream: [%s]", whole);
+    bitnet_stream_free(greedy);
+    /* Every stream holds a KV cache: BITNET_MAX_STREAMS at once, then a clear error;
+     * freeing one (mid-stream) makes room; cancel ends a stream at its next piece. */
+    BitNetStream* open_streams[BITNET_MAX_STREAMS];
+    for (int i = 0; i < BITNET_MAX_STREAMS; ++i) {
+      open_streams[i] = bitnet_stream_create(m, prompt);
+      CHECK(open_streams[i] != NULL, "stream %d: %s", i, bitnet_get_last_error());
+    }
+    char* first = open_streams[0] ? bitnet_stream_next(open_streams[0]) : NULL;
+    CHECK(first != NULL, "first piece: %s", bitnet_get_last_error());
+    free(first);
+    CHECK(bitnet_stream_create(m, prompt) == NULL && bitnet_get_last_error_code() == BITNET_ERROR_INVALID_ARGUMENT &&
+              strstr(bitnet_get_last_error(), "bitnet_stream_create") != NULL,
+          "one stream too many: %s", bitnet_get_last_error());
+    bitnet_stream_free(open_streams[0]);
+    open_streams[0] = bitnet_stream_create(m, prompt);
+    CHECK(open_streams[0] != NULL, "after a free: %s", bitnet_get_last_error());
+    bitnet_stream_cancel(open_streams[1]);
+    char* rest;
+    int after_cancel = 0;
+    while (open_streams[1] && (rest = bitnet_stream_next(open_streams[1])) != NULL) ++after_cancel, free(rest);
+    CHECK(after_cancel == 0 && bitnet_get_last_error_code() == BITNET_OK, "%d pieces after cancel", after_cancel);
+    for (int i = 0; i < BITNET_MAX_STREAMS; ++i) bitnet_stream_free(open_streams[i]);
+  }
+  CHECK(bitnet_stream_next(NULL) == NULL && bitnet_get_last_error_code() == BITNET_ERROR_INVALID_ARGUMENT,
+        "stream_next(NULL)");
+
+  /* Tokenizer: the two-call size protocol, ids that decode back, pieces, specials. */
+  int n_tok = bitnet_tokenize(m, prompt, 1, 0, NULL, 0);
+  CHECK(n_tok > 1, "tokenize size: %d (%s)", n_tok, bitnet_get_last_error());
+  int32_t ids[256];
+  CHECK(n_tok <= 256 && bitnet_tokenize(m, prompt, 1, 0, ids, 256) == n_tok, "tokenize");
+  CHECK(ids[0] == bitnet_token_bos(m) && bitnet_token_bos(m) >= 0, "BOS first: %d vs %d", ids[0], bitnet_token_bos(m));
+  CHECK(bitnet_tokenize(m, prompt, 0, 0, ids, 256) == n_tok - 1, "without BOS");
+  CHECK(bitnet_tokenize(m, prompt, 1, 0, ids, 2) == n_tok, "a short buffer still tells the size");
+  bitnet_tokenize(m, prompt, 0, 0, ids, 256);
+  char* back = bitnet_detokenize(m, ids, n_tok - 1);
+  CHECK(back && strstr(back, prompt) != NULL, "detokenize: [%s]", back ? back : "(null)");
+  bitnet_free_string(back);
+  char piece_buf[64];
+  const int piece_len = bitnet_token_to_piece(m, ids[0], piece_buf, sizeof piece_buf);
+  CHECK(piece_len > 0 && (size_t)piece_len == strlen(piece_buf), "token_to_piece: %d [%s]", piece_len, piece_buf);
+  CHECK(bitnet_token_to_piece(m, ids[0], piece_buf, 1) == piece_len && piece_buf[0] == '\0', "a one-byte buffer");
+  CHECK(bitnet_vocab_size(m) > 256, "vocab size %d", bitnet_vocab_size(m));
+  CHECK(bitnet_token_to_piece(m, bitnet_vocab_size(m), piece_buf, 64) == BITNET_ERROR_INVALID_ARGUMENT &&
+            strstr(bitnet_get_last_error(), "bitnet_token_to_piece") != NULL,
+        "out-of-range token: %s", bitnet_get_last_error());
+  CHECK(bitnet_tokenize(m, "bad \xff", 1, 0, ids, 256) == BITNET_ERROR_PROMPT &&
+            strstr(bitnet_get_last_error(), "bitnet_tokenize") != NULL,
+        "tokenize invalid UTF-8: %s", bitnet_get_last_error());
+
+  /* Model info as JSON. */
+  char* info = bitnet_model_info_json(m);
+  CHECK(info && strstr(info, "\"n_layer\":") && strstr(info, "\"n_vocab\":") && strstr(info, "\"fingerprint\":\""),
+        "info: %s", info ? info : "(null)");
+  bitnet_free_string(info);
+
+  /* bitnet_inference with a temperature draws a fresh seed each call; the seed it used
+   * reproduces its text through bitnet_generate. */
+  char* t1 = bitnet_inference(m, prompt, 24, 0.9f);
+  const uint64_t s1 = bitnet_get_last_seed();
+  char* t2 = bitnet_inference(m, prompt, 24, 0.9f);
+  const uint64_t s2 = bitnet_get_last_seed();
+  CHECK(t1 && t2 && s1 != s2, "seeds %llu %llu", (unsigned long long)s1, (unsigned long long)s2);
+  BitNetGenerateParams again = bitnet_default_params();
+  again.max_tokens = 24;
+  again.temperature = 0.9f;
+  again.seed = s1;
+  char* t3 = bitnet_generate(m, prompt, &again);
+  CHECK(t1 && t3 && strcmp(t1, t3) == 0, "seed %llu does not reproduce [%s]: [%s]", (unsigned long long)s1,
+        t1 ? t1 : "", t3 ? t3 : "");
+  bitnet_free_string(t1);
+  bitnet_free_string(t2);
+  bitnet_free_string(t3);
   bitnet_model_free(m);
+
+  /* Only regular files load: a directory, a FIFO and /dev/zero are refused at once. */
+  CHECK(bitnet_model_load("/tmp") == NULL && bitnet_get_last_error_code() == BITNET_ERROR_IO &&
+            strstr(bitnet_get_last_error(), "bitnet_model_load") && strstr(bitnet_get_last_error(), "regular file"),
+        "directory: %s", bitnet_get_last_error());
+  CHECK(bitnet_model_load("/dev/zero") == NULL && bitnet_get_last_error_code() == BITNET_ERROR_IO, "/dev/zero: %s",
+        bitnet_get_last_error());
+  char fifo[64];
+  snprintf(fifo, sizeof fifo, "fifo-%d", (int)getpid());
+  if (mkfifo(fifo, 0600) == 0) {
+    CHECK(bitnet_model_load(fifo) == NULL && bitnet_get_last_error_code() == BITNET_ERROR_IO, "FIFO: %s",
+          bitnet_get_last_error());
+    unlink(fifo);
+  }
 
   /* Loading by path: the original model file matches, another file does not. */
   m = bitnet_model_load(argv[1]);
