@@ -16,6 +16,7 @@ extern "C" {
 
 typedef struct BitNetModel BitNetModel;
 typedef struct BitNetStream BitNetStream;
+typedef struct BitNetSession BitNetSession;
 
 enum BitNetError {
   BITNET_OK = 0,
@@ -98,6 +99,43 @@ BitNetStream* bitnet_stream_create_with_params(BitNetModel* model, const char* p
 char* bitnet_stream_next(BitNetStream* stream);
 void bitnet_stream_cancel(BitNetStream* stream);
 void bitnet_stream_free(BitNetStream* stream);
+
+/* Sessions: a conversation kept in a KV cache across calls (one of the model's
+ * BITNET_MAX_STREAMS sequences, shared with the streams), so that each turn processes
+ * only its new tokens. bitnet_session_feed appends text (control tokens written in it
+ * are parsed, as in prompts; BOS first in an empty session) and returns the positions
+ * the session then holds, or a BitNetError (the text is then not added: e.g.
+ * BITNET_ERROR_PROMPT when it would overflow the context). bitnet_session_generate
+ * continues from where the session stands; what it generates, and the stop token that
+ * ended it, stay in the session. */
+BitNetSession* bitnet_session_create(BitNetModel* model);
+int bitnet_session_feed(BitNetSession* session, const char* text);
+char* bitnet_session_generate(BitNetSession* session, const BitNetGenerateParams* params);
+int bitnet_session_n_past(BitNetSession* session); /* positions held, or a BitNetError */
+void bitnet_session_reset(BitNetSession* session); /* empty again */
+void bitnet_session_free(BitNetSession* session);
+
+/* Several prompts at once, prompts[i] with params[i], run together through the batched
+ * forward pass: outputs[i] gets what bitnet_generate(model, prompts[i], &params[i])
+ * gives alone, bit for bit (free each with bitnet_free_string). Returns BITNET_OK, or a
+ * BitNetError naming the first bad prompt or parameter (then no output is set). */
+int bitnet_generate_batch(BitNetModel* model, int n, const char* const* prompts, const BitNetGenerateParams* params,
+                          char** outputs);
+
+/* Chat. bitnet_chat_template names the model's template family ("bitnet-2b4t",
+ * "llama3", "chatml", "phi3", "llama2"), or is NULL when it has none (then the other
+ * chat calls fail with BITNET_ERROR_INVALID_ARGUMENT). bitnet_chat_apply renders the
+ * messages (add_assistant: with the opening of the assistant's turn); free the text with
+ * bitnet_free_string. bitnet_chat generates the assistant's reply: control tokens
+ * written in the messages' contents stay text, never become control tokens (a prompt
+ * made with bitnet_chat_apply and given to bitnet_generate would parse them). */
+typedef struct BitNetChatMessage {
+  const char* role; /* "system", "user", "assistant" */
+  const char* content;
+} BitNetChatMessage;
+const char* bitnet_chat_template(BitNetModel* model);
+char* bitnet_chat_apply(BitNetModel* model, const BitNetChatMessage* messages, int n, int add_assistant);
+char* bitnet_chat(BitNetModel* model, const BitNetChatMessage* messages, int n, const BitNetGenerateParams* params);
 
 /* Tokenizer. bitnet_tokenize writes at most n_max ids and returns how many the text
  * has (call with tokens NULL, n_max 0 to learn the size), or a BitNetError. add_bos:

@@ -29,9 +29,17 @@ struct BitNetModel {
   // Calls on one model from several threads run one at a time (the forward pass holds
   // scratch buffers shared by its sequences).
   std::mutex busy;
-  // Sequence 0 serves the one-call generations; streams take one of the others each
-  // (their KV caches outlive the calls between their pieces). Guarded by `busy`.
-  std::vector<bool> stream_sequence_used;
+  // Sequence 0 serves the one-call generations; streams and sessions take one of the
+  // others each (their KV caches outlive the calls between theirs). Guarded by `busy`.
+  std::vector<bool> sequence_used;
+};
+
+struct BitNetSession {
+  BitNetModel* model = nullptr;
+  int32_t seq = 0;
+  // Every token of the conversation; the KV cache holds all but the last (which the
+  // next feed or generation processes first).
+  std::vector<int32_t> history;
 };
 
 struct BitNetStream {
@@ -125,6 +133,45 @@ bool is_weights_file(const char* path) {
   return in && magic == bitnetc::rt::kBlobMagic;
 }
 
+// A sequence no stream or session holds (not 0, the one-call generations'), or -1 with
+// the last error set. The caller holds model.busy and marks it used.
+int32_t take_sequence(BitNetModel& model, const char* fn) {
+  const std::vector<bool>& used = model.sequence_used;
+  int32_t seq = 1;
+  while (seq < static_cast<int32_t>(used.size()) && used[seq]) ++seq;
+  if (seq < static_cast<int32_t>(used.size())) return seq;
+  set_error(BITNET_ERROR_INVALID_ARGUMENT,
+            std::string(fn) + ": all " + std::to_string(used.size() - 1) +
+                " streams and sessions of this model are open (free one first)" +
+                (used.size() == 1 ? "; a CUDA output holds one sequence and has none" : ""));
+  return -1;
+}
+
+// The messages as rt::ChatMessages, or false with the last error naming `fn` and the
+// first bad message; false too when the model has no chat template.
+bool chat_messages(const char* fn, BitNetModel* model, const BitNetChatMessage* messages, int n,
+                   std::vector<bitnetc::rt::ChatMessage>& out) {
+  if (!model || n < 0 || (n > 0 && !messages)) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, std::string(fn) + ": model and messages must not be NULL, n not negative");
+    return false;
+  }
+  if (model->model->tokenizer().vocab().chat_template == bitnetc::rt::ChatTemplate::None) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT,
+              std::string(fn) + ": this model has no chat template (none recognised in its tokenizer metadata)");
+    return false;
+  }
+  out.clear();
+  for (int i = 0; i < n; ++i) {
+    if (!messages[i].role || !messages[i].content) {
+      set_error(BITNET_ERROR_INVALID_ARGUMENT,
+                std::string(fn) + ": messages[" + std::to_string(i) + "] has a NULL role or content");
+      return false;
+    }
+    out.push_back({messages[i].role, messages[i].content});
+  }
+  return true;
+}
+
 }  // namespace
 
 extern "C" {
@@ -154,7 +201,7 @@ BitNetModel* bitnet_model_load(const char* path) {
         m->model =
             std::make_unique<bitnetc::rt::CompiledModel>(0, side_file ? std::string(path) : std::string(),
                                                          bitnetc::rt::embedded_max_sequences(1 + BITNET_MAX_STREAMS));
-        m->stream_sequence_used.assign(static_cast<size_t>(m->model->max_sequences()), false);
+        m->sequence_used.assign(static_cast<size_t>(m->model->max_sequences()), false);
         if (path && *path && !side_file) {
           std::ifstream in(path, std::ios::binary);
           if (!in) {
@@ -249,21 +296,13 @@ BitNetStream* bitnet_stream_create_with_params(BitNetModel* model, const char* p
   return guarded(
       [&]() -> BitNetStream* {
         const std::lock_guard<std::mutex> one_at_a_time(model->busy);
-        std::vector<bool>& used = model->stream_sequence_used;
-        int32_t seq = 1;
-        while (seq < static_cast<int32_t>(used.size()) && used[seq]) ++seq;
-        if (seq >= static_cast<int32_t>(used.size())) {
-          set_error(BITNET_ERROR_INVALID_ARGUMENT,
-                    "bitnet_stream_create: all " + std::to_string(used.size() - 1) +
-                        " streams of this model are open (bitnet_stream_free one first)" +
-                        (used.size() == 1 ? "; a CUDA output holds one sequence and has none" : ""));
-          return nullptr;
-        }
+        const int32_t seq = take_sequence(*model, "bitnet_stream_create");
+        if (seq < 0) return nullptr;
         auto stream = std::make_unique<BitNetStream>();
         stream->model = model;
         stream->seq = seq;
         stream->gen = model->model->pull(prompt, params->max_tokens, sampler_of(*params), seq);
-        used[seq] = true;
+        model->sequence_used[seq] = true;
         return stream.release();
       },
       nullptr);
@@ -299,9 +338,204 @@ void bitnet_stream_free(BitNetStream* stream) {
   {
     const std::lock_guard<std::mutex> one_at_a_time(stream->model->busy);
     stream->model->model->release(stream->seq);
-    stream->model->stream_sequence_used[stream->seq] = false;
+    stream->model->sequence_used[stream->seq] = false;
   }
   delete stream;
+}
+
+BitNetSession* bitnet_session_create(BitNetModel* model) {
+  if (!model) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_session_create: model must not be NULL");
+    return nullptr;
+  }
+  return guarded(
+      [&]() -> BitNetSession* {
+        const std::lock_guard<std::mutex> one_at_a_time(model->busy);
+        const int32_t seq = take_sequence(*model, "bitnet_session_create");
+        if (seq < 0) return nullptr;
+        auto session = std::make_unique<BitNetSession>();
+        session->model = model;
+        session->seq = seq;
+        model->model->release(seq);  // a fresh cache
+        model->sequence_used[seq] = true;
+        return session.release();
+      },
+      nullptr);
+}
+
+int bitnet_session_feed(BitNetSession* session, const char* text) {
+  if (!session || !text) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_session_feed: session and text must not be NULL");
+    return BITNET_ERROR_INVALID_ARGUMENT;
+  }
+  const int n = guarded(
+      [&]() -> int {
+        const std::lock_guard<std::mutex> one_at_a_time(session->model->busy);
+        bitnetc::rt::CompiledModel& m = *session->model->model;
+        std::vector<int32_t>& h = session->history;
+        const std::vector<int32_t> tokens =
+            m.tokenizer().encode(text, h.empty() && m.tokenizer().vocab().add_bos, /*parse_special=*/true);
+        if (h.size() + tokens.size() > static_cast<size_t>(m.n_ctx()))
+          throw bitnetc::rt::GenerateError("bitnet_session_feed: the session would hold " +
+                                           std::to_string(h.size() + tokens.size()) +
+                                           " positions, more than the context's " + std::to_string(m.n_ctx()));
+        if (tokens.empty()) return static_cast<int>(h.size());
+        // Process all but the new last token now: the cache then holds h.size() - 1.
+        const auto fed = static_cast<int32_t>(h.empty() ? 0 : h.size() - 1);
+        std::vector<int32_t> pending(h.begin() + fed, h.end());
+        pending.insert(pending.end(), tokens.begin(), tokens.end() - 1);
+        m.feed(session->seq, pending, fed);
+        h.insert(h.end(), tokens.begin(), tokens.end());
+        return static_cast<int>(h.size());
+      },
+      INT32_MIN);
+  if (n == INT32_MIN && last_code == BITNET_ERROR_PROMPT && last_error.rfind("bitnet_session_feed", 0) != 0)
+    last_error = "bitnet_session_feed: " + last_error;
+  return n == INT32_MIN ? last_code : n;
+}
+
+char* bitnet_session_generate(BitNetSession* session, const BitNetGenerateParams* params) {
+  if (!session || !params) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_session_generate: session and params must not be NULL");
+    return nullptr;
+  }
+  if (!valid_params("bitnet_session_generate", *params)) return nullptr;
+  if (session->history.empty()) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT,
+              "bitnet_session_generate: the session is empty (bitnet_session_feed first)");
+    return nullptr;
+  }
+  return guarded(
+      [&]() -> char* {
+        const std::lock_guard<std::mutex> one_at_a_time(session->model->busy);
+        std::vector<int32_t>& h = session->history;
+        auto gen = session->model->model->pull_continued(h, static_cast<int32_t>(h.size() - 1), params->max_tokens,
+                                                         sampler_of(*params), session->seq);
+        std::string text, piece;
+        while (gen->next(piece)) text += piece;
+        // What was generated stays, and the stop token that ended it: the cache holds
+        // all of it but the last token, as after a feed.
+        const bitnetc::rt::Generation& g = gen->generation();
+        h.insert(h.end(), g.tokens.begin(), g.tokens.end());
+        if (g.stopped) h.push_back(g.stop_token);
+        return copy_string(text);
+      },
+      nullptr);
+}
+
+int bitnet_session_n_past(BitNetSession* session) {
+  if (!session) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_session_n_past: session must not be NULL");
+    return BITNET_ERROR_INVALID_ARGUMENT;
+  }
+  return static_cast<int>(session->history.size());
+}
+
+void bitnet_session_reset(BitNetSession* session) {
+  if (!session) return;
+  const std::lock_guard<std::mutex> one_at_a_time(session->model->busy);
+  session->history.clear();
+  session->model->model->release(session->seq);
+}
+
+void bitnet_session_free(BitNetSession* session) {
+  if (!session) return;
+  {
+    const std::lock_guard<std::mutex> one_at_a_time(session->model->busy);
+    session->model->model->release(session->seq);
+    session->model->sequence_used[session->seq] = false;
+  }
+  delete session;
+}
+
+int bitnet_generate_batch(BitNetModel* model, int n, const char* const* prompts, const BitNetGenerateParams* params,
+                          char** outputs) {
+  if (!model || n < 0 || (n > 0 && (!prompts || !params || !outputs))) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT,
+              "bitnet_generate_batch: model, prompts, params and outputs must not be NULL, n not negative");
+    return BITNET_ERROR_INVALID_ARGUMENT;
+  }
+  for (int i = 0; i < n; ++i) {
+    if (!prompts[i]) {
+      set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_generate_batch: prompts[" + std::to_string(i) + "] is NULL");
+      return BITNET_ERROR_INVALID_ARGUMENT;
+    }
+    if (!valid_params(("bitnet_generate_batch: params[" + std::to_string(i) + "]").c_str(), params[i]))
+      return BITNET_ERROR_INVALID_ARGUMENT;
+  }
+  const int rc = guarded(
+      [&]() -> int {
+        const std::lock_guard<std::mutex> one_at_a_time(model->busy);
+        // Sequence 0 and every one no stream or session holds.
+        std::vector<int32_t> free_sequences;
+        for (size_t s = 0; s < model->sequence_used.size(); ++s)
+          if (s == 0 || !model->sequence_used[s]) free_sequences.push_back(static_cast<int32_t>(s));
+        if (static_cast<int>(free_sequences.size()) > n) free_sequences.resize(static_cast<size_t>(std::max(n, 1)));
+        std::vector<bitnetc::rt::SequenceRequest> requests(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) {
+          requests[i].prompt = prompts[i];
+          requests[i].options = model->model->generate_options(params[i].max_tokens, sampler_of(params[i]));
+        }
+        const std::vector<bitnetc::rt::Generation> out = model->model->generate_all(
+            std::move(requests), static_cast<int>(free_sequences.size()), {}, free_sequences);
+        for (int32_t s : free_sequences)
+          if (s != 0) model->model->release(s);  // their caches were this call's only
+        std::vector<char*> texts;
+        for (const auto& g : out) {
+          texts.push_back(copy_string(g.text));
+          if (!texts.back()) {
+            for (char* t : texts) std::free(t);
+            throw std::bad_alloc();
+          }
+        }
+        std::copy(texts.begin(), texts.end(), outputs);
+        return BITNET_OK;
+      },
+      INT32_MIN);
+  if (rc == INT32_MIN && last_code == BITNET_ERROR_PROMPT) last_error = "bitnet_generate_batch: " + last_error;
+  return rc == INT32_MIN ? last_code : rc;
+}
+
+const char* bitnet_chat_template(BitNetModel* model) {
+  if (!model) return nullptr;
+  const bitnetc::rt::ChatTemplate t = model->model->tokenizer().vocab().chat_template;
+  return t == bitnetc::rt::ChatTemplate::None ? nullptr : bitnetc::rt::chat_template_name(t);
+}
+
+char* bitnet_chat_apply(BitNetModel* model, const BitNetChatMessage* messages, int n, int add_assistant) {
+  std::vector<bitnetc::rt::ChatMessage> msgs;
+  if (!chat_messages("bitnet_chat_apply", model, messages, n, msgs)) return nullptr;
+  return guarded(
+      [&]() {
+        return copy_string(bitnetc::rt::apply_chat_template(model->model->tokenizer().vocab().chat_template, msgs,
+                                                            add_assistant != 0));
+      },
+      static_cast<char*>(nullptr));
+}
+
+char* bitnet_chat(BitNetModel* model, const BitNetChatMessage* messages, int n, const BitNetGenerateParams* params) {
+  std::vector<bitnetc::rt::ChatMessage> msgs;
+  if (!chat_messages("bitnet_chat", model, messages, n, msgs)) return nullptr;
+  if (!params) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_chat: params must not be NULL");
+    return nullptr;
+  }
+  if (!valid_params("bitnet_chat", *params)) return nullptr;
+  char* text = guarded(
+      [&]() -> char* {
+        const std::lock_guard<std::mutex> one_at_a_time(model->busy);
+        std::vector<int32_t> tokens = bitnetc::rt::chat_tokens(model->model->tokenizer(), msgs, true);
+        if (tokens.empty()) throw bitnetc::rt::GenerateError("the conversation is empty");
+        // Sequence 0, as every one-call generation (position 0 starts it afresh).
+        auto gen = model->model->pull_continued(std::move(tokens), 0, params->max_tokens, sampler_of(*params), 0);
+        std::string out, piece;
+        while (gen->next(piece)) out += piece;
+        return copy_string(out);
+      },
+      nullptr);
+  if (!text && last_code == BITNET_ERROR_PROMPT && last_error.rfind("bitnet_chat", 0) != 0)
+    last_error = "bitnet_chat: " + last_error;
+  return text;
 }
 
 int bitnet_tokenize(BitNetModel* model, const char* text, int add_bos, int parse_special, int32_t* tokens, int n_max) {

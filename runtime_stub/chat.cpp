@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "tokenizer.h"
+
 namespace bitnetc::rt {
 
 namespace {
@@ -48,30 +50,41 @@ ChatTemplate detect_chat_template(const std::string& j) {
   return ChatTemplate::None;
 }
 
-std::string apply_chat_template(ChatTemplate t, const std::vector<ChatMessage>& messages, bool gen,
-                                const std::string& bos) {
-  std::string out;
+std::vector<ChatSegment> chat_segments(ChatTemplate t, const std::vector<ChatMessage>& messages, bool gen,
+                                       const std::string& bos) {
+  std::vector<ChatSegment> out;
+  auto lit = [&](const std::string& text) {
+    if (text.empty()) return;
+    if (!out.empty() && !out.back().content)
+      out.back().text += text;
+    else
+      out.push_back({text, false});
+  };
+  auto content = [&](const std::string& text) {
+    if (!text.empty()) out.push_back({text, true});
+  };
   switch (t) {
     case ChatTemplate::BitNet2B4T:
-      for (const auto& m : messages) out += capitalize(m.role) + ": " + trim(m.content) + "<|eot_id|>";
-      if (gen) out += "Assistant: ";
+      for (const auto& m : messages) lit(capitalize(m.role) + ": "), content(trim(m.content)), lit("<|eot_id|>");
+      if (gen) lit("Assistant: ");
       return out;
     case ChatTemplate::Llama3:
       for (size_t i = 0; i < messages.size(); ++i) {
-        if (i == 0) out += bos;
-        out += "<|start_header_id|>" + messages[i].role + "<|end_header_id|>\n\n" + trim(messages[i].content) +
-               "<|eot_id|>";
+        if (i == 0) lit(bos);
+        lit("<|start_header_id|>" + messages[i].role + "<|end_header_id|>\n\n");
+        content(trim(messages[i].content));
+        lit("<|eot_id|>");
       }
-      if (gen) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      if (gen) lit("<|start_header_id|>assistant<|end_header_id|>\n\n");
       return out;
     case ChatTemplate::ChatML:
-      for (const auto& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-      if (gen) out += "<|im_start|>assistant\n";
+      for (const auto& m : messages) lit("<|im_start|>" + m.role + "\n"), content(m.content), lit("<|im_end|>\n");
+      if (gen) lit("<|im_start|>assistant\n");
       return out;
     case ChatTemplate::Phi3:
-      out += bos;
-      for (const auto& m : messages) out += "<|" + m.role + "|>\n" + m.content + "<|end|>\n";
-      if (gen) out += "<|assistant|>\n";
+      lit(bos);
+      for (const auto& m : messages) lit("<|" + m.role + "|>\n"), content(m.content), lit("<|end|>\n");
+      if (gen) lit("<|assistant|>\n");
       return out;
     case ChatTemplate::Llama2: {
       // <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] assistant </s><s>[INST] ...
@@ -81,23 +94,44 @@ std::string apply_chat_template(ChatTemplate t, const std::vector<ChatMessage>& 
         if (m.role == "system") {
           system = m.content;
         } else if (m.role == "user") {
-          out += (first_user ? bos : std::string()) + "[INST] ";
+          lit((first_user ? bos : std::string()) + "[INST] ");
           if (!system.empty()) {
-            out += "<<SYS>>\n" + system + "\n<</SYS>>\n\n";
+            lit("<<SYS>>\n"), content(system), lit("\n<</SYS>>\n\n");
             system.clear();
           }
-          out += trim(m.content) + " [/INST]";
+          content(trim(m.content));
+          lit(" [/INST]");
           first_user = false;
         } else {
-          out += " " + trim(m.content) + " </s>";
+          lit(" "), content(trim(m.content)), lit(" </s>");
         }
       }
       return out;
     }
     case ChatTemplate::None: break;
   }
-  for (const auto& m : messages) out += m.content;
+  for (const auto& m : messages) content(m.content);
   return out;
+}
+
+std::string apply_chat_template(ChatTemplate t, const std::vector<ChatMessage>& messages, bool gen,
+                                const std::string& bos) {
+  std::string out;
+  for (const ChatSegment& s : chat_segments(t, messages, gen, bos)) out += s.text;
+  return out;
+}
+
+std::vector<int32_t> chat_tokens(const Tokenizer& tok, const std::vector<ChatMessage>& messages,
+                                 bool add_generation_prompt) {
+  // One text, tokenized as a whole (as the rendered template is), the contents' bytes
+  // protected from control-token matching.
+  std::string text;
+  std::vector<std::pair<size_t, size_t>> contents;
+  for (const ChatSegment& seg : chat_segments(tok.vocab().chat_template, messages, add_generation_prompt)) {
+    if (seg.content) contents.emplace_back(text.size(), text.size() + seg.text.size());
+    text += seg.text;
+  }
+  return tok.encode(text, tok.vocab().add_bos, /*parse_special=*/true, contents);
 }
 
 }  // namespace bitnetc::rt

@@ -8,6 +8,8 @@
 
 namespace bitnetc::rt {
 
+class Tokenizer;  // tokenizer.h (which includes this header)
+
 enum class ChatTemplate : uint8_t {
   None,
   BitNet2B4T,  // "User: hi<|eot_id|>Assistant: " (BitNet b1.58 2B4T)
@@ -33,5 +35,20 @@ struct ChatMessage {
 // bos_token before the first message; callers that add BOS as a token pass "").
 std::string apply_chat_template(ChatTemplate t, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                 const std::string& bos = "");
+
+// The same rendering as pieces: the template's own text, and the messages' contents
+// (content = true), so that a caller can tokenize the contents without parsing control
+// tokens written in them.
+struct ChatSegment {
+  std::string text;
+  bool content = false;
+};
+std::vector<ChatSegment> chat_segments(ChatTemplate t, const std::vector<ChatMessage>& messages,
+                                       bool add_generation_prompt, const std::string& bos = "");
+
+// The conversation as token ids (BOS first when the vocabulary adds one), rendered with
+// the vocabulary's template: its own control tokens parsed, the contents as plain text.
+std::vector<int32_t> chat_tokens(const Tokenizer& tok, const std::vector<ChatMessage>& messages,
+                                 bool add_generation_prompt);
 
 }  // namespace bitnetc::rt

@@ -170,7 +170,8 @@ std::string CompiledModel::device() const {
 }
 
 std::vector<Generation> CompiledModel::generate_all(std::vector<SequenceRequest> requests, int slots,
-                                                    const std::function<void(size_t, const Generation&)>& on_finished) {
+                                                    const std::function<void(size_t, const Generation&)>& on_finished,
+                                                    std::vector<int32_t> sequences) {
   for (SequenceRequest& r : requests) {
     r.options.n_ctx = graph_.n_ctx;
     r.options.stop_tokens = stop_;
@@ -180,6 +181,7 @@ std::vector<Generation> CompiledModel::generate_all(std::vector<SequenceRequest>
   eo.slots = slots;
   eo.step_rows = std::max(64, slots);
   eo.on_finished = on_finished;
+  eo.sequences = std::move(sequences);
   return rt::generate_all(*forward_, *tok_, requests, eo);
 }
 
@@ -207,23 +209,55 @@ Generation CompiledModel::generate(std::string_view prompt, int32_t n_predict, c
   return rt::generate(*tok_, forward, prompt, go, on_text);
 }
 
-std::unique_ptr<PulledGeneration> CompiledModel::pull(std::string_view prompt, int32_t n_predict,
-                                                      const SamplerParams& sampling, int32_t seq) {
-  if (seq < 0 || seq >= forward_->max_sequences())
-    throw std::out_of_range("sequence " + std::to_string(seq) + " is not one of this model's " +
-                            std::to_string(forward_->max_sequences()));
+GenerateOptions CompiledModel::generate_options(int32_t n_predict, const SamplerParams& sampling) const {
   GenerateOptions go;
   go.n_predict = n_predict;
   go.n_ctx = graph_.n_ctx;
   go.sampling = sampling;
   go.stop_tokens = stop_;
   go.parse_special = true;
-  auto forward = [this, seq](std::span<const int32_t> tokens, int32_t pos) {
+  return go;
+}
+
+namespace {
+
+void check_sequence(const Forward& f, int32_t seq) {
+  if (seq < 0 || seq >= f.max_sequences())
+    throw std::out_of_range("sequence " + std::to_string(seq) + " is not one of this model's " +
+                            std::to_string(f.max_sequences()));
+}
+
+}  // namespace
+
+void CompiledModel::feed(int32_t seq, std::span<const int32_t> tokens, int32_t pos) {
+  check_sequence(*forward_, seq);
+  if (tokens.empty()) return;
+  std::vector<BatchRow> rows = rows_of_one_sequence(tokens, pos);
+  for (BatchRow& r : rows) r.seq = seq, r.logits = false;
+  forward_->step(rows);
+}
+
+std::unique_ptr<PulledGeneration> CompiledModel::pull(std::string_view prompt, int32_t n_predict,
+                                                      const SamplerParams& sampling, int32_t seq) {
+  check_sequence(*forward_, seq);
+  return std::make_unique<PulledGeneration>(*tok_, sequence_forward(seq), prompt,
+                                            generate_options(n_predict, sampling));
+}
+
+std::unique_ptr<PulledGeneration> CompiledModel::pull_continued(std::vector<int32_t> history, int32_t fed,
+                                                                int32_t n_predict, const SamplerParams& sampling,
+                                                                int32_t seq) {
+  check_sequence(*forward_, seq);
+  return std::make_unique<PulledGeneration>(*tok_, sequence_forward(seq), std::move(history), fed,
+                                            generate_options(n_predict, sampling));
+}
+
+ForwardFn CompiledModel::sequence_forward(int32_t seq) {
+  return [this, seq](std::span<const int32_t> tokens, int32_t pos) {
     std::vector<BatchRow> rows = rows_of_one_sequence(tokens, pos);
     for (BatchRow& r : rows) r.seq = seq;
     return forward_->step(rows);
   };
-  return std::make_unique<PulledGeneration>(*tok_, forward, prompt, go);
 }
 
 }  // namespace bitnetc::rt

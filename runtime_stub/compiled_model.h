@@ -46,13 +46,23 @@ class CompiledModel {
   // Generates every request, up to max_sequences at a time in one batched forward pass
   // (engine.h); each request gets the model's stop tokens and context. Results in
   // request order, each as generate() gives it alone.
+  // `sequences`: which sequence ids the slots use (empty: 0 .. slots - 1).
   std::vector<Generation> generate_all(std::vector<SequenceRequest> requests, int slots,
-                                       const std::function<void(size_t, const Generation&)>& on_finished = {});
+                                       const std::function<void(size_t, const Generation&)>& on_finished = {},
+                                       std::vector<int32_t> sequences = {});
 
   // generate() a piece at a time on sequence `seq` (0 .. max_sequences() - 1), which
   // the caller keeps to this generation until it frees the sequence (release()).
   std::unique_ptr<PulledGeneration> pull(std::string_view prompt, int32_t n_predict, const SamplerParams& sampling,
                                          int32_t seq);
+  // The same, continuing sequence `seq` whose KV cache holds the first `fed` tokens of
+  // `history` (a session): the rest are fed first.
+  std::unique_ptr<PulledGeneration> pull_continued(std::vector<int32_t> history, int32_t fed, int32_t n_predict,
+                                                   const SamplerParams& sampling, int32_t seq);
+  // Feeds tokens to sequence `seq` at positions pos, pos + 1, ... (no logits).
+  void feed(int32_t seq, std::span<const int32_t> tokens, int32_t pos);
+  // The options generate() runs with (the model's context and stop tokens).
+  GenerateOptions generate_options(int32_t n_predict, const SamplerParams& sampling) const;
   int max_sequences() const { return forward_->max_sequences(); }
   // Frees sequence `seq`'s KV cache (it starts afresh when next fed).
   void release(int32_t seq) { forward_->release_sequence(seq); }
@@ -64,6 +74,8 @@ class CompiledModel {
   const ir::Graph& graph() const { return graph_; }
 
  private:
+  ForwardFn sequence_forward(int32_t seq);  // forward() on sequence `seq`
+
   BlobHeader header_{};
   ir::Graph graph_;
   std::unique_ptr<Tokenizer> tok_;

@@ -17,7 +17,8 @@ double seconds(clock::time_point a, clock::time_point b) { return std::chrono::d
 // A request in a slot: its generation, the prompt tokens fed so far, and its sampler.
 struct Active {
   size_t index;
-  int32_t slot;
+  int32_t slot;      // index into the slots
+  int32_t sequence;  // the forward pass's sequence id (EngineOptions::sequences)
   Generation* g;
   std::unique_ptr<SequenceGeneration> seq;
   std::unique_ptr<Sampler> sampler;
@@ -34,6 +35,9 @@ std::vector<Generation> generate_all(Forward& forward, const Tokenizer& tok,
     throw std::invalid_argument("the engine was asked for " + std::to_string(o.slots) +
                                 " slots; this forward pass holds " + std::to_string(forward.max_sequences()) +
                                 " sequences");
+  if (!o.sequences.empty() && o.sequences.size() != static_cast<size_t>(o.slots))
+    throw std::invalid_argument("the engine was given " + std::to_string(o.sequences.size()) + " sequences for " +
+                                std::to_string(o.slots) + " slots");
   if (o.step_rows < o.slots)
     throw std::invalid_argument("a step of " + std::to_string(o.step_rows) + " rows cannot hold a token of each of " +
                                 std::to_string(o.slots) + " slots");
@@ -62,7 +66,12 @@ std::vector<Generation> generate_all(Forward& forward, const Tokenizer& tok,
     for (size_t s = 0; s < slots.size() && next_request < requests.size(); ++s) {
       if (slots[s]) continue;
       const size_t i = next_request++;
-      Active a{i, static_cast<int32_t>(s), &out[i], nullptr, nullptr};
+      Active a{i,
+               static_cast<int32_t>(s),
+               o.sequences.empty() ? static_cast<int32_t>(s) : o.sequences[s],
+               &out[i],
+               nullptr,
+               nullptr};
       a.seq = std::make_unique<SequenceGeneration>(tok, requests[i].options, out[i], requests[i].on_text);
       a.sampler = std::make_unique<Sampler>(requests[i].options.sampling);
       a.started = clock::now();
@@ -78,7 +87,7 @@ std::vector<Generation> generate_all(Forward& forward, const Tokenizer& tok,
     logit_owner.clear();
     for (auto& slot : slots)
       if (slot && slot->pending >= 0) {
-        rows.push_back({slot->slot, slot->seq->next_pos() - 1, slot->pending, true});
+        rows.push_back({slot->sequence, slot->seq->next_pos() - 1, slot->pending, true});
         logit_owner.push_back(&*slot);
       }
     for (auto& slot : slots) {
@@ -86,7 +95,7 @@ std::vector<Generation> generate_all(Forward& forward, const Tokenizer& tok,
       const std::vector<int32_t>& prompt = slot->g->prompt_tokens;
       while (slot->prompt_fed < prompt.size() && static_cast<int>(rows.size()) < o.step_rows) {
         const bool last = slot->prompt_fed + 1 == prompt.size();
-        rows.push_back({slot->slot, static_cast<int32_t>(slot->prompt_fed), prompt[slot->prompt_fed], last});
+        rows.push_back({slot->sequence, static_cast<int32_t>(slot->prompt_fed), prompt[slot->prompt_fed], last});
         if (last) logit_owner.push_back(&*slot);
         ++slot->prompt_fed;
       }

@@ -31,6 +31,9 @@ struct EngineOptions {
   int slots = 4;       // sequences at once (at most the forward pass's max_sequences())
   int step_rows = 64;  // rows per forward step at most: every decoding sequence's next
                        // token, then prompt tokens of sequences still reading theirs
+  // The sequence ids the slots use (empty: 0 .. slots - 1): a caller holding other
+  // sequences' caches (the C API's streams and sessions) keeps them out.
+  std::vector<int32_t> sequences;
   // Called as each sequence ends, with its index in the requests (optional).
   std::function<void(size_t index, const Generation& g)> on_finished;
 };

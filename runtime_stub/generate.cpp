@@ -49,6 +49,7 @@ SequenceGeneration::SequenceGeneration(const Tokenizer& tok, const GenerateOptio
 bool SequenceGeneration::take(int32_t next) {
   if (std::find(o_.stop_tokens.begin(), o_.stop_tokens.end(), next) != o_.stop_tokens.end()) {
     g_.stopped = true;
+    g_.stop_token = next;
     return !(done_ = true);
   }
   g_.tokens.push_back(next);
@@ -128,6 +129,26 @@ PulledGeneration::PulledGeneration(const Tokenizer& tok, ForwardFn forward, std:
       }),
       seq_(std::make_unique<SequenceGeneration>(tok_, o_, g_, on_text_)) {}
 
+PulledGeneration::PulledGeneration(const Tokenizer& tok, ForwardFn forward, std::vector<int32_t> history, int32_t fed,
+                                   GenerateOptions options)
+    : tok_(tok),
+      forward_(std::move(forward)),
+      o_(std::move(options)),
+      sampler_(o_.sampling),
+      on_text_([this](std::string_view t) {
+        pieces_.emplace_back(t);
+        return true;
+      }),
+      fed_(fed) {
+  if (fed < 0 || static_cast<size_t>(fed) >= history.size())
+    throw std::logic_error("a continued generation needs a token still to feed");
+  if (static_cast<int64_t>(history.size()) > o_.n_ctx)
+    throw GenerateError("the sequence is " + std::to_string(history.size()) + " tokens long but the context holds " +
+                        std::to_string(o_.n_ctx));
+  g_.prompt_tokens = std::move(history);
+  seq_ = std::make_unique<SequenceGeneration>(tok_, o_, g_, on_text_);
+}
+
 bool PulledGeneration::next(std::string& piece) {
   while (pieces_.empty() && !finished_) {
     if (stopped_ || !seq_->wants_token()) {
@@ -139,7 +160,7 @@ bool PulledGeneration::next(std::string& piece) {
     // and other generations may call it between two pieces of this one.
     auto keep = [&](std::span<const float> l) { logits_.assign(l.begin(), l.end()); };
     if (!fed_prompt_) {
-      keep(forward_(g_.prompt_tokens, 0));
+      keep(forward_(std::span<const int32_t>(g_.prompt_tokens).subspan(static_cast<size_t>(fed_)), fed_));
       fed_prompt_ = true;
       continue;
     }

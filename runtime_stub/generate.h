@@ -51,6 +51,7 @@ struct Generation {
   std::vector<int32_t> tokens;         // generated (stop token excluded)
   std::string text;                    // generated text only
   bool stopped = false;                // a stop token ended it
+  int32_t stop_token = -1;             // which one
   size_t prompt_tokens_dropped = 0;    // by truncate_prompt
   double prompt_seconds = 0;           // feeding the prompt (prefill)
   double decode_seconds = 0;           // generating (sampling included)
@@ -112,6 +113,10 @@ class PulledGeneration {
  public:
   // Tokenizes the prompt (throws as start_generation does); feeds it on the first next().
   PulledGeneration(const Tokenizer& tok, ForwardFn forward, std::string_view prompt, GenerateOptions options);
+  // Continues a sequence whose KV cache holds the first `fed` of `history` already (a
+  // session): feeds the rest of it, then generates (history must be longer than fed).
+  PulledGeneration(const Tokenizer& tok, ForwardFn forward, std::vector<int32_t> history, int32_t fed,
+                   GenerateOptions options);
   // The next printable piece of text, or false when the generation has ended and every
   // piece was given. Runs the forward pass until a piece is printable.
   bool next(std::string& piece);
@@ -129,6 +134,7 @@ class PulledGeneration {
   std::function<bool(std::string_view)> on_text_;
   std::unique_ptr<SequenceGeneration> seq_;
   std::vector<float> logits_;  // after the last token fed
+  int32_t fed_ = 0;            // prompt tokens already in the KV cache
   bool fed_prompt_ = false, finished_ = false, stopped_ = false;
 };
 

@@ -152,6 +152,11 @@ int32_t Tokenizer::find(std::string_view token) const {
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
+  return encode(text, add_bos, parse_special, {});
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special,
+                                       std::span<const std::pair<size_t, size_t>> plain) const {
   size_t bad = 0;
   if (!utf8_valid(text, &bad)) throw TokenizerError("text is not valid UTF-8 (at byte " + std::to_string(bad) + ")");
   std::vector<int32_t> out;
@@ -166,6 +171,13 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
   for (int32_t id : specials_) {
     if (v_.types[id] == TokenType::Control && !parse_special) continue;
     const std::string& s = v_.tokens[id];
+    const bool control = v_.types[id] == TokenType::Control;
+    auto in_plain = [&](const Fragment& f, size_t at) {  // a match inside protected text
+      const size_t begin = static_cast<size_t>(f.text.data() - text.data()) + at, end = begin + s.size();
+      return control && std::any_of(plain.begin(), plain.end(), [&](const std::pair<size_t, size_t>& p) {
+               return begin < p.second && p.first < end;
+             });
+    };
     std::vector<Fragment> next;
     for (const Fragment& f : frags) {
       if (f.token >= 0) {
@@ -173,9 +185,12 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
         continue;
       }
       size_t start = 0;
-      for (size_t at; (at = f.text.find(s, start)) != std::string_view::npos; start = at + s.size()) {
+      for (size_t at = f.text.find(s); at != std::string_view::npos; at = f.text.find(s, at + 1)) {
+        if (in_plain(f, at)) continue;
         if (at > start) next.push_back({f.text.substr(start, at - start)});
         next.push_back({{}, id});
+        start = at + s.size();
+        at = start - 1;
       }
       if (start < f.text.size()) next.push_back({f.text.substr(start)});
     }

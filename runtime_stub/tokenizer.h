@@ -7,10 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "chat.h"
@@ -69,6 +71,10 @@ class Tokenizer {
   // ids; user-defined tokens are always split out. Throws TokenizerError for text that
   // is not valid UTF-8 (naming the byte offset).
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special = false) const;
+  // The same, with control tokens never matched where they overlap one of `plain` (byte
+  // ranges [first, second) of `text`: a chat message's content, say).
+  std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special,
+                              std::span<const std::pair<size_t, size_t>> plain) const;
 
   // The bytes a token stands for (control tokens: none, unless `special`).
   std::string token_bytes(int32_t id, bool special = false) const;

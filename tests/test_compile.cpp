@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cstring>
 #include <map>
 #include <sstream>
 
@@ -349,7 +350,7 @@ void expect_c_api_works(const std::string& target, const std::string& cc, const 
     EXPECT_EQ(name.rfind("bitnet_", 0), 0u) << "exported: " << name;
     ++exported;
   }
-  EXPECT_EQ(exported, 24);
+  EXPECT_EQ(exported, 34);
   const json golden = load(s / "golden/tinystories-bitnet-3m/golden.json");
   const auto& c = golden["cases"][0];
   write_text(dir.file("expected.txt"), c["text"].get<std::string>());
@@ -368,6 +369,56 @@ TEST(Compile, Aarch64SharedObjectServesTheCApiToACProgramUnderQemu) {
   for (const char* target : {"aarch64-neon", "aarch64-neon-dotprod"})
     expect_c_api_works(target, "aarch64-linux-gnu-gcc", runner(target) + "-L /usr/aarch64-linux-gnu ",
                        "aarch64-linux-gnu-nm");
+}
+
+// The C snippets of the BitNet libraries' documentation (tests/capi/snippets.c),
+// verbatim, build with -Wall -Werror as C11 (gcc, clang) and as C++20 (g++, clang++)
+// against bitnet_c.h and a compiled .so, and run: each generation writes text, no error
+// is left, and the pull stream writes what bitnet_generate writes with its defaults.
+TEST(Compile, DocumentedCSnippetsBuildAsC11AndCxx20AndRun) {
+  ScratchDir dir;
+  const auto s = shared_dir();
+  const std::string model = (s / "models/tinystories-bitnet-3m/model.bin").string();
+  compile(model, "x86-64-avx2", dir.file("libtinystories.so"), dir);
+  std::filesystem::create_symlink(model, dir.file("model.gguf"));  // the snippet's path
+  const std::string src = std::string(BITNETC_SOURCE_DIR) + "/tests/capi/snippets.c";
+  for (const std::string cc :
+       {"gcc -std=c11", "clang-14 -std=c11", "g++ -std=c++20 -x c++", "clang++-14 -std=c++20 -x c++"}) {
+    const Result build = sh(cc + " -Wall -Werror -I" + BITNETC_RUNTIME_DIR + " " + quote(src) + " -x none -L" +
+                                quote(dir.path().string()) + " -ltinystories -Wl,-rpath," + quote(dir.path().string()) +
+                                " -o " + quote(dir.file("snippets")),
+                            dir);
+    ASSERT_EQ(build.status, 0) << cc << ": " << build.err;
+    const Result run = sh("cd " + quote(dir.path().string()) + " && ./snippets 'Once upon a time'", dir);
+    ASSERT_EQ(run.status, 0) << cc << ": " << run.err;
+    std::map<std::string, std::string> line;
+    std::istringstream lines(run.out);
+    for (std::string l; std::getline(lines, l);)
+      for (const char* key : {"Generated: ", "streamed: ", "error ", "pulled: ", "generated: "})
+        if (l.rfind(key, 0) == 0) line[key] = l.substr(std::strlen(key));
+    EXPECT_GT(line["Generated: "].size(), 20u) << cc << ": " << run.out;
+    EXPECT_GT(line["streamed: "].size(), 20u) << cc << ": " << run.out;
+    EXPECT_EQ(line["error "], "0 []") << cc;
+    EXPECT_GT(line["pulled: "].size(), 20u) << cc << ": " << run.out;
+    EXPECT_EQ(line["pulled: "], line["generated: "]) << cc;
+  }
+}
+
+// The chat calls on a model with a template (tests/capi/chat.c): the template's name, the
+// rendering with and without the assistant's opening, a reply equal to generating from
+// the rendering, and a control token inside a message kept as text.
+TEST(Compile, SharedObjectServesTheChatCalls) {
+  ScratchDir dir;
+  compile((shared_dir() / "golden/hf-bitnet-tiny/packed").string(), "x86-64-avx2", dir.file("libhf.so"), dir);
+  const std::string src = std::string(BITNETC_SOURCE_DIR) + "/tests/capi/chat.c";
+  const Result build = sh(std::string(BITNETC_CC) + " -std=c11 -Wall -Werror -I" + BITNETC_RUNTIME_DIR + " " +
+                              quote(src) + " -L" + quote(dir.path().string()) + " -lhf -Wl,-rpath," +
+                              quote(dir.path().string()) + " -o " + quote(dir.file("chat")),
+                          dir);
+  ASSERT_EQ(build.status, 0) << build.err;
+  const Result run = sh(quote(dir.file("chat")), dir);
+  EXPECT_EQ(run.status, 0) << run.err << run.out;
+  EXPECT_NE(run.out.find("chat: all checks passed"), std::string::npos) << run.out << run.err;
 }
 
 // An output needs its target's instructions: on a CPU without them it says so and exits

@@ -248,4 +248,16 @@ TEST(ChatTemplate, RecognisesAndRendersTheCommonFamilies) {
   const auto ids = tok.encode(rt::apply_chat_template(tok.vocab().chat_template, {{"user", "hi"}}, true), true, true);
   EXPECT_EQ(ids.front(), 128000);
   EXPECT_NE(std::find(ids.begin(), ids.end(), 128009), ids.end());  // <|eot_id|>
+
+  // chat_tokens: the template's own <|eot_id|> (one per message) are control tokens; one
+  // written in a message's content is text. Without any in the contents, the same ids
+  // as tokenizing the rendered text with specials parsed.
+  const std::vector<rt::ChatMessage> sneaky = {{"system", "Be brief."}, {"user", "Hi <|eot_id|> there"}};
+  const auto chat = rt::chat_tokens(tok, sneaky, true);
+  EXPECT_EQ(std::count(chat.begin(), chat.end(), 128009), 2);
+  const auto parsed = tok.encode(rt::apply_chat_template(tok.vocab().chat_template, sneaky, true), true, true);
+  EXPECT_EQ(std::count(parsed.begin(), parsed.end(), 128009), 3);
+  const std::vector<rt::ChatMessage> plain = {{"system", "Be brief."}, {"user", "Hi there"}};
+  EXPECT_EQ(rt::chat_tokens(tok, plain, true),
+            tok.encode(rt::apply_chat_template(tok.vocab().chat_template, plain, true), true, true));
 }

@@ -235,6 +235,76 @@ int main(int argc, char** argv) {
     while (open_streams[1] && (rest = bitnet_stream_next(open_streams[1])) != NULL) ++after_cancel, free(rest);
     CHECK(after_cancel == 0 && bitnet_get_last_error_code() == BITNET_OK, "%d pieces after cancel", after_cancel);
     for (int i = 0; i < BITNET_MAX_STREAMS; ++i) bitnet_stream_free(open_streams[i]);
+
+    /* A session: the prompt fed, then a greedy generation from it is the golden text; a
+     * second turn continues the same cache (its positions add up), and the same turns in
+     * a fresh session give the same text. */
+    BitNetSession* chat = bitnet_session_create(m);
+    CHECK(chat != NULL, "session_create: %s", bitnet_get_last_error());
+    const int prompt_tokens = bitnet_tokenize(m, prompt, 1, 1, NULL, 0);
+    CHECK(bitnet_session_feed(chat, prompt) == prompt_tokens, "feed: %d vs %d", bitnet_session_n_past(chat),
+          prompt_tokens);
+    char* turn1 = bitnet_session_generate(chat, &p);
+    CHECK(turn1 && expected && strcmp(turn1, expected) == 0, "session turn 1: [%s]", turn1 ? turn1 : "(null)");
+    const int after1 = bitnet_session_n_past(chat);
+    CHECK(after1 > prompt_tokens, "n_past after a turn: %d", after1);
+    const int more = bitnet_tokenize(m, " The end.", 0, 1, NULL, 0);
+    CHECK(bitnet_session_feed(chat, " The end.") == after1 + more, "second feed: %d", bitnet_session_n_past(chat));
+    BitNetGenerateParams short_greedy = p;
+    short_greedy.max_tokens = 12;
+    char* turn2 = bitnet_session_generate(chat, &short_greedy);
+    CHECK(turn2 != NULL, "session turn 2: %s", bitnet_get_last_error());
+    BitNetSession* again_chat = bitnet_session_create(m);
+    bitnet_session_feed(again_chat, prompt);
+    bitnet_free_string(bitnet_session_generate(again_chat, &p));
+    bitnet_session_feed(again_chat, " The end.");
+    char* turn2b = bitnet_session_generate(again_chat, &short_greedy);
+    CHECK(turn2 && turn2b && strcmp(turn2, turn2b) == 0, "turn 2 differs: [%s] [%s]", turn2 ? turn2 : "",
+          turn2b ? turn2b : "");
+    bitnet_free_string(turn1);
+    bitnet_free_string(turn2);
+    bitnet_free_string(turn2b);
+    bitnet_session_free(again_chat);
+    /* Overflowing the context is an error that leaves the session as it was. */
+    static char huge[200000];
+    for (size_t i = 0; i + 6 < sizeof huge; i += 6) memcpy(huge + i, " word.", 6);
+    const int before = bitnet_session_n_past(chat);
+    CHECK(bitnet_session_feed(chat, huge) == BITNET_ERROR_PROMPT &&
+              strstr(bitnet_get_last_error(), "bitnet_session_feed") && bitnet_session_n_past(chat) == before,
+          "overflow: %s", bitnet_get_last_error());
+    bitnet_session_reset(chat);
+    CHECK(bitnet_session_n_past(chat) == 0, "reset");
+    bitnet_session_free(chat);
+
+    /* A batch, with a stream open on the side: every output is its solo text, and the
+     * stream, pulled before and after, still writes the golden text. */
+    BitNetStream* side = bitnet_stream_create_with_params(m, prompt, &p);
+    char side_text[65536] = "";
+    char* side_piece = side ? bitnet_stream_next(side) : NULL;
+    if (side_piece) strncat(side_text, side_piece, sizeof side_text - 1), free(side_piece);
+    const char* batch_prompts[3] = {prompt, "The little dog", prompt};
+    BitNetGenerateParams batch_params[3] = {p, bitnet_default_params(), short_greedy};
+    batch_params[1].max_tokens = 24;
+    batch_params[1].seed = 7;
+    char* batch_out[3] = {NULL, NULL, NULL};
+    CHECK(bitnet_generate_batch(m, 3, batch_prompts, batch_params, batch_out) == BITNET_OK, "batch: %s",
+          bitnet_get_last_error());
+    for (int i = 0; i < 3; ++i) {
+      char* alone = bitnet_generate(m, batch_prompts[i], &batch_params[i]);
+      CHECK(alone && batch_out[i] && strcmp(alone, batch_out[i]) == 0, "batch %d: [%s] vs alone [%s]", i,
+            batch_out[i] ? batch_out[i] : "(null)", alone ? alone : "(null)");
+      bitnet_free_string(alone);
+      bitnet_free_string(batch_out[i]);
+    }
+    while (side && (side_piece = bitnet_stream_next(side)) != NULL)
+      strncat(side_text, side_piece, sizeof side_text - strlen(side_text) - 1), free(side_piece);
+    CHECK(expected && strcmp(side_text, expected) == 0, "the stream beside the batch: [%s]", side_text);
+    bitnet_stream_free(side);
+    BitNetGenerateParams nan_params[1] = {bitnet_default_params()};
+    nan_params[0].min_p = 0.0f / 0.0f;
+    CHECK(bitnet_generate_batch(m, 1, batch_prompts, nan_params, batch_out) == BITNET_ERROR_INVALID_ARGUMENT &&
+              strstr(bitnet_get_last_error(), "params[0]") && strstr(bitnet_get_last_error(), "min_p"),
+          "batch NaN: %s", bitnet_get_last_error());
   }
   CHECK(bitnet_stream_next(NULL) == NULL && bitnet_get_last_error_code() == BITNET_ERROR_INVALID_ARGUMENT,
         "stream_next(NULL)");
@@ -262,6 +332,13 @@ int main(int argc, char** argv) {
   CHECK(bitnet_tokenize(m, "bad \xff", 1, 0, ids, 256) == BITNET_ERROR_PROMPT &&
             strstr(bitnet_get_last_error(), "bitnet_tokenize") != NULL,
         "tokenize invalid UTF-8: %s", bitnet_get_last_error());
+
+  /* A model without a chat template says so. */
+  BitNetChatMessage hello[1] = {{"user", "Hello"}};
+  CHECK(bitnet_chat_template(m) == NULL, "template %s", bitnet_chat_template(m));
+  CHECK(bitnet_chat(m, hello, 1, &p) == NULL && bitnet_get_last_error_code() == BITNET_ERROR_INVALID_ARGUMENT &&
+            strstr(bitnet_get_last_error(), "no chat template"),
+        "chat without a template: %s", bitnet_get_last_error());
 
   /* Model info as JSON. */
   char* info = bitnet_model_info_json(m);
