@@ -121,6 +121,10 @@ void bitnet_session_free(BitNetSession* session);
  * BitNetError naming the first bad prompt or parameter (then no output is set). */
 int bitnet_generate_batch(BitNetModel* model, int n, const char* const* prompts, const BitNetGenerateParams* params,
                           char** outputs);
+/* The same, giving each prompt's generated token ids: tokens[i] (free() it) holds
+ * n_tokens[i] ids (the stop token that ended a generation is not among them). */
+int bitnet_generate_batch_tokens(BitNetModel* model, int n, const char* const* prompts,
+                                 const BitNetGenerateParams* params, int32_t** tokens, int* n_tokens);
 
 /* Chat. bitnet_chat_template names the model's template family ("bitnet-2b4t",
  * "llama3", "chatml", "phi3", "llama2"), or is NULL when it has none (then the other
@@ -142,7 +146,9 @@ char* bitnet_chat(BitNetModel* model, const BitNetChatMessage* messages, int n, 
  * put the model's BOS first (when it has one); parse_special: control tokens written in
  * the text (e.g. "<|eot_id|>") become their ids, else they are plain text. */
 int bitnet_tokenize(BitNetModel* model, const char* text, int add_bos, int parse_special, int32_t* tokens, int n_max);
-/* The text of `n` ids (control tokens print nothing); free with bitnet_free_string. */
+/* The text of `n` ids (control tokens print nothing; as SentencePiece decodes, the space
+ * a SentencePiece vocabulary puts before the first word is dropped, so that
+ * detokenize(tokenize(text)) is text); free with bitnet_free_string. */
 char* bitnet_detokenize(BitNetModel* model, const int32_t* tokens, int n);
 /* The bytes of one token into buf (NUL-terminated when they fit); returns their length
  * (which may exceed len: call again with a larger buffer), or a BitNetError. */

@@ -448,19 +448,25 @@ void bitnet_session_free(BitNetSession* session) {
   delete session;
 }
 
-int bitnet_generate_batch(BitNetModel* model, int n, const char* const* prompts, const BitNetGenerateParams* params,
-                          char** outputs) {
+}  // extern "C"
+
+namespace {
+
+// The batch calls' shared body: checks, runs the batch beside any open streams and
+// sessions, and hands each generation to `take` (which may throw std::bad_alloc).
+int run_batch(const char* fn, BitNetModel* model, int n, const char* const* prompts, const BitNetGenerateParams* params,
+              const void* outputs, const std::function<void(const std::vector<bitnetc::rt::Generation>&)>& take) {
   if (!model || n < 0 || (n > 0 && (!prompts || !params || !outputs))) {
     set_error(BITNET_ERROR_INVALID_ARGUMENT,
-              "bitnet_generate_batch: model, prompts, params and outputs must not be NULL, n not negative");
+              std::string(fn) + ": model, prompts, params and outputs must not be NULL, n not negative");
     return BITNET_ERROR_INVALID_ARGUMENT;
   }
   for (int i = 0; i < n; ++i) {
     if (!prompts[i]) {
-      set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_generate_batch: prompts[" + std::to_string(i) + "] is NULL");
+      set_error(BITNET_ERROR_INVALID_ARGUMENT, std::string(fn) + ": prompts[" + std::to_string(i) + "] is NULL");
       return BITNET_ERROR_INVALID_ARGUMENT;
     }
-    if (!valid_params(("bitnet_generate_batch: params[" + std::to_string(i) + "]").c_str(), params[i]))
+    if (!valid_params((std::string(fn) + ": params[" + std::to_string(i) + "]").c_str(), params[i]))
       return BITNET_ERROR_INVALID_ARGUMENT;
   }
   const int rc = guarded(
@@ -480,20 +486,54 @@ int bitnet_generate_batch(BitNetModel* model, int n, const char* const* prompts,
             std::move(requests), static_cast<int>(free_sequences.size()), {}, free_sequences);
         for (int32_t s : free_sequences)
           if (s != 0) model->model->release(s);  // their caches were this call's only
-        std::vector<char*> texts;
-        for (const auto& g : out) {
-          texts.push_back(copy_string(g.text));
-          if (!texts.back()) {
-            for (char* t : texts) std::free(t);
-            throw std::bad_alloc();
-          }
-        }
-        std::copy(texts.begin(), texts.end(), outputs);
+        take(out);
         return BITNET_OK;
       },
       INT32_MIN);
-  if (rc == INT32_MIN && last_code == BITNET_ERROR_PROMPT) last_error = "bitnet_generate_batch: " + last_error;
+  if (rc == INT32_MIN && last_code == BITNET_ERROR_PROMPT) last_error = std::string(fn) + ": " + last_error;
   return rc == INT32_MIN ? last_code : rc;
+}
+
+}  // namespace
+
+extern "C" {
+
+int bitnet_generate_batch(BitNetModel* model, int n, const char* const* prompts, const BitNetGenerateParams* params,
+                          char** outputs) {
+  return run_batch("bitnet_generate_batch", model, n, prompts, params, outputs,
+                   [&](const std::vector<bitnetc::rt::Generation>& out) {
+                     std::vector<char*> texts;
+                     for (const auto& g : out) {
+                       texts.push_back(copy_string(g.text));
+                       if (!texts.back()) {
+                         for (char* t : texts) std::free(t);
+                         throw std::bad_alloc();
+                       }
+                     }
+                     std::copy(texts.begin(), texts.end(), outputs);
+                   });
+}
+
+int bitnet_generate_batch_tokens(BitNetModel* model, int n, const char* const* prompts,
+                                 const BitNetGenerateParams* params, int32_t** tokens, int* n_tokens) {
+  if (n > 0 && !n_tokens) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_generate_batch_tokens: n_tokens must not be NULL");
+    return BITNET_ERROR_INVALID_ARGUMENT;
+  }
+  return run_batch("bitnet_generate_batch_tokens", model, n, prompts, params, tokens,
+                   [&](const std::vector<bitnetc::rt::Generation>& out) {
+                     std::vector<int32_t*> ids;
+                     for (const auto& g : out) {
+                       ids.push_back(static_cast<int32_t*>(std::malloc(std::max<size_t>(1, g.tokens.size()) * 4)));
+                       if (!ids.back()) {
+                         for (int32_t* t : ids) std::free(t);
+                         throw std::bad_alloc();
+                       }
+                       std::copy(g.tokens.begin(), g.tokens.end(), ids.back());
+                     }
+                     for (size_t i = 0; i < out.size(); ++i)
+                       tokens[i] = ids[i], n_tokens[i] = static_cast<int>(out[i].tokens.size());
+                   });
 }
 
 const char* bitnet_chat_template(BitNetModel* model) {
@@ -571,7 +611,15 @@ char* bitnet_detokenize(BitNetModel* model, const int32_t* tokens, int n) {
       return nullptr;
     }
   return guarded(
-      [&]() { return copy_string(model->model->tokenizer().decode(std::vector<int32_t>(tokens, tokens + n))); },
+      [&]() {
+        const bitnetc::rt::Tokenizer& tok = model->model->tokenizer();
+        std::string text = tok.decode(std::vector<int32_t>(tokens, tokens + n));
+        // As SentencePiece decodes: the dummy prefix's space at the start is not text.
+        if (tok.vocab().kind == bitnetc::rt::VocabKind::Spm && tok.vocab().add_space_prefix && !text.empty() &&
+            text[0] == ' ')
+          text.erase(0, 1);
+        return copy_string(text);
+      },
       static_cast<char*>(nullptr));
 }
 

@@ -296,6 +296,21 @@ int main(int argc, char** argv) {
       bitnet_free_string(alone);
       bitnet_free_string(batch_out[i]);
     }
+    /* The same batch as token ids: they decode to the texts. */
+    int32_t* batch_ids[3] = {NULL, NULL, NULL};
+    int batch_n[3] = {0, 0, 0};
+    CHECK(bitnet_generate_batch_tokens(m, 3, batch_prompts, batch_params, batch_ids, batch_n) == BITNET_OK,
+          "batch tokens: %s", bitnet_get_last_error());
+    for (int i = 0; i < 3; ++i) {
+      char* alone = bitnet_generate(m, batch_prompts[i], &batch_params[i]);
+      char* decoded = batch_ids[i] ? bitnet_detokenize(m, batch_ids[i], batch_n[i]) : NULL;
+      CHECK(
+          batch_n[i] > 0 && alone && decoded && strcmp(alone + strspn(alone, " "), decoded + strspn(decoded, " ")) == 0,
+          "batch ids %d: [%s] vs [%s]", i, decoded ? decoded : "(null)", alone ? alone : "(null)");
+      bitnet_free_string(alone);
+      bitnet_free_string(decoded);
+      free(batch_ids[i]);
+    }
     while (side && (side_piece = bitnet_stream_next(side)) != NULL)
       strncat(side_text, side_piece, sizeof side_text - strlen(side_text) - 1), free(side_piece);
     CHECK(expected && strcmp(side_text, expected) == 0, "the stream beside the batch: [%s]", side_text);
