@@ -189,12 +189,7 @@ Generation CompiledModel::generate(std::string_view prompt, int32_t n_predict, c
                                    const std::function<bool(std::string_view)>& on_text,
                                    const std::function<void(std::span<const float>)>& on_logits,
                                    bool truncate_prompt) {
-  GenerateOptions go;
-  go.n_predict = n_predict;
-  go.n_ctx = graph_.n_ctx;
-  go.sampling = sampling;
-  go.stop_tokens = stop_;
-  go.parse_special = true;
+  GenerateOptions go = generate_options(n_predict, sampling);
   go.on_logits = on_logits;
   go.truncate_prompt = truncate_prompt;
   go.forward_argmax = [&](std::span<const int32_t> tokens, int32_t pos, const RepeatPenalty& penalty) {

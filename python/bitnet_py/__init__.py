@@ -153,17 +153,21 @@ class BitNetModel:
         _check_prompt(prompt)
         return TokenStream(self, prompt, self._params(max_new_tokens, temperature, **sampling))
 
-    def generate_batch(self, prompts, max_new_tokens=100, temperature=0.8, **sampling):
-        """Every prompt at once through the batched engine; each text equals its solo run
-        with the same seed."""
+    def _batch_args(self, prompts, max_new_tokens, temperature, sampling):
+        """The C arrays of a batch call: (n, prompts, params)."""
         prompts = list(prompts)
         for p in prompts:
             _check_prompt(p)
         n = len(prompts)
+        params = (_capi.GenerateParams * n)(*[self._params(max_new_tokens, temperature, **sampling) for _ in prompts])
+        return n, (ctypes_char_p * n)(*[p.encode("utf-8") for p in prompts]), params
+
+    def generate_batch(self, prompts, max_new_tokens=100, temperature=0.8, **sampling):
+        """Every prompt at once through the batched engine; each text equals its solo run
+        with the same seed."""
+        n, c_prompts, params = self._batch_args(prompts, max_new_tokens, temperature, sampling)
         if n == 0:
             return []
-        params = (_capi.GenerateParams * n)(*[self._params(max_new_tokens, temperature, **sampling) for _ in prompts])
-        c_prompts = (ctypes_char_p * n)(*[p.encode("utf-8") for p in prompts])
         outputs = (ctypes_void_p * n)()
         if self._lib.generate_batch(self.handle, n, c_prompts, params, outputs) != 0:
             raise self._lib.error()
@@ -171,14 +175,9 @@ class BitNetModel:
 
     def generate_batch_tokens(self, prompts, max_new_tokens=100, temperature=0.8, **sampling):
         """generate_batch, giving each prompt's generated token ids."""
-        prompts = list(prompts)
-        for p in prompts:
-            _check_prompt(p)
-        n = len(prompts)
+        n, c_prompts, params = self._batch_args(prompts, max_new_tokens, temperature, sampling)
         if n == 0:
             return []
-        params = (_capi.GenerateParams * n)(*[self._params(max_new_tokens, temperature, **sampling) for _ in prompts])
-        c_prompts = (ctypes_char_p * n)(*[p.encode("utf-8") for p in prompts])
         ids = (_capi.ctypes.POINTER(_capi.ctypes.c_int32) * n)()
         counts = (_capi.ctypes.c_int * n)()
         if self._lib.generate_batch_tokens(self.handle, n, c_prompts, params, ids, counts) != 0:

@@ -4,17 +4,7 @@
 #include <string.h>
 
 #include "bitnet_c.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                     \
-  do {                                       \
-    if (!(cond)) {                           \
-      fprintf(stderr, "FAILED %s: ", #cond); \
-      fprintf(stderr, __VA_ARGS__);          \
-      fprintf(stderr, "\n");                 \
-      ++failures;                            \
-    }                                        \
-  } while (0)
+#include "check.h"
 
 int main(void) {
   BitNetModel* m = bitnet_model_load(NULL);

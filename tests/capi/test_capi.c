@@ -11,17 +11,7 @@
 #include <unistd.h>
 
 #include "bitnet_c.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                         \
-  do {                                           \
-    if (!(cond)) {                               \
-      fprintf(stderr, "FAILED %s: ", #cond);     \
-      fprintf(stderr, __VA_ARGS__);              \
-      fprintf(stderr, "\n");                     \
-      ++failures;                                \
-    }                                            \
-  } while (0)
+#include "check.h"
 
 static char* read_file(const char* path) {
   FILE* f = fopen(path, "rb");
