@@ -15,8 +15,8 @@ PACKAGES=(
   libsentencepiece-dev sentencepiece libcli11-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   # cross compilation and emulation for aarch64 outputs
   g++-aarch64-linux-gnu qemu-user
-  # the Python package's tests (bitnet_py, under /usr/bin/python3)
-  python3 python3-pytest
+  # the Python package's tests (bitnet_py, under /usr/bin/python3) and its example web app
+  python3 python3-pytest python3-fastapi python3-uvicorn python3-httpx
 )
 
 export DEBIAN_FRONTEND=noninteractive
