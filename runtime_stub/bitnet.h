@@ -72,6 +72,12 @@ int bitnet_version(void);
  * with --weights=external maps its side file: `path` may name it, else LIBRARY.weights
  * beside the library is used. */
 BitNetModel* bitnet_model_load(const char* path);
+/* The same with options: n_ctx > 0 shortens the context of every sequence to n_ctx
+ * positions (at most the model's; 0: the model's), as llama.cpp's n_ctx does. */
+typedef struct BitNetLoadParams {
+  int32_t n_ctx;
+} BitNetLoadParams;
+BitNetModel* bitnet_model_load_with_params(const char* path, const BitNetLoadParams* params);
 void bitnet_model_free(BitNetModel* model);
 
 /* The defaults of BitNetGenerateParams (temperature 0.8, top-k 40, top-p 0.95, min-p

@@ -182,8 +182,24 @@ BitNetGenerateParams bitnet_default_params(void) {
 }
 
 BitNetModel* bitnet_model_load(const char* path) {
+  const BitNetLoadParams defaults{0};
+  return bitnet_model_load_with_params(path, &defaults);
+}
+
+BitNetModel* bitnet_model_load_with_params(const char* path, const BitNetLoadParams* params) {
+  if (!params || params->n_ctx < 0) {
+    set_error(BITNET_ERROR_INVALID_ARGUMENT,
+              !params ? "bitnet_model_load: params must not be NULL" : "bitnet_model_load: n_ctx must not be negative");
+    return nullptr;
+  }
   return guarded(
       [&]() -> BitNetModel* {
+        if (const int64_t model_ctx = bitnetc::rt::embedded_n_ctx(); params->n_ctx > model_ctx) {
+          set_error(BITNET_ERROR_INVALID_ARGUMENT, "bitnet_model_load: n_ctx " + std::to_string(params->n_ctx) +
+                                                       " is more than the model's context of " +
+                                                       std::to_string(model_ctx));
+          return nullptr;
+        }
         // Only a regular file is read: a FIFO or /dev/zero would block or never end.
         struct stat st {};
         if (path && *path && ::stat(path, &st) != 0) {
@@ -199,7 +215,7 @@ BitNetModel* bitnet_model_load(const char* path) {
         auto m = std::make_unique<BitNetModel>();
         const bool side_file = path && *path && is_weights_file(path);
         m->model =
-            std::make_unique<bitnetc::rt::CompiledModel>(0, side_file ? std::string(path) : std::string(),
+            std::make_unique<bitnetc::rt::CompiledModel>(params->n_ctx, side_file ? std::string(path) : std::string(),
                                                          bitnetc::rt::embedded_max_sequences(1 + BITNET_MAX_STREAMS));
         m->sequence_used.assign(static_cast<size_t>(m->model->max_sequences()), false);
         if (path && *path && !side_file) {

@@ -160,6 +160,12 @@ std::string describe_embedded_model() {
   return g.name + ", " + std::to_string(g.n_layer) + " layers, fingerprint " + fp;
 }
 
+int64_t embedded_n_ctx() {
+  const std::span<const uint8_t> blob = embedded_blob();
+  const BlobHeader h = read_embedded_header(blob);
+  return ir::deserialize(blob.subspan(h.graph_off, h.graph_size)).n_ctx;
+}
+
 int embedded_max_sequences(int wanted) {
   return read_embedded_header(embedded_blob()).cuda_plan_size != 0 ? 1 : wanted;
 }

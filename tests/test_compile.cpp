@@ -350,7 +350,7 @@ void expect_c_api_works(const std::string& target, const std::string& cc, const 
     EXPECT_EQ(name.rfind("bitnet_", 0), 0u) << "exported: " << name;
     ++exported;
   }
-  EXPECT_EQ(exported, 35);
+  EXPECT_EQ(exported, 36);
   const json golden = load(s / "golden/tinystories-bitnet-3m/golden.json");
   const auto& c = golden["cases"][0];
   write_text(dir.file("expected.txt"), c["text"].get<std::string>());

@@ -65,9 +65,12 @@ class BitNetModel:
     """A compiled model, loaded. `from_pretrained` / `from_gguf` / `from_safetensors` /
     `load_model` compile a model file or folder first (once: the .so is cached)."""
 
-    def __init__(self, library_path, device="cpu"):
+    def __init__(self, library_path, device="cpu", max_seq_len=None):
         self._lib = _capi.Library(library_path)
-        handle = self._lib.model_load(None)
+        if max_seq_len is not None and (isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int)
+                                        or max_seq_len <= 0):
+            raise ValueError(f"max_seq_len must be a positive integer, not {max_seq_len!r}")
+        handle = self._lib.model_load_with_params(None, _capi.LoadParams(max_seq_len or 0))
         if not handle:
             raise self._lib.error()
         self._handle = handle
@@ -78,17 +81,20 @@ class BitNetModel:
 
     # ---- loading ----------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path, device="cpu", quantization="auto", quiet=False):
-        """A model file or folder (compiled on first use), or a compiled .so."""
+    def from_pretrained(cls, path, device="cpu", quantization="auto", quiet=False, max_seq_len=None, config=None):
+        """A model file or folder (compiled on first use), or a compiled .so. `config`
+        (a ModelConfig) gives device, max_seq_len and quantization at once."""
+        if config is not None:
+            device, max_seq_len, quantization = config.device, config.max_seq_len, config.quantization
         p = Path(path)
         if not p.exists():
             raise FileNotFoundError(f"{path}: no such file or directory")
         if p.suffix == ".so" and p.is_file():
-            return cls(p, device)
+            return cls(p, device, max_seq_len)
         layout = {"i2s": "i2_s", "i2_s": "i2_s", "tl1": "tl1", "tl2": "tl2", "auto": "auto", None: "auto"}.get(quantization)
         if layout is None:
             raise ValueError(f"quantization must be one of auto, i2s, tl1, tl2, not {quantization!r}")
-        return cls(compiled_library(p, _target_for(device), layout, quiet=quiet), device)
+        return cls(compiled_library(p, _target_for(device), layout, quiet=quiet), device, max_seq_len)
 
     from_gguf = from_pretrained
     from_safetensors = from_pretrained
@@ -342,8 +348,9 @@ def create_tokenizer(source):
     return Tokenizer(source)
 
 
-def load_model(path, device="cpu", quantization="auto", quiet=False):
-    return BitNetModel.from_pretrained(path, device=device, quantization=quantization, quiet=quiet)
+def load_model(path, device="cpu", quantization="auto", quiet=False, max_seq_len=None, config=None):
+    return BitNetModel.from_pretrained(path, device=device, quantization=quantization, quiet=quiet,
+                                       max_seq_len=max_seq_len, config=config)
 
 
 @dataclass
@@ -391,7 +398,7 @@ class InferenceConfig(GenerationConfig):
 @dataclass
 class ModelConfig:
     device: str = "cpu"
-    max_seq_len: int = 2048
+    max_seq_len: int = None  # None: the model's context
     quantization: str = "auto"
 
 

@@ -42,6 +42,10 @@ class GenerateParams(ctypes.Structure):
     ]
 
 
+class LoadParams(ctypes.Structure):
+    _fields_ = [("n_ctx", ctypes.c_int32)]
+
+
 class ChatMessage(ctypes.Structure):
     _fields_ = [("role", ctypes.c_char_p), ("content", ctypes.c_char_p)]
 
@@ -50,6 +54,7 @@ _SIGNATURES = {
     # name: (restype, argtypes)
     "bitnet_version": (ctypes.c_int, []),
     "bitnet_model_load": (ctypes.c_void_p, [ctypes.c_char_p]),
+    "bitnet_model_load_with_params": (ctypes.c_void_p, [ctypes.c_char_p, ctypes.POINTER(LoadParams)]),
     "bitnet_model_free": (None, [ctypes.c_void_p]),
     "bitnet_default_params": (GenerateParams, []),
     "bitnet_generate": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(GenerateParams)]),

@@ -152,3 +152,15 @@ def test_chat_on_the_hf_checkpoint():
     assert m.chat(dialog, temperature=0, max_new_tokens=8) == m.generate(chat.format_dialog(dialog), temperature=0,
                                                                           max_new_tokens=8)
     m.close()
+
+
+def test_model_config_shortens_the_context():
+    m = bitnet.load_model(str(TINYSTORIES), config=bitnet.ModelConfig(device="cpu", max_seq_len=16), quiet=True)
+    assert m.info["n_ctx"] == 16
+    with pytest.raises(bitnet.BitNetError, match="context"):
+        m.generate("one two three four five six seven eight nine ten eleven twelve", max_new_tokens=4)
+    m.close()
+    with pytest.raises(ValueError, match="max_seq_len"):
+        bitnet.load_model(str(TINYSTORIES), max_seq_len=0)
+    with pytest.raises(bitnet.BitNetError, match="n_ctx"):
+        bitnet.load_model(str(TINYSTORIES), max_seq_len=1 << 30)

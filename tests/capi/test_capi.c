@@ -370,6 +370,26 @@ int main(int argc, char** argv) {
   bitnet_free_string(t3);
   bitnet_model_free(m);
 
+  /* A shorter context: the info says it, a prompt longer than it is refused; a negative
+   * or too large n_ctx is refused naming the field. */
+  BitNetLoadParams short_ctx = {.n_ctx = 8};
+  m = bitnet_model_load_with_params(NULL, &short_ctx);
+  CHECK(m != NULL, "load with n_ctx 8: %s", bitnet_get_last_error());
+  char* short_info = m ? bitnet_model_info_json(m) : NULL;
+  CHECK(short_info && strstr(short_info, "\"n_ctx\":8,"), "info: %s", short_info ? short_info : "(null)");
+  bitnet_free_string(short_info);
+  CHECK(m && bitnet_inference(m, "one two three four five six seven eight nine ten", 4, 0.0f) == NULL &&
+            bitnet_get_last_error_code() == BITNET_ERROR_PROMPT,
+        "a prompt past n_ctx: %s", bitnet_get_last_error());
+  bitnet_model_free(m);
+  short_ctx.n_ctx = -1;
+  CHECK(bitnet_model_load_with_params(NULL, &short_ctx) == NULL && strstr(bitnet_get_last_error(), "n_ctx"),
+        "negative n_ctx: %s", bitnet_get_last_error());
+  short_ctx.n_ctx = 1 << 30;
+  CHECK(bitnet_model_load_with_params(NULL, &short_ctx) == NULL &&
+            bitnet_get_last_error_code() == BITNET_ERROR_INVALID_ARGUMENT && strstr(bitnet_get_last_error(), "n_ctx"),
+        "n_ctx past the model's: %s", bitnet_get_last_error());
+
   /* Only regular files load: a directory, a FIFO and /dev/zero are refused at once. */
   CHECK(bitnet_model_load("/tmp") == NULL && bitnet_get_last_error_code() == BITNET_ERROR_IO &&
             strstr(bitnet_get_last_error(), "bitnet_model_load") && strstr(bitnet_get_last_error(), "regular file"),
