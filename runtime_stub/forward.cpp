@@ -36,9 +36,8 @@ float dense_at(const uint8_t* base, const DenseRecord& r, int64_t row, int64_t c
     const auto q = static_cast<int8_t>(w[at.q + head_tile_index(row, col, r.cols, T)]);
     return d * static_cast<float>(sc) * static_cast<float>(q) - dmin * static_cast<float>(m);
   }
-  const int64_t i = r.layout == DenseLayout::RowMajor
-                        ? row * r.cols + col
-                        : (row / r.tile) * r.cols * r.tile + col * r.tile + row % r.tile;
+  const int64_t i = r.layout == DenseLayout::RowMajor ? row * r.cols + col
+                                                      : static_cast<int64_t>(head_tile_index(row, col, r.cols, r.tile));
   if (r.storage == DenseStorage::F16) {
     uint16_t h;
     std::memcpy(&h, base + r.off + 2 * i, 2);
@@ -92,31 +91,29 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
   q8_.resize(g.values.size());
   for (size_t v = 0; v < g.values.size(); ++v)
     if (g.values[v].dtype == ir::DType::F32) f32_[v].assign(static_cast<size_t>(g.values[v].size * batch_), 0.0f);
-  // A quantized value takes the padding and blocks of the matmuls that read it.
+  // A quantized value takes the padding and blocks of the matmuls that read it (codegen
+  // gives all readers of one value one layout): a ternary matmul's record, or a k-quant
+  // head's whole input in Q8_K blocks.
   for (const ir::Op& op : g.ops) {
-    if (op.kind != ir::OpKind::TernaryMatmul) continue;
-    const TernaryRecord& r = ternary_[op.weight];
+    if (op.kind != ir::OpKind::TernaryMatmul && op.kind != ir::OpKind::KQuantMatmul) continue;
+    int64_t K, K_padded, block;
+    if (op.kind == ir::OpKind::TernaryMatmul) {
+      const TernaryRecord& r = ternary_[op.weight];
+      K = r.K, K_padded = r.K_padded, block = r.act_block;
+    } else {
+      const DenseRecord& r = dense_[op.weight];
+      if (r.storage != DenseStorage::KQuant || r.cols % 256 != 0)
+        throw std::runtime_error("the embedded model is damaged (k-quant head)");
+      K = K_padded = r.cols, block = 256;
+    }
     Q8Buffers& q = q8_[op.inputs[0]];
-    if (q.K_padded != 0 && q.K_padded != r.K_padded)  // codegen gives readers of one value one layout
+    if (q.K_padded != 0 && q.K_padded != K_padded)
       throw std::runtime_error("the embedded model is damaged (activation padding)");
-    q.K = r.K;
-    q.K_padded = r.K_padded;
-    q.block = r.act_block;
-    q.blocks = r.K / r.act_block;
-    q.q.assign(static_cast<size_t>(r.K_padded * batch_), 0);
-    q.d.assign(static_cast<size_t>(q.blocks * batch_), 0.0f);
-    q.sum.assign(static_cast<size_t>(q.blocks * batch_), 0);
-  }
-  for (const ir::Op& op : g.ops) {  // a k-quant head reads Q8_K codes of its whole input
-    if (op.kind != ir::OpKind::KQuantMatmul) continue;
-    const DenseRecord& r = dense_[op.weight];
-    Q8Buffers& q = q8_[op.inputs[0]];
-    if (r.storage != DenseStorage::KQuant || r.cols % 256 != 0 || (q.K_padded != 0 && q.K_padded != r.cols))
-      throw std::runtime_error("the embedded model is damaged (k-quant head)");
-    q.K = q.K_padded = r.cols;
-    q.block = 256;
-    q.blocks = r.cols / 256;
-    q.q.assign(static_cast<size_t>(r.cols * batch_), 0);
+    q.K = K;
+    q.K_padded = K_padded;
+    q.block = block;
+    q.blocks = K / block;
+    q.q.assign(static_cast<size_t>(K_padded * batch_), 0);
     q.d.assign(static_cast<size_t>(q.blocks * batch_), 0.0f);
     q.sum.assign(static_cast<size_t>(q.blocks * batch_), 0);
   }
