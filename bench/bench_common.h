@@ -26,8 +26,10 @@ inline constexpr Shape k2b4tProjections[] = {{"attn_q/o 2560x2560", 2560, 2560},
                                              {"ffn_down 6912x2560", 6912, 2560}};
 
 inline std::vector<const TargetInfo*> native_x86_targets() {
-  std::vector<const TargetInfo*> t = {find_target("x86-64-avx2")};
-  if (host_target().vector_bytes == 64) t.push_back(find_target("x86-64-avx512"));  // needs an AVX-512 CPU
+  std::vector<const TargetInfo*> t;
+  for (const TargetInfo& target : targets())
+    if (target.triple == "x86_64-linux-gnu" && target.backend == Backend::Cpu && runs_on_this_cpu(target))
+      t.push_back(&target);
   return t;
 }
 

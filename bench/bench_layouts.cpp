@@ -15,12 +15,12 @@
 #include <vector>
 
 #include "kernel_objects.h"
-#include "lut_gemv.h"
+#include "lut_matmul.h"
 #include "lut_tiles.h"
 #include "bench_common.h"
 #include "synthetic_model.h"
 #include "targets.h"
-#include "ternary_gemv.h"
+#include "ternary_matmul.h"
 
 using namespace bitnetc;
 
@@ -29,7 +29,7 @@ namespace {
 // One layout's pipeline and packing for a shape.
 struct Candidate {
   std::string layout;
-  schedules::GemvPipeline pipeline;
+  schedules::MatmulPipeline pipeline;
   std::vector<uint8_t> packed;
   int dim0, dim1;
   int64_t Kp;
@@ -37,14 +37,14 @@ struct Candidate {
 
 Candidate make(const std::string& layout, const TargetInfo& t, const TernaryWeights& w, int batch) {
   if (layout == "i2_s") {
-    schedules::GemvShape s = codegen::i2s_gemv_shape(t, w.cols, w.rows, w.cols);
+    schedules::TernaryMatmulShape s = codegen::i2s_matmul_shape(t, w.cols, w.rows, w.cols);
     s.batch = batch;
     const schedules::PackedDims dims = schedules::packed_dims(s);
-    return {layout,     schedules::ternary_gemv(s), schedules::pack_ternary(w, s), dims.bytes_per_tile,
+    return {layout,     schedules::ternary_matmul(s), schedules::pack_ternary(w, s), dims.bytes_per_tile,
             dims.tiles, schedules::packed_k(s)};
   }
   const schedules::LutLayout l = layout == "tl1" ? schedules::LutLayout::TL1 : schedules::LutLayout::TL2;
-  return {layout, schedules::lut_gemv({w.cols, w.rows, l, batch, false}), schedules::pack_lut(w, l),
+  return {layout, schedules::lut_matmul({w.cols, w.rows, l, batch, false}), schedules::pack_lut(w, l),
           static_cast<int>(schedules::lut_tile_bytes(w.cols, l)), static_cast<int>(schedules::lut_tiles(w.rows, l)),
           schedules::lut_padded_k(w.cols, l)};
 }

@@ -43,7 +43,7 @@ int main() {
       float d = 0;
       int32_t sum = 0;
       auto p =
-          schedules::norm_quant({n, n, n, kBitnetcRmsF64Sum, true, 1e-5f, kBitnetcPerTokenBitnetCpp, t->vector_bytes});
+          schedules::norm_quant({n, n, n, ir::NormKind::RmsF64Sum, true, 1e-5f, ir::ActQuant::PerTokenBitnetCpp, t->vector_bytes});
       p.x.set(Halide::Buffer<float>(x.data(), static_cast<int>(n), 1));
       p.w.set(Halide::Buffer<float>(w.data(), static_cast<int>(n)));
       Halide::Buffer<int8_t> qb(q.data(), static_cast<int>(n), 1);
@@ -76,7 +76,7 @@ int main() {
     op.n_head = n_head;
     op.n_head_kv = n_head_kv;
     auto p = schedules::attention(
-        {d, n_head, n_head_kv, static_cast<int>(op.score_scale), static_cast<int>(op.softmax_sum), t->vector_bytes});
+        {d, n_head, n_head_kv, op.score_scale, op.softmax_sum, t->vector_bytes});
     Halide::Pipeline pipeline(p.out);
     bench::use_output_thread_pool(pipeline);
     pipeline.compile_jit(target);

@@ -47,13 +47,12 @@ CpuPlan plan_cpu(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary)
     adds += fusions.add_of_matmul[i] >= 0;
     ropes += fusions.ropes_of_attention[i].first >= 0;
     if (op.kind == ir::OpKind::Rope) {
-      const RopeKernelKey key{g.values[op.output].size, op.head_dim, static_cast<int32_t>(op.rope_style)};
+      const RopeKernelKey key{g.values[op.output].size, op.head_dim, op.rope_style};
       step.kernel = kernel_index(rope_index, plan.rope, key);
       continue;
     }
     if (op.kind == ir::OpKind::Attention) {
-      const AttentionKernelKey key{op.head_dim, op.n_head, op.n_head_kv, static_cast<int32_t>(op.score_scale),
-                                   static_cast<int32_t>(op.softmax_sum)};
+      const AttentionKernelKey key{op.head_dim, op.n_head, op.n_head_kv, op.score_scale, op.softmax_sum};
       step.kernel = kernel_index(attention_index, plan.attention, key);
       continue;
     }
@@ -66,10 +65,10 @@ CpuPlan plan_cpu(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary)
     const int in = op.inputs.at(0);
     const auto [K_padded, block] = layout[op.output];
     if (K_padded == 0) continue;  // read by no matmul: nothing to quantize for
-    NormQuantKernelKey key{g.values[in].size, K_padded, block, -1, false, 0, static_cast<int32_t>(op.quant)};
+    NormQuantKernelKey key{g.values[in].size, K_padded, block, std::nullopt, false, 0, op.quant};
     if (const int32_t p = fusions.norm_of_quantize[i]; p >= 0) {
       const ir::Op& norm = g.ops[p];
-      key.norm = static_cast<int32_t>(norm.norm);
+      key.norm = norm.norm;
       key.norm_weight = norm.weight >= 0;
       std::memcpy(&key.eps_bits, &norm.eps, 4);
       step.fused_norm = p;
@@ -94,10 +93,8 @@ std::string print_cpu_plan(const ir::Graph& g, const CpuPlan& plan) {
     const NormQuantKernelKey& k = plan.norm_quant[i];
     s += "  norm_quant" + std::to_string(i) + ": n " + std::to_string(k.n) + ", padded " + std::to_string(k.K_padded) +
          ", blocks of " + std::to_string(k.block) + ", " +
-         (k.norm < 0
-              ? std::string("no norm")
-              : std::string(ir::norm_name(static_cast<ir::NormKind>(k.norm))) + (k.norm_weight ? " weighted" : "")) +
-         ", " + ir::act_quant_name(static_cast<ir::ActQuant>(k.quant)) + "\n";
+         (k.norm ? std::string(ir::norm_name(*k.norm)) + (k.norm_weight ? " weighted" : "") : std::string("no norm")) +
+         ", " + ir::act_quant_name(k.quant) + "\n";
   }
   for (size_t i = 0; i < plan.attention.size(); ++i) {
     const AttentionKernelKey& k = plan.attention[i];
@@ -107,7 +104,7 @@ std::string print_cpu_plan(const ir::Graph& g, const CpuPlan& plan) {
   for (size_t i = 0; i < plan.rope.size(); ++i) {
     const RopeKernelKey& k = plan.rope[i];
     s += "  rope" + std::to_string(i) + ": n " + std::to_string(k.n) + ", heads of " + std::to_string(k.head_dim) +
-         ", " + ir::rope_style_name(static_cast<ir::RopeStyle>(k.style)) + "\n";
+         ", " + ir::rope_style_name(k.style) + "\n";
   }
   for (size_t i = 0; i < plan.kquant.size(); ++i)
     s += "  kquant" + std::to_string(i) + ": " + std::to_string(plan.kquant[i].N) + " x " +

@@ -15,7 +15,7 @@ namespace bitnetc::codegen {
 
 int64_t cuda_padded_k(int64_t K) { return (K + 15) / 16 * 16; }
 
-std::vector<uint32_t> pack_for_cuda_gemv(const TernaryWeights& w) {
+std::vector<uint32_t> pack_for_cuda_matmul(const TernaryWeights& w) {
   const int64_t chunks = cuda_padded_k(w.cols) / 16, N = w.rows;
   std::vector<uint32_t> out(static_cast<size_t>(chunks * N), 0);
   for (int64_t n = 0; n < N; ++n)
@@ -107,7 +107,7 @@ namespace {
 
 // The matmul kernels' parameters: the first weight's, then any residual, then each
 // further segment's weight, scale and output.
-std::vector<std::string> matmul_params(const CudaGemvShape& s) {
+std::vector<std::string> matmul_params(const CudaMatmulShape& s) {
   std::vector<std::string> p = {"const int* __restrict__ state",   "const unsigned* __restrict__ packed",
                                 "const int* __restrict__ x",       "const int* __restrict__ x_sum",
                                 "const float* __restrict__ d_act", "float w_scale"};
@@ -126,20 +126,20 @@ std::vector<std::string> matmul_params(const CudaGemvShape& s) {
 
 // The factor block `b` of row `n` of the weight `bs` / `scale` names multiplies
 // activation block b's dot by: the activations' factor times the weight's scale.
-std::string block_factor(const CudaGemvShape& s, const std::string& d, const std::string& scale, const std::string& bs,
+std::string block_factor(const CudaMatmulShape& s, const std::string& d, const std::string& scale, const std::string& bs,
                          const std::string& b) {
   return "__fmul_rn(" + d + ", " + (s.block_scales ? bs + "[" + b + " * N + n]" : scale) + ")";
 }
 
 // The store of a matmul output element `out[at]` from its value `v` (a residual added first).
-std::string matmul_store(const CudaGemvShape& s, const std::string& out, const std::string& at, const std::string& v) {
+std::string matmul_store(const CudaMatmulShape& s, const std::string& out, const std::string& at, const std::string& v) {
   return s.add_residual ? out + "[" + at + "] = __fadd_rn(residual[" + at + "], " + v + ");"
                         : out + "[" + at + "] = " + v + ";";
 }
 
 }  // namespace
 
-CudaKernel cuda_ternary_matmul(const CudaGemvShape& s) {
+CudaKernel cuda_ternary_matmul(const CudaMatmulShape& s) {
   if (s.K <= 0 || s.N <= 0 || s.act_block <= 0 || s.K % s.act_block != 0 || s.batch < 1)
     throw std::invalid_argument("cuda_ternary_matmul: bad shape");
   if (s.act_block != s.K && s.act_block % 16 != 0)
@@ -292,7 +292,7 @@ std::string norm_name(const CudaNorm& norm) {
 
 }  // namespace
 
-CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s) {
+CudaKernel cuda_ternary_matmul_mma(const CudaMatmulShape& s) {
   if (s.K <= 0 || s.N <= 0 || s.act_block <= 0 || s.K % s.act_block != 0 || s.batch < 16 || s.batch % 16 != 0)
     throw std::invalid_argument("cuda_ternary_matmul_mma: bad shape");
   if (s.act_block != s.K && s.act_block % 64 != 0)
@@ -920,9 +920,9 @@ nvrtcProgram compile_program(const std::string& source, const std::string& arch)
 #endif
 
 CudaImage compile_cuda(const std::string& source, const TargetInfo& target) {
-  if (target.arch != TargetArch::Cuda) throw std::invalid_argument(target.name + " is not a CUDA target");
+  if (target.backend != Backend::Cuda) throw std::invalid_argument(target.name + " is not a CUDA target");
 #ifdef BITNETC_HAVE_NVRTC
-  const std::string sm = target.llc_cpu;  // "sm_80"
+  const std::string& sm = target.cuda_sm;  // "sm_80"
   CudaImage image;
   const Nvrtc& api = nvrtc();
   nvrtcProgram prog = compile_program(source, sm);

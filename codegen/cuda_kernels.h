@@ -58,9 +58,9 @@ std::string cuda_module_preamble();
 // chunk), its threads split into slices of K; the integer partial dots meet in shared
 // memory (exact), and one thread per row applies the float epilogue in the
 // interpreter's order.
-// Parameters: state, packed (pack_for_cuda_gemv), x (int8 codes, [batch][padded K] as
+// Parameters: state, packed (pack_for_cuda_matmul), x (int8 codes, [batch][padded K] as
 // words), x_sum and d_act ([batch][K / act_block]), float w_scale, y ([batch][N]).
-struct CudaGemvShape {
+struct CudaMatmulShape {
   int64_t K = 0, N = 0;
   int64_t act_block = 0;  // K (per-token activations) or 256 (Q8_K blocks)
   int batch = 1;          // the most tokens a chunk holds
@@ -76,7 +76,7 @@ struct CudaGemvShape {
   // which multiply the blocks' dots in place of w_scale.
   bool block_scales = false;
 };
-CudaKernel cuda_ternary_matmul(const CudaGemvShape& s);
+CudaKernel cuda_ternary_matmul(const CudaMatmulShape& s);
 
 // The same product on the int8 tensor cores (mma.h's warp matrix operations, m16n16k16)
 // for prefill chunks: a block of 4 warps computes 64 rows for up to `batch` tokens
@@ -85,11 +85,11 @@ CudaKernel cuda_ternary_matmul(const CudaGemvShape& s);
 // the int32 accumulators per activation block go through shared memory to the float
 // epilogue, so the result is the dp4a kernel's (and the interpreter's) bit for bit.
 // Same parameters as cuda_ternary_matmul.
-CudaKernel cuda_ternary_matmul_mma(const CudaGemvShape& s);
+CudaKernel cuda_ternary_matmul_mma(const CudaMatmulShape& s);
 
 // K padded to whole 16-weight words (zero weights; the activations are zero there).
 int64_t cuda_padded_k(int64_t K);
-std::vector<uint32_t> pack_for_cuda_gemv(const TernaryWeights& w);
+std::vector<uint32_t> pack_for_cuda_matmul(const TernaryWeights& w);
 
 // An rms_norm's attributes (the Norm op's): ir::NormKind, whether it has a weight, eps.
 struct CudaNorm {
@@ -194,7 +194,7 @@ struct CudaImage {
 // Whether this bitnetc was built with NVRTC's headers (else compile_cuda throws, saying
 // so). NVRTC itself is loaded at the first compile_cuda.
 bool have_nvrtc();
-// Compiles `source` for the target's SM (TargetInfo::llc_cpu, e.g. "sm_80"). Throws
+// Compiles `source` for the target's SM (TargetInfo::cuda_sm, e.g. "sm_80"). Throws
 // std::runtime_error with NVRTC's log on a compile error.
 CudaImage compile_cuda(const std::string& source, const TargetInfo& target);
 

@@ -5,6 +5,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "atomic_file.h"
 #include "cuda_kernels.h"
 #include "fusion.h"
 
@@ -38,6 +39,7 @@ class PlanBuilder {
                    static_cast<uint32_t>(p_.args.size()),
                    static_cast<uint32_t>(args.size() + 1),
                    run_for,
+                   0,
                    weight_bytes};
     p_.args.push_back({rt::CudaArgKind::State, 0, 0});
     p_.args.insert(p_.args.end(), args.begin(), args.end());
@@ -234,7 +236,7 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
           args.push_back(buf(f32_buf[a.inputs[0] == op.output ? a.inputs[1] : a.inputs[0]]));
         }
         args.push_back(buf(out));
-        CudaGemvShape shape{r.K, r.N, r.act_block, 1, add >= 0, {}, r.block_scales != 0};
+        CudaMatmulShape shape{r.K, r.N, r.act_block, 1, add >= 0, {}, r.block_scales != 0};
         // Prefill chunks: the tensor cores where the activation blocks cover whole stages
         // (else the dp4a kernel for every chunk).
         if (!prefill_on_tensor_cores(r, batch)) {
@@ -242,7 +244,7 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
           b.launch(cuda_ternary_matmul(shape), args, rt::CudaRunFor::Any, rt::packed_bytes(r));
           break;
         }
-        CudaGemvShape chunk = shape;
+        CudaMatmulShape chunk = shape;
         chunk.batch = batch;
         b.launch(cuda_ternary_matmul_mma(chunk), args, rt::CudaRunFor::SeveralTokens, rt::packed_bytes(r));
         // Decode: dp4a, one pass over the weights, with the rest of its group.
@@ -375,6 +377,25 @@ std::vector<uint8_t> serialize_cuda_plan(const CudaProgram& p, const std::vector
   h.n_args = p.args.size();
   std::memcpy(out.data(), &h, sizeof h);
   return out;
+}
+
+std::vector<uint8_t> emit_cuda_plan(const ir::Graph& g, const TargetInfo& target,
+                                    std::span<const rt::TernaryRecord> ternary, std::span<const rt::DenseRecord> dense,
+                                    const std::string& cuda_source, const std::function<void(const std::string&)>& say) {
+  const CudaProgram program = build_cuda_program(g, ternary, dense, kCudaChunkTokens);
+  size_t decode_launches = 0, chunk_launches = 0;
+  for (const rt::CudaStep& st : program.steps) {
+    decode_launches += st.run_for != rt::CudaRunFor::SeveralTokens;
+    chunk_launches += st.run_for != rt::CudaRunFor::OneToken;
+  }
+  say("generating " + std::to_string(program.kernel_names.size()) + " CUDA kernels (" +
+      std::to_string(decode_launches) + " launches per decoded token, " + std::to_string(chunk_launches) +
+      " per prefill chunk) for " + target.name + " (NVRTC, " + target.cuda_sm + ")");
+  if (!cuda_source.empty())
+    write_file_atomically(cuda_source, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(program.source.data()),
+                                                                program.source.size()));
+  const CudaImage image = compile_cuda(program.source, target);
+  return serialize_cuda_plan(program, image.cubin, image.ptx, target.cuda_sm, kCudaChunkTokens, g.n_vocab);
 }
 
 }  // namespace bitnetc::codegen

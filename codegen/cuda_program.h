@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "cuda_plan.h"
 #include "ir.h"
 #include "model_blob.h"
+#include "targets.h"
 
 namespace bitnetc::codegen {
 
@@ -39,5 +41,13 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
 // The plan section of the blob: header, images, names, tables (cuda_plan.h).
 std::vector<uint8_t> serialize_cuda_plan(const CudaProgram& p, const std::vector<uint8_t>& cubin,
                                          const std::string& ptx, const std::string& sm, int batch, int64_t n_vocab);
+
+// The CUDA back end's emission stage: the program of `g` (chunks of kCudaChunkTokens),
+// compiled by NVRTC for the target's SM, as the blob's plan section. `cuda_source`
+// (--cuda-source), when not empty, also gets the generated CUDA C++; `say` one progress
+// line.
+std::vector<uint8_t> emit_cuda_plan(const ir::Graph& g, const TargetInfo& target,
+                                    std::span<const rt::TernaryRecord> ternary, std::span<const rt::DenseRecord> dense,
+                                    const std::string& cuda_source, const std::function<void(const std::string&)>& say);
 
 }  // namespace bitnetc::codegen

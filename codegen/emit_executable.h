@@ -1,22 +1,22 @@
-// `bitnetc MODEL --target=T -o OUT`: one self-contained executable.
+// `bitnetc MODEL --target=T -o OUT`: the driver of the pipeline's back half, one stage
+// per file:
 //
-// Steps: lower the model, pack every ternary weight for the target's kernels, emit one
-// GEMV object per distinct shape (and the Halide runtime once), write the model blob
-// (graph, vocabulary, packed weights) as a page-aligned read-only section, and link it
-// all with the runtime's `main` using the system C++ compiler. The output is written to
-// a temporary name and renamed: it is complete or absent.
+//   lower (compiler/lower.h) -> pack (packing.h: the weights in the target's layouts)
+//   -> plan (cpu_program.h / cuda_program.h, from the fusion pass) -> kernels
+//   (cpu_kernels.h: Halide AOT objects; cuda_program.h: one NVRTC module) -> blob
+//   (blob_writer.h) -> link (link.h) -> OUT, written to a temporary name and renamed:
+//   complete or absent.
 #pragma once
 
 #include <functional>
 #include <string>
 
+#include "link.h"
 #include "lower.h"
 #include "model_import.h"
 #include "targets.h"
 
 namespace bitnetc::codegen {
-
-enum class EmitKind { Executable, SharedObject };
 
 struct CompileOptions {
   std::string output;

@@ -5,47 +5,47 @@
 #include <string>
 
 #include "attention.h"
-#include "dense_gemv.h"
-#include "kquant_gemv.h"
-#include "lut_gemv.h"
+#include "dense_matmul.h"
+#include "kquant_matmul.h"
+#include "lut_matmul.h"
 #include "norm_quant.h"
 #include "rope.h"
 #include "targets.h"
-#include "ternary_gemv.h"
+#include "ternary_matmul.h"
 
 namespace bitnetc::codegen {
 
 // The inner reduction the target's dot-product instructions (if any) call for.
-schedules::GemvReduce ternary_reduce(const TargetInfo& target);
+schedules::MatmulReduce ternary_reduce(const TargetInfo& target);
 
 // The I2_S kernel shape for an N x K weight whose activations come in blocks of
 // act_block (batch 1): the target's width and reduce, packed in row lanes when the
-// target has a 4-way dot product (schedules/ternary_gemv.h), else in row tiles.
-schedules::GemvShape i2s_gemv_shape(const TargetInfo& target, int64_t K, int64_t N, int64_t act_block);
+// target has a 4-way dot product (schedules/ternary_matmul.h), else in row tiles.
+schedules::TernaryMatmulShape i2s_matmul_shape(const TargetInfo& target, int64_t K, int64_t N, int64_t act_block);
 
 // `t` with what the ternary kernels' `reduce` needs of Halide: vpdpbusd (DotU8I8) comes
 // only with its sapphirerapids feature, whose bitcode llc then encodes for the target's
-// exact CPU (emit_gemv_object; see TargetInfo::ternary_dot). JIT runs on this machine
+// exact CPU (emit_ternary_matmul_object; see TernaryDot). JIT runs on this machine
 // (tests, benchmarks) use the feature directly: at 64-byte groups it emits only EVEX
 // forms, which any AVX512-VNNI CPU runs.
-Halide::Target with_reduce_features(Halide::Target t, schedules::GemvReduce reduce);
+Halide::Target with_reduce_features(Halide::Target t, schedules::MatmulReduce reduce);
 
 // Compiles the GEMV for `shape` into `object_path`, exporting the C function `fn_name`
-// with Halide's AOT signature (buffers in the order of GemvPipeline::arguments(), then
+// with Halide's AOT signature (buffers in the order of MatmulPipeline::arguments(), then
 // the output buffer). The Halide runtime is left out (see emit_halide_runtime), so that
 // an output with many kernels carries it once.
-void emit_gemv_object(const schedules::GemvShape& shape, const TargetInfo& target, const std::string& fn_name,
+void emit_ternary_matmul_object(const schedules::TernaryMatmulShape& shape, const TargetInfo& target, const std::string& fn_name,
                       const std::string& object_path);
 
 // A lookup-table (TL1/TL2) ternary matmul, likewise; its extern tile is linked from the
 // runtime (runtime_stub/lut_tiles.cpp).
-void emit_lut_gemv_object(const schedules::LutGemvShape& shape, const TargetInfo& target, const std::string& fn_name,
+void emit_lut_matmul_object(const schedules::LutMatmulShape& shape, const TargetInfo& target, const std::string& fn_name,
                           const std::string& object_path);
 
 // The dense GEMV of the head, likewise (signature: wt, x, row_scale, then the output buffer).
-void emit_dense_gemv_object(const schedules::DenseGemvShape& shape, const TargetInfo& target, const std::string& fn_name,
+void emit_dense_matmul_object(const schedules::DenseMatmulShape& shape, const TargetInfo& target, const std::string& fn_name,
                             const std::string& object_path);
-void emit_kquant_gemv_object(const schedules::KQuantGemvShape& shape, const TargetInfo& target,
+void emit_kquant_matmul_object(const schedules::KQuantMatmulShape& shape, const TargetInfo& target,
                              const std::string& fn_name, const std::string& object_path);
 
 // The fused norm + quantize of one activation width, likewise (signature: x, w, then

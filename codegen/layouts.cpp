@@ -18,14 +18,6 @@ TensorType tensor_type_of(rt::TernaryLayout l) {
   return TensorType::I2_S;
 }
 
-std::vector<rt::TernaryLayout> layouts_with_kernels(const TargetInfo& target) {
-  if (target.arch == TargetArch::Cuda) return {rt::TernaryLayout::Cuda};
-  std::vector<rt::TernaryLayout> l = {rt::TernaryLayout::I2S};
-  if (target.arch == TargetArch::AArch64) l.push_back(rt::TernaryLayout::TL1);  // NEON tbl
-  if (target.arch == TargetArch::X86_64) l.push_back(rt::TernaryLayout::TL2);   // pshufb
-  return l;
-}
-
 namespace {
 
 // Microseconds for one decoded plus one prefilled token through a K x N matmul in
@@ -79,7 +71,7 @@ int64_t act_block_of(const ir::Graph& g, const ir::Op& matmul, int64_t K) {
 }
 
 std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& target, LayoutRequest request) {
-  if (target.arch == TargetArch::Cuda) {  // one layout: the dp4a kernels' 2-bit words
+  if (target.backend == Backend::Cuda) {  // one layout: the dp4a kernels' 2-bit words
     if (request == LayoutRequest::TL1 || request == LayoutRequest::TL2)
       throw std::invalid_argument(std::string("--layout=") + (request == LayoutRequest::TL1 ? "tl1" : "tl2") +
                                   ": target " + target.name + " has no lookup-table kernels (its layout is i2_cuda: "
@@ -95,7 +87,7 @@ std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& t
     if (op.kind == ir::OpKind::TernaryMatmul) readers[op.inputs[0]].push_back(&op);
 
   std::vector<LayoutChoice> choice(g.ternary.size(), {rt::TernaryLayout::I2S, ""});
-  const std::vector<rt::TernaryLayout> kernels = layouts_with_kernels(target);
+  const std::vector<rt::TernaryLayout>& kernels = target.layouts;
   for (const auto& [value, ops] : readers) {
     const TernaryWeights& first = g.ternary[ops.front()->weight].w;
     const bool per_token = act_block_of(g, *ops.front(), first.cols) == first.cols;

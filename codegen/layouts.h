@@ -4,7 +4,8 @@
 // zero-padded activation buffer, and the layouts pad K differently). `auto` picks, per
 // such group, the layout with the least measured time for the group's shapes on the
 // target (TargetInfo::layout_figures, written from bench/bench_layouts), among the
-// layouts the target has kernels for (I2_S everywhere, TL1 on ARM, TL2 on x86) and that
+// layouts the target has kernels for (TargetInfo::layouts: I2_S everywhere, TL1 on ARM,
+// TL2 on x86) and that
 // the group's activations allow (the lookup tables take per-token activations only).
 #pragma once
 
@@ -21,9 +22,6 @@ enum class LayoutRequest { Auto, I2S, TL1, TL2 };
 LayoutRequest parse_layout_request(const std::string& s);  // throws on an unknown name
 const char* layout_label(rt::TernaryLayout l);            // "i2_s", "tl1", "tl2"
 TensorType tensor_type_of(rt::TernaryLayout l);           // whose figures measure it (CUDA: I2_S)
-
-// The layouts `target` has kernels for: I2_S everywhere, TL1 on ARM, TL2 on x86.
-std::vector<rt::TernaryLayout> layouts_with_kernels(const TargetInfo& target);
 
 struct LayoutChoice {
   rt::TernaryLayout layout;

@@ -28,39 +28,97 @@ const std::vector<LayoutFigure> kAvx512Figures = {
     {TensorType::I2_S, 6912, 2560, 146.6, 51.3}, {TensorType::TL2, 6912, 2560, 259.3, 143.0},
 };
 
+
+// An NVIDIA GPU: kernels compiled by NVRTC for the exact SM plus PTX; the host side is
+// an x86-64 program (runtime_stub/cuda_forward.cpp drives the GPU through the driver API).
+TargetInfo cuda_row(const std::string& sm, const std::string& description) {
+  return {.name = "cuda-sm" + sm,
+          .backend = Backend::Cuda,
+          .halide = "x86-64-linux",
+          .llc_cpu = "",
+          .cuda_sm = "sm_" + sm,
+          .vector_bytes = 0,
+          .ternary_bytes = 0,
+          .ternary_dot = TernaryDot::None,
+          .cpu_features = 0,
+          .layouts = {rt::TernaryLayout::Cuda},
+          .triple = "x86_64-linux-gnu",
+          .emulator = "",
+          .description = description,
+          .layout_figures = {}};
+}
+
 }  // namespace
 
 const std::vector<TargetInfo>& targets() {
   static const std::vector<TargetInfo> table = {
-      {"x86-64-avx2", TargetArch::X86_64, "x86-64-linux-sse41-avx-avx2-fma-f16c", "haswell", 32, 32,
-       TargetInfo::Dot::None, TensorType::I2_S, "x86_64-linux-gnu", "", "x86-64 with AVX2 and FMA (Haswell and later, Zen)",
-       kAvx2Figures},
-      {"x86-64-avx512", TargetArch::X86_64,
-       "x86-64-linux-sse41-avx-avx2-fma-f16c-avx512-avx512_skylake-avx512_cannonlake", "icelake-server", 64,
+      {.name = "x86-64-avx2",
+       .backend = Backend::Cpu,
+       .halide = "x86-64-linux-sse41-avx-avx2-fma-f16c",
+       .llc_cpu = "haswell",
+       .cuda_sm = "",
+       .vector_bytes = 32,
+       .ternary_bytes = 32,
+       .ternary_dot = TernaryDot::None,
+       .cpu_features = rt::kCpuAvx2Fma,
+       .layouts = {rt::TernaryLayout::I2S, rt::TernaryLayout::TL2},  // TL2: pshufb lookups
+       .triple = "x86_64-linux-gnu",
+       .emulator = "",
+       .description = "x86-64 with AVX2 and FMA (Haswell and later, Zen)",
+       .layout_figures = kAvx2Figures},
+      {.name = "x86-64-avx512",
+       .backend = Backend::Cpu,
+       .halide = "x86-64-linux-sse41-avx-avx2-fma-f16c-avx512-avx512_skylake-avx512_cannonlake",
+       .llc_cpu = "icelake-server",
+       .cuda_sm = "",
+       .vector_bytes = 64,
        // Ternary groups of 64 bytes with vpdpbusd (2B4T-shape pp128 ~44 -> ~50 t/s, 2560x6912
        // batch-8 GEMM 794-880 -> 677-687 us at 2 threads; decode unchanged). Without VNNI, 64-byte
        // groups lost to 32-byte ones: Halide 14 splits 512-bit pmaddubsw (121 vs 97 us,
        // 1 thread, 2560x2560).
-       64, TargetInfo::Dot::Vnni, TensorType::I2_S, "x86_64-linux-gnu", "",
-       "x86-64 with AVX-512 F/CD/BW/DQ/VL/IFMA/VBMI/VNNI (Ice Lake, Zen 4); no VEX AVX-VNNI", kAvx512Figures},
+       .ternary_bytes = 64,
+       .ternary_dot = TernaryDot::Vnni,
+       .cpu_features = rt::kCpuAvx2Fma | rt::kCpuAvx512Vnni,
+       .layouts = {rt::TernaryLayout::I2S, rt::TernaryLayout::TL2},
+       .triple = "x86_64-linux-gnu",
+       .emulator = "",
+       .description = "x86-64 with AVX-512 F/CD/BW/DQ/VL/IFMA/VBMI/VNNI (Ice Lake, Zen 4); no VEX AVX-VNNI",
+       .layout_figures = kAvx512Figures},
       // ARMv8-A: one 128-bit NEON register per ternary group. Under emulation the plain
-      // target runs on a Cortex-A72 (no dotprod), so a stray sdot would fault.
-      {"aarch64-neon", TargetArch::AArch64, "arm-64-linux", "cortex-a72", 16, 16, TargetInfo::Dot::None,
-       TensorType::I2_S, "aarch64-linux-gnu", "qemu-aarch64 -cpu cortex-a72",
-       "AArch64 with NEON (ARMv8-A: Cortex-A53/A72, Raspberry Pi 3/4)",
-       {}},  // not measured: timing under qemu means nothing; bench_layouts on a device fills it
-      {"aarch64-neon-dotprod", TargetArch::AArch64, "arm-64-linux-arm_dot_prod", "neoverse-n1", 16, 16,
-       TargetInfo::Dot::Sdot, TensorType::I2_S, "aarch64-linux-gnu", "qemu-aarch64 -cpu neoverse-n1",
-       "AArch64 with NEON and dot product (ARMv8.2-A+: Cortex-A76, Neoverse N1, Apple M, Graviton 2+)", {}},
-      // NVIDIA GPUs: kernels compiled by NVRTC for the exact SM (the cpu column) plus PTX.
-      {"cuda-sm80", TargetArch::Cuda, "", "sm_80", 0, 0, TargetInfo::Dot::None, TensorType::I2_S, "x86_64-linux-gnu", "",
-       "NVIDIA Ampere data center (A100, A30)", {}},
-      {"cuda-sm86", TargetArch::Cuda, "", "sm_86", 0, 0, TargetInfo::Dot::None, TensorType::I2_S, "x86_64-linux-gnu", "",
-       "NVIDIA Ampere (RTX 30xx, A10, A40)", {}},
-      {"cuda-sm89", TargetArch::Cuda, "", "sm_89", 0, 0, TargetInfo::Dot::None, TensorType::I2_S, "x86_64-linux-gnu", "",
-       "NVIDIA Ada (RTX 40xx, L4, L40)", {}},
-      {"cuda-sm90", TargetArch::Cuda, "", "sm_90", 0, 0, TargetInfo::Dot::None, TensorType::I2_S, "x86_64-linux-gnu", "",
-       "NVIDIA Hopper (H100, H200)", {}},
+      // target runs on a Cortex-A72 (no dotprod), so a stray sdot would fault. Not
+      // measured: timing under qemu means nothing; bench_layouts on a device fills it.
+      {.name = "aarch64-neon",
+       .backend = Backend::Cpu,
+       .halide = "arm-64-linux",
+       .llc_cpu = "cortex-a72",
+       .cuda_sm = "",
+       .vector_bytes = 16,
+       .ternary_bytes = 16,
+       .ternary_dot = TernaryDot::None,
+       .cpu_features = 0,
+       .layouts = {rt::TernaryLayout::I2S, rt::TernaryLayout::TL1},  // TL1: NEON tbl lookups
+       .triple = "aarch64-linux-gnu",
+       .emulator = "qemu-aarch64 -cpu cortex-a72",
+       .description = "AArch64 with NEON (ARMv8-A: Cortex-A53/A72, Raspberry Pi 3/4)",
+       .layout_figures = {}},
+      {.name = "aarch64-neon-dotprod",
+       .backend = Backend::Cpu,
+       .halide = "arm-64-linux-arm_dot_prod",
+       .llc_cpu = "neoverse-n1",
+       .cuda_sm = "",
+       .vector_bytes = 16,
+       .ternary_bytes = 16,
+       .ternary_dot = TernaryDot::Sdot,
+       .cpu_features = rt::kCpuDotProd,
+       .layouts = {rt::TernaryLayout::I2S, rt::TernaryLayout::TL1},
+       .triple = "aarch64-linux-gnu",
+       .emulator = "qemu-aarch64 -cpu neoverse-n1",
+       .description = "AArch64 with NEON and dot product (ARMv8.2-A+: Cortex-A76, Neoverse N1, Apple M, Graviton 2+)",
+       .layout_figures = {}},
+      cuda_row("80", "NVIDIA Ampere data center (A100, A30)"),
+      cuda_row("86", "NVIDIA Ampere (RTX 30xx, A10, A40)"),
+      cuda_row("89", "NVIDIA Ada (RTX 40xx, L4, L40)"),
+      cuda_row("90", "NVIDIA Hopper (H100, H200)"),
   };
   return table;
 }
@@ -86,18 +144,35 @@ int gemm_min_rows(const TargetInfo& t, TensorType layout, int64_t K, int64_t N, 
   return std::clamp(rows, 2, batch);
 }
 
-bool runs_natively(const TargetInfo& t) {
+// The GNU triple of the CPU this bitnetc runs on.
 #if defined(__x86_64__)
-  return t.arch == TargetArch::X86_64;
+constexpr const char* kThisMachineTriple = "x86_64-linux-gnu";
 #elif defined(__aarch64__)
-  return t.arch == TargetArch::AArch64;
+constexpr const char* kThisMachineTriple = "aarch64-linux-gnu";
 #else
-  return false;
+constexpr const char* kThisMachineTriple = "";
 #endif
+
+bool runs_natively(const TargetInfo& t) { return t.backend == Backend::Cpu && t.triple == kThisMachineTriple; }
+
+bool runs_on_this_cpu(const TargetInfo& t) {
+  return runs_natively(t) && (t.cpu_features & ~rt::cpu_features()) == 0;
 }
 
 const TargetInfo& host_target() {
-  return *find_target(rt::cpu_features() & rt::kCpuAvx512Vnni ? "x86-64-avx512" : "x86-64-avx2");
+  static const TargetInfo* const host = [] {
+    const TargetInfo* best = nullptr;
+    for (const TargetInfo& t : targets())
+      if (runs_on_this_cpu(t) && (!best || t.vector_bytes > best->vector_bytes ||
+                                  (t.vector_bytes == best->vector_bytes && t.cpu_features > best->cpu_features)))
+        best = &t;
+    // A CPU without the least of its architecture's targets' features: the first row of
+    // the architecture, whose outputs then say at load which features they miss.
+    for (const TargetInfo& t : targets())
+      if (!best && runs_natively(t)) best = &t;
+    return best ? best : &targets().front();
+  }();
+  return *host;
 }
 
 }  // namespace bitnetc

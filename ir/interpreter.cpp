@@ -9,24 +9,8 @@
 
 namespace bitnetc::ir {
 
-// The arithmetic itself lives in numerics.h, shared with the generated CUDA kernels.
-static_assert(static_cast<int>(ActQuant::PerTokenLlama2c) == kBitnetcPerTokenLlama2c &&
-              static_cast<int>(ActQuant::PerTokenHF) == kBitnetcPerTokenHF &&
-              static_cast<int>(ActQuant::PerTokenBitnetCpp) == kBitnetcPerTokenBitnetCpp &&
-              static_cast<int>(ActQuant::PerBlockQ8K) == kBitnetcPerBlockQ8K);
-static_assert(static_cast<int>(NormKind::RmsF32) == kBitnetcRmsF32 &&
-              static_cast<int>(NormKind::RmsF64Sum) == kBitnetcRmsF64Sum &&
-              static_cast<int>(NormKind::RmsLlama2c) == kBitnetcRmsLlama2c &&
-              static_cast<int>(NormKind::BitNorm) == kBitnetcBitNorm);
-static_assert(static_cast<int>(RopeStyle::Interleaved) == kBitnetcRopeInterleaved &&
-              static_cast<int>(RopeStyle::Neox) == kBitnetcRopeNeox);
-static_assert(static_cast<int>(Activation::SiluDiv) == kBitnetcSiluDiv &&
-              static_cast<int>(Activation::SiluLlama2c) == kBitnetcSiluLlama2c &&
-              static_cast<int>(Activation::Relu2) == kBitnetcRelu2);
-static_assert(static_cast<int>(ScoreScale::DivideSqrt) == kBitnetcDivideSqrt &&
-              static_cast<int>(ScoreScale::MultiplyInvSqrt) == kBitnetcMultiplyInvSqrt);
-static_assert(static_cast<int>(SoftmaxSum::F32Divide) == kBitnetcF32Divide &&
-              static_cast<int>(SoftmaxSum::F64MulInverse) == kBitnetcF64MulInverse);
+// The arithmetic itself lives in numerics.h, shared with the generated CUDA kernels (the
+// kinds of ir.h take their values from there).
 
 void quantize_activations(ActQuant kind, const float* x, int64_t n, int8_t* q, float* d) {
   bitnetc_quantize(static_cast<int>(kind), x, n, reinterpret_cast<signed char*>(q), d);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kquant.h"
+#include "numerics.h"  // the kinds' values: one home, shared with the CUDA kernels
 #include "ternary.h"
 
 namespace bitnetc::ir {
@@ -21,30 +22,33 @@ namespace bitnetc::ir {
 // How a ternary matmul's input is quantized to int8.
 enum class ActQuant : uint8_t {
   // Per vector absmax, as BitNet trains it. Three engines round it differently:
-  PerTokenLlama2c,    // bitllama2.c runbit.c: a = (float)(max/127.0 in double),
-                      //   q = round_half_away((x * (float)(1/(double)a))), dequant factor a
-  PerTokenHF,         // transformers ActQuant: s = (1/max(amax,1e-5))*127 (two float roundings),
-                      //   q = clamp(round_half_even(x*s), -128, 127), dequant factor 1/s
-  PerTokenBitnetCpp,  // bitnet.cpp quantize_row_i8_s: s = 127/amax, q = round_half_even(x*s)
+  //  - bitllama2.c runbit.c: a = (float)(max/127.0 in double),
+  //    q = round_half_away((x * (float)(1/(double)a))), dequant factor a
+  PerTokenLlama2c = kBitnetcPerTokenLlama2c,
+  //  - transformers ActQuant: s = (1/max(amax,1e-5))*127 (two float roundings),
+  //    q = clamp(round_half_even(x*s), -128, 127), dequant factor 1/s
+  PerTokenHF = kBitnetcPerTokenHF,
+  //  - bitnet.cpp quantize_row_i8_s: s = 127/amax, q = round_half_even(x*s)
+  PerTokenBitnetCpp = kBitnetcPerTokenBitnetCpp,
   // llama.cpp's Q8_K (the vec_dot type of TQ1_0/TQ2_0), per block of 256: with m the
   // element of largest |x| (sign kept), iscale = -127/m, q = min(127, rne(iscale*x)),
   // dequant factor 1/iscale.
-  PerBlockQ8K,
+  PerBlockQ8K = kBitnetcPerBlockQ8K,
 };
 const char* act_quant_name(ActQuant q);
 bool act_quant_is_per_block(ActQuant q);
 
 enum class NormKind : uint8_t {
-  RmsF32,      // transformers: mean(x^2) in float32, x * rsqrt(mean + eps), then * w
-  RmsF64Sum,   // ggml: sum of squares in double, scale = 1/sqrtf(mean + eps), (x*scale)*w
-  RmsLlama2c,  // runbit.c final norm: sequential f32 sum, /n, +eps, r = 1/sqrtf, w * (r*x)
-  BitNorm,     // runbit.c inside BitLinear: x / (n * rms(x)), no eps, no weight
+  RmsF32 = kBitnetcRmsF32,          // transformers: mean(x^2) in float32, x * rsqrt(mean + eps), then * w
+  RmsF64Sum = kBitnetcRmsF64Sum,    // ggml: sum of squares in double, scale = 1/sqrtf(mean + eps), (x*scale)*w
+  RmsLlama2c = kBitnetcRmsLlama2c,  // runbit.c final norm: sequential f32 sum, /n, +eps, r = 1/sqrtf, w * (r*x)
+  BitNorm = kBitnetcBitNorm,        // runbit.c inside BitLinear: x / (n * rms(x)), no eps, no weight
 };
 const char* norm_name(NormKind k);
 
 enum class RopeStyle : uint8_t {
-  Interleaved,  // pairs (2m, 2m+1) within a head (GPT-J, llama2.c)
-  Neox,         // pairs (m, m + d/2) within a head (HF rotate_half, llama.cpp NEOX)
+  Interleaved = kBitnetcRopeInterleaved,  // pairs (2m, 2m+1) within a head (GPT-J, llama2.c)
+  Neox = kBitnetcRopeNeox,                // pairs (m, m + d/2) within a head (HF rotate_half, llama.cpp NEOX)
 };
 enum class RopeFreq : uint8_t {
   PowfPerPair,    // runbit.c: f = 1/powf(base, 2m/d), angle = pos*f
@@ -55,19 +59,19 @@ const char* rope_style_name(RopeStyle s);
 const char* rope_freq_name(RopeFreq f);
 
 enum class Activation : uint8_t {
-  SiluDiv,      // x / (1 + expf(-x)) (ggml, torch)
-  SiluLlama2c,  // x * (1 / (1 + expf(-x))) (runbit.c)
-  Relu2,        // max(x, 0)^2 (BitNet b1.58 2B4T)
+  SiluDiv = kBitnetcSiluDiv,          // x / (1 + expf(-x)) (ggml, torch)
+  SiluLlama2c = kBitnetcSiluLlama2c,  // x * (1 / (1 + expf(-x))) (runbit.c)
+  Relu2 = kBitnetcRelu2,              // max(x, 0)^2 (BitNet b1.58 2B4T)
 };
 const char* activation_name(Activation a);
 
 enum class ScoreScale : uint8_t {
-  DivideSqrt,       // (q.k) / sqrtf(d)
-  MultiplyInvSqrt,  // (q.k) * (1/sqrt(d))
+  DivideSqrt = kBitnetcDivideSqrt,            // (q.k) / sqrtf(d)
+  MultiplyInvSqrt = kBitnetcMultiplyInvSqrt,  // (q.k) * (1/sqrt(d))
 };
 enum class SoftmaxSum : uint8_t {
-  F32Divide,      // sum in f32, p = e / sum
-  F64MulInverse,  // ggml: sum in double, p = e * (float)(1/sum)
+  F32Divide = kBitnetcF32Divide,          // sum in f32, p = e / sum
+  F64MulInverse = kBitnetcF64MulInverse,  // ggml: sum in double, p = e * (float)(1/sum)
 };
 
 // ---- the graph ------------------------------------------------------------------------

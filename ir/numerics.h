@@ -13,8 +13,8 @@
 #define BITNETC_HD
 #endif
 
-// Kinds, in the order of ir::NormKind, ir::ActQuant, ir::RopeStyle, ir::Activation,
-// ir::ScoreScale and ir::SoftmaxSum (interpreter.cpp checks).
+// Kinds: the values of ir::NormKind, ir::ActQuant, ir::RopeStyle, ir::Activation,
+// ir::ScoreScale and ir::SoftmaxSum (ir.h defines them from these).
 enum BitnetcNormKind { kBitnetcRmsF32 = 0, kBitnetcRmsF64Sum = 1, kBitnetcRmsLlama2c = 2, kBitnetcBitNorm = 3 };
 enum BitnetcActQuant { kBitnetcPerTokenLlama2c = 0, kBitnetcPerTokenHF = 1, kBitnetcPerTokenBitnetCpp = 2, kBitnetcPerBlockQ8K = 3 };
 enum BitnetcRopeStyle { kBitnetcRopeInterleaved = 0, kBitnetcRopeNeox = 1 };

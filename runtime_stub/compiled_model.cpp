@@ -18,22 +18,18 @@
 #include "cpu_features.h"
 #include "cuda_forward.h"
 #include "cuda_plan.h"
+#include "kernel_abi.h"
 #include "serialize.h"
 #include "thread_pool.h"
 #include "vocab_io.h"
 
-// Written by codegen/emit_executable.cpp for each output.
-extern "C" const bitnetc::rt::KernelTable::Ternary bitnetc_gemv_kernels[];
-extern "C" const bitnetc::rt::KernelTable::Ternary bitnetc_gemm_kernels[];
-extern "C" const bitnetc::rt::KernelTable::Dense bitnetc_dense_kernels[];
-extern "C" const bitnetc::rt::KernelTable::NormQuant bitnetc_norm_quant_kernels[];
-extern "C" const uint32_t bitnetc_norm_quant_kernel_count;
-extern "C" const bitnetc::rt::KernelTable::Attention bitnetc_attention_kernels[];
-extern "C" const uint32_t bitnetc_attention_kernel_count;
-extern "C" const bitnetc::rt::KernelTable::Rope bitnetc_rope_kernels[];
-extern "C" const uint32_t bitnetc_rope_kernel_count;
-extern "C" const bitnetc::rt::KernelTable::KQuant bitnetc_kquant_kernels[];
-extern "C" const uint32_t bitnetc_kquant_kernel_count;
+// Written by codegen for each output (codegen/cpu_kernels.cpp): per family of
+// kernel_abi.h, the table of its kernels and their count.
+#define BITNETC_KERNEL_TABLE_EXTERNS(family, signature)                                  \
+  extern "C" const bitnetc::rt::KernelTable::family##_fn bitnetc_##family##_kernels[]; \
+  extern "C" const uint32_t bitnetc_##family##_kernel_count;
+BITNETC_CPU_KERNEL_FAMILIES(BITNETC_KERNEL_TABLE_EXTERNS)
+#undef BITNETC_KERNEL_TABLE_EXTERNS
 extern "C" const uint32_t bitnetc_cpu_features;
 extern "C" const char bitnetc_target_name[];
 extern "C" const uint8_t bitnetc_blob_start[];
@@ -134,17 +130,12 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
                                                  dense);
     return;
   }
-  const KernelTable kernels{bitnetc_gemv_kernels,
-                            bitnetc_gemm_kernels,
-                            bitnetc_dense_kernels,
-                            bitnetc_norm_quant_kernels,
-                            bitnetc_norm_quant_kernel_count,
-                            bitnetc_attention_kernels,
-                            bitnetc_attention_kernel_count,
-                            bitnetc_rope_kernels,
-                            bitnetc_rope_kernel_count,
-                            bitnetc_kquant_kernels,
-                            bitnetc_kquant_kernel_count};
+  KernelTable kernels;
+#define BITNETC_BIND_KERNEL_TABLE(family, signature) \
+  kernels.family = bitnetc_##family##_kernels;       \
+  kernels.family##_count = bitnetc_##family##_kernel_count;
+  BITNETC_CPU_KERNEL_FAMILIES(BITNETC_BIND_KERNEL_TABLE)
+#undef BITNETC_BIND_KERNEL_TABLE
   const auto steps = records_at<CpuStep>(blob, header_.cpu_steps_off, header_.n_cpu_steps, "the embedded model (plan)");
   halide_set_custom_do_par_for(parallel_for);  // the kernels' parallel loops: thread_pool.h
   forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, steps, static_cast<int>(header_.batch),

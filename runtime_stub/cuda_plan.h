@@ -11,6 +11,7 @@
 // one captured decode step (a CUDA graph) replays for every position.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace bitnetc::rt {
@@ -44,7 +45,8 @@ struct CudaPlanHeader {
   uint32_t argmax_buffer;  // the greedy token (an int) after a forward pass
   uint32_t topk_buffer;  // the state's top-k largest logits: kCudaTopKMax floats, then as many ids
   uint32_t penalty_buffer;  // the ids the repetition penalty applies to (an int per position)
-  char sm[16];  // "sm_80": the cubin's architecture
+  char sm[16];      // "sm_80": the cubin's architecture
+  uint32_t unused;  // explicit padding: every byte of the plan is written
 };
 
 // A device buffer, zeroed at load. Per-position buffers (KV caches, attention scores)
@@ -86,7 +88,20 @@ struct CudaStep {
   uint32_t per_token;
   uint32_t first_arg, n_args;
   CudaRunFor run_for;
+  uint32_t unused;        // explicit padding: every byte of the plan is written
   uint64_t weight_bytes;  // the weights one launch reads per token (for --profile)
 };
+
+// The plan is written by bitnetc (x86-64) and read by the output's host side: its
+// structs must have the same size and offsets everywhere, with no implicit padding
+// (whose bytes would differ from compile to compile).
+static_assert(sizeof(CudaPlanHeader) == 152 && offsetof(CudaPlanHeader, cubin_off) == 8 &&
+                  offsetof(CudaPlanHeader, n_args) == 104 && offsetof(CudaPlanHeader, logits_buffer) == 112 &&
+                  offsetof(CudaPlanHeader, sm) == 132 && offsetof(CudaPlanHeader, unused) == 148,
+              "CudaPlanHeader's layout is part of the blob format");
+static_assert(sizeof(CudaBuffer) == 16 && offsetof(CudaBuffer, bytes) == 8, "CudaBuffer's layout is part of the blob format");
+static_assert(sizeof(CudaArg) == 16 && offsetof(CudaArg, value) == 8, "CudaArg's layout is part of the blob format");
+static_assert(sizeof(CudaStep) == 40 && offsetof(CudaStep, run_for) == 24 && offsetof(CudaStep, weight_bytes) == 32,
+              "CudaStep's layout is part of the blob format");
 
 }  // namespace bitnetc::rt

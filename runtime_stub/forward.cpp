@@ -55,9 +55,20 @@ float dense_at(const uint8_t* base, const DenseRecord& r, int64_t row, int64_t c
 
 }  // namespace
 
-// The plan's steps must name kernels the output has, and a fused norm a Norm whose own
-// step is skipped: else the blob is not the one these kernels were generated with.
-static void check_cpu_steps(const ir::Graph& g, std::span<const CpuStep> steps, const KernelTable& k) {
+// The plan's steps and the weights' records must name kernels the output has, and a
+// fused norm a Norm whose own step is skipped: else the blob is not the one these
+// kernels were generated with.
+static void check_plan_kernels(const ir::Graph& g, std::span<const TernaryRecord> ternary,
+                               std::span<const DenseRecord> dense, std::span<const CpuStep> steps,
+                               const KernelTable& k) {
+  for (size_t i = 0; i < ternary.size(); ++i)
+    if (ternary[i].layout == TernaryLayout::Cuda || ternary[i].gemv_kernel >= k.gemv_count ||
+        ternary[i].gemm_kernel >= k.gemm_count)
+      throw std::runtime_error("the embedded model is damaged (weight " + std::to_string(i) + "'s kernels)");
+  for (size_t i = 0; i < dense.size(); ++i)
+    if (dense[i].layout == DenseLayout::HeadTiles && dense[i].storage != DenseStorage::KQuant &&
+        dense[i].kernel >= k.dense_count)
+      throw std::runtime_error("the embedded model is damaged (dense weight " + std::to_string(i) + "'s kernel)");
   if (steps.size() != g.ops.size()) throw std::runtime_error("the embedded model is damaged (plan)");
   for (size_t i = 0; i < steps.size(); ++i) {
     const CpuStep& s = steps[i];
@@ -86,7 +97,7 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
                          const KernelTable& kernels, int max_sequences)
     : g_(g), blob_(blob), ternary_(ternary), dense_(dense), batch_(batch), kernels_(kernels), steps_(steps) {
   if (batch_ < 1) throw std::runtime_error("the embedded model is damaged (batch)");
-  check_cpu_steps(g, steps_, kernels_);
+  check_plan_kernels(g, ternary_, dense_, steps_, kernels_);
   f32_.resize(g.values.size());
   q8_.resize(g.values.size());
   for (size_t v = 0; v < g.values.size(); ++v)

@@ -24,40 +24,12 @@
 
 #include "HalideRuntime.h"
 #include "cpu_plan.h"
+#include "kernel_abi.h"
 #include "ir.h"
 #include "model_blob.h"
 #include "sampler.h"
 
 namespace bitnetc::rt {
-
-// The generated kernels linked into the output (codegen/emit_executable.cpp).
-struct KernelTable {
-  using Ternary = int (*)(halide_buffer_t* packed, halide_buffer_t* x, halide_buffer_t* x_sum, halide_buffer_t* d_act,
-                          float w_scale, halide_buffer_t* w_block_scales, halide_buffer_t* y);
-  // x: [K, rows], y: [padded N, rows] (schedules/dense_gemv.h).
-  using Dense = int (*)(halide_buffer_t* w_tiles, halide_buffer_t* x, halide_buffer_t* row_scale, halide_buffer_t* y);
-  using NormQuant = int (*)(halide_buffer_t* x, halide_buffer_t* norm_weight, halide_buffer_t* q, halide_buffer_t* d,
-                            halide_buffer_t* q_sum);
-  const Ternary* gemv = nullptr;
-  const Ternary* gemm = nullptr;
-  const Dense* dense = nullptr;
-  using Attention = int (*)(halide_buffer_t* q, halide_buffer_t* k_cache, halide_buffer_t* v_cache, int32_t pos0,
-                            halide_buffer_t* out);
-  // The step kernels CpuStep::kernel indexes (codegen/cpu_program.h), with their counts.
-  const NormQuant* norm_quant = nullptr;
-  uint32_t norm_quant_count = 0;
-  const Attention* attention = nullptr;
-  uint32_t attention_count = 0;
-  using Rope = int (*)(halide_buffer_t* x, halide_buffer_t* cos, halide_buffer_t* sin, int32_t pos0,
-                       halide_buffer_t* y);
-  const Rope* rope = nullptr;
-  uint32_t rope_count = 0;
-  // schedules/kquant_gemv.h: q, sc, m, d, dmin, x, xd -> y.
-  using KQuant = int (*)(halide_buffer_t* q, halide_buffer_t* sc, halide_buffer_t* m, halide_buffer_t* d,
-                         halide_buffer_t* dmin, halide_buffer_t* x, halide_buffer_t* xd, halide_buffer_t* y);
-  const KQuant* kquant = nullptr;
-  uint32_t kquant_count = 0;
-};
 
 // A compiled model's forward pass, wherever it runs: on the CPU (ForwardPass, below) or
 // on a GPU (CudaForwardPass, cuda_forward.h).

@@ -1,5 +1,5 @@
 // The lookup-table ternary layouts TL1 and TL2 (after bitnet.cpp's): how their bytes are
-// laid out, and the hand-written inner tiles that Halide pipelines (schedules/lut_gemv.h)
+// laid out, and the hand-written inner tiles that Halide pipelines (schedules/lut_matmul.h)
 // call as extern stages, because Halide 14 cannot express a byte-table lookup (NEON tbl,
 // x86 pshufb).
 //

@@ -45,7 +45,7 @@ struct BlobHeader {
 
 // A ternary weight: its packed bytes in one of the layouts and the kernels for it.
 enum class TernaryLayout : uint32_t {
-  I2S = 0,  // 2-bit codes in groups of group_bytes (schedules/ternary_gemv.h)
+  I2S = 0,  // 2-bit codes in groups of group_bytes (schedules/ternary_matmul.h)
   TL1 = 1,  // lookup-table layouts (lut_tiles.h)
   TL2 = 2,
   Cuda = 3,  // 16-weight words, chunk-major (codegen/cuda_kernels.h)
@@ -65,7 +65,7 @@ struct TernaryRecord {
   uint32_t gemm_min_rows;
   // With block_scales = 1, a scale per (row, activation block) (llama.cpp's TQ files) at
   // block_scales_off (from the start of the blob): floats [K / act_block][block_scale_rows]
-  // (schedules/ternary_gemv.h). 0: w_scale for every weight.
+  // (schedules/ternary_matmul.h). 0: w_scale for every weight.
   uint64_t block_scales_off;
   int64_t block_scale_rows;
   uint32_t block_scales;
@@ -73,7 +73,7 @@ struct TernaryRecord {
 };
 
 // A dense weight. Vectors (norm weights) and embedding tables are row-major; the head is
-// stored in the tiles of schedules/dense_gemv.h (a tied embedding reads its rows from
+// stored in the tiles of schedules/dense_matmul.h (a tied embedding reads its rows from
 // there). Values are float32, or IEEE half when every value is exactly one, or (head
 // only, --head=q8) int8 codes with a float scale per row at scales_off, or llama.cpp's
 // k-quant codes and scales (ir/kquant.h) in head tiles, as kquant_sections lays them out.

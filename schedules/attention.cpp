@@ -28,7 +28,7 @@ AttentionPipeline attention(const AttentionShape& s) {
   dot(pos, h, t) = strict_float(dot(pos, h, t) + p.q(h * d + ri, t) * p.k_cache(pos % B, kv_head * d + ri, pos / B));
   const float sqrt_d = std::sqrt(static_cast<float>(d));
   score(pos, h, t) =
-      strict_float(s.score_scale == kBitnetcDivideSqrt ? dot(pos, h, t) / sqrt_d : dot(pos, h, t) * (1.0f / sqrt_d));
+      strict_float(s.score_scale == ir::ScoreScale::DivideSqrt ? dot(pos, h, t) / sqrt_d : dot(pos, h, t) * (1.0f / sqrt_d));
 
   // Softmax over the token's positions 0..last, in position order.
   RDom rp(0, positions, "rp");
@@ -37,7 +37,7 @@ AttentionPipeline attention(const AttentionShape& s) {
   mx(h, t) = score(0, h, t);
   mx(h, t) = max(mx(h, t), score(rp, h, t));
   e(pos, h, t) = exact_expf(strict_float(score(pos, h, t) - mx(h, t)));
-  if (s.softmax_sum == kBitnetcF32Divide) {
+  if (s.softmax_sum == ir::SoftmaxSum::F32Divide) {
     sum(h, t) = 0.0f;
     sum(h, t) = strict_float(sum(h, t) + e(rp, h, t));
     prob(pos, h, t) = strict_float(e(pos, h, t) / sum(h, t));

@@ -14,13 +14,14 @@
 
 #include "Halide.h"
 #include "cpu_plan.h"
+#include "ir.h"
 
 namespace bitnetc::schedules {
 
 struct AttentionShape {
   int head_dim = 0, n_head = 0, n_head_kv = 0;
-  int score_scale = 0;  // BitnetcScoreScale
-  int softmax_sum = 0;  // BitnetcSoftmaxSum
+  ir::ScoreScale score_scale = ir::ScoreScale::DivideSqrt;
+  ir::SoftmaxSum softmax_sum = ir::SoftmaxSum::F32Divide;
   int vector_bytes = 32;
 };
 

@@ -3,7 +3,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "numerics.h"
 
 namespace bitnetc::schedules {
 
@@ -14,10 +13,11 @@ namespace {
 Expr f64(double v) { return Internal::make_const(Float(64), v); }
 
 // bitnetc_rms_scale: the factor a token's sum of squares gives.
-Expr rms_scale(int kind, Expr sum_of_squares, int64_t n, float eps) {
+Expr rms_scale(ir::NormKind kind, Expr sum_of_squares, int64_t n, float eps) {
   const Expr nf = static_cast<float>(n);
-  if (kind == kBitnetcRmsF64Sum) return 1.0f / sqrt(cast<float>(sum_of_squares / f64(static_cast<double>(n))) + eps);
-  if (kind == kBitnetcBitNorm) return (1.0f / sqrt(sum_of_squares / nf)) / nf;
+  if (kind == ir::NormKind::RmsF64Sum)
+    return 1.0f / sqrt(cast<float>(sum_of_squares / f64(static_cast<double>(n))) + eps);
+  if (kind == ir::NormKind::BitNorm) return (1.0f / sqrt(sum_of_squares / nf)) / nf;
   return 1.0f / sqrt(sum_of_squares / nf + eps);  // RmsF32 and RmsLlama2c round alike
 }
 
@@ -37,26 +37,24 @@ Expr clamp_to_int8(Expr v) { return cast<int8_t>(clamp(v, -128.0f, 127.0f)); }
 NormQuantPipeline norm_quant(const NormQuantShape& s) {
   if (s.n < 1 || s.block < 1 || s.n % s.block != 0 || s.K_padded < s.n)
     throw std::invalid_argument("norm_quant: the block must divide n, and K_padded cover it");
-  if (s.norm < -1 || s.norm > kBitnetcBitNorm || s.quant < 0 || s.quant > kBitnetcPerBlockQ8K)
-    throw std::invalid_argument("norm_quant: unknown norm or quantizer");
   NormQuantPipeline p{ImageParam(Float(32), 2, "x"), ImageParam(Float(32), 1, "w"), Func("q"), Func("d"), Func("sum")};
   const int n = static_cast<int>(s.n), block = static_cast<int>(s.block), blocks = n / block;
   Var i("i"), t("t"), b("b");
 
   // The normalized activations y. Their sum of squares: one chain in index order.
   Func y("y"), sum_sq("sum_sq");
-  if (s.norm < 0) {
+  if (!s.norm) {
     y(i, t) = p.x(i, t);
   } else {
-    const Type acc = s.norm == kBitnetcRmsF64Sum ? Float(64) : Float(32);
+    const Type acc = *s.norm == ir::NormKind::RmsF64Sum ? Float(64) : Float(32);
     RDom r(0, n, "r");
     sum_sq(t) = cast(acc, 0);
     sum_sq(t) = strict_float(sum_sq(t) + cast(acc, p.x(r, t) * p.x(r, t)));
     Func rscale("rscale");
-    rscale(t) = strict_float(rms_scale(s.norm, sum_sq(t), s.n, s.eps));
+    rscale(t) = strict_float(rms_scale(*s.norm, sum_sq(t), s.n, s.eps));
     rscale.compute_root();
     Expr scaled = p.x(i, t) * rscale(t);
-    y(i, t) = strict_float(s.norm_weight && s.norm != kBitnetcBitNorm ? scaled * p.w(i) : scaled);
+    y(i, t) = strict_float(s.norm_weight && *s.norm != ir::NormKind::BitNorm ? scaled * p.w(i) : scaled);
   }
 
   // Per block: the largest magnitude and (Q8_K) the signed value that has it first.
@@ -67,29 +65,29 @@ NormQuantPipeline norm_quant(const NormQuantShape& s) {
   Expr magnitude = abs(y(b * block + rb, t));
   amax(b, t) = 0.0f;
   amax(b, t) = max(amax(b, t), strict_float(select(is_nan(magnitude), 0.0f, magnitude)));
-  const bool q8k = s.quant == kBitnetcPerBlockQ8K;
+  const bool q8k = s.quant == ir::ActQuant::PerBlockQ8K;
   if (q8k) first_max(b, t) = y(b * block + clamp(argmax(rb, abs(y(b * block + rb, t)))[0], 0, block - 1), t);
 
   // bitnetc_quant_scale: what x is multiplied by, the dequantization factor, and whether
   // every code is zero.
   Expr a = amax(b, t), mul, dq, zero = Internal::const_false();
   switch (s.quant) {
-    case kBitnetcPerTokenLlama2c: {
+    case ir::ActQuant::PerTokenLlama2c: {
       Expr d = cast<float>(cast<double>(a) / f64(127.0));
       zero = d == 0.0f;
       mul = cast<float>(f64(1.0) / cast<double>(d));
       dq = d;
       break;
     }
-    case kBitnetcPerTokenHF:
+    case ir::ActQuant::PerTokenHF:
       mul = (1.0f / select(a < 1e-5f, 1e-5f, a)) * 127.0f;
       dq = 1.0f / mul;
       break;
-    case kBitnetcPerTokenBitnetCpp:
+    case ir::ActQuant::PerTokenBitnetCpp:
       mul = cast<float>(f64(127.0) / select(f64(1e-5) < cast<double>(a), cast<double>(a), f64(1e-5)));
       dq = 1.0f / mul;
       break;
-    default:  // PerBlockQ8K
+    case ir::ActQuant::PerBlockQ8K:
       zero = a == 0.0f;
       mul = -127.0f / first_max(b, t);
       dq = 1.0f / mul;
@@ -103,11 +101,11 @@ NormQuantPipeline norm_quant(const NormQuantShape& s) {
   {
     Expr v = strict_float(y(i, t) * scale(i / block, t)[0]);
     Expr c;
-    if (s.quant == kBitnetcPerTokenLlama2c) {
+    if (s.quant == ir::ActQuant::PerTokenLlama2c) {
       c = clamp_to_int8(strict_float(round_half_away(v)));  // |v| <= 127: the clamp never acts
-    } else if (s.quant == kBitnetcPerTokenHF) {
+    } else if (s.quant == ir::ActQuant::PerTokenHF) {
       c = clamp_to_int8(round(v));  // Halide's round is half to even
-    } else if (s.quant == kBitnetcPerTokenBitnetCpp) {
+    } else if (s.quant == ir::ActQuant::PerTokenBitnetCpp) {
       c = clamp_to_int8(strict_float(round_half_away(v)));
     } else {  // ggml's nearest_int: the low mantissa bits of v + 1.5 * 2^23
       Expr bits = reinterpret<int32_t>(strict_float(v + 12582912.0f));
@@ -123,7 +121,7 @@ NormQuantPipeline norm_quant(const NormQuantShape& s) {
   // Schedule: token by token (a decode step has one). The sum of squares is a scalar
   // chain (its order is the reference's); the rest runs in vectors over the width.
   const int lanes = s.vector_bytes / 4;
-  if (s.norm >= 0) sum_sq.compute_root();
+  if (s.norm) sum_sq.compute_root();
   y.compute_root().vectorize(i, lanes, TailStrategy::GuardWithIf);
   amax.compute_root();
   amax.update().atomic().vectorize(rb, lanes);

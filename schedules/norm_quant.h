@@ -12,9 +12,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "Halide.h"
+#include "ir.h"
 
 namespace bitnetc::schedules {
 
@@ -22,10 +24,10 @@ struct NormQuantShape {
   int64_t n = 0;             // activations per token
   int64_t K_padded = 0;      // codes per token, zero past n (the ternary kernels' padded K)
   int64_t block = 0;         // quantization block: n (per token) or 256 (Q8_K)
-  int norm = -1;             // BitnetcNormKind (ir/numerics.h), or -1: no norm
-  bool norm_weight = false;  // the norm multiplies by a weight vector
+  std::optional<ir::NormKind> norm;  // none: quantize the input as it is
+  bool norm_weight = false;          // the norm multiplies by a weight vector
   float eps = 0;
-  int quant = 0;  // BitnetcActQuant
+  ir::ActQuant quant = ir::ActQuant::PerTokenLlama2c;
   int vector_bytes = 32;
 };
 

@@ -14,7 +14,7 @@ RopePipeline rope(const RopeShape& s) {
   RopePipeline p{ImageParam(Float(32), 2, "x"), ImageParam(Float(32), 2, "cos"), ImageParam(Float(32), 2, "sin"),
                  Param<int>("pos0"), Func("y")};
   const int d = s.head_dim, half = d / 2, n = static_cast<int>(s.n);
-  const bool neox = s.style == kBitnetcRopeNeox;
+  const bool neox = s.style == ir::RopeStyle::Neox;
   Var m("m"), h("h"), t("t"), i("i");
   // Pair m of head h: its two values, and the two results.
   Expr i0 = h * d + (neox ? m : 2 * m), i1 = h * d + (neox ? m + half : 2 * m + 1);

@@ -9,13 +9,14 @@
 #include <vector>
 
 #include "Halide.h"
+#include "ir.h"
 
 namespace bitnetc::schedules {
 
 struct RopeShape {
   int64_t n = 0;  // values per token (heads * head_dim)
   int head_dim = 0;
-  int style = 0;  // BitnetcRopeStyle
+  ir::RopeStyle style = ir::RopeStyle::Interleaved;
   int vector_bytes = 32;
 };
 

@@ -71,18 +71,18 @@ int main(int argc, char** argv) {
 
 }  // namespace
 
-TEST(Codegen, AotGemvLinksRunsAndMatchesTheInterpreter) {
+TEST(Codegen, AotMatmulLinksRunsAndMatchesTheInterpreter) {
   ScratchDir dir;
   const int64_t K = 768, N = 37, block = 256;
   const TargetInfo& target = *find_target("x86-64-avx2");  // runs on every x86-64 CI machine here
-  const schedules::GemvShape shape{K, N, block, target.ternary_bytes};
+  const schedules::TernaryMatmulShape shape{K, N, block, target.ternary_bytes};
   // Each emission in a process of its own, as each bitnetc run is one: Halide makes
   // names unique per process (a second "y" in one process becomes "y$1"), so
   // reproducibility is a property of runs, and the same inputs must give the same bytes.
   auto emit_in_child = [&](const std::string& path) {
     const pid_t pid = ::fork();
     if (pid == 0) {
-      codegen::emit_gemv_object(shape, target, "bitnetc_gemv_test", path);
+      codegen::emit_ternary_matmul_object(shape, target, "bitnetc_gemv_test", path);
       ::_exit(0);
     }
     int status = 0;
@@ -212,7 +212,7 @@ void run_emulated(const ScratchDir& dir, const std::string& driver) {
 // interpreter's arithmetic bit for bit: per-token and Q8_K activations, K padded to
 // whole words and to whole stages, rows past a block, a chunk of tokens shorter than
 // the kernel's batch (a partial token tile; rows past the chunk stay untouched).
-TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
+TEST(CudaKernels, MatmulRunOnTheCpuMatchesTheInterpreter) {
   ScratchDir dir;
   struct CudaCase {
     int64_t K, N, act_block;
@@ -248,7 +248,7 @@ TEST(CudaKernels, GemvRunOnTheCpuMatchesTheInterpreter) {
         want[m * c.N + n] = y;
       }
     }
-    write_vec(dir.file("packed.bin"), codegen::pack_for_cuda_gemv(w));
+    write_vec(dir.file("packed.bin"), codegen::pack_for_cuda_matmul(w));
     write_vec(dir.file("x.bin"), x);
     write_vec(dir.file("xsum.bin"), xsum);
     write_vec(dir.file("d.bin"), d);
@@ -299,7 +299,7 @@ TEST(CudaKernels, NvrtcCompilesForEveryCudaTarget) {
   const std::string name = kernel.name;
   int cuda_targets = 0;
   for (const TargetInfo& t : targets()) {
-    if (t.arch != TargetArch::Cuda) continue;
+    if (t.backend != Backend::Cuda) continue;
     ++cuda_targets;
     if (!codegen::have_nvrtc()) {
       try {
@@ -317,7 +317,7 @@ TEST(CudaKernels, NvrtcCompilesForEveryCudaTarget) {
     EXPECT_EQ(machine, 190u) << t.name << ": e_machine should be EM_CUDA";
     EXPECT_NE(std::string(image.cubin.begin(), image.cubin.end()).find(name), std::string::npos) << t.name;
     EXPECT_NE(image.ptx.find(".entry " + name), std::string::npos) << t.name;
-    EXPECT_NE(image.ptx.find(".target " + t.llc_cpu), std::string::npos) << t.name;
+    EXPECT_NE(image.ptx.find(".target " + t.cuda_sm), std::string::npos) << t.name;
     EXPECT_NE(image.ptx.find("dp4a"), std::string::npos) << t.name << ": the dot products should use dp4a";
     EXPECT_NE(image.ptx.find(".entry " + mma.name), std::string::npos) << t.name;
     EXPECT_NE(image.ptx.find("wmma.mma.sync.aligned.row.col.m16n16k16.s32.s8.s8.s32"), std::string::npos)

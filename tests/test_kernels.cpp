@@ -10,20 +10,20 @@
 #include <map>
 
 #include "attention.h"
-#include "dense_gemv.h"
+#include "dense_matmul.h"
 #include "exact_exp.h"
 #include "fp16.h"
 #include "interpreter.h"
 #include "kernel_objects.h"
-#include "kquant_gemv.h"
-#include "lut_gemv.h"
+#include "kquant_matmul.h"
+#include "lut_matmul.h"
 #include "lut_tiles.h"
 #include "model_blob.h"
 #include "norm_quant.h"
 #include "rope.h"
 #include "synthetic_model.h"
 #include "targets.h"
-#include "ternary_gemv.h"
+#include "ternary_matmul.h"
 
 using namespace bitnetc;
 
@@ -97,9 +97,9 @@ CaseData make_case(const Case& c, int batch, uint64_t seed, bool block_scales = 
   return t;
 }
 
-// Runs pipeline `p` (the arguments of schedules::GemvPipeline) on the case with its
+// Runs pipeline `p` (the arguments of schedules::MatmulPipeline) on the case with its
 // packed weights, the activations zero padded to Kp, and compares bit for bit.
-void run_and_compare(schedules::GemvPipeline& p, const Case& c, const CaseData& t, int batch,
+void run_and_compare(schedules::MatmulPipeline& p, const Case& c, const CaseData& t, int batch,
                      std::vector<uint8_t>& packed, int packed_dim0, int packed_dim1, int64_t Kp,
                      const std::string& target, const std::string& what,
                      const std::map<std::string, Halide::JITExtern>& externs = {}, int64_t block_scale_rows = 0) {
@@ -135,13 +135,13 @@ void run_and_compare(schedules::GemvPipeline& p, const Case& c, const CaseData& 
 }
 
 // The I2_S-style kernel for `batch` tokens against ir::Interpreter's ternary_matmul.
-void check_gemv(const Case& c, int vector_bytes, const std::string& target, int batch, schedules::GemvReduce reduce,
-                schedules::GemvPacking packing, bool block_scales) {
+void check_ternary_matmul(const Case& c, int vector_bytes, const std::string& target, int batch, schedules::MatmulReduce reduce,
+                schedules::MatmulPacking packing, bool block_scales) {
   const CaseData t = make_case(c, batch, static_cast<uint64_t>(vector_bytes), block_scales);
-  const bool lanes = packing == schedules::GemvPacking::RowLanes;
-  schedules::GemvShape shape{c.K, c.N, c.act_block, vector_bytes, batch, reduce, packing, block_scales};
+  const bool lanes = packing == schedules::MatmulPacking::RowLanes;
+  schedules::TernaryMatmulShape shape{c.K, c.N, c.act_block, vector_bytes, batch, reduce, packing, block_scales};
   const int64_t Kp = schedules::packed_k(shape);
-  schedules::GemvPipeline p = schedules::ternary_gemv(shape);
+  schedules::MatmulPipeline p = schedules::ternary_matmul(shape);
   auto packed = schedules::pack_ternary(t.w, shape);
   const schedules::PackedDims dims = schedules::packed_dims(shape);
   ASSERT_EQ(packed.size(), static_cast<size_t>(dims.bytes_per_tile) * dims.tiles);
@@ -170,38 +170,38 @@ const std::vector<Case>& kernel_cases() {
 // algorithm (16-byte groups, signed codes for sdot) is run here as x86 code; the ARM
 // instructions themselves run under qemu in compile_tests.
 void for_each_kernel_case(int batch, bool block_scales = false) {
-  using schedules::GemvPacking;
-  using schedules::GemvReduce;
+  using schedules::MatmulPacking;
+  using schedules::MatmulReduce;
   struct Variant {
     std::string target;
     int W;
-    GemvReduce reduce;
-    GemvPacking packing = GemvPacking::RowTiles;
+    MatmulReduce reduce;
+    MatmulPacking packing = MatmulPacking::RowTiles;
   };
   const std::string avx2 = find_target("x86-64-avx2")->halide;
-  std::vector<Variant> variants = {{avx2, 32, GemvReduce::PairwiseI16},
-                                   {avx2, 16, GemvReduce::PairwiseI16},                      // aarch64-neon's groups
-                                   {avx2, 16, GemvReduce::DotI8I8},                          // aarch64-neon-dotprod's
-                                   {avx2, 16, GemvReduce::DotI8I8, GemvPacking::RowLanes}};  // its Q8_K blocks
-  if (host_target().vector_bytes == 64) {  // AVX-512 code runs only where the CPU has it
+  std::vector<Variant> variants = {{avx2, 32, MatmulReduce::PairwiseI16},
+                                   {avx2, 16, MatmulReduce::PairwiseI16},                      // aarch64-neon's groups
+                                   {avx2, 16, MatmulReduce::DotI8I8},                          // aarch64-neon-dotprod's
+                                   {avx2, 16, MatmulReduce::DotI8I8, MatmulPacking::RowLanes}};  // its Q8_K blocks
+  if (runs_on_this_cpu(*find_target("x86-64-avx512"))) {  // AVX-512 code runs only where the CPU has it
     const std::string avx512 = find_target("x86-64-avx512")->halide;
-    const std::string vnni = codegen::with_reduce_features(Halide::Target(avx512), GemvReduce::DotU8I8).to_string();
-    variants.push_back({avx512, 32, GemvReduce::PairwiseI16});
-    variants.push_back({avx512, 64, GemvReduce::PairwiseI16});
-    variants.push_back({vnni, 64, GemvReduce::DotU8I8});
-    variants.push_back({vnni, 64, GemvReduce::DotU8I8, GemvPacking::RowLanes});
+    const std::string vnni = codegen::with_reduce_features(Halide::Target(avx512), MatmulReduce::DotU8I8).to_string();
+    variants.push_back({avx512, 32, MatmulReduce::PairwiseI16});
+    variants.push_back({avx512, 64, MatmulReduce::PairwiseI16});
+    variants.push_back({vnni, 64, MatmulReduce::DotU8I8});
+    variants.push_back({vnni, 64, MatmulReduce::DotU8I8, MatmulPacking::RowLanes});
   }
   for (const auto& v : variants)
     for (const auto& c : kernel_cases()) {
-      const bool fits = v.packing == GemvPacking::RowLanes ? c.K % 16 == 0 && c.act_block % 16 == 0
+      const bool fits = v.packing == MatmulPacking::RowLanes ? c.K % 16 == 0 && c.act_block % 16 == 0
                                                            : c.act_block == c.K || c.act_block % (4 * v.W) == 0;
       // Block scales meet activation blocks of their size (llama.cpp's 256).
       if (fits && (!block_scales || c.act_block == 256))
-        check_gemv(c, v.W, v.target, batch, v.reduce, v.packing, block_scales);
+        check_ternary_matmul(c, v.W, v.target, batch, v.reduce, v.packing, block_scales);
     }
 }
 
-TEST(TernaryGemv, MatchesTheInterpreterBitForBit) { for_each_kernel_case(1); }
+TEST(TernaryMatmul, MatchesTheInterpreterBitForBit) { for_each_kernel_case(1); }
 
 // The prefill kernel: batches that fill the token tile, and batches with a tail.
 TEST(TernaryGemm, MatchesTheInterpreterTokenByToken) {
@@ -210,14 +210,14 @@ TEST(TernaryGemm, MatchesTheInterpreterTokenByToken) {
 
 // A weight scale per (row, block of 256), as llama.cpp's TQ1_0/TQ2_0 files hold them
 // (all different, some blocks all zero with a zero scale), decode and prefill batches.
-TEST(TernaryGemv, PerBlockWeightScalesMatchTheInterpreterBitForBit) {
+TEST(TernaryMatmul, PerBlockWeightScalesMatchTheInterpreterBitForBit) {
   for (int batch : {1, 8, 3}) for_each_kernel_case(batch, true);
 }
 
 // TL1 and TL2: the packing reads back to the codes, and the lookup-table pipelines (with
 // the scalar reference tiles, and with the SIMD tile this CPU runs: AVX2 TL2) give the
 // interpreter's results bit for bit, per-token activations, GEMV and GEMM batches.
-TEST(LutGemv, LayoutsRoundTripAndMatchTheInterpreterBitForBit) {
+TEST(LutMatmul, LayoutsRoundTripAndMatchTheInterpreterBitForBit) {
   using schedules::LutLayout;
   const std::map<std::string, Halide::JITExtern> externs = {
       {"bitnetc_tl1_tiles", Halide::JITExtern(bitnetc_tl1_tiles)},
@@ -236,8 +236,8 @@ TEST(LutGemv, LayoutsRoundTripAndMatchTheInterpreterBitForBit) {
         for (bool scalar : {true, false}) {
           const CaseData tb = make_case(c, batch, 7);
           auto pk = schedules::pack_lut(tb.w, layout);
-          schedules::LutGemvShape shape{c.K, c.N, layout, batch, scalar};
-          schedules::GemvPipeline p = schedules::lut_gemv(shape);
+          schedules::LutMatmulShape shape{c.K, c.N, layout, batch, scalar};
+          schedules::MatmulPipeline p = schedules::lut_matmul(shape);
           run_and_compare(p, c, tb, batch, pk, static_cast<int>(schedules::lut_tile_bytes(c.K, layout)),
                           static_cast<int>(schedules::lut_tiles(c.N, layout)), schedules::lut_padded_k(c.K, layout),
                           avx2, schedules::lut_tile_function(shape), externs);
@@ -251,7 +251,7 @@ TEST(LutGemv, LayoutsRoundTripAndMatchTheInterpreterBitForBit) {
 // finite half bit pattern (zeros of both signs, denormals, 65504): the kernel converts
 // half bits with integer operations of its own. Several rows of activations at once (a
 // batched step's logit rows) each give the one-row sums.
-TEST(DenseGemv, MatchesTheInterpretersSequentialSumsBitForBit) {
+TEST(DenseMatmul, MatchesTheInterpretersSequentialSumsBitForBit) {
   // Infinities are halves too, but the kernel's conversion does not keep them: such a
   // head is stored as float.
   EXPECT_FALSE(schedules::exactly_finite_f16(std::vector<float>{1.0f, std::numeric_limits<float>::infinity()}));
@@ -277,11 +277,11 @@ TEST(DenseGemv, MatchesTheInterpretersSequentialSumsBitForBit) {
         }
       for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
         const TargetInfo& t = *find_target(name);
-        if (t.vector_bytes > host_target().vector_bytes) continue;  // AVX-512 code needs an AVX-512 CPU
-        auto p = schedules::dense_gemv({K, N, t.vector_bytes, f16});
-        const int64_t Np = schedules::dense_gemv_padded_rows(N, t.vector_bytes);
-        auto wt = schedules::transpose_for_dense_gemv(w, N, K, t.vector_bytes, f16);
-        const int T = schedules::dense_gemv_tile_rows(t.vector_bytes);
+        if (!runs_on_this_cpu(t)) continue;  // AVX-512 code needs an AVX-512 CPU
+        auto p = schedules::dense_matmul({K, N, t.vector_bytes, f16});
+        const int64_t Np = schedules::dense_matmul_padded_rows(N, t.vector_bytes);
+        auto wt = schedules::transpose_for_dense_matmul(w, N, K, t.vector_bytes, f16);
+        const int T = schedules::dense_matmul_tile_rows(t.vector_bytes);
         const int k = static_cast<int>(K), tiles = static_cast<int>(Np / T);
         Halide::Buffer<float> wf(reinterpret_cast<float*>(wt.data()), T, k, tiles);
         Halide::Buffer<uint16_t> wh(reinterpret_cast<uint16_t*>(wt.data()), T, k, tiles);
@@ -305,7 +305,7 @@ TEST(DenseGemv, MatchesTheInterpretersSequentialSumsBitForBit) {
 
 // --head=q8: the kernel computes (sum_k float(q) * x) * row_scale, sequentially; and the
 // quantized head stays close to the float one (the numerics change it announces).
-TEST(DenseGemv, Q8HeadMatchesItsDefinitionAndStaysNearTheFloatHead) {
+TEST(DenseMatmul, Q8HeadMatchesItsDefinitionAndStaysNearTheFloatHead) {
   const int64_t K = 256, N = 300;
   SplitMix64 rng(11);
   std::vector<float> w(K * N), x(K);
@@ -313,12 +313,12 @@ TEST(DenseGemv, Q8HeadMatchesItsDefinitionAndStaysNearTheFloatHead) {
   for (auto& v : x) v = rng.normal();
   for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
     const TargetInfo& t = *find_target(name);
-    if (t.vector_bytes > host_target().vector_bytes) continue;
+    if (!runs_on_this_cpu(t)) continue;
     std::vector<float> scales;
-    auto q = schedules::quantize_for_dense_gemv_q8(w, N, K, t.vector_bytes, scales);
-    const int T = schedules::dense_gemv_tile_rows(t.vector_bytes);
-    const int64_t Np = schedules::dense_gemv_padded_rows(N, t.vector_bytes);
-    auto p = schedules::dense_gemv({K, N, t.vector_bytes, false, true});
+    auto q = schedules::quantize_for_dense_matmul_q8(w, N, K, t.vector_bytes, scales);
+    const int T = schedules::dense_matmul_tile_rows(t.vector_bytes);
+    const int64_t Np = schedules::dense_matmul_padded_rows(N, t.vector_bytes);
+    auto p = schedules::dense_matmul({K, N, t.vector_bytes, false, true});
     p.wt.set(Halide::Buffer<int8_t>(reinterpret_cast<int8_t*>(q.data()), T, static_cast<int>(K), static_cast<int>(Np / T)));
     p.x.set(Halide::Buffer<float>(x.data(), static_cast<int>(K), 1));
     p.row_scale.set(Halide::Buffer<float>(scales.data(), static_cast<int>(Np)));
@@ -352,7 +352,7 @@ TEST(NormQuant, MatchesTheInterpretersNormThenQuantizeBitForBit) {
   const int tokens = 4;
   for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
     const TargetInfo& target = *find_target(name);
-    if (target.vector_bytes > host_target().vector_bytes) continue;
+    if (!runs_on_this_cpu(target)) continue;
     for (const Width& wd : widths)
       for (int quant = 0; quant < 4; ++quant) {
         if ((quant == 3) != wd.per_block) continue;
@@ -386,7 +386,9 @@ TEST(NormQuant, MatchesTheInterpretersNormThenQuantizeBitForBit) {
               }
             }
             schedules::NormQuantPipeline p =
-                schedules::norm_quant({wd.n, wd.K_padded, block, norm, weighted, eps, quant, target.vector_bytes});
+                schedules::norm_quant({wd.n, wd.K_padded, block,
+                                       norm < 0 ? std::nullopt : std::optional(static_cast<ir::NormKind>(norm)),
+                                       weighted, eps, static_cast<ir::ActQuant>(quant), target.vector_bytes});
             p.x.set(Halide::Buffer<float>(x.data(), static_cast<int>(wd.n), tokens));
             p.w.set(Halide::Buffer<float>(w.data(), static_cast<int>(wd.n)));
             Halide::Buffer<int8_t> q(static_cast<int>(wd.K_padded), tokens);
@@ -427,7 +429,7 @@ TEST(Attention, MatchesTheInterpretersHeadsBitForBit) {
   const int64_t n_ctx = 80;
   for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
     const TargetInfo& target = *find_target(name);
-    if (target.vector_bytes > host_target().vector_bytes) continue;
+    if (!runs_on_this_cpu(target)) continue;
     for (const Heads& hd : {Heads{64, 20, 5}, Heads{32, 8, 4}, Heads{24, 3, 3}})
       for (int scale = 0; scale < 2; ++scale)
         for (int softmax = 0; softmax < 2; ++softmax) {
@@ -443,7 +445,7 @@ TEST(Attention, MatchesTheInterpretersHeadsBitForBit) {
           op.score_scale = static_cast<ir::ScoreScale>(scale);
           op.softmax_sum = static_cast<ir::SoftmaxSum>(softmax);
           schedules::AttentionPipeline p =
-              schedules::attention({hd.d, hd.n_head, hd.n_head_kv, scale, softmax, target.vector_bytes});
+              schedules::attention({hd.d, hd.n_head, hd.n_head_kv, op.score_scale, op.softmax_sum, target.vector_bytes});
           Halide::Pipeline pipeline(p.out);
           // The kernel's keys: in transposed blocks, the last padded (NaN: never read).
           const int padded = static_cast<int>((n_ctx + schedules::kAttentionPositionBlock - 1) /
@@ -502,7 +504,7 @@ TEST(ExactExp, MatchesBitnetcExpfBitForBit) {
   ASSERT_GT(n, 36000000);
   for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
     const TargetInfo& target = *find_target(name);
-    if (target.vector_bytes > host_target().vector_bytes) continue;
+    if (!runs_on_this_cpu(target)) continue;
     Halide::ImageParam in(Halide::Float(32), 1);
     Halide::Var x;
     Halide::Func f;
@@ -528,7 +530,7 @@ TEST(Rope, MatchesTheInterpretersRotationBitForBit) {
   const int positions = 40;
   for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
     const TargetInfo& target = *find_target(name);
-    if (target.vector_bytes > host_target().vector_bytes) continue;
+    if (!runs_on_this_cpu(target)) continue;
     for (const Width& wd : {Width{2560, 128}, Width{640, 128}, Width{96, 32}, Width{36, 12}})
       for (int style = 0; style < 2; ++style) {
         ir::Op op(ir::OpKind::Rope);
@@ -539,7 +541,7 @@ TEST(Rope, MatchesTheInterpretersRotationBitForBit) {
         const int half = wd.head_dim / 2;
         std::vector<float> cos(positions * half), sin(positions * half);
         for (int pos = 0; pos < positions; ++pos) ir::rope_cos_sin(op, pos, &cos[pos * half], &sin[pos * half]);
-        schedules::RopePipeline p = schedules::rope({wd.n, wd.head_dim, style, target.vector_bytes});
+        schedules::RopePipeline p = schedules::rope({wd.n, wd.head_dim, op.rope_style, target.vector_bytes});
         p.cos.set(Halide::Buffer<float>(cos.data(), half, positions));
         p.sin.set(Halide::Buffer<float>(sin.data(), half, positions));
         SplitMix64 rng(static_cast<uint64_t>(wd.n + style));
@@ -568,7 +570,7 @@ TEST(Rope, MatchesTheInterpretersRotationBitForBit) {
 // ir::kquant_dot, bit for bit: signed group scales and codes without mins (Q6_K's
 // form), unsigned ones with mins (Q4_K/Q5_K's), several 256-blocks, rows that do not
 // fill a tile, and several activation rows at once (each summed as it would be alone).
-TEST(KQuantGemv, MatchesTheInterpretersDotBitForBit) {
+TEST(KQuantMatmul, MatchesTheInterpretersDotBitForBit) {
   const int64_t K = 768, N = 45;
   const int M = 3;
   for (const bool with_mins : {false, true}) {
@@ -595,12 +597,12 @@ TEST(KQuantGemv, MatchesTheInterpretersDotBitForBit) {
     }
     for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
       const TargetInfo& target = *find_target(name);
-      if (target.vector_bytes > host_target().vector_bytes) continue;
-      const int T = schedules::dense_gemv_tile_rows(target.vector_bytes);
-      const int Np = static_cast<int>(schedules::dense_gemv_padded_rows(N, target.vector_bytes));
-      std::vector<uint8_t> packed = schedules::pack_for_kquant_gemv(w, target.vector_bytes);
+      if (!runs_on_this_cpu(target)) continue;
+      const int T = schedules::dense_matmul_tile_rows(target.vector_bytes);
+      const int Np = static_cast<int>(schedules::dense_matmul_padded_rows(N, target.vector_bytes));
+      std::vector<uint8_t> packed = schedules::pack_for_kquant_matmul(w, target.vector_bytes);
       const rt::KQuantSections at = rt::kquant_sections(Np, K);
-      auto p = schedules::kquant_gemv({K, N, target.vector_bytes});
+      auto p = schedules::kquant_matmul({K, N, target.vector_bytes});
       auto i8 = [&](uint64_t off, int cols) {
         return Halide::Buffer<int8_t>(reinterpret_cast<int8_t*>(packed.data() + off), T, cols, Np / T);
       };

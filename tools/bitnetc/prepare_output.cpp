@@ -59,7 +59,7 @@ PreparedOutput prepare_output(const OutputUnderTest& o, const std::string& comma
   if (!t) throw std::invalid_argument("unknown target \"" + o.target + "\" (bitnetc targets lists them)");
   // A CUDA output is a host program for this machine; finding a GPU is its own job (it
   // says clearly when there is none).
-  if (!runs_natively(*t) && t->arch != TargetArch::Cuda) {
+  if (!runs_natively(*t) && t->backend != Backend::Cuda) {
     if (t->emulator.empty())
       throw std::invalid_argument(command + ": target " + t->name + " cannot run on this machine");
     p.runner = split_words(t->emulator);

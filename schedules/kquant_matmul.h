@@ -4,7 +4,7 @@
 //
 // Per row and 256-block the integer sums isum = sum sc*q*x and imin = sum m*x are exact
 // in any order, so they run vectorized over the rows of a tile (the weights in the head
-// tiles of dense_gemv.h: T rows' values of one column contiguous). The float part then
+// tiles of dense_matmul.h: T rows' values of one column contiguous). The float part then
 // runs block after block in the reference's order, without FMA (strict_float).
 #pragma once
 
@@ -16,25 +16,25 @@
 
 namespace bitnetc::schedules {
 
-struct KQuantGemvShape {
+struct KQuantMatmulShape {
   int64_t K = 0, N = 0;  // y[N] = W[N][K] x[K]; K a multiple of 256
   int vector_bytes = 32;
 };
 
-// Inputs (tiles of T = dense_gemv_tile_rows rows, padded N = dense_gemv_padded_rows):
+// Inputs (tiles of T = dense_matmul_tile_rows rows, padded N = dense_matmul_padded_rows):
 // q (int8, [T, K, padded N / T]), sc and m (int8, [T, K / 16, padded N / T]), d and dmin
 // (float, [T, K / 256, padded N / T]), x (int8, [K, M]: M rows of Q8_K codes), xd (float,
 // [K / 256, M]). Output: y (float, [padded N, M]). Each row is summed as one row alone.
-struct KQuantGemvPipeline {
+struct KQuantMatmulPipeline {
   Halide::ImageParam q, sc, m, d, dmin, x, xd;
   Halide::Func y;
   std::vector<Halide::Argument> arguments() const { return {q, sc, m, d, dmin, x, xd}; }
 };
 
-KQuantGemvPipeline kquant_gemv(const KQuantGemvShape& shape);
+KQuantMatmulPipeline kquant_matmul(const KQuantMatmulShape& shape);
 
 // The weight in the kernel's layout, its parts one after another as
 // rt::kquant_sections places them (runtime_stub/model_blob.h), rows past N zero.
-std::vector<uint8_t> pack_for_kquant_gemv(const KQuantWeights& w, int vector_bytes);
+std::vector<uint8_t> pack_for_kquant_matmul(const KQuantWeights& w, int vector_bytes);
 
 }  // namespace bitnetc::schedules

@@ -1,22 +1,22 @@
-#include "kquant_gemv.h"
+#include "kquant_matmul.h"
 
 #include <cstring>
 
-#include "dense_gemv.h"
+#include "dense_matmul.h"
 #include "model_blob.h"
 
 namespace bitnetc::schedules {
 
 using namespace Halide;
 
-KQuantGemvPipeline kquant_gemv(const KQuantGemvShape& s) {
-  KQuantGemvPipeline p{ImageParam(Int(8), 3, "q"),       ImageParam(Int(8), 3, "sc"),
+KQuantMatmulPipeline kquant_matmul(const KQuantMatmulShape& s) {
+  KQuantMatmulPipeline p{ImageParam(Int(8), 3, "q"),       ImageParam(Int(8), 3, "sc"),
                        ImageParam(Int(8), 3, "m"),       ImageParam(Float(32), 3, "d"),
                        ImageParam(Float(32), 3, "dmin"), ImageParam(Int(8), 2, "x"),
                        ImageParam(Float(32), 2, "xd"),   Func("y")};
-  const int T = dense_gemv_tile_rows(s.vector_bytes);
+  const int T = dense_matmul_tile_rows(s.vector_bytes);
   const int K = static_cast<int>(s.K), blocks = K / 256;
-  const int Np = static_cast<int>(dense_gemv_padded_rows(s.N, s.vector_bytes));
+  const int Np = static_cast<int>(dense_matmul_padded_rows(s.N, s.vector_bytes));
   Var v("v"), b("b"), t("t");
 
   // Exact integer sums per (row, block, activation row).
@@ -67,8 +67,8 @@ KQuantGemvPipeline kquant_gemv(const KQuantGemvShape& s) {
   return p;
 }
 
-std::vector<uint8_t> pack_for_kquant_gemv(const KQuantWeights& w, int vector_bytes) {
-  const int64_t T = dense_gemv_tile_rows(vector_bytes), Np = dense_gemv_padded_rows(w.rows, vector_bytes);
+std::vector<uint8_t> pack_for_kquant_matmul(const KQuantWeights& w, int vector_bytes) {
+  const int64_t T = dense_matmul_tile_rows(vector_bytes), Np = dense_matmul_padded_rows(w.rows, vector_bytes);
   const int64_t K = w.cols, G = K / KQuantWeights::kGroup, B = K / KQuantWeights::kBlock;
   const rt::KQuantSections at = rt::kquant_sections(Np, K);
   std::vector<uint8_t> out(at.end, 0);

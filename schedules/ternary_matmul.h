@@ -17,7 +17,7 @@
 // block's integer sum by (d_a[b] * w_scale) and adds the blocks in order, exactly as the
 // reference interpreter does, so results are bit-identical.
 //
-// Row lanes (GemvPacking::RowLanes), for activations quantized in blocks (Q8_K: 256)
+// Row lanes (MatmulPacking::RowLanes), for activations quantized in blocks (Q8_K: 256)
 // on targets with a 4-way dot product (vpdpbusd, sdot): the tiles above sum a row's
 // lanes across at the end of every block, which made such a GEMV compute-bound. Here
 // each i32 lane of a vector is one row instead: L = W/4 rows per group, and W bytes hold
@@ -51,24 +51,24 @@ PackedDims ternary_packed_dims(int64_t K, int64_t N, int vector_bytes);
 std::vector<uint8_t> pack_ternary_rows(const TernaryWeights& w, int vector_bytes);
 
 // How the 2-bit codes meet the int8 activations in the inner reduction.
-enum class GemvReduce {
+enum class MatmulReduce {
   PairwiseI16,  // u8 x i8 products of adjacent pairs in saturating i16 (pmaddubsw; NEON smull/sadalp)
   DotU8I8,      // four u8 x i8 products into each i32 lane (AVX512-VNNI vpdpbusd)
   DotI8I8,      // four i8 x i8 products into each i32 lane, codes read as int8 (ARM sdot)
 };
 
-enum class GemvPacking {
+enum class MatmulPacking {
   RowTiles,  // pack_ternary_rows: tiles of interleaved rows, a row across the lanes
   RowLanes,  // pack_ternary_row_lanes: one row per i32 lane (dot-product reduces only)
 };
 
-struct GemvShape {
+struct TernaryMatmulShape {
   int64_t K = 0, N = 0;   // weights are N x K
   int64_t act_block = 0;  // activation quantization block (K for per-token, 256 for Q8_K)
   int vector_bytes = 32;  // 16 (NEON), 32 (AVX2) or 64 (AVX-512)
   int batch = 1;          // tokens per call (M); the caller pads a short chunk with zeros
-  GemvReduce reduce = GemvReduce::PairwiseI16;
-  GemvPacking packing = GemvPacking::RowTiles;
+  MatmulReduce reduce = MatmulReduce::PairwiseI16;
+  MatmulPacking packing = MatmulPacking::RowTiles;
   // A weight scale per (row, activation block) instead of one per tensor: llama.cpp's
   // TQ1_0/TQ2_0 files store one per 256 weights of a row (its `d`), which meet Q8_K's
   // activation blocks of 256 one to one.
@@ -77,7 +77,7 @@ struct GemvShape {
 
 // The rows of the block-scale buffer (N rounded up to whole row-lane groups: the last
 // group's padding rows read zero scales).
-int64_t block_scale_rows(const GemvShape& shape);
+int64_t block_scale_rows(const TernaryMatmulShape& shape);
 
 // Row lanes: [K/16 * vector_bytes bytes per group, ceil(N / (vector_bytes/4)) groups];
 // K must be a multiple of 16, and rows past N pad the last group with zero weights.
@@ -86,9 +86,9 @@ std::vector<uint8_t> pack_ternary_row_lanes(const TernaryWeights& w, int vector_
 
 // The packing `shape` names: the activations' zero-padded length, the packed buffer's
 // dimensions, and the packed bytes of `w` (N x K as in shape).
-int64_t packed_k(const GemvShape& shape);
-PackedDims packed_dims(const GemvShape& shape);
-std::vector<uint8_t> pack_ternary(const TernaryWeights& w, const GemvShape& shape);
+int64_t packed_k(const TernaryMatmulShape& shape);
+PackedDims packed_dims(const TernaryMatmulShape& shape);
+std::vector<uint8_t> pack_ternary(const TernaryWeights& w, const TernaryMatmulShape& shape);
 
 // Inputs, in order: packed (uint8, ternary_packed_dims or row_lane_packed_dims), x
 // (int8, [padded_k, M] for row tiles, [K, M] for row lanes, zero padded), x_sum (int32,
@@ -98,7 +98,7 @@ std::vector<uint8_t> pack_ternary(const TernaryWeights& w, const GemvShape& shap
 // Dimension 0 is innermost and every buffer is dense. Each block's integer sum is
 // multiplied by (d_act * w_scale), or (d_act * w_block_scales) per block, as the
 // interpreter does.
-struct GemvPipeline {
+struct MatmulPipeline {
   Halide::ImageParam packed, x, x_sum, d_act;
   Halide::Param<float> w_scale;
   Halide::ImageParam w_block_scales;
@@ -106,10 +106,10 @@ struct GemvPipeline {
   std::vector<Halide::Argument> arguments() const { return {packed, x, x_sum, d_act, w_scale, w_block_scales}; }
 };
 
-GemvPipeline ternary_gemv(const GemvShape& shape);
+MatmulPipeline ternary_matmul(const TernaryMatmulShape& shape);
 
 // The pipeline's parameters, unscheduled and undefined: every ternary matmul pipeline
-// (this one and the lookup-table ones, lut_gemv.h) takes the same arguments.
-GemvPipeline gemv_params();
+// (this one and the lookup-table ones, lut_matmul.h) takes the same arguments.
+MatmulPipeline ternary_matmul_params();
 
 }  // namespace bitnetc::schedules

@@ -1,4 +1,4 @@
-// Ternary GEMV kernel benchmark: the Halide pipeline of schedules/ternary_gemv on the
+// Ternary GEMV kernel benchmark: the Halide pipeline of schedules/ternary_matmul on the
 // BitNet b1.58 2B4T projection shapes, for each x86 target this machine runs. Prints one
 // JSON object: microseconds per call and token (median of repetitions) and weight bytes streamed
 // per second, both with the weights in cache and streamed from memory (as in a whole
@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "bench_common.h"
-#include "dense_gemv.h"
+#include "dense_matmul.h"
 #include "kernel_objects.h"
 #include "synthetic_model.h"
 #include "targets.h"
-#include "ternary_gemv.h"
+#include "ternary_matmul.h"
 
 using namespace bitnetc;
 
@@ -38,7 +38,7 @@ int main() {
   const auto& shapes = bench::k2b4tProjections;
   const std::vector<const TargetInfo*> tgts = bench::native_x86_targets();
   const char* threads = std::getenv("HL_NUM_THREADS");
-  std::printf("{\"benchmark\": \"ternary_gemv\", \"threads\": \"%s\", \"results\": [", threads ? threads : "all");
+  std::printf("{\"benchmark\": \"ternary_matmul\", \"threads\": \"%s\", \"results\": [", threads ? threads : "all");
   bool first = true;
   // Batch 1 is the decode GEMV; batch 8 the prefill GEMM (time per token reported too).
   for (int batch : {1, 8})
@@ -46,10 +46,10 @@ int main() {
       for (const Shape& s : shapes) {
         const TernaryWeights w = bench::random_weights(s);
         // The kernel and packing the compiled outputs use for this shape.
-        schedules::GemvShape shape = codegen::i2s_gemv_shape(*t, s.K, s.N, s.K);
+        schedules::TernaryMatmulShape shape = codegen::i2s_matmul_shape(*t, s.K, s.N, s.K);
         shape.batch = batch;
-        const schedules::GemvReduce reduce = shape.reduce;
-        auto p = schedules::ternary_gemv(shape);
+        const schedules::MatmulReduce reduce = shape.reduce;
+        auto p = schedules::ternary_matmul(shape);
         const int64_t Kp = schedules::packed_k(shape);
         auto packed = schedules::pack_ternary(w, shape);
         std::vector<int8_t> x(Kp * batch, 3);
@@ -99,11 +99,11 @@ int main() {
         for (auto& v : w) v = rng.uniform() - 0.5f;
         for (auto& v : x) v = rng.uniform() - 0.5f;
         const int W = t->vector_bytes;
-        auto p = schedules::dense_gemv({s.K, s.N, W, f16});
-        const int64_t Np = schedules::dense_gemv_padded_rows(s.N, W);
-        auto wt = schedules::transpose_for_dense_gemv(w, s.N, s.K, W, f16);
+        auto p = schedules::dense_matmul({s.K, s.N, W, f16});
+        const int64_t Np = schedules::dense_matmul_padded_rows(s.N, W);
+        auto wt = schedules::transpose_for_dense_matmul(w, s.N, s.K, W, f16);
         std::vector<float>().swap(w);
-        const int np = static_cast<int>(Np), k = static_cast<int>(s.K), T = schedules::dense_gemv_tile_rows(W);
+        const int np = static_cast<int>(Np), k = static_cast<int>(s.K), T = schedules::dense_matmul_tile_rows(W);
         if (f16)
           p.wt.set(Halide::Buffer<uint16_t>(reinterpret_cast<uint16_t*>(wt.data()), T, k, np / T));
         else

@@ -1,4 +1,4 @@
-#include "ternary_gemv.h"
+#include "ternary_matmul.h"
 
 #include <algorithm>
 #include <stdexcept>
@@ -57,21 +57,21 @@ std::vector<uint8_t> pack_ternary_row_lanes(const TernaryWeights& w, int W) {
   return out;
 }
 
-int64_t packed_k(const GemvShape& s) {
-  return s.packing == GemvPacking::RowLanes ? s.K : padded_k(s.K, s.vector_bytes);
+int64_t packed_k(const TernaryMatmulShape& s) {
+  return s.packing == MatmulPacking::RowLanes ? s.K : padded_k(s.K, s.vector_bytes);
 }
 
-PackedDims packed_dims(const GemvShape& s) {
-  return s.packing == GemvPacking::RowLanes ? row_lane_packed_dims(s.K, s.N, s.vector_bytes)
+PackedDims packed_dims(const TernaryMatmulShape& s) {
+  return s.packing == MatmulPacking::RowLanes ? row_lane_packed_dims(s.K, s.N, s.vector_bytes)
                                             : ternary_packed_dims(s.K, s.N, s.vector_bytes);
 }
 
-std::vector<uint8_t> pack_ternary(const TernaryWeights& w, const GemvShape& s) {
-  return s.packing == GemvPacking::RowLanes ? pack_ternary_row_lanes(w, s.vector_bytes)
+std::vector<uint8_t> pack_ternary(const TernaryWeights& w, const TernaryMatmulShape& s) {
+  return s.packing == MatmulPacking::RowLanes ? pack_ternary_row_lanes(w, s.vector_bytes)
                                             : pack_ternary_rows(w, s.vector_bytes);
 }
 
-GemvPipeline gemv_params() {
+MatmulPipeline ternary_matmul_params() {
   return {ImageParam(UInt(8), 2, "packed"),
           ImageParam(Int(8), 2, "x"),
           ImageParam(Int(32), 2, "x_sum"),
@@ -84,32 +84,32 @@ GemvPipeline gemv_params() {
 namespace {
 
 // The weight's scale for activation block rb of row n.
-Expr weight_scale(const GemvPipeline& p, const GemvShape& shape, Expr n, Expr rb) {
+Expr weight_scale(const MatmulPipeline& p, const TernaryMatmulShape& shape, Expr n, Expr rb) {
   return shape.block_scales ? Expr(p.w_block_scales(n, rb)) : Expr(p.w_scale);
 }
 
-void bound_block_scales(GemvPipeline& p, const GemvShape& shape, int n_act) {
+void bound_block_scales(MatmulPipeline& p, const TernaryMatmulShape& shape, int n_act) {
   if (!shape.block_scales) return;
   const int rows = static_cast<int>(block_scale_rows(shape));
   p.w_block_scales.dim(0).set_bounds(0, rows).dim(1).set_bounds(0, n_act).set_stride(rows);
 }
 
 // Decode and prefill tasks: whole tasks of at least 256 KB of weights for one token (at
-// most 32), 32 for a batch (see ternary_gemv below).
+// most 32), 32 for a batch (see ternary_matmul below).
 int ternary_tasks(int64_t weight_bytes, int M) {
   return M > 1 ? 32 : static_cast<int>(std::clamp<int64_t>(weight_bytes / (256 * 1024), 2, 32));
 }
 
-GemvPipeline ternary_gemv_row_lanes(const GemvShape& shape) {
+MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
   const int W = shape.vector_bytes, L = W / 4, M = shape.batch;
-  if (shape.reduce == GemvReduce::PairwiseI16)
-    throw std::invalid_argument("ternary_gemv: row lanes need a 4-way dot product reduce");
-  if (shape.act_block % 16 != 0) throw std::invalid_argument("ternary_gemv: row lanes need 16-weight chunks");
+  if (shape.reduce == MatmulReduce::PairwiseI16)
+    throw std::invalid_argument("ternary_matmul: row lanes need a 4-way dot product reduce");
+  if (shape.act_block % 16 != 0) throw std::invalid_argument("ternary_matmul: row lanes need 16-weight chunks");
   const int n_act = static_cast<int>(shape.K / shape.act_block);
   const int chunks_per_block = static_cast<int>(shape.act_block / 16);
   const PackedDims dims = row_lane_packed_dims(shape.K, shape.N, W);
 
-  GemvPipeline p = gemv_params();
+  MatmulPipeline p = ternary_matmul_params();
   Var n("n"), m("m"), lane("lane"), blk("blk"), g("g"), s("s");
   // Block blk's integer sums for the L rows of group g, one per lane, in four partial
   // sums by shift s (byte t of the lane's four, chunk c): independent accumulator
@@ -119,7 +119,7 @@ GemvPipeline ternary_gemv_row_lanes(const GemvShape& shape) {
   RDom r(0, 4, 0, chunks_per_block, "r");
   Expr chunk = blk * chunks_per_block + r.y;
   Expr code = (p.packed(chunk * W + 4 * lane + r.x, g) >> cast<uint8_t>(2 * s)) & cast<uint8_t>(3);
-  if (shape.reduce == GemvReduce::DotI8I8) code = cast<int8_t>(code);
+  if (shape.reduce == MatmulReduce::DotI8I8) code = cast<int8_t>(code);
   Func part("part"), acc("acc");
   part(lane, s, blk, g, m) = 0;
   part(lane, s, blk, g, m) += cast<int32_t>(code) * cast<int32_t>(p.x(chunk * 16 + 4 * s + r.x, m));
@@ -164,24 +164,24 @@ GemvPipeline ternary_gemv_row_lanes(const GemvShape& shape) {
 
 }  // namespace
 
-int64_t block_scale_rows(const GemvShape& shape) {
-  if (shape.packing != GemvPacking::RowLanes) return shape.N;
+int64_t block_scale_rows(const TernaryMatmulShape& shape) {
+  if (shape.packing != MatmulPacking::RowLanes) return shape.N;
   const int64_t L = shape.vector_bytes / 4;
   return (shape.N + L - 1) / L * L;
 }
 
-GemvPipeline ternary_gemv(const GemvShape& shape) {
+MatmulPipeline ternary_matmul(const TernaryMatmulShape& shape) {
   const int W = shape.vector_bytes;
-  if (W != 16 && W != 32 && W != 64) throw std::invalid_argument("ternary_gemv: vector_bytes must be 16, 32 or 64");
+  if (W != 16 && W != 32 && W != 64) throw std::invalid_argument("ternary_matmul: vector_bytes must be 16, 32 or 64");
   if (shape.act_block <= 0 || shape.K % shape.act_block != 0)
-    throw std::invalid_argument("ternary_gemv: the activation block must divide K");
-  if (shape.batch < 1) throw std::invalid_argument("ternary_gemv: the batch must be at least 1");
-  if (shape.packing == GemvPacking::RowLanes) return ternary_gemv_row_lanes(shape);
+    throw std::invalid_argument("ternary_matmul: the activation block must divide K");
+  if (shape.batch < 1) throw std::invalid_argument("ternary_matmul: the batch must be at least 1");
+  if (shape.packing == MatmulPacking::RowLanes) return ternary_matmul_row_lanes(shape);
   const int64_t Kp = padded_k(shape.K, W);
   const int n_act = static_cast<int>(shape.K / shape.act_block);
   const int M = shape.batch;
 
-  GemvPipeline p = gemv_params();
+  MatmulPipeline p = ternary_matmul_params();
   Var n("n"), m("m"), j("j"), s("s"), b("b"), blk("blk");
 
   // code(j, s, b, n): W consecutive codes per (s, b) come from one W-byte load and a shift.
@@ -193,13 +193,13 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
 
   const int groups_per_act = n_act == 1 ? static_cast<int>(Kp / (4 * W)) : static_cast<int>(shape.act_block / (4 * W));
   if (n_act > 1 && shape.act_block % (4 * W) != 0)
-    throw std::invalid_argument("ternary_gemv: activation blocks must cover whole " + std::to_string(4 * W) +
+    throw std::invalid_argument("ternary_matmul: activation blocks must cover whole " + std::to_string(4 * W) +
                                 "-weight groups");
   // Integer sums per activation block, kept in vector accumulators per (block, row,
   // token) and summed across lanes once per block. An activation block covers whole
   // 4W-weight byte groups (Q8_K's 256 and per-token blocks of a padded row both do:
   // padding weights meet zero activations).
-  const bool dot = shape.reduce != GemvReduce::PairwiseI16;
+  const bool dot = shape.reduce != MatmulReduce::PairwiseI16;
   const int lanes = dot ? W / 4 : W / 2;
   Func accv("accv"), pair_sum("pair_sum");
   Var l("l");
@@ -211,7 +211,7 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
     // Four adjacent products summed into each i32 lane: vpdpbusd takes the codes as u8;
     // ARM's sdot needs both operands signed, and codes 0..2 are the same as int8.
     Expr c = code(4 * l + rv.x, rv.y, blk * groups_per_act + rv.z, n);
-    if (shape.reduce == GemvReduce::DotI8I8) c = cast<int8_t>(c);
+    if (shape.reduce == MatmulReduce::DotI8I8) c = cast<int8_t>(c);
     accv(l, blk, n, m) += cast<int32_t>(c) * cast<int32_t>(xs(4 * l + rv.x, rv.y, blk * groups_per_act + rv.z, m));
   } else {
     // Adjacent pairs in a saturating i16 sum (pmaddubsw; |2*2*128| < 2^15 never
@@ -240,7 +240,7 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   // Schedule: tiles of kRows rows in parallel; inside a tile the rows (and, for a batch,
   // the tokens) share each loaded vector: rows and tokens innermost and unrolled, each
   // with its own accumulator of W/2 (pairwise) or W/4 (dot) i32 lanes.
-  // Measured (bench_gemv, 1 thread, 2560x2560): GEMV rows per tile 1/2/4/8 -> 123/158/98/132 us.
+  // Measured (bench_matmul, 1 thread, 2560x2560): GEMV rows per tile 1/2/4/8 -> 123/158/98/132 us.
   // A batch reads the same 4-row tiles, four tokens at a time (2 threads, avx512 VNNI, us
   // per call of 8 tokens with the weights streamed from memory, q/o, k/v, gate, down;
   // rows x tokens 1x8: 345/95/892/1109, 2x8: 303/82/801/716, 4x8: 272/74/709/629, 4x4:
@@ -250,7 +250,7 @@ GemvPipeline ternary_gemv(const GemvShape& shape) {
   // Threads take whole tasks of at least 256 KB of weights (at most 32 tasks): a task is
   // one sequential run of memory, and longer runs let the hardware prefetcher ramp up.
   // Halide's pool hands out tasks under one lock, so single 4-row tiles (~200 ns each)
-  // made two threads no faster than one. Measured (bench_gemv from memory, 2 threads,
+  // made two threads no faster than one. Measured (bench_matmul from memory, 2 threads,
   // avx512, q+k+v+o+gate+up+down of 2B4T; the machine's bandwidth varies by 20-30 %):
   // 32 tasks 547 us; at least 128/256/512/1024 KB 528-595/491-535/431-543/378-571 us.
   // A batch (prefill) is compute-bound: there 32 tasks balance the threads best.

@@ -17,7 +17,7 @@
 
 namespace bitnetc::schedules {
 
-struct DenseGemvShape {
+struct DenseMatmulShape {
   int64_t K = 0, N = 0;  // y[N] = W[N][K] x[K]
   int vector_bytes = 32;
   bool f16 = false;  // weights stored as IEEE half (exact when every value is one), read as float
@@ -25,8 +25,8 @@ struct DenseGemvShape {
 };
 
 // Rows per tile (T), and N padded with zero rows to whole tiles.
-int dense_gemv_tile_rows(int vector_bytes);
-int64_t dense_gemv_padded_rows(int64_t N, int vector_bytes);
+int dense_matmul_tile_rows(int vector_bytes);
+int64_t dense_matmul_padded_rows(int64_t N, int vector_bytes);
 
 // A matrix read a row at a time: fills out[0..K) with row n. Lets codegen pack a head
 // straight from the model file without a float copy of it (1.3 GB for 2B4T's).
@@ -35,11 +35,11 @@ RowSource rows_of(const std::vector<float>& w, int64_t K);  // a row-major N x K
 
 // Packs an N x K matrix into the kernel's layout: [padded N / T][K][T] of float or, with
 // `f16`, of IEEE half (round to nearest even), as raw bytes.
-std::vector<uint8_t> transpose_for_dense_gemv(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
+std::vector<uint8_t> transpose_for_dense_matmul(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
                                               bool f16 = false);
-inline std::vector<uint8_t> transpose_for_dense_gemv(const std::vector<float>& w, int64_t N, int64_t K,
+inline std::vector<uint8_t> transpose_for_dense_matmul(const std::vector<float>& w, int64_t N, int64_t K,
                                                      int vector_bytes, bool f16 = false) {
-  return transpose_for_dense_gemv(rows_of(w, K), N, K, vector_bytes, f16);
+  return transpose_for_dense_matmul(rows_of(w, K), N, K, vector_bytes, f16);
 }
 
 // Whether every value is exactly a finite IEEE half (then f16 storage changes no
@@ -55,11 +55,11 @@ float quantize_row_q8(const float* row, int64_t K, int8_t* codes);
 
 // --head=q8 in the kernel's tiles (quantize_row_q8 per row); `scales` gets one per
 // padded row (zero past N).
-std::vector<uint8_t> quantize_for_dense_gemv_q8(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
+std::vector<uint8_t> quantize_for_dense_matmul_q8(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
                                                 std::vector<float>& scales);
-inline std::vector<uint8_t> quantize_for_dense_gemv_q8(const std::vector<float>& w, int64_t N, int64_t K,
+inline std::vector<uint8_t> quantize_for_dense_matmul_q8(const std::vector<float>& w, int64_t N, int64_t K,
                                                        int vector_bytes, std::vector<float>& scales) {
-  return quantize_for_dense_gemv_q8(rows_of(w, K), N, K, vector_bytes, scales);
+  return quantize_for_dense_matmul_q8(rows_of(w, K), N, K, vector_bytes, scales);
 }
 
 // Inputs: wt (float, IEEE half bits as uint16, or int8, [T, K, padded N / T], first
@@ -67,12 +67,12 @@ inline std::vector<uint8_t> quantize_for_dense_gemv_q8(const std::vector<float>&
 // row_scale (float, [padded N]; read only for q8). Output: y (float, [padded N, M]; the
 // rows past N are zero). For q8, y = (sum_k float(q) * x) * row_scale. Each of the M
 // rows is summed exactly as the one-row GEMV sums it: batching changes no bit.
-struct DenseGemvPipeline {
+struct DenseMatmulPipeline {
   Halide::ImageParam wt, x, row_scale;
   Halide::Func y;
   std::vector<Halide::Argument> arguments() const { return {wt, x, row_scale}; }
 };
 
-DenseGemvPipeline dense_gemv(const DenseGemvShape& shape);
+DenseMatmulPipeline dense_matmul(const DenseMatmulShape& shape);
 
 }  // namespace bitnetc::schedules

@@ -4,7 +4,7 @@
 // Halide 14 has no byte-table lookup), and scales the integer sums exactly as the
 // interpreter does. Per-token activations only (one activation block per row).
 //
-// Same arguments as schedules/ternary_gemv.h's pipeline, so outputs call either through
+// Same arguments as schedules/ternary_matmul.h's pipeline, so outputs call either through
 // one kernel table: packed (uint8, [tile_bytes, n_tiles]), x (int8, [K_padded, M], zero
 // padded), x_sum (int32, [1, M]; unused: table lookups give sum_k w_k x_k directly),
 // d_act (float, [1, M]), w_scale, w_block_scales (never read: per-tensor scales only);
@@ -17,7 +17,7 @@
 
 #include "Halide.h"
 #include "ternary.h"
-#include "ternary_gemv.h"
+#include "ternary_matmul.h"
 
 namespace bitnetc::schedules {
 
@@ -34,7 +34,7 @@ std::vector<uint8_t> pack_lut(const TernaryWeights& w, LutLayout l);
 // The codes back from a packing (the layout's definition read the other way; tests).
 std::vector<int8_t> unpack_lut(const std::vector<uint8_t>& packed, int64_t N, int64_t K, LutLayout l);
 
-struct LutGemvShape {
+struct LutMatmulShape {
   int64_t K = 0, N = 0;
   LutLayout layout = LutLayout::TL2;
   int batch = 1;
@@ -42,7 +42,7 @@ struct LutGemvShape {
   bool scalar_tile = false;
 };
 
-GemvPipeline lut_gemv(const LutGemvShape& shape);
-std::string lut_tile_function(const LutGemvShape& shape);
+MatmulPipeline lut_matmul(const LutMatmulShape& shape);
+std::string lut_tile_function(const LutMatmulShape& shape);
 
 }  // namespace bitnetc::schedules

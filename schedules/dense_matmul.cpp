@@ -1,4 +1,4 @@
-#include "dense_gemv.h"
+#include "dense_matmul.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,10 +9,10 @@ namespace bitnetc::schedules {
 
 using namespace Halide;
 
-int dense_gemv_tile_rows(int vector_bytes) { return vector_bytes / 4 * 4; }  // four vectors of row sums
+int dense_matmul_tile_rows(int vector_bytes) { return vector_bytes / 4 * 4; }  // four vectors of row sums
 
-int64_t dense_gemv_padded_rows(int64_t N, int vector_bytes) {
-  const int64_t t = dense_gemv_tile_rows(vector_bytes);
+int64_t dense_matmul_padded_rows(int64_t N, int vector_bytes) {
+  const int64_t t = dense_matmul_tile_rows(vector_bytes);
   return (N + t - 1) / t * t;
 }
 
@@ -20,8 +20,8 @@ RowSource rows_of(const std::vector<float>& w, int64_t K) {
   return [&w, K](int64_t n, float* out) { std::copy_n(w.begin() + n * K, K, out); };
 }
 
-std::vector<uint8_t> transpose_for_dense_gemv(const RowSource& w, int64_t N, int64_t K, int vector_bytes, bool f16) {
-  const int64_t Np = dense_gemv_padded_rows(N, vector_bytes), T = dense_gemv_tile_rows(vector_bytes);
+std::vector<uint8_t> transpose_for_dense_matmul(const RowSource& w, int64_t N, int64_t K, int vector_bytes, bool f16) {
+  const int64_t Np = dense_matmul_padded_rows(N, vector_bytes), T = dense_matmul_tile_rows(vector_bytes);
   std::vector<uint8_t> t(static_cast<size_t>(K * Np) * (f16 ? 2 : 4), 0);
   auto* h = reinterpret_cast<uint16_t*>(t.data());
   auto* f = reinterpret_cast<float*>(t.data());
@@ -60,9 +60,9 @@ float quantize_row_q8(const float* row, int64_t K, int8_t* codes) {
   return scale;
 }
 
-std::vector<uint8_t> quantize_for_dense_gemv_q8(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
+std::vector<uint8_t> quantize_for_dense_matmul_q8(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
                                                 std::vector<float>& scales) {
-  const int64_t Np = dense_gemv_padded_rows(N, vector_bytes), T = dense_gemv_tile_rows(vector_bytes);
+  const int64_t Np = dense_matmul_padded_rows(N, vector_bytes), T = dense_matmul_tile_rows(vector_bytes);
   std::vector<uint8_t> t(static_cast<size_t>(K * Np), 0);
   scales.assign(static_cast<size_t>(Np), 0.0f);
   std::vector<float> row(static_cast<size_t>(K));
@@ -90,11 +90,11 @@ Expr half_bits_to_float(Expr bits) {
   return strict_float(rebased * std::ldexp(1.0f, 112));
 }
 
-DenseGemvPipeline dense_gemv(const DenseGemvShape& s) {
+DenseMatmulPipeline dense_matmul(const DenseMatmulShape& s) {
   const Type wtype = s.q8 ? Int(8) : (s.f16 ? UInt(16) : Float(32));
-  DenseGemvPipeline p{ImageParam(wtype, 3, "wt"), ImageParam(Float(32), 2, "x"), ImageParam(Float(32), 1, "row_scale"),
+  DenseMatmulPipeline p{ImageParam(wtype, 3, "wt"), ImageParam(Float(32), 2, "x"), ImageParam(Float(32), 1, "row_scale"),
                       Func("y")};
-  const int tile = dense_gemv_tile_rows(s.vector_bytes);
+  const int tile = dense_matmul_tile_rows(s.vector_bytes);
   Var v("v"), t("t");
   RDom j(0, static_cast<int>(s.K), "j");
   Func acc("acc");
@@ -107,7 +107,7 @@ DenseGemvPipeline dense_gemv(const DenseGemvShape& s) {
   // of x after another; the tile (K x T weights, 320 KB for 2B4T's f16 head) is read
   // from memory for the first row and from the cache for the others.
   const int lanes = s.vector_bytes / 4;
-  const int Np = static_cast<int>(dense_gemv_padded_rows(s.N, s.vector_bytes));
+  const int Np = static_cast<int>(dense_matmul_padded_rows(s.N, s.vector_bytes));
   Var vo("vo"), vi("vi");
   p.y.split(v, vo, vi, tile).reorder(vi, t, vo).parallel(vo);
   acc.compute_at(p.y, vo).vectorize(v, lanes);

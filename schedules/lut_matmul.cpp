@@ -1,4 +1,4 @@
-#include "lut_gemv.h"
+#include "lut_matmul.h"
 
 #include <algorithm>
 #include <stdexcept>
@@ -88,13 +88,13 @@ std::vector<int8_t> unpack_lut(const std::vector<uint8_t>& packed, int64_t N, in
   return codes;
 }
 
-std::string lut_tile_function(const LutGemvShape& s) {
+std::string lut_tile_function(const LutMatmulShape& s) {
   return std::string(s.layout == LutLayout::TL1 ? "bitnetc_tl1_tiles" : "bitnetc_tl2_tiles") +
          (s.scalar_tile ? "_scalar" : "");
 }
 
-GemvPipeline lut_gemv(const LutGemvShape& s) {
-  if (s.batch < 1) throw std::invalid_argument("lut_gemv: the batch must be at least 1");
+MatmulPipeline lut_matmul(const LutMatmulShape& s) {
+  if (s.batch < 1) throw std::invalid_argument("lut_matmul: the batch must be at least 1");
   const bool tl1 = s.layout == LutLayout::TL1;
   const int64_t Kp = lut_padded_k(s.K, s.layout);
   const int n_groups = static_cast<int>(tl1 ? Kp / 2 : Kp / 3);
@@ -103,7 +103,7 @@ GemvPipeline lut_gemv(const LutGemvShape& s) {
   const int M = s.batch, rows = lut_tile_rows(s.layout);
 
   // w_block_scales is never read: the lookup tables take per-tensor scales only.
-  GemvPipeline p = gemv_params();
+  MatmulPipeline p = ternary_matmul_params();
   Var i("i"), g("g"), m("m"), n("n");
 
   // Each group's table: byte i < 16 is the low byte of the value of index i, byte
@@ -130,7 +130,7 @@ GemvPipeline lut_gemv(const LutGemvShape& s) {
   // strict_float: the interpreter's rounding (0 + sum * (d_a * w_scale), no FMA).
   p.y(n, m) = strict_float(0.0f + cast<float>(acc(n, m)) * (p.d_act(0, m) * p.w_scale));
 
-  // N/32-row tasks of whole tiles (see ternary_gemv.cpp for why 32); the tables are
+  // N/32-row tasks of whole tiles (see ternary_matmul.cpp for why 32); the tables are
   // built once per call before them, 64 groups per task.
   const int kTasks = 32;
   const int rows_per_task = static_cast<int>(std::max<int64_t>(1, (n_tiles + kTasks - 1) / kTasks)) * rows;

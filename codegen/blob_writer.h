@@ -1,0 +1,38 @@
+// The blob writer: the one place that writes the format runtime_stub/model_blob.h
+// defines and runtime_stub/compiled_model.cpp reads (the graph without weight data, the
+// vocabulary, the stop tokens, the weights' records, the CPU plan's steps, the CUDA
+// plan, then the weights, page aligned, each tensor 64-byte aligned). The on-disk
+// structs are pinned by static_asserts beside their definitions (model_blob.h,
+// cpu_plan.h, cuda_plan.h): an x86-64 bitnetc writes what an aarch64 runtime reads.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cpu_program.h"
+#include "ir.h"
+#include "model_import.h"
+#include "packing.h"
+#include "vocab_io.h"
+
+namespace bitnetc::codegen {
+
+// What bitnet_model_load(path) checks a path against: FNV-1a 64 of the model file (for
+// a checkpoint folder, its model.safetensors).
+uint64_t source_fingerprint(const ImportedModel& m);
+
+struct BlobContents {
+  const rt::Vocab& vocab;
+  const std::vector<int32_t>& stop_tokens;
+  const CpuPlan& cpu_plan;                 // empty for CUDA targets
+  const std::vector<uint8_t>& cuda_plan;   // empty for CPU targets
+  int batch;                               // BlobHeader::batch: rows per prefill kernel call
+  uint64_t fingerprint;
+  bool external_weights;                   // --weights=external: the weights' hash goes in the header
+};
+
+// The blob. Each packed tensor is released as it is copied in (`packed`'s bytes are
+// emptied): the blob and the packed tensors never both hold the whole model.
+std::vector<uint8_t> build_blob(ir::Graph g, PackedWeights& packed, const BlobContents& contents);
+
+}  // namespace bitnetc::codegen

@@ -1,0 +1,39 @@
+// The link stage: the toolchain that links a target's outputs (its C++ driver and the
+// runtime libraries built for its triple) and the link itself: the kernels' objects, the
+// kernel tables' source and the blob (an assembler .incbin into a page-aligned
+// read-only section) with the runtime's `main` (executables) or its C API (shared
+// objects, exporting bitnet_* only).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "targets.h"
+
+namespace bitnetc::codegen {
+
+enum class EmitKind { Executable, SharedObject };
+
+// The compiler driver and runtime libraries outputs for one GNU triple link with.
+struct Toolchain {
+  std::string triple;
+  std::string cxx;        // the C++ compiler driver that assembles and links
+  std::string exe_libs;   // the runtime's main, the forward pass, the runtime
+  std::string so_libs;    // the C API (whole), the forward pass, the runtime
+  std::string exe_flags;  // aarch64: -static, so an executable runs on any aarch64 Linux and under qemu
+};
+
+// The toolchain for `target`'s triple; throws naming the target when this bitnetc was
+// built without that triple's runtime.
+Toolchain toolchain_for(const TargetInfo& target);
+
+// Links `objects` with `table_source` (written to work_dir/kernels.cpp) and the blob at
+// work_dir/model.blob into work_dir/linked. `soname`: a shared object's SONAME (its file
+// name). Throws OutputError naming `output` with the linker's message on failure.
+// Each source is compiled to an object of a fixed name first: one compiler call that
+// compiles and links names its temporaries at random, and those names land in the
+// output's symbol table (the output would differ from compile to compile).
+std::string link_output(const Toolchain& toolchain, const std::string& work_dir, const std::vector<std::string>& objects,
+                        const std::string& table_source, EmitKind emit, const std::string& output);
+
+}  // namespace bitnetc::codegen
