@@ -1,5 +1,6 @@
 #include "cuda_kernels.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 #include <stdexcept>
@@ -34,18 +35,23 @@ std::vector<uint32_t> pack_for_cuda_matmul(const TernaryWeights& w) {
 
 namespace {
 
+// The texts every module embeds (the build writes them from the files named).
 const char* const kNumericsSource =
-#include "numerics_text.inc"
+#include "numerics_text.inc"  // ir/numerics.h
+    ;
+const char* const kCudaStateSource =
+#include "cuda_state_text.inc"  // runtime_stub/cuda_state.h
+    ;
+const char* const kKernelTemplatesSource =
+#include "cuda_kernels_text.inc"  // codegen/cuda/kernels.cuh
     ;
 
-// A float as an exact C++ literal (hexadecimal).
-std::string float_literal(float f) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%af", static_cast<double>(f));
-  return b;
-}
-
 std::string str(int64_t v) { return std::to_string(v); }
+std::string flag(bool b) { return b ? "true" : "false"; }
+template <typename Enum>
+std::string kind(Enum e) {  // an ir:: kind as its value in numerics.h
+  return std::to_string(static_cast<int>(e));
+}
 
 // "const float* __restrict__ x" -> "const float*"
 std::string param_type(const std::string& param) {
@@ -55,31 +61,38 @@ std::string param_type(const std::string& param) {
   while (!type.empty() && type.back() == ' ') type.pop_back();
   return type;
 }
+// "const float* __restrict__ x" -> "x"
+std::string param_name(const std::string& param) { return param.substr(param.find_last_of(" *") + 1); }
 
 constexpr uint32_t kElementThreads = 128;  // threads per block of the one-thread-per-element kernels
-constexpr uint32_t kTokenThreads = 256;    // threads per block of the one-block-per-token kernels
+constexpr uint32_t kRowThreads = 256;      // threads per block of the one-block-per-row kernels
 
-// The index of this thread's element in `var`, returning past `limit`; the token from y.
-// Sets the kernel's launch: enough blocks for `limit` elements, per token.
-std::string per_element(CudaKernel& k, const std::string& var, int64_t limit) {
+// The body that calls `instance` (a template with its arguments) with `args`: the entry
+// point's parameters by name, or "nullptr" where the template's parameter is unused.
+std::string call(const std::string& instance, const std::vector<std::string>& args) {
+  std::string s = "  " + instance + "(";
+  for (size_t i = 0; i < args.size(); ++i) s += (i ? ", " : "") + args[i];
+  return s + ");\n";
+}
+// The names of the kernel's parameters, in order.
+std::vector<std::string> param_names(const CudaKernel& k) {
+  std::vector<std::string> names;
+  for (const std::string& p : k.params) names.push_back(param_name(p));
+  return names;
+}
+// Whether the kernel has a parameter of this name.
+bool has_param(const CudaKernel& k, const std::string& name) {
+  for (const std::string& p : k.params)
+    if (param_name(p) == name) return true;
+  return false;
+}
+std::string arg_or_null(const CudaKernel& k, const std::string& name) { return has_param(k, name) ? name : "nullptr"; }
+
+// One thread per element of `limit`, a block row per row of the chunk.
+void per_element(CudaKernel& k, int64_t limit) {
   k.grid_x = static_cast<uint32_t>((limit + kElementThreads - 1) / kElementThreads);
   k.block_x = kElementThreads;
-  k.per_token = true;
-  return "  const int " + var + " = blockIdx.x * blockDim.x + threadIdx.x;\n  if (" + var + " >= " + str(limit) +
-         ") return;\n  const int m = blockIdx.y;\n";
-}
-
-// The gated activation of one element, activate(gate) * up, as code (ir::Activation).
-std::string gated_value(int activation, const std::string& gate, const std::string& up) {
-  return "__fmul_rn(bitnetc_activate(" + str(activation) + ", " + gate + "), " + up + ")";
-}
-
-// A tree reduction of red[0..threads) into red[0] with `combine(a_index, b_index)`;
-// every thread of the block must reach it.
-std::string tree_reduce(uint32_t threads, const std::string& combine) {
-  return "  __syncthreads();\n  for (int o = " + str(threads / 2) +
-         "; o > 0; o >>= 1) {\n    if (tid < o) { const int a = tid, b = tid + o; " + combine +
-         " }\n    __syncthreads();\n  }\n";
+  k.grid_y = rt::CudaGridY::ChunkRows;
 }
 
 }  // namespace
@@ -87,7 +100,8 @@ std::string tree_reduce(uint32_t threads, const std::string& combine) {
 std::string cuda_module_preamble() {
   // The warp matrix operations (the toolkit's header; the CPU emulation of the tests has
   // its own).
-  return std::string("#ifndef BITNETC_CUDA_EMULATION\n#include <mma.h>\n#endif\n") + kNumericsSource;
+  return std::string("#ifndef BITNETC_CUDA_EMULATION\n#include <mma.h>\n#endif\n") + kNumericsSource +
+         kCudaStateSource + kKernelTemplatesSource;
 }
 
 std::string cuda_kernel_text(const CudaKernel& k) {
@@ -106,7 +120,7 @@ std::string cuda_kernel_text(const CudaKernel& k) {
 namespace {
 
 // The matmul kernels' parameters: the first weight's, then any residual, then each
-// further segment's weight, scale and output.
+// further weight's words, scale and output.
 std::vector<std::string> matmul_params(const CudaMatmulShape& s) {
   std::vector<std::string> p = {"const int* __restrict__ state",   "const unsigned* __restrict__ packed",
                                 "const int* __restrict__ x",       "const int* __restrict__ x_sum",
@@ -124,17 +138,19 @@ std::vector<std::string> matmul_params(const CudaMatmulShape& s) {
   return p;
 }
 
-// The factor block `b` of row `n` of the weight `bs` / `scale` names multiplies
-// activation block b's dot by: the activations' factor times the weight's scale.
-std::string block_factor(const CudaMatmulShape& s, const std::string& d, const std::string& scale, const std::string& bs,
-                         const std::string& b) {
-  return "__fmul_rn(" + d + ", " + (s.block_scales ? bs + "[" + b + " * N + n]" : scale) + ")";
+// The matmul templates' arguments for the first weight: state, words, activations,
+// scale(s), residual, output.
+std::vector<std::string> matmul_args(const CudaKernel& k) {
+  return {"state",   "packed",
+          "x",       "x_sum",
+          "d_act",   "w_scale",
+          arg_or_null(k, "w_block_scales"), arg_or_null(k, "residual"),
+          "y"};
 }
 
-// The store of a matmul output element `out[at]` from its value `v` (a residual added first).
-std::string matmul_store(const CudaMatmulShape& s, const std::string& out, const std::string& at, const std::string& v) {
-  return s.add_residual ? out + "[" + at + "] = __fadd_rn(residual[" + at + "], " + v + ");"
-                        : out + "[" + at + "] = " + v + ";";
+std::string matmul_suffix(const CudaMatmulShape& s) {
+  return "_b" + str(s.act_block) + "_m" + str(static_cast<int64_t>(s.batch)) + (s.add_residual ? "_res" : "") +
+         (s.block_scales ? "_bs" : "");
 }
 
 }  // namespace
@@ -146,11 +162,8 @@ CudaKernel cuda_ternary_matmul(const CudaMatmulShape& s) {
     throw std::invalid_argument("cuda_ternary_matmul: activation blocks must cover whole 16-weight words");
   if (s.add_residual && !s.more_rows.empty())
     throw std::invalid_argument("cuda_ternary_matmul: a residual with several weights");
-  const int64_t Kp = cuda_padded_k(s.K);
+  if (s.more_rows.size() > 2) throw std::invalid_argument("cuda_ternary_matmul: at most three weights in one launch");
   const int64_t blocks = s.K / s.act_block;
-  // Words per activation block (the last block of a per-token row takes the padding,
-  // whose weights are zero).
-  const int64_t words_per_block = s.act_block == s.K ? Kp / 16 : s.act_block / 16;
   // Slices of K per block (the threads of one row) and rows per block. Per-token
   // activations: 32 slices of 8 rows (a warp's four slices each read a whole 32-byte
   // sector), so that a 2560-row decode matmul is 320 blocks and every SM of a large GPU
@@ -164,243 +177,54 @@ CudaKernel cuda_ternary_matmul(const CudaMatmulShape& s) {
   CudaKernel k;
   k.name = "bitnetc_ternary_" + str(s.K) + "x" + str(s.N);
   for (int64_t n : s.more_rows) k.name += "_" + str(n);
-  k.name +=
-      "_b" + str(s.act_block) + "_m" + str(s.batch) + (s.add_residual ? "_res" : "") + (s.block_scales ? "_bs" : "");
+  k.name += matmul_suffix(s);
   k.params = matmul_params(s);
   k.block_x = static_cast<uint32_t>(rows * slices);
-  k.per_token = false;
-  k.body = "  const int KW = " + str(Kp / 4) + ", BLOCKS = " + str(blocks) +
-           ", WORDS_PER_BLOCK = " + str(words_per_block) + ", MB = " + str(s.batch) + ", ROWS = " + str(rows) +
-           ", SLICES = " + str(slices) + ";\n";
-  // The block's weight (segment): its rows, words, scale and output.
-  k.body += "  int blk = blockIdx.x, N = " + str(s.N) +
-            ";\n  const unsigned* w = packed;\n  float scale = w_scale;\n  float* out = y;\n" +
-            (s.block_scales ? "  const float* bs = w_block_scales;\n" : "");
-  int64_t first_block = (s.N + rows - 1) / rows;
-  for (size_t i = 0; i < s.more_rows.size(); ++i) {
-    const std::string n = std::to_string(i + 1);
-    k.body += "  if (blockIdx.x >= " + str(first_block) + ") { blk = blockIdx.x - " + str(first_block) +
-              "; N = " + str(s.more_rows[i]) + "; w = packed_" + n + "; scale = w_scale_" + n + "; out = y_" + n +
-              (s.block_scales ? "; bs = w_block_scales_" + n : std::string()) + "; }\n";
-    first_block += (s.more_rows[i] + rows - 1) / rows;
+  k.grid_x = 0;
+  for (int64_t n : {s.N, s.more_rows.size() > 0 ? s.more_rows[0] : 0, s.more_rows.size() > 1 ? s.more_rows[1] : 0})
+    k.grid_x += static_cast<uint32_t>((n + rows - 1) / rows);
+  std::vector<std::string> args = matmul_args(k);
+  for (size_t i = 1; i <= s.more_rows.size(); ++i) {
+    const std::string n = std::to_string(i);
+    args.insert(args.end(), {"packed_" + n, "w_scale_" + n, arg_or_null(k, "w_block_scales_" + n), "y_" + n});
   }
-  k.grid_x = static_cast<uint32_t>(first_block);
-  k.body += "  __shared__ int part[" + str(parts) + "][" + str(rows) + "][" + str(s.batch) + "];\n";
-  k.body += R"(  const int r = threadIdx.x % ROWS, slice = threadIdx.x / ROWS;
-  const int n = blk * ROWS + r;
-  const int count = state[)" +
-            str(rt::CudaState::kCount) + R"(];
-  // The integer dot of words [c0, c1) of row n with every token's codes.
-  auto dots = [&](int c0, int c1, int* dot) {
-#pragma unroll
-    for (int m = 0; m < MB; ++m) dot[m] = 0;
-    if (n >= N) return;
-    for (int c = c0; c < c1; ++c) {
-      const unsigned word = w[c * N + n];  // read once for every token of the chunk
-      const int w0 = (int)(word & 0x03030303u), w1 = (int)((word >> 2) & 0x03030303u);
-      const int w2 = (int)((word >> 4) & 0x03030303u), w3 = (int)((word >> 6) & 0x03030303u);
-#pragma unroll
-      for (int m = 0; m < MB; ++m) {
-        if (m < count) {
-          const int* xm = x + m * KW + 4 * c;
-          dot[m] = __dp4a(w3, xm[3], __dp4a(w2, xm[2], __dp4a(w1, xm[1], __dp4a(w0, xm[0], dot[m]))));
-        }
-      }
-    }
-  };
-  int dot[MB];
-)";
-  if (blocks == 1) {  // one activation block: the slices split its words; partial dots add exactly
-    k.body += R"(  const int words = WORDS_PER_BLOCK;
-  dots(slice * words / SLICES, (slice + 1) * words / SLICES, dot);
-#pragma unroll
-  for (int m = 0; m < MB; ++m) part[slice][r][m] = dot[m];
-  __syncthreads();
-  if (slice != 0 || n >= N) return;
-  for (int m = 0; m < count; ++m) {
-    int total = 0;
-    for (int t = 0; t < SLICES; ++t) total += part[t][r][m];
-    // The interpreter's rounding: no fused multiply-add.
-    const float v = __fadd_rn(0.0f, __fmul_rn((float)(total - x_sum[m]), )" +
-              block_factor(s, "d_act[m]", "scale", "bs", "0") + R"());
-    )" + matmul_store(s, "out", "m * N + n", "v") +
-              R"(
-  }
-)";
-  } else {  // per-block activations: each slice takes whole blocks; the float sum runs in block order
-    k.body += R"(  for (int b = slice * BLOCKS / SLICES; b < (slice + 1) * BLOCKS / SLICES; ++b) {
-    dots(b * WORDS_PER_BLOCK, (b + 1) * WORDS_PER_BLOCK, dot);
-#pragma unroll
-    for (int m = 0; m < MB; ++m) part[b][r][m] = dot[m];
-  }
-  __syncthreads();
-  if (slice != 0 || n >= N) return;
-  for (int m = 0; m < count; ++m) {
-    float acc = 0.0f;
-    for (int b = 0; b < BLOCKS; ++b)
-      acc = __fadd_rn(acc, __fmul_rn((float)(part[b][r][m] - x_sum[m * BLOCKS + b]),
-                                     )" +
-              block_factor(s, "d_act[m * BLOCKS + b]", "scale", "bs", "b") + R"());
-    )" + matmul_store(s, "out", "m * N + n", "acc") +
-              R"(
-  }
-)";
-  }
+  std::string instance = "bitnetc_ternary_dp4a<" + str(s.K) + ", " + str(s.act_block) + ", " +
+                         str(static_cast<int64_t>(s.batch)) + ", " + str(rows) + ", " + str(slices) + ", " +
+                         flag(s.add_residual) + ", " + flag(s.block_scales) + ", " + str(s.N);
+  for (int64_t n : s.more_rows) instance += ", " + str(n);
+  k.body = call(instance + ">", args);
   return k;
 }
-
-namespace {
-
-// The body's lines that leave the token's rms_norm scale in `const float r` (every
-// thread of the block reaches them; N, NT, tid and input(i), element i of the token's
-// row, are the kernel's).
-std::string norm_scale_code(const CudaNorm& norm) {
-  constexpr int kRmsF64Sum = 1;  // ir::NormKind::RmsF64Sum
-  std::string s;
-  if (norm.kind == kRmsF64Sum) {  // in double, the sum does not depend on the order: reduce in parallel
-    s = "  __shared__ double norm_red[" + str(kTokenThreads) + "];\n";
-    s += "  double ss = 0;\n  for (int i = tid; i < N; i += NT) {\n    const float v = input(i);\n"
-         "    ss += (double)(v * v);\n  }\n";
-    s += "  norm_red[tid] = ss;\n" + tree_reduce(kTokenThreads, "norm_red[a] += norm_red[b];");
-  } else {  // a float sum rounds as it goes: one thread adds in the interpreter's order
-    s = "  __shared__ float norm_red[1];\n";
-    s += R"(  if (tid == 0) {
-    float ss = 0;
-#pragma unroll 8
-    for (int i = 0; i < N; ++i) {
-      const float v = input(i);
-      ss += v * v;
-    }
-    norm_red[0] = ss;
-  }
-  __syncthreads();
-)";
-  }
-  return s + "  const float r = bitnetc_rms_scale(" + str(norm.kind) + ", (double)norm_red[0], N, " +
-         float_literal(norm.eps) + ");\n";
-}
-
-// Element i of the token's normalized row.
-std::string norm_apply(const CudaNorm& norm, const std::string& i) {
-  return "bitnetc_rms_apply(" + str(norm.kind) + ", input(" + i + "), " + (norm.has_weight ? "w" : "0") + ", " + i +
-         ", r)";
-}
-
-std::string norm_name(const CudaNorm& norm) {
-  return "_k" + str(norm.kind) + (norm.has_weight ? "_w" : "") + "_e" + str(std::bit_cast<uint32_t>(norm.eps));
-}
-
-}  // namespace
 
 CudaKernel cuda_ternary_matmul_mma(const CudaMatmulShape& s) {
   if (s.K <= 0 || s.N <= 0 || s.act_block <= 0 || s.K % s.act_block != 0 || s.batch < 16 || s.batch % 16 != 0)
     throw std::invalid_argument("cuda_ternary_matmul_mma: bad shape");
   if (s.act_block != s.K && s.act_block % 64 != 0)
     throw std::invalid_argument("cuda_ternary_matmul_mma: activation blocks must cover whole stages");
-  const int64_t Kp = cuda_padded_k(s.K);
-  const int64_t blocks = s.K / s.act_block;
-  const int64_t words_per_block = s.act_block == s.K ? Kp / 16 : s.act_block / 16;
-  constexpr int64_t kRows = 64, kThreads = 128;  // 4 warps of 16 rows
   if (!s.more_rows.empty()) throw std::invalid_argument("cuda_ternary_matmul_mma: one weight at a time");
+  constexpr int64_t kRows = 64, kThreads = 128;  // 4 warps of 16 rows
   CudaKernel k;
-  k.name = "bitnetc_ternary_mma_" + str(s.K) + "x" + str(s.N) + "_b" + str(s.act_block) + "_m" + str(s.batch) +
-           (s.add_residual ? "_res" : "") + (s.block_scales ? "_bs" : "");
+  k.name = "bitnetc_ternary_mma_" + str(s.K) + "x" + str(s.N) + matmul_suffix(s);
   k.params = matmul_params(s);
   k.grid_x = static_cast<uint32_t>((s.N + kRows - 1) / kRows);
   k.block_x = static_cast<uint32_t>(kThreads);
-  k.per_token = false;
-  k.body = "  const int N = " + str(s.N) + ", KW = " + str(Kp / 4) + ", BLOCKS = " + str(blocks) +
-           ", WORDS_PER_BLOCK = " + str(words_per_block) + ", MB = " + str(s.batch) + ", TILES = " + str(s.batch / 16) +
-           ", ROWS = " + str(kRows) + ", NT = " + str(kThreads) + ";\n";
-  // A stage is 4 words (64 weights) of every row. Tiles in shared memory are 16 x 16
-  // int8 with ldm 16 (256 bytes each, so every tile pointer is 256-bit aligned as wmma
-  // needs): a_tile[j][r] is word j of row r as 16 codes in k order; b_tile[j][m] is the
-  // same 16 activations of token m. c_tile holds a block's integer dots, token-major
-  // (read with the rows fastest: coalesced stores of y); f_acc the float sums across
-  // activation blocks.
-  k.body += "  __shared__ __align__(32) int a_tile[4][ROWS][4];\n  __shared__ __align__(32) int b_tile[4][MB][4];\n";
-  k.body += "  __shared__ __align__(32) int c_tile[MB][ROWS];\n";
-  if (blocks > 1) k.body += "  __shared__ float f_acc[MB][ROWS];\n";
-  k.body += R"(  using namespace nvcuda;
-  const int tid = threadIdx.x, warp = tid / 32;
-  const int n0 = blockIdx.x * ROWS;
-  const int count = state[)" +
-            str(rt::CudaState::kCount) + R"(];
-  const int tiles = (count + 15) / 16;  // the token tiles that hold tokens (the same in every warp)
-  wmma::fragment<wmma::accumulator, 16, 16, 16, int> acc[TILES];
-  for (int b = 0; b < BLOCKS; ++b) {
-#pragma unroll
-    for (int t = 0; t < TILES; ++t) wmma::fill_fragment(acc[t], 0);
-    const int c_end = b * WORDS_PER_BLOCK + WORDS_PER_BLOCK;
-    for (int c0 = b * WORDS_PER_BLOCK; c0 < c_end; c0 += 4) {
-      __syncthreads();  // the previous stage's tiles (and the previous block's c_tile) are read
-      // Weights: consecutive threads take consecutive rows of one word (coalesced). Codes
-      // are w + 1; words past the block or rows past N are zero codes (never used: no
-      // activation there, or no output).
-      for (int e = tid; e < 4 * ROWS; e += NT) {
-        const int j = e / ROWS, r = e % ROWS, c = c0 + j, n = n0 + r;
-        const unsigned word = c < c_end && n < N ? packed[c * N + n] : 0u;
-        int* a = a_tile[j][r];
-        a[0] = (int)(word & 0x03030303u);
-        a[1] = (int)((word >> 2) & 0x03030303u);
-        a[2] = (int)((word >> 4) & 0x03030303u);
-        a[3] = (int)((word >> 6) & 0x03030303u);
-      }
-      // Activations: 16 bytes of one token per thread, zero past the chunk's tokens or K.
-      for (int e = tid; e < 4 * MB; e += NT) {
-        const int j = e % 4, m = e / 4, c = c0 + j;
-        int* bt = b_tile[j][m];
-        const bool in = m < count && c < c_end;
-        for (int q = 0; q < 4; ++q) bt[q] = in ? x[m * KW + 4 * c + q] : 0;
-      }
-      __syncthreads();
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, signed char, wmma::row_major> a;
-        wmma::load_matrix_sync(a, (const signed char*)a_tile[j][warp * 16], 16);
-#pragma unroll
-        for (int t = 0; t < TILES; ++t) {
-          if (t >= tiles) break;
-          // Column m of B is token m's 16 activations: col_major with ldm 16.
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, signed char, wmma::col_major> bf;
-          wmma::load_matrix_sync(bf, (const signed char*)b_tile[j][t * 16], 16);
-          wmma::mma_sync(acc[t], a, bf, acc[t]);
-        }
-      }
-    }
-    // Element (row, token) of a tile goes to c_tile[token][row]: column-major, ldm ROWS.
-#pragma unroll
-    for (int t = 0; t < TILES; ++t) {
-      if (t >= tiles) break;
-      wmma::store_matrix_sync(&c_tile[t * 16][warp * 16], acc[t], ROWS, wmma::mem_col_major);
-    }
-    __syncthreads();
-    // The float epilogue in the interpreter's order, rows fastest (coalesced stores).
-    for (int e = tid; e < count * ROWS; e += NT) {
-      const int m = e / ROWS, r = e % ROWS, n = n0 + r;
-      if (n >= N) continue;
-)";
-  if (blocks == 1) {
-    k.body += R"(      const float v = __fadd_rn(0.0f, __fmul_rn((float)(c_tile[m][r] - x_sum[m]), )" +
-              block_factor(s, "d_act[m]", "w_scale", "w_block_scales", "0") + R"());
-      )" + matmul_store(s, "y", "m * N + n", "v") +
-              R"(
-    }
-  }
-)";
-  } else {
-    k.body += R"(      const float term = __fmul_rn((float)(c_tile[m][r] - x_sum[m * BLOCKS + b]), )" +
-              block_factor(s, "d_act[m * BLOCKS + b]", "w_scale", "w_block_scales", "b") + R"();
-      const float sum = __fadd_rn(b == 0 ? 0.0f : f_acc[m][r], term);  // only this thread touches (m, r)
-      if (b + 1 < BLOCKS) f_acc[m][r] = sum;
-      else )" +
-              matmul_store(s, "y", "m * N + n", "sum") + R"(
-    }
-  }
-)";
-  }
+  k.body = call("bitnetc_ternary_mma<" + str(s.K) + ", " + str(s.N) + ", " + str(s.act_block) + ", " +
+                    str(static_cast<int64_t>(s.batch)) + ", " + flag(s.add_residual) + ", " + flag(s.block_scales) + ">",
+                matmul_args(k));
   return k;
 }
+
+namespace {
+
+// A norm's part of a kernel name, and its template arguments (kind, weighted, eps bits).
+std::string norm_name(const CudaNorm& norm) {
+  return "_k" + kind(norm.kind) + (norm.has_weight ? "_w" : "") + "_e" + str(std::bit_cast<uint32_t>(norm.eps));
+}
+std::string norm_template_args(const CudaNorm& norm) {
+  return kind(norm.kind) + ", " + flag(norm.has_weight) + ", " + std::to_string(std::bit_cast<uint32_t>(norm.eps)) + "u";
+}
+
+}  // namespace
 
 CudaKernel cuda_norm(int64_t n, const CudaNorm& norm) {
   CudaKernel k;
@@ -409,24 +233,20 @@ CudaKernel cuda_norm(int64_t n, const CudaNorm& norm) {
   if (norm.has_weight) k.params.push_back("const float* __restrict__ w");
   k.params.push_back("float* __restrict__ y");
   k.grid_x = 1;
-  k.block_x = kTokenThreads;
-  k.per_token = true;
-  k.body = "  const int N = " + str(n) + ", NT = " + str(kTokenThreads) + ";\n";
-  k.body += "  const int tid = threadIdx.x, m = blockIdx.y;\n  const float* xm = x + m * N;\n";
-  k.body += "  auto input = [&](int i) { return xm[i]; };\n";
-  k.body += norm_scale_code(norm);
-  k.body += "  for (int i = tid; i < N; i += NT) y[m * N + i] = " + norm_apply(norm, "i") + ";\n";
+  k.block_x = kRowThreads;
+  k.grid_y = rt::CudaGridY::ChunkRows;
+  k.body = call("bitnetc_norm<" + str(n) + ", " + norm_template_args(norm) + ">",
+                {"state", "x", arg_or_null(k, "w"), "y"});
   return k;
 }
 
-CudaKernel cuda_quantize(int64_t n, int act_quant, const std::optional<CudaNorm>& norm, int gated_activation) {
-  constexpr int kPerBlockQ8K = 3;  // ir::ActQuant::PerBlockQ8K
-  if (n <= 0 || (act_quant == kPerBlockQ8K && n % 256 != 0)) throw std::invalid_argument("cuda_quantize: bad shape");
-  const int64_t blocks = act_quant == kPerBlockQ8K ? n / 256 : 1;
-  const bool gated = gated_activation >= 0;
+CudaKernel cuda_quantize(int64_t n, ir::ActQuant quant, const std::optional<CudaNorm>& norm,
+                         std::optional<ir::Activation> gated) {
+  if (n <= 0 || (ir::act_quant_is_per_block(quant) && n % 256 != 0))
+    throw std::invalid_argument("cuda_quantize: bad shape");
   CudaKernel k;
   k.name = std::string("bitnetc_") + (gated ? "gated_" : "") + (norm ? "norm_" : "") + "quantize_" + str(n) + "_q" +
-           str(act_quant) + (norm ? norm_name(*norm) : "") + (gated ? "_a" + str(gated_activation) : "");
+           kind(quant) + (norm ? norm_name(*norm) : "") + (gated ? "_a" + kind(*gated) : "");
   k.params = {"const int* __restrict__ state"};
   if (gated) {
     k.params.push_back("const float* __restrict__ gate");
@@ -438,76 +258,24 @@ CudaKernel cuda_quantize(int64_t n, int act_quant, const std::optional<CudaNorm>
   for (const char* p : {"int* __restrict__ q", "int* __restrict__ x_sum", "float* __restrict__ d"})
     k.params.push_back(p);
   k.grid_x = 1;
-  k.block_x = kTokenThreads;
-  k.per_token = true;
-  k.body = "  const int N = " + str(n) + ", KP = " + str(cuda_padded_k(n)) + ", BLOCKS = " + str(blocks) +
-           ", BLOCK = " + str(n / blocks) + ", NT = " + str(kTokenThreads) + ", KIND = " + str(act_quant) + ";\n";
-  k.body += "  const int tid = threadIdx.x, m = blockIdx.y;\n";
-  // Element i of the token's input: x, or the gated activation of gate and up (as
-  // cuda_gated computes it), recomputed where it is read.
-  if (gated)
-    k.body +=
-        "  const float* gm = gate + m * N;\n  const float* um = up + m * N;\n  auto input = [&](int i) { return " +
-        gated_value(gated_activation, "gm[i]", "um[i]") + "; };\n";
-  else
-    k.body += "  const float* xm = x + m * N;\n  auto input = [&](int i) { return xm[i]; };\n";
-  if (norm) k.body += norm_scale_code(*norm);
-  // The value quantized: element i of the input (normalized, when a norm is absorbed).
-  k.body +=
-      "  auto value = [&](int i) { return " + (norm ? norm_apply(*norm, "i") : std::string("input(i)")) + "; };\n";
-  k.body += "  __shared__ float amax[" + str(kTokenThreads) + "], first[" + str(kTokenThreads) + "];\n";
-  k.body += "  __shared__ int at[" + str(kTokenThreads) + "], sum[" + str(kTokenThreads) + "];\n";
-  k.body += R"(  signed char* qm = (signed char*)q + m * KP;
-  for (int b = 0; b < BLOCKS; ++b) {
-    // The largest |x| and the first value that has it (as the interpreter's scan finds).
-    float a = 0, f = 0;
-    int i_a = BLOCK;
-    for (int i = tid; i < BLOCK; i += NT) {
-      const float xi = value(b * BLOCK + i), ax = fabsf(xi);
-      if (ax > a) { a = ax; f = xi; i_a = i; }
-    }
-    amax[tid] = a; first[tid] = f; at[tid] = i_a;
-)";
-  k.body += tree_reduce(kTokenThreads,
-                        "if (amax[b] > amax[a] || (amax[b] == amax[a] && at[b] < at[a])) { amax[a] = amax[b]; "
-                        "first[a] = first[b]; at[a] = at[b]; }");
-  k.body += R"(    const BitnetcQuantScale scale = bitnetc_quant_scale(KIND, amax[0], first[0]);
-    int s = 0;
-    for (int i = tid; i < BLOCK; i += NT) {
-      const signed char c = bitnetc_quant_code(KIND, value(b * BLOCK + i), scale);
-      qm[b * BLOCK + i] = c;
-      s += c;
-    }
-    sum[tid] = s;
-)";
-  k.body += tree_reduce(kTokenThreads, "sum[a] += sum[b];");
-  k.body += R"(    if (tid == 0) {
-      x_sum[m * BLOCKS + b] = sum[0];
-      d[m * BLOCKS + b] = scale.d;
-    }
-    __syncthreads();  // the shared arrays are reused by the next block
-  }
-  for (int i = N + tid; i < KP; i += NT) qm[i] = 0;
-)";
+  k.block_x = kRowThreads;
+  k.grid_y = rt::CudaGridY::ChunkRows;
+  const std::string norm_args = norm ? norm_template_args(*norm) : "-1, false, 0u";
+  k.body = call("bitnetc_quantize<" + str(n) + ", " + kind(quant) + ", " + norm_args + ", " +
+                    (gated ? kind(*gated) : "-1") + ">",
+                {"state", gated ? "gate" : "x", gated ? "up" : "nullptr", arg_or_null(k, "w"), "q", "x_sum", "d"});
   return k;
 }
 
 namespace {
 
-// A dense weight's element type in the kernels' parameters, its value as a float (an
-// int8 code before its row's scale), and the kernel-name suffix of its storage.
-std::string dense_param(rt::DenseStorage storage, const std::string& name) {
+// A dense weight's element type in the kernels' parameters, and the kernel-name suffix
+// of its storage.
+std::string dense_element(rt::DenseStorage storage) {
   switch (storage) {
-    case rt::DenseStorage::F16: return "const unsigned short* __restrict__ " + name;
-    case rt::DenseStorage::Q8: return "const signed char* __restrict__ " + name;
-    default: return "const float* __restrict__ " + name;
-  }
-}
-std::string dense_value(rt::DenseStorage storage, const std::string& element) {
-  switch (storage) {
-    case rt::DenseStorage::F16: return "bitnetc_half_to_float(" + element + ")";
-    case rt::DenseStorage::Q8: return "(float)" + element;
-    default: return element;
+    case rt::DenseStorage::F16: return "unsigned short";
+    case rt::DenseStorage::Q8: return "signed char";
+    default: return "float";
   }
 }
 std::string dense_suffix(rt::DenseStorage storage) {
@@ -520,50 +288,41 @@ CudaKernel cuda_embedding(int64_t rows, int64_t cols, rt::DenseStorage storage, 
   const bool q8 = storage == rt::DenseStorage::Q8;
   CudaKernel k;
   k.name = "bitnetc_embedding_" + str(rows) + "x" + str(cols) + dense_suffix(storage) + (k_major ? "_kmajor" : "");
-  k.params = {"const int* __restrict__ state", dense_param(storage, "table")};
+  k.params = {"const int* __restrict__ state", "const " + dense_element(storage) + "* __restrict__ table"};
   if (q8) k.params.push_back("const float* __restrict__ scales");
   k.params.push_back("float* __restrict__ out");
-  k.body = per_element(k, "c", cols);
-  k.body += "  const long long token = state[" + str(rt::CudaState::kTokens) + " + m];\n";
-  const std::string at = k_major ? "(long long)c * " + str(rows) + " + token" : "token * " + str(cols) + " + c";
-  const std::string value = dense_value(storage, "table[" + at + "]");
-  k.body += "  out[m * " + str(cols) + " + c] = " + (q8 ? "__fmul_rn(" + value + ", scales[token])" : value) + ";\n";
+  per_element(k, cols);
+  k.body = call("bitnetc_embedding<" + dense_element(storage) + ", " + str(rows) + ", " + str(cols) + ", " + flag(q8) +
+                    ", " + flag(k_major) + ">",
+                {"state", "table", arg_or_null(k, "scales"), "out"});
   return k;
 }
 
-CudaKernel cuda_dense_matmul(int64_t K, int64_t N, rt::DenseStorage storage, bool last_token_only) {
+CudaKernel cuda_dense_matmul(int64_t K, int64_t N, rt::DenseStorage storage, bool logit_rows) {
   const bool q8 = storage == rt::DenseStorage::Q8;
   CudaKernel k;
-  k.name = "bitnetc_dense_" + str(K) + "x" + str(N) + dense_suffix(storage) + (last_token_only ? "_last" : "");
-  k.params = {"const int* __restrict__ state", dense_param(storage, "w")};
+  k.name = "bitnetc_dense_" + str(K) + "x" + str(N) + dense_suffix(storage) + (logit_rows ? "_logits" : "");
+  k.params = {"const int* __restrict__ state", "const " + dense_element(storage) + "* __restrict__ w"};
   if (q8) k.params.push_back("const float* __restrict__ scales");
   k.params.push_back("const float* __restrict__ x");
   k.params.push_back("float* __restrict__ y");
   k.grid_x = static_cast<uint32_t>((N + kElementThreads - 1) / kElementThreads);
   k.block_x = kElementThreads;
-  k.per_token = !last_token_only;
-  k.body = "  const int K = " + str(K) + ", N = " + str(N) + ";\n";
-  k.body += "  const int n = blockIdx.x * blockDim.x + threadIdx.x;\n  if (n >= N) return;\n";
-  k.body += last_token_only
-                ? "  const float* xm = x + (state[" + str(rt::CudaState::kCount) + "] - 1) * K;\n  float* ym = y;\n"
-                : "  const float* xm = x + blockIdx.y * K;\n  float* ym = y + blockIdx.y * N;\n";
-  k.body += "  float acc = 0.0f;\n  for (int c = 0; c < K; ++c)\n    acc = __fadd_rn(acc, __fmul_rn(" +
-            dense_value(storage, "w[(long long)c * N + n]") + ", xm[c]));\n";
-  k.body += q8 ? "  ym[n] = __fmul_rn(acc, scales[n]);\n" : "  ym[n] = acc;\n";
+  k.grid_y = logit_rows ? rt::CudaGridY::LogitRows : rt::CudaGridY::ChunkRows;
+  k.body = call("bitnetc_dense_matmul<" + dense_element(storage) + ", " + str(K) + ", " + str(N) + ", " + flag(q8) +
+                    ", " + flag(logit_rows) + ">",
+                {"state", "w", arg_or_null(k, "scales"), "x", "y"});
   return k;
 }
 
-CudaKernel cuda_rope(int64_t n, int head_dim, int rope_style) {
+CudaKernel cuda_rope(int64_t n, int head_dim, ir::RopeStyle style) {
   CudaKernel k;
-  k.name = "bitnetc_rope_" + str(n) + "_d" + str(head_dim) + "_s" + str(rope_style);
+  k.name = "bitnetc_rope_" + str(n) + "_d" + str(static_cast<int64_t>(head_dim)) + "_s" + kind(style);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ cos", "const float* __restrict__ sin",
               "const float* __restrict__ x", "float* __restrict__ y"};
-  k.body = per_element(k, "h", n / head_dim);
-  k.body += "  const int D = " + str(head_dim) + ", HALF = " + str(head_dim / 2) + ";\n";
-  k.body += "  const long long pos = state[" + str(rt::CudaState::kPos0) + "] + m;\n";
-  k.body += "  float* v = y + m * " + str(n) + " + h * D;\n  const float* u = x + m * " + str(n) +
-            " + h * D;\n  for (int i = 0; i < D; ++i) v[i] = u[i];\n";
-  k.body += "  bitnetc_rope_rotate_head(" + str(rope_style) + ", D, cos + pos * HALF, sin + pos * HALF, v);\n";
+  per_element(k, n / head_dim);
+  k.body = call("bitnetc_rope<" + str(n) + ", " + str(static_cast<int64_t>(head_dim)) + ", " + kind(style) + ">",
+                param_names(k));
   return k;
 }
 
@@ -572,118 +331,57 @@ CudaKernel cuda_rope_kv_store(const CudaRopeKvShape& s) {
     throw std::invalid_argument("cuda_rope_kv_store: bad shape");
   const int64_t q_heads = s.q_n / s.head_dim, k_heads = s.kv_dim / s.head_dim;
   CudaKernel k;
-  k.name =
-      "bitnetc_rope_kv_store_" + str(s.q_n) + "_" + str(s.kv_dim) + "_d" + str(s.head_dim) + "_s" + str(s.rope_style);
-  k.params = {"const int* __restrict__ state",   "const float* __restrict__ cos_q", "const float* __restrict__ sin_q",
-              "const float* __restrict__ cos_k", "const float* __restrict__ sin_k", "const float* __restrict__ q",
-              "const float* __restrict__ k",     "const float* __restrict__ v",     "float* __restrict__ q_out",
-              "float* __restrict__ k_cache",     "float* __restrict__ v_cache"};
-  k.body = per_element(k, "t", std::max<int64_t>(q_heads + k_heads, s.kv_dim));
-  k.body += "  const int D = " + str(s.head_dim) + ", HALF = " + str(s.head_dim / 2) + ", QH = " + str(q_heads) +
-            ", KH = " + str(k_heads) + ", QN = " + str(s.q_n) + ", KV = " + str(s.kv_dim) + ";\n";
-  k.body += "  const long long pos = state[" + str(rt::CudaState::kPos0) + "] + m;\n";
-  k.body += R"(  if (t < QH + KH) {
-    const bool is_q = t < QH;
-    const int h = is_q ? t : t - QH;
-    const float* u = is_q ? q + m * QN + h * D : k + m * KV + h * D;
-    float* o = is_q ? q_out + m * QN + h * D : k_cache + pos * KV + h * D;
-    for (int i = 0; i < D; ++i) o[i] = u[i];
-    const float* c = (is_q ? cos_q : cos_k) + pos * HALF;
-    const float* sn = (is_q ? sin_q : sin_k) + pos * HALF;
-)";
-  k.body += "    bitnetc_rope_rotate_head(" + str(s.rope_style) + ", D, c, sn, o);\n  }\n";
-  k.body += "  if (t < KV) v_cache[pos * KV + t] = v[m * KV + t];\n";
+  k.name = "bitnetc_rope_kv_store_" + str(s.q_n) + "_" + str(static_cast<int64_t>(s.kv_dim)) + "_d" +
+           str(static_cast<int64_t>(s.head_dim)) + "_s" + kind(s.style);
+  k.params = {"const int* __restrict__ state",       "const float* __restrict__ cos_q",
+              "const float* __restrict__ sin_q",     "const float* __restrict__ cos_k",
+              "const float* __restrict__ sin_k",     "const float* __restrict__ q",
+              "const float* __restrict__ k",         "const float* __restrict__ v",
+              "float* __restrict__ q_out",           "float* const* __restrict__ k_caches",
+              "float* const* __restrict__ v_caches"};
+  per_element(k, std::max<int64_t>(q_heads + k_heads, s.kv_dim));
+  k.body = call("bitnetc_rope_kv_store<" + str(s.q_n) + ", " + str(static_cast<int64_t>(s.kv_dim)) + ", " +
+                    str(static_cast<int64_t>(s.head_dim)) + ", " + kind(s.style) + ">",
+                param_names(k));
   return k;
 }
 
 CudaKernel cuda_kv_store(int kv_dim) {
   CudaKernel k;
-  k.name = "bitnetc_kv_store_" + str(kv_dim);
+  k.name = "bitnetc_kv_store_" + str(static_cast<int64_t>(kv_dim));
   k.params = {"const int* __restrict__ state", "const float* __restrict__ k", "const float* __restrict__ v",
-              "float* __restrict__ k_cache", "float* __restrict__ v_cache"};
-  k.body = per_element(k, "i", kv_dim);
-  k.body +=
-      "  const long long at = (long long)(state[" + str(rt::CudaState::kPos0) + "] + m) * " + str(kv_dim) + " + i;\n";
-  k.body += "  k_cache[at] = k[m * " + str(kv_dim) + " + i];\n  v_cache[at] = v[m * " + str(kv_dim) + " + i];\n";
+              "float* const* __restrict__ k_caches", "float* const* __restrict__ v_caches"};
+  per_element(k, kv_dim);
+  k.body = call("bitnetc_kv_store<" + str(static_cast<int64_t>(kv_dim)) + ">", param_names(k));
   return k;
 }
 
 CudaKernel cuda_attention(const CudaAttentionShape& s) {
-  constexpr int kF32Divide = 0;  // ir::SoftmaxSum::F32Divide
-  constexpr uint32_t kThreads = 128;
+  if (s.n_head <= 0 || s.n_head_kv <= 0 || s.n_head % s.n_head_kv != 0 || s.head_dim <= 0)
+    throw std::invalid_argument("cuda_attention: bad shape");
   CudaKernel k;
-  k.name = "bitnetc_attention_h" + str(s.n_head) + "_kv" + str(s.n_head_kv) + "_d" + str(s.head_dim) + "_s" +
-           str(s.score_scale) + str(s.softmax_sum);
-  k.params = {"const int* __restrict__ state", "const float* __restrict__ q", "const float* __restrict__ k_cache",
-              "const float* __restrict__ v_cache", "float* __restrict__ scores", "float* __restrict__ out"};
+  k.name = "bitnetc_attention_h" + str(static_cast<int64_t>(s.n_head)) + "_kv" +
+           str(static_cast<int64_t>(s.n_head_kv)) + "_d" + str(static_cast<int64_t>(s.head_dim)) + "_s" +
+           kind(s.score_scale) + kind(s.softmax_sum);
+  k.params = {"const int* __restrict__ state", "const float* __restrict__ q", "float* const* __restrict__ k_caches",
+              "float* const* __restrict__ v_caches", "float* __restrict__ scores", "float* __restrict__ out"};
   k.grid_x = static_cast<uint32_t>(s.n_head);
-  k.block_x = kThreads;
-  k.per_token = true;
-  const int64_t n = static_cast<int64_t>(s.n_head) * s.head_dim;
-  k.body = "  const int D = " + str(s.head_dim) + ", KV = " + str(s.kv_dim) + ", QN = " + str(n) +
-           ", GROUP = " + str(s.n_head / s.n_head_kv) + ", NH = " + str(s.n_head) + ", NT = " + str(kThreads) + ";\n";
-  k.body += "  __shared__ float red[" + str(kThreads) + "];\n  __shared__ double red_d[" + str(kThreads) +
-            "];\n  __shared__ int has[" + str(kThreads) + "];\n";
-  k.body += R"(  const int tid = threadIdx.x, h = blockIdx.x, m = blockIdx.y;
-  const int pos = state[)" +
-            str(rt::CudaState::kPos0) + R"(] + m;
-  float* p = scores + (long long)(m * NH + h) * state[)" +
-            str(rt::CudaState::kCtx) + R"(];
-  const float* qh = q + m * QN + h * D;
-  const long long kv_off = (long long)(h / GROUP) * D;
-  float mx = 0;
-  for (int t = tid; t <= pos; t += NT) {
-    const float s = bitnetc_attention_score()" +
-            str(s.score_scale) + R"(, D, qh, k_cache + (long long)t * KV + kv_off);
-    p[t] = s;
-    if (t == tid || s > mx) mx = s;
-  }
-  // The maximum over the threads that have a position (has[]: the others hold none).
-  red[tid] = mx;
-  has[tid] = tid <= pos;
-)";
-  k.body += tree_reduce(kThreads, "if (has[b] && (!has[a] || red[b] > red[a])) { red[a] = red[b]; has[a] = 1; }");
-  k.body += "  const float top = red[0];\n  __syncthreads();\n";
-  if (s.softmax_sum == kF32Divide) {  // the interpreter's f32 sum, in position order
-    k.body += R"(  for (int t = tid; t <= pos; t += NT) p[t] = bitnetc_expf(p[t] - top);
-  __syncthreads();
-  if (tid == 0) {
-    float sum = 0;
-    for (int t = 0; t <= pos; ++t) sum += p[t];
-    red[0] = sum;
-  }
-  __syncthreads();
-  const float sum = red[0];
-  for (int t = tid; t <= pos; t += NT) p[t] /= sum;
-)";
-  } else {  // ggml: the sum in double (order-free in all but astronomically rare cases)
-    k.body += R"(  double part = 0;
-  for (int t = tid; t <= pos; t += NT) part += (double)(p[t] = bitnetc_expf(p[t] - top));
-  red_d[tid] = part;
-)";
-    k.body += tree_reduce(kThreads, "red_d[a] += red_d[b];");
-    k.body += R"(  const float inv = (float)(1.0 / red_d[0]);
-  for (int t = tid; t <= pos; t += NT) p[t] *= inv;
-)";
-  }
-  k.body += R"(  __syncthreads();
-  for (int i = tid; i < D; i += NT) {
-    float o = 0.0f;
-    for (int t = 0; t <= pos; ++t) o += p[t] * v_cache[(long long)t * KV + kv_off + i];
-    out[m * QN + h * D + i] = o;
-  }
-)";
+  k.block_x = 128;  // bitnetc_attention's NT
+  k.grid_y = rt::CudaGridY::ChunkRows;
+  k.body = call("bitnetc_attention<" + str(static_cast<int64_t>(s.n_head)) + ", " +
+                    str(static_cast<int64_t>(s.n_head_kv)) + ", " + str(static_cast<int64_t>(s.head_dim)) + ", " +
+                    kind(s.score_scale) + ", " + kind(s.softmax_sum) + ">",
+                param_names(k));
   return k;
 }
 
-CudaKernel cuda_gated(int64_t n, int activation) {
+CudaKernel cuda_gated(int64_t n, ir::Activation activation) {
   CudaKernel k;
-  k.name = "bitnetc_gated_" + str(n) + "_a" + str(activation);
+  k.name = "bitnetc_gated_" + str(n) + "_a" + kind(activation);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ gate", "const float* __restrict__ up",
               "float* __restrict__ out"};
-  k.body = per_element(k, "i", n);
-  k.body +=
-      "  const int at = m * " + str(n) + " + i;\n  out[at] = " + gated_value(activation, "gate[at]", "up[at]") + ";\n";
+  per_element(k, n);
+  k.body = call("bitnetc_gated<" + str(n) + ", " + kind(activation) + ">", param_names(k));
   return k;
 }
 
@@ -692,39 +390,27 @@ CudaKernel cuda_add(int64_t n) {
   k.name = "bitnetc_add_" + str(n);
   k.params = {"const int* __restrict__ state", "const float* __restrict__ a", "const float* __restrict__ b",
               "float* __restrict__ out"};
-  k.body = per_element(k, "i", n);
-  k.body += "  const int at = m * " + str(n) + " + i;\n  out[at] = __fadd_rn(a[at], b[at]);\n";
+  per_element(k, n);
+  k.body = call("bitnetc_add<" + str(n) + ">", param_names(k));
   return k;
 }
 
 CudaKernel cuda_argmax_partial(int64_t n, int parts) {
   CudaKernel k;
-  k.name = "bitnetc_argmax_partial_" + str(n) + "_p" + str(parts);
+  k.name = "bitnetc_argmax_partial_" + str(n) + "_p" + str(static_cast<int64_t>(parts));
   k.params = {"const int* __restrict__ state", "const float* __restrict__ logits", "float* __restrict__ partial"};
-  k.body = per_element(k, "t", parts);
-  k.per_token = false;  // the logits of the chunk's last token only
-  k.body += "  const int N = " + str(n) + ", P = " + str(parts) + R"(;
-  int best = t < N ? t : 0;
-  for (int i = t + P; i < N; i += P)
-    if (logits[i] > logits[best]) best = i;
-  partial[t] = logits[best];
-  ((int*)(partial + P))[t] = best;
-)";
+  per_element(k, parts);
+  k.grid_y = rt::CudaGridY::One;  // the head's first logit row
+  k.body = call("bitnetc_argmax_partial<" + str(n) + ", " + str(static_cast<int64_t>(parts)) + ">", param_names(k));
   return k;
 }
 
 CudaKernel cuda_argmax_final(int parts) {
   CudaKernel k;
-  k.name = "bitnetc_argmax_final_p" + str(parts);
+  k.name = "bitnetc_argmax_final_p" + str(static_cast<int64_t>(parts));
   k.params = {"const int* __restrict__ state", "const float* __restrict__ partial", "int* __restrict__ result"};
   k.grid_x = k.block_x = 1;
-  k.body = "  if (blockIdx.x * blockDim.x + threadIdx.x != 0) return;\n  const int P = " + str(parts) + R"(;
-  const int* index = (const int*)(partial + P);
-  int best = 0;
-  for (int j = 1; j < P; ++j)
-    if (partial[j] > partial[best] || (partial[j] == partial[best] && index[j] < index[best])) best = j;
-  result[0] = index[best];
-)";
+  k.body = call("bitnetc_argmax_final<" + str(static_cast<int64_t>(parts)) + ">", param_names(k));
   return k;
 }
 
@@ -733,91 +419,35 @@ CudaKernel cuda_repeat_penalty(int64_t n) {
   k.name = "bitnetc_repeat_penalty_" + str(n);
   k.params = {"const int* __restrict__ state", "float* __restrict__ logits", "const int* __restrict__ tokens"};
   k.grid_x = 1;
-  k.block_x = kTokenThreads;
-  k.body = "  const int N = " + str(n) + ", count = state[" + str(rt::CudaState::kPenaltyCount) + "];\n";
-  k.body += "  const float penalty = bitnetc_float_from_bits((unsigned)state[" + str(rt::CudaState::kPenalty) + "]);\n";
-  k.body += R"(  for (int j = threadIdx.x; j < count; j += blockDim.x) {
-    const int t = tokens[j];
-    if (t >= 0 && t < N) logits[t] = bitnetc_repeat_penalty(logits[t], penalty);
-  }
-)";
+  k.block_x = kRowThreads;
+  k.body = call("bitnetc_repeat_penalty<" + str(n) + ">", param_names(k));
   return k;
 }
 
-namespace {
-
-// Inserts (v, id) into the sorted list (vals, ids) of `have` entries, at most K kept,
-// largest first and lower ids first among equal values (the host sampler's order).
-const char* const kTopKInsert = R"(    if (have < K || v > vals[have - 1] || (v == vals[have - 1] && id < ids[have - 1])) {
-      int j = have < K ? have++ : K - 1;
-      while (j > 0 && (v > vals[j - 1] || (v == vals[j - 1] && id < ids[j - 1]))) {
-        vals[j] = vals[j - 1];
-        ids[j] = ids[j - 1];
-        --j;
-      }
-      vals[j] = v;
-      ids[j] = id;
-    }
-)";
-
-}  // namespace
-
 CudaKernel cuda_topk_partial(int64_t n, int parts, int k_max) {
   CudaKernel k;
-  k.name = "bitnetc_topk_partial_" + str(n) + "_p" + str(parts) + "_k" + str(k_max);
+  k.name = "bitnetc_topk_partial_" + str(n) + "_p" + str(static_cast<int64_t>(parts)) + "_k" +
+           str(static_cast<int64_t>(k_max));
   k.params = {"const int* __restrict__ state", "const float* __restrict__ logits", "float* __restrict__ lists"};
-  k.body = per_element(k, "t", parts);
-  k.per_token = false;
-  k.body += "  const int N = " + str(n) + ", P = " + str(parts) + ", KMAX = " + str(k_max) + R"(;
-  const int K = state[)" +
-            str(rt::CudaState::kTopK) + R"(];
-  if (K <= 0) return;
-  float vals[KMAX];
-  int ids[KMAX];
-  int have = 0;
-  for (int id = t; id < N; id += P) {
-    const float v = logits[id];
-)" + std::string(kTopKInsert) +
-            R"(  }
-  float* out = lists + t * KMAX;
-  int* out_ids = (int*)(lists + P * KMAX) + t * KMAX;
-  for (int j = 0; j < KMAX; ++j) {
-    out[j] = j < have ? vals[j] : 0.0f;
-    out_ids[j] = j < have ? ids[j] : -1;  // -1: no entry
-  }
-)";
+  per_element(k, parts);
+  k.grid_y = rt::CudaGridY::One;
+  k.body = call("bitnetc_topk_partial<" + str(n) + ", " + str(static_cast<int64_t>(parts)) + ", " +
+                    str(static_cast<int64_t>(k_max)) + ">",
+                param_names(k));
   return k;
 }
 
 CudaKernel cuda_topk_merge(int lists, int lists_per_thread, int k_max) {
   CudaKernel k;
   const int threads = lists / lists_per_thread;
-  k.name = "bitnetc_topk_merge_l" + str(lists) + "_" + str(lists_per_thread) + "_k" + str(k_max);
+  k.name = "bitnetc_topk_merge_l" + str(static_cast<int64_t>(lists)) + "_" +
+           str(static_cast<int64_t>(lists_per_thread)) + "_k" + str(static_cast<int64_t>(k_max));
   k.params = {"const int* __restrict__ state", "const float* __restrict__ in", "float* __restrict__ out"};
-  k.body = per_element(k, "t", threads);
-  k.per_token = false;
-  k.body += "  const int L = " + str(lists) + ", PER = " + str(lists_per_thread) + ", T = " + str(threads) +
-            ", KMAX = " + str(k_max) + R"(;
-  const int K = state[)" +
-            str(rt::CudaState::kTopK) + R"(];
-  if (K <= 0) return;
-  const int* in_ids = (const int*)(in + L * KMAX);
-  float vals[KMAX];
-  int ids[KMAX];
-  int have = 0;
-  for (int e = t * PER * KMAX; e < (t + 1) * PER * KMAX; ++e) {
-    const int id = in_ids[e];
-    if (id < 0) continue;
-    const float v = in[e];
-)" + std::string(kTopKInsert) +
-            R"(  }
-  float* o = out + t * KMAX;
-  int* o_ids = (int*)(out + T * KMAX) + t * KMAX;
-  for (int j = 0; j < KMAX; ++j) {
-    o[j] = j < have ? vals[j] : 0.0f;
-    o_ids[j] = j < have ? ids[j] : -1;
-  }
-)";
+  per_element(k, threads);
+  k.grid_y = rt::CudaGridY::One;
+  k.body = call("bitnetc_topk_merge<" + str(static_cast<int64_t>(lists)) + ", " +
+                    str(static_cast<int64_t>(lists_per_thread)) + ", " + str(static_cast<int64_t>(k_max)) + ">",
+                param_names(k));
   return k;
 }
 
@@ -827,13 +457,7 @@ CudaKernel cuda_read_bandwidth() {
   k.params = {"const uint4* __restrict__ p", "unsigned long long n", "unsigned* __restrict__ sink"};
   k.grid_x = 1024;
   k.block_x = 256;
-  k.body = R"(  unsigned acc = 0;
-  for (unsigned long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (unsigned long long)gridDim.x * blockDim.x) {
-    const uint4 v = p[i];
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x9E3779B9u) *sink = acc;  // (almost) never taken, but the loads must happen
-)";
+  k.body = call("bitnetc_read_words", param_names(k));
   return k;
 }
 

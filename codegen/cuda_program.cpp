@@ -35,7 +35,7 @@ class PlanBuilder {
     rt::CudaStep s{it->second,
                    k.grid_x,
                    k.block_x,
-                   k.per_token ? 1u : 0u,
+                   k.grid_y,
                    static_cast<uint32_t>(p_.args.size()),
                    static_cast<uint32_t>(args.size() + 1),
                    run_for,
@@ -68,7 +68,7 @@ rt::CudaArg f32(float f) {
   return {rt::CudaArgKind::F32, 0, bits};
 }
 
-CudaNorm norm_of(const ir::Op& norm) { return {static_cast<int>(norm.norm), norm.weight >= 0, norm.eps}; }
+CudaNorm norm_of(const ir::Op& norm) { return {norm.norm, norm.weight >= 0, norm.eps}; }
 rt::CudaArg norm_weight(const ir::Op& norm) {
   return {rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(norm.weight), 0};
 }
@@ -148,11 +148,12 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
       q8_buf[v].d = b.buffer(rt::CudaBufferKind::Plain, B * blocks[v] * 4);
     }
   }
+  // Per layer, the key and value caches of every sequence: tables of a pointer per sequence.
   const int kv_dim = g.kv_dim();
   std::vector<uint32_t> k_cache, v_cache;
   for (int64_t l = 0; l < g.n_layer; ++l) {
-    k_cache.push_back(b.buffer(rt::CudaBufferKind::PerPosition, static_cast<uint64_t>(kv_dim) * 4));
-    v_cache.push_back(b.buffer(rt::CudaBufferKind::PerPosition, static_cast<uint64_t>(kv_dim) * 4));
+    k_cache.push_back(b.buffer(rt::CudaBufferKind::SequenceCaches, static_cast<uint64_t>(kv_dim) * 4));
+    v_cache.push_back(b.buffer(rt::CudaBufferKind::SequenceCaches, static_cast<uint64_t>(kv_dim) * 4));
   }
   int max_heads = 1;
   for (const ir::Op& op : g.ops)
@@ -210,8 +211,8 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         const Q8& q = q8_buf[op.output];
         args.insert(args.end(), {buf(q.q), buf(q.sum), buf(q.d)});
         b.launch(
-            cuda_quantize(n, static_cast<int>(op.quant), norm >= 0 ? std::optional(norm_of(g.ops[norm])) : std::nullopt,
-                          gated >= 0 ? static_cast<int>(g.ops[gated].act) : -1),
+            cuda_quantize(n, op.quant, norm >= 0 ? std::optional(norm_of(g.ops[norm])) : std::nullopt,
+                          gated >= 0 ? std::optional(g.ops[gated].act) : std::nullopt),
             args, rt::CudaRunFor::Any, norm >= 0 && g.ops[norm].weight >= 0 ? 4 * n : 0);
         break;
       }
@@ -236,7 +237,12 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
           args.push_back(buf(f32_buf[a.inputs[0] == op.output ? a.inputs[1] : a.inputs[0]]));
         }
         args.push_back(buf(out));
-        CudaMatmulShape shape{r.K, r.N, r.act_block, 1, add >= 0, {}, r.block_scales != 0};
+        CudaMatmulShape shape{.K = r.K,
+                              .N = r.N,
+                              .act_block = r.act_block,
+                              .batch = 1,
+                              .add_residual = add >= 0,
+                              .block_scales = r.block_scales != 0};
         // Prefill chunks: the tensor cores where the activation blocks cover whole stages
         // (else the dp4a kernel for every chunk).
         if (!prefill_on_tensor_cores(r, batch)) {
@@ -267,7 +273,7 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
       case ir::OpKind::DenseMatmul: {
         const rt::DenseRecord& r = dense[op.weight];
         if (r.layout != rt::DenseLayout::KMajor) throw std::logic_error("cuda plan: dense matmul weight not k-major");
-        const bool logits = op.output == g.logits;  // only the last token's logits are ever read
+        const bool logits = op.output == g.logits;  // only the rows asked for
         std::vector<rt::CudaArg> args = dense_args(op.weight, r);
         args.push_back(in(0));
         args.push_back(buf(f32_buf[op.output]));
@@ -280,7 +286,7 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         throw std::logic_error("cuda plan: k-quant heads have no CUDA kernel");
       case ir::OpKind::Rope: {
         const auto [cos, sin] = rope_table(i);
-        b.launch(cuda_rope(n, op.head_dim, static_cast<int>(op.rope_style)),
+        b.launch(cuda_rope(n, op.head_dim, op.rope_style),
                  {buf(cos), buf(sin), in(0), buf(f32_buf[op.output])});
         break;
       }
@@ -289,20 +295,18 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         if (rq >= 0) {  // q and k rotated, k and v stored: one launch
           const auto [cos_q, sin_q] = rope_table(rq);
           const auto [cos_k, sin_k] = rope_table(rk);
-          b.launch(cuda_rope_kv_store(
-                       {g.values[op.inputs[0]].size, kv_dim, op.head_dim, static_cast<int>(g.ops[rq].rope_style)}),
+          b.launch(cuda_rope_kv_store({g.values[op.inputs[0]].size, kv_dim, op.head_dim, g.ops[rq].rope_style}),
                    {buf(cos_q), buf(sin_q), buf(cos_k), buf(sin_k), buf(f32_buf[g.ops[rq].inputs[0]]),
                     buf(f32_buf[g.ops[rk].inputs[0]]), in(2), in(0), buf(k_cache[op.layer]), buf(v_cache[op.layer])});
         } else {
           b.launch(cuda_kv_store(kv_dim), {in(1), in(2), buf(k_cache[op.layer]), buf(v_cache[op.layer])});
         }
-        CudaAttentionShape s{op.n_head, op.n_head_kv, op.head_dim, kv_dim, static_cast<int>(op.score_scale),
-                             static_cast<int>(op.softmax_sum)};
+        const CudaAttentionShape s{op.n_head, op.n_head_kv, op.head_dim, op.score_scale, op.softmax_sum};
         b.launch(cuda_attention(s), {in(0), buf(k_cache[op.layer]), buf(v_cache[op.layer]), buf(scores), buf(f32_buf[op.output])});
         break;
       }
       case ir::OpKind::GatedAct:
-        b.launch(cuda_gated(n, static_cast<int>(op.act)), {in(0), in(1), buf(f32_buf[op.output])});
+        b.launch(cuda_gated(n, op.act), {in(0), in(1), buf(f32_buf[op.output])});
         break;
       case ir::OpKind::Add:
         b.launch(cuda_add(n), {in(0), in(1), buf(f32_buf[op.output])});

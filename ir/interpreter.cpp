@@ -12,6 +12,40 @@ namespace bitnetc::ir {
 // The arithmetic itself lives in numerics.h, shared with the generated CUDA kernels (the
 // kinds of ir.h take their values from there).
 
+void ternary_matmul(const TernaryWeights& w, const int8_t* q, const float* d, int64_t act_block, float* y) {
+  const int64_t block = std::min<int64_t>(act_block, static_cast<int64_t>(std::min<uint64_t>(w.scale_block, w.cols)));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const int8_t* codes = &w.codes[r * w.cols];
+    float acc = 0;
+    for (int64_t b0 = 0; b0 < w.cols; b0 += block) {
+      int32_t dot = 0;
+      for (int64_t c = b0; c < b0 + block; ++c) dot += codes[c] * q[c];
+      acc += static_cast<float>(dot) * (d[b0 / act_block] * w.scale_of(r, b0));
+    }
+    y[r] = acc;
+  }
+}
+
+void dense_matmul(const float* w, int64_t rows, int64_t cols, const float* x, float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = &w[r * cols];
+    float acc = 0;
+    for (int64_t c = 0; c < cols; ++c) acc += row[c] * x[c];
+    y[r] = acc;
+  }
+}
+
+void kquant_matmul(const KQuantWeights& w, const int8_t* x, const float* xd, float* y) {
+  for (int64_t r = 0; r < w.rows; ++r) y[r] = kquant_dot(w, r, x, xd);
+}
+
+void embedding_row(const DenseWeights& w, int32_t token, float* out) {
+  if (w.format == DenseFormat::KQuant)
+    for (int64_t c = 0; c < w.cols; ++c) out[c] = w.kquant.value(token, c);
+  else
+    std::copy_n(w.data.begin() + static_cast<int64_t>(token) * w.cols, w.cols, out);
+}
+
 void quantize_activations(ActQuant kind, const float* x, int64_t n, int8_t* q, float* d) {
   bitnetc_quantize(static_cast<int>(kind), x, n, reinterpret_cast<signed char*>(q), d);
 }
@@ -117,14 +151,7 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
     std::vector<float>* out = &f32_[op.output];
     auto in = [&](size_t k) -> const std::vector<float>& { return f32_[op.inputs[k]]; };
     switch (op.kind) {
-      case OpKind::Embedding: {
-        const DenseWeights& w = g_.dense[op.weight];
-        if (w.format == DenseFormat::KQuant)
-          for (int64_t c = 0; c < w.cols; ++c) (*out)[c] = w.kquant.value(token, c);
-        else
-          std::copy_n(w.data.begin() + static_cast<int64_t>(token) * w.cols, w.cols, out->begin());
-        break;
-      }
+      case OpKind::Embedding: embedding_row(g_.dense[op.weight], token, out->data()); break;
       case OpKind::Norm:
         rms_norm(op.norm, in(0).data(), n, op.weight >= 0 ? g_.dense[op.weight].data.data() : nullptr, op.eps,
                  out->data());
@@ -140,20 +167,7 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
           matmul_(op_index, x.q.data(), x.d.data(), out->data());
           break;
         }
-        const TernaryWeights& w = g_.ternary[op.weight].w;
-        // Blocks are where either the activation's or the weight's scale changes.
-        const int64_t block =
-            std::min<int64_t>(x.block, static_cast<int64_t>(std::min<uint64_t>(w.scale_block, w.cols)));
-        for (int64_t r = 0; r < w.rows; ++r) {
-          const int8_t* codes = &w.codes[r * w.cols];
-          float y = 0;
-          for (int64_t b0 = 0; b0 < w.cols; b0 += block) {
-            int32_t acc = 0;
-            for (int64_t c = b0; c < b0 + block; ++c) acc += codes[c] * x.q[c];
-            y += static_cast<float>(acc) * (x.d[b0 / x.block] * w.scale_of(r, b0));
-          }
-          (*out)[r] = y;
-        }
+        ternary_matmul(g_.ternary[op.weight].w, x.q.data(), x.d.data(), x.block, out->data());
         break;
       }
       case OpKind::DenseMatmul: {
@@ -162,20 +176,13 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
           break;
         }
         const DenseWeights& w = g_.dense[op.weight];
-        const float* x = in(0).data();
-        for (int64_t r = 0; r < w.rows; ++r) {
-          const float* row = &w.data[r * w.cols];
-          float y = 0;
-          for (int64_t c = 0; c < w.cols; ++c) y += row[c] * x[c];
-          (*out)[r] = y;
-        }
+        dense_matmul(w.data.data(), w.rows, w.cols, in(0).data(), out->data());
         break;
       }
       case OpKind::KQuantMatmul: {
         const Q8& x = q8_[op.inputs[0]];
         if (x.block != KQuantWeights::kBlock) throw std::logic_error("a k-quant matmul reads Q8_K activations");
-        const KQuantWeights& w = g_.dense[op.weight].kquant;
-        for (int64_t r = 0; r < w.rows; ++r) (*out)[r] = kquant_dot(w, r, x.q.data(), x.d.data());
+        kquant_matmul(g_.dense[op.weight].kquant, x.q.data(), x.d.data(), out->data());
         break;
       }
       case OpKind::Rope: {

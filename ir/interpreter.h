@@ -48,8 +48,22 @@ class Interpreter {
   int32_t next_pos_ = 0;
 };
 
-// The building blocks, shared with the compiled outputs' runtime (one home for each
-// op's numerics) and used by the kernel tests.
+// The building blocks: the scalar reference of each op, which the interpreter calls
+// itself, which the compiled outputs' runtime shares where it computes an op in plain
+// C++ (one home for each op's numerics), and against which tests/test_ops.cpp checks
+// every generated kernel of every back end, bit for bit.
+
+// A ternary matmul: y[r] = sum over blocks, in order, of the exact integer dot of row r's
+// codes with q over the block, times (d[activation block] * the weight's scale there);
+// blocks end where either the activations' scale (every act_block values) or the
+// weight's (w.scale_block) changes.
+void ternary_matmul(const TernaryWeights& w, const int8_t* q, const float* d, int64_t act_block, float* y);
+// A dense matmul (the head): y[r] = sum over c, in order, of w[r][c] * x[c] in float.
+void dense_matmul(const float* w, int64_t rows, int64_t cols, const float* x, float* y);
+// A k-quant matmul (a Q4_K/Q5_K/Q6_K head): kquant_dot of every row.
+void kquant_matmul(const KQuantWeights& w, const int8_t* x, const float* xd, float* y);
+// Row `token` of an embedding table (a k-quant one dequantized).
+void embedding_row(const DenseWeights& w, int32_t token, float* out);
 void quantize_activations(ActQuant kind, const float* x, int64_t n, int8_t* q, float* d);
 // Row r of a k-quant weight times Q8_K activations (codes x, a factor per 256-block xd):
 // per super-block the exact integer sums isum = sum sc*q*x and imin = sum m*x (ggml's

@@ -142,8 +142,7 @@ int32_t take_sequence(BitNetModel& model, const char* fn) {
   if (seq < static_cast<int32_t>(used.size())) return seq;
   set_error(BITNET_ERROR_INVALID_ARGUMENT,
             std::string(fn) + ": all " + std::to_string(used.size() - 1) +
-                " streams and sessions of this model are open (free one first)" +
-                (used.size() == 1 ? "; a CUDA output holds one sequence and has none" : ""));
+                " streams and sessions of this model are open (free one first)");
   return -1;
 }
 
@@ -216,7 +215,7 @@ BitNetModel* bitnet_model_load_with_params(const char* path, const BitNetLoadPar
         const bool side_file = path && *path && is_weights_file(path);
         m->model =
             std::make_unique<bitnetc::rt::CompiledModel>(params->n_ctx, side_file ? std::string(path) : std::string(),
-                                                         bitnetc::rt::embedded_max_sequences(1 + BITNET_MAX_STREAMS));
+                                                         1 + BITNET_MAX_STREAMS);
         m->sequence_used.assign(static_cast<size_t>(m->model->max_sequences()), false);
         if (path && *path && !side_file) {
           std::ifstream in(path, std::ios::binary);

@@ -122,12 +122,9 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
   if (header_.cuda_plan_size != 0) {
     if (header_.cuda_plan_off > blob.size() || header_.cuda_plan_size > blob.size() - header_.cuda_plan_off)
       throw std::runtime_error("the embedded model is damaged (CUDA plan)");
-    if (max_sequences > 1)
-      throw std::runtime_error("CUDA outputs run one sequence at a time yet; " + std::to_string(max_sequences) +
-                               " at once need a CPU output");
     forward_ = std::make_unique<CudaForwardPass>(graph_, blob.subspan(header_.cuda_plan_off, header_.cuda_plan_size),
                                                  weights_base, header_.weights_off, header_.weights_size, ternary,
-                                                 dense);
+                                                 dense, max_sequences);
     return;
   }
   KernelTable kernels;
@@ -155,10 +152,6 @@ int64_t embedded_n_ctx() {
   const std::span<const uint8_t> blob = embedded_blob();
   const BlobHeader h = read_embedded_header(blob);
   return ir::deserialize(blob.subspan(h.graph_off, h.graph_size)).n_ctx;
-}
-
-int embedded_max_sequences(int wanted) {
-  return read_embedded_header(embedded_blob()).cuda_plan_size != 0 ? 1 : wanted;
 }
 
 std::string CompiledModel::device() const {

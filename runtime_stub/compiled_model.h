@@ -91,9 +91,6 @@ std::string own_binary_path();
 // without loading the weights or a device (for --version).
 std::string describe_embedded_model();
 
-// `wanted`, or 1 when the embedded model runs on a GPU (CUDA outputs hold one sequence):
-// the max_sequences to construct a CompiledModel with.
-int embedded_max_sequences(int wanted);
 // The embedded model's context length (positions), read without loading it.
 int64_t embedded_n_ctx();
 

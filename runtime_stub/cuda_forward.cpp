@@ -1,5 +1,6 @@
 #include "cuda_forward.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -10,8 +11,9 @@ namespace bitnetc::rt {
 
 CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> plan, const uint8_t* blob,
                                  uint64_t weights_off, uint64_t weights_size, std::span<const TernaryRecord> ternary,
-                                 std::span<const DenseRecord> dense)
+                                 std::span<const DenseRecord> dense, int max_sequences)
     : g_(g), ternary_(ternary), dense_(dense) {
+  if (max_sequences < 1) throw std::invalid_argument("a forward pass needs at least one sequence");
   if (plan.size() < sizeof plan_) throw std::runtime_error("the embedded CUDA plan is damaged");
   std::memcpy(&plan_, plan.data(), sizeof plan_);
   if (plan_.magic != kCudaPlanMagic || plan_.batch < 1) throw std::runtime_error("the embedded CUDA plan is damaged");
@@ -66,11 +68,17 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
       return weights + (off - weights_off);
     };
 
-    // The buffers, zeroed; per-position ones for this context; rope tables filled.
+    // The buffers, zeroed; per-position ones for this context; rope tables filled; a
+    // table of a pointer per sequence for each KV cache.
     std::vector<CUdeviceptr> buffer_at;
     const uint64_t n_ctx = static_cast<uint64_t>(g.n_ctx);
+    const auto n_seq = static_cast<uint64_t>(max_sequences);
     for (const CudaBuffer& b : buffers) {
-      const uint64_t bytes = b.kind == CudaBufferKind::Plain ? b.bytes : b.bytes * n_ctx;
+      const uint64_t bytes = b.kind == CudaBufferKind::Plain            ? b.bytes
+                             : b.kind == CudaBufferKind::SequenceCaches ? 8 * n_seq
+                                                                        : b.bytes * n_ctx;
+      if (static_cast<uint32_t>(b.kind) > static_cast<uint32_t>(CudaBufferKind::SequenceCaches))
+        throw std::runtime_error("the embedded CUDA plan is damaged (buffer kind)");
       const CUdeviceptr p = alloc(bytes);
       cuda_check(cu.cuMemsetD8_v2(p, 0, bytes), "clearing a buffer");
       if (b.kind == CudaBufferKind::RopeCos || b.kind == CudaBufferKind::RopeSin) {
@@ -88,14 +96,22 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
         }
         cuda_check(cu.cuMemcpyHtoD_v2(p, table.data(), bytes), "copying the rope tables");
       }
+      if (b.kind == CudaBufferKind::SequenceCaches) {
+        cache_tables_.push_back({p, b.bytes});
+        table_host_.emplace_back(n_seq, 0);
+      }
       buffer_at.push_back(p);
     }
+    sequence_caches_.resize(n_seq);
+    next_pos_.assign(n_seq, 0);
     logits_ = buffer_at[plan_.logits_buffer];
     argmax_ = buffer_at[plan_.argmax_buffer];
     topk_ = buffer_at[plan_.topk_buffer];
     penalty_ids_ = buffer_at[plan_.penalty_buffer];
     logits_host_.resize(static_cast<size_t>(g.n_vocab));
-    state_host_.assign(CudaState::kTokens + plan_.batch, 0);
+    state_host_.assign(cuda_state_ints(plan_.batch), 0);
+    state_host_[kBitnetcStateBatch] = static_cast<int32_t>(plan_.batch);
+    state_host_[kBitnetcStateCtx] = static_cast<int32_t>(g.n_ctx);
     state_ = alloc(state_host_.size() * 4);
 
     // Each step's kernel and its arguments, bound once: addresses never move.
@@ -145,7 +161,8 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
     for (uint64_t& v : arg_values_) arg_pointers_.push_back(&v);  // a float argument reads the slot's low 4 bytes
     for (const CudaStep& s : steps) {
       if (s.kernel >= functions.size() || s.first_arg > args.size() || s.n_args > args.size() - s.first_arg ||
-          s.grid_x == 0 || s.block_x == 0 || static_cast<uint32_t>(s.run_for) > 2)
+          s.grid_x == 0 || s.block_x == 0 || static_cast<uint32_t>(s.run_for) > 2 ||
+          static_cast<uint32_t>(s.grid_y) > static_cast<uint32_t>(CudaGridY::LogitRows))
         throw std::runtime_error("the embedded CUDA plan is damaged (step)");
       steps_.push_back(s);
       kernels_.push_back(functions[s.kernel]);
@@ -165,6 +182,9 @@ void CudaForwardPass::release() {
   cu.cuCtxSetCurrent(context_);
   if (stream_) cu.cuStreamSynchronize(stream_);
   if (decode_graph_) cu.cuGraphExecDestroy(decode_graph_);
+  for (const auto& caches : sequence_caches_)
+    for (CUdeviceptr p : caches) cu.cuMemFree_v2(p);
+  sequence_caches_.clear();
   for (CUdeviceptr p : allocations_) cu.cuMemFree_v2(p);
   if (stream_) cu.cuStreamDestroy_v2(stream_);
   if (module_) cu.cuModuleUnload(module_);
@@ -184,42 +204,115 @@ CUdeviceptr CudaForwardPass::alloc(size_t bytes) {
   return p;
 }
 
-void CudaForwardPass::launch_plan(int count) {
+void CudaForwardPass::launch_plan(int count, int logit_rows) {
   const CudaDriver& cu = cuda_driver();
   const CudaRunFor skip = count == 1 ? CudaRunFor::SeveralTokens : CudaRunFor::OneToken;
   for (size_t i = 0; i < steps_.size(); ++i) {
     const CudaStep& s = steps_[i];
     if (s.run_for == skip) continue;
-    cuda_check(cu.cuLaunchKernel(kernels_[i], s.grid_x, s.per_token ? static_cast<unsigned>(count) : 1u, 1, s.block_x,
-                                 1, 1, 0, stream_, &arg_pointers_[s.first_arg], nullptr),
+    const int grid_y = s.grid_y == CudaGridY::ChunkRows ? count : s.grid_y == CudaGridY::LogitRows ? logit_rows : 1;
+    if (grid_y == 0) continue;  // no logits asked for in this chunk
+    cuda_check(cu.cuLaunchKernel(kernels_[i], s.grid_x, static_cast<unsigned>(grid_y), 1, s.block_x, 1, 1, 0, stream_,
+                                 &arg_pointers_[s.first_arg], nullptr),
                "launching a kernel");
   }
+}
+
+void CudaForwardPass::ensure_sequence(int32_t seq) {
+  std::vector<CUdeviceptr>& caches = sequence_caches_[seq];
+  if (!caches.empty() || cache_tables_.empty()) return;
+  const CudaDriver& cu = cuda_driver();
+  try {
+    for (size_t t = 0; t < cache_tables_.size(); ++t) {
+      const uint64_t bytes = cache_tables_[t].bytes_per_position * static_cast<uint64_t>(g_.n_ctx);
+      CUdeviceptr p = 0;
+      if (cu.cuMemAlloc_v2(&p, bytes) != kCudaSuccess)
+        throw std::runtime_error("out of GPU memory for the KV cache of sequence " + std::to_string(seq) + " (" +
+                                 std::to_string(g_.n_ctx) + " positions) on " + device_name_);
+      caches.push_back(p);
+      // Synchronous (a sequence starts rarely): the stream's earlier work finishes first.
+      cuda_check(cu.cuMemsetD8_v2(p, 0, bytes), "clearing a KV cache");
+      table_host_[t][seq] = p;
+      cuda_check(cu.cuMemcpyHtoD_v2(cache_tables_[t].table + 8 * static_cast<uint64_t>(seq), &table_host_[t][seq], 8),
+                 "writing a KV cache table");
+    }
+  } catch (...) {
+    cu.cuStreamSynchronize(stream_);
+    for (size_t t = 0; t < caches.size(); ++t) {
+      cu.cuMemFree_v2(caches[t]);
+      table_host_[t][seq] = 0;
+    }
+    caches.clear();
+    throw;
+  }
+}
+
+void CudaForwardPass::release_sequence(int32_t seq) {
+  if (seq < 0 || static_cast<size_t>(seq) >= sequence_caches_.size()) return;
+  next_pos_[seq] = 0;
+  std::vector<CUdeviceptr>& caches = sequence_caches_[seq];
+  if (caches.empty()) return;
+  const CudaDriver& cu = cuda_driver();
+  cuda_check(cu.cuCtxSetCurrent(context_), "making the context current");
+  cuda_check(cu.cuStreamSynchronize(stream_), "finishing the work on a sequence");  // no kernel still reads them
+  for (size_t t = 0; t < caches.size(); ++t) {
+    cu.cuMemFree_v2(caches[t]);
+    table_host_[t][seq] = 0;
+    cuda_check(cu.cuMemcpyHtoD_v2(cache_tables_[t].table + 8 * static_cast<uint64_t>(seq), &table_host_[t][seq], 8),
+               "writing a KV cache table");
+  }
+  caches.clear();
 }
 
 std::span<const float> CudaForwardPass::forward(std::span<const int32_t> tokens, int32_t pos) {
   run_chunks(tokens, pos);
   const CudaDriver& cu = cuda_driver();
+  logits_host_.resize(static_cast<size_t>(g_.n_vocab));
   cuda_check(cu.cuMemcpyDtoHAsync_v2(logits_host_.data(), logits_, logits_host_.size() * 4, stream_),
              "copying the logits back");
   cuda_check(cu.cuStreamSynchronize(stream_), "running the forward pass");
   return logits_host_;
 }
 
-// One sequence per step for now: its rows in order, logits after the last one only (the
-// plan's buffers and KV cache hold one sequence; the batched plan is still to come).
 std::span<const float> CudaForwardPass::step(std::span<const BatchRow> rows) {
-  std::vector<int32_t> tokens;
+  check_step_rows(g_, rows, next_pos_);
+  const CudaDriver& cu = cuda_driver();
+  cuda_check(cu.cuCtxSetCurrent(context_), "making the context current");
+  // The executor's order, as the CPU's: each sequence's rows together, in their order,
+  // sequences in order of first appearance. Rows are independent in every op but
+  // attention, which reads only the row's own sequence: the order changes no bit.
+  std::vector<int32_t> order(rows.size()), first_row(next_pos_.size(), -1), logit_index(rows.size(), -1);
+  int32_t n_logits = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
-    const BatchRow& r = rows[i];
-    if (r.seq != 0 || r.pos != rows[0].pos + static_cast<int32_t>(i) || (r.logits && i + 1 != rows.size()))
-      throw std::runtime_error(
-          "CUDA outputs run one sequence at a time yet (rows of sequence 0 in order, logits after "
-          "the last one); run several sequences on a CPU output");
-    tokens.push_back(r.token);
+    order[i] = static_cast<int32_t>(i);
+    if (first_row[rows[i].seq] < 0) first_row[rows[i].seq] = static_cast<int32_t>(i);
+    if (rows[i].logits) logit_index[i] = n_logits++;
   }
-  if (rows.empty() || !rows.back().logits)
-    throw std::runtime_error("a CUDA output's step returns the last row's logits; mark it");
-  return forward(tokens, rows[0].pos);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return first_row[rows[a].seq] < first_row[rows[b].seq]; });
+  for (const BatchRow& r : rows) ensure_sequence(r.seq);  // before any kernel runs: out of memory feeds nothing
+  state_host_[kBitnetcStatePenaltyCount] = 0;
+  const size_t n_vocab = static_cast<size_t>(g_.n_vocab);
+  logits_host_.resize(std::max<size_t>(n_logits, 1) * n_vocab);
+  std::vector<BatchRow> chunk;
+  std::vector<int32_t> logit_rows, out_index;
+  for (size_t at = 0; at < order.size(); at += plan_.batch) {
+    const size_t end = std::min(order.size(), at + plan_.batch);
+    chunk.clear(), logit_rows.clear(), out_index.clear();
+    for (size_t i = at; i < end; ++i) {
+      const BatchRow& r = rows[order[i]];
+      if (r.logits) logit_rows.push_back(static_cast<int32_t>(i - at)), out_index.push_back(logit_index[order[i]]);
+      chunk.push_back(r);
+    }
+    run_chunk(chunk, logit_rows, 0);
+    for (size_t j = 0; j < out_index.size(); ++j)
+      cuda_check(cu.cuMemcpyDtoHAsync_v2(logits_host_.data() + out_index[j] * n_vocab, logits_ + j * n_vocab * 4,
+                                         n_vocab * 4, stream_),
+                 "copying the logits back");
+  }
+  cuda_check(cu.cuStreamSynchronize(stream_), "running the forward pass");
+  for (const BatchRow& r : rows) next_pos_[r.seq] = r.pos + 1;
+  return {logits_host_.data(), static_cast<size_t>(n_logits) * n_vocab};
 }
 
 bool CudaForwardPass::penalty_fits(const RepeatPenalty& penalty) const {
@@ -321,9 +414,10 @@ bool CudaForwardPass::forward_top_k(std::span<const int32_t> tokens, int32_t pos
 
 void CudaForwardPass::run_chunks(std::span<const int32_t> tokens, int32_t pos, int top_k,
                                  const RepeatPenalty* penalty) {
-  check_forward_args(g_, tokens, pos, next_pos_);
+  check_forward_args(g_, tokens, pos, next_pos_[0]);
   const CudaDriver& cu = cuda_driver();
   cuda_check(cu.cuCtxSetCurrent(context_), "making the context current");
+  ensure_sequence(0);
   const bool penalize = penalty && !penalty->tokens.empty();
   if (penalize) {
     if (!penalty_fits(*penalty)) throw std::logic_error("CudaForwardPass: too many penalized tokens");
@@ -331,42 +425,59 @@ void CudaForwardPass::run_chunks(std::span<const int32_t> tokens, int32_t pos, i
     cuda_check(cu.cuMemcpyHtoDAsync_v2(penalty_ids_, penalty_host_.data(), penalty_host_.size() * 4, stream_),
                "copying the penalized tokens to the GPU");
   }
-  state_host_[CudaState::kPenaltyCount] = penalize ? static_cast<int32_t>(penalty->tokens.size()) : 0;
+  state_host_[kBitnetcStatePenaltyCount] = penalize ? static_cast<int32_t>(penalty->tokens.size()) : 0;
   const float penalty_value = penalize ? penalty->penalty : 1.0f;
-  std::memcpy(&state_host_[CudaState::kPenalty], &penalty_value, 4);
-  for (size_t i = 0; i < tokens.size(); i += plan_.batch) {
-    const int count = static_cast<int>(std::min<size_t>(plan_.batch, tokens.size() - i));
-    state_host_[CudaState::kPos0] = pos + static_cast<int32_t>(i);
-    state_host_[CudaState::kCount] = count;
-    state_host_[CudaState::kCtx] = static_cast<int32_t>(g_.n_ctx);
-    state_host_[CudaState::kTopK] = top_k;
-    std::memcpy(&state_host_[CudaState::kTokens], tokens.data() + i, static_cast<size_t>(count) * 4);
-    // Pageable memory: the copy has taken the state when the call returns.
-    cuda_check(cu.cuMemcpyHtoDAsync_v2(state_, state_host_.data(), state_host_.size() * 4, stream_),
-               "copying the tokens to the GPU");
-    if (count > 1) {
-      launch_plan(count);
-      continue;
-    }
-    // Decode: the launches of one token, captured once, replayed for every position.
-    if (!decode_graph_) {
-      cuda_check(cu.cuStreamBeginCapture_v2(stream_, kCuStreamCaptureThreadLocal), "capturing the decode step");
-      CUgraph graph = nullptr;
-      try {
-        launch_plan(1);
-      } catch (...) {
-        cu.cuStreamEndCapture(stream_, &graph);
-        if (graph) cu.cuGraphDestroy(graph);
-        throw;
-      }
-      cuda_check(cu.cuStreamEndCapture(stream_, &graph), "capturing the decode step");
-      const CUresult r = cu.cuGraphInstantiateWithFlags(&decode_graph_, graph, 0);
-      cu.cuGraphDestroy(graph);
-      cuda_check(r, "instantiating the decode graph");
-    }
-    cuda_check(cu.cuGraphLaunch(decode_graph_, stream_), "running the decode step");
+  std::memcpy(&state_host_[kBitnetcStatePenalty], &penalty_value, 4);
+  const std::vector<BatchRow> rows = rows_of_one_sequence(tokens, pos);
+  for (size_t i = 0; i < rows.size(); i += plan_.batch) {
+    const size_t count = std::min<size_t>(plan_.batch, rows.size() - i);
+    const int32_t last = static_cast<int32_t>(count - 1);
+    // Only the last row's logits are read: the head runs for it alone.
+    run_chunk(std::span<const BatchRow>(rows).subspan(i, count),
+              i + count == rows.size() ? std::span<const int32_t>(&last, 1) : std::span<const int32_t>(), top_k);
   }
-  next_pos_ = pos + static_cast<int32_t>(tokens.size());
+  next_pos_[0] = pos + static_cast<int32_t>(tokens.size());
+}
+
+void CudaForwardPass::run_chunk(std::span<const BatchRow> rows, std::span<const int32_t> logit_rows, int top_k) {
+  const CudaDriver& cu = cuda_driver();
+  const int count = static_cast<int>(rows.size());
+  const size_t B = plan_.batch;
+  int32_t* per_row = &state_host_[kBitnetcStateRows];
+  state_host_[kBitnetcStateCount] = count;
+  state_host_[kBitnetcStateTopK] = top_k;
+  state_host_[kBitnetcStateLogitRows] = static_cast<int32_t>(logit_rows.size());
+  for (int i = 0; i < count; ++i) {
+    per_row[i] = rows[i].token;
+    per_row[B + i] = rows[i].pos;
+    per_row[2 * B + i] = rows[i].seq;
+  }
+  std::copy(logit_rows.begin(), logit_rows.end(), per_row + 3 * B);
+  // Pageable memory: the copy has taken the state when the call returns.
+  cuda_check(cu.cuMemcpyHtoDAsync_v2(state_, state_host_.data(), state_host_.size() * 4, stream_),
+             "copying the rows to the GPU");
+  if (count > 1 || logit_rows.size() != 1) {
+    launch_plan(count, static_cast<int>(logit_rows.size()));
+    return;
+  }
+  // Decode: the launches of one row and its logits, captured once, replayed for every
+  // position and sequence.
+  if (!decode_graph_) {
+    cuda_check(cu.cuStreamBeginCapture_v2(stream_, kCuStreamCaptureThreadLocal), "capturing the decode step");
+    CUgraph graph = nullptr;
+    try {
+      launch_plan(1, 1);
+    } catch (...) {
+      cu.cuStreamEndCapture(stream_, &graph);
+      if (graph) cu.cuGraphDestroy(graph);
+      throw;
+    }
+    cuda_check(cu.cuStreamEndCapture(stream_, &graph), "capturing the decode step");
+    const CUresult r = cu.cuGraphInstantiateWithFlags(&decode_graph_, graph, 0);
+    cu.cuGraphDestroy(graph);
+    cuda_check(r, "instantiating the decode graph");
+  }
+  cuda_check(cu.cuGraphLaunch(decode_graph_, stream_), "running the decode step");
 }
 
 }  // namespace bitnetc::rt

@@ -7,25 +7,23 @@
 //   CudaPlanHeader | cubin | PTX | kernel names (NUL separated) | CudaBuffer[]
 //   | CudaStep[] | CudaArg[]      (offsets count from the plan header)
 //
-// Every kernel reads the chunk's state from a small device buffer (see CudaState), so
-// one captured decode step (a CUDA graph) replays for every position.
+// Every kernel reads the chunk's state from a small device buffer (cuda_state.h: the
+// rows' tokens, positions and sequences), so one captured decode step (a CUDA graph)
+// replays for every position and sequence. A chunk holds rows of one or several
+// sequences, each sequence with its own KV caches.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "cuda_state.h"
+
 namespace bitnetc::rt {
 
-inline constexpr uint32_t kCudaPlanMagic = 0x41445543;  // "CUDA"
+inline constexpr uint32_t kCudaPlanMagic = 0x32445543;  // "CUD2": plans of chunks of several sequences
 
-// What the kernels read at state[]: the first position of the chunk, its number of
-// tokens, the context the output runs with (the per-position buffers' length), how many
-// of the largest logits to select (0: none), how many tokens' logits the repetition
-// penalty changes (their ids in the plan's penalty buffer) and the penalty (a float's
-// bits), then the token ids.
-struct CudaState {
-  static constexpr int kPos0 = 0, kCount = 1, kCtx = 2, kTopK = 3, kPenaltyCount = 4, kPenalty = 5, kTokens = 6;
-};
+// The state's length for a plan of chunks of up to `batch` rows (cuda_state.h).
+inline constexpr size_t cuda_state_ints(uint32_t batch) { return kBitnetcStateRows + 4 * static_cast<size_t>(batch); }
 // Every module also has a read-bandwidth kernel (not a step: benchmarks launch it).
 inline constexpr const char* kCudaReadBandwidthKernel = "bitnetc_read_bandwidth";
 // The most logits the device selects for sampling (larger top-k: the host sorts them all).
@@ -49,10 +47,13 @@ struct CudaPlanHeader {
   uint32_t unused;  // explicit padding: every byte of the plan is written
 };
 
-// A device buffer, zeroed at load. Per-position buffers (KV caches, attention scores)
-// are allocated for the context the output runs with; rope tables are filled at load
-// with the interpreter's angles (ir::rope_cos_sin) of graph op `op`.
-enum class CudaBufferKind : uint32_t { Plain = 0, PerPosition = 1, RopeCos = 2, RopeSin = 3 };
+// A device buffer, zeroed at load. Per-position buffers (attention scores, the penalty's
+// ids) are allocated for the context the output runs with; rope tables are filled at
+// load with the interpreter's angles (ir::rope_cos_sin) of graph op `op`. A
+// SequenceCaches buffer is a table of one device pointer per sequence the output holds
+// (a layer's key or value cache): each sequence's cache, `bytes` per position of the
+// context, is allocated when the sequence is first fed and freed when it is released.
+enum class CudaBufferKind : uint32_t { Plain = 0, PerPosition = 1, RopeCos = 2, RopeSin = 3, SequenceCaches = 4 };
 struct CudaBuffer {
   CudaBufferKind kind;
   uint32_t op;     // RopeCos/RopeSin: the Rope op whose angles it holds
@@ -80,12 +81,15 @@ struct CudaArg {
 // dp4a for one token, tensor cores for many).
 enum class CudaRunFor : uint32_t { Any = 0, OneToken = 1, SeveralTokens = 2 };
 
-// One launch: block_x threads per block, grid_x blocks, times the chunk's tokens in y
-// when per_token is set.
+// A launch's grid in y: one, a block row per row of the chunk, or per row whose logits
+// the step returns (the head).
+enum class CudaGridY : uint32_t { One = 0, ChunkRows = 1, LogitRows = 2 };
+
+// One launch: block_x threads per block, grid_x blocks, times grid_y.
 struct CudaStep {
   uint32_t kernel;  // index into the kernel names
   uint32_t grid_x, block_x;
-  uint32_t per_token;
+  CudaGridY grid_y;
   uint32_t first_arg, n_args;
   CudaRunFor run_for;
   uint32_t unused;        // explicit padding: every byte of the plan is written

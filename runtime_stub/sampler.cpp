@@ -69,16 +69,24 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   // Most likely first; ties by lower id, so the order never depends on the sort. A
   // total order, so sorting only the top_k kept gives the same prefix as sorting all
   // (a full sort of a 128K vocabulary took ~7 ms a token).
-  const auto more_likely = [](const Candidate& a, const Candidate& b) {
-    return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
-  };
+  const auto before = [](const Candidate& a, const Candidate& b) { return more_likely(a.id, a.logit, b.id, b.logit); };
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < c.size()) {
-    std::partial_sort(c.begin(), c.begin() + p_.top_k, c.end(), more_likely);
+    std::partial_sort(c.begin(), c.begin() + p_.top_k, c.end(), before);
     c.resize(static_cast<size_t>(p_.top_k));
   } else {
-    std::sort(c.begin(), c.end(), more_likely);
+    std::sort(c.begin(), c.end(), before);
   }
   return sample_sorted(c);
+}
+
+std::vector<int32_t> top_k_ids(std::span<const float> logits, int k) {
+  std::vector<int32_t> ids(logits.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+  const size_t keep = k > 0 ? std::min<size_t>(static_cast<size_t>(k), ids.size()) : ids.size();
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end(),
+                    [&](int32_t a, int32_t b) { return more_likely(a, logits[a], b, logits[b]); });
+  ids.resize(keep);
+  return ids;
 }
 
 RepeatPenalty Sampler::repeat_penalty(std::span<const int32_t> history) const {

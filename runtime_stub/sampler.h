@@ -63,5 +63,12 @@ class Sampler {
 };
 
 int32_t argmax(std::span<const float> logits);  // lowest id on ties
+// Whether (id a, logit la) comes before (id b, logit lb) in the sampler's order: larger
+// logits first, lower ids first among equals (a total order, so sorting only a prefix
+// never depends on the sort).
+inline bool more_likely(int32_t a, float la, int32_t b, float lb) { return la != lb ? la > lb : a < b; }
+// The ids of the k largest logits in that order (all of them when k covers the
+// vocabulary): what the sampler keeps after its top-k cut, and what a GPU selects.
+std::vector<int32_t> top_k_ids(std::span<const float> logits, int k);
 
 }  // namespace bitnetc::rt

@@ -1,5 +1,5 @@
-// Runs generated CUDA kernels on the CPU, for tests: the few CUDA names the kernels of
-// codegen/cuda_kernels.h use, and a launch that runs every thread of a block as a fiber
+// Runs generated CUDA kernels on the CPU, for tests: the few CUDA names the kernel
+// templates of codegen/cuda/kernels.cuh use, and a launch that runs every thread of a block as a fiber
 // (ucontext), switching at __syncthreads() so that barriers and __shared__ memory
 // behave as on a GPU. Blocks run one after another; within a block, the fibers run
 // from barrier to barrier in forward and then reverse order, so a read of shared memory
@@ -34,6 +34,8 @@ struct uint4 {
 };
 
 #define __global__
+#define __device__
+#define __host__
 #define __restrict__
 #define __shared__ static thread_local  // one block runs at a time on an OS thread
 #define __align__(n) __attribute__((aligned(n)))
