@@ -28,9 +28,8 @@
 namespace bitnetc::codegen {
 
 // Rows per call of a CPU output's prefill (GEMM) kernels: a chunk of this many meets
-// every unpacked weight group once (bench_matmul: batch 8 costs ~80 us per token on
-// 2560x2560, against ~97 us for the GEMV at one thread). The forward pass runs every op
-// over chunks of up to this many rows (BlobHeader::batch).
+// every unpacked weight group once (bench/RESULTS.md, "Prefill batch"). The forward pass
+// runs every op over chunks of up to this many rows (BlobHeader::batch).
 inline constexpr int kCpuPrefillBatch = 8;
 
 struct NormQuantKernelKey {

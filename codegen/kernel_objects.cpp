@@ -30,13 +30,8 @@ schedules::MatmulReduce ternary_reduce(const TargetInfo& target) {
 schedules::TernaryMatmulShape i2s_matmul_shape(const TargetInfo& target, int64_t K, int64_t N, int64_t act_block) {
   schedules::TernaryMatmulShape shape{K, N, act_block, target.ternary_bytes};
   shape.reduce = ternary_reduce(target);
-  // Row lanes wherever the target has a 4-way dot product. Measured on 2B4T's shape,
-  // avx512 VNNI (row tiles -> row lanes): bench_matmul 1 thread, weights in cache, us per
-  // token, q/o, k/v, gate, down: GEMV 54/12.7/137/126 -> 42.5/10.6/113/113, GEMM of 8
-  // 47/11.2/129/95 -> 29/7.0/78/77; from memory the GEMVs stream alike. Whole model, 2
-  // threads, back to back: I2_S pp128 81-90 -> 110-119 t/s, decode the same within the
-  // machine's noise; TQ2_0 (Q8_K blocks, which row tiles sum across once per block of
-  // 256) pp128 31-33 -> 80-95, tg128 16-18 -> 22-26 t/s.
+  // Row lanes wherever the target has a 4-way dot product: no horizontal sums, and Q8_K's
+  // blocks of 256 summed in place (bench/RESULTS.md, "Row lanes").
   if (K % 16 == 0 && act_block % 16 == 0 && shape.reduce != schedules::MatmulReduce::PairwiseI16)
     shape.packing = schedules::MatmulPacking::RowLanes;
   return shape;

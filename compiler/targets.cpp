@@ -72,10 +72,8 @@ const std::vector<TargetInfo>& targets() {
        .llc_cpu = "icelake-server",
        .cuda_sm = "",
        .vector_bytes = 64,
-       // Ternary groups of 64 bytes with vpdpbusd (2B4T-shape pp128 ~44 -> ~50 t/s, 2560x6912
-       // batch-8 GEMM 794-880 -> 677-687 us at 2 threads; decode unchanged). Without VNNI, 64-byte
-       // groups lost to 32-byte ones: Halide 14 splits 512-bit pmaddubsw (121 vs 97 us,
-       // 1 thread, 2560x2560).
+       // Ternary groups of 64 bytes with vpdpbusd; without VNNI, 64-byte groups lost to
+       // 32-byte ones (bench/RESULTS.md, "AVX-512 groups").
        .ternary_bytes = 64,
        .ternary_dot = TernaryDot::Vnni,
        .cpu_features = rt::kCpuAvx2Fma | rt::kCpuAvx512Vnni,

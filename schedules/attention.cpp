@@ -70,8 +70,8 @@ AttentionPipeline attention(const AttentionShape& s) {
   mx.compute_at(p.out, task);
   // Scores a block of 8 vectors of positions at a time: their sums stay in registers
   // while i runs (over a whole row of positions they went through memory on every i),
-  // and are 8 independent add chains, enough to cover the add latency (with 4, avx512
-  // took 2560x1 at 511 positions, 1 thread, 260 us instead of 146). The last block
+  // and are 8 independent add chains, enough to cover the add latency (4 were not:
+  // bench/RESULTS.md, "Attention"). The last block
   // rounds up past the chunk's positions into the cache's padding
   // (kAttentionPositionBlock, a multiple of every target's block); those lanes are
   // never read.

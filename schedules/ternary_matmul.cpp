@@ -239,21 +239,15 @@ MatmulPipeline ternary_matmul(const TernaryMatmulShape& shape) {
 
   // Schedule: tiles of kRows rows in parallel; inside a tile the rows (and, for a batch,
   // the tokens) share each loaded vector: rows and tokens innermost and unrolled, each
-  // with its own accumulator of W/2 (pairwise) or W/4 (dot) i32 lanes.
-  // Measured (bench_matmul, 1 thread, 2560x2560): GEMV rows per tile 1/2/4/8 -> 123/158/98/132 us.
-  // A batch reads the same 4-row tiles, four tokens at a time (2 threads, avx512 VNNI, us
-  // per call of 8 tokens with the weights streamed from memory, q/o, k/v, gate, down;
-  // rows x tokens 1x8: 345/95/892/1109, 2x8: 303/82/801/716, 4x8: 272/74/709/629, 4x4:
-  // 233/63/618/525; avx2 1x4: 422/109/1090/1154, 4x4: 381/98/960/932).
+  // with its own accumulator of W/2 (pairwise) or W/4 (dot) i32 lanes. 4 rows by 4
+  // tokens measured fastest (bench/RESULTS.md, "I2_S tiles").
   const int kRows = 4;
   const int kTokens = std::min(M, 4);
   // Threads take whole tasks of at least 256 KB of weights (at most 32 tasks): a task is
-  // one sequential run of memory, and longer runs let the hardware prefetcher ramp up.
+  // one sequential run of memory, and longer runs let the hardware prefetcher ramp up;
   // Halide's pool hands out tasks under one lock, so single 4-row tiles (~200 ns each)
-  // made two threads no faster than one. Measured (bench_matmul from memory, 2 threads,
-  // avx512, q+k+v+o+gate+up+down of 2B4T; the machine's bandwidth varies by 20-30 %):
-  // 32 tasks 547 us; at least 128/256/512/1024 KB 528-595/491-535/431-543/378-571 us.
-  // A batch (prefill) is compute-bound: there 32 tasks balance the threads best.
+  // made two threads no faster than one (bench/RESULTS.md, "I2_S tasks"). A batch
+  // (prefill) is compute-bound: there 32 tasks balance the threads best.
   const int64_t weight_bytes = shape.N * Kp / 4;
   const int kTasks = ternary_tasks(weight_bytes, M);
   const int rows_per_task =
@@ -272,9 +266,8 @@ MatmulPipeline ternary_matmul(const TernaryMatmulShape& shape) {
   yf.compute_at(p.y, mo);
   acc.compute_at(p.y, mo);
   // No software prefetch: a tile's rows are interleaved (see the packing), so a task
-  // reads one sequential run, which the hardware prefetcher follows. (With rows stored
-  // apart, a prefetch of the next tile took 2560x6912 over 264 MB, 1 thread, from 850 to
-  // 495 us; the interleaved tiles need none.)
+  // reads one sequential run, which the hardware prefetcher follows (bench/RESULTS.md,
+  // "I2_S tiles").
   accv.compute_at(p.y, mo).vectorize(l, lanes);
   if (dot) {
     accv.update()
