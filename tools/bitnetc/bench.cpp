@@ -218,4 +218,25 @@ int bench(const BenchOptions& o) {
   return 0;
 }
 
+Command add_bench(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  auto head = std::make_shared<std::string>("exact");
+  CLI::App* cmd = app.add_subcommand("bench", "llama-bench-style figures of a compiled model (pp/tg t/s, roofline)");
+  add_output_under_test(cmd, o->output, "measure");
+  cmd->add_option("-p,--n-prompt", o->prompt_sizes, "Prefill sizes, comma-separated (default 128,512)");
+  cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens of the tg test (default 128)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("-r,--repetitions", o->repetitions, "Repetitions of each test (default 3)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: every core)")->check(CLI::PositiveNumber);
+  cmd->add_option("--head", *head, "Compile the head exact (default) or q8 (see compile --head)")
+      ->check(CLI::IsMember({"exact", "q8"}));
+  cmd->add_flag("--json", o->json, "One JSON object instead of the table");
+  cmd->add_flag("-q,--quiet", o->quiet, "No progress on stderr");
+  return {cmd, [o, head] {
+            o->head_q8 = *head == "q8";
+            return bench(*o);
+          }};
+}
+
 }  // namespace bitnetc::cli

@@ -1,7 +1,10 @@
-// The bitnetc subcommands. Each parses nothing itself: main.cpp owns the CLI11
-// definitions and hands over plain option structs.
+// The bitnetc subcommands. Each command's file registers its subcommand and options on
+// the CLI11 app (add_*) and returns what runs it; main.cpp only dispatches. The work
+// itself takes plain option structs (inspect(), run(), ...), so tests and other
+// commands can call it without a command line.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <functional>
 #include <memory>
 #include <string>
@@ -12,6 +15,28 @@
 #include "sampler.h"
 
 namespace bitnetc::cli {
+
+// A subcommand: its CLI11 definition, and what runs it once the command line is parsed
+// (the exit status).
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+Command add_inspect(CLI::App& app);
+Command add_run(CLI::App& app);
+Command add_convert(CLI::App& app);
+Command add_compile(CLI::App& app);  // also `bitnetc MODEL ...` (main.cpp)
+Command add_bench(CLI::App& app);
+Command add_verify(CLI::App& app);
+Command add_targets(CLI::App& app);
+Command add_synth(CLI::App& app);
+
+// Options several commands share.
+inline const std::vector<std::string> kLayoutRequests = {"auto", "i2_s", "tl1", "tl2"};  // codegen/layouts.h
+void add_act_quant_option(CLI::App* cmd, std::string& act_quant);
+void add_numerics_option(CLI::App* cmd, std::string& numerics);
+// Prints "[  0.00s] step" lines on stderr from now on (the compile and convert progress).
+std::function<void(const std::string&)> progress_printer();
 
 // --act-quant ("", "per-token", "per-block") and --numerics ("auto", "llama.cpp", ...) as
 // lowering options; main.cpp has checked both against their choices.
@@ -69,6 +94,8 @@ struct BenchOptions {
   bool quiet = false;
 };
 int bench(const BenchOptions& o);
+// MODEL, --target, --binary, --layout and --numerics of the commands that run a compiled output.
+void add_output_under_test(CLI::App* cmd, OutputUnderTest& out, const std::string& verb);
 
 struct VerifyOptions {
   OutputUnderTest output;

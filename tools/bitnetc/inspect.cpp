@@ -181,4 +181,19 @@ int inspect(const InspectOptions& o) {
   return 0;
 }
 
+Command add_inspect(CLI::App& app) {
+  auto o = std::make_shared<InspectOptions>();
+  CLI::App* cmd = app.add_subcommand("inspect", "Show a model's metadata, hyperparameters, tensors and totals");
+  cmd->add_option("model", o->model, "GGUF file, HF checkpoint folder, or bitllama2.c checkpoint")->required();
+  cmd->add_flag("--json", o->json, "Print one JSON object");
+  cmd->add_flag("--full", o->full, "Print metadata arrays in full (tokens, scores, ...)");
+  cmd->add_flag("--ir", o->ir, "Print the lowered ternary IR (text form)");
+  cmd->add_option("--target", o->target, "Also show the weight layout each ternary tensor gets on this target, and why");
+  cmd->add_option("--layout", o->layout, "With --target: the layout request (see compile --layout)")
+      ->check(CLI::IsMember(kLayoutRequests));
+  add_act_quant_option(cmd, o->act_quant);
+  add_numerics_option(cmd, o->numerics);
+  return {cmd, [o] { return inspect(*o); }};
+}
+
 }  // namespace bitnetc::cli

@@ -83,4 +83,13 @@ PreparedOutput prepare_output(const OutputUnderTest& o, const std::string& comma
   return p;
 }
 
+void add_output_under_test(CLI::App* cmd, OutputUnderTest& out, const std::string& verb) {
+  cmd->add_option("model", out.model, "Model to compile and " + verb)->required();
+  cmd->add_option("--target", out.target, "Target (must run on this machine)");
+  cmd->add_option("--binary", out.binary, "Use this compiled executable instead of compiling");
+  cmd->add_option("--layout", out.layout, "Ternary weight layout to compile with (see compile --layout)")
+      ->check(CLI::IsMember(kLayoutRequests));
+  add_numerics_option(cmd, out.numerics);
+}
+
 }  // namespace bitnetc::cli

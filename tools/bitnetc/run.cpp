@@ -1,6 +1,7 @@
 // `bitnetc run MODEL -p PROMPT -n N [...] [--json]`: generation with the reference
 // interpreter (slow and exact), the oracle users compare compiled outputs against.
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -70,6 +71,45 @@ int run(const RunOptions& o) {
     std::printf("\n");
   }
   return 0;
+}
+
+void add_act_quant_option(CLI::App* cmd, std::string& act_quant) {
+  cmd->add_option("--act-quant", act_quant, "Override activation quantization: per-token or per-block")
+      ->check(CLI::IsMember({"per-token", "per-block"}));
+}
+
+void add_numerics_option(CLI::App* cmd, std::string& numerics) {
+  cmd->add_option("--numerics", numerics, kNumericsHelp)->check(CLI::IsMember(kNumericsNames));
+}
+
+Command add_run(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  auto prompt_file = std::make_shared<std::string>();
+  o->sampling.temperature = 0.8f;
+  CLI::App* cmd = app.add_subcommand("run", "Generate with the reference interpreter (slow, exact: the oracle)");
+  cmd->add_option("model", o->model, "GGUF file, HF checkpoint folder, or bitllama2.c checkpoint")->required();
+  cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
+  cmd->add_option("-f,--file", *prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
+  cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->check(CLI::NonNegativeNumber);
+  cmd->add_option("-c,--ctx-size", o->n_ctx, "Context length (default: the model's)")->check(CLI::PositiveNumber);
+  cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)");
+  cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0: off)");
+  cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1: off)");
+  cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0: off)");
+  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)");
+  cmd->add_option("-s,--seed", o->sampling.seed, "Sampling seed");
+  add_act_quant_option(cmd, o->act_quant);
+  add_numerics_option(cmd, o->numerics);
+  cmd->add_flag("--chat", o->chat, "Apply the model's chat template to the prompt (one user turn)");
+  cmd->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-sequence tokens");
+  cmd->add_flag("--json", o->json, "Print one JSON object: prompt_tokens, tokens, text");
+  return {cmd, [o, prompt_file] {
+            if (!prompt_file->empty()) {
+              std::ifstream in(*prompt_file, std::ios::binary);
+              o->prompt.assign(std::istreambuf_iterator<char>(in), {});
+            }
+            return run(*o);
+          }};
 }
 
 }  // namespace bitnetc::cli

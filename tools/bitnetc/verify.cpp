@@ -134,4 +134,17 @@ int verify(const VerifyOptions& o) {
   return ok ? 0 : 1;
 }
 
+Command add_verify(CLI::App& app) {
+  auto o = std::make_shared<VerifyOptions>();
+  CLI::App* cmd = app.add_subcommand("verify", "Compare a compiled model's greedy tokens and logits with the interpreter");
+  add_output_under_test(cmd, o->output, "check");
+  cmd->add_option("--prompts", o->prompts_file, "File of prompts, one per line");
+  cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate per prompt (default 32)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--tolerance", o->tolerance, "Largest allowed |difference| of a top logit")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("-q,--quiet", o->quiet, "No progress on stderr");
+  return {cmd, [o] { return verify(*o); }};
+}
+
 }  // namespace bitnetc::cli
