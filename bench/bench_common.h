@@ -34,7 +34,7 @@ inline std::vector<const TargetInfo*> native_x86_targets() {
 }
 
 // Runs a JIT-compiled Func's or Pipeline's parallel loops on the pool the compiled
-// outputs use (runtime_stub/thread_pool.h; HL_NUM_THREADS threads, default all cores),
+// outputs use (runtime_stub/cpu/thread_pool.h; HL_NUM_THREADS threads, default all cores),
 // so that task sizes are measured as a model runs them. (Halide's own pool takes a lock
 // per task and lets its workers sleep between calls.)
 template <typename FuncOrPipeline>

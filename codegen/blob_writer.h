@@ -1,5 +1,5 @@
 // The blob writer: the one place that writes the format runtime_stub/model_blob.h
-// defines and runtime_stub/compiled_model.cpp reads (the graph without weight data, the
+// defines and runtime_stub/engine/compiled_model.cpp reads (the graph without weight data, the
 // vocabulary, the stop tokens, the weights' records, the CPU plan's steps, the CUDA
 // plan, then the weights, page aligned, each tensor 64-byte aligned). The on-disk
 // structs are pinned by static_asserts beside their definitions (model_blob.h,

@@ -1,7 +1,7 @@
 // CPU kernel emission: every Halide kernel a CPU output needs (the packed weights'
 // ternary and head matmuls, the plan's norm + quantize, attention, RoPE and k-quant
 // kernels), compiled ahead of time for the target into one object each, and the C++
-// source of the tables that name them: per family of runtime_stub/kernel_abi.h,
+// source of the tables that name them: per family of runtime_stub/cpu/kernel_abi.h,
 // `bitnetc_F_kernels[]` in the order the blob's records and steps index them and
 // `bitnetc_F_kernel_count`.
 #pragma once

@@ -3,7 +3,7 @@
 // (schedules/norm_quant.h), the attention kernels (schedules/attention.h) and the RoPE
 // kernels (schedules/rope.h), and the k-quant head kernels (schedules/kquant_matmul.h). Made once at compile time from
 // the fusion pass (compiler/fusion.h); codegen emits the kernels it lists and writes its per-op steps into the blob
-// (runtime_stub/cpu_plan.h), which the runtime executes as they are.
+// (runtime_stub/cpu/cpu_plan.h), which the runtime executes as they are.
 //
 // Every Quantize gets a kernel. When the fusion pass lets it do the Norm before it, the
 // kernel does that norm too and the Norm step is skipped: one pass, the normalized floats

@@ -40,7 +40,7 @@ const char* const kNumericsSource =
 #include "numerics_text.inc"  // ir/numerics.h
     ;
 const char* const kCudaStateSource =
-#include "cuda_state_text.inc"  // runtime_stub/cuda_state.h
+#include "cuda_state_text.inc"  // runtime_stub/cuda/cuda_state.h
     ;
 const char* const kKernelTemplatesSource =
 #include "cuda_kernels_text.inc"  // codegen/cuda/kernels.cuh

@@ -38,7 +38,7 @@ struct CudaKernel {
 // extern "C" const int bitnetc_emulate_NAME_params (how many there are).
 std::string cuda_kernel_text(const CudaKernel& k);
 // What every module starts with: mma.h, ir/numerics.h (the interpreter's arithmetic),
-// runtime_stub/cuda_state.h (the chunk's state) and codegen/cuda/kernels.cuh (the
+// runtime_stub/cuda/cuda_state.h (the chunk's state) and codegen/cuda/kernels.cuh (the
 // kernel templates).
 std::string cuda_module_preamble();
 

@@ -1,4 +1,4 @@
-// One CUDA module and the plan that runs a model with it (runtime_stub/cuda_plan.h):
+// One CUDA module and the plan that runs a model with it (runtime_stub/cuda/cuda_plan.h):
 // a kernel per distinct op shape (codegen/cuda_kernels.h), a device buffer per value
 // (for a chunk of up to `batch` tokens), per layer KV caches, rope tables, and one
 // launch per op in the graph's order.

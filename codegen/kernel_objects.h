@@ -38,7 +38,7 @@ void emit_ternary_matmul_object(const schedules::TernaryMatmulShape& shape, cons
                       const std::string& object_path);
 
 // A lookup-table (TL1/TL2) ternary matmul, likewise; its extern tile is linked from the
-// runtime (runtime_stub/lut_tiles.cpp).
+// runtime (runtime_stub/cpu/lut_tiles.cpp).
 void emit_lut_matmul_object(const schedules::LutMatmulShape& shape, const TargetInfo& target, const std::string& fn_name,
                           const std::string& object_path);
 

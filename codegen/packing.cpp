@@ -56,7 +56,7 @@ TernaryPacked pack_i2s(const TernaryJob& j, rt::TernaryRecord& r) {
   return {schedules::pack_ternary(j.w, i2s), TernaryKernel{rt::TernaryLayout::I2S, shape, {}}};
 }
 
-// TL1 / TL2: bitnet.cpp's lookup-table tiles (runtime_stub/lut_tiles.h).
+// TL1 / TL2: bitnet.cpp's lookup-table tiles (runtime_stub/cpu/lut_tiles.h).
 TernaryPacked pack_lut(const TernaryJob& j, rt::TernaryRecord& r) {
   const auto lut = r.layout == rt::TernaryLayout::TL1 ? schedules::LutLayout::TL1 : schedules::LutLayout::TL2;
   r.K_padded = schedules::lut_padded_k(j.w.cols, lut);

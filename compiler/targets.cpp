@@ -30,7 +30,7 @@ const std::vector<LayoutFigure> kAvx512Figures = {
 
 
 // An NVIDIA GPU: kernels compiled by NVRTC for the exact SM plus PTX; the host side is
-// an x86-64 program (runtime_stub/cuda_forward.cpp drives the GPU through the driver API).
+// an x86-64 program (runtime_stub/cuda/cuda_forward.cpp drives the GPU through the driver API).
 TargetInfo cuda_row(const std::string& sm, const std::string& description) {
   return {.name = "cuda-sm" + sm,
           .backend = Backend::Cuda,

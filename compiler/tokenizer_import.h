@@ -1,4 +1,4 @@
-// Reading a model's tokenizer into the runtime's Vocab (runtime_stub/tokenizer.h):
+// Reading a model's tokenizer into the runtime's Vocab (runtime_stub/text/tokenizer.h):
 // from GGUF `tokenizer.ggml.*`, a SentencePiece `tokenizer.model` (through the
 // sentencepiece library) or an HF `tokenizer.json`.
 #pragma once

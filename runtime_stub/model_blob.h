@@ -1,5 +1,5 @@
 // The data a compiled output carries: one read-only blob linked into the executable
-// (codegen/emit_executable.cpp writes it, compiled_model.cpp reads it in place).
+// (codegen/blob_writer.cpp writes it, engine/compiled_model.cpp reads it in place).
 //
 //   BlobHeader | graph (ir/serialize.h; shapes and attributes, no weight data)
 //   | vocabulary (vocab_io.h) | stop tokens (int32) | TernaryRecord per graph.ternary

@@ -1,4 +1,4 @@
-// Ternary matmul over the lookup-table layouts TL1 and TL2 (runtime_stub/lut_tiles.h has
+// Ternary matmul over the lookup-table layouts TL1 and TL2 (runtime_stub/cpu/lut_tiles.h has
 // the byte layouts): a Halide pipeline that builds each token's tables, runs the
 // hand-written lookup tile over N/32-row tasks on Halide's thread pool (an extern stage:
 // Halide 14 has no byte-table lookup), and scales the integer sums exactly as the

@@ -1015,7 +1015,7 @@ struct DeviceBuffers {
 
 Outputs run_cuda(const OpCase& c, const Inputs& in, const EmulatedCudaModule& module) {
   DeviceBuffers mem;
-  // The chunk's state (runtime_stub/cuda_state.h): its rows and where they stand.
+  // The chunk's state (runtime_stub/cuda/cuda_state.h): its rows and where they stand.
   constexpr int B = 64;
   std::vector<int32_t> state(kBitnetcStateRows + 4 * B, 0);
   state[kBitnetcStateCount] = c.rows;

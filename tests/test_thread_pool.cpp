@@ -1,4 +1,4 @@
-// The CPU outputs' thread pool (runtime_stub/thread_pool.h): every task runs exactly
+// The CPU outputs' thread pool (runtime_stub/cpu/thread_pool.h): every task runs exactly
 // once, errors come back, and jobs started from several threads at once, or from inside
 // a task, complete; parallel_for_each runs each index once and rethrows.
 #include <gtest/gtest.h>

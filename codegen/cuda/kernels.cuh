@@ -1,7 +1,7 @@
 // The CUDA kernels of every op of the forward pass, as templates whose parameters are
 // the shapes and attributes (constants of the code, as the CPU kernels' are). codegen
 // (codegen/cuda_kernels.cpp) embeds this file's text in each generated module after
-// ir/numerics.h (the interpreter's arithmetic) and runtime_stub/cuda_state.h (the
+// ir/numerics.h (the interpreter's arithmetic) and runtime_stub/cuda/cuda_state.h (the
 // chunk's state), and instantiates each template once per distinct shape of the model
 // behind a plain extern "C" __global__ entry point; it chooses only the launch geometry.
 //

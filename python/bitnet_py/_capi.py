@@ -1,4 +1,4 @@
-"""ctypes declarations of the C API (runtime_stub/bitnet.h) of a compiled model's .so.
+"""ctypes declarations of the C API (runtime_stub/api/bitnet.h) of a compiled model's .so.
 
 One `Library` per loaded .so: each compiled model is its own shared object, with its own
 copy of the runtime, loaded with RTLD_LOCAL so that several models live side by side.

@@ -1,6 +1,6 @@
 // A stand-in for the NVIDIA driver (built as libcuda.so.1) for tests on machines
 // without a GPU: a CUDA output loaded with LD_LIBRARY_PATH pointing here runs its whole
-// real runtime (runtime_stub/cuda_forward.cpp: module load, weight upload, buffers,
+// real runtime (runtime_stub/cuda/cuda_forward.cpp: module load, weight upload, buffers,
 // launches, graph capture and replay) against "device memory" that is host memory and
 // kernels that run on the CPU.
 //
@@ -14,7 +14,7 @@
 // would (so the runtime must fall back to the PTX); BITNETC_FAKE_CUDA_STATS=FILE writes
 // "launches L graph_launches G module IMAGE dtoh_bytes B" there at exit.
 //
-// Only what bitnetc's runtime calls, with its ABI (runtime_stub/cuda_driver.h). Kernel
+// Only what bitnetc's runtime calls, with its ABI (runtime_stub/cuda/cuda_driver.h). Kernel
 // parameters are copied as 8-byte slots, which is how that runtime passes them.
 #include <dlfcn.h>
 

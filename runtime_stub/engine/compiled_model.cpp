@@ -16,6 +16,7 @@
 #include <string>
 
 #include "cpu_features.h"
+#include "cpu_forward.h"
 #include "cuda_forward.h"
 #include "cuda_plan.h"
 #include "kernel_abi.h"

@@ -22,7 +22,7 @@
 #include "compiled_model.h"
 #include "json_text.h"
 
-extern "C" const char bitnetc_target_name[];  // codegen/emit_executable.cpp
+extern "C" const char bitnetc_target_name[];  // codegen/cpu_kernels.cpp writes it
 
 struct BitNetModel {
   std::unique_ptr<bitnetc::rt::CompiledModel> model;

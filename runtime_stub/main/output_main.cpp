@@ -23,7 +23,7 @@
 using namespace bitnetc;
 using rt::json_escape;
 
-extern "C" const char bitnetc_target_name[];  // codegen/emit_executable.cpp
+extern "C" const char bitnetc_target_name[];  // codegen/cpu_kernels.cpp writes it
 
 namespace {
 
