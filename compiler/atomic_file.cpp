@@ -1,5 +1,7 @@
 #include "atomic_file.h"
 
+#include "process.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -36,6 +38,7 @@ void remove_path(const char* path) {
 }
 
 void on_interrupt(int sig) {
+  stop_children_on_interrupt();  // no tool writes into a scratch folder while it is removed
   for (int i = 0; i < kSlots; ++i)
     if (g_used[i]) remove_path(g_paths[i]);
   std::signal(sig, SIG_DFL);

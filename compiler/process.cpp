@@ -7,11 +7,54 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
 
 namespace bitnetc {
+
+namespace {
+
+// The process groups (= the pids) of the children running now, in fixed slots the
+// signal handler reads without the allocator.
+constexpr int kChildSlots = 8;
+volatile std::sig_atomic_t g_children[kChildSlots];
+
+// Registers a child for the handler while the parent waits for it.
+class RunningChild {
+ public:
+  explicit RunningChild(pid_t pid) {
+    ::setpgid(pid, pid);  // also done by the child: whichever runs first
+    for (int i = 0; i < kChildSlots; ++i)
+      if (g_children[i] == 0) {
+        g_children[i] = pid;
+        slot_ = i;
+        return;
+      }
+  }
+  ~RunningChild() {
+    if (slot_ >= 0) g_children[slot_] = 0;
+  }
+  RunningChild(const RunningChild&) = delete;
+  RunningChild& operator=(const RunningChild&) = delete;
+
+ private:
+  int slot_ = -1;
+};
+
+}  // namespace
+
+void stop_children_on_interrupt() {
+  for (int i = 0; i < kChildSlots; ++i) {
+    const pid_t pid = g_children[i];
+    if (pid <= 0) continue;
+    ::kill(-pid, SIGKILL);
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
 
 ProcessResult run_process(const std::vector<std::string>& argv) {
   if (argv.empty()) throw std::invalid_argument("run_process: no program");
@@ -22,6 +65,7 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error(std::string("cannot fork: ") + std::strerror(errno));
   if (pid == 0) {
+    ::setpgid(0, 0);
     ::dup2(out_pipe[1], 1);
     ::dup2(err_pipe[1], 2);
     std::vector<char*> args;
@@ -32,6 +76,7 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
     (void)!::write(2, msg.data(), msg.size());
     ::_exit(127);
   }
+  const RunningChild running(pid);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   ProcessResult r;
@@ -70,9 +115,11 @@ int run_shell(const std::string& command) {
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error(std::string("cannot fork: ") + std::strerror(errno));
   if (pid == 0) {
+    ::setpgid(0, 0);
     ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
+  const RunningChild running(pid);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }

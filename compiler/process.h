@@ -22,4 +22,10 @@ ProcessResult run_process(const std::vector<std::string>& argv);
 // (and cleans up) while a tool runs instead of finishing the compile.
 int run_shell(const std::string& command);
 
+// Kills the children (with their own children: each runs in a process group of its own)
+// that run_process and run_shell are waiting for, and reaps them. Async-signal-safe: the
+// interrupt handler (atomic_file.h) calls it before it removes scratch files, so that no
+// tool writes into a folder being removed.
+void stop_children_on_interrupt();
+
 }  // namespace bitnetc
