@@ -284,8 +284,43 @@ std::string dense_suffix(rt::DenseStorage storage) {
 
 }  // namespace
 
+namespace {
+
+// The k-quant parts' parameters, as packed (packing.cpp: kquant_sections, k-major).
+const std::vector<std::string> kKQuantParams = {
+    "const signed char* __restrict__ q", "const signed char* __restrict__ sc", "const signed char* __restrict__ m",
+    "const float* __restrict__ d", "const float* __restrict__ dmin"};
+
+}  // namespace
+
+CudaKernel cuda_kquant_matmul(int64_t K, int64_t N, bool logit_rows) {
+  if (K <= 0 || K % 256 != 0 || N <= 0) throw std::invalid_argument("cuda_kquant_matmul: bad shape");
+  CudaKernel k;
+  k.name = "bitnetc_kquant_" + str(K) + "x" + str(N) + (logit_rows ? "_logits" : "");
+  k.params = {"const int* __restrict__ state"};
+  k.params.insert(k.params.end(), kKQuantParams.begin(), kKQuantParams.end());
+  for (const char* p : {"const int* __restrict__ x", "const float* __restrict__ xd", "float* __restrict__ y"})
+    k.params.push_back(p);
+  k.grid_x = static_cast<uint32_t>((N + kElementThreads - 1) / kElementThreads);
+  k.block_x = kElementThreads;
+  k.grid_y = logit_rows ? rt::CudaGridY::LogitRows : rt::CudaGridY::ChunkRows;
+  k.body = call("bitnetc_kquant_matmul<" + str(K) + ", " + str(N) + ", " + flag(logit_rows) + ">", param_names(k));
+  return k;
+}
+
 CudaKernel cuda_embedding(int64_t rows, int64_t cols, rt::DenseStorage storage, bool k_major) {
   const bool q8 = storage == rt::DenseStorage::Q8;
+  if (storage == rt::DenseStorage::KQuant) {
+    if (!k_major) throw std::invalid_argument("cuda_embedding: k-quant tables are k-major");
+    CudaKernel k;
+    k.name = "bitnetc_embedding_" + str(rows) + "x" + str(cols) + "_kquant";
+    k.params = {"const int* __restrict__ state"};
+    k.params.insert(k.params.end(), kKQuantParams.begin(), kKQuantParams.end());
+    k.params.push_back("float* __restrict__ out");
+    per_element(k, cols);
+    k.body = call("bitnetc_kquant_embedding<" + str(rows) + ", " + str(cols) + ">", param_names(k));
+    return k;
+  }
   CudaKernel k;
   k.name = "bitnetc_embedding_" + str(rows) + "x" + str(cols) + dense_suffix(storage) + (k_major ? "_kmajor" : "");
   k.params = {"const int* __restrict__ state", "const " + dense_element(storage) + "* __restrict__ table"};

@@ -81,8 +81,13 @@ CudaKernel cuda_norm(int64_t n, const CudaNorm& norm);
 // gate and up), [the norm's w,] q, x_sum, d.
 CudaKernel cuda_quantize(int64_t n, ir::ActQuant quant, const std::optional<CudaNorm>& norm = std::nullopt,
                          std::optional<ir::Activation> gated = std::nullopt);
-// Embedding rows of the chunk's tokens (bitnetc_embedding): state, table, [scales,] out.
+// Embedding rows of the chunk's tokens (bitnetc_embedding): state, table, [scales,] out;
+// of a k-quant table (bitnetc_kquant_embedding, k-major parts): state, q, sc, m, d,
+// dmin, out.
 CudaKernel cuda_embedding(int64_t rows, int64_t cols, rt::DenseStorage storage, bool k_major);
+// A k-quant head on Q8_K activations (bitnetc_kquant_matmul): state, q, sc, m, d, dmin
+// (k-major parts), x (the codes), xd (their factors), y. `logit_rows` as cuda_dense_matmul.
+CudaKernel cuda_kquant_matmul(int64_t K, int64_t N, bool logit_rows);
 // Dense matmul with a k-major weight (bitnetc_dense_matmul): state, w, [scales,] x, y.
 // `logit_rows`: the head, launched for the chunk's logit rows only.
 CudaKernel cuda_dense_matmul(int64_t K, int64_t N, rt::DenseStorage storage, bool logit_rows);

@@ -55,13 +55,27 @@ class PlanBuilder {
 
 rt::CudaArg buf(uint32_t b) { return {rt::CudaArgKind::Buffer, b, 0}; }
 
-// A dense weight's arguments: its values, and an int8 head's row scales.
+// A dense weight's arguments: its values, and an int8 head's row scales; a k-quant
+// weight's five parts (rt::kquant_sections: q, sc, m, d, dmin).
 std::vector<rt::CudaArg> dense_args(int weight, const rt::DenseRecord& r) {
-  std::vector<rt::CudaArg> args{{rt::CudaArgKind::DenseWeight, static_cast<uint32_t>(weight), 0}};
+  const auto w = static_cast<uint32_t>(weight);
+  if (r.storage == rt::DenseStorage::KQuant) {
+    const rt::KQuantSections at = rt::kquant_sections(r.rows_padded, r.cols);
+    std::vector<rt::CudaArg> args;
+    for (uint64_t off : {at.q, at.sc, at.m, at.d, at.dmin}) args.push_back({rt::CudaArgKind::DenseWeight, w, off});
+    return args;
+  }
+  std::vector<rt::CudaArg> args{{rt::CudaArgKind::DenseWeight, w, 0}};
   if (r.storage == rt::DenseStorage::Q8)
     args.push_back({rt::CudaArgKind::DenseScales, static_cast<uint32_t>(weight), 0});
   return args;
 }
+// The bytes one row of a dense weight takes (what an embedding reads per token).
+uint64_t row_bytes(const rt::DenseRecord& r) {
+  return r.storage == rt::DenseStorage::KQuant ? rt::kquant_sections(1, r.cols).end
+                                               : static_cast<uint64_t>(r.cols) * rt::element_bytes(r.storage);
+}
+
 rt::CudaArg f32(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
@@ -188,7 +202,7 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         std::vector<rt::CudaArg> args = dense_args(op.weight, r);
         args.push_back(buf(f32_buf[op.output]));
         b.launch(cuda_embedding(r.rows, r.cols, r.storage, r.layout == rt::DenseLayout::KMajor), args,
-                 rt::CudaRunFor::Any, static_cast<uint64_t>(r.cols) * rt::element_bytes(r.storage));
+                 rt::CudaRunFor::Any, row_bytes(r));
         break;
       }
       case ir::OpKind::Norm: {
@@ -282,8 +296,17 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
                      (r.storage == rt::DenseStorage::Q8 ? 4 * static_cast<uint64_t>(r.rows) : 0));
         break;
       }
-      case ir::OpKind::KQuantMatmul:  // pack_weights refuses these for CUDA first, naming the weight
-        throw std::logic_error("cuda plan: k-quant heads have no CUDA kernel");
+      case ir::OpKind::KQuantMatmul: {  // a k-quant head on the Q8_K codes of its input
+        const rt::DenseRecord& r = dense[op.weight];
+        if (r.storage != rt::DenseStorage::KQuant || r.layout != rt::DenseLayout::KMajor)
+          throw std::logic_error("cuda plan: k-quant head not in k-major parts");
+        const Q8& q = q8_buf[op.inputs[0]];
+        std::vector<rt::CudaArg> args = dense_args(op.weight, r);
+        args.insert(args.end(), {buf(q.q), buf(q.d), buf(f32_buf[op.output])});
+        b.launch(cuda_kquant_matmul(r.cols, r.rows, op.output == g.logits), args, rt::CudaRunFor::Any,
+                 rt::kquant_sections(r.rows, r.cols).end);
+        break;
+      }
       case ir::OpKind::Rope: {
         const auto [cos, sin] = rope_table(i);
         b.launch(cuda_rope(n, op.head_dim, op.rope_style),

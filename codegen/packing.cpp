@@ -144,9 +144,30 @@ std::vector<uint8_t> pack_head_tiles(const DenseJob& j, rt::DenseRecord& r, std:
   return schedules::transpose_for_dense_matmul(j.rows, r.rows, r.cols, V, r.storage == rt::DenseStorage::F16);
 }
 
+// llama.cpp's k-quant codes and scales in k-major parts (rt::kquant_sections, each part
+// k-major): the CUDA k-quant head and embedding (codegen/cuda/kernels.cuh).
+std::vector<uint8_t> pack_kquant_k_major(const KQuantWeights& w) {
+  const int64_t N = w.rows, K = w.cols, G = K / KQuantWeights::kGroup, B = K / KQuantWeights::kBlock;
+  const rt::KQuantSections at = rt::kquant_sections(N, K);
+  std::vector<uint8_t> b(at.end, 0);
+  for (int64_t r = 0; r < N; ++r) {
+    for (int64_t c = 0; c < K; ++c) b[at.q + c * N + r] = static_cast<uint8_t>(w.q[r * K + c]);
+    for (int64_t g = 0; g < G; ++g) {
+      b[at.sc + g * N + r] = static_cast<uint8_t>(w.sc[r * G + g]);
+      b[at.m + g * N + r] = static_cast<uint8_t>(w.m[r * G + g]);
+    }
+    for (int64_t k = 0; k < B; ++k) {
+      std::memcpy(&b[at.d + 4 * (k * N + r)], &w.d[r * B + k], 4);
+      std::memcpy(&b[at.dmin + 4 * (k * N + r)], &w.dmin[r * B + k], 4);
+    }
+  }
+  return b;
+}
+
 // K-major (element (row, col) at col * rows + row): the CUDA head, whose neighbouring
 // threads read neighbouring rows.
 std::vector<uint8_t> pack_k_major(const DenseJob& j, rt::DenseRecord& r, std::vector<float>& scales) {
+  if (r.storage == rt::DenseStorage::KQuant) return pack_kquant_k_major(j.d.kquant);
   const bool q8 = r.storage == rt::DenseStorage::Q8;
   if (q8) scales.resize(static_cast<size_t>(r.rows));
   const size_t elem = rt::element_bytes(r.storage);
@@ -263,13 +284,9 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     const bool kquant = d.format == ir::DenseFormat::KQuant;
     if (kquant) {
       // llama.cpp's k-quant embedding or head, its codes and scales as they are: the head
-      // computes with them as ggml does (schedules/kquant_matmul.h; the plan's step names
-      // its kernel), an embedding dequantizes its row (ir/kquant.h). --head=q8 does not
-      // re-quantize it.
-      if (cuda)
-        throw std::invalid_argument(d.name +
-                                    ": k-quant weights (llama.cpp's Q4_K/Q5_K/Q6_K embeddings and heads) have no CUDA "
-                                    "kernel yet; CPU targets compute them");
+      // computes with them as ggml does (schedules/kquant_matmul.h and the CUDA
+      // bitnetc_kquant_matmul; the plan names the kernel), an embedding dequantizes its row
+      // (ir/kquant.h). --head=q8 does not re-quantize it.
       load_weight_data(m, d);
       r.storage = rt::DenseStorage::KQuant;
     } else if (d.data.empty() && d.rows == 1) {
@@ -329,8 +346,10 @@ std::vector<std::string> explain_packing(const ir::Graph& g, const TargetInfo& t
     const rt::DenseRecord& r = p.dense[i];
     const std::string head = g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) + "]: ";
     if (r.storage == rt::DenseStorage::KQuant) {
-      lines.push_back("  " + head + "llama.cpp's k-quant codes and scales in head tiles of " + std::to_string(r.tile) +
-                      " rows (the head computes with Q8_K activations as ggml does; an embedding row is dequantized)");
+      lines.push_back("  " + head + "llama.cpp's k-quant codes and scales in " +
+                      (r.layout == rt::DenseLayout::KMajor ? std::string("k-major parts")
+                                                           : "head tiles of " + std::to_string(r.tile) + " rows") +
+                      " (the head computes with Q8_K activations as ggml does; an embedding row is dequantized)");
       continue;
     }
     if (r.storage == rt::DenseStorage::Q8) {

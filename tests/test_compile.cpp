@@ -132,8 +132,8 @@ TEST_P(Golden, Tq10AndBf16CheckpointsMatchTheInterpreter) {
 // llama.cpp's TQ2_0 and TQ1_0 (a scale per 256-weight block, computed with llama.cpp's
 // Q8_K arithmetic) and bitnet.cpp's I2_S (per-token activations, as bitnet.cpp's kernels
 // quantize them), and llama.cpp's default embedding type (Q6_K, tied head: computed with
-// Q8_K activations as ggml's vec_dot_q6_K_q8_K does; CPU targets only, CUDA says so:
-// Compile.KQuantHeadForCudaIsAClearError): every target's output writes that peer's
+// Q8_K activations as ggml's vec_dot_q6_K_q8_K does, on the CPU and on the GPU): every
+// target's output writes that peer's
 // greedy text. ik_llama.cpp's IQ2_BN / IQ1_BN files (no ik text: its kernels abort on
 // rows this short) are computed with bitnet.cpp's per-token numerics and the same
 // weights as its I2_S file, so they write bitnet.cpp's text.
@@ -144,7 +144,6 @@ TEST_P(Golden, PeerFilesGiveThePeersText) {
   const int n = golden["n_predict"].get<int>();
   for (const char* file : {"llamacpp-tq2_0", "llamacpp-tq1_0", "bitnetcpp-i2_s", "llamacpp-tq2_0-q6k-embd",
                            "ikllama-iq2_bn", "ikllama-iq1_bn"}) {
-    if (cuda() && std::string(file) == "llamacpp-tq2_0-q6k-embd") continue;
     const TargetOutput o = compile_for((d / (std::string(file) + ".gguf")).string(), target(), file, dir);
     const std::string peer = std::string(file).rfind("ikllama", 0) == 0 ? "bitnetcpp-i2_s" : file;
     for (const auto& c : golden["files"][peer]["cases"]) {
@@ -195,20 +194,6 @@ TEST(Compile, PeerFilesMatchTheInterpretersLogits) {
     EXPECT_EQ(r.status, 0) << file << "\n" << r.out << r.err;
     EXPECT_NE(r.out.find("PASS: 4 prompts"), std::string::npos) << r.out;
   }
-}
-
-// A k-quant head has no CUDA kernel yet: a CUDA compile says so, naming the weight,
-// and writes nothing.
-TEST(Compile, KQuantHeadForCudaIsAClearError) {
-  ScratchDir dir;
-  const auto f = shared_dir() / "golden/peer-files/llamacpp-tq2_0-q6k-embd.gguf";
-  const Result r =
-      sh(std::string(BITNETC_BIN) + " compile " + quote(f.string()) + " --target=cuda-sm80 -o " + quote(dir.file("m")),
-         dir);
-  EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.err.find("token_embd.weight"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("no CUDA kernel"), std::string::npos) << r.err;
-  EXPECT_FALSE(std::filesystem::exists(dir.file("m")));
 }
 
 // The CPU plan each golden model compiles to (`compile -v`: the step kernels and which

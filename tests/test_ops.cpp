@@ -203,8 +203,12 @@ std::vector<OpCase> op_table() {
   t.push_back({.op = Op::DenseMatmul, .n = 256, .N = 300, .rows = 2, .storage = rt::DenseStorage::Q8});
   t.push_back({.op = Op::DenseMatmul, .n = 256, .N = 37, .rows = 5, .storage = rt::DenseStorage::F16,
                .logit_rows = {4, 1}});
-  for (bool mins : {false, true})
+  for (bool mins : {false, true}) {
     t.push_back({.op = Op::KQuantMatmul, .n = 768, .N = 45, .rows = 3, .kquant_mins = mins});
+    t.push_back({.op = Op::KQuantMatmul, .n = 512, .N = 70, .rows = 4, .logit_rows = {3, 0}, .kquant_mins = mins});
+    t.push_back({.op = Op::Embedding, .n = 512, .N = 40, .rows = 3, .storage = rt::DenseStorage::KQuant,
+                 .k_major = true, .kquant_mins = mins});
+  }
   for (rt::DenseStorage st : {rt::DenseStorage::F32, rt::DenseStorage::F16, rt::DenseStorage::Q8})
     for (bool k_major : {false, true})
       t.push_back({.op = Op::Embedding, .n = 96, .N = 50, .rows = 4, .storage = st, .k_major = k_major});
@@ -316,6 +320,25 @@ struct Inputs {
   std::vector<std::vector<float>> k_cache, v_cache;  // per sequence: [n_ctx][kv_dim]
 };
 
+// Random k-quant weights: signed codes and group scales without mins (Q6_K's form), or
+// unsigned ones with mins (Q4_K/Q5_K's), factors that are halves.
+KQuantWeights make_kquant(int64_t N, int64_t K, bool mins, SplitMix64& rng) {
+  KQuantWeights w;
+  w.rows = N;
+  w.cols = K;
+  w.q.resize(N * K);
+  w.sc.resize(N * K / 16);
+  w.m.resize(N * K / 16);
+  w.d.resize(N * K / 256);
+  w.dmin.resize(N * K / 256);
+  for (auto& q : w.q) q = static_cast<int8_t>(mins ? rng.next() % 32 : static_cast<int>(rng.next() % 64) - 32);
+  for (auto& s : w.sc) s = static_cast<int8_t>(mins ? rng.next() % 64 : static_cast<int>(rng.next() % 256) - 128);
+  for (auto& m : w.m) m = mins ? static_cast<int8_t>(rng.next() % 64) : 0;
+  for (auto& d : w.d) d = fp16_to_f32(f32_to_fp16(rng.uniform() * 0.01f));
+  for (auto& d : w.dmin) d = mins ? fp16_to_f32(f32_to_fp16(rng.uniform() * 0.01f)) : 0.0f;
+  return w;
+}
+
 Inputs make_inputs(const OpCase& c, uint64_t seed) {
   SplitMix64 rng(seed);
   Inputs in;
@@ -374,6 +397,11 @@ Inputs make_inputs(const OpCase& c, uint64_t seed) {
     }
     case Op::DenseMatmul:
     case Op::Embedding: {
+      if (c.storage == rt::DenseStorage::KQuant) {  // a k-quant embedding table
+        in.kquant = make_kquant(c.N, n, c.kquant_mins, rng);
+        for (int r = 0; r < c.rows; ++r) in.tokens.push_back(static_cast<int32_t>(rng.next() % c.N));
+        break;
+      }
       const bool f16 = c.storage == rt::DenseStorage::F16;
       in.dense.resize(static_cast<size_t>(c.N * n));
       for (auto& v : in.dense) {
@@ -392,20 +420,7 @@ Inputs make_inputs(const OpCase& c, uint64_t seed) {
       break;
     }
     case Op::KQuantMatmul: {
-      KQuantWeights& w = in.kquant;
-      w.rows = c.N;
-      w.cols = n;
-      w.q.resize(c.N * n);
-      w.sc.resize(c.N * n / 16);
-      w.m.resize(c.N * n / 16);
-      w.d.resize(c.N * n / 256);
-      w.dmin.resize(c.N * n / 256);
-      const bool mins = c.kquant_mins;
-      for (auto& q : w.q) q = static_cast<int8_t>(mins ? rng.next() % 32 : static_cast<int>(rng.next() % 64) - 32);
-      for (auto& s : w.sc) s = static_cast<int8_t>(mins ? rng.next() % 64 : static_cast<int>(rng.next() % 256) - 128);
-      for (auto& m : w.m) m = mins ? static_cast<int8_t>(rng.next() % 64) : 0;
-      for (auto& d : w.d) d = fp16_to_f32(f32_to_fp16(rng.uniform() * 0.01f));
-      for (auto& d : w.dmin) d = mins ? fp16_to_f32(f32_to_fp16(rng.uniform() * 0.01f)) : 0.0f;
+      in.kquant = make_kquant(c.N, n, c.kquant_mins, rng);
       in.q.resize(static_cast<size_t>(n * c.rows));
       in.d.resize(static_cast<size_t>(n / 256 * c.rows));
       for (int m = 0; m < c.rows; ++m) {
@@ -522,9 +537,13 @@ Outputs reference(const OpCase& c, const Inputs& in) {
       out["y"] = Tensor::of(y);
       break;
     }
-    case Op::KQuantMatmul: {
-      std::vector<float> y(static_cast<size_t>(c.N * c.rows));
-      for (int m = 0; m < c.rows; ++m) ir::kquant_matmul(in.kquant, &in.q[m * n], &in.d[m * (n / 256)], &y[m * c.N]);
+    case Op::KQuantMatmul: {  // every row, or the logit rows in their order
+      std::vector<int> rows = c.logit_rows;
+      if (rows.empty())
+        for (int r = 0; r < c.rows; ++r) rows.push_back(r);
+      std::vector<float> y(rows.size() * c.N);
+      for (size_t i = 0; i < rows.size(); ++i)
+        ir::kquant_matmul(in.kquant, &in.q[rows[i] * n], &in.d[rows[i] * (n / 256)], &y[i * c.N]);
       out["y"] = Tensor::of(y);
       break;
     }
@@ -533,6 +552,10 @@ Outputs reference(const OpCase& c, const Inputs& in) {
       w.rows = c.N;
       w.cols = n;
       w.data = in.dense;
+      if (c.storage == rt::DenseStorage::KQuant) {
+        w.format = ir::DenseFormat::KQuant;
+        w.kquant = in.kquant;
+      }
       std::vector<float> y(static_cast<size_t>(n * c.rows));
       for (int m = 0; m < c.rows; ++m) {
         if (c.storage == rt::DenseStorage::Q8) {  // a tied --head=q8: the code times the row's scale
@@ -881,7 +904,8 @@ std::vector<KernelBackend> cpu_backends() {
     const TargetInfo* target = &t;
     b.push_back({t.name + " dense_matmul", [](const OpCase& c) { return c.op == Op::DenseMatmul && c.logit_rows.empty(); },
                  [=](const OpCase& c, const Inputs& in) { return run_dense_halide(c, in, *target); }});
-    b.push_back({t.name + " kquant_matmul", [](const OpCase& c) { return c.op == Op::KQuantMatmul; },
+    b.push_back({t.name + " kquant_matmul",
+                 [](const OpCase& c) { return c.op == Op::KQuantMatmul && c.logit_rows.empty(); },
                  [=](const OpCase& c, const Inputs& in) { return run_kquant_halide(c, in, *target); }});
     b.push_back({t.name + " norm_quant", [](const OpCase& c) { return c.op == Op::Quantize && !c.gated; },
                  [=](const OpCase& c, const Inputs& in) { return run_norm_quant_halide(c, in, *target); }});
@@ -942,7 +966,7 @@ std::vector<codegen::CudaKernel> cuda_kernels_of(const OpCase& c) {
       return {cuda_topk_partial(c.n, 256, rt::kCudaTopKMax), cuda_topk_merge(256, 16, rt::kCudaTopKMax),
               cuda_topk_merge(16, 16, rt::kCudaTopKMax)};
     case Op::RepeatPenalty: return {cuda_repeat_penalty(c.n)};
-    case Op::KQuantMatmul: return {};  // no CUDA kernel yet (bitnetc refuses k-quant heads for CUDA targets)
+    case Op::KQuantMatmul: return {cuda_kquant_matmul(c.n, c.N, !c.logit_rows.empty())};
   }
   return {};
 }
@@ -1102,8 +1126,43 @@ Outputs run_cuda(const OpCase& c, const Inputs& in, const EmulatedCudaModule& mo
       }
       return renamed;
     }
+    case Op::KQuantMatmul:
     case Op::DenseMatmul:
     case Op::Embedding: {
+      if (c.op == Op::KQuantMatmul || c.storage == rt::DenseStorage::KQuant) {
+      // The parts, k-major (rt::kquant_sections), as codegen packs them for CUDA.
+      const rt::KQuantSections at = rt::kquant_sections(c.N, n);
+      std::vector<uint8_t> w(at.end);
+      const KQuantWeights& kw = in.kquant;
+      for (int64_t r = 0; r < c.N; ++r) {
+        for (int64_t k = 0; k < n; ++k) w[at.q + k * c.N + r] = static_cast<uint8_t>(kw.q[r * n + k]);
+        for (int64_t g = 0; g < n / 16; ++g) {
+          w[at.sc + g * c.N + r] = static_cast<uint8_t>(kw.sc[r * (n / 16) + g]);
+          w[at.m + g * c.N + r] = static_cast<uint8_t>(kw.m[r * (n / 16) + g]);
+        }
+        for (int64_t b = 0; b < n / 256; ++b) {
+          std::memcpy(&w[at.d + 4 * (b * c.N + r)], &kw.d[r * (n / 256) + b], 4);
+          std::memcpy(&w[at.dmin + 4 * (b * c.N + r)], &kw.dmin[r * (n / 256) + b], 4);
+        }
+      }
+      const uint8_t* dw = mem.copy(w);
+      std::vector<uint64_t> args;
+      for (uint64_t off : {at.q, at.sc, at.m, at.d, at.dmin}) args.push_back(arg(dw + off));
+      const size_t out_rows = !c.logit_rows.empty() ? c.logit_rows.size() : static_cast<size_t>(c.rows);
+      const size_t width = static_cast<size_t>(c.op == Op::Embedding ? n : c.N);
+      float* y = mem.alloc<float>(out_rows * width, width, -1.0f);
+      if (c.op == Op::KQuantMatmul) {
+        const int64_t Kp = codegen::cuda_padded_k(n);
+        std::vector<int8_t> x(static_cast<size_t>(Kp * c.rows), 0);
+        for (int m = 0; m < c.rows; ++m) std::copy_n(&in.q[m * n], n, &x[m * Kp]);
+        args.push_back(arg(mem.copy(x)));
+        args.push_back(arg(mem.copy(in.d)));
+      }
+      args.push_back(arg(y));
+      launch(kernels[0], args);
+      back("y", y, out_rows * width, width, -1.0f);
+      return out;
+      }
       // The weight k-major (the head's layout) or row-major: f32, IEEE half bits, or int8 codes.
       const bool k_major = c.op == Op::DenseMatmul || c.k_major;
       const size_t count = static_cast<size_t>(c.N * n);
@@ -1247,7 +1306,6 @@ Outputs run_cuda(const OpCase& c, const Inputs& in, const EmulatedCudaModule& mo
       back("logits", logits, in.x.size(), 0, 0.0f);
       return out;
     }
-    case Op::KQuantMatmul: break;
   }
   throw std::logic_error("no CUDA kernel for " + c.describe());
 }

@@ -414,6 +414,58 @@ __device__ void bitnetc_dense_matmul(const int* state, const T* w, const float* 
   ym[n] = Q8 ? __fmul_rn(acc, scales[n]) : acc;
 }
 
+// llama.cpp's k-quant weights (Q4_K/Q5_K/Q6_K, unpacked as ir/kquant.h describes), each
+// part k-major: element (r, c') of a part with columns c' at c' * N + r (q: a column per
+// weight, sc and m: per group of 16, d and dmin: per super-block of 256).
+
+// Element (token, c) of a k-quant embedding table: (d * sc) * q - dmin * m, ggml's
+// dequantization order.
+template <int ROWS>
+__device__ inline float bitnetc_kquant_value(const signed char* q, const signed char* sc, const signed char* m,
+                                             const float* d, const float* dmin, long long r, int c) {
+  const long long g = (long long)(c / 16) * ROWS + r, b = (long long)(c / 256) * ROWS + r;
+  return __fsub_rn(__fmul_rn(__fmul_rn(d[b], (float)sc[g]), (float)q[(long long)c * ROWS + r]),
+                   __fmul_rn(dmin[b], (float)m[g]));
+}
+
+template <int ROWS, int COLS>
+__device__ void bitnetc_kquant_embedding(const int* state, const signed char* q, const signed char* sc,
+                                         const signed char* m, const float* d, const float* dmin, float* out) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= COLS) return;
+  const int row = blockIdx.y;
+  out[row * COLS + c] = bitnetc_kquant_value<ROWS>(q, sc, m, d, dmin, bitnetc_row_token(state, row), c);
+}
+
+// A k-quant head on Q8_K activations (x: int8 codes [B][padded K] as words, xd: a factor
+// per super-block [B][K / 256]), as ggml's vec_dot_q*_K_q8_K computes it and
+// ir::kquant_dot defines it: per super-block the exact integer sums isum = sum sc*q*x and
+// imin = sum m*x, then acc = (acc + (d*xd)*isum) - (dmin*xd)*imin, super-block after
+// super-block. One thread per row of the weight; LOGIT_ROWS as bitnetc_dense_matmul.
+template <int K, int N, bool LOGIT_ROWS>
+__device__ void bitnetc_kquant_matmul(const int* state, const signed char* q, const signed char* sc,
+                                      const signed char* m, const float* d, const float* dmin, const int* x,
+                                      const float* xd, float* y) {
+  constexpr int KP = bitnetc_padded_k(K), BLOCKS = K / 256;
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= N) return;
+  const int row = LOGIT_ROWS ? bitnetc_logit_row(state, blockIdx.y) : (int)blockIdx.y;
+  const signed char* xm = (const signed char*)x + (long long)row * KP;
+  const float* xdm = xd + (long long)row * BLOCKS;
+  float acc = 0.0f;
+  for (int b = 0; b < BLOCKS; ++b) {
+    int isum = 0, imin = 0;
+    for (int c = b * 256; c < (b + 1) * 256; ++c) {
+      const long long g = (long long)(c / 16) * N + n;
+      isum += (int)sc[g] * (int)q[(long long)c * N + n] * (int)xm[c];
+      imin += (int)m[g] * (int)xm[c];
+    }
+    acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(d[(long long)b * N + n], xdm[b]), (float)isum));
+    acc = __fsub_rn(acc, __fmul_rn(__fmul_rn(dmin[(long long)b * N + n], xdm[b]), (float)imin));
+  }
+  y[(long long)blockIdx.y * N + n] = acc;
+}
+
 // ---- RoPE, the KV caches and attention -------------------------------------------------
 
 // RoPE: y = x with every head rotated by the angles of its row's position, read from

@@ -139,7 +139,7 @@ CudaForwardPass::CudaForwardPass(const ir::Graph& g, std::span<const uint8_t> pl
           break;
         case CudaArgKind::DenseWeight:
           if (a.index >= dense.size()) throw std::runtime_error("the embedded CUDA plan is damaged (weight)");
-          v = weight_at(dense[a.index].off, 0);
+          v = weight_at(dense[a.index].off + a.value, 0);  // a k-quant weight's parts: offsets in it
           break;
         case CudaArgKind::DenseScales:
           if (a.index >= dense.size() || dense[a.index].storage != DenseStorage::Q8)

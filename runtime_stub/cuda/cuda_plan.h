@@ -65,7 +65,7 @@ enum class CudaArgKind : uint32_t {
   State = 0,               // the CudaState words
   Buffer = 1,              // buffer `index`, plus `value` bytes
   TernaryWeight = 2,       // the packed weights of TernaryRecord `index`
-  DenseWeight = 3,         // DenseRecord `index`
+  DenseWeight = 3,         // DenseRecord `index`, plus `value` bytes (a k-quant weight's parts)
   F32 = 4,                 // `value` holds the float's bits
   DenseScales = 5,         // DenseRecord `index`'s row scales (--head=q8)
   TernaryBlockScales = 6,  // TernaryRecord `index`'s scales per (row, block)

@@ -48,6 +48,7 @@ inline int __dp4a(int a, int b, int c) {
 }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 inline double __dadd_rn(double a, double b) { return a + b; }
 
 // The warp matrix operations (mma.h's nvcuda::wmma) the int8 tensor-core kernels use.
