@@ -55,7 +55,7 @@ struct Reader {
     const uint64_t n = get<uint64_t>();
     if (n > (b.size() - at) / sizeof(T)) throw std::runtime_error("model data truncated at byte " + std::to_string(at));
     std::vector<T> v(n);
-    std::memcpy(v.data(), b.data() + at, n * sizeof(T));
+    if (n > 0) std::memcpy(v.data(), b.data() + at, n * sizeof(T));  // an empty vector's data() may be null
     at += n * sizeof(T);
     return v;
   }
