@@ -2,8 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <memory>
-#include <optional>
+#include <cstdio>
 #include <stdexcept>
 
 namespace bitnetc::rt {
@@ -14,12 +13,24 @@ using clock = std::chrono::steady_clock;
 
 double seconds(clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-// A request in a slot: its generation, the prompt tokens fed so far, and its sampler.
-struct Active {
-  size_t index;
-  int32_t slot;      // index into the slots
+bool contains(const std::vector<uint64_t>& ids, uint64_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+}  // namespace
+
+// A submitted request: its prompt already tokenized (g), waiting in the queue.
+struct Scheduler::Pending {
+  uint64_t id = 0;
+  SequenceRequest request;
+  Generation g;
+  Done done;
+};
+
+// A request in a slot: the prompt tokens fed so far, its generation and sampler.
+struct Scheduler::Active {
+  std::unique_ptr<Pending> p;
   int32_t sequence;  // the forward pass's sequence id (EngineOptions::sequences)
-  Generation* g;
   std::unique_ptr<SequenceGeneration> seq;
   std::unique_ptr<Sampler> sampler;
   size_t prompt_fed = 0;
@@ -27,101 +38,232 @@ struct Active {
   clock::time_point started, prompt_done;
 };
 
-}  // namespace
+Scheduler::Scheduler(Forward& forward, const Tokenizer& tok, EngineOptions o)
+    : forward_(forward), tok_(tok), o_(std::move(o)) {
+  if (o_.slots < 1 || o_.slots > forward.max_sequences())
+    throw std::invalid_argument("the engine was asked for " + std::to_string(o_.slots) +
+                                " slots; this forward pass holds " + std::to_string(forward.max_sequences()) +
+                                " sequences");
+  if (!o_.sequences.empty() && o_.sequences.size() != static_cast<size_t>(o_.slots))
+    throw std::invalid_argument("the engine was given " + std::to_string(o_.sequences.size()) + " sequences for " +
+                                std::to_string(o_.slots) + " slots");
+  if (o_.step_rows < o_.slots)
+    throw std::invalid_argument("a step of " + std::to_string(o_.step_rows) + " rows cannot hold a token of each of " +
+                                std::to_string(o_.slots) + " slots");
+  slots_.resize(static_cast<size_t>(o_.slots));
+}
+
+Scheduler::~Scheduler() = default;
+
+uint64_t Scheduler::submit(SequenceRequest request, Done done) {
+  auto p = std::make_unique<Pending>();
+  if (request.prompt_tokens.empty()) {
+    p->g = start_generation(tok_, request.prompt, request.options);
+  } else {
+    p->g = start_generation(tok_, std::move(request.prompt_tokens), request.options);
+    request.prompt_tokens.clear();
+  }
+  p->request = std::move(request);
+  p->done = std::move(done);
+  std::lock_guard<std::mutex> lock(mutex_);
+  const uint64_t id = p->id = next_id_++;
+  ++stats_.submitted;
+  queue_.push_back(std::move(p));
+  stats_.queued = queue_.size();
+  wake_.notify_all();
+  return id;
+}
+
+void Scheduler::cancel(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  cancelled_.push_back(id);
+  wake_.notify_all();
+}
+
+void Scheduler::stop() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stopping_ = true;
+  wake_.notify_all();
+}
+
+Scheduler::Stats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void Scheduler::end(Active& a, bool cancelled) {
+  a.seq->finish();
+  a.p->g.decode_seconds = seconds(a.prompt_done, clock::now());
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++(cancelled ? stats_.cancelled : stats_.finished);
+    stats_.generated_tokens += a.p->g.tokens.size();
+    --stats_.active;
+  }
+  a.p->done(a.p->g, cancelled);
+}
+
+// Takes the cancellations, then queued requests into free slots (first free slot first,
+// requests in the order they came). Callbacks run outside the lock.
+void Scheduler::admit() {
+  std::vector<uint64_t> cancelled;
+  std::vector<std::unique_ptr<Pending>> dropped;
+  std::vector<std::pair<size_t, std::unique_ptr<Pending>>> admitted;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    cancelled.swap(cancelled_);
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (contains(cancelled, (*it)->id)) {
+        dropped.push_back(std::move(*it));
+        it = queue_.erase(it);
+        ++stats_.cancelled;
+      } else {
+        ++it;
+      }
+    }
+    for (size_t s = 0; s < slots_.size(); ++s) {
+      const bool free = !slots_[s] || contains(cancelled, slots_[s]->p->id);
+      if (!free || queue_.empty()) continue;
+      admitted.emplace_back(s, std::move(queue_.front()));
+      queue_.pop_front();
+      ++stats_.active;
+    }
+    stats_.queued = queue_.size();
+  }
+  for (auto& p : dropped) p->done(p->g, true);
+  for (auto& slot : slots_)
+    if (slot && contains(cancelled, slot->p->id)) {
+      end(*slot, true);
+      slot.reset();
+    }
+  for (auto& [s, p] : admitted) {
+    auto a = std::make_unique<Active>();
+    a->sequence = o_.sequences.empty() ? static_cast<int32_t>(s) : o_.sequences[s];
+    a->p = std::move(p);
+    a->seq = std::make_unique<SequenceGeneration>(tok_, a->p->request.options, a->p->g, a->p->request.on_text);
+    a->sampler = std::make_unique<Sampler>(a->p->request.options.sampling);
+    a->started = clock::now();
+    if (!a->seq->wants_token()) {  // -n 0: nothing to generate, nothing to feed
+      a->prompt_done = a->started;
+      end(*a, false);
+      continue;
+    }
+    slots_[s] = std::move(a);
+  }
+}
+
+bool Scheduler::step() {
+  admit();
+  // Decode rows first (one per sequence past its prompt), then prompt rows in slot order.
+  rows_.clear();
+  logit_owner_.clear();
+  for (auto& slot : slots_)
+    if (slot && slot->pending >= 0) {
+      rows_.push_back({slot->sequence, slot->seq->next_pos() - 1, slot->pending, true});
+      logit_owner_.push_back(slot.get());
+    }
+  size_t prompt_rows = 0;
+  for (auto& slot : slots_) {
+    if (!slot || slot->pending >= 0) continue;
+    const std::vector<int32_t>& prompt = slot->p->g.prompt_tokens;
+    while (slot->prompt_fed < prompt.size() && static_cast<int>(rows_.size()) < o_.step_rows) {
+      const bool last = slot->prompt_fed + 1 == prompt.size();
+      rows_.push_back({slot->sequence, static_cast<int32_t>(slot->prompt_fed), prompt[slot->prompt_fed], last});
+      if (last) logit_owner_.push_back(slot.get());
+      ++slot->prompt_fed;
+      ++prompt_rows;
+    }
+  }
+  if (rows_.empty()) return false;
+  const std::span<const float> logits = forward_.step(rows_);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++stats_.steps;
+    stats_.prompt_tokens += prompt_rows;
+  }
+  if (logit_owner_.empty()) return true;  // only prompt rows, none a prompt's last
+  const auto now = clock::now();
+  const size_t n_vocab = logits.size() / logit_owner_.size();
+  for (size_t i = 0; i < logit_owner_.size(); ++i) {
+    Active& a = *logit_owner_[i];
+    if (a.pending < 0) {  // the prompt's last row
+      a.prompt_done = now;
+      a.p->g.prompt_seconds = seconds(a.started, now);
+    }
+    const std::span<const float> row = logits.subspan(i * n_vocab, n_vocab);
+    const GenerateOptions& ro = a.p->request.options;
+    if (ro.on_logits) ro.on_logits(row);
+    const int32_t next = a.sampler->sample(row, a.seq->history());
+    a.pending = a.seq->take(next) ? next : -1;
+    if (a.pending < 0) {
+      const auto slot = std::find_if(slots_.begin(), slots_.end(), [&](const auto& s) { return s.get() == &a; });
+      end(a, false);
+      slot->reset();
+    }
+  }
+  return true;
+}
+
+void Scheduler::run_until_idle() {
+  for (;;) {
+    if (step()) continue;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (queue_.empty()) return;  // every slot is free too: step() found no rows
+  }
+}
+
+void Scheduler::run_until_stopped() {
+  for (;;) {
+    bool ran = false;
+    try {
+      ran = step();
+    } catch (const std::exception& e) {
+      // A step that failed (out of memory for a KV cache, say) ends the requests in it;
+      // the scheduler goes on serving the others.
+      std::fprintf(stderr, "engine: a forward step failed (%s); its requests end\n", e.what());
+      for (auto& slot : slots_)
+        if (slot) {
+          end(*slot, true);
+          slot.reset();
+        }
+      ran = true;
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (stopping_) break;
+    if (!ran) wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !cancelled_.empty(); });
+    if (stopping_) break;
+  }
+  // Stopped: everything still queued or running ends where it is.
+  std::deque<std::unique_ptr<Pending>> queued;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queued.swap(queue_);
+    stats_.cancelled += queued.size();
+    stats_.queued = 0;
+  }
+  for (auto& p : queued) p->done(p->g, true);
+  for (auto& slot : slots_)
+    if (slot) {
+      end(*slot, true);
+      slot.reset();
+    }
+}
 
 std::vector<Generation> generate_all(Forward& forward, const Tokenizer& tok,
                                      const std::vector<SequenceRequest>& requests, const EngineOptions& o) {
-  if (o.slots < 1 || o.slots > forward.max_sequences())
-    throw std::invalid_argument("the engine was asked for " + std::to_string(o.slots) +
-                                " slots; this forward pass holds " + std::to_string(forward.max_sequences()) +
-                                " sequences");
-  if (!o.sequences.empty() && o.sequences.size() != static_cast<size_t>(o.slots))
-    throw std::invalid_argument("the engine was given " + std::to_string(o.sequences.size()) + " sequences for " +
-                                std::to_string(o.slots) + " slots");
-  if (o.step_rows < o.slots)
-    throw std::invalid_argument("a step of " + std::to_string(o.step_rows) + " rows cannot hold a token of each of " +
-                                std::to_string(o.slots) + " slots");
-  std::vector<Generation> out;
-  out.reserve(requests.size());
+  Scheduler scheduler(forward, tok, o);
+  std::vector<Generation> out(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     try {
-      out.push_back(start_generation(tok, requests[i].prompt, requests[i].options));
+      scheduler.submit(requests[i], [&out, &o, i](Generation& g, bool) {
+        out[i] = std::move(g);
+        if (o.on_finished) o.on_finished(i, out[i]);
+      });
     } catch (const std::exception& e) {
       throw GenerateError("prompt " + std::to_string(i) + ": " + e.what());
     }
   }
-
-  std::vector<std::optional<Active>> slots(static_cast<size_t>(o.slots));
-  size_t next_request = 0, finished = 0;
-  std::vector<BatchRow> rows;
-  std::vector<Active*> logit_owner;  // per row with logits: the sequence that samples from them
-  auto finish = [&](Active& a) {
-    a.seq->finish();
-    a.g->decode_seconds = seconds(a.prompt_done, clock::now());
-    if (o.on_finished) o.on_finished(a.index, *a.g);
-    ++finished;
-  };
-  while (finished < requests.size()) {
-    // Admit waiting requests into free slots.
-    for (size_t s = 0; s < slots.size() && next_request < requests.size(); ++s) {
-      if (slots[s]) continue;
-      const size_t i = next_request++;
-      Active a{i,
-               static_cast<int32_t>(s),
-               o.sequences.empty() ? static_cast<int32_t>(s) : o.sequences[s],
-               &out[i],
-               nullptr,
-               nullptr};
-      a.seq = std::make_unique<SequenceGeneration>(tok, requests[i].options, out[i], requests[i].on_text);
-      a.sampler = std::make_unique<Sampler>(requests[i].options.sampling);
-      a.started = clock::now();
-      if (!a.seq->wants_token()) {  // -n 0: nothing to generate, nothing to feed
-        a.prompt_done = a.started;
-        finish(a);
-        continue;
-      }
-      slots[s] = std::move(a);
-    }
-    // Decode rows first (one per sequence past its prompt), then prompt rows in slot order.
-    rows.clear();
-    logit_owner.clear();
-    for (auto& slot : slots)
-      if (slot && slot->pending >= 0) {
-        rows.push_back({slot->sequence, slot->seq->next_pos() - 1, slot->pending, true});
-        logit_owner.push_back(&*slot);
-      }
-    for (auto& slot : slots) {
-      if (!slot || slot->pending >= 0) continue;
-      const std::vector<int32_t>& prompt = slot->g->prompt_tokens;
-      while (slot->prompt_fed < prompt.size() && static_cast<int>(rows.size()) < o.step_rows) {
-        const bool last = slot->prompt_fed + 1 == prompt.size();
-        rows.push_back({slot->sequence, static_cast<int32_t>(slot->prompt_fed), prompt[slot->prompt_fed], last});
-        if (last) logit_owner.push_back(&*slot);
-        ++slot->prompt_fed;
-      }
-    }
-    if (rows.empty()) break;  // every admitted sequence ended while being admitted
-    const std::span<const float> logits = forward.step(rows);
-    if (logit_owner.empty()) continue;  // only prompt rows, none a prompt's last
-    const auto now = clock::now();
-    const size_t n_vocab = logits.size() / logit_owner.size();
-    for (size_t i = 0; i < logit_owner.size(); ++i) {
-      Active& a = *logit_owner[i];
-      if (a.pending < 0) {  // the prompt's last row
-        a.prompt_done = now;
-        a.g->prompt_seconds = seconds(a.started, now);
-      }
-      const std::span<const float> row = logits.subspan(i * n_vocab, n_vocab);
-      const GenerateOptions& ro = requests[a.index].options;
-      if (ro.on_logits) ro.on_logits(row);
-      const int32_t next = a.sampler->sample(row, a.seq->history());
-      a.pending = a.seq->take(next) ? next : -1;
-      if (a.pending < 0) {
-        finish(a);
-        slots[static_cast<size_t>(a.slot)].reset();
-      }
-    }
-  }
+  scheduler.run_until_idle();
   return out;
 }
 

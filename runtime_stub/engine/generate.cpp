@@ -9,17 +9,23 @@ std::vector<std::pair<int32_t, float>> top_logits(std::span<const float> logits,
   std::vector<int32_t> ids(logits.size());
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
   const size_t n = std::min(ids.size(), static_cast<size_t>(std::max(k, 0)));
-  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end(), [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  });
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end(),
+                    [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
   std::vector<std::pair<int32_t, float>> top;
   for (size_t i = 0; i < n; ++i) top.emplace_back(ids[i], logits[ids[i]]);
   return top;
 }
 
 Generation start_generation(const Tokenizer& tok, std::string_view prompt, const GenerateOptions& o) {
+  return start_generation(tok, tok.encode(prompt, tok.vocab().add_bos, o.parse_special), o);
+}
+
+Generation start_generation(const Tokenizer& tok, std::vector<int32_t> prompt_tokens, const GenerateOptions& o) {
   Generation g;
-  g.prompt_tokens = tok.encode(prompt, tok.vocab().add_bos, o.parse_special);
+  g.prompt_tokens = std::move(prompt_tokens);
+  for (int32_t t : g.prompt_tokens)
+    if (t < 0 || t >= static_cast<int32_t>(tok.vocab().tokens.size()))
+      throw GenerateError("token id " + std::to_string(t) + " is not in the vocabulary");
   if (g.prompt_tokens.empty()) throw GenerateError("the prompt is empty and the vocabulary has no BOS token");
   if (o.truncate_prompt && static_cast<int64_t>(g.prompt_tokens.size()) > o.n_ctx) {
     const int64_t room = std::min<int64_t>(o.n_predict, o.n_ctx / 2);

@@ -62,6 +62,8 @@ struct Generation {
 // (and prompt_tokens_dropped). Throws GenerateError for a prompt longer than the context
 // or an empty one without BOS, TokenizerError for invalid UTF-8.
 Generation start_generation(const Tokenizer& tok, std::string_view prompt, const GenerateOptions& options);
+// The same for a prompt already tokenized (a rendered chat, say).
+Generation start_generation(const Tokenizer& tok, std::vector<int32_t> prompt_tokens, const GenerateOptions& options);
 
 // One sequence's generation after its prompt, token by token: the one home of when a
 // generation ends (a stop token, n_predict, a full context, on_text asking to stop) and
