@@ -17,8 +17,32 @@ PACKAGES=(
   g++-aarch64-linux-gnu qemu-user
   # the Python package's tests (bitnet_py, under /usr/bin/python3) and its example web app
   python3 python3-pytest python3-fastapi python3-uvicorn python3-httpx
+  # the HTTP server (outputs' --server): cpp-httplib's source package (below); its tests: curl,
+  # and node for the official `openai` client (npm below; nodesource's nodejs carries npm)
+  dpkg-dev xz-utils curl nodejs
 )
 
 export DEBIAN_FRONTEND=noninteractive
+# cpp-httplib: Debian's libcpp-httplib-dev is the library's split, compiled form (a shared
+# library linked with OpenSSL, zlib and brotli), which a self-contained output (a static
+# aarch64 executable among them) cannot link. The same version's single header, with
+# Debian's patches applied, comes from Debian's source package instead: unpacked into
+# build-deps/ (git ignores it) and compiled into the outputs without TLS.
+if ! ls /etc/apt/sources.list.d/bitnetc-deb-src.sources > /dev/null 2>&1; then
+  printf '%s\n' 'Types: deb-src' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm bookworm-updates' \
+    'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' '' \
+    'Types: deb-src' 'URIs: http://deb.debian.org/debian-security' 'Suites: bookworm-security' \
+    'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
+    $SUDO tee /etc/apt/sources.list.d/bitnetc-deb-src.sources > /dev/null
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
+deps="$(cd "$(dirname "$0")/.." && pwd)/build-deps"
+if ! ls "$deps"/cpp-httplib-*/httplib.h > /dev/null 2>&1; then
+  mkdir -p "$deps"
+  (cd "$deps" && apt-get source -qq cpp-httplib)
+fi
+# The server tests' real client, the official `openai` package, from the committed
+# lockfile. nodesource's nodejs carries npm; Debian's needs its npm package.
+command -v npm > /dev/null || $SUDO apt-get install -y -qq --no-install-recommends npm
+npm ci --prefix "$(cd "$(dirname "$0")/.." && pwd)/tests/server" --no-audit --no-fund --loglevel=error

@@ -18,6 +18,7 @@
 #include "chat.h"
 #include "compiled_model.h"
 #include "json_text.h"
+#include "server.h"
 #include "thread_pool.h"
 
 using namespace bitnetc;
@@ -46,12 +47,19 @@ void print_help(const char* argv0) {
       "      --top-logits K       with --json: the K largest logits before each token\n"
       "  -i, --interactive        one prompt per line of stdin\n"
       "      --prompts FILE       every line of FILE, -np at once in batched steps\n"
-      "  -np, --parallel N        sequences at once for --prompts (default 4, at most the prompts)\n"
+      "  -np, --parallel N        sequences at once for --prompts and --server (default 4)\n"
       "      --truncate           cut a prompt longer than the context instead of an error\n"
       "      --weights FILE       the side file of a --weights=external compile (default: OUTPUT.weights)\n"
       "      --bench P,G,R[,S]    prefill P and generate G tokens R times (S sequences at once)\n"
       "      --profile R          CUDA outputs: time each launch of a decode step\n"
       "      --device cpu|cuda    insist on where the model runs\n"
+      "\n"
+      "      --server             serve OpenAI-style HTTP (/v1/completions, /v1/chat/completions, ...)\n"
+      "      --host ADDR          address to listen on (default 127.0.0.1)\n"
+      "      --port N             port (default 8080; 0: any free port)\n"
+      "      --api-key KEY        require \"Authorization: Bearer KEY\" (all but /health)\n"
+      "      --queue N            requests waiting for a slot at most; more get 503 (default 64)\n"
+      "      --timeout S          a connection's read/write timeout in seconds (default 600)\n"
       "  -h, --help               this text\n"
       "      --version            bitnetc's version, the target and the model\n",
       argv0, bitnetc_target_name);
@@ -62,7 +70,8 @@ void print_help(const char* argv0) {
       stderr,
       "error: %s\n(usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, "
       "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --prompts FILE, -np N, --truncate, --weights FILE, "
-      "--top-logits K, --bench P,G,R[,S], --profile R, --device cpu|cuda; -h lists them with their defaults)\n",
+      "--top-logits K, --bench P,G,R[,S], --profile R, --device cpu|cuda, --server [--host A --port N --api-key K "
+      "--queue N --timeout S]; -h lists them with their defaults)\n",
       msg.c_str());
   std::exit(2);
 }
@@ -161,11 +170,13 @@ int run_bench(rt::CompiledModel& model, const std::string& spec, double load_s, 
 int run_profile(rt::CompiledModel& model, const std::string& spec) {
   char* end = nullptr;
   const long reps = std::strtol(spec.c_str(), &end, 10);
-  if (spec.empty() || *end != '\0' || reps < 1 || reps > 100000) usage_error("--profile wants a repetition count (e.g. 20)");
+  if (spec.empty() || *end != '\0' || reps < 1 || reps > 100000)
+    usage_error("--profile wants a repetition count (e.g. 20)");
   const std::vector<rt::StepProfile> steps = model.forward_pass().profile_decode_steps(static_cast<int>(reps));
   if (steps.empty()) {
-    std::fprintf(stderr, "error: --profile times the launches of a CUDA output on its GPU; this output runs on the "
-                         "CPU (profile it with perf, or compare layouts with `bitnetc bench`)\n");
+    std::fprintf(stderr,
+                 "error: --profile times the launches of a CUDA output on its GPU; this output runs on the "
+                 "CPU (profile it with perf, or compare layouts with `bitnetc bench`)\n");
     return 1;
   }
   double total = 0;
@@ -258,6 +269,9 @@ int main(int argc, char** argv) {
   bool truncate = false, interactive = false;
   std::string weights_path, device, prompts_path;
   int parallel = 0;
+  bool serve = false;
+  rt::ServerOptions server;
+  std::string server_flag;  // a flag of --server's seen (an error without --server)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -296,8 +310,7 @@ int main(int argc, char** argv) {
     else if (a == "-t" || a == "--threads") {
       threads = static_cast<int>(number(value()));
       threads_given = true;
-    }
-    else if (a == "--temp")
+    } else if (a == "--temp")
       sp.temperature = static_cast<float>(number(value()));
     else if (a == "--top-k")
       sp.top_k = static_cast<int32_t>(number(value()));
@@ -331,8 +344,33 @@ int main(int argc, char** argv) {
       const double v = number(value());
       if (v < 1 || v > 256 || v != static_cast<int>(v)) usage_error("-np must be a whole number from 1 to 256");
       parallel = static_cast<int>(v);
-    } else
+    } else if (a == "--server") {
+      serve = true;
+    } else if (a == "--host") {
+      server.host = value();
+      if (server.host.empty()) usage_error("--host wants an address (e.g. 127.0.0.1)");
+      server_flag = a;
+    } else if (a == "--port") {
+      const double v = number(value());
+      if (v < 0 || v > 65535 || v != static_cast<int>(v)) usage_error("--port must be a whole number from 0 to 65535");
+      server.port = static_cast<int>(v);
+      server_flag = a;
+    } else if (a == "--api-key") {
+      server.api_key = value();
+      server_flag = a;
+    } else if (a == "--queue") {
+      const double v = number(value());
+      if (v < 0 || v > 1e6 || v != static_cast<int>(v)) usage_error("--queue must be a whole number from 0 to 1000000");
+      server.queue = static_cast<int>(v);
+      server_flag = a;
+    } else if (a == "--timeout") {
+      server.timeout_s = number(value());
+      if (!(server.timeout_s >= 1 && server.timeout_s <= 86400))
+        usage_error("--timeout must be from 1 to 86400 seconds");
+      server_flag = a;
+    } else {
       usage_error("unknown option " + a);
+    }
   }
   if (n_predict < 0) usage_error("-n must not be negative");
   // --prompts FILE: one prompt per line, -np of them generated at once.
@@ -345,19 +383,29 @@ int main(int argc, char** argv) {
     for (std::string line; std::getline(in, line);)
       if (!line.empty()) prompts.push_back(line);
     if (prompts.empty()) usage_error(prompts_path + " holds no prompt (one per line)");
-  } else if (parallel > 0) {
-    usage_error("-np runs the prompts of --prompts FILE at once; give --prompts");
+  } else if (parallel > 0 && !serve) {
+    usage_error("-np runs the prompts of --prompts FILE (or --server's requests) at once; give --prompts or --server");
   }
-  const int slots = prompts.empty() ? 1 : std::min<int>(parallel > 0 ? parallel : 4, static_cast<int>(prompts.size()));
+  if (serve && (!prompt.empty() || interactive || !prompts_path.empty() || !bench.empty() || !profile.empty() || json ||
+                top_logits > 0))
+    usage_error(
+        "--server takes its prompts from HTTP requests: it does not combine with -p, -f, -i, --prompts, "
+        "--bench, --profile, --json or --top-logits");
+  if (!server_flag.empty() && !serve) usage_error(server_flag + " is an option of --server; add --server");
+  server.slots = parallel > 0 ? parallel : 4;
+  const int slots = serve             ? server.slots
+                    : prompts.empty() ? 1
+                                      : std::min<int>(parallel > 0 ? parallel : 4, static_cast<int>(prompts.size()));
   // --device names where the forward pass must run; an output runs where it was compiled
   // for, never silently somewhere else.
   if (!device.empty()) {
     if (device != "cpu" && device != "cuda") usage_error("--device must be cpu or cuda");
     const bool gpu_output = std::string(bitnetc_target_name).rfind("cuda-", 0) == 0;
     if ((device == "cuda") != gpu_output) {
-      std::fprintf(stderr, "error: --device=%s: this output was compiled for %s, which runs on %s; compile the model "
-                   "for %s (`bitnetc targets` lists them)\n", device.c_str(), bitnetc_target_name,
-                   gpu_output ? "an NVIDIA GPU only" : "the CPU only",
+      std::fprintf(stderr,
+                   "error: --device=%s: this output was compiled for %s, which runs on %s; compile the model "
+                   "for %s (`bitnetc targets` lists them)\n",
+                   device.c_str(), bitnetc_target_name, gpu_output ? "an NVIDIA GPU only" : "the CPU only",
                    gpu_output ? "a CPU target" : "a cuda-sm* target");
       return 1;
     }
@@ -369,6 +417,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "note: -t %d is more than the %d cores here; using %d threads\n", threads, cores, cores);
     threads = cores;
   }
+  if (serve) rt::block_stop_signals();  // before any thread starts: the server handles them
   rt::set_cpu_threads(threads);
   // A closed stdout (`| head`) ends generation quietly instead of killing the process.
   std::signal(SIGPIPE, SIG_IGN);
@@ -380,6 +429,7 @@ int main(int argc, char** argv) {
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!bench.empty()) return run_bench(model, bench, load_s, threads);
     if (!profile.empty()) return run_profile(model, profile);
+    if (serve) return rt::run_server(model, server);
     bool stdout_closed = false;
     auto stream = [&](std::string_view t) {
       if (std::fwrite(t.data(), 1, t.size(), stdout) != t.size() || std::fflush(stdout) != 0) stdout_closed = true;
