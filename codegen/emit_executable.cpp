@@ -65,6 +65,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
     if (o.progress) o.progress(s);
   };
   const Toolchain toolchain = toolchain_for(target);
+  const RuntimeBuild& runtime = runtime_build(toolchain, o.runtime);
   const bool cuda = target.backend == Backend::Cuda;
   say("lowering");
   // Weights are decoded one at a time as they are packed (see pack_weights).
@@ -112,7 +113,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
 
   say("linking " + o.output);
   const std::string linked_path =
-      link_output(toolchain, work.path(), kernels.objects, kernels.table_source, o.emit, o.output);
+      link_output(toolchain, runtime, work.path(), kernels.objects, kernels.table_source, o.emit, o.output);
   // Streamed into place: the linked file can be as large as the model.
   std::ifstream linked(linked_path, std::ios::binary);
   write_file_atomically(

@@ -21,10 +21,11 @@ namespace bitnetc::codegen {
 struct CompileOptions {
   std::string output;
   EmitKind emit = EmitKind::Executable;
-  bool external_weights = false;  // weights in OUTPUT.weights beside the output (for models too large to embed)
-  bool head_q8 = false;  // --head=q8: int8 head with a scale per row (changes numerics; halves its bytes)
-  std::string cuda_source;  // CUDA targets: also write the generated CUDA C++ here (--cuda-source)
-  std::string layout = "auto";  // --layout: auto, i2_s, tl1, tl2 (codegen/layouts.h)
+  bool external_weights = false;    // weights in OUTPUT.weights beside the output (for models too large to embed)
+  bool head_q8 = false;             // --head=q8: int8 head with a scale per row (changes numerics; halves its bytes)
+  std::string cuda_source;          // CUDA targets: also write the generated CUDA C++ here (--cuda-source)
+  std::string layout = "auto";      // --layout: auto, i2_s, tl1, tl2 (codegen/layouts.h)
+  std::string runtime = "default";  // --runtime: default, asan or tsan (codegen/link.h)
   LowerOptions lower;
   std::function<void(const std::string&)> progress;  // one line per step
   std::function<void(const std::string&)> explain;   // -v: the plan and every tensor's layout, and why

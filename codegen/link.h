@@ -5,6 +5,7 @@
 // objects, exporting bitnet_* only).
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -14,18 +15,28 @@ namespace bitnetc::codegen {
 
 enum class EmitKind { Executable, SharedObject };
 
-// The compiler driver and runtime libraries outputs for one GNU triple link with.
+// One build of the runtime libraries: what an executable and a shared object link.
+struct RuntimeBuild {
+  std::string exe_libs;    // the runtime's main, the forward pass, the runtime
+  std::string so_libs;     // the C API (whole), the forward pass, the runtime
+  std::string link_flags;  // a sanitizer's (-fsanitize=...), for the runtime it instruments
+};
+
+// The compiler driver and runtime builds outputs for one GNU triple link with.
 struct Toolchain {
   std::string triple;
   std::string cxx;        // the C++ compiler driver that assembles and links
-  std::string exe_libs;   // the runtime's main, the forward pass, the runtime
-  std::string so_libs;    // the C API (whole), the forward pass, the runtime
   std::string exe_flags;  // aarch64: -static, so an executable runs on any aarch64 Linux and under qemu
+  // "default", and where this bitnetc built them "asan" (AddressSanitizer + UBSan) and
+  // "tsan" (ThreadSanitizer): for checking a program that uses an output (--runtime).
+  std::map<std::string, RuntimeBuild> runtimes;
 };
 
 // The toolchain for `target`'s triple; throws naming the target when this bitnetc was
 // built without that triple's runtime.
 Toolchain toolchain_for(const TargetInfo& target);
+// The runtime build `name` of the toolchain; throws naming the builds there are.
+const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string& name);
 
 // Links `objects` with `table_source` (written to work_dir/kernels.cpp) and the blob at
 // work_dir/model.blob into work_dir/linked. `soname`: a shared object's SONAME (its file
@@ -33,7 +44,8 @@ Toolchain toolchain_for(const TargetInfo& target);
 // Each source is compiled to an object of a fixed name first: one compiler call that
 // compiles and links names its temporaries at random, and those names land in the
 // output's symbol table (the output would differ from compile to compile).
-std::string link_output(const Toolchain& toolchain, const std::string& work_dir, const std::vector<std::string>& objects,
-                        const std::string& table_source, EmitKind emit, const std::string& output);
+std::string link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const std::string& work_dir,
+                        const std::vector<std::string>& objects, const std::string& table_source, EmitKind emit,
+                        const std::string& output);
 
 }  // namespace bitnetc::codegen

@@ -106,9 +106,9 @@ struct OpCase {
   std::vector<int64_t> more_rows{};  // CUDA decode groups: further weights on the same activations
   // Dense weights.
   rt::DenseStorage storage = rt::DenseStorage::F32;
-  bool k_major = false;          // CUDA: the head's layout (an embedding tied to it)
+  bool k_major = false;           // CUDA: the head's layout (an embedding tied to it)
   std::vector<int> logit_rows{};  // CUDA: the head for these rows only; empty: every row
-  bool kquant_mins = false;      // Q4_K/Q5_K (unsigned codes and mins) rather than Q6_K
+  bool kquant_mins = false;       // Q4_K/Q5_K (unsigned codes and mins) rather than Q6_K
   // Norms and quantizers.
   std::optional<ir::NormKind> norm{};
   bool norm_weight = false;
@@ -155,7 +155,8 @@ struct OpCase {
     if (op == Op::Quantize || op == Op::Norm)
       s += std::string(" norm=") + (norm ? ir::norm_name(*norm) : "none") + (norm_weight ? " weighted" : "") +
            " quant=" + ir::act_quant_name(quant) + (gated ? " gated" : "");
-    if (head_dim) s += " heads=" + std::to_string(n_head) + "/" + std::to_string(n_head_kv) + "x" + std::to_string(head_dim);
+    if (head_dim)
+      s += " heads=" + std::to_string(n_head) + "/" + std::to_string(n_head_kv) + "x" + std::to_string(head_dim);
     if (op == Op::Attention)
       s += " scale=" + std::to_string(static_cast<int>(score_scale)) +
            " softmax=" + std::to_string(static_cast<int>(softmax_sum));
@@ -189,11 +190,16 @@ std::vector<OpCase> op_table() {
         t.push_back(c);
       }
     }
-  t.push_back({.op = Op::TernaryMatmul, .n = 320, .N = 70, .rows = 19});               // two token tiles
+  t.push_back({.op = Op::TernaryMatmul, .n = 320, .N = 70, .rows = 19});                   // two token tiles
   t.push_back({.op = Op::TernaryMatmul, .n = 768, .N = 40, .rows = 6, .act_block = 256});  // a partial tile
   t.push_back({.op = Op::TernaryMatmul, .n = 256, .N = 48, .rows = 2, .residual = true});
-  t.push_back({.op = Op::TernaryMatmul, .n = 512, .N = 20, .rows = 1, .more_rows = {12, 12}});     // q, k, v
-  t.push_back({.op = Op::TernaryMatmul, .n = 512, .N = 20, .rows = 1, .act_block = 256, .block_scales = true,
+  t.push_back({.op = Op::TernaryMatmul, .n = 512, .N = 20, .rows = 1, .more_rows = {12, 12}});  // q, k, v
+  t.push_back({.op = Op::TernaryMatmul,
+               .n = 512,
+               .N = 20,
+               .rows = 1,
+               .act_block = 256,
+               .block_scales = true,
                .more_rows = {30}});  // gate, up
   // Heads: float and half weights (one half in eight any finite bit pattern), int8 with
   // row scales; several rows of activations, each summed as it would be alone.
@@ -201,13 +207,18 @@ std::vector<OpCase> op_table() {
     for (rt::DenseStorage st : {rt::DenseStorage::F32, rt::DenseStorage::F16})
       for (int rows : {1, 3}) t.push_back({.op = Op::DenseMatmul, .n = K, .N = N, .rows = rows, .storage = st});
   t.push_back({.op = Op::DenseMatmul, .n = 256, .N = 300, .rows = 2, .storage = rt::DenseStorage::Q8});
-  t.push_back({.op = Op::DenseMatmul, .n = 256, .N = 37, .rows = 5, .storage = rt::DenseStorage::F16,
-               .logit_rows = {4, 1}});
+  t.push_back(
+      {.op = Op::DenseMatmul, .n = 256, .N = 37, .rows = 5, .storage = rt::DenseStorage::F16, .logit_rows = {4, 1}});
   for (bool mins : {false, true}) {
     t.push_back({.op = Op::KQuantMatmul, .n = 768, .N = 45, .rows = 3, .kquant_mins = mins});
     t.push_back({.op = Op::KQuantMatmul, .n = 512, .N = 70, .rows = 4, .logit_rows = {3, 0}, .kquant_mins = mins});
-    t.push_back({.op = Op::Embedding, .n = 512, .N = 40, .rows = 3, .storage = rt::DenseStorage::KQuant,
-                 .k_major = true, .kquant_mins = mins});
+    t.push_back({.op = Op::Embedding,
+                 .n = 512,
+                 .N = 40,
+                 .rows = 3,
+                 .storage = rt::DenseStorage::KQuant,
+                 .k_major = true,
+                 .kquant_mins = mins});
   }
   for (rt::DenseStorage st : {rt::DenseStorage::F32, rt::DenseStorage::F16, rt::DenseStorage::Q8})
     for (bool k_major : {false, true})
@@ -217,8 +228,8 @@ std::vector<OpCase> op_table() {
   // largest magnitude twice with both signs (Q8_K keeps the first's sign), one on rounding
   // ties (x * 1 = k + 0.5).
   for (auto [n, per_block] : {std::pair<int64_t, bool>{2560, false}, {100, false}, {768, true}})
-    for (ActQuant quant : {ActQuant::PerTokenLlama2c, ActQuant::PerTokenHF, ActQuant::PerTokenBitnetCpp,
-                           ActQuant::PerBlockQ8K}) {
+    for (ActQuant quant :
+         {ActQuant::PerTokenLlama2c, ActQuant::PerTokenHF, ActQuant::PerTokenBitnetCpp, ActQuant::PerBlockQ8K}) {
       if ((quant == ActQuant::PerBlockQ8K) != per_block) continue;
       t.push_back({.op = Op::Quantize, .n = n, .rows = 4, .quant = quant});
       for (NormKind norm : {NormKind::RmsF32, NormKind::RmsF64Sum, NormKind::RmsLlama2c, NormKind::BitNorm})
@@ -227,9 +238,15 @@ std::vector<OpCase> op_table() {
           t.push_back({.op = Op::Quantize, .n = n, .rows = 4, .norm = norm, .norm_weight = weighted, .quant = quant});
         }
     }
-  t.push_back({.op = Op::Quantize, .n = 512, .rows = 2, .norm = NormKind::RmsF64Sum, .norm_weight = true,
-               .quant = ActQuant::PerTokenBitnetCpp, .gated = ir::Activation::Relu2});  // 2B4T's ffn_sub_norm
-  t.push_back({.op = Op::Quantize, .n = 256, .rows = 3, .quant = ActQuant::PerBlockQ8K, .gated = ir::Activation::SiluDiv});
+  t.push_back({.op = Op::Quantize,
+               .n = 512,
+               .rows = 2,
+               .norm = NormKind::RmsF64Sum,
+               .norm_weight = true,
+               .quant = ActQuant::PerTokenBitnetCpp,
+               .gated = ir::Activation::Relu2});  // 2B4T's ffn_sub_norm
+  t.push_back(
+      {.op = Op::Quantize, .n = 256, .rows = 3, .quant = ActQuant::PerBlockQ8K, .gated = ir::Activation::SiluDiv});
   for (NormKind norm : {NormKind::RmsF32, NormKind::RmsF64Sum, NormKind::BitNorm})
     t.push_back({.op = Op::Norm, .n = 288, .rows = 2, .norm = norm, .norm_weight = norm != NormKind::BitNorm});
   // RoPE: both pair styles, heads with whole and partial vectors, runs at 0 and further
@@ -237,7 +254,11 @@ std::vector<OpCase> op_table() {
   for (auto [n, d] : {std::pair<int64_t, int>{2560, 128}, {640, 128}, {96, 32}, {36, 12}})
     for (ir::RopeStyle style : {ir::RopeStyle::Interleaved, ir::RopeStyle::Neox}) {
       t.push_back({.op = Op::Rope, .n = n, .rows = 1, .head_dim = d, .rope_style = style});
-      t.push_back({.op = Op::Rope, .n = n, .rows = 5, .head_dim = d, .rope_style = style,
+      t.push_back({.op = Op::Rope,
+                   .n = n,
+                   .rows = 5,
+                   .head_dim = d,
+                   .rope_style = style,
                    .at = {{0, 3}, {0, 4}, {0, 5}, {0, 6}, {0, 7}}});
     }
   t.push_back({.op = Op::Rope, .n = 64, .rows = 3, .head_dim = 16, .at = {{0, 9}, {2, 0}, {1, 4}}});
@@ -251,20 +272,40 @@ std::vector<OpCase> op_table() {
   for (const Heads h : {Heads{64, 20, 5}, Heads{32, 8, 4}, Heads{24, 3, 3}})
     for (ir::ScoreScale scale : {ir::ScoreScale::DivideSqrt, ir::ScoreScale::MultiplyInvSqrt})
       for (ir::SoftmaxSum softmax : {ir::SoftmaxSum::F32Divide, ir::SoftmaxSum::F64MulInverse}) {
-        OpCase c{.op = Op::Attention, .n = h.n_head * h.d, .rows = 1, .head_dim = h.d, .n_head = h.n_head,
-                 .n_head_kv = h.n_head_kv, .score_scale = scale, .softmax_sum = softmax};
-        for (const std::vector<RowAt>& at :
-             {std::vector<RowAt>{{0, 0}}, {{0, 7}}, {{0, 0}, {0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}, {0, 6}, {0, 7}},
-              {{0, 15}, {0, 16}, {0, 17}}, {{0, 70}, {0, 71}, {0, 72}, {0, 73}}, {{1, 5}, {0, 12}, {2, 0}}}) {
+        OpCase c{.op = Op::Attention,
+                 .n = h.n_head * h.d,
+                 .rows = 1,
+                 .head_dim = h.d,
+                 .n_head = h.n_head,
+                 .n_head_kv = h.n_head_kv,
+                 .score_scale = scale,
+                 .softmax_sum = softmax};
+        for (const std::vector<RowAt>& at : {std::vector<RowAt>{{0, 0}},
+                                             {{0, 7}},
+                                             {{0, 0}, {0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}, {0, 6}, {0, 7}},
+                                             {{0, 15}, {0, 16}, {0, 17}},
+                                             {{0, 70}, {0, 71}, {0, 72}, {0, 73}},
+                                             {{1, 5}, {0, 12}, {2, 0}}}) {
           c.at = at;
           c.rows = static_cast<int>(at.size());
           t.push_back(c);
         }
       }
   for (ir::RopeStyle style : {ir::RopeStyle::Interleaved, ir::RopeStyle::Neox})
-    t.push_back({.op = Op::RopeKvStore, .n = 8 * 32, .rows = 3, .head_dim = 32, .n_head = 8, .n_head_kv = 2,
-                 .rope_style = style, .at = {{0, 4}, {1, 0}, {0, 5}}});
-  t.push_back({.op = Op::KvStore, .n = 192, .rows = 3, .head_dim = 16, .n_head = 12, .n_head_kv = 6,
+    t.push_back({.op = Op::RopeKvStore,
+                 .n = 8 * 32,
+                 .rows = 3,
+                 .head_dim = 32,
+                 .n_head = 8,
+                 .n_head_kv = 2,
+                 .rope_style = style,
+                 .at = {{0, 4}, {1, 0}, {0, 5}}});
+  t.push_back({.op = Op::KvStore,
+               .n = 192,
+               .rows = 3,
+               .head_dim = 16,
+               .n_head = 12,
+               .n_head_kv = 6,
                .at = {{1, 2}, {0, 0}, {1, 3}}});
   for (ir::Activation act : {ir::Activation::SiluDiv, ir::Activation::SiluLlama2c, ir::Activation::Relu2})
     t.push_back({.op = Op::GatedAct, .n = 300, .rows = 3, .act = act});
@@ -305,18 +346,18 @@ struct Tensor {
 using Outputs = std::map<std::string, Tensor>;
 
 struct Inputs {
-  std::vector<TernaryWeights> ternary;  // a matmul's weights: one, or one per weight of a decode group
-  std::vector<float> w_scale;           // per weight
+  std::vector<TernaryWeights> ternary;          // a matmul's weights: one, or one per weight of a decode group
+  std::vector<float> w_scale;                   // per weight
   std::vector<std::vector<float>> block_scale;  // per weight with block scales: [N][blocks]
-  std::vector<int8_t> q;                // int8 activations [rows][n]
-  std::vector<float> d;                 // [rows][blocks]
-  std::vector<int32_t> xsum;            // [rows][blocks]
-  std::vector<float> dense;             // [N][n] (exact halves for F16; the codes' values for Q8)
-  std::vector<int8_t> dense_codes;      // Q8: [N][n]
-  std::vector<float> dense_scales;      // Q8: [N]
+  std::vector<int8_t> q;                        // int8 activations [rows][n]
+  std::vector<float> d;                         // [rows][blocks]
+  std::vector<int32_t> xsum;                    // [rows][blocks]
+  std::vector<float> dense;                     // [N][n] (exact halves for F16; the codes' values for Q8)
+  std::vector<int8_t> dense_codes;              // Q8: [N][n]
+  std::vector<float> dense_scales;              // Q8: [N]
   KQuantWeights kquant;
-  std::vector<float> x, y, w;           // float rows ([rows][n]: x, and y for two-input ops); a norm's weight
-  std::vector<int32_t> tokens;          // embedding rows, penalized ids
+  std::vector<float> x, y, w;   // float rows ([rows][n]: x, and y for two-input ops); a norm's weight
+  std::vector<int32_t> tokens;  // embedding rows, penalized ids
   std::vector<std::vector<float>> k_cache, v_cache;  // per sequence: [n_ctx][kv_dim]
 };
 
@@ -442,7 +483,7 @@ Inputs make_inputs(const OpCase& c, uint64_t seed) {
         in.y = normals(static_cast<size_t>(n * c.rows), 1.0f);
       } else if (c.rows >= 4) {
         if (!nan_rounding) std::fill_n(&in.x[n], n, 0.0f);  // row 1: all zeros
-        in.x[2 * n + 3] = -40.0f;         // row 2: the largest magnitude, negative first
+        in.x[2 * n + 3] = -40.0f;                           // row 2: the largest magnitude, negative first
         in.x[2 * n + 7] = 40.0f;
         for (int64_t i = 0; i < n; ++i)  // row 3: 127 and ties k + 0.5
           in.x[3 * n + i] = i % c.block() == 0 ? 127.0f : static_cast<float>(i % 200 - 100) + 0.5f;
@@ -458,8 +499,8 @@ Inputs make_inputs(const OpCase& c, uint64_t seed) {
     case Op::RopeKvStore:
     case Op::KvStore:
     case Op::Attention: {
-      in.x = normals(static_cast<size_t>(n * c.rows), 2.0f);                            // q
-      in.y = normals(static_cast<size_t>(2 * c.kv_dim() * c.rows), 1.0f);              // k then v rows
+      in.x = normals(static_cast<size_t>(n * c.rows), 2.0f);               // q
+      in.y = normals(static_cast<size_t>(2 * c.kv_dim() * c.rows), 1.0f);  // k then v rows
       for (int s = 0; s < c.n_seq(); ++s) {
         in.k_cache.push_back(normals(static_cast<size_t>(c.n_ctx() * c.kv_dim()), 1.0f));
         in.v_cache.push_back(normals(static_cast<size_t>(c.n_ctx() * c.kv_dim()), 1.0f));
@@ -470,7 +511,7 @@ Inputs make_inputs(const OpCase& c, uint64_t seed) {
     case Op::TopK:
     case Op::RepeatPenalty: {
       in.x = normals(static_cast<size_t>(n), 3.0f);
-      if (n > 4) in.x[n - 1] = in.x[n / 2] = in.x[1] = 9.5f;  // ties: the lower id first
+      if (n > 4) in.x[n - 1] = in.x[n / 2] = in.x[1] = 9.5f;                            // ties: the lower id first
       for (int64_t i = 0; i < n; i += 2) in.tokens.push_back(static_cast<int32_t>(i));  // distinct ids
       if (n > 4) in.x[n - 2] = -in.x[n - 2];  // penalized logits of both signs
       break;
@@ -605,8 +646,8 @@ Outputs reference(const OpCase& c, const Inputs& in) {
       rope_tables(c, cos, sin);
       const int half = c.head_dim / 2;
       for (int m = 0; m < c.rows; ++m)
-        ir::rope_rotate(c.rope_style, c.head_dim, &cos[c.row_at(m).pos * half], &sin[c.row_at(m).pos * half],
-                        &y[m * n], n);
+        ir::rope_rotate(c.rope_style, c.head_dim, &cos[c.row_at(m).pos * half], &sin[c.row_at(m).pos * half], &y[m * n],
+                        n);
       out["y"] = Tensor::of(y);
       break;
     }
@@ -655,9 +696,7 @@ Outputs reference(const OpCase& c, const Inputs& in) {
       out["y"] = Tensor::of(y);
       break;
     }
-    case Op::Argmax:
-      out["token"] = Tensor::of(std::vector<int32_t>{rt::argmax(in.x)});
-      break;
+    case Op::Argmax: out["token"] = Tensor::of(std::vector<int32_t>{rt::argmax(in.x)}); break;
     case Op::TopK: {
       const std::vector<int32_t> ids = rt::top_k_ids(in.x, c.k);
       std::vector<float> vals;
@@ -715,7 +754,8 @@ Outputs run_i2s(const OpCase& c, const Inputs& in, const std::string& halide, in
 
 // A lookup-table kernel (TL1/TL2), with its scalar reference tile or the SIMD tile this
 // CPU runs.
-Outputs run_lut(const OpCase& c, const Inputs& in, schedules::LutLayout layout, bool scalar, const std::string& halide) {
+Outputs run_lut(const OpCase& c, const Inputs& in, schedules::LutLayout layout, bool scalar,
+                const std::string& halide) {
   static const std::map<std::string, Halide::JITExtern> externs = {
       {"bitnetc_tl1_tiles", Halide::JITExtern(bitnetc_tl1_tiles)},
       {"bitnetc_tl2_tiles", Halide::JITExtern(bitnetc_tl2_tiles)},
@@ -847,13 +887,14 @@ Outputs run_attention_halide(const OpCase& c, const Inputs& in, const TargetInfo
   schedules::AttentionPipeline p =
       schedules::attention({c.head_dim, c.n_head, c.n_head_kv, c.score_scale, c.softmax_sum, t.vector_bytes});
   // The kernel's keys: in transposed blocks, the last padded (NaN: never read).
-  const int padded = (c.n_ctx() + rt::kAttentionPositionBlock - 1) / rt::kAttentionPositionBlock *
-                     rt::kAttentionPositionBlock;
+  const int padded =
+      (c.n_ctx() + rt::kAttentionPositionBlock - 1) / rt::kAttentionPositionBlock * rt::kAttentionPositionBlock;
   std::vector<float> kt(static_cast<size_t>(padded) * kv, std::numeric_limits<float>::quiet_NaN());
   for (int r = 0; r < c.n_ctx(); ++r)
     for (int ch = 0; ch < kv; ++ch) kt[rt::key_cache_index(r, ch, kv)] = in.k_cache[seq][r * kv + ch];
   std::vector<float> vc = in.v_cache[seq], q = in.x;
-  p.k_cache.set(Halide::Buffer<float>(kt.data(), rt::kAttentionPositionBlock, kv, padded / rt::kAttentionPositionBlock));
+  p.k_cache.set(
+      Halide::Buffer<float>(kt.data(), rt::kAttentionPositionBlock, kv, padded / rt::kAttentionPositionBlock));
   p.v_cache.set(Halide::Buffer<float>(vc.data(), kv, c.n_ctx()));
   p.q.set(Halide::Buffer<float>(q.data(), static_cast<int>(c.n), c.rows));
   p.pos0.set(c.row_at(0).pos);
@@ -879,10 +920,10 @@ std::vector<KernelBackend> cpu_backends() {
   };
   auto add_i2s = [&](const std::string& name, const std::string& halide, int W, MatmulReduce reduce,
                      MatmulPacking packing) {
-    b.push_back({name + " i2_s W" + std::to_string(W) +
-                     (packing == MatmulPacking::RowLanes ? " row lanes" : " row tiles"),
-                 [=](const OpCase& c) { return ternary_fits(c, W, packing); },
-                 [=](const OpCase& c, const Inputs& in) { return run_i2s(c, in, halide, W, reduce, packing); }});
+    b.push_back(
+        {name + " i2_s W" + std::to_string(W) + (packing == MatmulPacking::RowLanes ? " row lanes" : " row tiles"),
+         [=](const OpCase& c) { return ternary_fits(c, W, packing); },
+         [=](const OpCase& c, const Inputs& in) { return run_i2s(c, in, halide, W, reduce, packing); }});
   };
   const std::string avx2 = find_target("x86-64-avx2")->halide;
   for (const TargetInfo& t : targets()) {
@@ -902,7 +943,8 @@ std::vector<KernelBackend> cpu_backends() {
     if (t.ternary_bytes != 32)  // AVX2's groups on the wider target too
       add_i2s(t.name, t.halide, 32, MatmulReduce::PairwiseI16, MatmulPacking::RowTiles);
     const TargetInfo* target = &t;
-    b.push_back({t.name + " dense_matmul", [](const OpCase& c) { return c.op == Op::DenseMatmul && c.logit_rows.empty(); },
+    b.push_back({t.name + " dense_matmul",
+                 [](const OpCase& c) { return c.op == Op::DenseMatmul && c.logit_rows.empty(); },
                  [=](const OpCase& c, const Inputs& in) { return run_dense_halide(c, in, *target); }});
     b.push_back({t.name + " kquant_matmul",
                  [](const OpCase& c) { return c.op == Op::KQuantMatmul && c.logit_rows.empty(); },
@@ -948,13 +990,12 @@ std::vector<codegen::CudaKernel> cuda_kernels_of(const OpCase& c) {
       }
       return k;
     }
-    case Op::DenseMatmul:
-      return {cuda_dense_matmul(c.n, c.N, c.storage, !c.logit_rows.empty())};
+    case Op::DenseMatmul: return {cuda_dense_matmul(c.n, c.N, c.storage, !c.logit_rows.empty())};
     case Op::Embedding: return {cuda_embedding(c.N, c.n, c.storage, c.k_major)};
     case Op::Norm: return {cuda_norm(c.n, {*c.norm, c.norm_weight, c.eps})};
     case Op::Quantize:
-      return {cuda_quantize(c.n, c.quant, c.norm ? std::optional(CudaNorm{*c.norm, c.norm_weight, c.eps}) : std::nullopt,
-                            c.gated)};
+      return {cuda_quantize(c.n, c.quant,
+                            c.norm ? std::optional(CudaNorm{*c.norm, c.norm_weight, c.eps}) : std::nullopt, c.gated)};
     case Op::Rope: return {cuda_rope(c.n, c.head_dim, c.rope_style)};
     case Op::RopeKvStore: return {cuda_rope_kv_store({c.n, c.kv_dim(), c.head_dim, c.rope_style})};
     case Op::KvStore: return {cuda_kv_store(c.kv_dim())};
@@ -989,7 +1030,8 @@ class EmulatedCudaModule {
     const CommandResult r = run_command(std::string(BITNETC_CXX) +
                                             " -std=c++17 -O1 -ffp-contract=off -fPIC -shared -w "
                                             "-DBITNETC_CUDA_EMULATION -include " +
-                                            BITNETC_TEST_SUPPORT_DIR + "/cuda_emulation.h -x c++ " + dir_.file("ops.cu") + " -o " + dir_.file("ops.so"),
+                                            BITNETC_TEST_SUPPORT_DIR + "/cuda_emulation.h -x c++ " +
+                                            dir_.file("ops.cu") + " -o " + dir_.file("ops.so"),
                                         dir_);
     if (r.status != 0) throw std::runtime_error("the emulated CUDA module does not compile:\n" + r.err.substr(0, 4000));
     handle_ = ::dlopen(dir_.file("ops.so").c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -1114,7 +1156,8 @@ Outputs run_cuda(const OpCase& c, const Inputs& in, const EmulatedCudaModule& mo
         launch(k, args);
         for (size_t i = 0; i < ys.size(); ++i) {
           const int64_t N = in.ternary[i].rows;
-          back(std::string(k.name.find("_mma_") != std::string::npos ? "mma " : "") + (i == 0 ? "y" : "y_" + std::to_string(i)),
+          back(std::string(k.name.find("_mma_") != std::string::npos ? "mma " : "") +
+                   (i == 0 ? "y" : "y_" + std::to_string(i)),
                ys[i], static_cast<size_t>(N * c.rows), static_cast<size_t>(2 * N), -1.0f);
         }
       }
@@ -1130,38 +1173,38 @@ Outputs run_cuda(const OpCase& c, const Inputs& in, const EmulatedCudaModule& mo
     case Op::DenseMatmul:
     case Op::Embedding: {
       if (c.op == Op::KQuantMatmul || c.storage == rt::DenseStorage::KQuant) {
-      // The parts, k-major (rt::kquant_sections), as codegen packs them for CUDA.
-      const rt::KQuantSections at = rt::kquant_sections(c.N, n);
-      std::vector<uint8_t> w(at.end);
-      const KQuantWeights& kw = in.kquant;
-      for (int64_t r = 0; r < c.N; ++r) {
-        for (int64_t k = 0; k < n; ++k) w[at.q + k * c.N + r] = static_cast<uint8_t>(kw.q[r * n + k]);
-        for (int64_t g = 0; g < n / 16; ++g) {
-          w[at.sc + g * c.N + r] = static_cast<uint8_t>(kw.sc[r * (n / 16) + g]);
-          w[at.m + g * c.N + r] = static_cast<uint8_t>(kw.m[r * (n / 16) + g]);
+        // The parts, k-major (rt::kquant_sections), as codegen packs them for CUDA.
+        const rt::KQuantSections at = rt::kquant_sections(c.N, n);
+        std::vector<uint8_t> w(at.end);
+        const KQuantWeights& kw = in.kquant;
+        for (int64_t r = 0; r < c.N; ++r) {
+          for (int64_t k = 0; k < n; ++k) w[at.q + k * c.N + r] = static_cast<uint8_t>(kw.q[r * n + k]);
+          for (int64_t g = 0; g < n / 16; ++g) {
+            w[at.sc + g * c.N + r] = static_cast<uint8_t>(kw.sc[r * (n / 16) + g]);
+            w[at.m + g * c.N + r] = static_cast<uint8_t>(kw.m[r * (n / 16) + g]);
+          }
+          for (int64_t b = 0; b < n / 256; ++b) {
+            std::memcpy(&w[at.d + 4 * (b * c.N + r)], &kw.d[r * (n / 256) + b], 4);
+            std::memcpy(&w[at.dmin + 4 * (b * c.N + r)], &kw.dmin[r * (n / 256) + b], 4);
+          }
         }
-        for (int64_t b = 0; b < n / 256; ++b) {
-          std::memcpy(&w[at.d + 4 * (b * c.N + r)], &kw.d[r * (n / 256) + b], 4);
-          std::memcpy(&w[at.dmin + 4 * (b * c.N + r)], &kw.dmin[r * (n / 256) + b], 4);
+        const uint8_t* dw = mem.copy(w);
+        std::vector<uint64_t> args;
+        for (uint64_t off : {at.q, at.sc, at.m, at.d, at.dmin}) args.push_back(arg(dw + off));
+        const size_t out_rows = !c.logit_rows.empty() ? c.logit_rows.size() : static_cast<size_t>(c.rows);
+        const size_t width = static_cast<size_t>(c.op == Op::Embedding ? n : c.N);
+        float* y = mem.alloc<float>(out_rows * width, width, -1.0f);
+        if (c.op == Op::KQuantMatmul) {
+          const int64_t Kp = codegen::cuda_padded_k(n);
+          std::vector<int8_t> x(static_cast<size_t>(Kp * c.rows), 0);
+          for (int m = 0; m < c.rows; ++m) std::copy_n(&in.q[m * n], n, &x[m * Kp]);
+          args.push_back(arg(mem.copy(x)));
+          args.push_back(arg(mem.copy(in.d)));
         }
-      }
-      const uint8_t* dw = mem.copy(w);
-      std::vector<uint64_t> args;
-      for (uint64_t off : {at.q, at.sc, at.m, at.d, at.dmin}) args.push_back(arg(dw + off));
-      const size_t out_rows = !c.logit_rows.empty() ? c.logit_rows.size() : static_cast<size_t>(c.rows);
-      const size_t width = static_cast<size_t>(c.op == Op::Embedding ? n : c.N);
-      float* y = mem.alloc<float>(out_rows * width, width, -1.0f);
-      if (c.op == Op::KQuantMatmul) {
-        const int64_t Kp = codegen::cuda_padded_k(n);
-        std::vector<int8_t> x(static_cast<size_t>(Kp * c.rows), 0);
-        for (int m = 0; m < c.rows; ++m) std::copy_n(&in.q[m * n], n, &x[m * Kp]);
-        args.push_back(arg(mem.copy(x)));
-        args.push_back(arg(mem.copy(in.d)));
-      }
-      args.push_back(arg(y));
-      launch(kernels[0], args);
-      back("y", y, out_rows * width, width, -1.0f);
-      return out;
+        args.push_back(arg(y));
+        launch(kernels[0], args);
+        back("y", y, out_rows * width, width, -1.0f);
+        return out;
       }
       // The weight k-major (the head's layout) or row-major: f32, IEEE half bits, or int8 codes.
       const bool k_major = c.op == Op::DenseMatmul || c.k_major;
@@ -1169,7 +1212,8 @@ Outputs run_cuda(const OpCase& c, const Inputs& in, const EmulatedCudaModule& mo
       std::vector<uint8_t> w(count * rt::element_bytes(c.storage));
       for (int64_t r = 0; r < c.N; ++r)
         for (int64_t k = 0; k < n; ++k) {
-          const size_t at = static_cast<size_t>(k_major ? k * c.N + r : r * n + k), from = static_cast<size_t>(r * n + k);
+          const size_t at = static_cast<size_t>(k_major ? k * c.N + r : r * n + k),
+                       from = static_cast<size_t>(r * n + k);
           if (c.storage == rt::DenseStorage::Q8) {
             w[at] = static_cast<uint8_t>(in.dense_codes[from]);
           } else if (c.storage == rt::DenseStorage::F16) {

@@ -87,17 +87,18 @@ inline CommandResult run_command(const std::string& cmd, const ScratchDir& dir) 
 }
 
 // Builds tests/capi/test_capi.c (at `capi_test`, headers in `runtime_dir`) with `cc`
-// against lib<lib>.so in `dir`, then runs it, prefixed by `run_prefix` (an emulator, an
-// environment), on the model file, another file, a prompt and the expected text file.
+// (and `cflags`) against lib<lib>.so in `dir`, then runs it, prefixed by `run_prefix` (an
+// emulator, an environment), on the model file, another file, a prompt and the expected
+// text file.
 inline CommandResult build_and_run_capi_test(const std::string& cc, const ScratchDir& dir, const std::string& lib,
                                              const std::string& runtime_dir, const std::string& capi_test,
                                              const std::string& run_prefix, const std::string& model,
                                              const std::string& other_file, const std::string& prompt,
-                                             const std::string& expected_file) {
+                                             const std::string& expected_file, const std::string& cflags = "") {
   const std::string exe = dir.file("test_capi");
   const CommandResult build =
-      run_command(cc + " -std=c11 -Wall -Werror -I" + runtime_dir + " " + capi_test + " -L" + dir.path().string() +
-                      " -l" + lib + " -Wl,-rpath," + dir.path().string() + " -lpthread -o " + exe,
+      run_command(cc + " -std=c11 -Wall -Werror " + cflags + " -I" + runtime_dir + " " + capi_test + " -L" +
+                      dir.path().string() + " -l" + lib + " -Wl,-rpath," + dir.path().string() + " -lpthread -o " + exe,
                   dir);
   if (build.status != 0) return {build.status, build.out, "building test_capi failed: " + build.err};
   return run_command(run_prefix + shell_quote(exe) + " " + shell_quote(model) + " " + shell_quote(other_file) + " " +

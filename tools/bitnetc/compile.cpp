@@ -38,8 +38,8 @@ int compile(CompileFlags& f) {
     std::fprintf(stderr, "note: --head=q8 quantizes the head to int8: logits differ from the reference\n");
   if (f.verbose) o.explain = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   const bool so_suffix = o.output.size() > 3 && o.output.ends_with(".so");
-  o.emit = f.emit == "so" || (f.emit.empty() && so_suffix) ? codegen::EmitKind::SharedObject
-                                                           : codegen::EmitKind::Executable;
+  o.emit =
+      f.emit == "so" || (f.emit.empty() && so_suffix) ? codegen::EmitKind::SharedObject : codegen::EmitKind::Executable;
   codegen::compile_executable(import_model(f.model), *t, o);
   if (!f.quiet) std::fprintf(stderr, "wrote %s (target %s)\n", o.output.c_str(), t->name.c_str());
   return 0;
@@ -56,7 +56,8 @@ Command add_compile(CLI::App& app) {
   cmd->add_option("-o,--output", f->options.output, "Output executable (written atomically)")->required();
   add_act_quant_option(cmd, f->act_quant);
   add_numerics_option(cmd, f->numerics);
-  cmd->add_option("--emit", f->emit, "exe or so (default: so when -o ends in .so)")->check(CLI::IsMember({"exe", "so"}));
+  cmd->add_option("--emit", f->emit, "exe or so (default: so when -o ends in .so)")
+      ->check(CLI::IsMember({"exe", "so"}));
   cmd->add_flag("-q,--quiet", f->quiet, "No progress on stderr");
   cmd->add_option("--weights", f->weights,
                   "embedded (default) or external: the weights in OUTPUT.weights beside the output")
@@ -71,6 +72,10 @@ Command add_compile(CLI::App& app) {
       ->check(CLI::IsMember(kLayoutRequests));
   cmd->add_option("--cuda-source", f->options.cuda_source,
                   "CUDA targets: also write the generated CUDA C++ (every kernel of the model) to this file");
+  cmd->add_option("--runtime", f->options.runtime,
+                  "default, or asan / tsan: link the runtime built with AddressSanitizer+UBSan or ThreadSanitizer, "
+                  "to check a program that uses the output with the same sanitizer (x86-64 targets, this build's)")
+      ->check(CLI::IsMember({"default", "asan", "tsan"}));
   cmd->add_flag("-v,--verbose", f->verbose, "Show the plan and every tensor's layout, and why");
   return {cmd, [f] { return compile(*f); }};
 }
