@@ -9,7 +9,7 @@ A model file or folder (GGUF, .safetensors, an HF checkpoint folder, a bitllama2
 is compiled by bitnetc into a shared object (see _compile.py); a compiled .so loads
 directly. Everything runs through that library's C API (runtime_stub/api/bitnet.h) with
 ctypes: pure Python, no build step. Calls release the GIL; several threads may share a
-model (the library runs its calls one at a time).
+model (their generations share forward steps, each giving what it gives alone).
 """
 
 import asyncio

@@ -1,7 +1,10 @@
 /* bitnet.h: the C API of a model compiled by bitnetc into a shared object.
  *
- * Every function is safe to call from several threads, on separate models or on one:
- * calls on one model run one at a time (each waits for the one before it). Errors: functions return NULL or a negative
+ * Every function is safe to call from several threads, on separate models or on one.
+ * On one model, the one-call generations (bitnet_generate, bitnet_inference[_stream],
+ * bitnet_chat, the batch calls) of several threads run concurrently: they share each
+ * forward step (up to 8 at once; more wait for a slot), and each gives exactly what it
+ * gives alone. Stream and session calls take the forward pass between those steps. Errors: functions return NULL or a negative
  * number, and bitnet_get_last_error() / bitnet_get_last_error_code() describe the last error of the calling thread
  * (each message starts with the function called).
  */
@@ -46,8 +49,11 @@ typedef struct BitNetGenerateParams {
  *   BitNetStreamConfig config = {.max_new_tokens = 100, .temperature = 0.7f,
  *                                .callback = token_callback, .user_data = NULL};
  * `callback` gets each piece of text as it becomes printable (never a split UTF-8
- * character). In the fields after user_data zero means the default, so a config that
- * names only the first four samples as bitnet_default_params() does. */
+ * character); it and should_stop run on the calling thread while the model's other
+ * generations wait for them, so they must not generate, stream or feed on the same
+ * model (its tokenizer calls and bitnet_model_info_json are fine). In
+ * the fields after user_data zero means the default, so a config that names only the
+ * first four samples as bitnet_default_params() does. */
 typedef struct BitNetStreamConfig {
   int32_t max_new_tokens; /* tokens to generate at most; 0: 64 */
   float temperature;      /* <= 0: greedy */
@@ -167,7 +173,9 @@ int32_t bitnet_token_eot(BitNetModel* model);
 
 /* What the library holds, as one JSON object: architecture, layers, embedding and FFN
  * widths, heads, KV heads, context, vocabulary, parameters, target, device, chat
- * template, BOS/EOS ids, fingerprint. Free with bitnet_free_string. */
+ * template, BOS/EOS ids, fingerprint, and "engine": the one-call generations running
+ * ("active") and waiting ("queued") now and the forward steps they took ("steps").
+ * Free with bitnet_free_string. */
 char* bitnet_model_info_json(BitNetModel* model);
 
 /* The seed the calling thread's last generation sampled with. */

@@ -5,16 +5,19 @@
 #include <cerrno>
 #include <climits>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bitnet.h"
@@ -24,14 +27,33 @@
 
 extern "C" const char bitnetc_target_name[];  // codegen/cpu_kernels.cpp writes it
 
+// One-call generations (bitnet_generate, bitnet_inference[_stream], bitnet_chat, the
+// batch calls) run on the model's engine: a Scheduler (engine.h) over sequences
+// 0 .. kCallSlots - 1, run by a thread of its own from the first such call until
+// bitnet_model_free. Calls from several threads join it between forward steps and share
+// them (continuous batching, as the server's requests do), each getting its solo tokens.
+// Streams and sessions each hold one of the BITNET_MAX_STREAMS sequences after those and
+// call the forward pass themselves, under `busy`, which the engine takes for each step.
+constexpr int kCallSlots = 8;
+
 struct BitNetModel {
   std::unique_ptr<bitnetc::rt::CompiledModel> model;
-  // Calls on one model from several threads run one at a time (the forward pass holds
-  // scratch buffers shared by its sequences).
+  // The forward pass (its scratch buffers are shared by its sequences): held by each
+  // engine step and each stream or session call. Guards sequence_used too.
   std::mutex busy;
-  // Sequence 0 serves the one-call generations; streams and sessions take one of the
-  // others each (their KV caches outlive the calls between theirs). Guarded by `busy`.
+  // Which of the streams' and sessions' sequences (kCallSlots and up) are taken.
   std::vector<bool> sequence_used;
+  std::once_flag engine_started;
+  std::unique_ptr<bitnetc::rt::Scheduler> engine;
+  std::thread engine_thread;
+  std::atomic<const bitnetc::rt::Scheduler*> engine_running{nullptr};  // for model_info, once started
+
+  ~BitNetModel() {
+    if (engine) {
+      engine->stop();
+      engine_thread.join();
+    }
+  }
 };
 
 struct BitNetSession {
@@ -133,17 +155,104 @@ bool is_weights_file(const char* path) {
   return in && magic == bitnetc::rt::kBlobMagic;
 }
 
-// A sequence no stream or session holds (not 0, the one-call generations'), or -1 with
-// the last error set. The caller holds model.busy and marks it used.
+// A sequence no stream or session holds (not one of the engine's), or -1 with the last
+// error set. The caller holds model.busy and marks it used.
 int32_t take_sequence(BitNetModel& model, const char* fn) {
   const std::vector<bool>& used = model.sequence_used;
-  int32_t seq = 1;
+  int32_t seq = kCallSlots;
   while (seq < static_cast<int32_t>(used.size()) && used[seq]) ++seq;
   if (seq < static_cast<int32_t>(used.size())) return seq;
-  set_error(BITNET_ERROR_INVALID_ARGUMENT,
-            std::string(fn) + ": all " + std::to_string(used.size() - 1) +
-                " streams and sessions of this model are open (free one first)");
+  set_error(BITNET_ERROR_INVALID_ARGUMENT, std::string(fn) + ": all " + std::to_string(BITNET_MAX_STREAMS) +
+                                               " streams and sessions of this model are open (free one first)");
   return -1;
+}
+
+// The model's engine, started by the first one-call generation.
+bitnetc::rt::Scheduler& engine_of(BitNetModel& model) {
+  std::call_once(model.engine_started, [&] {
+    bitnetc::rt::EngineOptions o;
+    o.slots = kCallSlots;
+    o.forward_lock = &model.busy;
+    auto engine = std::make_unique<bitnetc::rt::Scheduler>(model.model->forward_pass(), model.model->tokenizer(), o);
+    model.engine_thread = std::thread([e = engine.get()] { e->run_until_stopped(); });
+    model.engine = std::move(engine);
+    model.engine_running = model.engine.get();
+  });
+  return *model.engine;
+}
+
+// One call's generation on the engine, as the engine thread and the calling thread
+// share it: the engine hands over each piece of text and waits until the caller has
+// handled it (so the user's callbacks run on the calling thread, and should_stop stops
+// the generation right after the piece it saw), then the end.
+struct EngineCall {
+  std::mutex m;
+  std::condition_variable cv;
+  std::deque<std::string> pieces;
+  uint64_t produced = 0, handled = 0;
+  bool keep_going = true;  // the caller's answer to the last piece
+  bool abandoned = false;  // the caller left (an exception): pieces are no longer waited on
+  bool done = false, cancelled = false;
+  bitnetc::rt::Generation g;
+};
+
+// Submits `request` to the engine (throws as Scheduler::submit does); `on_piece`, when
+// set, gets the text piece by piece on the calling thread and returns false to stop.
+std::shared_ptr<EngineCall> submit_call(BitNetModel& model, bitnetc::rt::SequenceRequest request, bool streamed,
+                                        uint64_t* id = nullptr) {
+  auto call = std::make_shared<EngineCall>();
+  if (streamed)
+    request.on_text = [call](std::string_view piece) {
+      std::unique_lock<std::mutex> lock(call->m);
+      if (call->abandoned) return false;
+      call->pieces.emplace_back(piece);
+      const uint64_t mine = ++call->produced;
+      call->cv.notify_all();
+      call->cv.wait(lock, [&] { return call->handled >= mine || call->abandoned; });
+      return call->keep_going && !call->abandoned;
+    };
+  const uint64_t submitted =
+      engine_of(model).submit(std::move(request), [call](bitnetc::rt::Generation& g, bool cancelled) {
+        std::lock_guard<std::mutex> lock(call->m);
+        call->g = std::move(g);
+        call->done = true;
+        call->cancelled = cancelled;
+        call->cv.notify_all();
+      });
+  if (id) *id = submitted;
+  return call;
+}
+
+// Waits for the call's end, handing its pieces to `on_piece` as they come. Throws
+// GenerateError naming `fn` when the engine ended it unasked (a forward step failed).
+bitnetc::rt::Generation finish_call(const char* fn, EngineCall& call,
+                                    const std::function<bool(const std::string&)>& on_piece = {}) {
+  std::unique_lock<std::mutex> lock(call.m);
+  try {
+    for (;;) {
+      call.cv.wait(lock, [&] { return !call.pieces.empty() || call.done; });
+      while (!call.pieces.empty()) {
+        const std::string piece = std::move(call.pieces.front());
+        call.pieces.pop_front();
+        lock.unlock();
+        const bool go = !on_piece || on_piece(piece);
+        lock.lock();
+        if (!go) call.keep_going = false;
+        ++call.handled;
+        call.cv.notify_all();
+      }
+      if (call.done) break;
+    }
+  } catch (...) {
+    if (!lock.owns_lock()) lock.lock();
+    call.abandoned = true;
+    call.cv.notify_all();
+    throw;
+  }
+  if (call.cancelled)
+    throw bitnetc::rt::GenerateError(std::string(fn) +
+                                     ": the generation was interrupted (a forward step failed; see stderr)");
+  return std::move(call.g);
 }
 
 // The messages as rt::ChatMessages, or false with the last error naming `fn` and the
@@ -213,9 +322,8 @@ BitNetModel* bitnet_model_load_with_params(const char* path, const BitNetLoadPar
         }
         auto m = std::make_unique<BitNetModel>();
         const bool side_file = path && *path && is_weights_file(path);
-        m->model =
-            std::make_unique<bitnetc::rt::CompiledModel>(params->n_ctx, side_file ? std::string(path) : std::string(),
-                                                         1 + BITNET_MAX_STREAMS);
+        m->model = std::make_unique<bitnetc::rt::CompiledModel>(
+            params->n_ctx, side_file ? std::string(path) : std::string(), kCallSlots + BITNET_MAX_STREAMS);
         m->sequence_used.assign(static_cast<size_t>(m->model->max_sequences()), false);
         if (path && *path && !side_file) {
           std::ifstream in(path, std::ios::binary);
@@ -251,9 +359,10 @@ char* bitnet_generate(BitNetModel* model, const char* prompt, const BitNetGenera
   if (!valid_params("bitnet_generate", *params)) return nullptr;
   return guarded(
       [&]() -> char* {
-        const std::lock_guard<std::mutex> one_at_a_time(model->busy);
-        const auto gen = model->model->generate(prompt, params->max_tokens, sampler_of(*params));
-        return copy_string(gen.text);
+        bitnetc::rt::SequenceRequest r;
+        r.prompt = prompt;
+        r.options = model->model->generate_options(params->max_tokens, sampler_of(*params));
+        return copy_string(finish_call("bitnet_generate", *submit_call(*model, std::move(r), false)).text);
       },
       nullptr);
 }
@@ -286,15 +395,15 @@ int bitnet_inference_stream(BitNetModel* model, const char* prompt, const BitNet
   if (!valid_params("bitnet_inference_stream", params)) return BITNET_ERROR_INVALID_ARGUMENT;
   const int n = guarded(
       [&]() -> int {
-        const std::lock_guard<std::mutex> one_at_a_time(model->busy);
-        std::function<bool(std::string_view)> on_text;
-        if (config->callback || config->should_stop)
-          on_text = [&](std::string_view t) {
-            const std::string s(t);
-            if (config->callback) config->callback(s.c_str(), config->user_data);
-            return !config->should_stop || config->should_stop(config->user_data) == 0;
-          };
-        const auto gen = model->model->generate(prompt, params.max_tokens, sampler_of(params), on_text);
+        bitnetc::rt::SequenceRequest r;
+        r.prompt = prompt;
+        r.options = model->model->generate_options(params.max_tokens, sampler_of(params));
+        const bool streamed = config->callback || config->should_stop;
+        const auto call = submit_call(*model, std::move(r), streamed);
+        const auto gen = finish_call("bitnet_inference_stream", *call, [&](const std::string& piece) {
+          if (config->callback) config->callback(piece.c_str(), config->user_data);
+          return !config->should_stop || config->should_stop(config->user_data) == 0;
+        });
         return static_cast<int>(gen.tokens.size());
       },
       INT32_MIN);
@@ -486,21 +595,23 @@ int run_batch(const char* fn, BitNetModel* model, int n, const char* const* prom
   }
   const int rc = guarded(
       [&]() -> int {
-        const std::lock_guard<std::mutex> one_at_a_time(model->busy);
-        // Sequence 0 and every one no stream or session holds.
-        std::vector<int32_t> free_sequences;
-        for (size_t s = 0; s < model->sequence_used.size(); ++s)
-          if (s == 0 || !model->sequence_used[s]) free_sequences.push_back(static_cast<int32_t>(s));
-        if (static_cast<int>(free_sequences.size()) > n) free_sequences.resize(static_cast<size_t>(std::max(n, 1)));
-        std::vector<bitnetc::rt::SequenceRequest> requests(static_cast<size_t>(n));
+        // Every prompt joins the engine (a bad one cancels those before it), then each
+        // is waited for: they run together, and beside other threads' calls.
+        std::vector<std::shared_ptr<EngineCall>> calls;
+        std::vector<uint64_t> ids;
         for (int i = 0; i < n; ++i) {
-          requests[i].prompt = prompts[i];
-          requests[i].options = model->model->generate_options(params[i].max_tokens, sampler_of(params[i]));
+          bitnetc::rt::SequenceRequest r;
+          r.prompt = prompts[i];
+          r.options = model->model->generate_options(params[i].max_tokens, sampler_of(params[i]));
+          try {
+            calls.push_back(submit_call(*model, std::move(r), false, &ids.emplace_back()));
+          } catch (const std::exception& e) {
+            for (uint64_t id : ids) engine_of(*model).cancel(id);
+            throw bitnetc::rt::GenerateError("prompt " + std::to_string(i) + ": " + e.what());
+          }
         }
-        const std::vector<bitnetc::rt::Generation> out = model->model->generate_all(
-            std::move(requests), static_cast<int>(free_sequences.size()), {}, free_sequences);
-        for (int32_t s : free_sequences)
-          if (s != 0) model->model->release(s);  // their caches were this call's only
+        std::vector<bitnetc::rt::Generation> out;
+        for (const auto& call : calls) out.push_back(finish_call(fn, *call));
         take(out);
         return BITNET_OK;
       },
@@ -578,14 +689,11 @@ char* bitnet_chat(BitNetModel* model, const BitNetChatMessage* messages, int n, 
   if (!valid_params("bitnet_chat", *params)) return nullptr;
   char* text = guarded(
       [&]() -> char* {
-        const std::lock_guard<std::mutex> one_at_a_time(model->busy);
-        std::vector<int32_t> tokens = bitnetc::rt::chat_tokens(model->model->tokenizer(), msgs, true);
-        if (tokens.empty()) throw bitnetc::rt::GenerateError("the conversation is empty");
-        // Sequence 0, as every one-call generation (position 0 starts it afresh).
-        auto gen = model->model->pull_continued(std::move(tokens), 0, params->max_tokens, sampler_of(*params), 0);
-        std::string out, piece;
-        while (gen->next(piece)) out += piece;
-        return copy_string(out);
+        bitnetc::rt::SequenceRequest r;
+        r.prompt_tokens = bitnetc::rt::chat_tokens(model->model->tokenizer(), msgs, true);
+        if (r.prompt_tokens.empty()) throw bitnetc::rt::GenerateError("the conversation is empty");
+        r.options = model->model->generate_options(params->max_tokens, sampler_of(*params));
+        return copy_string(finish_call("bitnet_chat", *submit_call(*model, std::move(r), false)).text);
       },
       nullptr);
   if (!text && last_code == BITNET_ERROR_PROMPT && last_error.rfind("bitnet_chat", 0) != 0)
@@ -703,8 +811,14 @@ char* bitnet_model_info_json(BitNetModel* model) {
             ",\"target\":\"" + json_escape(bitnetc_target_name) + "\",\"device\":\"" + json_escape(m.device()) +
             "\",\"chat_template\":\"" + bitnetc::rt::chat_template_name(v.chat_template) +
             "\",\"bos\":" + std::to_string(v.bos) + ",\"eos\":" + std::to_string(v.eos) +
-            ",\"eot\":" + std::to_string(v.eot) + ",\"max_streams\":" + std::to_string(m.max_sequences() - 1) +
-            ",\"fingerprint\":\"" + fp + "\"}";
+            ",\"eot\":" + std::to_string(v.eot) + ",\"max_streams\":" + std::to_string(m.max_sequences() - kCallSlots) +
+            ",\"fingerprint\":\"" + fp + "\"";
+        // The one-call generations' engine: how many run and wait now, forward steps so far.
+        bitnetc::rt::Scheduler::Stats st;
+        if (const bitnetc::rt::Scheduler* e = model->engine_running.load()) st = e->stats();
+        s += ",\"engine\":{\"slots\":" + std::to_string(kCallSlots) + ",\"active\":" + std::to_string(st.active) +
+             ",\"queued\":" + std::to_string(st.queued) + ",\"steps\":" + std::to_string(st.steps) +
+             ",\"generated_tokens\":" + std::to_string(st.generated_tokens) + "}}";
         return copy_string(s);
       },
       nullptr);

@@ -175,6 +175,8 @@ bool Scheduler::step() {
     }
   }
   if (rows_.empty()) return false;
+  std::unique_lock<std::mutex> forward_held;
+  if (o_.forward_lock) forward_held = std::unique_lock<std::mutex>(*o_.forward_lock);
   const std::span<const float> logits = forward_.step(rows_);
   {
     std::lock_guard<std::mutex> lock(mutex_);

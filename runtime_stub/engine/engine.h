@@ -47,6 +47,10 @@ struct EngineOptions {
   // The sequence ids the slots use (empty: 0 .. slots - 1): a caller holding other
   // sequences' caches (the C API's streams and sessions) keeps them out.
   std::vector<int32_t> sequences;
+  // Held from each step's forward call until its logits are sampled, when the forward
+  // pass is shared with callers outside the scheduler (the C API's streams and sessions
+  // take it for theirs); null: the scheduler's alone.
+  std::mutex* forward_lock = nullptr;
   // Called as each sequence ends, with its index in the requests (generate_all).
   std::function<void(size_t index, const Generation& g)> on_finished;
 };

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bitnet_c.h"
@@ -52,7 +53,7 @@ struct Job {
   char* text;
 };
 
-/* Threads sharing one model (their calls run one at a time). */
+/* Threads sharing one model (their calls share forward steps). */
 struct SharedJob {
   BitNetModel* model;
   const char* prompt;
@@ -63,6 +64,49 @@ static void* shared_worker(void* arg) {
   struct SharedJob* job = (struct SharedJob*)arg;
   for (int r = 0; r < 4; ++r) job->text[r] = bitnet_inference(job->model, job->prompt, 24, 0.0f);
   return NULL;
+}
+
+/* The forward steps the model's one-call generations took so far (model info's
+ * "engine"), or -1. */
+static long engine_steps(BitNetModel* model) {
+  char* info = bitnet_model_info_json(model);
+  const char* at = info ? strstr(info, "\"steps\":") : NULL;
+  const long steps = at ? strtol(at + strlen("\"steps\":"), NULL, 10) : -1;
+  bitnet_free_string(info);
+  return steps;
+}
+
+/* A streamed call that, at its first piece, starts three more calls on other threads and
+ * holds the engine until all three wait in its queue. */
+struct OneCall {
+  BitNetModel* model;
+  const char* prompt;
+  char* text;
+};
+static void* one_call(void* arg) {
+  struct OneCall* c = (struct OneCall*)arg;
+  c->text = bitnet_inference(c->model, c->prompt, 24, 0.0f);
+  return NULL;
+}
+struct Gate {
+  struct OneCall calls[3];
+  pthread_t threads[3];
+  int opened, saw_queue;
+  char text[65536];
+};
+static void gate_piece(const char* piece, void* user_data) {
+  struct Gate* g = (struct Gate*)user_data;
+  strncat(g->text, piece, sizeof g->text - strlen(g->text) - 1);
+  if (g->opened) return;
+  g->opened = 1;
+  for (int i = 0; i < 3; ++i) pthread_create(&g->threads[i], NULL, one_call, &g->calls[i]);
+  for (int tries = 0; tries < 2000 && !g->saw_queue; ++tries) { /* 20 s at most */
+    char* info = bitnet_model_info_json(g->calls[0].model);
+    g->saw_queue = info && strstr(info, "\"queued\":3") != NULL;
+    bitnet_free_string(info);
+    const struct timespec ten_ms = {0, 10 * 1000 * 1000};
+    if (!g->saw_queue) nanosleep(&ten_ms, NULL);
+  }
 }
 
 /* The pull-style stream as the older C++ code uses it, verbatim, collecting the text. */
@@ -173,6 +217,25 @@ int main(int argc, char** argv) {
             shared[i].text[r] ? shared[i].text[r] : "(null)");
       bitnet_free_string(shared[i].text[r]);
     }
+
+  /* They run together: four calls of 24 tokens held back to start at once take about 24
+   * forward steps, where one after another they would take 96. */
+  static struct Gate gate;
+  for (int i = 0; i < 3; ++i) gate.calls[i] = (struct OneCall){m, prompt, NULL};
+  const long steps_before = engine_steps(m);
+  BitNetStreamConfig gated = {.max_new_tokens = 24, .temperature = 0.0f, .callback = gate_piece, .user_data = &gate};
+  n = bitnet_inference_stream(m, prompt, &gated);
+  for (int i = 0; i < 3 && gate.opened; ++i) pthread_join(gate.threads[i], NULL);
+  const long steps = engine_steps(m) - steps_before;
+  CHECK(gate.opened && gate.saw_queue, "the three calls never waited together (opened %d)", gate.opened);
+  CHECK(solo && strcmp(gate.text, solo) == 0, "the gated stream differs: [%s]", gate.text);
+  for (int i = 0; i < 3; ++i) {
+    CHECK(solo && gate.calls[i].text && strcmp(gate.calls[i].text, solo) == 0, "concurrent call %d differs: [%s]", i,
+          gate.calls[i].text ? gate.calls[i].text : "(null)");
+    bitnet_free_string(gate.calls[i].text);
+  }
+  CHECK(steps_before >= 0 && steps > 0 && steps < 48, "four concurrent calls took %ld forward steps (%d tokens each)",
+        steps, n);
   bitnet_free_string(solo);
 
   /* Every output holds BITNET_MAX_STREAMS streams and sessions beside its one-call
