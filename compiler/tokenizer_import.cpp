@@ -218,18 +218,44 @@ std::vector<int32_t> stop_tokens(const ImportedModel& m, const rt::Vocab& v) {
   return stop;
 }
 
+namespace {
+
+// BitNet b1.58 2B4T's hub tokenizer adds <|begin_of_text|> through its post-processor;
+// the config's bos_token_id says which (and eos_token_id the end).
+rt::Vocab with_config_ids(rt::Vocab v, const HfConfig* config) {
+  if (config && config->bos_token_id >= 0) v.bos = static_cast<int32_t>(config->bos_token_id);
+  if (config && config->eos_token_id >= 0) v.eos = static_cast<int32_t>(config->eos_token_id);
+  v.add_bos = v.bos >= 0;
+  return v;
+}
+
+}  // namespace
+
+rt::Vocab load_tokenizer_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) fail(path, "", fs::exists(path, ec) ? "is not a regular file" : "does not exist");
+  uint32_t magic = 0;
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(path, "", "cannot open");
+    in.read(reinterpret_cast<char*>(&magic), sizeof magic);
+  }
+  if (magic == GgufFile::kMagic) return vocab_from_gguf(GgufFile::open(path));
+  if (fs::path(path).extension() == ".json") {
+    const fs::path config = fs::path(path).parent_path() / "config.json";
+    std::optional<HfConfig> c;
+    if (fs::exists(config)) c = parse_hf_config(config.string());
+    return with_config_ids(vocab_from_tokenizer_json(path), c ? &*c : nullptr);
+  }
+  return vocab_from_sentencepiece(path);
+}
+
 rt::Vocab load_vocab(const ImportedModel& m) {
   if (m.gguf()) return vocab_from_gguf(*m.gguf());
   const fs::path dir = fs::is_directory(m.path) ? fs::path(m.path) : fs::path(m.path).parent_path();
-  if (m.format == SourceFormat::SafeTensors && fs::exists(dir / "tokenizer.json")) {
-    rt::Vocab v = vocab_from_tokenizer_json((dir / "tokenizer.json").string());
-    // BitNet b1.58 2B4T's hub tokenizer adds <|begin_of_text|> through its post-processor;
-    // the config's bos_token_id says which.
-    if (m.hf_config && m.hf_config->bos_token_id >= 0) v.bos = static_cast<int32_t>(m.hf_config->bos_token_id);
-    if (m.hf_config && m.hf_config->eos_token_id >= 0) v.eos = static_cast<int32_t>(m.hf_config->eos_token_id);
-    v.add_bos = v.bos >= 0;
-    return v;
-  }
+  if (m.format == SourceFormat::SafeTensors && fs::exists(dir / "tokenizer.json"))
+    return with_config_ids(vocab_from_tokenizer_json((dir / "tokenizer.json").string()),
+                           m.hf_config ? &*m.hf_config : nullptr);
   if (fs::exists(dir / "tokenizer.model")) {
     rt::Vocab v = vocab_from_sentencepiece((dir / "tokenizer.model").string());
     if (m.hparams && static_cast<int64_t>(v.tokens.size()) != m.hparams->n_vocab)

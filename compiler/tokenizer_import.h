@@ -22,4 +22,10 @@ std::vector<int32_t> stop_tokens(const ImportedModel& m, const rt::Vocab& v);
 // The tokenizer that goes with an imported model; throws ImportError when it has none.
 rt::Vocab load_vocab(const ImportedModel& m);
 
+// A tokenizer file on its own (bitnet_py's Tokenizer("tokenizer.model")): a GGUF's
+// tokenizer.ggml.*, an HF tokenizer.json (BOS/EOS from the config.json beside it, as
+// load_vocab takes them for a checkpoint folder) or a SentencePiece model. Its ids are
+// those of a model imported with the same file. Throws ImportError naming the file.
+rt::Vocab load_tokenizer_file(const std::string& path);
+
 }  // namespace bitnetc

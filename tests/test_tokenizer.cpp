@@ -261,3 +261,39 @@ TEST(ChatTemplate, RecognisesAndRendersTheCommonFamilies) {
   EXPECT_EQ(rt::chat_tokens(tok, plain, true),
             tok.encode(rt::apply_chat_template(tok.vocab().chat_template, plain, true), true, true));
 }
+
+// A tokenizer file read alone (libbitnetc_tokenizer, bitnet_py's Tokenizer(file)) is the
+// vocabulary its model is compiled with: the same pieces, types, specials and template.
+TEST(TokenizerFiles, ReadAloneAsTheirModelReadsThem) {
+  const auto s = shared_dir();
+  const std::pair<std::string, std::string> cases[] = {
+      {"models/tinystories-bitnet-3m/model.bin", "models/tinystories-bitnet-3m/tokenizer.model"},
+      {"golden/hf-bitnet-tiny/packed", "golden/hf-bitnet-tiny/packed/tokenizer.json"},
+      {"golden/gguf/synth-b158/synth-b158-tq2_0.gguf", "golden/gguf/synth-b158/synth-b158-tq2_0.gguf"},
+  };
+  for (const auto& [model, file] : cases) {
+    SCOPED_TRACE(file);
+    const rt::Vocab want = load_vocab(import_model((s / model).string()));
+    const rt::Vocab got = load_tokenizer_file((s / file).string());
+    EXPECT_EQ(got.tokens, want.tokens);
+    EXPECT_TRUE(got.types == want.types);
+    EXPECT_EQ(got.kind, want.kind);
+    EXPECT_EQ(std::tie(got.bos, got.eos, got.eot, got.add_bos), std::tie(want.bos, want.eos, want.eot, want.add_bos));
+    EXPECT_EQ(got.chat_template, want.chat_template);
+    const rt::Tokenizer a(got), b(want);
+    for (const char* text : {"Hello world", "  two  spaces", "é漢字 🙂 <|eot_id|>"})
+      EXPECT_EQ(a.encode(text, true, true), b.encode(text, true, true)) << text;
+  }
+  // What is not a tokenizer file is named.
+  EXPECT_THROW(
+      {
+        try {
+          load_tokenizer_file((s / "models").string());
+        } catch (const std::exception& e) {
+          EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      std::exception);
+  EXPECT_THROW(load_tokenizer_file((s / "models/nowhere.model").string()), std::exception);
+}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import _capi
 from ._capi import BitNetError
-from ._compile import compiled_library, find_bitnetc
+from ._compile import compiled_library, find_bitnetc, find_tokenizer_library
 
 __version__ = "0.1.0"
 
@@ -302,46 +302,94 @@ class TokenStream:
 
 
 class Tokenizer:
-    """A model's tokenizer (`Tokenizer(model)`, or a model file/folder, compiled as
-    load_model does): the same ids as the model itself uses."""
+    """A model's tokenizer, with the same ids as the model itself uses: `Tokenizer(model)`;
+    a tokenizer file (tokenizer.model, tokenizer.json, a GGUF) or a checkpoint folder
+    holding one, read by libbitnetc_tokenizer as bitnetc reads it (nothing compiled); or
+    another model file, compiled as load_model does."""
 
     def __init__(self, source):
+        self._model = None
+        self._lib = self._handle = None  # libbitnetc_tokenizer's, for a tokenizer file
         if isinstance(source, BitNetModel):
             self._model = source
         elif isinstance(source, (str, os.PathLike)):
             p = Path(source)
             if not p.exists():
                 raise FileNotFoundError(f"{source}: no such file or directory")
-            if p.name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json"):
-                raise ValueError(f"{source}: bitnet_py reads a tokenizer through its model; pass the model "
-                                 "(or the model's file or folder) instead of the bare tokenizer file")
-            self._model = BitNetModel.from_pretrained(p)
+            file = _tokenizer_file(p)
+            if file is None:
+                self._model = BitNetModel.from_pretrained(p)
+            else:
+                self._lib = _capi.TokenizerLibrary.get(find_tokenizer_library())
+                self._handle = self._lib.load(os.fsencode(file))
+                if not self._handle:
+                    raise self._lib.error()
         else:
-            raise TypeError("Tokenizer takes a BitNetModel or a model path")
-        lib, h = self._model._lib, self._model.handle
-        self.n_words = lib.vocab_size(h)
-        self.bos_id = lib.token_bos(h)
-        self.eos_id = lib.token_eos(h)
-        self.eot_id = lib.token_eot(h)
+            raise TypeError("Tokenizer takes a BitNetModel, a tokenizer file or a model path")
+        if self._model is not None:
+            lib, h = self._model._lib, self._model.handle
+            self.n_words, self.bos_id = lib.vocab_size(h), lib.token_bos(h)
+            self.eos_id, self.eot_id = lib.token_eos(h), lib.token_eot(h)
+        else:
+            lib, h = self._lib, self._handle
+            self.n_words, self.bos_id, self.eos_id, self.eot_id = lib.n_vocab(h), lib.bos(h), lib.eos(h), lib.eot(h)
+
+    def __del__(self):
+        if getattr(self, "_handle", None):
+            self._lib.free(self._handle)
+            self._handle = None
 
     def encode(self, text, bos=True, eos=False, allow_special=False):
-        lib, h = self._model._lib, self._model.handle
         raw = text.encode("utf-8")
-        n = lib.tokenize(h, raw, int(bos), int(allow_special), None, 0)
+        if self._model is not None:
+            lib, h = self._model._lib, self._model.handle
+            tokenize = lib.tokenize
+        else:
+            lib, h = self._lib, self._handle
+            tokenize = lib.encode
+        n = tokenize(h, raw, int(bos), int(allow_special), None, 0)
         if n < 0:
             raise lib.error()
         ids = (_capi.ctypes.c_int32 * max(n, 1))()
-        lib.tokenize(h, raw, int(bos), int(allow_special), ids, n)
+        tokenize(h, raw, int(bos), int(allow_special), ids, n)
         out = list(ids[:n])
         if eos and self.eos_id >= 0:
             out.append(self.eos_id)
         return out
 
     def decode(self, ids):
-        lib, h = self._model._lib, self._model.handle
         ids = list(ids)
         arr = (_capi.ctypes.c_int32 * max(len(ids), 1))(*ids)
-        return lib.take_string(lib.detokenize(h, arr, len(ids)))
+        if self._model is not None:
+            lib, h = self._model._lib, self._model.handle
+            return lib.take_string(lib.detokenize(h, arr, len(ids)))
+        return self._lib.take_string(self._lib.decode(self._handle, arr, len(ids)))
+
+    def chat_apply(self, dialog, add_assistant=True):
+        """The dialog rendered with the tokenizer's chat template (bitnet_chat_apply)."""
+        arr = _chat_messages(dialog)
+        if self._model is not None:
+            lib = self._model._lib
+            return lib.take_string(lib.chat_apply(self._model.handle, arr, len(arr), int(add_assistant)))
+        roles = (_capi.ctypes.c_char_p * max(len(arr), 1))(*[m.role for m in arr])
+        contents = (_capi.ctypes.c_char_p * max(len(arr), 1))(*[m.content for m in arr])
+        return self._lib.take_string(self._lib.chat_apply(self._handle, roles, contents, len(arr), int(add_assistant)))
+
+
+def _tokenizer_file(path):
+    """The tokenizer file a path names or holds (a checkpoint folder's tokenizer.json,
+    else its tokenizer.model), or None for a model file that is not one (a bitllama2.c
+    checkpoint, a compiled .so): that one is compiled."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("tokenizer.json", "tokenizer.model"):
+            if (p / name).is_file():
+                return p / name
+        return None
+    if p.suffix in (".json", ".model"):
+        return p
+    with open(p, "rb") as f:
+        return p if f.read(4) == b"GGUF" else None
 
 
 def create_tokenizer(source):
@@ -366,9 +414,7 @@ class ChatFormat:
         self.tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(tokenizer)
 
     def format_dialog(self, dialog, completion=True):
-        m = self.tokenizer._model
-        arr = _chat_messages(dialog)
-        return m._lib.take_string(m._lib.chat_apply(m.handle, arr, len(arr), int(completion)))
+        return self.tokenizer.chat_apply(dialog, completion)
 
     def encode_dialog_prompt(self, dialog, completion=True):
         """The dialog's token ids, BOS first, the template's control tokens parsed."""

@@ -126,6 +126,55 @@ class Library:
             (free or self.free_string)(ptr)
 
 
+_TOKENIZER_SIGNATURES = {
+    "load": (ctypes.c_void_p, [ctypes.c_char_p]),
+    "free": (None, [ctypes.c_void_p]),
+    "last_error": (ctypes.c_char_p, []),
+    "encode": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int,
+                              ctypes.POINTER(ctypes.c_int32), ctypes.c_int]),
+    "decode": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_int]),
+    "chat_apply": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p),
+                                     ctypes.c_int, ctypes.c_int]),
+    "free_string": (None, [ctypes.c_void_p]),
+    "n_vocab": (ctypes.c_int32, [ctypes.c_void_p]),
+    "bos": (ctypes.c_int32, [ctypes.c_void_p]),
+    "eos": (ctypes.c_int32, [ctypes.c_void_p]),
+    "eot": (ctypes.c_int32, [ctypes.c_void_p]),
+}
+
+
+class TokenizerLibrary:
+    """libbitnetc_tokenizer.so (tools/libbitnetc_tokenizer/bitnetc_tokenizer.h): a
+    tokenizer file read as bitnetc reads it, without a compiled model."""
+
+    _loaded = {}
+
+    @classmethod
+    def get(cls, path):
+        if path not in cls._loaded:
+            cls._loaded[path] = cls(path)
+        return cls._loaded[path]
+
+    def __init__(self, path):
+        self._dll = ctypes.CDLL(str(path), mode=ctypes.RTLD_LOCAL)
+        for name, (restype, argtypes) in _TOKENIZER_SIGNATURES.items():
+            fn = getattr(self._dll, "bitnetc_tokenizer_" + name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+            setattr(self, name, fn)
+
+    def error(self):
+        return BitNetError(-4, (self.last_error() or b"").decode("utf-8", "replace"))
+
+    def take_string(self, ptr):
+        if not ptr:
+            raise self.error()
+        try:
+            return ctypes.string_at(ptr).decode("utf-8")
+        finally:
+            self.free_string(ptr)
+
+
 def free_piece(ptr):
     """Pieces from bitnet_stream_next are released with free() (bitnet.h)."""
     _libc.free(ptr)

@@ -37,6 +37,22 @@ def find_bitnetc():
                             "(cmake --preset release && cmake --build --preset release)")
 
 
+def find_tokenizer_library():
+    """libbitnetc_tokenizer.so (tools/libbitnetc_tokenizer): $BITNETC_TOKENIZER_LIB, else
+    beside bitnetc (a build tree) or in the lib/ folder beside its bin/ (an install)."""
+    env = os.environ.get("BITNETC_TOKENIZER_LIB")
+    if env:
+        if not os.path.isfile(env):
+            raise FileNotFoundError(f"$BITNETC_TOKENIZER_LIB names {env}, which is not a file")
+        return env
+    bitnetc = Path(os.path.realpath(find_bitnetc()))
+    for candidate in (bitnetc.parent / "libbitnetc_tokenizer.so", bitnetc.parent.parent / "lib" / "libbitnetc_tokenizer.so"):
+        if candidate.is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"libbitnetc_tokenizer.so is not beside {bitnetc} (nor in ../lib): build it with bitnetc, "
+                            "or set $BITNETC_TOKENIZER_LIB")
+
+
 def cache_dir():
     return Path(os.environ.get("BITNET_MODEL_CACHE") or Path.home() / ".cache" / "bitnetc")
 

@@ -35,7 +35,7 @@ def model():
 
 
 def test_documented_snippet_equals_the_interpreter(model):
-    tokenizer = bitnet.create_tokenizer(model)
+    tokenizer = bitnet.create_tokenizer(str(TINYSTORIES.parent / "tokenizer.model"))
     engine = bitnet.SimpleInference(model, tokenizer)
     ref = reference(TINYSTORIES, PROMPT, 32)
     assert engine.generate(PROMPT, temperature=0, max_new_tokens=32) == ref["text"]
@@ -136,10 +136,46 @@ def test_errors_name_what_is_wrong(model, tmp_path):
     with pytest.raises(bitnet.BitNetError) as e:
         model.generate("word " * 5000, max_new_tokens=4)
     assert e.value.code == -4 and "context" in e.value.message
-    with pytest.raises(ValueError, match="tokenizer"):
-        bitnet.Tokenizer(str(TINYSTORIES.parent / "tokenizer.model"))
+    not_a_tokenizer = tmp_path / "tokenizer.json"
+    not_a_tokenizer.write_text('{"model": {"type": "Unigram"}}')
+    with pytest.raises(bitnet.BitNetError, match=r"tokenizer.json.*model.type"):
+        bitnet.Tokenizer(str(not_a_tokenizer))
+    with pytest.raises(FileNotFoundError, match="tokenizer.model"):
+        bitnet.Tokenizer(str(tmp_path / "tokenizer.model"))
     with pytest.raises(bitnet.BitNetError, match="no chat template"):
         model.chat([bitnet.Message("user", "Hi")])
+
+
+TEXTS = ["Hello world", "  Once upon a time, Tom said: \"hi\"!", "é漢字 🙂 <|eot_id|>", ""]
+
+
+@pytest.mark.parametrize("source, model_path", [
+    (TINYSTORIES.parent / "tokenizer.model", TINYSTORIES),
+    (HF_TINY / "tokenizer.json", HF_TINY),
+    (HF_TINY, HF_TINY),
+    (SHARED / "golden" / "gguf" / "synth-b158" / "synth-b158-tq2_0.gguf",
+     SHARED / "golden" / "gguf" / "synth-b158" / "synth-b158-tq2_0.gguf"),
+], ids=["tokenizer.model", "tokenizer.json", "hf-folder", "gguf"])
+def test_tokenizer_files_give_the_models_ids(source, model_path):
+    """A tokenizer file is read without compiling anything, with the compiled model's ids."""
+    from_file = bitnet.Tokenizer(str(source))
+    assert from_file._model is None
+    m = bitnet.load_model(str(model_path), quiet=True)
+    own = bitnet.Tokenizer(m)
+    assert (from_file.n_words, from_file.bos_id, from_file.eos_id, from_file.eot_id) == \
+        (own.n_words, own.bos_id, own.eos_id, own.eot_id)
+    for text in TEXTS:
+        for special in (False, True):
+            ids = from_file.encode(text, bos=True, allow_special=special)
+            assert ids == own.encode(text, bos=True, allow_special=special), text
+            assert from_file.decode(ids) == own.decode(ids)
+    if m.info["chat_template"] != "none":
+        dialog = [bitnet.Message(role="user", content="What is AI?")]
+        assert bitnet.ChatFormat(from_file).encode_dialog_prompt(dialog) == \
+            bitnet.ChatFormat(own).encode_dialog_prompt(dialog)
+    with pytest.raises(bitnet.BitNetError, match="vocabulary"):
+        from_file.decode([from_file.n_words])
+    m.close()
 
 
 def test_chat_on_the_hf_checkpoint():

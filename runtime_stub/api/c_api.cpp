@@ -734,15 +734,7 @@ char* bitnet_detokenize(BitNetModel* model, const int32_t* tokens, int n) {
       return nullptr;
     }
   return guarded(
-      [&]() {
-        const bitnetc::rt::Tokenizer& tok = model->model->tokenizer();
-        std::string text = tok.decode(std::vector<int32_t>(tokens, tokens + n));
-        // As SentencePiece decodes: the dummy prefix's space at the start is not text.
-        if (tok.vocab().kind == bitnetc::rt::VocabKind::Spm && tok.vocab().add_space_prefix && !text.empty() &&
-            text[0] == ' ')
-          text.erase(0, 1);
-        return copy_string(text);
-      },
+      [&]() { return copy_string(model->model->tokenizer().detokenize(std::vector<int32_t>(tokens, tokens + n))); },
       static_cast<char*>(nullptr));
 }
 

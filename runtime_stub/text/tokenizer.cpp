@@ -615,6 +615,12 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool special) con
   return s;
 }
 
+std::string Tokenizer::detokenize(const std::vector<int32_t>& ids) const {
+  std::string text = decode(ids);
+  if (v_.kind == VocabKind::Spm && v_.add_space_prefix && !text.empty() && text[0] == ' ') text.erase(0, 1);
+  return text;
+}
+
 // ---- streaming ----------------------------------------------------------------------
 
 std::string StreamDecoder::push(std::string_view bytes) {

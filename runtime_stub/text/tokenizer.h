@@ -79,6 +79,9 @@ class Tokenizer {
   // The bytes a token stands for (control tokens: none, unless `special`).
   std::string token_bytes(int32_t id, bool special = false) const;
   std::string decode(const std::vector<int32_t>& ids, bool special = false) const;
+  // The text of a whole sequence of ids, as SentencePiece decodes it: the dummy prefix's
+  // space at the start is not text (the C API's bitnet_detokenize).
+  std::string detokenize(const std::vector<int32_t>& ids) const;
 
   const Vocab& vocab() const { return v_; }
   int32_t n_tokens() const { return static_cast<int32_t>(v_.tokens.size()); }
