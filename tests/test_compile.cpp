@@ -783,3 +783,130 @@ TEST(Compile, BenchDecodesSeveralSequencesTogether) {
   EXPECT_EQ(np.status, 2);
   EXPECT_NE(np.err.find("give --prompts"), std::string::npos) << np.err;
 }
+
+// The executable as llama-cli users expect it: -f - reads stdin, a random seed unless -s
+// (printed by -v and in --json, and -s reproduces it), -r stops at a text, --ignore-eos
+// goes past the end of the story, --no-special keeps control-token text as text.
+TEST(Compile, ExecutableFollowsLlamaCliConventions) {
+  ScratchDir dir;
+  const std::string exe =
+      compile((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(), "x86-64-avx2", dir.file("m"), dir);
+  const json plain = json::parse(sh(quote(exe) + " -p 'Once upon a time' -n 40 --temp 0 --json", dir).out);
+  const Result piped = sh("printf 'Once upon a time' | " + quote(exe) + " -f - -n 40 --temp 0 --json", dir);
+  ASSERT_EQ(piped.status, 0) << piped.err;
+  EXPECT_EQ(json::parse(piped.out)["tokens"], plain["tokens"]);
+
+  const std::string sampled = " -p 'Once upon a time' -n 24 --temp 0.9 --json";
+  const json a = json::parse(sh(quote(exe) + sampled, dir).out), b = json::parse(sh(quote(exe) + sampled, dir).out);
+  ASSERT_TRUE(a.contains("seed") && b.contains("seed"));
+  EXPECT_NE(a["seed"], b["seed"]);  // 2^-64 to fail by chance
+  const std::string seed = std::to_string(a["seed"].get<uint64_t>());
+  EXPECT_EQ(json::parse(sh(quote(exe) + sampled + " -s " + seed, dir).out)["tokens"], a["tokens"]);
+  const Result verbose = sh(quote(exe) + " -p Once -n 2 -v -s 77", dir);
+  EXPECT_NE(verbose.err.find("seed 77 |"), std::string::npos) << verbose.err;
+
+  // -r: the text up to and including the first stop string.
+  const std::string full = plain["text"];
+  const size_t lily = full.find("Lily");
+  ASSERT_NE(lily, std::string::npos) << full;
+  const Result stopped = sh(quote(exe) + " -p 'Once upon a time' -n 40 --temp 0 -r Lily -r never-there --json", dir);
+  EXPECT_EQ(json::parse(stopped.out)["text"], full.substr(0, lily + 4));
+  // --ignore-eos: the story ends with EOS; past it, -n decides.
+  const json story = json::parse(sh(quote(exe) + " -p 'The end' -n 400 --temp 0 --json", dir).out);
+  const size_t n = story["tokens"].size();
+  ASSERT_LT(n, 390u);
+  const json past = json::parse(
+      sh(quote(exe) + " -p 'The end' -n " + std::to_string(n + 5) + " --temp 0 --ignore-eos --json", dir).out);
+  EXPECT_EQ(past["tokens"].size(), n + 5);
+  // --no-special: "<s>" in the prompt is text, not a second BOS.
+  const json special = json::parse(sh(quote(exe) + " -p '<s>Hi' -n 1 --temp 0 --json", dir).out);
+  const json literal = json::parse(sh(quote(exe) + " -p '<s>Hi' -n 1 --temp 0 --json --no-special", dir).out);
+  EXPECT_EQ(std::count(special["prompt_tokens"].begin(), special["prompt_tokens"].end(), 1), 2);
+  EXPECT_EQ(std::count(literal["prompt_tokens"].begin(), literal["prompt_tokens"].end(), 1), 1);
+}
+
+// What the executable cannot use is an error naming it, never a crash, a hang or a lost
+// write: write errors (a full disk, a closed stdout), files that are not regular or too
+// large, endless stdin lines, --weights on an output that embeds its weights.
+TEST(Compile, ExecutableRefusesWhatItCannotUse) {
+  ScratchDir dir;
+  const std::string exe =
+      compile((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(), "x86-64-avx2", dir.file("m"), dir);
+  for (const char* json_flag : {"", " --json"}) {
+    const Result full = sh(quote(exe) + " -p Once -n 8 --temp 0" + json_flag + " > /dev/full", dir);
+    EXPECT_EQ(full.status, 1) << json_flag;
+    EXPECT_NE(full.err.find("writing to standard output: No space left on device"), std::string::npos) << full.err;
+  }
+  const Result closed = sh(quote(exe) + " -p Once -n 8 --temp 0 >&-", dir);
+  EXPECT_EQ(closed.status, 1);
+  EXPECT_NE(closed.err.find("writing to standard output: Bad file descriptor"), std::string::npos) << closed.err;
+
+  const std::string big = dir.file("big.txt");
+  ASSERT_EQ(sh("truncate -s 17M " + quote(big), dir).status, 0);
+  const std::pair<std::string, std::string> files[] = {
+      {dir.path().string(), "not a regular file"},
+      {"/dev/zero", "not a regular file"},
+      {big, "a prompt file holds at most 16 MiB"},
+  };
+  for (const auto& [file, message] : files) {
+    const Result r = sh("timeout 20 " + quote(exe) + " -f " + quote(file) + " -n 2", dir);
+    EXPECT_EQ(r.status, 2) << file;
+    EXPECT_NE(r.err.find("-f " + file + ": "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+  const Result endless = sh("head -c 3000000 /dev/zero | timeout 20 " + quote(exe) + " -i -n 2", dir);
+  EXPECT_EQ(endless.status, 1);
+  EXPECT_NE(endless.err.find("standard input: a line longer than 1 MiB"), std::string::npos) << endless.err;
+  const Result weights = sh(quote(exe) + " -p Once -n 2 --weights " + quote(big), dir);
+  EXPECT_EQ(weights.status, 2);
+  EXPECT_NE(weights.err.find("this output holds its weights itself"), std::string::npos) << weights.err;
+  const Result penalty = sh(quote(exe) + " -p Once --repeat-penalty 0", dir);
+  EXPECT_EQ(penalty.status, 2);
+  EXPECT_NE(penalty.err.find("--repeat-penalty must be a finite number > 0"), std::string::npos) << penalty.err;
+}
+
+// -cnv keeps the KV cache across turns: a turn processes only the tokens after what the
+// cache holds, and answers exactly as a fresh run of the whole rendered conversation.
+// When the context fills, the oldest turns are dropped whole, and it says so.
+TEST(Compile, ConversationKeepsItsCacheAndAnswersAsAFreshRun) {
+  ScratchDir dir;
+  const std::string exe =
+      compile((shared_dir() / "golden/hf-bitnet-tiny/packed").string(), "x86-64-avx2", dir.file("chat"), dir);
+  auto fresh = [&](const std::string& rendered) {
+    const Result r = sh(quote(exe) + " -p " + quote(rendered) + " -n 8 --temp 0 --json", dir);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return json::parse(r.out);
+  };
+  const std::string turn1 = "User: Hi there<|eot_id|>Assistant: ";
+  const json reply1 = fresh(turn1);
+  const std::string turn2 =
+      turn1 + reply1["text"].get<std::string>() + "<|eot_id|>User: Tell me more<|eot_id|>Assistant: ";
+  const json reply2 = fresh(turn2);
+  const Result chat = sh("printf 'Hi there\\nTell me more\\n' | " + quote(exe) + " -cnv -n 8 --temp 0 -c 128", dir);
+  ASSERT_EQ(chat.status, 0) << chat.err;
+  EXPECT_EQ(chat.out, reply1["text"].get<std::string>() + "\n" + reply2["text"].get<std::string>() + "\n");
+  // The second turn processed fewer tokens than its whole prompt.
+  const size_t second = chat.err.find("[", chat.err.find("new prompt tokens") + 1);
+  ASSERT_NE(second, std::string::npos) << chat.err;
+  EXPECT_LT(std::stoul(chat.err.substr(second + 1)), reply2["prompt_tokens"].size()) << chat.err;
+  EXPECT_EQ(chat.err.find("<|eot_id|>"), std::string::npos) << "the template is echoed: " << chat.err;
+
+  // A small context: the oldest turns go, the chat goes on.
+  const Result small = sh("printf 'a\\nb\\nc\\nd\\ne\\nf\\n' | " + quote(exe) + " -i -n 8 --temp 0 -c 48", dir);
+  EXPECT_EQ(small.status, 0) << small.err;
+  EXPECT_NE(small.err.find("is full: dropped the oldest"), std::string::npos) << small.err;
+  // --chat-template: a name, a Jinja file of a known family, or an error naming it.
+  const std::string jinja = dir.file("t.jinja"), junk = dir.file("junk.jinja");
+  sh("printf '{%% for m in messages %%}<|im_start|>{{ m.role }}{%% endfor %%}' > " + quote(jinja), dir);
+  sh("printf 'hello' > " + quote(junk), dir);
+  EXPECT_EQ(sh("printf 'Hi\\n' | " + quote(exe) + " -cnv -n 2 --temp 0 --chat-template " + quote(jinja), dir).status,
+            0);
+  const Result bad = sh("printf 'Hi\\n' | " + quote(exe) + " -cnv -n 2 --chat-template " + quote(junk), dir);
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("neither a template name"), std::string::npos) << bad.err;
+  const std::string stories =
+      compile((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(), "x86-64-avx2", dir.file("m"), dir);
+  const Result none = sh("printf 'Hi\\n' | " + quote(stories) + " -cnv -n 2", dir);
+  EXPECT_EQ(none.status, 2);
+  EXPECT_NE(none.err.find("this model has no chat template"), std::string::npos) << none.err;
+}

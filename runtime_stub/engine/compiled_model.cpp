@@ -26,7 +26,7 @@
 
 // Written by codegen for each output (codegen/cpu_kernels.cpp): per family of
 // kernel_abi.h, the table of its kernels and their count.
-#define BITNETC_KERNEL_TABLE_EXTERNS(family, signature)                                  \
+#define BITNETC_KERNEL_TABLE_EXTERNS(family, signature)                                \
   extern "C" const bitnetc::rt::KernelTable::family##_fn bitnetc_##family##_kernels[]; \
   extern "C" const uint32_t bitnetc_##family##_kernel_count;
 BITNETC_CPU_KERNEL_FAMILIES(BITNETC_KERNEL_TABLE_EXTERNS)
@@ -46,7 +46,8 @@ std::string own_binary_path() {
       char exe[PATH_MAX];
       const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
       // The main program's dli_fname is its argv[0]; /proc/self/exe survives a chdir.
-      if (n > 0 && std::string(exe, static_cast<size_t>(n)) == resolved) return std::string(exe, static_cast<size_t>(n));
+      if (n > 0 && std::string(exe, static_cast<size_t>(n)) == resolved)
+        return std::string(exe, static_cast<size_t>(n));
       return resolved;
     }
   }
@@ -92,8 +93,10 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
   tok_ = std::make_unique<Tokenizer>(deserialize_vocab(blob.subspan(header_.vocab_off, header_.vocab_size)));
   const auto stop = records_at<int32_t>(blob, header_.stop_off, header_.n_stop, "the embedded model (records)");
   stop_.assign(stop.begin(), stop.end());
-  const auto ternary = records_at<TernaryRecord>(blob, header_.records_off, header_.n_records, "the embedded model (records)");
-  const auto dense = records_at<DenseRecord>(blob, header_.dense_records_off, header_.n_dense_records, "the embedded model (records)");
+  const auto ternary =
+      records_at<TernaryRecord>(blob, header_.records_off, header_.n_records, "the embedded model (records)");
+  const auto dense =
+      records_at<DenseRecord>(blob, header_.dense_records_off, header_.n_dense_records, "the embedded model (records)");
   if (ternary.size() != graph_.ternary.size() || dense.size() != graph_.dense.size())
     throw std::runtime_error("the embedded model is damaged (weights)");
   const uint8_t* weights_base = blob.data();
@@ -102,8 +105,8 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
     const std::string path = weights_path.empty() ? own_binary_path() + ".weights" : weights_path;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-      throw std::runtime_error(path + ": cannot open the weights file (compiled with --weights=external): " +
-                               std::strerror(errno));
+      throw std::runtime_error(
+          path + ": cannot open the weights file (compiled with --weights=external): " + std::strerror(errno));
     struct stat st {};
     if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != header_.weights_off + header_.weights_size) {
       ::close(fd);
@@ -113,7 +116,8 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
     void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     ::close(fd);
     if (map == MAP_FAILED) throw std::runtime_error(path + ": cannot map the weights file: " + std::strerror(errno));
-    side_file_.reset(static_cast<const uint8_t*>(map), [size](const uint8_t* p) { ::munmap(const_cast<uint8_t*>(p), size); });
+    side_file_.reset(static_cast<const uint8_t*>(map),
+                     [size](const uint8_t* p) { ::munmap(const_cast<uint8_t*>(p), size); });
     if (std::memcmp(side_file_.get(), &header_, sizeof header_) != 0)
       throw std::runtime_error(path + ": is not the weights file of this model (another compile)");
     weights_base = side_file_.get();
@@ -178,11 +182,15 @@ std::vector<Generation> CompiledModel::generate_all(std::vector<SequenceRequest>
 
 Generation CompiledModel::generate(std::string_view prompt, int32_t n_predict, const SamplerParams& sampling,
                                    const std::function<bool(std::string_view)>& on_text,
-                                   const std::function<void(std::span<const float>)>& on_logits,
-                                   bool truncate_prompt) {
+                                   const std::function<void(std::span<const float>)>& on_logits, bool truncate_prompt) {
   GenerateOptions go = generate_options(n_predict, sampling);
   go.on_logits = on_logits;
   go.truncate_prompt = truncate_prompt;
+  return generate(prompt, std::move(go), on_text);
+}
+
+Generation CompiledModel::generate(std::string_view prompt, GenerateOptions go,
+                                   const std::function<bool(std::string_view)>& on_text) {
   go.forward_argmax = [&](std::span<const int32_t> tokens, int32_t pos, const RepeatPenalty& penalty) {
     return forward_->forward_argmax(tokens, pos, penalty);
   };

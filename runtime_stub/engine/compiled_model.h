@@ -40,8 +40,12 @@ class CompiledModel {
   // `truncate_prompt` cuts a prompt longer than the context (else an error).
   Generation generate(std::string_view prompt, int32_t n_predict, const SamplerParams& sampling,
                       const std::function<bool(std::string_view)>& on_text = {},
-                      const std::function<void(std::span<const float>)>& on_logits = {},
-                      bool truncate_prompt = false);
+                      const std::function<void(std::span<const float>)>& on_logits = {}, bool truncate_prompt = false);
+
+  // The same with options from generate_options(), changed by the caller (--ignore-eos
+  // clears stop_tokens, --no-special parse_special); the device fast paths are added.
+  Generation generate(std::string_view prompt, GenerateOptions options,
+                      const std::function<bool(std::string_view)>& on_text = {});
 
   // Generates every request, up to max_sequences at a time in one batched forward pass
   // (engine.h); each request gets the model's stop tokens and context. Results in

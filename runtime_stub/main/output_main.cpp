@@ -2,6 +2,9 @@
 // the generated kernels, and generates text with llama.cpp-style flags.
 //
 // The model itself is rt::CompiledModel (compiled_model.h).
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -9,7 +12,9 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <span>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +23,7 @@
 #include "chat.h"
 #include "compiled_model.h"
 #include "json_text.h"
+#include "output_args.h"
 #include "server.h"
 #include "thread_pool.h"
 
@@ -33,19 +39,27 @@ void print_help(const char* argv0) {
   std::printf(
       "usage: %s [options]   (a model compiled by bitnetc for %s)\n\n"
       "  -p, --prompt TEXT        prompt (default: empty: BOS only)\n"
-      "  -f, --file FILE          read the prompt from FILE\n"
-      "  -n, --n-predict N        tokens to generate at most (default 64)\n"
-      "  -c, --ctx-size N         context length, at most the model's (default: the model's)\n"
+      "  -f, --file FILE          read the prompt from FILE (- : stdin; a regular file of at most 16 MiB)\n"
+      "  -n, --n-predict N        tokens to generate at most (default 64; -1: until the context is full)\n"
+      "  -c, --ctx-size N         context length, at most the model's (default 0: the model's)\n"
       "  -t, --threads N          CPU threads (default: every core)\n"
       "      --temp T             temperature, <= 0 greedy (default 0.8)\n"
       "      --top-k K            (default 40, <= 0 off)\n"
-      "      --top-p P            (default 0.95, >= 1 off)\n"
-      "      --min-p P            (default 0.05, <= 0 off)\n"
-      "      --repeat-penalty R   (default 1: off; last 64 tokens)\n"
-      "  -s, --seed N             sampling seed (default 0)\n"
-      "      --json               print {prompt_tokens, tokens, text} instead of the text\n"
+      "      --top-p P            from 0 to 1 (default 0.95, 1 off)\n"
+      "      --min-p P            from 0 to 1 (default 0.05, 0 off)\n"
+      "      --repeat-penalty R   above 0 (default 1: off; last 64 tokens)\n"
+      "  -s, --seed N             sampling seed, 0 to 2^64-1 (default -1: a random seed, printed by -v and --json)\n"
+      "  -r, --reverse-prompt S   stop when the text holds S (repeatable)\n"
+      "      --ignore-eos         generate past end-of-text tokens\n"
+      "      --no-special         control-token text in the prompt (\"<|eot_id|>\") stays text\n"
+      "  -v, --verbose            the seed, the context and the template used, on stderr\n"
+      "      --json               print {prompt_tokens, tokens, text, seed} instead of the text\n"
       "      --top-logits K       with --json: the K largest logits before each token\n"
-      "  -i, --interactive        one prompt per line of stdin\n"
+      "  -i, --interactive        a prompt per line of stdin (on a model with a chat template: -cnv)\n"
+      "  -cnv, --conversation     chat with the model's template, its KV cache kept across turns\n"
+      "  -sys, --system-prompt S  -cnv: the system message\n"
+      "      --chat-template T    -cnv: a template name (%s) or a Jinja file, instead of the model's\n"
+      "      --keep N             -cnv: the conversation's first N tokens are never dropped when it fills the context\n"
       "      --prompts FILE       every line of FILE, -np at once in batched steps\n"
       "  -np, --parallel N        sequences at once for --prompts and --server (default 4)\n"
       "      --truncate           cut a prompt longer than the context instead of an error\n"
@@ -62,17 +76,11 @@ void print_help(const char* argv0) {
       "      --timeout S          a connection's read/write timeout in seconds (default 600)\n"
       "  -h, --help               this text\n"
       "      --version            bitnetc's version, the target and the model\n",
-      argv0, bitnetc_target_name);
+      argv0, bitnetc_target_name, "bitnet-2b4t, llama3, llama2, chatml, phi3, none");
 }
 
 [[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(
-      stderr,
-      "error: %s\n(usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, "
-      "--min-p P, --repeat-penalty R, -s SEED, --json, -i, --prompts FILE, -np N, --truncate, --weights FILE, "
-      "--top-logits K, --bench P,G,R[,S], --profile R, --device cpu|cuda, --server [--host A --port N --api-key K "
-      "--queue N --timeout S]; -h lists them with their defaults)\n",
-      msg.c_str());
+  std::fprintf(stderr, "error: %s\n(%s)\n", msg.c_str(), rt::output_usage_line());
   std::exit(2);
 }
 
@@ -92,24 +100,13 @@ std::string list_json(const std::vector<double>& v) {
   return s + "]";
 }
 
-// The S of `--bench P,G,R,S` (1 without it).
-int bench_sequences(const std::string& spec) {
-  int p = 0, g = 0, r = 0, s = 1;
-  const int n = std::sscanf(spec.c_str(), "%d,%d,%d,%d", &p, &g, &r, &s);
-  if ((n != 3 && n != 4) || p < 0 || g < 0 || r < 1 || s < 1 || s > 256)
-    usage_error("--bench wants PROMPT_TOKENS,GENERATED_TOKENS,REPETITIONS[,SEQUENCES] (e.g. 128,128,3 or 0,64,3,8)");
-  return n == 4 ? s : 1;
-}
-
 // `--bench P,G,R[,S]`: llama-bench's two tests on this output, R times each: prefill P
 // tokens into an empty context (pp), and generate G tokens one at a time after one
 // token (tg); with S > 1, S sequences decode together, one row each per step, and tg
 // is their aggregate tokens/s. Token ids are seeded pseudo-random. Prints one JSON
 // object of tokens/s.
-int run_bench(rt::CompiledModel& model, const std::string& spec, double load_s, int threads) {
-  int p = 0, g = 0, r = 0;
-  std::sscanf(spec.c_str(), "%d,%d,%d", &p, &g, &r);
-  const int sequences = bench_sequences(spec);
+int run_bench(rt::CompiledModel& model, const rt::BenchSpec& spec, double load_s, int threads) {
+  const int p = spec.prompt, g = spec.generated, r = spec.repetitions, sequences = spec.sequences;
   if (std::max(p, g + 1) > model.n_ctx())
     usage_error("--bench: " + std::to_string(std::max(p, g + 1)) + " tokens do not fit the context of " +
                 std::to_string(model.n_ctx()) + " (-c)");
@@ -167,11 +164,7 @@ int run_bench(rt::CompiledModel& model, const std::string& spec, double load_s, 
 // `--profile R`: each launch of a decode step timed by the GPU, averaged over R steps:
 // one JSON object, the launches in plan order with the weight bytes each reads and the
 // bandwidth that makes. CUDA outputs only (perf profiles a CPU output).
-int run_profile(rt::CompiledModel& model, const std::string& spec) {
-  char* end = nullptr;
-  const long reps = std::strtol(spec.c_str(), &end, 10);
-  if (spec.empty() || *end != '\0' || reps < 1 || reps > 100000)
-    usage_error("--profile wants a repetition count (e.g. 20)");
+int run_profile(rt::CompiledModel& model, long reps) {
   const std::vector<rt::StepProfile> steps = model.forward_pass().profile_decode_steps(static_cast<int>(reps));
   if (steps.empty()) {
     std::fprintf(stderr,
@@ -205,12 +198,38 @@ std::string top_logits_json(std::span<const float> logits, int k) {
   return "[" + step + "]";
 }
 
+// Standard output, where a write error is not lost: a reader that went away (EPIPE,
+// `| head`) ends the run quietly; any other error (a full disk, a closed stdout) is
+// reported and the run exits 1.
+class Output {
+ public:
+  bool write(std::string_view t) {
+    if (failed_) return false;
+    if (std::fwrite(t.data(), 1, t.size(), stdout) != t.size() || std::fflush(stdout) != 0) {
+      errno_ = errno;
+      failed_ = true;
+    }
+    return !failed_;
+  }
+  bool failed() const { return failed_; }
+  // The exit status for the error, after saying what it was (0 for EPIPE).
+  int status() const {
+    if (!failed_ || errno_ == EPIPE) return 0;
+    std::fprintf(stderr, "error: writing to standard output: %s\n", std::strerror(errno_));
+    return 1;
+  }
+
+ private:
+  bool failed_ = false;
+  int errno_ = 0;
+};
+
 // `--prompts FILE`: every prompt of the file, `slots` at a time in batched forward steps
 // (rt::generate_all), each as it would be generated alone. Prints each result in the
 // file's order as soon as it and those before it are done: the text, or with --json one
 // object per line.
 int run_prompts(rt::CompiledModel& model, const std::vector<std::string>& prompts, int slots, int32_t n_predict,
-                const rt::SamplerParams& sp, int top_logits, bool truncate, bool json, double load_s) {
+                const rt::SamplerParams& sp, int top_logits, bool truncate, bool json, double load_s, Output& out) {
   std::vector<rt::SequenceRequest> requests(prompts.size());
   std::vector<std::string> logits_json(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -238,12 +257,12 @@ int run_prompts(rt::CompiledModel& model, const std::vector<std::string>& prompt
         std::fprintf(stderr, "note: prompt %zu was cut by %zu tokens to fit the context of %lld\n", printed,
                      d.prompt_tokens_dropped, static_cast<long long>(model.n_ctx()));
       if (json)
-        std::printf("{\"index\":%zu,\"prompt_tokens\":%s,\"tokens\":%s,\"text\":\"%s\"%s}\n", printed,
-                    ids_json(d.prompt_tokens).c_str(), ids_json(d.tokens).c_str(), json_escape(d.text).c_str(),
-                    top_logits > 0 ? (",\"top_logits\":[" + logits_json[printed] + "]").c_str() : "");
+        out.write("{\"index\":" + std::to_string(printed) + ",\"prompt_tokens\":" + ids_json(d.prompt_tokens) +
+                  ",\"tokens\":" + ids_json(d.tokens) + ",\"text\":\"" + json_escape(d.text) +
+                  "\",\"seed\":" + std::to_string(sp.seed) +
+                  (top_logits > 0 ? ",\"top_logits\":[" + logits_json[printed] + "]" : "") + "}\n");
       else
-        std::printf("%s%s\n", prompts[printed].c_str(), d.text.c_str());
-      std::fflush(stdout);
+        out.write(prompts[printed] + d.text + "\n");
     }
   };
   const auto t0 = std::chrono::steady_clock::now();
@@ -251,247 +270,325 @@ int run_prompts(rt::CompiledModel& model, const std::vector<std::string>& prompt
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "load %.3f s | %zu prompts, %d at once: %zu prompt tokens, %zu generated in %.3f s (%.1f t/s)\n",
                load_s, prompts.size(), slots, prompt_tokens, generated, s, generated / std::max(s, 1e-9));
-  return 0;
+  return out.status();
+}
+
+// What -f reads at most, and a line of -i / -cnv: far more than any context holds.
+constexpr size_t kMaxPromptBytes = 16u << 20;
+constexpr size_t kMaxLineBytes = 1u << 20;
+
+// -f FILE (or - for stdin): a regular file of at most kMaxPromptBytes (a directory, a
+// FIFO or /dev/zero is refused before it is read, a larger file without reading it all).
+std::string read_prompt_file(const std::string& path) {
+  FILE* f = stdin;
+  if (path != "-") {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) usage_error("-f " + path + ": " + std::strerror(errno));
+    if (!S_ISREG(st.st_mode))
+      usage_error("-f " + path + ": not a regular file (a directory, FIFO or device); use -f - for stdin");
+    if (static_cast<uint64_t>(st.st_size) > kMaxPromptBytes)
+      usage_error("-f " + path + ": " + std::to_string(st.st_size) + " bytes; a prompt file holds at most 16 MiB");
+    f = std::fopen(path.c_str(), "rb");
+    if (!f) usage_error("-f " + path + ": " + std::strerror(errno));
+  }
+  std::string text;
+  char buf[65536];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) {
+    text.append(buf, n);
+    if (text.size() > kMaxPromptBytes) usage_error("-f " + path + ": more than 16 MiB; a prompt holds at most that");
+  }
+  const bool bad = std::ferror(f);
+  if (f != stdin) std::fclose(f);
+  if (bad) usage_error("-f " + path + ": cannot read it");
+  return text;
+}
+
+// A line of stdin without its newline, or false at the end; a line longer than
+// kMaxLineBytes (stdin from /dev/zero) is an error.
+bool read_line(std::string& line) {
+  line.clear();
+  int c;
+  while ((c = std::getchar()) != EOF && c != '\n') {
+    line.push_back(static_cast<char>(c));
+    if (line.size() > kMaxLineBytes) throw std::runtime_error("standard input: a line longer than 1 MiB");
+  }
+  return c != EOF || !line.empty();
+}
+
+uint64_t random_seed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+// -r: true when the text generated so far holds one of the stop strings.
+bool holds_reverse_prompt(const std::string& text, const std::vector<std::string>& stops) {
+  for (const std::string& s : stops)
+    if (text.find(s) != std::string::npos) return true;
+  return false;
+}
+
+// -cnv (or -i on a chat model): a conversation on sequence 0, its KV cache kept across
+// turns. Each turn renders the whole conversation as tokens and processes only those
+// after the prefix the cache already holds (tokens that re-render differently, such as a
+// reply's at a turn boundary, are processed again). When a turn would not fit, the
+// oldest turns are dropped whole, never the system prompt nor those within the first
+// --keep tokens.
+int run_conversation(rt::CompiledModel& model, const rt::OutputArgs& args, rt::ChatTemplate tmpl, Output& out) {
+  const rt::Tokenizer& tok = model.tokenizer();
+  const int64_t n_ctx = model.n_ctx();
+  std::vector<rt::ChatMessage> messages;
+  if (!args.system_prompt.empty()) messages.push_back({"system", args.system_prompt});
+  const size_t first_turn = messages.size();
+  // The conversation as tokens: rendered by the template, or (none) the texts in turn.
+  auto render = [&](const std::vector<rt::ChatMessage>& m, bool for_reply) {
+    if (tmpl != rt::ChatTemplate::None) return rt::chat_tokens(tok, tmpl, m, for_reply);
+    std::string text;
+    for (const rt::ChatMessage& msg : m) text += msg.content;
+    return tok.encode(text, tok.vocab().add_bos, !args.no_special);
+  };
+  const int32_t n_predict = args.n_predict < 0 ? static_cast<int32_t>(n_ctx) : args.n_predict;
+  const int64_t room = std::max<int64_t>(1, std::min<int64_t>(n_predict, n_ctx / 4));
+  std::vector<int32_t> history;  // what the cache holds, and the last token (not yet fed)
+  std::string line;
+  bool first = true;
+  for (;;) {
+    if (first && (!args.prompt.empty() || !args.prompt_file.empty())) {
+      line = !args.prompt_file.empty() ? read_prompt_file(args.prompt_file) : args.prompt;
+    } else {
+      std::fprintf(stderr, "\n> ");
+      std::fflush(stderr);
+      if (!read_line(line)) break;
+      if (line.empty()) continue;
+    }
+    first = false;
+    messages.push_back({"user", tmpl == rt::ChatTemplate::None ? line + "\n" : line});
+    std::vector<int32_t> tokens;
+    try {
+      tokens = render(messages, true);
+      size_t dropped_turns = 0, dropped_tokens = 0;
+      while (static_cast<int64_t>(tokens.size()) + room > n_ctx) {
+        // The oldest turn (a user message and the replies after it) that starts after the
+        // system prompt and past the conversation's first --keep tokens.
+        size_t start = first_turn, end = first_turn;
+        bool found = false;
+        while (!found && start + 1 < messages.size()) {
+          end = start + 1;
+          while (end + 1 < messages.size() && messages[end].role != "user") ++end;
+          const std::vector<rt::ChatMessage> before(messages.begin(), messages.begin() + start);
+          found = static_cast<int64_t>(render(before, false).size()) >= args.keep;
+          if (!found) start = end;
+        }
+        if (!found) break;
+        const size_t had = tokens.size();
+        messages.erase(messages.begin() + start, messages.begin() + end);
+        tokens = render(messages, true);
+        ++dropped_turns;
+        dropped_tokens += had - tokens.size();
+      }
+      if (dropped_turns > 0)
+        std::fprintf(stderr, "[the context of %lld is full: dropped the oldest %zu turn%s (%zu tokens)]\n",
+                     static_cast<long long>(n_ctx), dropped_turns, dropped_turns == 1 ? "" : "s", dropped_tokens);
+      if (static_cast<int64_t>(tokens.size()) >= n_ctx)
+        throw rt::GenerateError("this turn needs " + std::to_string(tokens.size()) +
+                                " tokens with what must be kept; the context holds " + std::to_string(n_ctx) + " (-c)");
+    } catch (const std::exception& e) {  // a turn that cannot be taken is reported; the chat goes on
+      std::fprintf(stderr, "error: %s\n", e.what());
+      messages.pop_back();
+      continue;
+    }
+    // The cache holds history[0 .. history.size() - 2]: keep what the new rendering shares.
+    size_t fed = 0;
+    const size_t cached = history.empty() ? 0 : history.size() - 1;
+    while (fed < cached && fed < tokens.size() - 1 && history[fed] == tokens[fed]) ++fed;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto gen = model.pull_continued(tokens, static_cast<int32_t>(fed), n_predict, args.sampling, 0);
+    std::string reply, piece;
+    while (gen->next(piece)) {
+      reply += piece;
+      if (!out.write(piece)) return out.status();
+      if (holds_reverse_prompt(reply, args.reverse_prompts)) gen->stop();
+    }
+    if (!out.write("\n")) return out.status();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const rt::Generation& g = gen->generation();
+    std::fprintf(stderr, "[%zu new prompt tokens, %zu generated in %.3f s (%.1f t/s); %zu of %lld positions]",
+                 tokens.size() - fed, g.tokens.size(), s, g.tokens.size() / std::max(s, 1e-9),
+                 tokens.size() + g.tokens.size(), static_cast<long long>(n_ctx));
+    history = tokens;
+    history.insert(history.end(), g.tokens.begin(), g.tokens.end());
+    if (g.stopped) history.push_back(g.stop_token);
+    messages.push_back({"assistant", tmpl == rt::ChatTemplate::None ? reply + "\n" : reply});
+  }
+  std::fprintf(stderr, "\n");
+  return out.status();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string prompt;
-  bool json = false;
-  int32_t n_predict = 64;
-  int64_t n_ctx = 0;
-  int threads = 0;
-  bool threads_given = false;
-  rt::SamplerParams sp;
-  std::string bench, profile;
-  int top_logits = 0;
-  bool truncate = false, interactive = false;
-  std::string weights_path, device, prompts_path;
-  int parallel = 0;
-  bool serve = false;
-  rt::ServerOptions server;
-  std::string server_flag;  // a flag of --server's seen (an error without --server)
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage_error("option " + a + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&](const std::string& v) {
-      char* end = nullptr;
-      const double d = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end) usage_error("option " + a + ": \"" + v + "\" is not a number");
-      return d;
-    };
-    if (a == "-h" || a == "--help") {
-      print_help(argv[0]);
-      return 0;
-    } else if (a == "--version") {
-      try {
-        std::printf("bitnetc %s output for %s: %s\n", BITNETC_VERSION, bitnetc_target_name,
-                    rt::describe_embedded_model().c_str());
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
-        return 1;
-      }
-      return 0;
-    } else if (a == "-p" || a == "--prompt")
-      prompt = value();
-    else if (a == "-f" || a == "--file") {
-      const std::string path = value();
-      std::ifstream in(path, std::ios::binary);
-      if (!in) usage_error("cannot read prompt file " + path);
-      prompt.assign(std::istreambuf_iterator<char>(in), {});
-    } else if (a == "-n" || a == "--n-predict")
-      n_predict = static_cast<int32_t>(number(value()));
-    else if (a == "-c" || a == "--ctx-size")
-      n_ctx = static_cast<int64_t>(number(value()));
-    else if (a == "-t" || a == "--threads") {
-      threads = static_cast<int>(number(value()));
-      threads_given = true;
-    } else if (a == "--temp")
-      sp.temperature = static_cast<float>(number(value()));
-    else if (a == "--top-k")
-      sp.top_k = static_cast<int32_t>(number(value()));
-    else if (a == "--top-p")
-      sp.top_p = static_cast<float>(number(value()));
-    else if (a == "--min-p")
-      sp.min_p = static_cast<float>(number(value()));
-    else if (a == "--repeat-penalty")
-      sp.repeat_penalty = static_cast<float>(number(value()));
-    else if (a == "-s" || a == "--seed")
-      sp.seed = static_cast<uint64_t>(number(value()));
-    else if (a == "--json")
-      json = true;
-    else if (a == "--bench")
-      bench = value();
-    else if (a == "--profile")
-      profile = value();
-    else if (a == "--top-logits")
-      top_logits = static_cast<int>(number(value()));
-    else if (a == "--truncate")
-      truncate = true;
-    else if (a == "--weights")
-      weights_path = value();
-    else if (a == "-i" || a == "--interactive")
-      interactive = true;
-    else if (a == "--device")
-      device = value();
-    else if (a == "--prompts")
-      prompts_path = value();
-    else if (a == "-np" || a == "--parallel") {
-      const double v = number(value());
-      if (v < 1 || v > 256 || v != static_cast<int>(v)) usage_error("-np must be a whole number from 1 to 256");
-      parallel = static_cast<int>(v);
-    } else if (a == "--server") {
-      serve = true;
-    } else if (a == "--host") {
-      server.host = value();
-      if (server.host.empty()) usage_error("--host wants an address (e.g. 127.0.0.1)");
-      server_flag = a;
-    } else if (a == "--port") {
-      const double v = number(value());
-      if (v < 0 || v > 65535 || v != static_cast<int>(v)) usage_error("--port must be a whole number from 0 to 65535");
-      server.port = static_cast<int>(v);
-      server_flag = a;
-    } else if (a == "--api-key") {
-      server.api_key = value();
-      server_flag = a;
-    } else if (a == "--queue") {
-      const double v = number(value());
-      if (v < 0 || v > 1e6 || v != static_cast<int>(v)) usage_error("--queue must be a whole number from 0 to 1000000");
-      server.queue = static_cast<int>(v);
-      server_flag = a;
-    } else if (a == "--timeout") {
-      server.timeout_s = number(value());
-      if (!(server.timeout_s >= 1 && server.timeout_s <= 86400))
-        usage_error("--timeout must be from 1 to 86400 seconds");
-      server_flag = a;
-    } else {
-      usage_error("unknown option " + a);
-    }
+  rt::OutputArgs args;
+  try {
+    args = rt::parse_output_args(std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const rt::UsageError& e) {
+    usage_error(e.what());
   }
-  if (n_predict < 0) usage_error("-n must not be negative");
+  using Mode = rt::OutputArgs::Mode;
+  if (args.mode == Mode::Help) {
+    print_help(argv[0]);
+    return 0;
+  }
+  if (args.mode == Mode::Version) {
+    try {
+      std::printf("bitnetc %s output for %s: %s\n", BITNETC_VERSION, bitnetc_target_name,
+                  rt::describe_embedded_model().c_str());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 1;
+    }
+    return 0;
+  }
+  rt::SamplerParams sp = args.sampling;
+  if (args.random_seed) sp.seed = random_seed();
+  args.sampling = sp;
   // --prompts FILE: one prompt per line, -np of them generated at once.
   std::vector<std::string> prompts;
-  if (!prompts_path.empty()) {
-    if (interactive || !bench.empty() || !profile.empty())
-      usage_error("--prompts does not combine with -i, --bench or --profile");
-    std::ifstream in(prompts_path, std::ios::binary);
-    if (!in) usage_error("cannot read prompt file " + prompts_path);
+  if (args.mode == Mode::Prompts) {
+    std::istringstream in(read_prompt_file(args.prompts_path));
     for (std::string line; std::getline(in, line);)
       if (!line.empty()) prompts.push_back(line);
-    if (prompts.empty()) usage_error(prompts_path + " holds no prompt (one per line)");
-  } else if (parallel > 0 && !serve) {
-    usage_error("-np runs the prompts of --prompts FILE (or --server's requests) at once; give --prompts or --server");
+    if (prompts.empty()) usage_error(args.prompts_path + " holds no prompt (one per line)");
   }
-  if (serve && (!prompt.empty() || interactive || !prompts_path.empty() || !bench.empty() || !profile.empty() || json ||
-                top_logits > 0))
-    usage_error(
-        "--server takes its prompts from HTTP requests: it does not combine with -p, -f, -i, --prompts, "
-        "--bench, --profile, --json or --top-logits");
-  if (!server_flag.empty() && !serve) usage_error(server_flag + " is an option of --server; add --server");
-  server.slots = parallel > 0 ? parallel : 4;
-  const int slots = serve             ? server.slots
-                    : prompts.empty() ? 1
-                                      : std::min<int>(parallel > 0 ? parallel : 4, static_cast<int>(prompts.size()));
+  const int slots = args.mode == Mode::Server ? args.server.slots
+                    : prompts.empty()
+                        ? 1
+                        : std::min<int>(args.parallel > 0 ? args.parallel : 4, static_cast<int>(prompts.size()));
   // --device names where the forward pass must run; an output runs where it was compiled
   // for, never silently somewhere else.
-  if (!device.empty()) {
-    if (device != "cpu" && device != "cuda") usage_error("--device must be cpu or cuda");
+  if (!args.device.empty()) {
     const bool gpu_output = std::string(bitnetc_target_name).rfind("cuda-", 0) == 0;
-    if ((device == "cuda") != gpu_output) {
+    if ((args.device == "cuda") != gpu_output) {
       std::fprintf(stderr,
                    "error: --device=%s: this output was compiled for %s, which runs on %s; compile the model "
                    "for %s (`bitnetc targets` lists them)\n",
-                   device.c_str(), bitnetc_target_name, gpu_output ? "an NVIDIA GPU only" : "the CPU only",
+                   args.device.c_str(), bitnetc_target_name, gpu_output ? "an NVIDIA GPU only" : "the CPU only",
                    gpu_output ? "a CPU target" : "a cuda-sm* target");
       return 1;
     }
   }
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (threads_given && threads < 1) usage_error("-t must be at least 1");
-  if (!threads_given) threads = cores;
+  int threads = args.threads > 0 ? args.threads : cores;
   if (threads > cores) {
     std::fprintf(stderr, "note: -t %d is more than the %d cores here; using %d threads\n", threads, cores, cores);
     threads = cores;
   }
-  if (serve) rt::block_stop_signals();  // before any thread starts: the server handles them
+  // The prompt, before anything loads (a bad file is a usage error).
+  std::string prompt = args.prompt;
+  if (args.mode == Mode::Generate && !args.prompt_file.empty()) prompt = read_prompt_file(args.prompt_file);
+  if (args.mode == Mode::Server) rt::block_stop_signals();  // before any thread starts: the server handles them
   rt::set_cpu_threads(threads);
-  // A closed stdout (`| head`) ends generation quietly instead of killing the process.
+  // A closed pipe (`| head`) is an EPIPE from write, handled by Output.
   std::signal(SIGPIPE, SIG_IGN);
+  Output out;
 
   try {
     const auto t0 = std::chrono::steady_clock::now();
-    const int sequences = !bench.empty() ? bench_sequences(bench) : slots;
-    rt::CompiledModel model(n_ctx, weights_path, sequences);
+    const int sequences = args.mode == Mode::Bench ? args.bench.sequences : slots;
+    rt::CompiledModel model(args.n_ctx, args.weights_path, sequences);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!bench.empty()) return run_bench(model, bench, load_s, threads);
-    if (!profile.empty()) return run_profile(model, profile);
-    if (serve) return rt::run_server(model, server);
-    bool stdout_closed = false;
-    auto stream = [&](std::string_view t) {
-      if (std::fwrite(t.data(), 1, t.size(), stdout) != t.size() || std::fflush(stdout) != 0) stdout_closed = true;
-      return !stdout_closed;
-    };
+    if (!args.weights_path.empty() && !model.external_weights()) {
+      std::fprintf(stderr,
+                   "error: --weights %s: this output holds its weights itself; --weights is for outputs compiled "
+                   "with --weights=external\n",
+                   args.weights_path.c_str());
+      return 2;
+    }
+    if (args.mode == Mode::Bench) return run_bench(model, args.bench, load_s, threads);
+    if (args.mode == Mode::Profile) return run_profile(model, args.profile_reps);
+    if (args.mode == Mode::Server) return rt::run_server(model, args.server);
+
+    // The chat template a conversation uses: the model's, or --chat-template's.
+    rt::ChatTemplate tmpl = model.tokenizer().vocab().chat_template;
+    if (!args.chat_template.empty() && !rt::chat_template_by_name(args.chat_template, tmpl)) {
+      const std::string jinja = read_prompt_file(args.chat_template);
+      tmpl = rt::detect_chat_template(jinja);
+      if (tmpl == rt::ChatTemplate::None)
+        usage_error("--chat-template " + args.chat_template +
+                    ": neither a template name (bitnet-2b4t, llama3, llama2, chatml, phi3, none) nor a Jinja "
+                    "template of one of those families");
+    }
+    const bool chat =
+        args.mode == Mode::Conversation || (args.mode == Mode::Interactive && tmpl != rt::ChatTemplate::None);
+    if (args.mode == Mode::Conversation && tmpl == rt::ChatTemplate::None && args.chat_template != "none")
+      usage_error(
+          "-cnv: this model has no chat template; name one with --chat-template (llama3, chatml, ...) or "
+          "--chat-template none to chat in plain text");
+    if (args.verbose)
+      std::fprintf(stderr, "seed %llu%s | context %lld | %d threads | target %s | chat template %s%s\n",
+                   static_cast<unsigned long long>(sp.seed), args.random_seed ? " (random)" : "",
+                   static_cast<long long>(model.n_ctx()), threads, bitnetc_target_name, rt::chat_template_name(tmpl),
+                   chat ? "" : " (not applied: -p sends the prompt as is)");
+    else if (args.mode == Mode::Generate && tmpl != rt::ChatTemplate::None && !args.json)
+      std::fprintf(stderr, "note: this model has a chat template (%s), not applied to -p; -cnv chats with it applied\n",
+                   rt::chat_template_name(tmpl));
+    if (chat && args.json)
+      usage_error("-i on a model with a chat template chats as -cnv does, printing the conversation: no --json");
+    if (chat) return run_conversation(model, args, tmpl, out);
+
     // --top-logits K (with --json): the K largest logits before each generated token.
     std::string logits_json;
     auto on_logits = [&](std::span<const float> logits) {
-      logits_json += (logits_json.empty() ? "" : ",") + top_logits_json(logits, top_logits);
+      logits_json += (logits_json.empty() ? "" : ",") + top_logits_json(logits, args.top_logits);
     };
+    const int32_t n_predict = args.n_predict < 0 ? static_cast<int32_t>(model.n_ctx()) : args.n_predict;
     if (n_predict > model.n_ctx())
       std::fprintf(stderr, "note: -n %d is more than the context (%lld); generation stops when it is full\n", n_predict,
                    static_cast<long long>(model.n_ctx()));
+    if (!prompts.empty())
+      return run_prompts(model, prompts, slots, n_predict, sp, args.top_logits, args.truncate, args.json, load_s, out);
     auto generate_one = [&](const std::string& text) {
-      if (!json) stream(text);
-      rt::Generation gen =
-          model.generate(text, n_predict, sp, json ? std::function<bool(std::string_view)>() : stream,
-                         top_logits > 0 ? std::function<void(std::span<const float>)>(on_logits) : nullptr, truncate);
+      if (!args.json) out.write(text);
+      rt::GenerateOptions go = model.generate_options(n_predict, sp);
+      if (args.ignore_eos) go.stop_tokens.clear();
+      go.parse_special = !args.no_special;
+      go.truncate_prompt = args.truncate;
+      if (args.top_logits > 0) go.on_logits = on_logits;
+      std::string generated;
+      rt::Generation gen = model.generate(text, std::move(go), [&](std::string_view piece) {
+        generated += piece;
+        if (!args.json && !out.write(piece)) return false;
+        return !holds_reverse_prompt(generated, args.reverse_prompts);
+      });
       if (gen.prompt_tokens_dropped > 0)
         std::fprintf(stderr, "note: the prompt was cut by %zu tokens to fit the context of %lld\n",
                      gen.prompt_tokens_dropped, static_cast<long long>(model.n_ctx()));
-      if (stdout_closed) return gen;
-      if (json)
-        std::printf("{\"prompt_tokens\":%s,\"tokens\":%s,\"text\":\"%s\"%s}\n", ids_json(gen.prompt_tokens).c_str(),
-                    ids_json(gen.tokens).c_str(), json_escape(gen.text).c_str(),
-                    top_logits > 0 ? (",\"top_logits\":[" + logits_json + "]").c_str() : "");
+      if (args.json)
+        out.write("{\"prompt_tokens\":" + ids_json(gen.prompt_tokens) + ",\"tokens\":" + ids_json(gen.tokens) +
+                  ",\"text\":\"" + json_escape(gen.text) + "\",\"seed\":" + std::to_string(sp.seed) +
+                  (args.top_logits > 0 ? ",\"top_logits\":[" + logits_json + "]" : "") + "}\n");
       else
-        stream("\n");
-      std::fflush(stdout);
+        out.write("\n");
       return gen;
     };
-    if (!prompts.empty()) return run_prompts(model, prompts, slots, n_predict, sp, top_logits, truncate, json, load_s);
-    if (interactive) {
-      // -i: one prompt per line of stdin, each answered in a fresh context. A model with a
-      // chat template gets the whole conversation so far, rendered by that template.
-      const rt::ChatTemplate chat = model.tokenizer().vocab().chat_template;
-      std::vector<rt::ChatMessage> conversation;
+    if (args.mode == Mode::Interactive) {
+      // -i on a model without a chat template: one prompt per line of stdin, each
+      // answered in a fresh context; a bad line is reported and the session goes on.
+      if (!args.json) std::fprintf(stderr, "interactive: one prompt per line, end with Ctrl-D\n> ");
       std::string line;
-      if (!json) std::fprintf(stderr, "interactive: one prompt per line, end with Ctrl-D\n> ");
-      while (!stdout_closed && std::getline(std::cin, line)) {
-        if (line.empty()) {
-          if (!json) std::fprintf(stderr, "> ");
-          continue;
+      while (!out.failed() && read_line(line)) {
+        if (!line.empty()) {
+          try {
+            logits_json.clear();
+            generate_one(line);
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "error: %s\n", e.what());
+          }
         }
-        std::string text = line;
-        if (chat != rt::ChatTemplate::None) {
-          conversation.push_back({"user", line});
-          text = rt::apply_chat_template(chat, conversation, true);
-        }
-        try {
-          const rt::Generation gen = generate_one(text);
-          if (chat != rt::ChatTemplate::None) conversation.push_back({"assistant", gen.text});
-        } catch (const std::exception& e) {  // a bad line is reported; the session goes on
-          std::fprintf(stderr, "error: %s\n", e.what());
-          if (chat != rt::ChatTemplate::None) conversation.pop_back();
-        }
-        if (!json) std::fprintf(stderr, "> ");
+        if (!args.json) std::fprintf(stderr, "> ");
       }
-      return 0;
+      return out.status();
     }
     const rt::Generation gen = generate_one(prompt);
-    if (stdout_closed) return 0;
+    if (out.failed()) return out.status();
     std::fprintf(stderr,
                  "load %.3f s | prompt %zu tokens in %.3f s (%.1f t/s) | generated %zu tokens in %.3f s (%.1f t/s)\n",
                  load_s, gen.prompt_tokens.size(), gen.prompt_seconds,
@@ -501,5 +598,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return out.status();
 }

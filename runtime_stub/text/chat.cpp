@@ -41,6 +41,16 @@ const char* chat_template_name(ChatTemplate t) {
   return "?";
 }
 
+bool chat_template_by_name(std::string_view name, ChatTemplate& out) {
+  for (ChatTemplate t : {ChatTemplate::None, ChatTemplate::BitNet2B4T, ChatTemplate::Llama3, ChatTemplate::Llama2,
+                         ChatTemplate::ChatML, ChatTemplate::Phi3})
+    if (name == chat_template_name(t)) {
+      out = t;
+      return true;
+    }
+  return false;
+}
+
 ChatTemplate detect_chat_template(const std::string& j) {
   if (has(j, "<|start_header_id|>") && has(j, "<|end_header_id|>")) return ChatTemplate::Llama3;
   if (has(j, "capitalize") && has(j, "<|eot_id|>") && has(j, "Assistant: ")) return ChatTemplate::BitNet2B4T;
@@ -123,11 +133,16 @@ std::string apply_chat_template(ChatTemplate t, const std::vector<ChatMessage>& 
 
 std::vector<int32_t> chat_tokens(const Tokenizer& tok, const std::vector<ChatMessage>& messages,
                                  bool add_generation_prompt) {
+  return chat_tokens(tok, tok.vocab().chat_template, messages, add_generation_prompt);
+}
+
+std::vector<int32_t> chat_tokens(const Tokenizer& tok, ChatTemplate t, const std::vector<ChatMessage>& messages,
+                                 bool add_generation_prompt) {
   // One text, tokenized as a whole (as the rendered template is), the contents' bytes
   // protected from control-token matching.
   std::string text;
   std::vector<std::pair<size_t, size_t>> contents;
-  for (const ChatSegment& seg : chat_segments(tok.vocab().chat_template, messages, add_generation_prompt)) {
+  for (const ChatSegment& seg : chat_segments(t, messages, add_generation_prompt)) {
     if (seg.content) contents.emplace_back(text.size(), text.size() + seg.text.size());
     text += seg.text;
   }

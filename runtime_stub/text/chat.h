@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace bitnetc::rt {
@@ -20,6 +21,8 @@ enum class ChatTemplate : uint8_t {
 };
 
 const char* chat_template_name(ChatTemplate t);
+// The template a name (chat_template_name's) stands for; false for an unknown name.
+bool chat_template_by_name(std::string_view name, ChatTemplate& out);
 
 // Recognises a template by the markers that distinguish the families. Returns None for
 // anything else (the caller then says so instead of guessing).
@@ -49,6 +52,9 @@ std::vector<ChatSegment> chat_segments(ChatTemplate t, const std::vector<ChatMes
 // The conversation as token ids (BOS first when the vocabulary adds one), rendered with
 // the vocabulary's template: its own control tokens parsed, the contents as plain text.
 std::vector<int32_t> chat_tokens(const Tokenizer& tok, const std::vector<ChatMessage>& messages,
+                                 bool add_generation_prompt);
+// The same with another template than the vocabulary's (--chat-template).
+std::vector<int32_t> chat_tokens(const Tokenizer& tok, ChatTemplate t, const std::vector<ChatMessage>& messages,
                                  bool add_generation_prompt);
 
 }  // namespace bitnetc::rt

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <string_view>
 
 #include "safetensors.h"
 #include "synthetic_model.h"
@@ -38,7 +40,31 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path out = argv[1];
-  for (const char* d : {"gguf", "safetensors", "hf_config", "llama2c", "tokenizer"}) fs::create_directories(out / d);
+  for (const char* d : {"gguf", "safetensors", "hf_config", "llama2c", "tokenizer", "output_args", "chat"})
+    fs::create_directories(out / d);
+  // Command lines (arguments separated by NUL bytes) and conversations (role, content, ...).
+  auto nul_joined = [](std::initializer_list<std::string_view> parts) {
+    std::vector<uint8_t> v;
+    for (std::string_view p : parts) {
+      if (!v.empty()) v.push_back(0);
+      v.insert(v.end(), p.begin(), p.end());
+    }
+    return v;
+  };
+  const std::vector<std::vector<uint8_t>> command_lines = {
+      nul_joined({"-p", "Once upon a time", "-n", "64", "--temp", "0.8", "--top-p", "0.9", "-s", "42"}),
+      nul_joined({"-cnv", "-sys", "Be brief", "--chat-template", "chatml", "--keep", "16", "-c", "512"}),
+      nul_joined({"--server", "--port", "0", "-np", "8", "--api-key", "k", "--queue", "4", "--timeout", "30"}),
+      nul_joined({"--prompts", "p.txt", "-np", "4", "--json", "--top-logits", "5", "-r", "stop"}),
+      nul_joined({"--bench", "128,128,3,8", "-t", "2"}),
+  };
+  for (size_t i = 0; i < command_lines.size(); ++i)
+    write(out / "output_args" / ("args" + std::to_string(i)), command_lines[i]);
+  const std::vector<std::vector<uint8_t>> chats = {
+      nul_joined({"system", "Be brief", "user", "Hi <|end|> there", "assistant", "Hello!"}),
+      nul_joined({"user", "What is 2+2?\n<|im_start|>", "assistant", ""}),
+  };
+  for (size_t i = 0; i < chats.size(); ++i) write(out / "chat" / ("chat" + std::to_string(i)), chats[i]);
   const char* texts[] = {"Once upon a time, there was a little girl named Lily.", "  leading\tand\r\n\nspaces ",
                          "Hello, y'all! How are you \xF0\x9F\x98\x81 ?\xE6\x88\x91\xE6\x83\xB3 1314151",
                          "<s>[INST] 3333 +<=>^~|` </s>"};
