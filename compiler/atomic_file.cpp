@@ -1,9 +1,8 @@
 #include "atomic_file.h"
 
-#include "process.h"
-
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+
+#include "process.h"
 
 namespace bitnetc {
 
@@ -67,19 +68,58 @@ RemovedOnInterrupt::~RemovedOnInterrupt() {
   if (slot_ >= 0) g_used[slot_] = 0;
 }
 
+namespace {
+
+constexpr const char* kOwnerFile = "/.owner";
+
+// Removes prefix-XXXXXX folders in `tmp` whose owner's lock is free (its process died).
+// A folder without an owner file is being created, or is not ours: it is left alone.
+void remove_abandoned_scratch(const std::filesystem::path& tmp, const std::string& prefix) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(tmp, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() != prefix.size() + 7 || name.compare(0, prefix.size() + 1, prefix + "-") != 0) continue;
+    const int fd = ::open((entry.path().string() + kOwnerFile).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    const bool abandoned = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+    if (abandoned) std::filesystem::remove_all(entry.path(), ec);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+void check_output_path(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw OutputError(path + ": is a directory");
+  const std::string dir = dir_of(path);
+  if (::stat(dir.c_str(), &st) != 0)
+    throw OutputError(path + ": cannot write it: its folder " + dir + ": " + std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) throw OutputError(path + ": cannot write it: " + dir + " is not a folder");
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw OutputError(path + ": cannot write it in " + dir + ": " + std::strerror(errno));
+}
+
 ScratchFolder::ScratchFolder(const std::string& prefix) {
   std::error_code ec;
   const auto tmp = std::filesystem::temp_directory_path(ec);
-  std::string tmpl = (ec ? std::filesystem::path("/tmp") : tmp) / (prefix + "-XXXXXX");
-  if (!::mkdtemp(tmpl.data())) throw OutputError("cannot create a temporary folder " + tmpl + ": " + std::strerror(errno));
+  const std::filesystem::path base = ec ? std::filesystem::path("/tmp") : tmp;
+  remove_abandoned_scratch(base, prefix);
+  std::string tmpl = base / (prefix + "-XXXXXX");
+  if (!::mkdtemp(tmpl.data()))
+    throw OutputError("cannot create a temporary folder " + tmpl + ": " + std::strerror(errno));
   path_ = tmpl;
   guard_ = std::make_unique<RemovedOnInterrupt>(path_);
+  owner_fd_ = ::open((path_ + kOwnerFile).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (owner_fd_ < 0 || ::flock(owner_fd_, LOCK_EX) != 0)
+    throw OutputError("cannot lock the temporary folder " + path_ + ": " + std::strerror(errno));
 }
 
 ScratchFolder::~ScratchFolder() {
   guard_.reset();
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+  if (owner_fd_ >= 0) ::close(owner_fd_);
 }
 
 void install_interrupt_cleanup() {

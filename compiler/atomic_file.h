@@ -45,8 +45,15 @@ class RemovedOnInterrupt {
   int slot_ = -1;
 };
 
+// Refuses an output path that cannot be written (its folder missing or read-only, the
+// path a directory) with an OutputError naming it: checked before a long compile starts.
+void check_output_path(const std::string& path);
+
 // A fresh folder under the system's temporary directory (prefix-XXXXXX), removed with
-// everything in it when this goes out of scope or the process is interrupted.
+// everything in it when this goes out of scope or the process is interrupted. A process
+// killed outright (SIGKILL) cannot remove its folder: each folder holds a lock for its
+// owner's lifetime, and the next ScratchFolder with the same prefix removes the folders
+// whose owner is gone.
 class ScratchFolder {
  public:
   explicit ScratchFolder(const std::string& prefix = "bitnetc");
@@ -59,6 +66,7 @@ class ScratchFolder {
  private:
   std::string path_;
   std::unique_ptr<RemovedOnInterrupt> guard_;
+  int owner_fd_ = -1;  // flock()ed while this process lives
 };
 
 // Installs the handlers (once, from main), and makes a write past `ulimit -f` fail with

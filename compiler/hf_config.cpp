@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "diagnostics.h"
+#include "mapped_file.h"
 
 namespace bitnetc {
 
@@ -71,13 +72,7 @@ namespace {
 HfConfig config_from_json(const std::string& name, const json& j);
 }
 
-HfConfig parse_hf_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ImportError(path, ImportError::kNoOffset, "", "cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_hf_config_text(path, ss.str());
-}
+HfConfig parse_hf_config(const std::string& path) { return parse_hf_config_text(path, read_text_file(path)); }
 
 HfConfig parse_hf_config_text(const std::string& name, const std::string& text) {
   json j;

@@ -11,14 +11,15 @@
 namespace bitnetc {
 
 MappedFile::MappedFile(std::string path) : path_(std::move(path)) {
-  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     throw ImportError(path_, ImportError::kNoOffset, "", std::string("cannot open: ") + std::strerror(errno));
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw ImportError(path_, ImportError::kNoOffset, "", "not a regular file");
+    throw ImportError(path_, ImportError::kNoOffset, "", "not a regular file (a directory, FIFO, socket or device)");
   }
   size_ = static_cast<uint64_t>(st.st_size);
   if (size_ > 0) {
@@ -98,6 +99,11 @@ bool is_valid_utf8(std::string_view s) {
     i += len;
   }
   return true;
+}
+
+std::string read_text_file(const std::string& path) {
+  const MappedFile f(path);
+  return std::string(reinterpret_cast<const char*>(f.data()), static_cast<size_t>(f.size()));
 }
 
 }  // namespace bitnetc

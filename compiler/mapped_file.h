@@ -43,6 +43,10 @@ class MappedFile {
   bool owns_mapping_ = false;
 };
 
+// The bytes of a small text file (a config.json, a tokenizer.json) through MappedFile:
+// a FIFO, device or directory is refused before anything blocks on it.
+std::string read_text_file(const std::string& path);
+
 // Little-endian reader over a byte range. All methods throw ImportError (naming the
 // file, the offset and the current field) instead of reading out of bounds.
 class ByteCursor {

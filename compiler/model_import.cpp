@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -366,10 +367,10 @@ bool is_hf_linear(const std::string& name) {
 void hf_tokenizer_summary(ImportedModel& m, const fs::path& dir) {
   const fs::path tj = dir / "tokenizer.json";
   if (fs::exists(tj)) {
-    std::ifstream in(tj, std::ios::binary);
+    const std::string text = read_text_file(tj.string());
     json j;
     try {
-      j = json::parse(in);
+      j = json::parse(text);
     } catch (const json::parse_error& e) {
       throw ImportError(tj.string(), e.byte > 0 ? e.byte - 1 : 0, "", std::string("invalid JSON: ") + e.what());
     } catch (const json::exception& e) {
@@ -461,15 +462,22 @@ void import_safetensors(ImportedModel& m, const std::string& path, std::shared_p
 ImportedModel import_model(const std::string& path, const ImportOptions& options) {
   ImportedModel m;
   m.path = path;
+  // A FIFO or device would block or never end: only regular files and folders are read.
   std::error_code ec;
-  if (!fs::exists(path, ec)) throw ImportError(path, ImportError::kNoOffset, "", "no such file or folder");
-  if (fs::is_directory(path, ec)) {
+  const fs::file_status st = fs::status(path, ec);
+  if (ec || !fs::exists(st))
+    throw ImportError(path, ImportError::kNoOffset, "",
+                      !ec || ec == std::errc::no_such_file_or_directory ? "no such file or folder" : ec.message());
+  if (!fs::is_directory(st) && !fs::is_regular_file(st))
+    throw ImportError(path, ImportError::kNoOffset, "",
+                      "not a regular file or a checkpoint folder (a FIFO, socket or device)");
+  if (fs::is_directory(st)) {
     import_safetensors(m, path, m.st_);
   } else {
     uint8_t head[8] = {};
     {
       std::ifstream in(path, std::ios::binary);
-      if (!in) throw ImportError(path, ImportError::kNoOffset, "", "cannot open");
+      if (!in) throw ImportError(path, ImportError::kNoOffset, "", std::string("cannot open: ") + std::strerror(errno));
       in.read(reinterpret_cast<char*>(head), 8);
     }
     uint32_t magic;

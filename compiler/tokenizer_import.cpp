@@ -134,11 +134,10 @@ rt::Vocab vocab_from_sentencepiece(const std::string& path) {
 }
 
 rt::Vocab vocab_from_tokenizer_json(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "", "cannot open");
+  const std::string text = read_text_file(path);
   json j;
   try {
-    j = json::parse(in);
+    j = json::parse(text);
   } catch (const json::exception& e) {
     fail(path, "", std::string("invalid JSON: ") + e.what());
   }

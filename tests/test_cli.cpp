@@ -1,5 +1,6 @@
 // `bitnetc inspect` and `bitnetc synth` as a user runs them: exit codes, stdout, stderr.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstring>
@@ -201,8 +202,11 @@ TEST(Cli, VerifyPassesAndCatchesAMismatch) {
   const CliResult good = run_bitnetc("verify " + shell_quote(model) + " -n 8 -q", dir);
   ASSERT_EQ(good.status, 0) << good.out << good.err;
   EXPECT_NE(good.out.find("PASS: 4 prompts"), std::string::npos) << good.out;
-  ASSERT_EQ(run_bitnetc(shell_quote(model) + " --act-quant per-block -q -o " + shell_quote(dir.file("other")), dir).status, 0);
-  const CliResult bad = run_bitnetc("verify " + shell_quote(model) + " -n 8 -q --binary " + shell_quote(dir.file("other")), dir);
+  ASSERT_EQ(
+      run_bitnetc(shell_quote(model) + " --act-quant per-block -q -o " + shell_quote(dir.file("other")), dir).status,
+      0);
+  const CliResult bad =
+      run_bitnetc("verify " + shell_quote(model) + " -n 8 -q --binary " + shell_quote(dir.file("other")), dir);
   EXPECT_EQ(bad.status, 1) << bad.out << bad.err;
   EXPECT_NE(bad.out.find("MISMATCH"), std::string::npos) << bad.out;
   EXPECT_NE(bad.out.find("FAIL"), std::string::npos) << bad.out;
@@ -215,8 +219,8 @@ TEST(Cli, BenchPrintsLlamaBenchStyleJson) {
   const CliResult r = run_bitnetc("bench " + shell_quote(model) + " -p 16 -n 8 -r 2 -t 1 --layout tl2 --json -q", dir);
   ASSERT_EQ(r.status, 0) << r.err;
   const json j = json::parse(r.out);
-  for (const char* key : {"output_bytes", "compile_s", "startup_s", "peak_rss_kb", "read_GBps", "decode_bytes_per_token",
-                          "decode_roofline_tps", "tg_roofline_fraction"})
+  for (const char* key : {"output_bytes", "compile_s", "startup_s", "peak_rss_kb", "read_GBps",
+                          "decode_bytes_per_token", "decode_roofline_tps", "tg_roofline_fraction"})
     EXPECT_GT(j.at(key).get<double>(), 0) << key;
   ASSERT_EQ(j["tests"].size(), 2u);
   EXPECT_EQ(j["tests"][0]["test"], "pp16");
@@ -285,4 +289,49 @@ TEST(Cli, CompileRefusesAScaleWildlyUnlikeTheOtherLayers) {
   EXPECT_NE(r.err.find("blk.1.ffn_up.weight"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("1000x"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("out")));
+}
+
+// Paths that would block, loop or fail late are refused at once, naming them: a FIFO as
+// the model (inspect and compile used to wait in open() forever), a symlink loop, an
+// output folder that does not exist (reported before lowering, not after the compile).
+TEST(Cli, ModelAndOutputPathsAreCheckedFirst) {
+  ScratchDir dir;
+  const std::string fifo = dir.file("model.gguf");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const char* cmd : {"inspect ", "compile -o out "}) {
+    const CliResult r = run_command(std::string("timeout 20 ") + BITNETC_BIN + " " + cmd + fifo, dir);
+    EXPECT_EQ(r.status, 1) << cmd;
+    EXPECT_NE(r.err.find(fifo + ": not a regular file or a checkpoint folder"), std::string::npos) << r.err;
+  }
+  const std::string loop = dir.file("loop");
+  std::filesystem::create_symlink(loop, loop);
+  const CliResult looped = run_bitnetc("inspect " + loop, dir);
+  EXPECT_EQ(looped.status, 1);
+  EXPECT_NE(looped.err.find("Too many levels of symbolic links"), std::string::npos) << looped.err;
+  const std::string model = dir.file("m.gguf");
+  ASSERT_EQ(run_bitnetc("synth -o " + model + " --shape tiny --type i2_s", dir).status, 0);
+  const CliResult nowhere = run_bitnetc("compile " + model + " -o " + dir.file("missing/out"), dir);
+  EXPECT_EQ(nowhere.status, 1);
+  EXPECT_NE(nowhere.err.find("missing/out: cannot write it: its folder"), std::string::npos) << nowhere.err;
+  EXPECT_EQ(nowhere.err.find("lowering"), std::string::npos) << "checked only after lowering: " << nowhere.err;
+}
+
+// A compile killed outright (SIGKILL, which no handler sees) leaves its scratch folder;
+// the next compile removes it, and leaves the folders of compiles still running.
+TEST(Cli, KilledCompilesScratchIsRemovedByTheNextOne) {
+  ScratchDir dir;
+  const std::string tmp = dir.file("tmp");
+  std::filesystem::create_directory(tmp);
+  const std::string model = dir.file("m.gguf");
+  ASSERT_EQ(run_bitnetc("synth -o " + model + " --shape tiny --type i2_s", dir).status, 0);
+  const std::string env = "TMPDIR=" + shell_quote(tmp) + " ";
+  // Started, killed once its scratch folder exists (at most 30 s).
+  const CliResult killed = run_command(
+      env + BITNETC_BIN + " compile " + model + " -q -o " + dir.file("a") + " & pid=$!; for i in $(seq 600); do " +
+          "ls " + shell_quote(tmp) + " | grep -q '^bitnetc-' && break; sleep 0.05; done; kill -9 $pid; wait $pid; " +
+          "ls " + shell_quote(tmp),
+      dir);
+  EXPECT_NE(killed.out.find("bitnetc-"), std::string::npos) << "no scratch folder to leave: " << killed.out;
+  ASSERT_EQ(run_command(env + BITNETC_BIN + " compile " + model + " -q -o " + dir.file("b"), dir).status, 0);
+  EXPECT_TRUE(std::filesystem::is_empty(tmp)) << run_command("ls -a " + shell_quote(tmp), dir).out;
 }
