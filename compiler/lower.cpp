@@ -29,7 +29,7 @@ struct Recipe {
   ScoreScale score_scale = ScoreScale::MultiplyInvSqrt;
   SoftmaxSum softmax_sum = SoftmaxSum::F64MulInverse;
   Activation act = Activation::SiluDiv;
-  SourceFormat names = SourceFormat::Gguf;  // whose tensor names (tensor_names.h)
+  SourceFormat names = SourceFormat::Gguf;    // whose tensor names (tensor_names.h)
   HfFamily hf_family = HfFamily::BitNetB158;  // which HF family's names (SafeTensors)
   std::optional<double> final_norm_eps;       // when it is not the file's one epsilon
   std::string why;                            // whose numerics, and what in the file says so
@@ -481,6 +481,24 @@ void load_weight_data(const ImportedModel& m, const DecodeOptions& decode, Named
   w.w = decode_ternary(m, *t, decode);
 }
 
+void check_weight_values(const ImportedModel& m, const DecodeOptions& decode, const ir::Graph& g) {
+  std::vector<std::pair<std::string, float>> typical;
+  for (NamedTernary t : g.ternary) {
+    load_weight_data(m, decode, t);
+    typical.push_back({t.name, typical_scale(t.w)});
+  }
+  check_scales_across_layers(m, typical);
+  for (DenseWeights d : g.dense) {
+    if (d.format == DenseFormat::KQuant || d.rows == 1) {
+      load_weight_data(m, d);
+      continue;
+    }
+    const auto rows = weight_rows(m, d);
+    std::vector<float> row(static_cast<size_t>(d.cols));
+    for (int64_t r = 0; r < d.rows; ++r) rows(r, row.data());  // decode_dense_row checks each
+  }
+}
+
 void load_weight_data(const ImportedModel& m, DenseWeights& w) {
   const ModelTensor* t = m.find(w.name);
   if (!t) throw std::logic_error("load_weight_data: no tensor " + w.name);
@@ -491,8 +509,7 @@ void load_weight_data(const ImportedModel& m, DenseWeights& w) {
 }
 
 std::function<void(int64_t, float*)> weight_rows(const ImportedModel& m, const DenseWeights& w) {
-  if (!w.data.empty())
-    return [&w](int64_t r, float* out) { std::copy_n(w.data.begin() + r * w.cols, w.cols, out); };
+  if (!w.data.empty()) return [&w](int64_t r, float* out) { std::copy_n(w.data.begin() + r * w.cols, w.cols, out); };
   const ModelTensor* t = m.find(w.name);
   if (!t) throw std::logic_error("weight_rows: no tensor " + w.name);
   return [t](int64_t r, float* out) { decode_dense_row(*t, r, out); };

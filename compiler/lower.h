@@ -53,6 +53,12 @@ void load_weight_data(const ImportedModel& m, ir::DenseWeights& w);
 // file, with no float copy of the whole (vectors: load them).
 std::function<void(int64_t row, float* out)> weight_rows(const ImportedModel& m, const ir::DenseWeights& w);
 
+// Every check compile makes on weight values, without compiling (`bitnetc inspect`):
+// each weight of a graph lowered with weight_data = false decoded in turn (ternary
+// scales finite, positive and alike across layers; dense values finite) and dropped.
+// Throws ImportError naming the tensor.
+void check_weight_values(const ImportedModel& m, const DecodeOptions& decode, const ir::Graph& g);
+
 // The numerics a model lowers with (its family's recipe, after overrides): what
 // `bitnetc inspect` shows.
 struct Semantics {

@@ -581,12 +581,26 @@ TernaryWeights ternary_absmean(const std::vector<float>& v, int64_t rows, int64_
 
 }  // namespace
 
+// Dense values that cannot be the model's (a NaN norm weight, an infinite embedding
+// value): compiled, they print token 0 forever. `first` is the index of v[0] in the tensor.
+static void check_finite(const ModelTensor& t, const float* v, uint64_t n, uint64_t first) {
+  const float* bad = std::find_if(v, v + n, [](float x) { return !std::isfinite(x); });
+  if (bad == v + n) return;
+  const uint64_t i = first + static_cast<uint64_t>(bad - v);
+  const std::string where = t.shape.size() == 2
+                                ? "row " + std::to_string(i / t.shape[1]) + ", column " + std::to_string(i % t.shape[1])
+                                : "element " + std::to_string(i);
+  tensor_fail(t, "value at " + where + " is " + (std::isnan(*bad) ? "NaN" : "infinite") +
+                     ": the tensor is damaged (every weight of a model is a finite number)");
+}
+
 std::vector<float> decode_dense(const ModelTensor& t) {
   if (!type_traits(t.type).readable || t.type == TensorType::I2_S || t.type == TensorType::TL1 ||
       t.type == TensorType::TL2 || t.type == TensorType::I2_L2C)
     tensor_fail(t, std::string("cannot decode ") + type_name(t.type) + " as dense values");
   std::vector<float> out(t.n_params);
   dequantize_row_ref(t.type, t.data, out.data(), t.n_params);
+  check_finite(t, out.data(), out.size(), 0);
   return out;
 }
 
@@ -598,6 +612,7 @@ void decode_dense_row(const ModelTensor& t, int64_t r, float* out) {
   const auto row_bytes = tensor_nbytes(t.type, cols, 1);
   if (!row_bytes || r < 0 || static_cast<uint64_t>(r) >= t.shape[0]) tensor_fail(t, "no row " + std::to_string(r));
   dequantize_row_ref(t.type, t.data + static_cast<uint64_t>(r) * *row_bytes, out, cols);
+  check_finite(t, out, cols, static_cast<uint64_t>(r) * cols);
 }
 
 std::pair<int64_t, int64_t> ternary_dims(const ModelTensor& t) {

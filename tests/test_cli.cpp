@@ -3,8 +3,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -334,4 +336,48 @@ TEST(Cli, KilledCompilesScratchIsRemovedByTheNextOne) {
   EXPECT_NE(killed.out.find("bitnetc-"), std::string::npos) << "no scratch folder to leave: " << killed.out;
   ASSERT_EQ(run_command(env + BITNETC_BIN + " compile " + model + " -q -o " + dir.file("b"), dir).status, 0);
   EXPECT_TRUE(std::filesystem::is_empty(tmp)) << run_command("ls -a " + shell_quote(tmp), dir).out;
+}
+
+// Damaged weight values (a NaN or negative scale, a NaN norm weight, an infinite
+// embedding value) compiled into an output that printed token 0 forever; compile and
+// inspect now refuse them, naming the tensor and where in it.
+TEST(Cli, DamagedWeightValuesAreRefusedByCompileAndInspect) {
+  ScratchDir dir;
+  const std::string model = dir.file("m.gguf");
+  ASSERT_EQ(run_bitnetc("synth -o " + model + " --shape tiny --type i2_s --seed 3", dir).status, 0);
+  const CliResult info = run_bitnetc("inspect --json " + model, dir);
+  ASSERT_EQ(info.status, 0) << info.err;
+  std::map<std::string, json> tensors;
+  const json listed = json::parse(info.out);  // outlives the loop
+  for (const auto& t : listed["tensors"]) tensors[t["name"].get<std::string>()] = t;
+  const std::string original = slurp(model);
+  struct Damage {
+    std::string tensor;
+    bool from_end;  // an offset from the tensor's end (I2_S keeps its scale last)
+    uint64_t offset;
+    float value;
+    std::string message;
+  };
+  const Damage damages[] = {
+      {"blk.0.ffn_up.weight", true, 32, std::nanf(""), "weight scale (nan) is not finite"},
+      {"blk.0.ffn_up.weight", true, 32, -1.0f, "is negative"},
+      {"blk.0.attn_norm.weight", false, 4, std::nanf(""), "value at element 1 is NaN"},
+      {"token_embd.weight", false, 8, INFINITY, "value at row 0, column 2 is infinite"},
+  };
+  for (const Damage& d : damages) {
+    ASSERT_TRUE(tensors.count(d.tensor)) << d.tensor;
+    ASSERT_EQ(tensors[d.tensor]["type"], d.tensor == "blk.0.ffn_up.weight" ? "I2_S" : "F32");
+    const uint64_t at = tensors[d.tensor]["offset"].get<uint64_t>() +
+                        (d.from_end ? tensors[d.tensor]["nbytes"].get<uint64_t>() - d.offset : d.offset);
+    std::string bytes = original;
+    std::memcpy(bytes.data() + at, &d.value, 4);
+    const std::string damaged = dir.file("damaged.gguf");
+    write_text(damaged, bytes);
+    for (const char* cmd : {"inspect ", "compile -q -o out "}) {
+      const CliResult r = run_bitnetc(cmd + damaged, dir);
+      EXPECT_EQ(r.status, 1) << cmd << d.message;
+      EXPECT_NE(r.err.find(d.tensor + ": "), std::string::npos) << r.err;
+      EXPECT_NE(r.err.find(d.message), std::string::npos) << r.err;
+    }
+  }
 }

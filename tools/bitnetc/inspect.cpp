@@ -5,11 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "layouts.h"
 #include "gguf.h"
 #include "interpreter.h"
+#include "layouts.h"
 #include "lower.h"
 #include "model_import.h"
+#include "tokenizer_import.h"
 
 namespace bitnetc::cli {
 
@@ -58,6 +59,20 @@ std::string format_line(const ImportedModel& m) {
          std::to_string(g->data_offset()) + (g->bitnet_cpp_dialect() ? ", bitnet.cpp type ids" : "") + ")";
   }
   return s;
+}
+
+// What compile would refuse in a model of a supported architecture, found without
+// compiling: missing or unused tensors, the tokenizer, damaged weight values. Throws
+// (an error and exit 1 after the report); 0 when compile would take it.
+int check_compilable(const ImportedModel& m, const LowerOptions& lo) {
+  std::fflush(stdout);
+  if (!m.supported) return 0;  // the report says why bitnetc cannot compile it
+  LowerOptions shapes_only = lo;
+  shapes_only.weight_data = false;
+  const ir::Graph g = lower(m, shapes_only);
+  (void)stop_tokens(m, load_vocab(m));
+  check_weight_values(m, lo.decode, g);
+  return 0;
 }
 
 }  // namespace
@@ -112,8 +127,8 @@ int inspect(const InspectOptions& o) {
     j["ternary_bytes"] = m.ternary_bytes();
     j["bytes_per_token"] = m.bytes_per_token();
     // Token strings need not be UTF-8 (byte-level vocabularies); never fail on them.
-    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
-    return 0;
+    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << std::endl;
+    return check_compilable(m, lo);
   }
 
   std::printf("file:          %s\n", m.path.c_str());
@@ -178,7 +193,7 @@ int inspect(const InspectOptions& o) {
       std::printf("  %-48s %-5s %s\n", g.ternary[i].name.c_str(), codegen::layout_label(choices[i].layout),
                   choices[i].reason.c_str());
   }
-  return 0;
+  return check_compilable(m, lo);
 }
 
 Command add_inspect(CLI::App& app) {
@@ -188,7 +203,8 @@ Command add_inspect(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print one JSON object");
   cmd->add_flag("--full", o->full, "Print metadata arrays in full (tokens, scores, ...)");
   cmd->add_flag("--ir", o->ir, "Print the lowered ternary IR (text form)");
-  cmd->add_option("--target", o->target, "Also show the weight layout each ternary tensor gets on this target, and why");
+  cmd->add_option("--target", o->target,
+                  "Also show the weight layout each ternary tensor gets on this target, and why");
   cmd->add_option("--layout", o->layout, "With --target: the layout request (see compile --layout)")
       ->check(CLI::IsMember(kLayoutRequests));
   add_act_quant_option(cmd, o->act_quant);
