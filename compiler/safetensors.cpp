@@ -1,6 +1,7 @@
 #include "safetensors.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -44,8 +45,22 @@ json parse_json_strict(const std::string& file, std::string_view text, uint64_t 
     if (!duplicate.empty()) throw ImportError(file, base_offset, field, "duplicate key \"" + duplicate + "\"");
     return j;
   } catch (const json::parse_error& e) {
+    // The parser quotes what it last read, which may be binary (tensor data taken into
+    // the header by a wrong header_size): escaped, never echoed raw.
+    std::string what;
+    for (unsigned char c : std::string(e.what())) {
+      if (c >= 0x20 && c < 0x7f) {
+        what += static_cast<char>(c);
+      } else {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "\\x%02x", c);
+        what += hex;
+      }
+    }
+    const bool trailing = what.find("expected end of input") != std::string::npos;
     throw ImportError(file, base_offset + (e.byte > 0 ? e.byte - 1 : 0), field,
-                      std::string("invalid JSON: ") + e.what());
+                      std::string("invalid JSON: ") + what +
+                          (trailing ? " (the JSON ends before the header does: is header_size too large?)" : ""));
   } catch (const json::exception& e) {  // e.g. out_of_range: a number too large for a double
     throw ImportError(file, base_offset, field, std::string("invalid JSON: ") + e.what());
   }

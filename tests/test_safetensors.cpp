@@ -60,6 +60,19 @@ TEST(SafeTensorsCorrupt, HeaderLength) {
   expect_import_error([&] { parse_bytes(b); }, {"header_size", "exceeds the 100 MB limit"});
   std::vector<uint8_t> tiny = {1, 0, 0};
   expect_import_error([&] { parse_bytes(tiny); }, {"byte 0: header_size", "truncated"});
+  // A header_size that takes tensor bytes into the header: said so, the bytes escaped.
+  auto sb = two_tensors();
+  sb.data.assign({0x98, 0xff, 0x00, 0x01});
+  b = SafeTensorsBuilder::assemble(sb.header.dump(), sb.data);
+  put_le<uint64_t>(b, 0, b.size() - 8);
+  try {
+    parse_bytes(b);
+    ADD_FAILURE() << "accepted";
+  } catch (const ImportError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("is header_size too large?"), std::string::npos) << m;
+    EXPECT_TRUE(std::all_of(m.begin(), m.end(), [](char c) { return c >= 0x20 && c < 0x7f; })) << m;
+  }
 }
 
 TEST(SafeTensorsCorrupt, InvalidJsonAndNonUtf8Names) {
