@@ -149,8 +149,12 @@ HfConfig config_from_json(const std::string& name, const json& j) {
   if (r.boolean("attention_bias", false)) r.fail("attention_bias", "attention biases are not supported");
   c.bos_token_id = r.token_id("bos_token_id");
   c.eos_token_id = r.token_id("eos_token_id");
-  if (c.bos_token_id >= c.vocab_size) r.fail("bos_token_id", "is not below vocab_size");
-  if (c.eos_token_id >= c.vocab_size) r.fail("eos_token_id", "is not below vocab_size");
+  // A token id past the vocabulary: the id, or vocab_size, is wrong (the importer then
+  // compares vocab_size with the embedding's rows).
+  for (const auto& [key, id] : {std::pair{"bos_token_id", c.bos_token_id}, std::pair{"eos_token_id", c.eos_token_id}})
+    if (id >= c.vocab_size)
+      r.fail(key, std::to_string(id) + " is not below vocab_size " + std::to_string(c.vocab_size) +
+                      " (one of the two is wrong)");
   c.torch_dtype = r.string("torch_dtype", "float32");
 
   if (const json* q = r.get("quantization_config")) {

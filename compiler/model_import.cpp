@@ -452,7 +452,10 @@ void import_safetensors(ImportedModel& m, const std::string& path, std::shared_p
     if (embd->shape.size() != 2 || static_cast<int64_t>(embd->shape[0]) != m.hparams->n_vocab ||
         static_cast<int64_t>(embd->shape[1]) != m.hparams->n_embd)
       throw ImportError(embd->file, embd->file_offset, "model.embed_tokens.weight",
-                        "shape does not match config.json (vocab_size x hidden_size)");
+                        "shape [" + std::to_string(embd->shape.empty() ? 0 : embd->shape[0]) + ", " +
+                            std::to_string(embd->shape.size() < 2 ? 0 : embd->shape[1]) +
+                            "] does not match config.json's vocab_size x hidden_size [" +
+                            std::to_string(m.hparams->n_vocab) + ", " + std::to_string(m.hparams->n_embd) + "]");
   }
   hf_tokenizer_summary(m, dir);
 }

@@ -79,7 +79,7 @@ TEST(HfConfig, EveryUsedFieldIsValidated) {
       {[](json& j) { j["architectures"] = {"MistralForCausalLM"}; }, {"architectures", "unsupported architecture"}},
       {[](json& j) { j.erase("architectures"); }, {"architectures", "missing"}},
       {[](json& j) { j["tie_word_embeddings"] = 1; }, {"tie_word_embeddings", "true or false"}},
-      {[](json& j) { j["bos_token_id"] = 999999; }, {"bos_token_id", "not below vocab_size"}},
+      {[](json& j) { j["bos_token_id"] = 999999; }, {"bos_token_id", "999999 is not below vocab_size", "one of the two is wrong"}},
       {[](json& j) { j["attention_bias"] = true; }, {"attention_bias", "not supported"}},
       {[](json& j) { j["quantization_config"]["quant_method"] = "gptq"; }, {"quant_method", "is not \"bitnet\""}},
       {[](json& j) { j["quantization_config"]["quantization_mode"] = "dynamic"; }, {"quantization_mode"}},
