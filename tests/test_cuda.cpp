@@ -357,7 +357,7 @@ TEST(Cuda, DeviceFlagBenchAndShortContext) {
   // The engine over a CUDA output, one sequence at a time and two at once (their rows in
   // shared steps, a KV cache each, and the short context): the CPU output's tokens.
   write_text(dir.file("prompts.txt"), "Once upon a time\nThe little dog\n");
-  const std::string prompts = " --prompts " + shell_quote(dir.file("prompts.txt")) + " -n 12 --temp 0 --json";
+  const std::string prompts = " --prompts " + shell_quote(dir.file("prompts.txt")) + " -n 12 --temp 0 -s 1 --json";
   const CommandResult cpu_two = run_command(shell_quote(cpu) + prompts + " -np 2", dir);
   ASSERT_EQ(cpu_two.status, 0) << cpu_two.err;
   for (const char* np : {" -np 1", " -np 2 -c 32"}) {
