@@ -277,29 +277,31 @@ int run_prompts(rt::CompiledModel& model, const std::vector<std::string>& prompt
 constexpr size_t kMaxPromptBytes = 16u << 20;
 constexpr size_t kMaxLineBytes = 1u << 20;
 
-// -f FILE (or - for stdin): a regular file of at most kMaxPromptBytes (a directory, a
-// FIFO or /dev/zero is refused before it is read, a larger file without reading it all).
-std::string read_prompt_file(const std::string& path) {
+// The file a flag names (-f, --prompts, --chat-template; "-" is stdin): a regular file
+// of at most kMaxPromptBytes (a directory, a FIFO or /dev/zero is refused before it is
+// read, a larger file without reading it all). Errors name the flag and the file.
+std::string read_input_file(const std::string& flag, const std::string& path) {
+  const std::string named = flag + " " + path + ": ";
   FILE* f = stdin;
   if (path != "-") {
     struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) usage_error("-f " + path + ": " + std::strerror(errno));
+    if (::stat(path.c_str(), &st) != 0) usage_error(named + std::strerror(errno));
     if (!S_ISREG(st.st_mode))
-      usage_error("-f " + path + ": not a regular file (a directory, FIFO or device); use -f - for stdin");
+      usage_error(named + "not a regular file (a directory, FIFO or device); use " + flag + " - for stdin");
     if (static_cast<uint64_t>(st.st_size) > kMaxPromptBytes)
-      usage_error("-f " + path + ": " + std::to_string(st.st_size) + " bytes; a prompt file holds at most 16 MiB");
+      usage_error(named + std::to_string(st.st_size) + " bytes; a prompt file holds at most 16 MiB");
     f = std::fopen(path.c_str(), "rb");
-    if (!f) usage_error("-f " + path + ": " + std::strerror(errno));
+    if (!f) usage_error(named + std::strerror(errno));
   }
   std::string text;
   char buf[65536];
   for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) {
     text.append(buf, n);
-    if (text.size() > kMaxPromptBytes) usage_error("-f " + path + ": more than 16 MiB; a prompt holds at most that");
+    if (text.size() > kMaxPromptBytes) usage_error(named + "more than 16 MiB; a prompt holds at most that");
   }
   const bool bad = std::ferror(f);
   if (f != stdin) std::fclose(f);
-  if (bad) usage_error("-f " + path + ": cannot read it");
+  if (bad) usage_error(named + "cannot read it");
   return text;
 }
 
@@ -353,7 +355,7 @@ int run_conversation(rt::CompiledModel& model, const rt::OutputArgs& args, rt::C
   bool first = true;
   for (;;) {
     if (first && (!args.prompt.empty() || !args.prompt_file.empty())) {
-      line = !args.prompt_file.empty() ? read_prompt_file(args.prompt_file) : args.prompt;
+      line = !args.prompt_file.empty() ? read_input_file("-f", args.prompt_file) : args.prompt;
     } else {
       std::fprintf(stderr, "\n> ");
       std::fflush(stderr);
@@ -453,7 +455,7 @@ int main(int argc, char** argv) {
   // --prompts FILE: one prompt per line, -np of them generated at once.
   std::vector<std::string> prompts;
   if (args.mode == Mode::Prompts) {
-    std::istringstream in(read_prompt_file(args.prompts_path));
+    std::istringstream in(read_input_file("--prompts", args.prompts_path));
     for (std::string line; std::getline(in, line);)
       if (!line.empty()) prompts.push_back(line);
     if (prompts.empty()) usage_error(args.prompts_path + " holds no prompt (one per line)");
@@ -483,7 +485,7 @@ int main(int argc, char** argv) {
   }
   // The prompt, before anything loads (a bad file is a usage error).
   std::string prompt = args.prompt;
-  if (args.mode == Mode::Generate && !args.prompt_file.empty()) prompt = read_prompt_file(args.prompt_file);
+  if (args.mode == Mode::Generate && !args.prompt_file.empty()) prompt = read_input_file("-f", args.prompt_file);
   if (args.mode == Mode::Server) rt::block_stop_signals();  // before any thread starts: the server handles them
   rt::set_cpu_threads(threads);
   // A closed pipe (`| head`) is an EPIPE from write, handled by Output.
@@ -509,7 +511,7 @@ int main(int argc, char** argv) {
     // The chat template a conversation uses: the model's, or --chat-template's.
     rt::ChatTemplate tmpl = model.tokenizer().vocab().chat_template;
     if (!args.chat_template.empty() && !rt::chat_template_by_name(args.chat_template, tmpl)) {
-      const std::string jinja = read_prompt_file(args.chat_template);
+      const std::string jinja = read_input_file("--chat-template", args.chat_template);
       tmpl = rt::detect_chat_template(jinja);
       if (tmpl == rt::ChatTemplate::None)
         usage_error("--chat-template " + args.chat_template +

@@ -10,6 +10,7 @@
 
 #include "chat.h"
 #include "gguf.h"
+#include "nul_split.h"
 #include "tokenizer_import.h"
 
 using namespace bitnetc;
@@ -31,13 +32,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::vector<std::string> fields(1);
-  for (size_t i = 0; i < size; ++i) {
-    if (data[i] == 0)
-      fields.emplace_back();
-    else
-      fields.back().push_back(static_cast<char>(data[i]));
-  }
+  const std::vector<std::string> fields = split_at_nul(data, size);
   std::vector<rt::ChatMessage> messages;
   for (size_t i = 0; i + 1 < fields.size(); i += 2) messages.push_back({fields[i], fields[i + 1]});
   for (rt::ChatTemplate t : {rt::ChatTemplate::BitNet2B4T, rt::ChatTemplate::Llama3, rt::ChatTemplate::Llama2,

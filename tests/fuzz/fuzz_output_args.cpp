@@ -7,18 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "nul_split.h"
 #include "output_args.h"
 
 using namespace bitnetc::rt;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::vector<std::string> args(1);
-  for (size_t i = 0; i < size; ++i) {
-    if (data[i] == 0)
-      args.emplace_back();
-    else
-      args.back().push_back(static_cast<char>(data[i]));
-  }
+  const std::vector<std::string> args = split_at_nul(data, size);
   try {
     const OutputArgs o = parse_output_args(args);
     const SamplerParams& s = o.sampling;
