@@ -159,6 +159,15 @@ Hyperparams gguf_hparams(const GgufFile& g, const std::string& arch) {
     const GgufKV* kv = g.find(key);
     throw ImportError(g.path(), kv ? kv->value.offset : ImportError::kNoOffset, key, msg);
   };
+  // The embedding's shape is the ground truth for the width: check it before anything derived
+  // from embedding_length (head_dim, RoPE dims) so a wrong width is reported as what it is.
+  const GgufTensor* embd = g.tensor("token_embd.weight");
+  if (!embd) throw ImportError(g.path(), ImportError::kNoOffset, "token_embd.weight", "missing tensor");
+  if (embd->ne.size() != 2)
+    g.fail(embd->info_offset, "token_embd.weight", "has " + std::to_string(embd->ne.size()) + " dimensions, expected 2");
+  if (static_cast<int64_t>(embd->ne[0]) != h.n_embd)
+    field_fail(arch + ".embedding_length", "says " + std::to_string(h.n_embd) + " but token_embd.weight rows have " +
+                                               std::to_string(embd->ne[0]) + " values");
   if (h.n_embd % h.n_head != 0)
     field_fail(arch + ".attention.head_count",
                std::to_string(h.n_head) + " heads do not divide embedding_length " + std::to_string(h.n_embd));
@@ -181,10 +190,6 @@ Hyperparams gguf_hparams(const GgufFile& g, const std::string& arch) {
     else
       field_fail(arch + ".hidden_activation", "unsupported activation \"" + std::string(*act) + "\"");
   }
-  const GgufTensor* embd = g.tensor("token_embd.weight");
-  if (!embd) throw ImportError(g.path(), ImportError::kNoOffset, "token_embd.weight", "missing tensor");
-  if (embd->ne.size() != 2 || static_cast<int64_t>(embd->ne[0]) != h.n_embd)
-    g.fail(embd->info_offset, "token_embd.weight", "shape does not match embedding_length " + std::to_string(h.n_embd));
   h.n_vocab = static_cast<int64_t>(embd->ne[1]);
   if (auto nv = g.get_uint(arch + ".vocab_size"); nv && static_cast<int64_t>(*nv) != h.n_vocab)
     field_fail(arch + ".vocab_size",
@@ -367,15 +372,7 @@ bool is_hf_linear(const std::string& name) {
 void hf_tokenizer_summary(ImportedModel& m, const fs::path& dir) {
   const fs::path tj = dir / "tokenizer.json";
   if (fs::exists(tj)) {
-    const std::string text = read_text_file(tj.string());
-    json j;
-    try {
-      j = json::parse(text);
-    } catch (const json::parse_error& e) {
-      throw ImportError(tj.string(), e.byte > 0 ? e.byte - 1 : 0, "", std::string("invalid JSON: ") + e.what());
-    } catch (const json::exception& e) {
-      throw ImportError(tj.string(), 0, "", std::string("invalid JSON: ") + e.what());
-    }
+    const json j = read_json_file(tj.string());
     const std::string type =
         j.contains("model") && j["model"].is_object() && j["model"].contains("type") && j["model"]["type"].is_string()
             ? j["model"]["type"].get<std::string>()
@@ -793,8 +790,7 @@ json ImportedModel::metadata_json(size_t max_array) const {
   if (gguf_) {
     for (const auto& kv : gguf_->metadata()) md[std::string(kv.key)] = gguf_value_json(kv.value, max_array);
   } else if (hf_config) {
-    std::ifstream in(hf_config->path, std::ios::binary);
-    md = json::parse(in, nullptr, false);
+    md = read_json_file(hf_config->path);
   } else if (format == SourceFormat::Llama2c && hparams) {
     md = json{{"dim", hparams->n_embd},     {"hidden_dim", hparams->n_ff},      {"n_layers", hparams->n_layer},
               {"n_heads", hparams->n_head}, {"n_kv_heads", hparams->n_head_kv}, {"vocab_size", hparams->n_vocab},

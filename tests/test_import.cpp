@@ -110,6 +110,12 @@ TEST(Import, ValidatesGgufHyperparameters) {
   w.write(dir.file("c.gguf"));
   expect_import_error([&] { import_model(dir.file("c.gguf")); },
                       {"bitnet.vocab_size", "token_embd.weight has 300 rows"});
+  // A wrong width is named as the width, not as what it would imply (head size, RoPE dims).
+  w = make_synthetic_gguf(small_spec("bitnet", TensorType::TQ2_0));
+  w.set("bitnet.embedding_length", GgufOut::u32(512));
+  w.write(dir.file("d.gguf"));
+  expect_import_error([&] { import_model(dir.file("d.gguf")); },
+                      {"bitnet.embedding_length", "says 512 but token_embd.weight rows have 256 values"});
 }
 
 TEST(Import, TlWeightsWithoutTileConfigAreRefusedClearly) {
