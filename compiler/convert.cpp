@@ -192,10 +192,12 @@ void convert_to_gguf(const ImportedModel& m, const ConvertOptions& o) {
       out.set("tokenizer.chat_template", GgufOut::str(std::string(*t)));
   } else {
     const fs::path dir = fs::is_directory(m.path) ? fs::path(m.path) : fs::path(m.path).parent_path();
-    std::ifstream in(dir / "tokenizer_config.json", std::ios::binary);
-    const auto cfg = nlohmann::json::parse(in, nullptr, false);
-    if (!cfg.is_discarded() && cfg.contains("chat_template") && cfg["chat_template"].is_string())
-      out.set("tokenizer.chat_template", GgufOut::str(cfg["chat_template"].get<std::string>()));
+    const fs::path config = dir / "tokenizer_config.json";
+    if (fs::exists(config)) {  // the tokenizer import already refused a damaged one
+      const auto cfg = read_json_file(config.string());
+      if (cfg.is_object() && cfg.contains("chat_template") && cfg["chat_template"].is_string())
+        out.set("tokenizer.chat_template", GgufOut::str(cfg["chat_template"].get<std::string>()));
+    }
   }
 
   // Embedding (kept in its source precision when GGUF can hold it exactly).

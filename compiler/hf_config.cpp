@@ -75,14 +75,7 @@ HfConfig config_from_json(const std::string& name, const json& j);
 HfConfig parse_hf_config(const std::string& path) { return parse_hf_config_text(path, read_text_file(path)); }
 
 HfConfig parse_hf_config_text(const std::string& name, const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw ImportError(name, e.byte > 0 ? e.byte - 1 : 0, "", std::string("invalid JSON: ") + e.what());
-  } catch (const json::exception& e) {  // e.g. out_of_range: a number too large for a double
-    throw ImportError(name, 0, "", std::string("invalid JSON: ") + e.what());
-  }
+  const json j = parse_json_text(name, text);
   if (!j.is_object()) throw ImportError(name, 0, "", "config is not a JSON object");
   try {
     return config_from_json(name, j);

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <nlohmann/json.hpp>
+
 namespace bitnetc {
 
 MappedFile::MappedFile(std::string path) : path_(std::move(path)) {
@@ -105,5 +107,17 @@ std::string read_text_file(const std::string& path) {
   const MappedFile f(path);
   return std::string(reinterpret_cast<const char*>(f.data()), static_cast<size_t>(f.size()));
 }
+
+nlohmann::json parse_json_text(const std::string& name, const std::string& text) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw ImportError(name, e.byte > 0 ? e.byte - 1 : 0, "", std::string("invalid JSON: ") + e.what());
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range: a number too large for a double
+    throw ImportError(name, 0, "", std::string("invalid JSON: ") + e.what());
+  }
+}
+
+nlohmann::json read_json_file(const std::string& path) { return parse_json_text(path, read_text_file(path)); }
 
 }  // namespace bitnetc

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "diagnostics.h"
 
 namespace bitnetc {
@@ -46,6 +48,11 @@ class MappedFile {
 // The bytes of a small text file (a config.json, a tokenizer.json) through MappedFile:
 // a FIFO, device or directory is refused before anything blocks on it.
 std::string read_text_file(const std::string& path);
+
+// `text` (read from `name`) as JSON; a syntax error is an ImportError at its byte offset.
+nlohmann::json parse_json_text(const std::string& name, const std::string& text);
+// read_text_file + parse_json_text: every JSON side file of a model is read this way.
+nlohmann::json read_json_file(const std::string& path);
 
 // Little-endian reader over a byte range. All methods throw ImportError (naming the
 // file, the offset and the current field) instead of reading out of bounds.

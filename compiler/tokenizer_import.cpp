@@ -3,6 +3,8 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -134,13 +136,7 @@ rt::Vocab vocab_from_sentencepiece(const std::string& path) {
 }
 
 rt::Vocab vocab_from_tokenizer_json(const std::string& path) {
-  const std::string text = read_text_file(path);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(path, "", std::string("invalid JSON: ") + e.what());
-  }
+  const json j = read_json_file(path);
   try {
     const json& model = j.at("model");
     if (model.value("type", "") != "BPE") fail(path, "model.type", "only BPE tokenizers are supported");
@@ -188,15 +184,13 @@ rt::Vocab vocab_from_tokenizer_json(const std::string& path) {
         if (v.tokens[i] == s && v.types[i] == rt::TokenType::Control) return i;
       return -1;
     };
-    if (fs::exists(cfg)) {
-      std::ifstream cin(cfg, std::ios::binary);
-      const json c = json::parse(cin, nullptr, false);
-      if (!c.is_discarded()) {
-        v.bos = named(c, "bos_token");
-        v.eos = named(c, "eos_token");
-        if (c.contains("chat_template") && c["chat_template"].is_string())
-          v.chat_template = rt::detect_chat_template(c["chat_template"].get<std::string>());
-      }
+    if (fs::exists(cfg)) {  // optional, but a damaged one is an error, not silently ignored
+      const json c = read_json_file(cfg.string());
+      if (!c.is_object()) fail(cfg.string(), "", "is not a JSON object");
+      v.bos = named(c, "bos_token");
+      v.eos = named(c, "eos_token");
+      if (c.contains("chat_template") && c["chat_template"].is_string())
+        v.chat_template = rt::detect_chat_template(c["chat_template"].get<std::string>());
     }
     for (int32_t i = 0; i < static_cast<int32_t>(v.tokens.size()); ++i)
       if (v.tokens[i] == "<|eot_id|>") v.eot = i;
@@ -236,7 +230,7 @@ rt::Vocab load_tokenizer_file(const std::string& path) {
   uint32_t magic = 0;
   {
     std::ifstream in(path, std::ios::binary);
-    if (!in) fail(path, "", "cannot open");
+    if (!in) fail(path, "", std::string("cannot open: ") + std::strerror(errno));
     in.read(reinterpret_cast<char*>(&magic), sizeof magic);
   }
   if (magic == GgufFile::kMagic) return vocab_from_gguf(GgufFile::open(path));

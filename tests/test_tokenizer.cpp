@@ -110,6 +110,20 @@ TEST(TokenizerFixtures, Llama3TokenizerJson) {
   EXPECT_EQ(matched, cases.size());
 }
 
+// tokenizer_config.json is optional, but a damaged one is an error naming it: ignoring it
+// silently would drop the special ids and the chat template it gives.
+TEST(TokenizerFixtures, ADamagedTokenizerConfigIsAnError) {
+  ScratchDir dir;
+  const auto from = shared_dir() / "golden/tokenizer/llama3";
+  std::filesystem::copy_file(from / "tokenizer.json", dir.path() / "tokenizer.json");
+  write_text(dir.file("tokenizer_config.json"), "{\"bos_token\": ");
+  expect_import_error([&] { vocab_from_tokenizer_json(dir.file("tokenizer.json")); },
+                      {"tokenizer_config.json", "invalid JSON"});
+  write_text(dir.file("tokenizer_config.json"), "[1, 2]");
+  expect_import_error([&] { vocab_from_tokenizer_json(dir.file("tokenizer.json")); },
+                      {"tokenizer_config.json", "is not a JSON object"});
+}
+
 TEST(TokenizerFixtures, Llama2SentencePieceModel) {
   const auto dir = shared_dir() / "golden/tokenizer/llama2";
   const rt::Tokenizer tok(vocab_from_sentencepiece((dir / "tokenizer.model").string()));
