@@ -175,8 +175,31 @@ TEST(CliRun, BadInputGetsClearErrors) {
   EXPECT_EQ(bad_utf8.status, 1);
   EXPECT_NE(bad_utf8.err.find("not valid UTF-8 (at byte 2)"), std::string::npos) << bad_utf8.err;
   const CliResult missing = run_bitnetc("run " + model + " -f " + dir.file("nope.txt"), dir);
-  EXPECT_NE(missing.status, 0);
-  EXPECT_NE(missing.err.find("nope.txt"), std::string::npos) << missing.err;
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("-f " + dir.file("nope.txt") + ": No such file or directory"), std::string::npos)
+      << missing.err;
+  // Non-regular files are refused before anything reads them (a folder used to abort, and
+  // /dev/zero to grow until memory ran out).
+  for (const std::string& file : {dir.path().string(), std::string("/dev/zero")}) {
+    const CliResult r = run_bitnetc("run " + model + " -n 1 -f " + file, dir);
+    EXPECT_EQ(r.status, 1) << file;
+    EXPECT_NE(r.err.find("-f " + file + ": not a regular file"), std::string::npos) << r.err;
+  }
+  // Sampling numbers are finite and in range; a usage error exits 2 (CLI11's NaN-blind
+  // Range is not enough).
+  const std::pair<std::string, std::string> bad_numbers[] = {
+      {"--temp nan", "--temp: \"nan\" is not a finite number"},
+      {"--temp 1e400", "--temp: \"1e400\" is not a number"},
+      {"--top-p 2", "--top-p: \"2\" is not a finite number in [0, 1]"},
+      {"--min-p -0.5", "--min-p: \"-0.5\" is not a finite number in [0, 1]"},
+      {"--repeat-penalty 0", "--repeat-penalty: \"0\" is not a finite number in (0, 100]"},
+      {"--top-p x", "--top-p: \"x\" is not a number"},
+  };
+  for (const auto& [flag, message] : bad_numbers) {
+    const CliResult r = run_bitnetc("run " + model + " -p Hi -n 1 " + flag, dir);
+    EXPECT_EQ(r.status, 2) << flag;
+    EXPECT_NE(r.err.find(message), std::string::npos) << flag << ": " << r.err;
+  }
   const CliResult zero = run_bitnetc("run " + model + " -p 'Hi' -n 0 --json", dir);
   ASSERT_EQ(zero.status, 0) << zero.err;
   EXPECT_TRUE(json::parse(zero.out)["tokens"].empty());
@@ -380,4 +403,100 @@ TEST(Cli, DamagedWeightValuesAreRefusedByCompileAndInspect) {
       EXPECT_NE(r.err.find(d.message), std::string::npos) << r.err;
     }
   }
+  // The F32 embedding retyped as F16 in its tensor info: the file stays well-formed (half the
+  // bytes, in bounds), but the halves of f32 values read as f16 include NaNs and infinities.
+  const std::string name = "token_embd.weight";
+  std::string key(8, '\0');
+  const uint64_t name_len = name.size();
+  std::memcpy(key.data(), &name_len, 8);
+  key += name;
+  const size_t tensor_info = original.find(key);
+  ASSERT_NE(tensor_info, std::string::npos);
+  uint32_t n_dims = 0;
+  std::memcpy(&n_dims, original.data() + tensor_info + key.size(), 4);
+  ASSERT_EQ(n_dims, 2u);
+  std::string bytes = original;
+  const uint32_t f16_type = 1;
+  std::memcpy(bytes.data() + tensor_info + key.size() + 4 + 8 * n_dims, &f16_type, 4);
+  const std::string retyped = dir.file("retyped.gguf");
+  write_text(retyped, bytes);
+  for (const char* cmd : {"inspect ", "compile -q -o out "}) {
+    const CliResult r = run_bitnetc(cmd + retyped, dir);
+    EXPECT_EQ(r.status, 1) << cmd << r.err;
+    EXPECT_NE(r.err.find("token_embd.weight: value at row 0"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("the tensor is damaged"), std::string::npos) << r.err;
+  }
+}
+
+// A sweep over hostile GGUF files made from a valid one, run through `bitnetc compile`:
+// every corruption class below must end in exit 1 with a message naming the file, never a
+// crash, a hang or a silently compiled output. (Issue 21 found 12 of 155 such files
+// compiling or crashing; this is the regression net for all the classes it named.)
+TEST(Cli, HostileGgufSweepEndsInCleanErrors) {
+  ScratchDir dir;
+  const std::string model = dir.file("m.gguf");
+  ASSERT_EQ(run_bitnetc("synth -o " + model + " --shape tiny --type i2_s --seed 3", dir).status, 0);
+  const CliResult listing = run_bitnetc("inspect --json " + model, dir);
+  ASSERT_EQ(listing.status, 0) << listing.err;
+  const json info = json::parse(listing.out);
+  const std::string original = slurp(model);
+  // Where a length-prefixed name (a tensor's or a key's) ends in the header.
+  auto after_name = [&](const std::string& name) {
+    std::string key(8, '\0');
+    const uint64_t n = name.size();
+    std::memcpy(key.data(), &n, 8);
+    const size_t at = original.find(key + name);
+    EXPECT_NE(at, std::string::npos) << name;
+    return at + 8 + name.size();
+  };
+  auto put = [](std::string bytes, size_t at, auto value) {
+    std::memcpy(bytes.data() + at, &value, sizeof value);
+    return bytes;
+  };
+  std::vector<std::pair<std::string, std::string>> cases;  // (what, bytes)
+  for (int i = 1; i <= 12; ++i)
+    cases.emplace_back("truncated to " + std::to_string(i) + "/13",
+                       original.substr(0, original.size() * static_cast<size_t>(i) / 13));
+  for (const auto& t : info["tensors"]) {
+    const std::string name = t["name"];
+    const bool dense = t["type"] == "F32";
+    const size_t dims = after_name(name);
+    const size_t type = dims + 4 + 8 * t["shape"].size();
+    const uint64_t offset = t["offset"], nbytes = t["nbytes"];
+    for (uint32_t to : dense ? std::vector<uint32_t>{1, 36, 9999} : std::vector<uint32_t>{0, 1, 9999})
+      cases.emplace_back(name + " retyped to " + std::to_string(to), put(original, type, to));
+    uint64_t ne0 = 0;
+    std::memcpy(&ne0, original.data() + dims + 4, 8);
+    cases.emplace_back(name + " twice as wide", put(original, dims + 4, ne0 * 2));
+    uint64_t data_offset = 0;
+    std::memcpy(&data_offset, original.data() + type + 4, 8);
+    cases.emplace_back(name + " data past the end", put(original, type + 4, data_offset + original.size()));
+    const size_t value_at = dense ? offset : offset + nbytes - 32;  // I2_S keeps its scale last
+    for (float v : {std::nanf(""), INFINITY, -1.0f})  // a negative dense value is legal
+      if (!dense || v != -1.0f) cases.emplace_back(name + " value " + std::to_string(v), put(original, value_at, v));
+  }
+  for (const auto& [key, value] : info["metadata"].items()) {
+    const size_t at = after_name(key);
+    uint32_t type = 0;
+    std::memcpy(&type, original.data() + at, 4);
+    cases.emplace_back(key + " of value type 77", put(original, at, uint32_t{77}));
+    if (type == 4 && key.rfind("bitnet.", 0) == 0 && key != "bitnet.context_length")
+      for (uint32_t v : {0u, 7u, 0xFFFFFFFFu}) cases.emplace_back(key + " = " + std::to_string(v), put(original, at + 4, v));
+    if (type == 4 && key.rfind("tokenizer.", 0) == 0) cases.emplace_back(key + " = -1", put(original, at + 4, ~0u));
+    if (type == 6)
+      for (float v : {std::nanf(""), INFINITY, 0.0f, -1.0f})
+        cases.emplace_back(key + " = " + std::to_string(v), put(original, at + 4, v));
+  }
+  size_t clean = 0;
+  const std::string damaged = dir.file("c.gguf");
+  for (const auto& [what, bytes] : cases) {
+    write_text(damaged, bytes);
+    const CliResult r = run_bitnetc("compile -q -o " + dir.file("out") + " " + damaged, dir);
+    const bool ok = r.status == 1 && r.err.find("bitnetc: error: " + damaged + ": ") != std::string::npos &&
+                    r.err.find("no such file") == std::string::npos;
+    clean += ok;
+    EXPECT_TRUE(ok) << what << ": exit " << r.status << ": " << r.err;
+  }
+  std::printf("hostile GGUF sweep: %zu cases, %zu clean errors\n", cases.size(), clean);
+  EXPECT_GE(cases.size(), 150u);
 }

@@ -328,7 +328,7 @@ BitNetModel* bitnet_model_load_with_params(const char* path, const BitNetLoadPar
         if (path && *path && !side_file) {
           std::ifstream in(path, std::ios::binary);
           if (!in) {
-            set_error(BITNET_ERROR_IO, std::string("bitnet_model_load: ") + path + ": cannot open");
+            set_error(BITNET_ERROR_IO, std::string("bitnet_model_load: ") + path + ": cannot open: " + std::strerror(errno));
             return nullptr;
           }
           uint64_t h = 0xcbf29ce484222325ull;

@@ -30,7 +30,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(args);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every usage error exits 2 (as the outputs do), whatever
+    // CLI11's own code for its kind of error.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     for (const cli::Command& c : commands)

@@ -1,5 +1,7 @@
 // The compiled output that bench and verify run (commands.h: prepare_output).
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -24,6 +26,7 @@ std::vector<std::string> split_words(const std::string& s) {
 // under the emulator of the aarch64 target with the most features.
 std::vector<std::string> runner_for_binary(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(path + ": cannot open: " + std::strerror(errno));
   unsigned char h[20] = {};
   in.read(reinterpret_cast<char*>(h), sizeof h);
   if (!in || h[0] != 0x7f || h[1] != 'E' || h[2] != 'L' || h[3] != 'F')

@@ -1,6 +1,11 @@
 // `bitnetc run MODEL -p PROMPT -n N [...] [--json]`: generation with the reference
 // interpreter (slow and exact), the oracle users compare compiled outputs against.
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -73,6 +78,40 @@ int run(const RunOptions& o) {
   return 0;
 }
 
+CLI::Validator finite_in(double lo, double hi, bool lo_open) {
+  const std::string range = (lo_open ? "(" : "[") + CLI::detail::to_string(lo) + ", " + CLI::detail::to_string(hi) + "]";
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size() || errno == ERANGE)
+          return "\"" + text + "\" is not a number";
+        if (!std::isfinite(v) || (lo_open ? v <= lo : v < lo) || v > hi)
+          return "\"" + text + "\" is not a finite number in " + range;
+        return "";
+      },
+      "FLOAT in " + range);
+}
+
+std::string read_input_file(const std::string& flag, const std::string& path) {
+  constexpr uintmax_t kMaxBytes = 16u << 20;  // far above any context's worth of text
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec) throw std::runtime_error(flag + " " + path + ": " + ec.message());
+  if (!std::filesystem::is_regular_file(status)) throw std::runtime_error(flag + " " + path + ": not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(flag + " " + path + ": cannot open: " + std::strerror(errno));
+  std::string text;
+  text.resize(kMaxBytes + 1);
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) throw std::runtime_error(flag + " " + path + ": read error: " + std::strerror(errno));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxBytes)
+    throw std::runtime_error(flag + " " + path + ": larger than " + std::to_string(kMaxBytes >> 20) + " MiB");
+  return text;
+}
+
 void add_act_quant_option(CLI::App* cmd, std::string& act_quant) {
   cmd->add_option("--act-quant", act_quant, "Override activation quantization: per-token or per-block")
       ->check(CLI::IsMember({"per-token", "per-block"}));
@@ -89,14 +128,15 @@ Command add_run(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("run", "Generate with the reference interpreter (slow, exact: the oracle)");
   cmd->add_option("model", o->model, "GGUF file, HF checkpoint folder, or bitllama2.c checkpoint")->required();
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
-  cmd->add_option("-f,--file", *prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
+  cmd->add_option("-f,--file", *prompt_file, "Read the prompt from a file (at most 16 MiB)");
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->check(CLI::NonNegativeNumber);
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Context length (default: the model's)")->check(CLI::PositiveNumber);
-  cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)");
+  cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->check(finite_in(-1e6, 1e6));
   cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0: off)");
-  cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1: off)");
-  cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0: off)");
-  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)");
+  cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1: off)")->check(finite_in(0, 1));
+  cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0: off)")->check(finite_in(0, 1));
+  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)")
+      ->check(finite_in(0, 100, /*lo_open=*/true));
   cmd->add_option("-s,--seed", o->sampling.seed, "Sampling seed");
   add_act_quant_option(cmd, o->act_quant);
   add_numerics_option(cmd, o->numerics);
@@ -104,10 +144,7 @@ Command add_run(CLI::App& app) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-sequence tokens");
   cmd->add_flag("--json", o->json, "Print one JSON object: prompt_tokens, tokens, text");
   return {cmd, [o, prompt_file] {
-            if (!prompt_file->empty()) {
-              std::ifstream in(*prompt_file, std::ios::binary);
-              o->prompt.assign(std::istreambuf_iterator<char>(in), {});
-            }
+            if (!prompt_file->empty()) o->prompt = read_input_file("-f", *prompt_file);
             return run(*o);
           }};
 }

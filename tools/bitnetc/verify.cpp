@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -37,8 +38,7 @@ const std::vector<std::string>& default_prompts() {
 }
 
 std::vector<std::string> read_prompts(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot read the prompts file");
+  std::istringstream in(read_input_file("--prompts", path));
   std::vector<std::string> prompts;
   std::string line;
   while (std::getline(in, line))
