@@ -91,6 +91,7 @@ TEST(OutputArgs, BadValuesAndCombinationsNameTheFlag) {
       {"-r", "option -r needs a value"},
       {"-sys hello -p hi", "-sys is an option of the conversation mode; add -cnv"},
       {"--keep 4 -p hi", "--keep is an option of the conversation mode"},
+      {"--chat-template chatml -p hi", "--chat-template is an option of -cnv, -i and --server"},
       {"-cnv --json", "-cnv prints the conversation"},
       {"-i --server", "give one"},
       {"--server -p hi", "does not combine"},

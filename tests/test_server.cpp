@@ -412,6 +412,18 @@ TEST_F(Server, ChatUsesTheModelsTemplate) {
   const json models = json::parse(s.Get("/v1/models")->body);
   EXPECT_NE(e["error"]["message"].get<std::string>().find(models["data"][0]["id"].get<std::string>()),
             std::string::npos);
+  EXPECT_EQ(plain_model.stop(), 0) << plain_model.log();
+
+  // --chat-template gives a model without one (or overrides the model's) a template, as
+  // llama-server's flag does: the reply is the solo run of the rendered conversation.
+  ServerProcess chatml(*stories_, "-np 1 --chat-template chatml", *dir_, "chatml");
+  ASSERT_TRUE(chatml.listening()) << chatml.log();
+  httplib::Client cm = chatml.client();
+  const json rendered =
+      solo(*stories_, "<|im_start|>user\nTell me a story<|im_end|>\n<|im_start|>assistant\n", 12, "--temp 0");
+  const json reply = post_json(cm, "/v1/chat/completions", body, 200);
+  EXPECT_EQ(reply["choices"][0]["message"]["content"], rendered["text"]);
+  EXPECT_EQ(reply["usage"]["prompt_tokens"], rendered["prompt_tokens"].size());
 }
 
 // Every bad request gets an error in OpenAI's shape naming what is wrong, and the server

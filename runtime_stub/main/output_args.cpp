@@ -155,7 +155,6 @@ OutputArgs parse_output_args(const std::vector<std::string>& args) {
     } else if (a == "--chat-template") {
       o.chat_template = value();
       if (o.chat_template.empty()) usage("--chat-template wants a name (llama3, chatml, ..., none) or a file");
-      conversation_flag = a;
     } else if (a == "--keep") {
       o.keep = static_cast<int32_t>(whole(a, value(), 0, INT32_MAX));
       conversation_flag = a;
@@ -221,6 +220,9 @@ OutputArgs parse_output_args(const std::vector<std::string>& args) {
   if (!server_flag.empty() && o.mode != Mode::Server) usage(server_flag + " is an option of --server; add --server");
   if (!conversation_flag.empty() && o.mode != Mode::Conversation && o.mode != Mode::Interactive)
     usage(conversation_flag + " is an option of the conversation mode; add -cnv");
+  if (!o.chat_template.empty() && o.mode != Mode::Conversation && o.mode != Mode::Interactive &&
+      o.mode != Mode::Server)
+    usage("--chat-template is an option of -cnv, -i and --server");
   if (o.mode == Mode::Conversation && (o.json || o.top_logits > 0))
     usage("-cnv prints the conversation: it does not combine with --json or --top-logits");
   if (o.mode == Mode::Prompts && (!o.reverse_prompts.empty() || o.ignore_eos || o.no_special))

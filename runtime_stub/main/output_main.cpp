@@ -58,7 +58,7 @@ void print_help(const char* argv0) {
       "  -i, --interactive        a prompt per line of stdin (on a model with a chat template: -cnv)\n"
       "  -cnv, --conversation     chat with the model's template, its KV cache kept across turns\n"
       "  -sys, --system-prompt S  -cnv: the system message\n"
-      "      --chat-template T    -cnv: a template name (%s) or a Jinja file, instead of the model's\n"
+      "      --chat-template T    -cnv, -i, --server: a template name (%s) or a Jinja file, instead of the model's\n"
       "      --keep N             -cnv: the conversation's first N tokens are never dropped when it fills the context\n"
       "      --prompts FILE       every line of FILE, -np at once in batched steps\n"
       "  -np, --parallel N        sequences at once for --prompts and --server (default 4)\n"
@@ -506,9 +506,9 @@ int main(int argc, char** argv) {
     }
     if (args.mode == Mode::Bench) return run_bench(model, args.bench, load_s, threads);
     if (args.mode == Mode::Profile) return run_profile(model, args.profile_reps);
-    if (args.mode == Mode::Server) return rt::run_server(model, args.server);
 
-    // The chat template a conversation uses: the model's, or --chat-template's.
+    // The chat template a conversation (or the server's chat endpoint) uses: the model's,
+    // or --chat-template's.
     rt::ChatTemplate tmpl = model.tokenizer().vocab().chat_template;
     if (!args.chat_template.empty() && !rt::chat_template_by_name(args.chat_template, tmpl)) {
       const std::string jinja = read_input_file("--chat-template", args.chat_template);
@@ -517,6 +517,10 @@ int main(int argc, char** argv) {
         usage_error("--chat-template " + args.chat_template +
                     ": neither a template name (bitnet-2b4t, llama3, llama2, chatml, phi3, none) nor a Jinja "
                     "template of one of those families");
+    }
+    if (args.mode == Mode::Server) {
+      args.server.chat_template = tmpl;
+      return rt::run_server(model, args.server);
     }
     const bool chat =
         args.mode == Mode::Conversation || (args.mode == Mode::Interactive && tmpl != rt::ChatTemplate::None);

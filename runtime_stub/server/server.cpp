@@ -239,8 +239,12 @@ void Server::handle_generate(const httplib::Request& req, httplib::Response& res
     const auto it = body.find("messages");
     if (it == body.end() || !it->is_array() || it->empty())
       throw HttpError(400, "'messages' must be a non-empty list of {role, content}", "messages");
-    if (tok.vocab().chat_template == ChatTemplate::None)
-      throw HttpError(400, "this model (" + model_name() + ") has no chat template; use /v1/completions", "messages");
+    const ChatTemplate tmpl = o_.chat_template.value_or(tok.vocab().chat_template);
+    if (tmpl == ChatTemplate::None)
+      throw HttpError(400,
+                      "this model (" + model_name() +
+                          ") has no chat template; use /v1/completions, or start the server with --chat-template",
+                      "messages");
     std::vector<ChatMessage> messages;
     for (const json& m : *it) {
       if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
@@ -258,7 +262,7 @@ void Server::handle_generate(const httplib::Request& req, httplib::Response& res
       }
       messages.push_back({m["role"].get<std::string>(), content});
     }
-    r.prompt_tokens = chat_tokens(tok, messages, true);  // contents never parsed as control tokens
+    r.prompt_tokens = chat_tokens(tok, tmpl, messages, true);  // contents never parsed as control tokens
   } else {
     const auto it = body.find(api == Api::Native ? "prompt" : "prompt");
     if (it == body.end()) throw HttpError(400, "'prompt' is required", "prompt");

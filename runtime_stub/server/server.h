@@ -12,8 +12,10 @@
 
 #include <signal.h>
 
+#include <optional>
 #include <string>
 
+#include "chat.h"
 #include "compiled_model.h"
 
 namespace bitnetc::rt {
@@ -26,6 +28,9 @@ struct ServerOptions {
   double timeout_s = 600;     // a connection's read/write timeout
   std::string api_key;        // when set, every endpoint but /health wants "Authorization: Bearer KEY"
   size_t max_body = 1 << 20;  // request bodies past this get 413
+  // What /v1/chat/completions renders messages with: the model's own template, or
+  // --chat-template's; None answers chat requests with 400.
+  std::optional<ChatTemplate> chat_template;
 };
 
 // Blocks SIGINT and SIGTERM in the calling thread and the threads it starts later, so
