@@ -10,7 +10,7 @@
 #   TYPE=tq2_0 ARCH=bitnet bench/bench_2b4t.sh -t 1
 #   bench/bench_2b4t.sh --head q8       # int8 head (changes numerics)
 set -euo pipefail
-BITNETC=${BITNETC:-build/tools/bitnetc/bitnetc}
+BITNETC=${BITNETC:-build/bin/bitnetc}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 "$BITNETC" synth --shape 2b4t --arch "${ARCH:-bitnet-b1.58}" --type "${TYPE:-i2_s}" --embd-type f16 \

@@ -14,7 +14,7 @@
 #   bench/bench_serve.sh --url http://127.0.0.1:8080 --vocab 32000
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-BITNETC=${BITNETC:-build/tools/bitnetc/bitnetc}
+BITNETC=${BITNETC:-build/bin/bitnetc}
 url=""
 pass=()
 while [ $# -gt 0 ]; do

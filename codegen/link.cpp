@@ -7,6 +7,7 @@
 
 #include "atomic_file.h"
 #include "process.h"
+#include "runtime_folder.h"
 
 namespace bitnetc::codegen {
 
@@ -27,24 +28,44 @@ void write_text(const fs::path& p, const std::string& text) {
   if (!out) throw OutputError(p.string() + ": cannot write");
 }
 
-// The toolchains this bitnetc was built with, one per triple (CMake fills them in).
+// The default runtime build in `dir`: an executable links the runtime's main, a shared
+// object the whole C API; both the forward pass, the runtime and the IR.
+RuntimeBuild default_runtime(const fs::path& dir) {
+  const std::string model_libs = " " + quote((dir / "libbitnetc_compiled.a").string()) + " " +
+                                 quote((dir / "libbitnetc_runtime.a").string()) + " " +
+                                 quote((dir / "libbitnetc_ir.a").string());
+  return {quote((dir / "libbitnetc_output_main.a").string()) + model_libs,
+          "-Wl,--whole-archive " + quote((dir / "libbitnetc_capi.a").string()) + " -Wl,--no-whole-archive" + model_libs,
+          ""};
+}
+
+// A sanitized build in `dir`: one archive each for executables and shared objects
+// (runtime_stub/CMakeLists.txt), and the sanitizer's link flags.
+RuntimeBuild sanitized_runtime(const fs::path& dir, const std::string& name, const std::string& flags) {
+  return {quote((dir / ("libbitnetc_output_main_" + name + ".a")).string()),
+          "-Wl,--whole-archive " + quote((dir / ("libbitnetc_capi_" + name + ".a")).string()) +
+              " -Wl,--no-whole-archive",
+          flags};
+}
+
+// The toolchains this bitnetc can link with: one per triple whose runtime is in its
+// runtime folder (runtime_folder.h), with the compiler driver CMake found for it.
 std::vector<Toolchain> toolchains() {
   std::vector<Toolchain> t;
   const char* env_cxx = std::getenv("CXX");
-  // x86-64 outputs (CUDA outputs' host side too) use this build's own libraries.
-  t.push_back({"x86_64-linux-gnu",
-               env_cxx && *env_cxx ? env_cxx : BITNETC_CXX,
-               "",
-               {{"default", {BITNETC_EXE_LIBS, BITNETC_SO_LIBS, ""}}}});
-#ifdef BITNETC_ASAN_SO_LIBS
-  t.back().runtimes["asan"] = {BITNETC_ASAN_EXE_LIBS, BITNETC_ASAN_SO_LIBS, BITNETC_ASAN_FLAGS};
-  t.back().runtimes["tsan"] = {BITNETC_TSAN_EXE_LIBS, BITNETC_TSAN_SO_LIBS, BITNETC_TSAN_FLAGS};
+  // x86-64 outputs (CUDA outputs' host side too).
+  if (const fs::path dir = runtime_build_folder("x86_64-linux-gnu", "default"); !dir.empty()) {
+    t.push_back({"x86_64-linux-gnu", env_cxx && *env_cxx ? env_cxx : BITNETC_CXX, "", {{"default", default_runtime(dir)}}});
+#ifdef BITNETC_ASAN_FLAGS
+    const std::pair<const char*, const char*> sanitizers[] = {{"asan", BITNETC_ASAN_FLAGS}, {"tsan", BITNETC_TSAN_FLAGS}};
+    for (const auto& [name, flags] : sanitizers)
+      if (const fs::path s = runtime_build_folder("x86_64-linux-gnu", name); !s.empty())
+        t.back().runtimes[name] = sanitized_runtime(s, name, flags);
 #endif
+  }
 #ifdef BITNETC_AARCH64_CXX
-  t.push_back({"aarch64-linux-gnu",
-               BITNETC_AARCH64_CXX,
-               "-static",
-               {{"default", {BITNETC_AARCH64_EXE_LIBS, BITNETC_AARCH64_SO_LIBS, ""}}}});
+  if (const fs::path dir = runtime_build_folder("aarch64-linux-gnu", "default"); !dir.empty())
+    t.push_back({"aarch64-linux-gnu", BITNETC_AARCH64_CXX, "-static", {{"default", default_runtime(dir)}}});
 #endif
   return t;
 }
@@ -54,10 +75,9 @@ std::vector<Toolchain> toolchains() {
 Toolchain toolchain_for(const TargetInfo& target) {
   for (const Toolchain& t : toolchains())
     if (t.triple == target.triple) return t;
-  throw std::invalid_argument("target " + target.name + ": this bitnetc was built without the " + target.triple +
-                              " runtime (install its cross compiler, g++-" +
-                              target.triple.substr(0, target.triple.find('-')) +
-                              "-linux-gnu, then configure and build again)");
+  throw std::invalid_argument("target " + target.name + ": this bitnetc has no " + target.triple + " runtime in " +
+                              (runtime_folder() / target.triple).string() + " (build bitnetc with its cross compiler, g++-" +
+                              target.triple.substr(0, target.triple.find('-')) + "-linux-gnu, installed)");
 }
 
 const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string& name) {
@@ -66,7 +86,8 @@ const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string&
   std::string have;
   for (const auto& [n, r] : toolchain.runtimes) have += (have.empty() ? "" : ", ") + n;
   throw std::invalid_argument("--runtime=" + name + ": this bitnetc has no such runtime build for " + toolchain.triple +
-                              " (it has: " + have + ")");
+                              " (it has: " + have +
+                              "; an install holds asan and tsan only when installed with --component sanitizers)");
 }
 
 std::string link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const std::string& work_dir,
@@ -82,7 +103,7 @@ std::string link_output(const Toolchain& toolchain, const RuntimeBuild& runtime,
   write_text(work / "exports.map", "{ global: bitnet_*; local: *; };\n");
   const std::string cxx = quote(toolchain.cxx);
   std::string cmd = "cd " + quote(work_dir) + " && " + cxx + " -O2 -std=c++17 -fPIC -I" +
-                    quote(BITNETC_HALIDE_INCLUDE) + " -c kernels.cpp -o kernels.o 2> link.log && " + cxx +
+                    quote((runtime_folder() / "include").string()) + " -c kernels.cpp -o kernels.o 2> link.log && " + cxx +
                     " -c blob.S -o blob.o 2>> link.log && " + cxx + " kernels.o blob.o";
   for (const auto& obj : objects) cmd += " " + quote(obj);
   // A shared object's SONAME is its file name, so `-L DIR -lNAME` finds and records it

@@ -15,7 +15,7 @@
 # Exits non-zero when any check fails; the benchmark's JSON goes to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BITNETC=${BITNETC:-build/tools/bitnetc/bitnetc}
+BITNETC=${BITNETC:-build/bin/bitnetc}
 SHARED=${SHARED:-../shared}
 if [ ! -x "$BITNETC" ]; then
   cmake --preset release && cmake --build --preset release --target bitnetc

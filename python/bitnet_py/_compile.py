@@ -21,7 +21,9 @@ _FOLDER_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenize
 
 
 def find_bitnetc():
-    """$BITNETC, then bitnetc on PATH, then this checkout's build."""
+    """$BITNETC, then bitnetc on PATH, then the install this package is part of
+    (<prefix>/lib/python3/dist-packages/bitnet_py -> <prefix>/bin/bitnetc), then this
+    checkout's build."""
     env = os.environ.get("BITNETC")
     if env:
         if not os.access(env, os.X_OK):
@@ -30,27 +32,28 @@ def find_bitnetc():
     on_path = shutil.which("bitnetc")
     if on_path:
         return on_path
-    checkout = Path(__file__).resolve().parents[2] / "build" / "tools" / "bitnetc" / "bitnetc"
-    if checkout.is_file() and os.access(checkout, os.X_OK):
-        return str(checkout)
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[4] / "bin" / "bitnetc", here.parents[2] / "build" / "bin" / "bitnetc"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
     raise FileNotFoundError("bitnetc not found: set $BITNETC, put bitnetc on PATH, or build this checkout "
                             "(cmake --preset release && cmake --build --preset release)")
 
 
 def find_tokenizer_library():
     """libbitnetc_tokenizer.so (tools/libbitnetc_tokenizer): $BITNETC_TOKENIZER_LIB, else
-    beside bitnetc (a build tree) or in the lib/ folder beside its bin/ (an install)."""
+    in the lib/ folder beside bitnetc's bin/ (a build tree or an install)."""
     env = os.environ.get("BITNETC_TOKENIZER_LIB")
     if env:
         if not os.path.isfile(env):
             raise FileNotFoundError(f"$BITNETC_TOKENIZER_LIB names {env}, which is not a file")
         return env
     bitnetc = Path(os.path.realpath(find_bitnetc()))
-    for candidate in (bitnetc.parent / "libbitnetc_tokenizer.so", bitnetc.parent.parent / "lib" / "libbitnetc_tokenizer.so"):
-        if candidate.is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"libbitnetc_tokenizer.so is not beside {bitnetc} (nor in ../lib): build it with bitnetc, "
-                            "or set $BITNETC_TOKENIZER_LIB")
+    candidate = bitnetc.parent.parent / "lib" / "libbitnetc_tokenizer.so"
+    if candidate.is_file():
+        return str(candidate)
+    raise FileNotFoundError(f"libbitnetc_tokenizer.so is not in {candidate.parent} (the lib/ beside {bitnetc.parent}): "
+                            "build it with bitnetc, or set $BITNETC_TOKENIZER_LIB")
 
 
 def cache_dir():

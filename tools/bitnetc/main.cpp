@@ -7,6 +7,7 @@
 #include "atomic_file.h"
 #include "commands.h"
 #include "diagnostics.h"
+#include "runtime_folder.h"
 #include "tokenizer.h"
 
 using namespace bitnetc;
@@ -14,7 +15,16 @@ using namespace bitnetc;
 int main(int argc, char** argv) {
   CLI::App app{"bitnetc: an ahead-of-time compiler for ternary (BitNet b1.58) language models"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("bitnetc ") + BITNETC_VERSION);
+  // The version, and where this bitnetc takes the runtime it links outputs with.
+  app.set_version_flag("--version", [] {
+    std::string runtime;
+    try {
+      runtime = codegen::runtime_folder().string();
+    } catch (const std::exception& e) {
+      runtime = std::string("missing: ") + e.what();
+    }
+    return std::string("bitnetc ") + BITNETC_VERSION + "\nruntime: " + runtime;
+  });
   const std::vector<cli::Command> commands = {cli::add_inspect(app), cli::add_run(app),    cli::add_convert(app),
                                               cli::add_compile(app), cli::add_bench(app),  cli::add_verify(app),
                                               cli::add_targets(app), cli::add_synth(app)};
