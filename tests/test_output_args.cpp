@@ -92,6 +92,7 @@ TEST(OutputArgs, BadValuesAndCombinationsNameTheFlag) {
       {"-sys hello -p hi", "-sys is an option of the conversation mode; add -cnv"},
       {"--keep 4 -p hi", "--keep is an option of the conversation mode"},
       {"--chat-template chatml -p hi", "--chat-template is an option of -cnv, -i and --server"},
+      {"--version -p hi", "--version combines only with --json"},
       {"-cnv --json", "-cnv prints the conversation"},
       {"-i --server", "give one"},
       {"--server -p hi", "does not combine"},

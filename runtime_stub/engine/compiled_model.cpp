@@ -144,13 +144,33 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
                                            kernels, max_sequences);
 }
 
-std::string describe_embedded_model() {
+EmbeddedModelSummary summarize_embedded_model() {
   const std::span<const uint8_t> blob = embedded_blob();
   const BlobHeader h = read_embedded_header(blob);
   const ir::Graph g = ir::deserialize(blob.subspan(h.graph_off, h.graph_size));
+  EmbeddedModelSummary s;
+  s.architecture = g.name;
+  s.n_layer = g.n_layer;
+  s.fingerprint = h.source_fingerprint;
+  s.external_weights = h.external_weights != 0;
+  if (h.records_off > blob.size() || h.n_records > (blob.size() - h.records_off) / sizeof(TernaryRecord))
+    throw std::runtime_error("the embedded model's weight records lie outside its blob");
+  for (uint64_t i = 0; i < h.n_records; ++i) {
+    TernaryRecord r;
+    std::memcpy(&r, blob.data() + h.records_off + i * sizeof(TernaryRecord), sizeof r);
+    ++s.layouts[r.layout == TernaryLayout::I2S   ? "i2_s"
+                : r.layout == TernaryLayout::TL1 ? "tl1"
+                : r.layout == TernaryLayout::TL2 ? "tl2"
+                                                 : "cuda"];
+  }
+  return s;
+}
+
+std::string describe_embedded_model() {
+  const EmbeddedModelSummary s = summarize_embedded_model();
   char fp[32];
-  std::snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(h.source_fingerprint));
-  return g.name + ", " + std::to_string(g.n_layer) + " layers, fingerprint " + fp;
+  std::snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(s.fingerprint));
+  return s.architecture + ", " + std::to_string(s.n_layer) + " layers, fingerprint " + fp;
 }
 
 int64_t embedded_n_ctx() {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -91,8 +92,17 @@ class CompiledModel {
 // The path of the executable or shared object this code is linked into.
 std::string own_binary_path();
 
-// "NAME, fingerprint HEX" of the model embedded in this binary, read from its blob
-// without loading the weights or a device (for --version).
+// What the model embedded in this binary is, read from its blob without loading the
+// weights or a device (--version, and the artifact manifest of `--version --json`).
+struct EmbeddedModelSummary {
+  std::string architecture;
+  int64_t n_layer = 0;
+  uint64_t fingerprint = 0;                 // FNV-1a 64 of the model file compiled
+  std::map<std::string, int> layouts;       // ternary weights per layout ("i2_s", "tl2", ...)
+  bool external_weights = false;            // --weights=external
+};
+EmbeddedModelSummary summarize_embedded_model();
+// "NAME, N layers, fingerprint HEX" (--version's line).
 std::string describe_embedded_model();
 
 // The embedded model's context length (positions), read without loading it.

@@ -88,7 +88,7 @@ const char* output_usage_line() {
 OutputArgs parse_output_args(const std::vector<std::string>& args) {
   OutputArgs o;
   bool prompt_given = false, interactive = false, conversation = false, serve = false;
-  bool n_given = false, parallel_given = false;
+  bool n_given = false, parallel_given = false, version = false;
   std::string bench, server_flag, conversation_flag;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -100,8 +100,7 @@ OutputArgs parse_output_args(const std::vector<std::string>& args) {
       o.mode = OutputArgs::Mode::Help;
       return o;
     } else if (a == "--version") {
-      o.mode = OutputArgs::Mode::Version;
-      return o;
+      version = true;
     } else if (a == "-p" || a == "--prompt") {
       o.prompt = value();
       prompt_given = true;
@@ -195,6 +194,12 @@ OutputArgs parse_output_args(const std::vector<std::string>& args) {
     }
   }
 
+  // --version [--json]: the manifest of this output, nothing else.
+  if (version) {
+    if (args.size() != (o.json ? 2u : 1u)) usage("--version combines only with --json");
+    o.mode = OutputArgs::Mode::Version;
+    return o;
+  }
   // The mode, and the flags that only mean something in another one.
   const int modes = (serve ? 1 : 0) + (interactive ? 1 : 0) + (conversation ? 1 : 0) + (!bench.empty() ? 1 : 0) +
                     (o.profile_reps > 0 ? 1 : 0) + (!o.prompts_path.empty() ? 1 : 0);

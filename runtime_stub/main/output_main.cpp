@@ -441,8 +441,24 @@ int main(int argc, char** argv) {
   }
   if (args.mode == Mode::Version) {
     try {
-      std::printf("bitnetc %s output for %s: %s\n", BITNETC_VERSION, bitnetc_target_name,
-                  rt::describe_embedded_model().c_str());
+      if (!args.json) {
+        std::printf("bitnetc %s output for %s: %s\n", BITNETC_VERSION, bitnetc_target_name,
+                    rt::describe_embedded_model().c_str());
+        return 0;
+      }
+      // The manifest a fleet checks what it runs against (scripts/build-artifacts.sh writes
+      // the same fields, plus the file's sha256, beside each artifact).
+      const rt::EmbeddedModelSummary s = rt::summarize_embedded_model();
+      char fp[32];
+      std::snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(s.fingerprint));
+      std::string layouts;
+      for (const auto& [name, count] : s.layouts)
+        layouts += (layouts.empty() ? "" : ",") + ("\"" + name + "\":" + std::to_string(count));
+      std::printf(
+          "{\"bitnetc_version\":\"%s\",\"target\":\"%s\",\"architecture\":\"%s\",\"n_layer\":%lld,"
+          "\"fingerprint\":\"%s\",\"layouts\":{%s},\"weights\":\"%s\"}\n",
+          BITNETC_VERSION, bitnetc_target_name, rt::json_escape(s.architecture).c_str(),
+          static_cast<long long>(s.n_layer), fp, layouts.c_str(), s.external_weights ? "external" : "embedded");
     } catch (const std::exception& e) {
       std::fprintf(stderr, "error: %s\n", e.what());
       return 1;
