@@ -252,8 +252,12 @@ TEST(Cli, BenchPrintsLlamaBenchStyleJson) {
   EXPECT_EQ(j["tests"][1]["test"], "tg8");
   for (const auto& t : j["tests"]) {
     EXPECT_GT(t["tps"].get<double>(), 0);
-    EXPECT_EQ(t["samples"].size(), 2u);
+    ASSERT_EQ(t["samples"].size(), 2u);  // the warm-up repetition is not among them
+    const double a = t["samples"][0], b = t["samples"][1];
+    EXPECT_DOUBLE_EQ(t["median_tps"].get<double>(), (a + b) / 2);
   }
+  EXPECT_DOUBLE_EQ(j["tg_roofline_fraction"].get<double>(),
+                   j["tests"][1]["median_tps"].get<double>() / j["decode_roofline_tps"].get<double>());
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["layout"], "tl2");
 }

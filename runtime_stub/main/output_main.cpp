@@ -120,13 +120,16 @@ int run_bench(rt::CompiledModel& model, const rt::BenchSpec& spec, double load_s
   using clock = std::chrono::steady_clock;
   auto seconds_since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
   std::vector<double> pp, tg;
-  for (int rep = 0; rep < r; ++rep) {
+  // Repetition -1 is a warm-up, as llama-bench's: it faults the weights in and settles the
+  // caches and clocks, and is not reported.
+  for (int rep = -1; rep < r; ++rep) {
+    const bool timed = rep >= 0;
     if (p > 0) {
       std::vector<int32_t> prompt(p);
       for (auto& t : prompt) t = next_token();
       const auto t0 = clock::now();
       f.forward(prompt, 0);
-      pp.push_back(p / seconds_since(t0));
+      if (timed) pp.push_back(p / seconds_since(t0));
     }
     if (g > 0 && sequences == 1) {
       int32_t t = next_token();
@@ -136,7 +139,7 @@ int run_bench(rt::CompiledModel& model, const rt::BenchSpec& spec, double load_s
         t = next_token();
         f.forward(std::span<const int32_t>(&t, 1), i);
       }
-      tg.push_back(g / seconds_since(t0));
+      if (timed) tg.push_back(g / seconds_since(t0));
     } else if (g > 0) {
       std::vector<rt::BatchRow> rows(static_cast<size_t>(sequences));
       for (int s = 0; s < sequences; ++s) rows[s] = {s, 0, next_token(), true};
@@ -146,7 +149,7 @@ int run_bench(rt::CompiledModel& model, const rt::BenchSpec& spec, double load_s
         for (rt::BatchRow& row : rows) row.pos = i, row.token = next_token();
         f.step(rows);
       }
-      tg.push_back(static_cast<double>(g) * sequences / seconds_since(t0));
+      if (timed) tg.push_back(static_cast<double>(g) * sequences / seconds_since(t0));
     }
   }
   // On a GPU, the roofline is the device's bandwidth, which only this process can measure.

@@ -2,7 +2,9 @@
 //
 // Compiles the model (or takes --binary), then runs the output's own `--bench` mode in
 // child processes: prefill of each -p size into an empty context (pp) and generation
-// of -n tokens (tg), -r times each. Reports mean and standard deviation of tokens/s,
+// of -n tokens (tg), -r times each after one untimed warm-up repetition (as llama-bench).
+// Reports mean, median and standard deviation of tokens/s (the roofline fraction is the
+// median's),
 // compile time and peak memory, output size, start-up time, the child's peak RSS, and
 // the decode roofline: the machine's read bandwidth (measured in the same run) over
 // the weight bytes one decode step reads.
@@ -63,7 +65,7 @@ double measure_read_bandwidth(int threads) {
 }
 
 struct Stats {
-  double mean = 0, stddev = 0;
+  double mean = 0, stddev = 0, median = 0;
   std::vector<double> samples;
 };
 
@@ -75,6 +77,11 @@ Stats stats_of(const std::vector<double>& v) {
   double ss = 0;
   for (double x : v) ss += (x - s.mean) * (x - s.mean);
   s.stddev = v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0;
+  // The median resists the one slow repetition a shared machine's neighbour causes.
+  std::vector<double> sorted = v;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  s.median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
   return s;
 }
 
@@ -153,7 +160,8 @@ int bench(const BenchOptions& o) {
     auto [j, r] = run_bench(p, 0, o.repetitions);
     peak_rss_kb = std::max(peak_rss_kb, r.peak_rss_kb);
     const Stats s = stats_of(j.at("pp_tps").get<std::vector<double>>());
-    tests.push_back({{"test", "pp" + std::to_string(p)}, {"tps", s.mean}, {"stddev", s.stddev}, {"samples", s.samples}});
+    tests.push_back({{"test", "pp" + std::to_string(p)}, {"tps", s.mean}, {"median_tps", s.median}, {"stddev", s.stddev},
+                     {"samples", s.samples}});
   }
   // A GPU output measured its device's bandwidth in the start-up run; else the host's,
   // right before and right after the decode test: on a shared machine it moves with the
@@ -171,7 +179,8 @@ int bench(const BenchOptions& o) {
     auto [j, r] = run_bench(0, n_gen, o.repetitions);
     peak_rss_kb = std::max(peak_rss_kb, r.peak_rss_kb);
     tg = stats_of(j.at("tg_tps").get<std::vector<double>>());
-    tests.push_back({{"test", "tg" + std::to_string(n_gen)}, {"tps", tg.mean}, {"stddev", tg.stddev}, {"samples", tg.samples}});
+    tests.push_back({{"test", "tg" + std::to_string(n_gen)}, {"tps", tg.mean}, {"median_tps", tg.median},
+                     {"stddev", tg.stddev}, {"samples", tg.samples}});
   }
   if (device_bw == 0) say("memory bandwidth");
   const double bandwidth = device_bw > 0 ? device_bw : std::max(host_bw_before, measure_read_bandwidth(threads));
@@ -192,7 +201,7 @@ int bench(const BenchOptions& o) {
               {"read_GBps", bandwidth / 1e9},
               {"decode_bytes_per_token", decode_bytes},
               {"decode_roofline_tps", roofline},
-              {"tg_roofline_fraction", n_gen > 0 ? tg.mean / roofline : 0.0},
+              {"tg_roofline_fraction", n_gen > 0 ? tg.median / roofline : 0.0},  // the median's
               {"tests", tests}};
   if (o.json) {
     std::printf("%s\n", out.dump(2).c_str());
@@ -206,14 +215,15 @@ int bench(const BenchOptions& o) {
               startup_run.seconds, human_bytes(peak_rss_kb * 1024.0).c_str());
   std::printf("device %s; read bandwidth %.1f GB/s; decode reads %s per token -> roofline %.1f t/s\n\n", device.c_str(), bandwidth / 1e9,
               human_bytes(static_cast<double>(decode_bytes)).c_str(), roofline);
-  std::printf("| %-8s | %10s | %8s | %8s |\n", "test", "t/s", "stddev", "roofline");
-  std::printf("| %-8s | %10s | %8s | %8s |\n", "--------", "----------", "--------", "--------");
+  std::printf("| %-8s | %10s | %10s | %8s | %8s |\n", "test", "t/s", "median", "stddev", "roofline");
+  std::printf("| %-8s | %10s | %10s | %8s | %8s |\n", "--------", "----------", "----------", "--------", "--------");
   for (const auto& t : tests) {
     const std::string name = t.at("test");
     char frac[16] = "";
-    if (name.starts_with("tg")) std::snprintf(frac, sizeof frac, "%.1f %%", 100.0 * t.at("tps").get<double>() / roofline);
-    std::printf("| %-8s | %10.2f | %8.2f | %8s |\n", name.c_str(), t.at("tps").get<double>(),
-                t.at("stddev").get<double>(), frac);
+    if (name.starts_with("tg"))
+      std::snprintf(frac, sizeof frac, "%.1f %%", 100.0 * t.at("median_tps").get<double>() / roofline);
+    std::printf("| %-8s | %10.2f | %10.2f | %8.2f | %8s |\n", name.c_str(), t.at("tps").get<double>(),
+                t.at("median_tps").get<double>(), t.at("stddev").get<double>(), frac);
   }
   return 0;
 }
