@@ -241,7 +241,8 @@ TEST(Cli, VerifyPassesAndCatchesAMismatch) {
 TEST(Cli, BenchPrintsLlamaBenchStyleJson) {
   ScratchDir dir;
   const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
-  const CliResult r = run_bitnetc("bench " + shell_quote(model) + " -p 16 -n 8 -r 2 -t 1 --layout tl2 --json -q", dir);
+  const CliResult r =
+      run_bitnetc("bench " + shell_quote(model) + " -p 16 -n 8 -d 24 -r 2 -t 1 --layout tl2 --json -q", dir);
   ASSERT_EQ(r.status, 0) << r.err;
   const json j = json::parse(r.out);
   for (const char* key : {"output_bytes", "compile_s", "startup_s", "peak_rss_kb", "read_GBps",
@@ -260,6 +261,12 @@ TEST(Cli, BenchPrintsLlamaBenchStyleJson) {
                    j["tests"][1]["median_tps"].get<double>() / j["decode_roofline_tps"].get<double>());
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["layout"], "tl2");
+  EXPECT_EQ(j["depth"], 24);  // each test after 24 tokens already in the cache
+  for (const auto& t : j["tests"]) EXPECT_EQ(t["depth"], 24);
+  // A depth the context cannot hold is refused, naming the flag.
+  const CliResult deep = run_bitnetc("bench " + shell_quote(model) + " -p 16 -n 8 -d 100000 -r 1 -t 1 -q", dir);
+  EXPECT_EQ(deep.status, 1);
+  EXPECT_NE(deep.err.find("--depth 100000: the model's context is"), std::string::npos) << deep.err;
 }
 
 // --numerics: each engine's whole recipe over the file's structure, said by inspect (with

@@ -61,6 +61,9 @@ TEST(OutputArgs, LlamaCliFlagsParseToWhatTheySay) {
   EXPECT_EQ(b.mode, OutputArgs::Mode::Bench);
   EXPECT_EQ(b.bench.prompt, 128);
   EXPECT_EQ(b.bench.sequences, 8);
+  EXPECT_EQ(b.bench.depth, 0);
+  EXPECT_EQ(parse("--bench-depth 4096 --bench 512,0,2").bench.depth, 4096);  // in either order
+  EXPECT_EQ(parse("--bench 512,0,2 --bench-depth 4096").bench.depth, 4096);
   EXPECT_EQ(parse("-h -bogus").mode, OutputArgs::Mode::Help);
 }
 
@@ -93,6 +96,8 @@ TEST(OutputArgs, BadValuesAndCombinationsNameTheFlag) {
       {"--keep 4 -p hi", "--keep is an option of the conversation mode"},
       {"--chat-template chatml -p hi", "--chat-template is an option of -cnv, -i and --server"},
       {"--version -p hi", "--version combines only with --json"},
+      {"--bench-depth 8 -p hi", "--bench-depth is an option of --bench; add --bench"},
+      {"--bench 8,8,1 --bench-depth -1", "--bench-depth"},
       {"-cnv --json", "-cnv prints the conversation"},
       {"-i --server", "give one"},
       {"--server -p hi", "does not combine"},

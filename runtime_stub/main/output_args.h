@@ -19,9 +19,10 @@ class UsageError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// `--bench P,G,R[,S]`.
+// `--bench P,G,R[,S] [--bench-depth D]`.
 struct BenchSpec {
   int prompt = 0, generated = 0, repetitions = 0, sequences = 1;
+  int depth = 0;  // tokens already in each sequence's cache before a test (llama-bench's -d)
 };
 
 struct OutputArgs {

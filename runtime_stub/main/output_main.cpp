@@ -65,6 +65,7 @@ void print_help(const char* argv0) {
       "      --truncate           cut a prompt longer than the context instead of an error\n"
       "      --weights FILE       the side file of a --weights=external compile (default: OUTPUT.weights)\n"
       "      --bench P,G,R[,S]    prefill P and generate G tokens R times (S sequences at once)\n"
+      "      --bench-depth D      --bench: with D tokens already in each sequence's cache\n"
       "      --profile R          CUDA outputs: time each launch of a decode step\n"
       "      --device cpu|cuda    insist on where the model runs\n"
       "\n"
@@ -103,13 +104,16 @@ std::string list_json(const std::vector<double>& v) {
 // `--bench P,G,R[,S]`: llama-bench's two tests on this output, R times each: prefill P
 // tokens into an empty context (pp), and generate G tokens one at a time after one
 // token (tg); with S > 1, S sequences decode together, one row each per step, and tg
-// is their aggregate tokens/s. Token ids are seeded pseudo-random. Prints one JSON
-// object of tokens/s.
+// is their aggregate tokens/s. With --bench-depth D each test starts with D tokens already
+// in the cache (untimed), as llama-bench's -d: how speed holds as the context grows.
+// Token ids are seeded pseudo-random. Prints one JSON object of tokens/s.
 int run_bench(rt::CompiledModel& model, const rt::BenchSpec& spec, double load_s, int threads) {
   const int p = spec.prompt, g = spec.generated, r = spec.repetitions, sequences = spec.sequences;
-  if (std::max(p, g + 1) > model.n_ctx())
-    usage_error("--bench: " + std::to_string(std::max(p, g + 1)) + " tokens do not fit the context of " +
-                std::to_string(model.n_ctx()) + " (-c)");
+  const int d = spec.depth;
+  if (d + std::max(p, g + 1) > model.n_ctx())
+    usage_error("--bench: " + std::to_string(d + std::max(p, g + 1)) + " tokens" +
+                (d > 0 ? " (with --bench-depth " + std::to_string(d) + ")" : std::string()) +
+                " do not fit the context of " + std::to_string(model.n_ctx()) + " (-c)");
   rt::Forward& f = model.forward_pass();
   const int32_t n_vocab = static_cast<int32_t>(model.graph().n_vocab);
   uint64_t state = 0x2545F4914F6CDD1Dull;
@@ -119,6 +123,16 @@ int run_bench(rt::CompiledModel& model, const rt::BenchSpec& spec, double load_s
   };
   using clock = std::chrono::steady_clock;
   auto seconds_since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+  // Sequence `seq`'s cache filled with the depth's tokens (positions 0 .. d-1, untimed).
+  auto fill_depth = [&](int32_t seq) {
+    constexpr int kChunk = 256;
+    std::vector<rt::BatchRow> rows;
+    for (int at = 0; at < d; at += kChunk) {
+      rows.clear();
+      for (int i = at; i < std::min(d, at + kChunk); ++i) rows.push_back({seq, i, next_token(), false});
+      f.step(rows);
+    }
+  };
   std::vector<double> pp, tg;
   // Repetition -1 is a warm-up, as llama-bench's: it faults the weights in and settles the
   // caches and clocks, and is not reported.
@@ -127,26 +141,29 @@ int run_bench(rt::CompiledModel& model, const rt::BenchSpec& spec, double load_s
     if (p > 0) {
       std::vector<int32_t> prompt(p);
       for (auto& t : prompt) t = next_token();
+      fill_depth(0);
       const auto t0 = clock::now();
-      f.forward(prompt, 0);
+      f.forward(prompt, d);
       if (timed) pp.push_back(p / seconds_since(t0));
     }
     if (g > 0 && sequences == 1) {
+      fill_depth(0);
       int32_t t = next_token();
-      f.forward(std::span<const int32_t>(&t, 1), 0);
+      f.forward(std::span<const int32_t>(&t, 1), d);
       const auto t0 = clock::now();
       for (int i = 1; i <= g; ++i) {
         t = next_token();
-        f.forward(std::span<const int32_t>(&t, 1), i);
+        f.forward(std::span<const int32_t>(&t, 1), d + i);
       }
       if (timed) tg.push_back(g / seconds_since(t0));
     } else if (g > 0) {
       std::vector<rt::BatchRow> rows(static_cast<size_t>(sequences));
-      for (int s = 0; s < sequences; ++s) rows[s] = {s, 0, next_token(), true};
+      for (int s = 0; s < sequences; ++s) fill_depth(s);
+      for (int s = 0; s < sequences; ++s) rows[s] = {s, d, next_token(), true};
       f.step(rows);
       const auto t0 = clock::now();
       for (int i = 1; i <= g; ++i) {
-        for (rt::BatchRow& row : rows) row.pos = i, row.token = next_token();
+        for (rt::BatchRow& row : rows) row.pos = d + i, row.token = next_token();
         f.step(rows);
       }
       if (timed) tg.push_back(static_cast<double>(g) * sequences / seconds_since(t0));
@@ -155,10 +172,11 @@ int run_bench(rt::CompiledModel& model, const rt::BenchSpec& spec, double load_s
   // On a GPU, the roofline is the device's bandwidth, which only this process can measure.
   const double device_bw = p + g == 0 ? f.measure_device_read_bandwidth() : 0;
   std::printf(
-      "{\"load_s\":%.4f,\"n_ctx\":%lld,\"n_prompt\":%d,\"n_gen\":%d,\"n_seq\":%d,\"pp_tps\":%s,\"tg_tps\":%s,\"decode_"
+      "{\"load_s\":%.4f,\"n_ctx\":%lld,\"n_prompt\":%d,\"n_gen\":%d,\"n_seq\":%d,\"n_depth\":%d,\"pp_tps\":%s,"
+      "\"tg_tps\":%s,\"decode_"
       "bytes_per_token\":%llu,"
       "\"threads\":%d,\"device\":\"%s\",\"device_read_GBps\":%.3f}\n",
-      load_s, static_cast<long long>(model.n_ctx()), p, g, sequences, list_json(pp).c_str(), list_json(tg).c_str(),
+      load_s, static_cast<long long>(model.n_ctx()), p, g, sequences, d, list_json(pp).c_str(), list_json(tg).c_str(),
       static_cast<unsigned long long>(f.decode_bytes_per_token()), threads, json_escape(model.device()).c_str(),
       device_bw / 1e9);
   return 0;

@@ -133,7 +133,10 @@ int bench(const BenchOptions& o) {
     std::vector<std::string> argv = prepared.command(
         {"--bench", std::to_string(p) + "," + std::to_string(g) + "," + std::to_string(reps), "-t",
          std::to_string(threads)});
-    if (p + g > 0) argv.insert(argv.end(), {"-c", std::to_string(std::max(p, g + 1))});
+    if (p + g > 0) {
+      argv.insert(argv.end(), {"-c", std::to_string(o.depth + std::max(p, g + 1))});
+      if (o.depth > 0) argv.insert(argv.end(), {"--bench-depth", std::to_string(o.depth)});
+    }
     ProcessResult r = run_process(argv);
     if (r.exit_code != 0) throw std::runtime_error(binary + " --bench failed (exit " + std::to_string(r.exit_code) + "): " + r.err);
     return std::make_pair(json::parse(r.out), r);
@@ -144,14 +147,18 @@ int bench(const BenchOptions& o) {
   const uint64_t decode_bytes = startup_json.at("decode_bytes_per_token").get<uint64_t>();
   const int64_t n_ctx = startup_json.at("n_ctx").get<int64_t>();
   std::erase_if(pp, [&](int p) {
-    if (p <= n_ctx) return false;
-    say("pp" + std::to_string(p) + " skipped: the model's context is " + std::to_string(n_ctx));
+    if (o.depth + p <= n_ctx) return false;
+    say("pp" + std::to_string(p) + " skipped: the model's context is " + std::to_string(n_ctx) +
+        (o.depth > 0 ? " (depth " + std::to_string(o.depth) + ")" : ""));
     return true;
   });
   int n_gen = o.n_gen;
-  if (n_gen + 1 > n_ctx) {
+  if (o.depth >= n_ctx)
+    throw std::invalid_argument("--depth " + std::to_string(o.depth) + ": the model's context is " +
+                                std::to_string(n_ctx));
+  if (o.depth + n_gen + 1 > n_ctx) {
     say("tg" + std::to_string(n_gen) + " shortened to the model's context");
-    n_gen = static_cast<int>(n_ctx - 1);
+    n_gen = static_cast<int>(n_ctx - 1 - o.depth);
   }
   json tests = json::array();
   long peak_rss_kb = startup_run.peak_rss_kb;
@@ -160,8 +167,8 @@ int bench(const BenchOptions& o) {
     auto [j, r] = run_bench(p, 0, o.repetitions);
     peak_rss_kb = std::max(peak_rss_kb, r.peak_rss_kb);
     const Stats s = stats_of(j.at("pp_tps").get<std::vector<double>>());
-    tests.push_back({{"test", "pp" + std::to_string(p)}, {"tps", s.mean}, {"median_tps", s.median}, {"stddev", s.stddev},
-                     {"samples", s.samples}});
+    tests.push_back({{"test", "pp" + std::to_string(p)}, {"depth", o.depth}, {"tps", s.mean}, {"median_tps", s.median},
+                     {"stddev", s.stddev}, {"samples", s.samples}});
   }
   // A GPU output measured its device's bandwidth in the start-up run; else the host's,
   // right before and right after the decode test: on a shared machine it moves with the
@@ -179,8 +186,8 @@ int bench(const BenchOptions& o) {
     auto [j, r] = run_bench(0, n_gen, o.repetitions);
     peak_rss_kb = std::max(peak_rss_kb, r.peak_rss_kb);
     tg = stats_of(j.at("tg_tps").get<std::vector<double>>());
-    tests.push_back({{"test", "tg" + std::to_string(n_gen)}, {"tps", tg.mean}, {"median_tps", tg.median},
-                     {"stddev", tg.stddev}, {"samples", tg.samples}});
+    tests.push_back({{"test", "tg" + std::to_string(n_gen)}, {"depth", o.depth}, {"tps", tg.mean},
+                     {"median_tps", tg.median}, {"stddev", tg.stddev}, {"samples", tg.samples}});
   }
   if (device_bw == 0) say("memory bandwidth");
   const double bandwidth = device_bw > 0 ? device_bw : std::max(host_bw_before, measure_read_bandwidth(threads));
@@ -190,6 +197,7 @@ int bench(const BenchOptions& o) {
               {"target", prepared.target_name},
               {"device", device},
               {"threads", threads},
+              {"depth", o.depth},
               {"head", o.output.binary.empty() ? (o.head_q8 ? "q8" : "exact") : "(given binary)"},
               {"layout", o.output.binary.empty() ? o.output.layout : "(given binary)"},  // the --layout request
               {"output_bytes", size},
@@ -215,14 +223,16 @@ int bench(const BenchOptions& o) {
               startup_run.seconds, human_bytes(peak_rss_kb * 1024.0).c_str());
   std::printf("device %s; read bandwidth %.1f GB/s; decode reads %s per token -> roofline %.1f t/s\n\n", device.c_str(), bandwidth / 1e9,
               human_bytes(static_cast<double>(decode_bytes)).c_str(), roofline);
-  std::printf("| %-8s | %10s | %10s | %8s | %8s |\n", "test", "t/s", "median", "stddev", "roofline");
-  std::printf("| %-8s | %10s | %10s | %8s | %8s |\n", "--------", "----------", "----------", "--------", "--------");
+  std::printf("| %-14s | %10s | %10s | %8s | %8s |\n", "test", "t/s", "median", "stddev", "roofline");
+  std::printf("| %-14s | %10s | %10s | %8s | %8s |\n", "--------------", "----------", "----------", "--------",
+              "--------");
   for (const auto& t : tests) {
     const std::string name = t.at("test");
+    const std::string label = o.depth > 0 ? name + " @ d" + std::to_string(o.depth) : name;  // llama-bench's form
     char frac[16] = "";
     if (name.starts_with("tg"))
       std::snprintf(frac, sizeof frac, "%.1f %%", 100.0 * t.at("median_tps").get<double>() / roofline);
-    std::printf("| %-8s | %10.2f | %10.2f | %8.2f | %8s |\n", name.c_str(), t.at("tps").get<double>(),
+    std::printf("| %-14s | %10.2f | %10.2f | %8.2f | %8s |\n", label.c_str(), t.at("tps").get<double>(),
                 t.at("median_tps").get<double>(), t.at("stddev").get<double>(), frac);
   }
   return 0;
@@ -235,6 +245,8 @@ Command add_bench(CLI::App& app) {
   add_output_under_test(cmd, o->output, "measure");
   cmd->add_option("-p,--n-prompt", o->prompt_sizes, "Prefill sizes, comma-separated (default 128,512)");
   cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens of the tg test (default 128)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("-d,--depth", o->depth, "Tokens already in the cache before each test, as llama-bench's -d (default 0)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("-r,--repetitions", o->repetitions, "Repetitions of each test (default 3)")
       ->check(CLI::PositiveNumber);

@@ -94,6 +94,7 @@ struct BenchOptions {
   std::string prompt_sizes = "128,512";  // pp tests
   int n_gen = 128;                       // the tg test (0: none)
   int repetitions = 3;
+  int depth = 0;    // tokens already in the cache before each test (llama-bench's -d)
   int threads = 0;  // 0: every core
   bool head_q8 = false;  // compile with --head=q8
   bool json = false;
