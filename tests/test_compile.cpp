@@ -759,10 +759,25 @@ TEST(Compile, ExecutableHasHelpAndVersion) {
   EXPECT_EQ(sh(quote(exe) + " -h", dir).out, help.out);
   const Result version = sh(quote(exe) + " --version", dir);
   EXPECT_EQ(version.status, 0) << version.err;
-  std::string compiler_version = sh(std::string(BITNETC_BIN) + " --version", dir).out;  // "bitnetc X.Y.Z"
-  compiler_version.erase(compiler_version.find_last_not_of('\n') + 1);
+  // bitnetc's first line: "bitnetc X.Y.Z" (then "runtime: FOLDER").
+  const std::string bitnetc_version = sh(std::string(BITNETC_BIN) + " --version", dir).out;
+  const std::string compiler_version = bitnetc_version.substr(0, bitnetc_version.find('\n'));
+  EXPECT_NE(bitnetc_version.find("\nruntime: /"), std::string::npos) << bitnetc_version;
   EXPECT_EQ(version.out.rfind(compiler_version + " output for x86-64-avx2: ", 0), 0u) << version.out;
-  EXPECT_NE(version.out.find("fingerprint "), std::string::npos) << version.out;
+  const size_t fp_at = version.out.find("fingerprint ");
+  ASSERT_NE(fp_at, std::string::npos) << version.out;
+  // --version --json: the artifact manifest, the same facts.
+  const Result manifest = sh(quote(exe) + " --version --json", dir);
+  ASSERT_EQ(manifest.status, 0) << manifest.err;
+  const json m = json::parse(manifest.out);
+  EXPECT_EQ("bitnetc " + m["bitnetc_version"].get<std::string>(), compiler_version);
+  EXPECT_EQ(m["target"], "x86-64-avx2");
+  EXPECT_EQ(m["fingerprint"], version.out.substr(fp_at + 12, 16));
+  EXPECT_EQ(m["n_layer"], 8);
+  EXPECT_EQ(m["weights"], "embedded");
+  int ternary = 0;
+  for (const auto& [layout, count] : m["layouts"].items()) ternary += count.get<int>();
+  EXPECT_EQ(ternary, 8 * 7);  // q, k, v, o, gate, up, down per layer
 }
 
 // `--bench P,G,R,S`: S sequences decode together; the aggregate rate is reported.
