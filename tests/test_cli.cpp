@@ -27,6 +27,16 @@ CliResult run_bitnetc(const std::string& args, const ScratchDir& dir) {
   return run_command("exec " + std::string(BITNETC_BIN) + " " + args, dir);
 }
 
+// Where a GGUF header's length-prefixed name (a tensor's or a metadata key's) ends in
+// `bytes`: its tensor info or value follows. npos when the name is not there.
+size_t gguf_after_name(const std::string& bytes, const std::string& name) {
+  std::string key(8, '\0');
+  const uint64_t n = name.size();
+  std::memcpy(key.data(), &n, 8);
+  const size_t at = bytes.find(key + name);
+  return at == std::string::npos ? at : at + key.size() + name.size();
+}
+
 }  // namespace
 
 TEST(Cli, InspectJsonHasTheDocumentedKeys) {
@@ -416,19 +426,14 @@ TEST(Cli, DamagedWeightValuesAreRefusedByCompileAndInspect) {
   }
   // The F32 embedding retyped as F16 in its tensor info: the file stays well-formed (half the
   // bytes, in bounds), but the halves of f32 values read as f16 include NaNs and infinities.
-  const std::string name = "token_embd.weight";
-  std::string key(8, '\0');
-  const uint64_t name_len = name.size();
-  std::memcpy(key.data(), &name_len, 8);
-  key += name;
-  const size_t tensor_info = original.find(key);
+  const size_t tensor_info = gguf_after_name(original, "token_embd.weight");
   ASSERT_NE(tensor_info, std::string::npos);
   uint32_t n_dims = 0;
-  std::memcpy(&n_dims, original.data() + tensor_info + key.size(), 4);
+  std::memcpy(&n_dims, original.data() + tensor_info, 4);
   ASSERT_EQ(n_dims, 2u);
   std::string bytes = original;
   const uint32_t f16_type = 1;
-  std::memcpy(bytes.data() + tensor_info + key.size() + 4 + 8 * n_dims, &f16_type, 4);
+  std::memcpy(bytes.data() + tensor_info + 4 + 8 * n_dims, &f16_type, 4);
   const std::string retyped = dir.file("retyped.gguf");
   write_text(retyped, bytes);
   for (const char* cmd : {"inspect ", "compile -q -o out "}) {
@@ -451,14 +456,10 @@ TEST(Cli, HostileGgufSweepEndsInCleanErrors) {
   ASSERT_EQ(listing.status, 0) << listing.err;
   const json info = json::parse(listing.out);
   const std::string original = slurp(model);
-  // Where a length-prefixed name (a tensor's or a key's) ends in the header.
   auto after_name = [&](const std::string& name) {
-    std::string key(8, '\0');
-    const uint64_t n = name.size();
-    std::memcpy(key.data(), &n, 8);
-    const size_t at = original.find(key + name);
+    const size_t at = gguf_after_name(original, name);
     EXPECT_NE(at, std::string::npos) << name;
-    return at + 8 + name.size();
+    return at;
   };
   auto put = [](std::string bytes, size_t at, auto value) {
     std::memcpy(bytes.data() + at, &value, sizeof value);

@@ -22,6 +22,7 @@
 #include "HalideRuntime.h"
 #include "chat.h"
 #include "compiled_model.h"
+#include "input_file.h"
 #include "json_text.h"
 #include "output_args.h"
 #include "server.h"
@@ -294,36 +295,17 @@ int run_prompts(rt::CompiledModel& model, const std::vector<std::string>& prompt
   return out.status();
 }
 
-// What -f reads at most, and a line of -i / -cnv: far more than any context holds.
-constexpr size_t kMaxPromptBytes = 16u << 20;
+// A line of -i / -cnv at most: far more than any context holds.
 constexpr size_t kMaxLineBytes = 1u << 20;
 
-// The file a flag names (-f, --prompts, --chat-template; "-" is stdin): a regular file
-// of at most kMaxPromptBytes (a directory, a FIFO or /dev/zero is refused before it is
-// read, a larger file without reading it all). Errors name the flag and the file.
+// The file a flag names (-f, --prompts, --chat-template; "-" is stdin; text/input_file.h);
+// a bad one is a usage error.
 std::string read_input_file(const std::string& flag, const std::string& path) {
-  const std::string named = flag + " " + path + ": ";
-  FILE* f = stdin;
-  if (path != "-") {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) usage_error(named + std::strerror(errno));
-    if (!S_ISREG(st.st_mode))
-      usage_error(named + "not a regular file (a directory, FIFO or device); use " + flag + " - for stdin");
-    if (static_cast<uint64_t>(st.st_size) > kMaxPromptBytes)
-      usage_error(named + std::to_string(st.st_size) + " bytes; a prompt file holds at most 16 MiB");
-    f = std::fopen(path.c_str(), "rb");
-    if (!f) usage_error(named + std::strerror(errno));
+  try {
+    return rt::read_input_file(flag, path);
+  } catch (const rt::InputFileError& e) {
+    usage_error(e.what());
   }
-  std::string text;
-  char buf[65536];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) {
-    text.append(buf, n);
-    if (text.size() > kMaxPromptBytes) usage_error(named + "more than 16 MiB; a prompt holds at most that");
-  }
-  const bool bad = std::ferror(f);
-  if (f != stdin) std::fclose(f);
-  if (bad) usage_error(named + "cannot read it");
-  return text;
 }
 
 // A line of stdin without its newline, or false at the end; a line longer than

@@ -38,9 +38,6 @@ void add_numerics_option(CLI::App* cmd, std::string& numerics);
 // A number that must be finite and within [lo, hi] ((lo, hi] when lo_open): CLI11's Range
 // lets NaN through, since every comparison with NaN is false.
 CLI::Validator finite_in(double lo, double hi, bool lo_open = false);
-// The whole of a text file a flag names (-f, --prompts): a regular file of at most 16 MiB,
-// or an error naming the flag, the path and the reason.
-std::string read_input_file(const std::string& flag, const std::string& path);
 // Prints "[  0.00s] step" lines on stderr from now on (the compile and convert progress).
 std::function<void(const std::string&)> progress_printer();
 

@@ -4,14 +4,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "generate.h"
+#include "input_file.h"
 #include "interpreter.h"
 #include "lower.h"
 #include "tokenizer_import.h"
@@ -94,24 +92,6 @@ CLI::Validator finite_in(double lo, double hi, bool lo_open) {
       "FLOAT in " + range);
 }
 
-std::string read_input_file(const std::string& flag, const std::string& path) {
-  constexpr uintmax_t kMaxBytes = 16u << 20;  // far above any context's worth of text
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  if (ec) throw std::runtime_error(flag + " " + path + ": " + ec.message());
-  if (!std::filesystem::is_regular_file(status)) throw std::runtime_error(flag + " " + path + ": not a regular file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(flag + " " + path + ": cannot open: " + std::strerror(errno));
-  std::string text;
-  text.resize(kMaxBytes + 1);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (in.bad()) throw std::runtime_error(flag + " " + path + ": read error: " + std::strerror(errno));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > kMaxBytes)
-    throw std::runtime_error(flag + " " + path + ": larger than " + std::to_string(kMaxBytes >> 20) + " MiB");
-  return text;
-}
-
 void add_act_quant_option(CLI::App* cmd, std::string& act_quant) {
   cmd->add_option("--act-quant", act_quant, "Override activation quantization: per-token or per-block")
       ->check(CLI::IsMember({"per-token", "per-block"}));
@@ -128,7 +108,7 @@ Command add_run(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("run", "Generate with the reference interpreter (slow, exact: the oracle)");
   cmd->add_option("model", o->model, "GGUF file, HF checkpoint folder, or bitllama2.c checkpoint")->required();
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
-  cmd->add_option("-f,--file", *prompt_file, "Read the prompt from a file (at most 16 MiB)");
+  cmd->add_option("-f,--file", *prompt_file, "Read the prompt from a file (at most 16 MiB; - for stdin)");
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->check(CLI::NonNegativeNumber);
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Context length (default: the model's)")->check(CLI::PositiveNumber);
   cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->check(finite_in(-1e6, 1e6));
@@ -144,7 +124,7 @@ Command add_run(CLI::App& app) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-sequence tokens");
   cmd->add_flag("--json", o->json, "Print one JSON object: prompt_tokens, tokens, text");
   return {cmd, [o, prompt_file] {
-            if (!prompt_file->empty()) o->prompt = read_input_file("-f", *prompt_file);
+            if (!prompt_file->empty()) o->prompt = rt::read_input_file("-f", *prompt_file);
             return run(*o);
           }};
 }

@@ -16,6 +16,7 @@
 
 #include "commands.h"
 #include "generate.h"
+#include "input_file.h"
 #include "interpreter.h"
 #include "lower.h"
 #include "model_import.h"
@@ -38,7 +39,7 @@ const std::vector<std::string>& default_prompts() {
 }
 
 std::vector<std::string> read_prompts(const std::string& path) {
-  std::istringstream in(read_input_file("--prompts", path));
+  std::istringstream in(rt::read_input_file("--prompts", path));
   std::vector<std::string> prompts;
   std::string line;
   while (std::getline(in, line))
