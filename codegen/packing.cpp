@@ -228,7 +228,9 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     const bool block_scales =
         std::any_of(w.scales.begin(), w.scales.end(), [&](float sc) { return sc != w.scales[0]; });
     const bool block_layout = l == rt::TernaryLayout::I2S || l == rt::TernaryLayout::Cuda;
-    if (block_scales && (!block_layout || w.scale_block != static_cast<uint64_t>(act_block) || w.cols % act_block != 0))
+    // (A scale per row or per several blocks is constant over each activation block too.)
+    if (block_scales &&
+        (!block_layout || w.scale_block % static_cast<uint64_t>(act_block) != 0 || w.cols % act_block != 0))
       throw std::invalid_argument(name + ": a weight scale per block of " + std::to_string(w.scale_block) +
                                   " needs activation blocks of the same size" +
                                   (block_layout ? std::string()

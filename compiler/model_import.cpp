@@ -719,6 +719,31 @@ static void check_ternary_scales(const ModelTensor& t, const TernaryWeights& w) 
   }
 }
 
+// The coarsest form of a weight's scales: one per tensor when every block has the same
+// (TQ files store a `d` per 256 weights even when the quantizer wrote one value), else one
+// per row when each row's blocks agree. The arithmetic then splits a row's dot only where
+// the scale really changes: a per-token dot over a row of equal scales is one integer sum,
+// as the kernels (and bitnet.cpp) compute it.
+static void coarsen_scales(TernaryWeights& w) {
+  if (w.scales.size() <= 1) return;
+  if (std::all_of(w.scales.begin(), w.scales.end(), [&](float s) { return s == w.scales[0]; })) {
+    w.scales.resize(1);
+    w.scale_block = static_cast<uint64_t>(w.rows * w.cols);
+    return;
+  }
+  const uint64_t cols = static_cast<uint64_t>(w.cols);
+  if (w.scale_block >= cols || cols % w.scale_block != 0) return;
+  const uint64_t per_row = cols / w.scale_block;
+  std::vector<float> rows(static_cast<size_t>(w.rows));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const float* first = &w.scales[static_cast<size_t>(r) * per_row];
+    if (!std::all_of(first, first + per_row, [&](float s) { return s == first[0]; })) return;
+    rows[static_cast<size_t>(r)] = first[0];
+  }
+  w.scales = std::move(rows);
+  w.scale_block = cols;
+}
+
 TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, const DecodeOptions& opt) {
   TernaryWeights w = decode_ternary_codes(m, t, opt);
   // llama.cpp's optional per-tensor "<name>.scale" (an F32 scalar) multiplies the
@@ -729,6 +754,7 @@ TernaryWeights decode_ternary(const ImportedModel& m, const ModelTensor& t, cons
       for (float& x : w.scales) x *= f;
     }
   check_ternary_scales(t, w);
+  coarsen_scales(w);
   return w;
 }
 
