@@ -64,10 +64,14 @@ const char* layout_label(rt::TernaryLayout l) {
   return "i2_s";
 }
 
-int64_t act_block_of(const ir::Graph& g, const ir::Op& matmul, int64_t K) {
+ir::ActQuant act_quant_of(const ir::Graph& g, const ir::Op& matmul) {
   for (const ir::Op& q : g.ops)
-    if (q.output == matmul.inputs[0]) return ir::act_quant_is_per_block(q.quant) ? 256 : K;
+    if (q.output == matmul.inputs[0]) return q.quant;
   throw std::logic_error("ternary matmul without a quantize op");
+}
+
+int64_t act_block_of(const ir::Graph& g, const ir::Op& matmul, int64_t K) {
+  return ir::act_quant_is_per_block(act_quant_of(g, matmul)) ? 256 : K;
 }
 
 std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& target, LayoutRequest request) {
@@ -90,7 +94,8 @@ std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& t
   const std::vector<rt::TernaryLayout>& kernels = target.layouts;
   for (const auto& [value, ops] : readers) {
     const TernaryWeights& first = g.ternary[ops.front()->weight].w;
-    const bool per_token = act_block_of(g, *ops.front(), first.cols) == first.cols;
+    const bool q8k64 = act_quant_of(g, *ops.front()) == ir::ActQuant::PerRowQ8K64;
+    const bool per_token = !q8k64 && act_block_of(g, *ops.front(), first.cols) == first.cols;
     LayoutChoice c{rt::TernaryLayout::I2S, ""};
     if (request != LayoutRequest::Auto) {
       c.layout = request == LayoutRequest::TL1   ? rt::TernaryLayout::TL1
@@ -105,11 +110,13 @@ std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& t
                                     "for x86 ones; i2_s is everywhere)");
       if (c.layout != rt::TernaryLayout::I2S && !per_token)
         throw std::invalid_argument(std::string("--layout=") + layout_label(c.layout) + ": " + name +
-                                    " reads per-block (Q8_K) activations, which the lookup-table kernels do not "
-                                    "take; use --layout=i2_s or auto");
+                                    (q8k64 ? " reads ik_llama.cpp's Q8_K64 activations"
+                                           : " reads per-block (Q8_K) activations") +
+                                    ", which the lookup-table kernels do not take; use --layout=i2_s or auto");
       c.reason = std::string("requested (--layout=") + layout_label(c.layout) + ")";
     } else if (!per_token) {
-      c.reason = "auto: per-block (Q8_K) activations; the lookup-table layouts take per-token ones only";
+      c.reason = std::string("auto: ") + (q8k64 ? "ik_llama.cpp's Q8_K64" : "per-block (Q8_K)") +
+                 " activations; the lookup-table layouts take per-token ones only";
     } else if (target.layout_figures.empty()) {
       c.reason = "auto: the target's preferred layout; no measured figures for " + target.name +
                  " (bench/bench_layouts on the device fills them)";

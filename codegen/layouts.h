@@ -32,7 +32,10 @@ struct LayoutChoice {
 // or the model's activations cannot take, naming the tensor.
 std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& target, LayoutRequest request);
 
-// The activation block of a ternary matmul's input (K for per-token quantization).
+// The activation block of a ternary matmul's input (K for per-token quantization and for
+// Q8_K64, whose groups interleave across the whole row).
 int64_t act_block_of(const ir::Graph& g, const ir::Op& matmul, int64_t K);
+// The quantizer of a ternary matmul's input.
+ir::ActQuant act_quant_of(const ir::Graph& g, const ir::Op& matmul);
 
 }  // namespace bitnetc::codegen

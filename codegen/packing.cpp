@@ -26,6 +26,7 @@ struct TernaryJob {
   const TargetInfo& target;
   int64_t act_block;  // K (per-token activations) or 256 (Q8_K blocks)
   bool block_scales;  // a scale per (row, activation block)
+  bool q8k64;         // ik_llama.cpp's Q8_K64 activations (act_block K)
 };
 // A packer sets the record's layout fields (K_padded, group_bytes, the packed dims and
 // the block scales' row count) and returns the packed bytes and, for a CPU layout, the
@@ -47,6 +48,7 @@ TernaryPacked pack_i2s(const TernaryJob& j, rt::TernaryRecord& r) {
                                 " do not cover whole " + std::to_string(group) + "-weight groups of the target");
   schedules::TernaryMatmulShape shape = i2s;
   shape.block_scales = j.block_scales;
+  shape.q8k64 = j.q8k64;
   if (j.block_scales) r.block_scale_rows = schedules::block_scale_rows(shape);
   r.K_padded = schedules::packed_k(i2s);
   r.group_bytes = static_cast<uint32_t>(i2s.vector_bytes);
@@ -58,6 +60,8 @@ TernaryPacked pack_i2s(const TernaryJob& j, rt::TernaryRecord& r) {
 
 // TL1 / TL2: bitnet.cpp's lookup-table tiles (runtime_stub/cpu/lut_tiles.h).
 TernaryPacked pack_lut(const TernaryJob& j, rt::TernaryRecord& r) {
+  if (j.q8k64)
+    throw std::invalid_argument(j.name + ": the lookup-table kernels do not take ik_llama.cpp's Q8_K64 activations");
   const auto lut = r.layout == rt::TernaryLayout::TL1 ? schedules::LutLayout::TL1 : schedules::LutLayout::TL2;
   r.K_padded = schedules::lut_padded_k(j.w.cols, lut);
   r.group_bytes = 0;
@@ -69,6 +73,10 @@ TernaryPacked pack_lut(const TernaryJob& j, rt::TernaryRecord& r) {
 // CUDA: 16-weight words, chunk-major (codegen/cuda_kernels.h); the kernels come from
 // the CUDA plan (codegen/cuda_program.h), not from the records.
 TernaryPacked pack_cuda_words(const TernaryJob& j, rt::TernaryRecord& r) {
+  if (j.q8k64)
+    throw std::invalid_argument(j.name +
+                                ": the CUDA kernels do not compute ik_llama.cpp's Q8_K64 activations yet (its IQ1_BN/"
+                                "IQ2_BN numerics); compile for a CPU target, or choose --numerics=bitnet.cpp");
   if (j.block_scales) r.block_scale_rows = j.w.rows;
   r.K_padded = cuda_padded_k(j.w.cols);
   r.group_bytes = 0;
@@ -214,7 +222,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
   p.ternary_block_scales.resize(g.ternary.size());
   p.layouts = choose_layouts(g, target, layout);
   const bool cuda = target.backend == Backend::Cuda;
-  std::map<std::tuple<int64_t, int64_t, int64_t, rt::TernaryLayout, bool>, uint32_t> kernel_of;
+  std::map<std::tuple<int64_t, int64_t, int64_t, rt::TernaryLayout, bool, bool>, uint32_t> kernel_of;
   std::vector<std::pair<std::string, float>> typical;  // each weight's scale, checked across layers
   for (const ir::Op& op : g.ops) {
     if (op.kind != ir::OpKind::TernaryMatmul || !p.ternary_bytes[op.weight].empty()) continue;
@@ -222,6 +230,10 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     if (g.ternary[op.weight].w.codes.empty()) load_weight_data(m, decode, g.ternary[op.weight]);
     TernaryWeights& w = g.ternary[op.weight].w;
     const int64_t act_block = act_block_of(g, op, w.cols);
+    const bool q8k64 = act_quant_of(g, op) == ir::ActQuant::PerRowQ8K64;
+    if (q8k64)
+      if (const std::string problem = q8k64_scale_problem(w); !problem.empty())
+        throw std::invalid_argument(name + ": " + problem);
     const rt::TernaryLayout l = p.layouts[op.weight].layout;
     // Scales per block (llama.cpp's TQ files) where they are not all one value: the I2_S
     // and CUDA kernels take one per (row, activation block) when the blocks are the same.
@@ -246,11 +258,12 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     r.gemm_min_rows =
         static_cast<uint32_t>(gemm_min_rows(target, tensor_type_of(l), w.cols, w.rows, kCpuPrefillBatch));
     r.block_scales = block_scales ? 1 : 0;
-    TernaryPacked packed = ternary_packer(l)({name, w, target, act_block, block_scales}, r);
+    r.act_groups = q8k64 ? kBitnetcQ8K64Groups : 0;
+    TernaryPacked packed = ternary_packer(l)({name, w, target, act_block, block_scales, q8k64}, r);
     p.ternary_bytes[op.weight] = std::move(packed.bytes);
     r.gemv_kernel = r.gemm_kernel = rt::kNoKernel;
     if (packed.kernel) {  // weights of one shape share their kernels
-      const auto [it, added] = kernel_of.emplace(std::make_tuple(w.cols, w.rows, act_block, l, block_scales),
+      const auto [it, added] = kernel_of.emplace(std::make_tuple(w.cols, w.rows, act_block, l, block_scales, q8k64),
                                                  static_cast<uint32_t>(p.ternary_kernels.size()));
       if (added) p.ternary_kernels.push_back(*packed.kernel);
       r.gemv_kernel = r.gemm_kernel = it->second;
@@ -341,8 +354,10 @@ std::vector<std::string> explain_packing(const ir::Graph& g, const TargetInfo& t
                     (r.gemv_kernel == rt::kNoKernel ? std::string()
                                                     : "; kernels gemv" + std::to_string(r.gemv_kernel) + "/gemm" +
                                                           std::to_string(r.gemm_kernel)) +
-                    ", activation blocks of " + std::to_string(r.act_block) +
-                    (r.act_block == r.K ? " (per token)" : " (per block)") + "; layout " + p.layouts[i].reason);
+                    (r.act_groups ? std::string(", Q8_K64 activations (four groups interleaved across the row)")
+                                  : ", activation blocks of " + std::to_string(r.act_block) +
+                                        (r.act_block == r.K ? " (per token)" : " (per block)")) +
+                    "; layout " + p.layouts[i].reason);
   }
   for (size_t i = 0; i < g.dense.size(); ++i) {
     const rt::DenseRecord& r = p.dense[i];

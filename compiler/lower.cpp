@@ -68,11 +68,8 @@ Recipe gguf_recipe(const ImportedModel& m) {
   // The activations are quantized as the engine whose weight type the file holds does:
   // bitnet.cpp per token for its I2_S / TL1 / TL2, llama.cpp per 256-block (Q8_K) for
   // its TQ1_0 / TQ2_0; a file of neither (float masters) by its architecture.
-  // ik_llama.cpp's IQ1_BN / IQ2_BN quantize activations per row too, into four
-  // interleaved groups (its Q8_K64), which bitnetc does not compute: bitnet.cpp's single
-  // per-token scale is the nearest it has.
+  // ik_llama.cpp's IQ1_BN / IQ2_BN per row, in four interleaved groups (its Q8_K64).
   std::optional<ActQuant> by_type;
-  bool ik = false;
   for (const ModelTensor& t : m.tensors) {
     if (!t.ternary) continue;
     if (t.type == TensorType::I2_S || t.type == TensorType::TL1 || t.type == TensorType::TL2)
@@ -80,14 +77,15 @@ Recipe gguf_recipe(const ImportedModel& m) {
     else if (t.type == TensorType::TQ1_0 || t.type == TensorType::TQ2_0)
       by_type = ActQuant::PerBlockQ8K;
     else if (t.type == TensorType::IQ1_BN || t.type == TensorType::IQ2_BN)
-      by_type = ActQuant::PerTokenBitnetCpp, ik = true;
+      by_type = ActQuant::PerRowQ8K64;
     if (by_type) break;
   }
   r.quant = by_type.value_or(m.architecture == "bitnet-b1.58" ? ActQuant::PerTokenBitnetCpp : ActQuant::PerBlockQ8K);
+  if (r.quant == ActQuant::PerRowQ8K64) r.per_token = ActQuant::PerRowQ8K64;
   r.why =
-      ik ? "bitnet.cpp's per-token activations: the ternary weights are ik_llama.cpp's IQ1_BN/IQ2_BN, whose kernels "
-           "quantize activations per row in four interleaved groups (Q8_K64), which bitnetc does not compute; one "
-           "per-token scale is the nearest it has"
+      r.quant == ActQuant::PerRowQ8K64
+          ? "ik_llama.cpp's: the ternary weights are its IQ1_BN/IQ2_BN, whose kernels take Q8_K64 activations "
+            "(four interleaved groups per row); attention as without flash attention"
       : by_type
           ? (r.quant == ActQuant::PerTokenBitnetCpp
                  ? "bitnet.cpp's: the ternary weights are its I2_S/TL1/TL2, whose kernels quantize activations per "
@@ -154,6 +152,10 @@ constexpr EngineArithmetic kEngineArithmetic[] = {
     {Numerics::BitnetCpp, NormKind::RmsF64Sum, ActQuant::PerTokenBitnetCpp, ActQuant::PerTokenBitnetCpp,
      RopeFreq::GgmlIterative, ScoreScale::MultiplyInvSqrt, SoftmaxSum::F64MulInverse, Activation::SiluDiv,
      "bitnet.cpp's: --numerics=bitnet.cpp"},
+    {Numerics::IkLlamaCpp, NormKind::RmsF64Sum, ActQuant::PerRowQ8K64, ActQuant::PerRowQ8K64,
+     RopeFreq::GgmlIterative, ScoreScale::MultiplyInvSqrt, SoftmaxSum::F64MulInverse, Activation::SiluDiv,
+     "ik_llama.cpp's (its IQ1_BN/IQ2_BN kernels' Q8_K64 activations; attention as without flash attention): "
+     "--numerics=ik_llama.cpp"},
     {Numerics::Transformers, NormKind::RmsF32, ActQuant::PerTokenHF, ActQuant::PerTokenHF, RopeFreq::TorchInvFreq,
      ScoreScale::MultiplyInvSqrt, SoftmaxSum::F32Divide, Activation::SiluDiv, "transformers': --numerics=transformers"},
     {Numerics::Bitllama2c, NormKind::RmsLlama2c, ActQuant::PerTokenLlama2c, ActQuant::PerTokenLlama2c,
@@ -396,6 +398,10 @@ class Lowering {
       throw ImportError(m_.path, ImportError::kNoOffset, "act_quant",
                         "per-block activation quantization needs widths that are multiples of 256 (" + name + " has " +
                             std::to_string(n) + ")");
+    if (quant_ == ActQuant::PerRowQ8K64 && n % 16 != 0)
+      throw ImportError(m_.path, ImportError::kNoOffset, "act_quant",
+                        "ik_llama.cpp's Q8_K64 activations need widths that are multiples of 16 (" + name + " has " +
+                            std::to_string(n) + ")");
     Op op{OpKind::Quantize};
     op.inputs = {x};
     op.output = g_.add_value(name, DType::Q8, n);
@@ -417,6 +423,9 @@ class Lowering {
       throw ImportError(t.file, t.file_offset, tname,
                         "is " + std::to_string(w.rows) + " x " + std::to_string(w.cols) + ", expected " +
                             std::to_string(rows) + " x " + std::to_string(g_.values[xq].size));
+    if (quant_ == ActQuant::PerRowQ8K64)
+      if (const std::string problem = q8k64_scale_problem(w); !problem.empty())
+        throw ImportError(t.file, t.file_offset, tname, problem);
     Op op{OpKind::TernaryMatmul};
     op.inputs = {xq};
     op.output = g_.add_value(name, DType::F32, rows);
@@ -455,10 +464,18 @@ class Lowering {
 
 }  // namespace
 
+std::string q8k64_scale_problem(const TernaryWeights& w) {
+  if (w.cols <= 0 || w.scale_block % static_cast<uint64_t>(w.cols) == 0) return {};
+  return "has a weight scale per block of " + std::to_string(w.scale_block) +
+         " (llama.cpp's quantizer); ik_llama.cpp's Q8_K64 arithmetic takes one scale per row: choose other numerics "
+         "(--numerics=llama.cpp)";
+}
+
 std::optional<Numerics> numerics_from_name(std::string_view name) {
   if (name == "auto") return Numerics::Auto;
   if (name == "llama.cpp") return Numerics::LlamaCpp;
   if (name == "bitnet.cpp") return Numerics::BitnetCpp;
+  if (name == "ik_llama.cpp") return Numerics::IkLlamaCpp;
   if (name == "transformers") return Numerics::Transformers;
   if (name == "bitllama2c") return Numerics::Bitllama2c;
   return std::nullopt;

@@ -29,8 +29,8 @@ enum class ActQuantGranularity { PerToken, PerBlock };
 // the model's structure (its norms, sub-norms, pairing of RoPE dimensions, activation
 // function) stays the file's. Auto: by what the file is (the weight type's home engine,
 // or bitnetc's own numerics key).
-enum class Numerics { Auto, LlamaCpp, BitnetCpp, Transformers, Bitllama2c };
-// "llama.cpp", "bitnet.cpp", "transformers", "bitllama2c" or "auto"; nullopt otherwise.
+enum class Numerics { Auto, LlamaCpp, BitnetCpp, IkLlamaCpp, Transformers, Bitllama2c };
+// "llama.cpp", "bitnet.cpp", "ik_llama.cpp", "transformers", "bitllama2c" or "auto"; nullopt otherwise.
 std::optional<Numerics> numerics_from_name(std::string_view name);
 
 struct LowerOptions {
@@ -73,6 +73,10 @@ struct Semantics {
   std::string why;  // whose numerics these are, and what in the model says so
 };
 Semantics semantics(const ImportedModel& m, const LowerOptions& options = {});
+
+// Why ik_llama.cpp's Q8_K64 arithmetic cannot take w's scales (it multiplies by one per
+// row, at the end), or "" when it can.
+std::string q8k64_scale_problem(const TernaryWeights& w);
 
 // Builds and verifies the graph. Throws ImportError for missing or mis-shaped tensors.
 ir::Graph lower(const ImportedModel& m, const LowerOptions& options = {});

@@ -12,7 +12,12 @@ namespace bitnetc::ir {
 // The arithmetic itself lives in numerics.h, shared with the generated CUDA kernels (the
 // kinds of ir.h take their values from there).
 
-void ternary_matmul(const TernaryWeights& w, const int8_t* q, const float* d, int64_t act_block, float* y) {
+void ternary_matmul(const TernaryWeights& w, ActQuant quant, const int8_t* q, const float* d, float* y) {
+  if (quant == ActQuant::PerRowQ8K64) {
+    ternary_matmul_q8k64(w, q, d, y);
+    return;
+  }
+  const int64_t act_block = act_quant_is_per_block(quant) ? 256 : w.cols;
   const int64_t block = std::min<int64_t>(act_block, static_cast<int64_t>(std::min<uint64_t>(w.scale_block, w.cols)));
   for (int64_t r = 0; r < w.rows; ++r) {
     const int8_t* codes = &w.codes[r * w.cols];
@@ -23,6 +28,20 @@ void ternary_matmul(const TernaryWeights& w, const int8_t* q, const float* d, in
       acc += static_cast<float>(dot) * (d[b0 / act_block] * w.scale_of(r, b0));
     }
     y[r] = acc;
+  }
+}
+
+void ternary_matmul_q8k64(const TernaryWeights& w, const int8_t* q, const float* d, float* y) {
+  constexpr int G = kBitnetcQ8K64Groups;
+  int q_sum[G] = {};
+  for (int64_t c = 0; c < w.cols; ++c) q_sum[bitnetc_q8k64_group(c)] += q[c];
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const int8_t* codes = &w.codes[r * w.cols];
+    int code_sum[G] = {};
+    for (int64_t c = 0; c < w.cols; ++c) code_sum[bitnetc_q8k64_group(c)] += (codes[c] + 1) * q[c];
+    float f[G];
+    for (int g = 0; g < G; ++g) f[g] = bitnetc_q8k64_group_term(d[g], code_sum[g], q_sum[g]);
+    y[r] = bitnetc_q8k64_combine(f, w.scale_of(r, 0));
   }
 }
 
@@ -131,8 +150,8 @@ Interpreter::Interpreter(const Graph& g, TernaryMatmulFn matmul, DenseMatmulFn d
       Q8& q = q8_[op.output];
       const int64_t n = g.values[op.output].size;
       q.q.resize(n);
-      q.block = act_quant_is_per_block(op.quant) ? 256 : n;
-      q.d.resize(n / q.block);
+      q.quant = op.quant;
+      q.d.resize(static_cast<size_t>(act_quant_factor_count(op.quant, n)));
     }
   k_cache_.assign(g.n_layer, std::vector<float>(g.n_ctx * g.kv_dim()));
   v_cache_.assign(g.n_layer, std::vector<float>(g.n_ctx * g.kv_dim()));
@@ -167,7 +186,7 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
           matmul_(op_index, x.q.data(), x.d.data(), out->data());
           break;
         }
-        ternary_matmul(g_.ternary[op.weight].w, x.q.data(), x.d.data(), x.block, out->data());
+        ternary_matmul(g_.ternary[op.weight].w, x.quant, x.q.data(), x.d.data(), out->data());
         break;
       }
       case OpKind::DenseMatmul: {
@@ -181,7 +200,7 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
       }
       case OpKind::KQuantMatmul: {
         const Q8& x = q8_[op.inputs[0]];
-        if (x.block != KQuantWeights::kBlock) throw std::logic_error("a k-quant matmul reads Q8_K activations");
+        if (x.quant != ActQuant::PerBlockQ8K) throw std::logic_error("a k-quant matmul reads Q8_K activations");
         kquant_matmul(g_.dense[op.weight].kquant, x.q.data(), x.d.data(), out->data());
         break;
       }

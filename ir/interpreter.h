@@ -35,8 +35,8 @@ class Interpreter {
  private:
   struct Q8 {
     std::vector<int8_t> q;
-    std::vector<float> d;  // dequant factor per block
-    int64_t block = 0;
+    std::vector<float> d;  // dequant factors (act_quant_factor_count)
+    ActQuant quant = ActQuant::PerTokenHF;
   };
 
   const Graph& g_;
@@ -55,9 +55,13 @@ class Interpreter {
 
 // A ternary matmul: y[r] = sum over blocks, in order, of the exact integer dot of row r's
 // codes with q over the block, times (d[activation block] * the weight's scale there);
-// blocks end where either the activations' scale (every act_block values) or the
-// weight's (w.scale_block) changes.
-void ternary_matmul(const TernaryWeights& w, const int8_t* q, const float* d, int64_t act_block, float* y);
+// blocks end where either the activations' scale (a token, or Q8_K's 256 values) or the
+// weight's (w.scale_block) changes. Q8_K64 activations: ternary_matmul_q8k64.
+void ternary_matmul(const TernaryWeights& w, ActQuant quant, const int8_t* q, const float* d, float* y);
+// ik_llama.cpp's arithmetic over Q8_K64 activations (codes q, four group factors d): per
+// row, the exact group sums, bitnetc_q8k64_group_term of each, combined as ik's x86
+// kernels do (bitnetc_q8k64_combine) with the row's weight scale.
+void ternary_matmul_q8k64(const TernaryWeights& w, const int8_t* q, const float* d, float* y);
 // A dense matmul (the head): y[r] = sum over c, in order, of w[r][c] * x[c] in float.
 void dense_matmul(const float* w, int64_t rows, int64_t cols, const float* x, float* y);
 // A k-quant matmul (a Q4_K/Q5_K/Q6_K head): kquant_dot of every row.

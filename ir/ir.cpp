@@ -11,11 +11,14 @@ const char* act_quant_name(ActQuant q) {
     case ActQuant::PerTokenHF: return "per_token_hf";
     case ActQuant::PerTokenBitnetCpp: return "per_token_bitnetcpp";
     case ActQuant::PerBlockQ8K: return "per_block_q8k";
+    case ActQuant::PerRowQ8K64: return "per_row_q8k64";
   }
   return "?";
 }
 
 bool act_quant_is_per_block(ActQuant q) { return q == ActQuant::PerBlockQ8K; }
+
+int64_t act_quant_factor_count(ActQuant q, int64_t n) { return bitnetc_quant_factor_count(static_cast<int>(q), n); }
 
 const char* norm_name(NormKind k) {
   switch (k) {
@@ -104,6 +107,7 @@ std::vector<DType> input_types(OpKind k) {
 std::vector<std::string> verify(const Graph& g) {
   std::vector<std::string> errors;
   std::vector<bool> defined(g.values.size(), false);
+  std::vector<int> quant_of(g.values.size(), -1);  // the quantizer of each Q8 value
   auto err = [&](size_t i, const std::string& what) {
     errors.push_back("op " + std::to_string(i) + " (" + op_name(g.ops[i].kind) + "): " + what);
   };
@@ -137,6 +141,7 @@ std::vector<std::string> verify(const Graph& g) {
     }
     if (defined[op.output]) err(i, "redefines %" + std::to_string(op.output));
     defined[op.output] = true;
+    if (op.kind == OpKind::Quantize) quant_of[op.output] = static_cast<int>(op.quant);
     if (!ok) continue;
     const Value& out = g.values[op.output];
     auto in_size = [&](size_t k) { return g.values[op.inputs[k]].size; };
@@ -162,6 +167,8 @@ std::vector<std::string> verify(const Graph& g) {
         if (out.dtype != DType::Q8 || out.size != in_size(0)) err(i, "must produce q8 of the input size");
         if (act_quant_is_per_block(op.quant) && out.size % 256 != 0)
           err(i, "per-block quantization needs multiples of 256");
+        if (op.quant == ActQuant::PerRowQ8K64 && out.size % 16 != 0) err(i, "Q8_K64 quantization needs multiples of 16");
+        if (static_cast<int>(op.quant) > static_cast<int>(ActQuant::PerRowQ8K64)) err(i, "unknown activation quantizer");
         break;
       case OpKind::TernaryMatmul: {
         if (op.weight < 0 || op.weight >= static_cast<int>(g.ternary.size())) {
@@ -171,6 +178,11 @@ std::vector<std::string> verify(const Graph& g) {
         const auto& w = g.ternary[op.weight].w;
         if (w.cols != in_size(0) || w.rows != out.size)
           err(i, "weight " + g.ternary[op.weight].name + " shape mismatch");
+        // ik's Q8_K64 dot multiplies by one weight scale per row, at the end.
+        if (quant_of[op.inputs[0]] == static_cast<int>(ActQuant::PerRowQ8K64) && w.cols > 0 &&
+            w.scale_block % static_cast<uint64_t>(w.cols) != 0)
+          err(i, "weight " + g.ternary[op.weight].name +
+                     " has a scale per block of its rows; Q8_K64 activations take one scale per row");
         break;
       }
       case OpKind::DenseMatmul:

@@ -34,9 +34,15 @@ enum class ActQuant : uint8_t {
   // element of largest |x| (sign kept), iscale = -127/m, q = min(127, rne(iscale*x)),
   // dequant factor 1/iscale.
   PerBlockQ8K = kBitnetcPerBlockQ8K,
+  // ik_llama.cpp's Q8_K64 (the vec_dot type of its IQ1_BN / IQ2_BN): four dequantization
+  // factors per vector, element k in group (k % 16) / 4, d = amax/127, q = rne(x * (1/d));
+  // a matmul combines the groups as ik's kernels do (bitnetc_q8k64_group_term).
+  PerRowQ8K64 = kBitnetcPerRowQ8K64,
 };
 const char* act_quant_name(ActQuant q);
 bool act_quant_is_per_block(ActQuant q);
+// Dequantization factors per quantized vector of n values (bitnetc_quant_factor_count).
+int64_t act_quant_factor_count(ActQuant q, int64_t n);
 
 enum class NormKind : uint8_t {
   RmsF32 = kBitnetcRmsF32,          // transformers: mean(x^2) in float32, x * rsqrt(mean + eps), then * w

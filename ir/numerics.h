@@ -16,7 +16,13 @@
 // Kinds: the values of ir::NormKind, ir::ActQuant, ir::RopeStyle, ir::Activation,
 // ir::ScoreScale and ir::SoftmaxSum (ir.h defines them from these).
 enum BitnetcNormKind { kBitnetcRmsF32 = 0, kBitnetcRmsF64Sum = 1, kBitnetcRmsLlama2c = 2, kBitnetcBitNorm = 3 };
-enum BitnetcActQuant { kBitnetcPerTokenLlama2c = 0, kBitnetcPerTokenHF = 1, kBitnetcPerTokenBitnetCpp = 2, kBitnetcPerBlockQ8K = 3 };
+enum BitnetcActQuant {
+  kBitnetcPerTokenLlama2c = 0,
+  kBitnetcPerTokenHF = 1,
+  kBitnetcPerTokenBitnetCpp = 2,
+  kBitnetcPerBlockQ8K = 3,
+  kBitnetcPerRowQ8K64 = 4
+};
 enum BitnetcRopeStyle { kBitnetcRopeInterleaved = 0, kBitnetcRopeNeox = 1 };
 enum BitnetcActivation { kBitnetcSiluDiv = 0, kBitnetcSiluLlama2c = 1, kBitnetcRelu2 = 2 };
 enum BitnetcScoreScale { kBitnetcDivideSqrt = 0, kBitnetcMultiplyInvSqrt = 1 };
@@ -190,9 +196,56 @@ BITNETC_HD inline signed char bitnetc_quant_code(int kind, float x, BitnetcQuant
   return (signed char)(v < 127 ? v : 127);
 }
 
+// ik_llama.cpp's Q8_K64 (the vec_dot type of its IQ1_BN / IQ2_BN; quantize_row_q8_K64's
+// x86 path): a row in four interleaved groups, element k in group (k % 16) / 4, each with
+// d = amax / 127 and q = clamp(rne(x * (1 / d)), -128, 127) (0 when d is 0). NaNs count
+// as zero, as in the other quantizers.
+enum { kBitnetcQ8K64Groups = 4 };
+BITNETC_HD inline int bitnetc_q8k64_group(long long k) { return (int)((k % 16) / 4); }
+
+BITNETC_HD inline void bitnetc_quantize_q8k64(const float* x, long long n, signed char* q, float* d) {
+  float amax[kBitnetcQ8K64Groups] = {0, 0, 0, 0};
+  for (long long k = 0; k < n; ++k) {
+    const float ax = fabsf(x[k]);
+    const int g = bitnetc_q8k64_group(k);
+    if (ax > amax[g]) amax[g] = ax;
+  }
+  float id[kBitnetcQ8K64Groups];
+  for (int g = 0; g < kBitnetcQ8K64Groups; ++g) {
+    d[g] = amax[g] / 127;
+    id[g] = d[g] > 0 ? 1 / d[g] : 0.0f;
+  }
+  for (long long k = 0; k < n; ++k) {
+    const float v = bitnetc_round_even(id[bitnetc_q8k64_group(k)] * x[k]);
+    q[k] = (signed char)(v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v));
+  }
+}
+
+// ik's dot of a ternary row with Q8_K64 activations (mul_mat_iq{1,2}bn_q8_K64 on x86):
+// per group g the exact sum S of code * q (code = weight + 1) and the exact sum Q of q,
+// f_g = fma(d_g, S, -(d_g * Q)), then w_scale * ((f_0 + f_2) + (f_1 + f_3)) (hsum_float_4).
+// The fma in double is exact (rows under 2^19 elements): d_g * S and the rounded d_g * Q
+// are both whole multiples of d_g's last place, and their difference is under 2^52 of them.
+BITNETC_HD inline float bitnetc_q8k64_group_term(float d, int code_sum, int q_sum) {
+  const float minus = d * (float)q_sum;
+  return (float)((double)d * (double)(float)code_sum - (double)minus);
+}
+BITNETC_HD inline float bitnetc_q8k64_combine(const float* f, float w_scale) {
+  return w_scale * ((f[0] + f[2]) + (f[1] + f[3]));
+}
+
+// How many dequantization factors n activations of `kind` have.
+BITNETC_HD inline long long bitnetc_quant_factor_count(int kind, long long n) {
+  return kind == kBitnetcPerBlockQ8K ? n / 256 : kind == kBitnetcPerRowQ8K64 ? kBitnetcQ8K64Groups : 1;
+}
+
 // Quantizes n activations to int8 codes q with dequantization factors d (one per token,
-// or one per 256-block for Q8_K).
+// one per 256-block for Q8_K, four for Q8_K64: bitnetc_quant_factor_count).
 BITNETC_HD inline void bitnetc_quantize(int kind, const float* x, long long n, signed char* q, float* d) {
+  if (kind == kBitnetcPerRowQ8K64) {
+    bitnetc_quantize_q8k64(x, n, q, d);
+    return;
+  }
   const long long block = kind == kBitnetcPerBlockQ8K ? 256 : n;
   for (long long b = 0; b < n / block; ++b) {
     const float* xb = x + block * b;

@@ -25,7 +25,7 @@
 namespace bitnetc::rt {
 
 inline constexpr uint32_t kBlobMagic = 0x4F544E42;  // "BNTO"
-inline constexpr uint32_t kBlobVersion = 8;         // 8: k-quant heads (DenseStorage::KQuant)
+inline constexpr uint32_t kBlobVersion = 9;         // 9: Q8_K64 activations (TernaryRecord::act_groups)
 
 struct BlobHeader {
   uint32_t magic, version;
@@ -69,8 +69,12 @@ struct TernaryRecord {
   uint64_t block_scales_off;
   int64_t block_scale_rows;
   uint32_t block_scales;
-  uint32_t unused;  // explicit padding: every byte of a record is written
+  // 0: the activations' factors are per act_block (K / act_block of them); 4: ik_llama.cpp's
+  // Q8_K64, four factors for groups that interleave across the row (ir::ActQuant::PerRowQ8K64).
+  uint32_t act_groups;
 };
+// The dequantization factors (and code sums) per token of a record's activations.
+inline int64_t act_factor_count(const TernaryRecord& r) { return r.act_groups ? r.act_groups : r.K / r.act_block; }
 
 // A dense weight. Vectors (norm weights) and embedding tables are row-major; the head is
 // stored in the tiles of schedules/dense_matmul.h (a tied embedding reads its rows from

@@ -38,7 +38,12 @@ NormQuantPipeline norm_quant(const NormQuantShape& s) {
   if (s.n < 1 || s.block < 1 || s.n % s.block != 0 || s.K_padded < s.n)
     throw std::invalid_argument("norm_quant: the block must divide n, and K_padded cover it");
   NormQuantPipeline p{ImageParam(Float(32), 2, "x"), ImageParam(Float(32), 1, "w"), Func("q"), Func("d"), Func("sum")};
-  const int n = static_cast<int>(s.n), block = static_cast<int>(s.block), blocks = n / block;
+  const bool q8k64 = s.quant == ir::ActQuant::PerRowQ8K64;
+  if (q8k64 && (s.block != s.n || s.n % 16 != 0))
+    throw std::invalid_argument("norm_quant: Q8_K64 quantizes whole rows of a multiple of 16");
+  const int n = static_cast<int>(s.n), block = static_cast<int>(s.block);
+  // Factors per token: one per block, or Q8_K64's four groups (element i in (i % 16) / 4).
+  const int blocks = q8k64 ? kBitnetcQ8K64Groups : n / block;
   Var i("i"), t("t"), b("b");
 
   // The normalized activations y. Their sum of squares: one chain in index order.
@@ -61,8 +66,9 @@ NormQuantPipeline norm_quant(const NormQuantShape& s) {
   // NaNs count as zero, as in the reference's `if (|x| > amax)` (BitNorm of an all-zero
   // token is 0 * inf; the reference then quantizes the token to zeros).
   RDom rb(0, block, "rb");
+  RDom rg(0, 4, 0, n / 16, "rg");  // Q8_K64: group b's elements 16 * rg.y + 4 * b + rg.x
   Func amax("amax"), first_max("first_max");
-  Expr magnitude = abs(y(b * block + rb, t));
+  Expr magnitude = q8k64 ? abs(y(16 * rg.y + 4 * b + rg.x, t)) : abs(y(b * block + rb, t));
   amax(b, t) = 0.0f;
   amax(b, t) = max(amax(b, t), strict_float(select(is_nan(magnitude), 0.0f, magnitude)));
   const bool q8k = s.quant == ir::ActQuant::PerBlockQ8K;
@@ -92,6 +98,11 @@ NormQuantPipeline norm_quant(const NormQuantShape& s) {
       mul = -127.0f / first_max(b, t);
       dq = 1.0f / mul;
       break;
+    case ir::ActQuant::PerRowQ8K64:  // d = amax / 127, codes rne(x * (1 / d))
+      dq = a / 127.0f;
+      zero = dq == 0.0f;
+      mul = 1.0f / dq;
+      break;
   }
   Func scale("scale");
   scale(b, t) = Tuple(strict_float(select(zero, 0.0f, mul)), strict_float(select(zero, 0.0f, dq)), zero);
@@ -99,24 +110,30 @@ NormQuantPipeline norm_quant(const NormQuantShape& s) {
   // bitnetc_quant_code, element by element.
   Func code("code");
   {
-    Expr v = strict_float(y(i, t) * scale(i / block, t)[0]);
+    Expr group = q8k64 ? (i % 16) / 4 : i / block;
+    Expr v = strict_float(y(i, t) * scale(group, t)[0]);
     Expr c;
     if (s.quant == ir::ActQuant::PerTokenLlama2c) {
       c = clamp_to_int8(strict_float(round_half_away(v)));  // |v| <= 127: the clamp never acts
     } else if (s.quant == ir::ActQuant::PerTokenHF) {
       c = clamp_to_int8(round(v));  // Halide's round is half to even
+    } else if (s.quant == ir::ActQuant::PerRowQ8K64) {
+      c = clamp_to_int8(round(v));  // half to even, as _mm_round_ps; packs saturate
     } else if (s.quant == ir::ActQuant::PerTokenBitnetCpp) {
       c = clamp_to_int8(strict_float(round_half_away(v)));
     } else {  // ggml's nearest_int: the low mantissa bits of v + 1.5 * 2^23
       Expr bits = reinterpret<int32_t>(strict_float(v + 12582912.0f));
       c = cast<int8_t>(min((bits & 0x007fffff) - 0x00400000, 127));
     }
-    code(i, t) = select(scale(i / block, t)[2], cast<int8_t>(0), c);
+    code(i, t) = select(scale(group, t)[2], cast<int8_t>(0), c);
   }
   p.q(i, t) = select(i < n, code(min(i, n - 1), t), cast<int8_t>(0));
   p.d(b, t) = scale(b, t)[1];
   p.sum(b, t) = 0;
-  p.sum(b, t) += cast<int32_t>(code(b * block + rb, t));
+  if (q8k64)
+    p.sum(b, t) += cast<int32_t>(code(16 * rg.y + 4 * b + rg.x, t));
+  else
+    p.sum(b, t) += cast<int32_t>(code(b * block + rb, t));
 
   // Schedule: token by token (a decode step has one). The sum of squares is a scalar
   // chain (its order is the reference's); the rest runs in vectors over the width.
@@ -124,12 +141,18 @@ NormQuantPipeline norm_quant(const NormQuantShape& s) {
   if (s.norm) sum_sq.compute_root();
   y.compute_root().vectorize(i, lanes, TailStrategy::GuardWithIf);
   amax.compute_root();
-  amax.update().atomic().vectorize(rb, lanes);
+  if (q8k64)
+    amax.update().atomic().vectorize(rg.x);
+  else
+    amax.update().atomic().vectorize(rb, lanes);
   if (q8k) first_max.compute_root();
   scale.compute_root();
   code.compute_root().vectorize(i, s.vector_bytes, TailStrategy::GuardWithIf);
   p.q.vectorize(i, s.vector_bytes, TailStrategy::GuardWithIf);
-  p.sum.update().atomic().vectorize(rb, s.vector_bytes);
+  if (q8k64)
+    p.sum.update().atomic().vectorize(rg.x);
+  else
+    p.sum.update().atomic().vectorize(rb, s.vector_bytes);
 
   // Shapes are constants of the generated code; the token count is the caller's.
   p.x.dim(0).set_bounds(0, n);

@@ -23,7 +23,7 @@ namespace bitnetc::schedules {
 struct NormQuantShape {
   int64_t n = 0;             // activations per token
   int64_t K_padded = 0;      // codes per token, zero past n (the ternary kernels' padded K)
-  int64_t block = 0;         // quantization block: n (per token) or 256 (Q8_K)
+  int64_t block = 0;         // quantization block: n (per token, Q8_K64) or 256 (Q8_K)
   std::optional<ir::NormKind> norm;  // none: quantize the input as it is
   bool norm_weight = false;          // the norm multiplies by a weight vector
   float eps = 0;
@@ -32,7 +32,8 @@ struct NormQuantShape {
 };
 
 // Inputs: x (float, [n, tokens]), w (float, [n]; read only with a weighted norm).
-// Outputs, in order: q (int8, [K_padded, tokens]), d (float, [n / block, tokens]), sum
+// Outputs, in order: q (int8, [K_padded, tokens]), d (float, [n / block, tokens]; Q8_K64's
+// four groups: [4, tokens]), sum
 // (int32, [n / block, tokens]: the sum of each block's codes). The token count is the
 // caller's; dimension 0 is innermost and every buffer is dense.
 struct NormQuantPipeline {

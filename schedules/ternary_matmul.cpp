@@ -1,6 +1,9 @@
 #include "ternary_matmul.h"
 
+#include "numerics.h"  // Q8_K64's groups
+
 #include <algorithm>
+#include <functional>
 #include <stdexcept>
 
 namespace bitnetc::schedules {
@@ -88,6 +91,24 @@ Expr weight_scale(const MatmulPipeline& p, const TernaryMatmulShape& shape, Expr
   return shape.block_scales ? Expr(p.w_block_scales(n, rb)) : Expr(p.w_scale);
 }
 
+// ik_llama.cpp's epilogue over Q8_K64 activations (ir/numerics.h): code_sum(g) is the
+// exact sum of code * x over group g of a row, for one token m.
+Expr q8k64_epilogue(const MatmulPipeline& p, const TernaryMatmulShape& shape, const std::function<Expr(int)>& code_sum,
+                    Expr n, Expr m) {
+  std::vector<Expr> f;
+  for (int g = 0; g < kBitnetcQ8K64Groups; ++g) {
+    Expr d = p.d_act(g, m);
+    Expr minus = d * cast<float>(p.x_sum(g, m));
+    f.push_back(cast<float>(cast<double>(d) * cast<double>(cast<float>(code_sum(g))) - cast<double>(minus)));
+  }
+  return strict_float(weight_scale(p, shape, n, 0) * ((f[0] + f[2]) + (f[1] + f[3])));
+}
+
+// The activations' factors per token: one per block, or Q8_K64's four.
+int act_factors(const TernaryMatmulShape& shape) {
+  return shape.q8k64 ? kBitnetcQ8K64Groups : static_cast<int>(shape.K / shape.act_block);
+}
+
 void bound_block_scales(MatmulPipeline& p, const TernaryMatmulShape& shape, int n_act) {
   if (!shape.block_scales) return;
   const int rows = static_cast<int>(block_scale_rows(shape));
@@ -126,12 +147,18 @@ MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
   acc(lane, blk, g, m) =
       part(lane, 0, blk, g, m) + part(lane, 1, blk, g, m) + part(lane, 2, blk, g, m) + part(lane, 3, blk, g, m);
 
-  // The interpreter's epilogue, lane by lane: blocks in order, strict_float.
+  // The interpreter's epilogue, lane by lane: blocks in order, strict_float. With Q8_K64
+  // (one block) the shift s is the element's group: its partial sums are the group sums.
   RDom rb(0, n_act, "rb");
   Func yf("yf");
-  yf(lane, g, m) = 0.0f;
-  yf(lane, g, m) = strict_float(yf(lane, g, m) + cast<float>(acc(lane, rb, g, m) - p.x_sum(rb, m)) *
-                                                     (p.d_act(rb, m) * weight_scale(p, shape, g * L + lane, rb)));
+  if (shape.q8k64) {
+    yf(lane, g, m) = q8k64_epilogue(
+        p, shape, [&](int s) { return part(lane, s, 0, g, m); }, g * L + lane, m);
+  } else {
+    yf(lane, g, m) = 0.0f;
+    yf(lane, g, m) = strict_float(yf(lane, g, m) + cast<float>(acc(lane, rb, g, m) - p.x_sum(rb, m)) *
+                                                       (p.d_act(rb, m) * weight_scale(p, shape, g * L + lane, rb)));
+  }
   p.y(n, m) = yf(n % L, n / L, m);
 
   // Schedule: tasks of whole groups; in a group, up to 4 tokens share each loaded
@@ -147,15 +174,21 @@ MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
     p.y.split(go, gt, go, dims.tiles);
   p.y.split(m, mo, mi, kTokens, TailStrategy::GuardWithIf).reorder(ni, mi, mo, go, gt).vectorize(ni).parallel(gt);
   yf.compute_at(p.y, mo).vectorize(lane);
-  yf.update().reorder(lane, m, rb).vectorize(lane).unroll(m);
-  part.compute_at(yf, rb).vectorize(lane).unroll(s).unroll(m);
+  if (shape.q8k64) {  // the group's tokens share each loaded vector, as below
+    yf.reorder(lane, m, g).unroll(m);
+    part.compute_at(yf, g).vectorize(lane).unroll(s).unroll(m);
+  } else {
+    yf.update().reorder(lane, m, rb).vectorize(lane).unroll(m);
+    part.compute_at(yf, rb).vectorize(lane).unroll(s).unroll(m);
+  }
   part.update().reorder(r.x, lane, s, m, r.y, blk, g).atomic().vectorize(r.x).vectorize(lane).unroll(s).unroll(m);
 
   p.packed.dim(0).set_bounds(0, dims.bytes_per_tile).dim(1).set_bounds(0, dims.tiles);
   p.packed.dim(1).set_stride(dims.bytes_per_tile);
   p.x.dim(0).set_bounds(0, static_cast<int>(shape.K)).dim(1).set_bounds(0, M).set_stride(static_cast<int>(shape.K));
-  p.x_sum.dim(0).set_bounds(0, n_act).dim(1).set_bounds(0, M).set_stride(n_act);
-  p.d_act.dim(0).set_bounds(0, n_act).dim(1).set_bounds(0, M).set_stride(n_act);
+  const int factors = act_factors(shape);
+  p.x_sum.dim(0).set_bounds(0, factors).dim(1).set_bounds(0, M).set_stride(factors);
+  p.d_act.dim(0).set_bounds(0, factors).dim(1).set_bounds(0, M).set_stride(factors);
   p.y.output_buffer().dim(0).set_bounds(0, static_cast<int>(shape.N));
   p.y.output_buffer().dim(1).set_bounds(0, M).set_stride(static_cast<int>(shape.N));
   bound_block_scales(p, shape, n_act);
@@ -176,6 +209,8 @@ MatmulPipeline ternary_matmul(const TernaryMatmulShape& shape) {
   if (shape.act_block <= 0 || shape.K % shape.act_block != 0)
     throw std::invalid_argument("ternary_matmul: the activation block must divide K");
   if (shape.batch < 1) throw std::invalid_argument("ternary_matmul: the batch must be at least 1");
+  if (shape.q8k64 && (shape.act_block != shape.K || shape.K % 16 != 0))
+    throw std::invalid_argument("ternary_matmul: Q8_K64 activations take whole rows of a multiple of 16");
   if (shape.packing == MatmulPacking::RowLanes) return ternary_matmul_row_lanes(shape);
   const int64_t Kp = padded_k(shape.K, W);
   const int n_act = static_cast<int>(shape.K / shape.act_block);
@@ -227,14 +262,22 @@ MatmulPipeline ternary_matmul(const TernaryMatmulShape& shape) {
   RDom rl(0, lanes, "rl");
   Func acc("acc");
   acc(blk, n, m) = 0;
-  acc(blk, n, m) += accv(rl, blk, n, m);
-
-  RDom rb(0, n_act, "rb");
   Func yf("yf");
-  yf(n, m) = 0.0f;
-  // strict_float: no FMA contraction, so the rounding matches the interpreter's.
-  yf(n, m) = strict_float(yf(n, m) + cast<float>(acc(rb, n, m) - p.x_sum(rb, m)) *
-                                         (p.d_act(rb, m) * weight_scale(p, shape, n, rb)));
+  RDom rb(0, n_act, "rb");
+  if (shape.q8k64) {
+    // Lane l holds bytes 4l..4l+3 (dot) or 2l, 2l+1 (pairwise) of every W-byte run, and
+    // W is a multiple of 16: each lane stays in one Q8_K64 group. acc's blk is the group.
+    Expr group = dot ? rl % 4 : (rl % 8) / 2;
+    acc(blk, n, m) += select(group == blk, accv(rl, 0, n, m), 0);
+    yf(n, m) = q8k64_epilogue(
+        p, shape, [&](int g) { return acc(g, n, m); }, n, m);
+  } else {
+    acc(blk, n, m) += accv(rl, blk, n, m);
+    yf(n, m) = 0.0f;
+    // strict_float: no FMA contraction, so the rounding matches the interpreter's.
+    yf(n, m) = strict_float(yf(n, m) + cast<float>(acc(rb, n, m) - p.x_sum(rb, m)) *
+                                           (p.d_act(rb, m) * weight_scale(p, shape, n, rb)));
+  }
   p.y(n, m) = yf(n, m);
 
   // Schedule: tiles of kRows rows in parallel; inside a tile the rows (and, for a batch,
@@ -290,8 +333,9 @@ MatmulPipeline ternary_matmul(const TernaryMatmulShape& shape) {
   p.packed.dim(0).set_bounds(0, dims.bytes_per_tile).dim(1).set_bounds(0, dims.tiles);
   p.packed.dim(1).set_stride(dims.bytes_per_tile);
   p.x.dim(0).set_bounds(0, static_cast<int>(Kp)).dim(1).set_bounds(0, M).set_stride(static_cast<int>(Kp));
-  p.x_sum.dim(0).set_bounds(0, n_act).dim(1).set_bounds(0, M).set_stride(n_act);
-  p.d_act.dim(0).set_bounds(0, n_act).dim(1).set_bounds(0, M).set_stride(n_act);
+  const int factors = act_factors(shape);
+  p.x_sum.dim(0).set_bounds(0, factors).dim(1).set_bounds(0, M).set_stride(factors);
+  p.d_act.dim(0).set_bounds(0, factors).dim(1).set_bounds(0, M).set_stride(factors);
   p.y.output_buffer().dim(0).set_bounds(0, static_cast<int>(shape.N));
   p.y.output_buffer().dim(1).set_bounds(0, M).set_stride(static_cast<int>(shape.N));
   bound_block_scales(p, shape, n_act);

@@ -73,6 +73,10 @@ struct TernaryMatmulShape {
   // TQ1_0/TQ2_0 files store one per 256 weights of a row (its `d`), which meet Q8_K's
   // activation blocks of 256 one to one.
   bool block_scales = false;
+  // ik_llama.cpp's Q8_K64 activations (act_block = K): x_sum and d_act hold four entries
+  // per token, for the groups of elements k with (k % 16) / 4 = 0..3, and the epilogue is
+  // ik's (bitnetc_q8k64_group_term, bitnetc_q8k64_combine in ir/numerics.h).
+  bool q8k64 = false;
 };
 
 // The rows of the block-scale buffer (N rounded up to whole row-lane groups: the last
@@ -92,7 +96,7 @@ std::vector<uint8_t> pack_ternary(const TernaryWeights& w, const TernaryMatmulSh
 
 // Inputs, in order: packed (uint8, ternary_packed_dims or row_lane_packed_dims), x
 // (int8, [padded_k, M] for row tiles, [K, M] for row lanes, zero padded), x_sum (int32,
-// [K/act_block, M], sum of x per block), d_act (float, [K/act_block, M]), w_scale (float
+// [K/act_block, M] (Q8_K64: [4, M]), sum of x per block), d_act (float, likewise), w_scale (float
 // scalar), w_block_scales (float, [block_scale_rows, K/act_block]: block b of row n at
 // (n, b); read only with block_scales, else any 2-D stand-in). Output: y (float, [N, M]).
 // Dimension 0 is innermost and every buffer is dense. Each block's integer sum is

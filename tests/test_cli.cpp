@@ -290,6 +290,7 @@ TEST(Cli, NumericsOverrideTheRecipeAndVerify) {
       {"auto", "per_block_q8k", "rms_f64sum"},
       {"llama.cpp", "per_block_q8k", "rms_f64sum"},
       {"bitnet.cpp", "per_token_bitnetcpp", "rms_f64sum"},
+      {"ik_llama.cpp", "per_row_q8k64", "rms_f64sum"},
       {"transformers", "per_token_hf", "rms_f32"},
       {"bitllama2c", "per_token_llama2c", "rms_llama2c"}};
   for (const auto& [numerics, act_quant, norm] : want) {
@@ -303,11 +304,19 @@ TEST(Cli, NumericsOverrideTheRecipeAndVerify) {
   const CliResult bad = run_bitnetc("run --numerics=numpy -p x " + model, dir);
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.err.find("--numerics"), std::string::npos) << bad.err;
-  for (const char* numerics : {"transformers", "bitllama2c"}) {
+  for (const char* numerics : {"transformers", "bitllama2c", "ik_llama.cpp"}) {
     const CliResult v = run_bitnetc(std::string("verify -q -n 8 --numerics=") + numerics + " " + model, dir);
     EXPECT_EQ(v.status, 0) << numerics << "\n" << v.out << v.err;
     EXPECT_NE(v.out.find("PASS"), std::string::npos) << v.out;
   }
+  // ik's Q8_K64 arithmetic takes one weight scale per row: llama.cpp's per-block scales
+  // are refused by name rather than computed some other way.
+  const std::string blocks = dir.file("blocks.gguf");
+  ASSERT_EQ(run_bitnetc("synth -o " + blocks + " --shape tiny --type tq2_0 --block-scales --seed 5", dir).status, 0);
+  const CliResult ik = run_bitnetc("run --numerics=ik_llama.cpp -n 1 -p x " + blocks, dir);
+  EXPECT_EQ(ik.status, 1) << ik.err;
+  EXPECT_NE(ik.err.find("blk.0."), std::string::npos) << ik.err;
+  EXPECT_NE(ik.err.find("takes one scale per row"), std::string::npos) << ik.err;
 }
 
 // The compile checks each weight's scale against the same weight's in the other layers

@@ -101,6 +101,7 @@ struct OpCase {
   int rows = 1;   // rows of the chunk
   // Ternary matmuls.
   int64_t act_block = 0;  // 0: per token (n), or Q8_K's 256 for a Q8_K quantizer; else 256
+                          // (ternary matmuls over Q8_K64 activations: quant = PerRowQ8K64)
   bool block_scales = false;
   bool residual = false;             // CUDA: the Add after the matmul, in its epilogue
   std::vector<int64_t> more_rows{};  // CUDA decode groups: further weights on the same activations
@@ -130,7 +131,15 @@ struct OpCase {
   int64_t block() const {
     return act_block ? act_block : op == Op::Quantize && quant == ir::ActQuant::PerBlockQ8K ? 256 : n;
   }
-  int64_t blocks() const { return n / block(); }
+  bool q8k64() const { return quant == ir::ActQuant::PerRowQ8K64; }
+  // The activations' factors (and code sums) per row: a block's, or Q8_K64's four groups.
+  int64_t blocks() const { return q8k64() ? kBitnetcQ8K64Groups : n / block(); }
+  // The weight scales per row of a block-scaled ternary matmul.
+  int64_t scale_blocks() const { return n / block(); }
+  // The quantizer of a ternary matmul's activations.
+  ir::ActQuant matmul_quant() const {
+    return q8k64() ? quant : act_block == 256 ? ir::ActQuant::PerBlockQ8K : ir::ActQuant::PerTokenHF;
+  }
   RowAt row_at(int r) const { return at.empty() ? RowAt{0, r} : at[r]; }
   int n_seq() const {
     int s = 1;
@@ -147,7 +156,8 @@ struct OpCase {
     std::string s = std::string(op_name(op)) + " n=" + std::to_string(n) + " N=" + std::to_string(N) +
                     " rows=" + std::to_string(rows);
     if (op == Op::TernaryMatmul)
-      s += " block=" + std::to_string(block()) + (block_scales ? " block-scales" : "") + (residual ? " residual" : "") +
+      s += " block=" + std::to_string(block()) + (q8k64() ? " q8_k64" : "") + (block_scales ? " block-scales" : "") +
+           (residual ? " residual" : "") +
            (more_rows.empty() ? "" : " +" + std::to_string(more_rows.size()) + " weights");
     if (op == Op::DenseMatmul || op == Op::Embedding)
       s += " storage=" + std::to_string(static_cast<int>(storage)) + (k_major ? " k-major" : "") +
@@ -191,6 +201,17 @@ std::vector<OpCase> op_table() {
       }
     }
   t.push_back({.op = Op::TernaryMatmul, .n = 320, .N = 70, .rows = 19});                   // two token tiles
+  // ik_llama.cpp's Q8_K64 activations: whole rows, a scale per tensor or per row (its
+  // IQ1_BN/IQ2_BN), widths of 16s that are not of 64s or of the packing's groups.
+  for (const Shape s : {Shape{256, 7, 0}, Shape{512, 130, 0}, Shape{96, 5, 0}, Shape{2560, 40, 0}, Shape{320, 9, 0}})
+    for (int rows : {1, 3, 8})
+      for (bool per_row : {false, true})
+        t.push_back({.op = Op::TernaryMatmul,
+                     .n = s.K,
+                     .N = s.N,
+                     .rows = rows,
+                     .block_scales = per_row,
+                     .quant = ActQuant::PerRowQ8K64});
   t.push_back({.op = Op::TernaryMatmul, .n = 768, .N = 40, .rows = 6, .act_block = 256});  // a partial tile
   t.push_back({.op = Op::TernaryMatmul, .n = 256, .N = 48, .rows = 2, .residual = true});
   t.push_back({.op = Op::TernaryMatmul, .n = 512, .N = 20, .rows = 1, .more_rows = {12, 12}});  // q, k, v
@@ -227,10 +248,11 @@ std::vector<OpCase> op_table() {
   // widths with and without padding; a few rows at once: one all zeros, one with the
   // largest magnitude twice with both signs (Q8_K keeps the first's sign), one on rounding
   // ties (x * 1 = k + 0.5).
-  for (auto [n, per_block] : {std::pair<int64_t, bool>{2560, false}, {100, false}, {768, true}})
-    for (ActQuant quant :
-         {ActQuant::PerTokenLlama2c, ActQuant::PerTokenHF, ActQuant::PerTokenBitnetCpp, ActQuant::PerBlockQ8K}) {
+  for (auto [n, per_block] : {std::pair<int64_t, bool>{2560, false}, {100, false}, {768, true}, {96, false}})
+    for (ActQuant quant : {ActQuant::PerTokenLlama2c, ActQuant::PerTokenHF, ActQuant::PerTokenBitnetCpp,
+                           ActQuant::PerBlockQ8K, ActQuant::PerRowQ8K64}) {
       if ((quant == ActQuant::PerBlockQ8K) != per_block) continue;
+      if (quant == ActQuant::PerRowQ8K64 && n % 16 != 0) continue;
       t.push_back({.op = Op::Quantize, .n = n, .rows = 4, .quant = quant});
       for (NormKind norm : {NormKind::RmsF32, NormKind::RmsF64Sum, NormKind::RmsLlama2c, NormKind::BitNorm})
         for (bool weighted : {false, true}) {
@@ -402,10 +424,10 @@ Inputs make_inputs(const OpCase& c, uint64_t seed) {
         const float ws = 0.0625f + rng.uniform();
         in.w_scale.push_back(ws);
         if (c.block_scales) {
-          std::vector<float> bs(static_cast<size_t>(N * c.blocks()));
+          std::vector<float> bs(static_cast<size_t>(N * c.scale_blocks()));
           for (int64_t r = 0; r < N; ++r)
-            for (int64_t b = 0; b < c.blocks(); ++b) {
-              float& s = bs[r * c.blocks() + b];
+            for (int64_t b = 0; b < c.scale_blocks(); ++b) {
+              float& s = bs[r * c.scale_blocks() + b];
               s = 0.0625f + rng.uniform();
               if ((r + b) % 5 == 0) {  // an all-zero block with a zero scale
                 s = 0;
@@ -426,10 +448,14 @@ Inputs make_inputs(const OpCase& c, uint64_t seed) {
       in.xsum.assign(in.d.size(), 0);
       for (int m = 0; m < c.rows; ++m) {
         const std::vector<float> xf = normals(static_cast<size_t>(n), 1.0f);
+        if (c.q8k64()) {  // four factors for the row; code sums per group
+          ir::quantize_activations(c.quant, xf.data(), n, &in.q[m * n], &in.d[m * c.blocks()]);
+          for (int64_t k = 0; k < n; ++k) in.xsum[m * c.blocks() + bitnetc_q8k64_group(k)] += in.q[m * n + k];
+          continue;
+        }
         for (int64_t b = 0; b < c.blocks(); ++b) {
           int8_t* q = &in.q[m * n + b * c.block()];
-          ir::quantize_activations(c.act_block == 256 ? ir::ActQuant::PerBlockQ8K : ir::ActQuant::PerTokenHF,
-                                   &xf[b * c.block()], c.block(), q, &in.d[m * c.blocks() + b]);
+          ir::quantize_activations(c.matmul_quant(), &xf[b * c.block()], c.block(), q, &in.d[m * c.blocks() + b]);
           for (int64_t k = 0; k < c.block(); ++k) in.xsum[m * c.blocks() + b] += q[k];
         }
       }
@@ -478,7 +504,8 @@ Inputs make_inputs(const OpCase& c, uint64_t seed) {
       // BitNorm makes an all-zero row NaNs (0 * inf), which the quantizers with a floor on
       // their scale then round: C leaves that undefined, so no such row for them.
       const bool nan_rounding = c.norm == ir::NormKind::BitNorm &&
-                                (c.quant == ir::ActQuant::PerTokenHF || c.quant == ir::ActQuant::PerTokenBitnetCpp);
+                                (c.quant == ir::ActQuant::PerTokenHF || c.quant == ir::ActQuant::PerTokenBitnetCpp ||
+                                 c.quant == ir::ActQuant::PerRowQ8K64);
       if (c.gated) {
         in.y = normals(static_cast<size_t>(n * c.rows), 1.0f);
       } else if (c.rows >= 4) {
@@ -554,7 +581,7 @@ Outputs reference(const OpCase& c, const Inputs& in) {
         const TernaryWeights& w = in.ternary[i];
         std::vector<float> y(static_cast<size_t>(w.rows * c.rows));
         for (int m = 0; m < c.rows; ++m) {
-          ir::ternary_matmul(w, &in.q[m * n], &in.d[m * c.blocks()], c.block(), &y[m * w.rows]);
+          ir::ternary_matmul(w, c.matmul_quant(), &in.q[m * n], &in.d[m * c.blocks()], &y[m * w.rows]);
           if (c.residual)
             for (int64_t r = 0; r < w.rows; ++r) y[m * w.rows + r] = in.x[m * w.rows + r] + y[m * w.rows + r];
         }
@@ -629,6 +656,11 @@ Outputs reference(const OpCase& c, const Inputs& in) {
           std::vector<float> normed(v.size());
           ir::rms_norm(*c.norm, v.data(), n, c.norm_weight ? in.w.data() : nullptr, c.eps, normed.data());
           v = normed;
+        }
+        if (c.q8k64()) {
+          ir::quantize_activations(c.quant, v.data(), n, &q[m * Kp], &d[m * c.blocks()]);
+          for (int64_t i = 0; i < n; ++i) sum[m * c.blocks() + bitnetc_q8k64_group(i)] += q[m * Kp + i];
+          continue;
         }
         for (int64_t b = 0; b < c.blocks(); ++b) {
           int8_t* qb = &q[m * Kp + b * c.block()];
@@ -726,7 +758,7 @@ struct KernelBackend {
 // The I2_S kernel of one group width and dot product, JIT-compiled for `halide`.
 Outputs run_i2s(const OpCase& c, const Inputs& in, const std::string& halide, int W, schedules::MatmulReduce reduce,
                 schedules::MatmulPacking packing) {
-  const schedules::TernaryMatmulShape shape{c.n, c.N, c.block(), W, c.rows, reduce, packing, c.block_scales};
+  const schedules::TernaryMatmulShape shape{c.n, c.N, c.block(), W, c.rows, reduce, packing, c.block_scales, c.q8k64()};
   const int64_t Kp = schedules::packed_k(shape);
   schedules::MatmulPipeline p = schedules::ternary_matmul(shape);
   std::vector<uint8_t> packed = schedules::pack_ternary(in.ternary[0], shape);
@@ -737,15 +769,15 @@ Outputs run_i2s(const OpCase& c, const Inputs& in, const std::string& halide, in
   std::vector<float> d = in.d;
   // The kernels' block-scale layout: [block][row], rows padded with zero scales.
   const int64_t bs_rows = c.block_scales ? schedules::block_scale_rows(shape) : 1;
-  std::vector<float> bs(static_cast<size_t>(bs_rows * c.blocks()), 0.0f);
+  std::vector<float> bs(static_cast<size_t>(bs_rows * c.scale_blocks()), 0.0f);
   for (int64_t r = 0; c.block_scales && r < c.N; ++r)
-    for (int64_t b = 0; b < c.blocks(); ++b) bs[b * bs_rows + r] = in.block_scale[0][r * c.blocks() + b];
+    for (int64_t b = 0; b < c.scale_blocks(); ++b) bs[b * bs_rows + r] = in.block_scale[0][r * c.scale_blocks() + b];
   p.packed.set(Halide::Buffer<uint8_t>(packed.data(), dims.bytes_per_tile, dims.tiles));
   p.x.set(Halide::Buffer<int8_t>(x.data(), static_cast<int>(Kp), c.rows));
   p.x_sum.set(Halide::Buffer<int32_t>(xsum.data(), static_cast<int>(c.blocks()), c.rows));
   p.d_act.set(Halide::Buffer<float>(d.data(), static_cast<int>(c.blocks()), c.rows));
   p.w_scale.set(in.w_scale[0]);
-  p.w_block_scales.set(Halide::Buffer<float>(bs.data(), static_cast<int>(bs_rows), static_cast<int>(c.blocks())));
+  p.w_block_scales.set(Halide::Buffer<float>(bs.data(), static_cast<int>(bs_rows), static_cast<int>(c.scale_blocks())));
   std::vector<float> y(static_cast<size_t>(c.N * c.rows));
   Halide::Buffer<float> out(y.data(), static_cast<int>(c.N), c.rows);
   p.y.realize(out, Halide::Target(halide));
@@ -962,8 +994,8 @@ std::vector<KernelBackend> cpu_backends() {
     for (bool scalar : {true, false})
       b.push_back({std::string(schedules::layout_name(layout)) + (scalar ? " scalar tile" : " SIMD tile"),
                    [](const OpCase& c) {
-                     return c.op == Op::TernaryMatmul && c.block() == c.n && !c.block_scales && !c.residual &&
-                            c.more_rows.empty();
+                     return c.op == Op::TernaryMatmul && c.block() == c.n && !c.q8k64() && !c.block_scales &&
+                            !c.residual && c.more_rows.empty();
                    },
                    [=](const OpCase& c, const Inputs& in) { return run_lut(c, in, layout, scalar, avx2); }});
   return b;
@@ -974,6 +1006,7 @@ std::vector<KernelBackend> cpu_backends() {
 // The entry points a case launches, in order, and their grids' y (CudaGridY).
 std::vector<codegen::CudaKernel> cuda_kernels_of(const OpCase& c) {
   using namespace codegen;
+  if (c.q8k64()) return {};  // the CUDA kernels do not compute ik_llama.cpp's Q8_K64 (compile refuses it)
   switch (c.op) {
     case Op::TernaryMatmul: {
       CudaMatmulShape s{.K = c.n,

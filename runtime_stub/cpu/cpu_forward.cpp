@@ -107,15 +107,17 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
   // head's whole input in Q8_K blocks.
   for (const ir::Op& op : g.ops) {
     if (op.kind != ir::OpKind::TernaryMatmul && op.kind != ir::OpKind::KQuantMatmul) continue;
-    int64_t K, K_padded, block;
+    int64_t K, K_padded, block, factors;
     if (op.kind == ir::OpKind::TernaryMatmul) {
       const TernaryRecord& r = ternary_[op.weight];
-      K = r.K, K_padded = r.K_padded, block = r.act_block;
+      if (r.act_block <= 0 || r.K % r.act_block != 0 || (r.act_groups != 0 && r.act_groups != kBitnetcQ8K64Groups))
+        throw std::runtime_error("the embedded model is damaged (activation blocks)");
+      K = r.K, K_padded = r.K_padded, block = r.act_block, factors = act_factor_count(r);
     } else {
       const DenseRecord& r = dense_[op.weight];
       if (r.storage != DenseStorage::KQuant || r.cols % 256 != 0)
         throw std::runtime_error("the embedded model is damaged (k-quant head)");
-      K = K_padded = r.cols, block = 256;
+      K = K_padded = r.cols, block = 256, factors = r.cols / 256;
     }
     Q8Buffers& q = q8_[op.inputs[0]];
     if (q.K_padded != 0 && q.K_padded != K_padded)
@@ -123,7 +125,7 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
     q.K = K;
     q.K_padded = K_padded;
     q.block = block;
-    q.blocks = K / block;
+    q.blocks = factors;
     q.q.assign(static_cast<size_t>(K_padded * batch_), 0);
     q.d.assign(static_cast<size_t>(q.blocks * batch_), 0.0f);
     q.sum.assign(static_cast<size_t>(q.blocks * batch_), 0);
@@ -337,12 +339,13 @@ void ForwardPass::attend(size_t op_index, const Chunk& chunk, float* out) {
 void ForwardPass::ternary_matmul(const ir::Op& op, int count, float* out) {
   const TernaryRecord& r = ternary_[op.weight];
   Q8Buffers& q = q8_[op.inputs[0]];
-  const int blocks = static_cast<int>(q.blocks);
+  const int blocks = static_cast<int>(q.blocks);  // the activations' factors per token
   Buf<uint8_t> packed(const_cast<uint8_t*>(blob_ + r.off), r.packed_dim0, r.packed_dim1);
-  // A scale per (row, block), or an unread one-element stand-in.
+  // A scale per (row, activation block), or an unread one-element stand-in.
   float* block_scales = reinterpret_cast<float*>(const_cast<uint8_t*>(blob_ + r.block_scales_off));
-  Buf<float> ws = r.block_scales ? Buf<float>(block_scales, static_cast<int>(r.block_scale_rows), blocks)
-                                 : Buf<float>(&q.d[0], 1, 1);
+  Buf<float> ws = r.block_scales
+                      ? Buf<float>(block_scales, static_cast<int>(r.block_scale_rows), static_cast<int>(r.K / r.act_block))
+                      : Buf<float>(&q.d[0], 1, 1);
   if (count >= 2 && count >= static_cast<int>(r.gemm_min_rows)) {
     Buf<int8_t> x(q.q.data(), static_cast<int>(r.K_padded), batch_);
     Buf<int32_t> sum(q.sum.data(), blocks, batch_);

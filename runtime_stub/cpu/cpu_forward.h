@@ -49,7 +49,7 @@ class ForwardPass : public Forward {
     std::vector<int8_t> q;  // [batch][K_padded], zero past K and for unused tokens
     std::vector<float> d;   // [batch][blocks]
     std::vector<int32_t> sum;
-    int64_t K = 0, K_padded = 0, block = 0, blocks = 0;
+    int64_t K = 0, K_padded = 0, block = 0, blocks = 0;  // blocks: factors per token (act_factor_count)
   };
   struct RopeTable {
     const ir::Op* op = nullptr;

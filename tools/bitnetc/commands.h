@@ -44,11 +44,11 @@ std::function<void(const std::string&)> progress_printer();
 // --act-quant ("", "per-token", "per-block") and --numerics ("auto", "llama.cpp", ...) as
 // lowering options; main.cpp has checked both against their choices.
 LowerOptions lower_options(const std::string& act_quant, const std::string& numerics);
-inline const std::vector<std::string> kNumericsNames = {"auto", "llama.cpp", "bitnet.cpp", "transformers",
-                                                        "bitllama2c"};
+inline const std::vector<std::string> kNumericsNames = {"auto",         "llama.cpp",    "bitnet.cpp",
+                                                        "ik_llama.cpp", "transformers", "bitllama2c"};
 inline constexpr const char* kNumericsHelp =
     "Whose arithmetic to compute with: auto (default: the weight type's home engine, or the numerics the file "
-    "records), llama.cpp, bitnet.cpp, transformers or bitllama2c";
+    "records), llama.cpp, bitnet.cpp, ik_llama.cpp, transformers or bitllama2c";
 
 struct InspectOptions {
   std::string model;
