@@ -112,19 +112,12 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   ::malloc_trim(0);
 
   say("linking " + o.output);
-  const std::string linked_path =
-      link_output(toolchain, runtime, work.path(), kernels.objects, kernels.table_source, o.emit, o.output);
-  // Streamed into place: the linked file can be as large as the model.
-  std::ifstream linked(linked_path, std::ios::binary);
-  write_file_atomically(
+  // The linker writes the output itself, beside its final name: a model-sized file is
+  // written once, then renamed into place.
+  produce_file_atomically(
       o.output,
-      [&](const auto& sink) {
-        std::vector<uint8_t> buf(1 << 20);
-        while (linked) {
-          linked.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(buf.size()));
-          sink(std::span<const uint8_t>(buf.data(), static_cast<size_t>(linked.gcount())));
-        }
-        if (linked.bad()) throw OutputError(o.output + ": cannot read the linked output back");
+      [&](const std::string& tmp) {
+        link_output(toolchain, runtime, work.path(), kernels.objects, kernels.table_source, o.emit, o.output, tmp);
       },
       /*executable=*/o.emit == EmitKind::Executable);
   side_guard.keep = true;

@@ -90,9 +90,9 @@ const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string&
                               "; an install holds asan and tsan only when installed with --component sanitizers)");
 }
 
-std::string link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const std::string& work_dir,
-                        const std::vector<std::string>& objects, const std::string& table_source, EmitKind emit,
-                        const std::string& output) {
+void link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const std::string& work_dir,
+                 const std::vector<std::string>& objects, const std::string& table_source, EmitKind emit,
+                 const std::string& output, const std::string& linked) {
   const fs::path work(work_dir);
   write_text(work / "kernels.cpp", table_source);
   write_text(work / "blob.S",
@@ -112,13 +112,13 @@ std::string link_output(const Toolchain& toolchain, const RuntimeBuild& runtime,
                                               quote(fs::path(output).filename().string()) + " " + runtime.so_libs
                                         : " " + toolchain.exe_flags + " " + runtime.exe_libs;
   if (!runtime.link_flags.empty()) cmd += " " + runtime.link_flags;
-  cmd += " -lpthread -ldl -o linked 2>> link.log";
+  cmd += " -fuse-ld=lld -B" + quote(std::string(BITNETC_LLD_DIR) + "/");  // (codegen/CMakeLists.txt says why)
+  cmd += " -lpthread -ldl -o " + quote(fs::absolute(linked).string()) + " 2>> link.log";
   if (run_shell(cmd) != 0) {
     std::ifstream log(work / "link.log");
     const std::string msg((std::istreambuf_iterator<char>(log)), {});
     throw OutputError(output + ": linking failed: " + msg.substr(0, 2000));
   }
-  return (work / "linked").string();
 }
 
 }  // namespace bitnetc::codegen

@@ -39,13 +39,13 @@ Toolchain toolchain_for(const TargetInfo& target);
 const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string& name);
 
 // Links `objects` with `table_source` (written to work_dir/kernels.cpp) and the blob at
-// work_dir/model.blob into work_dir/linked. `soname`: a shared object's SONAME (its file
-// name). Throws OutputError naming `output` with the linker's message on failure.
+// work_dir/model.blob into `linked` (any path: the caller's temporary beside the output).
+// Throws OutputError naming `output` with the linker's message on failure.
 // Each source is compiled to an object of a fixed name first: one compiler call that
 // compiles and links names its temporaries at random, and those names land in the
 // output's symbol table (the output would differ from compile to compile).
-std::string link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const std::string& work_dir,
-                        const std::vector<std::string>& objects, const std::string& table_source, EmitKind emit,
-                        const std::string& output);
+void link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const std::string& work_dir,
+                 const std::vector<std::string>& objects, const std::string& table_source, EmitKind emit,
+                 const std::string& output, const std::string& linked);
 
 }  // namespace bitnetc::codegen

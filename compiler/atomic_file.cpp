@@ -127,17 +127,71 @@ void install_interrupt_cleanup() {
   std::signal(SIGXFSZ, SIG_IGN);
 }
 
-void write_file_atomically(const std::string& path,
-                           const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& produce,
-                           bool executable) {
+namespace {
+
+// A fresh temporary beside `path` (NAME.tmp.XXXXXX), open.
+std::pair<std::string, int> temporary_beside(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw OutputError(path + ": is a directory");
   std::string tmp = path + ".tmp.XXXXXX";
-  int fd = ::mkstemp(tmp.data());
+  const int fd = ::mkstemp(tmp.data());
   if (fd < 0) {
     const int err = errno;
     throw OutputError(path + ": cannot create a file in " + dir_of(path) + ": " + std::strerror(err));
   }
+  return {tmp, fd};
+}
+
+// Sets the mode of the finished temporary, flushes it to disk and renames it to `path`;
+// removes it on failure.
+void publish(const std::string& path, const std::string& tmp, int fd, bool executable) {
+  auto fail = [&](const std::string& what, int err) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw OutputError(path + ": " + what + (err ? std::string(": ") + std::strerror(err) : std::string()));
+  };
+  if (::fchmod(fd, executable ? 0755 : 0644) != 0) fail("cannot set permissions", errno);
+  if (::fsync(fd) != 0) fail("cannot flush to disk", errno);
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw OutputError(path + ": close failed: " + std::strerror(err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw OutputError(path + ": cannot rename the finished file into place: " + std::strerror(err));
+  }
+}
+
+}  // namespace
+
+void produce_file_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& produce_at,
+                             bool executable) {
+  auto [tmp, fd] = temporary_beside(path);
+  ::close(fd);  // the name stays reserved; the tool replaces the file
+  const RemovedOnInterrupt guard(tmp);
+  try {
+    produce_at(tmp);
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw OutputError(path + ": the finished file is gone: " + std::strerror(err));
+  }
+  publish(path, tmp, fd, executable);
+}
+
+void write_file_atomically(const std::string& path,
+                           const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& produce,
+                           bool executable) {
+  const auto [tmp_name, tmp_fd] = temporary_beside(path);
+  const std::string tmp = tmp_name;  // (lambdas below capture them)
+  const int fd = tmp_fd;
   const RemovedOnInterrupt guard(tmp);
   auto fail = [&](const std::string& what, int err) {
     ::close(fd);
@@ -165,18 +219,7 @@ void write_file_atomically(const std::string& path,
     ::unlink(tmp.c_str());
     throw;
   }
-  if (::fchmod(fd, executable ? 0755 : 0644) != 0) fail("cannot set permissions", errno);
-  if (::fsync(fd) != 0) fail("cannot flush to disk", errno);
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw OutputError(path + ": close failed: " + std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw OutputError(path + ": cannot rename the finished file into place: " + std::strerror(err));
-  }
+  publish(path, tmp, fd, executable);
 }
 
 }  // namespace bitnetc

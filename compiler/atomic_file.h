@@ -30,6 +30,12 @@ inline void write_file_atomically(const std::string& path, std::span<const uint8
       path, [&](const auto& sink) { sink(bytes); }, executable);
 }
 
+// Like write_file_atomically, for a file a tool writes itself (a linker's -o):
+// `produce_at(tmp)` writes the whole file at `tmp`, a temporary in the destination's
+// folder, which is then flushed to disk and renamed into place; nothing is copied.
+void produce_file_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& produce_at,
+                             bool executable = false);
+
 // Temporary files and scratch folders that an interrupted process (SIGINT, SIGTERM,
 // SIGHUP) removes before it dies; a guard registers a path for its lifetime. SIGKILL
 // cannot be caught: then a `NAME.tmp.XXXXXX` may stay beside the output, never a file
