@@ -295,11 +295,14 @@ TernaryWeights decode_i2_s(const uint8_t* src, int64_t rows, int64_t cols, I2SLa
   const uint64_t n = static_cast<uint64_t>(rows * cols);
   const int qk = i2s_block(layout), group = qk / 4;
   if (n % qk != 0) throw std::invalid_argument("I2_S needs a multiple of " + std::to_string(qk) + " elements");
-  for (uint64_t i = 0; i < n; ++i) {
-    const uint64_t blk = i / qk, j = i % qk;
-    const uint8_t byte = src[blk * group + j % group];
-    const int code = (byte >> (6 - 2 * (j / group))) & 3;
-    w.codes[i] = static_cast<int8_t>(code == 3 ? 0 : code - 1);  // 3 never written; read as 0
+  // Element s * group + j of a block sits in byte j at bits 6 - 2s (loops in that order:
+  // a division per element made this a third of a 2B4T compile).
+  static constexpr int8_t kWeight[4] = {-1, 0, 1, 0};  // code 3 is never written; read as 0
+  for (uint64_t blk = 0; blk < n / qk; ++blk) {
+    const uint8_t* bytes = src + blk * group;
+    int8_t* out = w.codes.data() + blk * qk;
+    for (int s = 0; s < 4; ++s)
+      for (int j = 0; j < group; ++j) out[s * group + j] = kWeight[(bytes[j] >> (6 - 2 * s)) & 3];
   }
   set_tensor_scale(w, load_f32(src + n / 4));
   return w;
@@ -311,9 +314,11 @@ std::vector<uint8_t> encode_i2_s(const TernaryWeights& w, I2SLayout layout) {
   const int qk = i2s_block(layout), group = qk / 4;
   if (n % qk != 0) throw std::invalid_argument("I2_S needs a multiple of " + std::to_string(qk) + " elements");
   std::vector<uint8_t> out(n / 4 + 32, 0);
-  for (uint64_t i = 0; i < n; ++i) {
-    const uint64_t blk = i / qk, j = i % qk;
-    out[blk * group + j % group] |= static_cast<uint8_t>((w.codes[i] + 1) << (6 - 2 * (j / group)));
+  for (uint64_t blk = 0; blk < n / qk; ++blk) {
+    uint8_t* bytes = out.data() + blk * group;
+    const int8_t* in = w.codes.data() + blk * qk;
+    for (int s = 0; s < 4; ++s)
+      for (int j = 0; j < group; ++j) bytes[j] |= static_cast<uint8_t>((in[s * group + j] + 1) << (6 - 2 * s));
   }
   std::memcpy(out.data() + n / 4, &w.scales[0], 4);
   return out;

@@ -27,10 +27,15 @@ std::vector<uint8_t> pack_ternary_rows(const TernaryWeights& w, int W) {
   std::vector<uint8_t> out(static_cast<size_t>(w.rows * Kp / 4), 0);
   for (int64_t n = 0; n < w.rows; ++n) {
     uint8_t* tile = &out[(n / R) * R * Kp / 4];
-    for (int64_t k = 0; k < Kp; ++k) {
-      const int code = k < w.cols ? w.codes[n * w.cols + k] + 1 : 1;  // padding: weight 0
-      const int64_t b = k / (4 * W), s = (k / W) % 4, j = k % W;
-      tile[(b * R + n % R) * W + j] |= static_cast<uint8_t>(code << (6 - 2 * s));
+    const int8_t* row = &w.codes[n * w.cols];
+    for (int64_t b = 0; b < Kp / (4 * W); ++b) {  // weights b*4W + s*W + j: byte j, bits 6 - 2s
+      uint8_t* dst = &tile[(b * R + n % R) * W];
+      for (int s = 0; s < 4; ++s)
+        for (int j = 0; j < W; ++j) {
+          const int64_t k = b * 4 * W + s * W + j;
+          const int code = k < w.cols ? row[k] + 1 : 1;  // padding: weight 0
+          dst[j] |= static_cast<uint8_t>(code << (6 - 2 * s));
+        }
     }
   }
   return out;
@@ -50,11 +55,12 @@ std::vector<uint8_t> pack_ternary_row_lanes(const TernaryWeights& w, int W) {
   for (int64_t n = 0; n < w.rows; ++n) {
     uint8_t* group = &out[(n / L) * dims.bytes_per_tile];
     const int64_t lane = n % L;
-    for (int64_t k = 0; k < w.cols; ++k) {
-      uint8_t& byte = group[(k / 16) * W + 4 * lane + k % 4];
-      const int shift = 2 * static_cast<int>((k % 16) / 4);
-      const int code = w.codes[n * w.cols + k] + 1;
-      byte = static_cast<uint8_t>((byte & ~(3 << shift)) | (code << shift));
+    const int8_t* row = &w.codes[n * w.cols];
+    for (int64_t c = 0; c < w.cols / 16; ++c) {  // weights 16c + 4s + t: byte 4*lane + t, bits 2s
+      uint8_t* dst = &group[c * W + 4 * lane];
+      const int8_t* in = row + 16 * c;
+      for (int t = 0; t < 4; ++t)
+        dst[t] = static_cast<uint8_t>((in[t] + 1) | (in[4 + t] + 1) << 2 | (in[8 + t] + 1) << 4 | (in[12 + t] + 1) << 6);
     }
   }
   return out;
