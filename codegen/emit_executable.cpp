@@ -24,14 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void write_file(const fs::path& p, const void* data, size_t n) {
-  errno = 0;
-  std::ofstream out(p, std::ios::binary);
-  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
-  out.flush();
-  if (!out) throw OutputError(p.string() + ": cannot write" + (errno ? std::string(": ") + std::strerror(errno) : ""));
-}
-
 // -v: the step list, then each weight's layout and kernels, with the reason for each,
 // then the CPU plan.
 void explain_plan(const ir::Graph& g, const TargetInfo& target, const PackedWeights& p, const CpuPlan& cpu_plan,
@@ -105,7 +97,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
     std::memcpy(&h, blob.data(), sizeof h);
     blob.resize(h.weights_off);
   }
-  write_file(fs::path(work.path()) / "model.blob", blob.data(), blob.size());
+  write_blob_object((fs::path(work.path()) / "blob.o").string(), blob, toolchain.triple);
   // The blob now lives in the scratch file; give its memory (and the heap the packed
   // tensors used, which glibc keeps otherwise) back before the assembler and linker run.
   std::vector<uint8_t>().swap(blob);

@@ -1,6 +1,10 @@
 #include "link.h"
 
+#include <elf.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -90,21 +94,87 @@ const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string&
                               "; an install holds asan and tsan only when installed with --component sanitizers)");
 }
 
+void write_blob_object(const std::string& path, const std::vector<uint8_t>& blob, const std::string& triple) {
+  uint16_t machine;
+  if (triple.rfind("x86_64-", 0) == 0)
+    machine = EM_X86_64;
+  else if (triple.rfind("aarch64-", 0) == 0)
+    machine = EM_AARCH64;
+  else
+    throw std::logic_error("write_blob_object: no ELF machine for " + triple);
+  // Sections: 0 null, 1 the blob, 2 .note.GNU-stack (no executable stack), 3 .symtab,
+  // 4 .strtab, 5 .shstrtab. The blob's data starts at file offset 4096.
+  auto string_table = [](std::initializer_list<const char*> names) {
+    std::string t(1, '\0');
+    for (const char* n : names) t += std::string(n) + '\0';
+    return t;
+  };
+  const std::string shstrtab = string_table({".rodata.bitnetc_blob", ".note.GNU-stack", ".symtab", ".strtab", ".shstrtab"});
+  const std::string strtab = string_table({"bitnetc_blob_start", "bitnetc_blob_end"});
+  auto name_at = [](const std::string& table, const char* name) {
+    return static_cast<uint32_t>(table.find(std::string(name) + '\0', 1));
+  };
+  auto align8 = [](uint64_t x) { return (x + 7) / 8 * 8; };
+  const uint64_t data_off = 4096, symtab_off = align8(data_off + blob.size());
+  Elf64_Sym syms[3] = {};
+  for (int i : {1, 2}) {
+    syms[i].st_name = name_at(strtab, i == 1 ? "bitnetc_blob_start" : "bitnetc_blob_end");
+    syms[i].st_info = ELF64_ST_INFO(STB_GLOBAL, STT_NOTYPE);
+    syms[i].st_shndx = 1;
+    syms[i].st_value = i == 1 ? 0 : blob.size();
+  }
+  const uint64_t strtab_off = symtab_off + sizeof syms, shstrtab_off = strtab_off + strtab.size(),
+                 shdr_off = align8(shstrtab_off + shstrtab.size());
+  Elf64_Shdr sh[6] = {};
+  sh[1] = {name_at(shstrtab, ".rodata.bitnetc_blob"), SHT_PROGBITS, SHF_ALLOC, 0, data_off, blob.size(), 0, 0, 4096, 0};
+  sh[2] = {name_at(shstrtab, ".note.GNU-stack"), SHT_PROGBITS, 0, 0, data_off, 0, 0, 0, 1, 0};
+  sh[3] = {name_at(shstrtab, ".symtab"), SHT_SYMTAB, 0, 0, symtab_off, sizeof syms, 4, 1, 8, sizeof(Elf64_Sym)};
+  sh[4] = {name_at(shstrtab, ".strtab"), SHT_STRTAB, 0, 0, strtab_off, strtab.size(), 0, 0, 1, 0};
+  sh[5] = {name_at(shstrtab, ".shstrtab"), SHT_STRTAB, 0, 0, shstrtab_off, shstrtab.size(), 0, 0, 1, 0};
+  Elf64_Ehdr eh = {};
+  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+  eh.e_ident[EI_CLASS] = ELFCLASS64;
+  eh.e_ident[EI_DATA] = ELFDATA2LSB;
+  eh.e_ident[EI_VERSION] = EV_CURRENT;
+  eh.e_ident[EI_OSABI] = ELFOSABI_SYSV;
+  eh.e_type = ET_REL;
+  eh.e_machine = machine;
+  eh.e_version = EV_CURRENT;
+  eh.e_shoff = shdr_off;
+  eh.e_ehsize = sizeof eh;
+  eh.e_shentsize = sizeof(Elf64_Shdr);
+  eh.e_shnum = 6;
+  eh.e_shstrndx = 5;
+
+  errno = 0;
+  std::ofstream out(path, std::ios::binary);
+  std::vector<char> pad(data_off, 0);
+  auto put = [&](const void* p, uint64_t n) { out.write(static_cast<const char*>(p), static_cast<std::streamsize>(n)); };
+  auto pad_to = [&](uint64_t off) { put(pad.data(), off - static_cast<uint64_t>(out.tellp())); };
+  put(&eh, sizeof eh);
+  pad_to(data_off);
+  put(blob.data(), blob.size());
+  pad_to(symtab_off);
+  put(syms, sizeof syms);
+  put(strtab.data(), strtab.size());
+  put(shstrtab.data(), shstrtab.size());
+  pad_to(shdr_off);
+  put(sh, sizeof sh);
+  out.flush();
+  if (!out) throw OutputError(path + ": cannot write" + (errno ? std::string(": ") + std::strerror(errno) : ""));
+}
+
 void link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const std::string& work_dir,
                  const std::vector<std::string>& objects, const std::string& table_source, EmitKind emit,
                  const std::string& output, const std::string& linked) {
   const fs::path work(work_dir);
   write_text(work / "kernels.cpp", table_source);
-  write_text(work / "blob.S",
-             "  .section .rodata.bitnetc_blob,\"a\"\n  .balign 4096\n  .globl bitnetc_blob_start\nbitnetc_blob_start:\n"
-             "  .incbin \"model.blob\"\n  .globl bitnetc_blob_end\nbitnetc_blob_end:\n  .section "
-             ".note.GNU-stack,\"\",%progbits\n");
   // A shared object exports the C API of bitnet.h and nothing else.
   write_text(work / "exports.map", "{ global: bitnet_*; local: *; };\n");
   const std::string cxx = quote(toolchain.cxx);
   std::string cmd = "cd " + quote(work_dir) + " && " + cxx + " -O2 -std=c++17 -fPIC -I" +
                     quote((runtime_folder() / "include").string()) + " -c kernels.cpp -o kernels.o 2> link.log && " + cxx +
-                    " -c blob.S -o blob.o 2>> link.log && " + cxx + " kernels.o blob.o";
+                    " kernels.o blob.o";
   for (const auto& obj : objects) cmd += " " + quote(obj);
   // A shared object's SONAME is its file name, so `-L DIR -lNAME` finds and records it
   // without an rpath to the build folder.

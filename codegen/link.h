@@ -1,10 +1,11 @@
 // The link stage: the toolchain that links a target's outputs (its C++ driver and the
 // runtime libraries built for its triple) and the link itself: the kernels' objects, the
-// kernel tables' source and the blob (an assembler .incbin into a page-aligned
-// read-only section) with the runtime's `main` (executables) or its C API (shared
+// kernel tables' source and the blob (an ELF object of one page-aligned read-only
+// section, written here) with the runtime's `main` (executables) or its C API (shared
 // objects, exporting bitnet_* only).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -38,8 +39,13 @@ Toolchain toolchain_for(const TargetInfo& target);
 // The runtime build `name` of the toolchain; throws naming the builds there are.
 const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string& name);
 
-// Links `objects` with `table_source` (written to work_dir/kernels.cpp) and the blob at
-// work_dir/model.blob into `linked` (any path: the caller's temporary beside the output).
+// Writes `blob` as a relocatable ELF object for `triple`'s machine: one read-only section,
+// .rodata.bitnetc_blob, 4096-aligned, between the global symbols bitnetc_blob_start and
+// bitnetc_blob_end (what an assembler's .incbin of it made, without copying it twice).
+void write_blob_object(const std::string& path, const std::vector<uint8_t>& blob, const std::string& triple);
+
+// Links `objects` with `table_source` (written to work_dir/kernels.cpp) and the blob's
+// object at work_dir/blob.o (write_blob_object) into `linked` (any path: the caller's temporary beside the output).
 // Throws OutputError naming `output` with the linker's message on failure.
 // Each source is compiled to an object of a fixed name first: one compiler call that
 // compiles and links names its temporaries at random, and those names land in the
