@@ -276,6 +276,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
         for (int64_t b = 0; b < blocks; ++b) bs[b * r.block_scale_rows + n] = w.scale_of(n, b * act_block);
     }
     std::vector<int8_t>().swap(w.codes);
+    if (const ModelTensor* t = m.find(name)) m.drop_pages(*t);  // packed: its source bytes leave the RSS
     typical.push_back({name, typical_scale(w)});
   }
   check_scales_across_layers(m, typical);
@@ -325,6 +326,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     }
     std::vector<float>().swap(d.data);
     d.kquant = {};
+    if (const ModelTensor* t = m.find(d.name)) m.drop_pages(*t);
   }
   return p;
 }

@@ -101,6 +101,7 @@ class GgufFile {
   uint64_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }
   uint64_t file_size() const { return file_->size(); }
+  const MappedFile& mapped() const { return *file_; }
 
   const std::vector<GgufKV>& metadata() const { return kv_; }
   const std::vector<GgufTensor>& tensors() const { return tensors_; }

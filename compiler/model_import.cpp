@@ -33,6 +33,13 @@ ImportedModel::~ImportedModel() = default;
 ImportedModel::ImportedModel(ImportedModel&&) noexcept = default;
 ImportedModel& ImportedModel::operator=(ImportedModel&&) noexcept = default;
 
+void ImportedModel::drop_pages(const ModelTensor& t) const {
+  if (gguf_) gguf_->mapped().drop_pages(t.data, t.nbytes);
+  if (raw_) raw_->drop_pages(t.data, t.nbytes);
+  if (st_)
+    for (const auto& f : st_->files()) f->mapped().drop_pages(t.data, t.nbytes);
+}
+
 const ModelTensor* ImportedModel::find(std::string_view name) const {
   for (const auto& t : tensors)
     if (t.name == name) return &t;

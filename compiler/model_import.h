@@ -75,6 +75,8 @@ class ImportedModel {
   std::vector<ModelTensor> tensors;
 
   const ModelTensor* find(std::string_view name) const;
+  // MappedFile::drop_pages for a tensor's bytes, in whichever of the model's files holds them.
+  void drop_pages(const ModelTensor& t) const;
   const GgufFile* gguf() const { return gguf_.get(); }
   const SafeTensorsCheckpoint* safetensors() const { return st_.get(); }
 

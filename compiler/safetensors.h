@@ -44,6 +44,7 @@ class SafeTensorsFile {
   static SafeTensorsFile parse(MappedFile file);
 
   const std::string& path() const { return file_->path(); }
+  const MappedFile& mapped() const { return *file_; }
   uint64_t header_bytes() const { return header_bytes_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::vector<StTensor>& tensors() const { return tensors_; }  // in file order
