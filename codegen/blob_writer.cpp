@@ -24,33 +24,52 @@ uint64_t source_fingerprint(const ImportedModel& m) {
   return h;
 }
 
-std::vector<uint8_t> build_blob(ir::Graph g, PackedWeights& p, const BlobContents& c) {
+namespace {
+
+// The weights region in blob order: each packed tensor (then its block scales), and each
+// dense weight (then its row scales), 64-byte aligned one after the other from
+// `weights_off`. `piece(data, size, offset)` sees each with its offset in the blob.
+template <class Piece>
+void for_each_weight(PackedWeights& p, uint64_t weights_off, Piece&& piece) {
+  uint64_t at = weights_off;
+  auto next = [&](const void* data, size_t size, uint64_t& off) {
+    at = (at + 63) / 64 * 64;
+    off = at;
+    piece(static_cast<const uint8_t*>(data), size, at);
+    at += size;
+  };
+  for (size_t i = 0; i < p.ternary.size(); ++i) {
+    next(p.ternary_bytes[i].data(), p.ternary_bytes[i].size(), p.ternary[i].off);
+    if (p.ternary[i].block_scales)
+      next(p.ternary_block_scales[i].data(), p.ternary_block_scales[i].size() * sizeof(float),
+           p.ternary[i].block_scales_off);
+  }
+  for (size_t i = 0; i < p.dense.size(); ++i) {
+    next(p.dense_bytes[i].data(), p.dense_bytes[i].size(), p.dense[i].off);
+    next(p.dense_scales[i].data(), p.dense_scales[i].size() * sizeof(float), p.dense[i].scales_off);
+  }
+}
+
+}  // namespace
+
+Blob layout_blob(ir::Graph g, PackedWeights& p, const BlobContents& c) {
   for (auto& t : g.ternary) t.w.codes.clear();
   for (auto& d : g.dense) std::vector<float>().swap(d.data);
   const std::vector<uint8_t> graph = ir::serialize(g), voc = rt::serialize_vocab(c.vocab);
   const std::vector<rt::CpuStep>& steps = c.cpu_plan.steps;
-  // Reserved up front: growing a model-size vector by doubling would hold two copies.
-  size_t total = sizeof(rt::BlobHeader) + graph.size() + voc.size() + c.stop_tokens.size() * sizeof(int32_t) +
-                 p.ternary.size() * sizeof(rt::TernaryRecord) + p.dense.size() * sizeof(rt::DenseRecord) +
-                 steps.size() * sizeof(rt::CpuStep) + c.cuda_plan.size() + 8 * 64 + 4096;
-  for (const auto& b : p.ternary_bytes) total += b.size() + 64;
-  for (const auto& b : p.ternary_block_scales) total += b.size() * sizeof(float) + 64;
-  for (size_t i = 0; i < p.dense.size(); ++i) total += p.dense_bytes[i].size() + p.dense_scales[i].size() * 4 + 128;
-  std::vector<uint8_t> blob;
-  blob.reserve(total);
-  blob.resize(sizeof(rt::BlobHeader), 0);
+  Blob blob;
+  std::vector<uint8_t>& head = blob.head;
+  head.resize(sizeof(rt::BlobHeader), 0);
   rt::BlobHeader h{};
   h.magic = rt::kBlobMagic;
   h.version = rt::kBlobVersion;
   h.batch = static_cast<uint32_t>(c.batch);
   h.source_fingerprint = c.fingerprint;
-  auto align = [&](size_t a) {
-    while (blob.size() % a) blob.push_back(0);
-  };
+  auto align = [&](size_t a) { head.resize((head.size() + a - 1) / a * a, 0); };
   auto append = [&](const void* data, size_t size, uint64_t& off) {
     align(64);
-    off = blob.size();
-    blob.insert(blob.end(), static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + size);
+    off = head.size();
+    head.insert(head.end(), static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + size);
   };
   append(graph.data(), graph.size(), h.graph_off);
   h.graph_size = graph.size();
@@ -70,31 +89,43 @@ std::vector<uint8_t> build_blob(ir::Graph g, PackedWeights& p, const BlobContent
     h.cuda_plan_size = c.cuda_plan.size();
   }
   align(4096);
-  h.weights_off = blob.size();
-  // Each packed tensor is released as it is copied in, and its pages handed back at once
-  // (glibc keeps freed heap memory otherwise).
-  for (size_t i = 0; i < p.ternary.size(); ++i) {
-    append(p.ternary_bytes[i].data(), p.ternary_bytes[i].size(), p.ternary[i].off);
-    std::vector<uint8_t>().swap(p.ternary_bytes[i]);
-    if (p.ternary[i].block_scales)
-      append(p.ternary_block_scales[i].data(), p.ternary_block_scales[i].size() * sizeof(float),
-             p.ternary[i].block_scales_off);
-    if (i % 16 == 15) ::malloc_trim(0);
-  }
-  for (size_t i = 0; i < p.dense.size(); ++i) {
-    append(p.dense_bytes[i].data(), p.dense_bytes[i].size(), p.dense[i].off);
-    std::vector<uint8_t>().swap(p.dense_bytes[i]);
-    ::malloc_trim(0);
-    append(p.dense_scales[i].data(), p.dense_scales[i].size() * sizeof(float), p.dense[i].scales_off);
-  }
-  h.weights_size = blob.size() - h.weights_off;
+  h.weights_off = head.size();
+  // The weights' offsets (and, for --weights=external, their hash, zero padding included,
+  // as the runtime computes it over the side file) without copying them.
+  uint64_t end = h.weights_off, hash = 0xcbf29ce484222325ull;
+  for_each_weight(p, h.weights_off, [&](const uint8_t* data, size_t size, uint64_t at) {
+    static const uint8_t zeros[64] = {};
+    if (c.external_weights) {
+      hash = rt::fnv1a64(zeros, at - end, hash);
+      hash = rt::fnv1a64(data, size, hash);
+    }
+    end = at + size;
+  });
+  h.weights_size = end - h.weights_off;
   if (c.external_weights) {
     h.external_weights = 1;
-    h.weights_hash = rt::fnv1a64(blob.data() + h.weights_off, h.weights_size);
+    h.weights_hash = hash;
   }
-  std::memcpy(blob.data() + h.records_off, p.ternary.data(), p.ternary.size() * sizeof(rt::TernaryRecord));
-  std::memcpy(blob.data() + h.dense_records_off, p.dense.data(), p.dense.size() * sizeof(rt::DenseRecord));
-  std::memcpy(blob.data(), &h, sizeof h);
+  std::memcpy(head.data() + h.records_off, p.ternary.data(), p.ternary.size() * sizeof(rt::TernaryRecord));
+  std::memcpy(head.data() + h.dense_records_off, p.dense.data(), p.dense.size() * sizeof(rt::DenseRecord));
+  std::memcpy(head.data(), &h, sizeof h);
+  blob.size = end;
+  blob.write_weights = [&p, weights_off = h.weights_off](const BlobSink& sink) {
+    uint64_t written = weights_off;
+    for_each_weight(p, weights_off, [&](const uint8_t* data, size_t size, uint64_t at) {
+      static const uint8_t zeros[64] = {};
+      sink({zeros, static_cast<size_t>(at - written)});
+      sink({data, size});
+      written = at + size;
+    });
+    // Written: the packed bytes go, and their pages back to the system at once (glibc
+    // keeps freed heap memory otherwise).
+    for (auto& b : p.ternary_bytes) std::vector<uint8_t>().swap(b);
+    for (auto& b : p.ternary_block_scales) std::vector<float>().swap(b);
+    for (auto& b : p.dense_bytes) std::vector<uint8_t>().swap(b);
+    for (auto& b : p.dense_scales) std::vector<float>().swap(b);
+    ::malloc_trim(0);
+  };
   return blob;
 }
 

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <vector>
 
 #include "cpu_program.h"
@@ -31,8 +33,17 @@ struct BlobContents {
   bool external_weights;                   // --weights=external: the weights' hash goes in the header
 };
 
-// The blob. Each packed tensor is released as it is copied in (`packed`'s bytes are
-// emptied): the blob and the packed tensors never both hold the whole model.
-std::vector<uint8_t> build_blob(ir::Graph g, PackedWeights& packed, const BlobContents& contents);
+using BlobSink = std::function<void(std::span<const uint8_t>)>;
+
+// The blob in two parts, so that it is never whole in memory: `head`, everything before
+// the weights (the records hold the weights' final offsets), and the weights, which
+// `write_weights(sink)` streams in order (`size` bytes of blob in all), releasing
+// `packed`'s bytes after them. `packed` must outlive the Blob.
+struct Blob {
+  std::vector<uint8_t> head;
+  uint64_t size = 0;
+  std::function<void(const BlobSink&)> write_weights;
+};
+Blob layout_blob(ir::Graph g, PackedWeights& packed, const BlobContents& contents);
 
 }  // namespace bitnetc::codegen

@@ -82,26 +82,26 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   kernels.objects.push_back(runtime_object);
 
   say("writing the model blob");
-  std::vector<uint8_t> blob = build_blob(std::move(g), packed,
-                                         {vocab, stop, cpu_plan, cuda_plan, cuda ? kCudaChunkTokens : kCpuPrefillBatch,
-                                          source_fingerprint(m), o.external_weights});
+  const Blob blob = layout_blob(std::move(g), packed,
+                                {vocab, stop, cpu_plan, cuda_plan, cuda ? kCudaChunkTokens : kCpuPrefillBatch,
+                                 source_fingerprint(m), o.external_weights});
+  auto whole_blob = [&](const BlobSink& sink) {
+    sink(blob.head);
+    blob.write_weights(sink);
+  };
   const std::string side_file = o.output + ".weights";
   SideFileGuard side_guard;
+  const std::string blob_object = (fs::path(work.path()) / "blob.o").string();
   if (o.external_weights) {
     // The side file is the whole blob; the output embeds it up to the weights.
     say("writing " + side_file);
-    write_file_atomically(side_file, blob);
+    write_file_atomically(side_file, whole_blob);
     side_guard.path = side_file;
     side_guard.on_interrupt = std::make_unique<RemovedOnInterrupt>(side_file);
-    rt::BlobHeader h;
-    std::memcpy(&h, blob.data(), sizeof h);
-    blob.resize(h.weights_off);
+    write_blob_object(blob_object, blob.head.size(), [&](const BlobSink& sink) { sink(blob.head); }, toolchain.triple);
+  } else {
+    write_blob_object(blob_object, blob.size, whole_blob, toolchain.triple);
   }
-  write_blob_object((fs::path(work.path()) / "blob.o").string(), blob, toolchain.triple);
-  // The blob now lives in the scratch file; give its memory (and the heap the packed
-  // tensors used, which glibc keeps otherwise) back before the assembler and linker run.
-  std::vector<uint8_t>().swap(blob);
-  ::malloc_trim(0);
 
   say("linking " + o.output);
   // The linker writes the output itself, beside its final name: a model-sized file is

@@ -94,7 +94,9 @@ const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string&
                               "; an install holds asan and tsan only when installed with --component sanitizers)");
 }
 
-void write_blob_object(const std::string& path, const std::vector<uint8_t>& blob, const std::string& triple) {
+void write_blob_object(const std::string& path, uint64_t size,
+                       const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& write,
+                       const std::string& triple) {
   uint16_t machine;
   if (triple.rfind("x86_64-", 0) == 0)
     machine = EM_X86_64;
@@ -115,18 +117,18 @@ void write_blob_object(const std::string& path, const std::vector<uint8_t>& blob
     return static_cast<uint32_t>(table.find(std::string(name) + '\0', 1));
   };
   auto align8 = [](uint64_t x) { return (x + 7) / 8 * 8; };
-  const uint64_t data_off = 4096, symtab_off = align8(data_off + blob.size());
+  const uint64_t data_off = 4096, symtab_off = align8(data_off + size);
   Elf64_Sym syms[3] = {};
   for (int i : {1, 2}) {
     syms[i].st_name = name_at(strtab, i == 1 ? "bitnetc_blob_start" : "bitnetc_blob_end");
     syms[i].st_info = ELF64_ST_INFO(STB_GLOBAL, STT_NOTYPE);
     syms[i].st_shndx = 1;
-    syms[i].st_value = i == 1 ? 0 : blob.size();
+    syms[i].st_value = i == 1 ? 0 : size;
   }
   const uint64_t strtab_off = symtab_off + sizeof syms, shstrtab_off = strtab_off + strtab.size(),
                  shdr_off = align8(shstrtab_off + shstrtab.size());
   Elf64_Shdr sh[6] = {};
-  sh[1] = {name_at(shstrtab, ".rodata.bitnetc_blob"), SHT_PROGBITS, SHF_ALLOC, 0, data_off, blob.size(), 0, 0, 4096, 0};
+  sh[1] = {name_at(shstrtab, ".rodata.bitnetc_blob"), SHT_PROGBITS, SHF_ALLOC, 0, data_off, size, 0, 0, 4096, 0};
   sh[2] = {name_at(shstrtab, ".note.GNU-stack"), SHT_PROGBITS, 0, 0, data_off, 0, 0, 0, 1, 0};
   sh[3] = {name_at(shstrtab, ".symtab"), SHT_SYMTAB, 0, 0, symtab_off, sizeof syms, 4, 1, 8, sizeof(Elf64_Sym)};
   sh[4] = {name_at(shstrtab, ".strtab"), SHT_STRTAB, 0, 0, strtab_off, strtab.size(), 0, 0, 1, 0};
@@ -153,7 +155,9 @@ void write_blob_object(const std::string& path, const std::vector<uint8_t>& blob
   auto pad_to = [&](uint64_t off) { put(pad.data(), off - static_cast<uint64_t>(out.tellp())); };
   put(&eh, sizeof eh);
   pad_to(data_off);
-  put(blob.data(), blob.size());
+  write([&](std::span<const uint8_t> bytes) { put(bytes.data(), bytes.size()); });
+  if (static_cast<uint64_t>(out.tellp()) != data_off + size)
+    throw std::logic_error("write_blob_object: the blob's writer wrote another size than it said");
   pad_to(symtab_off);
   put(syms, sizeof syms);
   put(strtab.data(), strtab.size());

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -39,10 +41,13 @@ Toolchain toolchain_for(const TargetInfo& target);
 // The runtime build `name` of the toolchain; throws naming the builds there are.
 const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string& name);
 
-// Writes `blob` as a relocatable ELF object for `triple`'s machine: one read-only section,
-// .rodata.bitnetc_blob, 4096-aligned, between the global symbols bitnetc_blob_start and
-// bitnetc_blob_end (what an assembler's .incbin of it made, without copying it twice).
-void write_blob_object(const std::string& path, const std::vector<uint8_t>& blob, const std::string& triple);
+// Writes a blob of `size` bytes, which `write(sink)` streams, as a relocatable ELF object
+// for `triple`'s machine: one read-only section, .rodata.bitnetc_blob, 4096-aligned,
+// between the global symbols bitnetc_blob_start and bitnetc_blob_end (what an assembler's
+// .incbin of it made, without the blob ever being whole in memory or copied twice).
+void write_blob_object(const std::string& path, uint64_t size,
+                       const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& write,
+                       const std::string& triple);
 
 // Links `objects` with `table_source` (written to work_dir/kernels.cpp) and the blob's
 // object at work_dir/blob.o (write_blob_object) into `linked` (any path: the caller's temporary beside the output).

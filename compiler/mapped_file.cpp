@@ -48,7 +48,7 @@ MappedFile MappedFile::from_memory(std::string name, std::span<const uint8_t> by
 void MappedFile::drop_pages(const uint8_t* p, uint64_t n) const {
   if (!owns_mapping_ || p < data_ || p + n > data_ + size_) return;
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const uint64_t first = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page,
+  const uint64_t first = reinterpret_cast<uintptr_t>(p) / page * page,
                  end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
   if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
 }

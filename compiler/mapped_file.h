@@ -37,9 +37,10 @@ class MappedFile {
   uint64_t size() const { return size_; }
   std::span<const uint8_t> bytes() const { return {data_, static_cast<size_t>(size_)}; }
 
-  // Hands back the resident pages of the whole pages inside [p, p + n) when they lie in
-  // this file's own mapping (a later read faults them in again from the page cache):
-  // a compile that has packed a tensor no longer holds its source bytes in its RSS.
+  // Hands back the resident pages from the one holding p up to the one holding p + n
+  // (that one stays: the next bytes may still be read) when they lie in this file's own
+  // read-only mapping. Always safe: a later read faults them in again from the page
+  // cache. A compile that has packed a tensor no longer holds its source bytes in its RSS.
   void drop_pages(const uint8_t* p, uint64_t n) const;
 
  private:

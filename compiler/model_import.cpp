@@ -33,11 +33,12 @@ ImportedModel::~ImportedModel() = default;
 ImportedModel::ImportedModel(ImportedModel&&) noexcept = default;
 ImportedModel& ImportedModel::operator=(ImportedModel&&) noexcept = default;
 
-void ImportedModel::drop_pages(const ModelTensor& t) const {
-  if (gguf_) gguf_->mapped().drop_pages(t.data, t.nbytes);
-  if (raw_) raw_->drop_pages(t.data, t.nbytes);
+void ImportedModel::drop_pages(const ModelTensor& t, uint64_t offset, uint64_t n) const {
+  if (offset > t.nbytes || n > t.nbytes - offset) return;
+  if (gguf_) gguf_->mapped().drop_pages(t.data + offset, n);
+  if (raw_) raw_->drop_pages(t.data + offset, n);
   if (st_)
-    for (const auto& f : st_->files()) f->mapped().drop_pages(t.data, t.nbytes);
+    for (const auto& f : st_->files()) f->mapped().drop_pages(t.data + offset, n);
 }
 
 const ModelTensor* ImportedModel::find(std::string_view name) const {

@@ -75,8 +75,10 @@ class ImportedModel {
   std::vector<ModelTensor> tensors;
 
   const ModelTensor* find(std::string_view name) const;
-  // MappedFile::drop_pages for a tensor's bytes, in whichever of the model's files holds them.
-  void drop_pages(const ModelTensor& t) const;
+  // MappedFile::drop_pages for a tensor's bytes (or `n` of them from `offset`), in
+  // whichever of the model's files holds them.
+  void drop_pages(const ModelTensor& t) const { drop_pages(t, 0, t.nbytes); }
+  void drop_pages(const ModelTensor& t, uint64_t offset, uint64_t n) const;
   const GgufFile* gguf() const { return gguf_.get(); }
   const SafeTensorsCheckpoint* safetensors() const { return st_.get(); }
 

@@ -21,7 +21,8 @@ TEST(Link, BlobObjectHoldsTheBytesBetweenItsSymbols) {
   for (size_t i = 0; i < blob.size(); ++i) blob[i] = static_cast<uint8_t>(i * 7);
   for (const auto& [triple, machine] : {std::pair<std::string, int>{"x86_64-linux-gnu", EM_X86_64},
                                         {"aarch64-linux-gnu", EM_AARCH64}}) {
-    codegen::write_blob_object(dir.file("blob.o"), blob, triple);
+    codegen::write_blob_object(
+        dir.file("blob.o"), blob.size(), [&](const auto& sink) { sink(blob); }, triple);
     const std::string o = read_text(dir.file("blob.o"));
     Elf64_Ehdr eh;
     ASSERT_GE(o.size(), sizeof eh);
