@@ -151,8 +151,17 @@ void write_blob_object(const std::string& path, uint64_t size,
   errno = 0;
   std::ofstream out(path, std::ios::binary);
   std::vector<char> pad(data_off, 0);
-  auto put = [&](const void* p, uint64_t n) { out.write(static_cast<const char*>(p), static_cast<std::streamsize>(n)); };
-  auto pad_to = [&](uint64_t off) { put(pad.data(), off - static_cast<uint64_t>(out.tellp())); };
+  auto failed = [&] {
+    return OutputError(path + ": cannot write" + (errno ? std::string(": ") + std::strerror(errno) : ""));
+  };
+  auto put = [&](const void* p, uint64_t n) {
+    if (!out.write(static_cast<const char*>(p), static_cast<std::streamsize>(n))) throw failed();
+  };
+  auto pad_to = [&](uint64_t off) {  // (every gap is under one page)
+    const uint64_t at = static_cast<uint64_t>(out.tellp());
+    if (at > off || off - at > pad.size()) throw std::logic_error("write_blob_object: misplaced section");
+    put(pad.data(), off - at);
+  };
   put(&eh, sizeof eh);
   pad_to(data_off);
   write([&](std::span<const uint8_t> bytes) { put(bytes.data(), bytes.size()); });
@@ -164,8 +173,7 @@ void write_blob_object(const std::string& path, uint64_t size,
   put(shstrtab.data(), shstrtab.size());
   pad_to(shdr_off);
   put(sh, sizeof sh);
-  out.flush();
-  if (!out) throw OutputError(path + ": cannot write" + (errno ? std::string(": ") + std::strerror(errno) : ""));
+  if (!out.flush()) throw failed();
 }
 
 void link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const std::string& work_dir,
