@@ -1,11 +1,8 @@
 #include "emit_executable.h"
 
-#include <malloc.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <sstream>
 
