@@ -95,15 +95,15 @@ void rms_norm(NormKind kind, const float* x, int64_t n, const float* w, float ep
 void rope_cos_sin(const Op& op, int32_t pos, float* cos, float* sin) {
   const int d = op.head_dim, half = d / 2;
   float ggml_theta = static_cast<float>(pos);
-  const float ggml_theta_scale = std::pow(op.rope_theta, -2.0f / static_cast<float>(d));
+  const float ggml_theta_scale = bitnetc_powf(op.rope_theta, -2.0f / static_cast<float>(d));
   for (int m = 0; m < half; ++m) {
     float angle;
     switch (op.rope_freq) {
       case RopeFreq::PowfPerPair:
-        angle = static_cast<float>(pos) * (1.0f / std::pow(op.rope_theta, static_cast<float>(2 * m) / d));
+        angle = static_cast<float>(pos) * (1.0f / bitnetc_powf(op.rope_theta, static_cast<float>(2 * m) / d));
         break;
       case RopeFreq::TorchInvFreq: {
-        const float inv = 1.0f / std::pow(op.rope_theta, static_cast<float>(2 * m) / static_cast<float>(d));
+        const float inv = 1.0f / bitnetc_powf(op.rope_theta, static_cast<float>(2 * m) / static_cast<float>(d));
         angle = static_cast<float>(pos) * inv;
         break;
       }
@@ -113,8 +113,9 @@ void rope_cos_sin(const Op& op, int32_t pos, float* cos, float* sin) {
         ggml_theta *= ggml_theta_scale;
         break;
     }
-    cos[m] = std::cos(angle);
-    sin[m] = std::sin(angle);
+    // (numerics.h's sinf, cosf and powf: glibc's bits, on every libm.)
+    cos[m] = bitnetc_cosf(angle);
+    sin[m] = bitnetc_sinf(angle);
   }
 }
 

@@ -326,6 +326,155 @@ BITNETC_HD inline float bitnetc_expf(float x) {
   return (float)(y * s);
 }
 
+BITNETC_HD inline unsigned bitnetc_bits_of_float(float f) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return (unsigned)__float_as_int(f);
+#else
+  unsigned bits;
+  memcpy(&bits, &f, 4);
+  return bits;
+#endif
+}
+
+// sin and cos in float (RoPE's tables): Arm's optimized-routines sinf and cosf (MIT
+// licensed; glibc's since 2.28), computed in double with the multiply-adds that glibc's
+// x86-64 FMA build fuses written as fma, so they give glibc's bits on x86-64 and the
+// same bits on every runtime: musl's and wasi-libc's sinf (a WebAssembly output's) are
+// another algorithm. |x| < pi/4 takes the polynomials directly, |x| < 120 one
+// multiply-subtract of pi/2, larger |x| an integer reduction with 192 bits of 4/pi.
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+__device__ static const double kBitnetcSinCosPoly[2][9] = {
+#else
+static const double kBitnetcSinCosPoly[2][9] = {
+#endif
+    // c0 .. c4 (the cosine), s1 .. s3 (the sine); the 2nd row computes -cos.
+    {0x1p0, -0x1.ffffffd0c621cp-2, 0x1.55553e1068f19p-5, -0x1.6c087e89a359dp-10, 0x1.99343027bf8c3p-16,
+     -0x1.555545995a603p-3, 0x1.1107605230bc4p-7, -0x1.994eb3774cf24p-13, 0},
+    {-0x1p0, 0x1.ffffffd0c621cp-2, -0x1.55553e1068f19p-5, 0x1.6c087e89a359dp-10, -0x1.99343027bf8c3p-16,
+     -0x1.555545995a603p-3, 0x1.1107605230bc4p-7, -0x1.994eb3774cf24p-13, 0}};
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+__device__ static const unsigned kBitnetcInvPio4[24] = {
+#else
+static const unsigned kBitnetcInvPio4[24] = {
+#endif
+    0xa2,       0xa2f9,     0xa2f983,   0xa2f9836e, 0xf9836e4e, 0x836e4e44, 0x6e4e4415, 0x4e441529,
+    0x441529fc, 0x1529fc27, 0x29fc2757, 0xfc2757d1, 0x2757d1f5, 0x57d1f534, 0xd1f534dd, 0xf534ddc0,
+    0x34ddc0db, 0xddc0db62, 0xc0db6295, 0xdb629599, 0x6295993c, 0x95993c43, 0x993c4390, 0x3c439041};
+
+// Quadrant n (odd: the cosine polynomial) of x (x2 = x * x) with polynomial row `row`.
+BITNETC_HD inline float bitnetc_sincos_poly(double x, double x2, int row, int n) {
+  const double* p = kBitnetcSinCosPoly[row];
+  if ((n & 1) == 0) {
+    const double x3 = x * x2;
+    const double s1 = fma(x2, p[7], p[6]);
+    const double x7 = x3 * x2;
+    const double s = fma(x3, p[5], x);
+    return (float)fma(x7, s1, s);
+  }
+  const double x4 = x2 * x2;
+  const double c2 = fma(x2, p[4], p[3]);
+  const double c1 = fma(x2, p[1], p[0]);
+  const double x6 = x4 * x2;
+  const double c = fma(x4, p[2], c1);
+  return (float)fma(x6, c2, c);
+}
+
+// sin (want_cos = 0) or cos (1) of y.
+BITNETC_HD inline float bitnetc_sinf_cosf(float y, int want_cos) {
+  const unsigned top = (bitnetc_bits_of_float(y) >> 20) & 0x7ff;  // abstop12
+  double x = (double)y;
+  if (top < 0x3f4) {  // |y| < pi/4
+    if (top < 0x398) return want_cos ? 1.0f : y;  // |y| < 2^-12
+    return bitnetc_sincos_poly(x, x * x, 0, want_cos);
+  }
+  if (top >= 0x7f8) return y - y;  // inf, NaN: NaN
+  int n, sign = 0;
+  if (top < 0x42f) {  // |y| < 120
+    const double r = x * 0x1.45F306DC9C883p+23;  // 2/pi, the quadrant in bits 24..31
+    n = ((int)r + 0x800000) >> 24;
+    x = fma(-(double)n, 0x1.921FB54442D18p0, x);
+  } else {
+    unsigned xi = bitnetc_bits_of_float(y);
+    sign = (int)(xi >> 31);
+    const unsigned* arr = &kBitnetcInvPio4[(xi >> 26) & 15];
+    const int shift = (xi >> 23) & 7;
+    xi = ((xi & 0xffffff) | 0x800000) << shift;
+    unsigned long long res0 = (unsigned long long)(unsigned)(xi * arr[0]);
+    const unsigned long long res1 = (unsigned long long)xi * arr[4];
+    const unsigned long long res2 = (unsigned long long)xi * arr[8];
+    res0 = (res2 >> 32) | (res0 << 32);
+    res0 += res1;
+    const unsigned long long q = (res0 + (1ull << 61)) >> 62;
+    res0 -= q << 62;
+    x = (double)(long long)res0 * 0x1.921FB54442D18p-62;
+    n = (int)q;
+  }
+  const int quadrant = n + sign;
+  const double s = ((quadrant + 1) & 2) ? -1.0 : 1.0;  // the sine's sign in quadrants 0..3: + - - +
+  const double xs = x * s;
+  return bitnetc_sincos_poly(xs, x * x, (quadrant & 2) ? 1 : 0, want_cos ? n ^ 1 : n);
+}
+
+BITNETC_HD inline float bitnetc_sinf(float y) { return bitnetc_sinf_cosf(y, 0); }
+BITNETC_HD inline float bitnetc_cosf(float y) { return bitnetc_sinf_cosf(y, 1); }
+
+// x^y in float for x > 0 normal and finite (RoPE's frequencies: theta^e): Arm's
+// optimized-routines powf (glibc's since 2.28) on that path, its multiply-adds as
+// fma like glibc's x86-64 FMA build: log2(x) from a 16-entry table and a quintic,
+// then 2^(y log2 x) from kBitnetcExp2Table and a cubic. Other x: NaN.
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+__device__ static const double kBitnetcPowfLog2[16][2] = {
+#else
+static const double kBitnetcPowfLog2[16][2] = {
+#endif
+    {0x1.661ec79f8f3bep+0, -0x1.efec65b963019p-2}, {0x1.571ed4aaf883dp+0, -0x1.b0b6832d4fca4p-2},
+    {0x1.49539f0f010bp+0, -0x1.7418b0a1fb77bp-2},  {0x1.3c995b0b80385p+0, -0x1.39de91a6dcf7bp-2},
+    {0x1.30d190c8864a5p+0, -0x1.01d9bf3f2b631p-2}, {0x1.25e227b0b8eap+0, -0x1.97c1d1b3b7afp-3},
+    {0x1.1bb4a4a1a343fp+0, -0x1.2f9e393af3c9fp-3}, {0x1.12358f08ae5bap+0, -0x1.960cbbf788d5cp-4},
+    {0x1.0953f419900a7p+0, -0x1.a6f9db6475fcep-5}, {0x1p+0, 0x0p+0},
+    {0x1.e608cfd9a47acp-1, 0x1.338ca9f24f53dp-4},  {0x1.ca4b31f026aap-1, 0x1.476a9543891bap-3},
+    {0x1.b2036576afce6p-1, 0x1.e840b4ac4e4d2p-3},  {0x1.9c2d163a1aa2dp-1, 0x1.40645f0c6651cp-2},
+    {0x1.886e6037841edp-1, 0x1.88e9c2c1b9ff8p-2},  {0x1.767dcf5534862p-1, 0x1.ce0a44eb17bccp-2}};
+
+BITNETC_HD inline float bitnetc_powf(float x, float y) {
+  const unsigned ix = bitnetc_bits_of_float(x);
+  if (ix - 0x00800000u >= 0x7f800000u - 0x00800000u || !(y == y) || y - y != 0.0f)
+    return bitnetc_float_from_bits(0x7fc00000u);  // outside the path this computes
+  // log2(x): x = 2^k z with z in [0x3f330000, 2 * 0x3f330000); c near z (a table entry).
+  const unsigned tmp = ix - 0x3f330000u;
+  const int i = (int)((tmp >> 19) % 16);
+  const unsigned top = tmp & 0xff800000u;
+  const int k = (int)top >> 23;
+  const double invc = kBitnetcPowfLog2[i][0], logc = kBitnetcPowfLog2[i][1];
+  const double z = (double)bitnetc_float_from_bits(ix - top);
+  const double r = fma(z, invc, -1.0);
+  const double y0 = logc + (double)k;
+  const double r2 = r * r;
+  double l = fma(0x1.27616c9496e0bp-2, r, -0x1.71969a075c67ap-2);
+  const double pp = fma(0x1.ec70a6ca7baddp-2, r, -0x1.7154748bef6c8p-1);
+  const double r4 = r2 * r2;
+  double q = fma(0x1.71547652ab82bp0, r, y0);
+  q = fma(pp, r2, q);
+  l = fma(l, r4, q);
+  const double ylogx = (double)y * l;
+  if (((bitnetc_bits_of_double(ylogx) >> 47) & 0xffff) >= (bitnetc_bits_of_double(126.0) >> 47)) {
+    if (ylogx <= -150.0) return 0.0f;
+    if (ylogx > 0x1.fffffffd1d571p+6) return bitnetc_float_from_bits(0x7f800000u);
+  }
+  // 2^ylogx: ylogx = k/32 + r2' with r2' in [-1/64, 1/64].
+  const double shift = 0x1.8p+52 / 32;
+  double kd = ylogx + shift;
+  const unsigned long long ki = bitnetc_bits_of_double(kd);
+  kd -= shift;
+  const double rr = ylogx - kd;
+  const double s = bitnetc_double_from_bits(kBitnetcExp2Table[ki % 32] + (ki << 47));
+  const double zz = fma(0x1.c6af84b912394p-5, rr, 0x1.ebfce50fac4f3p-3);
+  const double rr2 = rr * rr;
+  double e = fma(0x1.62e42ff0c52d6p-1, rr, 1.0);
+  e = fma(zz, rr2, e);
+  return (float)(e * s);
+}
+
 // Rotates one head of head_dim values by the angles of its head_dim/2 pairs.
 BITNETC_HD inline void bitnetc_rope_rotate_head(int style, int head_dim, const float* cos, const float* sin, float* v) {
   const int half = head_dim / 2;

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "interpreter.h"
+#include "numerics.h"
 #include "lower.h"
 #include "synthetic_model.h"
 #include "tensor_types.h"
@@ -139,6 +140,42 @@ TEST(InterpreterGolden, OneBitLlmMatchesItsReferenceCode) {
 // computed on exactly these bytes and activations (the note of the session that added
 // this has how; the same comparison by hand over 6144 outputs of K = 512..6912, IQ2_BN
 // and IQ1_BN, 1..8 tokens found no difference).
+// RoPE's tables come from numerics.h's sinf, cosf and powf, so that every runtime
+// (wasi-libc's sinf is another algorithm) computes the interpreter's bits. They are
+// glibc's: bits glibc 2.36 gave on x86-64 (its FMA build), and a sweep against this
+// machine's libm where that is glibc on x86-64.
+TEST(InterpreterNumerics, RopeSinCosAndPowAreGlibcsOnEveryRuntime) {
+  const uint32_t sincos[][3] = {  // x, sinf(x), cosf(x): each range reduction
+      {0x3f000000u, 0x3ef57744u, 0x3f60a940u}, {0x3f800000u, 0x3f576aa4u, 0x3f0a5140u},
+      {0x40400000u, 0x3e1081c3u, 0xbf7d7026u}, {0x42c80000u, 0xbf01a12eu, 0x3f5cc0eeu},
+      {0x42efcccdu, 0x3efe2bffu, 0x3f5e3a4du}, {0x42f00000u, 0x3f14a2efu, 0x3f506e2au},
+      {0x457ff000u, 0xbf7f7136u, 0xbd871e6cu}, {0x49742400u, 0xbeb33259u, 0x3f6fcefdu},
+      {0xc0e80000u, 0xbf52b56eu, 0x3f11637bu}, {0x3b03126fu, 0x3b031269u, 0x3f7fffdeu}};
+  for (const auto& [x, s, c] : sincos) {
+    const float xf = bitnetc_float_from_bits(x);
+    EXPECT_EQ(bitnetc_bits_of_float(bitnetc_sinf(xf)), s) << xf;
+    EXPECT_EQ(bitnetc_bits_of_float(bitnetc_cosf(xf)), c) << xf;
+  }
+  const uint32_t pow[][3] = {  // x, y, powf(x, y): RoPE's theta^(-2/d) and others
+      {0x461c4000u, 0xbd000000u, 0x3f3ff911u}, {0x48f42400u, 0xbc800000u, 0x3f508ac1u},
+      {0x461c4000u, 0x3f400000u, 0x447a0000u}, {0x49742400u, 0x3c800000u, 0x3f9ed70cu}};
+  for (const auto& [x, y, r] : pow)
+    EXPECT_EQ(bitnetc_bits_of_float(bitnetc_powf(bitnetc_float_from_bits(x), bitnetc_float_from_bits(y))), r);
+#if defined(__GLIBC__) && defined(__x86_64__)
+  if (__builtin_cpu_supports("fma")) {  // (glibc's plain build fuses nothing: other bits)
+    int differ = 0;
+    for (uint32_t b = 0; b < 0x7f800000u; b += 997) {
+      const float x = bitnetc_float_from_bits(b);
+      differ += bitnetc_bits_of_float(bitnetc_sinf(x)) != bitnetc_bits_of_float(std::sin(x));
+      differ += bitnetc_bits_of_float(bitnetc_cosf(-x)) != bitnetc_bits_of_float(std::cos(-x));
+      differ += bitnetc_bits_of_float(bitnetc_powf(x, -0.03125f)) != bitnetc_bits_of_float(std::pow(x, -0.03125f)) &&
+                b >= 0x00800000u;
+    }
+    EXPECT_EQ(differ, 0);
+  }
+#endif
+}
+
 TEST(InterpreterNumerics, Q8K64MatmulEqualsIkLlamaCppsKernel) {
   constexpr int K = 512, N = 8, M = 2, kRowBytes = 4 + K / 64 * 16;
   SplitMix64 rng(64);
