@@ -1,5 +1,31 @@
 #include "thread_pool.h"
 
+namespace bitnetc::rt {
+
+using Task = int (*)(void* user_context, int task_number, uint8_t* closure);
+
+static int run_serially(void* user_context, Task f, int min, int size, uint8_t* closure) {
+  for (int i = min; i < min + size; ++i)
+    if (int err = f(user_context, i, closure)) return err;
+  return 0;
+}
+
+}  // namespace bitnetc::rt
+
+#if BITNETC_SINGLE_THREADED
+
+namespace bitnetc::rt {
+
+void set_cpu_threads(int) {}
+
+int parallel_for(void* user_context, Task task, int min, int size, uint8_t* closure) {
+  return run_serially(user_context, task, min, size, closure);
+}
+
+}  // namespace bitnetc::rt
+
+#else
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -12,8 +38,6 @@
 namespace bitnetc::rt {
 
 namespace {
-
-using Task = int (*)(void* user_context, int task_number, uint8_t* closure);
 
 // How long an idle worker spins before it sleeps: longer than the serial gaps between
 // the kernels of one token, short against a pause between requests.
@@ -95,12 +119,6 @@ class Pool {
     std::atomic<int> next{0}, done{0}, error{0};
   };
 
-  static int run_serially(void* user_context, Task f, int min, int size, uint8_t* closure) {
-    for (int i = min; i < min + size; ++i)
-      if (int err = f(user_context, i, closure)) return err;
-    return 0;
-  }
-
   static void work_on(Job& job) {
     for (;;) {
       const int i = job.next.fetch_add(1, std::memory_order_relaxed);
@@ -165,3 +183,5 @@ int parallel_for(void* user_context, int (*task)(void*, int, uint8_t*), int min,
 }
 
 }  // namespace bitnetc::rt
+
+#endif  // BITNETC_SINGLE_THREADED

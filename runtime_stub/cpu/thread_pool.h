@@ -8,12 +8,14 @@
 // each job before they sleep, so the next kernel finds them awake.
 //
 // One job runs at a time: a parallel loop started while another runs (two models used
-// from two threads, or a loop inside a task) runs serially on its caller's thread.
+// from two threads, or a loop inside a task) runs serially on its caller's thread. A
+// single-threaded runtime (platform.h: WebAssembly) runs every loop serially.
 #pragma once
 
 #include <cstdint>
 #include <exception>
-#include <mutex>
+
+#include "platform.h"
 
 namespace bitnetc::rt {
 
@@ -33,14 +35,14 @@ void parallel_for_each(int count, F&& fn) {
   struct Closure {
     F& fn;
     std::exception_ptr error;
-    std::mutex mutex;
+    Mutex mutex;
   } c{fn, nullptr, {}};
   auto task = [](void*, int i, uint8_t* closure) -> int {
     Closure& c = *reinterpret_cast<Closure*>(closure);
     try {
       c.fn(i);
     } catch (...) {
-      std::lock_guard<std::mutex> lock(c.mutex);
+      LockGuard<Mutex> lock(c.mutex);
       if (!c.error) c.error = std::current_exception();
     }
     return 0;

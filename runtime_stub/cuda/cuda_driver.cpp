@@ -1,6 +1,9 @@
 #include "cuda_driver.h"
 
+#include "platform.h"
+#if !BITNETC_WASM
 #include <dlfcn.h>
+#endif
 
 #include <stdexcept>
 #include <type_traits>
@@ -10,6 +13,9 @@ namespace bitnetc::rt {
 namespace {
 
 CudaDriver load_driver() {
+#if BITNETC_WASM
+  throw std::runtime_error("a WebAssembly output has no CUDA executor (compile the model for a cuda-sm* target)");
+#else
   void* lib = ::dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
   if (!lib)
     throw std::runtime_error(std::string("this output runs on an NVIDIA GPU through the CUDA driver, and the driver "
@@ -61,6 +67,7 @@ CudaDriver load_driver() {
   BITNETC_CUDA_SYM(cuGetErrorString);
 #undef BITNETC_CUDA_SYM
   return d;
+#endif
 }
 
 }  // namespace

@@ -1,10 +1,13 @@
 #include "compiled_model.h"
 
+#include "platform.h"
+#if !BITNETC_WASM
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -39,6 +42,9 @@ extern "C" const uint8_t bitnetc_blob_end[];
 namespace bitnetc::rt {
 
 std::string own_binary_path() {
+#if BITNETC_WASM
+  return {};  // a module has no file of its own (its loader reads it)
+#else
   Dl_info info{};
   if (::dladdr(reinterpret_cast<const void*>(&bitnetc_blob_start), &info) && info.dli_fname && *info.dli_fname) {
     char resolved[PATH_MAX];
@@ -54,6 +60,7 @@ std::string own_binary_path() {
   char exe[PATH_MAX];
   const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
   return n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string();
+#endif
 }
 
 namespace {
@@ -69,13 +76,41 @@ BlobHeader read_embedded_header(std::span<const uint8_t> blob) {
   return h;
 }
 
+// The side file of a model compiled with --weights=external, mapped, after checking
+// that it has the blob's size.
+std::shared_ptr<const uint8_t> map_side_file(const std::string& path, uint64_t expected_size) {
+#if BITNETC_WASM
+  (void)expected_size;
+  throw std::runtime_error(path + ": a WebAssembly output reads no files; its loader gives it the weights file's bytes");
+#else
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    throw std::runtime_error(path + ": cannot open the weights file (compiled with --weights=external): " +
+                             std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != expected_size) {
+    ::close(fd);
+    throw std::runtime_error(path + ": is not the weights file of this model (size differs)");
+  }
+  const auto size = static_cast<size_t>(st.st_size);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) throw std::runtime_error(path + ": cannot map the weights file: " + std::strerror(errno));
+  return {static_cast<const uint8_t*>(map), [size](const uint8_t* p) { ::munmap(const_cast<uint8_t*>(p), size); }};
+#endif
+}
+
+std::span<const uint8_t> loader_weights;  // set_loader_weights
+std::string loader_weights_name;
+
 std::span<const uint8_t> embedded_blob() {
   return {bitnetc_blob_start, static_cast<size_t>(bitnetc_blob_end - bitnetc_blob_start)};
 }
 
 }  // namespace
 
-CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int max_sequences) {
+CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int max_sequences,
+                             std::span<const uint8_t> weights_bytes) {
   if (max_sequences < 1) throw std::runtime_error("a model needs at least one sequence");
   if (const uint32_t missing = bitnetc_cpu_features & ~cpu_features())
     throw std::runtime_error(std::string("this output was compiled for ") + bitnetc_target_name + " and needs " +
@@ -102,24 +137,24 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
   const uint8_t* weights_base = blob.data();
   if (header_.external_weights) {
     // The side file holds the whole blob; its header must be this one.
-    const std::string path = weights_path.empty() ? own_binary_path() + ".weights" : weights_path;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      throw std::runtime_error(
-          path + ": cannot open the weights file (compiled with --weights=external): " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != header_.weights_off + header_.weights_size) {
-      ::close(fd);
-      throw std::runtime_error(path + ": is not the weights file of this model (size differs)");
+    const uint64_t expected_size = header_.weights_off + header_.weights_size;
+    std::string source;
+    if (!weights_bytes.empty()) {
+      source = "the weights given";
+    } else if (!loader_weights.empty()) {
+      weights_bytes = loader_weights;
+      source = loader_weights_name;
     }
-    const auto size = static_cast<size_t>(st.st_size);
-    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
-    if (map == MAP_FAILED) throw std::runtime_error(path + ": cannot map the weights file: " + std::strerror(errno));
-    side_file_.reset(static_cast<const uint8_t*>(map),
-                     [size](const uint8_t* p) { ::munmap(const_cast<uint8_t*>(p), size); });
+    if (!weights_bytes.empty()) {
+      if (weights_bytes.size() != expected_size)
+        throw std::runtime_error(source + ": is not the weights file of this model (size differs)");
+      side_file_.reset(weights_bytes.data(), [](const uint8_t*) {});  // the caller's
+    } else {
+      source = weights_path.empty() ? own_binary_path() + ".weights" : weights_path;
+      side_file_ = map_side_file(source, expected_size);
+    }
     if (std::memcmp(side_file_.get(), &header_, sizeof header_) != 0)
-      throw std::runtime_error(path + ": is not the weights file of this model (another compile)");
+      throw std::runtime_error(source + ": is not the weights file of this model (another compile)");
     weights_base = side_file_.get();
   } else if (header_.weights_off + header_.weights_size > blob.size()) {
     throw std::runtime_error("the embedded model is damaged (weights)");
@@ -142,6 +177,11 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
   halide_set_custom_do_par_for(parallel_for);  // the kernels' parallel loops: thread_pool.h
   forward_ = std::make_unique<ForwardPass>(graph_, weights_base, ternary, dense, steps, static_cast<int>(header_.batch),
                                            kernels, max_sequences);
+}
+
+void set_loader_weights(std::span<const uint8_t> bytes, const std::string& name) {
+  loader_weights = bytes;
+  loader_weights_name = name;
 }
 
 EmbeddedModelSummary summarize_embedded_model() {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -26,7 +27,10 @@ class CompiledModel {
   // path + ".weights". `max_sequences`: how many sequences generate_all() may run at
   // once (a KV cache each). Throws std::runtime_error when the blob or the side file is
   // damaged or missing, or n_ctx exceeds the model's.
-  explicit CompiledModel(int64_t n_ctx = 0, const std::string& weights_path = "", int max_sequences = 1);
+  // `weights_bytes`, when given, is the side file's content instead (a WebAssembly
+  // output's loader passes it; it must outlive the model).
+  explicit CompiledModel(int64_t n_ctx = 0, const std::string& weights_path = "", int max_sequences = 1,
+                         std::span<const uint8_t> weights_bytes = {});
   CompiledModel(const CompiledModel&) = delete;
   CompiledModel& operator=(const CompiledModel&) = delete;
 
@@ -85,7 +89,7 @@ class CompiledModel {
   ir::Graph graph_;
   std::unique_ptr<Tokenizer> tok_;
   std::vector<int32_t> stop_;
-  std::shared_ptr<const uint8_t> side_file_;  // the mapped side file (external weights)
+  std::shared_ptr<const uint8_t> side_file_;  // the side file's bytes (external weights)
   std::unique_ptr<Forward> forward_;          // after side_file_: destroyed before the unmap
 };
 
@@ -102,6 +106,12 @@ struct EmbeddedModelSummary {
   bool external_weights = false;            // --weights=external
 };
 EmbeddedModelSummary summarize_embedded_model();
+
+// A WebAssembly output's side file (--weights=external): its loader reads model.weights
+// and hands its bytes over before a model loads (runtime_stub/wasm/wasm_api.cpp); a
+// CompiledModel given no weights_bytes takes these; errors call them `name`. (The bytes
+// must outlive the models.)
+void set_loader_weights(std::span<const uint8_t> bytes, const std::string& name);
 // "NAME, N layers, fingerprint HEX" (--version's line).
 std::string describe_embedded_model();
 

@@ -65,7 +65,7 @@ uint64_t Scheduler::submit(SequenceRequest request, Done done) {
   }
   p->request = std::move(request);
   p->done = std::move(done);
-  std::lock_guard<std::mutex> lock(mutex_);
+  LockGuard<Mutex> lock(mutex_);
   const uint64_t id = p->id = next_id_++;
   ++stats_.submitted;
   queue_.push_back(std::move(p));
@@ -75,19 +75,19 @@ uint64_t Scheduler::submit(SequenceRequest request, Done done) {
 }
 
 void Scheduler::cancel(uint64_t id) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  LockGuard<Mutex> lock(mutex_);
   cancelled_.push_back(id);
   wake_.notify_all();
 }
 
 void Scheduler::stop() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  LockGuard<Mutex> lock(mutex_);
   stopping_ = true;
   wake_.notify_all();
 }
 
 Scheduler::Stats Scheduler::stats() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  LockGuard<Mutex> lock(mutex_);
   return stats_;
 }
 
@@ -95,7 +95,7 @@ void Scheduler::end(Active& a, bool cancelled) {
   a.seq->finish();
   a.p->g.decode_seconds = seconds(a.prompt_done, clock::now());
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    LockGuard<Mutex> lock(mutex_);
     ++(cancelled ? stats_.cancelled : stats_.finished);
     stats_.generated_tokens += a.p->g.tokens.size();
     --stats_.active;
@@ -110,7 +110,7 @@ void Scheduler::admit() {
   std::vector<std::unique_ptr<Pending>> dropped;
   std::vector<std::pair<size_t, std::unique_ptr<Pending>>> admitted;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    LockGuard<Mutex> lock(mutex_);
     cancelled.swap(cancelled_);
     for (auto it = queue_.begin(); it != queue_.end();) {
       if (contains(cancelled, (*it)->id)) {
@@ -175,11 +175,11 @@ bool Scheduler::step() {
     }
   }
   if (rows_.empty()) return false;
-  std::unique_lock<std::mutex> forward_held;
-  if (o_.forward_lock) forward_held = std::unique_lock<std::mutex>(*o_.forward_lock);
+  std::optional<LockGuard<Mutex>> forward_held;
+  if (o_.forward_lock) forward_held.emplace(*o_.forward_lock);
   const std::span<const float> logits = forward_.step(rows_);
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    LockGuard<Mutex> lock(mutex_);
     ++stats_.steps;
     stats_.prompt_tokens += prompt_rows;
   }
@@ -209,7 +209,7 @@ bool Scheduler::step() {
 void Scheduler::run_until_idle() {
   for (;;) {
     if (step()) continue;
-    std::lock_guard<std::mutex> lock(mutex_);
+    LockGuard<Mutex> lock(mutex_);
     if (queue_.empty()) return;  // every slot is free too: step() found no rows
   }
 }
@@ -230,7 +230,7 @@ void Scheduler::run_until_stopped() {
         }
       ran = true;
     }
-    std::unique_lock<std::mutex> lock(mutex_);
+    UniqueLock<Mutex> lock(mutex_);
     if (stopping_) break;
     if (!ran) wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !cancelled_.empty(); });
     if (stopping_) break;
@@ -238,7 +238,7 @@ void Scheduler::run_until_stopped() {
   // Stopped: everything still queued or running ends where it is.
   std::deque<std::unique_ptr<Pending>> queued;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    LockGuard<Mutex> lock(mutex_);
     queued.swap(queue_);
     stats_.cancelled += queued.size();
     stats_.queued = 0;

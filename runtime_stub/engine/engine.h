@@ -11,13 +11,11 @@
 // callbacks (a request's streamed text, its end) run on the thread that runs it.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +23,7 @@
 
 #include "forward.h"
 #include "generate.h"
+#include "platform.h"
 #include "tokenizer.h"
 
 namespace bitnetc::rt {
@@ -50,7 +49,7 @@ struct EngineOptions {
   // Held from each step's forward call until its logits are sampled, when the forward
   // pass is shared with callers outside the scheduler (the C API's streams and sessions
   // take it for theirs); null: the scheduler's alone.
-  std::mutex* forward_lock = nullptr;
+  Mutex* forward_lock = nullptr;
   // Called as each sequence ends, with its index in the requests (generate_all).
   std::function<void(size_t index, const Generation& g)> on_finished;
 };
@@ -111,8 +110,8 @@ class Scheduler {
   Forward& forward_;
   const Tokenizer& tok_;
   EngineOptions o_;
-  mutable std::mutex mutex_;  // guards queue_, cancelled_, stopping_, stats_, next_id_
-  std::condition_variable wake_;
+  mutable Mutex mutex_;  // guards queue_, cancelled_, stopping_, stats_, next_id_
+  CondVar wake_;
   std::deque<std::unique_ptr<Pending>> queue_;
   std::vector<uint64_t> cancelled_;
   bool stopping_ = false;

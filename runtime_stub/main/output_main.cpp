@@ -6,7 +6,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,7 +15,6 @@
 #include <span>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "HalideRuntime.h"
@@ -25,8 +23,14 @@
 #include "input_file.h"
 #include "json_text.h"
 #include "output_args.h"
+#include "platform.h"
 #include "server.h"
 #include "thread_pool.h"
+
+#if !BITNETC_WASM
+#include <csignal>
+#include <thread>
+#endif
 
 using namespace bitnetc;
 using rt::json_escape;
@@ -496,7 +500,11 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+#if BITNETC_SINGLE_THREADED
+  const int cores = 1;
+#else
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+#endif
   int threads = args.threads > 0 ? args.threads : cores;
   if (threads > cores) {
     std::fprintf(stderr, "note: -t %d is more than the %d cores here; using %d threads\n", threads, cores, cores);
@@ -505,10 +513,14 @@ int main(int argc, char** argv) {
   // The prompt, before anything loads (a bad file is a usage error).
   std::string prompt = args.prompt;
   if (args.mode == Mode::Generate && !args.prompt_file.empty()) prompt = read_input_file("-f", args.prompt_file);
+#if BITNETC_WASM
+  if (args.mode == Mode::Server) usage_error("--server: a WebAssembly output has no sockets; serve a native output");
+#else
   if (args.mode == Mode::Server) rt::block_stop_signals();  // before any thread starts: the server handles them
-  rt::set_cpu_threads(threads);
   // A closed pipe (`| head`) is an EPIPE from write, handled by Output.
   std::signal(SIGPIPE, SIG_IGN);
+#endif
+  rt::set_cpu_threads(threads);
   Output out;
 
   try {
@@ -537,10 +549,12 @@ int main(int argc, char** argv) {
                     ": neither a template name (bitnet-2b4t, llama3, llama2, chatml, phi3, none) nor a Jinja "
                     "template of one of those families");
     }
+#if !BITNETC_WASM
     if (args.mode == Mode::Server) {
       args.server.chat_template = tmpl;
       return rt::run_server(model, args.server);
     }
+#endif
     const bool chat =
         args.mode == Mode::Conversation || (args.mode == Mode::Interactive && tmpl != rt::ChatTemplate::None);
     if (args.mode == Mode::Conversation && tmpl == rt::ChatTemplate::None && args.chat_template != "none")

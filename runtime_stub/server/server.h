@@ -10,7 +10,10 @@
 // JSON nlohmann-json's.
 #pragma once
 
+#include "platform.h"
+#if !BITNETC_WASM
 #include <signal.h>
+#endif
 
 #include <optional>
 #include <string>
@@ -36,11 +39,14 @@ struct ServerOptions {
 // Blocks SIGINT and SIGTERM in the calling thread and the threads it starts later, so
 // that the server's own thread receives them: call before any thread starts (the CPU
 // thread pool, a CUDA context). Returns the set.
+#if !BITNETC_WASM
 sigset_t block_stop_signals();
+#endif
 
 // Serves until SIGINT or SIGTERM: streams in flight then end with a final event, and the
 // function returns 0. Prints "listening on http://HOST:PORT" on stderr once it accepts
-// connections. Returns 1 (with the reason on stderr) when it cannot listen.
+// connections. Returns 1 (with the reason on stderr) when it cannot listen. (Not in a
+// WebAssembly output, which has no sockets.)
 int run_server(CompiledModel& model, const ServerOptions& options);
 
 }  // namespace bitnetc::rt
