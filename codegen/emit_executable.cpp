@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <sstream>
 
@@ -13,6 +14,7 @@
 #include "cuda_program.h"
 #include "kernel_objects.h"
 #include "packing.h"
+#include "runtime_folder.h"
 #include "tokenizer_import.h"
 
 namespace bitnetc::codegen {
@@ -47,12 +49,45 @@ struct SideFileGuard {
   }
 };
 
+// A WebAssembly output: NAME.mjs (the loader) names NAME.wasm and NAME.weights beside it.
+std::string wasm_sibling(const std::string& mjs, const std::string& extension) {
+  return mjs.substr(0, mjs.size() - 4) + extension;
+}
+
+// The loader (runtime_stub/wasm/loader.mjs) for the module at `wasm`, with its weights
+// file's name when it has one.
+std::string wasm_loader(const std::string& wasm, const std::string& weights) {
+  const fs::path path = runtime_folder() / "wasm32-wasi" / "loader.mjs";
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  if (!in.good() && !in.eof()) throw std::runtime_error(path.string() + ": cannot read the WebAssembly loader");
+  auto put = [&](const std::string& key, const std::string& value) {
+    const size_t at = text.find(key);
+    if (at == std::string::npos) throw std::runtime_error(path.string() + ": the loader lacks " + key);
+    text.replace(at, key.size(), value);
+  };
+  put("\"@BITNETC_WASM_FILE@\"", "\"" + fs::path(wasm).filename().string() + "\"");
+  put("\"@BITNETC_WEIGHTS_FILE@\"", weights.empty() ? "null" : "\"" + fs::path(weights).filename().string() + "\"");
+  return text;
+}
+
 }  // namespace
+
+void check_wasm_output_name(const TargetInfo& target, const std::string& output, EmitKind emit) {
+  if (target.triple != "wasm32-wasi") return;
+  if (emit != EmitKind::Executable)
+    throw std::invalid_argument("--emit=so: target " + target.name +
+                                " writes a WebAssembly module and its ES-module loader, not a shared object");
+  if (output.size() <= 4 || !output.ends_with(".mjs") || output.ends_with("/.mjs"))
+    throw std::invalid_argument("-o " + output + ": target " + target.name +
+                                " writes NAME.mjs (the loader) and NAME.wasm beside it: name the output NAME.mjs");
+}
 
 void compile_executable(const ImportedModel& m, const TargetInfo& target, const CompileOptions& o) {
   auto say = [&](const std::string& s) {
     if (o.progress) o.progress(s);
   };
+  check_wasm_output_name(target, o.output, o.emit);
   const Toolchain toolchain = toolchain_for(target);
   const RuntimeBuild& runtime = runtime_build(toolchain, o.runtime);
   const bool cuda = target.backend == Backend::Cuda;
@@ -86,7 +121,11 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
     sink(blob.head);
     blob.write_weights(sink);
   };
-  const std::string side_file = o.output + ".weights";
+  // A native output links into o.output, its weights beside it in OUTPUT.weights; a
+  // WebAssembly output into NAME.wasm, its weights in NAME.weights, then its loader is
+  // written as NAME.mjs, last (a loader is never there without its module).
+  const std::string linked_output = toolchain.wasm ? wasm_sibling(o.output, ".wasm") : o.output;
+  const std::string side_file = toolchain.wasm ? wasm_sibling(o.output, ".weights") : o.output + ".weights";
   SideFileGuard side_guard;
   const std::string blob_object = (fs::path(work.path()) / "blob.o").string();
   if (o.external_weights) {
@@ -100,15 +139,23 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
     write_blob_object(blob_object, blob.size, whole_blob, toolchain.triple);
   }
 
-  say("linking " + o.output);
+  say("linking " + linked_output);
   // The linker writes the output itself, beside its final name: a model-sized file is
   // written once, then renamed into place.
+  SideFileGuard module_guard;
   produce_file_atomically(
-      o.output,
+      linked_output,
       [&](const std::string& tmp) {
-        link_output(toolchain, runtime, work.path(), kernels.objects, kernels.table_source, o.emit, o.output, tmp);
+        link_output(toolchain, runtime, work.path(), kernels.objects, kernels.table_source, o.emit, linked_output, tmp);
       },
-      /*executable=*/o.emit == EmitKind::Executable);
+      /*executable=*/o.emit == EmitKind::Executable && !toolchain.wasm);
+  if (toolchain.wasm) {
+    module_guard.path = linked_output;
+    module_guard.on_interrupt = std::make_unique<RemovedOnInterrupt>(linked_output);
+    const std::string loader = wasm_loader(linked_output, o.external_weights ? side_file : "");
+    write_file_atomically(o.output, {reinterpret_cast<const uint8_t*>(loader.data()), loader.size()});
+    module_guard.keep = true;
+  }
   side_guard.keep = true;
 }
 

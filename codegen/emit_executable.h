@@ -33,4 +33,10 @@ struct CompileOptions {
 
 void compile_executable(const ImportedModel& m, const TargetInfo& target, const CompileOptions& o);
 
+// A WebAssembly target's output is NAME.mjs, an ES module that loads NAME.wasm beside it
+// (and NAME.weights with --weights=external): throws std::invalid_argument naming -o or
+// --emit when `output` is another name or a shared object is asked for. Other targets:
+// nothing to check.
+void check_wasm_output_name(const TargetInfo& target, const std::string& output, EmitKind emit);
+
 }  // namespace bitnetc::codegen

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "atomic_file.h"
 #include "process.h"
@@ -59,7 +60,8 @@ std::vector<Toolchain> toolchains() {
   const char* env_cxx = std::getenv("CXX");
   // x86-64 outputs (CUDA outputs' host side too).
   if (const fs::path dir = runtime_build_folder("x86_64-linux-gnu", "default"); !dir.empty()) {
-    t.push_back({"x86_64-linux-gnu", env_cxx && *env_cxx ? env_cxx : BITNETC_CXX, "", {{"default", default_runtime(dir)}}});
+    t.push_back({"x86_64-linux-gnu", env_cxx && *env_cxx ? env_cxx : BITNETC_CXX, "-fPIC", "", false,
+                 {{"default", default_runtime(dir)}}});
 #ifdef BITNETC_ASAN_FLAGS
     const std::pair<const char*, const char*> sanitizers[] = {{"asan", BITNETC_ASAN_FLAGS}, {"tsan", BITNETC_TSAN_FLAGS}};
     for (const auto& [name, flags] : sanitizers)
@@ -69,9 +71,99 @@ std::vector<Toolchain> toolchains() {
   }
 #ifdef BITNETC_AARCH64_CXX
   if (const fs::path dir = runtime_build_folder("aarch64-linux-gnu", "default"); !dir.empty())
-    t.push_back({"aarch64-linux-gnu", BITNETC_AARCH64_CXX, "-static", {{"default", default_runtime(dir)}}});
+    t.push_back({"aarch64-linux-gnu", BITNETC_AARCH64_CXX, "-fPIC", "-static", false, {{"default", default_runtime(dir)}}});
+#endif
+#ifdef BITNETC_WASM_CXX
+  // WebAssembly: a reactor module (no _start; the loader calls its exports), linked by
+  // clang-14's driver with wasm-ld against Debian's wasi-libc and libc++. The whole main
+  // archive: the exports the loader calls (wasm/wasm_api.cpp) are referenced by nothing.
+  if (const fs::path dir = runtime_build_folder("wasm32-wasi", "default"); !dir.empty())
+    t.push_back({"wasm32-wasi", BITNETC_WASM_CXX, "--target=wasm32-wasi", "", true,
+                 {{"default",
+                   {"-Wl,--whole-archive " + quote((dir / "libbitnetc_output_main.a").string()) +
+                        " -Wl,--no-whole-archive " + quote((dir / "libbitnetc_compiled.a").string()) + " " +
+                        quote((dir / "libbitnetc_runtime.a").string()) + " " + quote((dir / "libbitnetc_ir.a").string()),
+                    "", ""}}}});
 #endif
   return t;
+}
+
+// The blob as a relocatable WebAssembly object (the layout clang-14 gives an assembler's
+// .incbin, tool-conventions' Linking.md): memory imported as env.__linear_memory; one
+// data segment, .rodata.bitnetc_blob (4096-aligned); and a "linking" section whose
+// symbol table places bitnetc_blob_start at its offset 0 and bitnetc_blob_end at its end.
+void write_wasm_blob_object(const std::string& path, uint64_t size,
+                            const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& write) {
+  if (size > 0xffffffffu) throw OutputError(path + ": a blob of " + std::to_string(size) + " bytes exceeds wasm32's 4 GB");
+  auto leb = [](std::string& out, uint64_t v) {
+    do {
+      uint8_t b = v & 0x7f;
+      v >>= 7;
+      out += static_cast<char>(v ? b | 0x80 : b);
+    } while (v);
+  };
+  auto name = [&](std::string& out, const std::string& n) {
+    leb(out, n.size());
+    out += n;
+  };
+  auto section = [&](uint8_t id, const std::string& body, uint64_t extra = 0) {
+    std::string out(1, static_cast<char>(id));
+    leb(out, body.size() + extra);
+    return out + body;
+  };
+  std::string imports;
+  leb(imports, 1);
+  name(imports, "env");
+  name(imports, "__linear_memory");
+  imports += std::string("\x02\x00\x00", 3);  // memory, limits: no maximum, minimum 0
+  std::string data_head;
+  leb(data_head, 1);                                // one segment
+  data_head += std::string("\x00\x41\x00\x0b", 4);  // active, at i32.const 0
+  leb(data_head, size);
+  std::string linking;
+  leb(linking, 2);  // version
+  std::string symbols;
+  leb(symbols, 2);
+  for (const auto& [sym, offset, sym_size] :
+       {std::tuple<const char*, uint64_t, uint64_t>{"bitnetc_blob_start", 0, size}, {"bitnetc_blob_end", size, 0}}) {
+    symbols += std::string("\x01\x00", 2);  // a data symbol, global and defined
+    name(symbols, sym);
+    leb(symbols, 0);  // segment 0
+    leb(symbols, offset);
+    leb(symbols, sym_size);
+  }
+  linking += section(8, symbols);  // WASM_SYMBOL_TABLE
+  std::string segments;
+  leb(segments, 1);
+  name(segments, ".rodata.bitnetc_blob");
+  leb(segments, 12);  // log2 of its alignment
+  leb(segments, 0);   // flags
+  linking += section(5, segments);  // WASM_SEGMENT_INFO
+  std::string linking_body;
+  name(linking_body, "linking");
+  linking_body += linking;
+  std::string data_count;
+  leb(data_count, 1);
+
+  errno = 0;
+  std::ofstream out(path, std::ios::binary);
+  auto put_bytes = [&](const void* p, uint64_t n) {
+    if (!out.write(static_cast<const char*>(p), static_cast<std::streamsize>(n)))
+      throw OutputError(path + ": cannot write" + (errno ? std::string(": ") + std::strerror(errno) : ""));
+  };
+  auto put = [&](const std::string& bytes) { put_bytes(bytes.data(), bytes.size()); };
+  put(std::string("\0asm\x01\x00\x00\x00", 8));
+  put(section(2, imports));
+  put(section(12, data_count));
+  put(section(11, data_head, size));
+  uint64_t written = 0;
+  write([&](std::span<const uint8_t> bytes) {
+    put_bytes(bytes.data(), bytes.size());
+    written += bytes.size();
+  });
+  if (written != size) throw std::logic_error("write_wasm_blob_object: the blob's writer wrote another size than it said");
+  put(section(0, linking_body));
+  if (!out.flush()) throw OutputError(path + ": cannot write" + (errno ? std::string(": ") + std::strerror(errno) : ""));
 }
 
 }  // namespace
@@ -79,9 +171,13 @@ std::vector<Toolchain> toolchains() {
 Toolchain toolchain_for(const TargetInfo& target) {
   for (const Toolchain& t : toolchains())
     if (t.triple == target.triple) return t;
+  const std::string how = target.triple == "wasm32-wasi"
+                              ? "clang-14, lld-14, wasi-libc, libc++-14-dev-wasm32, libc++abi-14-dev-wasm32 and "
+                                "libclang-rt-14-dev-wasm32"
+                              : "its cross compiler, g++-" + target.triple.substr(0, target.triple.find('-')) + "-linux-gnu,";
   throw std::invalid_argument("target " + target.name + ": this bitnetc has no " + target.triple + " runtime in " +
-                              (runtime_folder() / target.triple).string() + " (build bitnetc with its cross compiler, g++-" +
-                              target.triple.substr(0, target.triple.find('-')) + "-linux-gnu, installed)");
+                              (runtime_folder() / target.triple).string() + " (build bitnetc with " + how +
+                              " installed)");
 }
 
 const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string& name) {
@@ -97,6 +193,7 @@ const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string&
 void write_blob_object(const std::string& path, uint64_t size,
                        const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& write,
                        const std::string& triple) {
+  if (triple.rfind("wasm32-", 0) == 0) return write_wasm_blob_object(path, size, write);
   uint16_t machine;
   if (triple.rfind("x86_64-", 0) == 0)
     machine = EM_X86_64;
@@ -183,19 +280,28 @@ void link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const 
   write_text(work / "kernels.cpp", table_source);
   // A shared object exports the C API of bitnet.h and nothing else.
   write_text(work / "exports.map", "{ global: bitnet_*; local: *; };\n");
-  const std::string cxx = quote(toolchain.cxx);
-  std::string cmd = "cd " + quote(work_dir) + " && " + cxx + " -O2 -std=c++17 -fPIC -I" +
+  const std::string cxx = quote(toolchain.cxx) + " " + toolchain.cxx_flags;
+  std::string cmd = "cd " + quote(work_dir) + " && " + cxx + " -O2 -std=c++17 -I" +
                     quote((runtime_folder() / "include").string()) + " -c kernels.cpp -o kernels.o 2> link.log && " + cxx +
                     " kernels.o blob.o";
   for (const auto& obj : objects) cmd += " " + quote(obj);
-  // A shared object's SONAME is its file name, so `-L DIR -lNAME` finds and records it
-  // without an rpath to the build folder.
-  cmd += emit == EmitKind::SharedObject ? " -shared -Wl,--version-script=exports.map -Wl,-soname," +
-                                              quote(fs::path(output).filename().string()) + " " + runtime.so_libs
-                                        : " " + toolchain.exe_flags + " " + runtime.exe_libs;
-  if (!runtime.link_flags.empty()) cmd += " " + runtime.link_flags;
-  cmd += " -fuse-ld=lld -B" + quote(std::string(BITNETC_LLD_DIR) + "/");  // (codegen/CMakeLists.txt says why)
-  cmd += " -lpthread -ldl -o " + quote(fs::absolute(linked).string()) + " 2>> link.log";
+  if (toolchain.wasm) {
+    if (emit != EmitKind::Executable) throw std::logic_error("link_output: a WebAssembly output is a module");
+    // A reactor (the loader calls _initialize, then the exports); memory imported, so the
+    // loader sets its maximum (load's maxMemoryMB); the native outputs' 8 MB of stack.
+    cmd += " -mexec-model=reactor " + runtime.exe_libs +
+           " -Wl,--import-memory -Wl,-z,stack-size=8388608 -Wl,--strip-debug";
+  } else {
+    // A shared object's SONAME is its file name, so `-L DIR -lNAME` finds and records it
+    // without an rpath to the build folder.
+    cmd += emit == EmitKind::SharedObject ? " -shared -Wl,--version-script=exports.map -Wl,-soname," +
+                                                quote(fs::path(output).filename().string()) + " " + runtime.so_libs
+                                          : " " + toolchain.exe_flags + " " + runtime.exe_libs;
+    if (!runtime.link_flags.empty()) cmd += " " + runtime.link_flags;
+    cmd += " -fuse-ld=lld -B" + quote(std::string(BITNETC_LLD_DIR) + "/");  // (codegen/CMakeLists.txt says why)
+    cmd += " -lpthread -ldl";
+  }
+  cmd += " -o " + quote(fs::absolute(linked).string()) + " 2>> link.log";
   if (run_shell(cmd) != 0) {
     std::ifstream log(work / "link.log");
     const std::string msg((std::istreambuf_iterator<char>(log)), {});

@@ -29,7 +29,9 @@ struct RuntimeBuild {
 struct Toolchain {
   std::string triple;
   std::string cxx;        // the C++ compiler driver that assembles and links
+  std::string cxx_flags;  // for compiling and linking alike: -fPIC natively, --target=wasm32-wasi
   std::string exe_flags;  // aarch64: -static, so an executable runs on any aarch64 Linux and under qemu
+  bool wasm = false;      // links a WebAssembly module with wasm-ld (no ELF, no shared objects)
   // "default", and where this bitnetc built them "asan" (AddressSanitizer + UBSan) and
   // "tsan" (ThreadSanitizer): for checking a program that uses an output (--runtime).
   std::map<std::string, RuntimeBuild> runtimes;
@@ -41,10 +43,11 @@ Toolchain toolchain_for(const TargetInfo& target);
 // The runtime build `name` of the toolchain; throws naming the builds there are.
 const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string& name);
 
-// Writes a blob of `size` bytes, which `write(sink)` streams, as a relocatable ELF object
-// for `triple`'s machine: one read-only section, .rodata.bitnetc_blob, 4096-aligned,
-// between the global symbols bitnetc_blob_start and bitnetc_blob_end (what an assembler's
-// .incbin of it made, without the blob ever being whole in memory or copied twice).
+// Writes a blob of `size` bytes, which `write(sink)` streams, as a relocatable object for
+// `triple`'s machine: one read-only section (ELF) or data segment (WebAssembly),
+// .rodata.bitnetc_blob, 4096-aligned, between the global symbols bitnetc_blob_start and
+// bitnetc_blob_end (what an assembler's .incbin of it made, without the blob ever being
+// whole in memory or copied twice).
 void write_blob_object(const std::string& path, uint64_t size,
                        const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& write,
                        const std::string& triple);

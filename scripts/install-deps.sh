@@ -15,6 +15,9 @@ PACKAGES=(
   libsentencepiece-dev sentencepiece libcli11-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   # cross compilation and emulation for aarch64 outputs
   g++-aarch64-linux-gnu qemu-user
+  # WebAssembly outputs (wasm32-simd, wasm32): clang-14 for wasm32-wasi with its C and
+  # C++ libraries, linked by lld-14's wasm-ld, run by node (below)
+  wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 libclang-rt-14-dev-wasm32
   # the Python package's tests (bitnet_py, under /usr/bin/python3) and its example web app
   python3 python3-pytest python3-fastapi python3-uvicorn python3-httpx
   # the HTTP server (outputs' --server): cpp-httplib's source package (below); its tests: curl,

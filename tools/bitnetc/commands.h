@@ -117,9 +117,10 @@ struct PreparedOutput {
   std::string binary;
   std::string target_name;
   // The command line prefix that runs `binary` here: empty when it is native code, else
-  // the target's emulator (qemu-aarch64 with the target's CPU).
+  // the target's emulator (qemu-aarch64 with the target's CPU) or, for WebAssembly, node.
   std::vector<std::string> runner;
-  bool emulated() const { return !runner.empty(); }
+  // Under an emulator (qemu); node runs a WebAssembly output at the engine's own speed.
+  bool emulated() const { return !runner.empty() && runner.front() != "node"; }
   // argv to run the output with `args`.
   std::vector<std::string> command(const std::vector<std::string>& args) const;
   double compile_s = 0;

@@ -41,6 +41,7 @@ int compile(CompileFlags& f) {
   const bool so_suffix = o.output.size() > 3 && o.output.ends_with(".so");
   o.emit =
       f.emit == "so" || (f.emit.empty() && so_suffix) ? codegen::EmitKind::SharedObject : codegen::EmitKind::Executable;
+  codegen::check_wasm_output_name(*t, o.output, o.emit);
   check_output_path(o.output);  // before minutes of lowering, not after
   codegen::compile_executable(import_model(f.model), *t, o);
   if (!f.quiet) std::fprintf(stderr, "wrote %s (target %s)\n", o.output.c_str(), t->name.c_str());

@@ -23,8 +23,10 @@ std::vector<std::string> split_words(const std::string& s) {
 }
 
 // The target a given binary was built for, from its ELF header: an aarch64 binary runs
-// under the emulator of the aarch64 target with the most features.
+// under the emulator of the aarch64 target with the most features, a WebAssembly
+// output's loader (NAME.mjs) under node.
 std::vector<std::string> runner_for_binary(const std::string& path) {
+  if (path.ends_with(".mjs")) return split_words(find_target("wasm32-simd")->emulator);  // a WebAssembly output's loader
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::invalid_argument(path + ": cannot open: " + std::strerror(errno));
   unsigned char h[20] = {};
@@ -68,7 +70,7 @@ PreparedOutput prepare_output(const OutputUnderTest& o, const std::string& comma
     p.runner = split_words(t->emulator);
   }
   auto scratch = std::make_shared<ScratchFolder>("bitnetc-" + command);
-  p.binary = scratch->file("model");
+  p.binary = scratch->file(t->triple == "wasm32-wasi" ? "model.mjs" : "model");  // (a module's loader)
   p.target_name = t->name;
   p.scratch = scratch;
   say("compiling " + o.model + " for " + t->name);
