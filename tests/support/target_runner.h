@@ -1,5 +1,6 @@
 // Compiled outputs of any target, run on this machine: natively, under the target's
-// emulator (aarch64 under qemu-aarch64 with the target's CPU model), or, for a CUDA
+// emulator (aarch64 under qemu-aarch64 with the target's CPU model, WebAssembly under
+// node), or, for a CUDA
 // target, on the stand-in driver (tests/support/fake_cuda_driver.cpp) with the output's
 // own generated kernels built for the CPU (tests/support/cuda_emulation.h). The suites
 // that include it define BITNETC_BIN, BITNETC_CXX, BITNETC_TEST_SUPPORT_DIR and
@@ -20,11 +21,17 @@ struct TargetOutput {
   std::string stats;       // CUDA: where the stand-in driver writes its counts (see fake_cuda_driver.cpp)
 };
 
+// What an output of `target` named `name` is called: a WebAssembly output is its loader,
+// NAME.mjs (beside NAME.wasm); others are `name` itself.
+inline std::string output_name(const std::string& target, const std::string& name) {
+  return find_target(target)->triple == "wasm32-wasi" ? name + ".mjs" : name;
+}
+
 // Compiles `model` for `target` into dir/name (with `flags`), and what runs it here.
 inline TargetOutput compile_for(const std::string& model, const std::string& target, const std::string& name,
                                 const ScratchDir& dir, const std::string& flags = "") {
   const TargetInfo& t = *find_target(target);
-  TargetOutput o{dir.file(name), "", ""};
+  TargetOutput o{dir.file(output_name(target, name)), "", ""};
   const bool cuda = t.backend == Backend::Cuda;
   const std::string source = dir.file(name + ".cu"), kernels = dir.file(name + "-kernels.so");
   const CommandResult c =
