@@ -114,9 +114,10 @@ const std::vector<TargetInfo>& targets() {
        .description = "AArch64 with NEON and dot product (ARMv8.2-A+: Cortex-A76, Neoverse N1, Apple M, Graviton 2+)",
        .layout_figures = {}},
       // WebAssembly: a module and its ES-module loader (model.wasm + model.mjs), run by
-      // node here and by browsers. 128-bit SIMD without a byte dot product, so NEON's
-      // 16-byte I2_S groups; one thread. `wasm32` is the scalar fallback for engines
-      // without SIMD (Halide scalarizes the same schedules).
+      // node here and by browsers. 128-bit SIMD without a byte dot product: NEON's
+      // 16-byte I2_S groups in row lanes, four-way sums widened (TernaryDot::Widening);
+      // one thread. `wasm32` is the scalar fallback for engines without SIMD (Halide
+      // scalarizes the same schedules).
       {.name = "wasm32-simd",
        .backend = Backend::Cpu,
        .halide = "wasm-32-wasmrt-wasm_simd128",
@@ -124,7 +125,7 @@ const std::vector<TargetInfo>& targets() {
        .cuda_sm = "",
        .vector_bytes = 16,
        .ternary_bytes = 16,
-       .ternary_dot = TernaryDot::None,
+       .ternary_dot = TernaryDot::Widening,
        .cpu_features = 0,
        .layouts = {rt::TernaryLayout::I2S},
        .triple = "wasm32-wasi",
@@ -138,7 +139,7 @@ const std::vector<TargetInfo>& targets() {
        .cuda_sm = "",
        .vector_bytes = 16,
        .ternary_bytes = 16,
-       .ternary_dot = TernaryDot::None,
+       .ternary_dot = TernaryDot::Widening,
        .cpu_features = 0,
        .layouts = {rt::TernaryLayout::I2S},
        .triple = "wasm32-wasi",

@@ -25,7 +25,10 @@ enum class Backend { Cpu, Cuda };
 //    Ice Lake lack; so these kernels go through LLVM bitcode and llc-14
 //    -mcpu=<llc_cpu>, whose CPU has the EVEX forms only.
 //  - Sdot: i8 x i8 (ARMv8.2 dotprod), Halide's arm_dot_prod feature.
-enum class TernaryDot { None, Vnni, Sdot };
+//  - Widening: i8 x i8 four-way sums with no dot instruction, which Halide lowers to
+//    widening multiplies and pairwise adds (WebAssembly SIMD's i16x8.extmul and
+//    i32x4.extadd_pairwise): twice as fast there as u8 x i8 pairs in saturating i16.
+enum class TernaryDot { None, Vnni, Sdot, Widening };
 
 // One measured ternary matmul on a target (bench/bench_layouts, weights cold, every core
 // of the machine it names): what `--layout=auto` compares.
