@@ -126,7 +126,9 @@ int bench(const BenchOptions& o) {
   rusage self{};
   ::getrusage(RUSAGE_SELF, &self);
   const long compile_rss_kb = prepared.compile_s > 0 ? self.ru_maxrss : 0;
-  const uint64_t size = fs::file_size(binary);
+  // A WebAssembly output is its loader and the module beside it (NAME.mjs, NAME.wasm).
+  uint64_t size = fs::file_size(binary);
+  if (binary.ends_with(".mjs")) size += fs::file_size(binary.substr(0, binary.size() - 4) + ".wasm");
 
   // Each test runs with a context just large enough for it (the KV cache it touches).
   auto run_bench = [&](int p, int g, int reps) {
