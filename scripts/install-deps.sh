@@ -18,6 +18,8 @@ PACKAGES=(
   # WebAssembly outputs (wasm32-simd, wasm32): clang-14 for wasm32-wasi with its C and
   # C++ libraries, linked by lld-14's wasm-ld, run by node (below)
   wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 libclang-rt-14-dev-wasm32
+  # and the browser their web page's test drives (puppeteer-core, npm below)
+  chromium
   # the Python package's tests (bitnet_py, under /usr/bin/python3) and its example web app
   python3 python3-pytest python3-fastapi python3-uvicorn python3-httpx
   # the HTTP server (outputs' --server): cpp-httplib's source package (below); its tests: curl,
@@ -49,3 +51,5 @@ fi
 # lockfile. nodesource's nodejs carries npm; Debian's needs its npm package.
 command -v npm > /dev/null || $SUDO apt-get install -y -qq --no-install-recommends npm
 npm ci --prefix "$(cd "$(dirname "$0")/.." && pwd)/tests/server" --no-audit --no-fund --loglevel=error
+# The web page's test drives Debian's chromium with puppeteer-core (no browser download).
+PUPPETEER_SKIP_DOWNLOAD=1 npm ci --prefix "$(cd "$(dirname "$0")/.." && pwd)/tests/web" --no-audit --no-fund --loglevel=error

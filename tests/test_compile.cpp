@@ -236,6 +236,25 @@ TEST(Wasm, JavaScriptApiAnswersAndFailsClearly) {
   EXPECT_NE(r.out.find("all checks passed"), std::string::npos) << r.out << r.err;
 }
 
+// examples/web in a real browser (tests/web/page_check.mjs: Debian's chromium, headless,
+// the folder served on 127.0.0.1): the page loads the compiled model, takes a typed
+// prompt and streams the greedy golden story into the page, with its memory use.
+TEST(Wasm, WebPageStreamsTheGoldenStoryInChromium) {
+  ScratchDir dir;
+  const auto s = shared_dir();
+  for (const char* file : {"index.html", "app.js"})
+    std::filesystem::copy_file(std::string(BITNETC_SOURCE_DIR) + "/examples/web/" + file, dir.file(file));
+  compile((s / "models/tinystories-bitnet-3m/model.bin").string(), "wasm32-simd", dir.file("model.mjs"), dir);
+  const json golden = load(s / "golden/tinystories-bitnet-3m/golden.json");
+  const json& c = golden["cases"][0];
+  const json config = {{"prompt", c["prompt"]}, {"text", c["full_text"]}};
+  const Result r = sh("node " + quote(std::string(BITNETC_SOURCE_DIR) + "/tests/web/page_check.mjs") + " " +
+                          quote(dir.path().string()) + " " + quote(config.dump()),
+                      dir);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("the page wrote the golden story"), std::string::npos) << r.out << r.err;
+}
+
 // The names a WebAssembly output takes: NAME.mjs, never a shared object; the loader is
 // written last, so a failed compile leaves neither file.
 TEST(Wasm, OutputNamesAreChecked) {
