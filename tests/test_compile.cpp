@@ -255,6 +255,28 @@ TEST(Wasm, WebPageStreamsTheGoldenStoryInChromium) {
   EXPECT_NE(r.out.find("the page wrote the golden story"), std::string::npos) << r.out << r.err;
 }
 
+// Seeded sampling in a WebAssembly output draws the native output's tokens (the same
+// logits, the same sampler and random stream), for several samplers' settings.
+TEST(Wasm, SeededSamplesAreTheNativeOutputs) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  compile(model, "x86-64-avx2", dir.file("native"), dir);
+  compile(model, "wasm32-simd", dir.file("simd.mjs"), dir);
+  compile(model, "wasm32", dir.file("scalar.mjs"), dir);
+  for (const std::string sampling : {" --temp 0.9 -s 7", " --temp 1.3 -s 123456789 --top-k 0 --top-p 1 --min-p 0",
+                                     " --temp 0.7 -s 99 --top-k 5 --repeat-penalty 1.3"}) {
+    const std::string args = " -p " + quote("The little dog") + " -n 48 --json" + sampling;
+    const Result native = sh(quote(dir.file("native")) + args, dir);
+    ASSERT_EQ(native.status, 0) << native.err;
+    for (const char* wasm : {"simd.mjs", "scalar.mjs"}) {
+      const Result w = sh("node " + quote(dir.file(wasm)) + args, dir);
+      ASSERT_EQ(w.status, 0) << w.err;
+      EXPECT_EQ(json::parse(w.out)["tokens"], json::parse(native.out)["tokens"]) << wasm << sampling;
+      EXPECT_EQ(json::parse(w.out)["seed"], json::parse(native.out)["seed"]) << wasm << sampling;
+    }
+  }
+}
+
 // The names a WebAssembly output takes: NAME.mjs, never a shared object; the loader is
 // written last, so a failed compile leaves neither file.
 TEST(Wasm, OutputNamesAreChecked) {
