@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,13 @@
 #include "sampler.h"
 
 namespace bitnetc::rt {
+
+// A forward pass could not allocate what a step needs (a sequence's KV cache): callers
+// tell it from other failures (a WebAssembly output's loader names its memory cap).
+class OutOfMemoryError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 // One launch of a decode step as the device timed it (CUDA outputs' --profile).
 struct StepProfile {

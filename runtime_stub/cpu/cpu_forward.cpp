@@ -148,7 +148,7 @@ ForwardPass::SequenceCache& ForwardPass::cache(int32_t seq) {
     c.v.emplace_back(static_cast<float*>(std::calloc(kv_dim * g_.n_ctx, sizeof(float))));
     if (!c.k.back() || !c.v.back()) {
       c.k.clear(), c.v.clear();
-      throw std::runtime_error("out of memory for the KV cache of sequence " + std::to_string(seq) + " (" +
+      throw OutOfMemoryError("out of memory for the KV cache of sequence " + std::to_string(seq) + " (" +
                                std::to_string(g_.n_ctx) + " positions)");
     }
   }

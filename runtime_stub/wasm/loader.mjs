@@ -301,10 +301,11 @@ class Instance {
       kind = this.cString(this.x.bitnetc_wasm_error_kind());
       message = this.cString(this.x.bitnetc_wasm_error_message());
     } catch { /* the trap left too little to ask */ }
+    const cap = `the module's memory cap is ${this.maxBytes / 1048576} MB (load's maxMemoryMB)`;
+    if (kind === "out_of_memory") return bitnetError(`${message}: ${cap}`, kind);
     if (kind) return bitnetError(message, kind === "usage" ? "invalid_argument" : kind);
     if (this.memory.buffer.byteLength + 16 * kPageBytes > this.maxBytes)
-      return bitnetError(`out of memory: the module reached its memory cap of ${this.maxBytes / 1048576} MB ` +
-                         "(load's maxMemoryMB)", "out_of_memory");
+      return bitnetError(`out of memory: ${cap}, and the module reached it`, "out_of_memory");
     return bitnetError(`the module stopped: ${trap.message}`, "runtime");
   }
 

@@ -66,7 +66,7 @@ CompiledModel& loaded(const char* fn) {
 
 // The C++ runtime's throw (see the top of this file). Every exception the runtime
 // throws derives from std::exception alone (the standard ones, TokenizerError,
-// GenerateError, UsageError, InputFileError), so the object is one.
+// GenerateError, UsageError, InputFileError, OutOfMemoryError), so the object is one.
 extern "C" void* __cxa_allocate_exception(size_t size) noexcept {
   void* p = std::malloc(size);
   if (!p) std::abort();
@@ -78,7 +78,7 @@ extern "C" [[noreturn]] void __cxa_throw(void* thrown, std::type_info* type, voi
   error_kind = t == typeid(TokenizerError) || t == typeid(GenerateError) ? "prompt"
                : t == typeid(UsageError) || t == typeid(InputFileError) ? "usage"
                : t == typeid(std::invalid_argument) || t == typeid(std::out_of_range) ? "invalid_argument"
-               : t == typeid(std::bad_alloc)                                         ? "out_of_memory"
+               : t == typeid(std::bad_alloc) || t == typeid(OutOfMemoryError)        ? "out_of_memory"
                                                                                       : "runtime";
   error_message = static_cast<const std::exception*>(thrown)->what();
   __builtin_trap();

@@ -105,8 +105,19 @@ await check("a prompt over the context is the runtime's error, and the module is
   assert.deepEqual((await model.generate(config.prompt, greedy)).tokens, config.tokens);
 });
 
-await check("a memory cap too small is an error", async () => {
-  await rejects(() => load({ maxMemoryMB: 1 }), "out_of_memory", /maxMemoryMB 1: the module needs \d+ MB/);
+await check("a memory cap too small is an error, at load or when a generation needs more", async () => {
+  let needs = 0;
+  await rejects(async () => {
+    try {
+      await load({ maxMemoryMB: 1 });
+    } catch (e) {
+      needs = Number(/needs (\d+) MB/.exec(e.message)[1]);
+      throw e;
+    }
+  }, "out_of_memory", /maxMemoryMB 1: the module needs \d+ MB to start/);
+  const small = await load({ maxMemoryMB: needs + 1 });  // starts, but holds no KV cache
+  await rejects(() => small.generate(config.prompt, greedy), "out_of_memory", /memory cap is \d+ MB/);
+  assert.deepEqual(await small.tokenize(config.prompt), await model.tokenize(config.prompt));
 });
 
 await check("free() ends the model", async () => {
