@@ -54,7 +54,8 @@ install(CODE "
 
 # cpack -G DEB: a Debian package of the install above, at /usr. Its dependencies are what
 # bitnetc loads (Halide, LLVM, SentencePiece) and runs (the C++ driver that links
-# outputs, llc for VNNI kernels; the aarch64 cross compiler where it was built with one).
+# outputs, llc for VNNI kernels; the aarch64 cross compiler and the wasm32 libraries where
+# it was built with them); node runs WebAssembly outputs.
 set(CPACK_PACKAGE_NAME bitnetc)
 set(CPACK_PACKAGE_VENDOR "bitnetc")
 set(CPACK_PACKAGE_CONTACT "bitnetc developers <bitnetc@localhost>")
@@ -67,8 +68,12 @@ set(bitnetc_deb_depends "libc6, libstdc++6, libhalide14-0, libllvm14, libsentenc
 if(BITNETC_AARCH64_CXX)
   string(APPEND bitnetc_deb_depends ", g++-aarch64-linux-gnu")
 endif()
+if(BITNETC_HAVE_WASM)  # wasm32 outputs link against these (codegen/link.cpp)
+  string(APPEND bitnetc_deb_depends ", wasi-libc, libc++-14-dev-wasm32, libc++abi-14-dev-wasm32, "
+                                    "libclang-rt-14-dev-wasm32")
+endif()
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "${bitnetc_deb_depends}")
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "qemu-user, python3")
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "qemu-user, python3, nodejs")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "nvidia-cuda-toolkit")
 set(CPACK_GENERATOR DEB)
 include(CPack)
