@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # install.relocatable: bitnetc as a user installs and integrates it (issue 22).
 #   1. `cmake --install` to a prefix, then moved: no file names the build folder, and the
-#      moved bitnetc compiles the bundled model for x86-64 and aarch64; both run (aarch64
-#      under qemu) and print the same greedy story.
+#      moved bitnetc compiles the bundled model for x86-64, aarch64 and wasm32-simd; all
+#      run (aarch64 under qemu, wasm under node) and print the same greedy story.
 #   2. The sample CMake consumer (examples/cmake) builds against the moved package with
 #      Ninja: two models compiled by bitnetc_add_model, the program linked to one; a second
 #      build does nothing, a newer bitnetc compiles again. pkg-config gives the include folder.
@@ -20,7 +20,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/bitnetc-install-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-echo "== 1. install, move, no build path, compile and run for x86-64 and aarch64"
+echo "== 1. install, move, no build path, compile and run for x86-64, aarch64 and wasm32-simd"
 cmake --install "$build" --prefix "$work/staged" > "$work/install.log"
 mv "$work/staged" "$work/moved"
 prefix="$work/moved"
@@ -34,6 +34,10 @@ x86=$("$work/story-x86" -p "$prompt" -n 32 --temp 0 2>/dev/null)
 a64=$(qemu-aarch64 -cpu cortex-a72 "$work/story-a64" -p "$prompt" -n 32 --temp 0 2>/dev/null)
 [[ $x86 == "$prompt"?* ]] || fail "x86-64 output printed: $x86"
 [[ $x86 == "$a64" ]] || fail "x86-64 and aarch64 differ: '$x86' vs '$a64'"
+# WebAssembly: the moved runtime folder's wasm32 libraries and loader, run by node.
+"$prefix/bin/bitnetc" "$model" --target=wasm32-simd -q -o "$work/story.mjs"
+wasm=$(node "$work/story.mjs" -p "$prompt" -n 32 --temp 0 2>/dev/null)
+[[ $x86 == "$wasm" ]] || fail "x86-64 and wasm32-simd differ: '$x86' vs '$wasm'"
 echo "   $x86"
 
 echo "== 2. the CMake consumer against the moved package"
@@ -67,7 +71,7 @@ for field in "Package: bitnetc" "Architecture: amd64" "Version: $("$prefix/bin/b
   grep -qxF "$field" <<< "$control" || fail "control lacks '$field': $control"
 done
 depends=$(dpkg-deb -f "$deb" Depends)
-for dep in libhalide14-0 libsentencepiece0 clang-14 llvm-14 g++-aarch64-linux-gnu; do
+for dep in libhalide14-0 libsentencepiece0 clang-14 llvm-14 g++-aarch64-linux-gnu wasi-libc libc++-14-dev-wasm32; do
   [[ ", $depends," == *", $dep,"* ]] || fail "Depends lacks $dep: $depends"
 done
 files=$(dpkg-deb -c "$deb" | awk '{print $6}')
@@ -75,6 +79,7 @@ for f in ./usr/bin/bitnetc ./usr/include/bitnet.h ./usr/include/bitnet_c.h ./usr
          ./usr/lib/cmake/bitnetc/bitnetcConfig.cmake ./usr/lib/libbitnetc_tokenizer.so \
          ./usr/lib/bitnetc/include/HalideRuntime.h ./usr/lib/bitnetc/x86_64-linux-gnu/default/libbitnetc_runtime.a \
          ./usr/lib/bitnetc/aarch64-linux-gnu/default/libbitnetc_runtime.a \
+         ./usr/lib/bitnetc/wasm32-wasi/default/libbitnetc_runtime.a ./usr/lib/bitnetc/wasm32-wasi/loader.mjs \
          ./usr/lib/python3/dist-packages/bitnet_py/__init__.py ./usr/share/doc/bitnetc/bitnetc-compile.txt; do
   grep -qxF "$f" <<< "$files" || fail "the package lacks $f"
 done
