@@ -150,7 +150,7 @@ std::vector<std::string> matmul_args(const CudaKernel& k) {
 
 std::string matmul_suffix(const CudaMatmulShape& s) {
   return "_b" + str(s.act_block) + "_m" + str(static_cast<int64_t>(s.batch)) + (s.add_residual ? "_res" : "") +
-         (s.block_scales ? "_bs" : "");
+         (s.block_scales ? "_bs" : "") + (s.q8k64 ? "_q8k64" : "");
 }
 
 }  // namespace
@@ -163,6 +163,8 @@ CudaKernel cuda_ternary_matmul(const CudaMatmulShape& s) {
   if (s.add_residual && !s.more_rows.empty())
     throw std::invalid_argument("cuda_ternary_matmul: a residual with several weights");
   if (s.more_rows.size() > 2) throw std::invalid_argument("cuda_ternary_matmul: at most three weights in one launch");
+  if (s.q8k64 && s.act_block != s.K)
+    throw std::invalid_argument("cuda_ternary_matmul: Q8_K64 activations are per row (one block of K)");
   const int64_t blocks = s.K / s.act_block;
   // Slices of K per block (the threads of one row) and rows per block. Per-token
   // activations: 32 slices of 8 rows (a warp's four slices each read a whole 32-byte
@@ -173,7 +175,8 @@ CudaKernel cuda_ternary_matmul(const CudaMatmulShape& s) {
   const int64_t slices = blocks == 1 ? 32 : 8;
   const int64_t parts = std::max<int64_t>(slices, blocks);
   int64_t rows = blocks == 1 ? 8 : 32;
-  while (rows > 1 && parts * rows * s.batch * 4 > 32 * 1024) rows /= 2;
+  // (Q8_K64 keeps the four groups' partial dots too: five times the shared ints.)
+  while (rows > 1 && parts * rows * s.batch * 4 * (s.q8k64 ? 5 : 1) > 32 * 1024) rows /= 2;
   CudaKernel k;
   k.name = "bitnetc_ternary_" + str(s.K) + "x" + str(s.N);
   for (int64_t n : s.more_rows) k.name += "_" + str(n);
@@ -190,7 +193,7 @@ CudaKernel cuda_ternary_matmul(const CudaMatmulShape& s) {
   }
   std::string instance = "bitnetc_ternary_dp4a<" + str(s.K) + ", " + str(s.act_block) + ", " +
                          str(static_cast<int64_t>(s.batch)) + ", " + str(rows) + ", " + str(slices) + ", " +
-                         flag(s.add_residual) + ", " + flag(s.block_scales) + ", " + str(s.N);
+                         flag(s.add_residual) + ", " + flag(s.block_scales) + ", " + flag(s.q8k64) + ", " + str(s.N);
   for (int64_t n : s.more_rows) instance += ", " + str(n);
   k.body = call(instance + ">", args);
   return k;
@@ -202,6 +205,7 @@ CudaKernel cuda_ternary_matmul_mma(const CudaMatmulShape& s) {
   if (s.act_block != s.K && s.act_block % 64 != 0)
     throw std::invalid_argument("cuda_ternary_matmul_mma: activation blocks must cover whole stages");
   if (!s.more_rows.empty()) throw std::invalid_argument("cuda_ternary_matmul_mma: one weight at a time");
+  if (s.q8k64) throw std::invalid_argument("cuda_ternary_matmul_mma: Q8_K64 activations take the dp4a kernel");
   constexpr int64_t kRows = 64, kThreads = 128;  // 4 warps of 16 rows
   CudaKernel k;
   k.name = "bitnetc_ternary_mma_" + str(s.K) + "x" + str(s.N) + matmul_suffix(s);

@@ -58,6 +58,8 @@ struct CudaMatmulShape {
   // and v; gate and up), computed by the same launch.
   std::vector<int64_t> more_rows = {};
   bool block_scales = false;  // a weight scale per (row, activation block): floats [blocks][N]
+  // ik_llama.cpp's Q8_K64 activations (act_block K, four interleaved groups; dp4a only).
+  bool q8k64 = false;
 };
 CudaKernel cuda_ternary_matmul(const CudaMatmulShape& s);
 // The same product on the int8 tensor cores (bitnetc_ternary_mma), for prefill chunks

@@ -103,7 +103,8 @@ struct CudaFusions : Fusions {
 // Whether a ternary matmul's prefill chunks run on the tensor cores (else dp4a, the
 // decode kernel, for every chunk).
 bool prefill_on_tensor_cores(const rt::TernaryRecord& r, int batch) {
-  return batch % 16 == 0 && (r.act_block == r.K || r.act_block % 64 == 0);
+  // (Q8_K64's four groups interleave within each word: the dp4a kernel keeps them apart.)
+  return batch % 16 == 0 && (r.act_block == r.K || r.act_block % 64 == 0) && r.act_groups == 0;
 }
 
 CudaFusions plan_cuda_fusions(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary, int batch) {
@@ -150,8 +151,7 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
   std::vector<Q8> q8_buf(g.values.size());
   std::vector<int64_t> blocks(g.values.size(), 1);
   for (const ir::Op& op : g.ops)
-    if (op.kind == ir::OpKind::Quantize && ir::act_quant_is_per_block(op.quant))
-      blocks[op.output] = g.values[op.output].size / 256;
+    if (op.kind == ir::OpKind::Quantize) blocks[op.output] = ir::act_quant_factor_count(op.quant, g.values[op.output].size);
   for (size_t v = 0; v < g.values.size(); ++v) {
     const uint64_t n = static_cast<uint64_t>(g.values[v].size);
     if (g.values[v].dtype == ir::DType::F32) {
@@ -256,7 +256,8 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
                               .act_block = r.act_block,
                               .batch = 1,
                               .add_residual = add >= 0,
-                              .block_scales = r.block_scales != 0};
+                              .block_scales = r.block_scales != 0,
+                              .q8k64 = r.act_groups != 0};
         // Prefill chunks: the tensor cores where the activation blocks cover whole stages
         // (else the dp4a kernel for every chunk).
         if (!prefill_on_tensor_cores(r, batch)) {

@@ -73,10 +73,6 @@ TernaryPacked pack_lut(const TernaryJob& j, rt::TernaryRecord& r) {
 // CUDA: 16-weight words, chunk-major (codegen/cuda_kernels.h); the kernels come from
 // the CUDA plan (codegen/cuda_program.h), not from the records.
 TernaryPacked pack_cuda_words(const TernaryJob& j, rt::TernaryRecord& r) {
-  if (j.q8k64)
-    throw std::invalid_argument(j.name +
-                                ": the CUDA kernels do not compute ik_llama.cpp's Q8_K64 activations yet (its IQ1_BN/"
-                                "IQ2_BN numerics); compile for a CPU target, or choose --numerics=bitnet.cpp");
   if (j.block_scales) r.block_scale_rows = j.w.rows;
   r.K_padded = cuda_padded_k(j.w.cols);
   r.group_bytes = 0;

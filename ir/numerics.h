@@ -203,6 +203,13 @@ BITNETC_HD inline signed char bitnetc_quant_code(int kind, float x, BitnetcQuant
 enum { kBitnetcQ8K64Groups = 4 };
 BITNETC_HD inline int bitnetc_q8k64_group(long long k) { return (int)((k % 16) / 4); }
 
+// Element x's code in a group whose inverse scale is id (a NaN's is 0, as a cast gives
+// on x86 and CUDA alike).
+BITNETC_HD inline signed char bitnetc_q8k64_code(float id, float x) {
+  const float v = bitnetc_round_even(id * x);
+  return (signed char)(v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v));
+}
+
 BITNETC_HD inline void bitnetc_quantize_q8k64(const float* x, long long n, signed char* q, float* d) {
   float amax[kBitnetcQ8K64Groups] = {0, 0, 0, 0};
   for (long long k = 0; k < n; ++k) {
@@ -215,10 +222,7 @@ BITNETC_HD inline void bitnetc_quantize_q8k64(const float* x, long long n, signe
     d[g] = amax[g] / 127;
     id[g] = d[g] > 0 ? 1 / d[g] : 0.0f;
   }
-  for (long long k = 0; k < n; ++k) {
-    const float v = bitnetc_round_even(id[bitnetc_q8k64_group(k)] * x[k]);
-    q[k] = (signed char)(v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v));
-  }
+  for (long long k = 0; k < n; ++k) q[k] = bitnetc_q8k64_code(id[bitnetc_q8k64_group(k)], x[k]);
 }
 
 // ik's dot of a ternary row with Q8_K64 activations (mul_mat_iq{1,2}bn_q8_K64 on x86):

@@ -138,8 +138,8 @@ TEST_P(Golden, Tq10AndBf16CheckpointsMatchTheInterpreter) {
 // target's output writes that peer's
 // greedy text. ik_llama.cpp's IQ2_BN / IQ1_BN files are computed with ik's Q8_K64
 // arithmetic (InterpreterNumerics.Q8K64MatmulEqualsIkLlamaCppsKernel pins it to ik's own
-// kernel); there is no ik text (its kernels abort on rows this short), and the story
-// they write is the one every peer wrote. CUDA targets refuse them by name.
+// kernel, and the CUDA dp4a kernel computes it too); there is no ik text (its kernels
+// abort on rows this short), and the story they write is the one every peer wrote.
 TEST_P(Golden, PeerFilesGiveThePeersText) {
   ScratchDir dir;
   const auto d = shared_dir() / "golden/peer-files";
@@ -147,14 +147,6 @@ TEST_P(Golden, PeerFilesGiveThePeersText) {
   const int n = golden["n_predict"].get<int>();
   for (const char* file : {"llamacpp-tq2_0", "llamacpp-tq1_0", "bitnetcpp-i2_s", "llamacpp-tq2_0-q6k-embd",
                            "ikllama-iq2_bn", "ikllama-iq1_bn"}) {
-    if (cuda() && std::string(file).rfind("ikllama", 0) == 0) {
-      const Result r = sh(std::string(BITNETC_BIN) + " " + quote((d / (std::string(file) + ".gguf")).string()) +
-                              " --target=" + target() + " -q -o " + quote(dir.file(file)),
-                          dir);
-      EXPECT_EQ(r.status, 1) << file << "\n" << r.err;
-      EXPECT_NE(r.err.find("do not compute ik_llama.cpp's Q8_K64 activations yet"), std::string::npos) << r.err;
-      continue;
-    }
     const TargetOutput o = compile_for((d / (std::string(file) + ".gguf")).string(), target(), file, dir);
     const std::string peer = std::string(file).rfind("ikllama", 0) == 0 ? "bitnetcpp-i2_s" : file;
     for (const auto& c : golden["files"][peer]["cases"]) {

@@ -110,19 +110,22 @@ TEST(Cuda, DecodeReplaysOneGraphAndReturnsOnlyTheToken) {
 // llama.cpp's own TQ2_0 and TQ1_0 files of the TinyStories model (a scale per block of
 // 256 weights, every one different): the device writes llama.cpp's greedy text, and
 // its logits are the CPU output's (top logits, printed round-trip exact).
-TEST(Cuda, PeerTqFilesGiveLlamaCppsTextOnTheDevice) {
+TEST(Cuda, PeerFilesGiveThePeersTextAndTheCpusLogitsOnTheDevice) {
   ScratchDir dir;
   const auto d = shared_dir() / "golden/peer-files";
   const json golden = load(d / "golden.json");
   const std::string n = " -n " + std::to_string(golden["n_predict"].get<int>()) + " --temp 0 --json --top-logits 3";
-  for (const char* file : {"llamacpp-tq2_0", "llamacpp-tq1_0"}) {
+  // llama.cpp's TQ files (a scale per 256-weight block, Q8_K activations) and ik_llama.cpp's
+  // IQ files (its Q8_K64 activations; the story every peer wrote, bitnet.cpp's text).
+  for (const char* file : {"llamacpp-tq2_0", "llamacpp-tq1_0", "ikllama-iq2_bn", "ikllama-iq1_bn"}) {
+    const std::string peer = std::string(file).rfind("ikllama", 0) == 0 ? "bitnetcpp-i2_s" : file;
     const std::string model = (d / (std::string(file) + ".gguf")).string();
     const FakeGpuOutput o = compile_for_fake_gpu(model, "cuda-sm80", file, dir);
     const std::string cpu = dir.file(std::string(file) + "-cpu");
     const CommandResult c = run_command(
         std::string(BITNETC_BIN) + " " + shell_quote(model) + " --target=x86-64-avx2 -q -o " + shell_quote(cpu), dir);
     ASSERT_EQ(c.status, 0) << c.err;
-    for (const auto& cs : golden["files"][file]["cases"]) {
+    for (const auto& cs : golden["files"][peer]["cases"]) {
       const CommandResult r = run_command(o.env() + shell_quote(o.exe) + " -p " + shell_quote(cs["prompt"]) + n, dir);
       ASSERT_EQ(r.status, 0) << r.err;
       const CommandResult h = run_command(shell_quote(cpu) + " -p " + shell_quote(cs["prompt"]) + n, dir);

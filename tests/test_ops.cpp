@@ -1006,7 +1006,6 @@ std::vector<KernelBackend> cpu_backends() {
 // The entry points a case launches, in order, and their grids' y (CudaGridY).
 std::vector<codegen::CudaKernel> cuda_kernels_of(const OpCase& c) {
   using namespace codegen;
-  if (c.q8k64()) return {};  // the CUDA kernels do not compute ik_llama.cpp's Q8_K64 (compile refuses it)
   switch (c.op) {
     case Op::TernaryMatmul: {
       CudaMatmulShape s{.K = c.n,
@@ -1015,9 +1014,10 @@ std::vector<codegen::CudaKernel> cuda_kernels_of(const OpCase& c) {
                         .batch = c.rows + 2,  // room past the chunk's rows, which must stay untouched
                         .add_residual = c.residual,
                         .more_rows = c.more_rows,
-                        .block_scales = c.block_scales};
+                        .block_scales = c.block_scales,
+                        .q8k64 = c.q8k64()};
       std::vector<CudaKernel> k = {cuda_ternary_matmul(s)};
-      if (c.more_rows.empty() && (c.block() == c.n || c.block() % 64 == 0)) {
+      if (c.more_rows.empty() && (c.block() == c.n || c.block() % 64 == 0) && !c.q8k64()) {
         s.batch = (c.rows + 2 + 15) / 16 * 16;
         k.push_back(cuda_ternary_matmul_mma(s));
       }
@@ -1169,9 +1169,10 @@ Outputs run_cuda(const OpCase& c, const Inputs& in, const EmulatedCudaModule& mo
           const uint32_t* packed = mem.copy(codegen::pack_for_cuda_matmul(w));
           std::vector<float> bs;  // [blocks][N]
           if (c.block_scales) {
-            bs.resize(static_cast<size_t>(w.rows * c.blocks()));
+            bs.resize(static_cast<size_t>(w.rows * c.scale_blocks()));
             for (int64_t r = 0; r < w.rows; ++r)
-              for (int64_t b = 0; b < c.blocks(); ++b) bs[b * w.rows + r] = in.block_scale[i][r * c.blocks() + b];
+              for (int64_t b = 0; b < c.scale_blocks(); ++b)
+                bs[b * w.rows + r] = in.block_scale[i][r * c.scale_blocks() + b];
           }
           float* y = mem.alloc<float>(static_cast<size_t>(w.rows * c.rows), static_cast<size_t>(2 * w.rows), -1.0f);
           ys.push_back(y);

@@ -75,8 +75,8 @@ __device__ inline void bitnetc_matmul_store(float* out, const float* residual, l
 // Up to three weights that read the same activations (q, k and v; gate and up: N1, N2 >
 // 0) run in one launch, each with its own blocks of threads, words, scale and output.
 // x: int8 codes [B][padded K] as words; x_sum, d_act: [B][K / ACT_BLOCK].
-template <int K, int ACT_BLOCK, int MB, int ROWS, int SLICES, bool RESIDUAL, bool BLOCK_SCALES, int N0, int N1 = 0,
-          int N2 = 0>
+template <int K, int ACT_BLOCK, int MB, int ROWS, int SLICES, bool RESIDUAL, bool BLOCK_SCALES, bool Q8K64, int N0,
+          int N1 = 0, int N2 = 0>
 __device__ void bitnetc_ternary_dp4a(const int* state, const unsigned* packed, const int* x, const int* x_sum,
                                      const float* d_act, float w_scale, const float* w_block_scales,
                                      const float* residual, float* y, const unsigned* packed_1 = nullptr,
@@ -127,6 +127,48 @@ __device__ void bitnetc_ternary_dp4a(const int* state, const unsigned* packed, c
       }
     }
   };
+  if constexpr (Q8K64) {
+    // ik_llama.cpp's Q8_K64 activations: the integer dots of the four groups apart (shift
+    // s of a word is group s), then ik's epilogue per row (ir/numerics.h).
+    constexpr int G = kBitnetcQ8K64Groups;
+    __shared__ int gpart[G][SLICES][ROWS][MB];
+    int gdot[G][MB];
+#pragma unroll
+    for (int g = 0; g < G; ++g)
+#pragma unroll
+      for (int m = 0; m < MB; ++m) gdot[g][m] = 0;
+    if (n < N) {
+      for (int c = slice * (KP / 16) / SLICES; c < (slice + 1) * (KP / 16) / SLICES; ++c) {
+        const unsigned word = w[c * N + n];
+#pragma unroll
+        for (int m = 0; m < MB; ++m) {
+          if (m < count) {
+            const int* xm = x + m * KW + 4 * c;
+#pragma unroll
+            for (int g = 0; g < G; ++g) gdot[g][m] = __dp4a((int)((word >> (2 * g)) & 0x03030303u), xm[g], gdot[g][m]);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < G; ++g)
+#pragma unroll
+      for (int m = 0; m < MB; ++m) gpart[g][slice][r][m] = gdot[g][m];
+    __syncthreads();
+    if (slice != 0 || n >= N) return;
+    for (int m = 0; m < count; ++m) {
+      float f[G];
+      for (int g = 0; g < G; ++g) {
+        int total = 0;
+        for (int t = 0; t < SLICES; ++t) total += gpart[g][t][r][m];
+        f[g] = bitnetc_q8k64_group_term(d_act[m * G + g], total, x_sum[m * G + g]);
+      }
+      // The row's scale: the tensor's, or its own (BLOCK_SCALES with one block: a scale per row).
+      const float row_scale = BLOCK_SCALES ? bs[n] : scale;
+      bitnetc_matmul_store<RESIDUAL>(out, residual, (long long)m * N + n, bitnetc_q8k64_combine(f, row_scale));
+    }
+    return;
+  }
   int dot[MB];
   if constexpr (BLOCKS == 1) {  // one activation block: the slices split its words; partial dots add exactly
     dots(slice * WORDS_PER_BLOCK / SLICES, (slice + 1) * WORDS_PER_BLOCK / SLICES, dot);
@@ -333,9 +375,49 @@ __device__ void bitnetc_quantize(const int* state, const float* x, const float* 
     else
       return input(i);
   };
+  signed char* qm = (signed char*)q + m * KP;
+  if constexpr (QUANT == kBitnetcPerRowQ8K64) {
+    // ik_llama.cpp's Q8_K64: four interleaved groups (element i in group (i % 16) / 4),
+    // each with its own largest magnitude, factor and sum of codes.
+    constexpr int G = kBitnetcQ8K64Groups;
+    __shared__ float gmax[G][NT];
+    __shared__ int gsum[G][NT];
+    float a[G] = {0, 0, 0, 0};
+    for (int i = tid; i < N; i += NT) {
+      const float ax = fabsf(value(i));
+      const int g = bitnetc_q8k64_group(i);
+      if (ax > a[g]) a[g] = ax;
+    }
+    for (int g = 0; g < G; ++g) gmax[g][tid] = a[g];
+    bitnetc_tree_reduce<NT>(tid, [&](int x, int y) {
+      for (int g = 0; g < G; ++g)
+        if (gmax[g][y] > gmax[g][x]) gmax[g][x] = gmax[g][y];
+    });
+    float dg[G], id[G];
+    int s[G] = {0, 0, 0, 0};
+    for (int g = 0; g < G; ++g) {
+      dg[g] = gmax[g][0] / 127;  // (IEEE division: NVRTC divides exactly by default)
+      id[g] = dg[g] > 0 ? 1 / dg[g] : 0.0f;
+    }
+    for (int i = tid; i < N; i += NT) {
+      const int g = bitnetc_q8k64_group(i);
+      const signed char c = bitnetc_q8k64_code(id[g], value(i));
+      qm[i] = c;
+      s[g] += c;
+    }
+    for (int g = 0; g < G; ++g) gsum[g][tid] = s[g];
+    bitnetc_tree_reduce<NT>(tid, [&](int x, int y) {
+      for (int g = 0; g < G; ++g) gsum[g][x] += gsum[g][y];
+    });
+    if (tid < G) {
+      x_sum[m * G + tid] = gsum[tid][0];
+      d[m * G + tid] = dg[tid];
+    }
+    for (int i = N + tid; i < KP; i += NT) qm[i] = 0;
+    return;
+  }
   __shared__ float amax[NT], first[NT];
   __shared__ int at[NT], sum[NT];
-  signed char* qm = (signed char*)q + m * KP;
   for (int b = 0; b < BLOCKS; ++b) {
     // The largest |x| and the first value that has it (as the interpreter's scan finds).
     float a = 0, f = 0;
