@@ -21,8 +21,8 @@ std::string quote(const std::string& s) {
 schedules::MatmulReduce ternary_reduce(const TargetInfo& target) {
   switch (target.ternary_dot) {
     case TernaryDot::Vnni: return schedules::MatmulReduce::DotU8I8;
-    case TernaryDot::Sdot:
-    case TernaryDot::Widening: return schedules::MatmulReduce::DotI8I8;
+    case TernaryDot::Sdot: return schedules::MatmulReduce::DotI8I8;
+    case TernaryDot::Widening: return schedules::MatmulReduce::WidenedPairs;
     case TernaryDot::None: break;
   }
   return schedules::MatmulReduce::PairwiseI16;

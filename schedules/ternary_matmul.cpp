@@ -148,8 +148,25 @@ MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
   Expr code = (p.packed(chunk * W + 4 * lane + r.x, g) >> cast<uint8_t>(2 * s)) & cast<uint8_t>(3);
   if (shape.reduce == MatmulReduce::DotI8I8) code = cast<int8_t>(code);
   Func part("part"), acc("acc");
-  part(lane, s, blk, g, m) = 0;
-  part(lane, s, blk, g, m) += cast<int32_t>(code) * cast<int32_t>(p.x(chunk * 16 + 4 * s + r.x, m));
+  // WidenedPairs: pair(half, lane, ...) sums bytes 2 half and 2 half + 1 of the lane's
+  // four, so each vector step is one widening multiply and one pairwise add; a lane's two
+  // halves meet in `part`, once per block.
+  Func pair("pair");
+  Var half("half");
+  RDom rp(0, 2, 0, chunks_per_block, "rp");
+  const bool widened = shape.reduce == MatmulReduce::WidenedPairs;
+  if (widened) {
+    Expr pchunk = blk * chunks_per_block + rp.y;
+    Expr pcode =
+        (p.packed(pchunk * W + 4 * lane + 2 * half + rp.x, g) >> cast<uint8_t>(2 * s)) & cast<uint8_t>(3);
+    pair(half, lane, s, blk, g, m) = 0;
+    pair(half, lane, s, blk, g, m) +=
+        cast<int32_t>(pcode) * cast<int32_t>(p.x(pchunk * 16 + 4 * s + 2 * half + rp.x, m));
+    part(lane, s, blk, g, m) = pair(0, lane, s, blk, g, m) + pair(1, lane, s, blk, g, m);
+  } else {
+    part(lane, s, blk, g, m) = 0;
+    part(lane, s, blk, g, m) += cast<int32_t>(code) * cast<int32_t>(p.x(chunk * 16 + 4 * s + r.x, m));
+  }
   acc(lane, blk, g, m) =
       part(lane, 0, blk, g, m) + part(lane, 1, blk, g, m) + part(lane, 2, blk, g, m) + part(lane, 3, blk, g, m);
 
@@ -180,14 +197,29 @@ MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
     p.y.split(go, gt, go, dims.tiles);
   p.y.split(m, mo, mi, kTokens, TailStrategy::GuardWithIf).reorder(ni, mi, mo, go, gt).vectorize(ni).parallel(gt);
   yf.compute_at(p.y, mo).vectorize(lane);
+  // The integer sums: `part`, or (WidenedPairs) `pair` with `part` inlined into its users.
+  Func sums = widened ? pair : part;
   if (shape.q8k64) {  // the group's tokens share each loaded vector, as below
     yf.reorder(lane, m, g).unroll(m);
-    part.compute_at(yf, g).vectorize(lane).unroll(s).unroll(m);
+    sums.compute_at(yf, g);
   } else {
     yf.update().reorder(lane, m, rb).vectorize(lane).unroll(m);
-    part.compute_at(yf, rb).vectorize(lane).unroll(s).unroll(m);
+    sums.compute_at(yf, rb);
   }
-  part.update().reorder(r.x, lane, s, m, r.y, blk, g).atomic().vectorize(r.x).vectorize(lane).unroll(s).unroll(m);
+  if (widened) {
+    pair.reorder(half, lane, s, m).vectorize(half).vectorize(lane).unroll(s).unroll(m);
+    pair.update()
+        .reorder(rp.x, half, lane, s, m, rp.y, blk, g)
+        .atomic()
+        .vectorize(rp.x)
+        .vectorize(half)
+        .vectorize(lane)
+        .unroll(s)
+        .unroll(m);
+  } else {
+    part.vectorize(lane).unroll(s).unroll(m);
+    part.update().reorder(r.x, lane, s, m, r.y, blk, g).atomic().vectorize(r.x).vectorize(lane).unroll(s).unroll(m);
+  }
 
   p.packed.dim(0).set_bounds(0, dims.bytes_per_tile).dim(1).set_bounds(0, dims.tiles);
   p.packed.dim(1).set_stride(dims.bytes_per_tile);

@@ -55,6 +55,10 @@ enum class MatmulReduce {
   PairwiseI16,  // u8 x i8 products of adjacent pairs in saturating i16 (pmaddubsw; NEON smull/sadalp)
   DotU8I8,      // four u8 x i8 products into each i32 lane (AVX512-VNNI vpdpbusd)
   DotI8I8,      // four i8 x i8 products into each i32 lane, codes read as int8 (ARM sdot)
+  // The same sums without a dot instruction (WebAssembly SIMD): row lanes keep adjacent
+  // pairs in their own i32 lanes (i16x8.extmul, i32x4.extadd_pairwise), and add each
+  // lane's two pairs once per activation block instead of once per 16 weights.
+  WidenedPairs,
 };
 
 enum class MatmulPacking {

@@ -961,8 +961,9 @@ std::vector<KernelBackend> cpu_backends() {
   for (const TargetInfo& t : targets()) {
     if (t.backend != Backend::Cpu) continue;
     const MatmulReduce reduce = codegen::ternary_reduce(t);
-    if (!runs_on_this_cpu(t)) {  // an ARM target: its I2_S algorithm as x86 code
-      if (t.triple == "aarch64-linux-gnu") {
+    if (!runs_on_this_cpu(t)) {  // an ARM or WebAssembly target: its I2_S algorithm as x86 code
+      // (wasm32 and wasm32-simd share theirs: one of them.)
+      if (t.triple == "aarch64-linux-gnu" || t.name == "wasm32-simd") {
         add_i2s(t.name + " (as x86 code)", avx2, t.ternary_bytes, reduce, MatmulPacking::RowTiles);
         if (reduce != MatmulReduce::PairwiseI16)
           add_i2s(t.name + " (as x86 code)", avx2, t.ternary_bytes, reduce, MatmulPacking::RowLanes);
