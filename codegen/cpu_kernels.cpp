@@ -51,6 +51,10 @@ CpuKernels emit_cpu_kernels(const TargetInfo& target, const PackedWeights& packe
     jobs["kquant"].push_back([&target, k, V](const std::string& fn, const std::string& obj) {
       emit_kquant_matmul_object({k.K, k.N, V}, target, fn, obj);
     });
+  for (const KQuantKernelKey& k : plan.q8_0)
+    jobs["q8_0"].push_back([&target, k, V](const std::string& fn, const std::string& obj) {
+      emit_q8_0_matmul_object({k.K, k.N, V}, target, fn, obj);
+    });
 
   size_t n_kernels = 0;
   for (const auto& [family, list] : jobs) n_kernels += list.size();

@@ -33,13 +33,15 @@ CpuPlan plan_cpu(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary)
       layout[op.inputs[0]] = {ternary[op.weight].K_padded, ternary[op.weight].act_block};
     }
     if (op.kind == ir::OpKind::KQuantMatmul) layout[op.inputs[0]] = {g.values[op.inputs[0]].size, 256};
+    if (op.kind == ir::OpKind::Q8_0Matmul)
+      layout[op.inputs[0]] = {g.values[op.inputs[0]].size, Q8_0Weights::kBlock};
   }
   const Fusions fusions = plan_fusions(g);
   size_t gated = 0, adds = 0, ropes = 0;
   std::map<NormQuantKernelKey, int32_t> norm_quant_index;
   std::map<AttentionKernelKey, int32_t> attention_index;
   std::map<RopeKernelKey, int32_t> rope_index;
-  std::map<KQuantKernelKey, int32_t> kquant_index;
+  std::map<KQuantKernelKey, int32_t> kquant_index, q8_0_index;
   for (size_t i = 0; i < n_ops; ++i) {
     const ir::Op& op = g.ops[i];
     rt::CpuStep& step = plan.steps[i];
@@ -59,6 +61,11 @@ CpuPlan plan_cpu(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary)
     if (op.kind == ir::OpKind::KQuantMatmul) {
       const KQuantKernelKey key{g.values[op.inputs[0]].size, g.values[op.output].size};
       step.kernel = kernel_index(kquant_index, plan.kquant, key);
+      continue;
+    }
+    if (op.kind == ir::OpKind::Q8_0Matmul) {
+      const KQuantKernelKey key{g.values[op.inputs[0]].size, g.values[op.output].size};
+      step.kernel = kernel_index(q8_0_index, plan.q8_0, key);
       continue;
     }
     if (op.kind != ir::OpKind::Quantize) continue;
@@ -88,7 +95,8 @@ CpuPlan plan_cpu(const ir::Graph& g, std::span<const rt::TernaryRecord> ternary)
 std::string print_cpu_plan(const ir::Graph& g, const CpuPlan& plan) {
   std::string s = "kernels: " + std::to_string(plan.norm_quant.size()) + " norm+quantize, " +
                   std::to_string(plan.attention.size()) + " attention, " + std::to_string(plan.rope.size()) + " rope" +
-                  (plan.kquant.empty() ? "" : ", " + std::to_string(plan.kquant.size()) + " k-quant head") + "\n";
+                  (plan.kquant.empty() ? "" : ", " + std::to_string(plan.kquant.size()) + " k-quant head") +
+                  (plan.q8_0.empty() ? "" : ", " + std::to_string(plan.q8_0.size()) + " Q8_0 head") + "\n";
   for (size_t i = 0; i < plan.norm_quant.size(); ++i) {
     const NormQuantKernelKey& k = plan.norm_quant[i];
     s += "  norm_quant" + std::to_string(i) + ": n " + std::to_string(k.n) + ", padded " + std::to_string(k.K_padded) +
@@ -109,6 +117,9 @@ std::string print_cpu_plan(const ir::Graph& g, const CpuPlan& plan) {
   for (size_t i = 0; i < plan.kquant.size(); ++i)
     s += "  kquant" + std::to_string(i) + ": " + std::to_string(plan.kquant[i].N) + " x " +
          std::to_string(plan.kquant[i].K) + ", Q8_K activations (ggml's vec_dot_q*_K_q8_K)\n";
+  for (size_t i = 0; i < plan.q8_0.size(); ++i)
+    s += "  q8_0_" + std::to_string(i) + ": " + std::to_string(plan.q8_0[i].N) + " x " +
+         std::to_string(plan.q8_0[i].K) + ", Q8_0 activations (ggml's vec_dot_q8_0_q8_0)\n";
   s += "steps:\n";
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const ir::Op& op = g.ops[i];
@@ -121,6 +132,9 @@ std::string print_cpu_plan(const ir::Graph& g, const CpuPlan& plan) {
            "\n";
     } else if (op.kind == ir::OpKind::KQuantMatmul && st.kernel >= 0) {
       s += out + " = kquant_matmul(%" + std::to_string(op.inputs[0]) + "): kernel kquant" + std::to_string(st.kernel) +
+           "\n";
+    } else if (op.kind == ir::OpKind::Q8_0Matmul && st.kernel >= 0) {
+      s += out + " = q8_0_matmul(%" + std::to_string(op.inputs[0]) + "): kernel q8_0_" + std::to_string(st.kernel) +
            "\n";
     } else if (op.kind == ir::OpKind::Rope && st.kernel >= 0) {
       s += out + " = rope(%" + std::to_string(op.inputs[0]) + "): kernel rope" + std::to_string(st.kernel) + "\n";

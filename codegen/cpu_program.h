@@ -1,7 +1,7 @@
 // The CPU back end's plan (the counterpart of cuda_program.h): which steps of a CPU
 // output, besides the matmuls, run generated kernels, and which kernels it carries: the norm + quantize kernels
 // (schedules/norm_quant.h), the attention kernels (schedules/attention.h) and the RoPE
-// kernels (schedules/rope.h), and the k-quant head kernels (schedules/kquant_matmul.h). Made once at compile time from
+// kernels (schedules/rope.h), and the k-quant and Q8_0 head kernels (schedules/kquant_matmul.h, q8_0_matmul.h). Made once at compile time from
 // the fusion pass (compiler/fusion.h); codegen emits the kernels it lists and writes its per-op steps into the blob
 // (runtime_stub/cpu/cpu_plan.h), which the runtime executes as they are.
 //
@@ -63,7 +63,8 @@ struct RopeKernelKey {
   bool operator<(const RopeKernelKey& o) const { return tie() < o.tie(); }
 };
 
-// The head of a k-quant weight (schedules/kquant_matmul.h).
+// The head of a k-quant weight (schedules/kquant_matmul.h), or of a Q8_0 weight
+// (schedules/q8_0_matmul.h): its shape.
 struct KQuantKernelKey {
   int64_t K = 0, N = 0;
   auto tie() const { return std::tie(K, N); }
@@ -75,6 +76,7 @@ struct CpuPlan {
   std::vector<AttentionKernelKey> attention;   // bitnetc_attention_kernels[]
   std::vector<RopeKernelKey> rope;             // bitnetc_rope_kernels[]
   std::vector<KQuantKernelKey> kquant;         // bitnetc_kquant_kernels[]
+  std::vector<KQuantKernelKey> q8_0;           // bitnetc_q8_0_kernels[]
   std::vector<rt::CpuStep> steps;              // per op, as the blob carries them
   // The fusion pass's proposals this back end has no kernel for, one line each.
   std::vector<std::string> declined;

@@ -246,7 +246,8 @@ CudaKernel cuda_norm(int64_t n, const CudaNorm& norm) {
 
 CudaKernel cuda_quantize(int64_t n, ir::ActQuant quant, const std::optional<CudaNorm>& norm,
                          std::optional<ir::Activation> gated) {
-  if (n <= 0 || (ir::act_quant_is_per_block(quant) && n % 256 != 0))
+  if (n <= 0 || (ir::act_quant_is_per_block(quant) && n % 256 != 0) ||
+      (quant == ir::ActQuant::PerBlockQ8_0 && n % kBitnetcQ8_0Block != 0))
     throw std::invalid_argument("cuda_quantize: bad shape");
   CudaKernel k;
   k.name = std::string("bitnetc_") + (gated ? "gated_" : "") + (norm ? "norm_" : "") + "quantize_" + str(n) + "_q" +
@@ -312,8 +313,31 @@ CudaKernel cuda_kquant_matmul(int64_t K, int64_t N, bool logit_rows) {
   return k;
 }
 
+CudaKernel cuda_q8_0_matmul(int64_t K, int64_t N, bool logit_rows) {
+  if (K <= 0 || K % kBitnetcQ8_0Block != 0 || N <= 0) throw std::invalid_argument("cuda_q8_0_matmul: bad shape");
+  CudaKernel k;
+  k.name = "bitnetc_q8_0_" + str(K) + "x" + str(N) + (logit_rows ? "_logits" : "");
+  k.params = {"const int* __restrict__ state", "const signed char* __restrict__ q", "const float* __restrict__ d",
+              "const int* __restrict__ x", "const float* __restrict__ xd", "float* __restrict__ y"};
+  k.grid_x = static_cast<uint32_t>((N + kElementThreads - 1) / kElementThreads);
+  k.block_x = kElementThreads;
+  k.grid_y = logit_rows ? rt::CudaGridY::LogitRows : rt::CudaGridY::ChunkRows;
+  k.body = call("bitnetc_q8_0_matmul<" + str(K) + ", " + str(N) + ", " + flag(logit_rows) + ">", param_names(k));
+  return k;
+}
+
 CudaKernel cuda_embedding(int64_t rows, int64_t cols, rt::DenseStorage storage, bool k_major) {
   const bool q8 = storage == rt::DenseStorage::Q8;
+  if (storage == rt::DenseStorage::Q8_0) {
+    if (!k_major) throw std::invalid_argument("cuda_embedding: Q8_0 tables are k-major");
+    CudaKernel k;
+    k.name = "bitnetc_embedding_" + str(rows) + "x" + str(cols) + "_q8_0";
+    k.params = {"const int* __restrict__ state", "const signed char* __restrict__ q", "const float* __restrict__ d",
+                "float* __restrict__ out"};
+    per_element(k, cols);
+    k.body = call("bitnetc_q8_0_embedding<" + str(rows) + ", " + str(cols) + ">", param_names(k));
+    return k;
+  }
   if (storage == rt::DenseStorage::KQuant) {
     if (!k_major) throw std::invalid_argument("cuda_embedding: k-quant tables are k-major");
     CudaKernel k;

@@ -85,11 +85,14 @@ CudaKernel cuda_quantize(int64_t n, ir::ActQuant quant, const std::optional<Cuda
                          std::optional<ir::Activation> gated = std::nullopt);
 // Embedding rows of the chunk's tokens (bitnetc_embedding): state, table, [scales,] out;
 // of a k-quant table (bitnetc_kquant_embedding, k-major parts): state, q, sc, m, d,
-// dmin, out.
+// dmin, out; of a Q8_0 table (bitnetc_q8_0_embedding): state, q, d, out.
 CudaKernel cuda_embedding(int64_t rows, int64_t cols, rt::DenseStorage storage, bool k_major);
 // A k-quant head on Q8_K activations (bitnetc_kquant_matmul): state, q, sc, m, d, dmin
 // (k-major parts), x (the codes), xd (their factors), y. `logit_rows` as cuda_dense_matmul.
 CudaKernel cuda_kquant_matmul(int64_t K, int64_t N, bool logit_rows);
+// A Q8_0 head on Q8_0 activations (bitnetc_q8_0_matmul): state, q, d (k-major parts),
+// x, xd, y.
+CudaKernel cuda_q8_0_matmul(int64_t K, int64_t N, bool logit_rows);
 // Dense matmul with a k-major weight (bitnetc_dense_matmul): state, w, [scales,] x, y.
 // `logit_rows`: the head, launched for the chunk's logit rows only.
 CudaKernel cuda_dense_matmul(int64_t K, int64_t N, rt::DenseStorage storage, bool logit_rows);

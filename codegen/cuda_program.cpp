@@ -65,6 +65,10 @@ std::vector<rt::CudaArg> dense_args(int weight, const rt::DenseRecord& r) {
     for (uint64_t off : {at.q, at.sc, at.m, at.d, at.dmin}) args.push_back({rt::CudaArgKind::DenseWeight, w, off});
     return args;
   }
+  if (r.storage == rt::DenseStorage::Q8_0) {
+    const rt::Q8_0Sections at = rt::q8_0_sections(r.rows_padded, r.cols);
+    return {{rt::CudaArgKind::DenseWeight, w, at.q}, {rt::CudaArgKind::DenseWeight, w, at.d}};
+  }
   std::vector<rt::CudaArg> args{{rt::CudaArgKind::DenseWeight, w, 0}};
   if (r.storage == rt::DenseStorage::Q8)
     args.push_back({rt::CudaArgKind::DenseScales, static_cast<uint32_t>(weight), 0});
@@ -73,6 +77,7 @@ std::vector<rt::CudaArg> dense_args(int weight, const rt::DenseRecord& r) {
 // The bytes one row of a dense weight takes (what an embedding reads per token).
 uint64_t row_bytes(const rt::DenseRecord& r) {
   return r.storage == rt::DenseStorage::KQuant ? rt::kquant_sections(1, r.cols).end
+         : r.storage == rt::DenseStorage::Q8_0 ? rt::q8_0_sections(1, r.cols).end
                                                : static_cast<uint64_t>(r.cols) * rt::element_bytes(r.storage);
 }
 
@@ -306,6 +311,17 @@ CudaProgram build_cuda_program(const ir::Graph& g, std::span<const rt::TernaryRe
         args.insert(args.end(), {buf(q.q), buf(q.d), buf(f32_buf[op.output])});
         b.launch(cuda_kquant_matmul(r.cols, r.rows, op.output == g.logits), args, rt::CudaRunFor::Any,
                  rt::kquant_sections(r.rows, r.cols).end);
+        break;
+      }
+      case ir::OpKind::Q8_0Matmul: {  // a Q8_0 head on the Q8_0 codes of its input
+        const rt::DenseRecord& r = dense[op.weight];
+        if (r.storage != rt::DenseStorage::Q8_0 || r.layout != rt::DenseLayout::KMajor)
+          throw std::logic_error("cuda plan: Q8_0 head not in k-major parts");
+        const Q8& q = q8_buf[op.inputs[0]];
+        std::vector<rt::CudaArg> args = dense_args(op.weight, r);
+        args.insert(args.end(), {buf(q.q), buf(q.d), buf(f32_buf[op.output])});
+        b.launch(cuda_q8_0_matmul(r.cols, r.rows, op.output == g.logits), args, rt::CudaRunFor::Any,
+                 rt::q8_0_sections(r.rows, r.cols).end);
         break;
       }
       case ir::OpKind::Rope: {

@@ -82,6 +82,13 @@ void emit_kquant_matmul_object(const schedules::KQuantMatmulShape& shape, const 
   p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
 }
 
+void emit_q8_0_matmul_object(const schedules::Q8_0MatmulShape& shape, const TargetInfo& target,
+                             const std::string& fn_name, const std::string& object_path) {
+  schedules::Q8_0MatmulPipeline p = schedules::q8_0_matmul(shape);
+  const Halide::Target t = Halide::Target(target.halide).with_feature(Halide::Target::NoRuntime);
+  p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
+}
+
 void emit_norm_quant_object(const schedules::NormQuantShape& shape, const TargetInfo& target,
                             const std::string& fn_name, const std::string& object_path) {
   schedules::NormQuantPipeline p = schedules::norm_quant(shape);

@@ -9,6 +9,7 @@
 #include "kquant_matmul.h"
 #include "lut_matmul.h"
 #include "norm_quant.h"
+#include "q8_0_matmul.h"
 #include "rope.h"
 #include "targets.h"
 #include "ternary_matmul.h"
@@ -46,6 +47,8 @@ void emit_lut_matmul_object(const schedules::LutMatmulShape& shape, const Target
 void emit_dense_matmul_object(const schedules::DenseMatmulShape& shape, const TargetInfo& target, const std::string& fn_name,
                             const std::string& object_path);
 void emit_kquant_matmul_object(const schedules::KQuantMatmulShape& shape, const TargetInfo& target,
+                             const std::string& fn_name, const std::string& object_path);
+void emit_q8_0_matmul_object(const schedules::Q8_0MatmulShape& shape, const TargetInfo& target,
                              const std::string& fn_name, const std::string& object_path);
 
 // The fused norm + quantize of one activation width, likewise (signature: x, w, then

@@ -12,6 +12,7 @@
 #include "fp16.h"
 #include "kernel_objects.h"
 #include "kquant_matmul.h"
+#include "q8_0_matmul.h"
 
 namespace bitnetc::codegen {
 
@@ -141,6 +142,7 @@ std::vector<uint8_t> pack_head_tiles(const DenseJob& j, rt::DenseRecord& r, std:
   r.rows_padded = schedules::dense_matmul_padded_rows(r.rows, V);
   switch (r.storage) {
     case rt::DenseStorage::KQuant: return schedules::pack_for_kquant_matmul(j.d.kquant, V);
+    case rt::DenseStorage::Q8_0: return schedules::pack_for_q8_0_matmul(j.d.q8_0, V);
     case rt::DenseStorage::Q8: return schedules::quantize_for_dense_matmul_q8(j.rows, r.rows, r.cols, V, scales);
     case rt::DenseStorage::F16:
     case rt::DenseStorage::F32: break;
@@ -168,10 +170,24 @@ std::vector<uint8_t> pack_kquant_k_major(const KQuantWeights& w) {
   return b;
 }
 
+// llama.cpp's Q8_0 codes and factors in k-major parts (rt::q8_0_sections): the CUDA Q8_0
+// head and embedding.
+std::vector<uint8_t> pack_q8_0_k_major(const Q8_0Weights& w) {
+  const int64_t N = w.rows, K = w.cols, B = K / Q8_0Weights::kBlock;
+  const rt::Q8_0Sections at = rt::q8_0_sections(N, K);
+  std::vector<uint8_t> b(at.end, 0);
+  for (int64_t r = 0; r < N; ++r) {
+    for (int64_t c = 0; c < K; ++c) b[at.q + c * N + r] = static_cast<uint8_t>(w.q[r * K + c]);
+    for (int64_t k = 0; k < B; ++k) std::memcpy(&b[at.d + 4 * (k * N + r)], &w.d[r * B + k], 4);
+  }
+  return b;
+}
+
 // K-major (element (row, col) at col * rows + row): the CUDA head, whose neighbouring
 // threads read neighbouring rows.
 std::vector<uint8_t> pack_k_major(const DenseJob& j, rt::DenseRecord& r, std::vector<float>& scales) {
   if (r.storage == rt::DenseStorage::KQuant) return pack_kquant_k_major(j.d.kquant);
+  if (r.storage == rt::DenseStorage::Q8_0) return pack_q8_0_k_major(j.d.q8_0);
   const bool q8 = r.storage == rt::DenseStorage::Q8;
   if (q8) scales.resize(static_cast<size_t>(r.rows));
   const size_t elem = rt::element_bytes(r.storage);
@@ -284,7 +300,9 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
   p.dense_scales.resize(g.dense.size());
   std::vector<bool> is_head(g.dense.size(), false);
   for (const ir::Op& op : g.ops)
-    if (op.kind == ir::OpKind::DenseMatmul || op.kind == ir::OpKind::KQuantMatmul) is_head[op.weight] = true;
+    if (op.kind == ir::OpKind::DenseMatmul || op.kind == ir::OpKind::KQuantMatmul ||
+        op.kind == ir::OpKind::Q8_0Matmul)
+      is_head[op.weight] = true;
   std::map<std::tuple<int64_t, int64_t, bool, bool>, uint32_t> dense_kernel_of;
   for (size_t i = 0; i < g.dense.size(); ++i) {
     ir::DenseWeights& d = g.dense[i];
@@ -293,27 +311,28 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     r.cols = d.cols;
     r.kernel = rt::kNoKernel;
     r.tile = 0;
-    const bool kquant = d.format == ir::DenseFormat::KQuant;
-    if (kquant) {
-      // llama.cpp's k-quant embedding or head, its codes and scales as they are: the head
-      // computes with them as ggml does (schedules/kquant_matmul.h and the CUDA
-      // bitnetc_kquant_matmul; the plan names the kernel), an embedding dequantizes its row
-      // (ir/kquant.h). --head=q8 does not re-quantize it.
+    const bool quantized = d.format != ir::DenseFormat::F32;
+    if (quantized) {
+      // llama.cpp's k-quant or Q8_0 embedding or head, its codes and scales as they are:
+      // the head computes with them as ggml does (schedules/kquant_matmul.h,
+      // q8_0_matmul.h and the CUDA bitnetc_kquant_matmul, bitnetc_q8_0_matmul; the plan
+      // names the kernel), an embedding dequantizes its row (ir/kquant.h). --head=q8 does
+      // not re-quantize it.
       load_weight_data(m, d);
-      r.storage = rt::DenseStorage::KQuant;
+      r.storage = d.format == ir::DenseFormat::KQuant ? rt::DenseStorage::KQuant : rt::DenseStorage::Q8_0;
     } else if (d.data.empty() && d.rows == 1) {
       load_weight_data(m, d);  // norm vectors; matrices stream by row
     }
-    const schedules::RowSource rows = kquant ? schedules::RowSource() : weight_rows(m, d);
-    if (!kquant) {
+    const schedules::RowSource rows = quantized ? schedules::RowSource() : weight_rows(m, d);
+    if (!quantized) {
       const bool f16 = d.rows > 1 && schedules::exactly_finite_f16(rows, d.rows, d.cols);
       r.storage = is_head[i] && head_q8 ? rt::DenseStorage::Q8 : f16 ? rt::DenseStorage::F16 : rt::DenseStorage::F32;
     }
-    r.layout = !is_head[i] && !kquant ? rt::DenseLayout::RowMajor
-               : cuda                 ? rt::DenseLayout::KMajor
-                                      : rt::DenseLayout::HeadTiles;
+    r.layout = !is_head[i] && !quantized ? rt::DenseLayout::RowMajor
+               : cuda                    ? rt::DenseLayout::KMajor
+                                         : rt::DenseLayout::HeadTiles;
     p.dense_bytes[i] = dense_packer(r.layout)({d, rows, target.vector_bytes}, r, p.dense_scales[i]);
-    if (r.layout == rt::DenseLayout::HeadTiles && !kquant) {  // the CPU head's kernel, one per shape
+    if (r.layout == rt::DenseLayout::HeadTiles && !quantized) {  // the CPU head's kernel, one per shape
       const bool f16 = r.storage == rt::DenseStorage::F16, q8 = r.storage == rt::DenseStorage::Q8;
       const auto [it, added] = dense_kernel_of.emplace(std::make_tuple(d.cols, d.rows, f16, q8),
                                                        static_cast<uint32_t>(dense_kernel_of.size()));
@@ -322,6 +341,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     }
     std::vector<float>().swap(d.data);
     d.kquant = {};
+    d.q8_0 = {};
     if (const ModelTensor* t = m.find(d.name)) m.drop_pages(*t);
   }
   return p;
@@ -365,6 +385,13 @@ std::vector<std::string> explain_packing(const ir::Graph& g, const TargetInfo& t
                       (r.layout == rt::DenseLayout::KMajor ? std::string("k-major parts")
                                                            : "head tiles of " + std::to_string(r.tile) + " rows") +
                       " (the head computes with Q8_K activations as ggml does; an embedding row is dequantized)");
+      continue;
+    }
+    if (r.storage == rt::DenseStorage::Q8_0) {
+      lines.push_back("  " + head + "llama.cpp's Q8_0 codes and factors in " +
+                      (r.layout == rt::DenseLayout::KMajor ? std::string("k-major parts")
+                                                           : "head tiles of " + std::to_string(r.tile) + " rows") +
+                      " (the head computes with Q8_0 activations as ggml does; an embedding row is dequantized)");
       continue;
     }
     if (r.storage == rt::DenseStorage::Q8) {

@@ -96,6 +96,10 @@ class Writer {
       out_.add_tensor(name, t, std::move(ne), f32_bytes(v));
       return;
     }
+    if (t == TensorType::Q8_0) {  // lossy, as llama-quantize's is: asked for by name
+      out_.add_tensor(name, t, std::move(ne), encode_q8_0(v));
+      return;
+    }
     std::vector<uint8_t> b(v.size() * 2);
     for (size_t i = 0; i < v.size(); ++i) {
       const uint16_t h = t == TensorType::F16 ? f32_to_fp16(v[i]) : f32_to_bf16(v[i]);
@@ -204,8 +208,15 @@ void convert_to_gguf(const ImportedModel& m, const ConvertOptions& o) {
   const std::string embd_name = embedding_name(m.format);
   const ModelTensor* embd = m.find(embd_name);
   if (!embd) throw ImportError(m.path, ImportError::kNoOffset, embd_name, "missing tensor");
-  const TensorType embd_type =
-      embd->type == TensorType::F16 || embd->type == TensorType::BF16 ? embd->type : TensorType::F32;
+  auto table_type = [&](const ModelTensor& t) {
+    return o.embedding_type                                              ? *o.embedding_type
+           : t.type == TensorType::F16 || t.type == TensorType::BF16 ? t.type
+                                                                         : TensorType::F32;
+  };
+  const TensorType embd_type = table_type(*embd);
+  if (embd_type == TensorType::Q8_0 && h.n_embd % 32 != 0)
+    throw std::invalid_argument("--token-embedding-type q8_0 needs an embedding width of whole 32-blocks, not " +
+                                std::to_string(h.n_embd));
   say("token_embd.weight");
   w.dense("token_embd.weight", embd_type, {static_cast<uint64_t>(h.n_embd), static_cast<uint64_t>(h.n_vocab)},
           decode_dense(*embd));
@@ -213,8 +224,8 @@ void convert_to_gguf(const ImportedModel& m, const ConvertOptions& o) {
     const std::string head = output_head_name(m.format);
     const ModelTensor* t = m.find(head);
     if (!t) throw ImportError(m.path, ImportError::kNoOffset, head, "missing tensor");
-    w.dense("output.weight", t->type == TensorType::F16 || t->type == TensorType::BF16 ? t->type : TensorType::F32,
-            {static_cast<uint64_t>(h.n_embd), static_cast<uint64_t>(h.n_vocab)}, decode_dense(*t));
+    w.dense("output.weight", table_type(*t), {static_cast<uint64_t>(h.n_embd), static_cast<uint64_t>(h.n_vocab)},
+            decode_dense(*t));
   }
   const std::string out_norm = output_norm_name(m.format);
   const ModelTensor* on = m.find(out_norm);

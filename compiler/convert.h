@@ -24,6 +24,10 @@ struct ConvertOptions {
   // multiple of 256 (what llama.cpp's `bitnet` reads), else I2_S.
   std::optional<TensorType> type;
   I2SLayout i2s_layout = I2SLayout::X86;
+  // The token embedding's (and an untied head's) type, as llama-quantize's
+  // --token-embedding-type: F32, F16, BF16 (exact only) or Q8_0; nullopt: the source's
+  // precision when GGUF holds it exactly, else F32.
+  std::optional<TensorType> embedding_type;
   std::string tokenizer;  // a tokenizer.model / tokenizer.json / GGUF to use instead of the model's
   std::function<void(const std::string&)> progress;  // one line per step
 };

@@ -276,15 +276,16 @@ class Lowering {
     head.inputs = {fn.output};
     head.output = g_.add_value("logits", DType::F32, h.n_vocab);
     head.weight = h.tied_embeddings ? embd : dense(output_head_name(r_.names), h.n_vocab, h.n_embd);
-    if (g_.dense[head.weight].format == DenseFormat::KQuant) {
-      // llama.cpp's head of a k-quant type: activations to Q8_K (its vec_dot_type), then
-      // ggml's integer dot per 256-block, whatever the ternary layers' numerics.
+    if (const DenseFormat f = g_.dense[head.weight].format; f != DenseFormat::F32) {
+      // llama.cpp's head of a k-quant or Q8_0 type: activations to its vec_dot_type (Q8_K,
+      // Q8_0), then ggml's integer dot per block, whatever the ternary layers' numerics.
+      const bool kquant = f == DenseFormat::KQuant;
       Op q{OpKind::Quantize};
       q.inputs = {fn.output};
       q.output = g_.add_value("x.final_norm.q8", DType::Q8, h.n_embd);
-      q.quant = ActQuant::PerBlockQ8K;
+      q.quant = kquant ? ActQuant::PerBlockQ8K : ActQuant::PerBlockQ8_0;
       g_.ops.push_back(q);
-      head.kind = OpKind::KQuantMatmul;
+      head.kind = kquant ? OpKind::KQuantMatmul : OpKind::Q8_0Matmul;
       head.inputs = {q.output};
     }
     g_.ops.push_back(head);
@@ -349,6 +350,13 @@ class Lowering {
         throw ImportError(t.file, t.file_offset, name, "k-quant rows must be whole 256-blocks");
       w.format = DenseFormat::KQuant;
       if (o_.weight_data) w.kquant = decode_kquant(t.type, t.data, rows, cols);
+      return g_.add_dense(std::move(w));
+    }
+    if (rows > 1 && t.type == TensorType::Q8_0) {  // as llama.cpp's: its codes and half factors
+      if (cols % Q8_0Weights::kBlock != 0)
+        throw ImportError(t.file, t.file_offset, name, "Q8_0 rows must be whole 32-blocks");
+      w.format = DenseFormat::Q8_0;
+      if (o_.weight_data) w.q8_0 = decode_q8_0(t.data, rows, cols);
       return g_.add_dense(std::move(w));
     }
     if (o_.weight_data) w.data = decode_dense(t);
@@ -506,7 +514,7 @@ void check_weight_values(const ImportedModel& m, const DecodeOptions& decode, co
   }
   check_scales_across_layers(m, typical);
   for (DenseWeights d : g.dense) {
-    if (d.format == DenseFormat::KQuant || d.rows == 1) {
+    if (d.format != DenseFormat::F32 || d.rows == 1) {
       load_weight_data(m, d);
       continue;
     }
@@ -521,6 +529,8 @@ void load_weight_data(const ImportedModel& m, DenseWeights& w) {
   if (!t) throw std::logic_error("load_weight_data: no tensor " + w.name);
   if (w.format == DenseFormat::KQuant)
     w.kquant = decode_kquant(t->type, t->data, w.rows, w.cols);
+  else if (w.format == DenseFormat::Q8_0)
+    w.q8_0 = decode_q8_0(t->data, w.rows, w.cols);
   else
     w.data = decode_dense(*t);
 }

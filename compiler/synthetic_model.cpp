@@ -19,6 +19,7 @@ std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
 
 std::vector<uint8_t> dense_bytes(const std::vector<float>& v, TensorType t) {
   if (t == TensorType::F32) return f32_bytes(v);
+  if (t == TensorType::Q8_0) return encode_q8_0(v);
   std::vector<uint8_t> b(v.size() * 2);
   for (size_t i = 0; i < v.size(); ++i) {
     const uint16_t h = t == TensorType::F16 ? f32_to_fp16(v[i]) : f32_to_bf16(v[i]);
@@ -99,8 +100,11 @@ GgufWriter make_synthetic_gguf(const SyntheticSpec& s) {
     throw std::invalid_argument("synthetic architecture must be bitnet or bitnet-b1.58, not " + s.arch);
   if (s.n_embd % s.n_head != 0 || s.n_head % s.n_head_kv != 0)
     throw std::invalid_argument("heads must divide n_embd and KV heads must divide heads");
-  if (s.embd_type != TensorType::F32 && s.embd_type != TensorType::F16 && s.embd_type != TensorType::BF16)
-    throw std::invalid_argument("the embedding must be F32, F16 or BF16");
+  if (s.embd_type != TensorType::F32 && s.embd_type != TensorType::F16 && s.embd_type != TensorType::BF16 &&
+      s.embd_type != TensorType::Q8_0)
+    throw std::invalid_argument("the embedding must be F32, F16, BF16 or Q8_0");
+  if (s.embd_type == TensorType::Q8_0 && s.n_embd % 32 != 0)
+    throw std::invalid_argument("a Q8_0 embedding needs a width of whole 32-blocks");
 
   SplitMix64 rng(s.seed);
   GgufWriter w;

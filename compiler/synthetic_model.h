@@ -28,7 +28,7 @@ struct SyntheticSpec {
   double rope_theta = 10000.0;
   double rms_eps = 1e-5;
   TensorType weight_type = TensorType::TQ2_0;  // the seven projection matrices
-  TensorType embd_type = TensorType::F32;      // token embedding (tied head): F32, F16 or BF16
+  TensorType embd_type = TensorType::F32;      // token embedding (tied head): F32, F16, BF16 or Q8_0
   I2SLayout i2s_layout = I2SLayout::X86;
   // TQ1_0/TQ2_0: a scale per block of 256 weights, each different, as llama.cpp's own
   // quantizer writes them (else one scale per tensor).

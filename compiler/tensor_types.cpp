@@ -493,6 +493,41 @@ KQuantWeights decode_kquant(TensorType t, const uint8_t* src, int64_t rows, int6
   return w;
 }
 
+// block_q8_0 (34 B): half d, int8 qs[32].
+Q8_0Weights decode_q8_0(const uint8_t* src, int64_t rows, int64_t cols) {
+  constexpr int B = Q8_0Weights::kBlock;
+  if (cols % B != 0) throw std::invalid_argument("row length " + std::to_string(cols) + " is not a multiple of 32");
+  Q8_0Weights w;
+  w.rows = rows;
+  w.cols = cols;
+  const int64_t blocks = rows * (cols / B);
+  w.q.resize(static_cast<size_t>(rows * cols));
+  w.d.resize(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* blk = src + b * (2 + B);
+    w.d[b] = fp16_to_f32(load_u16(blk));
+    std::memcpy(&w.q[b * B], blk + 2, B);
+  }
+  return w;
+}
+
+std::vector<uint8_t> encode_q8_0(const std::vector<float>& v) {
+  constexpr size_t B = Q8_0Weights::kBlock;
+  if (v.size() % B != 0) throw std::invalid_argument("Q8_0 needs whole blocks of 32 values");
+  std::vector<uint8_t> b(v.size() / B * (2 + B));
+  for (size_t k = 0; k < v.size() / B; ++k) {
+    float amax = 0;
+    for (size_t j = 0; j < B; ++j) amax = std::max(amax, std::fabs(v[B * k + j]));
+    const float d = amax / 127, id = d != 0 ? 1 / d : 0;
+    const uint16_t h = f32_to_fp16(d);
+    uint8_t* blk = &b[k * (2 + B)];
+    blk[0] = h & 0xFF;
+    blk[1] = h >> 8;
+    for (size_t j = 0; j < B; ++j) blk[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::roundf(v[B * k + j] * id)));
+  }
+  return b;
+}
+
 // ---- dense decode -------------------------------------------------------------------
 
 void dequantize_row_ref(TensorType t, const uint8_t* src, float* dst, uint64_t n) {

@@ -101,6 +101,11 @@ void dequantize_row_ref(TensorType t, const uint8_t* src, float* dst, uint64_t n
 bool is_kquant(TensorType t);  // Q4_K, Q5_K, Q6_K
 // `src` holds rows x cols elements of a k-quant type (cols a multiple of 256).
 KQuantWeights decode_kquant(TensorType t, const uint8_t* src, int64_t rows, int64_t cols);
+// `src` holds rows x cols Q8_0 elements (cols a multiple of 32): codes and half factors.
+Q8_0Weights decode_q8_0(const uint8_t* src, int64_t rows, int64_t cols);
+// Float values (a multiple of 32 of them) as Q8_0 blocks, as ggml's quantize_row_q8_0_ref
+// writes them (what llama-quantize stores): d = amax / 127, q = roundf(x / d), d as a half.
+std::vector<uint8_t> encode_q8_0(const std::vector<float>& v);
 
 // ---- ternary weights ----------------------------------------------------------------
 

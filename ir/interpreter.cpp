@@ -58,9 +58,31 @@ void kquant_matmul(const KQuantWeights& w, const int8_t* x, const float* xd, flo
   for (int64_t r = 0; r < w.rows; ++r) y[r] = kquant_dot(w, r, x, xd);
 }
 
+void q8_0_matmul(const Q8_0Weights& w, const int8_t* x, const float* xd, float* y) {
+  for (int64_t r = 0; r < w.rows; ++r) y[r] = q8_0_dot(w, r, x, xd);
+}
+
+float q8_0_dot(const Q8_0Weights& w, int64_t r, const int8_t* x, const float* xd) {
+  constexpr int B = Q8_0Weights::kBlock, L = kBitnetcQ8_0Lanes;
+  const int64_t blocks = w.cols / B;
+  const int8_t* q = &w.q[r * w.cols];
+  float acc[L] = {};
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float dd = w.d[r * blocks + b] * xd[b];
+    for (int j = 0; j < L; ++j) {
+      int32_t sum = 0;
+      for (int64_t c = b * B + 4 * j; c < b * B + 4 * j + 4; ++c) sum += q[c] * x[c];
+      acc[j] = bitnetc_q8_0_lane_step(dd, sum, acc[j]);
+    }
+  }
+  return bitnetc_q8_0_hsum(acc);
+}
+
 void embedding_row(const DenseWeights& w, int32_t token, float* out) {
   if (w.format == DenseFormat::KQuant)
     for (int64_t c = 0; c < w.cols; ++c) out[c] = w.kquant.value(token, c);
+  else if (w.format == DenseFormat::Q8_0)
+    for (int64_t c = 0; c < w.cols; ++c) out[c] = w.q8_0.value(token, c);
   else
     std::copy_n(w.data.begin() + static_cast<int64_t>(token) * w.cols, w.cols, out);
 }
@@ -203,6 +225,12 @@ const std::vector<float>& Interpreter::forward(int32_t token, int32_t pos) {
         const Q8& x = q8_[op.inputs[0]];
         if (x.quant != ActQuant::PerBlockQ8K) throw std::logic_error("a k-quant matmul reads Q8_K activations");
         kquant_matmul(g_.dense[op.weight].kquant, x.q.data(), x.d.data(), out->data());
+        break;
+      }
+      case OpKind::Q8_0Matmul: {
+        const Q8& x = q8_[op.inputs[0]];
+        if (x.quant != ActQuant::PerBlockQ8_0) throw std::logic_error("a Q8_0 matmul reads Q8_0 activations");
+        q8_0_matmul(g_.dense[op.weight].q8_0, x.q.data(), x.d.data(), out->data());
         break;
       }
       case OpKind::Rope: {

@@ -66,7 +66,9 @@ void ternary_matmul_q8k64(const TernaryWeights& w, const int8_t* q, const float*
 void dense_matmul(const float* w, int64_t rows, int64_t cols, const float* x, float* y);
 // A k-quant matmul (a Q4_K/Q5_K/Q6_K head): kquant_dot of every row.
 void kquant_matmul(const KQuantWeights& w, const int8_t* x, const float* xd, float* y);
-// Row `token` of an embedding table (a k-quant one dequantized).
+// A Q8_0 matmul (a Q8_0 head): q8_0_dot of every row.
+void q8_0_matmul(const Q8_0Weights& w, const int8_t* x, const float* xd, float* y);
+// Row `token` of an embedding table (a k-quant or Q8_0 one dequantized).
 void embedding_row(const DenseWeights& w, int32_t token, float* out);
 void quantize_activations(ActQuant kind, const float* x, int64_t n, int8_t* q, float* d);
 // Row r of a k-quant weight times Q8_K activations (codes x, a factor per 256-block xd):
@@ -74,6 +76,10 @@ void quantize_activations(ActQuant kind, const float* x, int64_t n, int8_t* q, f
 // vec_dot_q*_K_q8_K), then, block after block, acc = (acc + (d*xd)*isum) - (dmin*xd)*imin.
 // The generated head kernels compute exactly this.
 float kquant_dot(const KQuantWeights& w, int64_t r, const int8_t* x, const float* xd);
+// Row r of a Q8_0 weight times Q8_0 activations (codes x, a factor per 32-block xd), in
+// ggml's eight lanes (bitnetc_q8_0_lane_step, then bitnetc_q8_0_hsum). The generated head
+// kernels compute exactly this.
+float q8_0_dot(const Q8_0Weights& w, int64_t r, const int8_t* x, const float* xd);
 void rms_norm(NormKind kind, const float* x, int64_t n, const float* w, float eps, float* y);
 // RoPE angles of a Rope op at `pos`: cos and sin of each of the head_dim/2 pairs.
 void rope_cos_sin(const Op& op, int32_t pos, float* cos, float* sin);

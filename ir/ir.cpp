@@ -12,6 +12,7 @@ const char* act_quant_name(ActQuant q) {
     case ActQuant::PerTokenBitnetCpp: return "per_token_bitnetcpp";
     case ActQuant::PerBlockQ8K: return "per_block_q8k";
     case ActQuant::PerRowQ8K64: return "per_row_q8k64";
+    case ActQuant::PerBlockQ8_0: return "per_block_q8_0";
   }
   return "?";
 }
@@ -60,6 +61,7 @@ const char* op_name(OpKind k) {
     case OpKind::TernaryMatmul: return "ternary_matmul";
     case OpKind::DenseMatmul: return "dense_matmul";
     case OpKind::KQuantMatmul: return "kquant_matmul";
+    case OpKind::Q8_0Matmul: return "q8_0_matmul";
     case OpKind::Rope: return "rope";
     case OpKind::Attention: return "attention";
     case OpKind::GatedAct: return "gated_act";
@@ -94,7 +96,8 @@ std::vector<DType> input_types(OpKind k) {
     case OpKind::DenseMatmul:
     case OpKind::Rope: return {DType::F32};
     case OpKind::TernaryMatmul:
-    case OpKind::KQuantMatmul: return {DType::Q8};
+    case OpKind::KQuantMatmul:
+    case OpKind::Q8_0Matmul: return {DType::Q8};
     case OpKind::Attention: return {DType::F32, DType::F32, DType::F32};
     case OpKind::GatedAct:
     case OpKind::Add: return {DType::F32, DType::F32};
@@ -168,7 +171,9 @@ std::vector<std::string> verify(const Graph& g) {
         if (act_quant_is_per_block(op.quant) && out.size % 256 != 0)
           err(i, "per-block quantization needs multiples of 256");
         if (op.quant == ActQuant::PerRowQ8K64 && out.size % 16 != 0) err(i, "Q8_K64 quantization needs multiples of 16");
-        if (static_cast<int>(op.quant) > static_cast<int>(ActQuant::PerRowQ8K64)) err(i, "unknown activation quantizer");
+        if (op.quant == ActQuant::PerBlockQ8_0 && out.size % kBitnetcQ8_0Block != 0)
+          err(i, "Q8_0 quantization needs multiples of 32");
+        if (static_cast<int>(op.quant) > static_cast<int>(ActQuant::PerBlockQ8_0)) err(i, "unknown activation quantizer");
         break;
       case OpKind::TernaryMatmul: {
         if (op.weight < 0 || op.weight >= static_cast<int>(g.ternary.size())) {
@@ -178,6 +183,8 @@ std::vector<std::string> verify(const Graph& g) {
         const auto& w = g.ternary[op.weight].w;
         if (w.cols != in_size(0) || w.rows != out.size)
           err(i, "weight " + g.ternary[op.weight].name + " shape mismatch");
+        if (quant_of[op.inputs[0]] == static_cast<int>(ActQuant::PerBlockQ8_0))
+          err(i, "reads Q8_0 activations, which only a Q8_0 head reads");
         // ik's Q8_K64 dot multiplies by one weight scale per row, at the end.
         if (quant_of[op.inputs[0]] == static_cast<int>(ActQuant::PerRowQ8K64) && w.cols > 0 &&
             w.scale_block % static_cast<uint64_t>(w.cols) != 0)
@@ -193,6 +200,15 @@ std::vector<std::string> verify(const Graph& g) {
         if (auto* w = dense(); w && (w->cols != in_size(0) || w->rows != out.size)) err(i, "weight shape mismatch");
         if (auto* w = dense(); w && (w->format != DenseFormat::KQuant || w->cols % KQuantWeights::kBlock != 0))
           err(i, "needs a k-quant weight with rows of whole 256-blocks");
+        if (quant_of[op.inputs[0]] >= 0 && quant_of[op.inputs[0]] != static_cast<int>(ActQuant::PerBlockQ8K))
+          err(i, "needs Q8_K activations");
+        break;
+      case OpKind::Q8_0Matmul:
+        if (auto* w = dense(); w && (w->cols != in_size(0) || w->rows != out.size)) err(i, "weight shape mismatch");
+        if (auto* w = dense(); w && (w->format != DenseFormat::Q8_0 || w->cols % Q8_0Weights::kBlock != 0))
+          err(i, "needs a Q8_0 weight with rows of whole 32-blocks");
+        if (quant_of[op.inputs[0]] >= 0 && quant_of[op.inputs[0]] != static_cast<int>(ActQuant::PerBlockQ8_0))
+          err(i, "needs Q8_0 activations");
         break;
       case OpKind::Rope:
         if (op.head_dim <= 0 || op.head_dim % 2 || in_size(0) % op.head_dim) err(i, "bad head_dim");
@@ -268,7 +284,7 @@ std::string print(const Graph& g) {
     } else if (op.weight >= 0) {
       const auto& d = g.dense[op.weight];
       std::snprintf(buf, sizeof buf, "w=%s[%lldx%lld]%s", d.name.c_str(), (long long)d.rows, (long long)d.cols,
-                    d.format == DenseFormat::KQuant ? " kquant" : "");
+                    d.format == DenseFormat::KQuant ? " kquant" : d.format == DenseFormat::Q8_0 ? " q8_0" : "");
       add(buf);
     }
     if (!attrs.empty()) line += " {" + attrs + "}";

@@ -38,6 +38,9 @@ enum class ActQuant : uint8_t {
   // factors per vector, element k in group (k % 16) / 4, d = amax/127, q = rne(x * (1/d));
   // a matmul combines the groups as ik's kernels do (bitnetc_q8k64_group_term).
   PerRowQ8K64 = kBitnetcPerRowQ8K64,
+  // llama.cpp's Q8_0 (the vec_dot type of a Q8_0 head), per block of 32: d = fp16(amax/127),
+  // q = rne(x * (127/amax)) (bitnetc_quantize). Read only by a Q8_0Matmul.
+  PerBlockQ8_0 = kBitnetcPerBlockQ8_0,
 };
 const char* act_quant_name(ActQuant q);
 bool act_quant_is_per_block(ActQuant q);
@@ -98,6 +101,7 @@ enum class OpKind : uint8_t {
   TernaryMatmul,  // q8 -> f32[rows] with a ternary weight
   DenseMatmul,    // f32 -> f32[rows] with a dense weight (the head)
   KQuantMatmul,   // q8 (Q8_K) -> f32[rows] with a k-quant weight (a Q4_K/Q5_K/Q6_K head)
+  Q8_0Matmul,     // q8 (Q8_0) -> f32[rows] with a Q8_0 weight (a Q8_0 head)
   Rope,           // x -> x rotated at the current position
   Attention,      // q, k, v -> out; appends k, v to the layer's KV cache first
   GatedAct,       // gate, up -> act(gate) * up
@@ -105,9 +109,9 @@ enum class OpKind : uint8_t {
 };
 const char* op_name(OpKind k);
 
-// How a dense weight is held: float values, or llama.cpp's k-quant codes and scales
-// (kquant.h), which the head computes with as ggml does and an embedding dequantizes.
-enum class DenseFormat : uint8_t { F32, KQuant };
+// How a dense weight is held: float values, or llama.cpp's k-quant or Q8_0 codes and
+// scales (kquant.h), which the head computes with as ggml does and an embedding dequantizes.
+enum class DenseFormat : uint8_t { F32, KQuant, Q8_0 };
 
 struct DenseWeights {
   std::string name;
@@ -115,6 +119,7 @@ struct DenseWeights {
   DenseFormat format = DenseFormat::F32;
   std::vector<float> data;  // F32
   KQuantWeights kquant;     // KQuant
+  Q8_0Weights q8_0;         // Q8_0
 };
 
 struct NamedTernary {

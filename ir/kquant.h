@@ -30,4 +30,19 @@ struct KQuantWeights {
   }
 };
 
+// llama.cpp's Q8_0 (what convert_hf_to_gguf --outtype q8_0 and llama-quantize Q8_0 write
+// for embeddings and heads): a half factor per block of 32 codes, value = d * q
+// (dequantize_row_q8_0). A head computes with Q8_0 activations in ggml's eight float
+// lanes (bitnetc_q8_0_lane_step in numerics.h; ir::q8_0_dot).
+struct Q8_0Weights {
+  static constexpr int kBlock = 32;
+  int64_t rows = 0, cols = 0;  // cols: a multiple of kBlock
+  std::vector<int8_t> q;       // [rows][cols]
+  std::vector<float> d;        // [rows][cols / kBlock], each a half's value
+
+  float value(int64_t r, int64_t c) const {
+    return static_cast<float>(q[r * cols + c]) * d[r * (cols / kBlock) + c / kBlock];
+  }
+};
+
 }  // namespace bitnetc

@@ -21,8 +21,10 @@ enum BitnetcActQuant {
   kBitnetcPerTokenHF = 1,
   kBitnetcPerTokenBitnetCpp = 2,
   kBitnetcPerBlockQ8K = 3,
-  kBitnetcPerRowQ8K64 = 4
+  kBitnetcPerRowQ8K64 = 4,
+  kBitnetcPerBlockQ8_0 = 5
 };
+enum { kBitnetcQ8_0Block = 32, kBitnetcQ8_0Lanes = 8 };
 enum BitnetcRopeStyle { kBitnetcRopeInterleaved = 0, kBitnetcRopeNeox = 1 };
 enum BitnetcActivation { kBitnetcSiluDiv = 0, kBitnetcSiluLlama2c = 1, kBitnetcRelu2 = 2 };
 enum BitnetcScoreScale { kBitnetcDivideSqrt = 0, kBitnetcMultiplyInvSqrt = 1 };
@@ -35,6 +37,16 @@ BITNETC_HD inline float bitnetc_float_from_bits(unsigned bits) {
   float f;
   memcpy(&f, &bits, 4);
   return f;
+#endif
+}
+
+BITNETC_HD inline unsigned bitnetc_bits_of_float(float f) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return (unsigned)__float_as_int(f);
+#else
+  unsigned bits;
+  memcpy(&bits, &f, 4);
+  return bits;
 #endif
 }
 
@@ -61,6 +73,20 @@ BITNETC_HD inline float bitnetc_half_to_float(unsigned short h) {
     bits = sign | (exp + 127 - 15) << 23 | mant << 13;
   }
   return bitnetc_float_from_bits(bits);
+}
+
+// float to IEEE half, rounded to nearest even (subnormals, overflow to infinity, NaN),
+// as x86's F16C and ggml's GGML_FP32_TO_FP16 round: the FP16 library's float trick
+// (scaling by 2^112 and 2^-110 rounds the mantissa in the float unit).
+BITNETC_HD inline unsigned short bitnetc_float_to_half(float f) {
+  const float base0 = (fabsf(f) * 0x1.0p+112f) * 0x1.0p-110f;
+  const unsigned w = bitnetc_bits_of_float(f);
+  const unsigned shl1_w = w + w, sign = w & 0x80000000u;
+  unsigned bias = shl1_w & 0xFF000000u;
+  if (bias < 0x71000000u) bias = 0x71000000u;
+  const unsigned bits = bitnetc_bits_of_float(bitnetc_float_from_bits((bias >> 1) + 0x07800000u) + base0);
+  const unsigned nonsign = ((bits >> 13) & 0x00007C00u) + (bits & 0x00000FFFu);
+  return (unsigned short)((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
 }
 
 // round(v) (half away from zero), inline: the quantizers round every activation, and
@@ -142,6 +168,13 @@ BITNETC_HD inline void bitnetc_rms_norm(int kind, const float* x, long long n, c
   for (long long i = 0; i < n; ++i) y[i] = bitnetc_rms_apply(kind, x[i], w, i, r);
 }
 
+// Element x's code under the inverse scale id: half to even, saturated to int8 as x86's
+// packs do (Q8_K64, Q8_0; a NaN's is 0, as a cast gives on x86 and CUDA alike).
+BITNETC_HD inline signed char bitnetc_rne_code(float id, float x) {
+  const float v = bitnetc_round_even(id * x);
+  return (signed char)(v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v));
+}
+
 // Activation quantization in two parts, so that a GPU can find the largest magnitude in
 // parallel: the scale from the largest |x| of a token (or Q8_K block) and the signed
 // value that has it first, then each element's code.
@@ -169,6 +202,10 @@ BITNETC_HD inline BitnetcQuantScale bitnetc_quant_scale(int kind, float amax, fl
     const double m = 1e-5 < (double)amax ? (double)amax : 1e-5;
     s.mul = (float)(127.0 / m);
     s.d = 1.0f / s.mul;
+  } else if (kind == kBitnetcPerBlockQ8_0) {  // quantize_row_q8_0's AVX2 path
+    s.zero = amax == 0;
+    s.mul = s.zero ? 0.0f : 127.f / amax;
+    s.d = bitnetc_half_to_float(bitnetc_float_to_half(amax / 127.f));
   } else {  // PerBlockQ8K
     if (amax == 0) {
       s.zero = 1;
@@ -192,6 +229,7 @@ BITNETC_HD inline signed char bitnetc_quant_code(int kind, float x, BitnetcQuant
     const float v = bitnetc_round(x * s.mul);
     return (signed char)(v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v));
   }
+  if (kind == kBitnetcPerBlockQ8_0) return bitnetc_rne_code(s.mul, x);
   const int v = bitnetc_ggml_nearest_int(s.mul * x);  // PerBlockQ8K
   return (signed char)(v < 127 ? v : 127);
 }
@@ -203,12 +241,6 @@ BITNETC_HD inline signed char bitnetc_quant_code(int kind, float x, BitnetcQuant
 enum { kBitnetcQ8K64Groups = 4 };
 BITNETC_HD inline int bitnetc_q8k64_group(long long k) { return (int)((k % 16) / 4); }
 
-// Element x's code in a group whose inverse scale is id (a NaN's is 0, as a cast gives
-// on x86 and CUDA alike).
-BITNETC_HD inline signed char bitnetc_q8k64_code(float id, float x) {
-  const float v = bitnetc_round_even(id * x);
-  return (signed char)(v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v));
-}
 
 BITNETC_HD inline void bitnetc_quantize_q8k64(const float* x, long long n, signed char* q, float* d) {
   float amax[kBitnetcQ8K64Groups] = {0, 0, 0, 0};
@@ -222,7 +254,7 @@ BITNETC_HD inline void bitnetc_quantize_q8k64(const float* x, long long n, signe
     d[g] = amax[g] / 127;
     id[g] = d[g] > 0 ? 1 / d[g] : 0.0f;
   }
-  for (long long k = 0; k < n; ++k) q[k] = bitnetc_q8k64_code(id[bitnetc_q8k64_group(k)], x[k]);
+  for (long long k = 0; k < n; ++k) q[k] = bitnetc_rne_code(id[bitnetc_q8k64_group(k)], x[k]);
 }
 
 // ik's dot of a ternary row with Q8_K64 activations (mul_mat_iq{1,2}bn_q8_K64 on x86):
@@ -238,9 +270,23 @@ BITNETC_HD inline float bitnetc_q8k64_combine(const float* f, float w_scale) {
   return w_scale * ((f[0] + f[2]) + (f[1] + f[3]));
 }
 
+// ggml's dot of a Q8_0 row with Q8_0 activations (ggml_vec_dot_q8_0_q8_0 on x86, and
+// llamafile's tinyBLAS_Q0_AVX for prompts): eight float lanes, lane j of block b taking the
+// exact integer sum S of elements 4j..4j+3, acc_j = fma(d_w * d_x, S, acc_j) block after
+// block (d_w * d_x is exact: two halves), then hsum_float_8's order.
+BITNETC_HD inline float bitnetc_q8_0_lane_step(float dd, int lane_sum, float acc) {
+  return fmaf(dd, (float)lane_sum, acc);
+}
+BITNETC_HD inline float bitnetc_q8_0_hsum(const float* a) {
+  return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
 // How many dequantization factors n activations of `kind` have.
 BITNETC_HD inline long long bitnetc_quant_factor_count(int kind, long long n) {
-  return kind == kBitnetcPerBlockQ8K ? n / 256 : kind == kBitnetcPerRowQ8K64 ? kBitnetcQ8K64Groups : 1;
+  return kind == kBitnetcPerBlockQ8K     ? n / 256
+         : kind == kBitnetcPerBlockQ8_0 ? n / kBitnetcQ8_0Block
+         : kind == kBitnetcPerRowQ8K64  ? kBitnetcQ8K64Groups
+                                        : 1;
 }
 
 // Quantizes n activations to int8 codes q with dequantization factors d (one per token,
@@ -250,7 +296,7 @@ BITNETC_HD inline void bitnetc_quantize(int kind, const float* x, long long n, s
     bitnetc_quantize_q8k64(x, n, q, d);
     return;
   }
-  const long long block = kind == kBitnetcPerBlockQ8K ? 256 : n;
+  const long long block = kind == kBitnetcPerBlockQ8K ? 256 : kind == kBitnetcPerBlockQ8_0 ? kBitnetcQ8_0Block : n;
   for (long long b = 0; b < n / block; ++b) {
     const float* xb = x + block * b;
     float amax = 0, first_max = 0;
@@ -330,15 +376,6 @@ BITNETC_HD inline float bitnetc_expf(float x) {
   return (float)(y * s);
 }
 
-BITNETC_HD inline unsigned bitnetc_bits_of_float(float f) {
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-  return (unsigned)__float_as_int(f);
-#else
-  unsigned bits;
-  memcpy(&bits, &f, 4);
-  return bits;
-#endif
-}
 
 // sin and cos in float (RoPE's tables): Arm's optimized-routines sinf and cosf (MIT
 // licensed; glibc's since 2.28), computed in double with the multiply-adds that glibc's

@@ -8,7 +8,7 @@ namespace bitnetc::ir {
 namespace {
 
 constexpr uint32_t kMagic = 0x47544E42;  // "BNTG"
-constexpr uint32_t kVersion = 2;         // 2: dense weights carry their format
+constexpr uint32_t kVersion = 3;  // 2: dense weights carry their format; 3: and Q8_0 heads
 
 struct Writer {
   std::vector<uint8_t> b;
@@ -107,6 +107,9 @@ std::vector<uint8_t> serialize(const Graph& g, bool with_codes) {
     w.put(k.rows);
     w.put(k.cols);
     w.vec(k.q), w.vec(k.sc), w.vec(k.m), w.vec(k.d), w.vec(k.dmin);
+    w.put(d.q8_0.rows);
+    w.put(d.q8_0.cols);
+    w.vec(d.q8_0.q), w.vec(d.q8_0.d);
   }
   w.put<uint64_t>(g.ternary.size());
   for (const NamedTernary& t : g.ternary) {
@@ -164,7 +167,7 @@ Graph deserialize(std::span<const uint8_t> bytes) {
     d.rows = r.get<int64_t>();
     d.cols = r.get<int64_t>();
     d.format = r.get<DenseFormat>();
-    if (d.format != DenseFormat::F32 && d.format != DenseFormat::KQuant)
+    if (d.format != DenseFormat::F32 && d.format != DenseFormat::KQuant && d.format != DenseFormat::Q8_0)
       throw std::runtime_error("model data names an unknown weight format");
     d.data = r.vec<float>();
     KQuantWeights& k = d.kquant;
@@ -172,6 +175,9 @@ Graph deserialize(std::span<const uint8_t> bytes) {
     k.cols = r.get<int64_t>();
     k.q = r.vec<int8_t>(), k.sc = r.vec<int8_t>(), k.m = r.vec<int8_t>();
     k.d = r.vec<float>(), k.dmin = r.vec<float>();
+    d.q8_0.rows = r.get<int64_t>();
+    d.q8_0.cols = r.get<int64_t>();
+    d.q8_0.q = r.vec<int8_t>(), d.q8_0.d = r.vec<float>();
     g.dense.push_back(std::move(d));
   }
   const uint64_t n_ternary = r.get<uint64_t>();

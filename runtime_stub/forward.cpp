@@ -11,11 +11,14 @@ uint64_t decode_bytes_per_token(const ir::Graph& g, std::span<const TernaryRecor
   for (const TernaryRecord& r : ternary) bytes += packed_bytes(r);
   std::vector<bool> head(dense.size(), false);
   for (const ir::Op& op : g.ops)
-    if (op.kind == ir::OpKind::DenseMatmul || op.kind == ir::OpKind::KQuantMatmul) head[op.weight] = true;
+    if (op.kind == ir::OpKind::DenseMatmul || op.kind == ir::OpKind::KQuantMatmul ||
+        op.kind == ir::OpKind::Q8_0Matmul)
+      head[op.weight] = true;
   for (size_t i = 0; i < dense.size(); ++i) {
     const DenseRecord& r = dense[i];
-    if (r.storage == DenseStorage::KQuant) {  // all of a head, one row of an embedding
-      const uint64_t all = kquant_sections(r.rows_padded, r.cols).end;
+    if (r.storage == DenseStorage::KQuant || r.storage == DenseStorage::Q8_0) {  // all of a head, one row of an embedding
+      const uint64_t all = r.storage == DenseStorage::KQuant ? kquant_sections(r.rows_padded, r.cols).end
+                                                             : q8_0_sections(r.rows_padded, r.cols).end;
       bytes += head[i] ? all : all / static_cast<uint64_t>(r.rows_padded);
       continue;
     }

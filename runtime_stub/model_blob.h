@@ -80,8 +80,9 @@ inline int64_t act_factor_count(const TernaryRecord& r) { return r.act_groups ? 
 // stored in the tiles of schedules/dense_matmul.h (a tied embedding reads its rows from
 // there). Values are float32, or IEEE half when every value is exactly one, or (head
 // only, --head=q8) int8 codes with a float scale per row at scales_off, or llama.cpp's
-// k-quant codes and scales (ir/kquant.h) in head tiles, as kquant_sections lays them out.
-enum class DenseStorage : uint32_t { F32 = 0, F16 = 1, Q8 = 2, KQuant = 3 };
+// k-quant codes and scales (ir/kquant.h) in head tiles, as kquant_sections lays them out,
+// or llama.cpp's Q8_0 codes and half factors (as floats), as q8_0_sections lays them out.
+enum class DenseStorage : uint32_t { F32 = 0, F16 = 1, Q8 = 2, KQuant = 3, Q8_0 = 4 };
 enum class DenseLayout : uint32_t {
   RowMajor = 0,
   HeadTiles = 1,
@@ -135,6 +136,15 @@ inline KQuantSections kquant_sections(int64_t rows_padded, int64_t cols) {
   s.dmin = s.d + 4 * n * (k / 256);
   s.end = s.dmin + 4 * n * (k / 256);
   return s;
+}
+// A Q8_0 weight from its record's `off`, each part in head tiles (CPU) or k-major (CUDA):
+// the codes q (int8, cols columns), then the block factors d (float, cols / 32 columns).
+struct Q8_0Sections {
+  uint64_t q, d, end;  // byte offsets from `off`
+};
+inline Q8_0Sections q8_0_sections(int64_t rows_padded, int64_t cols) {
+  const uint64_t n = static_cast<uint64_t>(rows_padded), k = static_cast<uint64_t>(cols);
+  return {0, n * k, n * k + 4 * n * (k / 32)};
 }
 // Where element (row, col) of a part with `cols` columns lies in head tiles of `tile` rows.
 inline uint64_t head_tile_index(int64_t row, int64_t col, int64_t cols, int64_t tile) {

@@ -32,7 +32,19 @@ Expr round_half_away(Expr v) {
 
 Expr clamp_to_int8(Expr v) { return cast<int8_t>(clamp(v, -128.0f, 127.0f)); }
 
+
 }  // namespace
+
+// Below 2^-14 a multiple of 2^-24 (adding 0.5 leaves that step), from 65520 infinity,
+// else 10 mantissa bits rounded to nearest even.
+Expr rounded_to_half(Expr x) {
+  Expr bits = reinterpret<uint32_t>(x);
+  Expr normal = reinterpret<float>((bits + cast<uint32_t>(0xFFF) + ((bits >> 13) & cast<uint32_t>(1))) &
+                                   Internal::make_const(UInt(32), 0xFFFFE000u));
+  Expr subnormal = strict_float((x + 0.5f) - 0.5f);
+  return select(x < 6.103515625e-05f, subnormal,
+                select(x >= 65520.0f, reinterpret<float>(Internal::make_const(UInt(32), 0x7F800000u)), normal));
+}
 
 NormQuantPipeline norm_quant(const NormQuantShape& s) {
   if (s.n < 1 || s.block < 1 || s.n % s.block != 0 || s.K_padded < s.n)
@@ -103,6 +115,11 @@ NormQuantPipeline norm_quant(const NormQuantShape& s) {
       zero = dq == 0.0f;
       mul = 1.0f / dq;
       break;
+    case ir::ActQuant::PerBlockQ8_0:  // d = fp16(amax / 127), codes rne(x * (127 / amax))
+      zero = a == 0.0f;
+      dq = rounded_to_half(strict_float(a / 127.0f));
+      mul = 127.0f / a;
+      break;
   }
   Func scale("scale");
   scale(b, t) = Tuple(strict_float(select(zero, 0.0f, mul)), strict_float(select(zero, 0.0f, dq)), zero);
@@ -117,7 +134,7 @@ NormQuantPipeline norm_quant(const NormQuantShape& s) {
       c = clamp_to_int8(strict_float(round_half_away(v)));  // |v| <= 127: the clamp never acts
     } else if (s.quant == ir::ActQuant::PerTokenHF) {
       c = clamp_to_int8(round(v));  // Halide's round is half to even
-    } else if (s.quant == ir::ActQuant::PerRowQ8K64) {
+    } else if (s.quant == ir::ActQuant::PerRowQ8K64 || s.quant == ir::ActQuant::PerBlockQ8_0) {
       c = clamp_to_int8(round(v));  // half to even, as _mm_round_ps; packs saturate
     } else if (s.quant == ir::ActQuant::PerTokenBitnetCpp) {
       c = clamp_to_int8(strict_float(round_half_away(v)));

@@ -45,4 +45,8 @@ struct NormQuantPipeline {
 
 NormQuantPipeline norm_quant(const NormQuantShape& shape);
 
+// The value of x >= 0 (or +inf) rounded to IEEE half, to nearest even, as a float:
+// bitnetc_half_to_float(bitnetc_float_to_half(x)) (Q8_0's block factors).
+Halide::Expr rounded_to_half(Halide::Expr x);
+
 }  // namespace bitnetc::schedules

@@ -159,6 +159,21 @@ TEST_P(Golden, PeerFilesGiveThePeersText) {
   }
 }
 
+// A Q8_0 head (the TinyStories model converted with --token-embedding-type q8_0, as
+// llama-quantize writes one): activations to Q8_0 and ggml's eight-lane dot
+// (InterpreterNumerics.Q8_0HeadEqualsGgmlsVecDot pins it to ggml's), the embedding rows
+// dequantized, on every target as in the interpreter.
+TEST_P(Golden, Q8_0HeadMatchesTheInterpreter) {
+  ScratchDir dir("-model");  // expect_verify holds the test's plain folder
+  const std::string model = dir.file("tinystories-q8_0-head.gguf");
+  const Result r = sh(std::string(BITNETC_BIN) + " convert " +
+                          quote((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string()) +
+                          " --token-embedding-type q8_0 -q -o " + quote(model),
+                      dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  expect_verify(model, "", 16);
+}
+
 // The lookup-table layouts on the targets that have them (TL2 on x86, TL1 on ARM under
 // qemu), forced with --layout, against the interpreter: the tables are exact, so the
 // tokens and logits are the same as I2_S's. A target without them (CUDA) refuses the

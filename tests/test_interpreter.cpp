@@ -176,6 +176,50 @@ TEST(InterpreterNumerics, RopeSinCosAndPowAreGlibcsOnEveryRuntime) {
 #endif
 }
 
+// A Q8_0 head (llama.cpp's Q8_0 embedding, tied) against ggml's own arithmetic: the bits
+// below are what llama.cpp c392e509's quantize_row_q8_0 and ggml_vec_dot_q8_0_q8_0 (its
+// x86 AVX2 path) gave for these bytes and activations, run by hand. A head in float over
+// the same weights (what bitnetc computed before) gives other bits: the fixture tells
+// them apart.
+TEST(InterpreterNumerics, Q8_0HeadEqualsGgmlsVecDot) {
+  constexpr int K = 256, N = 8, M = 2, kRowBytes = K / 32 * 34;
+  SplitMix64 rng(80);
+  std::vector<uint8_t> bytes(static_cast<size_t>(N) * kRowBytes);  // block_q8_0: half d, int8 qs[32]
+  for (int r = 0; r < N; ++r)
+    for (int b = 0; b < K / 32; ++b) {
+      uint8_t* blk = &bytes[static_cast<size_t>(r) * kRowBytes + b * 34];
+      const auto h = static_cast<uint16_t>(0x1C00 + rng.next() % 0x0C00);  // halves from 2^-8 to 2^-6
+      std::memcpy(blk, &h, 2);
+      for (int j = 0; j < 32; ++j) blk[2 + j] = static_cast<uint8_t>(static_cast<int>(rng.next() % 255) - 127);
+    }
+  std::vector<float> x(static_cast<size_t>(M) * K);
+  for (float& v : x) v = (rng.uniform() * 2 - 1) * 4;
+  const uint32_t ggml[M][N] = {
+      {0x41d2700d, 0xc025db80, 0xc220fd69, 0x4245975b, 0xc1888244, 0x41a3481d, 0xc263fcc4, 0xc1422a98},
+      {0x4221ebc7, 0xc25a8b94, 0x42458bac, 0x42a184d9, 0xc20a9ed2, 0xc1760f1a, 0x421f294f, 0x41f5e580}};
+
+  const Q8_0Weights w = decode_q8_0(bytes.data(), N, K);
+  std::vector<float> values(static_cast<size_t>(N) * K);
+  for (int r = 0; r < N; ++r)
+    for (int k = 0; k < K; ++k) values[static_cast<size_t>(r) * K + k] = w.value(r, k);
+  int float_equal = 0;
+  for (int m = 0; m < M; ++m) {
+    std::vector<int8_t> q(K);
+    std::vector<float> d(K / 32), y(N), y_float(N);
+    ir::quantize_activations(ir::ActQuant::PerBlockQ8_0, &x[static_cast<size_t>(m) * K], K, q.data(), d.data());
+    ir::q8_0_matmul(w, q.data(), d.data(), y.data());
+    ir::dense_matmul(values.data(), N, K, &x[static_cast<size_t>(m) * K], y_float.data());
+    for (int r = 0; r < N; ++r) {
+      uint32_t bits, float_bits;
+      std::memcpy(&bits, &y[r], 4);
+      std::memcpy(&float_bits, &y_float[r], 4);
+      EXPECT_EQ(bits, ggml[m][r]) << "token " << m << " row " << r << ": " << y[r];
+      float_equal += float_bits == ggml[m][r];
+    }
+  }
+  EXPECT_EQ(float_equal, 0);
+}
+
 TEST(InterpreterNumerics, Q8K64MatmulEqualsIkLlamaCppsKernel) {
   constexpr int K = 512, N = 8, M = 2, kRowBytes = 4 + K / 64 * 16;
   SplitMix64 rng(64);

@@ -12,6 +12,8 @@
 #include "exact_exp.h"
 #include "fp16.h"
 #include "lut_matmul.h"
+#include "norm_quant.h"
+#include "q8_0_matmul.h"
 #include "numerics.h"
 #include "synthetic_model.h"
 #include "targets.h"
@@ -82,6 +84,77 @@ TEST(DenseMatmul, Q8HeadMatchesItsDefinitionAndStaysNearTheFloatHead) {
 
 // exact_expf against bitnetc_expf (ir/numerics.h) on every 61st float from -110 to 95
 // (past both cut-offs), and on the special values.
+// The Halide fma that Q8_0 heads accumulate with (schedules/q8_0_matmul.h) against libm's
+// fmaf: cases where rounding the double sum again would be wrong (the exact sum just off
+// a float tie), the kernel's own operands (half products times lane sums), and random
+// floats of every scale.
+TEST(ExactFma, MatchesFmafBitForBit) {
+  std::vector<float> a, b, c;
+  auto add = [&](float x, float y, float z) { a.push_back(x), b.push_back(y), c.push_back(z); };
+  const float up = 1.0f + 0x1.0p-23f, down = 1.0f - 0x1.0p-23f;
+  add(64.0f * up, down, 1073741952.0f);    // 64 - 2^-40 onto an odd float: a double sum ties, fma rounds down
+  add(-64.0f * up, down, -1073741952.0f);  // the same, negative
+  add(64.0f * up, up, 1073741824.0f);      // above the tie by 2^-40
+  add(0.0f, 5.0f, -0.0f);
+  add(1e-30f, 1e-30f, 0.0f);  // a product below float's range
+  add(3.0f, 1.0f / 3.0f, -1.0f);
+  SplitMix64 rng(7);
+  for (int i = 0; i < 2000000; ++i) {
+    const float dd = fp16_to_f32(static_cast<uint16_t>(rng.next() & 0x7BFF)) *
+                     fp16_to_f32(static_cast<uint16_t>(rng.next() & 0x7BFF));
+    const float s = static_cast<float>(static_cast<int>(rng.next() % 129025) - 64512);
+    add(dd, s, (rng.uniform() - 0.5f) * std::ldexp(1.0f, static_cast<int>(rng.next() % 40) - 20));
+    add(rng.normal() * std::ldexp(1.0f, static_cast<int>(rng.next() % 60) - 30),
+        rng.normal() * std::ldexp(1.0f, static_cast<int>(rng.next() % 60) - 30),
+        rng.normal() * std::ldexp(1.0f, static_cast<int>(rng.next() % 60) - 30));
+  }
+  const int n = static_cast<int>(a.size());
+  for (const char* name : {"x86-64-avx2", "x86-64-avx512"}) {
+    const TargetInfo& target = *find_target(name);
+    if (!runs_on_this_cpu(target)) continue;
+    Halide::ImageParam ia(Halide::Float(32), 1), ib(Halide::Float(32), 1), ic(Halide::Float(32), 1);
+    Halide::Var x;
+    Halide::Func f;
+    f(x) = schedules::exact_fma_f32(ia(x), ib(x), ic(x));
+    f.vectorize(x, target.vector_bytes / 4, Halide::TailStrategy::GuardWithIf);
+    ia.set(Halide::Buffer<float>(a.data(), n));
+    ib.set(Halide::Buffer<float>(b.data(), n));
+    ic.set(Halide::Buffer<float>(c.data(), n));
+    Halide::Buffer<float> out = f.realize({n}, Halide::Target(target.halide));
+    for (int i = 0; i < n; ++i) {
+      const float want = std::fmaf(a[i], b[i], c[i]);
+      ASSERT_EQ(std::memcmp(&out(i), &want, 4), 0) << name << " fma(" << std::hexfloat << a[i] << ", " << b[i]
+                                                   << ", " << c[i] << "): " << out(i) << " vs " << want;
+    }
+    // The first case is one a double sum rounded again gets wrong.
+    EXPECT_NE(static_cast<float>(static_cast<double>(a[0]) * b[0] + c[0]), out(0));
+  }
+}
+
+// Q8_0's block factors in the Halide quantizer against numerics.h's, on every 61st
+// non-negative float and the edges of half's range.
+TEST(HalfRounding, HalideMatchesBitnetcFloatToHalf) {
+  std::vector<float> xs = {0.0f, 0x1.0p-25f, 0x1.8p-25f, 0x1.0p-24f, 0x1.0p-14f, std::nextafter(0x1.0p-14f, 0.0f),
+                           65504.0f, 65519.99f, 65520.0f, std::numeric_limits<float>::infinity()};
+  for (uint32_t bits = 0; bits < 0x7F800000u; bits += 61) {
+    float v;
+    std::memcpy(&v, &bits, 4);
+    xs.push_back(v);
+  }
+  const int n = static_cast<int>(xs.size());
+  Halide::ImageParam in(Halide::Float(32), 1);
+  Halide::Var x;
+  Halide::Func f;
+  f(x) = schedules::rounded_to_half(in(x));
+  f.vectorize(x, 8, Halide::TailStrategy::GuardWithIf);
+  in.set(Halide::Buffer<float>(xs.data(), n));
+  Halide::Buffer<float> out = f.realize({n}, Halide::Target(find_target("x86-64-avx2")->halide));
+  for (int i = 0; i < n; ++i) {
+    const float want = bitnetc_half_to_float(bitnetc_float_to_half(xs[i]));
+    ASSERT_EQ(std::memcmp(&out(i), &want, 4), 0) << std::hexfloat << xs[i] << ": " << out(i) << " vs " << want;
+  }
+}
+
 TEST(ExactExp, MatchesBitnetcExpfBitForBit) {
   std::vector<float> xs = {0.0f,
                            -0.0f,

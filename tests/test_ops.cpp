@@ -31,6 +31,7 @@
 #include "interpreter.h"
 #include "kernel_objects.h"
 #include "kquant_matmul.h"
+#include "q8_0_matmul.h"
 #include "lut_matmul.h"
 #include "lut_tiles.h"
 #include "norm_quant.h"
@@ -52,6 +53,7 @@ enum class Op {
   TernaryMatmul,  // int8 activations x ternary codes, per-token or Q8_K blocks, scales per tensor or block
   DenseMatmul,    // the head: f32, f16 or int8 (--head=q8) weights
   KQuantMatmul,   // a Q4_K/Q5_K/Q6_K head on Q8_K activations
+  Q8_0Matmul,     // a Q8_0 head on Q8_0 activations
   Embedding,      // rows of a table for the chunk's tokens
   Norm,           // rms_norm alone
   Quantize,       // activation quantization, with the norm and/or the gated activation before it
@@ -71,6 +73,7 @@ const char* op_name(Op op) {
     case Op::TernaryMatmul: return "ternary_matmul";
     case Op::DenseMatmul: return "dense_matmul";
     case Op::KQuantMatmul: return "kquant_matmul";
+    case Op::Q8_0Matmul: return "q8_0_matmul";
     case Op::Embedding: return "embedding";
     case Op::Norm: return "norm";
     case Op::Quantize: return "quantize";
@@ -129,7 +132,10 @@ struct OpCase {
 
   // The activations' quantization block: act_block, or Q8_K's 256, or the whole row.
   int64_t block() const {
-    return act_block ? act_block : op == Op::Quantize && quant == ir::ActQuant::PerBlockQ8K ? 256 : n;
+    if (act_block) return act_block;
+    if (op == Op::Quantize && quant == ir::ActQuant::PerBlockQ8K) return 256;
+    if (op == Op::Quantize && quant == ir::ActQuant::PerBlockQ8_0) return kBitnetcQ8_0Block;
+    return n;
   }
   bool q8k64() const { return quant == ir::ActQuant::PerRowQ8K64; }
   // The activations' factors (and code sums) per row: a block's, or Q8_K64's four groups.
@@ -241,6 +247,12 @@ std::vector<OpCase> op_table() {
                  .k_major = true,
                  .kquant_mins = mins});
   }
+  // Q8_0 heads: widths of one block and of 2B4T's, a tail in N, the logit rows only.
+  t.push_back({.op = Op::Q8_0Matmul, .n = 32, .N = 9, .rows = 2});
+  t.push_back({.op = Op::Q8_0Matmul, .n = 96, .N = 37, .rows = 3});
+  t.push_back({.op = Op::Q8_0Matmul, .n = 2560, .N = 70, .rows = 1});
+  t.push_back({.op = Op::Q8_0Matmul, .n = 512, .N = 45, .rows = 4, .logit_rows = {3, 0}});
+  t.push_back({.op = Op::Embedding, .n = 96, .N = 40, .rows = 3, .storage = rt::DenseStorage::Q8_0, .k_major = true});
   for (rt::DenseStorage st : {rt::DenseStorage::F32, rt::DenseStorage::F16, rt::DenseStorage::Q8})
     for (bool k_major : {false, true})
       t.push_back({.op = Op::Embedding, .n = 96, .N = 50, .rows = 4, .storage = st, .k_major = k_major});
@@ -250,9 +262,10 @@ std::vector<OpCase> op_table() {
   // ties (x * 1 = k + 0.5).
   for (auto [n, per_block] : {std::pair<int64_t, bool>{2560, false}, {100, false}, {768, true}, {96, false}})
     for (ActQuant quant : {ActQuant::PerTokenLlama2c, ActQuant::PerTokenHF, ActQuant::PerTokenBitnetCpp,
-                           ActQuant::PerBlockQ8K, ActQuant::PerRowQ8K64}) {
+                           ActQuant::PerBlockQ8K, ActQuant::PerRowQ8K64, ActQuant::PerBlockQ8_0}) {
       if ((quant == ActQuant::PerBlockQ8K) != per_block) continue;
       if (quant == ActQuant::PerRowQ8K64 && n % 16 != 0) continue;
+      if (quant == ActQuant::PerBlockQ8_0 && n % kBitnetcQ8_0Block != 0) continue;
       t.push_back({.op = Op::Quantize, .n = n, .rows = 4, .quant = quant});
       for (NormKind norm : {NormKind::RmsF32, NormKind::RmsF64Sum, NormKind::RmsLlama2c, NormKind::BitNorm})
         for (bool weighted : {false, true}) {
@@ -378,6 +391,7 @@ struct Inputs {
   std::vector<int8_t> dense_codes;              // Q8: [N][n]
   std::vector<float> dense_scales;              // Q8: [N]
   KQuantWeights kquant;
+  Q8_0Weights q8_0;
   std::vector<float> x, y, w;   // float rows ([rows][n]: x, and y for two-input ops); a norm's weight
   std::vector<int32_t> tokens;  // embedding rows, penalized ids
   std::vector<std::vector<float>> k_cache, v_cache;  // per sequence: [n_ctx][kv_dim]
@@ -399,6 +413,22 @@ KQuantWeights make_kquant(int64_t N, int64_t K, bool mins, SplitMix64& rng) {
   for (auto& m : w.m) m = mins ? static_cast<int8_t>(rng.next() % 64) : 0;
   for (auto& d : w.d) d = fp16_to_f32(f32_to_fp16(rng.uniform() * 0.01f));
   for (auto& d : w.dmin) d = mins ? fp16_to_f32(f32_to_fp16(rng.uniform() * 0.01f)) : 0.0f;
+  return w;
+}
+
+// Random Q8_0 weights: every int8 code (-128 too, which llama.cpp's quantizer never
+// writes but a file may hold), half factors of every kind: normal, subnormal, zero.
+Q8_0Weights make_q8_0(int64_t N, int64_t K, SplitMix64& rng) {
+  Q8_0Weights w;
+  w.rows = N;
+  w.cols = K;
+  w.q.resize(N * K);
+  w.d.resize(N * K / Q8_0Weights::kBlock);
+  for (auto& q : w.q) q = static_cast<int8_t>(rng.next() >> 56);
+  for (size_t b = 0; b < w.d.size(); ++b)
+    w.d[b] = b % 11 == 3   ? 0.0f
+             : b % 7 == 5  ? fp16_to_f32(static_cast<uint16_t>(1 + rng.next() % 0x3FF))
+                           : fp16_to_f32(f32_to_fp16(rng.uniform() * 0.02f));
   return w;
 }
 
@@ -469,6 +499,11 @@ Inputs make_inputs(const OpCase& c, uint64_t seed) {
         for (int r = 0; r < c.rows; ++r) in.tokens.push_back(static_cast<int32_t>(rng.next() % c.N));
         break;
       }
+      if (c.storage == rt::DenseStorage::Q8_0) {  // a Q8_0 embedding table
+        in.q8_0 = make_q8_0(c.N, n, rng);
+        for (int r = 0; r < c.rows; ++r) in.tokens.push_back(static_cast<int32_t>(rng.next() % c.N));
+        break;
+      }
       const bool f16 = c.storage == rt::DenseStorage::F16;
       in.dense.resize(static_cast<size_t>(c.N * n));
       for (auto& v : in.dense) {
@@ -493,6 +528,18 @@ Inputs make_inputs(const OpCase& c, uint64_t seed) {
       for (int m = 0; m < c.rows; ++m) {
         const std::vector<float> xf = normals(static_cast<size_t>(n), 1.0f);
         ir::quantize_activations(ir::ActQuant::PerBlockQ8K, xf.data(), n, &in.q[m * n], &in.d[m * (n / 256)]);
+      }
+      break;
+    }
+    case Op::Q8_0Matmul: {  // activations as the head's quantizer makes them; some blocks all zero
+      in.q8_0 = make_q8_0(c.N, n, rng);
+      constexpr int B = kBitnetcQ8_0Block;
+      in.q.resize(static_cast<size_t>(n * c.rows));
+      in.d.resize(static_cast<size_t>(n / B * c.rows));
+      for (int m = 0; m < c.rows; ++m) {
+        std::vector<float> xf = normals(static_cast<size_t>(n), 2.0f);
+        if (n > B) std::fill_n(&xf[(m % (n / B)) * B], B, 0.0f);
+        ir::quantize_activations(ir::ActQuant::PerBlockQ8_0, xf.data(), n, &in.q[m * n], &in.d[m * (n / B)]);
       }
       break;
     }
@@ -615,6 +662,16 @@ Outputs reference(const OpCase& c, const Inputs& in) {
       out["y"] = Tensor::of(y);
       break;
     }
+    case Op::Q8_0Matmul: {  // every row, or the logit rows in their order
+      std::vector<int> rows = c.logit_rows;
+      if (rows.empty())
+        for (int r = 0; r < c.rows; ++r) rows.push_back(r);
+      std::vector<float> y(rows.size() * c.N);
+      for (size_t i = 0; i < rows.size(); ++i)
+        ir::q8_0_matmul(in.q8_0, &in.q[rows[i] * n], &in.d[rows[i] * (n / kBitnetcQ8_0Block)], &y[i * c.N]);
+      out["y"] = Tensor::of(y);
+      break;
+    }
     case Op::Embedding: {
       ir::DenseWeights w;
       w.rows = c.N;
@@ -623,6 +680,10 @@ Outputs reference(const OpCase& c, const Inputs& in) {
       if (c.storage == rt::DenseStorage::KQuant) {
         w.format = ir::DenseFormat::KQuant;
         w.kquant = in.kquant;
+      }
+      if (c.storage == rt::DenseStorage::Q8_0) {
+        w.format = ir::DenseFormat::Q8_0;
+        w.q8_0 = in.q8_0;
       }
       std::vector<float> y(static_cast<size_t>(n * c.rows));
       for (int m = 0; m < c.rows; ++m) {
@@ -874,6 +935,27 @@ Outputs run_kquant_halide(const OpCase& c, const Inputs& in, const TargetInfo& t
   return {{"y", Tensor::of(y)}};
 }
 
+Outputs run_q8_0_halide(const OpCase& c, const Inputs& in, const TargetInfo& t) {
+  const int K = static_cast<int>(c.n), blocks = K / kBitnetcQ8_0Block;
+  const int T = schedules::dense_matmul_tile_rows(t.vector_bytes);
+  const int Np = static_cast<int>(schedules::dense_matmul_padded_rows(c.N, t.vector_bytes));
+  std::vector<uint8_t> packed = schedules::pack_for_q8_0_matmul(in.q8_0, t.vector_bytes);
+  const rt::Q8_0Sections at = rt::q8_0_sections(Np, K);
+  auto p = schedules::q8_0_matmul({c.n, c.N, t.vector_bytes});
+  p.q.set(Halide::Buffer<int8_t>(reinterpret_cast<int8_t*>(packed.data() + at.q), T, K, Np / T));
+  p.d.set(Halide::Buffer<float>(reinterpret_cast<float*>(packed.data() + at.d), T, blocks, Np / T));
+  std::vector<int8_t> q = in.q;
+  std::vector<float> d = in.d;
+  p.x.set(Halide::Buffer<int8_t>(q.data(), K, c.rows));
+  p.xd.set(Halide::Buffer<float>(d.data(), blocks, c.rows));
+  Halide::Buffer<float> out(Np, c.rows);
+  p.y.realize(out, Halide::Target(t.halide));
+  std::vector<float> y(static_cast<size_t>(c.N * c.rows));
+  for (int m = 0; m < c.rows; ++m)
+    for (int64_t r = 0; r < c.N; ++r) y[m * c.N + r] = out(static_cast<int>(r), m);
+  return {{"y", Tensor::of(y)}};
+}
+
 Outputs run_norm_quant_halide(const OpCase& c, const Inputs& in, const TargetInfo& t) {
   const int64_t Kp = codegen::cuda_padded_k(c.n);  // any padding: the kernel writes it as zeros
   schedules::NormQuantPipeline p =
@@ -982,6 +1064,9 @@ std::vector<KernelBackend> cpu_backends() {
     b.push_back({t.name + " kquant_matmul",
                  [](const OpCase& c) { return c.op == Op::KQuantMatmul && c.logit_rows.empty(); },
                  [=](const OpCase& c, const Inputs& in) { return run_kquant_halide(c, in, *target); }});
+    b.push_back({t.name + " q8_0_matmul",
+                 [](const OpCase& c) { return c.op == Op::Q8_0Matmul && c.logit_rows.empty(); },
+                 [=](const OpCase& c, const Inputs& in) { return run_q8_0_halide(c, in, *target); }});
     b.push_back({t.name + " norm_quant", [](const OpCase& c) { return c.op == Op::Quantize && !c.gated; },
                  [=](const OpCase& c, const Inputs& in) { return run_norm_quant_halide(c, in, *target); }});
     b.push_back({t.name + " rope", [](const OpCase& c) { return c.op == Op::Rope && one_run(c); },
@@ -1042,6 +1127,7 @@ std::vector<codegen::CudaKernel> cuda_kernels_of(const OpCase& c) {
               cuda_topk_merge(16, 16, rt::kCudaTopKMax)};
     case Op::RepeatPenalty: return {cuda_repeat_penalty(c.n)};
     case Op::KQuantMatmul: return {cuda_kquant_matmul(c.n, c.N, !c.logit_rows.empty())};
+    case Op::Q8_0Matmul: return {cuda_q8_0_matmul(c.n, c.N, !c.logit_rows.empty())};
   }
   return {};
 }
@@ -1205,8 +1291,35 @@ Outputs run_cuda(const OpCase& c, const Inputs& in, const EmulatedCudaModule& mo
       return renamed;
     }
     case Op::KQuantMatmul:
+    case Op::Q8_0Matmul:
     case Op::DenseMatmul:
     case Op::Embedding: {
+      if (c.op == Op::Q8_0Matmul || c.storage == rt::DenseStorage::Q8_0) {
+        // The parts, k-major (rt::q8_0_sections), as codegen packs them for CUDA.
+        const rt::Q8_0Sections at = rt::q8_0_sections(c.N, n);
+        const int64_t blocks = n / kBitnetcQ8_0Block;
+        std::vector<uint8_t> w(at.end);
+        for (int64_t r = 0; r < c.N; ++r) {
+          for (int64_t k = 0; k < n; ++k) w[at.q + k * c.N + r] = static_cast<uint8_t>(in.q8_0.q[r * n + k]);
+          for (int64_t b = 0; b < blocks; ++b) std::memcpy(&w[at.d + 4 * (b * c.N + r)], &in.q8_0.d[r * blocks + b], 4);
+        }
+        const uint8_t* dw = mem.copy(w);
+        std::vector<uint64_t> args{arg(dw + at.q), arg(dw + at.d)};
+        const size_t out_rows = !c.logit_rows.empty() ? c.logit_rows.size() : static_cast<size_t>(c.rows);
+        const size_t width = static_cast<size_t>(c.op == Op::Embedding ? n : c.N);
+        float* y = mem.alloc<float>(out_rows * width, width, -1.0f);
+        if (c.op == Op::Q8_0Matmul) {
+          const int64_t Kp = codegen::cuda_padded_k(n);
+          std::vector<int8_t> x(static_cast<size_t>(Kp * c.rows), 0);
+          for (int m = 0; m < c.rows; ++m) std::copy_n(&in.q[m * n], n, &x[m * Kp]);
+          args.push_back(arg(mem.copy(x)));
+          args.push_back(arg(mem.copy(in.d)));
+        }
+        args.push_back(arg(y));
+        launch(kernels[0], args);
+        back("y", y, out_rows * width, width, -1.0f);
+        return out;
+      }
       if (c.op == Op::KQuantMatmul || c.storage == rt::DenseStorage::KQuant) {
         // The parts, k-major (rt::kquant_sections), as codegen packs them for CUDA.
         const rt::KQuantSections at = rt::kquant_sections(c.N, n);
@@ -1447,7 +1560,8 @@ TEST_P(Ops, EveryBackendMatchesTheReferenceBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, Ops,
-                         testing::Values(Op::TernaryMatmul, Op::DenseMatmul, Op::KQuantMatmul, Op::Embedding, Op::Norm,
+                         testing::Values(Op::TernaryMatmul, Op::DenseMatmul, Op::KQuantMatmul, Op::Q8_0Matmul,
+                                         Op::Embedding, Op::Norm,
                                          Op::Quantize, Op::Rope, Op::RopeKvStore, Op::KvStore, Op::Attention,
                                          Op::GatedAct, Op::Add, Op::Argmax, Op::TopK, Op::RepeatPenalty),
                          [](const testing::TestParamInfo<Op>& p) { return std::string(op_name(p.param)); });

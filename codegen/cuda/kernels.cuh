@@ -359,7 +359,10 @@ __device__ void bitnetc_norm(const int* state, const float* x, const float* w, f
 template <int N, int QUANT, int NORM_KIND, bool NORM_WEIGHTED, unsigned EPS_BITS, int GATED>
 __device__ void bitnetc_quantize(const int* state, const float* x, const float* up, const float* w, int* q,
                                  int* x_sum, float* d) {
-  constexpr int KP = bitnetc_padded_k(N), BLOCKS = QUANT == kBitnetcPerBlockQ8K ? N / 256 : 1;
+  constexpr int KP = bitnetc_padded_k(N),
+                BLOCKS = QUANT == kBitnetcPerBlockQ8K    ? N / 256
+                         : QUANT == kBitnetcPerBlockQ8_0 ? N / kBitnetcQ8_0Block
+                                                         : 1;
   constexpr int BLOCK = N / BLOCKS, NT = 256;
   const int tid = threadIdx.x, m = blockIdx.y;
   const float* xm = x + m * N;
@@ -401,7 +404,7 @@ __device__ void bitnetc_quantize(const int* state, const float* x, const float* 
     }
     for (int i = tid; i < N; i += NT) {
       const int g = bitnetc_q8k64_group(i);
-      const signed char c = bitnetc_q8k64_code(id[g], value(i));
+      const signed char c = bitnetc_rne_code(id[g], value(i));
       qm[i] = c;
       s[g] += c;
     }
@@ -546,6 +549,46 @@ __device__ void bitnetc_kquant_matmul(const int* state, const signed char* q, co
     acc = __fsub_rn(acc, __fmul_rn(__fmul_rn(dmin[(long long)b * N + n], xdm[b]), (float)imin));
   }
   y[(long long)blockIdx.y * N + n] = acc;
+}
+
+// llama.cpp's Q8_0 weights, k-major parts (rt::q8_0_sections): the codes q, a column per
+// weight, then the block factors d, a column per block of 32.
+template <int ROWS>
+__device__ inline float bitnetc_q8_0_value(const signed char* q, const float* d, long long r, int c) {
+  return __fmul_rn((float)q[(long long)c * ROWS + r], d[(long long)(c / kBitnetcQ8_0Block) * ROWS + r]);
+}
+
+template <int ROWS, int COLS>
+__device__ void bitnetc_q8_0_embedding(const int* state, const signed char* q, const float* d, float* out) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= COLS) return;
+  const int row = blockIdx.y;
+  out[row * COLS + c] = bitnetc_q8_0_value<ROWS>(q, d, bitnetc_row_token(state, row), c);
+}
+
+// A Q8_0 head on Q8_0 activations (x: int8 codes [B][padded K] as words, xd: a factor per
+// block of 32 [B][K / 32]), as ggml's vec_dot_q8_0_q8_0 computes it and ir::q8_0_dot
+// defines it: eight lanes, acc_j = fma(d * xd, S_j, acc_j) block after block
+// (bitnetc_q8_0_lane_step), then hsum_float_8. One thread per row of the weight.
+template <int K, int N, bool LOGIT_ROWS>
+__device__ void bitnetc_q8_0_matmul(const int* state, const signed char* q, const float* d, const int* x,
+                                    const float* xd, float* y) {
+  constexpr int KP = bitnetc_padded_k(K), B = kBitnetcQ8_0Block, BLOCKS = K / B;
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= N) return;
+  const int row = LOGIT_ROWS ? bitnetc_logit_row(state, blockIdx.y) : (int)blockIdx.y;
+  const signed char* xm = (const signed char*)x + (long long)row * KP;
+  const float* xdm = xd + (long long)row * BLOCKS;
+  float acc[kBitnetcQ8_0Lanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int b = 0; b < BLOCKS; ++b) {
+    const float dd = __fmul_rn(d[(long long)b * N + n], xdm[b]);
+    for (int j = 0; j < kBitnetcQ8_0Lanes; ++j) {
+      int s = 0;
+      for (int c = b * B + 4 * j; c < b * B + 4 * j + 4; ++c) s += (int)q[(long long)c * N + n] * (int)xm[c];
+      acc[j] = bitnetc_q8_0_lane_step(dd, s, acc[j]);
+    }
+  }
+  y[(long long)blockIdx.y * N + n] = bitnetc_q8_0_hsum(acc);
 }
 
 // ---- RoPE, the KV caches and attention -------------------------------------------------

@@ -36,6 +36,13 @@ float dense_at(const uint8_t* base, const DenseRecord& r, int64_t row, int64_t c
     const auto q = static_cast<int8_t>(w[at.q + head_tile_index(row, col, r.cols, T)]);
     return d * static_cast<float>(sc) * static_cast<float>(q) - dmin * static_cast<float>(m);
   }
+  if (r.storage == DenseStorage::Q8_0) {  // q * d, as ir/kquant.h
+    const Q8_0Sections at = q8_0_sections(r.rows_padded, r.cols);
+    const uint8_t* w = base + r.off;
+    float d;
+    std::memcpy(&d, w + at.d + 4 * head_tile_index(row, col / 32, r.cols / 32, r.tile), 4);
+    return static_cast<float>(static_cast<int8_t>(w[at.q + head_tile_index(row, col, r.cols, r.tile)])) * d;
+  }
   const int64_t i = r.layout == DenseLayout::RowMajor ? row * r.cols + col
                                                       : static_cast<int64_t>(head_tile_index(row, col, r.cols, r.tile));
   if (r.storage == DenseStorage::F16) {
@@ -67,7 +74,7 @@ static void check_plan_kernels(const ir::Graph& g, std::span<const TernaryRecord
       throw std::runtime_error("the embedded model is damaged (weight " + std::to_string(i) + "'s kernels)");
   for (size_t i = 0; i < dense.size(); ++i)
     if (dense[i].layout == DenseLayout::HeadTiles && dense[i].storage != DenseStorage::KQuant &&
-        dense[i].kernel >= k.dense_count)
+        dense[i].storage != DenseStorage::Q8_0 && dense[i].kernel >= k.dense_count)
       throw std::runtime_error("the embedded model is damaged (dense weight " + std::to_string(i) + "'s kernel)");
   if (steps.size() != g.ops.size()) throw std::runtime_error("the embedded model is damaged (plan)");
   for (size_t i = 0; i < steps.size(); ++i) {
@@ -77,11 +84,12 @@ static void check_plan_kernels(const ir::Graph& g, std::span<const TernaryRecord
                            : kind == ir::OpKind::Attention    ? k.attention_count
                            : kind == ir::OpKind::Rope         ? k.rope_count
                            : kind == ir::OpKind::KQuantMatmul ? k.kquant_count
+                           : kind == ir::OpKind::Q8_0Matmul   ? k.q8_0_count
                                                               : 0;
-    // Every attention, RoPE and k-quant head has a kernel; a quantize read by no matmul has none.
-    const bool kernel_ok =
-        s.kernel == -1 ? kind != ir::OpKind::Attention && kind != ir::OpKind::Rope && kind != ir::OpKind::KQuantMatmul
-                       : s.kernel >= 0 && static_cast<uint32_t>(s.kernel) < count;
+    // Every attention, RoPE, k-quant and Q8_0 head has a kernel; a quantize read by no matmul has none.
+    const bool kernel_ok = s.kernel == -1 ? kind != ir::OpKind::Attention && kind != ir::OpKind::Rope &&
+                                                kind != ir::OpKind::KQuantMatmul && kind != ir::OpKind::Q8_0Matmul
+                                          : s.kernel >= 0 && static_cast<uint32_t>(s.kernel) < count;
     const bool norm_ok =
         s.fused_norm == -1 ||
         (kind == ir::OpKind::Quantize && s.fused_norm >= 0 && static_cast<size_t>(s.fused_norm) < steps.size() &&
@@ -104,9 +112,11 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
     if (g.values[v].dtype == ir::DType::F32) f32_[v].assign(static_cast<size_t>(g.values[v].size * batch_), 0.0f);
   // A quantized value takes the padding and blocks of the matmuls that read it (codegen
   // gives all readers of one value one layout): a ternary matmul's record, or a k-quant
-  // head's whole input in Q8_K blocks.
+  // (Q8_0) head's whole input in Q8_K (Q8_0) blocks.
   for (const ir::Op& op : g.ops) {
-    if (op.kind != ir::OpKind::TernaryMatmul && op.kind != ir::OpKind::KQuantMatmul) continue;
+    if (op.kind != ir::OpKind::TernaryMatmul && op.kind != ir::OpKind::KQuantMatmul &&
+        op.kind != ir::OpKind::Q8_0Matmul)
+      continue;
     int64_t K, K_padded, block, factors;
     if (op.kind == ir::OpKind::TernaryMatmul) {
       const TernaryRecord& r = ternary_[op.weight];
@@ -115,9 +125,11 @@ ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<cons
       K = r.K, K_padded = r.K_padded, block = r.act_block, factors = act_factor_count(r);
     } else {
       const DenseRecord& r = dense_[op.weight];
-      if (r.storage != DenseStorage::KQuant || r.cols % 256 != 0)
-        throw std::runtime_error("the embedded model is damaged (k-quant head)");
-      K = K_padded = r.cols, block = 256, factors = r.cols / 256;
+      const bool kquant = op.kind == ir::OpKind::KQuantMatmul;
+      block = kquant ? 256 : kBitnetcQ8_0Block;
+      if (r.storage != (kquant ? DenseStorage::KQuant : DenseStorage::Q8_0) || r.cols % block != 0)
+        throw std::runtime_error("the embedded model is damaged (quantized head)");
+      K = K_padded = r.cols, factors = r.cols / block;
     }
     Q8Buffers& q = q8_[op.inputs[0]];
     if (q.K_padded != 0 && q.K_padded != K_padded)
@@ -240,6 +252,7 @@ void ForwardPass::run_chunk(const Chunk& chunk) {
         }
         break;
       case ir::OpKind::KQuantMatmul: kquant_head(op_index, chunk); break;
+      case ir::OpKind::Q8_0Matmul: q8_0_head(op_index, chunk); break;
       case ir::OpKind::Rope: {
         const int half = op.head_dim / 2;
         for (const Run& run : chunk.runs) {
@@ -391,22 +404,57 @@ void ForwardPass::dense_matmul(const ir::Op& op, const float* x, int rows, float
       std::copy_n(head_out_.data() + static_cast<int64_t>(i) * Np, r.rows, out + i * out_stride);
 }
 
+// A quantized head's input rows that logits are asked for, codes and factors, gathered
+// into head_q_ and head_qd_; head_out_ sized for the kernel's [padded N][rows].
+void ForwardPass::gather_head_rows(const Q8Buffers& q, const DenseRecord& r, const Chunk& chunk) {
+  const int64_t m = static_cast<int64_t>(chunk.logit_rows.size()), K = r.cols, blocks = q.blocks;
+  head_q_.resize(static_cast<size_t>(m * K));
+  head_qd_.resize(static_cast<size_t>(m * blocks));
+  for (int64_t i = 0; i < m; ++i) {
+    std::copy_n(q.q.data() + chunk.logit_rows[i] * q.K_padded, K, head_q_.data() + i * K);
+    std::copy_n(q.d.data() + chunk.logit_rows[i] * q.blocks, blocks, head_qd_.data() + i * blocks);
+  }
+  head_out_.resize(static_cast<size_t>(r.rows_padded * m));
+}
+
+// head_out_'s rows into the chunk's logits.
+void ForwardPass::store_head_logits(const ir::Op& op, const DenseRecord& r, const Chunk& chunk) {
+  const int64_t n = g_.values[op.output].size;
+  for (size_t i = 0; i < chunk.logit_rows.size(); ++i)
+    std::copy_n(head_out_.data() + static_cast<int64_t>(i) * r.rows_padded, r.rows,
+                logits_.data() + chunk.out_logit[i] * n);
+}
+
+void ForwardPass::q8_0_head(size_t op_index, const Chunk& chunk) {
+  const ir::Op& op = g_.ops[op_index];
+  const int m = static_cast<int>(chunk.logit_rows.size());
+  if (m == 0) return;
+  const DenseRecord& r = dense_[op.weight];
+  const Q8Buffers& q = q8_[op.inputs[0]];
+  gather_head_rows(q, r, chunk);
+  const int K = static_cast<int>(r.cols), blocks = static_cast<int>(q.blocks);
+  const int T = static_cast<int>(r.tile), tiles = static_cast<int>(r.rows_padded / r.tile);
+  const Q8_0Sections at = q8_0_sections(r.rows_padded, r.cols);
+  auto* w = const_cast<uint8_t*>(blob_ + r.off);
+  Buf<int8_t> qb(reinterpret_cast<int8_t*>(w + at.q), T, K, tiles);
+  Buf<float> db(reinterpret_cast<float*>(w + at.d), T, blocks, tiles);
+  Buf<int8_t> xb(head_q_.data(), K, m);
+  Buf<float> xdb(head_qd_.data(), blocks, m);
+  Buf<float> yb(head_out_.data(), static_cast<int>(r.rows_padded), m);
+  check_kernel(kernels_.q8_0[steps_[op_index].kernel](qb, db, xb, xdb, yb), "Q8_0 head");
+  store_head_logits(op, r, chunk);
+}
+
 void ForwardPass::kquant_head(size_t op_index, const Chunk& chunk) {
   const ir::Op& op = g_.ops[op_index];
   const int m = static_cast<int>(chunk.logit_rows.size());
   if (m == 0) return;
   const DenseRecord& r = dense_[op.weight];
   const Q8Buffers& q = q8_[op.inputs[0]];
+  gather_head_rows(q, r, chunk);
   const int K = static_cast<int>(r.cols), blocks = static_cast<int>(q.blocks);
   const int T = static_cast<int>(r.tile), tiles = static_cast<int>(r.rows_padded / r.tile);
   const int Np = static_cast<int>(r.rows_padded);
-  head_q_.resize(static_cast<size_t>(m) * K);
-  head_qd_.resize(static_cast<size_t>(m) * blocks);
-  for (int i = 0; i < m; ++i) {
-    std::copy_n(q.q.data() + chunk.logit_rows[i] * q.K_padded, K, head_q_.data() + i * K);
-    std::copy_n(q.d.data() + chunk.logit_rows[i] * q.blocks, blocks, head_qd_.data() + i * blocks);
-  }
-  head_out_.resize(static_cast<size_t>(Np) * m);
   const KQuantSections at = kquant_sections(r.rows_padded, r.cols);
   auto* w = const_cast<uint8_t*>(blob_ + r.off);
   Buf<int8_t> qb(reinterpret_cast<int8_t*>(w + at.q), T, K, tiles);
@@ -418,9 +466,7 @@ void ForwardPass::kquant_head(size_t op_index, const Chunk& chunk) {
   Buf<float> xdb(head_qd_.data(), blocks, m);
   Buf<float> yb(head_out_.data(), Np, m);
   check_kernel(kernels_.kquant[steps_[op_index].kernel](qb, scb, mb, db, dminb, xb, xdb, yb), "k-quant head");
-  const int64_t n = g_.values[op.output].size;
-  for (int i = 0; i < m; ++i)
-    std::copy_n(head_out_.data() + static_cast<int64_t>(i) * Np, r.rows, logits_.data() + chunk.out_logit[i] * n);
+  store_head_logits(op, r, chunk);
 }
 
 const ForwardPass::RopeTable& ForwardPass::rope_table(const ir::Op& op, int32_t last_pos) {

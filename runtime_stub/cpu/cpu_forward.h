@@ -87,6 +87,9 @@ class ForwardPass : public Forward {
   void dense_matmul(const ir::Op& op, const float* x, int rows, float* out, int64_t out_stride);
   // The head of a k-quant weight for the chunk's logit rows, into the step's logits.
   void kquant_head(size_t op_index, const Chunk& chunk);
+  void q8_0_head(size_t op_index, const Chunk& chunk);
+  void gather_head_rows(const Q8Buffers& q, const DenseRecord& r, const Chunk& chunk);
+  void store_head_logits(const ir::Op& op, const DenseRecord& r, const Chunk& chunk);
   const RopeTable& rope_table(const ir::Op& op, int32_t last_pos);
   SequenceCache& cache(int32_t seq);
 
@@ -103,8 +106,8 @@ class ForwardPass : public Forward {
   std::vector<SequenceCache> caches_;    // per sequence
   int k_positions_ = 0;
   std::vector<float> head_in_, head_out_;  // the head's rows, [rows][K] and [rows][padded N]
-  std::vector<int8_t> head_q_;             // a k-quant head's rows of codes, [rows][K]
-  std::vector<float> head_qd_;             // and of block factors, [rows][K / 256]
+  std::vector<int8_t> head_q_;             // a quantized head's rows of codes, [rows][K]
+  std::vector<float> head_qd_;             // and of block factors, [rows][K / block]
   std::vector<float> logits_;              // the step's logit rows
   std::vector<int32_t> next_pos_;          // per sequence, for check_step_rows
 };

@@ -33,10 +33,11 @@ inline std::filesystem::path shared_dir() {
 // A fresh scratch folder per test, removed afterwards.
 class ScratchDir {
  public:
-  ScratchDir() {
+  // `label` tells apart two folders one test holds at once.
+  explicit ScratchDir(const std::string& label = "") {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = std::filesystem::temp_directory_path() /
-            ("bitnetc-test-" + std::string(info ? info->name() : "x") + "-" + std::to_string(::getpid()));
+    path_ = std::filesystem::temp_directory_path() / ("bitnetc-test-" + std::string(info ? info->name() : "x") +
+                                                      label + "-" + std::to_string(::getpid()));
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }

@@ -19,7 +19,7 @@ Command add_synth(CLI::App& app) {
   cmd->add_option("-o,--output", f->output, "Output .gguf")->required();
   cmd->add_option("--arch", spec.arch, "bitnet or bitnet-b1.58")->check(CLI::IsMember({"bitnet", "bitnet-b1.58"}));
   cmd->add_option("--type", f->weight_type, "Weight type: tq1_0 tq2_0 i2_s tl1 tl2 q8_0 f16 bf16 f32");
-  cmd->add_option("--embd-type", f->embd_type, "Embedding type: f32 f16 bf16");
+  cmd->add_option("--embd-type", f->embd_type, "Embedding type: f32 f16 bf16 q8_0");
   cmd->add_option("--i2s-layout", f->i2s_layout, "I2_S byte order: x86 or arm")->check(CLI::IsMember({"x86", "arm"}));
   cmd->add_option("--shape", f->shape, "Preset shape: 2b4t (BitNet b1.58 2B4T) or tiny")
       ->check(CLI::IsMember({"2b4t", "tiny"}));
