@@ -48,6 +48,26 @@ TargetInfo cuda_row(const std::string& sm, const std::string& description) {
           .layout_figures = {}};
 }
 
+// WebAssembly: a module and its ES-module loader (model.wasm + model.mjs), run by node
+// here and by browsers. 128-bit SIMD without a byte dot product: NEON's 16-byte I2_S
+// groups in row lanes, four-way sums widened (TernaryDot::Widening); one thread.
+TargetInfo wasm_row(const std::string& name, const std::string& halide, const std::string& description) {
+  return {.name = name,
+          .backend = Backend::Cpu,
+          .halide = halide,
+          .llc_cpu = "",
+          .cuda_sm = "",
+          .vector_bytes = 16,
+          .ternary_bytes = 16,
+          .ternary_dot = TernaryDot::Widening,
+          .cpu_features = 0,
+          .layouts = {rt::TernaryLayout::I2S},
+          .triple = "wasm32-wasi",
+          .emulator = "node",
+          .description = description,
+          .layout_figures = {}};
+}
+
 }  // namespace
 
 const std::vector<TargetInfo>& targets() {
@@ -113,39 +133,11 @@ const std::vector<TargetInfo>& targets() {
        .emulator = "qemu-aarch64 -cpu neoverse-n1",
        .description = "AArch64 with NEON and dot product (ARMv8.2-A+: Cortex-A76, Neoverse N1, Apple M, Graviton 2+)",
        .layout_figures = {}},
-      // WebAssembly: a module and its ES-module loader (model.wasm + model.mjs), run by
-      // node here and by browsers. 128-bit SIMD without a byte dot product: NEON's
-      // 16-byte I2_S groups in row lanes, four-way sums widened (TernaryDot::Widening);
-      // one thread. `wasm32` is the scalar fallback for engines without SIMD (Halide
-      // scalarizes the same schedules).
-      {.name = "wasm32-simd",
-       .backend = Backend::Cpu,
-       .halide = "wasm-32-wasmrt-wasm_simd128",
-       .llc_cpu = "",
-       .cuda_sm = "",
-       .vector_bytes = 16,
-       .ternary_bytes = 16,
-       .ternary_dot = TernaryDot::Widening,
-       .cpu_features = 0,
-       .layouts = {rt::TernaryLayout::I2S},
-       .triple = "wasm32-wasi",
-       .emulator = "node",
-       .description = "WebAssembly with 128-bit SIMD (browsers since 2021, node 16+), one thread",
-       .layout_figures = {}},
-      {.name = "wasm32",
-       .backend = Backend::Cpu,
-       .halide = "wasm-32-wasmrt",
-       .llc_cpu = "",
-       .cuda_sm = "",
-       .vector_bytes = 16,
-       .ternary_bytes = 16,
-       .ternary_dot = TernaryDot::Widening,
-       .cpu_features = 0,
-       .layouts = {rt::TernaryLayout::I2S},
-       .triple = "wasm32-wasi",
-       .emulator = "node",
-       .description = "WebAssembly without SIMD (any engine), one thread",
-       .layout_figures = {}},
+      // `wasm32` is the scalar fallback for engines without SIMD (Halide scalarizes the
+      // same schedules).
+      wasm_row("wasm32-simd", "wasm-32-wasmrt-wasm_simd128",
+               "WebAssembly with 128-bit SIMD (browsers since 2021, node 16+), one thread"),
+      wasm_row("wasm32", "wasm-32-wasmrt", "WebAssembly without SIMD (any engine), one thread"),
       cuda_row("80", "NVIDIA Ampere data center (A100, A30)"),
       cuda_row("86", "NVIDIA Ampere (RTX 30xx, A10, A40)"),
       cuda_row("89", "NVIDIA Ada (RTX 40xx, L4, L40)"),

@@ -33,6 +33,7 @@
 #endif
 
 using namespace bitnetc;
+using rt::ids_json;
 using rt::json_escape;
 
 extern "C" const char bitnetc_target_name[];  // codegen/cpu_kernels.cpp writes it
@@ -88,12 +89,6 @@ void print_help(const char* argv0) {
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr, "error: %s\n(%s)\n", msg.c_str(), rt::output_usage_line());
   std::exit(2);
-}
-
-std::string ids_json(const std::vector<int32_t>& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
-  return s + "]";
 }
 
 std::string list_json(const std::vector<double>& v) {

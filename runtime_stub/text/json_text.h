@@ -1,10 +1,12 @@
 // JSON text for the outputs' --json lines and the C API's model info. The runtime links
 // no JSON library (it is cross-compiled with only the C++ standard library), and writes
-// only flat objects of numbers and strings: escaping strings is all it needs.
+// only flat objects of numbers, strings and id lists: escaping strings is most of it.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace bitnetc::rt {
 
@@ -28,6 +30,13 @@ inline std::string json_escape(const std::string& s) {
       o += static_cast<char>(c);
   }
   return o;
+}
+
+// Token ids as a JSON array: [1,2,3].
+inline std::string ids_json(const std::vector<int32_t>& ids) {
+  std::string s = "[";
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  return s + "]";
 }
 
 }  // namespace bitnetc::rt

@@ -51,12 +51,6 @@ const char* set_result(std::string s) {
   return result.c_str();
 }
 
-std::string ids_json(const std::vector<int32_t>& ids) {
-  std::string s = "[";
-  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
-  return s + "]";
-}
-
 CompiledModel& loaded(const char* fn) {
   if (!model) throw std::logic_error(std::string(fn) + ": no model is loaded");
   return *model;
