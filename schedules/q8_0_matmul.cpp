@@ -11,21 +11,10 @@ namespace bitnetc::schedules {
 using namespace Halide;
 
 Expr exact_fma_f32(Expr a, Expr b, Expr c) {
-  // strict_float throughout: the simplifier would otherwise fold TwoSum's error to 0.
-  Expr p = strict_float(cast<double>(a) * cast<double>(b));  // exact: 48 significant bits
-  Expr cd = cast<double>(c);
-  Expr s = strict_float(p + cd);
-  // TwoSum: s + err is exactly p + c.
-  Expr bb = strict_float(s - p);
-  Expr err = strict_float((p - (s - bb)) + (cd - bb));
-  // Round to odd: an inexact s with an even last bit moves one place toward the exact
-  // sum (up in magnitude when err has s's sign). s is never 0 when err is not.
-  Expr zero = Internal::make_zero(Float(64));
-  Expr bits = reinterpret<uint64_t>(s);
-  Expr away = (err > zero) == (s > zero);
-  Expr odd = select(err != zero && (bits & cast<uint64_t>(1)) == cast<uint64_t>(0),
-                    select(away, bits + cast<uint64_t>(1), bits - cast<uint64_t>(1)), bits);
-  return strict_float(cast<float>(reinterpret<double>(odd)));
+  // LLVM's fma intrinsic by name: Halide 14 scalarizes the call and LLVM vectorizes it
+  // again (vfmadd on x86, fmla on ARM); where there is no fused instruction (wasm) it is
+  // libm's fmaf, correctly rounded too.
+  return Internal::Call::make(Float(32), "llvm.fma.f32", {a, b, c}, Internal::Call::PureExtern);
 }
 
 Q8_0MatmulPipeline q8_0_matmul(const Q8_0MatmulShape& s) {

@@ -4,10 +4,8 @@
 //
 // Per row, 32-block and lane j the integer sum of elements 4j..4j+3 is exact; the float
 // part then runs block after block in eight lanes, acc_j = fma(d_w * d_x, S_j, acc_j), and
-// ends in hsum_float_8's order. Halide 14 has no fused multiply-add, so the kernel forms
-// it exactly in double: the product is exact there, the sum is rounded to odd (its
-// TwoSum error says which way), and rounding that to float is the fma's result (double
-// carries more than 2 * 24 + 2 bits). Everything runs vectorized over a tile's rows.
+// ends in hsum_float_8's order. Halide 14 has no fused multiply-add in its language, so
+// the kernel calls LLVM's (exact_fma_f32). Everything runs vectorized over a tile's rows.
 #pragma once
 
 #include <cstdint>
@@ -34,7 +32,7 @@ struct Q8_0MatmulPipeline {
 
 Q8_0MatmulPipeline q8_0_matmul(const Q8_0MatmulShape& shape);
 
-// fma(a, b, c) of three floats, correctly rounded, in double arithmetic (no FMA needed).
+// fma(a, b, c) of three floats, correctly rounded: LLVM's llvm.fma.f32.
 Halide::Expr exact_fma_f32(Halide::Expr a, Halide::Expr b, Halide::Expr c);
 
 // The weight in the kernel's layout, its parts one after another as rt::q8_0_sections

@@ -85,9 +85,9 @@ TEST(DenseMatmul, Q8HeadMatchesItsDefinitionAndStaysNearTheFloatHead) {
 // exact_expf against bitnetc_expf (ir/numerics.h) on every 61st float from -110 to 95
 // (past both cut-offs), and on the special values.
 // The Halide fma that Q8_0 heads accumulate with (schedules/q8_0_matmul.h) against libm's
-// fmaf: cases where rounding the double sum again would be wrong (the exact sum just off
-// a float tie), the kernel's own operands (half products times lane sums), and random
-// floats of every scale.
+// fmaf: cases where a product and a sum rounded apart, or a sum rounded in double and
+// again in float, would be wrong (the exact sum just off a float tie), the kernel's own
+// operands (half products times lane sums), and random floats of every scale.
 TEST(ExactFma, MatchesFmafBitForBit) {
   std::vector<float> a, b, c;
   auto add = [&](float x, float y, float z) { a.push_back(x), b.push_back(y), c.push_back(z); };
