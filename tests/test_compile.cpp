@@ -159,6 +159,29 @@ TEST_P(Golden, PeerFilesGiveThePeersText) {
   }
 }
 
+// Lookup decoding (--lookup N) changes no token, greedy or sampled with a seed: the
+// draft's logits come from one batched step, bit-identical to feeding its tokens one at a
+// time, and each position is sampled in order with the same random stream. The
+// TinyStories model's greedy stories repeat themselves: some drafts must be kept.
+TEST_P(Golden, LookupDecodingChangesNoToken) {
+  ScratchDir dir;
+  const TargetOutput o =
+      compile_for((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(), target(), "model", dir);
+  int accepted = 0;
+  for (const char* prompt : {"Once upon a time", "The sun was hot"})
+    for (const char* sampling : {"--temp 0", "--temp 0.8 -s 7 --repeat-penalty 1.1"}) {
+      const std::string run = o.run_prefix + quote(o.exe) + " -p " + quote(prompt) + " -n 96 " + sampling + " --json";
+      const Result plain = sh(run, dir), lookup = sh(run + " --lookup 4", dir);
+      ASSERT_EQ(plain.status, 0) << plain.err;
+      ASSERT_EQ(lookup.status, 0) << lookup.err;
+      const json a = json::parse(plain.out), b = json::parse(lookup.out);
+      EXPECT_EQ(a["tokens"], b["tokens"]) << target() << " " << prompt << " " << sampling;
+      EXPECT_LE(b["accepted"].get<int>(), b["drafted"].get<int>());
+      accepted += b["accepted"].get<int>();
+    }
+  EXPECT_GT(accepted, 0) << target();
+}
+
 // A Q8_0 head (the TinyStories model converted with --token-embedding-type q8_0, as
 // llama-quantize writes one): activations to Q8_0 and ggml's eight-lane dot
 // (InterpreterNumerics.Q8_0HeadEqualsGgmlsVecDot pins it to ggml's), the embedding rows

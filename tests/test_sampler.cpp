@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "generate.h"
 #include "sampler.h"
 
 using namespace bitnetc::rt;
@@ -134,4 +135,19 @@ TEST(Sampler, RepeatPenaltyListsTheWindowsDistinctTokens) {
   p.repeat_penalty = 1.5f;
   p.repeat_last_n = -1;  // the whole history
   EXPECT_EQ(Sampler(p).repeat_penalty(history).tokens, (std::vector<int32_t>{1, 3, 5, 9}));
+}
+
+// Lookup drafting's n-grams: the longest of 3 and 2 tokens ending the context that
+// occurred before, its latest occurrence, at most `max` of what followed it.
+TEST(LookupDraft, TakesWhatFollowedTheLatestLongestNgram) {
+  using bitnetc::rt::lookup_draft;
+  using V = std::vector<int32_t>;
+  EXPECT_EQ(lookup_draft(V{1, 2, 3, 4, 5, 1, 2, 3}, 8), (V{4, 5, 1, 2, 3}));  // 1 2 3 recurs
+  EXPECT_EQ(lookup_draft(V{1, 2, 3, 4, 5, 1, 2, 3}, 2), (V{4, 5}));
+  EXPECT_EQ(lookup_draft(V{7, 2, 3, 9, 8, 2, 3, 6, 1, 2, 3}, 3), (V{6, 1, 2}));  // the latest of two
+  EXPECT_EQ(lookup_draft(V{5, 2, 3, 9, 4, 2, 3}, 4), (V{9, 4, 2, 3}));          // a 2-gram when no 3-gram recurs
+  EXPECT_EQ(lookup_draft(V{1, 2, 3, 4, 3}, 4), V{});                            // a lone token is no n-gram
+  EXPECT_EQ(lookup_draft(V{1, 2, 1, 2}, 0), V{});
+  EXPECT_EQ(lookup_draft(V{4}, 4), V{});
+  EXPECT_EQ(lookup_draft(V{}, 4), V{});
 }

@@ -259,6 +259,11 @@ Generation CompiledModel::generate(std::string_view prompt, GenerateOptions go,
     return forward_->forward_top_k(tokens, pos, k, penalty, ids, logits);
   };
   go.top_k_max = kCudaTopKMax;
+  go.forward_all = [&](std::span<const int32_t> tokens, int32_t pos) {  // sequence 0, the logits after each token
+    std::vector<BatchRow> rows = rows_of_one_sequence(tokens, pos);
+    for (BatchRow& r : rows) r.logits = true;
+    return forward_->step(rows);
+  };
   auto forward = [&](std::span<const int32_t> tokens, int32_t pos) { return forward_->forward(tokens, pos); };
   return rt::generate(*tok_, forward, prompt, go, on_text);
 }

@@ -81,6 +81,60 @@ void SequenceGeneration::finish() {
   if (on_text_ && !rest.empty()) on_text_(rest);
 }
 
+constexpr int64_t kMinNgram = 2;
+
+std::vector<int32_t> lookup_draft(std::span<const int32_t> history, int32_t max) {
+  const auto len = static_cast<int64_t>(history.size());
+  for (int64_t n = std::min<int64_t>(3, len - 1); n >= kMinNgram && max > 0; --n) {
+    const auto suffix = history.subspan(static_cast<size_t>(len - n));
+    for (int64_t i = len - n - 1; i >= 0; --i)  // the latest earlier occurrence
+      if (std::equal(suffix.begin(), suffix.end(), history.begin() + i)) {
+        const int64_t from = i + n, to = std::min<int64_t>(len, from + max);
+        return {history.begin() + from, history.begin() + to};
+      }
+  }
+  return {};
+}
+
+namespace {
+
+// generate()'s loop with lookup drafting (GenerateOptions::lookup): `logits` are those
+// after the prompt.
+void generate_with_lookup(const GenerateOptions& o, Generation& g, SequenceGeneration& seq, Sampler& sampler,
+                          std::span<const float> logits) {
+  std::vector<float> kept;  // a step's logits, kept while its positions are sampled
+  int32_t next = 0;
+  auto sample = [&](std::span<const float> l) {
+    if (o.on_logits) o.on_logits(l);
+    return sampler.sample(l, seq.history());
+  };
+  next = sample(logits);
+  while (seq.take(next)) {
+    const int32_t pos = seq.next_pos() - 1;  // where `next` is fed
+    // Drafts past the context or past n_predict could never be kept.
+    const int64_t room = std::min<int64_t>(o.n_ctx - 1 - pos, o.n_predict - static_cast<int64_t>(g.tokens.size()));
+    std::vector<int32_t> step{next};
+    const std::vector<int32_t> draft = lookup_draft(seq.history(), static_cast<int32_t>(std::min<int64_t>(o.lookup, room)));
+    step.insert(step.end(), draft.begin(), draft.end());
+    const std::span<const float> all = o.forward_all(step, pos);
+    kept.assign(all.begin(), all.end());
+    g.drafted += static_cast<int32_t>(draft.size());
+    const size_t n_vocab = kept.size() / step.size();
+    size_t i = 0;
+    next = sample(std::span<const float>(kept).subspan(0, n_vocab));
+    // Each draft that equals the token sampled before it is that token: keep it, and
+    // sample the next position from the logits after it.
+    while (i < draft.size() && next == draft[i]) {
+      if (!seq.take(next)) return;
+      ++g.accepted;
+      ++i;
+      next = sample(std::span<const float>(kept).subspan(i * n_vocab, n_vocab));
+    }
+  }
+}
+
+}  // namespace
+
 Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_view prompt, const GenerateOptions& o,
                     const std::function<bool(std::string_view)>& on_text) {
   Generation g = start_generation(tok, prompt, o);
@@ -107,6 +161,15 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
                                              top_ids, top_logits);
     if (!have_top) logits = forward(tokens, at);
   };
+  if (o.lookup > 0 && o.forward_all) {  // every position's logits: no device-side selection
+    logits = forward(g.prompt_tokens, 0);
+    const auto t1 = clock::now();
+    g.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
+    if (seq.wants_token()) generate_with_lookup(o, g, seq, sampler, logits);
+    g.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
+    seq.finish();
+    return g;
+  }
   feed(g.prompt_tokens, 0);
   const auto t1 = clock::now();
   g.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();

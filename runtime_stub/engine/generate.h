@@ -44,7 +44,20 @@ struct GenerateOptions {
                      std::vector<int32_t>& ids, std::vector<float>& logits)>
       forward_top_k;
   int top_k_max = 0;
+  // Lookup (prompt n-gram) drafting: up to `lookup` tokens that followed an earlier
+  // occurrence of the context's last tokens (lookup_draft) are fed with the sampled token
+  // in one step, `forward_all` giving the logits after each; each position is sampled in
+  // order from its logits with the same sampler, and drafts are kept while they equal the
+  // sampled token. The tokens are the same as without it, as is the random stream: the
+  // logits of a step are those of feeding its tokens one at a time (the batched executor).
+  int32_t lookup = 0;
+  std::function<std::span<const float>(std::span<const int32_t> tokens, int32_t pos)> forward_all;
 };
+
+// The draft lookup decoding feeds after the sampled token: the tokens that followed the
+// latest earlier occurrence of the longest (3, 2, then 1 token) n-gram ending `history`,
+// at most `max` of them; empty when none recurs.
+std::vector<int32_t> lookup_draft(std::span<const int32_t> history, int32_t max);
 
 struct Generation {
   std::vector<int32_t> prompt_tokens;  // with BOS
@@ -55,6 +68,7 @@ struct Generation {
   size_t prompt_tokens_dropped = 0;    // by truncate_prompt
   double prompt_seconds = 0;           // feeding the prompt (prefill)
   double decode_seconds = 0;           // generating (sampling included)
+  int32_t drafted = 0, accepted = 0;   // lookup decoding: draft tokens fed, and kept
 };
 
 // The tokens a prompt is fed as (BOS first when the vocabulary adds one, cut to fit the

@@ -79,7 +79,7 @@ BenchSpec bench_spec(const std::string& text) {
 
 const char* output_usage_line() {
   return "usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, --min-p P, "
-         "--repeat-penalty R, -s SEED, -r STOP, --ignore-eos, --no-special, -v, --json, --top-logits K, -i, "
+         "--repeat-penalty R, -s SEED, -r STOP, --ignore-eos, --no-special, -v, --json, --top-logits K, --lookup N, -i, "
          "-cnv [-sys TEXT --chat-template NAME|FILE --keep N], --prompts FILE, -np N, --truncate, --weights FILE, "
          "--bench P,G,R[,S] [--bench-depth D], --profile R, --device cpu|cuda, --server [--host A --port N --api-key K --queue N "
          "--timeout S]; -h lists them with their defaults";
@@ -139,6 +139,8 @@ OutputArgs parse_output_args(const std::vector<std::string>& args) {
       o.json = true;
     } else if (a == "--top-logits") {
       o.top_logits = static_cast<int>(whole(a, value(), 1, 1000));
+    } else if (a == "--lookup") {
+      o.lookup = static_cast<int32_t>(whole(a, value(), 0, 64));
     } else if (a == "--truncate") {
       o.truncate = true;
     } else if (a == "--weights") {
@@ -238,6 +240,8 @@ OutputArgs parse_output_args(const std::vector<std::string>& args) {
   if (o.mode == Mode::Prompts && (!o.reverse_prompts.empty() || o.ignore_eos || o.no_special))
     usage("-r, --ignore-eos and --no-special apply to -p, -f, -i and -cnv, not --prompts");
   if (o.top_logits > 0 && !o.json) usage("--top-logits prints its logits in --json's object: add --json");
+  if (o.lookup > 0 && o.mode != Mode::Generate && o.mode != Mode::Interactive)
+    usage("--lookup drafts for -p, -f and -i; --prompts, -cnv, --server, --bench and --profile do not draft yet");
   if (depth_given && o.mode != Mode::Bench) usage("--bench-depth is an option of --bench; add --bench");
   if (parallel_given && o.mode != Mode::Prompts && o.mode != Mode::Server)
     usage("-np runs the prompts of --prompts FILE (or --server's requests) at once; give --prompts or --server");

@@ -48,6 +48,7 @@ struct OutputArgs {
   bool random_seed = true;                   // no -s (or -s -1): a fresh seed per run, as llama.cpp
   bool json = false;                         // --json
   int top_logits = 0;                        // --top-logits K (with --json)
+  int32_t lookup = 0;                        // --lookup N: draft tokens from the context's n-grams
   bool truncate = false;                     // --truncate
   bool verbose = false;                      // -v
   bool ignore_eos = false;                   // --ignore-eos

@@ -56,6 +56,8 @@ void print_help(const char* argv0) {
       "      --repeat-penalty R   above 0 (default 1: off; last 64 tokens)\n"
       "  -s, --seed N             sampling seed, 0 to 2^64-1 (default -1: a random seed, printed by -v and --json)\n"
       "  -r, --reverse-prompt S   stop when the text holds S (repeatable)\n"
+      "      --lookup N           draft up to N tokens (0 to 64) from the context's repeated n-grams, checked in\n"
+      "                           one step: the same tokens, faster on text that repeats (default 0: off)\n"
       "      --ignore-eos         generate past end-of-text tokens\n"
       "      --no-special         control-token text in the prompt (\"<|eot_id|>\") stays text\n"
       "  -v, --verbose            the seed, the context and the template used, on stderr\n"
@@ -586,6 +588,7 @@ int main(int argc, char** argv) {
       go.parse_special = !args.no_special;
       go.truncate_prompt = args.truncate;
       if (args.top_logits > 0) go.on_logits = on_logits;
+      go.lookup = args.lookup;
       std::string generated;
       rt::Generation gen = model.generate(text, std::move(go), [&](std::string_view piece) {
         generated += piece;
@@ -598,7 +601,11 @@ int main(int argc, char** argv) {
       if (args.json)
         out.write("{\"prompt_tokens\":" + ids_json(gen.prompt_tokens) + ",\"tokens\":" + ids_json(gen.tokens) +
                   ",\"text\":\"" + json_escape(gen.text) + "\",\"seed\":" + std::to_string(sp.seed) +
-                  (args.top_logits > 0 ? ",\"top_logits\":[" + logits_json + "]" : "") + "}\n");
+                  (args.top_logits > 0 ? ",\"top_logits\":[" + logits_json + "]" : "") +
+                  (args.lookup > 0 ? ",\"drafted\":" + std::to_string(gen.drafted) +
+                                         ",\"accepted\":" + std::to_string(gen.accepted)
+                                   : "") +
+                  "}\n");
       else
         out.write("\n");
       return gen;
@@ -628,6 +635,9 @@ int main(int argc, char** argv) {
                  load_s, gen.prompt_tokens.size(), gen.prompt_seconds,
                  gen.prompt_tokens.size() / std::max(gen.prompt_seconds, 1e-9), gen.tokens.size(), gen.decode_seconds,
                  gen.tokens.size() / std::max(gen.decode_seconds, 1e-9));
+    if (args.lookup > 0)
+      std::fprintf(stderr, "lookup: %d of %d drafted tokens kept (%.0f %%)\n", gen.accepted, gen.drafted,
+                   gen.drafted ? 100.0 * gen.accepted / gen.drafted : 0.0);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
