@@ -24,6 +24,7 @@ enum BitnetcActQuant {
   kBitnetcPerRowQ8K64 = 4,
   kBitnetcPerBlockQ8_0 = 5
 };
+// llama.cpp's Q8_0: a factor per 32 codes; ggml's dot of two such rows sums in 8 float lanes.
 enum { kBitnetcQ8_0Block = 32, kBitnetcQ8_0Lanes = 8 };
 enum BitnetcRopeStyle { kBitnetcRopeInterleaved = 0, kBitnetcRopeNeox = 1 };
 enum BitnetcActivation { kBitnetcSiluDiv = 0, kBitnetcSiluLlama2c = 1, kBitnetcRelu2 = 2 };
@@ -176,7 +177,7 @@ BITNETC_HD inline signed char bitnetc_rne_code(float id, float x) {
 }
 
 // Activation quantization in two parts, so that a GPU can find the largest magnitude in
-// parallel: the scale from the largest |x| of a token (or Q8_K block) and the signed
+// parallel: the scale from the largest |x| of a token (or Q8_K, Q8_0 block) and the signed
 // value that has it first, then each element's code.
 struct BitnetcQuantScale {
   float mul;  // what x is multiplied by before rounding
@@ -241,7 +242,6 @@ BITNETC_HD inline signed char bitnetc_quant_code(int kind, float x, BitnetcQuant
 enum { kBitnetcQ8K64Groups = 4 };
 BITNETC_HD inline int bitnetc_q8k64_group(long long k) { return (int)((k % 16) / 4); }
 
-
 BITNETC_HD inline void bitnetc_quantize_q8k64(const float* x, long long n, signed char* q, float* d) {
   float amax[kBitnetcQ8K64Groups] = {0, 0, 0, 0};
   for (long long k = 0; k < n; ++k) {
@@ -290,7 +290,8 @@ BITNETC_HD inline long long bitnetc_quant_factor_count(int kind, long long n) {
 }
 
 // Quantizes n activations to int8 codes q with dequantization factors d (one per token,
-// one per 256-block for Q8_K, four for Q8_K64: bitnetc_quant_factor_count).
+// one per 256-block for Q8_K, one per 32-block for Q8_0, four for Q8_K64:
+// bitnetc_quant_factor_count).
 BITNETC_HD inline void bitnetc_quantize(int kind, const float* x, long long n, signed char* q, float* d) {
   if (kind == kBitnetcPerRowQ8K64) {
     bitnetc_quantize_q8k64(x, n, q, d);

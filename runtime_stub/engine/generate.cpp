@@ -81,6 +81,8 @@ void SequenceGeneration::finish() {
   if (on_text_ && !rest.empty()) on_text_(rest);
 }
 
+// A lone token recurs too often to draft from: on TinyStories' greedy stories drafts after
+// 1-grams too kept 21 % (373 of 1791), after 3- and 2-grams only 38 % (310 of 807).
 constexpr int64_t kMinNgram = 2;
 
 std::vector<int32_t> lookup_draft(std::span<const int32_t> history, int32_t max) {

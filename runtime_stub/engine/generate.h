@@ -55,8 +55,8 @@ struct GenerateOptions {
 };
 
 // The draft lookup decoding feeds after the sampled token: the tokens that followed the
-// latest earlier occurrence of the longest (3, 2, then 1 token) n-gram ending `history`,
-// at most `max` of them; empty when none recurs.
+// latest earlier occurrence of the longest (3, then 2 token) n-gram ending `history`, at
+// most `max` of them; empty when none recurs.
 std::vector<int32_t> lookup_draft(std::span<const int32_t> history, int32_t max);
 
 struct Generation {
