@@ -1294,55 +1294,47 @@ Outputs run_cuda(const OpCase& c, const Inputs& in, const EmulatedCudaModule& mo
     case Op::Q8_0Matmul:
     case Op::DenseMatmul:
     case Op::Embedding: {
-      if (c.op == Op::Q8_0Matmul || c.storage == rt::DenseStorage::Q8_0) {
-        // The parts, k-major (rt::q8_0_sections), as codegen packs them for CUDA.
-        const rt::Q8_0Sections at = rt::q8_0_sections(c.N, n);
-        const int64_t blocks = n / kBitnetcQ8_0Block;
-        std::vector<uint8_t> w(at.end);
-        for (int64_t r = 0; r < c.N; ++r) {
-          for (int64_t k = 0; k < n; ++k) w[at.q + k * c.N + r] = static_cast<uint8_t>(in.q8_0.q[r * n + k]);
-          for (int64_t b = 0; b < blocks; ++b) std::memcpy(&w[at.d + 4 * (b * c.N + r)], &in.q8_0.d[r * blocks + b], 4);
-        }
-        const uint8_t* dw = mem.copy(w);
-        std::vector<uint64_t> args{arg(dw + at.q), arg(dw + at.d)};
-        const size_t out_rows = !c.logit_rows.empty() ? c.logit_rows.size() : static_cast<size_t>(c.rows);
-        const size_t width = static_cast<size_t>(c.op == Op::Embedding ? n : c.N);
-        float* y = mem.alloc<float>(out_rows * width, width, -1.0f);
-        if (c.op == Op::Q8_0Matmul) {
-          const int64_t Kp = codegen::cuda_padded_k(n);
-          std::vector<int8_t> x(static_cast<size_t>(Kp * c.rows), 0);
-          for (int m = 0; m < c.rows; ++m) std::copy_n(&in.q[m * n], n, &x[m * Kp]);
-          args.push_back(arg(mem.copy(x)));
-          args.push_back(arg(mem.copy(in.d)));
-        }
-        args.push_back(arg(y));
-        launch(kernels[0], args);
-        back("y", y, out_rows * width, width, -1.0f);
-        return out;
-      }
-      if (c.op == Op::KQuantMatmul || c.storage == rt::DenseStorage::KQuant) {
-        // The parts, k-major (rt::kquant_sections), as codegen packs them for CUDA.
-        const rt::KQuantSections at = rt::kquant_sections(c.N, n);
-        std::vector<uint8_t> w(at.end);
-        const KQuantWeights& kw = in.kquant;
-        for (int64_t r = 0; r < c.N; ++r) {
-          for (int64_t k = 0; k < n; ++k) w[at.q + k * c.N + r] = static_cast<uint8_t>(kw.q[r * n + k]);
-          for (int64_t g = 0; g < n / 16; ++g) {
-            w[at.sc + g * c.N + r] = static_cast<uint8_t>(kw.sc[r * (n / 16) + g]);
-            w[at.m + g * c.N + r] = static_cast<uint8_t>(kw.m[r * (n / 16) + g]);
+      const bool q8_0 = c.op == Op::Q8_0Matmul || c.storage == rt::DenseStorage::Q8_0;
+      const bool kquant = c.op == Op::KQuantMatmul || c.storage == rt::DenseStorage::KQuant;
+      if (q8_0 || kquant) {
+        // The parts, k-major (rt::q8_0_sections, rt::kquant_sections), as codegen packs them
+        // for CUDA; then the head's activation codes and factors, or an embedding's tokens.
+        std::vector<uint8_t> w;
+        std::vector<uint64_t> parts;
+        if (q8_0) {
+          const rt::Q8_0Sections at = rt::q8_0_sections(c.N, n);
+          const int64_t blocks = n / kBitnetcQ8_0Block;
+          w.resize(at.end);
+          for (int64_t r = 0; r < c.N; ++r) {
+            for (int64_t k = 0; k < n; ++k) w[at.q + k * c.N + r] = static_cast<uint8_t>(in.q8_0.q[r * n + k]);
+            for (int64_t b = 0; b < blocks; ++b)
+              std::memcpy(&w[at.d + 4 * (b * c.N + r)], &in.q8_0.d[r * blocks + b], 4);
           }
-          for (int64_t b = 0; b < n / 256; ++b) {
-            std::memcpy(&w[at.d + 4 * (b * c.N + r)], &kw.d[r * (n / 256) + b], 4);
-            std::memcpy(&w[at.dmin + 4 * (b * c.N + r)], &kw.dmin[r * (n / 256) + b], 4);
+          parts = {at.q, at.d};
+        } else {
+          const rt::KQuantSections at = rt::kquant_sections(c.N, n);
+          const KQuantWeights& kw = in.kquant;
+          w.resize(at.end);
+          for (int64_t r = 0; r < c.N; ++r) {
+            for (int64_t k = 0; k < n; ++k) w[at.q + k * c.N + r] = static_cast<uint8_t>(kw.q[r * n + k]);
+            for (int64_t g = 0; g < n / 16; ++g) {
+              w[at.sc + g * c.N + r] = static_cast<uint8_t>(kw.sc[r * (n / 16) + g]);
+              w[at.m + g * c.N + r] = static_cast<uint8_t>(kw.m[r * (n / 16) + g]);
+            }
+            for (int64_t b = 0; b < n / 256; ++b) {
+              std::memcpy(&w[at.d + 4 * (b * c.N + r)], &kw.d[r * (n / 256) + b], 4);
+              std::memcpy(&w[at.dmin + 4 * (b * c.N + r)], &kw.dmin[r * (n / 256) + b], 4);
+            }
           }
+          parts = {at.q, at.sc, at.m, at.d, at.dmin};
         }
         const uint8_t* dw = mem.copy(w);
         std::vector<uint64_t> args;
-        for (uint64_t off : {at.q, at.sc, at.m, at.d, at.dmin}) args.push_back(arg(dw + off));
+        for (uint64_t off : parts) args.push_back(arg(dw + off));
         const size_t out_rows = !c.logit_rows.empty() ? c.logit_rows.size() : static_cast<size_t>(c.rows);
         const size_t width = static_cast<size_t>(c.op == Op::Embedding ? n : c.N);
         float* y = mem.alloc<float>(out_rows * width, width, -1.0f);
-        if (c.op == Op::KQuantMatmul) {
+        if (c.op != Op::Embedding) {
           const int64_t Kp = codegen::cuda_padded_k(n);
           std::vector<int8_t> x(static_cast<size_t>(Kp * c.rows), 0);
           for (int m = 0; m < c.rows; ++m) std::copy_n(&in.q[m * n], n, &x[m * Kp]);
