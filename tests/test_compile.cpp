@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <tuple>
@@ -161,25 +162,42 @@ TEST_P(Golden, PeerFilesGiveThePeersText) {
 
 // Lookup decoding (--lookup N) changes no token, greedy or sampled with a seed: the
 // draft's logits come from one batched step, bit-identical to feeding its tokens one at a
-// time, and each position is sampled in order with the same random stream. The
-// TinyStories model's greedy stories repeat themselves: some drafts must be kept.
+// time, and each position is sampled in order with the same random stream. So too in the
+// engine (--prompts -np 2), whose steps pack both sequences' drafts. The TinyStories
+// model's greedy stories repeat themselves: some drafts must be kept.
 TEST_P(Golden, LookupDecodingChangesNoToken) {
   ScratchDir dir;
   const TargetOutput o =
       compile_for((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(), target(), "model", dir);
-  int accepted = 0;
-  for (const char* prompt : {"Once upon a time", "The sun was hot"})
-    for (const char* sampling : {"--temp 0", "--temp 0.8 -s 7 --repeat-penalty 1.1"}) {
-      const std::string run = o.run_prefix + quote(o.exe) + " -p " + quote(prompt) + " -n 96 " + sampling + " --json";
+  const std::vector<std::string> prompts = {"Once upon a time", "The sun was hot"};
+  std::ofstream(dir.file("prompts.txt")) << prompts[0] << "\n" << prompts[1] << "\n";
+  int accepted = 0, batched_accepted = 0;
+  for (const char* sampling : {"--temp 0", "--temp 0.8 -s 7 --repeat-penalty 1.1"}) {
+    const Result batched = sh(o.run_prefix + quote(o.exe) + " --prompts " + quote(dir.file("prompts.txt")) +
+                                  " -np 2 -n 96 --lookup 4 --json " + sampling,
+                              dir);
+    ASSERT_EQ(batched.status, 0) << batched.err;
+    std::istringstream lines(batched.out);
+    std::vector<json> batched_runs;
+    for (std::string line; std::getline(lines, line);) batched_runs.push_back(json::parse(line));
+    ASSERT_EQ(batched_runs.size(), prompts.size()) << batched.out;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const std::string run =
+          o.run_prefix + quote(o.exe) + " -p " + quote(prompts[i]) + " -n 96 " + sampling + " --json";
       const Result plain = sh(run, dir), lookup = sh(run + " --lookup 4", dir);
       ASSERT_EQ(plain.status, 0) << plain.err;
       ASSERT_EQ(lookup.status, 0) << lookup.err;
-      const json a = json::parse(plain.out), b = json::parse(lookup.out);
-      EXPECT_EQ(a["tokens"], b["tokens"]) << target() << " " << prompt << " " << sampling;
+      const json a = json::parse(plain.out), b = json::parse(lookup.out), &c = batched_runs[i];
+      EXPECT_EQ(a["tokens"], b["tokens"]) << target() << " " << prompts[i] << " " << sampling;
+      EXPECT_EQ(a["tokens"], c["tokens"]) << target() << " " << prompts[i] << " " << sampling << " (--prompts -np 2)";
       EXPECT_LE(b["accepted"].get<int>(), b["drafted"].get<int>());
+      EXPECT_LE(c["accepted"].get<int>(), c["drafted"].get<int>());
       accepted += b["accepted"].get<int>();
+      batched_accepted += c["accepted"].get<int>();
     }
+  }
   EXPECT_GT(accepted, 0) << target();
+  EXPECT_GT(batched_accepted, 0) << target();
 }
 
 // A Q8_0 head (the TinyStories model converted with --token-embedding-type q8_0, as
@@ -928,7 +946,7 @@ TEST(Compile, ExecutableHasHelpAndVersion) {
 }
 
 // `--bench P,G,R,S`: S sequences decode together; the aggregate rate is reported.
-TEST(Compile, BenchDecodesSeveralSequencesTogether) {
+TEST(Compile, BenchDecodesSeveralSequencesTogetherAndTimesLookupSteps) {
   ScratchDir dir;
   const std::string exe =
       compile((shared_dir() / "models/tinystories-bitnet-3m/model.bin").string(), "host", dir.file("m"), dir);
@@ -938,6 +956,13 @@ TEST(Compile, BenchDecodesSeveralSequencesTogether) {
   EXPECT_EQ(j["n_seq"], 4);
   ASSERT_EQ(j["tg_tps"].size(), 2u);
   EXPECT_GT(j["tg_tps"][0].get<double>(), 0);
+  // --bench-draft K: lookup decoding's steps, the token and K drafts with every row's logits.
+  const Result drafted = sh(quote(exe) + " --bench 0,16,2 --bench-draft 4", dir);
+  ASSERT_EQ(drafted.status, 0) << drafted.err;
+  const json d = json::parse(drafted.out);
+  EXPECT_EQ(d["n_draft"], 4);
+  ASSERT_EQ(d["tg_tps"].size(), 2u);
+  EXPECT_GT(d["tg_tps"][0].get<double>(), 0);
   const Result bad = sh(quote(exe) + " --bench 0,16,2,0", dir);
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("SEQUENCES"), std::string::npos) << bad.err;
@@ -1047,6 +1072,11 @@ TEST(Compile, ConversationKeepsItsCacheAndAnswersAsAFreshRun) {
   const Result chat = sh("printf 'Hi there\\nTell me more\\n' | " + quote(exe) + " -cnv -n 8 --temp 0 -c 128", dir);
   ASSERT_EQ(chat.status, 0) << chat.err;
   EXPECT_EQ(chat.out, reply1["text"].get<std::string>() + "\n" + reply2["text"].get<std::string>() + "\n");
+  // Lookup decoding drafts within a turn (the pulled generation's steps): the same replies.
+  const Result chat_lookup =
+      sh("printf 'Hi there\\nTell me more\\n' | " + quote(exe) + " -cnv -n 8 --temp 0 -c 128 --lookup 4", dir);
+  ASSERT_EQ(chat_lookup.status, 0) << chat_lookup.err;
+  EXPECT_EQ(chat_lookup.out, chat.out);
   // The second turn processed fewer tokens than its whole prompt.
   const size_t second = chat.err.find("[", chat.err.find("new prompt tokens") + 1);
   ASSERT_NE(second, std::string::npos) << chat.err;

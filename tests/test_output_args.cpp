@@ -64,6 +64,7 @@ TEST(OutputArgs, LlamaCliFlagsParseToWhatTheySay) {
   EXPECT_EQ(b.bench.depth, 0);
   EXPECT_EQ(parse("--bench-depth 4096 --bench 512,0,2").bench.depth, 4096);  // in either order
   EXPECT_EQ(parse("--bench 512,0,2 --bench-depth 4096").bench.depth, 4096);
+  EXPECT_EQ(parse("--bench-draft 4 --bench 0,64,3").bench.draft, 4);  // in either order
   EXPECT_EQ(parse("-h -bogus").mode, OutputArgs::Mode::Help);
 }
 
@@ -91,8 +92,11 @@ TEST(OutputArgs, BadValuesAndCombinationsNameTheFlag) {
       {"--top-k 1e3", "--top-k: \"1e3\" is not a whole number"},
       {"--top-logits 3 -p hi", "--top-logits prints its logits in --json's object: add --json"},
       {"--lookup 65 -p hi", "--lookup must be a whole number from 0 to 64"},
-      {"--lookup 4 --server", "--lookup drafts for -p, -f and -i"},
-      {"--lookup 4 --prompts p.txt", "--lookup drafts for -p, -f and -i"},
+      {"--lookup 4 --bench 16,8,1", "--lookup drafts from a generation's own text"},
+      {"--lookup 4 --profile 2", "--lookup drafts from a generation's own text"},
+      {"--bench-draft 4 -p hi", "--bench-draft is an option of --bench"},
+      {"--bench 0,16,2,4 --bench-draft 2", "does not combine with S > 1"},
+      {"--bench 0,16,2 --bench-draft 65", "--bench-draft must be a whole number from 0 to 64"},
       {"-p a -f b", "give the prompt with -p or -f, not both"},
       {"-r", "option -r needs a value"},
       {"-sys hello -p hi", "-sys is an option of the conversation mode; add -cnv"},

@@ -226,9 +226,10 @@ const std::vector<std::string> kPrompts = {
 }  // namespace
 
 // Eight clients at once, with different prompts, seeds, temperatures and endpoints, each
-// get exactly their solo run's text; usage counts the solo run's tokens.
+// get exactly their solo run's text; usage counts the solo run's tokens. The server
+// drafts (--lookup 4) for all but two, which turn it off ("lookup": 0): the same texts.
 TEST_F(Server, ConcurrentRequestsEqualTheirSoloRuns) {
-  ServerProcess server(*stories_, "-np 4 -t 2", *dir_, "concurrent");
+  ServerProcess server(*stories_, "-np 4 -t 2 --lookup 4", *dir_, "concurrent");
   ASSERT_TRUE(server.listening());
   constexpr int kMax = 40;
   std::vector<json> expected(kPrompts.size());
@@ -237,7 +238,7 @@ TEST_F(Server, ConcurrentRequestsEqualTheirSoloRuns) {
     expected[i] = solo(*stories_, kPrompts[i], kMax, sampling);
   }
   std::vector<std::string> got(kPrompts.size()), finish(kPrompts.size());
-  std::vector<json> usage(kPrompts.size());
+  std::vector<json> usage(kPrompts.size()), timings(kPrompts.size());
   std::vector<std::thread> clients;
   for (size_t i = 0; i < kPrompts.size(); ++i)
     clients.emplace_back([&, i] {
@@ -245,6 +246,7 @@ TEST_F(Server, ConcurrentRequestsEqualTheirSoloRuns) {
       json body = {{"prompt", kPrompts[i]}, {"max_tokens", kMax}, {"model", "whatever"}};
       body["temperature"] = i % 2 ? 0.9 : 0.0;
       if (i % 2) body["seed"] = 100 + i;
+      if (i % 4 == 0) body["lookup"] = 0;
       // Four streamed (OpenAI's and llama-server's forms), four whole.
       if (i % 4 == 1) {
         body["stream"] = true;
@@ -257,7 +259,10 @@ TEST_F(Server, ConcurrentRequestsEqualTheirSoloRuns) {
         for (const std::string& e : s.events) {
           const json j = json::parse(e);
           got[i] += j["content"].get<std::string>();
-          if (j["stop"] == true) finish[i] = j["stop_type"] == "limit" ? "length" : "stop";
+          if (j["stop"] == true) {
+            finish[i] = j["stop_type"] == "limit" ? "length" : "stop";
+            timings[i] = j["timings"];
+          }
         }
       } else {
         const json j = post_json(c, "/v1/completions", body, 200);
@@ -275,6 +280,10 @@ TEST_F(Server, ConcurrentRequestsEqualTheirSoloRuns) {
       EXPECT_EQ(usage[i]["completion_tokens"], expected[i]["tokens"].size());
       EXPECT_EQ(usage[i]["total_tokens"], expected[i]["prompt_tokens"].size() + expected[i]["tokens"].size());
     }
+    if (!timings[i].is_null()) {  // llama-server's, with the drafts
+      EXPECT_EQ(timings[i]["predicted_n"], expected[i]["tokens"].size()) << timings[i];
+      EXPECT_LE(timings[i]["draft_n_accepted"].get<int>(), timings[i]["draft_n"].get<int>()) << timings[i];
+    }
   }
   // The Prometheus text counts what was served.
   httplib::Client c = server.client();
@@ -284,6 +293,10 @@ TEST_F(Server, ConcurrentRequestsEqualTheirSoloRuns) {
   EXPECT_NE(m->body.find("bitnetc_generations_total 8\n"), std::string::npos) << m->body;
   EXPECT_NE(m->body.find("bitnetc_slots 4\n"), std::string::npos) << m->body;
   EXPECT_NE(m->body.find("bitnetc_active_slots 0\n"), std::string::npos) << m->body;
+  const std::string drafted_line = "\nbitnetc_lookup_drafted_tokens_total ";  // its sample, not its # HELP
+  const size_t drafted = m->body.find(drafted_line);
+  ASSERT_NE(drafted, std::string::npos) << m->body;
+  EXPECT_GT(std::stol(m->body.substr(drafted + drafted_line.size())), 0) << m->body;
   EXPECT_EQ(server.stop(), 0) << server.log();
 }
 
@@ -452,6 +465,8 @@ TEST_F(Server, BadRequestsGetOpenAiErrors) {
   expect_error("/v1/completions", R"({"prompt": "hi", "temperature": -1})", 400, "temperature", "from");
   expect_error("/v1/completions", R"({"prompt": "hi", "max_tokens": 2.5})", 400, "max_tokens", "integer");
   expect_error("/v1/completions", R"({"prompt": "hi", "seed": "x"})", 400, "seed", "integer");
+  expect_error("/v1/completions", R"({"prompt": "hi", "lookup": 65})", 400, "lookup", "from 0 to 64");
+  expect_error("/v1/completions", R"({"prompt": "hi", "lookup": 1.5})", 400, "lookup", "integer");
   expect_error("/v1/completions", R"({"prompt": "hi", "stop": [1]})", 400, "stop", "string");
   expect_error("/v1/completions", R"({"prompt": "hi", "stream": "yes"})", 400, "stream", "true or false");
   expect_error("/v1/completions", R"({"max_tokens": 4})", 400, "prompt", "required");

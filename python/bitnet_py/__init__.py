@@ -140,11 +140,13 @@ class BitNetModel:
 
     # ---- generation -------------------------------------------------------------------
     def _params(self, max_new_tokens=100, temperature=0.8, top_k=None, top_p=None, min_p=None, repeat_penalty=None,
-                seed=None, do_sample=None):
+                seed=None, do_sample=None, lookup=None):
+        # lookup=N: lookup decoding, drafting up to N tokens from the context's repeated
+        # n-grams (bitnet.h); the same tokens as without it.
         if do_sample is False:
             temperature = 0.0
         return _capi.make_params(self._lib.default_params(), max_new_tokens, temperature, top_k, top_p, min_p,
-                                 repeat_penalty, _capi.BITNET_SEED_RANDOM if seed is None else seed)
+                                 repeat_penalty, _capi.BITNET_SEED_RANDOM if seed is None else seed, lookup)
 
     def generate(self, prompt, max_new_tokens=100, temperature=0.8, **sampling):
         """The continuation of `prompt` (text), sampled (temperature <= 0: greedy)."""

@@ -10,7 +10,7 @@ import ctypes
 import math
 
 BITNET_SEED_RANDOM = 0xFFFFFFFFFFFFFFFF
-API_VERSION = 3
+API_VERSION = 4
 
 ERROR_NAMES = {
     -1: "invalid argument",
@@ -39,7 +39,10 @@ class GenerateParams(ctypes.Structure):
         ("min_p", ctypes.c_float),
         ("repeat_penalty", ctypes.c_float),
         ("seed", ctypes.c_uint64),
+        ("lookup", ctypes.c_int32),
     ]
+
+MAX_LOOKUP = 64  # BITNET_MAX_LOOKUP
 
 
 class LoadParams(ctypes.Structure):
@@ -181,7 +184,7 @@ def free_piece(ptr):
 
 
 def make_params(defaults, max_new_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None,
-                repeat_penalty=None, seed=None):
+                repeat_penalty=None, seed=None, lookup=None):
     """A GenerateParams from `defaults` and the given overrides, checked as Python users
     expect (ValueError naming the argument) before the library checks them again."""
     p = GenerateParams.from_buffer_copy(defaults)
@@ -217,4 +220,8 @@ def make_params(defaults, max_new_tokens=None, temperature=None, top_k=None, top
         if int(seed) < 0:
             raise ValueError(f"seed must not be negative, not {seed}")
         p.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
+    if lookup is not None:
+        if isinstance(lookup, bool) or not isinstance(lookup, int) or not 0 <= lookup <= MAX_LOOKUP:
+            raise ValueError(f"lookup must be an integer from 0 (off) to {MAX_LOOKUP}, not {lookup!r}")
+        p.lookup = lookup
     return p

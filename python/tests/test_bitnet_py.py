@@ -99,6 +99,19 @@ def test_fastgen_generate_all_equals_solo_runs(model):
     assert batch == [model.generate(p, max_new_tokens=12, temperature=0.8, seed=5) for p in prompts]
 
 
+def test_lookup_decoding_changes_no_token(model):
+    # lookup=N drafts from the context's repeated n-grams (bitnet.h): the same text,
+    # greedy or seeded, whole, streamed and batched.
+    greedy = model.generate(PROMPT, temperature=0, max_new_tokens=64)
+    assert model.generate(PROMPT, temperature=0, max_new_tokens=64, lookup=4) == greedy
+    assert "".join(model.generate_stream(PROMPT, temperature=0, max_new_tokens=64, lookup=4)) == greedy
+    seeded = dict(max_new_tokens=48, temperature=0.8, seed=9, repeat_penalty=1.1)
+    plain = model.generate_batch([PROMPT, "The little dog"], **seeded)
+    assert model.generate_batch([PROMPT, "The little dog"], lookup=8, **seeded) == plain
+    with pytest.raises(ValueError, match="lookup"):
+        model.generate(PROMPT, lookup=65)
+
+
 def test_threads_share_one_model(model):
     solo = model.generate(PROMPT, temperature=0, max_new_tokens=16)
     out = [None] * 4

@@ -41,7 +41,15 @@ typedef struct BitNetGenerateParams {
   float min_p;          /* <= 0: off */
   float repeat_penalty; /* 1: off */
   uint64_t seed;        /* BITNET_SEED_RANDOM: a fresh one per call (bitnet_get_last_seed tells it) */
+  /* Lookup decoding: up to this many tokens that followed an earlier occurrence of the
+   * context's last 3 (or 2) tokens are fed with each generated token in one step, and
+   * kept while they equal what the sampler picks: the same tokens as without it (0 to
+   * BITNET_MAX_LOOKUP; 0: off). It pays when the text repeats its context (quoting,
+   * editing code) and costs a little per step when it does not. */
+  int32_t lookup;
 } BitNetGenerateParams;
+
+#define BITNET_MAX_LOOKUP 64
 
 #define BITNET_SEED_RANDOM UINT64_C(0xFFFFFFFFFFFFFFFF)
 
@@ -66,10 +74,11 @@ typedef struct BitNetStreamConfig {
   uint64_t seed;        /* 0: 0 */
   /* Called after each piece (NULL: never); non-zero stops the generation there. */
   int (*should_stop)(void* user_data);
+  int32_t lookup; /* 0: off; else as BitNetGenerateParams.lookup */
 } BitNetStreamConfig;
 
 /* The version of this header's API: BITNET_API_VERSION when the library matches. */
-#define BITNET_API_VERSION 3
+#define BITNET_API_VERSION 4
 int bitnet_version(void);
 
 /* Loads the model compiled into this library. `path` NULL or "" takes it as embedded; a
@@ -87,7 +96,7 @@ BitNetModel* bitnet_model_load_with_params(const char* path, const BitNetLoadPar
 void bitnet_model_free(BitNetModel* model);
 
 /* The defaults of BitNetGenerateParams (temperature 0.8, top-k 40, top-p 0.95, min-p
- * 0.05, no repetition penalty, seed 0, 64 tokens). */
+ * 0.05, no repetition penalty, seed 0, 64 tokens, no lookup decoding). */
 BitNetGenerateParams bitnet_default_params(void);
 
 /* Generates a continuation of `prompt`; free the result with bitnet_free_string. With
@@ -174,7 +183,8 @@ int32_t bitnet_token_eot(BitNetModel* model);
 /* What the library holds, as one JSON object: architecture, layers, embedding and FFN
  * widths, heads, KV heads, context, vocabulary, parameters, target, device, chat
  * template, BOS/EOS ids, fingerprint, and "engine": the one-call generations running
- * ("active") and waiting ("queued") now and the forward steps they took ("steps").
+ * ("active") and waiting ("queued") now, the forward steps they took ("steps"), and
+ * the lookup drafts they fed ("lookup_drafted") and kept ("lookup_accepted").
  * Free with bitnet_free_string. */
 char* bitnet_model_info_json(BitNetModel* model);
 

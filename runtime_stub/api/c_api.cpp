@@ -107,6 +107,16 @@ bitnetc::rt::SamplerParams sampler_of(const BitNetGenerateParams& p) {
   return s;
 }
 
+static_assert(BITNET_MAX_LOOKUP == bitnetc::rt::kMaxLookup);
+
+// The options a one-call generation runs with: the model's (stop tokens, context) and
+// the params' length, sampling and lookup drafting.
+bitnetc::rt::GenerateOptions options_of(BitNetModel& model, const BitNetGenerateParams& p) {
+  bitnetc::rt::GenerateOptions o = model.model->generate_options(p.max_tokens, sampler_of(p));
+  o.lookup = p.lookup;
+  return o;
+}
+
 char* copy_string(const std::string& s) {
   char* out = static_cast<char*>(std::malloc(s.size() + 1));
   if (!out) return nullptr;
@@ -128,6 +138,8 @@ bool valid_params(const char* fn, const BitNetGenerateParams& p) {
   if (!std::isfinite(p.min_p) || p.min_p > 1) return bad("min_p", "must be a finite number <= 1 (<= 0: off)");
   if (!std::isfinite(p.repeat_penalty) || p.repeat_penalty <= 0)
     return bad("repeat_penalty", "must be a finite number > 0 (1: off)");
+  if (p.lookup < 0 || p.lookup > BITNET_MAX_LOOKUP)
+    return bad("lookup", ("must be from 0 (off) to " + std::to_string(BITNET_MAX_LOOKUP)).c_str());
   return true;
 }
 
@@ -286,7 +298,7 @@ extern "C" {
 
 BitNetGenerateParams bitnet_default_params(void) {
   const bitnetc::rt::SamplerParams s;
-  return BitNetGenerateParams{64, s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.seed};
+  return BitNetGenerateParams{64, s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.seed, 0};
 }
 
 BitNetModel* bitnet_model_load(const char* path) {
@@ -361,7 +373,7 @@ char* bitnet_generate(BitNetModel* model, const char* prompt, const BitNetGenera
       [&]() -> char* {
         bitnetc::rt::SequenceRequest r;
         r.prompt = prompt;
-        r.options = model->model->generate_options(params->max_tokens, sampler_of(*params));
+        r.options = options_of(*model, *params);
         return copy_string(finish_call("bitnet_generate", *submit_call(*model, std::move(r), false)).text);
       },
       nullptr);
@@ -392,12 +404,13 @@ int bitnet_inference_stream(BitNetModel* model, const char* prompt, const BitNet
   if (config->min_p != 0) params.min_p = config->min_p;
   if (config->repeat_penalty != 0) params.repeat_penalty = config->repeat_penalty;
   params.seed = config->seed;
+  params.lookup = config->lookup;
   if (!valid_params("bitnet_inference_stream", params)) return BITNET_ERROR_INVALID_ARGUMENT;
   const int n = guarded(
       [&]() -> int {
         bitnetc::rt::SequenceRequest r;
         r.prompt = prompt;
-        r.options = model->model->generate_options(params.max_tokens, sampler_of(params));
+        r.options = options_of(*model, params);
         const bool streamed = config->callback || config->should_stop;
         const auto call = submit_call(*model, std::move(r), streamed);
         const auto gen = finish_call("bitnet_inference_stream", *call, [&](const std::string& piece) {
@@ -425,7 +438,7 @@ BitNetStream* bitnet_stream_create_with_params(BitNetModel* model, const char* p
         auto stream = std::make_unique<BitNetStream>();
         stream->model = model;
         stream->seq = seq;
-        stream->gen = model->model->pull(prompt, params->max_tokens, sampler_of(*params), seq);
+        stream->gen = model->model->pull(prompt, params->max_tokens, sampler_of(*params), seq, params->lookup);
         model->sequence_used[seq] = true;
         return stream.release();
       },
@@ -534,7 +547,7 @@ char* bitnet_session_generate(BitNetSession* session, const BitNetGenerateParams
         const std::lock_guard<std::mutex> one_at_a_time(session->model->busy);
         std::vector<int32_t>& h = session->history;
         auto gen = session->model->model->pull_continued(h, static_cast<int32_t>(h.size() - 1), params->max_tokens,
-                                                         sampler_of(*params), session->seq);
+                                                         sampler_of(*params), session->seq, params->lookup);
         std::string text, piece;
         while (gen->next(piece)) text += piece;
         // What was generated stays, and the stop token that ended it: the cache holds
@@ -602,7 +615,7 @@ int run_batch(const char* fn, BitNetModel* model, int n, const char* const* prom
         for (int i = 0; i < n; ++i) {
           bitnetc::rt::SequenceRequest r;
           r.prompt = prompts[i];
-          r.options = model->model->generate_options(params[i].max_tokens, sampler_of(params[i]));
+          r.options = options_of(*model, params[i]);
           try {
             calls.push_back(submit_call(*model, std::move(r), false, &ids.emplace_back()));
           } catch (const std::exception& e) {
@@ -692,7 +705,7 @@ char* bitnet_chat(BitNetModel* model, const BitNetChatMessage* messages, int n, 
         bitnetc::rt::SequenceRequest r;
         r.prompt_tokens = bitnetc::rt::chat_tokens(model->model->tokenizer(), msgs, true);
         if (r.prompt_tokens.empty()) throw bitnetc::rt::GenerateError("the conversation is empty");
-        r.options = model->model->generate_options(params->max_tokens, sampler_of(*params));
+        r.options = options_of(*model, *params);
         return copy_string(finish_call("bitnet_chat", *submit_call(*model, std::move(r), false)).text);
       },
       nullptr);
@@ -810,7 +823,9 @@ char* bitnet_model_info_json(BitNetModel* model) {
         if (const bitnetc::rt::Scheduler* e = model->engine_running.load()) st = e->stats();
         s += ",\"engine\":{\"slots\":" + std::to_string(kCallSlots) + ",\"active\":" + std::to_string(st.active) +
              ",\"queued\":" + std::to_string(st.queued) + ",\"steps\":" + std::to_string(st.steps) +
-             ",\"generated_tokens\":" + std::to_string(st.generated_tokens) + "}}";
+             ",\"generated_tokens\":" + std::to_string(st.generated_tokens) +
+             ",\"lookup_drafted\":" + std::to_string(st.drafted) +
+             ",\"lookup_accepted\":" + std::to_string(st.accepted) + "}}";
         return copy_string(s);
       },
       nullptr);

@@ -296,25 +296,35 @@ void CompiledModel::feed(int32_t seq, std::span<const int32_t> tokens, int32_t p
   forward_->step(rows);
 }
 
-std::unique_ptr<PulledGeneration> CompiledModel::pull(std::string_view prompt, int32_t n_predict,
-                                                      const SamplerParams& sampling, int32_t seq) {
+GenerateOptions CompiledModel::pull_options(int32_t n_predict, const SamplerParams& sampling, int32_t seq,
+                                            int32_t lookup) {
   check_sequence(*forward_, seq);
-  return std::make_unique<PulledGeneration>(*tok_, sequence_forward(seq), prompt,
-                                            generate_options(n_predict, sampling));
+  GenerateOptions go = generate_options(n_predict, sampling);
+  go.lookup = lookup;
+  if (lookup > 0) go.forward_all = sequence_forward(seq, true);
+  return go;
+}
+
+std::unique_ptr<PulledGeneration> CompiledModel::pull(std::string_view prompt, int32_t n_predict,
+                                                      const SamplerParams& sampling, int32_t seq, int32_t lookup) {
+  GenerateOptions go = pull_options(n_predict, sampling, seq, lookup);
+  return std::make_unique<PulledGeneration>(*tok_, sequence_forward(seq), prompt, std::move(go));
 }
 
 std::unique_ptr<PulledGeneration> CompiledModel::pull_continued(std::vector<int32_t> history, int32_t fed,
                                                                 int32_t n_predict, const SamplerParams& sampling,
-                                                                int32_t seq) {
-  check_sequence(*forward_, seq);
-  return std::make_unique<PulledGeneration>(*tok_, sequence_forward(seq), std::move(history), fed,
-                                            generate_options(n_predict, sampling));
+                                                                int32_t seq, int32_t lookup) {
+  GenerateOptions go = pull_options(n_predict, sampling, seq, lookup);
+  return std::make_unique<PulledGeneration>(*tok_, sequence_forward(seq), std::move(history), fed, std::move(go));
 }
 
-ForwardFn CompiledModel::sequence_forward(int32_t seq) {
-  return [this, seq](std::span<const int32_t> tokens, int32_t pos) {
+ForwardFn CompiledModel::sequence_forward(int32_t seq, bool all_logits) {
+  return [this, seq, all_logits](std::span<const int32_t> tokens, int32_t pos) {
     std::vector<BatchRow> rows = rows_of_one_sequence(tokens, pos);
-    for (BatchRow& r : rows) r.seq = seq;
+    for (BatchRow& r : rows) {
+      r.seq = seq;
+      r.logits = r.logits || all_logits;
+    }
     return forward_->step(rows);
   };
 }

@@ -62,12 +62,13 @@ class CompiledModel {
 
   // generate() a piece at a time on sequence `seq` (0 .. max_sequences() - 1), which
   // the caller keeps to this generation until it frees the sequence (release()).
+  // `lookup`: lookup decoding's drafts at most (GenerateOptions::lookup; 0: off).
   std::unique_ptr<PulledGeneration> pull(std::string_view prompt, int32_t n_predict, const SamplerParams& sampling,
-                                         int32_t seq);
+                                         int32_t seq, int32_t lookup = 0);
   // The same, continuing sequence `seq` whose KV cache holds the first `fed` tokens of
   // `history` (a session): the rest are fed first.
   std::unique_ptr<PulledGeneration> pull_continued(std::vector<int32_t> history, int32_t fed, int32_t n_predict,
-                                                   const SamplerParams& sampling, int32_t seq);
+                                                   const SamplerParams& sampling, int32_t seq, int32_t lookup = 0);
   // Feeds tokens to sequence `seq` at positions pos, pos + 1, ... (no logits).
   void feed(int32_t seq, std::span<const int32_t> tokens, int32_t pos);
   // The options generate() runs with (the model's context and stop tokens).
@@ -83,7 +84,11 @@ class CompiledModel {
   const ir::Graph& graph() const { return graph_; }
 
  private:
-  ForwardFn sequence_forward(int32_t seq);  // forward() on sequence `seq`
+  // forward() on sequence `seq`; with `all_logits`, the logits after every token fed
+  // (GenerateOptions::forward_all).
+  ForwardFn sequence_forward(int32_t seq, bool all_logits = false);
+  // The options a pulled generation on `seq` runs with.
+  GenerateOptions pull_options(int32_t n_predict, const SamplerParams& sampling, int32_t seq, int32_t lookup);
 
   BlobHeader header_{};
   ir::Graph graph_;

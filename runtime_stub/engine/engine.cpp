@@ -34,7 +34,8 @@ struct Scheduler::Active {
   std::unique_ptr<SequenceGeneration> seq;
   std::unique_ptr<Sampler> sampler;
   size_t prompt_fed = 0;
-  int32_t pending = -1;  // a kept token still to be fed (-1: none)
+  int32_t pending = -1;        // a kept token still to be fed (-1: none)
+  std::vector<int32_t> draft;  // lookup drafts fed after `pending` in this step
   clock::time_point started, prompt_done;
 };
 
@@ -152,14 +153,60 @@ void Scheduler::admit() {
   }
 }
 
+// Lookup decoding (GenerateOptions::lookup): the drafts a decoding sequence feeds after
+// its pending token, at most `budget` and never past its context or n_predict.
+std::vector<int32_t> Scheduler::draft_for(const Active& a, int64_t budget) const {
+  const GenerateOptions& ro = a.p->request.options;
+  if (ro.lookup <= 0) return {};
+  const int32_t pos = a.seq->next_pos() - 1;  // where `pending` is fed
+  const int64_t room = std::min<int64_t>(ro.n_ctx - 1 - pos, ro.n_predict - static_cast<int64_t>(a.p->g.tokens.size()));
+  return lookup_draft(a.seq->history(),
+                      static_cast<int32_t>(std::clamp<int64_t>(std::min<int64_t>(ro.lookup, room), 0, budget)));
+}
+
+// Samples a sequence's logits rows of a step, in order: the one after its prompt or its
+// pending token, then one after each draft while the drafts equal what was sampled (as
+// generate()'s lookup loop does). Returns false when the sequence ended.
+bool Scheduler::sample_rows(Active& a, std::span<const float> logits, size_t n_vocab) {
+  const GenerateOptions& ro = a.p->request.options;
+  auto sample = [&](size_t row) {
+    const std::span<const float> l = logits.subspan(row * n_vocab, n_vocab);
+    if (ro.on_logits) ro.on_logits(l);
+    return a.sampler->sample(l, a.seq->history());
+  };
+  int32_t next = sample(0);
+  size_t i = 0;
+  while (i < a.draft.size() && next == a.draft[i]) {
+    if (!a.seq->take(next)) return false;
+    ++a.p->g.accepted;
+    ++i;
+    next = sample(i);
+  }
+  a.draft.clear();
+  a.pending = a.seq->take(next) ? next : -1;
+  return a.pending >= 0;
+}
+
 bool Scheduler::step() {
   admit();
-  // Decode rows first (one per sequence past its prompt), then prompt rows in slot order.
+  // Decode rows first (a sequence past its prompt: its pending token, then its lookup
+  // drafts, as many as the step has room for), then prompt rows in slot order.
   rows_.clear();
   logit_owner_.clear();
+  int64_t draft_budget = o_.step_rows;
+  for (auto& slot : slots_)
+    if (slot && slot->pending >= 0) --draft_budget;
+  uint64_t drafted = 0;
   for (auto& slot : slots_)
     if (slot && slot->pending >= 0) {
-      rows_.push_back({slot->sequence, slot->seq->next_pos() - 1, slot->pending, true});
+      const int32_t pos = slot->seq->next_pos() - 1;
+      slot->draft = draft_for(*slot, draft_budget);
+      draft_budget -= static_cast<int64_t>(slot->draft.size());
+      drafted += slot->draft.size();
+      slot->p->g.drafted += static_cast<int32_t>(slot->draft.size());
+      rows_.push_back({slot->sequence, pos, slot->pending, true});
+      for (size_t i = 0; i < slot->draft.size(); ++i)
+        rows_.push_back({slot->sequence, pos + 1 + static_cast<int32_t>(i), slot->draft[i], true});
       logit_owner_.push_back(slot.get());
     }
   size_t prompt_rows = 0;
@@ -182,22 +229,29 @@ bool Scheduler::step() {
     LockGuard<Mutex> lock(mutex_);
     ++stats_.steps;
     stats_.prompt_tokens += prompt_rows;
+    stats_.drafted += drafted;
   }
   if (logit_owner_.empty()) return true;  // only prompt rows, none a prompt's last
   const auto now = clock::now();
-  const size_t n_vocab = logits.size() / logit_owner_.size();
-  for (size_t i = 0; i < logit_owner_.size(); ++i) {
-    Active& a = *logit_owner_[i];
+  size_t logit_rows = 0;
+  for (const Active* a : logit_owner_) logit_rows += 1 + a->draft.size();
+  const size_t n_vocab = logits.size() / logit_rows;
+  size_t row = 0;
+  for (Active* owner : logit_owner_) {
+    Active& a = *owner;
     if (a.pending < 0) {  // the prompt's last row
       a.prompt_done = now;
       a.p->g.prompt_seconds = seconds(a.started, now);
     }
-    const std::span<const float> row = logits.subspan(i * n_vocab, n_vocab);
-    const GenerateOptions& ro = a.p->request.options;
-    if (ro.on_logits) ro.on_logits(row);
-    const int32_t next = a.sampler->sample(row, a.seq->history());
-    a.pending = a.seq->take(next) ? next : -1;
-    if (a.pending < 0) {
+    const size_t n_rows = 1 + a.draft.size();
+    const int32_t accepted_before = a.p->g.accepted;
+    const bool going = sample_rows(a, logits.subspan(row * n_vocab, n_rows * n_vocab), n_vocab);
+    row += n_rows;
+    if (a.p->g.accepted != accepted_before) {
+      LockGuard<Mutex> lock(mutex_);
+      stats_.accepted += static_cast<uint64_t>(a.p->g.accepted - accepted_before);
+    }
+    if (!going) {
       const auto slot = std::find_if(slots_.begin(), slots_.end(), [&](const auto& s) { return s.get() == &a; });
       end(a, false);
       slot->reset();

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,8 +34,9 @@ struct SequenceRequest {
   // The prompt as tokens instead (BOS included as wanted; a chat rendered with its
   // control tokens): used when not empty.
   std::vector<int32_t> prompt_tokens;
-  // n_predict, n_ctx, sampling, stop tokens, parse_special, truncate_prompt, on_logits;
-  // the single-sequence fast paths (forward_argmax, forward_top_k) are not used.
+  // n_predict, n_ctx, sampling, stop tokens, parse_special, truncate_prompt, on_logits,
+  // lookup (drafts fed in the step's rows: forward_all is not used); the single-sequence
+  // fast paths (forward_argmax, forward_top_k) are not used.
   GenerateOptions options;
   std::function<bool(std::string_view)> on_text;  // this sequence's text as it comes
 };
@@ -73,6 +75,7 @@ class Scheduler {
     uint64_t prompt_tokens = 0;     // fed, over every request so far
     uint64_t generated_tokens = 0;  // sampled and kept
     uint64_t steps = 0;             // forward steps
+    uint64_t drafted = 0, accepted = 0;  // lookup decoding: draft tokens fed, and kept
   };
 
   // Checks the options against the forward pass (throws std::invalid_argument).
@@ -104,6 +107,8 @@ class Scheduler {
   // One forward step over the active slots (after admitting queued requests); false when
   // there was nothing to run.
   bool step();
+  std::vector<int32_t> draft_for(const Active& a, int64_t budget) const;
+  bool sample_rows(Active& a, std::span<const float> logits, size_t n_vocab);
   void admit();
   void end(Active& a, bool cancelled);
 

@@ -235,8 +235,31 @@ bool PulledGeneration::next(std::string& piece) {
       fed_prompt_ = true;
       continue;
     }
-    const int32_t next = sampler_.sample(logits_, seq_->history());
-    if (seq_->take(next)) keep(forward_(std::span<const int32_t>(&next, 1), seq_->next_pos() - 1));
+    const size_t n_vocab = logits_.size() / (1 + draft_.size());
+    const int32_t next =
+        sampler_.sample(std::span<const float>(logits_).subspan(row_ * n_vocab, n_vocab), seq_->history());
+    if (row_ < draft_.size() && next == draft_[row_]) {  // a kept draft: the logits after it are at hand
+      if (seq_->take(next)) {
+        ++g_.accepted;
+        ++row_;
+      }
+      continue;
+    }
+    draft_.clear();
+    row_ = 0;
+    if (!seq_->take(next)) continue;
+    const int32_t pos = seq_->next_pos() - 1;  // where `next` is fed
+    if (o_.lookup > 0 && o_.forward_all) {
+      // Drafts past the context or past n_predict could never be kept.
+      const int64_t room = std::min<int64_t>(o_.n_ctx - 1 - pos, o_.n_predict - static_cast<int64_t>(g_.tokens.size()));
+      draft_ = lookup_draft(seq_->history(), static_cast<int32_t>(std::min<int64_t>(o_.lookup, room)));
+      g_.drafted += static_cast<int32_t>(draft_.size());
+      std::vector<int32_t> step{next};
+      step.insert(step.end(), draft_.begin(), draft_.end());
+      keep(o_.forward_all(step, pos));
+    } else {
+      keep(forward_(std::span<const int32_t>(&next, 1), pos));
+    }
   }
   if (pieces_.empty()) return false;
   piece = std::move(pieces_.front());

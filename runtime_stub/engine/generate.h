@@ -54,6 +54,10 @@ struct GenerateOptions {
   std::function<std::span<const float>(std::span<const int32_t> tokens, int32_t pos)> forward_all;
 };
 
+// The most drafts `lookup` takes (--lookup, the server's and the C API's field): one
+// step's rows, past which a draft is rarely all kept.
+constexpr int32_t kMaxLookup = 64;
+
 // The draft lookup decoding feeds after the sampled token: the tokens that followed the
 // latest earlier occurrence of the longest (3, then 2 token) n-gram ending `history`, at
 // most `max` of them; empty when none recurs.
@@ -124,7 +128,8 @@ Generation generate(const Tokenizer& tok, const ForwardFn& forward, std::string_
                     const GenerateOptions& options, const std::function<bool(std::string_view)>& on_text = {});
 
 // generate() a piece at a time, for callers that pull text (the C API's
-// bitnet_stream_next): the same tokens and text as generate() with the same options.
+// bitnet_stream_next): the same tokens and text as generate() with the same options
+// (lookup drafting too, when options.lookup and options.forward_all are set).
 class PulledGeneration {
  public:
   // Tokenizes the prompt (throws as start_generation does); feeds it on the first next().
@@ -149,8 +154,10 @@ class PulledGeneration {
   std::vector<std::string> pieces_;  // printable, not yet given
   std::function<bool(std::string_view)> on_text_;
   std::unique_ptr<SequenceGeneration> seq_;
-  std::vector<float> logits_;  // after the last token fed
-  int32_t fed_ = 0;            // prompt tokens already in the KV cache
+  std::vector<float> logits_;   // after each token of the last step fed
+  std::vector<int32_t> draft_;  // lookup drafts fed in the last step, after its first token
+  size_t row_ = 0;              // the row of logits_ the next token is sampled from
+  int32_t fed_ = 0;             // prompt tokens already in the KV cache
   bool fed_prompt_ = false, finished_ = false, stopped_ = false;
 };
 

@@ -81,14 +81,14 @@ const char* output_usage_line() {
   return "usage: -p PROMPT | -f FILE, -n N, -c N, -t N, --temp T, --top-k K, --top-p P, --min-p P, "
          "--repeat-penalty R, -s SEED, -r STOP, --ignore-eos, --no-special, -v, --json, --top-logits K, --lookup N, -i, "
          "-cnv [-sys TEXT --chat-template NAME|FILE --keep N], --prompts FILE, -np N, --truncate, --weights FILE, "
-         "--bench P,G,R[,S] [--bench-depth D], --profile R, --device cpu|cuda, --server [--host A --port N --api-key K --queue N "
+         "--bench P,G,R[,S] [--bench-depth D] [--bench-draft K], --profile R, --device cpu|cuda, --server [--host A --port N --api-key K --queue N "
          "--timeout S]; -h lists them with their defaults";
 }
 
 OutputArgs parse_output_args(const std::vector<std::string>& args) {
   OutputArgs o;
   bool prompt_given = false, interactive = false, conversation = false, serve = false;
-  bool n_given = false, parallel_given = false, version = false, depth_given = false;
+  bool n_given = false, parallel_given = false, version = false, depth_given = false, draft_given = false;
   std::string bench, server_flag, conversation_flag;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -140,7 +140,7 @@ OutputArgs parse_output_args(const std::vector<std::string>& args) {
     } else if (a == "--top-logits") {
       o.top_logits = static_cast<int>(whole(a, value(), 1, 1000));
     } else if (a == "--lookup") {
-      o.lookup = static_cast<int32_t>(whole(a, value(), 0, 64));
+      o.lookup = static_cast<int32_t>(whole(a, value(), 0, kMaxLookup));
     } else if (a == "--truncate") {
       o.truncate = true;
     } else if (a == "--weights") {
@@ -170,12 +170,16 @@ OutputArgs parse_output_args(const std::vector<std::string>& args) {
       parallel_given = true;
     } else if (a == "--bench") {
       bench = value();
-      const int depth = o.bench.depth;
+      const int depth = o.bench.depth, draft = o.bench.draft;
       o.bench = bench_spec(bench);
       o.bench.depth = depth;
+      o.bench.draft = draft;
     } else if (a == "--bench-depth") {
       o.bench.depth = static_cast<int>(whole(a, value(), 0, 1 << 24));
       depth_given = true;
+    } else if (a == "--bench-draft") {
+      o.bench.draft = static_cast<int>(whole(a, value(), 0, kMaxLookup));
+      draft_given = true;
     } else if (a == "--profile") {
       o.profile_reps = static_cast<long>(whole(a, value(), 1, 1000000));
     } else if (a == "--server") {
@@ -240,9 +244,13 @@ OutputArgs parse_output_args(const std::vector<std::string>& args) {
   if (o.mode == Mode::Prompts && (!o.reverse_prompts.empty() || o.ignore_eos || o.no_special))
     usage("-r, --ignore-eos and --no-special apply to -p, -f, -i and -cnv, not --prompts");
   if (o.top_logits > 0 && !o.json) usage("--top-logits prints its logits in --json's object: add --json");
-  if (o.lookup > 0 && o.mode != Mode::Generate && o.mode != Mode::Interactive)
-    usage("--lookup drafts for -p, -f and -i; --prompts, -cnv, --server, --bench and --profile do not draft yet");
+  if (o.lookup > 0 && (o.mode == Mode::Bench || o.mode == Mode::Profile))
+    usage("--lookup drafts from a generation's own text; --bench and --profile feed fixed tokens");
+  o.server.lookup = o.lookup;  // --server: what requests without a "lookup" field draft
   if (depth_given && o.mode != Mode::Bench) usage("--bench-depth is an option of --bench; add --bench");
+  if (draft_given && o.mode != Mode::Bench) usage("--bench-draft is an option of --bench; add --bench");
+  if (o.bench.draft > 0 && o.bench.sequences > 1)
+    usage("--bench-draft times one sequence's lookup steps: it does not combine with S > 1 in --bench P,G,R,S");
   if (parallel_given && o.mode != Mode::Prompts && o.mode != Mode::Server)
     usage("-np runs the prompts of --prompts FILE (or --server's requests) at once; give --prompts or --server");
   if ((o.mode == Mode::Bench || o.mode == Mode::Profile) && (n_given || o.json))

@@ -19,10 +19,11 @@ class UsageError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// `--bench P,G,R[,S] [--bench-depth D]`.
+// `--bench P,G,R[,S] [--bench-depth D] [--bench-draft K]`.
 struct BenchSpec {
   int prompt = 0, generated = 0, repetitions = 0, sequences = 1;
   int depth = 0;  // tokens already in each sequence's cache before a test (llama-bench's -d)
+  int draft = 0;  // tg: each step feeds K draft rows too, every row's logits (a lookup step)
 };
 
 struct OutputArgs {

@@ -74,6 +74,7 @@ void print_help(const char* argv0) {
       "      --weights FILE       the side file of a --weights=external compile (default: OUTPUT.weights)\n"
       "      --bench P,G,R[,S]    prefill P and generate G tokens R times (S sequences at once)\n"
       "      --bench-depth D      --bench: with D tokens already in each sequence's cache\n"
+      "      --bench-draft K      --bench: each tg step also feeds K draft rows, with every row's logits\n"
       "      --profile R          CUDA outputs: time each launch of a decode step\n"
       "      --device cpu|cuda    insist on where the model runs\n"
       "\n"
@@ -108,12 +109,15 @@ std::string list_json(const std::vector<double>& v) {
 // token (tg); with S > 1, S sequences decode together, one row each per step, and tg
 // is their aggregate tokens/s. With --bench-depth D each test starts with D tokens already
 // in the cache (untimed), as llama-bench's -d: how speed holds as the context grows.
-// Token ids are seeded pseudo-random. Prints one JSON object of tokens/s.
+// With --bench-draft K each tg step is lookup decoding's: the token and K drafts, every
+// row's logits, none kept (the next step starts one position on), so tg is steps/s and
+// its ratio to K = 0 is what a step of drafts costs. Token ids are seeded
+// pseudo-random. Prints one JSON object of tokens/s.
 int run_bench(rt::CompiledModel& model, const rt::BenchSpec& spec, double load_s, int threads) {
   const int p = spec.prompt, g = spec.generated, r = spec.repetitions, sequences = spec.sequences;
   const int d = spec.depth;
-  if (d + std::max(p, g + 1) > model.n_ctx())
-    usage_error("--bench: " + std::to_string(d + std::max(p, g + 1)) + " tokens" +
+  if (d + std::max(p, g + 1 + spec.draft) > model.n_ctx())
+    usage_error("--bench: " + std::to_string(d + std::max(p, g + 1 + spec.draft)) + " tokens" +
                 (d > 0 ? " (with --bench-depth " + std::to_string(d) + ")" : std::string()) +
                 " do not fit the context of " + std::to_string(model.n_ctx()) + " (-c)");
   rt::Forward& f = model.forward_pass();
@@ -152,10 +156,17 @@ int run_bench(rt::CompiledModel& model, const rt::BenchSpec& spec, double load_s
       fill_depth(0);
       int32_t t = next_token();
       f.forward(std::span<const int32_t>(&t, 1), d);
+      std::vector<rt::BatchRow> lookup_step(static_cast<size_t>(1 + spec.draft));
       const auto t0 = clock::now();
       for (int i = 1; i <= g; ++i) {
-        t = next_token();
-        f.forward(std::span<const int32_t>(&t, 1), d + i);
+        if (spec.draft == 0) {
+          t = next_token();
+          f.forward(std::span<const int32_t>(&t, 1), d + i);
+          continue;
+        }
+        for (size_t k = 0; k < lookup_step.size(); ++k)
+          lookup_step[k] = {0, d + i + static_cast<int32_t>(k), next_token(), true};
+        f.step(lookup_step);
       }
       if (timed) tg.push_back(g / seconds_since(t0));
     } else if (g > 0) {
@@ -174,11 +185,12 @@ int run_bench(rt::CompiledModel& model, const rt::BenchSpec& spec, double load_s
   // On a GPU, the roofline is the device's bandwidth, which only this process can measure.
   const double device_bw = p + g == 0 ? f.measure_device_read_bandwidth() : 0;
   std::printf(
-      "{\"load_s\":%.4f,\"n_ctx\":%lld,\"n_prompt\":%d,\"n_gen\":%d,\"n_seq\":%d,\"n_depth\":%d,\"pp_tps\":%s,"
+      "{\"load_s\":%.4f,\"n_ctx\":%lld,\"n_prompt\":%d,\"n_gen\":%d,\"n_seq\":%d,\"n_depth\":%d,\"n_draft\":%d,\"pp_tps\":%s,"
       "\"tg_tps\":%s,\"decode_"
       "bytes_per_token\":%llu,"
       "\"threads\":%d,\"device\":\"%s\",\"device_read_GBps\":%.3f}\n",
-      load_s, static_cast<long long>(model.n_ctx()), p, g, sequences, d, list_json(pp).c_str(), list_json(tg).c_str(),
+      load_s, static_cast<long long>(model.n_ctx()), p, g, sequences, d, spec.draft, list_json(pp).c_str(),
+      list_json(tg).c_str(),
       static_cast<unsigned long long>(f.decode_bytes_per_token()), threads, json_escape(model.device()).c_str(),
       device_bw / 1e9);
   return 0;
@@ -252,7 +264,8 @@ class Output {
 // file's order as soon as it and those before it are done: the text, or with --json one
 // object per line.
 int run_prompts(rt::CompiledModel& model, const std::vector<std::string>& prompts, int slots, int32_t n_predict,
-                const rt::SamplerParams& sp, int top_logits, bool truncate, bool json, double load_s, Output& out) {
+                const rt::SamplerParams& sp, int32_t lookup, int top_logits, bool truncate, bool json, double load_s,
+                Output& out) {
   std::vector<rt::SequenceRequest> requests(prompts.size());
   std::vector<std::string> logits_json(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -261,6 +274,7 @@ int run_prompts(rt::CompiledModel& model, const std::vector<std::string>& prompt
     r.options.n_predict = n_predict;
     r.options.sampling = sp;
     r.options.truncate_prompt = truncate;
+    r.options.lookup = lookup;
     if (top_logits > 0)
       r.options.on_logits = [&logits_json, i, top_logits](std::span<const float> logits) {
         logits_json[i] += (logits_json[i].empty() ? "" : ",") + top_logits_json(logits, top_logits);
@@ -283,6 +297,9 @@ int run_prompts(rt::CompiledModel& model, const std::vector<std::string>& prompt
         out.write("{\"index\":" + std::to_string(printed) + ",\"prompt_tokens\":" + ids_json(d.prompt_tokens) +
                   ",\"tokens\":" + ids_json(d.tokens) + ",\"text\":\"" + json_escape(d.text) +
                   "\",\"seed\":" + std::to_string(sp.seed) +
+                  (lookup > 0
+                       ? ",\"drafted\":" + std::to_string(d.drafted) + ",\"accepted\":" + std::to_string(d.accepted)
+                       : "") +
                   (top_logits > 0 ? ",\"top_logits\":[" + logits_json[printed] + "]" : "") + "}\n");
       else
         out.write(prompts[printed] + d.text + "\n");
@@ -407,7 +424,7 @@ int run_conversation(rt::CompiledModel& model, const rt::OutputArgs& args, rt::C
     const size_t cached = history.empty() ? 0 : history.size() - 1;
     while (fed < cached && fed < tokens.size() - 1 && history[fed] == tokens[fed]) ++fed;
     const auto t0 = std::chrono::steady_clock::now();
-    auto gen = model.pull_continued(tokens, static_cast<int32_t>(fed), n_predict, args.sampling, 0);
+    auto gen = model.pull_continued(tokens, static_cast<int32_t>(fed), n_predict, args.sampling, 0, args.lookup);
     std::string reply, piece;
     while (gen->next(piece)) {
       reply += piece;
@@ -580,7 +597,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "note: -n %d is more than the context (%lld); generation stops when it is full\n", n_predict,
                    static_cast<long long>(model.n_ctx()));
     if (!prompts.empty())
-      return run_prompts(model, prompts, slots, n_predict, sp, args.top_logits, args.truncate, args.json, load_s, out);
+      return run_prompts(model, prompts, slots, n_predict, sp, args.lookup, args.top_logits, args.truncate, args.json,
+                         load_s, out);
     auto generate_one = [&](const std::string& text) {
       if (!args.json) out.write(text);
       rt::GenerateOptions go = model.generate_options(n_predict, sp);

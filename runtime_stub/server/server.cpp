@@ -133,6 +133,21 @@ SamplerParams sampling_fields(const json& body) {
   return p;
 }
 
+// llama-server's "timings" of a generation, with its speculative decoding's draft
+// counts (here lookup decoding's).
+json timings(const Generation& g) {
+  const double prompt_ms = g.prompt_seconds * 1e3, predicted_ms = g.decode_seconds * 1e3;
+  const auto per_second = [](size_t n, double ms) { return ms > 0 ? n * 1e3 / ms : 0.0; };
+  return json{{"prompt_n", g.prompt_tokens.size()},
+              {"prompt_ms", prompt_ms},
+              {"prompt_per_second", per_second(g.prompt_tokens.size(), prompt_ms)},
+              {"predicted_n", g.tokens.size()},
+              {"predicted_ms", predicted_ms},
+              {"predicted_per_second", per_second(g.tokens.size(), predicted_ms)},
+              {"draft_n", g.drafted},
+              {"draft_n_accepted", g.accepted}};
+}
+
 // ---- one request's text, from the scheduler's thread to the connection's ----------------
 
 // The pieces a request produces, stop strings applied: text that could still turn out
@@ -288,6 +303,9 @@ void Server::handle_generate(const httplib::Request& req, httplib::Response& res
     limit = integer_field(body, "max_completion_tokens", limit, -1, INT32_MAX);
   r.options = model_.generate_options(static_cast<int32_t>(limit < 0 ? room : std::min(limit, room)), sampling);
   if (bool_field(body, "ignore_eos", false)) r.options.stop_tokens.clear();  // llama-server's field (benchmarks)
+  // Lookup decoding's drafts at most (GenerateOptions::lookup): the same tokens, fewer
+  // steps when the text repeats its context; the server's --lookup when absent.
+  r.options.lookup = static_cast<int32_t>(integer_field(body, "lookup", o_.lookup, 0, kMaxLookup));
   const bool stream = bool_field(body, "stream", false);
   // OpenAI's stream_options.include_usage: a last chunk, before [DONE], with the usage.
   bool include_usage = false;
@@ -349,6 +367,7 @@ void Server::handle_generate(const httplib::Request& req, httplib::Response& res
                 {"model", name},
                 {"tokens_predicted", c.g.tokens.size()},
                 {"tokens_evaluated", c.g.prompt_tokens.size()},
+                {"timings", timings(c.g)},
                 {"stop_type", c.g.stopped      ? "eos"
                               : c.matched_stop ? "word"
                                                : "limit"}};
@@ -457,6 +476,10 @@ std::string Server::metrics() const {
   metric("bitnetc_generations_cancelled_total", "counter", "Generations cancelled (clients that left, shutdown).",
          std::to_string(st.cancelled));
   metric("bitnetc_forward_steps_total", "counter", "Batched forward steps.", std::to_string(st.steps));
+  metric("bitnetc_lookup_drafted_tokens_total", "counter", "Lookup decoding's draft tokens fed.",
+         std::to_string(st.drafted));
+  metric("bitnetc_lookup_accepted_tokens_total", "counter", "Lookup decoding's draft tokens kept.",
+         std::to_string(st.accepted));
   metric("bitnetc_active_slots", "gauge", "Requests in a slot now.", std::to_string(st.active));
   metric("bitnetc_slots", "gauge", "Slots (sequences generated at once).", std::to_string(o_.slots));
   metric("bitnetc_queue_depth", "gauge", "Requests waiting for a slot.", std::to_string(st.queued));

@@ -31,6 +31,7 @@ struct ServerOptions {
   double timeout_s = 600;     // a connection's read/write timeout
   std::string api_key;        // when set, every endpoint but /health wants "Authorization: Bearer KEY"
   size_t max_body = 1 << 20;  // request bodies past this get 413
+  int32_t lookup = 0;         // lookup decoding's drafts for requests without a "lookup" field (--lookup)
   // What /v1/chat/completions renders messages with: the model's own template, or
   // --chat-template's; None answers chat requests with 400.
   std::optional<ChatTemplate> chat_template;

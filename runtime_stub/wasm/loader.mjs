@@ -405,6 +405,8 @@ function generateOptions(fn, o = {}) {
     minP: number("minP", 0.05, (v) => v <= 1, "must be a finite number <= 1 (<= 0: off)"),
     repeatPenalty: number("repeatPenalty", 1.0, (v) => v > 0, "must be a finite number > 0 (1: off)"),
     repeatLastN: integer("repeatLastN", 64, (v) => v >= 0 && v < 2 ** 31, "must be an integer >= 0"),
+    // Lookup decoding's drafts at most (the same tokens as without it; 0: off).
+    lookup: integer("lookup", 0, (v) => v >= 0 && v <= 64, "must be an integer from 0 (off) to 64"),
     seed,
     stop,
     signal: o.signal,
@@ -523,7 +525,8 @@ class Model {
     const summary = {};
     for await (const piece of this.#pieces("generate", prompt, options, summary)) text += piece;
     return { text, tokens: summary.tokens, promptTokens: summary.prompt_tokens, finishReason: summary.finishReason,
-             timings: { promptSeconds: summary.prompt_seconds, decodeSeconds: summary.decode_seconds } };
+             timings: { promptSeconds: summary.prompt_seconds, decodeSeconds: summary.decode_seconds,
+                        drafted: summary.drafted, accepted: summary.accepted } };
   }
 
   // The answer piece by piece (never a split character); options.signal aborts it.
@@ -542,7 +545,7 @@ class Model {
       const inst = await this.#ready();
       inst.withBytes(encoder.encode(prompt), (p, n) => inst.call((x) =>
         x.bitnetc_wasm_begin(p, n, o.maxTokens, o.temperature, o.topK, o.topP, o.minP, o.repeatPenalty,
-                             o.repeatLastN, o.seed)));
+                             o.repeatLastN, o.seed, o.lookup)));
       const stops = new StopFilter(o.stop);
       let ended = false, hit = false;
       try {

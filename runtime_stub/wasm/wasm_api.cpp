@@ -149,7 +149,8 @@ BITNETC_WASM_EXPORT(bitnetc_wasm_detokenize) const char* bitnetc_wasm_detokenize
 // parameters as the C API's bitnet_generate_params (checked there by the loader too).
 BITNETC_WASM_EXPORT(bitnetc_wasm_begin)
 void bitnetc_wasm_begin(const char* prompt, size_t size, int32_t max_tokens, float temperature, int32_t top_k,
-                        float top_p, float min_p, float repeat_penalty, int32_t repeat_last_n, uint64_t seed) {
+                        float top_p, float min_p, float repeat_penalty, int32_t repeat_last_n, uint64_t seed,
+                        int32_t lookup) {
   CompiledModel& m = loaded("generate");
   if (generation) {
     generation.reset();
@@ -163,7 +164,7 @@ void bitnetc_wasm_begin(const char* prompt, size_t size, int32_t max_tokens, flo
   s.repeat_penalty = repeat_penalty;
   s.repeat_last_n = repeat_last_n;
   s.seed = seed;
-  generation = m.pull(std::string_view(prompt, size), max_tokens, s, 0);
+  generation = m.pull(std::string_view(prompt, size), max_tokens, s, 0, lookup);
 }
 
 // The next piece of text (the result's bytes), or null when the generation has ended.
@@ -181,7 +182,9 @@ BITNETC_WASM_EXPORT(bitnetc_wasm_end) const char* bitnetc_wasm_end() {
   const std::string json = "{\"prompt_tokens\":" + ids_json(g.prompt_tokens) + ",\"tokens\":" + ids_json(g.tokens) +
                            ",\"text\":\"" + json_escape(g.text) + "\",\"stopped\":" + (g.stopped ? "true" : "false") +
                            ",\"prompt_seconds\":" + std::to_string(g.prompt_seconds) +
-                           ",\"decode_seconds\":" + std::to_string(g.decode_seconds) + "}";
+                           ",\"decode_seconds\":" + std::to_string(g.decode_seconds) +
+                           ",\"drafted\":" + std::to_string(g.drafted) + ",\"accepted\":" + std::to_string(g.accepted) +
+                           "}";
   generation.reset();
   model->release(0);
   return set_result(json);

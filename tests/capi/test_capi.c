@@ -66,15 +66,18 @@ static void* shared_worker(void* arg) {
   return NULL;
 }
 
-/* The forward steps the model's one-call generations took so far (model info's
- * "engine"), or -1. */
-static long engine_steps(BitNetModel* model) {
+/* A count in model info's "engine" object (the model's one-call generations so far:
+ * "steps", "lookup_accepted"), or -1. */
+static long engine_count(BitNetModel* model, const char* key) {
   char* info = bitnet_model_info_json(model);
-  const char* at = info ? strstr(info, "\"steps\":") : NULL;
-  const long steps = at ? strtol(at + strlen("\"steps\":"), NULL, 10) : -1;
+  char quoted[64];
+  snprintf(quoted, sizeof quoted, "\"%s\":", key);
+  const char* at = info ? strstr(info, quoted) : NULL;
+  const long n = at ? strtol(at + strlen(quoted), NULL, 10) : -1;
   bitnet_free_string(info);
-  return steps;
+  return n;
 }
+static long engine_steps(BitNetModel* model) { return engine_count(model, "steps"); }
 
 /* A streamed call that, at its first piece, starts three more calls on other threads and
  * holds the engine until all three wait in its queue. */
@@ -150,6 +153,54 @@ int main(int argc, char** argv) {
   text = bitnet_generate(m, prompt, &p);
   CHECK(text != NULL && expected && strcmp(text, expected) == 0, "bitnet_generate differs");
   bitnet_free_string(text);
+
+  /* Lookup decoding changes no token: greedy, the golden text again, and seeded, the plain
+   * run's, through the engine (bitnet_generate) and a pull stream; the golden story
+   * repeats itself, so some drafts are kept. */
+  {
+    BitNetGenerateParams lookup = p;
+    lookup.lookup = 4;
+    text = bitnet_generate(m, prompt, &lookup);
+    CHECK(text && expected && strcmp(text, expected) == 0, "greedy with lookup: [%s] %s", text ? text : "(null)",
+          bitnet_get_last_error());
+    bitnet_free_string(text);
+    /* A longer story repeats itself: drafts are kept. */
+    BitNetGenerateParams long_greedy = p;
+    long_greedy.max_tokens = 96;
+    char* long_plain = bitnet_generate(m, prompt, &long_greedy);
+    long_greedy.lookup = 4;
+    text = bitnet_generate(m, prompt, &long_greedy);
+    CHECK(text && long_plain && strcmp(text, long_plain) == 0, "96 greedy tokens with lookup: [%s] vs [%s]",
+          text ? text : "", long_plain ? long_plain : "");
+    bitnet_free_string(text);
+    bitnet_free_string(long_plain);
+    CHECK(engine_count(m, "lookup_accepted") > 0, "no draft kept (%ld drafted)", engine_count(m, "lookup_drafted"));
+    BitNetGenerateParams seeded = bitnet_default_params();
+    seeded.max_tokens = 64;
+    seeded.seed = 11;
+    seeded.repeat_penalty = 1.1f;
+    char* plain = bitnet_generate(m, prompt, &seeded);
+    seeded.lookup = 8;
+    char* drafted = bitnet_generate(m, prompt, &seeded);
+    CHECK(plain && drafted && strcmp(plain, drafted) == 0, "seeded with lookup: [%s] vs [%s]", drafted ? drafted : "",
+          plain ? plain : "");
+    bitnet_free_string(plain);
+    bitnet_free_string(drafted);
+    BitNetStream* s = bitnet_stream_create_with_params(m, prompt, &lookup);
+    CHECK(s != NULL, "stream with lookup: %s", bitnet_get_last_error());
+    char whole[65536] = "";
+    for (char* piece; s && (piece = bitnet_stream_next(s)) != NULL;) {
+      strncat(whole, piece, sizeof whole - strlen(whole) - 1);
+      free(piece);
+    }
+    CHECK(expected && strcmp(whole, expected) == 0, "pull stream with lookup: [%s]", whole);
+    bitnet_stream_free(s);
+    lookup.lookup = BITNET_MAX_LOOKUP + 1;
+    CHECK(bitnet_generate(m, prompt, &lookup) == NULL &&
+              bitnet_get_last_error_code() == BITNET_ERROR_INVALID_ARGUMENT &&
+              strstr(bitnet_get_last_error(), "bitnet_generate: lookup") != NULL,
+          "lookup 65: %s", bitnet_get_last_error());
+  }
 
   /* Streaming as the BitNet libraries document it: the pieces make bitnet_generate's text
    * with the same sampling (the unnamed fields take the defaults). */

@@ -67,6 +67,16 @@ await check("a seed gives the same sample twice, and stop strings cut", async ()
   assert.equal(cut.finishReason, "stop");
 });
 
+await check("lookup decoding changes no token", async () => {
+  const drafted = await model.generate(config.prompt, { ...greedy, lookup: 4 });
+  assert.deepEqual(drafted.tokens, config.tokens);
+  assert.ok(drafted.timings.accepted <= drafted.timings.drafted);
+  const opts = { maxTokens: config.n, temperature: 0.9, seed: 7, repeatPenalty: 1.1 };
+  const a = await model.generate(config.prompt, opts), b = await model.generate(config.prompt, { ...opts, lookup: 8 });
+  assert.deepEqual(b.tokens, a.tokens);
+  await rejects(() => model.generate(config.prompt, { lookup: 65 }), "invalid_argument", /options\.lookup/);
+});
+
 await check("an AbortSignal ends a stream", async () => {
   const controller = new AbortController();
   const pieces = [];
