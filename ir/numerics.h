@@ -297,7 +297,9 @@ BITNETC_HD inline void bitnetc_quantize(int kind, const float* x, long long n, s
     bitnetc_quantize_q8k64(x, n, q, d);
     return;
   }
-  const long long block = kind == kBitnetcPerBlockQ8K ? 256 : kind == kBitnetcPerBlockQ8_0 ? kBitnetcQ8_0Block : n;
+  const long long block = kind == kBitnetcPerBlockQ8K    ? 256
+                          : kind == kBitnetcPerBlockQ8_0 ? (long long)kBitnetcQ8_0Block
+                                                         : n;
   for (long long b = 0; b < n / block; ++b) {
     const float* xb = x + block * b;
     float amax = 0, first_max = 0;

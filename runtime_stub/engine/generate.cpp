@@ -116,7 +116,8 @@ void generate_with_lookup(const GenerateOptions& o, Generation& g, SequenceGener
     // Drafts past the context or past n_predict could never be kept.
     const int64_t room = std::min<int64_t>(o.n_ctx - 1 - pos, o.n_predict - static_cast<int64_t>(g.tokens.size()));
     std::vector<int32_t> step{next};
-    const std::vector<int32_t> draft = lookup_draft(seq.history(), static_cast<int32_t>(std::min<int64_t>(o.lookup, room)));
+    const std::vector<int32_t> draft =
+        lookup_draft(seq.history(), static_cast<int32_t>(std::min<int64_t>(o.lookup, room)));
     step.insert(step.end(), draft.begin(), draft.end());
     const std::span<const float> all = o.forward_all(step, pos);
     kept.assign(all.begin(), all.end());
