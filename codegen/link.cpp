@@ -300,6 +300,9 @@ void link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const 
                                           : " " + toolchain.exe_flags + " " + runtime.exe_libs;
     if (!runtime.link_flags.empty()) cmd += " " + runtime.link_flags;
     cmd += " -fuse-ld=lld -B" + quote(std::string(BITNETC_LLD_DIR) + "/");  // (codegen/CMakeLists.txt says why)
+    // Segments aligned to 2 MiB, so that the loader places the weights where the kernel
+    // can map them with 2 MiB pages (CompiledModel's advise_huge_pages says why).
+    cmd += " -Wl,-z,max-page-size=0x200000";
     cmd += " -lpthread -ldl";
   }
   cmd += " -o " + quote(fs::absolute(linked).string()) + " 2>> link.log";

@@ -93,10 +93,56 @@ std::shared_ptr<const uint8_t> map_side_file(const std::string& path, uint64_t e
     throw std::runtime_error(path + ": is not the weights file of this model (size differs)");
   }
   const auto size = static_cast<size_t>(st.st_size);
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  // At a 2 MiB boundary, as the linker places an output's segments, so that its weights
+  // can take 2 MiB pages (advise_huge_pages): a reservation 2 MiB larger, the file
+  // mapped over its first aligned address, the rest given back.
+  constexpr size_t kHuge = size_t{2} << 20;
+  void* reserved = ::mmap(nullptr, size + kHuge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* map = MAP_FAILED;
+  int map_errno = errno;
+  if (reserved != MAP_FAILED) {
+    const uintptr_t r = reinterpret_cast<uintptr_t>(reserved);
+    const uintptr_t aligned = (r + kHuge - 1) & ~uintptr_t{kHuge - 1};
+    map = ::mmap(reinterpret_cast<void*>(aligned), size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    if (map == MAP_FAILED) {
+      map_errno = errno;
+      ::munmap(reserved, size + kHuge);
+    } else {
+      if (aligned > r) ::munmap(reserved, aligned - r);
+      const uintptr_t end = (aligned + size + 4095) & ~uintptr_t{4095}, reserved_end = r + size + kHuge;
+      if (reserved_end > end) ::munmap(reinterpret_cast<void*>(end), reserved_end - end);
+    }
+  }
   ::close(fd);
-  if (map == MAP_FAILED) throw std::runtime_error(path + ": cannot map the weights file: " + std::strerror(errno));
+  if (map == MAP_FAILED) throw std::runtime_error(path + ": cannot map the weights file: " + std::strerror(map_errno));
   return {static_cast<const uint8_t*>(map), [size](const uint8_t* p) { ::munmap(const_cast<uint8_t*>(p), size); }};
+#endif
+}
+
+// Asks the kernel to map the weights with 2 MiB pages (THP for the page cache, in
+// Linux 6.1 and later with ext4/xfs large folios): the whole 2 MiB runs inside
+// [begin, begin + size). With 4 KiB pages, two threads streaming a 2B4T-shape model
+// decoded at 1.4 tokens/s on this project's VMs, against 25-30 with 2 MiB pages (and 23
+// with one thread either way): each step misses the TLB once per 4 KiB of weights.
+// MADV_HUGEPAGE makes later faults and readahead use huge folios; MADV_COLLAPSE turns
+// the small folios already cached (the file as the linker or a disk read left it) into
+// huge ones, once per file. Both are advice: older kernels and other file systems
+// refuse them, and the weights are read as before.
+void advise_huge_pages(const uint8_t* begin, size_t size) {
+#if defined(__linux__) && !BITNETC_WASM
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(begin) + size) & ~(kHuge - 1);
+  if (last <= first) return;
+  void* at = reinterpret_cast<void*>(first);
+  ::madvise(at, last - first, MADV_HUGEPAGE);
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+  ::madvise(at, last - first, MADV_COLLAPSE);
+#else
+  (void)begin;
+  (void)size;
 #endif
 }
 
@@ -159,6 +205,7 @@ CompiledModel::CompiledModel(int64_t n_ctx, const std::string& weights_path, int
   } else if (header_.weights_off + header_.weights_size > blob.size()) {
     throw std::runtime_error("the embedded model is damaged (weights)");
   }
+  advise_huge_pages(weights_base + header_.weights_off, header_.weights_size);
   if (header_.cuda_plan_size != 0) {
     if (header_.cuda_plan_off > blob.size() || header_.cuda_plan_size > blob.size() - header_.cuda_plan_off)
       throw std::runtime_error("the embedded model is damaged (CUDA plan)");
