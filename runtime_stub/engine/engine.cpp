@@ -153,17 +153,6 @@ void Scheduler::admit() {
   }
 }
 
-// Lookup decoding (GenerateOptions::lookup): the drafts a decoding sequence feeds after
-// its pending token, at most `budget` and never past its context or n_predict.
-std::vector<int32_t> Scheduler::draft_for(const Active& a, int64_t budget) const {
-  const GenerateOptions& ro = a.p->request.options;
-  if (ro.lookup <= 0) return {};
-  const int32_t pos = a.seq->next_pos() - 1;  // where `pending` is fed
-  const int64_t room = std::min<int64_t>(ro.n_ctx - 1 - pos, ro.n_predict - static_cast<int64_t>(a.p->g.tokens.size()));
-  return lookup_draft(a.seq->history(),
-                      static_cast<int32_t>(std::clamp<int64_t>(std::min<int64_t>(ro.lookup, room), 0, budget)));
-}
-
 // Samples a sequence's logits rows of a step, in order: the one after its prompt or its
 // pending token, then one after each draft while the drafts equal what was sampled (as
 // generate()'s lookup loop does). Returns false when the sequence ended.
@@ -200,7 +189,7 @@ bool Scheduler::step() {
   for (auto& slot : slots_)
     if (slot && slot->pending >= 0) {
       const int32_t pos = slot->seq->next_pos() - 1;
-      slot->draft = draft_for(*slot, draft_budget);
+      slot->draft = slot->seq->draft(draft_budget);  // GenerateOptions::lookup
       draft_budget -= static_cast<int64_t>(slot->draft.size());
       drafted += slot->draft.size();
       slot->p->g.drafted += static_cast<int32_t>(slot->draft.size());

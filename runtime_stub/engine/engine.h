@@ -107,7 +107,6 @@ class Scheduler {
   // One forward step over the active slots (after admitting queued requests); false when
   // there was nothing to run.
   bool step();
-  std::vector<int32_t> draft_for(const Active& a, int64_t budget) const;
   bool sample_rows(Active& a, std::span<const float> logits, size_t n_vocab);
   void admit();
   void end(Active& a, bool cancelled);

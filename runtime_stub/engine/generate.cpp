@@ -74,6 +74,12 @@ bool SequenceGeneration::take(int32_t next) {
   return !done_;
 }
 
+std::vector<int32_t> SequenceGeneration::draft(int64_t cap) const {
+  const int32_t pos = next_pos() - 1;  // where the last kept token is fed
+  const int64_t room = std::min<int64_t>(o_.n_ctx - 1 - pos, o_.n_predict - static_cast<int64_t>(g_.tokens.size()));
+  return lookup_draft(history_, static_cast<int32_t>(std::clamp<int64_t>(std::min<int64_t>(o_.lookup, room), 0, cap)));
+}
+
 void SequenceGeneration::finish() {
   done_ = true;
   const std::string rest = stream_.flush();
@@ -113,11 +119,8 @@ void generate_with_lookup(const GenerateOptions& o, Generation& g, SequenceGener
   next = sample(logits);
   while (seq.take(next)) {
     const int32_t pos = seq.next_pos() - 1;  // where `next` is fed
-    // Drafts past the context or past n_predict could never be kept.
-    const int64_t room = std::min<int64_t>(o.n_ctx - 1 - pos, o.n_predict - static_cast<int64_t>(g.tokens.size()));
     std::vector<int32_t> step{next};
-    const std::vector<int32_t> draft =
-        lookup_draft(seq.history(), static_cast<int32_t>(std::min<int64_t>(o.lookup, room)));
+    const std::vector<int32_t> draft = seq.draft();
     step.insert(step.end(), draft.begin(), draft.end());
     const std::span<const float> all = o.forward_all(step, pos);
     kept.assign(all.begin(), all.end());
@@ -251,9 +254,7 @@ bool PulledGeneration::next(std::string& piece) {
     if (!seq_->take(next)) continue;
     const int32_t pos = seq_->next_pos() - 1;  // where `next` is fed
     if (o_.lookup > 0 && o_.forward_all) {
-      // Drafts past the context or past n_predict could never be kept.
-      const int64_t room = std::min<int64_t>(o_.n_ctx - 1 - pos, o_.n_predict - static_cast<int64_t>(g_.tokens.size()));
-      draft_ = lookup_draft(seq_->history(), static_cast<int32_t>(std::min<int64_t>(o_.lookup, room)));
+      draft_ = seq_->draft();
       g_.drafted += static_cast<int32_t>(draft_.size());
       std::vector<int32_t> step{next};
       step.insert(step.end(), draft_.begin(), draft_.end());

@@ -101,6 +101,9 @@ class SequenceGeneration {
   int32_t next_pos() const { return static_cast<int32_t>(g_.prompt_tokens.size() + g_.tokens.size()); }
   // Tokens so far, prompt and generated (the repetition penalty's window).
   std::span<const int32_t> history() const { return history_; }
+  // Lookup decoding's draft to feed after the last kept token (GenerateOptions::lookup):
+  // at most `cap` tokens, none that could never be kept (past the context or n_predict).
+  std::vector<int32_t> draft(int64_t cap = kMaxLookup) const;
   // Streams what the text decoder still holds (a split character at the end).
   void finish();
 
