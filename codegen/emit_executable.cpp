@@ -90,6 +90,7 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   check_wasm_output_name(target, o.output, o.emit);
   const Toolchain toolchain = toolchain_for(target);
   const RuntimeBuild& runtime = runtime_build(toolchain, o.runtime);
+  const KernelCache cache = KernelCache::open(o.kernel_cache, say);
   const bool cuda = target.backend == Backend::Cuda;
   say("lowering");
   // Weights are decoded one at a time as they are packed (see pack_weights).
@@ -108,10 +109,8 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
 
   const std::vector<uint8_t> cuda_plan =
       cuda ? emit_cuda_plan(g, target, packed.ternary, packed.dense, o.cuda_source, say) : std::vector<uint8_t>();
-  CpuKernels kernels = emit_cpu_kernels(target, packed, cpu_plan, work.path(), say);
-  const std::string runtime_object = (fs::path(work.path()) / "halide_runtime.o").string();
-  emit_halide_runtime(target, runtime_object);
-  kernels.objects.push_back(runtime_object);
+  // The kernels compile on the other cores while the blob is written (finish() below).
+  CpuKernels kernels = emit_cpu_kernels(target, packed, cpu_plan, work.path(), cache, say);
 
   say("writing the model blob");
   const Blob blob = layout_blob(std::move(g), packed,
@@ -139,6 +138,8 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
     write_blob_object(blob_object, blob.size, whole_blob, toolchain.triple);
   }
 
+  kernels.finish();
+  cache.trim();
   say("linking " + linked_output);
   // The linker writes the output itself, beside its final name: a model-sized file is
   // written once, then renamed into place.

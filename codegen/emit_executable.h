@@ -26,6 +26,7 @@ struct CompileOptions {
   std::string cuda_source;          // CUDA targets: also write the generated CUDA C++ here (--cuda-source)
   std::string layout = "auto";      // --layout: auto, i2_s, tl1, tl2 (codegen/layouts.h)
   std::string runtime = "default";  // --runtime: default, asan or tsan (codegen/link.h)
+  std::string kernel_cache;         // --kernel-cache: a folder or "off"; empty: the default (kernel_cache.h)
   LowerOptions lower;
   std::function<void(const std::string&)> progress;  // one line per step
   std::function<void(const std::string&)> explain;   // -v: the plan and every tensor's layout, and why

@@ -21,21 +21,27 @@ namespace {
 constexpr int kChildSlots = 8;
 volatile std::sig_atomic_t g_children[kChildSlots];
 
+// Puts a child in a process group of its own and registers it for the handler; returns
+// its slot (-1 when all are taken: the child is then not stopped by an interrupt).
+int register_child(pid_t pid) {
+  ::setpgid(pid, pid);  // also done by the child: whichever runs first
+  for (int i = 0; i < kChildSlots; ++i)
+    if (g_children[i] == 0) {
+      g_children[i] = pid;
+      return i;
+    }
+  return -1;
+}
+
+void unregister_child(int slot) {
+  if (slot >= 0) g_children[slot] = 0;
+}
+
 // Registers a child for the handler while the parent waits for it.
 class RunningChild {
  public:
-  explicit RunningChild(pid_t pid) {
-    ::setpgid(pid, pid);  // also done by the child: whichever runs first
-    for (int i = 0; i < kChildSlots; ++i)
-      if (g_children[i] == 0) {
-        g_children[i] = pid;
-        slot_ = i;
-        return;
-      }
-  }
-  ~RunningChild() {
-    if (slot_ >= 0) g_children[slot_] = 0;
-  }
+  explicit RunningChild(pid_t pid) : slot_(register_child(pid)) {}
+  ~RunningChild() { unregister_child(slot_); }
   RunningChild(const RunningChild&) = delete;
   RunningChild& operator=(const RunningChild&) = delete;
 
@@ -124,6 +130,76 @@ int run_shell(const std::string& command) {
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+ForkedTask::ForkedTask(const std::function<void()>& work, bool in_parents_group) {
+  int message_pipe[2];
+  if (::pipe2(message_pipe, O_CLOEXEC) != 0)
+    throw std::runtime_error(std::string("cannot create a pipe: ") + std::strerror(errno));
+  pid_ = ::fork();
+  if (pid_ < 0) {
+    const int err = errno;
+    ::close(message_pipe[0]);
+    ::close(message_pipe[1]);
+    throw std::runtime_error(std::string("cannot fork: ") + std::strerror(err));
+  }
+  if (pid_ == 0) {
+    if (!in_parents_group) ::setpgid(0, 0);
+    ::close(message_pipe[0]);
+    // No destructor or atexit handler of the parent's runs here (_exit), and no stdio
+    // buffer it filled is flushed twice.
+    std::string message;
+    try {
+      work();
+      ::_exit(0);
+    } catch (const std::exception& e) {
+      message = e.what();
+    } catch (...) {
+      message = "unknown exception";
+    }
+    // Within a pipe's buffer, so that the write never waits for a reader.
+    if (message.size() > 4096) message.resize(4096);
+    (void)!::write(message_pipe[1], message.data(), message.size());
+    ::_exit(1);
+  }
+  ::close(message_pipe[1]);
+  message_fd_ = message_pipe[0];
+  own_group_ = !in_parents_group;
+  if (own_group_) slot_ = register_child(pid_);
+}
+
+std::string ForkedTask::wait() {
+  if (pid_ <= 0) return "the task was already waited for";
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  unregister_child(slot_);
+  pid_ = -1;
+  std::string message;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(message_fd_, buf, sizeof buf)) != 0;) {
+    if (n > 0)
+      message.append(buf, static_cast<size_t>(n));
+    else if (errno != EINTR)
+      break;
+  }
+  ::close(message_fd_);
+  message_fd_ = -1;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return "";
+  if (!message.empty()) return message;
+  return WIFSIGNALED(status) ? std::string("killed by signal ") + std::to_string(WTERMSIG(status))
+                             : "exited with status " + std::to_string(WEXITSTATUS(status));
+}
+
+ForkedTask::~ForkedTask() {
+  if (pid_ > 0) {
+    ::kill(own_group_ ? -pid_ : pid_, SIGKILL);
+    int status;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    unregister_child(slot_);
+  }
+  if (message_fd_ >= 0) ::close(message_fd_);
 }
 
 }  // namespace bitnetc

@@ -2,6 +2,9 @@
 // time, peak memory), and the tools codegen calls (llc, the linker).
 #pragma once
 
+#include <sys/types.h>
+
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,5 +30,30 @@ int run_shell(const std::string& command);
 // interrupt handler (atomic_file.h) calls it before it removes scratch files, so that no
 // tool writes into a folder being removed.
 void stop_children_on_interrupt();
+
+// A function run in a forked copy of this process, stopped like run_process's children on
+// an interrupt: in a process group of its own, or with `in_parents_group` in this
+// process's (the tasks of a task, which die with it). For work that must
+// start from this process's state and leave it untouched: Halide's name counters make a
+// kernel's object depend on what the process compiled before it, so kernels compile in
+// copies (codegen/cpu_kernels.cpp). Fork only while this process runs one thread.
+class ForkedTask {
+ public:
+  explicit ForkedTask(const std::function<void()>& work, bool in_parents_group = false);
+  ~ForkedTask();  // kills and reaps a task not waited for
+  ForkedTask(const ForkedTask&) = delete;
+  ForkedTask& operator=(const ForkedTask&) = delete;
+
+  // Waits for the task: empty when `work` returned, else the message of what it threw
+  // (or how it died).
+  std::string wait();
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int message_fd_ = -1;  // the child writes what it threw here
+  int slot_ = -1;        // its place among the children an interrupt stops
+  bool own_group_ = true;
+};
 
 }  // namespace bitnetc

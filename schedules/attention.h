@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "Halide.h"
@@ -23,6 +24,8 @@ struct AttentionShape {
   ir::ScoreScale score_scale = ir::ScoreScale::DivideSqrt;
   ir::SoftmaxSum softmax_sum = ir::SoftmaxSum::F32Divide;
   int vector_bytes = 32;
+  // Every field, for the kernel cache's key (codegen/kernel_cache.h): a new field goes here too.
+  auto fields() const { return std::tie(head_dim, n_head, n_head_kv, score_scale, softmax_sum, vector_bytes); }
 };
 
 // The keys are cached in blocks of kAttentionPositionBlock positions, each block

@@ -9,9 +9,9 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
-
 #include <functional>
+#include <tuple>
+#include <vector>
 
 #include "Halide.h"
 
@@ -22,6 +22,8 @@ struct DenseMatmulShape {
   int vector_bytes = 32;
   bool f16 = false;  // weights stored as IEEE half (exact when every value is one), read as float
   bool q8 = false;   // weights stored as int8 with a float scale per row (--head=q8: changes numerics)
+  // Every field, for the kernel cache's key (codegen/kernel_cache.h): a new field goes here too.
+  auto fields() const { return std::tie(K, N, vector_bytes, f16, q8); }
 };
 
 // Rows per tile (T), and N padded with zero rows to whole tiles.

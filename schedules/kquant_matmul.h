@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "Halide.h"
@@ -19,6 +20,8 @@ namespace bitnetc::schedules {
 struct KQuantMatmulShape {
   int64_t K = 0, N = 0;  // y[N] = W[N][K] x[K]; K a multiple of 256
   int vector_bytes = 32;
+  // Every field, for the kernel cache's key (codegen/kernel_cache.h): a new field goes here too.
+  auto fields() const { return std::tie(K, N, vector_bytes); }
 };
 
 // Inputs (tiles of T = dense_matmul_tile_rows rows, padded N = dense_matmul_padded_rows):

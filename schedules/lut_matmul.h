@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "Halide.h"
@@ -40,6 +41,8 @@ struct LutMatmulShape {
   int batch = 1;
   // The extern tile: bitnetc_tl{1,2}_tiles (the target's SIMD) or its _scalar reference.
   bool scalar_tile = false;
+  // Every field, for the kernel cache's key (codegen/kernel_cache.h): a new field goes here too.
+  auto fields() const { return std::tie(K, N, layout, batch, scalar_tile); }
 };
 
 MatmulPipeline lut_matmul(const LutMatmulShape& shape);

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "Halide.h"
@@ -29,6 +30,8 @@ struct NormQuantShape {
   float eps = 0;
   ir::ActQuant quant = ir::ActQuant::PerTokenLlama2c;
   int vector_bytes = 32;
+  // Every field, for the kernel cache's key (codegen/kernel_cache.h): a new field goes here too.
+  auto fields() const { return std::tie(n, K_padded, block, norm, norm_weight, eps, quant, vector_bytes); }
 };
 
 // Inputs: x (float, [n, tokens]), w (float, [n]; read only with a weighted norm).

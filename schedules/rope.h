@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "Halide.h"
@@ -18,6 +19,8 @@ struct RopeShape {
   int head_dim = 0;
   ir::RopeStyle style = ir::RopeStyle::Interleaved;
   int vector_bytes = 32;
+  // Every field, for the kernel cache's key (codegen/kernel_cache.h): a new field goes here too.
+  auto fields() const { return std::tie(n, head_dim, style, vector_bytes); }
 };
 
 // Inputs: x (float, [n, tokens]), cos and sin (float, [head_dim / 2, positions]: at least

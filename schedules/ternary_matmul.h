@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "Halide.h"
@@ -81,6 +82,8 @@ struct TernaryMatmulShape {
   // per token, for the groups of elements k with (k % 16) / 4 = 0..3, and the epilogue is
   // ik's (bitnetc_q8k64_group_term, bitnetc_q8k64_combine in ir/numerics.h).
   bool q8k64 = false;
+  // Every field, for the kernel cache's key (codegen/kernel_cache.h): a new field goes here too.
+  auto fields() const { return std::tie(K, N, act_block, vector_bytes, batch, reduce, packing, block_scales, q8k64); }
 };
 
 // The rows of the block-scale buffer (N rounded up to whole row-lane groups: the last

@@ -6,15 +6,19 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <csignal>
+#include <fstream>
 #include <map>
 
 #include "cuda_kernels.h"
 #include "cuda_program.h"
 #include "interpreter.h"
+#include "kernel_cache.h"
 #include "kernel_objects.h"
 #include "layouts.h"
 #include "lower.h"
 #include "model_import.h"
+#include "process.h"
 #include "support/test_support.h"
 #include "synthetic_model.h"
 
@@ -335,4 +339,78 @@ TEST(CudaPlan, FusesOnlyOpsWhoseOutputNothingElseReads) {
   // The output projection writes its own output; its residual add is a launch again.
   EXPECT_EQ(b.count("bitnetc_add_"), 4u + 1u);                              // the 4 extra readers and that residual
   EXPECT_EQ(b.decode_launches, fused.decode_launches + 4 + 1 + 1 + 2 + 1);  // extras, norm, gated, rope, add
+}
+
+// A forked task starts from this process's state and leaves it untouched; what it throws,
+// or how it dies, comes back as a message.
+TEST(ForkedTask, RunsInACopyAndReportsWhatWentWrong) {
+  int value = 1;
+  ForkedTask changes_its_copy([&] { value = 2; });
+  EXPECT_EQ(changes_its_copy.wait(), "");
+  EXPECT_EQ(value, 1);
+  ForkedTask throws([] { throw std::runtime_error("kernel bitnetc_gemv0: no such shape"); });
+  EXPECT_EQ(throws.wait(), "kernel bitnetc_gemv0: no such shape");
+  ForkedTask dies([] { ::raise(SIGKILL); });
+  EXPECT_EQ(dies.wait(), "killed by signal 9");
+  {
+    ForkedTask never_waited_for([] { ::pause(); });  // the destructor kills and reaps it
+  }
+}
+
+// The kernel cache gives back exactly what was stored under exactly the same key; a
+// damaged entry or one whose file name collides is a miss; trim removes the least
+// recently used entries past its limit.
+TEST(KernelCache, HitsOnlyTheSameKeyAndIntactEntries) {
+  ScratchDir dir;
+  const codegen::KernelCache cache = codegen::KernelCache::open(dir.file("cache"), nullptr);
+  ASSERT_TRUE(cache.enabled());
+  std::string object(70000, '\0');
+  for (size_t i = 0; i < object.size(); ++i) object[i] = static_cast<char>(i * 7);
+  { std::ofstream(dir.file("k.o"), std::ios::binary) << object; }
+  EXPECT_FALSE(cache.fetch("key a", dir.file("out.o")));
+  cache.store("key a", dir.file("k.o"));
+  ASSERT_TRUE(cache.fetch("key a", dir.file("out.o")));
+  EXPECT_EQ(slurp(dir.file("out.o")), std::vector<uint8_t>(object.begin(), object.end()));
+  EXPECT_FALSE(cache.fetch("key b", dir.file("other.o")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("other.o")));
+
+  std::vector<std::filesystem::path> entries;
+  for (const auto& e : std::filesystem::directory_iterator(dir.file("cache"))) entries.push_back(e.path());
+  ASSERT_EQ(entries.size(), 1u);
+  // Another key whose entry file holds key a's entry (as a hash collision would): a miss.
+  cache.store("key b", dir.file("k.o"));
+  for (const auto& e : std::filesystem::directory_iterator(dir.file("cache")))
+    if (e.path() != entries[0])
+      std::filesystem::copy_file(entries[0], e.path(), std::filesystem::copy_options::overwrite_existing);
+  EXPECT_FALSE(cache.fetch("key b", dir.file("other.o")));
+  // One byte of the object changed: a miss.
+  {
+    std::fstream f(entries[0], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-100, std::ios::end);
+    f.put('x');
+  }
+  EXPECT_FALSE(cache.fetch("key a", dir.file("out.o")));
+
+  // Trim: three fresh entries of ~70 kB under a limit of two keep the two used last.
+  for (const char* k : {"one", "two", "three"}) {
+    cache.store(k, dir.file("k.o"));
+    ::usleep(20000);  // distinct modification times
+  }
+  ASSERT_TRUE(cache.fetch("one", dir.file("out.o")));  // used again: kept
+  cache.trim(2 * object.size() + 1000);
+  EXPECT_TRUE(cache.fetch("one", dir.file("out.o")));
+  EXPECT_TRUE(cache.fetch("three", dir.file("out.o")));
+  EXPECT_FALSE(cache.fetch("two", dir.file("out.o")));
+
+  // A folder that cannot be made: an error naming the flag, or a note without the cache.
+  { std::ofstream(dir.file("file")) << "x"; }
+  try {
+    codegen::KernelCache::open(dir.file("file") + "/sub", nullptr);
+    ADD_FAILURE() << "an unusable --kernel-cache was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--kernel-cache " + dir.file("file") + "/sub: cannot use the folder"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(codegen::KernelCache::open("off", nullptr).enabled());
 }

@@ -761,7 +761,7 @@ TEST(Compile, ExternalWeightsAndSharedObjectsAreReproducible) {
     ASSERT_EQ(r.status, 0) << r.err;
   };
   compile_with("a", "--weights=external");
-  compile_with("b", "--weights=external");
+  compile_with("b", "--weights=external --kernel-cache off");  // every kernel compiled again
   compile_with("embedded", "");
   EXPECT_EQ(slurp(dir.file("a")), slurp(dir.file("b")));
   EXPECT_EQ(slurp(dir.file("a.weights")), slurp(dir.file("b.weights")));
@@ -820,6 +820,74 @@ TEST(Compile, ExternalWeightsAndSharedObjectsAreReproducible) {
     }
     EXPECT_GE(loads, 2) << headers.out;
   }
+}
+
+// The kernel cache: a second compile takes every object from it, and an output is the same
+// bytes with the cache cold, warm, damaged, shared by two compiles at once, or off; an
+// unusable folder is an error naming the flag (or, from the variable, a note).
+TEST(Compile, KernelCacheGivesTheSameOutput) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  const std::string cache = dir.file("cache");
+  auto compile_with = [&](const std::string& out, const std::string& flags) {
+    const Result r = sh(std::string(BITNETC_BIN) + " " + quote(model) + " --target=x86-64-avx2 " + flags + " -o " +
+                            quote(dir.file(out)),
+                        dir);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.err;
+  };
+  const std::string cold = compile_with("cold", "--kernel-cache " + quote(cache));
+  EXPECT_EQ(cold.find("from the kernel cache"), std::string::npos) << cold;
+  const std::string warm = compile_with("warm", "--kernel-cache " + quote(cache));
+  EXPECT_NE(warm.find("(10 of 10 objects from the kernel cache)"), std::string::npos) << warm;
+  compile_with("off", "--kernel-cache off");
+  EXPECT_EQ(slurp(dir.file("cold")), slurp(dir.file("off")));
+  EXPECT_EQ(slurp(dir.file("warm")), slurp(dir.file("off")));
+
+  // A damaged entry is compiled again.
+  std::vector<std::filesystem::path> entries;
+  for (const auto& e : std::filesystem::directory_iterator(cache)) entries.push_back(e.path());
+  ASSERT_EQ(entries.size(), 10u);
+  std::filesystem::resize_file(entries[3], std::filesystem::file_size(entries[3]) - 1);
+  const std::string damaged = compile_with("damaged", "--kernel-cache " + quote(cache));
+  EXPECT_NE(damaged.find("(9 of 10 objects from the kernel cache), 1 process"), std::string::npos) << damaged;
+  EXPECT_EQ(slurp(dir.file("damaged")), slurp(dir.file("off")));
+
+  // Two compiles of other shapes into one empty cache at once, then both warm.
+  const Result synth = sh(std::string(BITNETC_BIN) + " synth --shape tiny --type i2_s --arch bitnet-b1.58 -o " +
+                              quote(dir.file("tiny.gguf")),
+                          dir);
+  ASSERT_EQ(synth.status, 0) << synth.err;
+  const std::string tiny =
+      std::string(BITNETC_BIN) + " " + quote(dir.file("tiny.gguf")) + " --target=x86-64-avx512 -q ";
+  const Result together =
+      sh(tiny + "--kernel-cache " + quote(dir.file("shared")) + " -o " + quote(dir.file("t1")) + " & " + tiny +
+             "--kernel-cache " + quote(dir.file("shared")) + " -o " + quote(dir.file("t2")) + " && wait $!",
+         dir);
+  ASSERT_EQ(together.status, 0) << together.err;
+  const Result again = sh(tiny + "--kernel-cache " + quote(dir.file("shared")) + " -o " + quote(dir.file("t3")) +
+                              " && " + tiny + "--kernel-cache off -o " + quote(dir.file("t4")),
+                          dir);
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(slurp(dir.file("t1")), slurp(dir.file("t4")));
+  EXPECT_EQ(slurp(dir.file("t2")), slurp(dir.file("t4")));
+  EXPECT_EQ(slurp(dir.file("t3")), slurp(dir.file("t4")));
+
+  // An unusable folder: the flag's is an error, the variable's a note.
+  { std::ofstream(dir.file("file")) << "x"; }
+  const Result bad = sh(std::string(BITNETC_BIN) + " " + quote(model) + " --target=x86-64-avx2 --kernel-cache " +
+                            quote(dir.file("file")) + " -o " + quote(dir.file("bad")),
+                        dir);
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("--kernel-cache " + dir.file("file") + ": cannot use the folder"), std::string::npos)
+      << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad")));
+  const Result noted = sh("BITNETC_KERNEL_CACHE=" + quote(dir.file("file")) + " " + BITNETC_BIN + " " + quote(model) +
+                              " --target=x86-64-avx2 -o " + quote(dir.file("noted")),
+                          dir);
+  EXPECT_EQ(noted.status, 0) << noted.err;
+  EXPECT_NE(noted.err.find("compiling without the kernel cache"), std::string::npos) << noted.err;
+  EXPECT_EQ(slurp(dir.file("noted")), slurp(dir.file("off")));
 }
 
 // --head=q8 announces that it changes numerics, stores the head as int8 (half a byte

@@ -35,6 +35,8 @@ Command add_synth(CLI::App& app);
 inline const std::vector<std::string> kLayoutRequests = {"auto", "i2_s", "tl1", "tl2"};  // codegen/layouts.h
 void add_act_quant_option(CLI::App* cmd, std::string& act_quant);
 void add_numerics_option(CLI::App* cmd, std::string& numerics);
+// --kernel-cache DIR|off of the commands that compile (codegen/kernel_cache.h).
+void add_kernel_cache_option(CLI::App* cmd, std::string& kernel_cache);
 // A number that must be finite and within [lo, hi] ((lo, hi] when lo_open): CLI11's Range
 // lets NaN through, since every comparison with NaN is false.
 CLI::Validator finite_in(double lo, double hi, bool lo_open = false);
@@ -84,6 +86,7 @@ struct OutputUnderTest {
   std::string binary;  // a compiled output to use instead of compiling
   std::string layout = "auto";  // --layout of the compile
   std::string numerics = "auto";  // --numerics of the compile (and of verify's reference)
+  std::string kernel_cache;       // --kernel-cache of the compile
 };
 
 struct BenchOptions {

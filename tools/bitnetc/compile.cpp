@@ -50,6 +50,12 @@ int compile(CompileFlags& f) {
 
 }  // namespace
 
+void add_kernel_cache_option(CLI::App* cmd, std::string& kernel_cache) {
+  cmd->add_option("--kernel-cache", kernel_cache,
+                  "Folder of compiled kernel objects kept between compiles, or off (default: $BITNETC_KERNEL_CACHE, "
+                  "else $XDG_CACHE_HOME/bitnetc/kernels or ~/.cache/bitnetc/kernels)");
+}
+
 Command add_compile(CLI::App& app) {
   auto f = std::make_shared<CompileFlags>();
   CLI::App* cmd =
@@ -79,6 +85,7 @@ Command add_compile(CLI::App& app) {
                   "default, or asan / tsan: link the runtime built with AddressSanitizer+UBSan or ThreadSanitizer, "
                   "to check a program that uses the output with the same sanitizer (x86-64 targets, this build's)")
       ->check(CLI::IsMember({"default", "asan", "tsan"}));
+  add_kernel_cache_option(cmd, f->options.kernel_cache);
   cmd->add_flag("-v,--verbose", f->verbose, "Show the plan and every tensor's layout, and why");
   return {cmd, [f] { return compile(*f); }};
 }

@@ -80,6 +80,7 @@ PreparedOutput prepare_output(const OutputUnderTest& o, const std::string& comma
   co.head_q8 = head_q8;
   co.layout = o.layout;
   co.lower = lower_options("", o.numerics);
+  co.kernel_cache = o.kernel_cache;
   if (imported)
     codegen::compile_executable(*imported, *t, co);
   else
@@ -95,6 +96,7 @@ void add_output_under_test(CLI::App* cmd, OutputUnderTest& out, const std::strin
   cmd->add_option("--layout", out.layout, "Ternary weight layout to compile with (see compile --layout)")
       ->check(CLI::IsMember(kLayoutRequests));
   add_numerics_option(cmd, out.numerics);
+  add_kernel_cache_option(cmd, out.kernel_cache);
 }
 
 }  // namespace bitnetc::cli
