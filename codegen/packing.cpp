@@ -13,6 +13,7 @@
 #include "kernel_objects.h"
 #include "kquant_matmul.h"
 #include "q8_0_matmul.h"
+#include "huge_pages.h"
 
 namespace bitnetc::codegen {
 
@@ -102,6 +103,25 @@ TernaryPackFn ternary_packer(rt::TernaryLayout layout) {
   throw std::logic_error("no packer for ternary layout " + std::to_string(static_cast<int>(layout)));
 }
 
+// Whether an F16 source tensor holds no infinity or NaN: then every value is exactly a
+// half (exactly_finite_f16 without decoding 2B4T's 328M values twice). Its pages leave
+// the RSS 4 MiB at a time, as weight_rows's do.
+bool finite_halves(const ImportedModel& m, const ModelTensor& t) {
+  constexpr uint64_t kChunk = uint64_t{4} << 20;
+  for (uint64_t off = 0; off < t.nbytes; off += kChunk) {
+    const uint64_t n = std::min(kChunk, t.nbytes - off);
+    bool finite = true;
+    for (uint64_t i = 0; i + 1 < n; i += 2) {
+      uint16_t h;
+      std::memcpy(&h, t.data + off + i, 2);
+      finite &= (h & 0x7c00) != 0x7c00;  // exponent all ones: an infinity or a NaN
+    }
+    m.drop_pages(t, off, n);
+    if (!finite) return false;
+  }
+  return true;
+}
+
 // ---- dense packers, one per layout -----------------------------------------------------
 
 // What a dense packer knows of the weight it packs: the record's rows, cols and storage
@@ -125,7 +145,7 @@ void store_element(std::vector<uint8_t>& b, size_t at, rt::DenseStorage storage,
 
 // Row-major: norm vectors and embedding tables (an embedding reads one row per token).
 std::vector<uint8_t> pack_row_major(const DenseJob& j, rt::DenseRecord& r, std::vector<float>&) {
-  std::vector<uint8_t> b(static_cast<size_t>(r.rows * r.cols) * rt::element_bytes(r.storage));
+  std::vector<uint8_t> b = huge_page_vector<uint8_t>(static_cast<size_t>(r.rows * r.cols) * rt::element_bytes(r.storage));
   std::vector<float> row(static_cast<size_t>(r.cols));
   for (int64_t n = 0; n < r.rows; ++n) {
     j.rows(n, row.data());
@@ -325,7 +345,10 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     }
     const schedules::RowSource rows = quantized ? schedules::RowSource() : weight_rows(m, d);
     if (!quantized) {
-      const bool f16 = d.rows > 1 && schedules::exactly_finite_f16(rows, d.rows, d.cols);
+      const ModelTensor* source = d.data.empty() ? m.find(d.name) : nullptr;
+      const bool f16 = d.rows > 1 && (source && source->type == TensorType::F16
+                                          ? finite_halves(m, *source)
+                                          : schedules::exactly_finite_f16(rows, d.rows, d.cols));
       r.storage = is_head[i] && head_q8 ? rt::DenseStorage::Q8 : f16 ? rt::DenseStorage::F16 : rt::DenseStorage::F32;
     }
     r.layout = !is_head[i] && !quantized ? rt::DenseLayout::RowMajor

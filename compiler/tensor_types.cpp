@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "diagnostics.h"
+#include "huge_pages.h"
 
 namespace bitnetc {
 
@@ -158,7 +159,7 @@ TernaryWeights make_weights(int64_t rows, int64_t cols) {
   TernaryWeights w;
   w.rows = rows;
   w.cols = cols;
-  w.codes.assign(static_cast<size_t>(rows * cols), 0);
+  w.codes = huge_page_vector<int8_t>(static_cast<size_t>(rows * cols), 0);
   return w;
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "fp16.h"
+#include "huge_pages.h"
 
 namespace bitnetc::schedules {
 
@@ -22,7 +23,7 @@ RowSource rows_of(const std::vector<float>& w, int64_t K) {
 
 std::vector<uint8_t> transpose_for_dense_matmul(const RowSource& w, int64_t N, int64_t K, int vector_bytes, bool f16) {
   const int64_t Np = dense_matmul_padded_rows(N, vector_bytes), T = dense_matmul_tile_rows(vector_bytes);
-  std::vector<uint8_t> t(static_cast<size_t>(K * Np) * (f16 ? 2 : 4), 0);
+  std::vector<uint8_t> t = huge_page_vector<uint8_t>(static_cast<size_t>(K * Np) * (f16 ? 2 : 4), 0);
   auto* h = reinterpret_cast<uint16_t*>(t.data());
   auto* f = reinterpret_cast<float*>(t.data());
   std::vector<float> row(static_cast<size_t>(K));

@@ -1,6 +1,7 @@
 #include "ternary_matmul.h"
 
 #include "numerics.h"  // Q8_K64's groups
+#include "huge_pages.h"
 
 #include <algorithm>
 #include <functional>
@@ -24,7 +25,7 @@ PackedDims ternary_packed_dims(int64_t K, int64_t N, int vector_bytes) {
 
 std::vector<uint8_t> pack_ternary_rows(const TernaryWeights& w, int W) {
   const int64_t Kp = padded_k(w.cols, W), R = ternary_tile_rows(w.rows);
-  std::vector<uint8_t> out(static_cast<size_t>(w.rows * Kp / 4), 0);
+  std::vector<uint8_t> out = huge_page_vector<uint8_t>(static_cast<size_t>(w.rows * Kp / 4), 0);
   for (int64_t n = 0; n < w.rows; ++n) {
     uint8_t* tile = &out[(n / R) * R * Kp / 4];
     const int8_t* row = &w.codes[n * w.cols];
@@ -51,7 +52,7 @@ std::vector<uint8_t> pack_ternary_row_lanes(const TernaryWeights& w, int W) {
   const int64_t L = W / 4;
   const PackedDims dims = row_lane_packed_dims(w.cols, w.rows, W);
   // Rows past N: code 1 (weight 0) at every bit pair.
-  std::vector<uint8_t> out(static_cast<size_t>(dims.bytes_per_tile) * dims.tiles, 0x55);
+  std::vector<uint8_t> out = huge_page_vector<uint8_t>(static_cast<size_t>(dims.bytes_per_tile) * dims.tiles, 0x55);
   for (int64_t n = 0; n < w.rows; ++n) {
     uint8_t* group = &out[(n / L) * dims.bytes_per_tile];
     const int64_t lane = n % L;
