@@ -1,23 +1,51 @@
 #include "packing.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <optional>
 #include <stdexcept>
+#include <thread>
 #include <tuple>
 
 #include "cpu_program.h"
 #include "cuda_kernels.h"
 #include "fp16.h"
 #include "kernel_objects.h"
+#include "huge_pages.h"
 #include "kquant_matmul.h"
 #include "q8_0_matmul.h"
-#include "huge_pages.h"
 
 namespace bitnetc::codegen {
 
 namespace {
+
+// Runs body(0 .. n-1) on every core; once all have stopped, rethrows what the lowest
+// index that failed threw (indices start in order, so that is the one a loop would
+// have thrown).
+void parallel_for(size_t n, const std::function<void(size_t)>& body) {
+  const size_t workers = std::min<size_t>(n, std::max(1u, std::thread::hardware_concurrency()));
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::vector<std::exception_ptr> errors(n);
+  auto work = [&] {
+    for (size_t i; !failed && (i = next++) < n;) try {
+        body(i);
+      } catch (...) {
+        errors[i] = std::current_exception();
+        failed = true;
+      }
+  };
+  {
+    std::vector<std::jthread> threads;
+    for (size_t t = 1; t < workers; ++t) threads.emplace_back(work);
+    work();
+  }
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 
 // ---- ternary packers, one per layout ---------------------------------------------------
 
@@ -130,6 +158,10 @@ struct DenseJob {
   const ir::DenseWeights& d;
   const schedules::RowSource& rows;
   int vector_bytes;  // the target's (head tiles)
+  // An F16 source with every value finite, stored as f16: packers may copy its halves
+  // (their pages dropped as they go) instead of reading `rows`.
+  const ModelTensor* f16_source = nullptr;
+  const ImportedModel* model = nullptr;
 };
 using DensePackFn = std::vector<uint8_t> (*)(const DenseJob&, rt::DenseRecord&, std::vector<float>& scales);
 
@@ -166,6 +198,20 @@ std::vector<uint8_t> pack_head_tiles(const DenseJob& j, rt::DenseRecord& r, std:
     case rt::DenseStorage::Q8: return schedules::quantize_for_dense_matmul_q8(j.rows, r.rows, r.cols, V, scales);
     case rt::DenseStorage::F16:
     case rt::DenseStorage::F32: break;
+  }
+  if (j.f16_source && r.storage == rt::DenseStorage::F16) {
+    // The halves as they are, 4 MiB of source rows at a time, on every core.
+    std::vector<uint8_t> t = huge_page_vector<uint8_t>(static_cast<size_t>(r.rows_padded * r.cols) * 2, 0);
+    const int64_t chunk_rows = std::max<int64_t>(1, (int64_t{4} << 20) / (2 * r.cols));
+    const int64_t chunks = (r.rows + chunk_rows - 1) / chunk_rows;
+    parallel_for(static_cast<size_t>(chunks), [&](size_t c) {
+      const int64_t n0 = static_cast<int64_t>(c) * chunk_rows, n1 = std::min(r.rows, n0 + chunk_rows);
+      schedules::put_half_rows_for_dense_matmul(reinterpret_cast<const uint16_t*>(j.f16_source->data), n0, n1, r.cols,
+                                                V, reinterpret_cast<uint16_t*>(t.data()));
+      j.model->drop_pages(*j.f16_source, static_cast<uint64_t>(n0 * r.cols) * 2,
+                          static_cast<uint64_t>((n1 - n0) * r.cols) * 2);
+    });
+    return t;
   }
   return schedules::transpose_for_dense_matmul(j.rows, r.rows, r.cols, V, r.storage == rt::DenseStorage::F16);
 }
@@ -254,10 +300,20 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
   p.ternary_block_scales.resize(g.ternary.size());
   p.layouts = choose_layouts(g, target, layout);
   const bool cuda = target.backend == Backend::Cuda;
-  std::map<std::tuple<int64_t, int64_t, int64_t, rt::TernaryLayout, bool, bool>, uint32_t> kernel_of;
-  std::vector<std::pair<std::string, float>> typical;  // each weight's scale, checked across layers
-  for (const ir::Op& op : g.ops) {
-    if (op.kind != ir::OpKind::TernaryMatmul || !p.ternary_bytes[op.weight].empty()) continue;
+  // Each ternary weight once, with the first op that uses it, in op order.
+  std::vector<const ir::Op*> first_use(g.ternary.size(), nullptr);
+  std::vector<uint32_t> order;
+  for (const ir::Op& op : g.ops)
+    if (op.kind == ir::OpKind::TernaryMatmul && !first_use[op.weight]) {
+      first_use[op.weight] = &op;
+      order.push_back(op.weight);
+    }
+  std::vector<std::optional<TernaryKernel>> kernel(g.ternary.size());
+  std::vector<float> typical_scales(g.ternary.size());
+  // The weights decode and pack independently, on every core; their kernels are numbered
+  // afterwards, in op order.
+  parallel_for(order.size(), [&](size_t i) {
+    const ir::Op& op = *first_use[order[i]];
     const std::string& name = g.ternary[op.weight].name;
     if (g.ternary[op.weight].w.codes.empty()) load_weight_data(m, decode, g.ternary[op.weight]);
     TernaryWeights& w = g.ternary[op.weight].w;
@@ -293,13 +349,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     r.act_groups = q8k64 ? kBitnetcQ8K64Groups : 0;
     TernaryPacked packed = ternary_packer(l)({name, w, target, act_block, block_scales, q8k64}, r);
     p.ternary_bytes[op.weight] = std::move(packed.bytes);
-    r.gemv_kernel = r.gemm_kernel = rt::kNoKernel;
-    if (packed.kernel) {  // weights of one shape share their kernels
-      const auto [it, added] = kernel_of.emplace(std::make_tuple(w.cols, w.rows, act_block, l, block_scales, q8k64),
-                                                 static_cast<uint32_t>(p.ternary_kernels.size()));
-      if (added) p.ternary_kernels.push_back(*packed.kernel);
-      r.gemv_kernel = r.gemm_kernel = it->second;
-    }
+    kernel[op.weight] = packed.kernel;
     if (block_scales) {  // [block][row], rows past N (row-lane padding) with zero scales
       const int64_t blocks = w.cols / act_block;
       std::vector<float>& bs = p.ternary_block_scales[op.weight];
@@ -309,7 +359,21 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     }
     std::vector<int8_t>().swap(w.codes);
     if (const ModelTensor* t = m.find(name)) m.drop_pages(*t);  // packed: its source bytes leave the RSS
-    typical.push_back({name, typical_scale(w)});
+    typical_scales[op.weight] = typical_scale(w);
+  });
+  std::map<std::tuple<int64_t, int64_t, int64_t, rt::TernaryLayout, bool, bool>, uint32_t> kernel_of;
+  std::vector<std::pair<std::string, float>> typical;  // each weight's scale, checked across layers
+  for (uint32_t i : order) {
+    rt::TernaryRecord& r = p.ternary[i];
+    r.gemv_kernel = r.gemm_kernel = rt::kNoKernel;
+    if (kernel[i]) {  // weights of one shape share their kernels
+      const auto [it, added] =
+          kernel_of.emplace(std::make_tuple(r.K, r.N, r.act_block, r.layout, r.block_scales != 0, r.act_groups != 0),
+                            static_cast<uint32_t>(p.ternary_kernels.size()));
+      if (added) p.ternary_kernels.push_back(*kernel[i]);
+      r.gemv_kernel = r.gemm_kernel = it->second;
+    }
+    typical.push_back({g.ternary[i].name, typical_scales[i]});
   }
   check_scales_across_layers(m, typical);
 
@@ -344,8 +408,8 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
       load_weight_data(m, d);  // norm vectors; matrices stream by row
     }
     const schedules::RowSource rows = quantized ? schedules::RowSource() : weight_rows(m, d);
+    const ModelTensor* source = quantized || !d.data.empty() ? nullptr : m.find(d.name);
     if (!quantized) {
-      const ModelTensor* source = d.data.empty() ? m.find(d.name) : nullptr;
       const bool f16 = d.rows > 1 && (source && source->type == TensorType::F16
                                           ? finite_halves(m, *source)
                                           : schedules::exactly_finite_f16(rows, d.rows, d.cols));
@@ -354,7 +418,9 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     r.layout = !is_head[i] && !quantized ? rt::DenseLayout::RowMajor
                : cuda                    ? rt::DenseLayout::KMajor
                                          : rt::DenseLayout::HeadTiles;
-    p.dense_bytes[i] = dense_packer(r.layout)({d, rows, target.vector_bytes}, r, p.dense_scales[i]);
+    const bool raw_halves = source && source->type == TensorType::F16 && r.storage == rt::DenseStorage::F16;
+    p.dense_bytes[i] = dense_packer(r.layout)(
+        {d, rows, target.vector_bytes, raw_halves ? source : nullptr, &m}, r, p.dense_scales[i]);
     if (r.layout == rt::DenseLayout::HeadTiles && !quantized) {  // the CPU head's kernel, one per shape
       const bool f16 = r.storage == rt::DenseStorage::F16, q8 = r.storage == rt::DenseStorage::Q8;
       const auto [it, added] = dense_kernel_of.emplace(std::make_tuple(d.cols, d.rows, f16, q8),

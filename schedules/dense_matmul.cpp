@@ -40,6 +40,17 @@ std::vector<uint8_t> transpose_for_dense_matmul(const RowSource& w, int64_t N, i
   return t;
 }
 
+void put_half_rows_for_dense_matmul(const uint16_t* w, int64_t n0, int64_t n1, int64_t K, int vector_bytes,
+                                    uint16_t* tiles) {
+  const int64_t T = dense_matmul_tile_rows(vector_bytes);
+  for (int64_t tile0 = n0 / T * T; tile0 < n1; tile0 += T) {  // rows of one tile together: sequential writes
+    const int64_t lo = std::max(tile0, n0), hi = std::min(tile0 + T, n1);
+    uint16_t* out = tiles + tile0 * K;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = lo; n < hi; ++n) out[k * T + n - tile0] = w[n * K + k];
+  }
+}
+
 bool exactly_finite_f16(const RowSource& w, int64_t N, int64_t K) {
   std::vector<float> row(static_cast<size_t>(K));
   for (int64_t n = 0; n < N; ++n) {

@@ -39,6 +39,11 @@ RowSource rows_of(const std::vector<float>& w, int64_t K);  // a row-major N x K
 // `f16`, of IEEE half (round to nearest even), as raw bytes.
 std::vector<uint8_t> transpose_for_dense_matmul(const RowSource& w, int64_t N, int64_t K, int vector_bytes,
                                               bool f16 = false);
+// The same f16 layout from halves as they are (an F16 source, every value finite):
+// writes rows [n0, n1) of the row-major N x K `w` into `tiles` (transpose_for_dense_matmul's
+// size, zero-filled), the bytes that path gives without a round trip through float.
+void put_half_rows_for_dense_matmul(const uint16_t* w, int64_t n0, int64_t n1, int64_t K, int vector_bytes,
+                                    uint16_t* tiles);
 inline std::vector<uint8_t> transpose_for_dense_matmul(const std::vector<float>& w, int64_t N, int64_t K,
                                                      int vector_bytes, bool f16 = false) {
   return transpose_for_dense_matmul(rows_of(w, K), N, K, vector_bytes, f16);

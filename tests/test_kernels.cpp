@@ -49,6 +49,27 @@ TEST(DenseMatmul, HalfStorageOnlyWhenEveryValueIsAFiniteHalf) {
 
 // --head=q8: the kernel computes (sum_k float(q) * x) * row_scale, sequentially; and the
 // quantized head stays close to the float one (the numerics change it announces).
+// The f16 head tiles copied from halves in chunks of rows (an F16 source, packed on every
+// core) are the bytes the float path writes, for every width, with chunks that start and
+// end inside tiles and rows past N left zero.
+TEST(DenseMatmul, HalfRowsCopiedInChunksAreTheFloatPathsTiles) {
+  const int64_t N = 37, K = 24;
+  std::vector<uint16_t> halves(static_cast<size_t>(N * K));
+  std::vector<float> values(halves.size());
+  for (size_t i = 0; i < halves.size(); ++i) {
+    halves[i] = static_cast<uint16_t>((i * 2654435761u) & 0x7bff) | static_cast<uint16_t>(i % 3 == 0 ? 0x8000 : 0);
+    values[i] = fp16_to_f32(halves[i]);
+  }
+  for (int V : {16, 32, 64}) {
+    const std::vector<uint8_t> want = schedules::transpose_for_dense_matmul(values, N, K, V, /*f16=*/true);
+    std::vector<uint8_t> got(want.size(), 0);
+    for (int64_t n0 : {int64_t{0}, int64_t{5}, int64_t{19}})
+      schedules::put_half_rows_for_dense_matmul(halves.data(), n0, n0 == 0 ? 5 : n0 == 5 ? 19 : N, K, V,
+                                                reinterpret_cast<uint16_t*>(got.data()));
+    EXPECT_EQ(got, want) << "vector bytes " << V;
+  }
+}
+
 TEST(DenseMatmul, Q8HeadMatchesItsDefinitionAndStaysNearTheFloatHead) {
   const int64_t K = 256, N = 300;
   SplitMix64 rng(11);
