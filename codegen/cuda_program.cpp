@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <stdexcept>
 
@@ -423,9 +425,43 @@ std::vector<uint8_t> serialize_cuda_plan(const CudaProgram& p, const std::vector
   return out;
 }
 
+namespace {
+
+// The NVRTC image of `source` from the cache, else compiled and kept there. The cached
+// file: the cubin's size (8 bytes, little-endian), the cubin, then the PTX.
+CudaImage cuda_image(const std::string& source, const TargetInfo& target, const KernelCache& cache,
+                     const std::string& work_dir, bool& cached) {
+  const std::string key = "cuda image " + target.name + " " + target.cuda_sm + "\n" + toolchain_identity() + "source " +
+                          std::to_string(source.size()) + "\n" + source;
+  const std::string file = (std::filesystem::path(work_dir) / "cuda_image.bin").string();
+  cached = cache.fetch(key, file);
+  if (cached) {
+    std::ifstream in(file, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    uint64_t cubin_size = 0;
+    if (bytes.size() >= 8) std::memcpy(&cubin_size, bytes.data(), 8);
+    if (bytes.size() >= 8 && cubin_size <= bytes.size() - 8)
+      return {std::vector<uint8_t>(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(cubin_size)),
+              bytes.substr(8 + cubin_size)};
+    cached = false;  // (an entry of another shape under this key cannot pass the cache's checks)
+  }
+  CudaImage image = compile_cuda(source, target);
+  std::ofstream out(file, std::ios::binary);
+  const uint64_t cubin_size = image.cubin.size();
+  out.write(reinterpret_cast<const char*>(&cubin_size), 8);
+  out.write(reinterpret_cast<const char*>(image.cubin.data()), static_cast<std::streamsize>(image.cubin.size()));
+  out << image.ptx;
+  out.close();
+  if (out) cache.store(key, file);
+  return image;
+}
+
+}  // namespace
+
 std::vector<uint8_t> emit_cuda_plan(const ir::Graph& g, const TargetInfo& target,
                                     std::span<const rt::TernaryRecord> ternary, std::span<const rt::DenseRecord> dense,
-                                    const std::string& cuda_source, const std::function<void(const std::string&)>& say) {
+                                    const std::string& cuda_source, const KernelCache& cache,
+                                    const std::string& work_dir, const std::function<void(const std::string&)>& say) {
   const CudaProgram program = build_cuda_program(g, ternary, dense, kCudaChunkTokens);
   size_t decode_launches = 0, chunk_launches = 0;
   for (const rt::CudaStep& st : program.steps) {
@@ -438,7 +474,9 @@ std::vector<uint8_t> emit_cuda_plan(const ir::Graph& g, const TargetInfo& target
   if (!cuda_source.empty())
     write_file_atomically(cuda_source, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(program.source.data()),
                                                                 program.source.size()));
-  const CudaImage image = compile_cuda(program.source, target);
+  bool cached = false;
+  const CudaImage image = cuda_image(program.source, target, cache, work_dir, cached);
+  if (cached) say("the CUDA image from the kernel cache");
   return serialize_cuda_plan(program, image.cubin, image.ptx, target.cuda_sm, kCudaChunkTokens, g.n_vocab);
 }
 

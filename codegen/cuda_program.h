@@ -12,6 +12,7 @@
 
 #include "cuda_plan.h"
 #include "ir.h"
+#include "kernel_cache.h"
 #include "model_blob.h"
 #include "targets.h"
 
@@ -43,11 +44,13 @@ std::vector<uint8_t> serialize_cuda_plan(const CudaProgram& p, const std::vector
                                          const std::string& ptx, const std::string& sm, int batch, int64_t n_vocab);
 
 // The CUDA back end's emission stage: the program of `g` (chunks of kCudaChunkTokens),
-// compiled by NVRTC for the target's SM, as the blob's plan section. `cuda_source`
-// (--cuda-source), when not empty, also gets the generated CUDA C++; `say` one progress
-// line.
+// compiled by NVRTC for the target's SM (or taken from the kernel cache, keyed by the
+// whole source: kernel_cache.h), as the blob's plan section. `cuda_source`
+// (--cuda-source), when not empty, also gets the generated CUDA C++; `work_dir` holds
+// the image's file for the cache; `say` one progress line.
 std::vector<uint8_t> emit_cuda_plan(const ir::Graph& g, const TargetInfo& target,
                                     std::span<const rt::TernaryRecord> ternary, std::span<const rt::DenseRecord> dense,
-                                    const std::string& cuda_source, const std::function<void(const std::string&)>& say);
+                                    const std::string& cuda_source, const KernelCache& cache,
+                                    const std::string& work_dir, const std::function<void(const std::string&)>& say);
 
 }  // namespace bitnetc::codegen

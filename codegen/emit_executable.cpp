@@ -120,7 +120,8 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   if (o.explain) explain_plan(g, target, packed, cpu_plan, o.explain);
 
   const std::vector<uint8_t> cuda_plan =
-      cuda ? emit_cuda_plan(g, target, packed.ternary, packed.dense, o.cuda_source, say) : std::vector<uint8_t>();
+      cuda ? emit_cuda_plan(g, target, packed.ternary, packed.dense, o.cuda_source, cache, work.path(), say)
+           : std::vector<uint8_t>();
   fingerprinting.join();
   if (fingerprint_error) std::rethrow_exception(fingerprint_error);
   // The kernels compile on the other cores while the blob is written (finish() below).

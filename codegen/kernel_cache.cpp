@@ -98,9 +98,13 @@ const std::string& toolchain_identity() {
       s += (program ? std::string("bitnetc") : fs::path(o.path).filename().string()) + " " +
            (o.build_id.empty() ? file_identity(path) : o.build_id) + "\n";
     }
-#ifdef BITNETC_LLC
     std::error_code ec;
+#ifdef BITNETC_LLC
     s += "llc " + file_identity(fs::canonical(BITNETC_LLC, ec).string()) + "\n";
+#endif
+#ifdef BITNETC_NVRTC_LIBRARY  // (loaded only when a CUDA target compiles)
+    s += "nvrtc " + file_identity(fs::canonical(BITNETC_NVRTC_LIBRARY, ec).string()) + " " + BITNETC_NVRTC_INCLUDE_DIR +
+         "\n";
 #endif
     return s;
   }();

@@ -1,5 +1,6 @@
-// The kernel cache: compiled kernel objects kept between compiles, so that compiling a
-// model again, or another model of the same shapes, skips Halide and LLVM.
+// The kernel cache: compiled kernel objects (and CUDA targets' NVRTC images, keyed by
+// their whole source: cuda_program.cpp) kept between compiles, so that compiling a model
+// again, or another model of the same shapes, skips Halide, LLVM and NVRTC.
 //
 // An entry is one file, NAME.kernel (NAME: FNV-1a 64 of its key), holding its whole key,
 // the object's size and FNV-1a 64, and the object's bytes. The key is everything that decides the object's bytes:

@@ -77,7 +77,8 @@ Stats read_stats(const std::string& path) {
 // other target). Here: what only a GPU output does. Every token fed alone (a one-token
 // prompt, each decoded token) is one replay of the captured decode graph, and greedy
 // tokens are picked on the device: 4 bytes come back per forward pass. And outputs are
-// reproducible: the plan's structs have no padding left unwritten.
+// reproducible: the plan's structs have no padding left unwritten, with or without the
+// kernel cache.
 TEST(Cuda, DecodeReplaysOneGraphAndReturnsOnlyTheToken) {
   ScratchDir dir;
   const auto s = shared_dir();
@@ -258,6 +259,23 @@ TEST(Cuda, OutputsEmbedTheModuleAndSayWhenThereIsNoDriver) {
     EXPECT_NE(r.err.find("install the NVIDIA driver"), std::string::npos) << r.err;
     EXPECT_EQ(r.out, "") << target << ": printed text without a GPU";
   }
+  // The NVRTC image comes from the kernel cache the second time, and the output is the
+  // same bytes as without the cache.
+  const std::string compile = std::string(BITNETC_BIN) + " " + shell_quote(model) + " --target=cuda-sm80 ";
+  const std::string cache = shell_quote(dir.file("cache"));
+  const CommandResult cold =
+      run_command(compile + "--kernel-cache " + cache + " -o " + shell_quote(dir.file("cold")), dir);
+  const CommandResult warm =
+      run_command(compile + "--kernel-cache " + cache + " -o " + shell_quote(dir.file("warm")), dir);
+  const CommandResult off = run_command(compile + "--kernel-cache off -q -o " + shell_quote(dir.file("off")), dir);
+  ASSERT_EQ(cold.status, 0) << cold.err;
+  ASSERT_EQ(warm.status, 0) << warm.err;
+  ASSERT_EQ(off.status, 0) << off.err;
+  EXPECT_EQ(cold.err.find("the CUDA image from the kernel cache"), std::string::npos) << cold.err;
+  EXPECT_NE(warm.err.find("the CUDA image from the kernel cache"), std::string::npos) << warm.err;
+  EXPECT_EQ(read_text(dir.file("warm")), read_text(dir.file("off")));
+  EXPECT_EQ(read_text(dir.file("cold")), read_text(dir.file("off")));
+  EXPECT_EQ(read_text(dir.file("cuda-sm80")), read_text(dir.file("off")));
 }
 
 // A prompt longer than a prefill chunk (64 tokens) runs as several chunks of the
