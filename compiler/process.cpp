@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -136,6 +137,7 @@ ForkedTask::ForkedTask(const std::function<void()>& work, bool in_parents_group)
   int message_pipe[2];
   if (::pipe2(message_pipe, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("cannot create a pipe: ") + std::strerror(errno));
+  const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ < 0) {
     const int err = errno;
@@ -144,6 +146,10 @@ ForkedTask::ForkedTask(const std::function<void()>& work, bool in_parents_group)
     throw std::runtime_error(std::string("cannot fork: ") + std::strerror(err));
   }
   if (pid_ == 0) {
+    // A task dies with the process that forked it: a compile killed with SIGKILL leaves no
+    // worker compiling on, holding its scratch folder's lock (an inherited descriptor).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
     if (!in_parents_group) ::setpgid(0, 0);
     ::close(message_pipe[0]);
     // No destructor or atexit handler of the parent's runs here (_exit), and no stdio

@@ -33,7 +33,7 @@ void stop_children_on_interrupt();
 
 // A function run in a forked copy of this process, stopped like run_process's children on
 // an interrupt: in a process group of its own, or with `in_parents_group` in this
-// process's (the tasks of a task, which die with it). For work that must
+// process's (the tasks of a task). A task is killed when the process that forked it dies. For work that must
 // start from this process's state and leave it untouched: Halide's name counters make a
 // kernel's object depend on what the process compiled before it, so kernels compile in
 // copies (codegen/cpu_kernels.cpp). Fork only while this process runs one thread.

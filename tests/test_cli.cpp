@@ -379,7 +379,9 @@ TEST(Cli, KilledCompilesScratchIsRemovedByTheNextOne) {
   std::filesystem::create_directory(tmp);
   const std::string model = dir.file("m.gguf");
   ASSERT_EQ(run_bitnetc("synth -o " + model + " --shape tiny --type i2_s", dir).status, 0);
-  const std::string env = "TMPDIR=" + shell_quote(tmp) + " ";
+  // Without the kernel cache the kill lands while kernels compile in forked workers,
+  // which must die with the compile (they hold its scratch folder's lock).
+  const std::string env = "TMPDIR=" + shell_quote(tmp) + " BITNETC_KERNEL_CACHE=off ";
   // Started, killed once its scratch folder exists (at most 30 s).
   const CliResult killed = run_command(
       env + BITNETC_BIN + " compile " + model + " -q -o " + dir.file("a") + " & pid=$!; for i in $(seq 600); do " +
