@@ -50,9 +50,16 @@ std::string object_summary(const char* p, size_t n) {
   return s;
 }
 
+// A regular file's bytes (a FIFO or device put in the cache's place is refused, never
+// waited on).
 bool read_whole(const std::string& path, std::string& out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return false;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return false;
+  }
   char buf[1 << 16];
   bool ok = true;
   for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) != 0;) {

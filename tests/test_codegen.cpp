@@ -2,6 +2,7 @@
 // driver, run, and compared bit for bit with the interpreter's ternary matmul. This is
 // the path every compiled output takes (emit, link, run), at the size of one kernel.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -401,6 +402,15 @@ TEST(KernelCache, HitsOnlyTheSameKeyAndIntactEntries) {
   EXPECT_TRUE(cache.fetch("one", dir.file("out.o")));
   EXPECT_TRUE(cache.fetch("three", dir.file("out.o")));
   EXPECT_FALSE(cache.fetch("two", dir.file("out.o")));
+
+  // A FIFO in an entry's place is a miss, not a wait for a writer.
+  const std::filesystem::path fifo_dir = dir.file("fifo-cache");
+  const codegen::KernelCache fifo_cache = codegen::KernelCache::open(fifo_dir.string(), nullptr);
+  fifo_cache.store("fifo", dir.file("k.o"));
+  const std::filesystem::path entry = std::filesystem::directory_iterator(fifo_dir)->path();
+  std::filesystem::remove(entry);
+  ASSERT_EQ(::mkfifo(entry.c_str(), 0644), 0);
+  EXPECT_FALSE(fifo_cache.fetch("fifo", dir.file("out.o")));
 
   // A folder that cannot be made: an error naming the flag, or a note without the cache.
   { std::ofstream(dir.file("file")) << "x"; }
