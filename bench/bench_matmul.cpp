@@ -2,8 +2,9 @@
 // BitNet b1.58 2B4T projection shapes, for each x86 target this machine runs. Prints one
 // JSON object: microseconds per call and token (median of repetitions) and weight bytes streamed
 // per second, both with the weights in cache and streamed from memory (as in a whole
-// model, whose weights far exceed the cache). Threads: HL_NUM_THREADS, default all cores
-// (on the outputs' pool).
+// model, whose weights far exceed the cache), for activations quantized per token and per
+// block of 256 (Q8_K; rows named "q8_k"). Threads: HL_NUM_THREADS, default all cores (on
+// the outputs' pool); BENCH_TARGET=NAME measures one target.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -36,59 +37,67 @@ int main() {
   using bench::Shape;
   using bench::time_calls;
   const auto& shapes = bench::k2b4tProjections;
-  const std::vector<const TargetInfo*> tgts = bench::native_x86_targets();
+  std::vector<const TargetInfo*> tgts = bench::native_x86_targets();
+  // BENCH_TARGET=NAME measures one target only.
+  if (const char* only = std::getenv("BENCH_TARGET"))
+    std::erase_if(tgts, [&](const TargetInfo* t) { return t->name != only; });
   const char* threads = std::getenv("HL_NUM_THREADS");
   std::printf("{\"benchmark\": \"ternary_matmul\", \"threads\": \"%s\", \"results\": [", threads ? threads : "all");
   bool first = true;
   // Batch 1 is the decode GEMV; batch 8 the prefill GEMM (time per token reported too).
-  for (int batch : {1, 8})
-    for (const TargetInfo* t : tgts)
-      for (const Shape& s : shapes) {
-        const TernaryWeights w = bench::random_weights(s);
-        // The kernel and packing the compiled outputs use for this shape.
-        schedules::TernaryMatmulShape shape = codegen::i2s_matmul_shape(*t, s.K, s.N, s.K);
-        shape.batch = batch;
-        const schedules::MatmulReduce reduce = shape.reduce;
-        auto p = schedules::ternary_matmul(shape);
-        const int64_t Kp = schedules::packed_k(shape);
-        auto packed = schedules::pack_ternary(w, shape);
-        std::vector<int8_t> x(Kp * batch, 3);
-        std::vector<int32_t> xs(batch, 3 * static_cast<int32_t>(s.K));
-        std::vector<float> d(batch, 0.01f);
-        const schedules::PackedDims dims = schedules::packed_dims(shape);
-        Halide::Buffer<uint8_t> pb(packed.data(), dims.bytes_per_tile, dims.tiles);
-        Halide::Buffer<int8_t> xb(x.data(), static_cast<int>(Kp), batch);
-        Halide::Buffer<int32_t> sb(xs.data(), 1, batch);
-        Halide::Buffer<float> db(d.data(), 1, batch);
-        p.packed.set(pb);
-        p.x.set(xb);
-        p.x_sum.set(sb);
-        p.d_act.set(db);
-        p.w_scale.set(1.0f);
-        Halide::Buffer<float> out(static_cast<int>(s.N), batch);
-        bench::use_output_thread_pool(p.y);
-        p.y.compile_jit(codegen::with_reduce_features(Halide::Target(t->halide), reduce));
-        p.y.realize(out);
-        const std::string name = std::string(s.name) + (batch > 1 ? " batch " + std::to_string(batch) : "");
-        auto us = time_calls([&] { p.y.realize(out); }, 7, batch > 1 ? 10 : 50);
-        for (double& u : us) u /= batch;  // per token
-        report(first, *t, name.c_str(), us, static_cast<double>(packed.size()) / batch);
-        // A whole model reads every weight from memory, not from cache (once per token in
-        // decode, once per chunk in prefill): the same call over copies of the weights that
-        // together far exceed the last-level cache.
-        const size_t copies = std::max<size_t>(2, (size_t{768} << 20) / packed.size());
-        std::vector<std::vector<uint8_t>> copy(copies, packed);
-        size_t next = 0;
-        auto streamed = time_calls(
-            [&] {
-              p.packed.set(Halide::Buffer<uint8_t>(copy[next].data(), dims.bytes_per_tile, dims.tiles));
-              next = (next + 1) % copies;
-              p.y.realize(out);
-            },
-            7, static_cast<int>(copies));
-        for (double& u : streamed) u /= batch;
-        report(first, *t, (name + " from memory").c_str(), streamed, static_cast<double>(packed.size()) / batch);
-      }
+  // Activations quantized per token (I2_S, bitnet-b1.58 numerics) or per block of 256
+  // (Q8_K: llama.cpp's numerics, on TQ2_0/TQ1_0 files).
+  for (int act_block : {0, 256})
+    for (int batch : {1, 8})
+      for (const TargetInfo* t : tgts)
+        for (const Shape& s : shapes) {
+          const TernaryWeights w = bench::random_weights(s);
+          // The kernel and packing the compiled outputs use for this shape.
+          schedules::TernaryMatmulShape shape = codegen::i2s_matmul_shape(*t, s.K, s.N, act_block ? act_block : s.K);
+          shape.batch = batch;
+          const schedules::MatmulReduce reduce = shape.reduce;
+          auto p = schedules::ternary_matmul(shape);
+          const int64_t Kp = schedules::packed_k(shape);
+          auto packed = schedules::pack_ternary(w, shape);
+          std::vector<int8_t> x(Kp * batch, 3);
+          const int factors = static_cast<int>(s.K / shape.act_block);
+          std::vector<int32_t> xs(batch * factors, 3 * static_cast<int32_t>(shape.act_block));
+          std::vector<float> d(batch * factors, 0.01f);
+          const schedules::PackedDims dims = schedules::packed_dims(shape);
+          Halide::Buffer<uint8_t> pb(packed.data(), dims.bytes_per_tile, dims.tiles);
+          Halide::Buffer<int8_t> xb(x.data(), static_cast<int>(Kp), batch);
+          Halide::Buffer<int32_t> sb(xs.data(), factors, batch);
+          Halide::Buffer<float> db(d.data(), factors, batch);
+          p.packed.set(pb);
+          p.x.set(xb);
+          p.x_sum.set(sb);
+          p.d_act.set(db);
+          p.w_scale.set(1.0f);
+          Halide::Buffer<float> out(static_cast<int>(s.N), batch);
+          bench::use_output_thread_pool(p.y);
+          p.y.compile_jit(codegen::with_reduce_features(Halide::Target(t->halide), reduce));
+          p.y.realize(out);
+          const std::string name =
+              std::string(s.name) + (batch > 1 ? " batch " + std::to_string(batch) : "") + (act_block ? " q8_k" : "");
+          auto us = time_calls([&] { p.y.realize(out); }, 7, batch > 1 ? 10 : 50);
+          for (double& u : us) u /= batch;  // per token
+          report(first, *t, name.c_str(), us, static_cast<double>(packed.size()) / batch);
+          // A whole model reads every weight from memory, not from cache (once per token in
+          // decode, once per chunk in prefill): the same call over copies of the weights that
+          // together far exceed the last-level cache.
+          const size_t copies = std::max<size_t>(2, (size_t{768} << 20) / packed.size());
+          std::vector<std::vector<uint8_t>> copy(copies, packed);
+          size_t next = 0;
+          auto streamed = time_calls(
+              [&] {
+                p.packed.set(Halide::Buffer<uint8_t>(copy[next].data(), dims.bytes_per_tile, dims.tiles));
+                next = (next + 1) % copies;
+                p.y.realize(out);
+              },
+              7, static_cast<int>(copies));
+          for (double& u : streamed) u /= batch;
+          report(first, *t, (name + " from memory").c_str(), streamed, static_cast<double>(packed.size()) / batch);
+        }
   // The head (dense GEMV over transposed weights), float and half.
   const Shape heads[] = {{"head 32000x256 (synth-b158)", 256, 32000}, {"head 128256x2560 (2B4T)", 2560, 128256}};
   for (bool f16 : {false, true})

@@ -31,10 +31,12 @@ schedules::MatmulReduce ternary_reduce(const TargetInfo& target) {
 schedules::TernaryMatmulShape i2s_matmul_shape(const TargetInfo& target, int64_t K, int64_t N, int64_t act_block) {
   schedules::TernaryMatmulShape shape{K, N, act_block, target.ternary_bytes};
   shape.reduce = ternary_reduce(target);
-  // Row lanes wherever the target has a 4-way dot product: no horizontal sums, and Q8_K's
-  // blocks of 256 summed in place (bench/RESULTS.md, "Row lanes").
-  if (K % 16 == 0 && act_block % 16 == 0 && shape.reduce != schedules::MatmulReduce::PairwiseI16)
-    shape.packing = schedules::MatmulPacking::RowLanes;
+  // Row lanes wherever the target has a 4-way dot product, or is x86 (AVX2's pmaddubsw
+  // pairs, widened once per 256 weights): no horizontal sums, and Q8_K's blocks of 256
+  // summed in place (bench/RESULTS.md, "Row lanes" and "AVX2 row lanes"). NEON without
+  // the dot product keeps row tiles: row lanes were not measured on an ARM core.
+  const bool lanes_pay = shape.reduce != schedules::MatmulReduce::PairwiseI16 || target.triple == "x86_64-linux-gnu";
+  if (K % 16 == 0 && act_block % 16 == 0 && lanes_pay) shape.packing = schedules::MatmulPacking::RowLanes;
   return shape;
 }
 

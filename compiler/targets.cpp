@@ -12,14 +12,15 @@ namespace {
 // bench/bench_layouts on a 2-core AMD EPYC (Zen 4) VM, 2 threads on the outputs' pool,
 // weights cold (run-to-run spread on that machine: 10-20 %). Columns: layout, K, N, GEMV
 // us, batch-8 GEMM us per token. I2_S wins every 2B4T group on cost = one decoded + one
-// prefilled token: a GEMV task reads one sequential stream (interleaved row tiles on
-// AVX2, row lanes on AVX-512 VNNI), so it decodes 1.6-2.4x faster than TL2 despite TL2's
-// fewer bytes (1.67 bits per weight); TL2's prefill matches I2_S's on AVX2 only.
+// prefilled token: a GEMV task reads one sequential stream (row lanes: one row per i32
+// lane), so it decodes 1.5-2.6x faster than TL2 despite TL2's fewer bytes (1.67 bits per
+// weight), and prefills 2-2.5x faster. (AVX2 figures of 2026-12-07, after AVX2's row
+// lanes; AVX-512's of 2026-12-04.)
 const std::vector<LayoutFigure> kAvx2Figures = {
-    {TensorType::I2_S, 2560, 2560, 55.6, 51.5},   {TensorType::TL2, 2560, 2560, 108.8, 57.3},
-    {TensorType::I2_S, 2560, 640, 15.6, 14.2},    {TensorType::TL2, 2560, 640, 35.5, 17.6},
-    {TensorType::I2_S, 2560, 6912, 162.3, 133.6}, {TensorType::TL2, 2560, 6912, 264.9, 133.0},
-    {TensorType::I2_S, 6912, 2560, 150.1, 116.5}, {TensorType::TL2, 6912, 2560, 277.1, 141.0},
+    {TensorType::I2_S, 2560, 2560, 50.9, 29.4},  {TensorType::TL2, 2560, 2560, 93.0, 59.6},
+    {TensorType::I2_S, 2560, 640, 13.8, 8.8},    {TensorType::TL2, 2560, 640, 36.1, 22.2},
+    {TensorType::I2_S, 2560, 6912, 132.2, 80.5}, {TensorType::TL2, 2560, 6912, 203.9, 162.9},
+    {TensorType::I2_S, 6912, 2560, 138.7, 81.8}, {TensorType::TL2, 6912, 2560, 257.4, 170.1},
 };
 const std::vector<LayoutFigure> kAvx512Figures = {
     {TensorType::I2_S, 2560, 2560, 56.6, 21.9},  {TensorType::TL2, 2560, 2560, 103.5, 55.0},

@@ -130,8 +130,7 @@ int ternary_tasks(int64_t weight_bytes, int M) {
 
 MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
   const int W = shape.vector_bytes, L = W / 4, M = shape.batch;
-  if (shape.reduce == MatmulReduce::PairwiseI16)
-    throw std::invalid_argument("ternary_matmul: row lanes need a 4-way dot product reduce");
+  const bool pairwise = shape.reduce == MatmulReduce::PairwiseI16;
   if (shape.act_block % 16 != 0) throw std::invalid_argument("ternary_matmul: row lanes need 16-weight chunks");
   const int n_act = static_cast<int>(shape.K / shape.act_block);
   const int chunks_per_block = static_cast<int>(shape.act_block / 16);
@@ -164,12 +163,43 @@ MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
     pair(half, lane, s, blk, g, m) +=
         cast<int32_t>(pcode) * cast<int32_t>(p.x(pchunk * 16 + 4 * s + 2 * half + rp.x, m));
     part(lane, s, blk, g, m) = pair(0, lane, s, blk, g, m) + pair(1, lane, s, blk, g, m);
-  } else {
+  } else if (!pairwise) {
     part(lane, s, blk, g, m) = 0;
     part(lane, s, blk, g, m) += cast<int32_t>(code) * cast<int32_t>(p.x(chunk * 16 + 4 * s + r.x, m));
   }
-  acc(lane, blk, g, m) =
-      part(lane, 0, blk, g, m) + part(lane, 1, blk, g, m) + part(lane, 2, blk, g, m) + part(lane, 3, blk, g, m);
+  // PairwiseI16 (pmaddubsw, on AVX2): pair16(half, lane, ...) sums bytes 2 half and
+  // 2 half + 1 of the lane's four in i16. A run of `run` chunks adds its pair sums in
+  // i16 (each |sum| <= 2*2*128 = 512, and a run adds at most 64 of them: within i16),
+  // and each run is widened once, a lane's two halves added into its i32 lane (pmaddwd
+  // against ones). The shifts are summed together, or kept apart in `sets` for Q8_K64,
+  // whose groups they are.
+  const int sets = shape.q8k64 ? 4 : 1;
+  int run = 1;
+  for (int c = 1; c <= 16; ++c)
+    if (chunks_per_block % c == 0) run = c;
+  const int runs_per_block = chunks_per_block / run;
+  Func pair_sum("pair_sum"), q16("q16"), wide("wide");
+  Var set("set"), run_i("run_i");
+  RDom rq(0, 2, "rq"), rc(0, 4 / sets, 0, run, "rc"), rw(0, 2, 0, runs_per_block, "rw");
+  if (pairwise) {
+    Var c("c");
+    Func pair16("pair16");
+    Expr qcode = (p.packed(c * W + 4 * lane + 2 * half + rq, g) >> cast<uint8_t>(2 * s)) & cast<uint8_t>(3);
+    pair16(half, lane, s, c, g, m) =
+        saturating_sum(rq, cast<int16_t>(qcode) * cast<int16_t>(p.x(c * 16 + 4 * s + 2 * half + rq, m)), pair_sum);
+    q16(half, lane, set, run_i, g, m) = cast<int16_t>(0);
+    q16(half, lane, set, run_i, g, m) += pair16(half, lane, set * (4 / sets) + rc.x, run_i * run + rc.y, g, m);
+    wide(lane, set, blk, g, m) = 0;
+    wide(lane, set, blk, g, m) +=
+        Internal::widening_mul(q16(rw.x, lane, set, blk * runs_per_block + rw.y, g, m), cast<int16_t>(1));
+    if (shape.q8k64)
+      part(lane, s, blk, g, m) = wide(lane, s, blk, g, m);
+    else
+      acc(lane, blk, g, m) = wide(lane, 0, blk, g, m);
+  } else {
+    acc(lane, blk, g, m) =
+        part(lane, 0, blk, g, m) + part(lane, 1, blk, g, m) + part(lane, 2, blk, g, m) + part(lane, 3, blk, g, m);
+  }
 
   // The interpreter's epilogue, lane by lane: blocks in order, strict_float. With Q8_K64
   // (one block) the shift s is the element's group: its partial sums are the group sums.
@@ -187,7 +217,9 @@ MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
 
   // Schedule: tasks of whole groups; in a group, up to 4 tokens share each loaded
   // vector, a block at a time (its sums stay in registers, one vector per token).
-  const int kTokens = std::min(M, 4);
+  // (Pairwise sums for Q8_K64 keep four i16 and four i32 vectors per token: 2 tokens
+  // fit AVX2's 16 registers, and measured 12-17 % faster at prefill than 4.)
+  const int kTokens = std::min(M, pairwise && shape.q8k64 ? 2 : 4);
   const int tasks = ternary_tasks(static_cast<int64_t>(dims.bytes_per_tile) * dims.tiles, M);
   const int groups_per_task = std::max(1, (dims.tiles + tasks - 1) / tasks);
   Var go("go"), gt("gt"), ni("ni"), mo("mo"), mi("mi");
@@ -200,7 +232,28 @@ MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
   yf.compute_at(p.y, mo).vectorize(lane);
   // The integer sums: `part`, or (WidenedPairs) `pair` with `part` inlined into its users.
   Func sums = widened ? pair : part;
-  if (shape.q8k64) {  // the group's tokens share each loaded vector, as below
+  if (pairwise) {
+    if (shape.q8k64) {
+      yf.reorder(lane, m, g).unroll(m);
+      wide.compute_at(yf, g);
+    } else {
+      yf.update().reorder(lane, m, rb).vectorize(lane).unroll(m);
+      wide.compute_at(yf, rb);
+    }
+    wide.vectorize(lane).unroll(set).unroll(m);
+    wide.update().reorder(rw.x, lane, set, m, rw.y).atomic().vectorize(rw.x).vectorize(lane).unroll(set).unroll(m);
+    q16.compute_at(wide, rw.y).vectorize(half).vectorize(lane).unroll(set).unroll(m);
+    q16.update()
+        .reorder(half, lane, set, m, rc.x, rc.y)
+        .vectorize(half)
+        .vectorize(lane)
+        .unroll(set)
+        .unroll(m)
+        .unroll(rc.x);
+    // pmaddubsw's operands: 32 bytes in memory order (rq, half, lane innermost first).
+    pair_sum.compute_at(q16, rc.x).reorder_storage(half, lane).reorder(half, lane).vectorize(half).vectorize(lane);
+    pair_sum.update().reorder(rq, half, lane).atomic(true).vectorize(rq).vectorize(half).vectorize(lane);
+  } else if (shape.q8k64) {  // the group's tokens share each loaded vector, as below
     yf.reorder(lane, m, g).unroll(m);
     sums.compute_at(yf, g);
   } else {
@@ -217,7 +270,7 @@ MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
         .vectorize(lane)
         .unroll(s)
         .unroll(m);
-  } else {
+  } else if (!pairwise) {
     part.vectorize(lane).unroll(s).unroll(m);
     part.update().reorder(r.x, lane, s, m, r.y, blk, g).atomic().vectorize(r.x).vectorize(lane).unroll(s).unroll(m);
   }

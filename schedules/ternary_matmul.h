@@ -18,7 +18,8 @@
 // reference interpreter does, so results are bit-identical.
 //
 // Row lanes (MatmulPacking::RowLanes), for activations quantized in blocks (Q8_K: 256)
-// on targets with a 4-way dot product (vpdpbusd, sdot): the tiles above sum a row's
+// on targets with a 4-way dot product (vpdpbusd, sdot), and on AVX2 (pmaddubsw pairs,
+// summed in i16 over 256 weights and widened by pmaddwd): the tiles above sum a row's
 // lanes across at the end of every block, which made such a GEMV compute-bound. Here
 // each i32 lane of a vector is one row instead: L = W/4 rows per group, and W bytes hold
 // 16 consecutive weights of each of the group's rows: byte 4*lane + t of chunk c holds
@@ -64,7 +65,7 @@ enum class MatmulReduce {
 
 enum class MatmulPacking {
   RowTiles,  // pack_ternary_rows: tiles of interleaved rows, a row across the lanes
-  RowLanes,  // pack_ternary_row_lanes: one row per i32 lane (dot-product reduces only)
+  RowLanes,  // pack_ternary_row_lanes: one row per i32 lane
 };
 
 struct TernaryMatmulShape {

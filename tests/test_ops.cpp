@@ -1047,16 +1047,17 @@ std::vector<KernelBackend> cpu_backends() {
       // (wasm32 and wasm32-simd share theirs: one of them.)
       if (t.triple == "aarch64-linux-gnu" || t.name == "wasm32-simd") {
         add_i2s(t.name + " (as x86 code)", avx2, t.ternary_bytes, reduce, MatmulPacking::RowTiles);
-        if (reduce != MatmulReduce::PairwiseI16)
-          add_i2s(t.name + " (as x86 code)", avx2, t.ternary_bytes, reduce, MatmulPacking::RowLanes);
+        add_i2s(t.name + " (as x86 code)", avx2, t.ternary_bytes, reduce, MatmulPacking::RowLanes);
       }
       continue;
     }
     const std::string halide = codegen::with_reduce_features(Halide::Target(t.halide), reduce).to_string();
     add_i2s(t.name, halide, t.ternary_bytes, reduce, MatmulPacking::RowTiles);
-    if (reduce != MatmulReduce::PairwiseI16) add_i2s(t.name, halide, t.ternary_bytes, reduce, MatmulPacking::RowLanes);
-    if (t.ternary_bytes != 32)  // AVX2's groups on the wider target too
+    add_i2s(t.name, halide, t.ternary_bytes, reduce, MatmulPacking::RowLanes);
+    if (t.ternary_bytes != 32) {  // AVX2's algorithms on the wider target too
       add_i2s(t.name, t.halide, 32, MatmulReduce::PairwiseI16, MatmulPacking::RowTiles);
+      add_i2s(t.name, t.halide, 32, MatmulReduce::PairwiseI16, MatmulPacking::RowLanes);
+    }
     const TargetInfo* target = &t;
     b.push_back({t.name + " dense_matmul",
                  [](const OpCase& c) { return c.op == Op::DenseMatmul && c.logit_rows.empty(); },
