@@ -1,7 +1,6 @@
 #include "cpu_kernels.h"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,13 +61,6 @@ std::string describe(const Shape& shape) {
   return s;
 }
 
-// The CPUs this process may run on.
-int available_cpus() {
-  cpu_set_t set;
-  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
-}
-
 // Compiles `jobs` on up to `n_workers` forked workers, which take the jobs' indices from
 // a pipe (each read of 4 bytes takes one whole index); a worker compiles each job in a
 // fork of its own, which starts from the state this process had (kernel_objects.h's
@@ -78,7 +70,16 @@ std::vector<std::unique_ptr<ForkedTask>> start_workers(const std::vector<KernelJ
   int queue[2];
   if (::pipe2(queue, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("cannot create a pipe: ") + std::strerror(errno));
-  for (uint32_t i = 0; i < jobs.size(); ++i)  // within the pipe's buffer: never blocks
+  // Every index goes into the pipe's buffer before the workers start, so the writes must
+  // never block: a pipe holds 64 KiB (16384 jobs) unless it is grown.
+  const size_t queue_bytes = jobs.size() * sizeof(uint32_t);
+  if (queue_bytes > 65536 && ::fcntl(queue[1], F_SETPIPE_SZ, static_cast<int>(queue_bytes)) < 0) {
+    ::close(queue[0]);
+    ::close(queue[1]);
+    throw std::runtime_error("cannot queue " + std::to_string(jobs.size()) +
+                             " kernels in one pipe (see /proc/sys/fs/pipe-max-size): " + std::strerror(errno));
+  }
+  for (uint32_t i = 0; i < jobs.size(); ++i)
     if (::write(queue[1], &i, sizeof i) != sizeof i) {
       ::close(queue[0]);
       ::close(queue[1]);

@@ -12,9 +12,10 @@
 #include "cpu_program.h"
 #include "cuda_kernels.h"
 #include "fp16.h"
-#include "kernel_objects.h"
 #include "huge_pages.h"
+#include "kernel_objects.h"
 #include "kquant_matmul.h"
+#include "process.h"
 #include "q8_0_matmul.h"
 
 namespace bitnetc::codegen {
@@ -25,7 +26,7 @@ namespace {
 // index that failed threw (indices start in order, so that is the one a loop would
 // have thrown).
 void parallel_for(size_t n, const std::function<void(size_t)>& body) {
-  const size_t workers = std::min<size_t>(n, std::max(1u, std::thread::hardware_concurrency()));
+  const size_t workers = std::min<size_t>(n, static_cast<size_t>(available_cpus()));
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   std::vector<std::exception_ptr> errors(n);
@@ -133,9 +134,9 @@ TernaryPackFn ternary_packer(rt::TernaryLayout layout) {
 
 // Whether an F16 source tensor holds no infinity or NaN: then every value is exactly a
 // half (exactly_finite_f16 without decoding 2B4T's 328M values twice). Its pages leave
-// the RSS 4 MiB at a time, as weight_rows's do.
+// the RSS a chunk at a time, as weight_rows's do.
 bool finite_halves(const ImportedModel& m, const ModelTensor& t) {
-  constexpr uint64_t kChunk = uint64_t{4} << 20;
+  constexpr uint64_t kChunk = ImportedModel::kDropPagesChunk;
   for (uint64_t off = 0; off < t.nbytes; off += kChunk) {
     const uint64_t n = std::min(kChunk, t.nbytes - off);
     bool finite = true;
@@ -200,9 +201,10 @@ std::vector<uint8_t> pack_head_tiles(const DenseJob& j, rt::DenseRecord& r, std:
     case rt::DenseStorage::F32: break;
   }
   if (j.f16_source && r.storage == rt::DenseStorage::F16) {
-    // The halves as they are, 4 MiB of source rows at a time, on every core.
+    // The halves as they are, a page-drop chunk of source rows at a time, on every core.
     std::vector<uint8_t> t = huge_page_vector<uint8_t>(static_cast<size_t>(r.rows_padded * r.cols) * 2, 0);
-    const int64_t chunk_rows = std::max<int64_t>(1, (int64_t{4} << 20) / (2 * r.cols));
+    const int64_t chunk_rows =
+        std::max<int64_t>(1, static_cast<int64_t>(ImportedModel::kDropPagesChunk) / (2 * r.cols));
     const int64_t chunks = (r.rows + chunk_rows - 1) / chunk_rows;
     parallel_for(static_cast<size_t>(chunks), [&](size_t c) {
       const int64_t n0 = static_cast<int64_t>(c) * chunk_rows, n1 = std::min(r.rows, n0 + chunk_rows);

@@ -541,16 +541,14 @@ std::function<void(int64_t, float*)> weight_rows(const ImportedModel& m, const D
   const ModelTensor* t = m.find(w.name);
   if (!t) throw std::logic_error("weight_rows: no tensor " + w.name);
   // Rows are read in order: the pages behind the rows read leave the RSS as it goes (a
-  // 2B4T head's source is 656 MB), 4 MiB at a time: dropping each row's few KiB split the
-  // page cache's 2 MiB mappings row by row (a TLB shootdown each; 13 % of a 2B4T compile).
+  // 2B4T head's source is 656 MB), ImportedModel::kDropPagesChunk at a time.
   const uint64_t row_bytes = t->shape.size() == 2 ? tensor_nbytes(t->type, t->shape[1], 1).value_or(0) : 0;
-  constexpr uint64_t kDropChunk = uint64_t{4} << 20;
   auto dropped = std::make_shared<uint64_t>(0);  // bytes of the tensor dropped so far
   return [t, &m, row_bytes, dropped](int64_t r, float* out) {
     decode_dense_row(*t, r, out);
     const uint64_t begin = static_cast<uint64_t>(r) * row_bytes, read = begin + row_bytes;
     if (begin < *dropped) *dropped = begin;  // another pass over the rows
-    if (read >= t->nbytes || read - *dropped >= kDropChunk) {
+    if (read >= t->nbytes || read - *dropped >= ImportedModel::kDropPagesChunk) {
       m.drop_pages(*t, *dropped, read - *dropped);
       *dropped = read;
     }

@@ -76,7 +76,10 @@ class ImportedModel {
 
   const ModelTensor* find(std::string_view name) const;
   // MappedFile::drop_pages for a tensor's bytes (or `n` of them from `offset`), in
-  // whichever of the model's files holds them.
+  // whichever of the model's files holds them. Readers that stream a large tensor drop
+  // kDropPagesChunk bytes at a time: dropping a few KiB at a time split the page cache's
+  // 2 MiB mappings piece by piece (a TLB shootdown each; 13 % of a 2B4T compile).
+  static constexpr uint64_t kDropPagesChunk = uint64_t{4} << 20;
   void drop_pages(const ModelTensor& t) const { drop_pages(t, 0, t.nbytes); }
   void drop_pages(const ModelTensor& t, uint64_t offset, uint64_t n) const;
   const GgufFile* gguf() const { return gguf_.get(); }

@@ -17,6 +17,10 @@ struct ProcessResult {
   long peak_rss_kb = 0;  // the child's maximum resident set size
 };
 
+// The CPUs this process may run on (its affinity mask: a container's or taskset's limit,
+// which std::thread::hardware_concurrency ignores).
+int available_cpus();
+
 // Runs argv[0] (looked up in PATH) with the arguments, no shell, and waits for it.
 ProcessResult run_process(const std::vector<std::string>& argv);
 
