@@ -174,7 +174,7 @@ CpuKernels emit_cpu_kernels(const TargetInfo& target, const PackedWeights& packe
                             }});
   }
   for (const KQuantKernelKey& k : plan.kquant) {
-    const schedules::KQuantMatmulShape shape{k.K, k.N, V};
+    const schedules::KQuantMatmulShape shape = kquant_matmul_shape(target, k.K, k.N);
     jobs["kquant"].push_back({describe(shape), [&target, shape](const std::string& fn, const std::string& obj) {
                                 emit_kquant_matmul_object(shape, target, fn, obj);
                               }});

@@ -44,23 +44,33 @@ Halide::Target with_reduce_features(Halide::Target t, schedules::MatmulReduce re
   return reduce == schedules::MatmulReduce::DotU8I8 ? t.with_feature(Halide::Target::AVX512_SapphireRapids) : t;
 }
 
-void emit_ternary_matmul_object(const schedules::TernaryMatmulShape& shape, const TargetInfo& target, const std::string& fn_name,
-                      const std::string& object_path) {
-  schedules::MatmulPipeline p = schedules::ternary_matmul(shape);
+namespace {
+
+// Compiles `y` for `target` into `object_path`. A DotU8I8 reduce goes through bitcode and
+// llc: the bitcode carries no CPU of its own, so llc's -mcpu decides vpdpbusd's encoding.
+void compile_reduce_kernel(Halide::Func y, const std::vector<Halide::Argument>& args, schedules::MatmulReduce reduce,
+                           const TargetInfo& target, const std::string& fn_name, const std::string& object_path) {
   Halide::Target t = Halide::Target(target.halide).with_feature(Halide::Target::NoRuntime);
-  if (shape.reduce != schedules::MatmulReduce::DotU8I8) {
-    p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
+  if (reduce != schedules::MatmulReduce::DotU8I8) {
+    y.compile_to_object(object_path, args, fn_name, t);
     return;
   }
-  // The bitcode carries no CPU of its own, so llc's -mcpu decides the encoding.
   const std::string bitcode = object_path + ".bc";
-  p.y.compile_to_bitcode(bitcode, p.arguments(), fn_name, with_reduce_features(t, shape.reduce));
+  y.compile_to_bitcode(bitcode, args, fn_name, with_reduce_features(t, reduce));
   const std::string cmd = std::string(BITNETC_LLC) + " -O3 -mcpu=" + target.llc_cpu +
                           " -filetype=obj -relocation-model=pic -o " + quote(object_path) + " " + quote(bitcode) +
                           " 2>&1";
   const int rc = run_shell(cmd);
   std::remove(bitcode.c_str());
   if (rc != 0) throw std::runtime_error("llc failed on " + fn_name + " (" + cmd + ")");
+}
+
+}  // namespace
+
+void emit_ternary_matmul_object(const schedules::TernaryMatmulShape& shape, const TargetInfo& target,
+                                const std::string& fn_name, const std::string& object_path) {
+  schedules::MatmulPipeline p = schedules::ternary_matmul(shape);
+  compile_reduce_kernel(p.y, p.arguments(), shape.reduce, target, fn_name, object_path);
 }
 
 void emit_lut_matmul_object(const schedules::LutMatmulShape& shape, const TargetInfo& target, const std::string& fn_name,
@@ -77,11 +87,18 @@ void emit_dense_matmul_object(const schedules::DenseMatmulShape& shape, const Ta
   p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
 }
 
+schedules::KQuantMatmulShape kquant_matmul_shape(const TargetInfo& target, int64_t K, int64_t N) {
+  schedules::KQuantMatmulShape shape{K, N, schedules::kquant_vector_bytes(target.vector_bytes), ternary_reduce(target)};
+  // pmaddubsw's pairs are x86's; NEON without the dot product widens its products.
+  if (shape.reduce == schedules::MatmulReduce::PairwiseI16 && target.triple != "x86_64-linux-gnu")
+    shape.reduce = schedules::MatmulReduce::WidenedPairs;
+  return shape;
+}
+
 void emit_kquant_matmul_object(const schedules::KQuantMatmulShape& shape, const TargetInfo& target,
                              const std::string& fn_name, const std::string& object_path) {
   schedules::KQuantMatmulPipeline p = schedules::kquant_matmul(shape);
-  const Halide::Target t = Halide::Target(target.halide).with_feature(Halide::Target::NoRuntime);
-  p.y.compile_to_object(object_path, p.arguments(), fn_name, t);
+  compile_reduce_kernel(p.y, p.arguments(), shape.reduce, target, fn_name, object_path);
 }
 
 void emit_q8_0_matmul_object(const schedules::Q8_0MatmulShape& shape, const TargetInfo& target,

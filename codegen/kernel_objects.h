@@ -46,6 +46,10 @@ void emit_lut_matmul_object(const schedules::LutMatmulShape& shape, const Target
 // The dense GEMV of the head, likewise (signature: wt, x, row_scale, then the output buffer).
 void emit_dense_matmul_object(const schedules::DenseMatmulShape& shape, const TargetInfo& target, const std::string& fn_name,
                             const std::string& object_path);
+// The k-quant head's kernel shape for an N x K weight: the target's width (at most 32
+// bytes: schedules::kquant_vector_bytes), and the 4-way dot of its ternary kernels
+// (pmaddubsw pairs on x86 only).
+schedules::KQuantMatmulShape kquant_matmul_shape(const TargetInfo& target, int64_t K, int64_t N);
 void emit_kquant_matmul_object(const schedules::KQuantMatmulShape& shape, const TargetInfo& target,
                              const std::string& fn_name, const std::string& object_path);
 void emit_q8_0_matmul_object(const schedules::Q8_0MatmulShape& shape, const TargetInfo& target,

@@ -194,7 +194,12 @@ std::vector<uint8_t> pack_head_tiles(const DenseJob& j, rt::DenseRecord& r, std:
   r.tile = static_cast<uint32_t>(schedules::dense_matmul_tile_rows(V));
   r.rows_padded = schedules::dense_matmul_padded_rows(r.rows, V);
   switch (r.storage) {
-    case rt::DenseStorage::KQuant: return schedules::pack_for_kquant_matmul(j.d.kquant, V);
+    case rt::DenseStorage::KQuant: {  // rows in the kernel's lane groups (rt::kquant_lane_sections)
+      const int kquant_bytes = schedules::kquant_vector_bytes(V);
+      r.tile = static_cast<uint32_t>(schedules::kquant_lanes(kquant_bytes));
+      r.rows_padded = schedules::dense_matmul_padded_rows(r.rows, kquant_bytes);
+      return schedules::pack_for_kquant_matmul(j.d.kquant, kquant_bytes);
+    }
     case rt::DenseStorage::Q8_0: return schedules::pack_for_q8_0_matmul(j.d.q8_0, V);
     case rt::DenseStorage::Q8: return schedules::quantize_for_dense_matmul_q8(j.rows, r.rows, r.cols, V, scales);
     case rt::DenseStorage::F16:
@@ -473,8 +478,9 @@ std::vector<std::string> explain_packing(const ir::Graph& g, const TargetInfo& t
     const std::string head = g.dense[i].name + " [" + std::to_string(r.rows) + "x" + std::to_string(r.cols) + "]: ";
     if (r.storage == rt::DenseStorage::KQuant) {
       lines.push_back("  " + head + "llama.cpp's k-quant codes and scales in " +
-                      (r.layout == rt::DenseLayout::KMajor ? std::string("k-major parts")
-                                                           : "head tiles of " + std::to_string(r.tile) + " rows") +
+                      (r.layout == rt::DenseLayout::KMajor
+                           ? std::string("k-major parts")
+                           : "lane groups of " + std::to_string(r.tile) + " rows, the codes in 6 bits") +
                       " (the head computes with Q8_K activations as ggml does; an embedding row is dequantized)");
       continue;
     }

@@ -17,8 +17,8 @@ uint64_t decode_bytes_per_token(const ir::Graph& g, std::span<const TernaryRecor
   for (size_t i = 0; i < dense.size(); ++i) {
     const DenseRecord& r = dense[i];
     if (r.storage == DenseStorage::KQuant || r.storage == DenseStorage::Q8_0) {  // all of a head, one row of an embedding
-      const uint64_t all = r.storage == DenseStorage::KQuant ? kquant_sections(r.rows_padded, r.cols).end
-                                                             : q8_0_sections(r.rows_padded, r.cols).end;
+      const uint64_t all =
+          r.storage == DenseStorage::KQuant ? kquant_bytes(r) : q8_0_sections(r.rows_padded, r.cols).end;
       bytes += head[i] ? all : all / static_cast<uint64_t>(r.rows_padded);
       continue;
     }

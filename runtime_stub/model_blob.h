@@ -80,7 +80,8 @@ inline int64_t act_factor_count(const TernaryRecord& r) { return r.act_groups ? 
 // stored in the tiles of schedules/dense_matmul.h (a tied embedding reads its rows from
 // there). Values are float32, or IEEE half when every value is exactly one, or (head
 // only, --head=q8) int8 codes with a float scale per row at scales_off, or llama.cpp's
-// k-quant codes and scales (ir/kquant.h) in head tiles, as kquant_sections lays them out,
+// k-quant codes and scales (ir/kquant.h), as kquant_lane_sections (CPU) and
+// kquant_sections (CUDA) lay them out,
 // or llama.cpp's Q8_0 codes and half factors (as floats), as q8_0_sections lays them out.
 enum class DenseStorage : uint32_t { F32 = 0, F16 = 1, Q8 = 2, KQuant = 3, Q8_0 = 4 };
 enum class DenseLayout : uint32_t {
@@ -93,7 +94,7 @@ struct DenseRecord {
   uint32_t kernel;  // index into bitnetc_dense_kernels[] (HeadTiles), else kNoKernel
   DenseStorage storage;
   DenseLayout layout;
-  uint32_t tile;       // rows per tile (HeadTiles)
+  uint32_t tile;       // rows per tile (HeadTiles; KQuant: rows per lane group)
   int64_t rows, cols;  // N x K
   int64_t rows_padded;
   uint64_t off;         // from the start of the blob
@@ -119,10 +120,10 @@ static_assert(sizeof(DenseRecord) == 56 && offsetof(DenseRecord, rows) == 16 && 
 inline uint64_t packed_bytes(const TernaryRecord& r) {
   return static_cast<uint64_t>(r.packed_dim0) * static_cast<uint64_t>(r.packed_dim1);
 }
-// A KQuant weight from its record's `off`, each part in head tiles ([rows_padded / tile]
-// [columns][tile], rows past `rows` zero): the codes q (int8, cols columns), the group
-// scales sc and mins m (int8, cols / 16 columns), the block factors d and dmin (float,
-// cols / 256 columns). Every part starts 4-byte aligned (tile and cols are multiples of 4).
+// A KQuant weight on CUDA (layout KMajor), from its record's `off`: the codes q (int8,
+// cols columns), the group scales sc and mins m (int8, cols / 16 columns), the block
+// factors d and dmin (float, cols / 256 columns), each part k-major. Every part starts
+// 4-byte aligned (cols is a multiple of 256). The CPU's layout is kquant_lane_sections.
 struct KQuantSections {
   uint64_t q, sc, m, d, dmin, end;  // byte offsets from `off`
 };
@@ -136,6 +137,51 @@ inline KQuantSections kquant_sections(int64_t rows_padded, int64_t cols) {
   s.dmin = s.d + 4 * n * (k / 256);
   s.end = s.dmin + 4 * n * (k / 256);
   return s;
+}
+// A KQuant head on the CPU (layout HeadTiles; schedules/kquant_matmul.h), from its
+// record's `off`: rows in groups of `tile` = L rows (the kernel's lanes), each part
+// [rows_padded / L][columns][L] in a group. The codes u = q + 32 (6 bits) in two planes,
+// four adjacent columns of a row in its four bytes (kquant_lo_index, kquant_hi_index):
+// lo, the low nibbles (cols / 2 bytes a row), hi, the high two bits (cols / 4 bytes a
+// row); then the group scales sc and mins m (int8, cols / 16 columns), the block
+// factors d and dmin (float, cols / 256 columns) in head_tile_index order.
+struct KQuantLaneSections {
+  uint64_t lo, hi, sc, m, d, dmin, end;  // byte offsets from `off`
+};
+inline KQuantLaneSections kquant_lane_sections(int64_t rows_padded, int64_t cols) {
+  const uint64_t n = static_cast<uint64_t>(rows_padded), k = static_cast<uint64_t>(cols);
+  KQuantLaneSections s{};
+  s.lo = 0;
+  s.hi = n * k / 2;
+  s.sc = s.hi + n * k / 4;
+  s.m = s.sc + n * (k / 16);
+  s.d = s.m + n * (k / 16);
+  s.dmin = s.d + 4 * n * (k / 256);
+  s.end = s.dmin + 4 * n * (k / 256);
+  return s;
+}
+// Element (row, col)'s low nibble: byte kquant_lo_index, shifted by 4 * ((col / 4) % 2)
+// (columns 8j..8j+3 low, 8j+4..8j+7 high); its high bits: byte kquant_hi_index, shifted
+// by 2 * ((col / 4) % 4) (the four column quads of a 16-group).
+inline uint64_t kquant_lo_index(int64_t row, int64_t col, int64_t cols, int64_t lanes) {
+  return static_cast<uint64_t>((row / lanes) * (cols / 2) * lanes + (col / 8) * 4 * lanes + 4 * (row % lanes) +
+                               col % 4);
+}
+inline uint64_t kquant_hi_index(int64_t row, int64_t col, int64_t cols, int64_t lanes) {
+  return static_cast<uint64_t>((row / lanes) * (cols / 4) * lanes + (col / 16) * 4 * lanes + 4 * (row % lanes) +
+                               col % 4);
+}
+// The code q of element (row, col), from the planes at `w` (the record's bytes).
+inline int kquant_lane_code(const uint8_t* w, const KQuantLaneSections& at, int64_t row, int64_t col, int64_t cols,
+                            int64_t lanes) {
+  const int lo = (w[at.lo + kquant_lo_index(row, col, cols, lanes)] >> (4 * ((col / 4) % 2))) & 15;
+  const int hi = (w[at.hi + kquant_hi_index(row, col, cols, lanes)] >> (2 * ((col / 4) % 4))) & 3;
+  return (lo | hi << 4) - 32;
+}
+// All of a KQuant weight's bytes, in its layout.
+inline uint64_t kquant_bytes(const DenseRecord& r) {
+  return r.layout == DenseLayout::HeadTiles ? kquant_lane_sections(r.rows_padded, r.cols).end
+                                            : kquant_sections(r.rows_padded, r.cols).end;
 }
 // A Q8_0 weight from its record's `off`, each part in head tiles (CPU) or k-major (CUDA):
 // the codes q (int8, cols columns), then the block factors d (float, cols / 32 columns).

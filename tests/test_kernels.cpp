@@ -11,10 +11,12 @@
 #include "dense_matmul.h"
 #include "exact_exp.h"
 #include "fp16.h"
+#include "kquant_matmul.h"
 #include "lut_matmul.h"
+#include "model_blob.h"
 #include "norm_quant.h"
-#include "q8_0_matmul.h"
 #include "numerics.h"
+#include "q8_0_matmul.h"
 #include "synthetic_model.h"
 #include "targets.h"
 
@@ -36,6 +38,36 @@ TEST(LutLayouts, PackingReadsBackToTheCodes) {
       EXPECT_EQ(packed.size(), static_cast<size_t>(schedules::lut_tile_bytes(K, layout) * schedules::lut_tiles(N, layout)));
       EXPECT_EQ(schedules::unpack_lut(packed, N, K, layout), w.codes)
           << schedules::layout_name(layout) << " K=" << K << " N=" << N;
+    }
+}
+
+// The k-quant head's 6-bit code planes read back to every code (-32..31: Q6_K's range,
+// Q4_K/Q5_K's 0..31 within it) through rt::kquant_lane_code, as a tied embedding reads
+// them, for each lane width and with rows padded to the tiles; a code past the range is
+// an error, not a wrapped value.
+TEST(KQuantHead, CodePlanesReadBackToEveryCode) {
+  for (int vector_bytes : {16, 32})
+    for (auto [N, K] : {std::pair<int64_t, int64_t>{45, 768}, {8, 256}, {70, 512}}) {
+      SplitMix64 rng(static_cast<uint64_t>(K + N + vector_bytes));
+      KQuantWeights w;
+      w.rows = N, w.cols = K;
+      w.q.resize(static_cast<size_t>(N * K));
+      for (auto& q : w.q) q = static_cast<int8_t>(static_cast<int>(rng.next() % 64) - 32);
+      w.sc.assign(static_cast<size_t>(N * K / 16), 1);
+      w.m.assign(w.sc.size(), 0);
+      w.d.assign(static_cast<size_t>(N * K / 256), 1.0f);
+      w.dmin.assign(w.d.size(), 0.0f);
+      const std::vector<uint8_t> packed = schedules::pack_for_kquant_matmul(w, vector_bytes);
+      const int64_t Np = schedules::dense_matmul_padded_rows(N, vector_bytes);
+      const rt::KQuantLaneSections at = rt::kquant_lane_sections(Np, K);
+      ASSERT_EQ(packed.size(), at.end);
+      const int64_t L = schedules::kquant_lanes(vector_bytes);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k)
+          ASSERT_EQ(rt::kquant_lane_code(packed.data(), at, n, k, K, L), w.q[n * K + k])
+              << "row " << n << " column " << k << " W" << vector_bytes;
+      w.q[5] = 32;
+      EXPECT_THROW(schedules::pack_for_kquant_matmul(w, vector_bytes), std::invalid_argument);
     }
 }
 

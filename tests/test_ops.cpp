@@ -905,30 +905,21 @@ Outputs run_dense_halide(const OpCase& c, const Inputs& in, const TargetInfo& t)
   return {{"y", Tensor::of(y)}};
 }
 
-Outputs run_kquant_halide(const OpCase& c, const Inputs& in, const TargetInfo& t) {
+// `shape`'s kernel (its reduce and width) run as `halide` code.
+Outputs run_kquant_halide(const OpCase& c, const Inputs& in, const std::string& halide,
+                          schedules::KQuantMatmulShape shape) {
+  shape.K = c.n, shape.N = c.N;
   const int K = static_cast<int>(c.n);
-  const int T = schedules::dense_matmul_tile_rows(t.vector_bytes);
-  const int Np = static_cast<int>(schedules::dense_matmul_padded_rows(c.N, t.vector_bytes));
-  std::vector<uint8_t> packed = schedules::pack_for_kquant_matmul(in.kquant, t.vector_bytes);
-  const rt::KQuantSections at = rt::kquant_sections(Np, K);
-  auto p = schedules::kquant_matmul({c.n, c.N, t.vector_bytes});
-  auto i8 = [&](uint64_t off, int cols) {
-    return Halide::Buffer<int8_t>(reinterpret_cast<int8_t*>(packed.data() + off), T, cols, Np / T);
-  };
-  auto f32 = [&](uint64_t off, int cols) {
-    return Halide::Buffer<float>(reinterpret_cast<float*>(packed.data() + off), T, cols, Np / T);
-  };
-  p.q.set(i8(at.q, K));
-  p.sc.set(i8(at.sc, K / 16));
-  p.m.set(i8(at.m, K / 16));
-  p.d.set(f32(at.d, K / 256));
-  p.dmin.set(f32(at.dmin, K / 256));
+  const int Np = static_cast<int>(schedules::dense_matmul_padded_rows(c.N, shape.vector_bytes));
+  std::vector<uint8_t> packed = schedules::pack_for_kquant_matmul(in.kquant, shape.vector_bytes);
+  auto p = schedules::kquant_matmul(shape);
+  schedules::set_kquant_weights(p, shape, packed);
   std::vector<int8_t> q = in.q;
   std::vector<float> d = in.d;
   p.x.set(Halide::Buffer<int8_t>(q.data(), K, c.rows));
   p.xd.set(Halide::Buffer<float>(d.data(), K / 256, c.rows));
   Halide::Buffer<float> out(Np, c.rows);
-  p.y.realize(out, Halide::Target(t.halide));
+  p.y.realize(out, Halide::Target(halide));
   std::vector<float> y(static_cast<size_t>(c.N * c.rows));
   for (int m = 0; m < c.rows; ++m)
     for (int64_t r = 0; r < c.N; ++r) y[m * c.N + r] = out(static_cast<int>(r), m);
@@ -1039,6 +1030,11 @@ std::vector<KernelBackend> cpu_backends() {
          [=](const OpCase& c) { return ternary_fits(c, W, packing); },
          [=](const OpCase& c, const Inputs& in) { return run_i2s(c, in, halide, W, reduce, packing); }});
   };
+  auto add_kquant = [&](const std::string& name, const std::string& halide, schedules::KQuantMatmulShape shape) {
+    b.push_back({name + " kquant_matmul",
+                 [](const OpCase& c) { return c.op == Op::KQuantMatmul && c.logit_rows.empty(); },
+                 [=](const OpCase& c, const Inputs& in) { return run_kquant_halide(c, in, halide, shape); }});
+  };
   const std::string avx2 = find_target("x86-64-avx2")->halide;
   for (const TargetInfo& t : targets()) {
     if (t.backend != Backend::Cpu) continue;
@@ -1048,6 +1044,7 @@ std::vector<KernelBackend> cpu_backends() {
       if (t.triple == "aarch64-linux-gnu" || t.name == "wasm32-simd") {
         add_i2s(t.name + " (as x86 code)", avx2, t.ternary_bytes, reduce, MatmulPacking::RowTiles);
         add_i2s(t.name + " (as x86 code)", avx2, t.ternary_bytes, reduce, MatmulPacking::RowLanes);
+        add_kquant(t.name + " (as x86 code)", avx2, codegen::kquant_matmul_shape(t, 256, 1));
       }
       continue;
     }
@@ -1062,9 +1059,8 @@ std::vector<KernelBackend> cpu_backends() {
     b.push_back({t.name + " dense_matmul",
                  [](const OpCase& c) { return c.op == Op::DenseMatmul && c.logit_rows.empty(); },
                  [=](const OpCase& c, const Inputs& in) { return run_dense_halide(c, in, *target); }});
-    b.push_back({t.name + " kquant_matmul",
-                 [](const OpCase& c) { return c.op == Op::KQuantMatmul && c.logit_rows.empty(); },
-                 [=](const OpCase& c, const Inputs& in) { return run_kquant_halide(c, in, *target); }});
+    const schedules::KQuantMatmulShape kquant = codegen::kquant_matmul_shape(t, 256, 1);
+    add_kquant(t.name, codegen::with_reduce_features(Halide::Target(t.halide), kquant.reduce).to_string(), kquant);
     b.push_back({t.name + " q8_0_matmul",
                  [](const OpCase& c) { return c.op == Op::Q8_0Matmul && c.logit_rows.empty(); },
                  [=](const OpCase& c, const Inputs& in) { return run_q8_0_halide(c, in, *target); }});

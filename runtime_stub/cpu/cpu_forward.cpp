@@ -26,15 +26,15 @@ void check_kernel(int err, const char* what) {
 // One element of a dense weight, wherever its layout and storage put it.
 float dense_at(const uint8_t* base, const DenseRecord& r, int64_t row, int64_t col) {
   if (r.storage == DenseStorage::KQuant) {  // (d * sc) * q - dmin * m, as ir/kquant.h
-    const KQuantSections at = kquant_sections(r.rows_padded, r.cols);
+    const KQuantLaneSections at = kquant_lane_sections(r.rows_padded, r.cols);
     const uint8_t* w = base + r.off;
-    const int64_t T = r.tile, G = r.cols / 16, B = r.cols / 256;
+    const int64_t L = r.tile, G = r.cols / 16, B = r.cols / 256;
     float d, dmin;
-    std::memcpy(&d, w + at.d + 4 * head_tile_index(row, col / 256, B, T), 4);
-    std::memcpy(&dmin, w + at.dmin + 4 * head_tile_index(row, col / 256, B, T), 4);
-    const auto sc = static_cast<int8_t>(w[at.sc + head_tile_index(row, col / 16, G, T)]);
-    const auto m = static_cast<int8_t>(w[at.m + head_tile_index(row, col / 16, G, T)]);
-    const auto q = static_cast<int8_t>(w[at.q + head_tile_index(row, col, r.cols, T)]);
+    std::memcpy(&d, w + at.d + 4 * head_tile_index(row, col / 256, B, L), 4);
+    std::memcpy(&dmin, w + at.dmin + 4 * head_tile_index(row, col / 256, B, L), 4);
+    const auto sc = static_cast<int8_t>(w[at.sc + head_tile_index(row, col / 16, G, L)]);
+    const auto m = static_cast<int8_t>(w[at.m + head_tile_index(row, col / 16, G, L)]);
+    const int q = kquant_lane_code(w, at, row, col, r.cols, L);
     return d * static_cast<float>(sc) * static_cast<float>(q) - dmin * static_cast<float>(m);
   }
   if (r.storage == DenseStorage::Q8_0) {  // q * d, as ir/kquant.h
@@ -490,19 +490,20 @@ void ForwardPass::kquant_head(size_t op_index, const Chunk& chunk) {
   const Q8Buffers& q = q8_[op.inputs[0]];
   gather_head_rows(q, r, chunk);
   const int K = static_cast<int>(r.cols), blocks = static_cast<int>(q.blocks);
-  const int T = static_cast<int>(r.tile), tiles = static_cast<int>(r.rows_padded / r.tile);
+  const int L = static_cast<int>(r.tile), groups = static_cast<int>(r.rows_padded / r.tile);
   const int Np = static_cast<int>(r.rows_padded);
-  const KQuantSections at = kquant_sections(r.rows_padded, r.cols);
+  const KQuantLaneSections at = kquant_lane_sections(r.rows_padded, r.cols);
   auto* w = const_cast<uint8_t*>(blob_ + r.off);
-  Buf<int8_t> qb(reinterpret_cast<int8_t*>(w + at.q), T, K, tiles);
-  Buf<int8_t> scb(reinterpret_cast<int8_t*>(w + at.sc), T, K / 16, tiles);
-  Buf<int8_t> mb(reinterpret_cast<int8_t*>(w + at.m), T, K / 16, tiles);
-  Buf<float> db(reinterpret_cast<float*>(w + at.d), T, blocks, tiles);
-  Buf<float> dminb(reinterpret_cast<float*>(w + at.dmin), T, blocks, tiles);
+  Buf<uint8_t> lob(w + at.lo, 4 * L, K / 8, groups);
+  Buf<uint8_t> hib(w + at.hi, 4 * L, K / 16, groups);
+  Buf<int8_t> scb(reinterpret_cast<int8_t*>(w + at.sc), L, K / 16, groups);
+  Buf<int8_t> mb(reinterpret_cast<int8_t*>(w + at.m), L, K / 16, groups);
+  Buf<float> db(reinterpret_cast<float*>(w + at.d), L, blocks, groups);
+  Buf<float> dminb(reinterpret_cast<float*>(w + at.dmin), L, blocks, groups);
   Buf<int8_t> xb(head_q_.data(), K, m);
   Buf<float> xdb(head_qd_.data(), blocks, m);
   Buf<float> yb(head_out_.data(), Np, m);
-  check_kernel(kernels_.kquant[steps_[op_index].kernel](qb, scb, mb, db, dminb, xb, xdb, yb), "k-quant head");
+  check_kernel(kernels_.kquant[steps_[op_index].kernel](lob, hib, scb, mb, db, dminb, xb, xdb, yb), "k-quant head");
   store_head_logits(op, r, chunk);
 }
 

@@ -27,17 +27,18 @@
 //  - rope: the rows' rotation from position pos0 (schedules/rope.h)
 //  - kquant: a k-quant head, q, sc, m, d, dmin, x, xd -> y (schedules/kquant_matmul.h)
 //  - q8_0: a Q8_0 head, q, d, x, xd -> y (schedules/q8_0_matmul.h)
-#define BITNETC_CPU_KERNEL_FAMILIES(X)                                                                                 \
-  X(gemv, BITNETC_TERNARY_MATMUL_SIGNATURE)                                                                            \
-  X(gemm, BITNETC_TERNARY_MATMUL_SIGNATURE)                                                                            \
-  X(dense, (halide_buffer_t * w_tiles, halide_buffer_t * x, halide_buffer_t * row_scale, halide_buffer_t * y))         \
-  X(norm_quant, (halide_buffer_t * x, halide_buffer_t * norm_weight, halide_buffer_t * q, halide_buffer_t * d,         \
-                 halide_buffer_t * q_sum))                                                                             \
-  X(attention, (halide_buffer_t * q, halide_buffer_t * k_cache, halide_buffer_t * v_cache, int32_t pos0,               \
-                halide_buffer_t * out))                                                                                \
-  X(rope, (halide_buffer_t * x, halide_buffer_t * cos, halide_buffer_t * sin, int32_t pos0, halide_buffer_t * y))      \
-  X(kquant, (halide_buffer_t * q, halide_buffer_t * sc, halide_buffer_t * m, halide_buffer_t * d,                      \
-             halide_buffer_t * dmin, halide_buffer_t * x, halide_buffer_t * xd, halide_buffer_t * y))          \
+#define BITNETC_CPU_KERNEL_FAMILIES(X)                                                                                \
+  X(gemv, BITNETC_TERNARY_MATMUL_SIGNATURE)                                                                           \
+  X(gemm, BITNETC_TERNARY_MATMUL_SIGNATURE)                                                                           \
+  X(dense, (halide_buffer_t * w_tiles, halide_buffer_t * x, halide_buffer_t * row_scale, halide_buffer_t * y))        \
+  X(norm_quant, (halide_buffer_t * x, halide_buffer_t * norm_weight, halide_buffer_t * q, halide_buffer_t * d,        \
+                 halide_buffer_t * q_sum))                                                                            \
+  X(attention,                                                                                                        \
+    (halide_buffer_t * q, halide_buffer_t * k_cache, halide_buffer_t * v_cache, int32_t pos0, halide_buffer_t * out)) \
+  X(rope, (halide_buffer_t * x, halide_buffer_t * cos, halide_buffer_t * sin, int32_t pos0, halide_buffer_t * y))     \
+  X(kquant,                                                                                                           \
+    (halide_buffer_t * lo, halide_buffer_t * hi, halide_buffer_t * sc, halide_buffer_t * m, halide_buffer_t * d,      \
+     halide_buffer_t * dmin, halide_buffer_t * x, halide_buffer_t * xd, halide_buffer_t * y))                         \
   X(q8_0, (halide_buffer_t * q, halide_buffer_t * d, halide_buffer_t * x, halide_buffer_t * xd, halide_buffer_t * y))
 
 #define BITNETC_STRINGIFY_(...) #__VA_ARGS__
