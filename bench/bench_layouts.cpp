@@ -59,7 +59,7 @@ int main() {
   bool first = true;
   for (const TargetInfo* t : tgts)
     for (const bench::Shape& s : shapes)
-      for (int batch : {1, 8})
+      for (int batch : {1, kLayoutFigureBatch})
         for (const char* layout : {"i2_s", "tl2"}) {
           SplitMix64 rng(2);
           const TernaryWeights w = bench::random_weights(s);

@@ -30,7 +30,7 @@ namespace bitnetc::codegen {
 // Rows per call of a CPU output's prefill (GEMM) kernels: a chunk of this many meets
 // every unpacked weight group once (bench/RESULTS.md, "Prefill batch"). The forward pass
 // runs every op over chunks of up to this many rows (BlobHeader::batch).
-inline constexpr int kCpuPrefillBatch = 8;
+inline constexpr int kCpuPrefillBatch = 32;
 
 struct NormQuantKernelKey {
   int64_t n = 0, K_padded = 0, block = 0;

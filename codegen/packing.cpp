@@ -350,8 +350,12 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     r.act_block = act_block;
     r.w_scale = w.scales[0];
     r.layout = l;
-    r.gemm_min_rows =
-        static_cast<uint32_t>(gemm_min_rows(target, tensor_type_of(l), w.cols, w.rows, kCpuPrefillBatch));
+    // I2_S's GEMM takes a chunk's rows as they are; the figures price calls of 8 rows, so
+    // below 8 the GEMM is priced as today's padded call of 8 (never cheaper than measured).
+    // The lookup-table GEMM is padded to the batch.
+    const int priced_rows =
+        l == rt::TernaryLayout::I2S ? std::min(kCpuPrefillBatch, kLayoutFigureBatch) : kCpuPrefillBatch;
+    r.gemm_min_rows = static_cast<uint32_t>(gemm_min_rows(target, tensor_type_of(l), w.cols, w.rows, priced_rows));
     r.block_scales = block_scales ? 1 : 0;
     r.act_groups = q8k64 ? kBitnetcQ8K64Groups : 0;
     TernaryPacked packed = ternary_packer(l)({name, w, target, act_block, block_scales, q8k64}, r);

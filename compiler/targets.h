@@ -36,8 +36,9 @@ struct LayoutFigure {
   TensorType layout;  // I2_S, TL1 or TL2
   int64_t K, N;
   double gemv_us;            // one token (decode)
-  double gemm_us_per_token;  // a batch of 8 (prefill), per token
+  double gemm_us_per_token;  // a batch of kLayoutFigureBatch (prefill), per token
 };
+inline constexpr int kLayoutFigureBatch = 8;
 
 struct TargetInfo {
   std::string name;  // what users pass to --target

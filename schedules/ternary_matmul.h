@@ -72,7 +72,7 @@ struct TernaryMatmulShape {
   int64_t K = 0, N = 0;   // weights are N x K
   int64_t act_block = 0;  // activation quantization block (K for per-token, 256 for Q8_K)
   int vector_bytes = 32;  // 16 (NEON), 32 (AVX2) or 64 (AVX-512)
-  int batch = 1;          // tokens per call (M); the caller pads a short chunk with zeros
+  int batch = 1;          // tokens per call: 1 (GEMV), or (GEMM) up to this many (see ternary_matmul.cpp)
   MatmulReduce reduce = MatmulReduce::PairwiseI16;
   MatmulPacking packing = MatmulPacking::RowTiles;
   // A weight scale per (row, activation block) instead of one per tensor: llama.cpp's

@@ -24,6 +24,7 @@
 
 #include "attention.h"
 #include "cpu_plan.h"
+#include "cpu_program.h"
 #include "cuda_kernels.h"
 #include "cuda_state.h"
 #include "dense_matmul.h"
@@ -31,10 +32,10 @@
 #include "interpreter.h"
 #include "kernel_objects.h"
 #include "kquant_matmul.h"
-#include "q8_0_matmul.h"
 #include "lut_matmul.h"
 #include "lut_tiles.h"
 #include "norm_quant.h"
+#include "q8_0_matmul.h"
 #include "rope.h"
 #include "sampler.h"
 #include "support/test_support.h"
@@ -816,32 +817,40 @@ struct KernelBackend {
   std::function<Outputs(const OpCase&, const Inputs&)> run;
 };
 
-// The I2_S kernel of one group width and dot product, JIT-compiled for `halide`.
+// The I2_S kernel of one group width and dot product, JIT-compiled for `halide`. With
+// `kernel_batch` (a GEMM case), the kernel is compiled for that many rows and called, as
+// the forward pass calls it, with the case's rows rounded up to a token tile of 4 (the
+// rows past them zero codes, their outputs dropped).
 Outputs run_i2s(const OpCase& c, const Inputs& in, const std::string& halide, int W, schedules::MatmulReduce reduce,
-                schedules::MatmulPacking packing) {
-  const schedules::TernaryMatmulShape shape{c.n, c.N, c.block(), W, c.rows, reduce, packing, c.block_scales, c.q8k64()};
+                schedules::MatmulPacking packing, int kernel_batch = 0) {
+  const int rows = kernel_batch ? (c.rows + 3) / 4 * 4 : c.rows;
+  const schedules::TernaryMatmulShape shape{
+      c.n, c.N, c.block(), W, kernel_batch ? kernel_batch : c.rows, reduce, packing, c.block_scales, c.q8k64()};
   const int64_t Kp = schedules::packed_k(shape);
   schedules::MatmulPipeline p = schedules::ternary_matmul(shape);
   std::vector<uint8_t> packed = schedules::pack_ternary(in.ternary[0], shape);
   const schedules::PackedDims dims = schedules::packed_dims(shape);
-  std::vector<int8_t> x(static_cast<size_t>(Kp * c.rows), 0);
+  std::vector<int8_t> x(static_cast<size_t>(Kp * rows), 0);
   for (int m = 0; m < c.rows; ++m) std::copy_n(&in.q[m * c.n], c.n, &x[m * Kp]);
   std::vector<int32_t> xsum = in.xsum;
   std::vector<float> d = in.d;
+  xsum.resize(static_cast<size_t>(c.blocks() * rows), 0);
+  d.resize(xsum.size(), 1.0f);
   // The kernels' block-scale layout: [block][row], rows padded with zero scales.
   const int64_t bs_rows = c.block_scales ? schedules::block_scale_rows(shape) : 1;
   std::vector<float> bs(static_cast<size_t>(bs_rows * c.scale_blocks()), 0.0f);
   for (int64_t r = 0; c.block_scales && r < c.N; ++r)
     for (int64_t b = 0; b < c.scale_blocks(); ++b) bs[b * bs_rows + r] = in.block_scale[0][r * c.scale_blocks() + b];
   p.packed.set(Halide::Buffer<uint8_t>(packed.data(), dims.bytes_per_tile, dims.tiles));
-  p.x.set(Halide::Buffer<int8_t>(x.data(), static_cast<int>(Kp), c.rows));
-  p.x_sum.set(Halide::Buffer<int32_t>(xsum.data(), static_cast<int>(c.blocks()), c.rows));
-  p.d_act.set(Halide::Buffer<float>(d.data(), static_cast<int>(c.blocks()), c.rows));
+  p.x.set(Halide::Buffer<int8_t>(x.data(), static_cast<int>(Kp), rows));
+  p.x_sum.set(Halide::Buffer<int32_t>(xsum.data(), static_cast<int>(c.blocks()), rows));
+  p.d_act.set(Halide::Buffer<float>(d.data(), static_cast<int>(c.blocks()), rows));
   p.w_scale.set(in.w_scale[0]);
   p.w_block_scales.set(Halide::Buffer<float>(bs.data(), static_cast<int>(bs_rows), static_cast<int>(c.scale_blocks())));
-  std::vector<float> y(static_cast<size_t>(c.N * c.rows));
-  Halide::Buffer<float> out(y.data(), static_cast<int>(c.N), c.rows);
+  std::vector<float> y(static_cast<size_t>(c.N * rows));
+  Halide::Buffer<float> out(y.data(), static_cast<int>(c.N), rows);
   p.y.realize(out, Halide::Target(halide));
+  y.resize(static_cast<size_t>(c.N * c.rows));
   return {{"y", Tensor::of(y)}};
 }
 
@@ -1035,6 +1044,16 @@ std::vector<KernelBackend> cpu_backends() {
                  [](const OpCase& c) { return c.op == Op::KQuantMatmul && c.logit_rows.empty(); },
                  [=](const OpCase& c, const Inputs& in) { return run_kquant_halide(c, in, halide, shape); }});
   };
+  // The outputs' GEMM, compiled for a whole prefill chunk and called with fewer rows.
+  auto add_chunk_gemm = [&](const std::string& name, const std::string& halide, int W, MatmulReduce reduce,
+                            MatmulPacking packing) {
+    const int batch = codegen::kCpuPrefillBatch;
+    b.push_back({name + " i2_s W" + std::to_string(W) +
+                     (packing == MatmulPacking::RowLanes ? " row lanes" : " row tiles") + ", batch " +
+                     std::to_string(batch) + " GEMM called with the case's rows",
+                 [=](const OpCase& c) { return c.rows > 1 && c.rows <= batch && ternary_fits(c, W, packing); },
+                 [=](const OpCase& c, const Inputs& in) { return run_i2s(c, in, halide, W, reduce, packing, batch); }});
+  };
   const std::string avx2 = find_target("x86-64-avx2")->halide;
   for (const TargetInfo& t : targets()) {
     if (t.backend != Backend::Cpu) continue;
@@ -1044,6 +1063,8 @@ std::vector<KernelBackend> cpu_backends() {
       if (t.triple == "aarch64-linux-gnu" || t.name == "wasm32-simd") {
         add_i2s(t.name + " (as x86 code)", avx2, t.ternary_bytes, reduce, MatmulPacking::RowTiles);
         add_i2s(t.name + " (as x86 code)", avx2, t.ternary_bytes, reduce, MatmulPacking::RowLanes);
+        add_chunk_gemm(t.name + " (as x86 code)", avx2, t.ternary_bytes, reduce,
+                       codegen::i2s_matmul_shape(t, 256, 8, 256).packing);
         add_kquant(t.name + " (as x86 code)", avx2, codegen::kquant_matmul_shape(t, 256, 1));
       }
       continue;
@@ -1051,6 +1072,7 @@ std::vector<KernelBackend> cpu_backends() {
     const std::string halide = codegen::with_reduce_features(Halide::Target(t.halide), reduce).to_string();
     add_i2s(t.name, halide, t.ternary_bytes, reduce, MatmulPacking::RowTiles);
     add_i2s(t.name, halide, t.ternary_bytes, reduce, MatmulPacking::RowLanes);
+    add_chunk_gemm(t.name, halide, t.ternary_bytes, reduce, MatmulPacking::RowLanes);
     if (t.ternary_bytes != 32) {  // AVX2's algorithms on the wider target too
       add_i2s(t.name, t.halide, 32, MatmulReduce::PairwiseI16, MatmulPacking::RowTiles);
       add_i2s(t.name, t.halide, 32, MatmulReduce::PairwiseI16, MatmulPacking::RowLanes);

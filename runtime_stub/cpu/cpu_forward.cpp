@@ -101,16 +101,69 @@ static void check_plan_kernels(const ir::Graph& g, std::span<const TernaryRecord
   }
 }
 
+// A chunk computes its values op after op, and no value outlives the chunk (the KV cache
+// has its own memory): a value lives from the op that writes it to the last op that
+// reads it, and values whose lives do not overlap share a slot. (One buffer per value
+// took 154 MB for 2B4T's 30 layers at 32 rows; the live set is a few values wide.)
+// An op's output never shares its inputs' slots: kernels do not compute in place.
+void ForwardPass::assign_f32_slots() {
+  const size_t n_values = g_.values.size();
+  std::vector<size_t> last_read(n_values, 0);
+  for (size_t i = 0; i < g_.ops.size(); ++i) {
+    for (int v : g_.ops[i].inputs) last_read[static_cast<size_t>(v)] = i;
+    // A Quantize with a fused Norm reads the norm's input itself (quantize below).
+    if (steps_[i].fused_norm >= 0) last_read[static_cast<size_t>(g_.ops[steps_[i].fused_norm].inputs[0])] = i;
+  }
+  std::vector<int> slot_of(n_values, -1);
+  std::vector<int64_t> slot_floats;
+  std::vector<int> free_slots;
+  auto release = [&](int v) {
+    if (slot_of[static_cast<size_t>(v)] >= 0) free_slots.push_back(slot_of[static_cast<size_t>(v)]);
+  };
+  for (size_t i = 0; i < g_.ops.size(); ++i) {
+    const ir::Op& op = g_.ops[i];
+    const auto out = static_cast<size_t>(op.output);
+    if (g_.values[out].dtype == ir::DType::F32 && slot_of[out] < 0) {
+      const int64_t floats = g_.values[out].size * batch_;
+      // The free slot nearest in size (grown if it is smaller), else a new one.
+      auto best = free_slots.end();
+      for (auto it = free_slots.begin(); it != free_slots.end(); ++it)
+        if (best == free_slots.end() || std::abs(slot_floats[static_cast<size_t>(*it)] - floats) <
+                                            std::abs(slot_floats[static_cast<size_t>(*best)] - floats))
+          best = it;
+      if (best != free_slots.end()) {
+        slot_of[out] = *best;
+        free_slots.erase(best);
+      } else {
+        slot_of[out] = static_cast<int>(slot_floats.size());
+        slot_floats.push_back(0);
+      }
+      int64_t& capacity = slot_floats[static_cast<size_t>(slot_of[out])];
+      capacity = std::max(capacity, floats);
+    }
+    std::vector<int> ends;  // each value once, even when an op reads it twice
+    for (int v : op.inputs)
+      if (last_read[static_cast<size_t>(v)] == i && std::find(ends.begin(), ends.end(), v) == ends.end())
+        ends.push_back(v);
+    if (last_read[out] <= i && std::find(ends.begin(), ends.end(), op.output) == ends.end())
+      ends.push_back(op.output);  // written, never read later
+    for (int v : ends) release(v);
+  }
+  f32_slots_.resize(slot_floats.size());
+  for (size_t s = 0; s < slot_floats.size(); ++s) f32_slots_[s].assign(static_cast<size_t>(slot_floats[s]), 0.0f);
+  f32_.assign(n_values, nullptr);
+  for (size_t v = 0; v < n_values; ++v)
+    if (slot_of[v] >= 0) f32_[v] = f32_slots_[static_cast<size_t>(slot_of[v])].data();
+}
+
 ForwardPass::ForwardPass(const ir::Graph& g, const uint8_t* blob, std::span<const TernaryRecord> ternary,
                          std::span<const DenseRecord> dense, std::span<const CpuStep> steps, int batch,
                          const KernelTable& kernels, int max_sequences)
     : g_(g), blob_(blob), ternary_(ternary), dense_(dense), batch_(batch), kernels_(kernels), steps_(steps) {
   if (batch_ < 1) throw std::runtime_error("the embedded model is damaged (batch)");
   check_plan_kernels(g, ternary_, dense_, steps_, kernels_);
-  f32_.resize(g.values.size());
+  assign_f32_slots();
   q8_.resize(g.values.size());
-  for (size_t v = 0; v < g.values.size(); ++v)
-    if (g.values[v].dtype == ir::DType::F32) f32_[v].assign(static_cast<size_t>(g.values[v].size * batch_), 0.0f);
   // A quantized value takes the padding and blocks of the matmuls that read it (codegen
   // gives all readers of one value one layout): a ternary matmul's record, or a k-quant
   // (Q8_0) head's whole input in Q8_K (Q8_0) blocks.
@@ -261,8 +314,8 @@ void ForwardPass::run_chunk(const Chunk& chunk) {
     const ir::Op& op = g_.ops[op_index];
     if (steps_[op_index].skipped) continue;  // a Norm its Quantize's kernel does
     const int64_t n = g_.values[op.output].size;
-    float* out = op.kind == ir::OpKind::Quantize ? nullptr : f32_[op.output].data();
-    auto in = [&](size_t k, int b) { return f32_[op.inputs[k]].data() + b * g_.values[op.inputs[k]].size; };
+    float* out = op.kind == ir::OpKind::Quantize ? nullptr : f32_[op.output];
+    auto in = [&](size_t k, int b) { return f32_[op.inputs[k]] + b * g_.values[op.inputs[k]].size; };
     switch (op.kind) {
       case ir::OpKind::Embedding: embed(op, chunk.tokens.data(), count, out); break;
       case ir::OpKind::Norm: {
@@ -338,7 +391,7 @@ void ForwardPass::quantize(size_t op_index, int count) {
   const int x_value = norm >= 0 ? g_.ops[norm].inputs[0] : op.inputs[0];
   const int64_t n = g_.values[x_value].size;
   Q8Buffers& q = q8_[op.output];
-  float* x = f32_[x_value].data();
+  float* x = f32_[x_value];
   // The norm's weight, or an unread one-element stand-in.
   const bool weighted = norm >= 0 && g_.ops[norm].weight >= 0;
   float* w = weighted ? const_cast<float*>(reinterpret_cast<const float*>(blob_ + dense_[g_.ops[norm].weight].off)) : x;
@@ -371,12 +424,12 @@ void ForwardPass::attend(size_t op_index, const Chunk& chunk, float* out) {
     SequenceCache& c = caches_[run.seq];
     float* kc = c.k[op.layer].get();
     float* vc = c.v[op.layer].get();
-    const float* k = f32_[op.inputs[1]].data() + static_cast<int64_t>(run.first) * kv_dim;
+    const float* k = f32_[op.inputs[1]] + static_cast<int64_t>(run.first) * kv_dim;
     for (int b = 0; b < run.count; ++b)
       for (int ch = 0; ch < kv_dim; ++ch) kc[key_cache_index(run.pos0 + b, ch, kv_dim)] = k[b * kv_dim + ch];
-    std::copy_n(f32_[op.inputs[2]].data() + static_cast<int64_t>(run.first) * kv_dim, run.count * kv_dim,
+    std::copy_n(f32_[op.inputs[2]] + static_cast<int64_t>(run.first) * kv_dim, run.count * kv_dim,
                 vc + static_cast<int64_t>(run.pos0) * kv_dim);
-    Buf<float> qb(f32_[op.inputs[0]].data() + static_cast<int64_t>(run.first) * q_size, q_size, run.count);
+    Buf<float> qb(f32_[op.inputs[0]] + static_cast<int64_t>(run.first) * q_size, q_size, run.count);
     Buf<float> kb(kc, kAttentionPositionBlock, kv_dim, k_positions_ / kAttentionPositionBlock);
     Buf<float> vb(vc, kv_dim, static_cast<int>(g_.n_ctx));
     Buf<float> ob(out + static_cast<int64_t>(run.first) * out_size, out_size, run.count);
@@ -384,8 +437,9 @@ void ForwardPass::attend(size_t op_index, const Chunk& chunk, float* out) {
   }
 }
 
-// One GEMM call for the chunk (padded to batch_ rows), or, for fewer rows than that
-// pays for (TernaryRecord::gemm_min_rows), one GEMV call per row: the same bits either way.
+// One GEMM call for the chunk's rows (the lookup-table kernels' padded to batch_ rows),
+// or, for fewer rows than that pays for (TernaryRecord::gemm_min_rows), one GEMV call per
+// row: the same bits either way.
 void ForwardPass::ternary_matmul(const ir::Op& op, int count, float* out) {
   const TernaryRecord& r = ternary_[op.weight];
   Q8Buffers& q = q8_[op.inputs[0]];
@@ -397,10 +451,13 @@ void ForwardPass::ternary_matmul(const ir::Op& op, int count, float* out) {
                       ? Buf<float>(block_scales, static_cast<int>(r.block_scale_rows), static_cast<int>(r.K / r.act_block))
                       : Buf<float>(&q.d[0], 1, 1);
   if (count >= 2 && count >= static_cast<int>(r.gemm_min_rows)) {
-    Buf<int8_t> x(q.q.data(), static_cast<int>(r.K_padded), batch_);
-    Buf<int32_t> sum(q.sum.data(), blocks, batch_);
-    Buf<float> d(q.d.data(), blocks, batch_);
-    Buf<float> y(out, static_cast<int>(r.N), batch_);
+    // I2_S's GEMM takes whole token tiles of 4 (schedules/ternary_matmul.cpp): rows past
+    // `count` compute from stale codes into rows of `out` nobody reads.
+    const int rows = r.layout == TernaryLayout::I2S ? std::min(batch_, (count + 3) / 4 * 4) : batch_;
+    Buf<int8_t> x(q.q.data(), static_cast<int>(r.K_padded), rows);
+    Buf<int32_t> sum(q.sum.data(), blocks, rows);
+    Buf<float> d(q.d.data(), blocks, rows);
+    Buf<float> y(out, static_cast<int>(r.N), rows);
     check_kernel(kernels_.gemm[r.gemm_kernel](packed, x, sum, d, r.w_scale, ws, y), "GEMM");
     return;
   }

@@ -78,6 +78,7 @@ class ForwardPass : public Forward {
     std::vector<int32_t> logit_rows, out_logit;
   };
 
+  void assign_f32_slots();
   void run_chunk(const Chunk& chunk);
   void embed(const ir::Op& op, const int32_t* tokens, int count, float* out) const;
   void quantize(size_t op_index, int count);
@@ -100,7 +101,8 @@ class ForwardPass : public Forward {
   int batch_;
   KernelTable kernels_;
   std::span<const CpuStep> steps_;       // per op
-  std::vector<std::vector<float>> f32_;  // per value: [batch][size]
+  std::vector<float*> f32_;              // per value: [batch][size], in one of f32_slots_
+  std::vector<std::vector<float>> f32_slots_;  // shared by values whose lives in a chunk do not overlap
   std::vector<Q8Buffers> q8_;            // per value
   std::vector<RopeTable> ropes_;         // one per distinct angle formula
   std::vector<SequenceCache> caches_;    // per sequence
