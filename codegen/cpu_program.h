@@ -27,9 +27,10 @@
 
 namespace bitnetc::codegen {
 
-// Rows per call of a CPU output's prefill (GEMM) kernels: a chunk of this many meets
-// every unpacked weight group once (bench/RESULTS.md, "Prefill batch"). The forward pass
-// runs every op over chunks of up to this many rows (BlobHeader::batch).
+// The most rows of a CPU output's prefill (GEMM) call: a chunk of this many meets every
+// unpacked weight group once; 32 read the weights a quarter as often as 8 did (bench/
+// RESULTS.md, "Prefill batch" and "prefill chunks of 32"). The forward pass runs every op
+// over chunks of up to this many rows (BlobHeader::batch).
 inline constexpr int kCpuPrefillBatch = 32;
 
 struct NormQuantKernelKey {
