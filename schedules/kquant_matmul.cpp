@@ -104,7 +104,7 @@ KQuantMatmulPipeline kquant_matmul(const KQuantMatmulShape& s) {
       break;
     case MatmulReduce::PairwiseI16:
       gsum.update().reorder(rw.x, lane, rw.y, g, t).atomic().vectorize(rw.x).vectorize(lane).unroll(rw.y);
-      // pmaddubsw's operands: 2L bytes pairs in memory order (rq, half, lane innermost first).
+      // pmaddubsw's operands: a quad's 4L code bytes in memory order (rq, half, lane innermost first).
       pair_sum.compute_at(gsum, rw.y).reorder_storage(half, lane).reorder(half, lane).vectorize(half).vectorize(lane);
       pair_sum.update().reorder(rq, half, lane).atomic(true).vectorize(rq).vectorize(half).vectorize(lane);
       break;
