@@ -168,19 +168,23 @@ MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
   if (shape.reduce == MatmulReduce::DotI8I8) code = cast<int8_t>(code);
   Func part("part"), acc("acc");
   // WidenedPairs: pair(half, lane, ...) sums bytes 2 half and 2 half + 1 of the lane's
-  // four, so each vector step is one widening multiply and one pairwise add; a lane's two
-  // halves meet in `part`, once per block.
-  Func pair("pair");
-  Var half("half");
+  // four, so each vector step is one i16 dot of adjacent pairs (i32x4.dot_i16x8_s); a
+  // lane's two halves meet in `part`, once per block. The activations are widened to i16
+  // once per call (x16), so a step reads its four as one 8-byte splat; the codes (0..2)
+  // are read as int8, so that they widen by extend_{low,high} rather than by shuffles.
+  // (i8 operands on both sides made Halide emit i16x8.mul and extadd_pairwise instead.)
+  Func pair("pair"), x16("x16");
+  Var half("half"), k("k");
   RDom rp(0, 2, 0, chunks_per_block, "rp");
   const bool widened = shape.reduce == MatmulReduce::WidenedPairs;
   if (widened) {
+    x16(k, m) = cast<int16_t>(p.x(k, m));
     Expr pchunk = blk * chunks_per_block + rp.y;
     Expr pcode =
         (p.packed(pchunk * W + 4 * lane + 2 * half + rp.x, g) >> cast<uint8_t>(2 * s)) & cast<uint8_t>(3);
     pair(half, lane, s, blk, g, m) = 0;
-    pair(half, lane, s, blk, g, m) +=
-        cast<int32_t>(pcode) * cast<int32_t>(p.x(pchunk * 16 + 4 * s + 2 * half + rp.x, m));
+    pair(half, lane, s, blk, g, m) += cast<int32_t>(cast<int16_t>(cast<int8_t>(pcode))) *
+                                      cast<int32_t>(x16(pchunk * 16 + 4 * s + 2 * half + rp.x, m));
     part(lane, s, blk, g, m) = pair(0, lane, s, blk, g, m) + pair(1, lane, s, blk, g, m);
   } else if (!pairwise) {
     part(lane, s, blk, g, m) = 0;
@@ -280,6 +284,7 @@ MatmulPipeline ternary_matmul_row_lanes(const TernaryMatmulShape& shape) {
     sums.compute_at(yf, rb);
   }
   if (widened) {
+    x16.compute_root().vectorize(k, 8, TailStrategy::GuardWithIf);
     pair.reorder(half, lane, s, m).vectorize(half).vectorize(lane).unroll(s).unroll(m);
     pair.update()
         .reorder(rp.x, half, lane, s, m, rp.y, blk, g)
