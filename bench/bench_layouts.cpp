@@ -44,8 +44,11 @@ Candidate make(const std::string& layout, const TargetInfo& t, const TernaryWeig
             dims.tiles, schedules::packed_k(s)};
   }
   const schedules::LutLayout l = layout == "tl1" ? schedules::LutLayout::TL1 : schedules::LutLayout::TL2;
-  return {layout, schedules::lut_matmul({w.cols, w.rows, l, batch, false}), schedules::pack_lut(w, l),
-          static_cast<int>(schedules::lut_tile_bytes(w.cols, l)), static_cast<int>(schedules::lut_tiles(w.rows, l)),
+  return {layout,
+          schedules::lut_matmul({w.cols, w.rows, l, batch}),
+          schedules::pack_lut(w, l),
+          static_cast<int>(schedules::lut_tile_bytes(w.cols, l)),
+          static_cast<int>(schedules::lut_tiles(w.rows, l)),
           schedules::lut_padded_k(w.cols, l)};
 }
 

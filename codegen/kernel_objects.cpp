@@ -73,8 +73,11 @@ void emit_ternary_matmul_object(const schedules::TernaryMatmulShape& shape, cons
   compile_reduce_kernel(p.y, p.arguments(), shape.reduce, target, fn_name, object_path);
 }
 
-void emit_lut_matmul_object(const schedules::LutMatmulShape& shape, const TargetInfo& target, const std::string& fn_name,
-                          const std::string& object_path) {
+void emit_lut_matmul_object(schedules::LutMatmulShape shape, const TargetInfo& target, const std::string& fn_name,
+                            const std::string& object_path) {
+  // WebAssembly SIMD's TL1 tile has a name of its own (runtime_stub/cpu/lut_tiles.h).
+  if (shape.tile == schedules::LutTile::Native && target.halide.find("wasm_simd128") != std::string::npos)
+    shape.tile = schedules::LutTile::Simd128;
   schedules::MatmulPipeline p = schedules::lut_matmul(shape);
   const Halide::Target t = Halide::Target(target.halide).with_feature(Halide::Target::NoRuntime);
   p.y.compile_to_object(object_path, p.arguments(), fn_name, t);

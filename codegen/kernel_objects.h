@@ -40,8 +40,8 @@ void emit_ternary_matmul_object(const schedules::TernaryMatmulShape& shape, cons
 
 // A lookup-table (TL1/TL2) ternary matmul, likewise; its extern tile is linked from the
 // runtime (runtime_stub/cpu/lut_tiles.cpp).
-void emit_lut_matmul_object(const schedules::LutMatmulShape& shape, const TargetInfo& target, const std::string& fn_name,
-                          const std::string& object_path);
+void emit_lut_matmul_object(schedules::LutMatmulShape shape, const TargetInfo& target, const std::string& fn_name,
+                            const std::string& object_path);
 
 // The dense GEMV of the head, likewise (signature: wt, x, row_scale, then the output buffer).
 void emit_dense_matmul_object(const schedules::DenseMatmulShape& shape, const TargetInfo& target, const std::string& fn_name,

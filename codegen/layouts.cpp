@@ -74,7 +74,18 @@ int64_t act_block_of(const ir::Graph& g, const ir::Op& matmul, int64_t K) {
   return ir::act_quant_is_per_block(act_quant_of(g, matmul)) ? 256 : K;
 }
 
-std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& target, LayoutRequest request) {
+namespace {
+
+// Whether a stored ternary type can hold more than one scale per tensor (llama.cpp's TQ
+// types one per 256 weights, ik_llama.cpp's IQ*_BN one per row).
+bool may_have_several_scales(TensorType t) {
+  return t == TensorType::TQ1_0 || t == TensorType::TQ2_0 || t == TensorType::IQ1_BN || t == TensorType::IQ2_BN;
+}
+
+}  // namespace
+
+std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& target, LayoutRequest request,
+                                         const ImportedModel* model) {
   if (target.backend == Backend::Cuda) {  // one layout: the dp4a kernels' 2-bit words
     if (request == LayoutRequest::TL1 || request == LayoutRequest::TL2)
       throw std::invalid_argument(std::string("--layout=") + (request == LayoutRequest::TL1 ? "tl1" : "tl2") +
@@ -96,6 +107,11 @@ std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& t
     const TernaryWeights& first = g.ternary[ops.front()->weight].w;
     const bool q8k64 = act_quant_of(g, *ops.front()) == ir::ActQuant::PerRowQ8K64;
     const bool per_token = !q8k64 && act_block_of(g, *ops.front(), first.cols) == first.cols;
+    std::string several_scales;  // a tensor of the group whose type can hold several scales
+    for (const ir::Op* op : ops)
+      if (const ModelTensor* t = model ? model->find(g.ternary[op->weight].name) : nullptr;
+          t && may_have_several_scales(t->type))
+        several_scales = t->name + " (" + type_name(t->type) + ")";
     LayoutChoice c{rt::TernaryLayout::I2S, ""};
     if (request != LayoutRequest::Auto) {
       c.layout = request == LayoutRequest::TL1   ? rt::TernaryLayout::TL1
@@ -106,7 +122,8 @@ std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& t
       for (rt::TernaryLayout l : kernels) has_kernel |= l == c.layout;
       if (!has_kernel)
         throw std::invalid_argument(std::string("--layout=") + layout_label(c.layout) + ": target " + target.name +
-                                    " has no " + layout_label(c.layout) + " kernels (TL1 is for ARM targets, TL2 " +
+                                    " has no " + layout_label(c.layout) +
+                                    " kernels (TL1 is for ARM and wasm32-simd targets, TL2 " +
                                     "for x86 ones; i2_s is everywhere)");
       if (c.layout != rt::TernaryLayout::I2S && !per_token)
         throw std::invalid_argument(std::string("--layout=") + layout_label(c.layout) + ": " + name +
@@ -117,9 +134,13 @@ std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& t
     } else if (!per_token) {
       c.reason = std::string("auto: ") + (q8k64 ? "ik_llama.cpp's Q8_K64" : "per-block (Q8_K)") +
                  " activations; the lookup-table layouts take per-token ones only";
+    } else if (!several_scales.empty()) {
+      c.reason = "auto: " + several_scales +
+                 " can hold a scale per row or block; the lookup-table layouts take one per tensor";
     } else if (target.layout_figures.empty()) {
-      c.reason = "auto: the target's preferred layout; no measured figures for " + target.name +
-                 " (bench/bench_layouts on the device fills them)";
+      c.layout = kernels.front();
+      c.reason = std::string("auto: the target's preferred layout, ") + layout_label(c.layout) +
+                 " (compiler/targets.cpp says why); no per-shape figures for " + target.name;
     } else {
       double best = std::numeric_limits<double>::infinity();
       std::string figures;

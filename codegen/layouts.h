@@ -4,9 +4,10 @@
 // zero-padded activation buffer, and the layouts pad K differently). `auto` picks, per
 // such group, the layout with the least measured time for the group's shapes on the
 // target (TargetInfo::layout_figures, written from bench/bench_layouts), among the
-// layouts the target has kernels for (TargetInfo::layouts: I2_S everywhere, TL1 on ARM,
-// TL2 on x86) and that
-// the group's activations allow (the lookup tables take per-token activations only).
+// layouts the target has kernels for (TargetInfo::layouts: I2_S everywhere, TL1 on ARM
+// and wasm32-simd, TL2 on x86) and that the group's activations and scales allow (the
+// lookup tables take per-token activations and one scale per tensor only). A target
+// without figures gets its preferred layout, the first of its row.
 #pragma once
 
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "ir.h"
 #include "model_blob.h"
+#include "model_import.h"
 #include "targets.h"
 
 namespace bitnetc::codegen {
@@ -29,8 +31,11 @@ struct LayoutChoice {
 };
 
 // One choice per g.ternary entry. Throws std::invalid_argument for a layout the target
-// or the model's activations cannot take, naming the tensor.
-std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& target, LayoutRequest request);
+// or the model's activations cannot take, naming the tensor. With the model, `auto` also
+// keeps I2_S for a group whose stored type can carry a scale per row or block (TQ1_0,
+// TQ2_0, IQ1_BN, IQ2_BN): the lookup-table kernels take one scale per tensor.
+std::vector<LayoutChoice> choose_layouts(const ir::Graph& g, const TargetInfo& target, LayoutRequest request,
+                                         const ImportedModel* model = nullptr);
 
 // The activation block of a ternary matmul's input (K for per-token quantization and for
 // Q8_K64, whose groups interleave across the whole row).

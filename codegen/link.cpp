@@ -77,13 +77,15 @@ std::vector<Toolchain> toolchains() {
   // WebAssembly: a reactor module (no _start; the loader calls its exports), linked by
   // clang-14's driver with wasm-ld against Debian's wasi-libc and libc++. The whole main
   // archive: the exports the loader calls (wasm/wasm_api.cpp) are referenced by nothing.
-  if (const fs::path dir = runtime_build_folder("wasm32-wasi", "default"); !dir.empty())
-    t.push_back({"wasm32-wasi", BITNETC_WASM_CXX, "--target=wasm32-wasi", "", true,
-                 {{"default",
-                   {"-Wl,--whole-archive " + quote((dir / "libbitnetc_output_main.a").string()) +
-                        " -Wl,--no-whole-archive " + quote((dir / "libbitnetc_compiled.a").string()) + " " +
-                        quote((dir / "libbitnetc_runtime.a").string()) + " " + quote((dir / "libbitnetc_ir.a").string()),
-                    "", ""}}}});
+  // TL1's SIMD tile is an archive of its own, pulled in only by wasm32-simd kernels.
+  if (const fs::path dir = runtime_build_folder("wasm32-wasi", "default"); !dir.empty()) {
+    std::string libs =
+        "-Wl,--whole-archive " + quote((dir / "libbitnetc_output_main.a").string()) + " -Wl,--no-whole-archive";
+    for (const char* lib :
+         {"libbitnetc_compiled.a", "libbitnetc_runtime.a", "libbitnetc_ir.a", "libbitnetc_lut_simd128.a"})
+      libs += " " + quote((dir / lib).string());
+    t.push_back({"wasm32-wasi", BITNETC_WASM_CXX, "--target=wasm32-wasi", "", true, {{"default", {libs, "", ""}}}});
+  }
 #endif
   return t;
 }

@@ -98,7 +98,7 @@ TernaryPacked pack_lut(const TernaryJob& j, rt::TernaryRecord& r) {
   r.group_bytes = 0;
   r.packed_dim0 = static_cast<int32_t>(schedules::lut_tile_bytes(j.w.cols, lut));
   r.packed_dim1 = static_cast<int32_t>(schedules::lut_tiles(j.w.rows, lut));
-  return {schedules::pack_lut(j.w, lut), TernaryKernel{r.layout, {}, {j.w.cols, j.w.rows, lut, 1, false}}};
+  return {schedules::pack_lut(j.w, lut), TernaryKernel{r.layout, {}, {j.w.cols, j.w.rows, lut, 1}}};
 }
 
 // CUDA: 16-weight words, chunk-major (codegen/cuda_kernels.h); the kernels come from
@@ -305,7 +305,7 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
   p.ternary.resize(g.ternary.size());
   p.ternary_bytes.resize(g.ternary.size());
   p.ternary_block_scales.resize(g.ternary.size());
-  p.layouts = choose_layouts(g, target, layout);
+  p.layouts = choose_layouts(g, target, layout, &m);
   const bool cuda = target.backend == Backend::Cuda;
   // Each ternary weight once, with the first op that uses it, in op order.
   std::vector<const ir::Op*> first_use(g.ternary.size(), nullptr);

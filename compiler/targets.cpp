@@ -50,9 +50,14 @@ TargetInfo cuda_row(const std::string& sm, const std::string& description) {
 }
 
 // WebAssembly: a module and its ES-module loader (model.wasm + model.mjs), run by node
-// here and by browsers. 128-bit SIMD without a byte dot product: NEON's 16-byte I2_S
-// groups in row lanes, four-way sums widened (TernaryDot::Widening); one thread.
-TargetInfo wasm_row(const std::string& name, const std::string& halide, const std::string& description) {
+// here and by browsers; one thread. 128-bit SIMD without a byte dot product: I2_S in
+// NEON's 16-byte groups, row lanes summed by i32x4.dot_i16x8_s (TernaryDot::Widening),
+// and TL1 with i8x16.swizzle lookups (runtime_stub/cpu/lut_tiles_simd128.cpp), which
+// wasm32-simd prefers (the first of its layouts) for per-token activations: about half
+// the instructions per weight, and on node 20 (bench/bench_wasm.sh, synthetic 1280/3584
+// model, one thread, one run) decode 1.2x and prefill 1.4x I2_S's.
+TargetInfo wasm_row(const std::string& name, const std::string& halide, const std::string& description,
+                    std::vector<rt::TernaryLayout> layouts) {
   return {.name = name,
           .backend = Backend::Cpu,
           .halide = halide,
@@ -62,7 +67,7 @@ TargetInfo wasm_row(const std::string& name, const std::string& halide, const st
           .ternary_bytes = 16,
           .ternary_dot = TernaryDot::Widening,
           .cpu_features = 0,
-          .layouts = {rt::TernaryLayout::I2S},
+          .layouts = std::move(layouts),
           .triple = "wasm32-wasi",
           .emulator = "node",
           .description = description,
@@ -137,8 +142,10 @@ const std::vector<TargetInfo>& targets() {
       // `wasm32` is the scalar fallback for engines without SIMD (Halide scalarizes the
       // same schedules).
       wasm_row("wasm32-simd", "wasm-32-wasmrt-wasm_simd128",
-               "WebAssembly with 128-bit SIMD (browsers since 2021, node 16+), one thread"),
-      wasm_row("wasm32", "wasm-32-wasmrt", "WebAssembly without SIMD (any engine), one thread"),
+               "WebAssembly with 128-bit SIMD (browsers since 2021, node 16+), one thread",
+               {rt::TernaryLayout::TL1, rt::TernaryLayout::I2S}),
+      wasm_row("wasm32", "wasm-32-wasmrt", "WebAssembly without SIMD (any engine), one thread",
+               {rt::TernaryLayout::I2S}),
       cuda_row("80", "NVIDIA Ampere data center (A100, A30)"),
       cuda_row("86", "NVIDIA Ampere (RTX 30xx, A10, A40)"),
       cuda_row("89", "NVIDIA Ada (RTX 40xx, L4, L40)"),

@@ -89,8 +89,12 @@ std::vector<int8_t> unpack_lut(const std::vector<uint8_t>& packed, int64_t N, in
 }
 
 std::string lut_tile_function(const LutMatmulShape& s) {
+  if (s.tile == LutTile::Simd128 && s.layout != LutLayout::TL1)
+    throw std::invalid_argument("lut_matmul: WebAssembly SIMD has a TL1 tile only");
   return std::string(s.layout == LutLayout::TL1 ? "bitnetc_tl1_tiles" : "bitnetc_tl2_tiles") +
-         (s.scalar_tile ? "_scalar" : "");
+         (s.tile == LutTile::Scalar    ? "_scalar"
+          : s.tile == LutTile::Simd128 ? "_simd128"
+                                       : "");
 }
 
 MatmulPipeline lut_matmul(const LutMatmulShape& s) {
@@ -108,19 +112,26 @@ MatmulPipeline lut_matmul(const LutMatmulShape& s) {
 
   // Each group's table: byte i < 16 is the low byte of the value of index i, byte
   // 16 + i its high byte; the value is the group's weights (decoded from the index)
-  // times its activations, exact in int16.
-  Expr j = i % 16;
-  auto xv = [&](Expr k) { return cast<int16_t>(p.x(k, m)); };
-  Expr value;
-  if (tl1) {
-    value = select(j < 9, cast<int16_t>(j / 3 - 1) * xv(2 * g) + cast<int16_t>(j % 3 - 1) * xv(2 * g + 1),
-                   cast<int16_t>(0));
-  } else {
-    Expr c = (j + 1) % 3 - 1, r = (j - c) / 3, b = (r + 1) % 3 - 1, a = (r - b) / 3;  // rt::tl2_digits
-    value = select(j < 14,
-                   cast<int16_t>(a) * xv(3 * g) + cast<int16_t>(b) * xv(3 * g + 1) + cast<int16_t>(c) * xv(3 * g + 2),
-                   cast<int16_t>(0));
+  // times its activations, exact in int16. The weights of each index are a constant
+  // table (digits(j, d): weight d of index j, 0 past the last index), so a table is a few
+  // multiplies of broadcast activations; unrolling the two halves folds away the
+  // choice of byte. (Selects on the index cost the TL1 tables 2.9 ms a token in wasm,
+  // a sixth of a decode step.)
+  const int per_group = tl1 ? 2 : 3;
+  Halide::Buffer<int16_t> digits(16, per_group, "lut_digits");
+  for (int j = 0; j < 16; ++j) {
+    int d[3] = {0, 0, 0};
+    if (tl1 && j < 9) {
+      d[0] = j / 3 - 1;
+      d[1] = j % 3 - 1;
+    } else if (!tl1 && j < 14) {
+      rt::tl2_digits(j, d[0], d[1], d[2]);
+    }
+    for (int k = 0; k < per_group; ++k) digits(j, k) = static_cast<int16_t>(d[k]);
   }
+  Expr j = i % 16;
+  Expr value = cast<int16_t>(0);
+  for (int k = 0; k < per_group; ++k) value = value + digits(j, k) * cast<int16_t>(p.x(per_group * g + k, m));
   Func lut("lut");
   lut(i, g, m) = cast<uint8_t>(select(i < 16, value, value >> 8) & cast<int16_t>(255));
 
@@ -138,7 +149,15 @@ MatmulPipeline lut_matmul(const LutMatmulShape& s) {
   p.y.split(n, nt, ni, rows_per_task, TailStrategy::GuardWithIf).parallel(nt);
   acc.compute_at(p.y, nt);
   Var go("go"), gi("gi");
-  lut.compute_root().split(g, go, gi, 64, TailStrategy::GuardWithIf).reorder(i, gi, m, go).vectorize(i, 16).parallel(go);
+  Var io("io"), ii("ii");
+  lut.bound(i, 0, rt::kLutEntryBytes)
+      .compute_root()
+      .split(g, go, gi, 64, TailStrategy::GuardWithIf)
+      .split(i, io, ii, 16)
+      .reorder(ii, io, gi, m, go)
+      .vectorize(ii)
+      .unroll(io)
+      .parallel(go);
 
   p.packed.dim(0).set_bounds(0, tile_bytes).dim(1).set_bounds(0, n_tiles).set_stride(tile_bytes);
   p.x.dim(0).set_bounds(0, static_cast<int>(Kp)).dim(1).set_bounds(0, M).set_stride(static_cast<int>(Kp));

@@ -35,14 +35,18 @@ std::vector<uint8_t> pack_lut(const TernaryWeights& w, LutLayout l);
 // The codes back from a packing (the layout's definition read the other way; tests).
 std::vector<int8_t> unpack_lut(const std::vector<uint8_t>& packed, int64_t N, int64_t K, LutLayout l);
 
+// The extern tile a pipeline calls: bitnetc_tl{1,2}_tiles (the target's SIMD: NEON, AVX2),
+// its _scalar reference, or (TL1) _simd128, WebAssembly SIMD's (lut_tiles.h says why a
+// name of its own).
+enum class LutTile { Native, Scalar, Simd128 };
+
 struct LutMatmulShape {
   int64_t K = 0, N = 0;
   LutLayout layout = LutLayout::TL2;
   int batch = 1;
-  // The extern tile: bitnetc_tl{1,2}_tiles (the target's SIMD) or its _scalar reference.
-  bool scalar_tile = false;
+  LutTile tile = LutTile::Native;
   // Every field, for the kernel cache's key (codegen/kernel_cache.h): a new field goes here too.
-  auto fields() const { return std::tie(K, N, layout, batch, scalar_tile); }
+  auto fields() const { return std::tie(K, N, layout, batch, tile); }
 };
 
 MatmulPipeline lut_matmul(const LutMatmulShape& shape);

@@ -174,7 +174,10 @@ TEST(Layouts, AutoPicksTheMeasuredFasterLayoutPerActivationGroup) {
   t.layout_figures.clear();
   for (const auto& [name, layout] : layouts_of(t)) EXPECT_EQ(layout, rt::TernaryLayout::I2S) << name;
   const auto choices = codegen::choose_layouts(g, t, codegen::LayoutRequest::Auto);
-  EXPECT_NE(choices[0].reason.find("no measured figures"), std::string::npos) << choices[0].reason;
+  EXPECT_NE(choices[0].reason.find("no per-shape figures"), std::string::npos) << choices[0].reason;
+  // Without figures, the target's first layout (WebAssembly SIMD prefers TL1).
+  t.layouts = {rt::TernaryLayout::TL2, rt::TernaryLayout::I2S};
+  for (const auto& [name, layout] : layouts_of(t)) EXPECT_EQ(layout, rt::TernaryLayout::TL2) << name;
 
   // Explicit requests: served everywhere, or a clear error.
   for (const auto& c : codegen::choose_layouts(g, t, codegen::LayoutRequest::TL2))
@@ -191,8 +194,26 @@ TEST(Layouts, AutoPicksTheMeasuredFasterLayoutPerActivationGroup) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("per-block (Q8_K) activations"), std::string::npos) << e.what();
   }
-  for (const auto& c : codegen::choose_layouts(gb, t, codegen::LayoutRequest::Auto))
+  // Auto keeps I2_S where a row holds several activation blocks (K past 256), even
+  // where the target prefers a lookup table.
+  const auto per_block_choices = codegen::choose_layouts(gb, t, codegen::LayoutRequest::Auto);
+  for (const ir::Op& op : gb.ops)
+    if (op.kind == ir::OpKind::TernaryMatmul && gb.ternary[op.weight].w.cols > 256)
+      EXPECT_EQ(per_block_choices[op.weight].layout, rt::TernaryLayout::I2S) << gb.ternary[op.weight].name;
+
+  // With the model: a stored type that can hold several scales (TQ2_0: one per 256
+  // weights) keeps I2_S under auto, per-token activations or not, and says why.
+  SyntheticSpec tq = spec;
+  tq.weight_type = TensorType::TQ2_0;
+  make_synthetic_gguf(tq).write(dir.file("tq.gguf"));
+  const ImportedModel mt = import_model(dir.file("tq.gguf"));
+  LowerOptions per_token;
+  per_token.act_quant = ActQuantGranularity::PerToken;
+  const ir::Graph gt = lower(mt, per_token);
+  for (const auto& c : codegen::choose_layouts(gt, t, codegen::LayoutRequest::Auto, &mt)) {
     EXPECT_EQ(c.layout, rt::TernaryLayout::I2S);
+    EXPECT_NE(c.reason.find("(TQ2_0) can hold a scale per row or block"), std::string::npos) << c.reason;
+  }
 }
 
 // NVRTC compiles the generated kernels for every CUDA target into a cubin (an ELF for

@@ -215,11 +215,12 @@ TEST_P(Golden, Q8_0HeadMatchesTheInterpreter) {
   expect_verify(model, "", 16);
 }
 
-// The lookup-table layouts on the targets that have them (TL2 on x86, TL1 on ARM under
-// qemu), forced with --layout, against the interpreter: the tables are exact, so the
-// tokens and logits are the same as I2_S's. A target without them (CUDA) refuses the
-// request, naming its own layout.
-TEST_P(Golden, LookupTableLayoutsMatchTheInterpreter) {
+// Every layout of a target's row besides the one auto picks (its first), forced with
+// --layout, against the interpreter: TL2 on x86, TL1 on ARM under qemu, and on
+// wasm32-simd, whose auto layout is TL1, I2_S's row lanes. The tables are exact, so the
+// tokens and logits are the same in every layout. A target with one layout (CUDA,
+// scalar wasm32) refuses the request, naming its own.
+TEST_P(Golden, OtherLayoutsMatchTheInterpreter) {
   const auto s = shared_dir();
   const std::vector<rt::TernaryLayout>& layouts = find_target(target())->layouts;
   if (layouts.size() == 1) {
@@ -234,10 +235,13 @@ TEST_P(Golden, LookupTableLayoutsMatchTheInterpreter) {
         << r.err;
     return;
   }
-  // The target's lookup-table layout: the one besides I2_S in its row.
-  const std::string layout = layouts.back() == rt::TernaryLayout::TL1 ? "tl1" : "tl2";
-  for (const auto& model : {s / "models/tinystories-bitnet-3m/model.bin", s / "golden/hf-bitnet-tiny/bf16"})
-    expect_verify(model.string(), " --layout=" + layout, 16);
+  for (size_t i = 1; i < layouts.size(); ++i) {
+    const std::string layout = layouts[i] == rt::TernaryLayout::TL1   ? "tl1"
+                               : layouts[i] == rt::TernaryLayout::TL2 ? "tl2"
+                                                                      : "i2_s";
+    for (const auto& model : {s / "models/tinystories-bitnet-3m/model.bin", s / "golden/hf-bitnet-tiny/bf16"})
+      expect_verify(model.string(), " --layout=" + layout, 16);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, Golden, testing::ValuesIn(testable_targets()),
@@ -460,7 +464,15 @@ TEST(Compile, LayoutRequestsAreCheckedAndExplained) {
   const Result plan = sh(std::string(BITNETC_BIN) + " inspect " + ts + " --target=aarch64-neon-dotprod", dir);
   ASSERT_EQ(plan.status, 0) << plan.err;
   EXPECT_NE(plan.out.find("layouts on aarch64-neon-dotprod (--layout=auto):"), std::string::npos) << plan.out;
-  EXPECT_NE(plan.out.find("no measured figures for aarch64-neon-dotprod"), std::string::npos) << plan.out;
+  EXPECT_NE(plan.out.find("the target's preferred layout, i2_s"), std::string::npos) << plan.out;
+  EXPECT_NE(plan.out.find("no per-shape figures for aarch64-neon-dotprod"), std::string::npos) << plan.out;
+  // WebAssembly SIMD prefers TL1 (swizzle lookups) for per-token activations; scalar wasm32 has I2_S only.
+  const Result wasm = sh(std::string(BITNETC_BIN) + " inspect " + ts + " --target=wasm32-simd", dir);
+  ASSERT_EQ(wasm.status, 0) << wasm.err;
+  EXPECT_NE(wasm.out.find("tl1   auto: the target's preferred layout, tl1"), std::string::npos) << wasm.out;
+  const Result wasm_scalar = sh(std::string(BITNETC_BIN) + " inspect " + ts + " --target=wasm32", dir);
+  ASSERT_EQ(wasm_scalar.status, 0) << wasm_scalar.err;
+  EXPECT_EQ(wasm_scalar.out.find(" tl1 "), std::string::npos) << wasm_scalar.out;
   const Result x86 = sh(std::string(BITNETC_BIN) + " inspect " + ts + " --target=x86-64-avx2", dir);
   ASSERT_EQ(x86.status, 0) << x86.err;
   EXPECT_NE(x86.out.find("auto: least measured time"), std::string::npos) << x86.out;

@@ -863,7 +863,8 @@ Outputs run_lut(const OpCase& c, const Inputs& in, schedules::LutLayout layout, 
       {"bitnetc_tl2_tiles", Halide::JITExtern(bitnetc_tl2_tiles)},
       {"bitnetc_tl1_tiles_scalar", Halide::JITExtern(bitnetc_tl1_tiles_scalar)},
       {"bitnetc_tl2_tiles_scalar", Halide::JITExtern(bitnetc_tl2_tiles_scalar)}};
-  const schedules::LutMatmulShape shape{c.n, c.N, layout, c.rows, scalar};
+  const schedules::LutMatmulShape shape{c.n, c.N, layout, c.rows,
+                                        scalar ? schedules::LutTile::Scalar : schedules::LutTile::Native};
   schedules::MatmulPipeline p = schedules::lut_matmul(shape);
   std::vector<uint8_t> packed = schedules::pack_lut(in.ternary[0], layout);
   const int64_t Kp = schedules::lut_padded_k(c.n, layout);

@@ -10,7 +10,7 @@
 // and a high byte table, so results are bit-identical to the interpreter's
 // sum_k w_k x_k (bitnet.cpp quantizes its tables to int8 instead, which changes numerics).
 //
-// TL1 (ARM): pairs of weights (a, b), index 3(a+1) + (b+1) in 0..8. Tiles of 16 rows;
+// TL1 (ARM, WebAssembly SIMD): pairs of weights (a, b), index 3(a+1) + (b+1) in 0..8. Tiles of 16 rows;
 //   K padded with zero weights to a multiple of 4. Byte (tile, j, r), at
 //   tile * tile_bytes + 16 j + r, holds row r's pair 2j (low nibble) and 2j+1 (high).
 //   Table of pair p: 16 low bytes then 16 high bytes of the int16 value of each index.
@@ -62,6 +62,11 @@ int bitnetc_tl1_tiles(halide_buffer_t* packed, halide_buffer_t* lut, int32_t til
 // AVX2 pshufb on x86-64; the scalar tile elsewhere.
 int bitnetc_tl2_tiles(halide_buffer_t* packed, halide_buffer_t* lut, int32_t tile_bytes, int32_t n_tiles,
                       int32_t n_groups, halide_buffer_t* out);
+// TL1 with WebAssembly SIMD (i8x16.swizzle), for wasm32-simd outputs only: it lives in
+// its own archive, built with -msimd128 (lut_tiles_simd128.cpp), so that the scalar
+// wasm32 runtime holds no SIMD instruction.
+int bitnetc_tl1_tiles_simd128(halide_buffer_t* packed, halide_buffer_t* lut, int32_t tile_bytes, int32_t n_tiles,
+                              int32_t n_groups, halide_buffer_t* out);
 // The scalar references: the layouts read back weight by weight.
 int bitnetc_tl1_tiles_scalar(halide_buffer_t* packed, halide_buffer_t* lut, int32_t tile_bytes, int32_t n_tiles,
                              int32_t n_groups, halide_buffer_t* out);

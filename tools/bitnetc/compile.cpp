@@ -76,8 +76,9 @@ Command add_compile(CLI::App& app) {
                   "changes numerics, halves the head's bytes)")
       ->check(CLI::IsMember({"exact", "q8"}));
   cmd->add_option("--layout", f->options.layout,
-                  "Ternary weight layout: auto (default: the measured fastest per target and shape), "
-                  "i2_s, tl1 (ARM targets) or tl2 (x86 targets)")
+                  "Ternary weight layout: auto (default: the measured fastest per target and shape, else the target's "
+                  "preferred), "
+                  "i2_s, tl1 (ARM and wasm32-simd targets) or tl2 (x86 targets)")
       ->check(CLI::IsMember(kLayoutRequests));
   cmd->add_option("--cuda-source", f->options.cuda_source,
                   "CUDA targets: also write the generated CUDA C++ (every kernel of the model) to this file");

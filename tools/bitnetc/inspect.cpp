@@ -187,7 +187,7 @@ int inspect(const InspectOptions& o) {
     LowerOptions shapes_only = lo;
     shapes_only.weight_data = false;  // the plan needs shapes, not values
     const ir::Graph g = lower(m, shapes_only);
-    const auto choices = codegen::choose_layouts(g, *t, codegen::parse_layout_request(o.layout));
+    const auto choices = codegen::choose_layouts(g, *t, codegen::parse_layout_request(o.layout), &m);
     std::printf("layouts on %s (--layout=%s):\n", t->name.c_str(), o.layout.c_str());
     for (size_t i = 0; i < g.ternary.size(); ++i)
       std::printf("  %-48s %-5s %s\n", g.ternary[i].name.c_str(), codegen::layout_label(choices[i].layout),
