@@ -171,11 +171,14 @@ inline uint64_t kquant_hi_index(int64_t row, int64_t col, int64_t cols, int64_t 
   return static_cast<uint64_t>((row / lanes) * (cols / 4) * lanes + (col / 16) * 4 * lanes + 4 * (row % lanes) +
                                col % 4);
 }
+// The shifts of column `col`'s bits within those bytes (the packer and the reader share them).
+inline int kquant_lo_shift(int64_t col) { return static_cast<int>(4 * ((col / 4) % 2)); }
+inline int kquant_hi_shift(int64_t col) { return static_cast<int>(2 * ((col / 4) % 4)); }
 // The code q of element (row, col), from the planes at `w` (the record's bytes).
 inline int kquant_lane_code(const uint8_t* w, const KQuantLaneSections& at, int64_t row, int64_t col, int64_t cols,
                             int64_t lanes) {
-  const int lo = (w[at.lo + kquant_lo_index(row, col, cols, lanes)] >> (4 * ((col / 4) % 2))) & 15;
-  const int hi = (w[at.hi + kquant_hi_index(row, col, cols, lanes)] >> (2 * ((col / 4) % 4))) & 3;
+  const int lo = (w[at.lo + kquant_lo_index(row, col, cols, lanes)] >> kquant_lo_shift(col)) & 15;
+  const int hi = (w[at.hi + kquant_hi_index(row, col, cols, lanes)] >> kquant_hi_shift(col)) & 3;
   return (lo | hi << 4) - 32;
 }
 // All of a KQuant weight's bytes, in its layout.

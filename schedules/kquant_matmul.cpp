@@ -146,8 +146,8 @@ std::vector<uint8_t> pack_for_kquant_matmul(const KQuantWeights& w, int vector_b
       if (u < 0 || u > 63)
         throw std::invalid_argument("k-quant code " + std::to_string(w.q[n * K + k]) + " at row " + std::to_string(n) +
                                     ", column " + std::to_string(k) + " is outside [-32, 31]");
-      out[at.lo + rt::kquant_lo_index(n, k, K, L)] |= static_cast<uint8_t>((u & 15) << (4 * ((k / 4) % 2)));
-      out[at.hi + rt::kquant_hi_index(n, k, K, L)] |= static_cast<uint8_t>((u >> 4) << (2 * ((k / 4) % 4)));
+      out[at.lo + rt::kquant_lo_index(n, k, K, L)] |= static_cast<uint8_t>((u & 15) << rt::kquant_lo_shift(k));
+      out[at.hi + rt::kquant_hi_index(n, k, K, L)] |= static_cast<uint8_t>((u >> 4) << rt::kquant_hi_shift(k));
     }
     for (int64_t g = 0; g < G; ++g) {
       out[at.sc + rt::head_tile_index(n, g, G, L)] = static_cast<uint8_t>(w.sc[n * G + g]);
