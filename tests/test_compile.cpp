@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -326,6 +327,34 @@ TEST(Wasm, SeededSamplesAreTheNativeOutputs) {
       EXPECT_EQ(json::parse(w.out)["tokens"], json::parse(native.out)["tokens"]) << wasm << sampling;
       EXPECT_EQ(json::parse(w.out)["seed"], json::parse(native.out)["seed"]) << wasm << sampling;
     }
+  }
+}
+
+// -i in a WebAssembly output under node: a bad line (invalid UTF-8, a prompt over the
+// context) traps the module, yet the session goes on from the next line, as in the
+// native output: the same answers on stdout, the same errors on stderr, exit 0.
+TEST(Wasm, InteractiveInputGoesOnPastABadLine) {
+  ScratchDir dir;
+  const std::string model = (shared_dir() / "models/tinystories-bitnet-3m/model.bin").string();
+  compile(model, "x86-64-avx2", dir.file("native"), dir);
+  compile(model, "wasm32-simd", dir.file("simd.mjs"), dir);
+  const std::string input = "printf 'Once upon a time\\n\\xff\\nThe dog\\n" + std::string(40, 'a') +
+                            " b c d e f g h i j k l m n o p\\nThe cat\\n' | ";
+  for (const std::string format : {"", " --json"}) {
+    // (-s: a resumed session draws a seed of its own where none is given.)
+    const std::string args = " -i -n 4 --temp 0 -s 5 -c 24" + format;
+    const Result native = sh(input + quote(dir.file("native")) + args, dir);
+    const Result wasm = sh(input + "node " + quote(dir.file("simd.mjs")) + args, dir);
+    ASSERT_EQ(native.status, 0) << native.err;
+    EXPECT_EQ(wasm.status, 0) << wasm.err;
+    EXPECT_EQ(wasm.out, native.out) << format;
+    EXPECT_EQ(wasm.err, native.err) << format;
+    EXPECT_NE(wasm.err.find("not valid UTF-8"), std::string::npos) << wasm.err;
+    EXPECT_NE(wasm.err.find("the context holds"), std::string::npos) << wasm.err;
+    // The line after both errors is answered (text: echoed, JSON: a third object).
+    EXPECT_TRUE(format.empty() ? wasm.out.find("The cat") != std::string::npos
+                               : std::count(wasm.out.begin(), wasm.out.end(), '\n') == 3)
+        << wasm.out;
   }
 }
 

@@ -328,6 +328,14 @@ std::string read_input_file(const std::string& flag, const std::string& path) {
 
 // A line of stdin without its newline, or false at the end; a line longer than
 // kMaxLineBytes (stdin from /dev/zero) is an error.
+#if defined(__wasm__)
+extern "C" void bitnetc_wasm_mark_interactive_line(bool in_line);  // wasm/wasm_api.cpp
+extern "C" bool bitnetc_wasm_interactive_resuming();
+void mark_interactive_line(bool in_line) { bitnetc_wasm_mark_interactive_line(in_line); }
+#else
+void mark_interactive_line(bool) {}
+#endif
+
 bool read_line(std::string& line) {
   line.clear();
   int c;
@@ -631,16 +639,26 @@ int main(int argc, char** argv) {
     if (args.mode == Mode::Interactive) {
       // -i on a model without a chat template: one prompt per line of stdin, each
       // answered in a fresh context; a bad line is reported and the session goes on.
-      if (!args.json) std::fprintf(stderr, "interactive: one prompt per line, end with Ctrl-D\n> ");
+#if defined(__wasm__)
+      // There a bad line's throw traps (wasm/wasm_api.cpp): the loader reports it and
+      // runs main again, which goes on from the next line of the unbuffered stdin.
+      std::setvbuf(stdin, nullptr, _IONBF, 0);
+      const bool resuming = bitnetc_wasm_interactive_resuming();
+#else
+      const bool resuming = false;
+#endif
+      if (!args.json) std::fprintf(stderr, resuming ? "> " : "interactive: one prompt per line, end with Ctrl-D\n> ");
       std::string line;
       while (!out.failed() && read_line(line)) {
         if (!line.empty()) {
+          mark_interactive_line(true);
           try {
             logits_json.clear();
             generate_one(line);
           } catch (const std::exception& e) {
             std::fprintf(stderr, "error: %s\n", e.what());
           }
+          mark_interactive_line(false);
         }
         if (!args.json) std::fprintf(stderr, "> ");
       }

@@ -635,20 +635,37 @@ async function commandLine(args) {
     process.stderr.write(`error: ${e.message}\n`);
     return 1;
   }
-  const inst = await Instance.create(parts.module, parts.pages, parts.io);
-  try {
-    if (parts.weights) inst.setWeights(parts.weights, parts.weightsName);
-    inst.withBytes(encoder.encode(process.cwd() + "\0"), (p) => inst.call((x) => x.bitnetc_wasm_chdir(p)));
-    return inst.runMain([path.basename(url.fileURLToPath(import.meta.url)), ...args]);
-  } catch (e) {
-    if (e instanceof WasiExit) return e.exitCode;
-    if (inst.lastErrorKind() === "usage") {
-      process.stderr.write(`error: ${e.message}\n(${inst.cString(inst.x.bitnetc_wasm_usage_line())})\n`);
-      return 2;
+  const argv = [path.basename(url.fileURLToPath(import.meta.url)), ...args];
+  let inst = null;
+  for (let resuming = false; ; resuming = true) {
+    inst = null;
+    try {
+      inst = await Instance.create(parts.module, parts.pages, parts.io);
+      if (parts.weights) inst.setWeights(parts.weights, parts.weightsName);
+      inst.withBytes(encoder.encode(process.cwd() + "\0"), (p) => inst.call((x) => x.bitnetc_wasm_chdir(p)));
+      if (resuming) inst.call((x) => x.bitnetc_wasm_resume_interactive());
+      return inst.runMain(argv);
+    } catch (e) {
+      // -i: a bad line trapped the instance (a C++ throw); report it as the native loop
+      // does and go on with the next line in a fresh instance (wasm/wasm_api.cpp).
+      if (!(e instanceof WasiExit) && inst && inst.trapped && inst.x.bitnetc_wasm_in_interactive_line()) {
+        process.stderr.write(`error: ${e.message}\n`);
+        continue;
+      }
+      return commandLineError(e, inst);
     }
-    process.stderr.write(`error: ${e.message}\n`);
-    return 1;
   }
+}
+
+// The command line's exit status for an error that ends it, and its message.
+function commandLineError(e, inst) {
+  if (e instanceof WasiExit) return e.exitCode;
+  if (inst && inst.lastErrorKind() === "usage") {
+    process.stderr.write(`error: ${e.message}\n(${inst.cString(inst.x.bitnetc_wasm_usage_line())})\n`);
+    return 2;
+  }
+  process.stderr.write(`error: ${e.message}\n`);
+  return 1;
 }
 
 if (isNode && process.argv[1]) {

@@ -109,6 +109,23 @@ BITNETC_WASM_EXPORT(bitnetc_wasm_main) int bitnetc_wasm_main(int argc, char** ar
   return status;
 }
 
+// -i under wasm: a bad line's C++ throw traps instead of being caught, so the loader
+// runs main again with the same arguments and the loop goes on with the next line
+// (stdin unbuffered there, so no line is lost with the spent instance). The loop marks
+// while it handles a line; the loader asks after a trap, and sets `resuming` for the
+// new instance (no banner again).
+namespace {
+bool interactive_line = false, interactive_resuming = false;
+}  // namespace
+extern "C" void bitnetc_wasm_mark_interactive_line(bool in_line) { interactive_line = in_line; }
+extern "C" bool bitnetc_wasm_interactive_resuming() { return interactive_resuming; }
+BITNETC_WASM_EXPORT(bitnetc_wasm_in_interactive_line) int32_t bitnetc_wasm_in_interactive_line() {
+  return interactive_line ? 1 : 0;
+}
+BITNETC_WASM_EXPORT(bitnetc_wasm_resume_interactive) void bitnetc_wasm_resume_interactive() {
+  interactive_resuming = true;
+}
+
 // Loads the embedded model with a context of n_ctx (0: the model's).
 BITNETC_WASM_EXPORT(bitnetc_wasm_load) void bitnetc_wasm_load(int32_t n_ctx) {
   generation.reset();
