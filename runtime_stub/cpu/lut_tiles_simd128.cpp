@@ -1,6 +1,7 @@
 // TL1 with WebAssembly SIMD: NEON's TL1 tile (lut_tiles.cpp) with i8x16.swizzle for tbl.
 // A ternary weight costs about half the instructions of the I2_S row lanes there
-// (WebAssembly has no byte dot product; bench/RESULTS.md, "TL1 on WebAssembly").
+// (WebAssembly has no byte dot product; bench/RESULTS.md, "WebAssembly SIMD: dot
+// products and TL1").
 //
 // Per 16-byte block of 16 rows: each byte holds two pairs (low and high nibble); per pair
 // two swizzles give the low and high bytes of the int16 table values, interleaved into

@@ -326,8 +326,7 @@ std::string read_input_file(const std::string& flag, const std::string& path) {
   }
 }
 
-// A line of stdin without its newline, or false at the end; a line longer than
-// kMaxLineBytes (stdin from /dev/zero) is an error.
+// -i marks the line it handles, for the wasm loader (wasm/wasm_api.cpp); a no-op natively.
 #if defined(__wasm__)
 extern "C" void bitnetc_wasm_mark_interactive_line(bool in_line);  // wasm/wasm_api.cpp
 extern "C" bool bitnetc_wasm_interactive_resuming();
@@ -336,6 +335,8 @@ void mark_interactive_line(bool in_line) { bitnetc_wasm_mark_interactive_line(in
 void mark_interactive_line(bool) {}
 #endif
 
+// A line of stdin without its newline, or false at the end; a line longer than
+// kMaxLineBytes (stdin from /dev/zero) is an error.
 bool read_line(std::string& line) {
   line.clear();
   int c;
