@@ -356,6 +356,10 @@ PackedWeights pack_weights(ir::Graph& g, const ImportedModel& m, const DecodeOpt
     const int priced_rows =
         l == rt::TernaryLayout::I2S ? std::min(kCpuPrefillBatch, kLayoutFigureBatch) : kCpuPrefillBatch;
     r.gemm_min_rows = static_cast<uint32_t>(gemm_min_rows(target, tensor_type_of(l), w.cols, w.rows, priced_rows));
+    // Without figures to price it (wasm32-simd's TL1, ARM's), a padded lookup-table GEMM
+    // is taken by full chunks only: a step of 2 rows ran 32 rows of lookups.
+    if (l != rt::TernaryLayout::I2S && target.layout_figures.empty())
+      r.gemm_min_rows = static_cast<uint32_t>(kCpuPrefillBatch);
     r.block_scales = block_scales ? 1 : 0;
     r.act_groups = q8k64 ? kBitnetcQ8K64Groups : 0;
     TernaryPacked packed = ternary_packer(l)({name, w, target, act_block, block_scales, q8k64}, r);
