@@ -14,6 +14,7 @@
 #include "cpu_program.h"
 #include "cuda_program.h"
 #include "kernel_objects.h"
+#include "model_blob.h"
 #include "packing.h"
 #include "runtime_folder.h"
 #include "tokenizer_import.h"
@@ -124,10 +125,11 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
            : std::vector<uint8_t>();
   fingerprinting.join();
   if (fingerprint_error) std::rethrow_exception(fingerprint_error);
-  // The kernels compile on the other cores while the blob is written (finish() below).
+  // The kernels compile on the other cores while the blob is laid out (and a side file or
+  // a WebAssembly blob object written; finish() below).
   CpuKernels kernels = emit_cpu_kernels(target, packed, cpu_plan, work.path(), cache, say);
 
-  say("writing the model blob");
+  say("laying out the model blob");
   const Blob blob = layout_blob(std::move(g), packed,
                                 {vocab, stop, cpu_plan, cuda_plan, cuda ? kCudaChunkTokens : kCpuPrefillBatch,
                                  fingerprint, o.external_weights});
@@ -141,17 +143,27 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   const std::string linked_output = toolchain.wasm ? wasm_sibling(o.output, ".wasm") : o.output;
   const std::string side_file = toolchain.wasm ? wasm_sibling(o.output, ".weights") : o.output + ".weights";
   SideFileGuard side_guard;
-  const std::string blob_object = (fs::path(work.path()) / "blob.o").string();
   if (o.external_weights) {
     // The side file is the whole blob; the output embeds it up to the weights.
     say("writing " + side_file);
     write_file_atomically(side_file, whole_blob);
     side_guard.path = side_file;
     side_guard.on_interrupt = std::make_unique<RemovedOnInterrupt>(side_file);
-    write_blob_object(blob_object, blob.head.size(), [&](const BlobSink& sink) { sink(blob.head); }, toolchain.triple);
-  } else {
-    write_blob_object(blob_object, blob.size, whole_blob, toolchain.triple);
   }
+  const uint64_t embedded_size = o.external_weights ? blob.head.size() : blob.size;
+  auto embedded_blob = [&](const BlobSink& sink) {
+    if (o.external_weights)
+      sink(blob.head);
+    else
+      whole_blob(sink);
+  };
+  // WebAssembly: the blob goes into its object, which wasm-ld copies. ELF: the object
+  // only reserves the blob's place, and the blob is written into the linked file.
+  const std::string blob_object = (fs::path(work.path()) / "blob.o").string();
+  if (toolchain.wasm)
+    write_wasm_blob_object(blob_object, embedded_size, embedded_blob);
+  else
+    reserve_blob_object(blob_object, embedded_size, toolchain.triple);
 
   kernels.finish();
   cache.trim();
@@ -163,6 +175,10 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
       linked_output,
       [&](const std::string& tmp) {
         link_output(toolchain, runtime, work.path(), kernels.objects, kernels.table_source, o.emit, linked_output, tmp);
+        if (toolchain.wasm) return;
+        say("writing the weights into " + linked_output);
+        fill_blob_in_output(tmp, linked_output, embedded_size, rt::fnv1a64(blob.head.data(), blob.head.size()),
+                            embedded_blob);
       },
       /*executable=*/o.emit == EmitKind::Executable && !toolchain.wasm);
   if (toolchain.wasm) {

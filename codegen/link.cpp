@@ -1,7 +1,10 @@
 #include "link.h"
 
 #include <elf.h>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +14,7 @@
 #include <tuple>
 
 #include "atomic_file.h"
+#include "model_blob.h"
 #include "process.h"
 #include "runtime_folder.h"
 
@@ -90,6 +94,8 @@ std::vector<Toolchain> toolchains() {
   return t;
 }
 
+}  // namespace
+
 // The blob as a relocatable WebAssembly object (the layout clang-14 gives an assembler's
 // .incbin, tool-conventions' Linking.md): memory imported as env.__linear_memory; one
 // data segment, .rodata.bitnetc_blob (4096-aligned); and a "linking" section whose
@@ -168,8 +174,6 @@ void write_wasm_blob_object(const std::string& path, uint64_t size,
   if (!out.flush()) throw OutputError(path + ": cannot write" + (errno ? std::string(": ") + std::strerror(errno) : ""));
 }
 
-}  // namespace
-
 Toolchain toolchain_for(const TargetInfo& target) {
   for (const Toolchain& t : toolchains())
     if (t.triple == target.triple) return t;
@@ -192,19 +196,16 @@ const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string&
                               "; an install holds asan and tsan only when installed with --component sanitizers)");
 }
 
-void write_blob_object(const std::string& path, uint64_t size,
-                       const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& write,
-                       const std::string& triple) {
-  if (triple.rfind("wasm32-", 0) == 0) return write_wasm_blob_object(path, size, write);
+void reserve_blob_object(const std::string& path, uint64_t size, const std::string& triple) {
   uint16_t machine;
   if (triple.rfind("x86_64-", 0) == 0)
     machine = EM_X86_64;
   else if (triple.rfind("aarch64-", 0) == 0)
     machine = EM_AARCH64;
   else
-    throw std::logic_error("write_blob_object: no ELF machine for " + triple);
-  // Sections: 0 null, 1 the blob, 2 .note.GNU-stack (no executable stack), 3 .symtab,
-  // 4 .strtab, 5 .shstrtab. The blob's data starts at file offset 4096.
+    throw std::logic_error("reserve_blob_object: no ELF machine for " + triple);
+  // Sections: 0 null, 1 the blob (SHT_NOBITS: it has a size and no bytes here), 2
+  // .note.GNU-stack (no executable stack), 3 .symtab, 4 .strtab, 5 .shstrtab.
   auto string_table = [](std::initializer_list<const char*> names) {
     std::string t(1, '\0');
     for (const char* n : names) t += std::string(n) + '\0';
@@ -216,7 +217,7 @@ void write_blob_object(const std::string& path, uint64_t size,
     return static_cast<uint32_t>(table.find(std::string(name) + '\0', 1));
   };
   auto align8 = [](uint64_t x) { return (x + 7) / 8 * 8; };
-  const uint64_t data_off = 4096, symtab_off = align8(data_off + size);
+  const uint64_t symtab_off = sizeof(Elf64_Ehdr);
   Elf64_Sym syms[3] = {};
   for (int i : {1, 2}) {
     syms[i].st_name = name_at(strtab, i == 1 ? "bitnetc_blob_start" : "bitnetc_blob_end");
@@ -227,8 +228,8 @@ void write_blob_object(const std::string& path, uint64_t size,
   const uint64_t strtab_off = symtab_off + sizeof syms, shstrtab_off = strtab_off + strtab.size(),
                  shdr_off = align8(shstrtab_off + shstrtab.size());
   Elf64_Shdr sh[6] = {};
-  sh[1] = {name_at(shstrtab, ".rodata.bitnetc_blob"), SHT_PROGBITS, SHF_ALLOC, 0, data_off, size, 0, 0, 4096, 0};
-  sh[2] = {name_at(shstrtab, ".note.GNU-stack"), SHT_PROGBITS, 0, 0, data_off, 0, 0, 0, 1, 0};
+  sh[1] = {name_at(shstrtab, ".rodata.bitnetc_blob"), SHT_NOBITS, SHF_ALLOC, 0, symtab_off, size, 0, 0, 4096, 0};
+  sh[2] = {name_at(shstrtab, ".note.GNU-stack"), SHT_PROGBITS, 0, 0, symtab_off, 0, 0, 0, 1, 0};
   sh[3] = {name_at(shstrtab, ".symtab"), SHT_SYMTAB, 0, 0, symtab_off, sizeof syms, 4, 1, 8, sizeof(Elf64_Sym)};
   sh[4] = {name_at(shstrtab, ".strtab"), SHT_STRTAB, 0, 0, strtab_off, strtab.size(), 0, 0, 1, 0};
   sh[5] = {name_at(shstrtab, ".shstrtab"), SHT_STRTAB, 0, 0, shstrtab_off, shstrtab.size(), 0, 0, 1, 0};
@@ -247,32 +248,131 @@ void write_blob_object(const std::string& path, uint64_t size,
   eh.e_shnum = 6;
   eh.e_shstrndx = 5;
 
-  errno = 0;
-  std::ofstream out(path, std::ios::binary);
-  std::vector<char> pad(data_off, 0);
-  auto failed = [&] {
-    return OutputError(path + ": cannot write" + (errno ? std::string(": ") + std::strerror(errno) : ""));
+  std::string bytes(reinterpret_cast<const char*>(&eh), sizeof eh);
+  bytes.append(reinterpret_cast<const char*>(syms), sizeof syms);
+  bytes += strtab + shstrtab;
+  bytes.resize(shdr_off, '\0');
+  bytes.append(reinterpret_cast<const char*>(sh), sizeof sh);
+  write_text(path, bytes);
+}
+
+void fill_blob_in_output(const std::string& linked, const std::string& output, uint64_t size, uint64_t identity,
+                         const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& write) {
+  const int fd = ::open(linked.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) throw OutputError(output + ": cannot open the linked file: " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  auto failed = [&](const std::string& what) {
+    return OutputError(output + ": cannot write " + what + ": " + std::strerror(errno));
   };
-  auto put = [&](const void* p, uint64_t n) {
-    if (!out.write(static_cast<const char*>(p), static_cast<std::streamsize>(n))) throw failed();
+  auto read_at = [&](void* to, uint64_t n, uint64_t off) {
+    if (::pread(fd, to, n, static_cast<off_t>(off)) != static_cast<ssize_t>(n))
+      throw std::logic_error(output + ": the linker's output is shorter than its ELF headers say");
   };
-  auto pad_to = [&](uint64_t off) {  // (every gap is under one page)
-    const uint64_t at = static_cast<uint64_t>(out.tellp());
-    if (at > off || off - at > pad.size()) throw std::logic_error("write_blob_object: misplaced section");
-    put(pad.data(), off - at);
+  auto write_at = [&](const void* from, uint64_t n, uint64_t off, const char* what) {
+    const auto* p = static_cast<const uint8_t*>(from);
+    while (n > 0) {
+      const ssize_t w = ::pwrite(fd, p, std::min<uint64_t>(n, 1u << 30), static_cast<off_t>(off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) throw failed(what);
+      p += w, off += static_cast<uint64_t>(w), n -= static_cast<uint64_t>(w);
+    }
   };
-  put(&eh, sizeof eh);
-  pad_to(data_off);
-  write([&](std::span<const uint8_t> bytes) { put(bytes.data(), bytes.size()); });
-  if (static_cast<uint64_t>(out.tellp()) != data_off + size)
-    throw std::logic_error("write_blob_object: the blob's writer wrote another size than it said");
-  pad_to(symtab_off);
-  put(syms, sizeof syms);
-  put(strtab.data(), strtab.size());
-  put(shstrtab.data(), shstrtab.size());
-  pad_to(shdr_off);
-  put(sh, sizeof sh);
-  if (!out.flush()) throw failed();
+  Elf64_Ehdr eh;
+  read_at(&eh, sizeof eh, 0);
+  std::vector<Elf64_Shdr> sections(eh.e_shnum);
+  read_at(sections.data(), sections.size() * sizeof(Elf64_Shdr), eh.e_shoff);
+  std::vector<Elf64_Phdr> segments(eh.e_phnum);
+  read_at(segments.data(), segments.size() * sizeof(Elf64_Phdr), eh.e_phoff);
+  auto section_bytes = [&](const Elf64_Shdr& s) {
+    std::string b(s.sh_size, '\0');
+    read_at(b.data(), b.size(), s.sh_offset);
+    return b;
+  };
+
+  // The blob's address, from the static symbol table the link keeps, then its place in
+  // the file, from the segment that loads it (its file space must cover the blob).
+  uint64_t start = 0, end = 0;
+  int found = 0;
+  for (const Elf64_Shdr& s : sections) {
+    if (s.sh_type != SHT_SYMTAB || s.sh_link >= sections.size()) continue;
+    const std::string syms = section_bytes(s), names = section_bytes(sections[s.sh_link]);
+    for (size_t at = 0; at + sizeof(Elf64_Sym) <= syms.size(); at += sizeof(Elf64_Sym)) {
+      Elf64_Sym sym;
+      std::memcpy(&sym, syms.data() + at, sizeof sym);
+      if (sym.st_name >= names.size()) continue;
+      const char* name = names.c_str() + sym.st_name;
+      if (std::strcmp(name, "bitnetc_blob_start") == 0) start = sym.st_value, found |= 1;
+      if (std::strcmp(name, "bitnetc_blob_end") == 0) end = sym.st_value, found |= 2;
+    }
+  }
+  if (found != 3 || end - start != size)
+    throw std::logic_error(output + ": the linked file has no blob of " + std::to_string(size) + " bytes");
+  uint64_t file_off = 0;
+  bool placed = false;
+  for (const Elf64_Phdr& seg : segments)
+    if (seg.p_type == PT_LOAD && seg.p_vaddr <= start && end <= seg.p_vaddr + seg.p_filesz) {
+      file_off = seg.p_offset + (start - seg.p_vaddr);
+      placed = true;
+    }
+  if (!placed) throw std::logic_error(output + ": the linker gave the blob no file space");
+
+  // Writeback starts behind the copy, 64 MiB at a time, so that the fsync that publishes
+  // the file has little left to wait for.
+  constexpr uint64_t kWritebackChunk = uint64_t{64} << 20;
+  uint64_t at = file_off, written_back = file_off;
+  write([&](std::span<const uint8_t> bytes) {
+    for (uint64_t done = 0; done < bytes.size();) {
+      const uint64_t n = std::min<uint64_t>(bytes.size() - done, written_back + kWritebackChunk - at);
+      write_at(bytes.data() + done, n, at, "the weights into it");
+      at += n, done += n;
+      if (at - written_back == kWritebackChunk) {
+        ::sync_file_range(fd, static_cast<off_t>(written_back), static_cast<off_t>(kWritebackChunk),
+                          SYNC_FILE_RANGE_WRITE);  // advice: an error shows again at fsync
+        written_back = at;
+      }
+    }
+  });
+  if (at != file_off + size)
+    throw std::logic_error("fill_blob_in_output: the blob's writer wrote another size than it said");
+
+  // The build ID: the linker reserved 8 zero bytes (hashing the whole file itself, blob
+  // hole included, took lld 1.2 s and 1.2 GB of memory for 2B4T). It is FNV-1a 64 of
+  // the linked file outside the blob, seeded with `identity`, which stands for the blob.
+  uint64_t id = identity;
+  std::vector<uint8_t> chunk(1 << 20);
+  const uint64_t file_size = static_cast<uint64_t>(::lseek(fd, 0, SEEK_END));
+  for (uint64_t off = 0; off < file_size;) {
+    if (off == file_off) {
+      off += size;
+      continue;
+    }
+    const uint64_t n = std::min<uint64_t>({chunk.size(), file_size - off, off < file_off ? file_off - off : file_size});
+    read_at(chunk.data(), n, off);
+    id = rt::fnv1a64(chunk.data(), n, id);
+    off += n;
+  }
+  int build_ids = 0;
+  for (const Elf64_Shdr& s : sections) {
+    if (s.sh_type != SHT_NOTE) continue;
+    const std::string notes = section_bytes(s);
+    for (size_t n = 0; n + sizeof(Elf64_Nhdr) <= notes.size();) {
+      Elf64_Nhdr note;
+      std::memcpy(&note, notes.data() + n, sizeof note);
+      const size_t name_at = n + sizeof note, desc_at = name_at + (note.n_namesz + 3) / 4 * 4;
+      const size_t next = desc_at + (note.n_descsz + 3) / 4 * 4;
+      if (next > notes.size()) break;
+      if (note.n_type == NT_GNU_BUILD_ID && note.n_namesz == 4 && note.n_descsz == sizeof id &&
+          notes.compare(name_at, 4, std::string("GNU\0", 4)) == 0) {
+        write_at(&id, sizeof id, s.sh_offset + desc_at, "its build ID");
+        ++build_ids;
+      }
+      n = next;
+    }
+  }
+  if (build_ids != 1) throw std::logic_error(output + ": the linked file has no 8-byte build ID note");
 }
 
 void link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const std::string& work_dir,
@@ -305,6 +405,8 @@ void link_output(const Toolchain& toolchain, const RuntimeBuild& runtime, const 
     // Segments aligned to 2 MiB, so that the loader places the weights where the kernel
     // can map them with 2 MiB pages (CompiledModel's advise_huge_pages says why).
     cmd += " -Wl,-z,max-page-size=0x200000";
+    // The build ID's place (fill_blob_in_output writes it once the blob is in).
+    cmd += " -Wl,--build-id=0x0000000000000000";
     cmd += " -lpthread -ldl";
   }
   cmd += " -o " + quote(fs::absolute(linked).string()) + " 2>> link.log";

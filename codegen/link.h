@@ -43,17 +43,26 @@ Toolchain toolchain_for(const TargetInfo& target);
 // The runtime build `name` of the toolchain; throws naming the builds there are.
 const RuntimeBuild& runtime_build(const Toolchain& toolchain, const std::string& name);
 
-// Writes a blob of `size` bytes, which `write(sink)` streams, as a relocatable object for
-// `triple`'s machine: one read-only section (ELF) or data segment (WebAssembly),
-// .rodata.bitnetc_blob, 4096-aligned, between the global symbols bitnetc_blob_start and
-// bitnetc_blob_end (what an assembler's .incbin of it made, without the blob ever being
-// whole in memory or copied twice).
-void write_blob_object(const std::string& path, uint64_t size,
-                       const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& write,
-                       const std::string& triple);
+// The blob's object, .rodata.bitnetc_blob, 4096-aligned, between the global symbols
+// bitnetc_blob_start and bitnetc_blob_end (what an assembler's .incbin of it made).
+//
+// WebAssembly: one data segment holding the blob, which `write(sink)` streams into it.
+void write_wasm_blob_object(const std::string& path, uint64_t size,
+                            const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& write);
+// ELF: one SHT_NOBITS section of `size` bytes. lld merges it into .rodata, so it has its
+// place in the file, and writes none of its bytes (the linked file has a hole there):
+// the blob never passes through the linker, whose memory would hold it twice (input and
+// output mapped). fill_blob_in_output writes it there after the link.
+void reserve_blob_object(const std::string& path, uint64_t size, const std::string& triple);
+// Writes the `size` bytes that `write(sink)` streams where the linked ELF file `linked`
+// reserved the blob, then its build ID (linked as 8 zero bytes): a hash of the file
+// outside the blob, seeded with `identity` (a hash standing for the blob). Errors name
+// `output`.
+void fill_blob_in_output(const std::string& linked, const std::string& output, uint64_t size, uint64_t identity,
+                         const std::function<void(const std::function<void(std::span<const uint8_t>)>&)>& write);
 
 // Links `objects` with `table_source` (written to work_dir/kernels.cpp) and the blob's
-// object at work_dir/blob.o (write_blob_object) into `linked` (any path: the caller's temporary beside the output).
+// object at work_dir/blob.o (above) into `linked` (any path: the caller's temporary beside the output).
 // Throws OutputError naming `output` with the linker's message on failure.
 // Each source is compiled to an object of a fixed name first: one compiler call that
 // compiles and links names its temporaries at random, and those names land in the
