@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "model_blob.h"
+#include "model_fingerprint.h"
 #include "serialize.h"
 
 namespace bitnetc::codegen {
@@ -15,12 +16,9 @@ uint64_t source_fingerprint(const ImportedModel& m) {
   std::filesystem::path p = m.path;
   if (std::filesystem::is_directory(p)) p /= "model.safetensors";
   std::ifstream in(p, std::ios::binary);
-  uint64_t h = 0xcbf29ce484222325ull;
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    h = rt::fnv1a64(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(in.gcount()), h);
-  }
+  if (!in) throw std::runtime_error(p.string() + ": cannot read it again for its fingerprint");
+  const uint64_t h = rt::model_fingerprint(in);
+  if (in.bad()) throw std::runtime_error(p.string() + ": read failed while taking its fingerprint");
   return h;
 }
 

@@ -19,8 +19,8 @@
 
 namespace bitnetc::codegen {
 
-// What bitnet_model_load(path) checks a path against: FNV-1a 64 of the model file (for
-// a checkpoint folder, its model.safetensors).
+// What bitnet_model_load(path) checks a path against: rt::model_fingerprint of the model
+// file (for a checkpoint folder, its model.safetensors).
 uint64_t source_fingerprint(const ImportedModel& m);
 
 struct BlobContents {

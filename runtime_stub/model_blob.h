@@ -35,7 +35,7 @@ struct BlobHeader {
   uint64_t records_off, n_records;              // TernaryRecord per graph.ternary entry
   uint64_t dense_records_off, n_dense_records;  // DenseRecord per graph.dense entry
   uint64_t weights_off, weights_size;
-  uint64_t source_fingerprint;  // FNV-1a 64 of the model file compiled (model.safetensors for folders)
+  uint64_t source_fingerprint;  // model_fingerprint.h's of the model file compiled (model.safetensors for folders)
   uint32_t batch;               // tokens per call of the prefill (GEMM) kernels
   uint32_t external_weights;    // 1: the weights are in a side file (--weights=external)
   uint64_t weights_hash;        // FNV-1a 64 of the weights (external only): the side file must match
@@ -211,8 +211,8 @@ std::span<const T> records_at(std::span<const uint8_t> bytes, uint64_t off, uint
   return {reinterpret_cast<const T*>(bytes.data() + off), static_cast<size_t>(n)};
 }
 
-// FNV-1a 64 over a byte range: the fingerprint of the model a blob was compiled from
-// (chainable through `h`).
+// FNV-1a 64 over a byte range (chainable through `h`): the hash of an external side
+// file's weights, kernel cache entries, outputs' build IDs.
 inline uint64_t fnv1a64(const uint8_t* p, size_t n, uint64_t h = 0xcbf29ce484222325ull) {
   for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
   return h;

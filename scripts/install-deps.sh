@@ -12,7 +12,7 @@ PACKAGES=(
   # LLVM 14 / Halide 14 (one toolchain), clang-14 + libFuzzer for the fuzz targets
   llvm-14 llvm-14-dev clang-14 lld-14 libclang-rt-14-dev libfuzzer-14-dev libhalide14-0-dev
   # libraries
-  libsentencepiece-dev sentencepiece libcli11-dev libgtest-dev libgmock-dev nlohmann-json3-dev
+  libsentencepiece-dev sentencepiece libcli11-dev libgtest-dev libgmock-dev nlohmann-json3-dev libxxhash-dev
   # cross compilation and emulation for aarch64 outputs
   g++-aarch64-linux-gnu qemu-user
   # WebAssembly outputs (wasm32-simd, wasm32): clang-14 for wasm32-wasi with its C and

@@ -24,6 +24,7 @@
 #include "chat.h"
 #include "compiled_model.h"
 #include "json_text.h"
+#include "model_fingerprint.h"
 
 extern "C" const char bitnetc_target_name[];  // codegen/cpu_kernels.cpp writes it
 
@@ -343,11 +344,11 @@ BitNetModel* bitnet_model_load_with_params(const char* path, const BitNetLoadPar
             set_error(BITNET_ERROR_IO, std::string("bitnet_model_load: ") + path + ": cannot open: " + std::strerror(errno));
             return nullptr;
           }
-          uint64_t h = 0xcbf29ce484222325ull;
-          std::vector<char> buf(1 << 20);
-          while (in) {
-            in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-            h = bitnetc::rt::fnv1a64(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(in.gcount()), h);
+          const uint64_t h = bitnetc::rt::model_fingerprint(in);
+          if (in.bad()) {
+            set_error(BITNET_ERROR_IO,
+                      std::string("bitnet_model_load: ") + path + ": read failed: " + std::strerror(errno));
+            return nullptr;
           }
           if (h != m->model->fingerprint()) {
             set_error(BITNET_ERROR_MODEL_MISMATCH, std::string("bitnet_model_load: ") + path +

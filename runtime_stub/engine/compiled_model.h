@@ -106,7 +106,7 @@ std::string own_binary_path();
 struct EmbeddedModelSummary {
   std::string architecture;
   int64_t n_layer = 0;
-  uint64_t fingerprint = 0;                 // FNV-1a 64 of the model file compiled
+  uint64_t fingerprint = 0;                 // of the model file compiled (model_fingerprint.h)
   std::map<std::string, int> layouts;       // ternary weights per layout ("i2_s", "tl2", ...)
   bool external_weights = false;            // --weights=external
 };
