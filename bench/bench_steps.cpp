@@ -63,9 +63,11 @@ int main() {
           7, 200));
       report(first, t->name, "norm_quant n=" + std::to_string(n), kernel, reference);
     }
-    // Attention, 20 heads / 5 KV heads of 128: one token at a position, or a prefill
-    // chunk of 8 tokens ending there.
-    const int d = 128, n_head = 20, n_head_kv = 5, kv_dim = n_head_kv * d, n_ctx = 1024;
+    // Attention, 20 heads / 5 KV heads of 128 (2B4T's): one token at a position, or a
+    // prefill chunk of 32 tokens ending there (a block-of-tokens kernel), at depth 4096
+    // too; each kernel of rt::attention_kernel's pair where it runs. The interpreter's
+    // time is the reference, for the shorter runs.
+    const int d = 128, n_head = 20, n_head_kv = 5, kv_dim = n_head_kv * d, n_ctx = 4096;
     std::vector<float> kc(static_cast<size_t>(n_ctx) * kv_dim), vc(kc.size()), kt(kc.size());
     for (auto& v : kc) v = rng.normal();
     for (auto& v : vc) v = rng.normal();
@@ -75,23 +77,24 @@ int main() {
     op.head_dim = d;
     op.n_head = n_head;
     op.n_head_kv = n_head_kv;
-    auto p = schedules::attention(
-        {d, n_head, n_head_kv, op.score_scale, op.softmax_sum, t->vector_bytes});
-    Halide::Pipeline pipeline(p.out);
-    bench::use_output_thread_pool(pipeline);
-    pipeline.compile_jit(target);
-    p.k_cache.set(
-        Halide::Buffer<float>(kt.data(), rt::kAttentionPositionBlock, kv_dim, n_ctx / rt::kAttentionPositionBlock));
-    p.v_cache.set(Halide::Buffer<float>(vc.data(), kv_dim, n_ctx));
-    for (auto [last, n_tokens] : {std::pair{127, 1}, {511, 1}, {511, 8}}) {
-      const int tokens = n_tokens;
+    for (auto [last_pos, n_tokens] : {std::pair{127, 1}, {4095, 1}, {511, 32}, {4095, 32}}) {
+      const int last = last_pos, tokens = n_tokens;
+      const int tokens_per_task = tokens >= rt::kAttentionBlockTokens ? rt::kAttentionBlockTokens : 1;
+      auto p = schedules::attention(
+          {d, n_head, n_head_kv, op.score_scale, op.softmax_sum, t->vector_bytes, tokens_per_task});
+      Halide::Pipeline pipeline(p.out);
+      bench::use_output_thread_pool(pipeline);
+      pipeline.compile_jit(target);
+      p.k_cache.set(
+          Halide::Buffer<float>(kt.data(), rt::kAttentionPositionBlock, kv_dim, n_ctx / rt::kAttentionPositionBlock));
+      p.v_cache.set(Halide::Buffer<float>(vc.data(), kv_dim, n_ctx));
       const int pos0 = last + 1 - tokens;
       std::vector<float> q(static_cast<size_t>(n_head) * d * tokens), out(q.size()), scores(n_ctx);
       for (auto& v : q) v = rng.normal();
       p.q.set(Halide::Buffer<float>(q.data(), n_head * d, tokens));
       p.pos0.set(pos0);
       Halide::Buffer<float> ob(out.data(), n_head * d, tokens);
-      const int iters = tokens > 1 ? 20 : 100;
+      const int iters = std::max(1, 200000 / (tokens * (last + 1)));
       const double kernel = median(bench::time_calls([&] { pipeline.realize(ob); }, 7, iters));
       const double reference = median(bench::time_calls(
           [&] {
@@ -100,9 +103,11 @@ int main() {
                 ir::attend_head(op, h, &q[static_cast<size_t>(b) * n_head * d], kc.data(), vc.data(), kv_dim, pos0 + b,
                                 scores.data(), &out[static_cast<size_t>(b) * n_head * d]);
           },
-          7, iters));
-      report(first, t->name, "attention tokens=" + std::to_string(tokens) + " last_pos=" + std::to_string(last), kernel,
-             reference);
+          3, std::max(1, iters / 4)));
+      report(first, t->name,
+             "attention tokens=" + std::to_string(tokens) + " last_pos=" + std::to_string(last) +
+                 " tokens_per_task=" + std::to_string(tokens_per_task),
+             kernel, reference);
     }
   }
   std::printf("\n]}\n");

@@ -161,12 +161,14 @@ CpuKernels emit_cpu_kernels(const TargetInfo& target, const PackedWeights& packe
                                     emit_norm_quant_object(shape, target, fn, obj);
                                   }});
   }
-  for (const AttentionKernelKey& k : plan.attention) {
-    const schedules::AttentionShape shape{k.head_dim, k.n_head, k.n_head_kv, k.score_scale, k.softmax_sum, V};
-    jobs["attention"].push_back({describe(shape), [&target, shape](const std::string& fn, const std::string& obj) {
-                                   emit_attention_object(shape, target, fn, obj);
-                                 }});
-  }
+  for (const AttentionKernelKey& k : plan.attention)  // rt::attention_kernel's pair
+    for (const int tokens : {1, rt::kAttentionBlockTokens}) {
+      const schedules::AttentionShape shape{k.head_dim, k.n_head, k.n_head_kv, k.score_scale, k.softmax_sum, V, tokens};
+      jobs["attention"].push_back({describe(shape), [&target, shape](const std::string& fn, const std::string& obj) {
+                                     emit_attention_object(shape, target, fn, obj);
+                                   }});
+    }
+  static_assert(rt::kAttentionKernelsPerKey == 2);
   for (const RopeKernelKey& k : plan.rope) {
     const schedules::RopeShape shape{k.n, k.head_dim, k.style, V};
     jobs["rope"].push_back({describe(shape), [&target, shape](const std::string& fn, const std::string& obj) {

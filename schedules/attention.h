@@ -7,6 +7,11 @@
 // one reference chain), the maximum and the softmax sum run in position order, e^x is
 // the reference's bitnetc_expf vectorized over positions (exact_exp.h), and each output
 // adds its terms in position order from zero with the outputs in vector lanes.
+//
+// A task (one per thread-pool job) is a kv head's group of heads and one token, or a
+// block of tokens (tokens_per_task): each key and value vector it loads serves all of
+// them, with their sums in registers. Prefill at depth read the whole cache once per
+// (head, token) before (bench/RESULTS.md, "Attention by blocks of tokens").
 #pragma once
 
 #include <cstdint>
@@ -24,8 +29,13 @@ struct AttentionShape {
   ir::ScoreScale score_scale = ir::ScoreScale::DivideSqrt;
   ir::SoftmaxSum softmax_sum = ir::SoftmaxSum::F32Divide;
   int vector_bytes = 32;
+  // Tokens a task attends together (at most; fewer where the heads of a group already
+  // fill the registers): 1 for decode, rt::kAttentionBlockTokens for longer runs.
+  int tokens_per_task = 1;
   // Every field, for the kernel cache's key (codegen/kernel_cache.h): a new field goes here too.
-  auto fields() const { return std::tie(head_dim, n_head, n_head_kv, score_scale, softmax_sum, vector_bytes); }
+  auto fields() const {
+    return std::tie(head_dim, n_head, n_head_kv, score_scale, softmax_sum, vector_bytes, tokens_per_task);
+  }
 };
 
 // The keys are cached in blocks of kAttentionPositionBlock positions, each block

@@ -997,10 +997,10 @@ Outputs run_rope_halide(const OpCase& c, const Inputs& in, const TargetInfo& t) 
   return {{"y", Tensor::of(y)}};
 }
 
-Outputs run_attention_halide(const OpCase& c, const Inputs& in, const TargetInfo& t) {
+Outputs run_attention_halide(const OpCase& c, const Inputs& in, const TargetInfo& t, int tokens_per_task) {
   const int kv = c.kv_dim(), seq = c.row_at(0).seq;
-  schedules::AttentionPipeline p =
-      schedules::attention({c.head_dim, c.n_head, c.n_head_kv, c.score_scale, c.softmax_sum, t.vector_bytes});
+  schedules::AttentionPipeline p = schedules::attention(
+      {c.head_dim, c.n_head, c.n_head_kv, c.score_scale, c.softmax_sum, t.vector_bytes, tokens_per_task});
   // The kernel's keys: in transposed blocks, the last padded (NaN: never read).
   const int padded =
       (c.n_ctx() + rt::kAttentionPositionBlock - 1) / rt::kAttentionPositionBlock * rt::kAttentionPositionBlock;
@@ -1091,8 +1091,12 @@ std::vector<KernelBackend> cpu_backends() {
                  [=](const OpCase& c, const Inputs& in) { return run_norm_quant_halide(c, in, *target); }});
     b.push_back({t.name + " rope", [](const OpCase& c) { return c.op == Op::Rope && one_run(c); },
                  [=](const OpCase& c, const Inputs& in) { return run_rope_halide(c, in, *target); }});
-    b.push_back({t.name + " attention", [](const OpCase& c) { return c.op == Op::Attention && one_run(c); },
-                 [=](const OpCase& c, const Inputs& in) { return run_attention_halide(c, in, *target); }});
+    // Both kernels of rt::attention_kernel's pair, on runs of every length (the block
+    // kernel with blocks of tokens cut short, and with one token).
+    for (const int tokens : {1, rt::kAttentionBlockTokens})
+      b.push_back({t.name + " attention, " + std::to_string(tokens) + " token(s) per task",
+                   [](const OpCase& c) { return c.op == Op::Attention && one_run(c); },
+                   [=](const OpCase& c, const Inputs& in) { return run_attention_halide(c, in, *target, tokens); }});
   }
   // The lookup-table layouts: per-token activations, one scale per tensor; the scalar
   // reference tiles, and the SIMD tile this CPU runs (AVX2's TL2).

@@ -88,9 +88,12 @@ static void check_plan_kernels(const ir::Graph& g, std::span<const TernaryRecord
                            : kind == ir::OpKind::Q8_0Matmul   ? k.q8_0_count
                                                               : 0;
     // Every attention, RoPE, k-quant and Q8_0 head has a kernel; a quantize read by no matmul has none.
-    const bool kernel_ok = s.kernel == -1 ? kind != ir::OpKind::Attention && kind != ir::OpKind::Rope &&
-                                                kind != ir::OpKind::KQuantMatmul && kind != ir::OpKind::Q8_0Matmul
-                                          : s.kernel >= 0 && static_cast<uint32_t>(s.kernel) < count;
+    const bool kernel_ok =
+        s.kernel == -1 ? kind != ir::OpKind::Attention && kind != ir::OpKind::Rope &&
+                             kind != ir::OpKind::KQuantMatmul && kind != ir::OpKind::Q8_0Matmul
+                       : s.kernel >= 0 && static_cast<uint64_t>(s.kernel) *
+                                                  (kind == ir::OpKind::Attention ? kAttentionKernelsPerKey : 1) <
+                                              count;
     const bool norm_ok =
         s.fused_norm == -1 ||
         (kind == ir::OpKind::Quantize && s.fused_norm >= 0 && static_cast<size_t>(s.fused_norm) < steps.size() &&
@@ -433,7 +436,8 @@ void ForwardPass::attend(size_t op_index, const Chunk& chunk, float* out) {
     Buf<float> kb(kc, kAttentionPositionBlock, kv_dim, k_positions_ / kAttentionPositionBlock);
     Buf<float> vb(vc, kv_dim, static_cast<int>(g_.n_ctx));
     Buf<float> ob(out + static_cast<int64_t>(run.first) * out_size, out_size, run.count);
-    check_kernel(kernels_.attention[steps_[op_index].kernel](qb, kb, vb, run.pos0, ob), "attention");
+    check_kernel(kernels_.attention[attention_kernel(steps_[op_index].kernel, run.count)](qb, kb, vb, run.pos0, ob),
+                 "attention");
   }
 }
 

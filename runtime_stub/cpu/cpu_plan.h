@@ -25,6 +25,17 @@ static_assert(sizeof(CpuStep) == 16 && offsetof(CpuStep, skipped) == 8, "CpuStep
 // the last of them past the end.
 inline constexpr int kAttentionPositionBlock = 128;
 
+// Each attention step's kernel key has two kernels in the output's table: at 2k, one
+// task per (kv head, token); at 2k + 1, one per (kv head, kAttentionBlockTokens
+// tokens), which loads each key and value once for all of them (prefill at depth reads
+// the whole cache per token otherwise). A run of fewer tokens takes the first: the
+// block kernel would compute the missing tokens and throw them away.
+inline constexpr int kAttentionBlockTokens = 4;
+inline constexpr int kAttentionKernelsPerKey = 2;
+inline int32_t attention_kernel(int32_t key, int tokens) {
+  return key * kAttentionKernelsPerKey + (tokens >= kAttentionBlockTokens ? 1 : 0);
+}
+
 // Where the key cache keeps channel c of position pos (schedules/attention.h).
 inline int64_t key_cache_index(int64_t pos, int64_t c, int64_t kv_dim) {
   return pos / kAttentionPositionBlock * kAttentionPositionBlock * kv_dim + c * kAttentionPositionBlock +
