@@ -103,8 +103,8 @@ void compile_executable(const ImportedModel& m, const TargetInfo& target, const 
   const std::vector<int32_t> stop = stop_tokens(m, vocab);
 
   const ScratchFolder work;
-  // The model file's fingerprint (XXH3 over the whole file) on another
-  // core while the weights are packed; joined before the kernels' workers fork.
+  // The model file's fingerprint (XXH3 over the whole file) on another core while the
+  // weights are packed; joined before the kernels' workers fork.
   uint64_t fingerprint = 0;
   std::exception_ptr fingerprint_error;
   std::jthread fingerprinting([&] {

@@ -91,9 +91,9 @@ static void check_plan_kernels(const ir::Graph& g, std::span<const TernaryRecord
     const bool kernel_ok =
         s.kernel == -1 ? kind != ir::OpKind::Attention && kind != ir::OpKind::Rope &&
                              kind != ir::OpKind::KQuantMatmul && kind != ir::OpKind::Q8_0Matmul
-                       : s.kernel >= 0 && static_cast<uint64_t>(s.kernel) *
-                                                  (kind == ir::OpKind::Attention ? kAttentionKernelsPerKey : 1) <
-                                              count;
+                       : s.kernel >= 0 && (static_cast<uint64_t>(s.kernel) + 1) *
+                                                  (kind == ir::OpKind::Attention ? kAttentionKernelsPerKey : 1) <=
+                                              count;  // (an attention key's whole pair)
     const bool norm_ok =
         s.fused_norm == -1 ||
         (kind == ir::OpKind::Quantize && s.fused_norm >= 0 && static_cast<size_t>(s.fused_norm) < steps.size() &&
